@@ -1,0 +1,1 @@
+"""Shared headless machinery: devices, checkpoints, tasks, settings, registry. Never imports Qt."""

@@ -1,0 +1,40 @@
+"""Logging: a rotating log file in the user log folder; tracebacks go there (and to stderr with --debug)."""
+from __future__ import annotations
+
+import logging
+import logging.handlers
+from pathlib import Path
+from typing import Optional
+
+from .paths import log_dir
+
+_configured: Optional[Path] = None
+
+
+def setup_logging(debug: bool = False) -> Optional[Path]:
+    global _configured
+    root = logging.getLogger()
+    if _configured is not None:
+        return _configured
+    root.setLevel(logging.DEBUG if debug else logging.INFO)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(threadName)s %(name)s: %(message)s")
+    path: Optional[Path] = None
+    try:
+        d = log_dir()
+        d.mkdir(parents=True, exist_ok=True)
+        path = d / "nips-explorer.log"
+        fh = logging.handlers.RotatingFileHandler(path, maxBytes=2_000_000, backupCount=2, encoding="utf-8")
+        fh.setFormatter(fmt)
+        root.addHandler(fh)
+    except OSError:
+        path = None
+    sh = logging.StreamHandler()
+    sh.setLevel(logging.DEBUG if debug else logging.WARNING)
+    sh.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    root.addHandler(sh)
+    _configured = path or Path("(no log file)")
+    return path
+
+
+def log_file() -> Optional[Path]:
+    return _configured

@@ -41,7 +41,10 @@ def get_spec(paper_id: str) -> PaperSpec:
 
         raise UserError(f"unknown paper id '{paper_id}' (choose one of {', '.join(PAPER_IDS)})")
     mod = importlib.import_module(f"explorer.papers.{paper_id}")
-    return mod.SPEC
+    spec = getattr(mod, "SPEC", None)
+    if spec is None:
+        raise ModuleNotFoundError(f"explorer.papers.{paper_id} has no SPEC yet", name=f"explorer.papers.{paper_id}")
+    return spec
 
 
 def all_specs() -> List[PaperSpec]:

@@ -1,0 +1,88 @@
+"""Start the GUI: QApplication, main window; torch loads in the background after the first paint."""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Optional
+
+_T0 = time.perf_counter()
+
+
+def _make_app(argv=None):
+    os.environ.setdefault("QT_LOGGING_RULES", "qt.multimedia.*=false")
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance()
+    if app is None:
+        QApplication.setHighDpiScaleFactorRoundingPolicy(Qt.HighDpiScaleFactorRoundingPolicy.PassThrough)
+        app = QApplication(argv or [sys.argv[0]])
+        app.setApplicationName("NIPS Explorer")
+        app.setOrganizationName("nips-explorer")
+    return app
+
+
+def build_window(device: str = "auto", kiosk: bool = False, tab: Optional[str] = None,
+                 checkpoint: Optional[str] = None, reset_settings: bool = False):
+    from ..core.settings import Settings
+    from .context import AppContext
+    from .main_window import MainWindow
+
+    settings = Settings(persist=not kiosk)
+    if reset_settings:
+        settings.reset()
+    context = AppContext(settings, device_preference=device, kiosk=kiosk)
+    return MainWindow(context, initial_tab=tab, initial_checkpoint=checkpoint)
+
+
+def run_gui(args) -> int:
+    app = _make_app()
+    window = build_window(device=args.device, kiosk=args.kiosk, tab=args.tab, checkpoint=args.checkpoint,
+                          reset_settings=args.reset_settings)
+    if args.kiosk:
+        window.showFullScreen()
+    else:
+        window.resize(max(window.width(), 1280), max(window.height(), 800)) if window.width() < 1024 else None
+        window.show()
+    if os.environ.get("NIPS_EXPLORER_STARTUP_PROBE"):
+        # bench/startup.py: report time to the first shown window, then quit
+        from PySide6.QtCore import QTimer
+
+        def probe():
+            print(f"first-window-seconds {time.perf_counter() - _T0:.3f}", flush=True)
+            window.shutdown(2.0)
+            app.quit()
+
+        QTimer.singleShot(0, probe)
+    code = app.exec()
+    window.shutdown(5.0)
+    return code
+
+
+def run_screenshot(args) -> int:
+    os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    app = _make_app()
+    try:
+        w, h = (int(v) for v in args.size.lower().split("x"))
+    except ValueError:
+        from ..core.errors import UserError
+
+        raise UserError(f"--size must look like 1280x800, not '{args.size}'")
+    window = build_window(device=args.device, kiosk=False, tab=args.tab, checkpoint=None)
+    window.context.settings.persist = False
+    window.resize(w, h)
+    window.show()
+    from .screenshot import take_screenshot
+
+    try:
+        info = take_screenshot(window, args.tab, args.out, timeout=args.timeout)
+    finally:
+        window.shutdown(5.0)
+        window.close()
+        app.processEvents()
+    msg = f"saved {info['out']} ({w}x{h}, tab {info['tab']}, {info['seconds']:.1f} s)"
+    if info["error"]:
+        msg += f"; the tab shows an error: {info['error']}"
+    print(msg)
+    return 0

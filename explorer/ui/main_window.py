@@ -1,0 +1,332 @@
+"""The main window: one lazily built tab per registered paper, menus, checkpoint bar, status bar."""
+from __future__ import annotations
+
+import logging
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QKeySequence, QShortcut
+from PySide6.QtWidgets import (QApplication, QFileDialog, QLabel, QMainWindow, QMessageBox, QProgressBar,
+                               QTabWidget, QVBoxLayout, QWidget)
+
+from .. import __version__
+from ..core.registry import PaperSpec, all_specs, load_attr
+from .context import AppContext
+from .widgets.banner import ErrorBanner
+from .widgets.checkpoint_bar import CheckpointBar
+from .workers import TaskRunner
+
+log = logging.getLogger(__name__)
+CHECKPOINT_FILTER = "Checkpoints (*.safetensors *.pt *.pth);;All files (*)"
+
+
+class TabPage(QWidget):
+    """Header (title, authors, summary, link), checkpoint bar, and the paper's panel (built on first show)."""
+
+    built = Signal(object)
+
+    def __init__(self, spec: PaperSpec, context: AppContext, parent: Optional[QWidget] = None) -> None:
+        super().__init__(parent)
+        self.spec = spec
+        self.context = context
+        self.panel = None
+        self.build_error: Optional[str] = None
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(8, 6, 8, 6)
+        title = QLabel(f"<span style='font-size:15pt; font-weight:600'>{spec.title}</span>")
+        title.setWordWrap(True)
+        authors = QLabel(
+            f"{spec.authors} · NIPS {spec.year} · <a href='{spec.link}'>paper</a>"
+        )
+        authors.setOpenExternalLinks(True)
+        authors.setToolTip(spec.link)
+        summary = QLabel(spec.summary)
+        summary.setWordWrap(True)
+        summary.setStyleSheet("color: #444;")
+        lay.addWidget(title)
+        lay.addWidget(authors)
+        lay.addWidget(summary)
+        self.checkpoint_bar = CheckpointBar(self)
+        self.checkpoint_bar.setVisible(bool(spec.loader))
+        lay.addWidget(self.checkpoint_bar)
+        self.banner = ErrorBanner(self)  # for build errors of the panel itself
+        lay.addWidget(self.banner)
+        self.placeholder = QWidget()
+        pl = QVBoxLayout(self.placeholder)
+        msg = QLabel(f"Loading {spec.short_title}…")
+        msg.setAlignment(Qt.AlignCenter)
+        busy = QProgressBar()
+        busy.setRange(0, 0)
+        busy.setMaximumWidth(240)
+        pl.addStretch(1)
+        pl.addWidget(msg, 0, Qt.AlignCenter)
+        pl.addWidget(busy, 0, Qt.AlignCenter)
+        pl.addStretch(1)
+        lay.addWidget(self.placeholder, 1)
+        self._layout = lay
+        self.checkpoint_bar.open_requested.connect(self.ask_open_checkpoint)
+        self.checkpoint_bar.reset_requested.connect(self.reset_checkpoint)
+
+    def ensure_built(self) -> None:
+        if self.panel is not None or self.build_error is not None:
+            return
+        t0 = time.perf_counter()
+        try:
+            cls = load_attr(self.spec.panel)
+            panel = cls(self.spec, self.context, self)
+        except Exception as exc:  # noqa: BLE001 - a broken panel must not take the app down
+            self.build_error = f"{type(exc).__name__}: {exc}"
+            log.exception("building the %s panel failed", self.spec.id)
+            self.banner.show_message(f"The {self.spec.short_title} tab could not be built: {self.build_error}",
+                                     traceback.format_exc())
+            self.placeholder.hide()
+            return
+        log.info("built %s panel in %.0f ms", self.spec.id, (time.perf_counter() - t0) * 1000)
+        self.panel = panel
+        self._layout.replaceWidget(self.placeholder, panel)
+        self.placeholder.deleteLater()
+        panel.checkpoint_changed.connect(self.checkpoint_bar.set_meta)
+        if panel.uses_checkpoint:
+            self.checkpoint_bar.set_missing("loading…")
+        self.built.emit(self)
+        QTimer.singleShot(0, panel.activate)
+
+    def ask_open_checkpoint(self) -> None:
+        if self.panel is None or not self.spec.loader:
+            return
+        settings = self.context.settings
+        start = settings.get("last_checkpoint_dir") or str(Path.home())
+        path, _ = QFileDialog.getOpenFileName(self, f"Open a {self.spec.short_title} checkpoint", start,
+                                              CHECKPOINT_FILTER)
+        if path:
+            settings.set("last_checkpoint_dir", str(Path(path).parent))
+            self.open_checkpoint(path)
+
+    def open_checkpoint(self, path: str) -> None:
+        """The same path the file dialog uses."""
+        if self.panel is not None:
+            self.panel.open_checkpoint(path)
+
+    def reset_checkpoint(self) -> None:
+        if self.panel is not None:
+            self.panel.load_bundled()
+
+    def shutdown(self, timeout: float) -> bool:
+        if self.panel is not None:
+            return self.panel.shutdown(timeout)
+        return True
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, context: AppContext, initial_tab: Optional[str] = None,
+                 initial_checkpoint: Optional[str] = None) -> None:
+        super().__init__()
+        self.context = context
+        self.setWindowTitle(f"NIPS Explorer {__version__}")
+        self.setMinimumSize(1024, 680)
+        self._closing = False
+        self._allow_close = not context.kiosk
+        self.specs: List[PaperSpec] = all_specs()
+        self.pages: Dict[str, TabPage] = {}
+        self.tabs = QTabWidget()
+        self.tabs.setDocumentMode(True)
+        for i, spec in enumerate(self.specs):
+            page = TabPage(spec, context)
+            page.built.connect(self._on_page_built)
+            self.pages[spec.id] = page
+            self.tabs.addTab(page, spec.short_title)
+            self.tabs.setTabToolTip(i, f"{spec.title} ({spec.authors}, {spec.year}) — Ctrl+{i + 1}")
+        self.setCentralWidget(self.tabs)
+        self._initial_checkpoint = initial_checkpoint
+        self._build_menus()
+        self._build_status()
+        self.runner = TaskRunner(self, on_error=self._on_shell_error)
+        restored = self._restore_settings()
+        if initial_tab and initial_tab in self.pages:
+            self.tabs.setCurrentWidget(self.pages[initial_tab])
+        elif not restored:
+            self.tabs.setCurrentIndex(0)
+        self.tabs.currentChanged.connect(self._on_tab_changed)
+        QTimer.singleShot(0, self._after_first_paint)
+
+    # ------------------------------------------------------------ building
+    def _build_menus(self) -> None:
+        mb = self.menuBar()
+        file_menu = mb.addMenu("&File")
+        self.open_action = QAction("&Open checkpoint…", self, shortcut=QKeySequence.Open)
+        self.open_action.triggered.connect(self._open_checkpoint)
+        file_menu.addAction(self.open_action)
+        shot = QAction("Save &screenshot…", self, shortcut=QKeySequence("Ctrl+Shift+S"))
+        shot.triggered.connect(self._save_screenshot)
+        file_menu.addAction(shot)
+        file_menu.addSeparator()
+        quit_action = QAction("&Quit", self, shortcut=QKeySequence.Quit)
+        quit_action.triggered.connect(self.request_quit)
+        file_menu.addAction(quit_action)
+        view = mb.addMenu("&View")
+        self.fullscreen_action = QAction("&Full screen", self, shortcut=QKeySequence("F11"), checkable=True)
+        self.fullscreen_action.triggered.connect(self._toggle_fullscreen)
+        view.addAction(self.fullscreen_action)
+        view.addSeparator()
+        for i, spec in enumerate(self.specs):
+            act = QAction(spec.short_title, self, shortcut=QKeySequence(f"Ctrl+{i + 1}"))
+            act.triggered.connect(lambda _=False, pid=spec.id: self.show_tab(pid))
+            view.addAction(act)
+        help_menu = mb.addMenu("&Help")
+        about = QAction("&About NIPS Explorer", self)
+        about.triggered.connect(self._about)
+        help_menu.addAction(about)
+        if self.context.kiosk:
+            QShortcut(QKeySequence("Ctrl+Alt+Q"), self, activated=self._kiosk_quit)
+
+    def _build_status(self) -> None:
+        sb = self.statusBar()
+        self.device_label = QLabel("Device: loading torch…")
+        self.device_label.setToolTip("Where the models run (--device auto|cpu|cuda|mps)")
+        self.timing_label = QLabel("")
+        self.timing_label.setToolTip("Time of the last background computation")
+        sb.addPermanentWidget(self.timing_label)
+        sb.addPermanentWidget(self.device_label)
+
+    def _after_first_paint(self) -> None:
+        # torch loads in the background while the first tab is built
+        self.runner.submit(_warm_up, self.context, name="load torch", on_result=self._on_device_ready)
+        QTimer.singleShot(30, self._build_current)
+
+    def _build_current(self) -> None:
+        page = self.tabs.currentWidget()
+        if isinstance(page, TabPage):
+            page.ensure_built()
+
+    def _on_tab_changed(self, _index: int) -> None:
+        page = self.tabs.currentWidget()
+        if isinstance(page, TabPage):
+            if not self.context.kiosk:
+                self.context.settings.set("last_tab", page.spec.id)
+            QTimer.singleShot(0, page.ensure_built)
+
+    def _on_page_built(self, page: TabPage) -> None:
+        page.panel.timing.connect(self._on_timing)
+        if self._initial_checkpoint and page is self.tabs.currentWidget():
+            path, self._initial_checkpoint = self._initial_checkpoint, None
+            # after the bundled one, so the user's file wins
+            QTimer.singleShot(0, lambda: page.open_checkpoint(path))
+
+    def _on_device_ready(self, text: str) -> None:
+        self.device_label.setText(f"Device: {text}")
+        if self.context.device_error:
+            self.statusBar().showMessage(self.context.device_error, 10000)
+
+    def _on_timing(self, what: str, ms: float) -> None:
+        self.timing_label.setText(f"last {what}: {ms:.0f} ms")
+
+    def _on_shell_error(self, exc: BaseException, tb: str) -> None:
+        self.device_label.setText(f"Device: unavailable ({exc})")
+
+    # -------------------------------------------------------------- actions
+    def show_tab(self, paper_id: str) -> TabPage:
+        page = self.pages[paper_id]
+        self.tabs.setCurrentWidget(page)
+        page.ensure_built()
+        return page
+
+    def current_page(self) -> Optional[TabPage]:
+        w = self.tabs.currentWidget()
+        return w if isinstance(w, TabPage) else None
+
+    def _open_checkpoint(self) -> None:
+        page = self.current_page()
+        if page is None or not page.spec.loader:
+            self.statusBar().showMessage("This tab does not use a checkpoint.", 4000)
+            return
+        page.ask_open_checkpoint()
+
+    def _save_screenshot(self) -> None:
+        from .screenshot import grab_window
+
+        start = self.context.settings.get("last_screenshot_dir") or str(Path.home())
+        page = self.current_page()
+        name = f"nips-explorer-{page.spec.id if page else 'window'}.png"
+        path, _ = QFileDialog.getSaveFileName(self, "Save screenshot", str(Path(start) / name), "PNG (*.png)")
+        if path:
+            self.context.settings.set("last_screenshot_dir", str(Path(path).parent))
+            ok = grab_window(self).save(path, "PNG")
+            self.statusBar().showMessage(f"Saved {path}" if ok else f"Could not write {path}", 5000)
+
+    def _toggle_fullscreen(self, checked: bool) -> None:
+        self.showFullScreen() if checked else self.showNormal()
+
+    def _about(self) -> None:
+        import PySide6
+
+        torch_v = sys.modules["torch"].__version__ if "torch" in sys.modules else "not loaded yet"
+        try:
+            from vtkmodules.vtkCommonCore import vtkVersion
+
+            vtk_v = vtkVersion.GetVTKVersion()
+        except Exception:  # noqa: BLE001
+            vtk_v = "not available"
+        from ..core.logsetup import log_file
+
+        QMessageBox.about(
+            self, "About NIPS Explorer",
+            f"<b>NIPS Explorer {__version__}</b><br>Six NIPS 2016 papers you can see and touch.<br><br>"
+            f"PyTorch {torch_v}<br>Qt {PySide6.QtCore.qVersion()} (PySide6 {PySide6.__version__})<br>"
+            f"VTK {vtk_v}<br>{self.device_label.text()}<br>Log: {log_file()}",
+        )
+
+    def _kiosk_quit(self) -> None:
+        self._allow_close = True
+        self.close()
+
+    def request_quit(self) -> None:
+        if self.context.kiosk and not self._allow_close:
+            self.statusBar().showMessage("Kiosk mode: press Ctrl+Alt+Q to quit.", 4000)
+            return
+        self.close()
+
+    # -------------------------------------------------------------- settings
+    def _restore_settings(self) -> bool:
+        s = self.context.settings
+        geo = s.get("geometry")
+        if geo and not self.context.kiosk:
+            try:
+                self.restoreGeometry(QByteArray.fromBase64(geo.encode("ascii")))
+            except Exception:  # noqa: BLE001
+                pass
+        last = s.get("last_tab")
+        if last in self.pages:
+            self.tabs.setCurrentWidget(self.pages[last])
+            return True
+        return False
+
+    # ---------------------------------------------------------------- close
+    def closeEvent(self, event) -> None:  # noqa: N802
+        if self.context.kiosk and not self._allow_close:
+            event.ignore()
+            self.statusBar().showMessage("Kiosk mode: press Ctrl+Alt+Q to quit.", 4000)
+            return
+        self.shutdown()
+        event.accept()
+
+    def shutdown(self, timeout: float = 5.0) -> bool:
+        """Cancel all work and wait (bounded). Idempotent."""
+        if self._closing:
+            return True
+        self._closing = True
+        if not self.context.kiosk:
+            self.context.settings.set("geometry", bytes(self.saveGeometry().toBase64()).decode("ascii"))
+        ok = self.runner.shutdown(timeout)
+        for page in self.pages.values():
+            ok = page.shutdown(timeout) and ok
+        return ok
+
+
+def _warm_up(context: AppContext) -> str:
+    from ..core.devices import describe
+
+    return describe(context.device())

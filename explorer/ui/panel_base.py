@@ -1,0 +1,175 @@
+"""Base class of every paper tab's panel.
+
+Gives each panel: an error banner, a TaskRunner whose errors land in the banner, checkpoint loading in a
+worker (a wrong file leaves the previous model loaded), timing reports for the status bar, and the hooks
+the shell calls (default demo, VTK views for screenshots, shutdown).
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, List, Optional
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QVBoxLayout, QWidget
+
+from ..core.errors import UserError
+from ..core.registry import PaperSpec, load_attr
+from .context import AppContext
+from .widgets.banner import ErrorBanner
+from .workers import TaskRunner
+
+log = logging.getLogger(__name__)
+
+
+class PaperPanel(QWidget):
+    checkpoint_changed = Signal(object)      # CheckpointMeta
+    checkpoint_failed = Signal(str)          # message
+    timing = Signal(str, float)              # what, milliseconds
+    demo_finished = Signal()
+
+    def __init__(self, spec: PaperSpec, context: AppContext, parent: Optional[QWidget] = None) -> None:
+        super().__init__(parent)
+        self.spec = spec
+        self.context = context
+        self.model: Any = None
+        self.model_meta = None
+        self.demo_done = False
+        self._demo_started = False
+        self._closed = False
+        self.banner = ErrorBanner(self)
+        self.runner = TaskRunner(self, on_error=self.show_exception)
+        self.runner.task_timed.connect(self._on_task_timed)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(self.banner)
+        self.body = QVBoxLayout()
+        outer.addLayout(self.body, 1)
+
+    # ------------------------------------------------------------ messages
+    def show_error(self, message: str, details: str = "") -> None:
+        if not self._closed:
+            self.banner.show_message(message, details)
+
+    def clear_error(self) -> None:
+        self.banner.clear()
+
+    def show_exception(self, exc: BaseException, tb: str = "") -> None:
+        if isinstance(exc, UserError):
+            msg = str(exc)
+        else:
+            msg = f"Something went wrong: {type(exc).__name__}: {exc}"
+        self.show_error(msg, tb)
+
+    def report_timing(self, ms: float, what: str = "inference") -> None:
+        self.timing.emit(what, float(ms))
+
+    def _on_task_timed(self, name: str, ms: float) -> None:
+        self.timing.emit(name, ms)
+
+    # ---------------------------------------------------------- checkpoints
+    @property
+    def uses_checkpoint(self) -> bool:
+        return bool(self.spec.loader)
+
+    def bundled_checkpoint(self) -> Optional[Path]:
+        from ..core.paths import bundled
+
+        return bundled(self.spec.default_checkpoint) if self.spec.default_checkpoint else None
+
+    def open_checkpoint(self, path: str | Path, on_done=None) -> None:
+        """Load a checkpoint in a worker; on failure show why and keep the previous model."""
+        if not self.spec.loader:
+            self.show_error(f"The {self.spec.short_title} tab does not use checkpoints.")
+            return
+        loader = load_attr(self.spec.loader)
+        context = self.context
+        path = Path(path)
+
+        def load(token=None):
+            return loader(str(path), context.device())
+
+        def ok(result):
+            model, meta = result
+            self.model, self.model_meta = model, meta
+            self.clear_error()
+            try:
+                self.on_model_loaded(model, meta)
+            finally:
+                self.checkpoint_changed.emit(meta)
+                if on_done:
+                    on_done(True)
+
+        def failed(exc, tb):
+            prev = f" The previous model ({self.model_meta.name}) is still loaded." if self.model_meta else ""
+            reason = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
+            msg = f"Could not open {path.name}: {reason}.{prev}"
+            self.show_error(msg, tb)
+            self.checkpoint_failed.emit(msg)
+            if on_done:
+                on_done(False)
+
+        self.runner.submit(load, key="checkpoint", name="load checkpoint", on_result=ok, on_error=failed)
+
+    def load_bundled(self, on_done=None) -> None:
+        p = self.bundled_checkpoint()
+        if p is None:
+            if on_done:
+                on_done(False)
+            return
+        if not p.exists():
+            self.show_error(
+                f"The bundled checkpoint {p.name} is missing from {p.parent}. Train it with "
+                f"'nips-explorer train {self.spec.id}' or open a checkpoint file."
+            )
+            if on_done:
+                on_done(False)
+            return
+        self.open_checkpoint(p, on_done=on_done)
+
+    # --------------------------------------------------------------- hooks
+    def activate(self) -> None:
+        """Called by the shell when the tab is first shown: bundled model, then the default demo."""
+        if self._demo_started:
+            return
+        self._demo_started = True
+        if self.uses_checkpoint:
+            self.load_bundled(on_done=lambda ok: self._start_demo(ok))
+        else:
+            self._start_demo(True)
+
+    def _start_demo(self, ok: bool) -> None:
+        if self._closed:
+            return
+        if self.uses_checkpoint and self.model is None:
+            self.mark_demo_done()  # nothing to show without a model; the banner explains
+            return
+        try:
+            self.start_default_demo()
+        except Exception as exc:  # noqa: BLE001
+            import traceback
+
+            log.exception("default demo of %s failed", self.spec.id)
+            self.show_exception(exc, traceback.format_exc())
+            self.mark_demo_done()
+
+    def on_model_loaded(self, model: Any, meta: Any) -> None:
+        """Override: a checkpoint finished loading (GUI thread)."""
+
+    def start_default_demo(self) -> None:
+        """Override: start the tab's default demo; call mark_demo_done() when its results are shown."""
+        self.mark_demo_done()
+
+    def mark_demo_done(self) -> None:
+        if not self.demo_done:
+            self.demo_done = True
+            self.demo_finished.emit()
+
+    def vtk_views(self) -> List[QWidget]:
+        """Override: VTK views (with a ``capture()`` method) to compose into screenshots."""
+        return []
+
+    def shutdown(self, timeout: float = 5.0) -> bool:
+        """Stop all work (idempotent). Subclasses stop their timers/audio and call super()."""
+        self._closed = True
+        return self.runner.shutdown(timeout)

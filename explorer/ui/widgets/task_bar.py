@@ -1,0 +1,57 @@
+"""A slim progress bar with a message and a Cancel button for long work in a panel."""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
+
+
+class TaskBar(QWidget):
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        self.label = QLabel("")
+        self.bar = QProgressBar()
+        self.bar.setRange(0, 1000)
+        self.bar.setTextVisible(False)
+        self.bar.setMaximumHeight(14)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Stop this computation (Esc)")
+        self.cancel_button.setShortcut("Esc")
+        lay.addWidget(self.label)
+        lay.addWidget(self.bar, 1)
+        lay.addWidget(self.cancel_button)
+        self.cancel_button.clicked.connect(self._cancel)
+        self._on_cancel: Optional[Callable[[], None]] = None
+        self.finish("")
+
+    def start(self, text: str, on_cancel: Optional[Callable[[], None]] = None) -> None:
+        self._on_cancel = on_cancel
+        self.label.setText(text)
+        self.bar.setRange(0, 0)  # busy until the first fraction arrives
+        self.bar.show()
+        self.cancel_button.setVisible(on_cancel is not None)
+        self.cancel_button.setEnabled(True)
+
+    def set_progress(self, fraction: Optional[float], text: str = "") -> None:
+        if fraction is None:
+            self.bar.setRange(0, 0)
+        else:
+            self.bar.setRange(0, 1000)
+            self.bar.setValue(int(max(0.0, min(1.0, fraction)) * 1000))
+        if text:
+            self.label.setText(text)
+
+    def finish(self, text: str = "") -> None:
+        self._on_cancel = None
+        self.label.setText(text)
+        self.bar.hide()
+        self.cancel_button.hide()
+
+    def _cancel(self) -> None:
+        if self._on_cancel is not None:
+            cb, self._on_cancel = self._on_cancel, None
+            self.cancel_button.setEnabled(False)
+            self.label.setText("Cancelling…")
+            cb()

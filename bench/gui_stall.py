@@ -1,0 +1,75 @@
+"""Worst GUI-thread stall while a worker runs a CPU-heavy torch job (QTimer probe).
+
+    python bench/gui_stall.py [--seconds 10] [--threads N]
+
+A 10 ms QTimer on the GUI thread records how late each tick fires while a TaskRunner worker runs matrix
+products and an LSTM training loop. Reports the worst and 99th percentile lateness in ms, with the app's
+thread setting (one core left to the GUI) and, for comparison, with torch's default thread count.
+"""
+import argparse
+import os
+import sys
+import time
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+p = argparse.ArgumentParser()
+p.add_argument("--seconds", type=float, default=10.0)
+p.add_argument("--threads", type=int, default=0, help="torch threads (0: the app's setting)")
+args = p.parse_args()
+
+import torch  # noqa: E402
+from PySide6.QtCore import QElapsedTimer, QTimer  # noqa: E402
+from PySide6.QtWidgets import QApplication  # noqa: E402
+
+from explorer.core.devices import configure_threads  # noqa: E402
+from explorer.ui.workers import TaskRunner  # noqa: E402
+
+n = torch.set_num_threads(args.threads) or args.threads if args.threads else configure_threads()
+app = QApplication(sys.argv)
+
+
+def heavy(seconds, token=None, progress=None):
+    lstm = torch.nn.LSTM(256, 512, batch_first=True)
+    opt = torch.optim.Adam(lstm.parameters())
+    x = torch.randn(16, 100, 256)
+    t0 = time.perf_counter()
+    steps = 0
+    while time.perf_counter() - t0 < seconds:
+        token.check()
+        out, _ = lstm(x)
+        out.pow(2).mean().backward()
+        opt.step()
+        opt.zero_grad()
+        a = torch.randn(512, 512)
+        (a @ a).sum().item()
+        steps += 1
+    return steps
+
+
+lateness = []
+clock = QElapsedTimer()
+clock.start()
+last = [clock.elapsed()]
+
+
+def tick():
+    now = clock.elapsed()
+    if now > 500:  # skip the first half second (thread start, first allocations)
+        lateness.append(max(0, now - last[0] - 10))
+    last[0] = now
+
+
+timer = QTimer()
+timer.setInterval(10)
+timer.timeout.connect(tick)
+runner = TaskRunner()
+result = {}
+runner.submit(heavy, args.seconds, on_result=lambda s: (result.setdefault("steps", s), app.quit()))
+timer.start()
+app.exec()
+runner.shutdown()
+lat = sorted(lateness)
+p99 = lat[int(0.99 * (len(lat) - 1))]
+print(f"torch threads {torch.get_num_threads()}, cores {os.cpu_count()}: {len(lat)} ticks, worst stall "
+      f"{lat[-1]} ms, p99 {p99} ms, mean {sum(lat) / len(lat):.2f} ms; worker did {result.get('steps')} steps "
+      f"in {args.seconds:.0f} s")

@@ -71,7 +71,7 @@ class TabPage(QWidget):
         self.checkpoint_bar.open_requested.connect(self.ask_open_checkpoint)
         self.checkpoint_bar.reset_requested.connect(self.reset_checkpoint)
 
-    def ensure_built(self) -> None:
+    def ensure_built(self, checkpoint: Optional[str] = None) -> None:
         if self.panel is not None or self.build_error is not None:
             return
         t0 = time.perf_counter()
@@ -93,7 +93,7 @@ class TabPage(QWidget):
         if panel.uses_checkpoint:
             self.checkpoint_bar.set_missing("loading…")
         self.built.emit(self)
-        QTimer.singleShot(0, panel.activate)
+        QTimer.singleShot(0, lambda: panel.activate(checkpoint))
 
     def ask_open_checkpoint(self) -> None:
         if self.panel is None or not self.spec.loader:
@@ -200,7 +200,8 @@ class MainWindow(QMainWindow):
     def _build_current(self) -> None:
         page = self.tabs.currentWidget()
         if isinstance(page, TabPage):
-            page.ensure_built()
+            path, self._initial_checkpoint = self._initial_checkpoint, None
+            page.ensure_built(checkpoint=path)
 
     def _on_tab_changed(self, _index: int) -> None:
         page = self.tabs.currentWidget()
@@ -211,10 +212,6 @@ class MainWindow(QMainWindow):
 
     def _on_page_built(self, page: TabPage) -> None:
         page.panel.timing.connect(self._on_timing)
-        if self._initial_checkpoint and page is self.tabs.currentWidget():
-            path, self._initial_checkpoint = self._initial_checkpoint, None
-            # after the bundled one, so the user's file wins
-            QTimer.singleShot(0, lambda: page.open_checkpoint(path))
 
     def _on_device_ready(self, text: str) -> None:
         self.device_label.setText(f"Device: {text}")
@@ -231,7 +228,10 @@ class MainWindow(QMainWindow):
     def show_tab(self, paper_id: str) -> TabPage:
         page = self.pages[paper_id]
         self.tabs.setCurrentWidget(page)
-        page.ensure_built()
+        path = None
+        if page.panel is None and self._initial_checkpoint:
+            path, self._initial_checkpoint = self._initial_checkpoint, None
+        page.ensure_built(checkpoint=path)
         return page
 
     def current_page(self) -> Optional[TabPage]:

@@ -128,15 +128,28 @@ class PaperPanel(QWidget):
         self.open_checkpoint(p, on_done=on_done)
 
     # --------------------------------------------------------------- hooks
-    def activate(self) -> None:
-        """Called by the shell when the tab is first shown: bundled model, then the default demo."""
+    def activate(self, checkpoint: Optional[str] = None) -> None:
+        """Called by the shell when the tab is first shown: the given (or bundled) model, then the default demo.
+
+        If a given checkpoint fails to load, the bundled one is loaded instead (the banner says why).
+        """
         if self._demo_started:
             return
         self._demo_started = True
-        if self.uses_checkpoint:
-            self.load_bundled(on_done=lambda ok: self._start_demo(ok))
-        else:
+        if not self.uses_checkpoint:
             self._start_demo(True)
+        elif checkpoint:
+            def after_user(ok: bool) -> None:
+                if ok:
+                    self._start_demo(True)
+                else:
+                    msg = self.banner.message()
+                    self.load_bundled(on_done=lambda ok2: (self._start_demo(ok2),
+                                                           self.show_error(msg) if msg and ok2 else None))
+
+            self.open_checkpoint(checkpoint, on_done=after_user)
+        else:
+            self.load_bundled(on_done=lambda ok: self._start_demo(ok))
 
     def _start_demo(self, ok: bool) -> None:
         if self._closed:

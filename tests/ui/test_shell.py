@@ -199,3 +199,23 @@ def test_kiosk_refuses_plain_close(qtbot):
     assert w.isVisible()
     w._kiosk_quit()
     assert not w.isVisible()
+
+
+def test_initial_checkpoint_option(make_window, qtbot, tmp_path, monkeypatch):
+    """--checkpoint PATH opens that file (not the bundled one) in the first tab shown."""
+    from explorer.core.settings import Settings
+    from explorer.ui import main_window as mw
+    from explorer.ui.context import AppContext
+
+    monkeypatch.setenv("NIPS_EXPLORER_MODELS", str(tmp_path))
+    dummy_paper.save(tmp_path / "dummy.safetensors", seed=0)
+    dummy_paper.save(tmp_path / "mine.safetensors", seed=5)
+    monkeypatch.setattr(mw, "all_specs", lambda: [dummy_paper.SPEC])
+    w = mw.MainWindow(AppContext(Settings(), "cpu"), initial_tab="dummy",
+                      initial_checkpoint=str(tmp_path / "mine.safetensors"))
+    qtbot.addWidget(w)
+    w.show()
+    page = w.pages["dummy"]
+    qtbot.waitUntil(lambda: page.panel is not None and page.panel.demo_done, timeout=30000)
+    assert page.panel.model_meta.name == "mine.safetensors"
+    w.shutdown()

@@ -1,0 +1,168 @@
+"""Running optimizers on problems: the learned LSTM optimizer and the hand-designed baselines.
+
+Baselines are PyTorch's own ``torch.optim`` classes on one leaf tensor (the flat θ), with Torch7-``optim``-like
+defaults except the learning rate, which is tuned by a grid search on separate tuning problems:
+
+* SGD, RMSprop (α = 0.99, ε = 1e-8), Adam (β = 0.9, 0.999, ε = 1e-8), NAG (SGD with Nesterov momentum 0.9).
+
+A :class:`Run` steps one optimizer on one problem explicitly, so the panel can race several of them step by
+step; :func:`run_optimizer` runs one to the end. Loss curves have T+1 entries: curve[t] = f_t(θ_t) per instance.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, Iterable, List, Optional, Sequence
+
+import numpy as np
+import torch
+
+from .problems import PROBLEMS, TUNE_SEED_BASE, Problem, make_problem
+
+BASELINES = ("sgd", "rmsprop", "adam", "nag")
+OPTIMIZER_LABELS = {"learned": "LSTM (learned)", "sgd": "SGD", "rmsprop": "RMSprop", "adam": "Adam",
+                    "nag": "NAG"}
+LR_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0)
+# Fallback rates when no tuning result is at hand (panel before `eval` ran): the grid-search results on the
+# tuning problems, see models/README.md; used only if a checkpoint carries no tuned rates.
+FALLBACK_LR = {
+    "quadratic": {"sgd": 0.01, "rmsprop": 0.03, "adam": 0.1, "nag": 0.003},
+    "mnist": {"sgd": 1.0, "rmsprop": 0.01, "adam": 0.03, "nag": 0.3},
+}
+
+
+def make_baseline(kind: str, params: Iterable[torch.Tensor], lr: float) -> torch.optim.Optimizer:
+    if kind == "sgd":
+        return torch.optim.SGD(params, lr=lr)
+    if kind == "nag":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True)
+    if kind == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr, alpha=0.99, eps=1e-8)
+    if kind == "adam":
+        return torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999), eps=1e-8)
+    raise ValueError(f"unknown optimizer {kind!r}")
+
+
+class Run:
+    """One optimizer on one problem. ``step()`` evaluates f_t(θ_t), records it and moves to θ_{t+1}."""
+
+    def __init__(self, problem: Problem, kind: str, lr: Optional[float] = None, net: Any = None,
+                 record_path: bool = False) -> None:
+        self.problem, self.kind, self.lr, self.net = problem, kind, lr, net
+        self.t = 0
+        self.curve: List[torch.Tensor] = []
+        self.path: Optional[List[np.ndarray]] = [] if record_path else None
+        theta = problem.init_params()
+        if kind == "learned":
+            if net is None:
+                raise ValueError("the learned optimizer needs its network")
+            self.theta = theta
+            self.state = net.initial_state(theta.numel(), device=theta.device)
+        else:
+            self.theta = theta.requires_grad_(True)
+            self.opt = make_baseline(kind, [self.theta], float(lr))
+        self._record_point()
+
+    def _record_point(self) -> None:
+        if self.path is not None:
+            self.path.append(self.theta.detach().cpu().numpy().copy())
+
+    @property
+    def diverged(self) -> bool:
+        return bool(self.curve) and not bool(torch.isfinite(self.curve[-1]).all())
+
+    def step(self) -> torch.Tensor:
+        """One optimisation step; returns the per-instance losses f_t(θ_t) (detached)."""
+        t = self.t
+        if self.kind == "learned":
+            th = self.theta.detach().requires_grad_(True)
+            with torch.enable_grad():
+                loss = self.problem.loss(th, t)
+                (grad,) = torch.autograd.grad(loss.sum(), th)
+            with torch.no_grad():
+                upd, self.state = self.net(grad, self.state)
+                self.theta = th.detach() + upd
+        else:
+            self.opt.zero_grad(set_to_none=True)
+            with torch.enable_grad():
+                loss = self.problem.loss(self.theta, t)
+                loss.sum().backward()
+            self.opt.step()
+        self.t += 1
+        out = loss.detach()
+        self.curve.append(out)
+        self._record_point()
+        return out
+
+    def finish(self) -> Dict[str, Any]:
+        """After the steps: append f_T(θ_T) to the curve and compute the full-data final loss per instance."""
+        with torch.no_grad():
+            th = self.theta.detach()
+            last = self.problem.loss(th, self.t)
+            final = self.problem.final_loss(th)
+        curve = torch.stack(self.curve + [last]).cpu().numpy().astype(np.float64)  # (T+1, n_inst)
+        out = {
+            "kind": self.kind,
+            "lr": self.lr,
+            "curve": curve,
+            "final": final.cpu().numpy().astype(np.float64),
+            "avg": curve[1:].mean(axis=0),
+        }
+        if self.path is not None:
+            out["path"] = np.stack(self.path)
+        if hasattr(self.problem, "accuracy"):
+            out["accuracy"] = self.problem.accuracy(th)
+        return out
+
+
+def run_optimizer(problem: Problem, kind: str, lr: Optional[float] = None, net: Any = None,
+                  steps: Optional[int] = None, record_path: bool = False, token: Any = None) -> Dict[str, Any]:
+    run = Run(problem, kind, lr=lr, net=net, record_path=record_path)
+    for _ in range(steps or problem.steps):
+        if token is not None:
+            token.check()
+        run.step()
+        if run.diverged:
+            break
+    res = run.finish()
+    if run.diverged or not np.all(np.isfinite(res["final"])):
+        res["final"] = np.full_like(res["final"], np.inf)
+        res["avg"] = np.full_like(res["avg"], np.inf)
+        res["diverged"] = True
+    return res
+
+
+def _score(values: np.ndarray) -> float:
+    v = float(np.mean(values))
+    return v if math.isfinite(v) else math.inf
+
+
+def tune_learning_rates(problem_name: str, device: Any = "cpu", grid: Sequence[float] = LR_GRID,
+                        kinds: Sequence[str] = BASELINES, runs: Optional[int] = None, token: Any = None,
+                        progress: Any = None) -> Dict[str, Any]:
+    """Grid-search each baseline's learning rate on tuning problems (seeds disjoint from eval and training).
+
+    Criterion: mean final loss over the tuning runs (a diverged run counts as +inf). Returns
+    ``{"lr": {kind: best}, "scores": {kind: {lr: score}}, "runs": n, "grid": [...]}``.
+    """
+    info = PROBLEMS[problem_name]
+    n = runs or info.tune_runs
+    if problem_name == "quadratic":
+        problems = [make_problem("quadratic", TUNE_SEED_BASE, device=device, batch=n)]
+    else:
+        problems = [make_problem(problem_name, TUNE_SEED_BASE + i, split="test", device=device) for i in range(n)]
+    best: Dict[str, float] = {}
+    scores: Dict[str, Dict[str, float]] = {}
+    total, done = len(kinds) * len(grid), 0
+    for kind in kinds:
+        scores[kind] = {}
+        for lr in grid:
+            finals = []
+            for p in problems:
+                finals.append(run_optimizer(p, kind, lr=lr, token=token)["final"])
+            s = _score(np.concatenate(finals))
+            scores[kind][repr(lr)] = s
+            done += 1
+            if progress is not None:
+                progress(done / total, f"tuning {kind} lr={lr:g}")
+        best[kind] = float(min(grid, key=lambda lr: scores[kind][repr(lr)]))
+    return {"lr": best, "scores": scores, "runs": n, "grid": list(grid), "criterion": "mean final loss"}

@@ -1,0 +1,596 @@
+"""The paper's dynamic programs for BPTT-HSM, BPTT-ISM and BPTT-MSM, and schedule generation.
+
+Conventions: see :mod:`explorer.papers.bptt.schedule` (cost Q = forward step computations including the one
+before each backward step; memory in hidden-state units including the h_0 slot; internal state = ``alpha``).
+``C(t, m)`` is the least cost of backpropagating through ``t`` steps from a stored start state with budget
+``m`` (the start's slot included). For t >= 1 three moves exist:
+
+* fused:  run all t steps and backpropagate step t from the register:  ``t + C(t-1, m)``;
+* store h (HSM, MSM), 1 <= y < t:  ``y + C(t-y, m-1) + C(y, m)``;
+* store I (ISM, MSM), 1 <= y < t:  ``y + C(t-y, m-alpha) + C(y-1, m)``;
+
+with ``C(0, m) = 0`` and budgets below 1 infeasible. HSM only uses the first two and gives C(t,1) = t(t+1)/2
+and 2t-1 with unlimited memory; the fused move equals storing h_{t-1}, so this is the paper's recurrence
+``min_{1<=y<t} y + C(t-y, m-1) + C(y, m)``. For ISM the fused move is the paper's ``y = t`` term.
+
+Speed. HSM and ISM have closed forms (HSM's is Griewank's binomial "Revolve" optimum; ISM's follows from
+the same run-length argument and is checked against the DP in the tests), so their whole cost curve and their
+schedules cost nothing even at T = 10000. MSM mixes both and has no closed form here: its table is computed
+by a numpy DP over (t, budget) vectorised over budgets and split points, with exact pruning (a split y can only
+win if y <= UB - t + 1, where UB = min(HSM, ISM, fused) is an upper bound), and the budget grid in units of
+1/q of a hidden state (alpha rounded *up* to p/q when it is not a multiple of 1/q: plans always fit).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from .schedule import B, DH, DI, F, SH, SI, Schedule, full_bptt_memory
+
+POLICIES: Tuple[str, ...] = ("hsm", "ism", "msm")
+POLICY_NAMES = {"hsm": "BPTT-HSM (hidden states)", "ism": "BPTT-ISM (internal states)",
+                "msm": "BPTT-MSM (mixed)"}
+GRID_CHOICES = (1, 2, 4, 5, 8, 10)
+MAX_SCHEDULE_ACTIONS = 30_000_000
+MSM_MAX_CELLS = 40_000_000       # (T+1) x (budget grid) table cells for MSM
+EPS = 1e-9
+
+
+class InfeasibleBudget(ValueError):
+    """The memory budget is below what any schedule needs (1 slot for h_0)."""
+
+
+# --------------------------------------------------------------------------------------------- closed forms
+def revolve_beta(s: int, r: int) -> int:
+    """Griewank's beta(s, r) = C(s+r, s): the longest chain reversible with s snapshots and r sweeps."""
+    if s < 0 or r < 0:
+        return 0
+    return math.comb(s + r, s)
+
+
+def numforw(length: int, snaps: int) -> int:
+    """Griewank & Walther's minimal number of *extra* forward steps (Revolve's ``numforw``).
+
+    r is the smallest integer with beta(s, r) >= l; numforw = r*l - beta(s+1, r-1).
+    """
+    if length <= 1:
+        return 0
+    if snaps < 1:
+        raise InfeasibleBudget("Revolve needs at least one snapshot")
+    r = 0
+    while revolve_beta(snaps, r) < length:
+        r += 1
+    return r * length - revolve_beta(snaps + 1, r - 1)
+
+
+@lru_cache(maxsize=4096)
+def _hsm_breaks(m: int, tmax: int) -> Tuple[np.ndarray, np.ndarray]:
+    """For m slots: beta_r = C(m+r, m) for r = 0.. until >= tmax, and C(m+r, m+1)."""
+    betas, tails = [], []
+    r = 0
+    while True:
+        b = math.comb(m + r, m)
+        betas.append(b)
+        tails.append(math.comb(m + r, m + 1))
+        if b >= tmax:
+            break
+        r += 1
+    return np.asarray(betas, dtype=np.int64), np.asarray(tails, dtype=np.int64)
+
+
+def hsm_costs(ts: np.ndarray, m: int) -> np.ndarray:
+    """Closed-form HSM cost for an array of lengths at ``m`` hidden slots (h_0's included).
+
+    C(t, m) = (r+1) t - C(m+r, m+1) with r the smallest integer such that C(m+r, m) >= t.
+    """
+    ts = np.asarray(ts, dtype=np.int64)
+    if m < 1:
+        return np.where(ts == 0, 0, np.iinfo(np.int64).max // 4)
+    tmax = int(ts.max()) if ts.size else 1
+    if m == 1:
+        return ts * (ts + 1) // 2
+    betas, tails = _hsm_breaks(m, max(tmax, 1))
+    r = np.searchsorted(betas, ts, side="left")
+    return (r + 1) * ts - tails[r]
+
+
+def hsm_cost(t: int, m: int) -> int:
+    if t == 0:
+        return 0
+    if m < 1:
+        raise InfeasibleBudget("a budget of at least 1 hidden-state slot (h_0) is needed")
+    if m == 1:
+        return t * (t + 1) // 2
+    r = 0
+    while math.comb(m + r, m) < t:
+        r += 1
+    return (r + 1) * t - math.comb(m + r, m + 1)
+
+
+@lru_cache(maxsize=4096)
+def _ism_breaks(s: int, tmax: int) -> Tuple[np.ndarray, np.ndarray]:
+    """L_r = C(s+r+1, s+1) - 1 (steps whose cost increment is <= r) and base_r = (s+1) C(s+r, s+2)."""
+    ls, bases = [], []
+    r = 0
+    while True:
+        ls.append(math.comb(s + r + 1, s + 1) - 1)
+        bases.append((s + 1) * math.comb(s + r, s + 2))
+        if ls[-1] >= tmax:
+            break
+        r += 1
+    return np.asarray(ls, dtype=np.int64), np.asarray(bases, dtype=np.int64)
+
+
+def ism_costs(ts: np.ndarray, s: int) -> np.ndarray:
+    """Closed-form ISM cost for lengths ``ts`` with ``s`` internal-state slots (besides h_0's slot).
+
+    The increments C(t,s) - C(t-1,s) equal r on a run of C(s+r, s) consecutive t (r = 1, 2, ...), hence
+    C(t, s) = (s+1) C(s+r, s+2) + r (t - L_{r-1}) with L_r = C(s+r+1, s+1) - 1 and r minimal with L_r >= t.
+    """
+    ts = np.asarray(ts, dtype=np.int64)
+    if s < 0:
+        return np.where(ts == 0, 0, np.iinfo(np.int64).max // 4)
+    if s == 0:
+        return ts * (ts + 1) // 2
+    tmax = int(ts.max()) if ts.size else 1
+    ls, bases = _ism_breaks(s, max(tmax, 1))
+    r = np.searchsorted(ls, ts, side="left")
+    r = np.maximum(r, 1)
+    out = bases[r] + r * (ts - ls[r - 1])
+    return np.where(ts == 0, 0, out)
+
+
+def ism_cost(t: int, s: int) -> int:
+    return int(ism_costs(np.asarray([t]), s)[0])
+
+
+# --------------------------------------------------------------------------------------------- grids
+@dataclass(frozen=True)
+class Grid:
+    """Budget grid of 1/q hidden units; a hidden state is q cells, an internal state p cells (p/q >= alpha)."""
+
+    alpha: float
+    q: int
+    p: int
+
+    @property
+    def alpha_used(self) -> float:
+        return self.p / self.q
+
+    @property
+    def exact(self) -> bool:
+        return abs(self.p - self.alpha * self.q) < 1e-9
+
+    def cells(self, memory: float) -> int:
+        return int(math.floor(memory * self.q + 1e-9))
+
+
+def make_grid(alpha: float, max_q: int = 4) -> Grid:
+    """The coarsest grid on which alpha is exact (q in 1, 2, 4, 5, 8, 10, at most max_q);
+    otherwise q = max_q with alpha rounded up to a multiple of 1/q."""
+    alpha = float(alpha)
+    if not math.isfinite(alpha) or alpha < 1.0 - EPS:
+        raise ValueError("alpha must be a finite number >= 1")
+    for q in GRID_CHOICES:
+        if q > max_q:
+            break
+        if abs(alpha * q - round(alpha * q)) < 1e-9:
+            return Grid(alpha, q, int(round(alpha * q)))
+    q = max(1, max_q)
+    return Grid(alpha, q, int(math.ceil(alpha * q - 1e-9)))
+
+
+# --------------------------------------------------------------------------------------------- DP tables
+def reference_table(T: int, G: int, q: int, p: int, policy: str) -> List[List[float]]:
+    """Plain-Python O(T^2 G) DP straight from the recurrences (tests only). Budget cells g in 0..G."""
+    inf = float("inf")
+    C = [[inf] * (G + 1) for _ in range(T + 1)]
+    for g in range(q, G + 1):
+        C[0][g] = 0
+    for t in range(1, T + 1):
+        for g in range(q, G + 1):
+            best = t + C[t - 1][g]
+            for y in range(1, t):
+                if policy in ("hsm", "msm") and g - q >= q:
+                    best = min(best, y + C[t - y][g - q] + C[y][g])
+                if policy in ("ism", "msm") and g - p >= q:
+                    best = min(best, y + C[t - y][g - p] + C[y - 1][g])
+            C[t][g] = best
+    return C
+
+
+def dp_table(T: int, G: int, q: int, p: int, policy: str = "msm", prune: bool = True,
+             progress: Optional[Callable[[Optional[float], str], None]] = None, token=None) -> np.ndarray:
+    """Vectorised exact DP table C[t, g] (t = 0..T, budget g = 0..G cells of 1/q); huge values = infeasible.
+
+    Loops over t only; each iteration takes the min over all split points y for all budgets at once.
+    For ISM/MSM a budget at or above q + (t-1)p holds every internal state (cost t). With ``prune`` a split
+    y is only scanned where y <= UB(t, g) - t + 1 (UB = min of the HSM and ISM closed forms and the fused
+    move), in blocks of budgets, which is exact because every split's cost is at least t + y - 1.
+    """
+    if policy not in POLICIES:
+        raise ValueError(f"unknown policy {policy!r}")
+    big_cost = T * (T + 1) // 2
+    dtype = np.int32 if big_cost < (1 << 28) else np.int64
+    inf = np.array((1 << 29) if dtype == np.int32 else (1 << 60), dtype=dtype)
+    C = np.full((T + 1, G + 1), inf, dtype=dtype)
+    C[0, q:] = 0
+    ys = np.arange(1, T + 1, dtype=dtype)[:, None]
+    use_h = policy in ("hsm", "msm")
+    use_i = policy in ("ism", "msm")
+    ubh = ubi = slots = islots = None
+    if prune:
+        ubh, ubi, slots, islots = _upper_bounds(T, G, q, p, use_h, use_i)
+    step = max(1, T // 100)
+    for t in range(1, T + 1):
+        if token is not None and t % 16 == 0:
+            token.check()
+        if progress is not None and t % step == 0:
+            progress(t / T, f"DP row {t}/{T}")
+        hi = G + 1
+        if use_i:
+            sat = q + (t - 1) * p
+            if sat <= G:
+                C[t, max(sat, q):] = t
+                hi = max(sat, q)
+        lo = q
+        if hi <= lo:
+            continue
+        best = (t + C[t - 1, lo:hi]).astype(dtype)
+        if t > 1:
+            if prune:
+                ub = best.astype(np.int64)
+                if ubh is not None:
+                    ub = np.minimum(ub, ubh[t, slots[lo:hi]])
+                if ubi is not None:
+                    ub = np.minimum(ub, ubi[t, islots[lo:hi]])
+                # UB is the cost of an HSM / ISM schedule (a policy of this class), so it is achievable
+                best = np.minimum(best, ub).astype(dtype)
+                # lower bound: at the time of B t at most n_I internal states are stored, every other step
+                # k < t is computed again afterwards (HSM: every step k < t)
+                if use_i:
+                    n_i = np.maximum(islots[lo:hi] - 1, 0)
+                    lb = t + np.maximum(0, t - 1 - n_i)
+                else:
+                    lb = np.full(hi - lo, 2 * t - 1)
+                ymax = np.where(ub <= lb, 0, np.clip(ub - t + 1, 0, t - 1))
+            else:
+                ymax = np.full(hi - lo, t - 1)
+            for kind, shift, yoff in (("H", q, 0), ("I", p, 1)):
+                if (kind == "H" and not use_h) or (kind == "I" and not use_i):
+                    continue
+                a = max(lo, q + shift)
+                if a >= hi:
+                    continue
+                # budgets a..hi-1; split blocks where ymax (non-increasing in g) drops a lot
+                j = a
+                while j < hi:
+                    y0 = int(ymax[j - lo])
+                    if y0 <= 0:
+                        nz = np.flatnonzero(ymax[j - lo:hi - lo] > 0)
+                        if nz.size == 0:
+                            break
+                        j += int(nz[0])
+                        continue
+                    # extend block while ymax stays above 0.7 * y0 (and cap width)
+                    seg = ymax[j - lo:hi - lo]
+                    stop = int(np.argmax(seg < max(1, int(0.7 * y0)))) if (seg < max(1, int(0.7 * y0))).any() \
+                        else seg.size
+                    stop = max(1, min(stop, 4096))
+                    e = j + stop
+                    left = C[1 - yoff:y0 + 1 - yoff, j:e]           # C[y, g] (H) or C[y-1, g] (I)
+                    right = C[t - 1:t - 1 - y0:-1, j - shift:e - shift] if t - 1 - y0 >= 0 else \
+                        C[t - 1::-1, j - shift:e - shift][:y0]
+                    v = left + right
+                    v += ys[:y0]
+                    np.minimum(best[j - lo:e - lo], v.min(axis=0), out=best[j - lo:e - lo])
+                    j = e
+        C[t, lo:hi] = best
+    if progress is not None:
+        progress(1.0, "DP done")
+    return C
+
+
+def _upper_bounds(T: int, G: int, q: int, p: int, use_h: bool, use_i: bool):
+    """Closed-form HSM / ISM cost tables indexed [t, slots] and each budget cell's slot counts."""
+    g_all = np.arange(G + 1)
+    ts = np.arange(T + 1, dtype=np.int64)
+    big = np.int64(1 << 40)
+    slots = np.clip(g_all // q, 0, T)                         # hidden slots (more than T never help)
+    islots = np.clip(np.where(g_all >= q, (g_all - q) // p, -1), -1, T) + 1   # +1: column 0 = infeasible
+    ubh = ubi = None
+    if use_h:
+        ubh = np.full((T + 1, int(slots.max()) + 1), big, dtype=np.int64)
+        for m in range(1, ubh.shape[1]):
+            ubh[:, m] = hsm_costs(ts, m)
+    if use_i:
+        ubi = np.full((T + 1, int(islots.max()) + 1), big, dtype=np.int64)
+        for s in range(0, ubi.shape[1] - 1):
+            ubi[:, s + 1] = ism_costs(ts, s)
+    return ubh, ubi, slots, islots
+
+
+# --------------------------------------------------------------------------------------------- the planner
+@dataclass
+class Plan:
+    length: int
+    memory: float
+    policy: str
+    alpha: float
+    alpha_used: float
+    cost: int
+    schedule: Schedule
+
+    @property
+    def peak_memory(self) -> float:
+        return self.schedule.peak_memory
+
+    def to_json(self, with_schedule: bool = True) -> Dict:
+        out = {"length": self.length, "memory": self.memory, "policy": self.policy, "alpha": self.alpha,
+               "cost": self.cost, "peak_memory": self.peak_memory}
+        if self.alpha_used != self.alpha:
+            out["alpha_used"] = self.alpha_used
+        if with_schedule:
+            out["schedule"] = self.schedule.actions()
+        return out
+
+
+class Planner:
+    """Optimal BPTT schedules for one (length, policy, alpha).
+
+    ``cost(M)`` / ``curve()`` give the optimal cost for budgets; ``plan(M)`` builds the schedule. HSM and
+    ISM use closed forms (``method='closed'``) or the DP table (``method='table'``, for tests); MSM always
+    uses the DP table, built on first use (``build(progress, token)`` builds it explicitly).
+    """
+
+    def __init__(self, length: int, policy: str = "hsm", alpha: float = 1.0, method: str = "auto",
+                 max_q: int = 4, table_budget: Optional[float] = None) -> None:
+        if int(length) < 1:
+            raise ValueError("the sequence length must be at least 1")
+        if policy not in POLICIES:
+            raise ValueError(f"unknown policy {policy!r} (choose one of {', '.join(POLICIES)})")
+        self.T = int(length)
+        self.policy = policy
+        self.alpha = float(alpha)
+        self.grid = make_grid(alpha, max_q) if policy != "hsm" else Grid(self.alpha, 1, 1)
+        self.method = method if method != "auto" else ("table" if policy == "msm" else "closed")
+        if self.policy == "msm" and self.method != "table":
+            raise ValueError("MSM has no closed form; use method='table'")
+        self._table: Optional[np.ndarray] = None
+        self._cut: Optional[int] = None
+        self._table_cells = None if table_budget is None else self.grid.cells(table_budget)
+
+    # ---- budgets
+    @property
+    def alpha_used(self) -> float:
+        if self.policy == "hsm":
+            return self.alpha
+        if self.policy == "ism" and self.method == "closed":
+            return self.alpha
+        return self.grid.alpha_used
+
+    @property
+    def saturation(self) -> float:
+        """The smallest budget at which the cost stops falling (2T-1 for HSM, T for ISM and MSM)."""
+        T = self.T
+        if self.policy == "hsm":
+            return float(max(1, T - 1))
+        return 1.0 + (T - 1) * self.alpha_used
+
+    @property
+    def full_memory(self) -> float:
+        return full_bptt_memory(self.T, self.alpha)
+
+    def budgets(self) -> np.ndarray:
+        """Every distinct budget from 1 to the saturation point on this policy's grid."""
+        q = self.grid.q
+        top = int(math.ceil(self.saturation * q - 1e-9))
+        return np.arange(q, top + 1) / q
+
+    # ---- the table
+    @property
+    def cut_cells(self) -> Optional[int]:
+        """MSM only: from this budget cell on, the ISM closed form equals a lower bound, so it is optimal
+        (C(t, g) = ISM(t, (g - q) // p) for every t <= T) and the table need not go further."""
+        if self.policy != "msm":
+            return None
+        if self._cut is None:
+            T, q, p = self.T, self.grid.q, self.grid.p
+            s = 0
+            while ism_cost(T, s) > T + max(0, T - 1 - s):
+                s += 1
+            self._cut = q + s * p
+        return self._cut
+
+    def build(self, progress=None, token=None, cells: Optional[int] = None) -> np.ndarray:
+        need = cells if cells is not None else (self._table_cells if self._table_cells is not None
+                                                else int(math.ceil(self.saturation * self.grid.q - 1e-9)))
+        need = max(need, self.grid.q)
+        if self.cut_cells is not None:
+            need = min(need, self.cut_cells)
+        if self._table is not None and self._table.shape[1] - 1 >= need:
+            return self._table
+        if (self.T + 1) * (need + 1) > MSM_MAX_CELLS:
+            raise InfeasibleBudget(
+                f"the {self.policy.upper()} table for T={self.T} up to {need / self.grid.q:g} units would need "
+                f"{(self.T + 1) * (need + 1) / 1e6:.0f}M cells; use a shorter sequence or a smaller budget")
+        self._table = dp_table(self.T, need, self.grid.q, self.grid.p, self.policy, progress=progress,
+                               token=token)
+        return self._table
+
+    def _costs(self, ts: np.ndarray, g: int) -> np.ndarray:
+        """Table costs C[ts, g] (int64), falling back to the ISM closed form beyond the MSM cut."""
+        ts = np.asarray(ts, dtype=np.int64)
+        q, p = self.grid.q, self.grid.p
+        if g < q:
+            return np.where(ts == 0, 0, np.int64(1) << 40)
+        C = self._table
+        if g < C.shape[1]:
+            return C[ts, g].astype(np.int64)
+        if self.cut_cells is None or g < self.cut_cells:  # pragma: no cover - guarded by build()
+            raise AssertionError("budget outside the DP table")
+        return ism_costs(ts, (g - q) // p)
+
+    def _check(self, memory: float) -> None:
+        if not math.isfinite(memory) or memory < 1.0 - EPS:
+            raise InfeasibleBudget(
+                f"a memory budget of {memory:g} is infeasible: at least 1 hidden-state slot is needed for h_0")
+
+    # ---- costs
+    def cost(self, memory: float) -> int:
+        self._check(memory)
+        memory = min(memory, self.saturation)
+        if self.method == "closed":
+            if self.policy == "hsm":
+                return hsm_cost(self.T, int(math.floor(memory + EPS)))
+            return ism_cost(self.T, int(math.floor((memory - 1) / self.alpha + EPS)))
+        g = self.grid.cells(memory)
+        self.build(cells=max(g, self._table_cells or 0))
+        return int(self._costs(np.asarray([self.T]), g)[0])
+
+    def curve(self, progress=None, token=None) -> Tuple[np.ndarray, np.ndarray]:
+        """(budgets, costs) for every budget from 1 to the saturation point."""
+        bud = self.budgets()
+        if self.method == "closed":
+            if self.policy == "hsm":
+                costs = np.array([hsm_cost(self.T, int(m)) for m in np.floor(bud + EPS)], dtype=np.int64)
+            else:
+                s = np.floor((bud - 1) / self.alpha + EPS).astype(np.int64)
+                costs = np.empty(bud.size, dtype=np.int64)
+                for sv in np.unique(s):
+                    costs[s == sv] = ism_cost(self.T, int(sv))
+            return bud, costs
+        C = self.build(progress=progress, token=token)
+        g = (bud * self.grid.q + EPS).astype(np.int64)
+        costs = np.empty(g.size, dtype=np.int64)
+        inside = g < C.shape[1]
+        costs[inside] = C[self.T, g[inside]]
+        if (~inside).any():
+            s_out = (g[~inside] - self.grid.q) // self.grid.p
+            vals = np.empty(s_out.size, dtype=np.int64)
+            for sv in np.unique(s_out):
+                vals[s_out == sv] = ism_cost(self.T, int(sv))
+            costs[~inside] = vals
+        return bud, costs
+
+    # ---- schedules
+    def _choose(self, t: int, b, total: int) -> Tuple[str, int]:
+        """('fused'|'H'|'I', y) for a segment of t steps with budget b (slots / I-slots / cells)."""
+        if t <= 1:
+            return "fused", t
+        ys = np.arange(1, t, dtype=np.int64)
+        if self.method == "closed":
+            if self.policy == "hsm":
+                m = b
+                if m <= 1:
+                    return "fused", t
+                fused = t + hsm_costs(np.asarray([t - 1]), m)[0]
+                v = ys + hsm_costs(ys, m) + hsm_costs(t - ys, m - 1)
+                kind = "H"
+            else:
+                s = b
+                if s <= 0:
+                    return "fused", t
+                fused = t + ism_costs(np.asarray([t - 1]), s)[0]
+                v = ys + ism_costs(ys - 1, s) + ism_costs(t - ys, s - 1)
+                kind = "I"
+            j = int(np.argmin(v))
+            return ("fused", t) if fused <= v[j] else (kind, j + 1)
+        q, p = self.grid.q, self.grid.p
+        g = b
+        fused = t + int(self._costs(np.asarray([t - 1]), g)[0])
+        best_kind, best_y, best_v = "fused", t, fused
+        if self.policy in ("hsm", "msm") and g - q >= q:
+            v = ys + self._costs(ys, g) + self._costs(t - ys, g - q)
+            j = int(np.argmin(v))
+            if v[j] < best_v:
+                best_kind, best_y, best_v = "H", j + 1, int(v[j])
+        if self.policy in ("ism", "msm") and g - p >= q:
+            v = ys + self._costs(ys - 1, g) + self._costs(t - ys, g - p)
+            j = int(np.argmin(v))
+            if v[j] < best_v:
+                best_kind, best_y, best_v = "I", j + 1, int(v[j])
+        return best_kind, best_y
+
+    def plan(self, memory: float, token=None) -> Plan:
+        """The optimal schedule for a budget (hidden units, h_0's slot included)."""
+        self._check(memory)
+        M = float(memory)
+        cost = self.cost(M)
+        if cost > MAX_SCHEDULE_ACTIONS:
+            raise InfeasibleBudget(f"this schedule has {cost:,} forward steps, too many to list; "
+                                   f"give more memory")
+        eff = min(M, self.saturation)
+        if self.method == "closed":
+            root = int(math.floor(eff + EPS)) if self.policy == "hsm" else \
+                int(math.floor((eff - 1) / self.alpha + EPS))
+            h_cost, i_cost = 1, 1
+        else:
+            root = self.grid.cells(eff)
+            self.build(cells=max(root, self._table_cells or 0))
+            h_cost, i_cost = self.grid.q, self.grid.p
+        # events: (op, a, b): F runs a..b, or single actions with a == b
+        ev_op: List[int] = []
+        ev_a: List[int] = []
+        ev_b: List[int] = []
+        stack: List[Tuple] = [("node", 0, self.T, root)]
+        n = 0
+        while stack:
+            item = stack.pop()
+            if item[0] == "emit":
+                ev_op.append(item[1]); ev_a.append(item[2]); ev_b.append(item[2])
+                continue
+            _, k0, t, b = item
+            if t == 0:
+                continue
+            n += 1
+            if token is not None and n % 512 == 0:
+                token.check()
+            kind, y = self._choose(t, b, self.T)
+            if kind == "fused":
+                ev_op += [F, B]; ev_a += [k0 + 1, k0 + t]; ev_b += [k0 + t, k0 + t]
+                stack.append(("node", k0, t - 1, b))
+            elif kind == "H":
+                ev_op += [F, SH]; ev_a += [k0 + 1, k0 + y]; ev_b += [k0 + y, k0 + y]
+                right_b = b - (1 if self.method == "closed" else h_cost)
+                stack.append(("node", k0, y, b))
+                stack.append(("emit", DH, k0 + y))
+                stack.append(("node", k0 + y, t - y, right_b))
+            else:  # "I"
+                ev_op += [F, SI]; ev_a += [k0 + 1, k0 + y]; ev_b += [k0 + y, k0 + y]
+                right_b = b - (1 if self.method == "closed" else i_cost)
+                stack.append(("node", k0, y - 1, b))
+                stack.append(("emit", DI, k0 + y))
+                stack.append(("emit", B, k0 + y))
+                stack.append(("node", k0 + y, t - y, right_b))
+        sched = _expand(ev_op, ev_a, ev_b, self.T, self.alpha)
+        if sched.cost != cost:  # pragma: no cover - a planner bug, caught by the tests
+            raise AssertionError(f"schedule cost {sched.cost} != DP cost {cost}")
+        return Plan(self.T, M, self.policy, self.alpha, self.alpha_used, cost, sched)
+
+
+def _expand(ev_op: List[int], ev_a: List[int], ev_b: List[int], T: int, alpha: float) -> Schedule:
+    op = np.asarray(ev_op, dtype=np.uint8)
+    a = np.asarray(ev_a, dtype=np.int64)
+    b = np.asarray(ev_b, dtype=np.int64)
+    lens = np.where(op == F, b - a + 1, 1)
+    keep = lens > 0
+    op, a, lens = op[keep], a[keep], lens[keep]
+    ops = np.repeat(op, lens)
+    starts = np.cumsum(lens) - lens
+    within = np.arange(int(lens.sum()), dtype=np.int64) - np.repeat(starts, lens)
+    ks = np.repeat(a, lens) + within
+    return Schedule(T, float(alpha), ops, ks)
+
+
+def time_ratio(cost: float, length: int, backward_ratio: float = 2.0) -> float:
+    """Time per iteration relative to standard BPTT when a backward step costs ``backward_ratio`` forwards."""
+    return (cost + backward_ratio * length) / ((1.0 + backward_ratio) * length)
+
+
+def make_plan(length: int, memory: float, policy: str, alpha: float = 1.0, token=None) -> Plan:
+    return Planner(length, policy, alpha, table_budget=memory if policy == "msm" else None).plan(memory, token)

@@ -1,0 +1,148 @@
+"""The BPTT planner: recurrences, closed forms (Griewank's Revolve), schedules and the validator."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from explorer.papers.bptt.planner import (InfeasibleBudget, Planner, dp_table, hsm_cost, ism_cost, ism_costs,
+                                          numforw, reference_table, revolve_beta)
+from explorer.papers.bptt.schedule import (Schedule, ScheduleError, full_bptt_memory, full_bptt_schedule,
+                                           validate)
+
+
+def test_hsm_dp_equals_griewank_revolve_closed_form():
+    T, Mmax = 300, 12
+    C = dp_table(T, Mmax, 1, 1, "hsm", prune=False)   # the plain recurrence, no closed-form help
+    for t in range(1, T + 1):
+        for m in range(1, Mmax + 1):
+            # Revolve: r minimal with beta(m, r) >= t; C = t + numforw(t, m) = (r+1) t - beta(m+1, r-1)
+            assert C[t, m] == t + numforw(t, m) == hsm_cost(t, m), (t, m)
+    assert revolve_beta(3, 2) == math.comb(5, 3)
+
+
+def test_hsm_boundaries_and_the_t1000_table():
+    for t in (1, 2, 7, 50):
+        assert hsm_cost(t, 1) == t * (t + 1) // 2
+        assert hsm_cost(t, t + 5) == 2 * t - 1
+    expected = {1: 500500, 2: 29820, 5: 7284, 10: 4636, 20: 3747, 31: 3439, 44: 2954, 100: 2898, 250: 2748, 500: 2498, 999: 1999}
+    for m, c in expected.items():
+        assert hsm_cost(1000, m) == c
+
+
+def test_ism_closed_form_equals_dp():
+    T = 150
+    C = dp_table(T, T, 1, 1, "ism", prune=False)      # q = p = 1: budget 1 + s units = s internal slots
+    for s in range(0, T):
+        assert np.array_equal(C[:, 1 + s], ism_costs(np.arange(T + 1), s)), s
+    for t in (1, 5, 40):
+        assert ism_cost(t, 0) == t * (t + 1) // 2
+        assert ism_cost(t, t - 1) == t
+
+
+def test_msm_sanity_values():
+    # papers.md: t = 60, m = 5: HSM 216, MSM 215 (alpha 4) and 202 (alpha 2)
+    assert Planner(60, "hsm").cost(5) == 216
+    assert Planner(60, "msm", 4.0).cost(5) == 215
+    assert Planner(60, "msm", 2.0).cost(5) == 202
+    for alpha in (1.0, 2.0, 4.5):
+        P = Planner(40, "msm", alpha)
+        assert P.cost(alpha * 40) == 40                    # standard BPTT cost once m >= alpha t
+        assert P.cost(P.saturation) == 40
+        assert P.cost(P.saturation - 0.5) > 40
+
+
+@pytest.mark.parametrize("q,p", [(1, 1), (1, 2), (1, 4), (2, 9), (4, 5)])
+@pytest.mark.parametrize("policy", ["hsm", "ism", "msm"])
+def test_fast_dp_equals_reference(policy, q, p):
+    T, G = 30, 60
+    ref = np.array(reference_table(T, G, q, p, policy), dtype=float)
+    fast = dp_table(T, G, q, p, policy, prune=True).astype(float)
+    fast[fast >= 2 ** 29] = np.inf
+    assert np.array_equal(ref[:, q:], fast[:, q:])
+
+
+def test_msm_curve_with_cut_equals_unpruned_table():
+    T, alpha = 120, 4.5
+    P = Planner(T, "msm", alpha)
+    bud, costs = P.curve()
+    full = dp_table(T, int(round(P.saturation * 2)), 2, 9, "msm", prune=False)
+    assert P._table.shape[1] < full.shape[1]                # the cut really cuts
+    assert all(full[T, int(round(b * 2))] == c for b, c in zip(bud, costs))
+    assert np.all(np.diff(costs) <= 0)
+
+
+alphas = st.sampled_from([1.0, 1.5, 2.0, 3.0, 3.25, 4.5, 7.0])
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(T=st.integers(1, 60), frac=st.floats(0.0, 1.2), alpha=alphas, policy=st.sampled_from(["hsm", "ism", "msm"]))
+def test_every_plan_passes_the_validator(T, frac, alpha, policy):
+    P = Planner(T, policy, alpha)
+    M = 1.0 + frac * (P.saturation - 1.0)
+    plan = P.plan(M)
+    rep = validate(plan.schedule, M)
+    assert rep.cost == plan.cost == P.cost(M)
+    assert rep.peak_memory <= M + 1e-9
+    assert abs(rep.peak_memory - plan.peak_memory) < 1e-9
+    b_steps = plan.schedule.ks[plan.schedule.ops == 5].tolist()
+    assert b_steps == list(range(T, 0, -1))
+
+
+@settings(max_examples=60, deadline=None)
+@given(T=st.integers(2, 50), frac=st.floats(0.0, 1.0), alpha=alphas)
+def test_msm_never_worse_than_hsm_or_ism(T, frac, alpha):
+    msm = Planner(T, "msm", alpha)
+    M = 1.0 + frac * (msm.saturation - 1.0)
+    c = msm.cost(M)
+    assert c <= Planner(T, "hsm", alpha).cost(M)
+    assert c <= Planner(T, "ism", alpha).cost(M)        # these alphas are exact on the MSM grid
+    assert T <= c <= T * (T + 1) // 2
+
+
+def test_closed_and_table_methods_agree_on_schedules():
+    for policy in ("hsm", "ism"):
+        for M in (1, 2, 3.5, 9, 30):
+            a = Planner(25, policy, 2.5, method="closed").plan(M)
+            b = Planner(25, policy, 2.5, method="table").plan(M)
+            assert a.cost == b.cost
+            validate(b.schedule, M)
+
+
+def test_infeasible_budget_is_a_clear_error():
+    with pytest.raises(InfeasibleBudget, match="infeasible"):
+        Planner(10, "hsm").plan(0.5)
+    with pytest.raises(ValueError):
+        Planner(0, "hsm")
+
+
+def test_full_bptt_schedule():
+    s = full_bptt_schedule(10, 3.0)
+    rep = validate(s, full_bptt_memory(10, 3.0))
+    assert rep.cost == 10 and rep.peak_memory == 1 + 9 * 3.0
+    with pytest.raises(ScheduleError, match="exceeds"):
+        validate(s, full_bptt_memory(10, 3.0) - 0.5)
+
+
+@pytest.mark.parametrize("actions,message", [
+    ([["F", 2], ["B", 2], ["F", 1], ["B", 1]], "h_1 is neither"),
+    ([["F", 1], ["F", 2], ["B", 1], ["B", 2]], "expected backward step 2"),
+    ([["F", 1], ["F", 2], ["SI", 1], ["B", 2], ["B", 1]], "directly after F"),
+    ([["F", 1], ["SH", 2]], "register does not hold"),
+    ([["F", 1], ["F", 2], ["B", 2]], "ends before backward step 1"),
+    ([["F", 1], ["SI", 1], ["F", 2], ["B", 2], ["B", 1], ["DH", 1]], "not stored"),
+    ([["F", 1], ["SI", 1], ["F", 2], ["B", 2], ["B", 1], ["F", 1]], "already backpropagated"),
+    ([["X", 1]], "unknown operation"),
+])
+def test_validator_rejects(actions, message):
+    with pytest.raises(ScheduleError, match=message):
+        validate(Schedule.from_actions(actions, 2, 2.0), memory=10)
+
+
+def test_validator_accepts_restart_from_stored_internal_state():
+    acts = [["F", 1], ["SI", 1], ["F", 2], ["F", 3], ["B", 3], ["F", 2], ["B", 2], ["B", 1], ["DI", 1]]
+    rep = validate(Schedule.from_actions(acts, 3, 2.0), memory=3)
+    assert rep.cost == 4 and rep.peak_memory == 3

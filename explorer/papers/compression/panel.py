@@ -1,0 +1,454 @@
+"""The conceptual compression tab: a slider over the iterations sent, with JPEG and JPEG 2000 at the same bits.
+
+All work runs in workers: per image, one task computes the reconstructions for every k (fast, shown at once)
+and then JPEG / JPEG 2000 at each k's rate (streamed in as partial results); the slider only reads caches.
+"Imagine the rest" samples are computed per k in another task and cached too.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QImage, QPixmap
+from PySide6.QtWidgets import (QComboBox, QFileDialog, QGridLayout, QGroupBox, QHBoxLayout, QLabel,
+                               QPushButton, QSizePolicy, QSlider, QVBoxLayout, QWidget)
+
+from explorer.core.tasks import Progress
+from explorer.ui.panel_base import PaperPanel
+from explorer.ui.widgets.task_bar import TaskBar
+
+TILE = 200
+SAMPLE_TILE = 92
+N_SAMPLES = 4
+MAX_SIDE = 512
+DEFAULT_SAMPLE = "path.png"
+TARGET_BPP = 0.25       # the default k is the one whose rate is closest to this
+
+
+def to_pixmap(img: np.ndarray, size: int) -> QPixmap:
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
+    img = np.ascontiguousarray(img)
+    h, w = img.shape[:2]
+    if img.ndim == 2:
+        qimg = QImage(img.data, w, h, w, QImage.Format_Grayscale8).copy()
+    else:
+        qimg = QImage(img.data, w, h, 3 * w, QImage.Format_RGB888).copy()
+    return QPixmap.fromImage(qimg).scaled(size, size, Qt.KeepAspectRatio, Qt.SmoothTransformation)
+
+
+class ImageTile(QWidget):
+    """A title, an image and a caption."""
+
+    def __init__(self, title: str, tooltip: str, size: int = TILE, parent: Optional[QWidget] = None) -> None:
+        super().__init__(parent)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(2, 2, 2, 2)
+        self.size_px = size
+        self.title = QLabel(f"<b>{title}</b>")
+        self.title.setAlignment(Qt.AlignCenter)
+        self.image = QLabel("…")
+        self.image.setAlignment(Qt.AlignCenter)
+        self.image.setFixedSize(size, size)
+        self.image.setStyleSheet("background: #f2f2f2; border: 1px solid #ddd;")
+        self.caption = QLabel("")
+        self.caption.setAlignment(Qt.AlignCenter)
+        self.caption.setWordWrap(True)
+        self.caption.setStyleSheet("font-size: 9pt;")
+        self.caption.setFixedHeight(34 if title else 0)
+        self.caption.setFixedWidth(max(size, 280) if title else size)
+        self.setToolTip(tooltip)
+        if title:
+            lay.addWidget(self.title)
+        lay.addWidget(self.image, 0, Qt.AlignCenter)
+        if title:
+            lay.addWidget(self.caption, 0, Qt.AlignCenter)
+        self.has_image = False
+
+    def set_image(self, img: Optional[np.ndarray], caption: str = "") -> None:
+        if img is None:
+            self.image.clear()
+            self.image.setText("computing…")
+            self.has_image = False
+        else:
+            self.image.setPixmap(to_pixmap(img, self.size_px))
+            self.has_image = True
+        self.caption.setText(caption)
+
+
+# ----- worker functions (plain Python, no Qt) ----------------------------------------------------------------
+def _load_image_file(path: str, channels: int):
+    from .data import fit_max_side, load_image
+
+    img = load_image(path, channels=3)
+    img, note = fit_max_side(img, MAX_SIDE)
+    return img, note
+
+
+def _analyse(model, img: np.ndarray, device_fn, token=None):
+    """Generator: yields ("model", Analysis) first, then ("baseline", k, {...}) for k = 1..T."""
+    import torch
+
+    from .infer import Analysis, baselines_at
+
+    device = device_fn()
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        an = Analysis(model, img, device)
+    an.elapsed_ms = (time.perf_counter() - t0) * 1000.0
+    points = {k: an.point(k) for k in range(0, an.T + 1)}
+    yield ("model", an, points)
+    order = sorted(range(1, an.T + 1), key=lambda k: abs(an.rate_bpp[k] - TARGET_BPP))
+    for i, k in enumerate(order):
+        token.check()
+        b = baselines_at(an.image, float(an.rate_bpp[k]))
+        yield Progress((i + 1) / an.T, f"JPEG / JPEG 2000 at the rate of k={k}")
+        yield ("baseline", k, b)
+    return an
+
+
+def _samples(an, k: int, seed: int, token=None):
+    token.check()
+    return k, an.samples(k, n=N_SAMPLES, seed=seed)
+
+
+class CompressionPanel(PaperPanel):
+    def __init__(self, spec, context, parent=None):
+        super().__init__(spec, context, parent)
+        self.analysis = None
+        self.points: Dict[int, Dict[str, Any]] = {}
+        self.baselines: Dict[int, Dict[str, Any]] = {}
+        self.sample_cache: Dict[int, List[np.ndarray]] = {}
+        self.sample_seed = 0
+        self.image: Optional[np.ndarray] = None
+        self.image_name = ""
+        self.image_note: Optional[str] = None
+        self._pending_demo = False
+        self._analysis_done = False
+        self._build_ui()
+
+    # ------------------------------------------------------------------------------------------- UI
+    def _build_ui(self) -> None:
+        top = QHBoxLayout()
+        top.addWidget(QLabel("Image:"))
+        self.picker = QComboBox()
+        self.picker.setToolTip("Held-out sample photos (never seen in training); or open your own image")
+        for f in self._bundled_images():
+            self.picker.addItem(f.stem, str(f))
+        self.picker.currentIndexChanged.connect(self._on_pick)
+        top.addWidget(self.picker)
+        self.open_button = QPushButton("Open image…")
+        self.open_button.setToolTip("Compress your own PNG or JPEG (larger than 512 pixels: scaled down)")
+        self.open_button.clicked.connect(self._ask_open_image)
+        top.addWidget(self.open_button)
+        top.addSpacing(16)
+        top.addWidget(QLabel("Iterations sent k:"))
+        self.slider = QSlider(Qt.Horizontal)
+        self.slider.setRange(1, 8)
+        self.slider.setValue(2)
+        self.slider.setPageStep(1)
+        self.slider.setTickPosition(QSlider.TicksBelow)
+        self.slider.setMinimumWidth(220)
+        self.slider.setToolTip("Send the latents of the first k DRAW iterations; the rest come from the learned "
+                               "prior. More iterations, more bits, more detail.")
+        self.slider.valueChanged.connect(self._on_slider)
+        top.addWidget(self.slider, 1)
+        self.k_label = QLabel("")
+        self.k_label.setMinimumWidth(260)
+        top.addWidget(self.k_label)
+        self.body.addLayout(top)
+
+        self.task_bar = TaskBar()
+        self.body.addWidget(self.task_bar)
+
+        tiles = QHBoxLayout()
+        self.tile_orig = ImageTile("Original", "The image being compressed")
+        self.tile_draw = ImageTile("Conv DRAW, first k iterations",
+                                   "Reconstruction from the latents of the first k iterations (posterior means); "
+                                   "the remaining iterations use the learned prior's mean. Rate: the ideal code "
+                                   "length, sum of KL_1..k (what bits-back coding would reach)")
+        self.tile_jpeg = ImageTile("JPEG, same bits", "Pillow JPEG (4:2:0, optimised Huffman), quality bisected "
+                                   "to the model's rate; real file size. JPEG cannot go below its quality-1 size")
+        self.tile_jp2 = ImageTile("JPEG 2000, same bits", "Pillow/OpenJPEG JPEG 2000 (9/7 wavelet), ratio refined "
+                                  "until the real file matches the model's rate")
+        for t in (self.tile_orig, self.tile_draw, self.tile_jpeg, self.tile_jp2):
+            tiles.addWidget(t)
+        self.body.addLayout(tiles)
+
+        bottom = QHBoxLayout()
+        import pyqtgraph as pg
+
+        self.plot = pg.PlotWidget()
+        self.plot.setBackground("w")
+        self.plot.setLabel("bottom", "bits per pixel")
+        self.plot.setLabel("left", "PSNR (dB)")
+        self.plot.setTitle("Rate-distortion on this image", color="k")
+        self.plot.showGrid(x=True, y=True, alpha=0.3)
+        self.plot.addLegend(offset=(-10, -10))
+        self.plot.getAxis("bottom").enableAutoSIPrefix(False)
+        self.plot.setToolTip("PSNR against rate. Conv DRAW: ideal code length of k iterations; JPEG and "
+                             "JPEG 2000: real file sizes at the matched rate. Big markers: the current k")
+        self.plot.setMinimumHeight(200)
+        colors = {"draw": (31, 119, 180), "jpeg": (214, 39, 40), "jp2": (44, 160, 44)}
+        self.curves = {
+            "draw": self.plot.plot([], [], pen=pg.mkPen(colors["draw"], width=2), symbol="o", symbolSize=6,
+                                   symbolBrush=colors["draw"], name="conv DRAW (ideal code length)"),
+            "jpeg": self.plot.plot([], [], pen=pg.mkPen(colors["jpeg"], width=2), symbol="s", symbolSize=6,
+                                   symbolBrush=colors["jpeg"], name="JPEG"),
+            "jp2": self.plot.plot([], [], pen=pg.mkPen(colors["jp2"], width=2), symbol="t", symbolSize=6,
+                                  symbolBrush=colors["jp2"], name="JPEG 2000"),
+        }
+        self.current = pg.ScatterPlotItem(size=14, pen=pg.mkPen("k", width=1.5))
+        self.plot.addItem(self.current)
+        self._colors = colors
+        bottom.addWidget(self.plot, 3)
+
+        box = QGroupBox("Imagine the rest")
+        box.setToolTip("Keep the first k iterations as sent and sample the remaining ones from the learned prior: "
+                       "what the model 'imagines' for the bits not sent")
+        bl = QVBoxLayout(box)
+        self.samples_label = QLabel("Samples for the iterations not sent")
+        self.samples_label.setWordWrap(True)
+        bl.addWidget(self.samples_label)
+        grid = QGridLayout()
+        self.sample_tiles = []
+        for i in range(N_SAMPLES):
+            t = ImageTile("", "A sample: first k iterations as sent, the rest drawn from the prior", SAMPLE_TILE)
+            grid.addWidget(t, 0, i)
+            self.sample_tiles.append(t)
+        bl.addLayout(grid)
+        self.resample_button = QPushButton("New samples")
+        self.resample_button.setToolTip("Draw other samples for the iterations not sent")
+        self.resample_button.clicked.connect(self._resample)
+        bl.addWidget(self.resample_button)
+        box.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Preferred)
+        bottom.addWidget(box, 2)
+        self.body.addLayout(bottom, 1)
+        self.info = QLabel("")
+        self.info.setWordWrap(True)
+        self.info.setStyleSheet("color: #555;")
+        self.body.addWidget(self.info)
+
+    @staticmethod
+    def _bundled_images() -> List[Path]:
+        from explorer.core.paths import resources_dir
+
+        d = resources_dir() / "compression"
+        return sorted(d.glob("*.png")) if d.is_dir() else []
+
+    # ------------------------------------------------------------------------------------- hooks
+    def on_model_loaded(self, model, meta) -> None:
+        self.slider.blockSignals(True)
+        self.slider.setRange(1, model.iterations)
+        self.slider.blockSignals(False)
+        if self.image is not None:
+            self._start_analysis()
+
+    def start_default_demo(self) -> None:
+        self._pending_demo = True
+        idx = max(0, self.picker.findText(Path(DEFAULT_SAMPLE).stem))
+        if self.picker.count() == 0:
+            self.show_error("No sample images found in resources/compression; use 'Open image…'.")
+            self.mark_demo_done()
+            return
+        if self.picker.currentIndex() != idx:
+            self.picker.setCurrentIndex(idx)   # triggers _on_pick
+        else:
+            self._on_pick(idx)
+
+    def shutdown(self, timeout: float = 5.0) -> bool:
+        return super().shutdown(timeout)
+
+    # ----------------------------------------------------------------------------------- actions
+    def _on_pick(self, index: int) -> None:
+        path = self.picker.itemData(index)
+        if path:
+            self._open_path(path)
+
+    def _ask_open_image(self) -> None:
+        start = self.context.settings.get("compression/last_dir", str(Path.home())) if self.context.settings else ""
+        path, _ = QFileDialog.getOpenFileName(self, "Open an image", start,
+                                              "Images (*.png *.jpg *.jpeg *.bmp *.tif *.tiff *.webp)")
+        if path:
+            try:
+                self.context.settings.set("compression/last_dir", str(Path(path).parent))
+            except Exception:  # noqa: BLE001 - settings are a convenience
+                pass
+            self._open_path(path)
+
+    def _open_path(self, path: str) -> None:
+        channels = self.model.in_channels if self.model is not None else 3
+        self.task_bar.start(f"Loading {Path(path).name}…")
+
+        def loaded(res):
+            self.image, self.image_note = res
+            self.image_name = Path(path).name
+            self._start_analysis()
+
+        def failed(exc, tb):
+            self.task_bar.finish("")
+            self.show_exception(exc, tb)
+            if self._pending_demo:
+                self._pending_demo = False
+                self.mark_demo_done()
+
+        self.runner.submit(_load_image_file, path, channels, key="load", name="load image",
+                           on_result=loaded, on_error=failed)
+
+    def _start_analysis(self) -> None:
+        if self.model is None or self.image is None:
+            return
+        self.clear_error()
+        self.analysis, self.points, self.baselines, self.sample_cache = None, {}, {}, {}
+        self._analysis_done = False
+        self.runner.cancel("samples")
+        for t in (self.tile_draw, self.tile_jpeg, self.tile_jp2):
+            t.set_image(None)
+        for t in self.sample_tiles:
+            t.set_image(None)
+        self.tile_orig.set_image(self.image, f"{self.image_name}: {self.image.shape[1]}x{self.image.shape[0]}"
+                                 + (f" ({self.image_note})" if self.image_note else ""))
+        for c in self.curves.values():
+            c.setData([], [])
+        self.current.setData([], [])
+        self.task_bar.start("Compressing with conv DRAW…", on_cancel=lambda: self.runner.cancel("analysis"))
+        self.runner.submit(_analyse, self.model, self.image, self.context.device, key="analysis",
+                           name="conv DRAW analysis", on_partial=self._on_partial,
+                           on_progress=self.task_bar.set_progress, on_result=self._on_analysis_done,
+                           on_error=self._on_analysis_error)
+
+    def _on_partial(self, item) -> None:
+        if item[0] == "model":
+            _, an, points = item
+            self.analysis, self.points = an, points
+            self.report_timing(an.elapsed_ms, "conv DRAW, all k")
+            k = int(np.argmin([abs(an.rate_bpp[k] - TARGET_BPP) for k in range(1, an.T + 1)])) + 1
+            if self._pending_demo:
+                self.slider.blockSignals(True)
+                self.slider.setValue(k)
+                self.slider.blockSignals(False)
+            self._update_view()
+        elif item[0] == "baseline":
+            _, k, b = item
+            self.baselines[k] = b
+            self._update_plot()
+            if k == self.slider.value():
+                self._update_view()
+
+    def _on_analysis_done(self, an) -> None:
+        self._analysis_done = True
+        self.task_bar.finish("")
+        self._update_view()
+        self._maybe_finish_demo()
+
+    def _on_analysis_error(self, exc, tb) -> None:
+        self.task_bar.finish("")
+        self.show_exception(exc, tb)
+        if self._pending_demo:
+            self._pending_demo = False
+            self.mark_demo_done()
+
+    def _on_slider(self, _value: int) -> None:
+        self._update_view()
+
+    def _resample(self) -> None:
+        self.sample_seed += 1
+        self.sample_cache = {}
+        self._request_samples()
+
+    def _request_samples(self) -> None:
+        if self.analysis is None:
+            return
+        k = self.slider.value()
+        if k in self.sample_cache:
+            self._show_samples(k)
+            return
+        an = self.analysis
+
+        def done(res):
+            kk, imgs = res
+            if an is self.analysis:
+                self.sample_cache[kk] = imgs
+                if kk == self.slider.value():
+                    self._show_samples(kk)
+            self._maybe_finish_demo()
+
+        self.runner.submit(_samples, an, k, self.sample_seed, key="samples", name="imagine the rest",
+                           on_result=done)
+
+    def _maybe_finish_demo(self) -> None:
+        if self._pending_demo and self._analysis_done and self.slider.value() in self.sample_cache:
+            self._pending_demo = False
+            self.mark_demo_done()
+
+    # ------------------------------------------------------------------------------------ views
+    def _show_samples(self, k: int) -> None:
+        imgs = self.sample_cache.get(k, [])
+        for t, im in zip(self.sample_tiles, imgs):
+            t.set_image(im, "")
+        T = self.analysis.T if self.analysis else 0
+        self.samples_label.setText(f"First {k} iteration(s) as sent, iterations {k + 1}..{T} sampled from the "
+                                   "learned prior" if k < T else "All iterations sent: nothing left to imagine "
+                                   "(the samples equal the reconstruction)")
+
+    def _update_view(self) -> None:
+        an = self.analysis
+        if an is None:
+            return
+        k = self.slider.value()
+        p = self.points[k]
+        bits = p["bits"]
+        self.k_label.setText(f"k = {k} of {an.T}: <b>{p['bpp']:.3f} bpp</b> ({bits / 8:.0f} bytes, ideal code "
+                             "length)")
+        self.tile_draw.title.setText(f"<b>Conv DRAW, first {k} of {an.T} iterations</b>")
+        self.tile_draw.set_image(an.recons[k], f"{p['bpp']:.3f} bpp · PSNR {p['psnr']:.2f} dB · "
+                                                f"SSIM {p['ssim']:.3f}")
+        b = self.baselines.get(k)
+        for tile, name in ((self.tile_jpeg, "jpeg"), (self.tile_jp2, "jpeg2000")):
+            r = b.get(name) if b else None
+            if r is None:
+                tile.set_image(None, "")
+            else:
+                extra = ""
+                if name == "jpeg" and r.bpp > 1.05 * p["bpp"]:
+                    extra = " (JPEG cannot go this low)"
+                setting = f"q={int(r.setting)}" if name == "jpeg" else f"ratio {r.setting:.0f}:1"
+                tile.set_image(r.image, f"{r.bpp:.3f} bpp ({r.nbytes} bytes, {setting}){extra} · "
+                                        f"PSNR {r.psnr:.2f} dB · SSIM {r.ssim:.3f}")
+        self._update_plot()
+        if k in self.sample_cache:
+            self._show_samples(k)
+        else:
+            for t in self.sample_tiles:
+                t.set_image(None)
+            self._request_samples()
+        meta = self.model_meta
+        m = meta.metrics if meta else {}
+        kl = ", ".join(f"{v:.3f}" for v in an.kl_bpp)
+        self.info.setText(
+            f"Model: {meta.name if meta else '?'} ({meta.data_summary() if meta else ''}; "
+            f"held-out ELBO {m.get('val_bits_per_dim', float('nan')):.3f} bits/dim). "
+            f"KL per iteration on this image (bpp): {kl}. Rates are ideal code lengths (sum of KL, as bits-back "
+            "coding would reach), not files written; JPEG / JPEG 2000 rates are real file sizes.")
+
+    def _update_plot(self) -> None:
+        an = self.analysis
+        if an is None:
+            return
+        ks = list(range(1, an.T + 1))
+        self.curves["draw"].setData([self.points[k]["bpp"] for k in ks], [self.points[k]["psnr"] for k in ks])
+        for key, name in (("jpeg", "jpeg"), ("jp2", "jpeg2000")):
+            pts = sorted((self.baselines[k][name].bpp, self.baselines[k][name].psnr) for k in ks
+                         if k in self.baselines and self.baselines[k].get(name) is not None)
+            self.curves[key].setData([a for a, _ in pts], [b for _, b in pts])
+        k = self.slider.value()
+        spots = [{"pos": (self.points[k]["bpp"], self.points[k]["psnr"]), "brush": self._colors["draw"]}]
+        b = self.baselines.get(k)
+        if b:
+            for key, name in (("jpeg", "jpeg"), ("jp2", "jpeg2000")):
+                if b.get(name) is not None:
+                    spots.append({"pos": (b[name].bpp, b[name].psnr), "brush": self._colors[key]})
+        self.current.setData(spots)

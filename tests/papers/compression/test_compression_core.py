@@ -1,0 +1,189 @@
+"""Headless tests of the conceptual compression tab: conv DRAW, rates, baselines, CLI. Tiny images only."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from explorer.papers.compression import baselines as B  # noqa: E402
+from explorer.papers.compression.data import CropSampler, synthetic_image  # noqa: E402
+from explorer.papers.compression.model import (LN2, build, discretized_logistic_nll,  # noqa: E402
+                                               to_model_range)
+
+TINY = {"in_channels": 3, "hidden": 8, "z_channels": 2, "iterations": 3, "stride": 4, "kernel": 3}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def tiny_trained(tmp_path_factory):
+    """A tiny conv DRAW trained for a few steps on synthetic crops, saved as a checkpoint."""
+    from explorer.core.checkpoints import save_checkpoint
+    from explorer.papers.compression.train import TrainConfig, TrainData, fit
+
+    torch.manual_seed(0)
+    model = build(TINY)
+    imgs = [synthetic_image(40, 40, seed=s) for s in range(4)]
+    data = TrainData(CropSampler(imgs, 16), CropSampler(imgs, 16).sample(8, np.random.default_rng(1)))
+    res = fit(model, data, "cpu", TrainConfig(steps=60, time_limit_s=120, batch=8, lr=3e-3, warmup=5,
+                                              log_every=10, val_every=1000))
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
+    save_checkpoint(path, model.state_dict(), paper="compression", model_config=model.config(),
+                    metrics={"headline": "val_bits_per_dim", **res["final"]})
+    return model, res, path
+
+
+def test_discretized_logistic_is_a_distribution():
+    levels = torch.arange(256, dtype=torch.float32)
+    x = to_model_range(levels)
+    for mean, ls in ((0.1, -2.0), (-0.97, -4.0), (0.99, -1.0), (0.3, -6.5)):
+        nll = discretized_logistic_nll(x, torch.full_like(x, mean), torch.full_like(x, ls))
+        assert torch.all(nll >= 0)
+        total = float(torch.exp(-nll).sum())
+        assert abs(total - 1.0) < 2e-3, (mean, ls, total)
+
+
+def test_kl_per_iteration_nonnegative_and_sums_to_total():
+    from explorer.papers.compression.infer import Analysis
+
+    torch.manual_seed(0)
+    model = build(TINY).eval()
+    # make posterior and prior differ so the KL is not trivially zero
+    with torch.no_grad():
+        for p in model.posterior.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    x = to_model_range(torch.from_numpy(synthetic_image(20, 24, seed=3)).permute(2, 0, 1)[None])
+    out = model(x)
+    assert out["kl"].shape == (1, 3)
+    assert torch.all(out["kl"] >= 0)
+    an = Analysis(model, synthetic_image(22, 18, seed=4), "cpu")   # not a multiple of the stride: padded
+    assert np.all(an.kl_bpp >= 0)
+    assert an.rate_bpp[0] == 0.0
+    assert math.isclose(an.rate_bpp[-1], float(an.kl_bpp.sum()), rel_tol=1e-9)
+    assert math.isclose(an.kl_bits.sum() / (22 * 18), an.rate_bpp[-1], rel_tol=1e-9)
+    assert np.all(np.diff(an.rate_bpp) >= 0)
+    assert set(an.recons) == set(range(4))
+    assert an.recons[2].shape == (22, 18, 3) and an.recons[2].dtype == np.uint8
+    samples = an.samples(1, n=2, seed=5)
+    assert len(samples) == 2 and samples[0].shape == (22, 18, 3)
+
+
+def test_tiny_model_trains_and_loss_falls(tiny_trained):
+    _, res, _ = tiny_trained
+    hist = [h["train_bits_per_dim"] for h in res["history"]]
+    assert len(hist) >= 5
+    assert all(math.isfinite(h) for h in hist)
+    assert hist[-1] < hist[0] - 0.5, hist
+    assert res["final"]["val_kl_bpp_total"] >= 0
+
+
+def test_grey_and_odd_sizes_round_trip():
+    from explorer.papers.compression.infer import Analysis
+
+    model = build(TINY).eval()
+    grey = synthetic_image(13, 9, seed=1, channels=1)
+    an = Analysis(model, grey, "cpu")                  # grey replicated to RGB for an RGB model
+    assert an.recons[3].shape == (13, 9, 3)
+    gmodel = build({**TINY, "in_channels": 1}).eval()
+    an = Analysis(gmodel, synthetic_image(8, 12, seed=2), "cpu")  # RGB converted to grey
+    assert an.recons[1].shape == (8, 12, 1)
+
+
+def test_psnr_and_ssim_basics():
+    a = synthetic_image(32, 32, seed=0)
+    assert B.psnr(a, a) == 100.0
+    assert B.ssim(a, a) == pytest.approx(1.0)
+    noisy = np.clip(a.astype(int) + np.random.default_rng(0).integers(-20, 21, a.shape), 0, 255).astype(np.uint8)
+    assert 15 < B.psnr(a, noisy) < 30
+    assert B.ssim(a, noisy) < 0.95
+
+
+@pytest.mark.parametrize("target", [0.9, 1.5, 2.5])
+def test_jpeg_and_jpeg2000_rate_matching_within_5_percent(target):
+    img = synthetic_image(128, 128, seed=7)
+    j = B.jpeg_at_bpp(img, target)
+    assert abs(j.bpp / target - 1) <= 0.05, (target, j.bpp, j.setting)
+    assert j.bpp == pytest.approx(j.nbytes * 8 / 128 / 128)
+    k = B.jpeg2000_at_bpp(img, target)
+    assert abs(k.bpp / target - 1) <= 0.05, (target, k.bpp, k.setting)
+    assert k.image.shape == img.shape and 15 < k.psnr < 60
+
+
+def test_jpeg_below_its_floor_reports_the_real_rate():
+    img = synthetic_image(64, 64, seed=1)
+    j = B.jpeg_at_bpp(img, 0.01)       # far below what JPEG can reach (headers alone cost more)
+    assert j.setting == 1 and j.bpp > 0.01
+
+
+def test_eval_cli_on_two_small_images(tiny_trained, tmp_path, capsys):
+    from PIL import Image
+
+    from explorer.cli import main
+
+    _, _, ckpt = tiny_trained
+    d = tmp_path / "imgs"
+    d.mkdir()
+    Image.fromarray(synthetic_image(40, 48, seed=11)).save(d / "a.png")
+    Image.fromarray(synthetic_image(36, 36, seed=12, channels=1)[:, :, 0]).save(d / "b.jpg", quality=95)
+    (d / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    rc = main(["--device", "cpu", "eval", "compression", "--images", str(d), "--checkpoint", str(ckpt), "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0
+    assert out["checkpoint"] == str(ckpt)
+    assert [im["file"] for im in out["images"]] == ["a.png", "b.jpg"]
+    assert out["images"][0]["width"] == 48 and out["images"][0]["height"] == 40
+    fields = {"k", "bpp", "psnr", "ssim", "jpeg_bpp", "jpeg_psnr", "jpeg_ssim",
+              "jpeg2000_bpp", "jpeg2000_psnr", "jpeg2000_ssim"}
+    for im in out["images"]:
+        assert [p["k"] for p in im["points"]] == [1, 2, 3]
+        for p in im["points"]:
+            assert fields <= set(p)
+            assert p["bpp"] >= 0
+    assert [p["k"] for p in out["mean"]] == [1, 2, 3] and fields <= set(out["mean"][0])
+    assert out["errors"] and out["errors"][0]["file"] == "broken.png"
+
+
+def test_compress_cli_writes_png(tiny_trained, tmp_path, capsys):
+    from PIL import Image
+
+    from explorer.cli import main
+
+    _, _, ckpt = tiny_trained
+    src = tmp_path / "in.png"
+    Image.fromarray(synthetic_image(30, 34, seed=2)).save(src)
+    out = tmp_path / "rec.png"
+    rc = main(["--device", "cpu", "compress", str(src), "--iterations", "2", "--out", str(out),
+               "--checkpoint", str(ckpt), "--json"])
+    assert rc == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["k"] == 2 and res["bpp"] >= 0 and res["psnr"] > 0
+    assert Image.open(out).size == (34, 30)
+    rc = main(["compress", str(src), "--iterations", "9", "--out", str(out), "--checkpoint", str(ckpt)])
+    assert rc == 2
+    assert "between 1 and 3" in capsys.readouterr().err
+
+
+def test_bundled_model_psnr_rises_with_k():
+    """On a held-out sample, sending more iterations gives better reconstructions (on average over k)."""
+    from explorer.core.paths import bundled, resources_dir
+    from explorer.papers.compression.data import load_image
+    from explorer.papers.compression.infer import Analysis, load
+
+    ckpt = bundled("compression_photos.safetensors")
+    sample = resources_dir() / "compression" / "path.png"
+    if not ckpt.exists() or not sample.exists():
+        pytest.skip("bundled checkpoint or sample image missing")
+    model, meta = load(ckpt, "cpu")
+    img = load_image(sample)[64:160, 64:160]
+    an = Analysis(model, img, "cpu")
+    ps = [an.point(k)["psnr"] for k in range(1, an.T + 1)]
+    assert np.mean(np.diff(ps)) >= 0, ps
+    assert ps[-1] > ps[0] + 1.0, ps
+    assert np.all(np.diff(an.rate_bpp) >= 0)

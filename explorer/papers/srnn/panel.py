@@ -1,0 +1,507 @@
+"""The SRNN tab: a piano roll, what the model predicts for it, how much information the latent carries per step
+(smoothing vs filtering), the latent trajectories, and "Continue the music" with playback.
+
+All computation runs in workers (``self.runner``); torch is imported inside the worker functions (infer.py).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, QUrl
+from PySide6.QtGui import QFont
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QHBoxLayout, QLabel, QPushButton, QSpinBox,
+                               QSplitter, QVBoxLayout, QWidget)
+
+from explorer.ui.panel_base import PaperPanel
+from explorer.ui.widgets.task_bar import TaskBar
+
+from .data import DATASET_TITLES, DATASETS, PAPER_PER_STEP
+
+COL = {"smooth": (40, 110, 230), "filter": (240, 140, 20), "gru": (120, 120, 120), "smooth_noresq": (40, 170, 90),
+       "prior": (200, 40, 40)}
+LABEL = {"smooth": "SRNN smoothing+Resq", "filter": "SRNN filtering+Resq", "smooth_noresq": "SRNN smoothing",
+         "gru": "GRU baseline (exact)"}
+N_LATENT_PLOTS = 3
+
+
+# ---------------------------------------------------------------------------------------------- worker functions
+def prepare_job(dataset: str, main_name: Optional[str], context=None, token=None, progress=None):
+    """Pieces for ``dataset`` and the companion models (smoothing, filtering, GRU) that exist in models/."""
+    from . import infer
+
+    device = context.device() if context is not None else "cpu"
+    pieces, source = infer.load_pieces(dataset, token=token, progress=progress)
+    comps = infer.load_companions(dataset, device=device, skip=main_name, token=token)
+    return {"dataset": dataset, "pieces": pieces, "source": source, "companions": comps}
+
+
+def analyse_job(models: Dict[str, Any], x: np.ndarray, samples: int, context=None, token=None, progress=None):
+    """Generator: yields (key, analysis) per model, the main one first."""
+    from . import infer
+
+    device = context.device() if context is not None else "cpu"
+
+    keys = list(models)
+    for i, key in enumerate(keys):
+        token.check()
+        progress(i / len(keys), f"analysing with {LABEL.get(key, key)}")
+        yield (key, infer.analyse(models[key], x, samples=samples, device=device, token=token))
+    return len(keys)
+
+
+def continue_job(model, x: np.ndarray, prime: int, steps: int, seed: int, temperature: float, step_s: float,
+                 wav_dir: str, context=None, token=None):
+    from . import infer
+
+    device = context.device() if context is not None else "cpu"
+    res = infer.continue_music(model, x, prime, steps, seed=seed, temperature=temperature, device=device)
+    token.check()
+    roll = np.concatenate([res["prime"], res["generated"]], 0)
+    res["wav"] = str(infer.write_wav(os.path.join(wav_dir, f"srnn_continuation_{seed}.wav"), roll, step_s=step_s))
+    return res
+
+
+def samples_job(model, context=None, token=None):
+    from . import infer
+
+    return infer.sample_pieces(model, n=4, steps=120, device=context.device() if context is not None else "cpu")
+
+
+# ---------------------------------------------------------------------------------------------------- the panel
+class SRNNPanel(PaperPanel):
+    def __init__(self, spec, context, parent=None):
+        super().__init__(spec, context, parent)
+        self.models: Dict[str, Any] = {}        # key -> model ('smooth' is the one the big number is about)
+        self.pieces: List[Tuple[str, np.ndarray]] = []
+        self.dataset: Optional[str] = None
+        self.results: Dict[str, Dict[str, Any]] = {}
+        self._player = None
+        self._audio = None
+        self._wav_dir = tempfile.mkdtemp(prefix="nips-srnn-")
+        self._last_wav: Optional[str] = None
+        self._cont_seed = 0
+        self._build_ui()
+
+    # ------------------------------------------------------------------------------------------------ ui
+    def _build_ui(self):
+        row = QHBoxLayout()
+        self.dataset_box = QComboBox()
+        self.dataset_box.setToolTip("Music benchmark: its test pieces and the models trained on it")
+        self.dataset_box.setMinimumContentsLength(14)
+        self.piece_box = QComboBox()
+        self.piece_box.setToolTip("A held-out test piece (never seen in training)")
+        self.piece_box.setMinimumContentsLength(28)
+        self.samples_spin = QSpinBox()
+        self.samples_spin.setRange(1, 256)
+        self.samples_spin.setValue(16)
+        self.samples_spin.setToolTip("Posterior samples of the z path: averaged for the curves, and the K of the "
+                                     "importance-sampled bound")
+        row.addWidget(QLabel("Data set"))
+        row.addWidget(self.dataset_box)
+        row.addWidget(QLabel("Piece"))
+        row.addWidget(self.piece_box, 1)
+        row.addWidget(QLabel("Samples"))
+        row.addWidget(self.samples_spin)
+        self.body.addLayout(row)
+
+        head = QHBoxLayout()
+        self.elbo_label = QLabel("…")
+        f = QFont()
+        f.setPointSize(16)
+        f.setBold(True)
+        self.elbo_label.setFont(f)
+        self.elbo_label.setToolTip("ELBO per time step of this piece (nats): the sum over its steps of "
+                                   "log p(x_t|z_t,d_t) - KL_t, divided by its length; the paper averages this over "
+                                   "the test pieces")
+        self.info_label = QLabel("")
+        self.info_label.setWordWrap(True)
+        head.addWidget(self.elbo_label)
+        head.addWidget(self.info_label, 1)
+        self.body.addLayout(head)
+
+        self.taskbar = TaskBar()
+        self.body.addWidget(self.taskbar)
+
+        split = QSplitter(Qt.Vertical)
+        self.glw = pg.GraphicsLayoutWidget()
+        self.glw.setBackground("w")
+        split.addWidget(self.glw)
+        self.body.addWidget(split, 1)
+
+        lab = {"color": "#333", "font-size": "9pt"}
+        self.p_roll = self.glw.addPlot(row=0, col=0, title="Piano roll (test piece)")
+        self.p_prob = self.glw.addPlot(row=1, col=0, title="Predicted p(note on) per step")
+        self.p_kl = self.glw.addPlot(row=2, col=0, title="KL per step (nats): information in z_t")
+        self.p_ll = self.glw.addPlot(row=3, col=0, title="log p(x_t | …) per step (nats)")
+        self.p_lat = [self.glw.addPlot(row=i, col=1, title=f"latent z[{i}]") for i in range(N_LATENT_PLOTS)]
+        self.p_cont = self.glw.addPlot(row=N_LATENT_PLOTS, col=1, title="Continue the music")
+        for p in (self.p_roll, self.p_prob):
+            p.setLabel("left", "key", **lab)
+            p.setYRange(0, 88)
+        self.p_ll.setLabel("bottom", "time step", **lab)
+        self.p_cont.setLabel("bottom", "time step", **lab)
+        self.p_cont.setLabel("left", "key", **lab)
+        self.roll_img = pg.ImageItem()
+        self.prob_img = pg.ImageItem()
+        self.cont_img = pg.ImageItem()
+        self.p_roll.addItem(self.roll_img)
+        self.p_prob.addItem(self.prob_img)
+        self.p_cont.addItem(self.cont_img)
+        self.prob_img.setLookupTable(pg.colormap.get("viridis").getLookupTable(nPts=256))
+        self.kl_legend = self.p_kl.addLegend(offset=(-5, 5), labelTextSize="8pt")
+        self.ll_legend = self.p_ll.addLegend(offset=(-5, 5), labelTextSize="8pt")
+        self.lat_legend = self.p_lat[0].addLegend(offset=(-5, 5), labelTextSize="8pt")
+        left = [self.p_roll, self.p_prob, self.p_kl, self.p_ll] + self.p_lat
+        for p in left[1:]:
+            p.setXLink(self.p_roll)
+        self.cursors = []
+        for p in left:
+            line = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen((220, 0, 0, 150), width=1))
+            line.setVisible(False)
+            p.addItem(line, ignoreBounds=True)
+            self.cursors.append(line)
+        self.hover_label = QLabel("")
+        self.body.addWidget(self.hover_label)
+        self._mouse = pg.SignalProxy(self.glw.scene().sigMouseMoved, rateLimit=30, slot=self._on_mouse)
+
+        cont = QHBoxLayout()
+        self.prime_spin = QSpinBox()
+        self.prime_spin.setRange(1, 400)
+        self.prime_spin.setValue(32)
+        self.prime_spin.setToolTip("Steps of the piece the model reads before it improvises")
+        self.gen_spin = QSpinBox()
+        self.gen_spin.setRange(1, 400)
+        self.gen_spin.setValue(64)
+        self.gen_spin.setToolTip("Steps to sample from the generative model")
+        self.temp_spin = QDoubleSpinBox()
+        self.temp_spin.setRange(0.3, 2.0)
+        self.temp_spin.setSingleStep(0.1)
+        self.temp_spin.setValue(1.0)
+        self.temp_spin.setToolTip("Temperature of the note probabilities (1 = the model as trained)")
+        self.step_spin = QDoubleSpinBox()
+        self.step_spin.setRange(0.05, 1.0)
+        self.step_spin.setSingleStep(0.05)
+        self.step_spin.setValue(0.3)
+        self.step_spin.setToolTip("Seconds per time step when playing")
+        self.continue_button = QPushButton("Continue the music")
+        self.continue_button.setToolTip("Prime with the first steps of the piece and sample the rest from p(x)")
+        self.play_button = QPushButton("Play")
+        self.play_button.setToolTip("Play the primer (grey) and the continuation (orange) with a simple synth")
+        self.stop_button = QPushButton("Stop")
+        self.play_button.setEnabled(False)
+        for w, t in ((QLabel("Prime"), None), (self.prime_spin, None), (QLabel("Generate"), None),
+                     (self.gen_spin, None), (QLabel("Temperature"), None), (self.temp_spin, None),
+                     (QLabel("s/step"), None), (self.step_spin, None)):
+            cont.addWidget(w)
+        cont.addWidget(self.continue_button)
+        cont.addWidget(self.play_button)
+        cont.addWidget(self.stop_button)
+        self.audio_label = QLabel("")
+        cont.addWidget(self.audio_label, 1)
+        self.body.addLayout(cont)
+
+        self.dataset_box.currentIndexChanged.connect(self._on_dataset_changed)
+        self.piece_box.currentIndexChanged.connect(lambda _i: self._analyse())
+        self.samples_spin.editingFinished.connect(self._analyse)
+        self.continue_button.clicked.connect(self._continue)
+        self.play_button.clicked.connect(self._play)
+        self.stop_button.clicked.connect(self._stop_audio)
+
+    # ---------------------------------------------------------------------------------------- model/data
+    def on_model_loaded(self, model, meta):
+        ds = (meta.data or {}).get("name") if meta is not None else None
+        self.dataset = ds if ds in DATASETS else "jsb"
+        self.models = {}
+        key = "smooth"
+        cfg = model.config
+        if cfg.get("kind") == "gru":
+            key = "gru"
+        elif cfg.get("inference") == "filter":
+            key = "filter"
+        elif not cfg.get("resq", True):
+            key = "smooth_noresq"
+        self.main_key = key
+        self.models[key] = model
+        self._fill_datasets()
+
+    def _fill_datasets(self):
+        from explorer.core.paths import models_dir
+
+        avail = [d for d in DATASETS if (models_dir() / f"srnn_{d}_smooth_resq.safetensors").exists()
+                 or d == self.dataset]
+        self.dataset_box.blockSignals(True)
+        self.dataset_box.clear()
+        for d in avail:
+            self.dataset_box.addItem(DATASET_TITLES[d], d)
+        self.dataset_box.setCurrentIndex(max(0, avail.index(self.dataset)))
+        self.dataset_box.blockSignals(False)
+
+    def start_default_demo(self):
+        self._prepare(self.dataset or "jsb")
+
+    def _on_dataset_changed(self, _i):
+        ds = self.dataset_box.currentData()
+        if ds and ds != self.dataset:
+            self.dataset = ds
+            # the loaded checkpoint belongs to another data set: use this one's bundled models
+            self.models = {}
+            self._prepare(ds)
+
+    def _prepare(self, dataset):
+        self.taskbar.start(f"loading {DATASET_TITLES.get(dataset, dataset)} pieces and models…")
+        main_name = self.model_meta.name if (self.model_meta is not None and self.models) else None
+        self.runner.submit(prepare_job, dataset, main_name, self.context, key="prepare",
+                           name="srnn prepare", on_result=self._on_prepared, on_progress=self.taskbar.set_progress,
+                           on_error=self._on_error)
+
+    def _on_error(self, exc, tb=""):
+        self.taskbar.finish("")
+        self.show_exception(exc, tb)
+        self.mark_demo_done()
+
+    def _on_prepared(self, res):
+        for key, (model, _meta) in res["companions"].items():
+            self.models.setdefault(key, model)
+        if "smooth" in self.models:
+            self.main_key = "smooth"
+        elif self.models:
+            self.main_key = next(iter(self.models))
+        else:
+            self.taskbar.finish("")
+            self.show_error(f"No SRNN model for {DATASET_TITLES.get(res['dataset'])} in models/; train one with "
+                            f"'nips-explorer train srnn --dataset {res['dataset']} --data DIR'.")
+            self.mark_demo_done()
+            return
+        self.source = res["source"]
+        if not res["pieces"]:
+            self.taskbar.start("no music data found: sampling pieces from the model…")
+            self.runner.submit(samples_job, self.models[self.main_key], self.context, key="prepare",
+                               name="srnn samples", on_result=lambda p: self._set_pieces(p, "pieces sampled from the "
+                               "model (no music data found; set SRNN_MUSIC_DATA or install music21)"),
+                               on_error=self._on_error)
+            return
+        self._set_pieces(res["pieces"], res["source"])
+
+    def _set_pieces(self, pieces, source):
+        self.taskbar.finish("")
+        self.pieces = pieces
+        self.source = source
+        self.piece_box.blockSignals(True)
+        self.piece_box.clear()
+        for title, _x in pieces:
+            self.piece_box.addItem(title)
+        self.piece_box.setCurrentIndex(0)
+        self.piece_box.blockSignals(False)
+        self._analyse()
+
+    # ------------------------------------------------------------------------------------------- analysis
+    def current_piece(self) -> Optional[np.ndarray]:
+        i = self.piece_box.currentIndex()
+        if 0 <= i < len(self.pieces):
+            return self.pieces[i][1]
+        return None
+
+    def _analyse(self):
+        x = self.current_piece()
+        if x is None or not self.models:
+            return
+        self.results = {}
+        order = [self.main_key] + [k for k in ("smooth", "filter", "smooth_noresq", "gru")
+                                   if k in self.models and k != self.main_key]
+        models = {k: self.models[k] for k in order}
+        self._draw_roll(x)
+        self._clear_curves()
+        self.taskbar.start("analysing…", on_cancel=lambda: self.runner.cancel("analyse"))
+        self.runner.submit(analyse_job, models, x, int(self.samples_spin.value()), self.context,
+                           key="analyse", name="srnn analyse", on_partial=self._on_analysis,
+                           on_progress=self.taskbar.set_progress, on_result=self._on_analysis_done,
+                           on_error=self._on_error, on_finished=lambda: self._task_ended("analyse"))
+
+    def _task_ended(self, key):
+        if not self.runner.is_busy():
+            self.taskbar.finish("")
+
+    def _on_analysis_done(self, _n):
+        self.taskbar.finish("")
+        if not self.demo_done:
+            self._continue()  # the default demo also shows a continuation
+
+    def _draw_roll(self, x):
+        self.roll_img.setImage(x, levels=(0, 1), autoLevels=False)
+        self.roll_img.setLookupTable(np.array([[255, 255, 255], [20, 20, 20]], np.uint8))
+        self.p_roll.setXRange(0, len(x), padding=0)
+        keys = np.flatnonzero(x.sum(0) > 0)
+        lo, hi = (int(keys.min()) - 3, int(keys.max()) + 4) if len(keys) else (0, 88)
+        for p in (self.p_roll, self.p_prob):
+            p.setYRange(max(0, lo), min(88, hi), padding=0)
+
+    def _clear_curves(self):
+        for p in [self.p_kl, self.p_ll] + self.p_lat:
+            for item in list(p.listDataItems()):
+                p.removeItem(item)
+            for item in [i for i in p.items if isinstance(i, pg.FillBetweenItem)]:
+                p.removeItem(item)
+        for leg in (self.kl_legend, self.ll_legend, self.lat_legend):
+            leg.clear()
+
+    def _on_analysis(self, item):
+        key, r = item
+        self.results[key] = r
+        T = len(r["ll"])
+        t = np.arange(T) + 0.5
+        pen = pg.mkPen(COL.get(key, (0, 0, 0)), width=2)
+        if key == self.main_key or (key == "smooth"):
+            self.prob_img.setImage(r["probs"], levels=(0, 1), autoLevels=False)
+            self.p_prob.setTitle(f"Predicted p(note on) per step — {LABEL.get(key, key)}"
+                                 + (" (posterior z)" if r["kind"] == "srnn" else ""))
+        if r["kind"] == "srnn":
+            self.p_kl.plot(t, r["kl"], pen=pen, name=LABEL.get(key, key))
+        self.p_ll.plot(t, r["ll"], pen=pen, name=LABEL.get(key, key))
+        if key == self.main_key:
+            self._show_headline(key, r)
+            if r["kind"] == "srnn":
+                self._draw_latents(r)
+        self._update_info()
+
+    def _show_headline(self, key, r):
+        paper = PAPER_PER_STEP.get(self.dataset)
+        what = "log-lik." if r["kind"] == "gru" else "ELBO"
+        self.elbo_label.setText(f"{what} {r['elbo_per_step']:.2f} nats/step  (paper {paper})")
+
+    def _update_info(self):
+        paper = PAPER_PER_STEP.get(self.dataset)
+        parts = []
+        for k in ("smooth", "filter", "smooth_noresq", "gru"):
+            if k in self.results:
+                r = self.results[k]
+                s = f"{LABEL[k]}: {r['elbo_per_step']:.2f}"
+                if r["kind"] == "srnn":
+                    s += f" (IWAE-{r['samples']} {r['iwae_per_step']:.2f}, KL {np.mean(r['kl']):.2f})"
+                parts.append(s)
+        meta = self.model_meta.metrics if self.model_meta is not None else {}
+        test = ""
+        if meta.get("test_elbo_per_step") is not None and self.dataset == (self.model_meta.data or {}).get("name"):
+            test = f" Our whole test set: {meta['test_elbo_per_step']:.2f}."
+        self.info_label.setText(
+            f"This piece, per step: " + "; ".join(parts) + f".  Paper (SRNN smooth+Resq, "
+            f"{DATASET_TITLES.get(self.dataset, '')} test set): {paper}.{test}  Source: {getattr(self, 'source', '')}")
+
+    def _draw_latents(self, r):
+        T = len(r["mu_q"])
+        t = np.arange(T) + 0.5
+        for p, d in zip(self.p_lat, r["top_dims"][:N_LATENT_PLOTS]):
+            mu, sd, mp = r["mu_q"][:, d], r["std_q"][:, d], r["mu_p"][:, d]
+            p.setTitle(f"latent z[{d}] (KL rank {r['top_dims'].index(d) + 1}): posterior mean ±1 std, prior mean")
+            up = p.plot(t, mu + sd, pen=pg.mkPen((40, 110, 230, 60)))
+            lo = p.plot(t, mu - sd, pen=pg.mkPen((40, 110, 230, 60)))
+            p.addItem(pg.FillBetweenItem(up, lo, brush=pg.mkBrush(40, 110, 230, 60)))
+            p.plot(t, mu, pen=pg.mkPen(COL["smooth"], width=2), name="posterior mean" if p is self.p_lat[0] else None)
+            p.plot(t, mp, pen=pg.mkPen(COL["prior"], width=1, style=Qt.DashLine),
+                   name="prior mean" if p is self.p_lat[0] else None)
+
+    # ---------------------------------------------------------------------------------------------- hover
+    def _on_mouse(self, evt):
+        pos = evt[0]
+        t = None
+        for p in [self.p_roll, self.p_prob, self.p_kl, self.p_ll] + self.p_lat:
+            if p.sceneBoundingRect().contains(pos):
+                t = p.vb.mapSceneToView(pos).x()
+                break
+        self.highlight(t)
+
+    def highlight(self, t: Optional[float]):
+        """Show a cursor at time step ``t`` in every plot (None hides it) and describe that step."""
+        x = self.current_piece()
+        if t is None or x is None or not (0 <= t < len(x)):
+            for c in self.cursors:
+                c.setVisible(False)
+            return
+        step = int(t)
+        for c in self.cursors:
+            c.setPos(step + 0.5)
+            c.setVisible(True)
+        keys = np.flatnonzero(x[step] > 0.5)
+        names = ", ".join(_note_name(k) for k in keys) or "rest"
+        parts = [f"step {step + 1}: {names}"]
+        for k, r in self.results.items():
+            if step < len(r["ll"]):
+                s = f"{LABEL.get(k, k)} log p {r['ll'][step]:.2f}"
+                if r["kind"] == "srnn":
+                    s += f", KL {r['kl'][step]:.2f}"
+                parts.append(s)
+        self.hover_label.setText(" | ".join(parts))
+
+    # -------------------------------------------------------------------------------------------- continue
+    def _continue(self):
+        x = self.current_piece()
+        if x is None or not self.models:
+            self.show_error("No piece or model loaded yet.")
+            return
+        model = self.models.get("smooth") or self.models[self.main_key]
+        self._cont_seed += 1
+        self._stop_audio()
+        self.taskbar.start("sampling a continuation…", on_cancel=lambda: self.runner.cancel("continue"))
+        self.runner.submit(continue_job, model, x, int(self.prime_spin.value()), int(self.gen_spin.value()),
+                           self._cont_seed, float(self.temp_spin.value()), float(self.step_spin.value()),
+                           self._wav_dir, self.context, key="continue", name="srnn continue",
+                           on_result=self._on_continued, on_error=self._on_error,
+                           on_finished=lambda: self._task_ended("continue"))
+
+    def _on_continued(self, res):
+        self.taskbar.finish("")
+        P, G = len(res["prime"]), len(res["generated"])
+        img = np.full((P + G, 88, 3), 255, np.uint8)
+        img[:P][res["prime"] > 0.5] = (90, 90, 90)
+        gen_prob = (255 - (res["probs"][..., None] * np.array([15, 115, 235]))).clip(0, 255).astype(np.uint8)
+        img[P:] = gen_prob  # faint: the probabilities the model sampled from
+        img[P:][res["generated"] > 0.5] = (240, 120, 0)
+        self.cont_img.setImage(img, levels=(0, 255), autoLevels=False)
+        self.p_cont.setXRange(0, P + G, padding=0)
+        self.p_cont.setYRange(0, 88, padding=0)
+        self.p_cont.setTitle(f"Continue the music: {P} primed steps (grey), {G} sampled (orange)")
+        self._last_wav = res["wav"]
+        self.play_button.setEnabled(True)
+        self.audio_label.setText(f"WAV: {res['wav']}")
+        self.continuation = res
+        self.mark_demo_done()
+
+    def _play(self):
+        if not self._last_wav:
+            return
+        try:
+            from PySide6.QtMultimedia import QAudioOutput, QMediaDevices, QMediaPlayer
+        except Exception as exc:  # noqa: BLE001
+            self.audio_label.setText(f"Qt Multimedia is unavailable ({exc}); WAV saved at {self._last_wav}")
+            return
+        if not QMediaDevices.audioOutputs():
+            self.audio_label.setText(f"No audio output device; the WAV is at {self._last_wav}")
+            return
+        if self._player is None:
+            self._player = QMediaPlayer(self)
+            self._audio = QAudioOutput(self)
+            self._player.setAudioOutput(self._audio)
+            self._player.errorOccurred.connect(lambda *_: self.audio_label.setText(
+                f"Playback failed: {self._player.errorString()}; the WAV is at {self._last_wav}"))
+        self._player.setSource(QUrl.fromLocalFile(self._last_wav))
+        self._player.play()
+        self.audio_label.setText("Playing…")
+
+    def _stop_audio(self):
+        if self._player is not None:
+            self._player.stop()
+
+    def shutdown(self, timeout: float = 5.0) -> bool:
+        self._stop_audio()
+        return super().shutdown(timeout)
+
+
+NOTE_NAMES = ("A", "A#", "B", "C", "C#", "D", "D#", "E", "F", "F#", "G", "G#")
+
+
+def _note_name(k: int) -> str:
+    midi = 21 + int(k)
+    return f"{NOTE_NAMES[k % 12]}{(midi // 12) - 1}"

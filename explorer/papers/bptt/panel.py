@@ -1,0 +1,521 @@
+"""The memory-efficient BPTT tab: optimal cost curves, the schedule ("sawtooth") and its memory, and a real run.
+
+Every control change recomputes in a worker (``self.runner``, latest wins); the GUI thread only draws.
+torch is imported inside the worker functions only.
+"""
+from __future__ import annotations
+
+import math
+from typing import Dict, Optional
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
+                               QPushButton, QSlider, QSpinBox, QVBoxLayout, QWidget)
+
+from explorer.ui.panel_base import PaperPanel
+from explorer.ui.widgets.task_bar import TaskBar
+
+from .planner import POLICIES, Planner, time_ratio
+from .schedule import B, DH, DI, F, SH, SI, full_bptt_memory
+
+COLORS = {"hsm": (40, 90, 220), "ism": (240, 150, 20), "msm": (30, 160, 70)}
+LABELS = {"hsm": "HSM (hidden states)", "ism": "ISM (internal states)", "msm": "MSM (mixed)"}
+MSM_MAX_T = 2000          # above this the MSM table takes too long for a slider
+RUN_MAX_T = 2000
+SLIDER_STEPS = 1000
+PAPER_POINT = (0.05, 4.0 / 3.0)
+
+
+# ----------------------------------------------------------------------------------------- worker functions
+def compute_curves(length: int, alpha: float, token=None, progress=None) -> Dict:
+    """Planners and cost curves of the three policies for one (T, alpha)."""
+    out = {"length": length, "alpha": alpha, "planners": {}, "curves": {}, "notes": []}
+    for policy in POLICIES:
+        if policy == "msm" and length > MSM_MAX_T:
+            out["notes"].append(f"MSM is computed up to T={MSM_MAX_T} (its DP table grows as T^2)")
+            continue
+        token.check() if token is not None else None
+        pl = Planner(length, policy, alpha)
+        if policy == "msm":
+            pl.build(progress=progress, token=token)
+        out["planners"][policy] = pl
+        out["curves"][policy] = pl.curve()
+    return out
+
+
+def compute_plan(planner: Planner, memory: float, token=None) -> Dict:
+    plan = planner.plan(memory, token=token)
+    sched = plan.schedule
+    return {"plan": plan, "occupancy": sched.occupancy(), "policy": planner.policy, "memory": memory}
+
+
+def measure_core_alpha(kind: str, hidden: int) -> float:
+    from .executor import make_problem, measure_alpha
+
+    return measure_alpha(make_problem(kind, 2, hidden=hidden, batch=2, input_size=8))["alpha"]
+
+
+def run_real(kind: str, length: int, hidden: int, policy: str, fraction: float, device=None, token=None,
+             progress=None) -> Dict:
+    """Plan for the core's own alpha at the same fraction of full BPTT's memory, run it, compare."""
+    import torch
+
+    from .evaluate import _segments_for
+    from .executor import full_bptt, make_problem, max_abs_diff, measure_alpha, run_schedule, uniform_checkpoint
+
+    device = device or torch.device("cpu")
+    progress(0.0, "building the problem")
+    pb = make_problem(kind, length, hidden=hidden, batch=8, input_size=32, device=device, seed=0)
+    a = measure_alpha(pb)
+    full_units = full_bptt_memory(length, a["alpha"])
+    memory = max(1.0, fraction * full_units)
+    plan = Planner(length, policy if length <= MSM_MAX_T or policy != "msm" else "hsm", a["alpha"]).plan(memory,
+                                                                                                         token)
+    progress(0.05, "full BPTT")
+    ref = full_bptt(pb)
+    token.check()
+    res = run_schedule(pb, plan.schedule, token=token,
+                       progress=lambda f, m="": progress(0.1 + 0.7 * (f or 0), f"planned schedule: {m}"))
+    progress(0.85, "torch.utils.checkpoint at the same memory")
+    S = _segments_for(res.peak_bytes, length, a["alpha"], a["state_bytes"])
+    ck = uniform_checkpoint(pb, S)
+    progress(1.0, "done")
+    return {
+        "kind": kind, "length": length, "hidden": hidden, "alpha": a["alpha"], "policy": plan.policy,
+        "memory": memory, "fraction": fraction, "cost": plan.cost, "forward_steps": res.forward_steps,
+        "grad_diff": max_abs_diff(res, ref), "ck_grad_diff": max_abs_diff(ck, ref),
+        "predicted_bytes": plan.peak_memory * a["state_bytes"], "register_bytes": a["internal_bytes"],
+        "peak_bytes": res.peak_bytes, "full_bytes": ref.peak_bytes, "seconds": res.seconds,
+        "full_seconds": ref.seconds, "ck_segments": S, "ck_bytes": ck.peak_bytes, "ck_seconds": ck.seconds,
+        "ck_forward": ck.forward_steps, "model_ratio": time_ratio(plan.cost, length),
+        "device": str(device),
+    }
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024.0
+    return f"{n:.1f} GB"
+
+
+# ----------------------------------------------------------------------------------------- the panel
+class BPTTPanel(PaperPanel):
+    def __init__(self, spec, context, parent=None) -> None:
+        super().__init__(spec, context, parent)
+        self._curves: Optional[Dict] = None
+        self._plan: Optional[Dict] = None
+        self._demo_pending = True
+        row = QHBoxLayout()
+        self.body.addLayout(row, 1)
+        row.addWidget(self._build_controls())
+        plots = QVBoxLayout()
+        row.addLayout(plots, 1)
+        self._build_plots(plots)
+        self._debounce = QTimer(self)
+        self._debounce.setSingleShot(True)
+        self._debounce.setInterval(40)
+        self._debounce.timeout.connect(self._submit_plan)
+
+    # ------------------------------------------------------------------ widgets
+    def _build_controls(self) -> QWidget:
+        box = QWidget()
+        box.setFixedWidth(330)
+        lay = QVBoxLayout(box)
+        lay.setContentsMargins(4, 4, 4, 4)
+        plan_box = QGroupBox("Plan")
+        form = QFormLayout(plan_box)
+        self.length_spin = QSpinBox()
+        self.length_spin.setRange(10, 10000)
+        self.length_spin.setValue(1000)
+        self.length_spin.setKeyboardTracking(False)
+        self.length_spin.setToolTip("Sequence length T (number of recurrent steps to backpropagate through)")
+        form.addRow("Length T", self.length_spin)
+        self.policy_combo = QComboBox()
+        for p in POLICIES:
+            self.policy_combo.addItem(LABELS[p], p)
+        self.policy_combo.setCurrentIndex(POLICIES.index("msm"))
+        self.policy_combo.setToolTip("HSM stores hidden states only, ISM internal states only, MSM mixes both "
+                                     "(chosen by the dynamic program at every split)")
+        form.addRow("Policy", self.policy_combo)
+        self.budget_slider = QSlider(Qt.Horizontal)
+        self.budget_slider.setRange(0, SLIDER_STEPS)
+        self.budget_slider.setToolTip("Memory budget (log scale) from 1 slot (h_0 only) to the point where more "
+                                      "memory stops helping")
+        form.addRow("Memory", self.budget_slider)
+        self.budget_label = QLabel("")
+        self.budget_label.setWordWrap(True)
+        form.addRow("", self.budget_label)
+        self.alpha_spin = QDoubleSpinBox()
+        self.alpha_spin.setRange(1.0, 64.0)
+        self.alpha_spin.setSingleStep(0.5)
+        self.alpha_spin.setDecimals(2)
+        self.alpha_spin.setValue(4.5)
+        self.alpha_spin.setKeyboardTracking(False)
+        self.alpha_spin.setToolTip("Size of one step's internal state (all activations backprop needs) in "
+                                   "hidden-state units")
+        self.alpha_auto = QCheckBox("from core")
+        self.alpha_auto.setChecked(True)
+        self.alpha_auto.setToolTip("Measure alpha from the real tensors the chosen core saves for backward")
+        arow = QHBoxLayout()
+        arow.addWidget(self.alpha_spin)
+        arow.addWidget(self.alpha_auto)
+        form.addRow("alpha", arow)
+        self.alpha_spin.setEnabled(False)
+        self.backward_spin = QDoubleSpinBox()
+        self.backward_spin.setRange(0.0, 10.0)
+        self.backward_spin.setSingleStep(0.5)
+        self.backward_spin.setValue(2.0)
+        self.backward_spin.setToolTip("Cost of a backward step in forward steps, for the time axis: "
+                                      "time = (Q + b T) / ((1 + b) T)")
+        form.addRow("Backward cost", self.backward_spin)
+        self.summary = QLabel("")
+        self.summary.setWordWrap(True)
+        self.summary.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        lay.addWidget(plan_box)
+        lay.addWidget(self.summary)
+
+        run_box = QGroupBox("Run on a real recurrent core")
+        rform = QFormLayout(run_box)
+        self.core_combo = QComboBox()
+        self.core_combo.addItem("LSTM (nn.LSTMCell)", "lstm")
+        self.core_combo.addItem("GRU (nn.GRUCell)", "gru")
+        self.core_combo.setToolTip("The recurrent core the schedule runs on (batch 8, input 32)")
+        rform.addRow("Core", self.core_combo)
+        self.hidden_spin = QSpinBox()
+        self.hidden_spin.setRange(8, 1024)
+        self.hidden_spin.setValue(256)
+        self.hidden_spin.setToolTip("Hidden size of the core")
+        rform.addRow("Hidden", self.hidden_spin)
+        self.run_button = QPushButton("Run on a real LSTM")
+        self.run_button.setToolTip("Execute the plan with real tensors (same fraction of full BPTT's memory, "
+                                   "alpha measured from the core), compare gradients with full BPTT, measure "
+                                   "memory and time, and run torch.utils.checkpoint at the same memory")
+        self.run_button.clicked.connect(self.run_real)
+        rform.addRow(self.run_button)
+        self.task = TaskBar()
+        rform.addRow(self.task)
+        self.run_result = QLabel("")
+        self.run_result.setWordWrap(True)
+        self.run_result.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        rform.addRow(self.run_result)
+        lay.addWidget(run_box)
+        lay.addStretch(1)
+
+        self.length_spin.valueChanged.connect(self._params_changed)
+        self.alpha_spin.valueChanged.connect(self._params_changed)
+        self.alpha_auto.toggled.connect(self._alpha_mode_changed)
+        self.core_combo.currentIndexChanged.connect(self._core_changed)
+        self.policy_combo.currentIndexChanged.connect(lambda _i: self._budget_changed())
+        self.budget_slider.valueChanged.connect(lambda _v: self._budget_changed())
+        self.backward_spin.valueChanged.connect(lambda _v: (self._draw_curves(), self._draw_marker()))
+        return box
+
+    def _build_plots(self, lay: QVBoxLayout) -> None:
+        pg.setConfigOptions(antialias=True)
+        self.cost_plot = pg.PlotWidget()
+        self.cost_plot.setBackground("w")
+        self.cost_plot.setLogMode(x=True, y=True)
+        self.cost_plot.showGrid(x=True, y=True, alpha=0.3)
+        self.cost_plot.setLabel("bottom", "memory / full BPTT's memory")
+        self.cost_plot.setLabel("left", "time per iteration / BPTT's")
+        self.cost_plot.setTitle("Optimal cost for every budget", color="k")
+        self.cost_plot.addLegend(offset=(-10, 10))
+        self.cost_items = {p: self.cost_plot.plot([], [], pen=pg.mkPen(COLORS[p], width=2), name=LABELS[p])
+                           for p in POLICIES}
+        self.marker = self.cost_plot.plot([], [], pen=None, symbol="o", symbolSize=12,
+                                          symbolBrush=(220, 30, 30), symbolPen="k", name="current plan")
+        self.paper_marker = self.cost_plot.plot([PAPER_POINT[0]], [PAPER_POINT[1]], pen=None, symbol="star",
+                                                symbolSize=16, symbolBrush=(250, 200, 0), symbolPen="k",
+                                                name="paper: T=1000, 5% memory, +33% time")
+        self.paper_text = pg.TextItem("paper", color=(120, 90, 0), anchor=(0, 1))
+        self.paper_text.setPos(math.log10(PAPER_POINT[0]), math.log10(PAPER_POINT[1]))
+        self.cost_plot.addItem(self.paper_text)
+        lay.addWidget(self.cost_plot, 3)
+
+        self.sched_plot = pg.PlotWidget()
+        self.sched_plot.setBackground("w")
+        self.sched_plot.setLabel("bottom", "operation index")
+        self.sched_plot.setLabel("left", "time step k")
+        self.sched_plot.setTitle("The schedule: forward sweeps, stores and backward steps", color="k")
+        self.sched_plot.addLegend(offset=(10, 10))
+        self.fwd_item = self.sched_plot.plot([], [], pen=pg.mkPen((20, 60, 200), width=2), name="forward F")
+        self.bwd_item = self.sched_plot.plot([], [], pen=pg.mkPen((220, 30, 30), width=2), name="backward B")
+        self.sh_item = self.sched_plot.plot([], [], pen=None, symbol="t1", symbolSize=7,
+                                            symbolBrush=(30, 160, 70), symbolPen=None, name="store h (SH)")
+        self.si_item = self.sched_plot.plot([], [], pen=None, symbol="s", symbolSize=4,
+                                            symbolBrush=(150, 40, 180, 160), symbolPen=None, name="store I (SI)")
+        for it in (self.fwd_item, self.bwd_item):
+            it.setDownsampling(auto=True, method="peak")
+            it.setClipToView(True)
+        lay.addWidget(self.sched_plot, 3)
+
+        self.mem_plot = pg.PlotWidget()
+        self.mem_plot.setBackground("w")
+        self.mem_plot.setLabel("bottom", "operation index")
+        self.mem_plot.setLabel("left", "stored (hidden units)")
+        self.mem_plot.setTitle("Memory occupancy against the budget", color="k")
+        self.mem_item = self.mem_plot.plot([], [], pen=pg.mkPen((30, 160, 70), width=1.5),
+                                           fillLevel=0, brush=(30, 160, 70, 60))
+        self.mem_item.setDownsampling(auto=True, method="peak")
+        self.budget_line = pg.InfiniteLine(angle=0, pen=pg.mkPen((220, 30, 30), width=1.5, style=Qt.DashLine),
+                                           label="budget", labelOpts={"color": (220, 30, 30), "position": 0.05})
+        self.mem_plot.addItem(self.budget_line)
+        self.mem_plot.setXLink(self.sched_plot)
+        lay.addWidget(self.mem_plot, 2)
+
+    # ------------------------------------------------------------------ state
+    @property
+    def policy(self) -> str:
+        return self.policy_combo.currentData()
+
+    @property
+    def length(self) -> int:
+        return int(self.length_spin.value())
+
+    @property
+    def alpha(self) -> float:
+        return float(self.alpha_spin.value())
+
+    def _planner(self) -> Optional[Planner]:
+        if not self._curves:
+            return None
+        pl = self._curves["planners"]
+        return pl.get(self.policy) or pl.get("hsm")
+
+    def budget(self) -> float:
+        """The slider position mapped (log scale) onto the policy's budget grid."""
+        planner = self._planner()
+        T = self.length
+        top = planner.saturation if planner else full_bptt_memory(T, self.alpha)
+        top = max(top, 1.0)
+        frac = self.budget_slider.value() / SLIDER_STEPS
+        M = math.exp(frac * math.log(top)) if top > 1 else 1.0
+        q = planner.grid.q if planner else 1
+        return max(1.0, math.floor(M * q + 1e-9) / q)
+
+    def set_budget(self, memory: float) -> None:
+        planner = self._planner()
+        top = planner.saturation if planner else full_bptt_memory(self.length, self.alpha)
+        pos = 0 if top <= 1 else int(round(SLIDER_STEPS * math.log(max(memory, 1.0)) / math.log(top)))
+        self.budget_slider.setValue(max(0, min(SLIDER_STEPS, pos)))
+
+    # ------------------------------------------------------------------ events
+    def start_default_demo(self) -> None:
+        self._params_changed()
+        if self.alpha_auto.isChecked():
+            self._measure_alpha()
+
+    def _alpha_mode_changed(self, checked: bool) -> None:
+        self.alpha_spin.setEnabled(not checked)
+        if checked:
+            self._measure_alpha()
+
+    def _core_changed(self, _i: int) -> None:
+        kind = self.core_combo.currentData()
+        self.run_button.setText("Run on a real " + ("LSTM" if kind == "lstm" else "GRU"))
+        if self.alpha_auto.isChecked():
+            self._measure_alpha()
+
+    def _measure_alpha(self) -> None:
+        kind = self.core_combo.currentData()
+
+        def done(alpha: float) -> None:
+            if self.alpha_auto.isChecked() and abs(alpha - self.alpha) > 1e-9:
+                self.alpha_spin.setValue(alpha)
+
+        self.runner.submit(measure_core_alpha, kind, 16, key="alpha", name="measure alpha", on_result=done)
+
+    def _params_changed(self, *_args) -> None:
+        fraction = None
+        if self._curves is not None:
+            fraction = self.budget() / full_bptt_memory(self._curves["length"], self._curves["alpha"])
+        elif self._demo_pending:
+            fraction = 0.05
+        self._pending_fraction = fraction
+        self.summary.setText("Computing the cost curves…")
+        self.runner.submit(compute_curves, self.length, self.alpha, key="curves", name="cost curves",
+                           on_result=self._on_curves)
+
+    def _on_curves(self, res: Dict) -> None:
+        self._curves = res
+        note = " ".join(res["notes"])
+        if self.policy not in res["planners"]:
+            self.summary.setText(note)
+        frac = getattr(self, "_pending_fraction", None)
+        if frac is not None:
+            self.budget_slider.blockSignals(True)
+            self.set_budget(frac * full_bptt_memory(res["length"], res["alpha"]))
+            self.budget_slider.blockSignals(False)
+        self._draw_curves()
+        self._budget_changed(immediate=True)
+
+    def _budget_changed(self, immediate: bool = False) -> None:
+        planner = self._planner()
+        if planner is None:
+            return
+        M = self.budget()
+        full = full_bptt_memory(planner.T, planner.alpha)
+        try:
+            cost = planner.cost(M)
+            self.budget_label.setText(f"{M:g} units, {100 * M / full:.2f}% of BPTT's {full:g}")
+        except Exception as exc:  # noqa: BLE001
+            self.budget_label.setText(str(exc))
+            return
+        self._draw_marker(cost, M)
+        if immediate:
+            self._submit_plan()
+        else:
+            self._debounce.start()
+
+    def _submit_plan(self) -> None:
+        planner = self._planner()
+        if planner is None:
+            return
+        M = self.budget()
+        self.runner.submit(compute_plan, planner, M, key="plan", name="plan", on_result=self._on_plan,
+                           on_error=self._on_plan_error)
+
+    def _on_plan_error(self, exc: BaseException, tb: str) -> None:
+        self.show_exception(exc, tb)
+        self.mark_demo_done()
+
+    def _on_plan(self, res: Dict) -> None:
+        self.clear_error()
+        self._plan = res
+        plan = res["plan"]
+        sched = plan.schedule
+        T = plan.length
+        idx = np.arange(len(sched), dtype=np.float64)
+        ops, ks = sched.ops, sched.ks.astype(np.float64)
+        f = ops == F
+        xf, yf = idx[f], ks[f]
+        # connect consecutive forward steps of one sweep (adjacent F k, F k+1 with only stores between)
+        conn = np.zeros(xf.size, dtype=bool)
+        if xf.size > 1:
+            conn[:-1] = (np.diff(yf) == 1) & (np.diff(xf) <= 2)
+        self.fwd_item.setData(xf, yf, connect=conn)
+        b = ops == B
+        self.bwd_item.setData(idx[b], ks[b])
+        sh, si = ops == SH, ops == SI
+        max_pts = 20000
+        self.sh_item.setData(idx[sh][:max_pts], ks[sh][:max_pts])
+        self.si_item.setData(idx[si][:max_pts], ks[si][:max_pts])
+        self.sched_plot.setYRange(0, T, padding=0.02)
+        self.sched_plot.setXRange(0, max(1, len(sched)), padding=0.01)
+        occ = res["occupancy"]
+        self.mem_item.setData(idx, occ)
+        self.budget_line.setValue(res["memory"])
+        self.mem_plot.setYRange(0, max(res["memory"], float(occ.max()) if occ.size else 1.0) * 1.1, padding=0)
+        full = full_bptt_memory(T, plan.alpha)
+        bw = self.backward_spin.value()
+        n_sh, n_si = int(sh.sum()), int(si.sum())
+        self.summary.setText(
+            f"<b>{plan.policy.upper()}</b>, T={T}, budget {res['memory']:g} units "
+            f"({100 * res['memory'] / full:.2f}% of BPTT)<br>"
+            f"cost Q = <b>{plan.cost:,}</b> forward steps = {plan.cost / T:.3f} T "
+            f"(BPTT: T; recomputation {plan.cost - T:,})<br>"
+            f"time vs BPTT: <b>{time_ratio(plan.cost, T, bw):.3f}x</b> (backward = {bw:g} forwards)<br>"
+            f"peak stored {plan.peak_memory:g} units; {n_sh} hidden and {n_si} internal stores; "
+            f"{len(sched):,} actions, validated"
+            + (f"<br>alpha planned as {plan.alpha_used:g}" if plan.alpha_used != plan.alpha else ""))
+        self._demo_pending = False
+        self.mark_demo_done()
+
+    # ------------------------------------------------------------------ drawing
+    def _draw_curves(self) -> None:
+        if not self._curves:
+            return
+        T, alpha = self._curves["length"], self._curves["alpha"]
+        full = full_bptt_memory(T, alpha)
+        bw = self.backward_spin.value()
+        for p in POLICIES:
+            cur = self._curves["curves"].get(p)
+            if cur is None:
+                self.cost_items[p].setData([], [])
+                continue
+            bud, costs = cur
+            # keep only the budgets where the cost changes (the curve is a staircase)
+            keep = np.ones(bud.size, dtype=bool)
+            keep[1:] = np.diff(costs) != 0
+            keep[-1] = True
+            x = bud[keep] / full
+            y = (costs[keep] + bw * T) / ((1 + bw) * T)
+            self.cost_items[p].setData(x, y, stepMode=None)
+
+    def _draw_marker(self, cost: Optional[int] = None, memory: Optional[float] = None) -> None:
+        planner = self._planner()
+        if planner is None:
+            return
+        if cost is None:
+            memory = self.budget()
+            cost = planner.cost(memory)
+        full = full_bptt_memory(planner.T, planner.alpha)
+        bw = self.backward_spin.value()
+        self.marker.setData([memory / full], [time_ratio(cost, planner.T, bw)])
+
+    # ------------------------------------------------------------------ real run
+    def run_real(self) -> None:
+        T = self.length
+        if T > RUN_MAX_T:
+            self.show_error(f"The real run is limited to T <= {RUN_MAX_T} on this machine; lower T.")
+            return
+        planner = self._planner()
+        if planner is None:
+            return
+        kind = self.core_combo.currentData()
+        fraction = self.budget() / full_bptt_memory(planner.T, planner.alpha)
+        context = self.context
+        hidden = int(self.hidden_spin.value())
+
+        def job(token=None, progress=None):
+            return run_real(kind, T, hidden, planner.policy, fraction,
+                            device=context.device(), token=token, progress=progress)
+
+        task = None
+
+        def cancel():
+            if task is not None:
+                task.cancel()
+
+        self.run_button.setEnabled(False)
+        self.task.start(f"Running {planner.policy.upper()} on a real {kind.upper()}…", on_cancel=cancel)
+        task = self.runner.submit(job, key="run", name="real run", on_result=self._on_run,
+                                  on_progress=self.task.set_progress, on_error=self._on_run_error,
+                                  on_finished=self._on_run_finished)
+
+    def _on_run_finished(self) -> None:
+        self.run_button.setEnabled(True)
+
+    def _on_run_error(self, exc: BaseException, tb: str) -> None:
+        from explorer.core.errors import Cancelled
+
+        self.task.finish("Cancelled." if isinstance(exc, Cancelled) else "Failed.")
+        if not isinstance(exc, Cancelled):
+            self.show_exception(exc, tb)
+
+    def _on_run(self, r: Dict) -> None:
+        self.task.finish("Done.")
+        ok = r["forward_steps"] == r["cost"]
+        self.run_result.setText(
+            f"<b>{r['kind'].upper()}</b> hidden {r['hidden']}, T={r['length']}, alpha={r['alpha']:.2f} "
+            f"(measured), {r['policy'].upper()} at {100 * r['fraction']:.1f}% ({r['memory']:g} units) on "
+            f"{r['device']}<br>"
+            f"forward steps: {r['forward_steps']:,} (plan {r['cost']:,}) {'✔' if ok else '✘'}<br>"
+            f"gradient check vs full BPTT: max |diff| = {r['grad_diff']:.1e} "
+            f"{'✔' if r['grad_diff'] < 1e-4 else '✘'}<br>"
+            f"memory: {_fmt_bytes(r['peak_bytes'])} measured vs plan {_fmt_bytes(r['predicted_bytes'])} + "
+            f"working step {_fmt_bytes(r['register_bytes'])}; full BPTT {_fmt_bytes(r['full_bytes'])} "
+            f"→ <b>{100 * r['peak_bytes'] / r['full_bytes']:.1f}%</b><br>"
+            f"time: {r['seconds']:.2f} s vs full BPTT {r['full_seconds']:.2f} s → "
+            f"<b>{r['seconds'] / r['full_seconds']:.2f}x</b> (model {r['model_ratio']:.2f}x)<br>"
+            f"torch.utils.checkpoint, {r['ck_segments']} uniform segments: "
+            f"{100 * r['ck_bytes'] / r['full_bytes']:.1f}% memory, {r['ck_seconds'] / r['full_seconds']:.2f}x time, "
+            f"{r['ck_forward']:,} forward steps")
+
+    def shutdown(self, timeout: float = 5.0) -> bool:
+        self._debounce.stop()
+        return super().shutdown(timeout)

@@ -1,0 +1,36 @@
+"""The BPTT tab in a real window: default demo, slider recompute (latest wins), a real run."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def test_bptt_panel_demo_slider_and_real_run(make_panel, qtbot):
+    panel = make_panel("bptt")
+    # default demo: T=1000, MSM at ~5% of full BPTT's memory
+    assert panel.length == 1000 and panel.policy == "msm"
+    x, y = panel.cost_items["msm"].getData()
+    assert x is not None and len(x) > 10
+    for p in ("hsm", "ism"):
+        assert len(panel.cost_items[p].getData()[0]) > 10
+    plan = panel._plan["plan"]
+    assert abs(plan.memory / 4496.5 - 0.05) < 0.01
+    assert plan.cost == 1950
+    xf, yf = panel.fwd_item.getData()
+    assert xf is not None and len(xf) == plan.cost
+    assert panel._plan["occupancy"].max() <= plan.memory + 1e-9
+
+    # drag the slider: several moves, only the last plan is shown
+    for v in (100, 300, 500, 700):
+        panel.budget_slider.setValue(v)
+    target = panel.budget()
+    qtbot.waitUntil(lambda: panel._plan["memory"] == target, timeout=20000)
+    assert "validated" in panel.summary.text()
+
+    # a small real run
+    panel.length_spin.setValue(40)
+    panel.hidden_spin.setValue(8)
+    qtbot.waitUntil(lambda: panel._curves["length"] == 40 and panel._plan["plan"].length == 40, timeout=20000)
+    panel.run_button.click()
+    qtbot.waitUntil(lambda: "gradient check" in panel.run_result.text(), timeout=60000)
+    assert "✘" not in panel.run_result.text()
+    assert panel.run_button.isEnabled()

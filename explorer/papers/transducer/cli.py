@@ -1,0 +1,294 @@
+"""Command line: ``train transducer``, ``eval transducer``, ``transcribe FILE.wav``, ``transducer-utterances``.
+
+Kept light: torch and the model are imported inside the functions.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+PAPER = "transducer"
+DEFAULT_OUT = "transducer_fsdd_online.safetensors"
+
+
+def _speakers(text):
+    from .data import SPEAKERS
+
+    return [s for s in (text or "").split(",") if s]
+
+
+def configure_train(p) -> None:
+    p.add_argument("--data", required=True, metavar="DIR", help="FSDD folder (with recordings/); never bundled")
+    p.add_argument("--out", default=None, metavar="FILE.safetensors",
+                   help=f"checkpoint to write (default models/{DEFAULT_OUT}, or transducer_offline.safetensors)")
+    p.add_argument("--offline", action="store_true",
+                   help="train the offline variant: bidirectional encoder, the whole utterance is one block")
+    p.add_argument("--holdout", default="", metavar="SPEAKER",
+                   help="leave this FSDD speaker out of training and report its error rate (LOSO)")
+    p.add_argument("--steps", type=int, default=3000, help="optimizer steps (default 3000)")
+    p.add_argument("--minutes", type=float, default=None, help="stop after this many minutes of training")
+    p.add_argument("--batch", type=int, default=24, help="utterances per step (default 24)")
+    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate, cosine decay (default 2e-3)")
+    p.add_argument("--block", type=int, default=8, help="W: encoder frames (30 ms each) per block (default 8)")
+    p.add_argument("--max-per-block", type=int, default=4, help="M: tokens per block incl. <e> (default 4)")
+    p.add_argument("--hidden", type=int, default=128, help="GRU units in encoder and transducer (default 128)")
+    p.add_argument("--attention", choices=("mlp", "dot"), default="mlp", help="attention over the block")
+    p.add_argument("--align", choices=("boundary", "dp"), default="boundary",
+                   help="training alignments: from the digit boundaries, or the paper's DP search (after --dp-start)")
+    p.add_argument("--dp-start", type=int, default=0, help="use boundary alignments for this many steps first")
+    p.add_argument("--init", default=None, metavar="FILE", help="start from this checkpoint (fine-tuning)")
+    p.add_argument("--espeak-weight", type=float, default=0.2,
+                   help="share of training utterances from espeak-ng voices (0 disables; needs espeak-ng)")
+    p.add_argument("--eval-utts", type=int, default=60, help="test utterances per speaker after training")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
+
+
+def _threads(args) -> None:
+    import os
+
+    import torch
+
+    torch.set_num_threads(args.threads or int(os.environ.get("NIPS_EXPLORER_THREADS", 0)) or (os.cpu_count() or 1))
+
+
+def train(args) -> int:
+    import torch
+
+    from explorer.core.checkpoints import load_model, save_checkpoint
+    from explorer.core.devices import choose_device
+    from explorer.core.errors import UserError
+    from explorer.core.paths import models_dir
+    from explorer.core.progress import TerminalProgress
+
+    from . import data as D
+    from .evaluate import evaluate_utterances
+    from .model import DEFAULT_CONFIG, OFFLINE_CONFIG, build
+    from .train import TrainData, fit, set_normalization
+
+    _threads(args)
+    device = choose_device(args.device)
+    holdout = args.holdout.strip().lower()
+    if holdout and holdout not in D.SPEAKERS:
+        raise UserError(f"--holdout {holdout}: not an FSDD speaker (one of {', '.join(D.SPEAKERS)})")
+    train_spk = [s for s in D.SPEAKERS if s != holdout]
+    t_start = time.perf_counter()
+    clips = D.load_fsdd(args.data, speakers=train_spk, indices=range(5, 50))
+    n_fsdd = len(clips)
+    n_esp = 0
+    if args.espeak_weight > 0:
+        if D.espeak_available():
+            with TerminalProgress("espeak-ng digits") as bar:
+                esp = D.espeak_clips(progress=bar)
+            clips += esp
+            n_esp = len(esp)
+        else:
+            print("espeak-ng not found: training on FSDD only", file=sys.stderr)
+    source = D.UtteranceSource(clips, D.Augment(), espeak_weight=args.espeak_weight if n_esp else 0.0)
+    data = TrainData(source, seed=args.seed)
+    if args.init:
+        model, meta = load_model(args.init, PAPER, build, "cpu")
+        cfg = dict(meta.model_config)
+    else:
+        cfg = dict(OFFLINE_CONFIG if args.offline else DEFAULT_CONFIG)
+        cfg.update(enc_hidden=args.hidden, dec_hidden=args.hidden, attention=args.attention)
+        if not args.offline:
+            cfg.update(block=args.block, max_per_block=args.max_per_block)
+        model = build(cfg)
+        set_normalization(model, data)
+    out = Path(args.out) if args.out else models_dir() / ("transducer_offline.safetensors" if args.offline else DEFAULT_OUT)
+    data_meta = {"name": "FSDD connected digits" + (f" (leave out {holdout})" if holdout else ""),
+                 "train_speakers": train_spk, "train_indices": "5-49", "fsdd_clips": n_fsdd,
+                 "espeak_clips": n_esp, "espeak_weight": args.espeak_weight if n_esp else 0.0,
+                 "holdout": holdout or None}
+    tcfg = dict(steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed, minutes=args.minutes,
+                align=args.align, dp_start=args.dp_start)
+
+    def save(m, info, metrics=None):
+        save_checkpoint(out, m.state_dict(), paper=PAPER, model_config=m.cfg,
+                        metrics=metrics or {"headline": "train_loss", "train_loss": info.get("loss"),
+                                            "step": info.get("step")},
+                        data=data_meta, extra={"train": tcfg})
+
+    with TerminalProgress("train transducer") as bar:
+        hist = fit(model, data, device, tcfg, progress=bar, on_checkpoint=save)
+    train_wall = time.perf_counter() - t_start
+    model.to("cpu").eval()
+    # held-out evaluation: FSDD test recordings (indices 0-4) of the training speakers; all recordings of the
+    # held-out speaker
+    test = D.load_fsdd(args.data, speakers=train_spk, indices=range(0, 5))
+    utts = D.test_utterances(test, args.eval_utts)
+    if holdout:
+        utts += D.test_utterances(D.load_fsdd(args.data, speakers=[holdout]), args.eval_utts * 2)
+    with TerminalProgress("evaluate") as bar:
+        ev = evaluate_utterances(model, utts, progress=bar)
+    metrics = {"headline": "digit_error_rate", "train_steps": hist["steps_done"], "train_wall_s": round(train_wall, 1),
+               "train_final_loss": hist["final_loss"], "dp_moved_final": hist.get("dp_moved_final"),
+               "real_time_factor": ev["real_time_factor"], "emission_delay_s": ev.get("emission_delay_s")}
+    per = ev["per_speaker"]
+    if holdout:
+        metrics["digit_error_rate"] = per[holdout]["digit_error_rate"]
+        metrics["sequence_accuracy"] = per[holdout]["sequence_accuracy"]
+        metrics["heldout_speaker"] = holdout
+    else:
+        metrics["digit_error_rate"] = ev["digit_error_rate"]
+        metrics["sequence_accuracy"] = ev["sequence_accuracy"]
+    metrics["per_speaker_digit_error_rate"] = {s: v["digit_error_rate"] for s, v in per.items()}
+    metrics["eval_set"] = (f"{args.eval_utts} generated utterances per training speaker from FSDD test indices 0-4"
+                           + (f"; {2 * args.eval_utts} from all recordings of held-out {holdout}" if holdout else ""))
+    save(model, {}, metrics)
+    print(json.dumps({"checkpoint": str(out), **metrics}, indent=2))
+    return 0
+
+
+def configure_eval(p) -> None:
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--audio-dir", metavar="DIR", help="decode every *.wav; reference = name before the first '_'")
+    src.add_argument("--data", metavar="DIR", help="FSDD folder: generate connected-digit test utterances")
+    p.add_argument("--speakers", default="", help="with --data: comma-separated speakers (default all five)")
+    p.add_argument("--indices", choices=("test", "all"), default="test",
+                   help="with --data: FSDD recordings 0-4 (test split) or all 0-49 (for a held-out speaker)")
+    p.add_argument("--utts", type=int, default=60, help="with --data: utterances per speaker (default 60)")
+    p.add_argument("--checkpoint", default=None, metavar="FILE", help=f"default: models/{DEFAULT_OUT}")
+    p.add_argument("--beam", type=int, default=1, help="beam width (1 = greedy)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _load(path):
+    from explorer.core.checkpoints import load_model
+    from explorer.core.paths import bundled
+
+    from .model import build
+
+    p = Path(path) if path else bundled(DEFAULT_OUT)
+    return load_model(p, PAPER, build, "cpu")
+
+
+def evaluate(args) -> int:
+    import torch
+
+    from explorer.core.progress import TerminalProgress
+
+    from .evaluate import evaluate_dir, evaluate_utterances
+
+    _threads(args) if getattr(args, "threads", None) else torch.set_num_threads(1)
+    model, meta = _load(args.checkpoint)
+    with TerminalProgress("decode", disable=None) as bar:
+        if args.audio_dir:
+            res = evaluate_dir(model, args.audio_dir, beam=args.beam, progress=bar)
+        else:
+            from . import data as D
+
+            spk = _speakers(args.speakers) or list(D.SPEAKERS)
+            clips = D.load_fsdd(args.data, speakers=spk, indices=range(0, 5) if args.indices == "test" else None)
+            res = evaluate_utterances(model, D.test_utterances(clips, args.utts), beam=args.beam, progress=bar)
+    res["checkpoint"] = meta.name
+    if args.json:
+        keys = ("files", "digit_error_rate", "sequence_accuracy", "real_time_factor")
+        ordered = {k: res[k] for k in keys if k in res}
+        ordered.update({k: v for k, v in res.items() if k not in ordered})
+        print(json.dumps(ordered, indent=2))
+    else:
+        for r in res.get("results", []):
+            print(f"{r['file']}: {r['hypothesis'] or '(nothing)'}" + (f"  (ref {r['reference']}, {r['errors']} errors)"
+                                                                      if r.get("reference") else ""))
+        for e in res.get("errors", []):
+            print(f"ERROR {e['file']}: {e['error']}")
+        der = res.get("digit_error_rate")
+        print(f"digit error rate {der:.4f}" if der is not None else "digit error rate: n/a (no references)")
+        if res.get("sequence_accuracy") is not None:
+            print(f"sequence accuracy {res['sequence_accuracy']:.4f}")
+        if res.get("real_time_factor") is not None:
+            print(f"real-time factor {res['real_time_factor']:.4f}")
+    return 0
+
+
+def configure_transcribe(p) -> None:
+    p.add_argument("file", metavar="FILE.wav", help="audio file (any rate, mono or stereo)")
+    p.add_argument("--checkpoint", default=None, metavar="FILE", help=f"default: models/{DEFAULT_OUT}")
+    p.add_argument("--chunk-ms", type=float, default=40.0, help="audio chunk size fed to the stream (default 40)")
+    p.add_argument("--beam", type=int, default=1, help="beam width (1 = greedy)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+def transcribe(args) -> int:
+    import torch
+
+    from .features import read_audio
+    from .infer import StreamingRecognizer
+
+    torch.set_num_threads(1)
+    model, meta = _load(args.checkpoint)
+    if not model.online:
+        from explorer.core.errors import UserError
+
+        raise UserError(f"{meta.name} is the offline variant (one block per utterance); it cannot stream")
+    audio = read_audio(args.file)
+    rec = StreamingRecognizer(model, beam=args.beam)
+    step = max(1, int(args.chunk_ms / 1000 * rec.sample_rate))
+    events = []
+    t0 = time.perf_counter()
+    for i in range(0, len(audio), step):
+        for ev in rec.accept(audio[i:i + step])["blocks"]:
+            events += _print_block(ev, args.json)
+    for ev in rec.finish()["blocks"]:
+        events += _print_block(ev, args.json)
+    wall = time.perf_counter() - t0
+    dur = len(audio) / rec.sample_rate
+    summary = {"file": str(args.file), "transcript": "".join(str(d) for d in rec.digits), "emissions": events,
+               "audio_seconds": dur, "real_time_factor": wall / dur}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"transcript: {summary['transcript'] or '(nothing)'}   ({dur:.2f} s audio, RTF {wall / dur:.4f})")
+    return 0
+
+
+def _print_block(ev, quiet):
+    out = []
+    for d in ev["digits"]:
+        out.append({"digit": d, "time_s": round(ev["time_s"], 3), "block": ev["block"]})
+        if not quiet:
+            print(f"{ev['time_s']:7.2f} s  block {ev['block']:3d}  {d}", flush=True)
+    return out
+
+
+def configure_utterances(p) -> None:
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the WAV files (created)")
+    p.add_argument("--data", metavar="DIR", help="FSDD folder; without it, espeak-ng voices are used")
+    p.add_argument("--speakers", default="", help="with --data: comma-separated speakers (default all)")
+    p.add_argument("--indices", choices=("test", "all"), default="test")
+    p.add_argument("-n", type=int, default=10, help="utterances per speaker (default 10)")
+    p.add_argument("--seed", type=int, default=1234)
+
+
+def make_utterances(args) -> int:
+    import numpy as np
+    import soundfile as sf
+
+    from . import data as D
+    from explorer.core.errors import UserError
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.data:
+        spk = _speakers(args.speakers) or list(D.SPEAKERS)
+        clips = D.load_fsdd(args.data, speakers=spk, indices=range(0, 5) if args.indices == "test" else None)
+        utts = D.test_utterances(clips, args.n, seed=args.seed)
+    else:
+        if not D.espeak_available():
+            raise UserError("espeak-ng is not installed; give --data DIR to build utterances from FSDD")
+        utts = D.demo_utterances(args.n, seed=args.seed)
+    for i, u in enumerate(utts):
+        sf.write(str(out / f"{u.text}_{u.speaker}_{i:04d}.wav"), u.audio, 8000, subtype="PCM_16")
+    print(f"wrote {len(utts)} files to {out}")
+    return 0
+
+
+def commands():
+    return [("transcribe", "stream a WAV file through the Neural Transducer and print digits as they are emitted",
+             configure_transcribe, transcribe),
+            ("transducer-utterances", "write connected-digit test WAVs (FSDD or espeak-ng) for eval --audio-dir",
+             configure_utterances, make_utterances)]

@@ -1,0 +1,288 @@
+"""Connected-digit utterances from isolated real (FSDD) and synthetic (espeak-ng) digits, with known boundaries.
+
+FSDD files are read from ``--data DIR`` (never committed). An utterance joins 1..7 digits of one speaker with
+random gaps, per-digit gain, speed perturbation and background noise; each digit's start and end sample is known,
+which gives the initial block alignment (a digit belongs to the block holding its last frame, as the paper does
+with forced alignments).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .features import SAMPLE_RATE, resample, to_mono_float
+
+SPEAKERS = ("george", "jackson", "lucas", "nicolas", "theo")
+DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+_FSDD_RE = re.compile(r"^(\d)_([a-z]+)_(\d+)\.wav$")
+
+# espeak-ng voices for training; DEMO_VOICES are kept out of training (the demo is heard fresh).
+ESPEAK_ACCENTS = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-029",
+                  "en-us-nyc")
+ESPEAK_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "croak")
+DEMO_VOICES = (("en-us", "m8", 150, 40), ("en-gb", "f5", 140, 55), ("en-gb-scotland", "m8", 165, 45))
+
+
+@dataclass
+class Clip:
+    audio: np.ndarray
+    digit: int
+    speaker: str
+    index: int
+
+
+@dataclass
+class Utterance:
+    audio: np.ndarray
+    digits: List[int]
+    bounds: List[Tuple[int, int]]     # (start, end) samples of each digit
+    speaker: str = ""
+
+    @property
+    def text(self) -> str:
+        return "".join(str(d) for d in self.digits)
+
+
+def _trim(x: np.ndarray, rel_db: float = -40.0, pad: int = 80) -> np.ndarray:
+    """Cut leading/trailing quiet parts (frame energy below rel_db of the loudest 10 ms frame)."""
+    hop = 80
+    if len(x) < 2 * hop:
+        return x
+    n = len(x) // hop
+    e = (x[: n * hop].reshape(n, hop) ** 2).mean(1) + 1e-12
+    thr = e.max() * 10 ** (rel_db / 10)
+    idx = np.nonzero(e > thr)[0]
+    if len(idx) == 0:
+        return x
+    a = max(0, idx[0] * hop - pad)
+    b = min(len(x), (idx[-1] + 1) * hop + pad)
+    return x[a:b]
+
+
+def fsdd_dir(path) -> Path:
+    """Accept the FSDD folder or its recordings/ folder; UserError when no FSDD files are there."""
+    from explorer.core.errors import UserError
+
+    p = Path(path).expanduser()
+    if not p.is_dir():
+        raise UserError(f"--data {path}: no such folder (point it at the FSDD folder with recordings/)")
+    rec = p / "recordings" if (p / "recordings").is_dir() else p
+    if not any(_FSDD_RE.match(f.name) for f in rec.iterdir()):
+        raise UserError(f"--data {path}: no FSDD files like 7_jackson_32.wav in {rec}")
+    return rec
+
+
+def load_fsdd(path, speakers: Optional[Sequence[str]] = None, indices: Optional[Sequence[int]] = None) -> List[Clip]:
+    """Read FSDD clips (8 kHz mono) filtered by speaker names and recording indices."""
+    import soundfile as sf
+
+    rec = fsdd_dir(path)
+    want_s = set(speakers) if speakers else None
+    want_i = set(indices) if indices is not None else None
+    clips = []
+    for f in sorted(rec.iterdir()):
+        m = _FSDD_RE.match(f.name)
+        if not m:
+            continue
+        d, spk, idx = int(m.group(1)), m.group(2), int(m.group(3))
+        if (want_s is not None and spk not in want_s) or (want_i is not None and idx not in want_i):
+            continue
+        x, sr = sf.read(str(f), dtype="float32", always_2d=False)
+        x = resample(to_mono_float(x), sr, SAMPLE_RATE)
+        clips.append(Clip(_trim(x), d, spk, idx))
+    return clips
+
+
+# ---------------------------------------------------------------------------------------------- espeak-ng
+def espeak_available() -> bool:
+    return shutil.which("espeak-ng") is not None
+
+
+def espeak_say(text: str, voice: str, rate: int = 160, pitch: int = 50) -> np.ndarray:
+    """Synthesize with the espeak-ng CLI -> mono float32 at 8 kHz."""
+    import io
+
+    import soundfile as sf
+
+    out = subprocess.run(["espeak-ng", "-v", voice, "-s", str(rate), "-p", str(pitch), "--stdout", text],
+                         capture_output=True, check=True, timeout=30).stdout
+    x, sr = sf.read(io.BytesIO(out), dtype="float32", always_2d=False)
+    return resample(to_mono_float(x), sr, SAMPLE_RATE)
+
+
+def espeak_clips(cache: Optional[Path] = None, seed: int = 0, n_per_digit: int = 40, progress=None) -> List[Clip]:
+    """Isolated digits from training voices (accent x variant x rate x pitch), cached as .npz."""
+    if not espeak_available():
+        return []
+    rng = np.random.default_rng(seed)
+    combos = [(a, v) for a in ESPEAK_ACCENTS for v in ESPEAK_VARIANTS]
+    key = hashlib.sha1(f"{seed}-{n_per_digit}-{combos}".encode()).hexdigest()[:10]
+    cache = Path(cache) if cache else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "nips-explorer"
+    f = cache / f"transducer_espeak_{key}.npz"
+    if f.exists():
+        z = np.load(f, allow_pickle=False)
+        return [Clip(z[f"a{i}"], int(d), "espeak", i) for i, d in enumerate(z["digits"])]
+    clips = []
+    total = 10 * n_per_digit
+    for d in range(10):
+        for k in range(n_per_digit):
+            a, v = combos[rng.integers(len(combos))]
+            rate, pitch = int(rng.integers(120, 230)), int(rng.integers(20, 80))
+            x = _trim(espeak_say(DIGIT_WORDS[d], f"{a}+{v}", rate, pitch))
+            clips.append(Clip(x, d, "espeak", len(clips)))
+            if progress:
+                progress(len(clips) / total, "synthesizing espeak-ng digits")
+    cache.mkdir(parents=True, exist_ok=True)
+    np.savez(f, digits=np.array([c.digit for c in clips]), **{f"a{i}": c.audio for i, c in enumerate(clips)})
+    return clips
+
+
+# ------------------------------------------------------------------------------------------ utterances
+@dataclass
+class Augment:
+    min_digits: int = 1
+    max_digits: int = 7
+    gap: Tuple[float, float] = (0.03, 0.45)        # seconds between digits
+    lead: Tuple[float, float] = (0.05, 0.6)
+    tail: Tuple[float, float] = (0.3, 0.7)
+    gain_db: Tuple[float, float] = (-6.0, 6.0)     # per digit
+    level_db: Tuple[float, float] = (-30.0, -10.0) # utterance RMS target, dBFS
+    speed: Tuple[float, float] = (0.9, 1.1)
+    snr_db: Tuple[float, float] = (8.0, 40.0)
+    p_noise: float = 0.8
+
+
+CLEAN = Augment(gain_db=(0.0, 0.0), speed=(1.0, 1.0), p_noise=0.0)
+
+
+def _speed(x: np.ndarray, f: float) -> np.ndarray:
+    if abs(f - 1.0) < 1e-3:
+        return x
+    n = max(2, int(round(len(x) / f)))
+    return np.interp(np.linspace(0, len(x) - 1, n), np.arange(len(x)), x).astype(np.float32)
+
+
+def _noise(rng, n: int) -> np.ndarray:
+    """White noise through a random one-pole low-pass (white to brown-ish), unit RMS."""
+    w = rng.standard_normal(n).astype(np.float32)
+    a = float(rng.uniform(0.0, 0.97))
+    if a > 0:
+        from scipy.signal import lfilter
+
+        w = lfilter([1.0 - a], [1.0, -a], w).astype(np.float32)
+    return w / (np.sqrt((w ** 2).mean()) + 1e-9)
+
+
+def build_utterance(rng: np.random.Generator, by_digit: Dict[int, List[Clip]], aug: Augment = Augment(),
+                    digits: Optional[Sequence[int]] = None, sr: int = SAMPLE_RATE) -> Utterance:
+    """Join isolated digit clips into one utterance; returns the audio and each digit's (start, end) sample."""
+    if digits is None:
+        n = int(rng.integers(aug.min_digits, aug.max_digits + 1))
+        digits = [int(d) for d in rng.integers(0, 10, size=n)]
+    parts, bounds, pos = [], [], 0
+    lead = np.zeros(int(rng.uniform(*aug.lead) * sr), dtype=np.float32)
+    parts.append(lead)
+    pos += len(lead)
+    speaker = ""
+    for i, d in enumerate(digits):
+        pool = by_digit[d]
+        clip = pool[int(rng.integers(len(pool)))]
+        speaker = clip.speaker
+        x = _speed(clip.audio, float(rng.uniform(*aug.speed)))
+        x = x / (np.sqrt((x ** 2).mean()) + 1e-9) * 10 ** (rng.uniform(*aug.gain_db) / 20)
+        bounds.append((pos, pos + len(x)))
+        parts.append(x.astype(np.float32))
+        pos += len(x)
+        g = np.zeros(int(rng.uniform(*(aug.tail if i == len(digits) - 1 else aug.gap)) * sr), dtype=np.float32)
+        parts.append(g)
+        pos += len(g)
+    audio = np.concatenate(parts)
+    speech = np.concatenate([audio[a:b] for a, b in bounds])
+    rms = np.sqrt((speech ** 2).mean()) + 1e-9
+    audio *= 10 ** (rng.uniform(*aug.level_db) / 20) / rms
+    if rng.random() < aug.p_noise:
+        srms = 10 ** (rng.uniform(*aug.level_db) / 20)
+        audio += _noise(rng, len(audio)) * srms * 10 ** (-rng.uniform(*aug.snr_db) / 20)
+    peak = np.abs(audio).max()
+    if peak > 0.99:
+        audio *= 0.99 / peak
+    return Utterance(audio.astype(np.float32), list(digits), bounds, speaker)
+
+
+def group_by_speaker_digit(clips: Sequence[Clip]) -> Dict[str, Dict[int, List[Clip]]]:
+    out: Dict[str, Dict[int, List[Clip]]] = {}
+    for c in clips:
+        out.setdefault(c.speaker, {}).setdefault(c.digit, []).append(c)
+    return {s: g for s, g in out.items() if len(g) == 10}
+
+
+class UtteranceSource:
+    """Samples utterances: a speaker (espeak-ng counts as one, with weight ``espeak_weight``), then digits."""
+
+    def __init__(self, clips: Sequence[Clip], aug: Augment = Augment(), espeak_weight: float = 0.0) -> None:
+        self.groups = group_by_speaker_digit(clips)
+        if not self.groups:
+            from explorer.core.errors import UserError
+
+            raise UserError("no speaker has recordings of all ten digits in the selected data")
+        self.speakers = sorted(self.groups)
+        n_real = sum(1 for s in self.speakers if s != "espeak")
+        if "espeak" in self.speakers and n_real:
+            w = np.array([espeak_weight if s == "espeak" else (1.0 - espeak_weight) / n_real for s in self.speakers])
+        else:
+            w = np.ones(len(self.speakers))
+        self.p = w / w.sum()
+        self.aug = aug
+
+    def sample(self, rng: np.random.Generator) -> Utterance:
+        s = self.speakers[int(rng.choice(len(self.speakers), p=self.p))]
+        return build_utterance(rng, self.groups[s], self.aug)
+
+    def batch(self, rng: np.random.Generator, n: int) -> List[Utterance]:
+        return [self.sample(rng) for _ in range(n)]
+
+
+def test_utterances(clips: Sequence[Clip], n_per_speaker: int, seed: int = 1234,
+                    aug: Augment = Augment()) -> List[Utterance]:
+    """A fixed, reproducible evaluation set: n utterances per speaker (same seed -> same audio)."""
+    groups = group_by_speaker_digit(clips)
+    out = []
+    for s in sorted(groups):
+        rng = np.random.default_rng([seed, SPEAKERS.index(s) if s in SPEAKERS else 99])
+        out += [build_utterance(rng, groups[s], aug) for _ in range(n_per_speaker)]
+    return out
+
+
+def demo_clips(voices=DEMO_VOICES) -> List[Clip]:
+    """Isolated digits in the demo voices (never used for training)."""
+    clips = []
+    for vi, (accent, variant, rate, pitch) in enumerate(voices):
+        for d in range(10):
+            clips.append(Clip(_trim(espeak_say(DIGIT_WORDS[d], f"{accent}+{variant}", rate, pitch)), d,
+                              f"espeak-{accent}+{variant}", vi))
+    return clips
+
+
+DEMO_AUG = Augment(min_digits=4, max_digits=6, gap=(0.15, 0.4), lead=(0.4, 0.5), tail=(0.6, 0.7),
+                   gain_db=(-2.0, 2.0), level_db=(-24.0, -22.0), speed=(1.0, 1.0), snr_db=(30.0, 35.0), p_noise=1.0)
+
+
+def demo_utterances(n_per_voice: int = 2, seed: int = 7) -> List[Utterance]:
+    """Connected digits in held-out espeak-ng voices (used for resources/transducer/ demo WAVs)."""
+    clips = demo_clips()
+    out = []
+    for spk, groups in sorted(group_by_speaker_digit(clips).items()):
+        rng = np.random.default_rng([seed, len(out)])
+        for _ in range(n_per_voice):
+            u = build_utterance(rng, groups, DEMO_AUG)
+            u.speaker = spk.replace("espeak-", "").replace("+", "-")
+            out.append(u)
+    return out

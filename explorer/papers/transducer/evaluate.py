@@ -1,0 +1,110 @@
+"""Evaluation: digit error rate (edit distance / reference length), sequence accuracy, emission delay and
+real-time factor, on generated connected-digit utterances or on a folder of WAV files."""
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+
+from .data import Utterance
+from .features import SAMPLE_RATE, read_audio
+from .model import Transducer, decode_utterance, edit_distance
+
+_REF_RE = re.compile(r"^\d+$")
+
+
+def score(pairs: Sequence[tuple]) -> Dict:
+    """pairs of (reference digits, hypothesis digits) -> error counts and rates."""
+    errs = sum(edit_distance(r, h) for r, h in pairs)
+    n = sum(len(r) for r, _ in pairs)
+    return {"utterances": len(pairs), "digits": n, "digit_errors": errs,
+            "digit_error_rate": errs / max(1, n),
+            "sequence_accuracy": sum(list(r) == list(h) for r, h in pairs) / max(1, len(pairs))}
+
+
+@torch.no_grad()
+def evaluate_utterances(model: Transducer, utts: Sequence[Utterance], beam: int = 1, progress=None,
+                        token=None) -> Dict:
+    """Decode generated utterances; per-speaker rates, emission delays (correctly decoded utterances)."""
+    pairs: list = []
+    by_spk: Dict[str, list] = {}
+    delays: List[float] = []
+    audio_s, dec_s = 0.0, 0.0
+    W_s = model.block_frames(1) * model.frame_seconds if model.online else None
+    for i, u in enumerate(utts):
+        if token is not None:
+            token.check()
+        t0 = time.perf_counter()
+        hyp, emissions, n_enc = decode_utterance(model, torch.from_numpy(u.audio), beam=beam)
+        dec_s += time.perf_counter() - t0
+        audio_s += len(u.audio) / SAMPLE_RATE
+        pairs.append((u.digits, hyp))
+        by_spk.setdefault(u.speaker, []).append((u.digits, hyp))
+        if hyp == u.digits:
+            for (d, b), (_, end) in zip(emissions, u.bounds):
+                delays.append((model.block_end_sample(b, n_enc) - end) / SAMPLE_RATE)
+        if progress is not None:
+            progress((i + 1) / len(utts), f"{i + 1}/{len(utts)} utterances")
+    out = score(pairs)
+    out["per_speaker"] = {s: score(p) for s, p in sorted(by_spk.items())}
+    out["real_time_factor"] = dec_s / max(1e-9, audio_s)
+    if delays:
+        d = np.array(delays)
+        out["emission_delay_s"] = {"mean": float(d.mean()), "median": float(np.median(d)),
+                                   "p90": float(np.percentile(d, 90)), "max": float(d.max()),
+                                   "min": float(d.min()), "n": int(len(d))}
+        if W_s:
+            out["emission_delay_s"]["within_one_block"] = float((d <= W_s + 1e-9).mean())
+            out["emission_delay_s"]["block_s"] = W_s
+    return out
+
+
+def reference_from_name(path: Path) -> Optional[List[int]]:
+    head = path.name.split("_", 1)[0]
+    if head.lower().endswith(".wav"):
+        head = head[:-4]
+    return [int(c) for c in head] if _REF_RE.match(head) else None
+
+
+@torch.no_grad()
+def evaluate_dir(model: Transducer, folder, beam: int = 1, progress=None) -> Dict:
+    """Every *.wav in ``folder``: reference = file name before the first underscore (FSDD naming)."""
+    from explorer.core.errors import UserError
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"--audio-dir {folder}: no such folder")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".wav")
+    if not files:
+        raise UserError(f"--audio-dir {folder}: no .wav files there")
+    results, errors, pairs = [], [], []
+    audio_s, dec_s = 0.0, 0.0
+    for i, f in enumerate(files):
+        ref = reference_from_name(f)
+        try:
+            audio = read_audio(f)
+        except UserError as exc:
+            errors.append({"file": f.name, "error": str(exc)})
+            continue
+        t0 = time.perf_counter()
+        hyp, _, _ = decode_utterance(model, torch.from_numpy(audio), beam=beam)
+        dec_s += time.perf_counter() - t0
+        audio_s += len(audio) / SAMPLE_RATE
+        row = {"file": f.name, "hypothesis": "".join(map(str, hyp)),
+               "reference": None if ref is None else "".join(map(str, ref))}
+        if ref is None:
+            row["note"] = "no digit reference in the file name; not scored"
+        else:
+            row["errors"] = edit_distance(ref, hyp)
+            pairs.append((ref, hyp))
+        results.append(row)
+        if progress is not None:
+            progress((i + 1) / len(files), f.name)
+    s = score(pairs)
+    return {"files": len(files), "scored": len(pairs), "digit_error_rate": s["digit_error_rate"] if pairs else None,
+            "sequence_accuracy": s["sequence_accuracy"] if pairs else None,
+            "real_time_factor": dec_s / audio_s if audio_s else None, "results": results, "errors": errors}

@@ -1,0 +1,167 @@
+"""Log-mel features in torch with our own mel filterbank; batch and streaming give identical frames.
+
+Frames are not centred: frame i covers samples [i*hop, i*hop + win). A signal of n samples has
+1 + (n - win) // hop frames (0 when n < win). The streaming extractor keeps the samples that do not yet fill a
+frame, so pushing a signal in any chunking yields exactly the batch frames.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import torch
+
+SAMPLE_RATE = 8000
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    sample_rate: int = SAMPLE_RATE
+    win: int = 200          # 25 ms at 8 kHz
+    hop: int = 80           # 10 ms
+    n_fft: int = 256
+    n_mels: int = 40
+    fmin: float = 20.0
+    fmax: Optional[float] = None   # None: Nyquist
+    floor: float = 1e-6
+
+    @property
+    def frame_seconds(self) -> float:
+        return self.hop / self.sample_rate
+
+
+def hz_to_mel(f):
+    return 2595.0 * np.log10(1.0 + np.asarray(f, dtype=np.float64) / 700.0)
+
+
+def mel_to_hz(m):
+    return 700.0 * (10.0 ** (np.asarray(m, dtype=np.float64) / 2595.0) - 1.0)
+
+
+def mel_filterbank(cfg: FeatureConfig) -> np.ndarray:
+    """Triangular filters on the HTK mel scale, shape (n_mels, n_fft//2+1), each peaking at 1."""
+    fmax = cfg.fmax or cfg.sample_rate / 2
+    n_bins = cfg.n_fft // 2 + 1
+    freqs = np.linspace(0.0, cfg.sample_rate / 2, n_bins)
+    edges = mel_to_hz(np.linspace(hz_to_mel(cfg.fmin), hz_to_mel(fmax), cfg.n_mels + 2))
+    fb = np.zeros((cfg.n_mels, n_bins))
+    for m in range(cfg.n_mels):
+        lo, mid, hi = edges[m], edges[m + 1], edges[m + 2]
+        up = (freqs - lo) / max(mid - lo, 1e-9)
+        down = (hi - freqs) / max(hi - mid, 1e-9)
+        fb[m] = np.clip(np.minimum(up, down), 0.0, None)
+    return fb.astype(np.float32)
+
+
+class LogMel(torch.nn.Module):
+    """(batch, samples) float audio in [-1, 1] -> (batch, frames, n_mels) natural-log mel power."""
+
+    def __init__(self, cfg: FeatureConfig = FeatureConfig()) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.register_buffer("window", torch.hann_window(cfg.win, periodic=True), persistent=False)
+        self.register_buffer("fb", torch.from_numpy(mel_filterbank(cfg)), persistent=False)
+
+    def n_frames(self, n_samples: int) -> int:
+        c = self.cfg
+        return 0 if n_samples < c.win else 1 + (n_samples - c.win) // c.hop
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        c = self.cfg
+        if audio.dim() == 1:
+            audio = audio[None]
+        n = self.n_frames(audio.shape[-1])
+        if n == 0:
+            return audio.new_zeros(audio.shape[0], 0, c.n_mels)
+        frames = audio[..., : (n - 1) * c.hop + c.win].unfold(-1, c.win, c.hop)   # (B, n, win)
+        spec = torch.fft.rfft(frames * self.window, n=c.n_fft)
+        power = spec.real ** 2 + spec.imag ** 2
+        mel = power @ self.fb.t()
+        return torch.log(mel + c.floor)
+
+
+class StreamingLogMel:
+    """Push audio chunks, get exactly the frames the batch LogMel gives for the concatenated signal."""
+
+    def __init__(self, logmel: LogMel) -> None:
+        self.logmel = logmel
+        self.cfg = logmel.cfg
+        self.reset()
+
+    def reset(self) -> None:
+        self._buf = np.zeros(0, dtype=np.float32)
+        self.frames_out = 0
+
+    def push(self, chunk: np.ndarray) -> torch.Tensor:
+        c = self.cfg
+        self._buf = np.concatenate([self._buf, np.asarray(chunk, dtype=np.float32).reshape(-1)])
+        n = self.logmel.n_frames(len(self._buf))
+        if n == 0:
+            return torch.zeros(0, c.n_mels)
+        used = (n - 1) * c.hop + c.win
+        with torch.no_grad():
+            out = self.logmel(torch.from_numpy(self._buf[:used].copy()))[0]
+        self._buf = self._buf[n * c.hop:]
+        self.frames_out += n
+        return out
+
+
+def to_mono_float(data: np.ndarray) -> np.ndarray:
+    """soundfile data (frames,) or (frames, channels) -> mono float32."""
+    x = np.asarray(data, dtype=np.float32)
+    if x.ndim == 2:
+        x = x.mean(axis=1)
+    return x
+
+
+def resample(x: np.ndarray, sr_in: int, sr_out: int = SAMPLE_RATE) -> np.ndarray:
+    """Band-limited polyphase resampling (scipy), exact ratio."""
+    if sr_in == sr_out:
+        return np.asarray(x, dtype=np.float32)
+    from scipy.signal import resample_poly
+
+    g = math.gcd(int(sr_in), int(sr_out))
+    return resample_poly(np.asarray(x, dtype=np.float64), sr_out // g, sr_in // g).astype(np.float32)
+
+
+def read_audio(path, sr_out: int = SAMPLE_RATE) -> np.ndarray:
+    """Any soundfile-readable file (any rate, mono or stereo) -> mono float32 at ``sr_out``."""
+    import soundfile as sf
+
+    from explorer.core.errors import UserError
+
+    try:
+        data, sr = sf.read(str(path), dtype="float32", always_2d=False)
+    except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError / OSError
+        raise UserError(f"{path}: not a readable audio file ({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})")
+    x = to_mono_float(data)
+    if x.size == 0:
+        raise UserError(f"{path}: the audio file is empty")
+    return resample(x, sr, sr_out)
+
+
+class StreamResampler:
+    """Stateful linear-interpolation resampler for live input at a rate other than the model's."""
+
+    def __init__(self, sr_in: int, sr_out: int = SAMPLE_RATE) -> None:
+        self.ratio = sr_in / sr_out
+        self.sr_in, self.sr_out = sr_in, sr_out
+        self._buf = np.zeros(0, dtype=np.float32)
+        self._pos = 0.0  # position of the next output sample in _buf coordinates
+
+    def push(self, x: np.ndarray) -> np.ndarray:
+        if self.sr_in == self.sr_out:
+            return np.asarray(x, dtype=np.float32)
+        self._buf = np.concatenate([self._buf, np.asarray(x, dtype=np.float32)])
+        n_out = int(np.floor((len(self._buf) - 1 - self._pos) / self.ratio)) + 1 if len(self._buf) > 1 else 0
+        if n_out <= 0:
+            return np.zeros(0, dtype=np.float32)
+        t = self._pos + self.ratio * np.arange(n_out)
+        out = np.interp(t, np.arange(len(self._buf)), self._buf).astype(np.float32)
+        nxt = self._pos + self.ratio * n_out
+        drop = min(int(np.floor(nxt)), len(self._buf))
+        self._buf = self._buf[drop:]
+        self._pos = nxt - drop
+        return out

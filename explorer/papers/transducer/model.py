@@ -1,0 +1,433 @@
+"""The Neural Transducer (Jaitly et al. 2016) for spoken digits.
+
+* Features: log-mel (own filterbank), global mean/variance normalisation (buffers in the checkpoint), 3 frames
+  stacked -> one encoder frame every 30 ms.
+* Encoder: unidirectional GRU (online). The offline variant is bidirectional and uses one block per utterance.
+* Transducer (paper Eqs. 3-6): s_m = GRU(s_{m-1}, [c_{m-1}; emb(y_{m-1})]); c_m = attention(s_m, current block);
+  h'_m = GRU(h'_{m-1}, [c_m; s_m]); softmax(h'_m) over 10 digits + <e> (end of block). At most M tokens per block
+  (M-1 digits and <e>). The state (s, h', c, y) is carried across blocks.
+* Training targets: per-block digit lists ("alignments"); loss = -log p(alignment).
+* ``best_alignments``: the paper's approximate best-alignment dynamic programme (best hypothesis per number of
+  emitted targets at every block boundary), batched over hypotheses and utterances.
+* Decoding (greedy or beam) processes one block at a time and only ever reads the current block.
+"""
+from __future__ import annotations
+
+import math
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from .features import FeatureConfig, LogMel
+
+EOB = 10        # end-of-block token <e>
+SOS = 11        # start token (input only)
+N_OUT = 11
+
+DEFAULT_CONFIG: Dict = dict(n_mels=40, stack=3, enc_hidden=128, enc_layers=2, bidirectional=False, dec_hidden=128,
+                            embed=32, att_hidden=64, attention="mlp", block=8, max_per_block=4)
+OFFLINE_CONFIG: Dict = dict(DEFAULT_CONFIG, bidirectional=True, block=0, max_per_block=10)
+
+Alignment = List[List[int]]   # digits emitted in each block
+
+
+def build(config: Dict) -> "Transducer":
+    cfg = dict(DEFAULT_CONFIG)
+    cfg.update(config or {})
+    return Transducer(cfg)
+
+
+class Transducer(nn.Module):
+    def __init__(self, cfg: Dict) -> None:
+        super().__init__()
+        self.cfg = dict(cfg)
+        c = self.cfg
+        if c["attention"] not in ("mlp", "dot"):
+            raise ValueError(f"attention must be 'mlp' or 'dot', not {c['attention']!r}")
+        self.logmel = LogMel(FeatureConfig(n_mels=c["n_mels"]))
+        self.register_buffer("feat_mean", torch.zeros(c["n_mels"]))
+        self.register_buffer("feat_std", torch.ones(c["n_mels"]))
+        self.inp = nn.Linear(c["n_mels"] * c["stack"], c["enc_hidden"])
+        self.enc = nn.GRU(c["enc_hidden"], c["enc_hidden"], c["enc_layers"], batch_first=True,
+                          bidirectional=bool(c["bidirectional"]))
+        H = self.enc_dim
+        D = c["dec_hidden"]
+        self.embed = nn.Embedding(12, c["embed"])
+        self.cell1 = nn.GRUCell(c["embed"] + H, D)
+        if c["attention"] == "mlp":
+            self.att_s = nn.Linear(D, c["att_hidden"])
+            self.att_h = nn.Linear(H, c["att_hidden"], bias=False)
+            self.att_v = nn.Linear(c["att_hidden"], 1, bias=False)
+        else:
+            self.att_q = nn.Linear(D, H)
+        self.cell2 = nn.GRUCell(H + D, D)
+        self.out = nn.Linear(D, N_OUT)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def enc_dim(self) -> int:
+        return self.cfg["enc_hidden"] * (2 if self.cfg["bidirectional"] else 1)
+
+    @property
+    def online(self) -> bool:
+        return self.cfg["block"] > 0 and not self.cfg["bidirectional"]
+
+    @property
+    def M(self) -> int:
+        return int(self.cfg["max_per_block"])
+
+    @property
+    def frame_seconds(self) -> float:
+        """Seconds per encoder frame."""
+        return self.logmel.cfg.hop * self.cfg["stack"] / self.logmel.cfg.sample_rate
+
+    def block_frames(self, n_enc: int) -> int:
+        """W for this utterance (the whole utterance for the offline variant)."""
+        return self.cfg["block"] if self.cfg["block"] > 0 else max(1, n_enc)
+
+    def n_blocks(self, n_enc: int) -> int:
+        W = self.block_frames(n_enc)
+        return max(1, math.ceil(n_enc / W))
+
+    def block_end_sample(self, b: int, n_enc: int) -> int:
+        """The audio sample at which block b is complete (its last frame's window has arrived)."""
+        W = self.block_frames(n_enc)
+        last_enc = min((b + 1) * W, n_enc) - 1
+        last_feat = (last_enc + 1) * self.cfg["stack"] - 1
+        fc = self.logmel.cfg
+        return last_feat * fc.hop + fc.win
+
+    # ------------------------------------------------------------------ features / encoder
+    def features(self, audios: Sequence[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """List of 1-D audio tensors -> normalised log-mel (B, T, n_mels) zero-padded, lengths (B,)."""
+        feats = [self.logmel(a.to(self.feat_mean.device)[None])[0] for a in audios]
+        lengths = torch.tensor([f.shape[0] for f in feats])
+        x = nn.utils.rnn.pad_sequence(feats, batch_first=True)
+        return self.normalize(x), lengths
+
+    def normalize(self, feats: torch.Tensor) -> torch.Tensor:
+        return (feats - self.feat_mean) / self.feat_std
+
+    def stack_frames(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, F) -> (B, T // stack, F * stack); trailing frames that do not fill a stack are dropped."""
+        s = self.cfg["stack"]
+        T = x.shape[1] // s
+        return x[:, : T * s].reshape(x.shape[0], T, s * x.shape[2])
+
+    def encode(self, x: torch.Tensor, lengths: Optional[torch.Tensor] = None, hidden=None):
+        """Normalised features (B, T, F) -> encoder outputs (B, T', H), attention keys, T' lengths, hidden."""
+        z = torch.relu(self.inp(self.stack_frames(x)))
+        enc_len = None if lengths is None else torch.div(lengths, self.cfg["stack"], rounding_mode="floor")
+        if self.cfg["bidirectional"] and enc_len is not None and z.shape[0] > 1:
+            packed = nn.utils.rnn.pack_padded_sequence(z, enc_len.clamp(min=1).cpu(), batch_first=True,
+                                                       enforce_sorted=False)
+            out, hidden = self.enc(packed, hidden)
+            out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=z.shape[1])
+        else:
+            out, hidden = self.enc(z, hidden)  # causal: padding after the end does not change earlier outputs
+        return out, self.keys(out), enc_len, hidden
+
+    def keys(self, enc: torch.Tensor) -> torch.Tensor:
+        return self.att_h(enc) if self.cfg["attention"] == "mlp" else enc
+
+    # ------------------------------------------------------------------ transducer step
+    def init_state(self, n: int):
+        D, H = self.cfg["dec_hidden"], self.enc_dim
+        z = self.feat_mean.new_zeros
+        return (z(n, D), z(n, D), z(n, H), torch.full((n,), SOS, dtype=torch.long, device=self.feat_mean.device))
+
+    def step(self, state, hb: torch.Tensor, kb: torch.Tensor, mb: torch.Tensor):
+        """One transducer step over the current blocks.
+
+        state = (s, h', c, y_prev); hb (n, W, H) block encodings, kb (n, W, A) their keys, mb (n, W) valid frames.
+        Returns log-probs (n, 11), attention weights (n, W) and the new (s, h', c) (feed a token to finish).
+        """
+        s, h2, c, y = state
+        s = self.cell1(torch.cat([c, self.embed(y)], -1), s)
+        if self.cfg["attention"] == "mlp":
+            e = self.att_v(torch.tanh(kb + self.att_s(s)[:, None, :]))[..., 0]
+        else:
+            e = (kb * self.att_q(s)[:, None, :]).sum(-1) / math.sqrt(hb.shape[-1])
+        e = e.masked_fill(~mb, -1e9)
+        a = torch.softmax(e, -1)
+        c = (a[..., None] * hb).sum(1)
+        h2 = self.cell2(torch.cat([c, s], -1), h2)
+        return torch.log_softmax(self.out(h2), -1), a, (s, h2, c)
+
+    @staticmethod
+    def feed(pre, tokens: torch.Tensor):
+        s, h2, c = pre
+        return (s, h2, c, tokens)
+
+    # ------------------------------------------------------------------ blocks
+    def blockify(self, enc: torch.Tensor, keys: torch.Tensor, enc_len: torch.Tensor):
+        """Pad to whole blocks: (B, NB, W, H), (B, NB, W, A), valid (B, NB, W), W, n_blocks per item."""
+        B, T, H = enc.shape
+        if self.cfg["block"] > 0:
+            W = self.cfg["block"]
+        else:
+            W = max(1, int(enc_len.max()))
+        NB = max(1, math.ceil(T / W)) if self.cfg["block"] > 0 else 1
+        pad = NB * W - T
+        if pad > 0:
+            enc = F.pad(enc, (0, 0, 0, pad))
+            keys = F.pad(keys, (0, 0, 0, pad))
+        elif pad < 0:
+            enc, keys = enc[:, : NB * W], keys[:, : NB * W]
+        valid = torch.arange(NB * W, device=enc.device)[None, :] < enc_len.to(enc.device)[:, None]
+        nb = [self.n_blocks(int(n)) for n in enc_len]
+        return (enc.reshape(B, NB, W, H), keys.reshape(B, NB, W, keys.shape[-1]), valid.reshape(B, NB, W), W, nb)
+
+    # ------------------------------------------------------------------ training loss
+    def alignment_nll(self, enc, keys, enc_len, alignments: Sequence[Alignment]) -> Tuple[torch.Tensor, int]:
+        """Sum of -log p(alignment) over the batch and the number of predicted tokens."""
+        eb, kb, vb, W, nb = self.blockify(enc, keys, enc_len)
+        B = enc.shape[0]
+        seqs, blks = [], []
+        for i, al in enumerate(alignments):
+            assert len(al) == nb[i], f"alignment has {len(al)} blocks, utterance has {nb[i]}"
+            t, bl = [], []
+            for b, ds in enumerate(al):
+                t += list(ds) + [EOB]
+                bl += [b] * (len(ds) + 1)
+            seqs.append(t)
+            blks.append(bl)
+        L = max(len(t) for t in seqs)
+        dev = enc.device
+        tgt = torch.full((B, L), EOB, dtype=torch.long, device=dev)
+        blk = torch.zeros((B, L), dtype=torch.long, device=dev)
+        mask = torch.zeros((B, L), dtype=torch.bool, device=dev)
+        for i, (t, bl) in enumerate(zip(seqs, blks)):
+            tgt[i, : len(t)] = torch.tensor(t)
+            blk[i, : len(bl)] = torch.tensor(bl)
+            blk[i, len(bl):] = bl[-1]
+            mask[i, : len(t)] = True
+        ar = torch.arange(B, device=dev)
+        state = self.init_state(B)
+        total = enc.new_zeros(())
+        for m in range(L):
+            b = blk[:, m]
+            logp, _, pre = self.step(state, eb[ar, b], kb[ar, b], vb[ar, b])
+            nll = -logp.gather(1, tgt[:, m:m + 1])[:, 0]
+            total = total + (nll * mask[:, m]).sum()
+            state = self.feed(pre, tgt[:, m])
+        return total, int(mask.sum())
+
+    # ------------------------------------------------------------------ alignment search (paper Sec. 3.5)
+    @torch.no_grad()
+    def best_alignments(self, enc, keys, enc_len, targets: Sequence[Sequence[int]]):
+        """Approximate best alignment of each target sequence (paper's DP); returns [(alignment, log p)]."""
+        eb, kb, vb, W, nb = self.blockify(enc, keys, enc_len)
+
+        def scorer(state, rows_u, b):
+            u = torch.as_tensor(rows_u, device=enc.device)
+            bb = torch.full_like(u, b)
+            logp, _, pre = self.step(state, eb[u, bb], kb[u, bb], vb[u, bb])
+            return logp, pre
+
+        return align_search(scorer, self.init_state, self.feed, targets, nb, self.M)
+
+
+def _index_state(state, idx: torch.Tensor):
+    return tuple(t[idx] for t in state)
+
+
+def align_search(scorer, init_state, feed, targets: Sequence[Sequence[int]], n_blocks: Sequence[int], M: int):
+    """Approximate best alignments by dynamic programming over blocks (Jaitly et al., Sec. 3.5).
+
+    At every block boundary keep, for every j = number of targets emitted so far, the single best partial
+    alignment (and its decoder state). Extending h(j, b) into block b+1 emits 0..M-1 further targets and then <e>.
+    Exact when the model's scores depend only on (block, j); approximate otherwise (the state depends on the
+    path), as in the paper.
+
+    ``scorer(state, rows_u, b) -> (logp (n, 11), pre_state)`` scores a batch of hypotheses (utterance rows_u)
+    in block b; ``init_state(n)`` and ``feed(pre_state, tokens)`` build states. Returns [(alignment, logp)].
+    """
+    U = len(targets)
+    # hypotheses at a block boundary: lists over rows
+    rows_u = list(range(U))
+    rows_j = [0] * U
+    rows_lp = [0.0] * U
+    rows_al: List[Alignment] = [[] for _ in range(U)]
+    state = init_state(U)
+    result: List[Optional[Tuple[Alignment, float]]] = [None] * U
+    for b in range(max(n_blocks)):
+        act = [r for r in range(len(rows_u)) if b < n_blocks[rows_u[r]]]
+        if not act:
+            break
+        idx = torch.as_tensor(act, dtype=torch.long)
+        st = _index_state(state, idx.to(state[0].device))
+        fr_u = [rows_u[r] for r in act]
+        fr_j = [rows_j[r] for r in act]
+        fr_lp = [rows_lp[r] for r in act]
+        fr_cur: List[List[int]] = [[] for _ in act]
+        fr_prev = [rows_al[r] for r in act]
+        best: Dict[Tuple[int, int], Tuple[float, int, int, Alignment]] = {}   # (u, j') -> (lp, k, row, al)
+        pres = []
+        for k in range(M):
+            if not fr_u:
+                break
+            logp, pre = scorer(st, fr_u, b)
+            pres.append(pre)
+            lp = logp.detach().cpu()
+            nxt_rows, nxt_tok = [], []
+            n_u, n_j, n_lp, n_cur, n_prev = [], [], [], [], []
+            for r in range(len(fr_u)):
+                u, j = fr_u[r], fr_j[r]
+                S = len(targets[u])
+                remaining_blocks = n_blocks[u] - b - 1
+                # close the block with <e>: feasible if the rest fits in the remaining blocks
+                if S - j <= remaining_blocks * (M - 1) and (remaining_blocks > 0 or j == S):
+                    cand = fr_lp[r] + float(lp[r, EOB])
+                    key = (u, j)
+                    if key not in best or cand > best[key][0]:
+                        best[key] = (cand, k, r, fr_prev[r] + [fr_cur[r]])
+                if k < M - 1 and j < S:
+                    y = int(targets[u][j])
+                    nxt_rows.append(r)
+                    nxt_tok.append(y)
+                    n_u.append(u)
+                    n_j.append(j + 1)
+                    n_lp.append(fr_lp[r] + float(lp[r, y]))
+                    n_cur.append(fr_cur[r] + [y])
+                    n_prev.append(fr_prev[r])
+            if nxt_rows:
+                ridx = torch.as_tensor(nxt_rows, dtype=torch.long, device=pre[0].device)
+                st = feed(_index_state(pre, ridx), torch.as_tensor(nxt_tok, dtype=torch.long, device=pre[0].device))
+            fr_u, fr_j, fr_lp, fr_cur, fr_prev = n_u, n_j, n_lp, n_cur, n_prev
+        # hypotheses of utterances not in this block stay as they are
+        keep = [r for r in range(len(rows_u)) if b >= n_blocks[rows_u[r]]]
+        new_u = [rows_u[r] for r in keep]
+        new_j = [rows_j[r] for r in keep]
+        new_lp = [rows_lp[r] for r in keep]
+        new_al = [rows_al[r] for r in keep]
+        parts = [_index_state(state, torch.as_tensor(keep, dtype=torch.long, device=state[0].device))] if keep else []
+        for (u, j), (lpv, k, r, al) in sorted(best.items()):
+            new_u.append(u)
+            new_j.append(j)
+            new_lp.append(lpv)
+            new_al.append(al)
+            pre = pres[k]
+            ri = torch.as_tensor([r], dtype=torch.long, device=pre[0].device)
+            parts.append(feed(_index_state(pre, ri), torch.full((1,), EOB, dtype=torch.long, device=pre[0].device)))
+        rows_u, rows_j, rows_lp, rows_al = new_u, new_j, new_lp, new_al
+        state = tuple(torch.cat([p[i] for p in parts]) for i in range(len(parts[0])))
+    for r in range(len(rows_u)):
+        u = rows_u[r]
+        if rows_j[r] == len(targets[u]) and len(rows_al[r]) == n_blocks[u]:
+            if result[u] is None or rows_lp[r] > result[u][1]:
+                result[u] = (rows_al[r], rows_lp[r])
+    return result
+
+
+def boundary_alignment(bounds_end_samples: Sequence[int], digits: Sequence[int], n_enc: int, model: Transducer
+                       ) -> Alignment:
+    """Each digit goes to the block holding its last frame; overfull blocks spill into the next block."""
+    fc = model.logmel.cfg
+    W = model.block_frames(n_enc)
+    NB = model.n_blocks(n_enc)
+    al: Alignment = [[] for _ in range(NB)]
+    b_prev = 0
+    for d, end in zip(digits, bounds_end_samples):
+        last_feat = max(0, (int(end) - 1) // fc.hop)
+        b = min(NB - 1, (last_feat // model.cfg["stack"]) // W)
+        b = max(b, b_prev)
+        while b < NB - 1 and len(al[b]) >= model.M - 1:
+            b += 1
+        al[b].append(int(d))
+        b_prev = b
+    # a final overfull block (only possible at the very end) pushes digits back into earlier blocks
+    for b in range(NB - 1, 0, -1):
+        while len(al[b]) > model.M - 1:
+            al[b - 1].append(al[b].pop(0))
+    return al
+
+
+# ---------------------------------------------------------------------- decoding
+class BlockDecoder:
+    """Greedy or beam decoding one block at a time; reads only the block it is given."""
+
+    def __init__(self, model: Transducer, beam: int = 1) -> None:
+        self.model = model
+        self.beam = max(1, int(beam))
+        self.reset()
+
+    def reset(self) -> None:
+        # each hypothesis: (logp, digits [(digit, block, attention)], state)
+        self.hyps = [(0.0, [], self.model.init_state(1))]
+        self.block = 0
+
+    @torch.no_grad()
+    def push_block(self, hb: torch.Tensor, kb: torch.Tensor, mb: torch.Tensor) -> List[Tuple[int, List[float]]]:
+        """Decode one block (hb (W, H), kb (W, A), mb (W,)); returns the best hypothesis' new digits."""
+        m = self.model
+        M = m.M
+        frontier = [(lp, ds, st, 0) for lp, ds, st in self.hyps]
+        closed: Dict[Tuple[int, ...], Tuple[float, list, tuple]] = {}
+        for k in range(M):
+            if not frontier:
+                break
+            st = tuple(torch.cat([f[2][i] for f in frontier]) for i in range(4))
+            n = len(frontier)
+            logp, att, pre = m.step(st, hb[None].expand(n, -1, -1), kb[None].expand(n, -1, -1),
+                                    mb[None].expand(n, -1))
+            lp = logp.cpu()
+            cands = []
+            for r, (flp, ds, _, _) in enumerate(frontier):
+                ri = torch.tensor([r])
+                end_lp = flp + float(lp[r, EOB])
+                key = tuple(d for d, _, _ in ds)
+                if self.beam == 1:
+                    tok = int(lp[r].argmax()) if k < M - 1 else EOB
+                    if tok == EOB:
+                        closed[key] = (end_lp, ds, self.model.feed(_index_state(pre, ri), torch.tensor([EOB])))
+                    else:
+                        cands.append((flp + float(lp[r, tok]), ds + [(tok, self.block, att[r].cpu().tolist())],
+                                      self.model.feed(_index_state(pre, ri), torch.tensor([tok])), k + 1))
+                    continue
+                if key not in closed or end_lp > closed[key][0]:
+                    closed[key] = (end_lp, ds, self.model.feed(_index_state(pre, ri), torch.tensor([EOB])))
+                if k < M - 1:
+                    top = torch.topk(lp[r, :EOB], min(self.beam, 10))
+                    for v, d in zip(top.values.tolist(), top.indices.tolist()):
+                        cands.append((flp + v, ds + [(d, self.block, att[r].cpu().tolist())],
+                                      self.model.feed(_index_state(pre, ri), torch.tensor([d])), k + 1))
+            cands.sort(key=lambda c: -c[0])
+            frontier = cands[: self.beam]
+        ranked = sorted(closed.values(), key=lambda h: -h[0])[: self.beam]
+        self.hyps = [(lp, ds, st) for lp, ds, st in ranked]
+        self.block += 1
+        return [(d, a) for d, b, a in self.hyps[0][1] if b == self.block - 1]
+
+    @property
+    def digits(self) -> List[int]:
+        return [d for d, _, _ in self.hyps[0][1]]
+
+    @property
+    def emissions(self) -> List[Tuple[int, int]]:
+        """(digit, block) of the best hypothesis."""
+        return [(d, b) for d, b, _ in self.hyps[0][1]]
+
+
+@torch.no_grad()
+def decode_utterance(model: Transducer, audio: torch.Tensor, beam: int = 1):
+    """Whole-file decode (same computation as streaming, block by block). Returns digits and (digit, block)."""
+    x, lengths = model.features([audio])
+    enc, keys, enc_len, _ = model.encode(x, lengths)
+    eb, kb, vb, W, nb = model.blockify(enc, keys, enc_len)
+    dec = BlockDecoder(model, beam)
+    for b in range(nb[0]):
+        dec.push_block(eb[0, b], kb[0, b], vb[0, b])
+    return dec.digits, dec.emissions, int(enc_len[0])
+
+
+def edit_distance(a: Sequence, b: Sequence) -> int:
+    prev = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        cur = [i] + [0] * len(b)
+        for j, y in enumerate(b, 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y))
+        prev = cur
+    return prev[-1]

@@ -1,0 +1,513 @@
+"""Neural Transducer tab: speak digits (or replay a file / a demo) and watch them appear block by block.
+
+The GUI thread only moves audio bytes into a queue and draws; features, encoder and transducer run in a worker
+(``infer.stream_file`` / ``infer.stream_queue``) that yields new spectrogram frames and finished blocks.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QRectF, Qt, QTimer
+from PySide6.QtGui import QFont
+from PySide6.QtWidgets import (QComboBox, QFileDialog, QGridLayout, QHBoxLayout, QLabel, QProgressBar,
+                               QPushButton, QSplitter, QVBoxLayout, QWidget)
+
+from explorer.ui.panel_base import PaperPanel
+
+log = logging.getLogger(__name__)
+WINDOW_S = 6.0            # seconds of spectrogram on screen
+FRAME_S = 0.01            # log-mel hop
+N_MELS = 40
+SOURCES = ("Demo utterance", "WAV file", "Microphone")
+PACES = (("real time", 1.0), ("2x", 2.0), ("4x", 4.0), ("as fast as possible", 0.0))
+NO_MIC = ("No microphone found: this machine has no audio input device (or no sound server is running). "
+          "The WAV file and demo sources still work.")
+
+
+def demo_files() -> List[Path]:
+    from explorer.core.paths import resources_dir
+
+    d = resources_dir() / "transducer"
+    return sorted(d.glob("*.wav")) if d.is_dir() else []
+
+
+def audio_inputs():
+    """(audio input devices, default device); empty when QtMultimedia or a sound server is missing."""
+    try:
+        from PySide6.QtMultimedia import QMediaDevices
+
+        return list(QMediaDevices.audioInputs()), QMediaDevices.defaultAudioInput()
+    except Exception as exc:  # noqa: BLE001 - QtMultimedia missing or broken
+        log.info("QtMultimedia unavailable: %s", exc)
+        return [], None
+
+
+class TransducerPanel(PaperPanel):
+    def __init__(self, spec, context, parent=None):
+        super().__init__(spec, context, parent)
+        self.source_kind = SOURCES[0]
+        self.wav_path: Optional[Path] = None
+        self.pace = 1.0
+        self.running = False
+        self.overruns = 0
+        self.transcript = ""
+        self.offline_text = ""
+        self.last_summary = None
+        self._is_default_demo = False
+        self._q: Optional[queue.Queue] = None
+        self._audio_source = None
+        self._audio_io = None
+        self._mic_format = None
+        self._frames = np.zeros((0, N_MELS), np.float32)
+        self._frame0 = 0          # index of the first frame kept in _frames
+        self._t = 0.0
+        self._dirty = False
+        self._block_items: List = []
+        self._build_ui()
+        self._refresh_timer = QTimer(self)
+        self._refresh_timer.setInterval(33)
+        self._refresh_timer.timeout.connect(self._refresh)
+        self._refresh_timer.start()
+        self._populate_devices()
+
+    # ------------------------------------------------------------------ UI
+    def _build_ui(self) -> None:
+        row = QHBoxLayout()
+        self.source_box = QComboBox()
+        self.source_box.addItems(SOURCES)
+        self.source_box.setToolTip("Where the audio comes from: a built-in demo utterance, a WAV file replayed at "
+                                   "real-time pace, or your microphone")
+        self.demo_box = QComboBox()
+        for f in demo_files():
+            self.demo_box.addItem(f.stem.split("_")[0] + "  (" + f.stem.split("_", 1)[1] + ")", str(f))
+        self.demo_box.setToolTip("Connected digits spoken by espeak-ng voices the model never heard in training; "
+                                 "the digits before the voice name are the reference")
+        self.open_button = QPushButton("Open WAV…")
+        self.open_button.setToolTip("Choose a WAV file (any sample rate, mono or stereo) to replay")
+        self.file_label = QLabel("no file")
+        self.device_box = QComboBox()
+        self.device_box.setToolTip("Microphone (audio input device)")
+        self.refresh_devices = QPushButton("↻")
+        self.refresh_devices.setToolTip("Look for audio input devices again")
+        self.refresh_devices.setMaximumWidth(32)
+        self.level = QProgressBar()
+        self.level.setRange(-60, 0)
+        self.level.setValue(-60)
+        self.level.setTextVisible(False)
+        self.level.setMaximumWidth(120)
+        self.level.setMaximumHeight(14)
+        self.level.setToolTip("Input level (dBFS)")
+        self.pace_box = QComboBox()
+        for name, _ in PACES:
+            self.pace_box.addItem(name)
+        self.pace_box.setToolTip("Replay speed for files and demos (real time shows what live use looks like)")
+        self.start_button = QPushButton("Start")
+        self.start_button.setToolTip("Start streaming the chosen source through the transducer")
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setToolTip("Stop (for the microphone: finish the utterance and show the offline answer)")
+        self.stop_button.setEnabled(False)
+        for w in (QLabel("Source:"), self.source_box, self.demo_box, self.open_button, self.file_label,
+                  self.device_box, self.refresh_devices, self.level, QLabel("Replay:"), self.pace_box,
+                  self.start_button, self.stop_button):
+            row.addWidget(w)
+        row.addStretch(1)
+        self.body.addLayout(row)
+
+        self.spec_plot = pg.PlotWidget()
+        self.spec_plot.setBackground("w")
+        self.spec_plot.setLabel("bottom", "time", units="s")
+        self.spec_plot.setLabel("left", "mel band")
+        self.spec_plot.setMouseEnabled(x=False, y=False)
+        self.spec_plot.hideButtons()
+        self.spec_plot.setYRange(-9, N_MELS, padding=0)
+        self.spec_plot.getAxis("left").setTicks([[(0, "0"), (20, "20"), (40, "40")]])
+        self.image = pg.ImageItem()
+        self.image.setColorMap(pg.colormap.get("viridis"))
+        self.spec_plot.addItem(self.image)
+        self.spec_plot.setToolTip("Log-mel spectrogram as it streams in; dashed lines are block boundaries "
+                                  "(W encoder frames); each digit is written under the block that emitted it")
+        self.att_plot = pg.PlotWidget()
+        self.att_plot.setBackground("w")
+        self.att_plot.setLabel("bottom", "encoder frame in the block")
+        self.att_plot.setLabel("left", "attention")
+        self.att_plot.setYRange(0, 1, padding=0.02)
+        self.att_plot.setMouseEnabled(x=False, y=False)
+        self.att_plot.hideButtons()
+        self.att_title = QLabel("Attention of the latest emission over its block")
+        self.att_bars = pg.BarGraphItem(x=[], height=[], width=0.8, brush="#3b6ea8")
+        self.att_plot.addItem(self.att_bars)
+        att_w = QWidget()
+        al = QVBoxLayout(att_w)
+        al.setContentsMargins(0, 0, 0, 0)
+        al.addWidget(self.att_title)
+        al.addWidget(self.att_plot, 1)
+        split = QSplitter(Qt.Horizontal)
+        split.addWidget(self.spec_plot)
+        split.addWidget(att_w)
+        split.setStretchFactor(0, 4)
+        split.setStretchFactor(1, 1)
+        self.body.addWidget(split, 1)
+
+        grid = QGridLayout()
+        self.transcript_label = QLabel("—")
+        f = QFont()
+        f.setPointSize(34)
+        f.setBold(True)
+        self.transcript_label.setFont(f)
+        self.transcript_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.transcript_label.setToolTip("What the online transducer has emitted so far")
+        self.reference_label = QLabel("")
+        self.offline_label = QLabel("")
+        self.offline_label.setWordWrap(True)
+        self.offline_label.setToolTip("The offline variant (bidirectional encoder, whole utterance as one block) "
+                                      "can only answer after the audio has ended")
+        self.status_label = QLabel("")
+        self.status_label.setStyleSheet("color: #555;")
+        grid.addWidget(QLabel("Online transcript:"), 0, 0)
+        grid.addWidget(self.transcript_label, 0, 1)
+        grid.addWidget(self.reference_label, 1, 1)
+        grid.addWidget(self.offline_label, 2, 0, 1, 2)
+        grid.addWidget(self.status_label, 3, 0, 1, 2)
+        grid.setColumnStretch(1, 1)
+        self.body.addLayout(grid)
+
+        self.source_box.currentIndexChanged.connect(self._source_changed)
+        self.open_button.clicked.connect(self._ask_wav)
+        self.refresh_devices.clicked.connect(self._populate_devices)
+        self.pace_box.currentIndexChanged.connect(lambda i: setattr(self, "pace", PACES[i][1]))
+        self.start_button.clicked.connect(self.start)
+        self.stop_button.clicked.connect(self.stop)
+        self._source_changed(0)
+
+    def _source_changed(self, i: int) -> None:
+        self.source_kind = SOURCES[i]
+        demo, wav, mic = (self.source_kind == s for s in SOURCES)
+        self.demo_box.setVisible(demo)
+        self.open_button.setVisible(wav)
+        self.file_label.setVisible(wav)
+        self.device_box.setVisible(mic)
+        self.refresh_devices.setVisible(mic)
+        self.pace_box.setEnabled(not mic)
+        if mic and self.device_box.count() == 0:
+            self.show_error(NO_MIC)
+        else:
+            self.clear_error()
+
+    def _populate_devices(self) -> None:
+        self.device_box.clear()
+        devices, default = audio_inputs()
+        for d in devices:
+            self.device_box.addItem(d.description(), d)
+            if default is not None and d.id() == default.id():
+                self.device_box.setCurrentIndex(self.device_box.count() - 1)
+        if self.source_kind == "Microphone":
+            self._source_changed(SOURCES.index("Microphone"))
+
+    def _ask_wav(self) -> None:
+        start = self.context.settings.get("transducer_wav_dir") or str(Path.home())
+        path, _ = QFileDialog.getOpenFileName(self, "Open a WAV file", start, "Audio (*.wav *.flac *.ogg);;All files (*)")
+        if path:
+            self.context.settings.set("transducer_wav_dir", str(Path(path).parent))
+            self.set_wav(path)
+
+    def set_wav(self, path) -> None:
+        self.wav_path = Path(path)
+        self.file_label.setText(self.wav_path.name)
+        self.source_box.setCurrentIndex(SOURCES.index("WAV file"))
+
+    # ------------------------------------------------------------------ model / demo
+    def on_model_loaded(self, model, meta) -> None:
+        off = "with" if model.offline is not None else "without"
+        cfg = model.online.cfg
+        self.status_label.setText(f"Model {meta.name}: W = {cfg['block']} encoder frames "
+                                  f"({cfg['block'] * model.online.frame_seconds * 1000:.0f} ms) per block, "
+                                  f"M = {cfg['max_per_block']}, {off} the offline comparison model.")
+
+    def start_default_demo(self) -> None:
+        if self.demo_box.count() == 0:
+            self.show_error("No demo utterances found in resources/transducer/.")
+            self.mark_demo_done()
+            return
+        self._is_default_demo = True
+        self.source_box.setCurrentIndex(0)
+        self.start()
+
+    # ------------------------------------------------------------------ streaming
+    def _reset_view(self) -> None:
+        self._frames = np.zeros((0, N_MELS), np.float32)
+        self._frame0 = 0
+        self._t = 0.0
+        for it in self._block_items:
+            self.spec_plot.removeItem(it)
+        self._block_items = []
+        self.transcript = ""
+        self.offline_text = ""
+        self.transcript_label.setText("…")
+        self.offline_label.setText("")
+        self.reference_label.setText("")
+        self.att_bars.setOpts(x=[], height=[])
+        self.overruns = 0
+        self._dirty = True
+
+    def start(self) -> None:
+        if self.model is None:
+            self.show_error("No model is loaded: open a Neural Transducer checkpoint first.")
+            return
+        if self.running:
+            self.stop()
+        self.clear_error()
+        kind = self.source_kind
+        if kind == "Microphone":
+            self._start_mic()
+            return
+        if kind == "Demo utterance":
+            path = self.demo_box.currentData()
+            if not path:
+                self.show_error("No demo utterance available.")
+                return
+        else:
+            if self.wav_path is None:
+                self._ask_wav()
+                if self.wav_path is None:
+                    return
+            path = str(self.wav_path)
+        ref = Path(path).name.split("_", 1)[0]
+        self._reset_view()
+        if ref.isdigit():
+            self.reference_label.setText(f"reference (from the file name): {ref}")
+        bundle, pace = self.model, self.pace
+
+        def job(token=None):
+            from .features import read_audio
+            from .infer import stream_file
+
+            audio = read_audio(path)
+            return (yield from stream_file(bundle, audio, pace=pace, token=token))
+
+        self._set_running(True, f"replaying {Path(path).name}")
+        self.runner.submit(job, key="stream", name="transducer stream", on_partial=self._on_partial,
+                           on_result=self._on_done, on_error=self._on_stream_error)
+
+    def _start_mic(self) -> None:
+        if self.device_box.count() == 0:
+            self._populate_devices()
+        if self.device_box.count() == 0:
+            self.show_error(NO_MIC)
+            return
+        from PySide6.QtMultimedia import QAudioFormat, QAudioSource
+
+        dev = self.device_box.currentData()
+        fmt = QAudioFormat()
+        fmt.setSampleRate(8000)
+        fmt.setChannelCount(1)
+        fmt.setSampleFormat(QAudioFormat.Int16)
+        if not dev.isFormatSupported(fmt):
+            fmt = dev.preferredFormat()
+        src = QAudioSource(dev, fmt, self)
+        src.setBufferSize(max(src.bufferSize(), int(fmt.bytesForDuration(200_000))))
+        io = src.start()
+        if io is None or _err_name(src.error()) != "NoError":
+            err = src.error()
+            src.deleteLater()
+            self.show_error(f"Could not open the microphone '{dev.description()}' ({_audio_error(err)}). "
+                            "It may be busy or not support recording; the WAV file and demo sources still work.")
+            return
+        self._audio_source, self._audio_io, self._mic_format = src, io, fmt
+        self._q = queue.Queue(maxsize=200)
+        io.readyRead.connect(self._mic_ready)
+        src.stateChanged.connect(lambda *_: self._mic_state())
+        self._reset_view()
+        bundle, q, rate = self.model, self._q, fmt.sampleRate()
+
+        def job(token=None):
+            from .infer import stream_queue
+
+            return (yield from stream_queue(bundle, q, rate, token=token))
+
+        self._set_running(True, f"listening to {dev.description()} ({fmt.sampleRate()} Hz)")
+        self.runner.submit(job, key="stream", name="transducer microphone", on_partial=self._on_partial,
+                           on_result=self._on_done, on_error=self._on_stream_error)
+
+    def _mic_ready(self) -> None:
+        if self._audio_io is None or self._q is None:
+            return
+        data = bytes(self._audio_io.readAll().data())
+        if not data:
+            return
+        x = _decode_pcm(data, self._mic_format)
+        if x is None:
+            return
+        try:
+            self._q.put_nowait(x)
+        except queue.Full:
+            self.overruns += 1
+
+    def _mic_state(self) -> None:
+        if self._audio_source is not None and _err_name(self._audio_source.error()) not in ("NoError",
+                                                                                          "UnderrunError"):
+            if _err_name(self._audio_source.error()) == "IOError":
+                self.overruns += 1
+                return
+            self.show_error(f"The microphone stopped: {_audio_error(self._audio_source.error())}.")
+            self.stop()
+
+    def _stop_mic(self) -> None:
+        if self._audio_source is not None:
+            try:
+                self._audio_source.stop()
+            except RuntimeError:
+                pass
+            self._audio_source.deleteLater()
+        self._audio_source = self._audio_io = None
+        if self._q is not None:
+            try:
+                self._q.put_nowait(None)
+            except queue.Full:
+                self.runner.cancel("stream")
+        self._q = None
+
+    def stop(self) -> None:
+        if self._audio_source is not None:
+            self._stop_mic()        # the worker finishes the last block and runs the offline model
+        else:
+            self.runner.cancel("stream")
+            self._set_running(False, "stopped")
+
+    def _set_running(self, on: bool, text: str = "") -> None:
+        self.running = on
+        self.start_button.setEnabled(not on)
+        self.stop_button.setEnabled(on)
+        self.source_box.setEnabled(not on)
+        if text:
+            self._status_extra = text
+        if not on:
+            self.level.setValue(-60)
+
+    # ------------------------------------------------------------------ results (GUI thread)
+    def _on_partial(self, item) -> None:
+        if "offline" in item:
+            self._show_offline(item["offline"])
+            return
+        fr = item["frames"]
+        if len(fr):
+            self._frames = np.concatenate([self._frames, fr])
+            keep = int(WINDOW_S / FRAME_S) + 50
+            if len(self._frames) > keep:
+                cut = len(self._frames) - keep
+                self._frames = self._frames[cut:]
+                self._frame0 += cut
+        self._t = item.get("t", self._t)
+        self.level.setValue(int(max(-60, min(0, item.get("level_db", -60)))))
+        for ev in item["blocks"]:
+            self._add_block(ev)
+        self.status_label.setText(f"{getattr(self, '_status_extra', '')} · {self._t:.2f} s · streaming RTF "
+                                  f"{item.get('rtf', 0):.3f} · overruns {self.overruns}")
+        self._dirty = True
+
+    def _add_block(self, ev) -> None:
+        line = pg.InfiniteLine(pos=ev["end_s"], angle=90, pen=pg.mkPen("#ffffff", width=1, style=Qt.DashLine))
+        self.spec_plot.addItem(line)
+        items = [line]
+        if ev["digits"]:
+            txt = pg.TextItem(" ".join(str(d) for d in ev["digits"]), color="#b00020", anchor=(0.5, 0.5))
+            f = QFont()
+            f.setPointSize(16)
+            f.setBold(True)
+            txt.setFont(f)
+            txt.setPos((ev["start_s"] + ev["end_s"]) / 2, -4.5)
+            self.spec_plot.addItem(txt)
+            items.append(txt)
+            att = np.asarray(ev["attention"][-1])
+            self.att_bars.setOpts(x=np.arange(len(att)), height=att, width=0.8)
+            self.att_plot.setXRange(-0.5, len(att) - 0.5, padding=0)
+            self.att_title.setText(f"Attention of digit {ev['digits'][-1]} over block {ev['block']} "
+                                   f"(emitted at {ev['time_s']:.2f} s)")
+        self._block_items += [(ev["end_s"], it) for it in items]
+        self.transcript = ev["transcript"]
+        self.transcript_label.setText(self.transcript or "…")
+        # forget items that scrolled out
+        old = [p for p in self._block_items if p[0] < self._t - WINDOW_S - 1]
+        for p in old:
+            self.spec_plot.removeItem(p[1])
+        self._block_items = [p for p in self._block_items if p[0] >= self._t - WINDOW_S - 1]
+
+    def _show_offline(self, off) -> None:
+        digits = "".join(str(d) for d in off["digits"]) or "(nothing)"
+        self.offline_text = digits
+        self.offline_label.setText(
+            f"Offline variant (bidirectional encoder, the whole utterance as one block): <b>{digits}</b> — it can "
+            f"only answer after the audio ends, at {off['audio_s']:.2f} s (+{off['compute_s'] * 1000:.0f} ms "
+            f"compute); the online transducer emitted each digit within a block of hearing it.")
+
+    def _on_done(self, summary) -> None:
+        self.last_summary = summary
+        self._set_running(False)
+        if summary:
+            self.transcript = "".join(str(d) for d in summary["digits"])
+            self.transcript_label.setText(self.transcript or "(no digits heard)")
+            self.report_timing(summary["rtf"] * summary["audio_s"] * 1000, "transducer decode")
+        self._dirty = True
+        self._refresh()
+        if self._is_default_demo:
+            self._is_default_demo = False
+            self.mark_demo_done()
+
+    def _on_stream_error(self, exc, tb) -> None:
+        self._stop_mic()
+        self._set_running(False)
+        self.show_exception(exc, tb)
+        if self._is_default_demo:
+            self._is_default_demo = False
+            self.mark_demo_done()
+
+    def _refresh(self) -> None:
+        if not self._dirty:
+            return
+        self._dirty = False
+        if len(self._frames):
+            x0 = self._frame0 * FRAME_S
+            self.image.setImage(self._frames, autoLevels=False, levels=(-2.5, 3.0))
+            self.image.setRect(QRectF(x0, 0, len(self._frames) * FRAME_S, N_MELS))
+        right = max(WINDOW_S, self._t)
+        self.spec_plot.setXRange(right - WINDOW_S, right, padding=0)
+
+    def shutdown(self, timeout: float = 5.0) -> bool:
+        self._refresh_timer.stop()
+        self._stop_mic()
+        return super().shutdown(timeout)
+
+
+def _err_name(err) -> str:
+    """QAudio.Error and QtAudio.Error are distinct enum types in PySide6 6.7+; compare by name."""
+    return getattr(err, "name", str(err)).split(".")[-1]
+
+
+def _audio_error(err) -> str:
+    name = _err_name(err)
+    return {"OpenError": "the device could not be opened", "IOError": "read error",
+            "FatalError": "fatal audio error"}.get(name, name)
+
+
+def _decode_pcm(data: bytes, fmt) -> Optional[np.ndarray]:
+    from PySide6.QtMultimedia import QAudioFormat
+
+    sf = fmt.sampleFormat()
+    if sf == QAudioFormat.Int16:
+        x = np.frombuffer(data[: len(data) // 2 * 2], dtype="<i2").astype(np.float32) / 32768.0
+    elif sf == QAudioFormat.Int32:
+        x = np.frombuffer(data[: len(data) // 4 * 4], dtype="<i4").astype(np.float32) / 2147483648.0
+    elif sf == QAudioFormat.Float:
+        x = np.frombuffer(data[: len(data) // 4 * 4], dtype="<f4").astype(np.float32)
+    elif sf == QAudioFormat.UInt8:
+        x = (np.frombuffer(data, dtype=np.uint8).astype(np.float32) - 128.0) / 128.0
+    else:
+        return None
+    ch = max(1, fmt.channelCount())
+    if ch > 1:
+        x = x[: len(x) // ch * ch].reshape(-1, ch).mean(1)
+    return x

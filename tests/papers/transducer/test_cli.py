@@ -1,0 +1,93 @@
+import json
+import shutil
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from explorer.cli import main
+from explorer.core.paths import bundled, resources_dir
+
+from .helpers import TINY, write_fake_fsdd
+
+DEMOS = sorted((resources_dir() / "transducer").glob("*.wav"))
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory):
+    from explorer.core.checkpoints import save_checkpoint
+    from explorer.papers.transducer.model import build
+
+    p = tmp_path_factory.mktemp("ck") / "tiny.safetensors"
+    m = build(TINY)
+    save_checkpoint(p, m.state_dict(), paper="transducer", model_config=m.cfg, metrics={"headline": "x", "x": 0})
+    return p
+
+
+def test_demo_utterances_are_bundled():
+    assert len(DEMOS) >= 3
+    for f in DEMOS:
+        assert f.name.split("_")[0].isdigit()
+        info = sf.info(str(f))
+        assert info.samplerate == 8000 and 2.0 < info.duration < 8.0
+
+
+def test_eval_audio_dir_json(tmp_path, tiny_ckpt, capsys):
+    d = tmp_path / "wavs"
+    d.mkdir()
+    shutil.copy(DEMOS[0], d / DEMOS[0].name)
+    x, sr = sf.read(str(DEMOS[1]), dtype="float32")
+    from explorer.papers.transducer.features import resample
+
+    y = resample(x, 8000, 16000)
+    sf.write(str(d / ("_".join([DEMOS[1].name.split("_")[0], "stereo16k.wav"]))), np.stack([y, y], 1), 16000)
+    (d / "123_broken.wav").write_bytes(b"RIFF....not really a wav")
+    sf.write(str(d / "hello_noref.wav"), np.zeros(4000, np.float32), 8000)
+    rc = main(["eval", "transducer", "--audio-dir", str(d), "--checkpoint", str(tiny_ckpt), "--json"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert list(out)[:4] == ["files", "digit_error_rate", "sequence_accuracy", "real_time_factor"]
+    assert out["files"] == 4 and out["scored"] == 2
+    assert [e["file"] for e in out["errors"]] == ["123_broken.wav"]
+    assert 0.0 <= out["digit_error_rate"] and out["real_time_factor"] > 0
+
+
+def test_eval_errors_are_one_line(tmp_path, tiny_ckpt, capsys):
+    assert main(["eval", "transducer", "--audio-dir", str(tmp_path / "nope"), "--checkpoint", str(tiny_ckpt)]) == 2
+    assert "no such folder" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["eval", "transducer", "--audio-dir", str(tmp_path / "empty"), "--checkpoint", str(tiny_ckpt)]) == 2
+
+
+def test_transcribe_streams_with_times(tiny_ckpt, capsys):
+    rc = main(["transcribe", str(DEMOS[0]), "--checkpoint", str(tiny_ckpt), "--json"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    times = [e["time_s"] for e in out["emissions"]]
+    assert times == sorted(times) and all(t <= out["audio_seconds"] + 1e-6 for t in times)
+    assert out["transcript"] == "".join(str(e["digit"]) for e in out["emissions"])
+
+
+def test_train_cli_tiny_with_holdout(tmp_path, capsys):
+    data = write_fake_fsdd(tmp_path / "fsdd")
+    out = tmp_path / "t.safetensors"
+    rc = main(["train", "transducer", "--data", str(data), "--holdout", "george", "--steps", "3", "--batch", "2",
+               "--hidden", "16", "--block", "4", "--eval-utts", "1", "--espeak-weight", "0", "--out", str(out)])
+    assert rc == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["heldout_speaker"] == "george" and set(res["per_speaker_digit_error_rate"]) == {"george", "jackson"}
+    from explorer.core.checkpoints import read_metadata
+
+    meta = read_metadata(out)
+    assert meta.data["train_speakers"] == ["jackson", "lucas", "nicolas", "theo"] and meta.data["holdout"] == "george"
+    assert main(["train", "transducer", "--data", str(tmp_path / "missing")]) == 2
+
+
+@pytest.mark.skipif(not bundled("transducer_fsdd_online.safetensors").exists(), reason="bundled checkpoint missing")
+def test_bundled_model_reads_the_demo_utterances(capsys):
+    """The shipped model on the bundled demo files (espeak-ng voices never used in training)."""
+    rc = main(["eval", "transducer", "--audio-dir", str(DEMOS[0].parent), "--json"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["files"] == len(DEMOS) and not out["errors"]
+    assert out["digit_error_rate"] <= 0.25, out

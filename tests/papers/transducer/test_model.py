@@ -1,0 +1,140 @@
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from explorer.papers.transducer import model as M
+from explorer.papers.transducer.data import Augment, UtteranceSource, build_utterance, group_by_speaker_digit
+from explorer.papers.transducer.infer import StreamingRecognizer
+from explorer.papers.transducer.train import TrainData, fit, set_normalization
+
+from .helpers import TINY, tone_clips
+
+
+def _compositions(S, B, cap):
+    for c in itertools.product(range(cap + 1), repeat=B):
+        if sum(c) == S:
+            yield c
+
+
+def _split(targets, comp):
+    out, i = [], 0
+    for k in comp:
+        out.append(list(targets[i:i + k]))
+        i += k
+    return out
+
+
+def test_alignment_search_is_exact_when_scores_depend_on_block_and_position():
+    """With a scorer whose log-probs depend only on (block, j), the DP must find the brute-force optimum."""
+    torch.manual_seed(0)
+    B, S, M_ = 4, 3, 3
+    table = torch.log_softmax(torch.randn(B, S + 1, M.N_OUT) * 2, -1)
+    targets = [[3, 1, 4]]
+    state0 = lambda n: (torch.zeros(n, dtype=torch.long), torch.full((n,), M.SOS))
+
+    def scorer(state, rows_u, b):
+        j = state[0]
+        return table[b, j], (j,)
+
+    def feed(pre, tokens):
+        j = pre[0] + (tokens != M.EOB).long()
+        return (j, tokens)
+
+    (al, lp), = M.align_search(scorer, state0, feed, targets, [B], M_)
+    best = None
+    for comp in _compositions(S, B, M_ - 1):
+        a = _split(targets[0], comp)
+        s, j = 0.0, 0
+        for b, ds in enumerate(a):
+            for d in ds:
+                s += float(table[b, j, d])
+                j += 1
+            s += float(table[b, j, M.EOB])
+        if best is None or s > best[1]:
+            best = (a, s)
+    assert al == best[0]
+    assert lp == pytest.approx(best[1], abs=1e-5)
+
+
+def test_alignment_search_on_the_real_model_tiny_case():
+    """Real transducer, 3 blocks, 2 targets: the DP's alignment is the brute-force best, and its score is the
+    model's own log-probability of that alignment."""
+    torch.manual_seed(3)
+    m = M.build(dict(TINY, block=3)).eval()
+    x = torch.randn(1, 27, 40)            # 9 encoder frames -> 3 blocks of 3
+    enc, keys, enc_len, _ = m.encode(x, torch.tensor([27]))
+    targets = [[7, 2]]
+    (al, lp), = m.best_alignments(enc, keys, enc_len, targets)
+    scores = {}
+    for comp in _compositions(2, 3, m.M - 1):
+        a = _split(targets[0], comp)
+        nll, _ = m.alignment_nll(enc, keys, enc_len, [a])
+        scores[tuple(map(tuple, a))] = -float(nll)
+    best = max(scores, key=scores.get)
+    assert scores[tuple(map(tuple, al))] == pytest.approx(lp, abs=1e-4)
+    assert tuple(map(tuple, al)) == best
+
+
+def test_boundary_alignment_puts_digits_in_the_block_of_their_last_frame():
+    m = M.build(TINY)  # W = 4 encoder frames = 12 feature frames = 960 samples
+    n_enc = 20         # 5 blocks
+    al = M.boundary_alignment([900, 1000, 1900, 4790], [1, 2, 3, 4], n_enc, m)
+    assert al == [[1], [2, 3], [], [], [4]]
+
+
+def test_decoding_never_looks_beyond_the_current_block():
+    torch.manual_seed(1)
+    m = M.build(TINY).eval()
+    rng = np.random.default_rng(0)
+    groups = group_by_speaker_digit(tone_clips())
+    u = build_utterance(rng, groups["tones"], Augment(min_digits=4, max_digits=4))
+    audio = u.audio
+    full_digits, full_em, n_enc = M.decode_utterance(m, torch.from_numpy(audio))
+    # streaming: every block is decoded as soon as (and only when) its audio has arrived
+    rec = StreamingRecognizer(m)
+    fed, events = 0, []
+    for i in range(0, len(audio), 97):
+        chunk = audio[i:i + 97]
+        fed += len(chunk)
+        for ev in rec.accept(chunk)["blocks"]:
+            assert m.block_end_sample(ev["block"], 10 ** 9) <= fed
+            events.append(ev)
+    events += rec.finish()["blocks"]
+    assert rec.decoder.emissions == full_em
+    assert len(events) == m.n_blocks(n_enc)
+    # truncating the audio after block k changes nothing in blocks < k (no look-ahead)
+    for k in (1, 3, 5):
+        cut = m.block_end_sample(k - 1, n_enc)
+        d, em, _ = M.decode_utterance(m, torch.from_numpy(audio[:cut]))
+        assert [e for e in full_em if e[1] < k] == [e for e in em if e[1] < k]
+    # beam search keeps the same property for the best hypothesis' finished blocks
+    d3, em3, _ = M.decode_utterance(m, torch.from_numpy(audio), beam=3)
+    assert all(b < m.n_blocks(n_enc) for _, b in em3)
+
+
+def test_training_reduces_the_loss_and_offline_variant_runs():
+    torch.manual_seed(0)
+    src = UtteranceSource(tone_clips(), Augment(min_digits=1, max_digits=3, p_noise=0.0))
+    data = TrainData(src, seed=0)
+    m = M.build(TINY)
+    set_normalization(m, data, n=8)
+    h = fit(m, data, "cpu", dict(steps=40, batch=8, lr=1e-2, log_every=1))
+    first, last = h["loss"][0][1], h["final_loss"]
+    assert last < 0.7 * first
+    # DP-refreshed alignments run inside training too
+    h2 = fit(m, data, "cpu", dict(steps=2, batch=4, align="dp", log_every=1))
+    assert h2["dp_moved_final"] is not None
+    off = M.build(dict(M.OFFLINE_CONFIG, **{k: v for k, v in TINY.items() if k not in ("block", "max_per_block")}))
+    assert not off.online
+    set_normalization(off, data, n=4)
+    fit(off, data, "cpu", dict(steps=2, batch=4))
+    d, em, n_enc = M.decode_utterance(off.eval(), torch.from_numpy(data.batch(1)[0].audio))
+    assert all(b == 0 for _, b in em)
+
+
+def test_edit_distance():
+    assert M.edit_distance([1, 2, 3], [1, 3]) == 1
+    assert M.edit_distance([], [4, 4]) == 2
+    assert M.edit_distance([1, 2], [2, 1]) == 2

@@ -1,0 +1,98 @@
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from explorer.core.paths import bundled, resources_dir
+from explorer.papers.transducer.model import edit_distance
+
+DEMOS = sorted((resources_dir() / "transducer").glob("*.wav"))
+ROOT = Path(__file__).resolve().parents[3]
+pytestmark = pytest.mark.skipif(not bundled("transducer_fsdd_online.safetensors").exists(),
+                                reason="the bundled transducer checkpoint is missing (train it first)")
+
+
+def _ref(path):
+    return [int(c) for c in Path(path).name.split("_")[0]]
+
+
+def test_panel_replays_the_demo_and_shows_the_transcript(make_panel, qtbot):
+    panel = make_panel("transducer")
+    assert not panel.banner.message()
+    assert panel.transcript and panel.transcript.isdigit()
+    assert panel.transcript_label.text() == panel.transcript
+    assert len(panel._frames) > 100                      # spectrogram filled
+    assert panel._block_items                            # block boundaries drawn
+    ref = _ref(panel.demo_box.currentData())
+    errors = edit_distance(ref, [int(c) for c in panel.transcript])
+    assert errors <= 1, (panel.transcript, ref)
+    if panel.model.offline is not None:
+        assert panel.offline_text
+
+
+def test_without_audio_devices_the_panel_says_so_and_files_still_work(make_panel, qtbot, monkeypatch):
+    from explorer.papers.transducer import panel as P
+
+    monkeypatch.setattr(P, "audio_inputs", lambda: ([], None))
+    panel = make_panel("transducer")
+    panel._populate_devices()
+    panel.source_box.setCurrentIndex(P.SOURCES.index("Microphone"))
+    assert "No microphone" in panel.banner.message()
+    panel.start()
+    assert not panel.running and "No microphone" in panel.banner.message()
+    # the other sources still work: a WAV file replayed as fast as possible
+    panel.pace = 0.0
+    panel.set_wav(DEMOS[-1])
+    panel.start()
+    qtbot.waitUntil(lambda: not panel.running, timeout=30000)
+    assert not panel.banner.message()
+    assert panel.transcript.isdigit()
+
+
+@pytest.fixture
+def pulse_mic():
+    if not (shutil.which("pulseaudio") and shutil.which("pactl") and shutil.which("paplay")):
+        pytest.skip("PulseAudio (pulseaudio, pactl, paplay) is not installed")
+    run = tempfile.mkdtemp(prefix="pulse-")
+    os.chmod(run, 0o700)
+    env = dict(os.environ, XDG_RUNTIME_DIR=run, PULSE_RUNTIME_PATH=os.path.join(run, "pulse"))
+    env.pop("PULSE_SERVER", None)
+    proc = subprocess.Popen(["pulseaudio", "-n", "--daemonize=no", "--exit-idle-time=-1", "--disable-shm=yes",
+                             "-L", "module-native-protocol-unix", "-L", "module-always-sink"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        end = time.monotonic() + 10
+        while subprocess.run(["pactl", "info"], env=env, capture_output=True).returncode != 0:
+            if time.monotonic() > end or proc.poll() is not None:
+                pytest.skip("PulseAudio did not start here")
+            time.sleep(0.1)
+        for cmd in (["load-module", "module-null-sink", "sink_name=vmic_sink"],
+                    ["load-module", "module-remap-source", "source_name=vmic", "master=vmic_sink.monitor"],
+                    ["set-default-source", "vmic"]):
+            subprocess.run(["pactl", *cmd], env=env, check=True, capture_output=True)
+        yield env
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        shutil.rmtree(run, ignore_errors=True)
+
+
+def test_microphone_end_to_end_with_a_virtual_pulseaudio_mic(pulse_mic):
+    wav = DEMOS[0]
+    env = dict(pulse_mic, PYTHONPATH=str(ROOT), QT_QPA_PLATFORM="offscreen")
+    r = subprocess.run([sys.executable, "-m", "tests.papers.transducer.mic_e2e", str(wav)], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=180)
+    lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
+    assert r.returncode == 0 and lines, r.stdout[-2000:] + r.stderr[-2000:]
+    out = json.loads(lines[-1])
+    assert not out["error"], out
+    assert edit_distance(_ref(wav), [int(c) for c in out["transcript"]]) <= 1, out

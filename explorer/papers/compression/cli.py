@@ -104,7 +104,8 @@ def train(args) -> int:
 # ----- eval -----------------------------------------------------------------------------------------------
 def configure_eval(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", metavar="DIR", default=None,
-                        help="folder of PNG/JPEG images (default: the bundled held-out samples)")
+                        help="folder of PNG/JPEG images (default: the bundled held-out samples: 4 photo crops, "
+                             "or 2 Fashion-MNIST test mosaics for a grey model)")
     parser.add_argument("--checkpoint", metavar="FILE", default=None, help="default: the bundled photo model")
     parser.add_argument("--max-side", type=int, default=768,
                         help="images larger than this are scaled down first (default 768)")
@@ -122,8 +123,10 @@ def evaluate(args) -> int:
     configure_threads(for_gui=False)
     device = choose_device(getattr(args, "device", "auto"))
     ckpt = Path(args.checkpoint) if args.checkpoint else _default_checkpoint()
-    folder = Path(args.images) if args.images else resources_dir() / "compression"
     model, meta = load(ckpt, device)
+    folder = Path(args.images) if args.images else resources_dir() / "compression"
+    if not args.images and model.in_channels == 1:
+        folder = folder / "fashion"          # the Fashion-MNIST model: its held-out test mosaics
     with TerminalProgress("eval compression") as bar:
         result = evaluate_folder(model, folder, device, max_side=args.max_side, progress=bar)
     result = {"checkpoint": str(ckpt), **result}

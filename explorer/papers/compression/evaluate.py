@@ -1,7 +1,6 @@
 """Rate-distortion evaluation of a conv DRAW checkpoint on a folder of images, against JPEG and JPEG 2000."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import numpy as np

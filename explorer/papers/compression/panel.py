@@ -33,11 +33,12 @@ def to_pixmap(img: np.ndarray, size: int) -> QPixmap:
         img = img[:, :, 0]
     img = np.ascontiguousarray(img)
     h, w = img.shape[:2]
+    mode = Qt.SmoothTransformation if max(h, w) >= size // 2 else Qt.FastTransformation  # tiny: crisp pixels
     if img.ndim == 2:
         qimg = QImage(img.data, w, h, w, QImage.Format_Grayscale8).copy()
     else:
         qimg = QImage(img.data, w, h, 3 * w, QImage.Format_RGB888).copy()
-    return QPixmap.fromImage(qimg).scaled(size, size, Qt.KeepAspectRatio, Qt.SmoothTransformation)
+    return QPixmap.fromImage(qimg).scaled(size, size, Qt.KeepAspectRatio, mode)
 
 
 class ImageTile(QWidget):
@@ -136,8 +137,7 @@ class CompressionPanel(PaperPanel):
         top.addWidget(QLabel("Image:"))
         self.picker = QComboBox()
         self.picker.setToolTip("Held-out sample photos (never seen in training); or open your own image")
-        for f in self._bundled_images():
-            self.picker.addItem(f.stem, str(f))
+        self._fill_picker(3)
         self.picker.currentIndexChanged.connect(self._on_pick)
         top.addWidget(self.picker)
         self.open_button = QPushButton("Open image…")
@@ -233,23 +233,40 @@ class CompressionPanel(PaperPanel):
         self.body.addWidget(self.info)
 
     @staticmethod
-    def _bundled_images() -> List[Path]:
+    def _bundled_images(channels: int = 3) -> List[Path]:
+        """Held-out photos for an RGB model; Fashion-MNIST test mosaics for a grey one."""
         from explorer.core.paths import resources_dir
 
         d = resources_dir() / "compression"
+        if channels == 1:
+            d = d / "fashion"
         return sorted(d.glob("*.png")) if d.is_dir() else []
+
+    def _fill_picker(self, channels: int) -> bool:
+        """Refill the picker for the model's kind of image; True if the list changed."""
+        files = self._bundled_images(channels)
+        if [self.picker.itemData(i) for i in range(self.picker.count())] == [str(f) for f in files]:
+            return False
+        self.picker.blockSignals(True)
+        self.picker.clear()
+        for f in files:
+            self.picker.addItem(f.stem, str(f))
+        self.picker.blockSignals(False)
+        return True
 
     # ------------------------------------------------------------------------------------- hooks
     def on_model_loaded(self, model, meta) -> None:
         self.slider.blockSignals(True)
         self.slider.setRange(1, model.iterations)
         self.slider.blockSignals(False)
-        if self.image is not None:
+        if self._fill_picker(model.in_channels) and self.image is not None and not self._pending_demo:
+            self._on_pick(self.picker.currentIndex())      # a photo model <-> Fashion-MNIST model switch
+        elif self.image is not None:
             self._start_analysis()
 
     def start_default_demo(self) -> None:
         self._pending_demo = True
-        idx = max(0, self.picker.findText(Path(DEFAULT_SAMPLE).stem))
+        idx = max(0, self.picker.findText(Path(DEFAULT_SAMPLE).stem))  # -1 for the Fashion-MNIST model
         if self.picker.count() == 0:
             self.show_error("No sample images found in resources/compression; use 'Open image…'.")
             self.mark_demo_done()
@@ -324,6 +341,7 @@ class CompressionPanel(PaperPanel):
         if item[0] == "model":
             _, an, points = item
             self.analysis, self.points = an, points
+            self.tile_orig.image.setPixmap(to_pixmap(an.image, self.tile_orig.size_px))
             self.report_timing(an.elapsed_ms, "conv DRAW, all k")
             k = int(np.argmin([abs(an.rate_bpp[k] - TARGET_BPP) for k in range(1, an.T + 1)])) + 1
             if self._pending_demo:

@@ -151,7 +151,7 @@ PRESETS: Dict[str, Dict[str, Any]] = {
                "file": "compression_photos.safetensors"},
     "fashion": {"model": {"in_channels": 1, "hidden": 32, "z_channels": 4, "iterations": 8, "stride": 2,
                           "kernel": 3, "read_channels": 16},
-                "train": {"batch": 32, "crop": 28, "time_limit_s": 420.0},
+                "train": {"batch": 12, "crop": 28, "time_limit_s": 420.0},
                 "file": "compression_fashion.safetensors"},
 }
 

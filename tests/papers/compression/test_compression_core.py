@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 
 from explorer.papers.compression import baselines as B  # noqa: E402
 from explorer.papers.compression.data import CropSampler, synthetic_image  # noqa: E402
-from explorer.papers.compression.model import (LN2, build, discretized_logistic_nll,  # noqa: E402
+from explorer.papers.compression.model import (build, discretized_logistic_nll,  # noqa: E402
                                                to_model_range)
 
 TINY = {"in_channels": 3, "hidden": 8, "z_channels": 2, "iterations": 3, "stride": 4, "kernel": 3}

@@ -1,0 +1,253 @@
+"""Command line of the 3D structure tab (no torch at import time).
+
+    nips-explorer train shapes3d [--dataset primitives|furniture] [--minutes M] ...
+    nips-explorer eval shapes3d [--dataset primitives|furniture] [--checkpoint F] [--json]
+    nips-explorer reconstruct IMAGE.png --out shape.obj [--checkpoint F] [--level 0.5]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from explorer.core.errors import UserError
+
+PAPER = "shapes3d"
+
+
+def _default_checkpoint(dataset: str = "primitives") -> Path:
+    from explorer.core.paths import bundled
+
+    from . import SPEC
+
+    return bundled(SPEC.default_checkpoint if dataset == "primitives" else f"shapes3d_{dataset}.safetensors")
+
+
+def _data_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", choices=("primitives", "furniture"), default="primitives",
+                        help="primitives: boxes, spheres, cylinders, cones, tori under random pose and scale "
+                             "(trimesh.creation); furniture: Sweet Home 3D models (apt sweethome3d-furniture)")
+    parser.add_argument("--n-train", type=int, default=None, help="number of training primitives (default 2000)")
+    parser.add_argument("--n-test", type=int, default=None, help="number of held-out primitives (default 250)")
+    parser.add_argument("--data-dir", metavar="DIR", default=None,
+                        help="cache folder for the rendered data sets (default: the user cache folder)")
+
+
+def _load_data(args, progress=None):
+    from .data import cache_dir, load_dataset
+    from .train import PRESETS
+
+    preset = PRESETS[args.dataset]
+    kw = {}
+    if args.dataset == "primitives":
+        kw = dict(n_train=args.n_train or preset["n_train"], n_test=args.n_test or preset["n_test"])
+        for k, v in kw.items():
+            if v < 1:
+                raise UserError(f"--{k.replace('_', '-')} must be positive")
+    folder = Path(args.data_dir) / "shapes3d" if args.data_dir else cache_dir()
+    return load_dataset(args.dataset, progress=progress, folder=folder, **kw)
+
+
+# ----- train ----------------------------------------------------------------------------------------------
+def configure_train(parser: argparse.ArgumentParser) -> None:
+    _data_args(parser)
+    parser.add_argument("--out", metavar="FILE.safetensors", default=None,
+                        help="where to save (default models/shapes3d_<dataset>.safetensors)")
+    parser.add_argument("--minutes", type=float, default=None, help="wall-clock budget (default: preset)")
+    parser.add_argument("--steps", type=int, default=100000, help="upper bound on optimiser steps")
+    parser.add_argument("--batch", type=int, default=None, help="minibatch size (default 32)")
+    parser.add_argument("--draw-steps", type=int, default=None, help="DRAW steps T writing into the canvas")
+    parser.add_argument("--hidden", type=int, default=None, help="LSTM size")
+    parser.add_argument("--lr", type=float, default=None, help="peak Adam learning rate (cosine decay)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--init", metavar="CHECKPOINT", default=None,
+                        help="start from this checkpoint's weights (same architecture)")
+    parser.add_argument("--gallery", type=int, default=0, metavar="N",
+                        help="also write N held-out shapes to resources/shapes3d/gallery.npz for the app")
+
+
+def train(args) -> int:
+    import numpy as np
+    import torch
+
+    from explorer.core.checkpoints import load_model, save_checkpoint
+    from explorer.core.devices import choose_device, configure_threads
+    from explorer.core.paths import models_dir
+    from explorer.core.progress import TerminalProgress
+
+    from .evaluate import evaluate as run_eval
+    from .infer import gallery_path, save_gallery
+    from .model import build
+    from .train import PRESETS, TrainConfig, fit
+
+    configure_threads(for_gui=False)
+    device = choose_device(getattr(args, "device", "auto"))
+    preset = PRESETS[args.dataset]
+    t0 = time.monotonic()
+    with TerminalProgress("shapes3d data") as bar:
+        train_set, test_set = _load_data(args, bar)
+    data_s = time.monotonic() - t0
+    mcfg = dict(preset["model"])
+    mcfg["class_names"] = list(train_set.class_names)
+    mcfg["cameras"] = [list(c) for c in train_set.cameras]
+    for key, val in (("steps", args.draw_steps), ("hidden", args.hidden)):
+        if val is not None:
+            if val < 1:
+                raise UserError(f"--{'draw-steps' if key == 'steps' else key} must be positive")
+            mcfg[key] = val
+    tcfg = TrainConfig(**preset["train"])
+    tcfg.steps, tcfg.seed = args.steps, args.seed
+    if args.batch is not None:
+        if args.batch < 1:
+            raise UserError("--batch must be positive")
+        tcfg.batch = args.batch
+    if args.lr is not None:
+        tcfg.lr = args.lr
+    if args.minutes is not None:
+        if args.minutes <= 0:
+            raise UserError("--minutes must be positive")
+        tcfg.time_limit_s = args.minutes * 60.0
+    out = Path(args.out) if args.out else models_dir() / preset["file"]
+    if args.init:
+        model, _ = load_model(args.init, PAPER, build, device)
+        mcfg = model.config()
+    else:
+        model = build(mcfg)
+    # Hold out a few training shapes' pictures for the validation ELBO (pictures only, like training).
+    views = train_set.training_views()
+    n_val = min(100, max(1, len(views) // 10)) if len(views) > 1 else 0
+    rng = np.random.default_rng(args.seed)
+    perm = rng.permutation(len(views))
+    from .data import ViewSet
+
+    val = ViewSet(views.views[perm[:n_val]], views.labels[perm[:n_val]], views.class_names, views.cameras) if n_val else None
+    fit_set = ViewSet(views.views[perm[n_val:]], views.labels[perm[n_val:]], views.class_names, views.cameras)
+    tcfg.batch = min(tcfg.batch, len(fit_set))
+    data_desc = {"name": args.dataset, "train_shapes": len(fit_set), "val_shapes": n_val,
+                 "test_shapes": len(test_set), "cameras": mcfg["cameras"], "image_size": 32,
+                 "trainer_sees": "pictures from the training cameras and class labels; no voxels"}
+    if args.dataset == "furniture":
+        data_desc["credits"] = "Sweet Home 3D furniture libraries (CC0 / CC-BY 3.0, creators in the package)"
+
+    def save(m, summary):
+        metrics = {"headline": "train_elbo", "train_elbo": round(float(summary.get("train_elbo", 0.0)), 2),
+                   "train_steps": summary.get("steps", 0), "train_time_s": round(summary.get("train_time_s", 0.0), 1)}
+        for k in ("val_elbo", "val_image_error"):
+            if k in summary:
+                metrics[k] = round(float(summary[k]), 4)
+        save_checkpoint(out, m.state_dict(), paper=PAPER, model_config=m.config(), metrics=metrics,
+                        data=data_desc, extra={"train_config": summary["config"]})
+
+    print(f"training on {device}: {len(fit_set)} shapes x {len(fit_set.cameras)} views "
+          f"(data ready in {data_s:.0f}s); saving to {out}", file=sys.stderr)
+    with TerminalProgress("shapes3d train") as bar:
+        summary = fit(model, fit_set, device, tcfg, progress=bar, val=val, on_checkpoint=save,
+                      log=lambda m: print(m, file=sys.stderr, flush=True) if args.debug else None)
+    with TerminalProgress("shapes3d eval") as bar:
+        result = run_eval(model, test_set, device, progress=bar)
+    from explorer.core.checkpoints import update_metrics
+
+    update_metrics(out, {"headline": "test_iou", "test_iou": result["iou"], "test_iou_baseline": result["iou_baseline"],
+                         "test_elbo": result["elbo"], "test_image_error_input_view": result["image_error_input_view"],
+                         "test_image_error_new_views": result["image_error_new_views"],
+                         "per_class": result["per_class"]})
+    if args.gallery:
+        idx = [i for c in range(len(test_set.class_names)) for i in np.nonzero(test_set.labels == c)[0][:max(1, args.gallery // len(test_set.class_names))]]
+        save_gallery(test_set, sorted(idx), gallery_path())
+    print(json.dumps({"checkpoint": str(out), "steps": summary["steps"],
+                      "train_time_s": round(summary["train_time_s"], 1), **result}, indent=2))
+    return 0
+
+
+# ----- eval -----------------------------------------------------------------------------------------------
+def configure_eval(parser: argparse.ArgumentParser) -> None:
+    _data_args(parser)
+    parser.add_argument("--checkpoint", metavar="FILE", default=None,
+                        help="checkpoint to evaluate (default: the bundled one for the dataset)")
+    parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N held-out shapes")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def evaluate(args) -> int:
+    from explorer.core.devices import choose_device, configure_threads
+    from explorer.core.progress import TerminalProgress
+
+    from .evaluate import evaluate as run_eval
+    from .infer import load_for_app
+
+    ckpt = Path(args.checkpoint) if args.checkpoint else _default_checkpoint(args.dataset)
+    configure_threads(for_gui=False)
+    device = choose_device(getattr(args, "device", "auto"))
+    model, meta = load_for_app(str(ckpt), device)
+    with TerminalProgress("shapes3d data", disable=None) as bar:
+        _, test_set = _load_data(args, bar)
+    if list(model.class_names) != list(test_set.class_names):
+        raise UserError(f"{ckpt.name} was trained on classes {model.class_names}, not on the {args.dataset} data set")
+    if args.limit is not None:
+        if args.limit < 1:
+            raise UserError("--limit must be positive")
+        test_set = test_set.subset(range(min(args.limit, len(test_set))))
+    with TerminalProgress("shapes3d eval") as bar:
+        result = run_eval(model, test_set, device, progress=bar)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"{ckpt.name} on {result['shapes']} held-out {result['dataset']} shapes (single view):")
+    print(f"  IoU {result['iou']:.3f}   visual-hull baseline {result['iou_baseline']:.3f}")
+    for name, r in result["per_class"].items():
+        print(f"    {name:10s} {r['shapes']:4d} shapes   IoU {r['iou']:.3f}   baseline {r['iou_baseline']:.3f}")
+    print(f"  image error: input view {result['image_error_input_view']:.4f}, new views "
+          f"{result['image_error_new_views']:.4f}   ELBO {result['elbo']:.1f} nats/shape")
+    return 0
+
+
+# ----- reconstruct ----------------------------------------------------------------------------------------
+def configure_reconstruct(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("image", metavar="IMAGE", help="a picture of one object (PNG/JPEG; dark or bright background)")
+    parser.add_argument("--out", required=True, metavar="SHAPE.obj", help="mesh to write (.obj, .stl or .ply)")
+    parser.add_argument("--checkpoint", metavar="FILE", default=None, help="default: the bundled primitives model")
+    parser.add_argument("--level", type=float, default=0.5, help="iso-level of the occupancy (0..1, default 0.5)")
+    parser.add_argument("--label", default=None, help="class name to condition on (default: none)")
+    parser.add_argument("--views-out", metavar="VIEWS.png", default=None,
+                        help="also save the input and the re-projections (input camera + turntable) as a PNG strip")
+
+
+def reconstruct(args) -> int:
+    import numpy as np
+
+    from explorer.core.devices import choose_device, configure_threads
+
+    from .infer import infer_volume, load_for_app, load_image, mesh_from_volume, save_image, write_mesh
+
+    if not 0.0 < args.level < 1.0:
+        raise UserError("--level must be between 0 and 1")
+    out = Path(args.out)
+    if out.suffix.lower() not in (".obj", ".stl", ".ply"):
+        raise UserError(f"{out.name}: unsupported mesh format (use .obj, .stl or .ply)")
+    img = load_image(args.image)
+    configure_threads(for_gui=False)
+    device = choose_device(getattr(args, "device", "auto"))
+    ckpt = Path(args.checkpoint) if args.checkpoint else _default_checkpoint()
+    model, _ = load_for_app(str(ckpt), device)
+    label = None
+    if args.label is not None:
+        if args.label not in model.class_names:
+            raise UserError(f"unknown class '{args.label}' (choose one of {', '.join(model.class_names)})")
+        label = model.class_names.index(args.label)
+    res = infer_volume(model, img, device, label=label)
+    verts, faces = mesh_from_volume(res["occupancy"], args.level)
+    write_mesh(verts, faces, out)
+    if args.views_out:
+        strip = np.concatenate([img, res["reprojection"]] + list(res["turntable"]), axis=1)
+        save_image(strip, args.views_out, scale=4)
+    occ = res["occupancy"] > args.level
+    print(f"wrote {out} ({len(verts)} vertices, {len(faces)} triangles; {int(occ.sum())} of "
+          f"{occ.size} voxels filled)")
+    return 0
+
+
+def commands():
+    return [("reconstruct", "infer a 3D shape from one picture and write a mesh (shapes3d tab)",
+             configure_reconstruct, reconstruct)]

@@ -1,0 +1,433 @@
+"""Shapes and their pictures: primitives from ``trimesh.creation`` and Sweet Home 3D furniture.
+
+Every shape is normalised into the cube [-1, 1]^3 (world "up" is -y, see model.py), voxelised at 64^3 by
+dense surface sampling plus hole filling, and rendered from the known cameras through the same fixed
+projection the model uses (at 64^3, pooled to 32 x 32 pixels). The 32^3 ground-truth voxels are kept in
+a separate array for *evaluation only*: :meth:`ShapeSet.training_views` hands the trainer a
+:class:`ViewSet`, which has pictures and class labels and no volumes at all.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+PRIMITIVE_CLASSES = ("box", "sphere", "cylinder", "cone", "torus")
+FURNITURE_CLASSES = ("chair", "table", "sofa", "bed", "lamp", "cabinet")
+FURNITURE_DIR = Path("/usr/share/sweethome3d/furniture")
+FINE_RES = 64
+DATA_VERSION = 1
+
+
+# ------------------------------------------------------------------------------------------ meshes
+def random_rotation(rng: np.random.Generator) -> np.ndarray:
+    """A uniformly random 3D rotation matrix (QR of a Gaussian matrix, sign-fixed)."""
+    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
+    q = q * np.sign(np.diag(r))
+    if np.linalg.det(q) < 0:
+        q[:, 0] = -q[:, 0]
+    return q
+
+
+def primitive_mesh(kind: str, rng: np.random.Generator):
+    """One primitive of the given kind with random proportions, pose and size, inside the unit ball."""
+    import trimesh
+
+    if kind == "box":
+        mesh = trimesh.creation.box(extents=rng.uniform(0.45, 1.6, size=3))
+    elif kind == "sphere":
+        mesh = trimesh.creation.icosphere(subdivisions=3, radius=1.0)
+        mesh.apply_scale(1.0)
+        mesh.vertices *= rng.uniform(0.8, 1.2, size=3)   # mildly ellipsoidal
+    elif kind == "cylinder":
+        mesh = trimesh.creation.cylinder(radius=rng.uniform(0.3, 0.7), height=rng.uniform(0.7, 2.0), sections=32)
+    elif kind == "cone":
+        mesh = trimesh.creation.cone(radius=rng.uniform(0.45, 0.9), height=rng.uniform(0.9, 2.0), sections=32)
+    elif kind == "torus":
+        mesh = trimesh.creation.torus(major_radius=1.0, minor_radius=rng.uniform(0.3, 0.5),
+                                      major_sections=48, minor_sections=16)
+    else:
+        raise ValueError(f"unknown primitive '{kind}'")
+    mesh.vertices = mesh.vertices @ random_rotation(rng).T
+    return normalise(mesh, rng.uniform(0.6, 0.9))
+
+
+def normalise(mesh, radius: float = 0.85):
+    """Centre the mesh's bounding box at the origin and scale it to the given bounding-sphere radius."""
+    lo, hi = mesh.vertices.min(0), mesh.vertices.max(0)
+    mesh.vertices = mesh.vertices - (lo + hi) / 2.0
+    r = float(np.linalg.norm(mesh.vertices, axis=1).max())
+    if r > 0:
+        mesh.vertices = mesh.vertices * (radius / r)
+    return mesh
+
+
+def voxelize(mesh, res: int = FINE_RES, seed: int = 0) -> np.ndarray:
+    """Solid occupancy (res, res, res) bool in (z, y, x) order of a mesh inside [-1, 1]^3.
+
+    Dense surface samples (about 6 per voxel face area) are binned, then enclosed cavities are filled
+    (``scipy.ndimage.binary_fill_holes`` on the shell dilated by one voxel, eroded back); open meshes stay
+    shells.
+    """
+    import trimesh
+    from scipy import ndimage
+
+    pitch = 2.0 / res
+    n = int(np.clip(mesh.area / pitch ** 2 * 6.0, 20000, 600000))
+    try:
+        pts, _ = trimesh.sample.sample_surface(mesh, n, seed=seed)
+    except TypeError:  # older trimesh without a seed argument
+        pts, _ = trimesh.sample.sample_surface(mesh, n)
+    pts = np.concatenate([pts, mesh.vertices], 0)
+    idx = np.clip(np.floor((pts + 1.0) / pitch).astype(np.int64), 0, res - 1)
+    grid = np.zeros((res, res, res), bool)
+    grid[idx[:, 2], idx[:, 1], idx[:, 0]] = True
+    # Close pinholes between samples (dilate), fill the enclosed inside, then peel the added layer again;
+    # the sampled shell itself is always kept (thin parts such as table legs survive).
+    filled = ndimage.binary_fill_holes(ndimage.binary_dilation(grid))
+    return ndimage.binary_erosion(filled, border_value=0) | grid
+
+
+def downsample(fine: np.ndarray, factor: int = 2) -> np.ndarray:
+    """Occupancy at a coarser grid: a coarse voxel is filled when at least half of its fine voxels are."""
+    r = fine.shape[-1] // factor
+    f = fine.reshape(*fine.shape[:-3], r, factor, r, factor, r, factor).astype(np.float32)
+    return f.mean(axis=(-5, -3, -1)) >= 0.5
+
+
+def render_fine(fine: np.ndarray, cameras: Sequence[Sequence[float]], image_size: int = 32,
+                batch: int = 8) -> np.ndarray:
+    """Pictures (N, K, image_size, image_size) float32 of fine occupancy grids (N, R, R, R) bool."""
+    import torch
+
+    from .model import camera_thetas, project
+
+    th = camera_thetas(cameras)
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(fine), batch):
+            v = torch.from_numpy(fine[i:i + batch].astype(np.float32)).unsqueeze(1)
+            out.append(project(v, th, logits=False, out_size=image_size).numpy())
+    return np.concatenate(out, 0) if out else np.zeros((0, len(cameras), image_size, image_size), np.float32)
+
+
+# ------------------------------------------------------------------------------------------ symmetries
+def rig_symmetries(cameras: Sequence[Sequence[float]]) -> List[np.ndarray]:
+    """World transforms G (signed permutations: turns about the vertical axis, mirror) that map the camera
+    rig onto itself: the pictures of the moved shape G S are a reshuffle of the pictures of S."""
+    from .model import camera_matrix
+
+    mats = [camera_matrix(*c) for c in cameras]
+    fwd = [m[:, 2] for m in mats]
+    out = []
+    for quarter in range(4):
+        c, s_ = [1, 0, -1, 0][quarter], [0, 1, 0, -1][quarter]
+        rot = np.array([[c, 0, s_], [0, 1, 0], [-s_, 0, c]], float)
+        for mirror in (1.0, -1.0):
+            g = rot @ np.diag([mirror, 1.0, 1.0])
+            if all(any(np.allclose(g.T @ f, f2) for f2 in fwd) for f in fwd):
+                out.append(g)
+    return out
+
+
+def view_shuffle(g: np.ndarray, cameras: Sequence[Sequence[float]], size: int) -> List[Tuple[int, np.ndarray]]:
+    """For the world transform g: per camera k, (j, idx) such that view_k(g S) = view_j(S).flat[idx]."""
+    from .model import camera_matrix
+
+    mats = [camera_matrix(*c) for c in cameras]
+    lin = (np.arange(size) + 0.5) / size * 2.0 - 1.0
+    qx, qy = np.meshgrid(lin, lin, indexing="xy")                  # (row = y, col = x)
+    out = []
+    for mk in mats:
+        c = g.T @ mk                                              # camera (frame of S) seeing g S like mk
+        j = next(i for i, mj in enumerate(mats) if np.allclose(mj[:, 2], c[:, 2]))
+        a = mats[j].T @ c                                         # in-plane map: q_j = a q
+        px = a[0, 0] * qx + a[0, 1] * qy
+        py = a[1, 0] * qx + a[1, 1] * qy
+        ix = np.clip(np.round((px + 1.0) / 2.0 * size - 0.5).astype(np.int64), 0, size - 1)
+        iy = np.clip(np.round((py + 1.0) / 2.0 * size - 0.5).astype(np.int64), 0, size - 1)
+        out.append((j, (iy * size + ix).ravel()))
+    return out
+
+
+# -------------------------------------------------------------------------------------------- sets
+@dataclass
+class ViewSet:
+    """What the trainer may see: pictures from known cameras and class labels. No volumes."""
+
+    views: np.ndarray            # (N, K, H, W) uint8 grey levels
+    labels: np.ndarray           # (N,) int64
+    class_names: List[str]
+    cameras: List[List[float]]
+
+    def __len__(self) -> int:
+        return len(self.views)
+
+    def batches(self, batch: int, rng: np.random.Generator, augment: bool = True):
+        """Endless shuffled minibatches: dicts with "views" (B, K, H, W) float32 in [0, 1] and "labels".
+
+        ``augment``: each shape is turned about the vertical axis by a random quarter turn and maybe
+        mirrored; its pictures from the same camera rig are then an exact reshuffle of the stored ones."""
+        n, k, h, w = self.views.shape
+        tables = [view_shuffle(g, self.cameras, h) for g in rig_symmetries(self.cameras)] if augment else []
+        while True:
+            order = rng.permutation(n)
+            for i in range(0, n - batch + 1, batch):
+                idx = np.sort(order[i:i + batch])
+                v = self.views[idx]
+                if tables:
+                    v = self.augment(v, [tables[t] for t in rng.integers(len(tables), size=len(idx))])
+                yield {"views": v.astype(np.float32) / 255.0, "labels": self.labels[idx]}
+
+    @staticmethod
+    def augment(views: np.ndarray, tables) -> np.ndarray:
+        b, k, h, w = views.shape
+        flat = views.reshape(b, k, h * w)
+        out = np.empty_like(flat)
+        for i, table in enumerate(tables):
+            for kk, (j, idx) in enumerate(table):
+                out[i, kk] = flat[i, j, idx]
+        return out.reshape(b, k, h, w)
+
+
+@dataclass
+class ShapeSet:
+    """Shapes with pictures (training + novel cameras), labels, 32^3 ground-truth voxels and names."""
+
+    views: np.ndarray            # (N, K_train + K_novel, H, W) uint8
+    labels: np.ndarray           # (N,) int64
+    voxels: np.ndarray           # (N, 32, 32, 32) bool: evaluation only
+    class_names: List[str]
+    cameras: List[List[float]]   # training cameras (input view first)
+    novel_cameras: List[List[float]]
+    names: List[str] = field(default_factory=list)
+    info: Dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.views)
+
+    def training_views(self) -> ViewSet:
+        """The trainer's view of this set: training-camera pictures and labels only (copies)."""
+        k = len(self.cameras)
+        return ViewSet(views=np.ascontiguousarray(self.views[:, :k]), labels=self.labels.copy(),
+                       class_names=list(self.class_names), cameras=[list(c) for c in self.cameras])
+
+    def subset(self, idx) -> "ShapeSet":
+        idx = np.asarray(idx)
+        return ShapeSet(self.views[idx], self.labels[idx], self.voxels[idx], list(self.class_names),
+                        self.cameras, self.novel_cameras, [self.names[i] for i in idx] if self.names else [],
+                        dict(self.info))
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez_compressed(tmp, views=self.views, labels=self.labels, voxels=np.packbits(self.voxels, axis=-1),
+                            meta=np.array(json.dumps(dict(class_names=self.class_names, cameras=self.cameras,
+                                                          novel_cameras=self.novel_cameras, names=self.names,
+                                                          info=self.info))))
+        os.replace(tmp, path)
+
+    @staticmethod
+    def load(path: Path) -> "ShapeSet":
+        z = np.load(path, allow_pickle=False)
+        meta = json.loads(str(z["meta"]))
+        vox = np.unpackbits(z["voxels"], axis=-1).astype(bool)
+        return ShapeSet(z["views"], z["labels"].astype(np.int64), vox, meta["class_names"], meta["cameras"],
+                        meta["novel_cameras"], meta.get("names", []), meta.get("info", {}))
+
+
+def build_set(meshes: Sequence[Tuple[Any, int, str]], class_names: Sequence[str],
+              cameras: Optional[Sequence[Sequence[float]]] = None,
+              novel_cameras: Optional[Sequence[Sequence[float]]] = None, image_size: int = 32,
+              progress: Optional[Callable] = None, token=None, info: Optional[Dict[str, Any]] = None) -> ShapeSet:
+    """Voxelise and render (mesh, label, name) triples into a ShapeSet."""
+    from .model import NOVEL_CAMERAS, TRAIN_CAMERAS
+
+    cameras = [list(c) for c in (cameras or TRAIN_CAMERAS)]
+    novel = [list(c) for c in (NOVEL_CAMERAS if novel_cameras is None else novel_cameras)]
+    views, vox, labels, names = [], [], [], []
+    chunk: List[np.ndarray] = []
+
+    def flush():
+        if chunk:
+            fine = np.stack(chunk)
+            views.append(np.round(render_fine(fine, cameras + novel, image_size) * 255).astype(np.uint8))
+            vox.append(downsample(fine, FINE_RES // 32))
+            chunk.clear()
+
+    n = len(meshes)
+    for i, (mesh, label, name) in enumerate(meshes):
+        if token is not None:
+            token.check()
+        chunk.append(voxelize(mesh, FINE_RES, seed=i))
+        labels.append(label)
+        names.append(name)
+        if len(chunk) == 16:
+            flush()
+        if progress and (i % 20 == 0 or i == n - 1):
+            progress((i + 1) / n, f"shape {i + 1}/{n}")
+    flush()
+    k = len(cameras) + len(novel)
+    return ShapeSet(
+        views=np.concatenate(views) if views else np.zeros((0, k, image_size, image_size), np.uint8),
+        labels=np.asarray(labels, np.int64),
+        voxels=np.concatenate(vox) if vox else np.zeros((0, 32, 32, 32), bool),
+        class_names=list(class_names), cameras=cameras, novel_cameras=novel, names=names, info=dict(info or {}),
+    )
+
+
+def primitive_meshes(n: int, seed: int) -> List[Tuple[Any, int, str]]:
+    """n primitives, classes in turn, from the given seed (train and test use different seeds)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        c = i % len(PRIMITIVE_CLASSES)
+        out.append((primitive_mesh(PRIMITIVE_CLASSES[c], rng), c, f"{PRIMITIVE_CLASSES[c]}-{seed}-{i}"))
+    return out
+
+
+def make_primitives(n: int, seed: int, progress=None, token=None, novel: bool = True) -> ShapeSet:
+    """``novel=False`` skips the pictures from the (evaluation-only) novel cameras, as for training sets."""
+    return build_set(primitive_meshes(n, seed), PRIMITIVE_CLASSES, progress=progress, token=token,
+                     novel_cameras=None if novel else [], info={"dataset": "primitives", "seed": seed, "n": n})
+
+
+# ------------------------------------------------------------------------------------------ furniture
+def furniture_class(name: str) -> Optional[int]:
+    """Class index of a Sweet Home 3D model from its name (keywords), or None for other furniture."""
+    n = name.lower()
+    if "armchair" in n or "chair" in n or "stool" in n:
+        return 0
+    if "table" in n or "desk" in n:
+        return 1
+    if "sofa" in n or "couch" in n:
+        return 2
+    if re.search(r"\bbed\b", n) or "bunk" in n:
+        return 3
+    if "lamp" in n or "light" in n:
+        return 4
+    if "cabinet" in n or "cupboard" in n or "wardrobe" in n or "dresser" in n or "bookcase" in n or "shelf" in n:
+        return 5
+    return None
+
+
+def furniture_catalog(folder: Path = FURNITURE_DIR) -> List[Dict[str, Any]]:
+    """Entries (archive, model path, name, class, creator, licence hint) of the Sweet Home 3D furniture packs."""
+    if not folder.is_dir():
+        from explorer.core.errors import UserError
+
+        raise UserError(f"{folder} not found: install the furniture with 'apt-get install sweethome3d-furniture'")
+    out = []
+    for arc in sorted(folder.glob("*.sh3f")):
+        with zipfile.ZipFile(arc) as z:
+            try:
+                props = z.read("PluginFurnitureCatalog.properties").decode("latin-1")
+            except KeyError:
+                continue
+        kv: Dict[str, str] = {}
+        for line in props.splitlines():
+            if "=" in line and not line.lstrip().startswith("#"):
+                k, v = line.split("=", 1)
+                kv[k.strip()] = v.strip()
+        for key, name in kv.items():
+            m = re.fullmatch(r"name#(\d+)", key)
+            if not m:
+                continue
+            i = m.group(1)
+            if kv.get(f"multiPartModel#{i}", "false").lower() == "true" or f"model#{i}" not in kv:
+                continue
+            cls = furniture_class(name)
+            if cls is None:
+                continue
+            out.append(dict(archive=str(arc), model=kv[f"model#{i}"], name=name, label=cls,
+                            creator=kv.get(f"creator#{i}", ""), pack=arc.name))
+    return out
+
+
+def furniture_meshes(entries: Sequence[Dict[str, Any]], rng: np.random.Generator) -> List[Tuple[Any, int, str]]:
+    """Load the OBJ models (y-up), flip to our -y-up frame, random yaw, normalise."""
+    import trimesh
+
+    out = []
+    for e in entries:
+        try:
+            with zipfile.ZipFile(e["archive"]) as z:
+                raw = z.read(e["model"].lstrip("/"))
+            mesh = trimesh.load(io.BytesIO(raw), file_type="obj", force="mesh", process=False)
+            if len(mesh.faces) == 0:
+                continue
+        except Exception:  # noqa: BLE001 - a broken model is skipped
+            continue
+        v = np.asarray(mesh.vertices, np.float64) * np.array([1.0, -1.0, 1.0])
+        a = rng.uniform(0, 2 * np.pi)
+        rot = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
+        mesh = trimesh.Trimesh(v @ rot.T, mesh.faces, process=False)
+        out.append((normalise(mesh, 0.85), e["label"], e["name"]))
+    return out
+
+
+def make_furniture(seed: int = 0, test_fraction: float = 0.15, progress=None, token=None):
+    """(train, test) ShapeSets of furniture; whole models are held out (by a hash of their name)."""
+    entries = furniture_catalog()
+    rng = np.random.default_rng(seed)
+    test = [e for e in entries if int(hashlib.md5(e["name"].encode()).hexdigest(), 16) % 1000 < test_fraction * 1000]
+    train = [e for e in entries if e not in test]
+    sets = []
+    for part, ents in (("train", train), ("test", test)):
+        meshes = furniture_meshes(ents, rng)
+        sets.append(build_set(meshes, FURNITURE_CLASSES, progress=progress, token=token,
+                              novel_cameras=None if part == "test" else [],
+                              info={"dataset": "furniture", "part": part,
+                                    "creators": sorted({e["creator"] for e in ents})}))
+    return sets[0], sets[1]
+
+
+# ------------------------------------------------------------------------------------------ caching
+def cache_dir() -> Path:
+    env = os.environ.get("NIPS_EXPLORER_DATA")
+    if env:
+        return Path(env) / "shapes3d"
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("nips-explorer", appauthor=False)) / "shapes3d"
+
+
+def load_dataset(name: str, n_train: int = 2000, n_test: int = 250, progress=None, token=None,
+                 folder: Optional[Path] = None) -> Tuple[ShapeSet, ShapeSet]:
+    """(train, test) ShapeSets, built once and cached as .npz under the cache folder."""
+    folder = folder or cache_dir()
+    if name == "primitives":
+        tag = f"primitives_v{DATA_VERSION}_{n_train}_{n_test}"
+        makers = (lambda: make_primitives(n_train, seed=1, progress=progress, token=token, novel=False),
+                  lambda: make_primitives(n_test, seed=2, progress=progress, token=token))
+    elif name == "furniture":
+        tag = f"furniture_v{DATA_VERSION}"
+        both = {}
+
+        def mk(i):
+            if not both:
+                both["sets"] = make_furniture(progress=progress, token=token)
+            return both["sets"][i]
+        makers = (lambda: mk(0), lambda: mk(1))
+    else:
+        from explorer.core.errors import UserError
+
+        raise UserError(f"unknown dataset '{name}' (choose primitives or furniture)")
+    out = []
+    for part, make in zip(("train", "test"), makers):
+        p = folder / f"{tag}_{part}.npz"
+        if p.exists():
+            out.append(ShapeSet.load(p))
+        else:
+            s = make()
+            s.save(p)
+            out.append(s)
+    return out[0], out[1]

@@ -1,0 +1,199 @@
+"""Inference helpers shared by the CLI and the panel (headless: no Qt, no VTK)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+PAPER = "shapes3d"
+TURNTABLE_ELEVATION = 25.0
+
+
+def load_for_app(path: str, device):
+    """The loader of SPEC: (model, meta)."""
+    from explorer.core.checkpoints import load_model
+
+    from .model import build
+
+    return load_model(path, PAPER, build, device)
+
+
+# ------------------------------------------------------------------------------------------- images
+def prepare_image(img: np.ndarray, size: int = 32, autocrop: Optional[bool] = None) -> np.ndarray:
+    """Any grey or RGB picture -> (size, size) float32 in [0, 1] in the training style (dark background).
+
+    A bright background is inverted. ``autocrop`` (default: when the picture is not already size x size)
+    centres the object's bounding box and scales it to about 80 % of the frame.
+    """
+    from PIL import Image
+
+    a = np.asarray(img, dtype=np.float32)
+    if a.ndim == 3:
+        a = a[..., :3].mean(-1) if a.shape[-1] >= 3 else a[..., 0]
+    if a.ndim != 2 or min(a.shape) < 4:
+        from explorer.core.errors import UserError
+
+        raise UserError(f"expected a picture, got an array of shape {tuple(np.shape(img))}")
+    if a.max() > 1.5:
+        a = a / 255.0
+    border = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
+    if np.median(border) > 0.5:
+        a = 1.0 - a
+    a = np.clip(a - np.median(border if np.median(border) <= 0.5 else 1.0 - border), 0.0, 1.0)
+    if autocrop is None:
+        autocrop = a.shape != (size, size)
+    if autocrop:
+        ys, xs = np.nonzero(a > 0.1)
+        if len(ys):
+            cy, cx = (ys.min() + ys.max()) / 2.0, (xs.min() + xs.max()) / 2.0
+            half = max(ys.max() - ys.min(), xs.max() - xs.min()) / 2.0 / 0.8 + 1.0
+            pad = int(np.ceil(half)) + 2
+            a = np.pad(a, pad)
+            cy, cx = cy + pad, cx + pad
+            a = a[int(round(cy - half)):int(round(cy + half)), int(round(cx - half)):int(round(cx + half))]
+    if a.shape != (size, size):
+        a = np.asarray(Image.fromarray((a * 255).astype(np.uint8)).resize((size, size), Image.BILINEAR),
+                       np.float32) / 255.0
+    return a.astype(np.float32)
+
+
+def load_image(path: str | Path, size: int = 32) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    from explorer.core.errors import UserError
+
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"{p}: no such file")
+    try:
+        with Image.open(p) as im:
+            arr = np.asarray(im.convert("L"))
+    except (UnidentifiedImageError, OSError) as exc:
+        raise UserError(f"{p.name}: not a readable image ({exc})")
+    return prepare_image(arr, size)
+
+
+def save_image(img: np.ndarray, path: str | Path, scale: int = 1) -> None:
+    from PIL import Image
+
+    im = Image.fromarray(np.clip(np.asarray(img) * 255.0 + 0.5, 0, 255).astype(np.uint8))
+    if scale > 1:
+        im = im.resize((im.width * scale, im.height * scale), Image.NEAREST)
+    im.save(path)
+
+
+# ---------------------------------------------------------------------------------------- inference
+def turntable_cameras(n: int = 8, elevation: float = TURNTABLE_ELEVATION) -> List[List[float]]:
+    return [[360.0 * i / n, elevation] for i in range(n)]
+
+
+def infer_volume(model, image: np.ndarray, device, label: Optional[int] = None, turntable: int = 8,
+                 sample: bool = False) -> Dict[str, Any]:
+    """One picture -> occupancy (R, R, R), canvases per step (T, R, R, R), re-projections."""
+    import torch
+
+    from .model import camera_thetas, project
+
+    with torch.no_grad():
+        x = torch.from_numpy(np.asarray(image, np.float32)).to(device).unsqueeze(0)
+        lab = None if label is None else torch.tensor([int(label)], device=device)
+        out = model(x, lab, sample=sample, keep_canvases=True)
+        logits = out["logits"]
+        reproj = model.render(logits, model.thetas[model.input_view:model.input_view + 1])[0, 0]
+        tt = project(logits, camera_thetas(turntable_cameras(turntable)).to(device), logits=True,
+                     out_size=model.image_size)[0] if turntable else None
+    return {
+        "occupancy": torch.sigmoid(logits[0, 0]).cpu().numpy(),
+        "canvases": torch.sigmoid(out["canvases"][0, :, 0]).cpu().numpy(),
+        "reprojection": reproj.cpu().numpy(),
+        "turntable": None if tt is None else tt.cpu().numpy(),
+        "where": out["where"][0].cpu().numpy(),
+    }
+
+
+def sample_volumes(model, n: int, device, label: Optional[int] = None, temperature: float = 1.0,
+                   seed: Optional[int] = None) -> Dict[str, Any]:
+    """n volumes from the prior (class-conditional when ``label`` is given) with their canvas steps."""
+    import torch
+
+    from .model import camera_thetas, project
+
+    if seed is not None:
+        torch.manual_seed(seed)
+    out = model.sample_prior(n, label, temperature, keep_canvases=True, device=device)
+    with torch.no_grad():
+        views = project(out["logits"], camera_thetas(turntable_cameras(4)).to(device), logits=True,
+                        out_size=model.image_size)
+    return {
+        "occupancy": torch.sigmoid(out["logits"][:, 0]).cpu().numpy(),
+        "canvases": torch.sigmoid(out["canvases"][:, :, 0]).cpu().numpy(),
+        "views": views.cpu().numpy(),
+    }
+
+
+# ---------------------------------------------------------------------------------------------- meshes
+def mesh_from_volume(occ: np.ndarray, level: float = 0.5) -> Tuple[np.ndarray, np.ndarray]:
+    """Marching cubes of an occupancy volume (z, y, x) in [-1, 1]^3 -> (vertices (N, 3) as x, y, z, faces).
+
+    Returns empty arrays when the level is not crossed."""
+    from skimage.measure import marching_cubes
+
+    occ = np.asarray(occ, np.float32)
+    padded = np.pad(occ, 1, constant_values=0.0)
+    if not (padded.min() < level < padded.max()):
+        return np.zeros((0, 3), np.float32), np.zeros((0, 3), np.int64)
+    verts, faces, _, _ = marching_cubes(padded, level=level)
+    r = occ.shape[-1]
+    zyx = (verts - 1.0 + 0.5) / r * 2.0 - 1.0
+    return zyx[:, ::-1].astype(np.float32).copy(), faces.astype(np.int64)
+
+
+def write_mesh(verts: np.ndarray, faces: np.ndarray, path: str | Path) -> Path:
+    """Write .obj (own writer), .stl or .ply (trimesh) in a y-up frame (the model's world has y down)."""
+    from explorer.core.errors import UserError
+
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if len(faces) == 0:
+        raise UserError("the inferred volume is empty at this iso-level; nothing to write")
+    v = np.asarray(verts, np.float64) * np.array([1.0, -1.0, 1.0])     # y up
+    f = np.asarray(faces)[:, ::-1]                                      # the flip mirrors: keep faces outward
+    if suffix == ".obj":
+        with open(p, "w") as fh:
+            fh.write("# nips-explorer shapes3d: inferred shape (marching cubes)\n")
+            fh.writelines(f"v {a:.5f} {b:.5f} {c:.5f}\n" for a, b, c in v)
+            fh.writelines(f"f {a + 1} {b + 1} {c + 1}\n" for a, b, c in f)
+    elif suffix in (".stl", ".ply"):
+        import trimesh
+
+        trimesh.Trimesh(v, f, process=False).export(str(p))
+    else:
+        raise UserError(f"{p.name}: unsupported mesh format '{suffix or '(none)'}' (use .obj, .stl or .ply)")
+    return p
+
+
+# ---------------------------------------------------------------------------------------------- gallery
+def gallery_path() -> Path:
+    from explorer.core.paths import resources_dir
+
+    return resources_dir() / "shapes3d" / "gallery.npz"
+
+
+def load_gallery(path: Optional[Path] = None) -> Dict[str, Any]:
+    """Bundled held-out test shapes: pictures (N, K, H, W) uint8, voxels (N, R, R, R) bool, labels, names."""
+    p = Path(path) if path else gallery_path()
+    z = np.load(p, allow_pickle=False)
+    meta = json.loads(str(z["meta"]))
+    return {"views": z["views"], "voxels": np.unpackbits(z["voxels"], axis=-1).astype(bool),
+            "labels": z["labels"], "names": meta["names"], "class_names": meta["class_names"]}
+
+
+def save_gallery(test, idx: Sequence[int], path: Path) -> None:
+    idx = np.asarray(idx)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, views=test.views[idx, :len(test.cameras)], labels=test.labels[idx],
+                        voxels=np.packbits(test.voxels[idx], axis=-1),
+                        meta=np.array(json.dumps({"names": [test.names[i] for i in idx],
+                                                  "class_names": list(test.class_names)})))

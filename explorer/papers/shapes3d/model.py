@@ -1,0 +1,355 @@
+"""The 3D structure model: a DRAW-like sequential generator writing into a 3D canvas, an inference network
+reading one 2D view, and the fixed differentiable projection (volume -> image) both are trained through.
+
+Conventions (shared with data.py): a volume is a tensor (B, 1, D, H, W) spanning the cube [-1, 1]^3 with
+D = z, H = y, W = x; world "up" is -y. A camera is an orthographic view given by azimuth and elevation in
+degrees; its 3x3 matrix M has the camera's right, down and forward axes as columns, so a camera-frame point q
+sits at world point M q. Rendering resamples the volume into the camera frame (trilinear, through
+``affine_grid``/``grid_sample``) and composites along the forward axis by emission-absorption: each sample
+absorbs a fraction ``alpha`` (its occupancy) of the light and emits a grey level that falls with depth
+(near = bright). The image is therefore a depth-shaded silhouette with a black background; the same code makes
+the training pictures (from a fine 64^3 occupancy grid) and the model's re-projections (from its 32^3 canvas),
+and it is differentiable end to end.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+# Known cameras (azimuth, elevation in degrees) in the canvas frame. The training cameras are axis-aligned
+# (the input view looks along +z; then the sides, the back and the top), so projecting to them is an exact
+# permutation of the volume's axes followed by compositing; other cameras resample trilinearly.
+TRAIN_CAMERAS: List[List[float]] = [[0.0, 0.0], [90.0, 0.0], [180.0, 0.0], [270.0, 0.0], [0.0, 90.0]]
+# Cameras never used in training: only for the "new views" error of the evaluation and for turntables.
+NOVEL_CAMERAS: List[List[float]] = [[45.0, 30.0], [135.0, -20.0], [225.0, 45.0]]
+SHADE = 0.7            # grey level = 1 - SHADE * depth (depth in [0, 1] along the ray)
+_LOGIT_PAD = 30.0      # logits are shifted before resampling so that "outside the cube" means empty
+
+
+def camera_matrix(azimuth: float, elevation: float) -> np.ndarray:
+    """3x3 rotation whose columns are the camera's right, down and forward axes in world coordinates.
+
+    (0, 0) is the identity: looking along +z with x to the right and y down. Positive elevation looks down
+    from above (world up is -y).
+    """
+    a, e = math.radians(azimuth), math.radians(elevation)
+    f = np.array([math.cos(e) * math.sin(a), math.sin(e), math.cos(e) * math.cos(a)])
+    up = np.array([0.0, -1.0, 0.0])
+    r = np.cross(f, up)
+    if np.linalg.norm(r) < 1e-6:  # looking straight down or up
+        r = np.array([math.cos(a), 0.0, -math.sin(a)])
+    r /= np.linalg.norm(r)
+    u = np.cross(f, r)
+    u /= np.linalg.norm(u)
+    m = np.stack([r, u, f], axis=1)
+    m[np.abs(m) < 1e-12] = 0.0
+    return m
+
+
+def camera_thetas(cameras: Sequence[Sequence[float]], dtype=torch.float32) -> torch.Tensor:
+    """(K, 3, 4) affine matrices for ``affine_grid`` (camera frame -> world), one per (azimuth, elevation)."""
+    th = np.zeros((len(cameras), 3, 4), np.float64)
+    for k, (az, el) in enumerate(cameras):
+        th[k, :, :3] = camera_matrix(az, el)
+    return torch.tensor(th, dtype=dtype)
+
+
+def _axis_permutation(m: np.ndarray):
+    """For a signed permutation matrix: (dims to permute to, dims to flip) of a (B, C, D, H, W) volume."""
+    if not np.allclose(np.abs(m), np.round(np.abs(m)), atol=1e-6) or not np.allclose(np.abs(m).sum(0), 1):
+        return None
+    tensor_dim = {0: 4, 1: 3, 2: 2}                 # world axis x, y, z -> tensor dim W, H, D
+    perm, flips = [0, 1], []
+    for out_pos, j in zip((2, 3, 4), (2, 1, 0)):    # camera axes: depth (z), down (y), right (x)
+        i = int(np.argmax(np.abs(m[:, j])))
+        perm.append(tensor_dim[i])
+        if m[i, j] < 0:
+            flips.append(out_pos)
+    return perm, flips
+
+
+def composite(alpha: torch.Tensor, shade: float = SHADE) -> torch.Tensor:
+    """Emission-absorption along dim 1 of (N, S, H, W) opacities in [0, 1] -> (N, H, W) grey image."""
+    s = alpha.shape[1]
+    alpha = alpha.clamp(0.0, 0.9999)
+    trans = torch.cumprod(1.0 - alpha, dim=1)
+    trans = torch.cat([torch.ones_like(trans[:, :1]), trans[:, :-1]], dim=1)  # light reaching each sample
+    w = alpha * trans
+    depth = (torch.arange(s, dtype=alpha.dtype, device=alpha.device) + 0.5) / s
+    emit = (1.0 - shade * depth).view(1, s, 1, 1)
+    return (w * emit).sum(1)
+
+
+def to_camera(volume: torch.Tensor, theta: torch.Tensor, pad: float = 0.0) -> torch.Tensor:
+    """Resample (B, C, S, S, S) into one camera's frame (depth along dim 2); exact for axis-aligned cameras.
+
+    ``pad`` is the value outside the cube (for trilinear resampling)."""
+    m = theta[:, :3].detach().cpu().double().numpy()
+    ap = _axis_permutation(m)
+    if ap is not None:
+        perm, flips = ap
+        v = volume.permute(*perm)
+        return v.flip(flips) if flips else v
+    b, s = volume.shape[0], volume.shape[-1]
+    th = theta.to(volume.device, volume.dtype).unsqueeze(0).expand(b, 3, 4)
+    grid = F.affine_grid(th, [b, volume.shape[1], s, s, s], align_corners=False)
+    return F.grid_sample(volume - pad, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + pad
+
+
+def _composite_logs(log_a: torch.Tensor, log_t: torch.Tensor, shade: float) -> torch.Tensor:
+    s = log_a.shape[1]
+    log_trans = torch.cumsum(log_t, dim=1) - log_t        # light reaching each sample (exclusive product)
+    w = torch.exp(log_a + log_trans)
+    depth = (torch.arange(s, dtype=log_a.dtype, device=log_a.device) + 0.5) / s
+    return torch.einsum("nshw,s->nhw", w, 1.0 - shade * depth)
+
+
+def composite_logits(logits: torch.Tensor, shade: float = SHADE) -> torch.Tensor:
+    """Same as :func:`composite` for occupancy logits, in log space (cheaper and stabler gradients)."""
+    log_a = F.logsigmoid(logits)                 # log alpha;  log(1 - alpha) = log alpha - logit
+    return _composite_logs(log_a, log_a - logits, shade)
+
+
+def project(volume: torch.Tensor, thetas: torch.Tensor, logits: bool = False, out_size: Optional[int] = None,
+            shade: float = SHADE) -> torch.Tensor:
+    """Render volumes (B, 1, S, S, S) from K cameras (thetas (K, 3, 4)) -> images (B, K, out, out).
+
+    ``logits=True``: the volume holds occupancy logits (resampled, then squashed: sharper edges); otherwise
+    occupancies in [0, 1]. ``out_size`` < S average-pools the S x S image (anti-aliasing).
+    """
+    imgs = []
+    logs, cums = None, {}
+    for k in range(thetas.shape[0]):
+        ap = _axis_permutation(thetas[k, :, :3].detach().cpu().double().numpy())
+        if logits and ap is not None:
+            # Exact and cheap: composite along the world axis the camera looks down (no copies of the
+            # volume), sharing one cumulative sum per axis between opposite cameras; then transpose/flip
+            # the small 2D image into the camera's frame.
+            if logs is None:
+                la = F.logsigmoid(volume)
+                logs = (la, la - volume)                  # log alpha, log (1 - alpha)
+            perm, flips = ap
+            d = perm[2]
+            if d not in cums:
+                cums[d] = torch.cumsum(logs[1], dim=d)
+            c = cums[d]
+            n = volume.shape[d]
+            shape = [1] * 5
+            shape[d] = n
+            idx = (torch.arange(n, dtype=volume.dtype, device=volume.device) + 0.5) / n
+            if 2 in flips:                                 # looking towards -axis: light enters at the end
+                log_trans = c.narrow(d, n - 1, 1) - c
+                depth = 1.0 - idx
+            else:
+                log_trans = c - logs[1]
+                depth = idx
+            w = torch.exp(logs[0] + log_trans)
+            img = (w * (1.0 - shade * depth).view(shape)).sum(d)[:, 0]      # (B, a, b), remaining dims in order
+            rest = [x for x in (2, 3, 4) if x != d]
+            img = img.permute(0, 1 + rest.index(perm[3]), 1 + rest.index(perm[4]))
+            fl = [{3: 1, 4: 2}[f] for f in flips if f != 2]
+            img = img.flip(fl) if fl else img
+        else:
+            v = to_camera(volume, thetas[k], pad=-_LOGIT_PAD if logits else 0.0)[:, 0]
+            img = composite_logits(v, shade) if logits else composite(v, shade)
+        if out_size is not None and out_size != img.shape[-1]:
+            img = F.adaptive_avg_pool2d(img.unsqueeze(1), out_size)[:, 0]
+        imgs.append(img)
+    return torch.stack(imgs, 1)
+
+
+class ImageEncoder(nn.Module):
+    """A small CNN: (B, 1, 32, 32) picture -> feature vector."""
+
+    def __init__(self, image_size: int, feat: int) -> None:
+        super().__init__()
+        ch = [1, 32, 64, 128]
+        layers: List[nn.Module] = []
+        for i in range(3):
+            layers += [nn.Conv2d(ch[i], ch[i + 1], 4, 2, 1), nn.ELU()]
+        self.conv = nn.Sequential(*layers)
+        self.fc = nn.Linear(128 * (image_size // 8) ** 2, feat)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.elu(self.fc(self.conv(x).flatten(1)))
+
+
+def tent_filters(center: torch.Tensor, stride: torch.Tensor, patch: int, res: int) -> torch.Tensor:
+    """(B, res, patch) linear-interpolation weights placing ``patch`` points spaced ``stride`` around
+    ``center`` (world units, shape (B,)) on a grid of ``res`` voxel centres in [-1, 1]."""
+    x = ((torch.arange(res, dtype=center.dtype, device=center.device) + 0.5) / res * 2.0 - 1.0).view(1, res, 1)
+    a = (torch.arange(patch, dtype=center.dtype, device=center.device) - (patch - 1) / 2.0).view(1, 1, patch)
+    mu = center.view(-1, 1, 1) + a * stride.view(-1, 1, 1)
+    return torch.relu(1.0 - (x - mu).abs() / stride.view(-1, 1, 1))
+
+
+class VolumeWriter(nn.Module):
+    """write(h): a P^3 patch of logits (linear in h, as in DRAW) placed into the R^3 canvas by a separable
+    volumetric attention (3D spatial transformer restricted to per-axis scale and translation, trilinear
+    kernels). Initialised to cover the whole canvas; the model learns where to zoom in."""
+
+    def __init__(self, hidden: int, patch: int, res: int) -> None:
+        super().__init__()
+        self.res, self.patch = res, patch
+        self.fc = nn.Linear(hidden, patch ** 3)
+        nn.init.normal_(self.fc.weight, std=0.01)
+        nn.init.zeros_(self.fc.bias)
+        self.where = nn.Linear(hidden, 6)
+        nn.init.zeros_(self.where.weight)
+        with torch.no_grad():
+            self.where.bias.copy_(torch.tensor([3.0, 3.0, 3.0, 0.0, 0.0, 0.0]))
+
+    def forward(self, h: torch.Tensor):
+        b, p, r = h.shape[0], self.patch, self.res
+        patch = self.fc(h).view(b, p, p, p)                      # (z, y, x)
+        w = self.where(h)
+        scale = 0.3 + 0.7 * torch.sigmoid(w[:, :3])             # (x, y, z) extent as a fraction of the cube
+        shift = torch.tanh(w[:, 3:]) * (1.0 - scale)             # keep the patch inside the cube
+        stride = scale * 2.0 / p
+        fx, fy, fz = (tent_filters(shift[:, i], stride[:, i], p, r) for i in range(3))
+        out = torch.einsum("bzc,bcyx->bzyx", fz, patch.reshape(b, p, p * p).view(b, p, p, p))
+        out = torch.einsum("byc,bzcx->bzyx", fy, out)
+        out = torch.einsum("bxc,bzyc->bzyx", fx, out)
+        return out.unsqueeze(1), torch.cat([scale, shift], 1)
+
+
+class Shapes3D(nn.Module):
+    """Conditional sequential generative model of volumes with an inference network from one view.
+
+    Generative: z_t ~ N(0, I); h_t = LSTM(h_{t-1}, [z_t, e(c)]); canvas_t = canvas_{t-1} + write(h_t);
+    p(view_k | canvas_T) = Bernoulli(project(canvas_T, camera_k)) for every training camera k.
+    Inference: q(z_t | image, e(c), h_{t-1}) from an LSTM reading the input view's CNN features.
+    The context c is a class index or ``n_classes`` (none): class dropout in training makes one model both
+    unconditional and class-conditional.
+    """
+
+    def __init__(self, class_names: Sequence[str] = ("box", "sphere", "cylinder", "cone", "torus"),
+                 res: int = 32, image_size: int = 32, steps: int = 6, hidden: int = 256, z_dim: int = 16,
+                 patch: int = 16, feat: int = 256, ctx_dim: int = 16,
+                 cameras: Sequence[Sequence[float]] = TRAIN_CAMERAS, input_view: int = 0) -> None:
+        super().__init__()
+        self.class_names = list(class_names)
+        self.n_classes = len(self.class_names)
+        self.res, self.image_size, self.steps = res, image_size, steps
+        self.hidden, self.z_dim, self.patch, self.feat = hidden, z_dim, patch, feat
+        self.ctx_dim = ctx_dim
+        self.cameras = [list(map(float, c)) for c in cameras]
+        self.input_view = input_view
+        self.encoder = ImageEncoder(image_size, feat)
+        self.context = nn.Embedding(self.n_classes + 1, ctx_dim)
+        self.enc_rnn = nn.LSTMCell(feat + hidden + ctx_dim, hidden)
+        self.q_params = nn.Linear(hidden, 2 * z_dim)
+        self.dec_rnn = nn.LSTMCell(z_dim + ctx_dim, hidden)
+        self.writer = VolumeWriter(hidden, patch, res)
+        self.canvas0 = nn.Parameter(torch.tensor(-3.0))
+        self.register_buffer("thetas", camera_thetas(self.cameras), persistent=False)
+
+    def config(self) -> Dict[str, Any]:
+        return dict(class_names=self.class_names, res=self.res, image_size=self.image_size, steps=self.steps,
+                    hidden=self.hidden, z_dim=self.z_dim, patch=self.patch, feat=self.feat, ctx_dim=self.ctx_dim,
+                    cameras=self.cameras, input_view=self.input_view)
+
+    # ------------------------------------------------------------------------------------------ helpers
+    def _ctx(self, labels: Optional[torch.Tensor], b: int, device) -> torch.Tensor:
+        if labels is None:
+            labels = torch.full((b,), self.n_classes, dtype=torch.long, device=device)
+        return self.context(labels.to(device).long())
+
+    def _run(self, b: int, device, ctx: torch.Tensor, feat: Optional[torch.Tensor], sample: bool,
+             temperature: float = 1.0, keep_canvases: bool = False) -> Dict[str, Any]:
+        h_dec = c_dec = torch.zeros(b, self.hidden, device=device)
+        h_enc = c_enc = torch.zeros(b, self.hidden, device=device)
+        canvas = self.canvas0.expand(b, 1, self.res, self.res, self.res)
+        kls, canvases, wheres = [], [], []
+        for _ in range(self.steps):
+            if feat is not None:
+                h_enc, c_enc = self.enc_rnn(torch.cat([feat, h_dec, ctx], 1), (h_enc, c_enc))
+                mu, logvar = self.q_params(h_enc).chunk(2, dim=1)
+                logvar = logvar.clamp(-10.0, 6.0)
+                z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu) if sample else mu
+                kls.append(0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(1))
+            else:
+                z = torch.randn(b, self.z_dim, device=device) * temperature
+            h_dec, c_dec = self.dec_rnn(torch.cat([z, ctx], 1), (h_dec, c_dec))
+            delta, where = self.writer(h_dec)
+            canvas = canvas + delta
+            wheres.append(where)
+            if keep_canvases:
+                canvases.append(canvas.detach())
+        out: Dict[str, Any] = {"logits": canvas, "where": torch.stack(wheres, 1)}
+        if kls:
+            out["kl"] = torch.stack(kls, 1)
+        if keep_canvases:
+            out["canvases"] = torch.stack(canvases, 1)
+        return out
+
+    # ------------------------------------------------------------------------------------------- API
+    def forward(self, image: torch.Tensor, labels: Optional[torch.Tensor] = None, sample: bool = True,
+                keep_canvases: bool = False) -> Dict[str, Any]:
+        """Infer a volume from input pictures (B, H, W) in [0, 1]. Returns logits (B,1,R,R,R) and kl (B,T)."""
+        b = image.shape[0]
+        feat = self.encoder(image.unsqueeze(1))
+        return self._run(b, image.device, self._ctx(labels, b, image.device), feat, sample,
+                         keep_canvases=keep_canvases)
+
+    def render(self, logits: torch.Tensor, thetas: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The fixed projection of canvases to every training camera (or to ``thetas``): (B, K, H, W)."""
+        th = self.thetas if thetas is None else thetas
+        return project(logits, th, logits=True, out_size=self.image_size)
+
+    @torch.no_grad()
+    def sample_prior(self, n: int, label: Optional[int] = None, temperature: float = 1.0,
+                     keep_canvases: bool = False, device=None) -> Dict[str, Any]:
+        """New volumes from the prior; ``label`` None = unconditional."""
+        device = device or self.canvas0.device
+        labels = None if label is None else torch.full((n,), int(label), dtype=torch.long, device=device)
+        return self._run(n, device, self._ctx(labels, n, device), None, True, temperature, keep_canvases)
+
+
+def build(config: Dict[str, Any]) -> Shapes3D:
+    return Shapes3D(**config)
+
+
+def image_nll(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Bernoulli negative log-likelihood of grey targets in [0, 1], summed over pixels and views -> (B,)."""
+    p = pred.clamp(1e-4, 1.0 - 1e-4)
+    return -(target * torch.log(p) + (1.0 - target) * torch.log1p(-p)).flatten(1).sum(1)
+
+
+def iou(pred: Any, target: Any) -> Any:
+    """Volumetric IoU of boolean volumes; over the last three axes, so batches give one value per item.
+
+    Two empty volumes count as a perfect match (1.0).
+    """
+    if isinstance(pred, torch.Tensor):
+        p, t = pred.bool(), target.bool()
+        inter = (p & t).flatten(-3).sum(-1).double()
+        union = (p | t).flatten(-3).sum(-1).double()
+        return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
+    p, t = np.asarray(pred, bool), np.asarray(target, bool)
+    inter = np.logical_and(p, t).reshape(*p.shape[:-3], -1).sum(-1).astype(np.float64)
+    union = np.logical_or(p, t).reshape(*p.shape[:-3], -1).sum(-1).astype(np.float64)
+    return np.where(union > 0, inter / np.maximum(union, 1), 1.0)
+
+
+def visual_hull(image: torch.Tensor, theta: torch.Tensor, res: int, threshold: float = 0.1) -> torch.Tensor:
+    """Baseline: the single view's silhouette extruded along the viewing rays -> bool (B, R, R, R).
+
+    ``image`` (B, H, W), ``theta`` (3, 4) the camera of that view. A voxel is filled when its centre
+    projects inside the silhouette.
+    """
+    b = image.shape[0]
+    lin = (torch.arange(res, dtype=torch.float32, device=image.device) + 0.5) / res * 2.0 - 1.0
+    z, y, x = torch.meshgrid(lin, lin, lin, indexing="ij")
+    p = torch.stack([x, y, z], -1).reshape(-1, 3)                     # world points (x, y, z)
+    m = theta[:, :3].to(image.device, torch.float32)
+    q = p @ m                                                        # camera coordinates = M^T p
+    grid = q[:, :2].view(1, 1, -1, 2).expand(b, 1, -1, 2)
+    sil = (image > threshold).float().unsqueeze(1)
+    v = F.grid_sample(sil, grid, mode="nearest", padding_mode="zeros", align_corners=False)
+    return (v.view(b, res, res, res) > 0.5)

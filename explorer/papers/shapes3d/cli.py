@@ -145,11 +145,13 @@ def train(args) -> int:
     with TerminalProgress("shapes3d train") as bar:
         summary = fit(model, fit_set, device, tcfg, progress=bar, val=val, on_checkpoint=save,
                       log=lambda m: print(m, file=sys.stderr, flush=True) if args.debug else None)
+    more: dict = {}
     with TerminalProgress("shapes3d eval") as bar:
-        result = run_eval(model, test_set, device, progress=bar)
+        result = run_eval(model, test_set, device, progress=bar, extra=more)
     from explorer.core.checkpoints import update_metrics
 
     update_metrics(out, {"headline": "test_iou", "test_iou": result["iou"], "test_iou_baseline": result["iou_baseline"],
+                         "test_iou_without_filling": more["iou_raw"],
                          "test_elbo": result["elbo"], "test_image_error_input_view": result["image_error_input_view"],
                          "test_image_error_new_views": result["image_error_new_views"],
                          "per_class": result["per_class"]})

@@ -89,6 +89,14 @@ def turntable_cameras(n: int = 8, elevation: float = TURNTABLE_ELEVATION) -> Lis
     return [[360.0 * i / n, elevation] for i in range(n)]
 
 
+def solid_occupancy(occ: np.ndarray, level: float = 0.5) -> np.ndarray:
+    """Occupancy with enclosed cavities (below ``level`` inside a closed surface) set to 1."""
+    from .model import solidify
+
+    inside = solidify(occ > level) & (occ <= level)
+    return np.where(inside, 1.0, occ).astype(np.float32)
+
+
 def infer_volume(model, image: np.ndarray, device, label: Optional[int] = None, turntable: int = 8,
                  sample: bool = False) -> Dict[str, Any]:
     """One picture -> occupancy (R, R, R), canvases per step (T, R, R, R), re-projections."""
@@ -105,7 +113,7 @@ def infer_volume(model, image: np.ndarray, device, label: Optional[int] = None, 
         tt = project(logits, camera_thetas(turntable_cameras(turntable)).to(device), logits=True,
                      out_size=model.image_size)[0] if turntable else None
     return {
-        "occupancy": torch.sigmoid(logits[0, 0]).cpu().numpy(),
+        "occupancy": solid_occupancy(torch.sigmoid(logits[0, 0]).cpu().numpy()),
         "canvases": torch.sigmoid(out["canvases"][0, :, 0]).cpu().numpy(),
         "reprojection": reproj.cpu().numpy(),
         "turntable": None if tt is None else tt.cpu().numpy(),
@@ -127,7 +135,7 @@ def sample_volumes(model, n: int, device, label: Optional[int] = None, temperatu
         views = project(out["logits"], camera_thetas(turntable_cameras(4)).to(device), logits=True,
                         out_size=model.image_size)
     return {
-        "occupancy": torch.sigmoid(out["logits"][:, 0]).cpu().numpy(),
+        "occupancy": np.stack([solid_occupancy(o) for o in torch.sigmoid(out["logits"][:, 0]).cpu().numpy()]),
         "canvases": torch.sigmoid(out["canvases"][:, :, 0]).cpu().numpy(),
         "views": views.cpu().numpy(),
     }

@@ -337,6 +337,20 @@ def iou(pred: Any, target: Any) -> Any:
     return np.where(union > 0, inter / np.maximum(union, 1), 1.0)
 
 
+def solidify(occupied: np.ndarray) -> np.ndarray:
+    """Fill enclosed cavities of boolean volumes (..., R, R, R).
+
+    Pictures only ever see an object's outer surface, so the inside of a closed surface is unobservable and
+    the model is free to leave it hollow; a solid reading fills it (as the ground truth is filled).
+    """
+    from scipy import ndimage
+
+    occ = np.asarray(occupied, bool)
+    flat = occ.reshape(-1, *occ.shape[-3:])
+    out = np.stack([ndimage.binary_fill_holes(v) for v in flat]) if len(flat) else flat
+    return out.reshape(occ.shape)
+
+
 def visual_hull(image: torch.Tensor, theta: torch.Tensor, res: int, threshold: float = 0.1) -> torch.Tensor:
     """Baseline: the single view's silhouette extruded along the viewing rays -> bool (B, R, R, R).
 

@@ -1,0 +1,427 @@
+"""The 3D structure tab: pick a held-out picture (or open one), infer its 3D shape in a worker, turn the
+isosurface in a VTK view beside the ground truth, see re-projections, sample new shapes from the prior and
+watch the canvas being built step by step."""
+from __future__ import annotations
+
+import logging
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+from PySide6.QtCore import QSize, Qt, QTimer
+from PySide6.QtGui import QIcon, QImage, QPixmap
+from PySide6.QtWidgets import (QComboBox, QFileDialog, QGridLayout, QGroupBox, QHBoxLayout, QLabel, QListWidget,
+                               QListWidgetItem, QPushButton, QSlider, QVBoxLayout, QWidget)
+
+from explorer.ui.panel_base import PaperPanel
+from explorer.ui.widgets.vtk_view import VtkView
+
+log = logging.getLogger(__name__)
+_STRIP = 8 + 2   # input, re-projection, 8 turntable views
+
+
+def to_pixmap(img: np.ndarray, scale: int = 3) -> QPixmap:
+    a = np.ascontiguousarray(np.clip(np.asarray(img, np.float32) * 255.0 + 0.5, 0, 255).astype(np.uint8))
+    h, w = a.shape
+    q = QImage(a.tobytes(), w, h, w, QImage.Format_Grayscale8).copy()
+    return QPixmap.fromImage(q).scaled(w * scale, h * scale, Qt.IgnoreAspectRatio, Qt.FastTransformation)
+
+
+class IsoSurfaceView(VtkView):
+    """A VtkView showing the isosurface (flying edges) of a 32^3 occupancy volume, with a caption."""
+
+    def __init__(self, caption: str, color=(0.95, 0.6, 0.25), parent=None) -> None:
+        super().__init__(parent)
+        from vtkmodules.vtkCommonDataModel import vtkImageData
+        from vtkmodules.vtkFiltersCore import vtkFlyingEdges3D
+        from vtkmodules.vtkRenderingCore import vtkActor, vtkPolyDataMapper, vtkTextActor
+        from vtkmodules.vtkFiltersSources import vtkOutlineSource
+        import vtkmodules.vtkRenderingFreeType  # noqa: F401  (text rendering)
+
+        self.image = vtkImageData()
+        self.surface = vtkFlyingEdges3D()
+        self.surface.SetInputData(self.image)
+        self.surface.ComputeNormalsOn()
+        self.surface.SetValue(0, 0.5)
+        mapper = vtkPolyDataMapper()
+        mapper.SetInputConnection(self.surface.GetOutputPort())
+        mapper.ScalarVisibilityOff()
+        self.actor = vtkActor()
+        self.actor.SetMapper(mapper)
+        self.actor.GetProperty().SetColor(*color)
+        self.actor.GetProperty().SetSpecular(0.3)
+        self.actor.VisibilityOff()
+        self.renderer.AddActor(self.actor)
+        box = vtkOutlineSource()
+        box.SetBounds(-1, 1, -1, 1, -1, 1)
+        bm = vtkPolyDataMapper()
+        bm.SetInputConnection(box.GetOutputPort())
+        self.outline = vtkActor()
+        self.outline.SetMapper(bm)
+        self.outline.GetProperty().SetColor(0.45, 0.47, 0.52)
+        self.renderer.AddActor(self.outline)
+        self.caption = vtkTextActor()
+        self.caption.SetInput(caption)
+        self.caption.GetTextProperty().SetFontSize(15)
+        self.caption.GetTextProperty().SetColor(0.92, 0.92, 0.92)
+        self.caption.SetDisplayPosition(8, 8)
+        self.renderer.AddViewProp(self.caption)
+        self.has_volume = False
+        self.reset_camera()
+
+    def reset_camera(self) -> None:
+        cam = self.renderer.GetActiveCamera()
+        cam.SetFocalPoint(0, 0, 0)
+        cam.SetPosition(0, 0, -5.5)          # the input camera looks along +z; world y points down
+        cam.SetViewUp(0, -1, 0)
+        cam.Azimuth(-35)
+        cam.Elevation(25)
+        cam.OrthogonalizeViewUp()
+        self.renderer.ResetCameraClippingRange()
+
+    def set_caption(self, text: str) -> None:
+        self.caption.SetInput(text)
+
+    def set_volume(self, occ: Optional[np.ndarray]) -> None:
+        """Show a (R, R, R) occupancy (z, y, x) in [-1, 1]^3, or nothing (None)."""
+        from vtkmodules.util.numpy_support import numpy_to_vtk
+
+        if occ is None:
+            self.has_volume = False
+            self.actor.VisibilityOff()
+            self.render()
+            return
+        occ = np.ascontiguousarray(occ, np.float32)
+        r = occ.shape[-1]
+        self.image.SetDimensions(r, r, r)
+        self.image.SetSpacing(2.0 / r, 2.0 / r, 2.0 / r)
+        self.image.SetOrigin(-1 + 1.0 / r, -1 + 1.0 / r, -1 + 1.0 / r)
+        arr = numpy_to_vtk(occ.ravel(), deep=True)
+        self.image.GetPointData().SetScalars(arr)
+        self.image.Modified()
+        self.has_volume = True
+        self.actor.VisibilityOn()
+        self.render()
+
+    def set_level(self, level: float) -> None:
+        self.surface.SetValue(0, float(level))
+        self.render()
+
+    def triangles(self) -> int:
+        self.surface.Update()
+        return int(self.surface.GetOutput().GetNumberOfCells())
+
+
+class Shapes3DPanel(PaperPanel):
+    def __init__(self, spec, context, parent=None) -> None:
+        super().__init__(spec, context, parent)
+        self.gallery: Optional[Dict[str, Any]] = None
+        self.current: Optional[Dict[str, Any]] = None      # last result: occupancy, canvases, ...
+        self.current_image: Optional[np.ndarray] = None
+        self.current_truth: Optional[np.ndarray] = None
+        self._anim_step = 0
+        self._build()
+        self._load_gallery()
+
+    # ------------------------------------------------------------------------------------------ layout
+    def _build(self) -> None:
+        row = QHBoxLayout()
+        self.body.addLayout(row, 1)
+        left = QVBoxLayout()
+        row.addLayout(left, 0)
+
+        gbox = QGroupBox("Held-out shapes (never trained on)")
+        gl = QVBoxLayout(gbox)
+        self.gallery_list = QListWidget()
+        self.gallery_list.setViewMode(QListWidget.IconMode)
+        self.gallery_list.setIconSize(QSize(64, 64))
+        self.gallery_list.setResizeMode(QListWidget.Adjust)
+        self.gallery_list.setMovement(QListWidget.Static)
+        self.gallery_list.setMinimumWidth(300)
+        self.gallery_list.setMaximumWidth(330)
+        self.gallery_list.setToolTip("Pictures of held-out shapes from the input camera; click one to infer its 3D shape")
+        self.gallery_list.currentRowChanged.connect(self._on_gallery_row)
+        gl.addWidget(self.gallery_list)
+        self.open_btn = QPushButton("Open picture…")
+        self.open_btn.setToolTip("Infer the shape of your own picture (one object; dark or bright background)")
+        self.open_btn.clicked.connect(self._open_image)
+        gl.addWidget(self.open_btn)
+        left.addWidget(gbox, 1)
+
+        cbox = QGroupBox("Model")
+        cl = QGridLayout(cbox)
+        cl.addWidget(QLabel("Class hint"), 0, 0)
+        self.cond_combo = QComboBox()
+        self.cond_combo.setToolTip("Condition the inference on a class (none: the picture alone)")
+        cl.addWidget(self.cond_combo, 0, 1)
+        self.infer_btn = QPushButton("Infer")
+        self.infer_btn.setToolTip("Infer the 3D shape from the picture (one forward pass, in a worker)")
+        self.infer_btn.clicked.connect(self.infer_current)
+        cl.addWidget(self.infer_btn, 0, 2)
+        cl.addWidget(QLabel("Sample class"), 1, 0)
+        self.sample_combo = QComboBox()
+        self.sample_combo.setToolTip("Class of the new shapes drawn from the prior (any: unconditional)")
+        cl.addWidget(self.sample_combo, 1, 1)
+        self.sample_btn = QPushButton("Sample")
+        self.sample_btn.setToolTip("Draw a new shape from the model's prior, z_t ~ N(0, I)")
+        self.sample_btn.clicked.connect(self.sample)
+        cl.addWidget(self.sample_btn, 1, 2)
+        cl.addWidget(QLabel("Iso-level"), 2, 0)
+        self.iso_slider = QSlider(Qt.Horizontal)
+        self.iso_slider.setRange(5, 95)
+        self.iso_slider.setValue(50)
+        self.iso_slider.setToolTip("Occupancy level of the isosurface (0.5 = the model's decision boundary)")
+        self.iso_slider.valueChanged.connect(self._on_iso)
+        cl.addWidget(self.iso_slider, 2, 1)
+        self.iso_label = QLabel("0.50")
+        cl.addWidget(self.iso_label, 2, 2)
+        cl.addWidget(QLabel("Canvas step"), 3, 0)
+        self.step_slider = QSlider(Qt.Horizontal)
+        self.step_slider.setRange(1, 1)
+        self.step_slider.setToolTip("Show the 3D canvas after this many DRAW steps")
+        self.step_slider.valueChanged.connect(self._on_step)
+        cl.addWidget(self.step_slider, 3, 1)
+        self.animate_btn = QPushButton("Animate")
+        self.animate_btn.setToolTip("Replay how the model builds the volume, one write per step")
+        self.animate_btn.clicked.connect(self.animate)
+        cl.addWidget(self.animate_btn, 3, 2)
+        left.addWidget(cbox)
+        self.info = QLabel("")
+        self.info.setWordWrap(True)
+        self.info.setMaximumWidth(330)
+        left.addWidget(self.info)
+
+        right = QVBoxLayout()
+        row.addLayout(right, 1)
+        views = QHBoxLayout()
+        self.pred_view = IsoSurfaceView("inferred from the picture")
+        self.truth_view = IsoSurfaceView("ground truth", color=(0.35, 0.7, 0.95))
+        for v in (self.pred_view, self.truth_view):
+            v.setMinimumSize(260, 240)
+            views.addWidget(v, 1)
+        # Both views share one camera: turning one turns the other.
+        self.truth_view.renderer.SetActiveCamera(self.pred_view.renderer.GetActiveCamera())
+        for a, b in ((self.pred_view, self.truth_view), (self.truth_view, self.pred_view)):
+            a.interactor.AddObserver("InteractionEvent", lambda *_ , other=b: other.render())
+        right.addLayout(views, 1)
+
+        sbox = QGroupBox("Input picture · re-projection from the input camera · turntable of new views")
+        sl = QHBoxLayout(sbox)
+        self.strip: List[QLabel] = []
+        for i in range(_STRIP):
+            lab = QLabel()
+            lab.setFixedSize(72, 72)
+            lab.setAlignment(Qt.AlignCenter)
+            lab.setStyleSheet("background: black;")
+            sl.addWidget(lab)
+            self.strip.append(lab)
+            if i == 1:
+                sl.addSpacing(10)
+        sl.addStretch(1)
+        self.strip[0].setToolTip("The input picture (what the inference network sees)")
+        self.strip[1].setToolTip("The inferred volume pushed through the fixed projection, from the input camera")
+        for lab in self.strip[2:]:
+            lab.setToolTip("The inferred volume seen from new cameras (turntable, 25° elevation)")
+        right.addWidget(sbox, 0)
+
+        self.anim_timer = QTimer(self)
+        self.anim_timer.setInterval(350)
+        self.anim_timer.timeout.connect(self._anim_tick)
+
+    def vtk_views(self):
+        return [self.pred_view, self.truth_view]
+
+    # ----------------------------------------------------------------------------------------- gallery
+    def _load_gallery(self) -> None:
+        from .infer import gallery_path, load_gallery
+
+        p = gallery_path()
+        if not p.exists():
+            self.show_error(f"The held-out gallery {p.name} is missing from {p.parent}; open a picture instead.")
+            return
+        try:
+            self.gallery = load_gallery(p)
+        except Exception as exc:  # noqa: BLE001
+            self.show_error(f"Could not read the gallery {p.name}: {exc}")
+            return
+        g = self.gallery
+        for i in range(len(g["labels"])):
+            item = QListWidgetItem(QIcon(to_pixmap(g["views"][i, 0] / 255.0, 2)), g["class_names"][int(g["labels"][i])])
+            item.setToolTip(g["names"][i])
+            self.gallery_list.addItem(item)
+
+    def on_model_loaded(self, model, meta) -> None:
+        names = list(model.class_names)
+        self.cond_combo.clear()
+        self.cond_combo.addItem("none")
+        self.cond_combo.addItems(names)
+        self.sample_combo.clear()
+        self.sample_combo.addItem("any")
+        self.sample_combo.addItems(names)
+        self.step_slider.setRange(1, model.steps)
+        self.step_slider.setValue(model.steps)
+        m = meta.metrics or {}
+        if "test_iou" in m:
+            self.info.setText(f"Held-out single-view IoU {m['test_iou']:.3f} (visual-hull baseline "
+                              f"{m.get('test_iou_baseline', float('nan')):.3f}) on {meta.data.get('test_shapes', '?')} "
+                              f"{meta.data.get('name', '')} shapes. Trained from pictures only.")
+
+    def start_default_demo(self) -> None:
+        if self.gallery is not None and len(self.gallery["labels"]):
+            self.gallery_list.setCurrentRow(0)      # infers it; the demo is done when it is shown
+        else:
+            self.sample(demo=True)
+
+    def _on_gallery_row(self, row: int) -> None:
+        if self.gallery is None or row < 0:
+            return
+        self.current_image = self.gallery["views"][row, 0].astype(np.float32) / 255.0
+        self.current_truth = self.gallery["voxels"][row].astype(np.float32)
+        self.infer_current()
+
+    def _open_image(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open a picture", str(self.context.settings.get("shapes3d/dir", "") or ""),
+                                              "Images (*.png *.jpg *.jpeg *.bmp)")
+        if path:
+            self.open_image(path)
+
+    def open_image(self, path: str) -> None:
+        from pathlib import Path
+
+        from .infer import load_image
+
+        self.context.settings.set("shapes3d/dir", str(Path(path).parent))
+        self.runner.submit(load_image, path, key="open", on_result=self._image_opened)
+
+    def _image_opened(self, img) -> None:
+        self.gallery_list.blockSignals(True)
+        self.gallery_list.clearSelection()
+        self.gallery_list.setCurrentRow(-1)
+        self.gallery_list.blockSignals(False)
+        self.current_image, self.current_truth = img, None
+        self.infer_current()
+
+    # --------------------------------------------------------------------------------------- inference
+    def infer_current(self) -> None:
+        if self.model is None or self.current_image is None:
+            return
+        from .infer import infer_volume
+
+        model, img, ctx = self.model, self.current_image, self.context
+        cond = self.cond_combo.currentIndex() - 1
+        label = cond if cond >= 0 else None
+        truth = self.current_truth
+
+        def work():
+            res = infer_volume(model, img, ctx.device(), label=label)
+            if truth is not None:      # a smooth display of the binary ground truth (no staircase stripes)
+                from scipy import ndimage
+
+                res["truth_display"] = ndimage.gaussian_filter(truth.astype(np.float32), 0.8)
+            return res
+
+        self.infer_btn.setEnabled(False)
+        self.runner.submit(work, key="infer", name="infer shape",
+                           on_result=lambda r, i=img, t=truth: self._show_inferred(r, i, t),
+                           on_finished=lambda: self.infer_btn.setEnabled(True))
+
+    def _show_inferred(self, res, img, truth) -> None:
+        from .model import iou
+
+        self.anim_timer.stop()
+        self.current = res
+        self.pred_view.set_caption("inferred from the picture")
+        self.pred_view.set_volume(res["occupancy"])
+        self.truth_view.set_volume(res.get("truth_display", truth) if truth is not None else None)
+        if truth is None:
+            self.truth_view.set_caption("ground truth: unknown for this picture")
+        else:
+            score = float(iou(res["occupancy"] > 0.5, truth > 0.5))
+            self.truth_view.set_caption(f"ground truth (IoU {score:.2f})")
+        self._set_strip([img, res["reprojection"]] + list(res["turntable"]))
+        self.step_slider.blockSignals(True)
+        self.step_slider.setValue(self.step_slider.maximum())
+        self.step_slider.blockSignals(False)
+        self.mark_demo_done()
+
+    def sample(self, demo: bool = False) -> None:
+        if self.model is None:
+            self.show_error("No model loaded: open a checkpoint first.")
+            if demo:
+                self.mark_demo_done()
+            return
+        from .infer import sample_volumes
+
+        model, ctx = self.model, self.context
+        c = self.sample_combo.currentIndex() - 1
+        label = c if c >= 0 else None
+        name = model.class_names[label] if label is not None else "any class"
+
+        def work():
+            return sample_volumes(model, 1, ctx.device(), label=label)
+
+        self.runner.submit(work, key="infer", name="sample prior",
+                           on_result=lambda r, n=name: self._show_sample(r, n))
+
+    def _show_sample(self, res, name) -> None:
+        self.anim_timer.stop()
+        self.current = {"occupancy": res["occupancy"][0], "canvases": res["canvases"][0]}
+        self.pred_view.set_caption(f"sampled from the prior ({name})")
+        self.pred_view.set_volume(self.current["occupancy"])
+        self.truth_view.set_volume(None)
+        self.truth_view.set_caption("a new shape: no ground truth")
+        self._set_strip([None, None] + list(res["views"][0]))
+        self.step_slider.blockSignals(True)
+        self.step_slider.setValue(self.step_slider.maximum())
+        self.step_slider.blockSignals(False)
+        self.mark_demo_done()
+
+    def _set_strip(self, images) -> None:
+        for lab, img in zip(self.strip, list(images) + [None] * _STRIP):
+            if img is None:
+                lab.clear()
+            else:
+                lab.setPixmap(to_pixmap(img, 2))
+
+    # ------------------------------------------------------------------------------------ view controls
+    def _on_iso(self, value: int) -> None:
+        level = value / 100.0
+        self.iso_label.setText(f"{level:.2f}")
+        self.pred_view.set_level(level)
+        self.truth_view.set_level(level)
+
+    def _on_step(self, step: int) -> None:
+        if self.current is None or "canvases" not in self.current:
+            return
+        canv = self.current["canvases"]
+        step = max(1, min(step, len(canv)))
+        self.pred_view.set_volume(canv[step - 1])
+
+    def animate(self) -> None:
+        if self.current is None or "canvases" not in self.current:
+            return
+        self._anim_step = 0
+        self.anim_timer.start()
+
+    def _anim_tick(self) -> None:
+        if self.current is None:
+            self.anim_timer.stop()
+            return
+        n = len(self.current["canvases"])
+        self._anim_step += 1
+        if self._anim_step > n:
+            self.anim_timer.stop()
+            return
+        self.step_slider.setValue(self._anim_step)
+        self._on_step(self._anim_step)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        for v in self.vtk_views():
+            v.render()
+
+    def shutdown(self, timeout: float = 5.0) -> bool:
+        self.anim_timer.stop()
+        ok = super().shutdown(timeout)
+        for v in self.vtk_views():
+            v.close_view()
+        return ok

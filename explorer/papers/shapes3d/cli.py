@@ -72,7 +72,7 @@ def train(args) -> int:
     import numpy as np
     import torch
 
-    from explorer.core.checkpoints import load_model, save_checkpoint
+    from explorer.core.checkpoints import save_checkpoint
     from explorer.core.devices import choose_device, configure_threads
     from explorer.core.paths import models_dir
     from explorer.core.progress import TerminalProgress
@@ -111,7 +111,21 @@ def train(args) -> int:
         tcfg.time_limit_s = args.minutes * 60.0
     out = Path(args.out) if args.out else models_dir() / preset["file"]
     if args.init:
-        model, _ = load_model(args.init, PAPER, build, device)
+        # Same architecture; tensors whose shapes match are copied (the class embedding is new when the
+        # data set has other classes, e.g. furniture started from the primitives model).
+        from explorer.core.checkpoints import load_checkpoint
+
+        ck = load_checkpoint(args.init, expected_paper=PAPER)
+        cfg = dict(ck.meta.model_config)
+        cfg["class_names"], cfg["cameras"] = mcfg["class_names"], mcfg["cameras"]
+        model = build(cfg)
+        own = model.state_dict()
+        copied = {k: v for k, v in ck.state_dict.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
+        if len(copied) < len(own) // 2:
+            raise UserError(f"{Path(args.init).name}: its architecture does not fit (only {len(copied)} of "
+                            f"{len(own)} tensors match)")
+        model.load_state_dict(copied, strict=False)
+        print(f"started from {args.init}: {len(copied)} of {len(own)} tensors", file=sys.stderr)
         mcfg = model.config()
     else:
         model = build(mcfg)
@@ -157,7 +171,7 @@ def train(args) -> int:
                          "per_class": result["per_class"]})
     if args.gallery:
         idx = [i for c in range(len(test_set.class_names)) for i in np.nonzero(test_set.labels == c)[0][:max(1, args.gallery // len(test_set.class_names))]]
-        save_gallery(test_set, sorted(idx), gallery_path())
+        save_gallery(test_set, sorted(idx), gallery_path(args.dataset))
     print(json.dumps({"checkpoint": str(out), "steps": summary["steps"],
                       "train_time_s": round(summary["train_time_s"], 1), **result}, indent=2))
     return 0

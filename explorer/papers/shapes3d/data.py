@@ -342,7 +342,7 @@ def furniture_catalog(folder: Path = FURNITURE_DIR) -> List[Dict[str, Any]]:
             if not m:
                 continue
             i = m.group(1)
-            if kv.get(f"multiPartModel#{i}", "false").lower() == "true" or f"model#{i}" not in kv:
+            if f"model#{i}" not in kv:
                 continue
             cls = furniture_class(name)
             if cls is None:
@@ -378,7 +378,12 @@ def make_furniture(seed: int = 0, test_fraction: float = 0.15, progress=None, to
     """(train, test) ShapeSets of furniture; whole models are held out (by a hash of their name)."""
     entries = furniture_catalog()
     rng = np.random.default_rng(seed)
-    test = [e for e in entries if int(hashlib.md5(e["name"].encode()).hexdigest(), 16) % 1000 < test_fraction * 1000]
+    # Per class, models ordered by a hash of their archive and path; about test_fraction of each is held out.
+    test = []
+    for c in range(len(FURNITURE_CLASSES)):
+        members = sorted((e for e in entries if e["label"] == c),
+                         key=lambda e: hashlib.md5((e["pack"] + e["model"]).encode()).hexdigest())
+        test += members[:max(1, int(round(test_fraction * len(members))))] if members else []
     train = [e for e in entries if e not in test]
     sets = []
     for part, ents in (("train", train), ("test", test)):
@@ -409,7 +414,7 @@ def load_dataset(name: str, n_train: int = 2000, n_test: int = 250, progress=Non
         makers = (lambda: make_primitives(n_train, seed=1, progress=progress, token=token, novel=False),
                   lambda: make_primitives(n_test, seed=2, progress=progress, token=token))
     elif name == "furniture":
-        tag = f"furniture_v{DATA_VERSION}"
+        tag = f"furniture_v{DATA_VERSION}b"
         both = {}
 
         def mk(i):

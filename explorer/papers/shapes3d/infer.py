@@ -183,10 +183,11 @@ def write_mesh(verts: np.ndarray, faces: np.ndarray, path: str | Path) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------- gallery
-def gallery_path() -> Path:
+def gallery_path(dataset: str = "primitives") -> Path:
     from explorer.core.paths import resources_dir
 
-    return resources_dir() / "shapes3d" / "gallery.npz"
+    name = "gallery.npz" if dataset == "primitives" else f"gallery_{dataset}.npz"
+    return resources_dir() / "shapes3d" / name
 
 
 def load_gallery(path: Optional[Path] = None) -> Dict[str, Any]:

@@ -231,10 +231,15 @@ class Shapes3DPanel(PaperPanel):
         return [self.pred_view, self.truth_view]
 
     # ----------------------------------------------------------------------------------------- gallery
-    def _load_gallery(self) -> None:
+    def _load_gallery(self, dataset: str = "primitives") -> None:
         from .infer import gallery_path, load_gallery
 
-        p = gallery_path()
+        p = gallery_path(dataset)
+        self.gallery = None
+        self.gallery_list.blockSignals(True)
+        self.gallery_list.clear()
+        self.gallery_list.blockSignals(False)
+        self._gallery_dataset = dataset
         if not p.exists():
             self.show_error(f"The held-out gallery {p.name} is missing from {p.parent}; open a picture instead.")
             return
@@ -250,6 +255,12 @@ class Shapes3DPanel(PaperPanel):
             self.gallery_list.addItem(item)
 
     def on_model_loaded(self, model, meta) -> None:
+        dataset = str((meta.data or {}).get("name") or "primitives")
+        if dataset != getattr(self, "_gallery_dataset", "primitives"):
+            from .infer import gallery_path
+
+            if gallery_path(dataset).exists():
+                self._load_gallery(dataset)
         names = list(model.class_names)
         self.cond_combo.clear()
         self.cond_combo.addItem("none")

@@ -65,6 +65,13 @@ def continue_job(model, x: np.ndarray, prime: int, steps: int, seed: int, temper
     return res
 
 
+def chorales_job(token=None, progress=None):
+    from . import data as D
+
+    return [(f"music21 chorale {t} ({len(r)} steps)", r)
+            for t, r in D.roll_from_music21(max_pieces=12, token=token, progress=progress)]
+
+
 def samples_job(model, context=None, token=None):
     from . import infer
 
@@ -100,8 +107,20 @@ class SRNNPanel(PaperPanel):
         self.samples_spin.setValue(16)
         self.samples_spin.setToolTip("Posterior samples of the z path: averaged for the curves, and the K of the "
                                      "importance-sampled bound")
+        self.source_box = QComboBox()
+        self.source_box.addItem("test set", "test")
+        self.source_box.addItem("Bach chorales (music21)", "music21")
+        import importlib.util
+
+        if importlib.util.find_spec("music21") is None:
+            self.source_box.model().item(1).setEnabled(False)
+            self.source_box.setItemData(1, "install the optional music21 package to use its chorales", Qt.ToolTipRole)
+        self.source_box.setToolTip("Pieces from the data set's held-out test split, or Bach chorales that the "
+                                   "optional music21 package ships (quantised to eighth notes like JSB)")
         row.addWidget(QLabel("Data set"))
         row.addWidget(self.dataset_box)
+        row.addWidget(QLabel("Pieces"))
+        row.addWidget(self.source_box)
         row.addWidget(QLabel("Piece"))
         row.addWidget(self.piece_box, 1)
         row.addWidget(QLabel("Samples"))
@@ -205,6 +224,7 @@ class SRNNPanel(PaperPanel):
         self.body.addLayout(cont)
 
         self.dataset_box.currentIndexChanged.connect(self._on_dataset_changed)
+        self.source_box.currentIndexChanged.connect(self._on_source_changed)
         self.piece_box.currentIndexChanged.connect(lambda _i: self._analyse())
         self.samples_spin.editingFinished.connect(self._analyse)
         self.continue_button.clicked.connect(self._continue)
@@ -243,12 +263,25 @@ class SRNNPanel(PaperPanel):
     def start_default_demo(self):
         self._prepare(self.dataset or "jsb")
 
+    def _on_source_changed(self, _i):
+        if self.source_box.currentData() == "music21":
+            self.taskbar.start("reading Bach chorales from music21…", on_cancel=lambda: self.runner.cancel("pieces"))
+            self.runner.submit(chorales_job, key="pieces", name="srnn chorales",
+                               on_result=lambda p: self._set_pieces(p, "Bach chorales from music21"),
+                               on_progress=self.taskbar.set_progress, on_error=self._on_error,
+                               on_finished=lambda: self._task_ended("pieces"))
+        elif self.dataset:
+            self._prepare(self.dataset)
+
     def _on_dataset_changed(self, _i):
         ds = self.dataset_box.currentData()
         if ds and ds != self.dataset:
             self.dataset = ds
             # the loaded checkpoint belongs to another data set: use this one's bundled models
             self.models = {}
+            self.source_box.blockSignals(True)
+            self.source_box.setCurrentIndex(0)
+            self.source_box.blockSignals(False)
             self._prepare(ds)
 
     def _prepare(self, dataset):

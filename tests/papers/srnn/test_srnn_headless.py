@@ -264,3 +264,10 @@ def test_headless_modules_do_not_import_qt():
             "sys.exit(1 if bad else 0)\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_music21_chorales_are_eighth_note_rolls():
+    pytest.importorskip("music21")
+    rolls = D.roll_from_music21(max_pieces=1)
+    title, r = rolls[0]
+    assert r.shape[1] == 88 and 2 <= r.sum(1).mean() <= 5  # four voices, mostly

@@ -36,3 +36,12 @@ def test_panel_opens_and_renders(make_panel, qtbot):
     panel.play_button.click()
     assert panel.audio_label.text()
     panel._stop_audio()
+
+
+def test_panel_music21_chorales(make_panel, qtbot):
+    pytest.importorskip("music21")
+    panel = make_panel("srnn", timeout=180)
+    panel.source_box.setCurrentIndex(1)
+    qtbot.waitUntil(lambda: panel.pieces and panel.pieces[0][0].startswith("music21"), timeout=60000)
+    qtbot.waitUntil(lambda: not panel.runner.is_busy() and "smooth" in panel.results, timeout=60000)
+    assert np.isfinite(panel.results["smooth"]["elbo_per_step"])

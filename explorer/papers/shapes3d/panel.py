@@ -278,9 +278,16 @@ class Shapes3DPanel(PaperPanel):
 
     def start_default_demo(self) -> None:
         if self.gallery is not None and len(self.gallery["labels"]):
-            self.gallery_list.setCurrentRow(0)      # infers it; the demo is done when it is shown
+            self.select_gallery(0)                  # infers it; the demo is done when it is shown
         else:
             self.sample(demo=True)
+
+    def select_gallery(self, row: int) -> None:
+        """Select a held-out item and infer it (also when it was already the current row)."""
+        self.gallery_list.blockSignals(True)
+        self.gallery_list.setCurrentRow(row)
+        self.gallery_list.blockSignals(False)
+        self._on_gallery_row(row)
 
     def _on_gallery_row(self, row: int) -> None:
         if self.gallery is None or row < 0:
@@ -327,7 +334,7 @@ class Shapes3DPanel(PaperPanel):
             if truth is not None:      # a smooth display of the binary ground truth (no staircase stripes)
                 from scipy import ndimage
 
-                res["truth_display"] = ndimage.gaussian_filter(truth.astype(np.float32), 0.8)
+                res["truth_display"] = ndimage.gaussian_filter(truth.astype(np.float32), 1.0)
             return res
 
         self.infer_btn.setEnabled(False)

@@ -66,8 +66,10 @@ def test_panel_infers_and_shows_isosurface(make_panel, qtbot, bundled_or_tiny):
     panel.iso_slider.setValue(50)
 
     # another held-out shape
-    panel.gallery_list.setCurrentRow(1)
-    qtbot.waitUntil(lambda: not panel.runner.is_busy(), timeout=30000)
+    panel.current = None
+    panel.select_gallery(1)
+    qtbot.waitUntil(lambda: panel.current is not None, timeout=30000)
+    assert _surface_pixels(panel.pred_view) > 0 or panel.pred_view.triangles() == 0
 
     # sample from the prior, per class
     panel.sample_combo.setCurrentIndex(1)

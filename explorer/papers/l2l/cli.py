@@ -20,6 +20,8 @@ def configure_train(parser) -> None:
     parser.add_argument("--val-every", type=int, default=None, help="validate (and checkpoint the best) every N runs")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="checkpoint path (default models/l2l_<problem>.safetensors)")
+    parser.add_argument("--init", default=None, metavar="CHECKPOINT",
+                        help="continue meta-training from this l2l checkpoint's weights instead of from scratch")
 
 
 def train(args) -> int:
@@ -46,7 +48,7 @@ def train(args) -> int:
     if not str(out).endswith(".safetensors"):
         raise UserError("--out must end in .safetensors")
     with TerminalProgress(f"meta-train {args.problem}") as bar:
-        hist = train_problem(args.problem, device, cfg, out, progress=bar)
+        hist = train_problem(args.problem, device, cfg, out, progress=bar, init=getattr(args, "init", None))
     best = hist.get("best") or {}
     print(json.dumps({"checkpoint": str(out), "epochs": hist["epochs_done"], "wall_s": hist["wall_s"],
                       "best": best}, indent=2))

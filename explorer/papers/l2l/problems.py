@@ -191,6 +191,31 @@ def valley2d(seed: int = 0, steps: int = 100, device: Any = "cpu") -> TwoDProble
     return TwoDProblem("valley2d", fn, start, tuple(opt), (cx - 3, cx + 3, cy - 3, cy + 3), steps, device)
 
 
+def quad2d(seed: int = 0, steps: int = 100, device: Any = "cpu") -> TwoDProblem:
+    """One 2-D member of the meta-training family: ||Wθ − y||², W (2×2) and y standard normal, θ0 ≈ 0."""
+    q = QuadraticProblem(batch=1, dim=2, seed=seed, steps=steps)
+    W, y = q.W[0].clone(), q.y[0].clone()
+    start = tuple(q.theta0.tolist())
+    try:
+        opt = torch.linalg.solve(W, y).tolist()
+    except RuntimeError:
+        opt = [0.0, 0.0]
+    if not all(math.isfinite(v) for v in opt):
+        opt = [0.0, 0.0]
+
+    def fn(xy: torch.Tensor) -> torch.Tensor:
+        r = xy @ W.T.to(xy.dtype) - y.to(xy.dtype)
+        return (r * r).sum(dim=1)
+
+    xs = [start[0], opt[0]]
+    ys = [start[1], opt[1]]
+    half = max(1.0, 0.65 * max(max(xs) - min(xs), max(ys) - min(ys)))
+    half = min(half, 20.0)
+    cx, cy = (max(xs) + min(xs)) / 2, (max(ys) + min(ys)) / 2
+    return TwoDProblem("quad2d", fn, start, (opt[0], opt[1]), (cx - half, cx + half, cy - half, cy + half), steps,
+                       device)
+
+
 def rosenbrock(seed: int = 0, steps: int = 100, device: Any = "cpu") -> TwoDProblem:
     """Rosenbrock's banana (1 − x)² + 100 (y − x²)², started at a seeded point left of the valley."""
     g = _gen(seed)
@@ -228,10 +253,12 @@ PROBLEMS: Dict[str, ProblemInfo] = {
                               "MLP 784-20-10 with ReLU instead of sigmoid, 100 steps", 10, 3),
     "fashion": ProblemInfo("fashion", "Fashion-MNIST MLP", "mnist",
                            "MLP 784-20-10 with sigmoid on Fashion-MNIST test images, 100 steps", 10, 3),
+    "quad2d": ProblemInfo("quad2d", "2-D random quadratic", "quadratic",
+                          "one 2-D member of the training family ||Wθ − y||², W 2×2 and y Gaussian", 1, 20),
     "valley2d": ProblemInfo("valley2d", "2-D rotated valley", "quadratic",
-                            "rotated ill-conditioned 2-D quadratic (condition number 100)", 1, 5),
+                            "rotated ill-conditioned 2-D quadratic (condition number 100)", 1, 3),
     "rosenbrock": ProblemInfo("rosenbrock", "2-D Rosenbrock", "quadratic",
-                              "Rosenbrock's banana function", 1, 5),
+                              "Rosenbrock's banana function", 1, 3),
 }
 
 EVAL_PROBLEMS = ("quadratic", "mnist", "mnist-40", "mnist-2layer", "mnist-relu", "mnist-200steps", "fashion")
@@ -253,6 +280,8 @@ def make_problem(name: str, seed: int, split: str = "test", device: Any = "cpu",
 
     if name == "quadratic":
         return QuadraticProblem(batch=batch or 128, seed=seed, steps=steps or 100, device=device)
+    if name == "quad2d":
+        return quad2d(seed, steps or 100, device)
     if name == "valley2d":
         return valley2d(seed, steps or 100, device)
     if name == "rosenbrock":

@@ -194,7 +194,8 @@ def fit(model: LSTMOptimizer, data: TrainData, device: Any, config: Dict[str, An
 
 
 def train_problem(problem: str, device: Any, config: Dict[str, Any], out: Any, progress: Any = None,
-                  token: Any = None, model_config: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+                  token: Any = None, model_config: Optional[Dict[str, Any]] = None,
+                  init: Optional[str] = None) -> Dict[str, Any]:
     """Build a fresh LSTM optimizer, meta-train it on ``problem`` and save the best weights to ``out``.
 
     The checkpoint is rewritten whenever validation improves (periodic checkpoints), and once at the end with
@@ -209,6 +210,17 @@ def train_problem(problem: str, device: Any, config: Dict[str, Any], out: Any, p
     cfg.update(model_config or {})
     torch.manual_seed(int(config.get("seed", 0)))
     net = build(cfg)
+    prior: Dict[str, Any] = {}
+    if init:
+        from explorer.core.checkpoints import load_model
+
+        net, init_meta = load_model(init, "l2l", build, device="cpu")
+        prior = {"epochs": int((init_meta.metrics or {}).get("epochs") or 0),
+                 "train_wall_s": float((init_meta.metrics or {}).get("train_wall_s") or 0.0),
+                 "history": (init_meta.extra or {}).get("history") or {}}
+        # continue the run's own seed stream past the optimizees it has already seen
+        config = dict(config)
+        config["seed"] = int(config.get("seed", 0)) + 1
     data = make_train_data(problem, device, config)
     t_start = time.perf_counter()
 
@@ -219,18 +231,19 @@ def train_problem(problem: str, device: Any, config: Dict[str, Any], out: Any, p
             "val_final_loss": best.get("val_final_loss"),
             "val_avg_loss": best.get("val_avg_loss"),
             "best_epoch": best.get("epoch"),
-            "epochs": hist.get("epochs_done", 0),
-            "train_wall_s": round(time.perf_counter() - t_start, 1),
+            "epochs": hist.get("epochs_done", 0) + prior.get("epochs", 0),
+            "train_wall_s": round(time.perf_counter() - t_start + prior.get("train_wall_s", 0.0), 1),
             "finished": final,
         }
-        ml = hist.get("meta_loss", [])
+        ph = prior.get("history") or {}
+        ml = [v for v in ph.get("meta_loss", []) for _ in range(int(ph.get("stride") or 1))] + hist.get("meta_loss", [])
         stride = max(1, len(ml) // 400)
         save_checkpoint(
             out, model.state_dict(), paper="l2l", model_config={**model.config(), "problem": problem},
             metrics=metrics,
             data={"name": dataset_note("mnist") if problem == "mnist" else "random 10-D quadratics ||Wθ−y||²",
                   "problem": problem},
-            extra={"train_config": dict(config),
+            extra={"train_config": dict(config), "continued_from": prior.get("epochs") or None,
                    "history": {"meta_loss": [round(float(v), 5) for v in ml[::stride]], "stride": stride,
                                "val": hist.get("val", [])}},
         )

@@ -159,3 +159,13 @@ def test_baseline_tuning_picks_the_best_rate():
 def test_build_ignores_extra_config_keys():
     net = build({"hidden": 20, "layers": 2, "problem": "mnist"})
     assert net.config()["hidden"] == 20
+
+
+@pytest.mark.parametrize("name", ["quad2d", "valley2d", "rosenbrock"])
+def test_two_d_problems_have_grids_and_finite_losses(name):
+    p = make_problem(name, seed=4)
+    xs, ys, Z = p.grid(20)
+    assert Z.shape == (20, 20) and (Z >= 0).all()
+    x0, x1, y0, y1 = p.bounds
+    assert x0 <= p.optimum[0] <= x1 and y0 <= p.optimum[1] <= y1
+    assert p.loss(torch.tensor(p.optimum, dtype=torch.float32), 0).item() < 1e-4

@@ -1,0 +1,480 @@
+"""The learned-optimizer tab: race the LSTM optimizer against SGD, RMSprop, Adam and NAG; meta-train one live.
+
+All computation runs in workers (``self.runner``); the GUI only draws what they yield. torch is imported
+inside the worker functions.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QRectF, Qt
+from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QHBoxLayout, QHeaderView, QLabel, QPushButton,
+                               QSpinBox, QSplitter, QStackedWidget, QTableWidget, QTableWidgetItem, QVBoxLayout,
+                               QWidget)
+
+from explorer.core.tasks import Progress
+from explorer.ui.panel_base import PaperPanel
+from explorer.ui.widgets.task_bar import TaskBar
+
+PANEL_PROBLEMS = ("quad2d", "valley2d", "rosenbrock", "quadratic", "mnist", "mnist-200steps", "mnist-40", "mnist-2layer",
+                  "mnist-relu", "fashion")
+TWO_D = ("quad2d", "valley2d", "rosenbrock")
+COLORS = {"learned": (220, 40, 40), "fresh": (200, 0, 200), "sgd": (140, 140, 140), "rmsprop": (40, 160, 60),
+          "adam": (40, 90, 220), "nag": (240, 150, 20)}
+BASELINE_KINDS = ("sgd", "rmsprop", "adam", "nag")
+BASELINE_LABELS = {"sgd": "SGD", "rmsprop": "RMSprop", "adam": "Adam", "nag": "NAG (momentum 0.9)"}
+
+
+# ----------------------------------------------------------------------------------------- worker functions
+def race_job(problem_name: str, seed: int, entries: List[Tuple[str, str, Optional[float], Any]], pace: float,
+             device: Any = None, token: Any = None):
+    """Generator: step every optimizer once per round; yields ('grid', ...), ('step', ...), Progress.
+
+    ``entries``: (key, kind, lr, net). Returns {key: summary}.
+    """
+    import torch
+
+    from .optimizers import Run
+    from .problems import make_problem
+
+    if device is None:
+        device = torch.device("cpu")
+    problem = make_problem(problem_name, int(seed), split="test", device=device, batch=1)
+    two_d = problem_name in TWO_D
+    if two_d:
+        xs, ys, Z = problem.grid(160)
+        yield ("grid", xs, ys, Z, problem.start.tolist(), problem.optimum)
+    runs = {key: Run(problem, kind, lr=lr, net=net, record_path=two_d) for key, kind, lr, net in entries}
+    if two_d:
+        yield ("points", {k: r.path[-1].tolist() for k, r in runs.items()})
+    alive = set(runs)
+    steps = problem.steps
+    for t in range(steps):
+        token.check()
+        losses: Dict[str, float] = {}
+        points: Dict[str, List[float]] = {}
+        for key in list(alive):
+            run = runs[key]
+            loss = float(run.step().mean())
+            if not math.isfinite(loss) or run.diverged:
+                alive.discard(key)
+                continue
+            losses[key] = loss
+            if two_d:
+                points[key] = run.path[-1].tolist()
+        yield ("step", t, losses, points)
+        yield Progress((t + 1) / steps, f"step {t + 1}/{steps}")
+        if pace > 0 and token.wait(pace):
+            token.check()
+    out: Dict[str, Any] = {}
+    for key, run in runs.items():
+        res = run.finish()
+        final = float(np.mean(res["final"]))
+        avg = float(np.mean(res["avg"]))
+        diverged = key not in alive or not math.isfinite(final)
+        out[key] = {"final": final if not diverged else math.inf, "avg": avg if not diverged else math.inf,
+                    "diverged": diverged, "accuracy": res.get("accuracy"), "lr": run.lr}
+    return out
+
+
+def meta_train_job(epochs: int, seed: int, device: Any = None, token: Any = None):
+    """Generator: meta-train a fresh LSTM optimizer on batches of 32 random 10-D quadratics."""
+    import time
+
+    import torch
+
+    from .model import LSTMOptimizer
+    from .train import MetaTrainer, make_train_data
+
+    if device is None:
+        device = torch.device("cpu")
+    torch.manual_seed(seed)
+    cfg = {"steps": 100, "unroll": 20, "meta_lr": 0.01, "batch": 32, "val_runs": 32, "seed": 1000 + int(seed)}
+    net = LSTMOptimizer().to(device)
+    data = make_train_data("quadratic", device, cfg)
+    trainer = MetaTrainer(net, data, device, cfg)
+    t0 = time.perf_counter()
+    for k in range(epochs):
+        token.check()
+        ml = trainer.epoch(k, token)
+        yield ("meta", k + 1, ml)
+        yield Progress((k + 1) / epochs, f"meta-training: run {k + 1}/{epochs}, meta-loss {ml:.3g}")
+    net.eval()
+    for q in net.parameters():
+        q.requires_grad_(False)
+    return {"net": net, "epochs": epochs, "wall_s": time.perf_counter() - t0}
+
+
+def tuned_rates_job(meta: Any, problem: str) -> Dict[str, float]:
+    from .infer import tuned_rates
+
+    return tuned_rates(meta, problem)
+
+
+# ---------------------------------------------------------------------------------------------- the panel
+class L2LPanel(PaperPanel):
+    def __init__(self, spec, context, parent=None) -> None:
+        super().__init__(spec, context, parent)
+        self.bundle: Any = None
+        self.fresh: Optional[Dict[str, Any]] = None
+        self.last_results: Optional[Dict[str, Any]] = None
+        self._curves: Dict[str, pg.PlotDataItem] = {}
+        self._curve_data: Dict[str, Tuple[List[float], List[float]]] = {}
+        self._paths: Dict[str, pg.PlotDataItem] = {}
+        self._path_data: Dict[str, List[List[float]]] = {}
+        self._labels: Dict[str, str] = {}
+        self._race_info: Dict[str, Any] = {}
+        self._meta_x: List[int] = []
+        self._meta_y: List[float] = []
+        self._demo_pending = False
+
+        # controls
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Problem:"))
+        self.problem_box = QComboBox()
+        from .data import fashion_available
+        from .problems import PROBLEMS
+
+        for name in PANEL_PROBLEMS:
+            if name == "fashion" and not fashion_available():
+                continue
+            self.problem_box.addItem(PROBLEMS[name].label, name)
+            self.problem_box.setItemData(self.problem_box.count() - 1, PROBLEMS[name].description,
+                                         Qt.ItemDataRole.ToolTipRole)
+        self.problem_box.setToolTip("The optimizee: 2-D functions (trajectories drawn on the contour map), random "
+                                    "10-D quadratics, or small MLPs on held-out MNIST images")
+        row.addWidget(self.problem_box)
+        row.addWidget(QLabel("Seed:"))
+        self.seed_box = QSpinBox()
+        self.seed_box.setRange(0, 99999)
+        self.seed_box.setToolTip("Seed of the problem: data, starting point and minibatches are the same for every "
+                                 "optimizer")
+        row.addWidget(self.seed_box)
+        self.race_button = QPushButton("Race")
+        self.race_button.setToolTip("Run all optimizers step by step on this problem; loss curves grow live")
+        row.addWidget(self.race_button)
+        row.addSpacing(20)
+        self.meta_epochs = QSpinBox()
+        self.meta_epochs.setRange(5, 2000)
+        self.meta_epochs.setValue(60)
+        self.meta_epochs.setSuffix(" runs")
+        self.meta_epochs.setToolTip("How many optimizee runs (100 steps on 32 random quadratics each) to "
+                                    "meta-train the fresh LSTM on")
+        self.meta_button = QPushButton("Meta-train live")
+        self.meta_button.setToolTip("Meta-train a new LSTM optimizer from scratch on random quadratics (live "
+                                    "meta-loss curve), then race it; Cancel stops it")
+        row.addWidget(self.meta_button)
+        row.addWidget(self.meta_epochs)
+        row.addStretch(1)
+        self.body.addLayout(row)
+
+        self.info = QLabel("Loading the learned optimizers…")
+        self.info.setWordWrap(True)
+        self.info.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.body.addWidget(self.info)
+
+        # plots
+        split = QSplitter(Qt.Orientation.Horizontal)
+        self.loss_plot = pg.PlotWidget()
+        self.loss_plot.setBackground("w")
+        self.loss_plot.setLogMode(x=False, y=True)
+        self.loss_plot.setLabel("bottom", "step")
+        self.loss_plot.setLabel("left", "optimizee loss (log scale)")
+        self.loss_plot.showGrid(x=True, y=True, alpha=0.3)
+        self.loss_plot.setTitle("Race")
+        self.legend = self.loss_plot.addLegend(offset=(-10, 10), brush=pg.mkBrush(255, 255, 255, 160),
+                                              pen=pg.mkPen(180, 180, 180), labelTextColor="k")
+        split.addWidget(self.loss_plot)
+
+        self.right = QStackedWidget()
+        self.map_plot = pg.PlotWidget()
+        self.map_plot.setBackground("w")
+        self.map_plot.setAspectLocked(False)
+        self.map_plot.setTitle("Trajectories on log-loss contours")
+        self.map_image = pg.ImageItem(axisOrder="col-major")
+        self.map_plot.addItem(self.map_image)
+        self._isos: List[pg.IsocurveItem] = []
+        self.map_opt = pg.ScatterPlotItem(symbol="star", size=16, brush=pg.mkBrush(255, 255, 255),
+                                          pen=pg.mkPen("k"))
+        self.map_plot.addItem(self.map_opt)
+        self.right.addWidget(self.map_plot)
+        self.meta_plot = pg.PlotWidget()
+        self.meta_plot.setBackground("w")
+        self.meta_plot.setLogMode(x=False, y=True)
+        self.meta_plot.setLabel("bottom", "optimizee run (meta-training)")
+        self.meta_plot.setLabel("left", "meta-loss per step (log)")
+        self.meta_plot.showGrid(x=True, y=True, alpha=0.3)
+        self.meta_curve = self.meta_plot.plot([], [], pen=pg.mkPen(COLORS["fresh"], width=2))
+        self.right.addWidget(self.meta_plot)
+        split.addWidget(self.right)
+        split.setSizes([600, 500])
+        self.body.addWidget(split, 1)
+
+        self.table = QTableWidget(0, 5)
+        self.table.setHorizontalHeaderLabels(["Optimizer", "Learning rate", "Final loss", "Mean loss over steps",
+                                              "Notes"])
+        self.table.verticalHeader().setVisible(False)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.horizontalHeader().setSectionResizeMode(4, QHeaderView.ResizeMode.Stretch)
+        self.table.setMaximumHeight(190)
+        self.table.setToolTip("Final loss: on the full held-out image set for MNIST problems, the loss itself "
+                              "otherwise. Baseline learning rates were tuned on separate problems.")
+        self.body.addWidget(self.table)
+        self.taskbar = TaskBar()
+        self.body.addWidget(self.taskbar)
+
+        self.race_button.clicked.connect(self.start_race)
+        self.meta_button.clicked.connect(self.start_meta_train)
+        self.problem_box.currentIndexChanged.connect(self._problem_changed)
+
+    # ------------------------------------------------------------------ model
+    def on_model_loaded(self, model: Any, meta: Any) -> None:
+        self.bundle = model
+        self._update_info()
+
+    def _update_info(self) -> None:
+        from .infer import describe_checkpoint
+
+        from .problems import PROBLEMS
+
+        fam = PROBLEMS[self.problem()].family
+        if self.bundle is None:
+            self.info.setText("No learned optimizer loaded: the race shows the hand-designed baselines only.")
+            return
+        net, meta = self.bundle.for_family(fam)
+        text = f"<b>Learned optimizer for this problem</b>: {describe_checkpoint(meta)}."
+        others = [describe_checkpoint(m) for k, m in self.bundle.metas.items() if m is not meta]
+        if others:
+            text += f" Also loaded: {'; '.join(others)}."
+        if self.fresh is not None:
+            text += (f" <b>Live-trained LSTM</b>: {self.fresh['epochs']} quadratic runs in "
+                     f"{self.fresh['wall_s']:.0f} s.")
+        self.info.setText(text)
+
+    def problem(self) -> str:
+        return str(self.problem_box.currentData())
+
+    def _problem_changed(self) -> None:
+        self._update_info()
+        self.right.setCurrentWidget(self.map_plot if self.problem() in TWO_D else self.meta_plot)
+        if self.problem() not in TWO_D and not self._meta_y:
+            self._show_checkpoint_history()
+
+    def _show_checkpoint_history(self) -> None:
+        from .problems import PROBLEMS
+
+        if self.bundle is None:
+            return
+        _, meta = self.bundle.for_family(PROBLEMS[self.problem()].family)
+        hist = ((meta.extra or {}).get("history") or {}) if meta is not None else {}
+        ml = hist.get("meta_loss") or []
+        stride = int(hist.get("stride") or 1)
+        ys = np.clip(np.asarray(ml, dtype=float), 1e-12, None)
+        self.meta_curve.setData(np.arange(1, len(ys) + 1) * stride, ys)
+        self.meta_plot.setTitle(f"Meta-training of {meta.name if meta else '?'} (loss per step, per run)")
+
+    # ------------------------------------------------------------------- race
+    def start_default_demo(self) -> None:
+        self._demo_pending = True
+        self.start_race()
+
+    def _entries(self, problem: str):
+        from .infer import training_problem, tuned_rates
+        from .problems import PROBLEMS
+
+        entries, labels, notes = [], {}, {}
+        meta = None
+        if self.bundle is not None:
+            net, meta = self.bundle.for_family(PROBLEMS[problem].family)
+            if net is not None:
+                entries.append(("learned", "learned", None, net))
+                labels["learned"] = f"LSTM ({training_problem(meta)}-trained)"
+                notes["learned"] = f"{meta.name}, meta-trained on {training_problem(meta)}"
+        if self.fresh is not None:
+            entries.append(("fresh", "learned", None, self.fresh["net"]))
+            labels["fresh"] = "LSTM (live-trained)"
+            notes["fresh"] = f"meta-trained here on {self.fresh['epochs']} quadratic runs"
+        rates = tuned_rates(meta, problem)
+        evals = ((meta.metrics or {}).get("eval") or {}) if meta is not None else {}
+        if problem in evals:
+            src = "rate tuned by `eval` on separate problems"
+        elif problem in TWO_D:
+            src = "rate grid-searched on separate seeds (bench/l2l_tune2d.py)"
+        else:
+            src = "default rate (run `eval l2l --save` to tune for this problem)"
+        for k in BASELINE_KINDS:
+            entries.append((k, k, rates[k], None))
+            labels[k] = BASELINE_LABELS[k]
+            notes[k] = src
+        return entries, labels, notes
+
+    def start_race(self) -> None:
+        problem, seed = self.problem(), int(self.seed_box.value())
+        entries, labels, notes = self._entries(problem)
+        self._labels = labels
+        self._race_info = {"problem": problem, "seed": seed, "notes": notes}
+        self._reset_race_plots(entries)
+        two_d = problem in TWO_D
+        self.right.setCurrentWidget(self.map_plot if two_d else self.meta_plot)
+        if not two_d and not self._meta_y:
+            self._show_checkpoint_history()
+        pace = 0.02 if two_d else (0.01 if problem == "quadratic" else 0.0)
+        ctx = self.context
+        self.taskbar.start(f"Racing on {self.problem_box.currentText()} (seed {seed})…",
+                           on_cancel=self._cancel_race)
+
+        def job(token=None):
+            return race_job(problem, seed, entries, pace, device=ctx.device(), token=token)
+
+        self._race_task = self.runner.submit(job, key="race", name="race", on_partial=self._on_race_partial,
+                                             on_progress=self.taskbar.set_progress, on_result=self._on_race_done,
+                                             on_error=self._on_task_error)
+
+    def _cancel_race(self) -> None:
+        task = getattr(self, "_race_task", None)
+        if task is not None:
+            task.cancel()
+        self.taskbar.finish("Race cancelled")
+
+    def _reset_race_plots(self, entries) -> None:
+        self.loss_plot.clear()
+        self.legend.clear()
+        self._curves.clear()
+        self._curve_data.clear()
+        for key, _, _, _ in entries:
+            pen = pg.mkPen(COLORS[key], width=3 if key in ("learned", "fresh") else 2)
+            self._curves[key] = self.loss_plot.plot([], [], pen=pen, name=self._labels[key])
+            self._curve_data[key] = ([], [])
+        for item in self._paths.values():
+            self.map_plot.removeItem(item)
+        self._paths.clear()
+        self._path_data.clear()
+        for key, _, _, _ in entries:
+            pen = pg.mkPen(COLORS[key], width=2)
+            item = pg.PlotDataItem([], [], pen=pen, symbol="o", symbolSize=4, symbolBrush=pg.mkBrush(COLORS[key]),
+                                   symbolPen=None)
+            self.map_plot.addItem(item)
+            self._paths[key] = item
+            self._path_data[key] = []
+        self.table.setRowCount(0)
+
+    def _on_race_partial(self, item: Any) -> None:
+        kind = item[0]
+        if kind == "grid":
+            _, xs, ys, Z, start, optimum = item
+            self._draw_contours(xs, ys, Z, optimum)
+        elif kind == "points":
+            for key, p in item[1].items():
+                self._path_data[key] = [p]
+                self._paths[key].setData([p[0]], [p[1]])
+        elif kind == "step":
+            _, t, losses, points = item
+            for key, loss in losses.items():
+                xs, ys = self._curve_data[key]
+                xs.append(t)
+                ys.append(min(max(loss, 1e-12), 1e12))
+                self._curves[key].setData(xs, ys)
+            for key, p in points.items():
+                path = self._path_data[key]
+                path.append(p)
+                arr = np.asarray(path)
+                self._paths[key].setData(arr[:, 0], arr[:, 1])
+
+    def _draw_contours(self, xs, ys, Z, optimum) -> None:
+        logz = np.log10(np.maximum(Z, 1e-8))
+        self.map_image.setImage(logz, autoLevels=True)
+        self.map_image.setLookupTable(pg.colormap.get("viridis").getLookupTable(nPts=256))
+        dx = (xs[-1] - xs[0]) / (len(xs) - 1)
+        dy = (ys[-1] - ys[0]) / (len(ys) - 1)
+        self.map_image.setRect(QRectF(xs[0] - dx / 2, ys[0] - dy / 2, dx * len(xs), dy * len(ys)))
+        for iso in self._isos:
+            iso.setParentItem(None)
+            if iso.scene() is not None:
+                iso.scene().removeItem(iso)
+        self._isos = []
+        for level in np.linspace(np.percentile(logz, 2), np.percentile(logz, 98), 9):
+            iso = pg.IsocurveItem(data=logz, level=float(level), pen=pg.mkPen(255, 255, 255, 110),
+                                  axisOrder="col-major")
+            iso.setParentItem(self.map_image)
+            self._isos.append(iso)
+        self.map_opt.setData([optimum[0]], [optimum[1]])
+        self.map_plot.setRange(xRange=(xs[0], xs[-1]), yRange=(ys[0], ys[-1]), padding=0)
+
+    def _on_race_done(self, results: Dict[str, Any]) -> None:
+        self.last_results = results
+        notes = self._race_info.get("notes", {})
+        order = sorted(results, key=lambda k: (results[k]["final"], k))
+        self.table.setRowCount(len(order))
+        for r, key in enumerate(order):
+            res = results[key]
+            lr = "—" if res["lr"] is None else f"{res['lr']:g}"
+            fin = "diverged" if res["diverged"] else f"{res['final']:.4g}"
+            avg = "diverged" if res["diverged"] else f"{res['avg']:.4g}"
+            note = notes.get(key, "")
+            if res.get("accuracy") is not None and not res["diverged"]:
+                note = f"accuracy {100 * res['accuracy']:.1f}% · " + note
+            for c, text in enumerate([self._labels.get(key, key), lr, fin, avg, note]):
+                it = QTableWidgetItem(text)
+                if c == 0:
+                    it.setForeground(pg.mkColor(COLORS[key]))
+                self.table.setItem(r, c, it)
+        self.table.resizeColumnsToContents()
+        best = self._labels.get(order[0], order[0])
+        self.taskbar.finish(f"Race finished: lowest final loss {best}")
+        if self._demo_pending:
+            self._demo_pending = False
+            self.mark_demo_done()
+
+    def _on_task_error(self, exc: BaseException, tb: str) -> None:
+        self.taskbar.finish("")
+        self.show_exception(exc, tb)
+        if self._demo_pending:
+            self._demo_pending = False
+            self.mark_demo_done()
+
+    # ------------------------------------------------------------ meta-train
+    def start_meta_train(self) -> None:
+        epochs, seed = int(self.meta_epochs.value()), int(self.seed_box.value())
+        self._meta_x, self._meta_y = [], []
+        self.meta_curve.setData([], [])
+        self.meta_plot.setTitle("Live meta-training on random quadratics (mean loss per step, per run)")
+        self.right.setCurrentWidget(self.meta_plot)
+        ctx = self.context
+        self.taskbar.start("Meta-training a fresh LSTM optimizer…", on_cancel=self._cancel_meta)
+        self.meta_button.setEnabled(False)
+
+        def job(token=None):
+            return meta_train_job(epochs, seed, device=ctx.device(), token=token)
+
+        self._meta_task = self.runner.submit(job, key="meta", name="meta-train", on_partial=self._on_meta_partial,
+                                             on_progress=self.taskbar.set_progress, on_result=self._on_meta_done,
+                                             on_error=self._on_task_error,
+                                             on_finished=lambda: self.meta_button.setEnabled(True))
+
+    def _cancel_meta(self) -> None:
+        task = getattr(self, "_meta_task", None)
+        if task is not None:
+            task.cancel()
+        self.meta_button.setEnabled(True)
+        self.taskbar.finish("Meta-training cancelled")
+
+    def _on_meta_partial(self, item: Any) -> None:
+        if item[0] == "meta":
+            self._meta_x.append(item[1])
+            self._meta_y.append(max(float(item[2]), 1e-12))
+            self.meta_curve.setData(self._meta_x, self._meta_y)
+
+    def _on_meta_done(self, result: Dict[str, Any]) -> None:
+        self.fresh = result
+        self.meta_button.setEnabled(True)
+        self._update_info()
+        self.taskbar.finish(f"Meta-trained on {result['epochs']} runs in {result['wall_s']:.0f} s; racing it…")
+        self.start_race()
+        if self.problem() not in TWO_D:
+            self.right.setCurrentWidget(self.meta_plot)
+
+    def shutdown(self, timeout: float = 5.0) -> bool:
+        return super().shutdown(timeout)

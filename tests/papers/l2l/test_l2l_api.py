@@ -129,3 +129,38 @@ def test_train_cli_writes_a_checkpoint(tmp_path):
 
     with pytest.raises(UserError):
         cli.train(p.parse_args(["--epochs", "0", "--out", str(out)]))
+
+
+def test_bundled_learned_optimizer_trains_an_mnist_mlp():
+    from explorer.core.paths import bundled
+
+    if not bundled("l2l_mnist.safetensors").exists():
+        pytest.skip("bundled checkpoint missing")
+    from explorer.papers.l2l import LearnedOptimizer
+    from explorer.papers.l2l.data import load_mnist
+
+    x, y = load_mnist("test")
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(784, 20), torch.nn.Sigmoid(), torch.nn.Linear(20, 10))
+    opt = LearnedOptimizer(model.parameters())
+    assert opt.checkpoint_name == "l2l_mnist.safetensors"
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        start = torch.nn.functional.cross_entropy(model(x), y).item()
+    for _ in range(30):
+        idx = torch.randint(0, len(y), (128,), generator=g)
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
+        opt.step()
+    with torch.no_grad():
+        end = torch.nn.functional.cross_entropy(model(x), y).item()
+    assert end < 0.5 * start, (start, end)
+
+
+def test_fashion_eval_is_skipped_when_missing(monkeypatch, tmp_path, ckpt):
+    from explorer.papers.l2l import data
+    from explorer.papers.l2l.evaluate import evaluate_problems
+
+    monkeypatch.setattr(data, "FASHION_DIR", tmp_path / "nothing")
+    res = evaluate_problems(["fashion"], "cpu", checkpoint=str(ckpt))
+    assert "skipped" in res["problems"]["fashion"]

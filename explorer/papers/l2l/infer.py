@@ -76,8 +76,7 @@ def load_for_app(path: str | Path, device: Any = "cpu") -> Tuple[L2LBundle, Chec
 
 def tuned_rates(meta: Optional[CheckpointMeta], problem: str) -> Dict[str, float]:
     """Baseline learning rates tuned for ``problem`` (recorded by `eval --save`), else the fallback table."""
-    from .optimizers import FALLBACK_LR, TUNED_LR_2D
-    from .problems import PROBLEMS
+    from .catalog import FALLBACK_LR, PROBLEMS, TUNED_LR_2D
 
     if problem in TUNED_LR_2D:
         return dict(TUNED_LR_2D[problem])

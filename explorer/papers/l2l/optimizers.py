@@ -21,20 +21,7 @@ from .problems import PROBLEMS, TUNE_SEED_BASE, Problem, make_problem
 BASELINES = ("sgd", "rmsprop", "adam", "nag")
 OPTIMIZER_LABELS = {"learned": "LSTM (learned)", "sgd": "SGD", "rmsprop": "RMSprop", "adam": "Adam",
                     "nag": "NAG"}
-LR_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0)
-# Fallback rates when no tuning result is at hand (panel before `eval` ran): the grid-search results on the
-# tuning problems, see models/README.md; used only if a checkpoint carries no tuned rates.
-FALLBACK_LR = {
-    "quadratic": {"sgd": 0.01, "rmsprop": 0.03, "adam": 0.3, "nag": 0.01},
-    "mnist": {"sgd": 3.0, "rmsprop": 0.01, "adam": 0.03, "nag": 1.0},
-}
-# The 2-D panel problems are not part of `eval`; their rates come from the same grid search
-# (tune_learning_rates(name) on ProblemInfo.tune_runs seeds disjoint from the panel seeds), run once by bench/l2l_tune2d.py.
-TUNED_LR_2D = {
-    "quad2d": {"sgd": 0.1, "rmsprop": 0.3, "adam": 3.0, "nag": 0.03},
-    "valley2d": {"sgd": 0.1, "rmsprop": 0.3, "adam": 1.0, "nag": 0.1},
-    "rosenbrock": {"sgd": 0.001, "rmsprop": 0.03, "adam": 1.0, "nag": 0.001},
-}
+from .catalog import FALLBACK_LR, LR_GRID, TUNED_LR_2D  # noqa: E402,F401  (re-exported)
 
 
 def make_baseline(kind: str, params: Iterable[torch.Tensor], lr: float) -> torch.optim.Optimizer:

@@ -136,7 +136,7 @@ class L2LPanel(PaperPanel):
         row.addWidget(QLabel("Problem:"))
         self.problem_box = QComboBox()
         from .data import fashion_available
-        from .problems import PROBLEMS
+        from .catalog import PROBLEMS
 
         for name in PANEL_PROBLEMS:
             if name == "fashion" and not fashion_available():
@@ -238,7 +238,7 @@ class L2LPanel(PaperPanel):
     def _update_info(self) -> None:
         from .infer import describe_checkpoint
 
-        from .problems import PROBLEMS
+        from .catalog import PROBLEMS
 
         fam = PROBLEMS[self.problem()].family
         if self.bundle is None:
@@ -264,7 +264,7 @@ class L2LPanel(PaperPanel):
             self._show_checkpoint_history()
 
     def _show_checkpoint_history(self) -> None:
-        from .problems import PROBLEMS
+        from .catalog import PROBLEMS
 
         if self.bundle is None:
             return
@@ -283,7 +283,7 @@ class L2LPanel(PaperPanel):
 
     def _entries(self, problem: str):
         from .infer import training_problem, tuned_rates
-        from .problems import PROBLEMS
+        from .catalog import PROBLEMS
 
         entries, labels, notes = [], {}, {}
         meta = None

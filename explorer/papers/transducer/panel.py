@@ -341,6 +341,9 @@ class TransducerPanel(PaperPanel):
             return
         x = _decode_pcm(data, self._mic_format)
         if x is None:
+            self.show_error(f"The microphone delivers an unsupported sample format "
+                            f"({_err_name(self._mic_format.sampleFormat())}); choose another device.")
+            self.stop()
             return
         try:
             self._q.put_nowait(x)
@@ -429,7 +432,7 @@ class TransducerPanel(PaperPanel):
                                    f"(emitted at {ev['time_s']:.2f} s)")
         self._block_items += [(ev["end_s"], it) for it in items]
         self.transcript = ev["transcript"]
-        self.transcript_label.setText(self.transcript or "…")
+        self.transcript_label.setText(" ".join(self.transcript) or "…")
         # forget items that scrolled out
         old = [p for p in self._block_items if p[0] < self._t - WINDOW_S - 1]
         for p in old:
@@ -449,7 +452,7 @@ class TransducerPanel(PaperPanel):
         self._set_running(False)
         if summary:
             self.transcript = "".join(str(d) for d in summary["digits"])
-            self.transcript_label.setText(self.transcript or "(no digits heard)")
+            self.transcript_label.setText(" ".join(self.transcript) or "(no digits heard)")
             self.report_timing(summary["rtf"] * summary["audio_s"] * 1000, "transducer decode")
         self._dirty = True
         self._refresh()

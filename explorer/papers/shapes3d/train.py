@@ -43,6 +43,9 @@ class TrainConfig:
     warmup: int = 50
     clip: float = 20.0
     class_dropout: float = 0.3     # fraction of shapes trained without their class (unconditional model)
+    kl_warmup: int = 1500          # KL weight rises linearly from 0 to 1 over these steps (avoids posterior collapse)
+    logit_noise: float = 1.5       # Gaussian noise on the canvas logits before projecting (training only): fog
+                                   # cannot explain the pictures reliably, so occupancies become near-binary
     augment: bool = True
     seed: int = 0
     log_every: int = 25
@@ -51,13 +54,17 @@ class TrainConfig:
 
 
 def batch_loss(model: Shapes3D, views: torch.Tensor, labels: Optional[torch.Tensor],
-               sample: bool = True) -> Dict[str, torch.Tensor]:
-    """ELBO terms of a batch of pictures (B, K, H, W): nll (B,), kl (B, T), loss (scalar, nats per pixel)."""
+               sample: bool = True, kl_weight: float = 1.0, logit_noise: float = 0.0) -> Dict[str, torch.Tensor]:
+    """ELBO terms of a batch of pictures (B, K, H, W): nll (B,), kl (B, T), loss (scalar, nats per pixel;
+    the KL scaled by ``kl_weight``, 1 = the ELBO)."""
     out = model(views[:, model.input_view], labels, sample=sample)
-    pred = model.render(out["logits"])
+    logits = out["logits"]
+    if logit_noise > 0:
+        logits = logits + logit_noise * torch.randn_like(logits)
+    pred = model.render(logits)
     nll = image_nll(pred, views)
     kl = out["kl"]
-    loss = (nll + kl.sum(1)).mean() / views[0].numel()
+    loss = (nll + kl_weight * kl.sum(1)).mean() / views[0].numel()
     return {"loss": loss, "nll": nll, "kl": kl, "pred": pred, "logits": out["logits"]}
 
 
@@ -115,7 +122,8 @@ def fit(model: Shapes3D, data: ViewSet, device, config: TrainConfig, progress: O
         labels = torch.from_numpy(b["labels"]).to(device)
         drop = torch.rand(len(labels), device=device) < config.class_dropout
         labels = torch.where(drop, torch.full_like(labels, model.n_classes), labels)
-        terms = batch_loss(model, views, labels)
+        beta = min(1.0, step / config.kl_warmup) if config.kl_warmup > 0 else 1.0
+        terms = batch_loss(model, views, labels, kl_weight=beta, logit_noise=config.logit_noise)
         opt.zero_grad(set_to_none=True)
         terms["loss"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)
@@ -126,7 +134,7 @@ def fit(model: Shapes3D, data: ViewSet, device, config: TrainConfig, progress: O
         summary["train_elbo"] = ema
         if step % config.log_every == 0:
             kl = float(terms["kl"].detach().sum(1).mean())
-            msg = f"step {step} elbo {ema:.1f} kl {kl:.1f} lr {lr:.2g} {elapsed:.0f}s"
+            msg = f"step {step} elbo {ema:.1f} kl {kl:.1f} beta {beta:.2f} lr {lr:.2g} {elapsed:.0f}s"
             if progress:
                 progress(frac, msg)
             if log:

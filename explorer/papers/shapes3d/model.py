@@ -189,14 +189,15 @@ def tent_filters(center: torch.Tensor, stride: torch.Tensor, patch: int, res: in
 
 
 class VolumeWriter(nn.Module):
-    """write(h): a P^3 patch of logits (linear in h, as in DRAW) placed into the R^3 canvas by a separable
+    """write(h): a P^3 patch of logits (an MLP of h) placed into the R^3 canvas by a separable
     volumetric attention (3D spatial transformer restricted to per-axis scale and translation, trilinear
     kernels). Initialised to cover the whole canvas; the model learns where to zoom in."""
 
     def __init__(self, hidden: int, patch: int, res: int) -> None:
         super().__init__()
         self.res, self.patch = res, patch
-        self.fc = nn.Linear(hidden, patch ** 3)
+        self.hid = nn.Linear(hidden, 2 * hidden)
+        self.fc = nn.Linear(2 * hidden, patch ** 3)
         nn.init.normal_(self.fc.weight, std=0.01)
         nn.init.zeros_(self.fc.bias)
         self.where = nn.Linear(hidden, 6)
@@ -206,7 +207,7 @@ class VolumeWriter(nn.Module):
 
     def forward(self, h: torch.Tensor):
         b, p, r = h.shape[0], self.patch, self.res
-        patch = self.fc(h).view(b, p, p, p)                      # (z, y, x)
+        patch = self.fc(F.elu(self.hid(h))).view(b, p, p, p)    # (z, y, x)
         w = self.where(h)
         scale = 0.3 + 0.7 * torch.sigmoid(w[:, :3])             # (x, y, z) extent as a fraction of the cube
         shift = torch.tanh(w[:, 3:]) * (1.0 - scale)             # keep the patch inside the cube
@@ -221,17 +222,20 @@ class VolumeWriter(nn.Module):
 class Shapes3D(nn.Module):
     """Conditional sequential generative model of volumes with an inference network from one view.
 
-    Generative: z_t ~ N(0, I); h_t = LSTM(h_{t-1}, [z_t, e(c)]); canvas_t = canvas_{t-1} + write(h_t);
+    Generative: z_t ~ N(0, I); h_t = LSTM(h_{t-1}, [z_t, e(c), f(v)]); canvas_t = canvas_{t-1} + write(h_t);
     p(view_k | canvas_T) = Bernoulli(project(canvas_T, camera_k)) for every training camera k.
     Inference: q(z_t | image, e(c), h_{t-1}) from an LSTM reading the input view's CNN features.
-    The context c is a class index or ``n_classes`` (none): class dropout in training makes one model both
-    unconditional and class-conditional.
+    The context is, as in the paper, any of: nothing, a class (e(c); index ``n_classes`` = none) and a 2D view
+    (its CNN features f(v); zeros = none). Class and view dropout in training make one model unconditional,
+    class-conditional and view-conditional; single-view inference uses the view as context and the posterior
+    mean latents.
     """
 
     def __init__(self, class_names: Sequence[str] = ("box", "sphere", "cylinder", "cone", "torus"),
                  res: int = 32, image_size: int = 32, steps: int = 6, hidden: int = 256, z_dim: int = 16,
                  patch: int = 16, feat: int = 256, ctx_dim: int = 16,
-                 cameras: Sequence[Sequence[float]] = TRAIN_CAMERAS, input_view: int = 0) -> None:
+                 cameras: Sequence[Sequence[float]] = TRAIN_CAMERAS, input_view: int = 0,
+                 view_context: bool = True) -> None:
         super().__init__()
         self.class_names = list(class_names)
         self.n_classes = len(self.class_names)
@@ -240,11 +244,12 @@ class Shapes3D(nn.Module):
         self.ctx_dim = ctx_dim
         self.cameras = [list(map(float, c)) for c in cameras]
         self.input_view = input_view
+        self.view_context = bool(view_context)
         self.encoder = ImageEncoder(image_size, feat)
         self.context = nn.Embedding(self.n_classes + 1, ctx_dim)
         self.enc_rnn = nn.LSTMCell(feat + hidden + ctx_dim, hidden)
         self.q_params = nn.Linear(hidden, 2 * z_dim)
-        self.dec_rnn = nn.LSTMCell(z_dim + ctx_dim, hidden)
+        self.dec_rnn = nn.LSTMCell(z_dim + ctx_dim + (feat if self.view_context else 0), hidden)
         self.writer = VolumeWriter(hidden, patch, res)
         self.canvas0 = nn.Parameter(torch.tensor(-3.0))
         self.register_buffer("thetas", camera_thetas(self.cameras), persistent=False)
@@ -252,7 +257,8 @@ class Shapes3D(nn.Module):
     def config(self) -> Dict[str, Any]:
         return dict(class_names=self.class_names, res=self.res, image_size=self.image_size, steps=self.steps,
                     hidden=self.hidden, z_dim=self.z_dim, patch=self.patch, feat=self.feat, ctx_dim=self.ctx_dim,
-                    cameras=self.cameras, input_view=self.input_view)
+                    cameras=self.cameras, input_view=self.input_view,
+                    view_context=self.view_context)
 
     # ------------------------------------------------------------------------------------------ helpers
     def _ctx(self, labels: Optional[torch.Tensor], b: int, device) -> torch.Tensor:
@@ -261,7 +267,8 @@ class Shapes3D(nn.Module):
         return self.context(labels.to(device).long())
 
     def _run(self, b: int, device, ctx: torch.Tensor, feat: Optional[torch.Tensor], sample: bool,
-             temperature: float = 1.0, keep_canvases: bool = False) -> Dict[str, Any]:
+             temperature: float = 1.0, keep_canvases: bool = False,
+             view_ctx: Optional[torch.Tensor] = None) -> Dict[str, Any]:
         h_dec = c_dec = torch.zeros(b, self.hidden, device=device)
         h_enc = c_enc = torch.zeros(b, self.hidden, device=device)
         canvas = self.canvas0.expand(b, 1, self.res, self.res, self.res)
@@ -275,7 +282,10 @@ class Shapes3D(nn.Module):
                 kls.append(0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(1))
             else:
                 z = torch.randn(b, self.z_dim, device=device) * temperature
-            h_dec, c_dec = self.dec_rnn(torch.cat([z, ctx], 1), (h_dec, c_dec))
+            dec_in = [z, ctx]
+            if self.view_context:
+                dec_in.append(view_ctx if view_ctx is not None else torch.zeros(b, self.feat, device=device))
+            h_dec, c_dec = self.dec_rnn(torch.cat(dec_in, 1), (h_dec, c_dec))
             delta, where = self.writer(h_dec)
             canvas = canvas + delta
             wheres.append(where)
@@ -290,12 +300,15 @@ class Shapes3D(nn.Module):
 
     # ------------------------------------------------------------------------------------------- API
     def forward(self, image: torch.Tensor, labels: Optional[torch.Tensor] = None, sample: bool = True,
-                keep_canvases: bool = False) -> Dict[str, Any]:
-        """Infer a volume from input pictures (B, H, W) in [0, 1]. Returns logits (B,1,R,R,R) and kl (B,T)."""
+                keep_canvases: bool = False, view_mask: Optional[torch.Tensor] = None) -> Dict[str, Any]:
+        """Infer a volume from input pictures (B, H, W) in [0, 1]. Returns logits (B,1,R,R,R) and kl (B,T).
+
+        ``view_mask`` (B,) of 0/1: which items get the picture as generative context (default: all)."""
         b = image.shape[0]
         feat = self.encoder(image.unsqueeze(1))
+        view_ctx = feat if view_mask is None else feat * view_mask.view(b, 1).to(feat.dtype)
         return self._run(b, image.device, self._ctx(labels, b, image.device), feat, sample,
-                         keep_canvases=keep_canvases)
+                         keep_canvases=keep_canvases, view_ctx=view_ctx)
 
     def render(self, logits: torch.Tensor, thetas: Optional[torch.Tensor] = None) -> torch.Tensor:
         """The fixed projection of canvases to every training camera (or to ``thetas``): (B, K, H, W)."""

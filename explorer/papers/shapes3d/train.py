@@ -43,6 +43,8 @@ class TrainConfig:
     warmup: int = 50
     clip: float = 20.0
     class_dropout: float = 0.3     # fraction of shapes trained without their class (unconditional model)
+    view_dropout: float = 0.25     # fraction trained without the picture as generative context (prior sampling)
+    free_bits: float = 1.0         # nats per DRAW step below which the (batch-mean) KL is not penalised
     kl_warmup: int = 1500          # KL weight rises linearly from 0 to 1 over these steps (avoids posterior collapse)
     logit_noise: float = 1.5       # Gaussian noise on the canvas logits before projecting (training only): fog
                                    # cannot explain the pictures reliably, so occupancies become near-binary
@@ -54,17 +56,19 @@ class TrainConfig:
 
 
 def batch_loss(model: Shapes3D, views: torch.Tensor, labels: Optional[torch.Tensor],
-               sample: bool = True, kl_weight: float = 1.0, logit_noise: float = 0.0) -> Dict[str, torch.Tensor]:
+               sample: bool = True, kl_weight: float = 1.0, logit_noise: float = 0.0,
+               view_mask: Optional[torch.Tensor] = None, free_bits: float = 0.0) -> Dict[str, torch.Tensor]:
     """ELBO terms of a batch of pictures (B, K, H, W): nll (B,), kl (B, T), loss (scalar, nats per pixel;
     the KL scaled by ``kl_weight``, 1 = the ELBO)."""
-    out = model(views[:, model.input_view], labels, sample=sample)
+    out = model(views[:, model.input_view], labels, sample=sample, view_mask=view_mask)
     logits = out["logits"]
     if logit_noise > 0:
         logits = logits + logit_noise * torch.randn_like(logits)
     pred = model.render(logits)
     nll = image_nll(pred, views)
     kl = out["kl"]
-    loss = (nll + kl_weight * kl.sum(1)).mean() / views[0].numel()
+    kl_term = kl.mean(0).clamp(min=free_bits).sum() if free_bits > 0 else kl.sum(1).mean()
+    loss = (nll.mean() + kl_weight * kl_term) / views[0].numel()
     return {"loss": loss, "nll": nll, "kl": kl, "pred": pred, "logits": out["logits"]}
 
 
@@ -123,7 +127,9 @@ def fit(model: Shapes3D, data: ViewSet, device, config: TrainConfig, progress: O
         drop = torch.rand(len(labels), device=device) < config.class_dropout
         labels = torch.where(drop, torch.full_like(labels, model.n_classes), labels)
         beta = min(1.0, step / config.kl_warmup) if config.kl_warmup > 0 else 1.0
-        terms = batch_loss(model, views, labels, kl_weight=beta, logit_noise=config.logit_noise)
+        vmask = (torch.rand(len(labels), device=device) >= config.view_dropout).float()
+        terms = batch_loss(model, views, labels, kl_weight=beta, logit_noise=config.logit_noise,
+                           view_mask=vmask, free_bits=config.free_bits)
         opt.zero_grad(set_to_none=True)
         terms["loss"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)

@@ -179,6 +179,17 @@ class ImageEncoder(nn.Module):
         return F.elu(self.fc(self.conv(x).flatten(1)))
 
 
+def silhouettes(logits: torch.Tensor, thetas: torch.Tensor) -> torch.Tensor:
+    """Max-projection silhouettes (B, K, S, S) of occupancy logits (B, 1, S, S, S): the most occupied voxel
+    along each ray (as in Perspective Transformer Nets). Exact permutation for axis-aligned cameras."""
+    occ = torch.sigmoid(logits)
+    out = []
+    for k in range(thetas.shape[0]):
+        v = to_camera(occ, thetas[k])[:, 0]
+        out.append(v.amax(dim=1))
+    return torch.stack(out, 1)
+
+
 def tent_filters(center: torch.Tensor, stride: torch.Tensor, patch: int, res: int) -> torch.Tensor:
     """(B, res, patch) linear-interpolation weights placing ``patch`` points spaced ``stride`` around
     ``center`` (world units, shape (B,)) on a grid of ``res`` voxel centres in [-1, 1]."""

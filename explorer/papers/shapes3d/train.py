@@ -16,13 +16,13 @@ import torch
 
 from explorer.core.tasks import CancelToken, ProgressFn
 from .data import ViewSet
-from .model import Shapes3D, image_nll
+from .model import Shapes3D, image_nll, silhouettes
 
 PRESETS: Dict[str, Dict[str, Any]] = {
     "primitives": {
         "file": "shapes3d_primitives.safetensors",
         "model": dict(steps=6, hidden=256, z_dim=16, patch=16, feat=256, ctx_dim=16),
-        "train": dict(batch=32, lr=1e-3, time_limit_s=1200.0),
+        "train": dict(batch=32, lr=2e-3, time_limit_s=1200.0),
         "n_train": 2000, "n_test": 250,
     },
     "furniture": {
@@ -45,6 +45,7 @@ class TrainConfig:
     class_dropout: float = 0.3     # fraction of shapes trained without their class (unconditional model)
     view_dropout: float = 0.25     # fraction trained without the picture as generative context (prior sampling)
     free_bits: float = 1.0         # nats per DRAW step below which the (batch-mean) KL is not penalised
+    silhouette_weight: float = 1.0 # extra loss: max-projection silhouettes vs the pictures' silhouettes (2D only)
     kl_warmup: int = 1500          # KL weight rises linearly from 0 to 1 over these steps (avoids posterior collapse)
     logit_noise: float = 1.5       # Gaussian noise on the canvas logits before projecting (training only): fog
                                    # cannot explain the pictures reliably, so occupancies become near-binary
@@ -57,7 +58,8 @@ class TrainConfig:
 
 def batch_loss(model: Shapes3D, views: torch.Tensor, labels: Optional[torch.Tensor],
                sample: bool = True, kl_weight: float = 1.0, logit_noise: float = 0.0,
-               view_mask: Optional[torch.Tensor] = None, free_bits: float = 0.0) -> Dict[str, torch.Tensor]:
+               view_mask: Optional[torch.Tensor] = None, free_bits: float = 0.0,
+               silhouette_weight: float = 0.0) -> Dict[str, torch.Tensor]:
     """ELBO terms of a batch of pictures (B, K, H, W): nll (B,), kl (B, T), loss (scalar, nats per pixel;
     the KL scaled by ``kl_weight``, 1 = the ELBO)."""
     out = model(views[:, model.input_view], labels, sample=sample, view_mask=view_mask)
@@ -69,6 +71,12 @@ def batch_loss(model: Shapes3D, views: torch.Tensor, labels: Optional[torch.Tens
     kl = out["kl"]
     kl_term = kl.mean(0).clamp(min=free_bits).sum() if free_bits > 0 else kl.sum(1).mean()
     loss = (nll.mean() + kl_weight * kl_term) / views[0].numel()
+    if silhouette_weight > 0:
+        # The pictures' silhouettes (any grey > 0 is the object) against the max-projection of the volume:
+        # fog cannot reach 1 along a ray, so occupancies inside the visual hull become solid.
+        sil = silhouettes(out["logits"], model.thetas)
+        target = (views > 0.05).to(sil.dtype)
+        loss = loss + silhouette_weight * image_nll(sil, target).mean() / views[0].numel()
     return {"loss": loss, "nll": nll, "kl": kl, "pred": pred, "logits": out["logits"]}
 
 
@@ -129,7 +137,8 @@ def fit(model: Shapes3D, data: ViewSet, device, config: TrainConfig, progress: O
         beta = min(1.0, step / config.kl_warmup) if config.kl_warmup > 0 else 1.0
         vmask = (torch.rand(len(labels), device=device) >= config.view_dropout).float()
         terms = batch_loss(model, views, labels, kl_weight=beta, logit_noise=config.logit_noise,
-                           view_mask=vmask, free_bits=config.free_bits)
+                           view_mask=vmask, free_bits=config.free_bits,
+                           silhouette_weight=config.silhouette_weight)
         opt.zero_grad(set_to_none=True)
         terms["loss"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)

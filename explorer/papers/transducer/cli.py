@@ -24,14 +24,15 @@ def configure_train(p) -> None:
     p.add_argument("--out", default=None, metavar="FILE.safetensors",
                    help=f"checkpoint to write (default models/{DEFAULT_OUT}, or transducer_offline.safetensors)")
     p.add_argument("--offline", action="store_true",
-                   help="train the offline variant: bidirectional encoder, the whole utterance is one block")
+                   help="train the offline variant: bidirectional encoder (answers only after the utterance ends)")
     p.add_argument("--holdout", default="", metavar="SPEAKER",
                    help="leave this FSDD speaker out of training and report its error rate (LOSO)")
     p.add_argument("--steps", type=int, default=3000, help="optimizer steps (default 3000)")
     p.add_argument("--minutes", type=float, default=None, help="stop after this many minutes of training")
     p.add_argument("--batch", type=int, default=24, help="utterances per step (default 24)")
     p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate, cosine decay (default 2e-3)")
-    p.add_argument("--block", type=int, default=8, help="W: encoder frames (30 ms each) per block (default 8)")
+    p.add_argument("--block", type=int, default=8,
+                   help="W: encoder frames (30 ms each) per block (default 8; 0 = the whole utterance is one block)")
     p.add_argument("--max-per-block", type=int, default=4, help="M: tokens per block incl. <e> (default 4)")
     p.add_argument("--hidden", type=int, default=128, help="GRU units in encoder and transducer (default 128)")
     p.add_argument("--attention", choices=("mlp", "dot"), default="mlp", help="attention over the block")
@@ -94,8 +95,7 @@ def train(args) -> int:
     else:
         cfg = dict(OFFLINE_CONFIG if args.offline else DEFAULT_CONFIG)
         cfg.update(enc_hidden=args.hidden, dec_hidden=args.hidden, attention=args.attention)
-        if not args.offline:
-            cfg.update(block=args.block, max_per_block=args.max_per_block)
+        cfg.update(block=args.block, max_per_block=args.max_per_block if args.block > 0 else 10)
         model = build(cfg)
         set_normalization(model, data)
     out = Path(args.out) if args.out else models_dir() / ("transducer_offline.safetensors" if args.offline else DEFAULT_OUT)

@@ -46,7 +46,9 @@ def evaluate_utterances(model: Transducer, utts: Sequence[Utterance], beam: int 
         by_spk.setdefault(u.speaker, []).append((u.digits, hyp))
         if hyp == u.digits:
             for (d, b), (_, end) in zip(emissions, u.bounds):
-                delays.append((model.block_end_sample(b, n_enc) - end) / SAMPLE_RATE)
+                # an online model emits when block b is complete; an offline one only after the whole utterance
+                at = model.block_end_sample(b, n_enc) if model.online else len(u.audio)
+                delays.append((at - end) / SAMPLE_RATE)
         if progress is not None:
             progress((i + 1) / len(utts), f"{i + 1}/{len(utts)} utterances")
     out = score(pairs)

@@ -2,7 +2,8 @@
 
 * Features: log-mel (own filterbank), global mean/variance normalisation (buffers in the checkpoint), 3 frames
   stacked -> one encoder frame every 30 ms.
-* Encoder: unidirectional GRU (online). The offline variant is bidirectional and uses one block per utterance.
+* Encoder: unidirectional GRU (online). The offline variant has a bidirectional encoder (its answer exists only
+  once the utterance has ended); ``block=0`` instead makes the whole utterance one block.
 * Transducer (paper Eqs. 3-6): s_m = GRU(s_{m-1}, [c_{m-1}; emb(y_{m-1})]); c_m = attention(s_m, current block);
   h'_m = GRU(h'_{m-1}, [c_m; s_m]); softmax(h'_m) over 10 digits + <e> (end of block). At most M tokens per block
   (M-1 digits and <e>). The state (s, h', c, y) is carried across blocks.
@@ -28,7 +29,9 @@ N_OUT = 11
 
 DEFAULT_CONFIG: Dict = dict(n_mels=40, stack=3, enc_hidden=128, enc_layers=2, bidirectional=False, dec_hidden=128,
                             embed=32, att_hidden=64, attention="mlp", block=8, max_per_block=4)
-OFFLINE_CONFIG: Dict = dict(DEFAULT_CONFIG, bidirectional=True, block=0, max_per_block=10)
+# Offline variant: a bidirectional encoder, so every block is decoded only after the whole utterance is heard.
+# (block=0 makes the whole utterance one block: a plain attention seq2seq, much slower to train here.)
+OFFLINE_CONFIG: Dict = dict(DEFAULT_CONFIG, bidirectional=True)
 
 Alignment = List[List[int]]   # digits emitted in each block
 

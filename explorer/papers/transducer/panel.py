@@ -164,8 +164,8 @@ class TransducerPanel(PaperPanel):
         self.reference_label = QLabel("")
         self.offline_label = QLabel("")
         self.offline_label.setWordWrap(True)
-        self.offline_label.setToolTip("The offline variant (bidirectional encoder, whole utterance as one block) "
-                                      "can only answer after the audio has ended")
+        self.offline_label.setToolTip("The offline variant (same transducer, bidirectional encoder) can only "
+                                      "answer after the audio has ended")
         self.status_label = QLabel("")
         self.status_label.setStyleSheet("color: #555;")
         grid.addWidget(QLabel("Online transcript:"), 0, 0)
@@ -443,7 +443,7 @@ class TransducerPanel(PaperPanel):
         digits = "".join(str(d) for d in off["digits"]) or "(nothing)"
         self.offline_text = digits
         self.offline_label.setText(
-            f"Offline variant (bidirectional encoder, the whole utterance as one block): <b>{digits}</b> — it can "
+            f"Offline variant (bidirectional encoder: needs the whole utterance): <b>{digits}</b> — it can "
             f"only answer after the audio ends, at {off['audio_s']:.2f} s (+{off['compute_s'] * 1000:.0f} ms "
             f"compute); the online transducer emitted each digit within a block of hearing it.")
 

@@ -126,11 +126,15 @@ def test_training_reduces_the_loss_and_offline_variant_runs():
     # DP-refreshed alignments run inside training too
     h2 = fit(m, data, "cpu", dict(steps=2, batch=4, align="dp", log_every=1))
     assert h2["dp_moved_final"] is not None
-    off = M.build(dict(M.OFFLINE_CONFIG, **{k: v for k, v in TINY.items() if k not in ("block", "max_per_block")}))
-    assert not off.online
+    off = M.build(dict(M.OFFLINE_CONFIG, **TINY))          # bidirectional encoder, same blocks
+    assert not off.online and off.cfg["bidirectional"]
     set_normalization(off, data, n=4)
     fit(off, data, "cpu", dict(steps=2, batch=4))
-    d, em, n_enc = M.decode_utterance(off.eval(), torch.from_numpy(data.batch(1)[0].audio))
+    whole = M.build(dict(TINY, block=0, max_per_block=10))  # the whole utterance as one block
+    assert not whole.online
+    set_normalization(whole, data, n=4)
+    fit(whole, data, "cpu", dict(steps=2, batch=4))
+    d, em, n_enc = M.decode_utterance(whole.eval(), torch.from_numpy(data.batch(1)[0].audio))
     assert all(b == 0 for _, b in em)
 
 

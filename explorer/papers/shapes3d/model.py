@@ -204,13 +204,20 @@ class VolumeWriter(nn.Module):
     volumetric attention (3D spatial transformer restricted to per-axis scale and translation, trilinear
     kernels). Initialised to cover the whole canvas; the model learns where to zoom in."""
 
-    def __init__(self, hidden: int, patch: int, res: int) -> None:
+    def __init__(self, hidden: int, patch: int, res: int, kind: str = "mlp") -> None:
         super().__init__()
-        self.res, self.patch = res, patch
-        self.hid = nn.Linear(hidden, 2 * hidden)
-        self.fc = nn.Linear(2 * hidden, patch ** 3)
-        nn.init.normal_(self.fc.weight, std=0.01)
-        nn.init.zeros_(self.fc.bias)
+        self.res, self.patch, self.kind = res, patch, kind
+        if kind == "conv":   # h -> (P/2)^3 x 16 -> transposed 3D conv -> P^3 x 8 -> 3D conv -> P^3
+            self.hid = nn.Linear(hidden, 16 * (patch // 2) ** 3)
+            self.up = nn.ConvTranspose3d(16, 8, 4, 2, 1)
+            self.out = nn.Conv3d(8, 1, 3, padding=1)
+            self.fc = None
+        else:
+            self.hid = nn.Linear(hidden, 2 * hidden)
+            self.fc = nn.Linear(2 * hidden, patch ** 3)
+        if self.fc is not None:
+            nn.init.normal_(self.fc.weight, std=0.01)
+            nn.init.zeros_(self.fc.bias)
         self.where = nn.Linear(hidden, 6)
         nn.init.zeros_(self.where.weight)
         with torch.no_grad():
@@ -218,7 +225,11 @@ class VolumeWriter(nn.Module):
 
     def forward(self, h: torch.Tensor):
         b, p, r = h.shape[0], self.patch, self.res
-        patch = self.fc(F.elu(self.hid(h))).view(b, p, p, p)    # (z, y, x)
+        if self.kind == "conv":
+            q = p // 2
+            patch = self.out(F.elu(self.up(F.elu(self.hid(h)).view(b, 16, q, q, q)))).view(b, p, p, p)
+        else:
+            patch = self.fc(F.elu(self.hid(h))).view(b, p, p, p)    # (z, y, x)
         w = self.where(h)
         scale = 0.3 + 0.7 * torch.sigmoid(w[:, :3])             # (x, y, z) extent as a fraction of the cube
         shift = torch.tanh(w[:, 3:]) * (1.0 - scale)             # keep the patch inside the cube
@@ -246,7 +257,7 @@ class Shapes3D(nn.Module):
                  res: int = 32, image_size: int = 32, steps: int = 6, hidden: int = 256, z_dim: int = 16,
                  patch: int = 16, feat: int = 256, ctx_dim: int = 16,
                  cameras: Sequence[Sequence[float]] = TRAIN_CAMERAS, input_view: int = 0,
-                 view_context: bool = True) -> None:
+                 view_context: bool = True, writer: str = "mlp") -> None:
         super().__init__()
         self.class_names = list(class_names)
         self.n_classes = len(self.class_names)
@@ -256,12 +267,13 @@ class Shapes3D(nn.Module):
         self.cameras = [list(map(float, c)) for c in cameras]
         self.input_view = input_view
         self.view_context = bool(view_context)
+        self.writer_kind = writer
         self.encoder = ImageEncoder(image_size, feat)
         self.context = nn.Embedding(self.n_classes + 1, ctx_dim)
         self.enc_rnn = nn.LSTMCell(feat + hidden + ctx_dim, hidden)
         self.q_params = nn.Linear(hidden, 2 * z_dim)
         self.dec_rnn = nn.LSTMCell(z_dim + ctx_dim + (feat if self.view_context else 0), hidden)
-        self.writer = VolumeWriter(hidden, patch, res)
+        self.writer = VolumeWriter(hidden, patch, res, writer)
         self.canvas0 = nn.Parameter(torch.tensor(-3.0))
         self.register_buffer("thetas", camera_thetas(self.cameras), persistent=False)
 
@@ -269,7 +281,7 @@ class Shapes3D(nn.Module):
         return dict(class_names=self.class_names, res=self.res, image_size=self.image_size, steps=self.steps,
                     hidden=self.hidden, z_dim=self.z_dim, patch=self.patch, feat=self.feat, ctx_dim=self.ctx_dim,
                     cameras=self.cameras, input_view=self.input_view,
-                    view_context=self.view_context)
+                    view_context=self.view_context, writer=self.writer_kind)
 
     # ------------------------------------------------------------------------------------------ helpers
     def _ctx(self, labels: Optional[torch.Tensor], b: int, device) -> torch.Tensor:

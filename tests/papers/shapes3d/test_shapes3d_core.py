@@ -48,6 +48,17 @@ def test_projection_of_a_sphere_matches_its_analytic_silhouette_and_depth():
         assert abs(centre - (1 - M.SHADE * (1 - r) / 2)) < 0.03
 
 
+def test_max_projection_silhouettes_of_a_sphere():
+    z, y, x = _grid(32)
+    logits = torch.from_numpy(np.where(x ** 2 + y ** 2 + z ** 2 <= 0.36, 20.0, -20.0).astype(np.float32))[None, None]
+    sil = M.silhouettes(logits, M.camera_thetas(M.TRAIN_CAMERAS + M.NOVEL_CAMERAS))[0].numpy()
+    lin = (np.arange(32) + 0.5) / 32 * 2 - 1
+    qx, qy = np.meshgrid(lin, lin, indexing="xy")
+    clear = np.abs(np.sqrt(qx ** 2 + qy ** 2) - 0.6) > 2.0 / 32
+    for k in range(sil.shape[0]):
+        assert ((sil[k] > 0.5) == (qx ** 2 + qy ** 2 <= 0.36))[clear].all()
+
+
 def test_projection_of_an_axis_aligned_box_is_a_rectangle():
     z, y, x = _grid(32)
     vol = ((np.abs(x) < 0.5) & (np.abs(y) < 0.25) & (np.abs(z) < 0.75)).astype(np.float32)

@@ -25,7 +25,7 @@ SAMPLE_TILE = 92
 N_SAMPLES = 4
 MAX_SIDE = 512
 DEFAULT_SAMPLE = "path.png"
-TARGET_BPP = 0.25       # the default k is the one whose rate is closest to this
+TARGET_BPP = 0.15       # the default k is the one whose rate is closest to this
 
 
 def to_pixmap(img: np.ndarray, size: int) -> QPixmap:

@@ -31,3 +31,20 @@ def test_panel_opens_and_slider_updates_view(make_panel, qtbot):
     assert len(panel.curves["jp2"].getData()[0]) == T
     assert len(panel.current.data) == 3
     qtbot.waitUntil(lambda: k1 in panel.sample_cache, timeout=60000)
+
+
+def test_panel_switches_to_fashion_model(make_panel, qtbot):
+    from explorer.core.paths import bundled
+
+    fashion = bundled("compression_fashion.safetensors")
+    panel = make_panel("compression", timeout=240)
+    if panel.model is None or not fashion.exists():
+        pytest.skip("bundled checkpoints missing")
+    done = []
+    panel.open_checkpoint(fashion, on_done=done.append)
+    qtbot.waitUntil(lambda: bool(done), timeout=60000)
+    assert done == [True] and panel.model.in_channels == 1
+    assert "test_grid" in panel.picker.currentText()
+    qtbot.waitUntil(lambda: panel.analysis is not None and panel.analysis.image.shape[2] == 1, timeout=60000)
+    assert panel.tile_draw.has_image
+    qtbot.waitUntil(lambda: not panel.runner.is_busy(), timeout=120000)

@@ -15,6 +15,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 p = argparse.ArgumentParser()
 p.add_argument("--seconds", type=float, default=10.0)
 p.add_argument("--threads", type=int, default=0, help="torch threads (0: the app's setting)")
+p.add_argument("--baseline", action="store_true", help="no worker: the probe alone (machine noise)")
 args = p.parse_args()
 
 import torch  # noqa: E402
@@ -47,6 +48,7 @@ def heavy(seconds, token=None, progress=None):
 
 
 lateness = []
+when = []
 clock = QElapsedTimer()
 clock.start()
 last = [clock.elapsed()]
@@ -56,6 +58,7 @@ def tick():
     now = clock.elapsed()
     if now > 500:  # skip the first half second (thread start, first allocations)
         lateness.append(max(0, now - last[0] - 10))
+        when.append(now)
     last[0] = now
 
 
@@ -64,12 +67,16 @@ timer.setInterval(10)
 timer.timeout.connect(tick)
 runner = TaskRunner()
 result = {}
-runner.submit(heavy, args.seconds, on_result=lambda s: (result.setdefault("steps", s), app.quit()))
+if args.baseline:
+    QTimer.singleShot(int(args.seconds * 1000), app.quit)
+else:
+    runner.submit(heavy, args.seconds, on_result=lambda s: (result.setdefault("steps", s), app.quit()))
 timer.start()
 app.exec()
 runner.shutdown()
+worst_at = when[lateness.index(max(lateness))] / 1000 if lateness else 0
 lat = sorted(lateness)
 p99 = lat[int(0.99 * (len(lat) - 1))]
 print(f"torch threads {torch.get_num_threads()}, cores {os.cpu_count()}: {len(lat)} ticks, worst stall "
       f"{lat[-1]} ms, p99 {p99} ms, mean {sum(lat) / len(lat):.2f} ms; worker did {result.get('steps')} steps "
-      f"in {args.seconds:.0f} s")
+      f"in {args.seconds:.0f} s; worst stall at t={worst_at:.2f} s")

@@ -75,8 +75,10 @@ timer.start()
 app.exec()
 runner.shutdown()
 worst_at = when[lateness.index(max(lateness))] / 1000 if lateness else 0
+top = sorted(zip(lateness, when), reverse=True)[:5]
 lat = sorted(lateness)
 p99 = lat[int(0.99 * (len(lat) - 1))]
 print(f"torch threads {torch.get_num_threads()}, cores {os.cpu_count()}: {len(lat)} ticks, worst stall "
       f"{lat[-1]} ms, p99 {p99} ms, mean {sum(lat) / len(lat):.2f} ms; worker did {result.get('steps')} steps "
       f"in {args.seconds:.0f} s; worst stall at t={worst_at:.2f} s")
+print("five worst stalls (ms @ s): " + ", ".join(f"{a} @ {b / 1000:.2f}" for a, b in top))

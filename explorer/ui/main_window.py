@@ -88,6 +88,7 @@ class TabPage(QWidget):
         log.info("built %s panel in %.0f ms", self.spec.id, (time.perf_counter() - t0) * 1000)
         self.panel = panel
         self._layout.replaceWidget(self.placeholder, panel)
+        self.placeholder.hide()
         self.placeholder.deleteLater()
         panel.checkpoint_changed.connect(self.checkpoint_bar.set_meta)
         if panel.uses_checkpoint:

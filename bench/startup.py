@@ -22,8 +22,7 @@ env = dict(os.environ, QT_QPA_PLATFORM="offscreen", NIPS_EXPLORER_STARTUP_PROBE=
 times = []
 for i in range(args.runs):
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-X", "importtime", "-m", "explorer.cli"] if i == 0 and False else
-                            [sys.executable, "-m", "explorer.cli"], env=env, stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "explorer.cli"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     line = proc.stdout.readline()
     t1 = time.perf_counter()

@@ -5,7 +5,7 @@ The shell knows nothing else about a paper. Importing a spec is cheap: it import
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, List, Optional, Tuple
 
 PAPER_IDS: Tuple[str, ...] = ("srnn", "l2l", "transducer", "bptt", "compression", "shapes3d")

@@ -43,7 +43,8 @@ def run_gui(args) -> int:
     if args.kiosk:
         window.showFullScreen()
     else:
-        window.resize(max(window.width(), 1280), max(window.height(), 800)) if window.width() < 1024 else None
+        if window.width() < 1024:  # no saved geometry yet
+            window.resize(1280, 800)
         window.show()
     if os.environ.get("NIPS_EXPLORER_STARTUP_PROBE"):
         # bench/startup.py: report time to the first shown window, then quit

@@ -22,7 +22,6 @@ def grab_window(window: QWidget) -> QPixmap:
             log.exception("vtk_views() failed")
     if views:
         painter = QPainter(pix)
-        dpr = pix.devicePixelRatio() or 1.0
         for view in views:
             try:
                 arr = view.capture()  # H x W x 3 uint8, top row first
@@ -34,7 +33,6 @@ def grab_window(window: QWidget) -> QPixmap:
             top_left = view.mapTo(window, QPoint(0, 0))
             painter.drawImage(QRect(top_left, view.size()), img)
         painter.end()
-        del dpr
     return pix
 
 

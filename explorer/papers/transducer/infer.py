@@ -167,12 +167,10 @@ def stream_file(bundle: ModelBundle, audio: np.ndarray, pace: float = 1.0, chunk
                     token.check()
                 time.sleep(min(left, 0.02))
         out = rec.accept(chunk)
-        out.update(t=rec.samples_in / SAMPLE_RATE, level_db=_level_db(chunk),
-                   rtf=rec.compute_s / max(1e-9, rec.samples_in / SAMPLE_RATE))
+        _annotate(out, rec, _level_db(chunk))
         yield out
     out = rec.finish()
-    out.update(t=rec.samples_in / SAMPLE_RATE, level_db=-120.0,
-               rtf=rec.compute_s / max(1e-9, rec.samples_in / SAMPLE_RATE))
+    _annotate(out, rec, -120.0)
     yield out
     summary = {"digits": rec.digits, "audio_s": len(audio) / SAMPLE_RATE, "rtf": out["rtf"]}
     if bundle.offline is not None:
@@ -180,6 +178,12 @@ def stream_file(bundle: ModelBundle, audio: np.ndarray, pace: float = 1.0, chunk
         yield {"offline": off}
         summary["offline"] = off
     return summary
+
+
+def _annotate(out: dict, rec, level_db: float) -> None:
+    """Add the stream time, input level and running real-time factor to a recognizer update."""
+    audio_s = rec.samples_in / SAMPLE_RATE
+    out.update(t=audio_s, level_db=level_db, rtf=rec.compute_s / max(1e-9, audio_s))
 
 
 def stream_queue(bundle: ModelBundle, q, sample_rate: int, token=None, keep_audio_s: float = 60.0):
@@ -208,12 +212,10 @@ def stream_queue(bundle: ModelBundle, q, sample_rate: int, token=None, keep_audi
         while kept_n - len(kept[0]) > keep_audio_s * SAMPLE_RATE:
             kept_n -= len(kept.pop(0))
         out = rec.accept(x)
-        out.update(t=rec.samples_in / SAMPLE_RATE, level_db=_level_db(x),
-                   rtf=rec.compute_s / max(1e-9, rec.samples_in / SAMPLE_RATE))
+        _annotate(out, rec, _level_db(x))
         yield out
     out = rec.finish()
-    out.update(t=rec.samples_in / SAMPLE_RATE, level_db=-120.0,
-               rtf=rec.compute_s / max(1e-9, rec.samples_in / SAMPLE_RATE))
+    _annotate(out, rec, -120.0)
     yield out
     summary = {"digits": rec.digits, "audio_s": rec.samples_in / SAMPLE_RATE, "rtf": out["rtf"]}
     if bundle.offline is not None and kept_n:

@@ -39,9 +39,14 @@ def configure_train(p) -> None:
     p.add_argument("--align", choices=("boundary", "dp"), default="boundary",
                    help="training alignments: from the digit boundaries, or the paper's DP search (after --dp-start)")
     p.add_argument("--dp-start", type=int, default=0, help="use boundary alignments for this many steps first")
+    p.add_argument("--norm", choices=("causal", "global"), default="causal",
+                   help="feature normalisation: running mean of the utterance so far (default) or the training mean")
+    p.add_argument("--no-augment", action="store_true",
+                   help="train without VTLP, channel colouring, SpecAugment and the wider speed range")
     p.add_argument("--init", default=None, metavar="FILE", help="start from this checkpoint (fine-tuning)")
-    p.add_argument("--espeak-weight", type=float, default=0.2,
-                   help="share of training utterances from espeak-ng voices (0 disables; needs espeak-ng)")
+    p.add_argument("--no-tts", action="store_true", help="no flite/festival voices (espeak-ng only)")
+    p.add_argument("--synth-weight", "--espeak-weight", dest="espeak_weight", type=float, default=0.2,
+                   help="share of training utterances from synthetic voices (espeak-ng, flite, festival; 0 disables)")
     p.add_argument("--eval-utts", type=int, default=60, help="test utterances per speaker after training")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
@@ -78,7 +83,7 @@ def train(args) -> int:
     t_start = time.perf_counter()
     clips = D.load_fsdd(args.data, speakers=train_spk, indices=range(5, 50))
     n_fsdd = len(clips)
-    n_esp = 0
+    n_esp = n_tts = 0
     if args.espeak_weight > 0:
         if D.espeak_available():
             with TerminalProgress("espeak-ng digits") as bar:
@@ -86,8 +91,17 @@ def train(args) -> int:
             clips += esp
             n_esp = len(esp)
         else:
-            print("espeak-ng not found: training on FSDD only", file=sys.stderr)
-    source = D.UtteranceSource(clips, D.Augment(), espeak_weight=args.espeak_weight if n_esp else 0.0)
+            print("espeak-ng not found: no espeak-ng voices", file=sys.stderr)
+        if not args.no_tts:
+            if D.tts_voices():
+                with TerminalProgress("flite/festival digits") as bar:
+                    tts = D.tts_clips(progress=bar)
+                clips += tts
+                n_tts = len(tts)
+            else:
+                print("flite/festival not found: no flite/festival voices", file=sys.stderr)
+    aug = D.Augment() if args.no_augment else D.Augment(speed=(0.85, 1.15))
+    source = D.UtteranceSource(clips, aug, espeak_weight=args.espeak_weight if n_esp + n_tts else 0.0)
     data = TrainData(source, seed=args.seed)
     if args.init:
         model, meta = load_model(args.init, PAPER, build, "cpu")
@@ -95,16 +109,18 @@ def train(args) -> int:
     else:
         cfg = dict(OFFLINE_CONFIG if args.offline else DEFAULT_CONFIG)
         cfg.update(enc_hidden=args.hidden, dec_hidden=args.hidden, attention=args.attention)
-        cfg.update(block=args.block, max_per_block=args.max_per_block if args.block > 0 else 10)
+        cfg.update(block=args.block, max_per_block=args.max_per_block if args.block > 0 else 10, norm=args.norm)
         model = build(cfg)
         set_normalization(model, data)
     out = Path(args.out) if args.out else models_dir() / ("transducer_offline.safetensors" if args.offline else DEFAULT_OUT)
     data_meta = {"name": "FSDD connected digits" + (f" (leave out {holdout})" if holdout else ""),
                  "train_speakers": train_spk, "train_indices": "5-49", "fsdd_clips": n_fsdd,
-                 "espeak_clips": n_esp, "espeak_weight": args.espeak_weight if n_esp else 0.0,
+                 "espeak_clips": n_esp, "tts_clips": n_tts,
+                 "tts_voices": sorted({c.speaker for c in clips if c.speaker.startswith(("flite-", "festival-"))}),
+                 "espeak_weight": args.espeak_weight if n_esp + n_tts else 0.0,
                  "holdout": holdout or None}
     tcfg = dict(steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed, minutes=args.minutes,
-                align=args.align, dp_start=args.dp_start)
+                align=args.align, dp_start=args.dp_start, augment=not args.no_augment)
 
     def save(m, info, metrics=None):
         save_checkpoint(out, m.state_dict(), paper=PAPER, model_config=m.cfg,

@@ -145,6 +145,73 @@ def espeak_clips(cache: Optional[Path] = None, seed: int = 0, n_per_digit: int =
     return clips
 
 
+# ------------------------------------------------------------------------------------ flite and festival
+FLITE_VOICES = ("kal", "kal16", "awb", "rms", "slt")
+FESTIVAL_VOICES = ("kal_diphone", "ked_diphone", "cmu_us_slt_arctic_hts")
+
+
+def tts_voices() -> List[Tuple[str, str]]:
+    """(engine, voice) pairs that can be synthesized here: Debian's flite and festival voices."""
+    out = []
+    if shutil.which("flite"):
+        out += [("flite", v) for v in FLITE_VOICES]
+    if shutil.which("text2wave"):
+        root = Path("/usr/share/festival/voices")
+        have = {p.name for d in (root.iterdir() if root.is_dir() else []) if d.is_dir() for p in d.iterdir()}
+        out += [("festival", v) for v in FESTIVAL_VOICES if v in have]
+    return out
+
+
+def tts_say(text: str, engine: str, voice: str, stretch: float = 1.0, f0: Optional[int] = None) -> np.ndarray:
+    """Synthesize with flite (duration stretch, mean pitch) or festival's text2wave -> mono float32 at 8 kHz."""
+    import io
+    import tempfile
+
+    import soundfile as sf
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "x.wav"
+        if engine == "flite":
+            cmd = ["flite", "-voice", voice, "-t", text, "-o", str(out), "--setf", f"duration_stretch={stretch:.3f}"]
+            if f0:
+                cmd += ["--setf", f"int_f0_target_mean={int(f0)}"]
+            subprocess.run(cmd, capture_output=True, check=True, timeout=30)
+        else:
+            scm = f"(voice_{voice})(Parameter.set 'Duration_Stretch {stretch:.3f})"
+            subprocess.run(["text2wave", "-eval", scm, "-o", str(out)], input=text.encode(), capture_output=True,
+                           check=True, timeout=60)
+        x, sr = sf.read(io.BytesIO(out.read_bytes()), dtype="float32", always_2d=False)
+    return resample(to_mono_float(x), sr, SAMPLE_RATE)
+
+
+def tts_clips(cache: Optional[Path] = None, seed: int = 0, n_flite: int = 16, n_festival: int = 6,
+              progress=None) -> List[Clip]:
+    """Isolated digits from flite (5 voices; random speaking rate and mean pitch 80-260 Hz) and festival
+    (3 voices; random rate), one pseudo-speaker per voice, cached as .npz. Empty when neither is installed."""
+    voices = tts_voices()
+    if not voices:
+        return []
+    rng = np.random.default_rng([seed, 17])
+    key = hashlib.sha1(f"{seed}-{n_flite}-{n_festival}-{voices}".encode()).hexdigest()[:10]
+    cache = Path(cache) if cache else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "nips-explorer"
+    f = cache / f"transducer_tts_{key}.npz"
+    if f.exists():
+        z = np.load(f, allow_pickle=False)
+        return [Clip(z[f"a{i}"], int(d), str(s), i) for i, (d, s) in enumerate(zip(z["digits"], z["speakers"]))]
+    jobs = [(e, v, d) for e, v in voices for d in range(10) for _ in range(n_flite if e == "flite" else n_festival)]
+    clips = []
+    for e, v, d in jobs:
+        stretch = float(rng.uniform(0.8, 1.3))
+        f0 = int(rng.integers(80, 261)) if e == "flite" else None
+        clips.append(Clip(_trim(tts_say(DIGIT_WORDS[d], e, v, stretch, f0)), d, f"{e}-{v}", len(clips)))
+        if progress:
+            progress(len(clips) / len(jobs), "synthesizing flite/festival digits")
+    cache.mkdir(parents=True, exist_ok=True)
+    np.savez(f, digits=np.array([c.digit for c in clips]), speakers=np.array([c.speaker for c in clips]),
+             **{f"a{i}": c.audio for i, c in enumerate(clips)})
+    return clips
+
+
 # ------------------------------------------------------------------------------------------ utterances
 @dataclass
 class Augment:
@@ -225,7 +292,8 @@ def group_by_speaker_digit(clips: Sequence[Clip]) -> Dict[str, Dict[int, List[Cl
 
 
 class UtteranceSource:
-    """Samples utterances: a speaker (espeak-ng counts as one, with weight ``espeak_weight``), then digits."""
+    """Samples utterances: a speaker, then digits. Synthetic voices (any speaker that is not an FSDD speaker:
+    espeak-ng counts as one, each flite/festival voice as one) share the weight ``espeak_weight`` equally."""
 
     def __init__(self, clips: Sequence[Clip], aug: Augment = Augment(), espeak_weight: float = 0.0) -> None:
         self.groups = group_by_speaker_digit(clips)
@@ -234,9 +302,11 @@ class UtteranceSource:
 
             raise UserError("no speaker has recordings of all ten digits in the selected data")
         self.speakers = sorted(self.groups)
-        n_real = sum(1 for s in self.speakers if s != "espeak")
-        if "espeak" in self.speakers and n_real:
-            w = np.array([espeak_weight if s == "espeak" else (1.0 - espeak_weight) / n_real for s in self.speakers])
+        synth = [s for s in self.speakers if s not in SPEAKERS]
+        n_real = len(self.speakers) - len(synth)
+        if synth and n_real:
+            w = np.array([espeak_weight / len(synth) if s in synth else (1.0 - espeak_weight) / n_real
+                          for s in self.speakers])
         else:
             w = np.ones(len(self.speakers))
         self.p = w / w.sum()

@@ -40,11 +40,25 @@ def mel_to_hz(m):
     return 700.0 * (10.0 ** (np.asarray(m, dtype=np.float64) / 2595.0) - 1.0)
 
 
-def mel_filterbank(cfg: FeatureConfig) -> np.ndarray:
-    """Triangular filters on the HTK mel scale, shape (n_mels, n_fft//2+1), each peaking at 1."""
+def vtlp_warp(freqs: np.ndarray, alpha: float, nyquist: float, f_hi: float = 0.8) -> np.ndarray:
+    """Vocal tract length perturbation (Jaitly & Hinton 2013): frequencies scaled by ``alpha`` up to a
+    boundary, then a straight line that keeps the Nyquist frequency fixed."""
+    f = np.asarray(freqs, dtype=np.float64)
+    if abs(alpha - 1.0) < 1e-9:
+        return f
+    b = f_hi * nyquist * min(alpha, 1.0) / alpha
+    upper = nyquist - (nyquist - alpha * b) / (nyquist - b) * (nyquist - f)
+    return np.where(f <= b, f * alpha, upper)
+
+
+def mel_filterbank(cfg: FeatureConfig, warp: float = 1.0) -> np.ndarray:
+    """Triangular filters on the HTK mel scale, shape (n_mels, n_fft//2+1), each peaking at 1.
+
+    ``warp`` != 1 moves every FFT bin to ``vtlp_warp(f, warp)`` before the filters read it (training-time
+    speaker augmentation: > 1 behaves like a shorter vocal tract)."""
     fmax = cfg.fmax or cfg.sample_rate / 2
     n_bins = cfg.n_fft // 2 + 1
-    freqs = np.linspace(0.0, cfg.sample_rate / 2, n_bins)
+    freqs = vtlp_warp(np.linspace(0.0, cfg.sample_rate / 2, n_bins), warp, cfg.sample_rate / 2)
     edges = mel_to_hz(np.linspace(hz_to_mel(cfg.fmin), hz_to_mel(fmax), cfg.n_mels + 2))
     fb = np.zeros((cfg.n_mels, n_bins))
     for m in range(cfg.n_mels):
@@ -63,12 +77,25 @@ class LogMel(torch.nn.Module):
         self.cfg = cfg
         self.register_buffer("window", torch.hann_window(cfg.win, periodic=True), persistent=False)
         self.register_buffer("fb", torch.from_numpy(mel_filterbank(cfg)), persistent=False)
+        self._warped: dict = {}
 
     def n_frames(self, n_samples: int) -> int:
         c = self.cfg
         return 0 if n_samples < c.win else 1 + (n_samples - c.win) // c.hop
 
-    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+    def warped_filterbank(self, warp: float) -> torch.Tensor:
+        """The filterbank under a VTLP warp (quantised to 0.005 and cached)."""
+        key = round(float(warp) * 200) / 200
+        if key == 1.0:
+            return self.fb
+        fb = self._warped.get(key)
+        if fb is None or fb.device != self.fb.device:
+            fb = torch.from_numpy(mel_filterbank(self.cfg, key)).to(self.fb.device)
+            self._warped[key] = fb
+        return fb
+
+    def forward(self, audio: torch.Tensor, warp: float = 1.0) -> torch.Tensor:
+        """``warp``: VTLP factor (training augmentation only; 1 = the plain features)."""
         c = self.cfg
         if audio.dim() == 1:
             audio = audio[None]
@@ -78,7 +105,8 @@ class LogMel(torch.nn.Module):
         frames = audio[..., : (n - 1) * c.hop + c.win].unfold(-1, c.win, c.hop)   # (B, n, win)
         spec = torch.fft.rfft(frames * self.window, n=c.n_fft)
         power = spec.real ** 2 + spec.imag ** 2
-        mel = power @ self.fb.t()
+        fb = self.fb if warp == 1.0 else self.warped_filterbank(warp)
+        mel = power @ fb.t()
         return torch.log(mel + c.floor)
 
 

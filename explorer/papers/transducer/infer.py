@@ -33,6 +33,7 @@ class StreamingRecognizer:
 
     def reset(self) -> None:
         self.feat = StreamingLogMel(self.model.logmel)
+        self._norm_state: Dict = {}
         self.decoder = BlockDecoder(self.model, self.beam)
         self._stack = torch.zeros(0, self.model.cfg["n_mels"])
         self._enc: List[torch.Tensor] = []
@@ -56,7 +57,7 @@ class StreamingRecognizer:
         samples = np.asarray(samples, dtype=np.float32).reshape(-1)
         self.samples_in += len(samples)
         raw = self.feat.push(samples).to(dev)
-        frames = m.normalize(raw)
+        frames = m.normalize(raw, self._norm_state)
         start = self.frames_out
         self.frames_out += frames.shape[0]
         blocks = []

@@ -19,7 +19,9 @@ from .data import Utterance, UtteranceSource
 from .model import Transducer, boundary_alignment
 
 TRAIN_DEFAULTS: Dict = dict(steps=3000, batch=24, lr=2e-3, lr_final=1e-4, clip=1.0, seed=0, align="boundary",
-                            dp_start=0, minutes=None, checkpoint_every=250, log_every=25)
+                            dp_start=0, minutes=None, checkpoint_every=250, log_every=25, augment=True,
+                            vtlp=(0.88, 1.12), eq_std=(1.0, 0.6, 0.4, 0.3), rolloff=(0.0, 0.0), freq_masks=2, freq_mask_max=6,
+                            time_masks=2, time_mask_max=8)
 
 
 @dataclass
@@ -42,6 +44,43 @@ def set_normalization(model: Transducer, data: TrainData, n: int = 150) -> None:
     feats = torch.cat([model.logmel(torch.from_numpy(u.audio)[None])[0] for u in utts])
     model.feat_mean.copy_(feats.mean(0))
     model.feat_std.copy_(feats.std(0).clamp(min=1e-3))
+
+
+def augmented_features(model: Transducer, utts: List[Utterance], rng: np.random.Generator, cfg: Dict):
+    """Training features with speaker and channel augmentation, for voices never heard in training:
+
+    * VTLP: each utterance's spectrum warped by a random factor (vocal tract length);
+    * channel colouring: a smooth random log-gain curve over the mel bands (microphone, room) and random
+      roll-offs of up to ``rolloff`` nats below a low and above a high cut-off band (band-limited microphones);
+    * SpecAugment: a few mel bands and short runs of frames masked (set to the normalised mean).
+    The audio's known digit boundaries are unchanged, so the boundary alignments still hold."""
+    feats = []
+    n_mels = model.cfg["n_mels"]
+    mel_pos = (torch.arange(n_mels, dtype=torch.float32) + 0.5) / n_mels
+    eq_std = np.asarray(cfg["eq_std"], dtype=np.float64)
+    for u in utts:
+        a = torch.from_numpy(u.audio).to(model.feat_mean.device)
+        f = model.logmel(a[None], warp=float(rng.uniform(*cfg["vtlp"])))[0]
+        coef = torch.tensor(rng.normal(0.0, eq_std), dtype=torch.float32)
+        basis = torch.cos(math.pi * torch.arange(len(eq_std), dtype=torch.float32)[:, None] * mel_pos[None])
+        curve = coef @ basis
+        lo, hi = rng.uniform(0.0, 0.2), rng.uniform(0.7, 1.0)
+        curve = curve - float(rng.uniform(*cfg["rolloff"])) * torch.sigmoid((lo - mel_pos) * 40.0)
+        curve = curve - float(rng.uniform(*cfg["rolloff"])) * torch.sigmoid((mel_pos - hi) * 40.0)
+        feats.append(f + curve.to(f.device))
+    x, lengths = model.pad_normalize(feats)
+    for i in range(x.shape[0]):
+        for _ in range(cfg["freq_masks"]):
+            w = int(rng.integers(0, cfg["freq_mask_max"] + 1))
+            f0 = int(rng.integers(0, n_mels - w + 1))
+            x[i, :, f0:f0 + w] = 0.0
+        T = int(lengths[i])
+        for _ in range(cfg["time_masks"]):
+            w = int(rng.integers(0, cfg["time_mask_max"] + 1))
+            if T > w:
+                t0 = int(rng.integers(0, T - w + 1))
+                x[i, t0:t0 + w] = 0.0
+    return x, lengths
 
 
 def alignments_for(model: Transducer, utts: List[Utterance], enc, keys, enc_len, mode: str):
@@ -70,6 +109,7 @@ def fit(model: Transducer, data: TrainData, device, config: Dict, progress: Opti
     cfg = dict(TRAIN_DEFAULTS)
     cfg.update(config or {})
     torch.manual_seed(cfg["seed"])
+    aug_rng = np.random.default_rng([cfg["seed"], 7919, data.rank])
     model.to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
     steps = int(cfg["steps"])
@@ -89,7 +129,10 @@ def fit(model: Transducer, data: TrainData, device, config: Dict, progress: Opti
             g["lr"] = lr
         ts = time.perf_counter()
         utts = data.batch(cfg["batch"])
-        x, lengths = model.features([torch.from_numpy(u.audio) for u in utts])
+        if cfg["augment"]:
+            x, lengths = augmented_features(model, utts, aug_rng, cfg)
+        else:
+            x, lengths = model.features([torch.from_numpy(u.audio) for u in utts])
         x = x.to(device)
         enc, keys, enc_len, _ = model.encode(x, lengths)
         mode = cfg["align"] if step > cfg["dp_start"] else "boundary"

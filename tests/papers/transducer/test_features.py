@@ -66,3 +66,20 @@ def test_resampling_preserves_a_tone():
     z = np.concatenate([r.push(x[i:i + 517]) for i in range(0, len(x), 517)])
     assert abs(len(z) - 8000) <= 1
     np.testing.assert_allclose(z[:7990], x[::2][:7990], atol=1e-4)
+
+
+def test_vtlp_warp_is_identity_at_one_and_moves_a_tone_up_for_larger_factors():
+    from explorer.papers.transducer.features import vtlp_warp
+
+    f = np.linspace(0, 4000, 129)
+    np.testing.assert_allclose(vtlp_warp(f, 1.0, 4000.0), f)
+    for a in (0.88, 1.12):
+        w = vtlp_warp(f, a, 4000.0)
+        assert w[0] == 0 and abs(w[-1] - 4000.0) < 1e-9 and np.all(np.diff(w) > 0)   # monotone, ends fixed
+        np.testing.assert_allclose(w[f < 2000], a * f[f < 2000])
+    t = np.arange(8000) / 8000.0
+    x = torch.from_numpy((0.5 * np.sin(2 * np.pi * 800.0 * t)).astype(np.float32))
+    lm = LogMel()
+    torch.testing.assert_close(lm(x, warp=1.0), lm(x))
+    peak = lambda w: int(lm(x, warp=w)[0].mean(0).argmax())
+    assert peak(0.88) < peak(1.0) < peak(1.12)

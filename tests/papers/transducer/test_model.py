@@ -84,9 +84,10 @@ def test_boundary_alignment_puts_digits_in_the_block_of_their_last_frame():
     assert al == [[1], [2, 3], [], [], [4]]
 
 
-def test_decoding_never_looks_beyond_the_current_block():
+@pytest.mark.parametrize("norm", ["global", "causal"])
+def test_decoding_never_looks_beyond_the_current_block(norm):
     torch.manual_seed(1)
-    m = M.build(TINY).eval()
+    m = M.build(dict(TINY, norm=norm)).eval()
     rng = np.random.default_rng(0)
     groups = group_by_speaker_digit(tone_clips())
     u = build_utterance(rng, groups["tones"], Augment(min_digits=4, max_digits=4))
@@ -142,3 +143,63 @@ def test_edit_distance():
     assert M.edit_distance([1, 2, 3], [1, 3]) == 1
     assert M.edit_distance([], [4, 4]) == 2
     assert M.edit_distance([1, 2], [2, 1]) == 2
+
+
+def test_causal_normalisation_streams_exactly_and_removes_a_fixed_colouring():
+    m = M.build(dict(TINY, norm="causal")).eval()
+    assert m.cfg["norm"] == "causal"
+    rng = np.random.default_rng(3)
+    audio = (rng.standard_normal(8000 * 2) * 0.1).astype(np.float32)
+    batch, _ = m.features([torch.from_numpy(audio)])
+    for step in (37, 800, 5000):
+        rec = StreamingRecognizer(m)
+        got = np.concatenate([rec.accept(audio[i:i + step])["frames"] for i in range(0, len(audio), step)])
+        np.testing.assert_allclose(got, batch[0, :len(got)].numpy(), atol=1e-4)
+    # a fixed per-band offset (a microphone's colouring) fades out of the normalised features over time
+    raw = m.logmel(torch.from_numpy(audio)[None])[0]
+    shift = torch.linspace(-2.0, 2.0, raw.shape[1])
+    a, b = m.normalize(raw), m.normalize(raw + shift)
+    # after t frames only n0 / (n0 + t) of the offset is left (n0: the prior's weight in frames)
+    n0, t = m.cfg["norm_prior"], raw.shape[0]
+    expect = shift / m.feat_std * n0 / (n0 + t)
+    torch.testing.assert_close(b[-1] - a[-1], expect, atol=1e-4, rtol=1e-3)
+    assert float((a - b).abs()[-1].mean()) < 0.4 * float((a - b).abs()[0].mean())
+
+
+def test_checkpoints_without_a_norm_key_read_as_global_and_new_models_are_causal():
+    assert M.build({k: v for k, v in TINY.items() if k not in ("norm", "norm_prior")}).cfg["norm"] == "global"
+    assert M.build({}).cfg["norm"] == "causal" == M.DEFAULT_CONFIG["norm"]
+    old = M.build({k: v for k, v in TINY.items()})
+    assert old.cfg["fmin"] == 20.0 and old.logmel.cfg.fmin == 20.0 and M.build(dict(TINY, fmin=150.0)).logmel.cfg.fmin == 150.0
+    with pytest.raises(ValueError):
+        M.build(dict(TINY, norm="bogus"))
+
+
+def test_augmented_features_keep_shapes_and_lengths():
+    from explorer.papers.transducer.train import TRAIN_DEFAULTS, augmented_features
+
+    m = M.build(dict(TINY, norm="causal"))
+    rng = np.random.default_rng(0)
+    groups = group_by_speaker_digit(tone_clips())
+    utts = [build_utterance(rng, groups["tones"], Augment(min_digits=2, max_digits=3)) for _ in range(3)]
+    x, lengths = augmented_features(m, utts, rng, TRAIN_DEFAULTS)
+    ref, ref_len = m.features([torch.from_numpy(u.audio) for u in utts])
+    assert x.shape == ref.shape and torch.equal(lengths, ref_len)
+    assert torch.isfinite(x).all() and not torch.allclose(x, ref)
+
+
+def test_synthetic_voices_share_the_synthetic_weight():
+    clips = tone_clips(speaker="george") + tone_clips(speaker="espeak") + tone_clips(speaker="flite-slt")
+    src = UtteranceSource(clips, espeak_weight=0.3)
+    p = dict(zip(src.speakers, src.p))
+    assert p["george"] == pytest.approx(0.7) and p["espeak"] == pytest.approx(0.15) == p["flite-slt"]
+
+
+@pytest.mark.skipif(__import__("shutil").which("flite") is None, reason="flite is not installed (apt-get install flite)")
+def test_flite_says_a_digit_at_the_model_rate_with_the_requested_pitch_and_rate():
+    from explorer.papers.transducer.data import tts_say
+
+    slow = tts_say("seven", "flite", "slt", stretch=1.3, f0=120)
+    fast = tts_say("seven", "flite", "slt", stretch=0.8, f0=120)
+    assert slow.dtype == np.float32 and slow.ndim == 1 and np.abs(slow).max() > 0.01
+    assert 0.2 < len(fast) / 8000 < len(slow) / 8000 < 3.0

@@ -145,6 +145,34 @@ def espeak_clips(cache: Optional[Path] = None, seed: int = 0, n_per_digit: int =
     return clips
 
 
+# ------------------------------------------------------------------------ other real voices (Debian packages)
+# Human recordings of the ten digits, one take each, shipped by Debian packages (8 kHz):
+#   asterisk-core-sounds-en-wav: Allison Smith's Asterisk PBX prompts (CC-BY-SA 3.0, Digium);
+#   saytime: the talking clock's voice (Jef Poskanzer; BSD-style licence).
+EXTRA_VOICES = {
+    "allison": ("/usr/share/asterisk/sounds/en_US_f_Allison/digits", "{d}.wav"),
+    "saytime": ("/usr/share/saytime", "{d}.au"),
+}
+
+
+def extra_voice_clips() -> List[Clip]:
+    """The digits of every installed EXTRA_VOICES voice (speaker names ``allison``, ``saytime``)."""
+    import soundfile as sf
+
+    clips = []
+    for name, (folder, pattern) in EXTRA_VOICES.items():
+        files = [Path(folder) / pattern.format(d=d) for d in range(10)]
+        if not all(f.is_file() for f in files):
+            continue
+        for d, f in enumerate(files):
+            try:
+                x, sr = sf.read(str(f), dtype="float32", always_2d=False)
+            except Exception:  # noqa: BLE001 - a damaged package file only loses that voice's digit
+                continue
+            clips.append(Clip(_trim(resample(to_mono_float(x), sr, SAMPLE_RATE)), d, name, d))
+    return clips
+
+
 # ------------------------------------------------------------------------------------ flite and festival
 FLITE_VOICES = ("kal", "kal16", "awb", "rms", "slt")
 FESTIVAL_VOICES = ("kal_diphone", "ked_diphone", "cmu_us_slt_arctic_hts")

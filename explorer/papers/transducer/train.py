@@ -19,7 +19,7 @@ from .data import Utterance, UtteranceSource
 from .model import Transducer, boundary_alignment
 
 TRAIN_DEFAULTS: Dict = dict(steps=3000, batch=24, lr=2e-3, lr_final=1e-4, clip=1.0, seed=0, align="boundary",
-                            dp_start=0, minutes=None, checkpoint_every=250, log_every=25, augment=True,
+                            dp_start=0, minutes=None, checkpoint_every=250, log_every=25, augment=False,
                             vtlp=(0.88, 1.12), eq_std=(1.0, 0.6, 0.4, 0.3), rolloff=(0.0, 0.0), freq_masks=2, freq_mask_max=6,
                             time_masks=2, time_mask_max=8)
 

@@ -186,6 +186,11 @@ def test_augmented_features_keep_shapes_and_lengths():
     ref, ref_len = m.features([torch.from_numpy(u.audio) for u in utts])
     assert x.shape == ref.shape and torch.equal(lengths, ref_len)
     assert torch.isfinite(x).all() and not torch.allclose(x, ref)
+    src = UtteranceSource(tone_clips(), Augment(min_digits=1, max_digits=2, p_noise=0.0))
+    data = TrainData(src, seed=0)
+    set_normalization(m, data, n=4)
+    h = fit(m, data, "cpu", dict(steps=3, batch=4, augment=True, log_every=1))
+    assert h["steps_done"] == 3 and np.isfinite(h["final_loss"])
 
 
 def test_synthetic_voices_share_the_synthetic_weight():
@@ -203,3 +208,23 @@ def test_flite_says_a_digit_at_the_model_rate_with_the_requested_pitch_and_rate(
     fast = tts_say("seven", "flite", "slt", stretch=0.8, f0=120)
     assert slow.dtype == np.float32 and slow.ndim == 1 and np.abs(slow).max() > 0.01
     assert 0.2 < len(fast) / 8000 < len(slow) / 8000 < 3.0
+
+
+def test_extra_real_voices_are_read_when_installed_and_skipped_otherwise(tmp_path, monkeypatch):
+    import soundfile as sf
+
+    from explorer.papers.transducer import data as D
+
+    good, partial = tmp_path / "good", tmp_path / "partial"
+    good.mkdir()
+    partial.mkdir()
+    rng = np.random.default_rng(0)
+    from .helpers import tone_digit
+    for d in range(10):
+        sf.write(str(good / f"{d}.wav"), tone_digit(d, rng), 16000)
+    sf.write(str(partial / "0.wav"), tone_digit(0, rng), 8000)
+    monkeypatch.setattr(D, "EXTRA_VOICES", {"a": (str(good), "{d}.wav"), "b": (str(partial), "{d}.wav"),
+                                            "c": (str(tmp_path / "missing"), "{d}.au")})
+    clips = D.extra_voice_clips()
+    assert [c.digit for c in clips] == list(range(10)) and {c.speaker for c in clips} == {"a"}
+    assert all(c.audio.dtype == np.float32 and len(c.audio) > 100 for c in clips)

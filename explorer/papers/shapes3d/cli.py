@@ -46,6 +46,8 @@ def _load_data(args, progress=None):
         for k, v in kw.items():
             if v < 1:
                 raise UserError(f"--{k.replace('_', '-')} must be positive")
+    else:
+        kw = dict(train_copies=preset.get("train_copies", 1))
     folder = Path(args.data_dir) / "shapes3d" if args.data_dir else cache_dir()
     return load_dataset(args.dataset, progress=progress, folder=folder, **kw)
 
@@ -131,19 +133,34 @@ def train(args) -> int:
         model = build(mcfg)
     # Hold out a few training shapes' pictures for the validation ELBO (pictures only, like training).
     views = train_set.training_views()
-    n_val = min(100, max(1, len(views) // 10)) if len(views) > 1 else 0
+    # Whole models: with several copies of each model (furniture under more yaws), all copies go to one side.
+    n_models = int(train_set.info.get("models", len(views)) or len(views))
+    n_val = min(100, max(1, n_models // 10)) if n_models > 1 else 0
     rng = np.random.default_rng(args.seed)
-    perm = rng.permutation(len(views))
+    perm = rng.permutation(n_models)
+    train_models = n_models - n_val
+    if n_models < len(views):
+        val_models = np.isin(np.arange(len(views)) % n_models, perm[:n_val])
+        perm = np.concatenate([np.nonzero(val_models)[0], rng.permutation(np.nonzero(~val_models)[0])])
+        n_val = int(val_models.sum())
     from .data import ViewSet
 
     val = ViewSet(views.views[perm[:n_val]], views.labels[perm[:n_val]], views.class_names, views.cameras) if n_val else None
     fit_set = ViewSet(views.views[perm[n_val:]], views.labels[perm[n_val:]], views.class_names, views.cameras)
     tcfg.batch = min(tcfg.batch, len(fit_set))
     data_desc = {"name": args.dataset, "train_shapes": len(fit_set), "val_shapes": n_val,
+                 "train_models": train_models,
                  "test_shapes": len(test_set), "cameras": mcfg["cameras"], "image_size": 32,
                  "trainer_sees": "pictures from the training cameras and class labels; no voxels"}
     if args.dataset == "furniture":
-        data_desc["credits"] = "Sweet Home 3D furniture libraries (CC0 / CC-BY 3.0, creators in the package)"
+        from .data import furniture_credits
+
+        data_desc["credits"] = ("Sweet Home 3D furniture libraries (Debian sweethome3d-furniture, "
+                                "/usr/share/doc/sweethome3d-furniture/copyright); models by pack below")
+        try:
+            data_desc["packs"] = furniture_credits()
+        except UserError:
+            pass
 
     def save(m, summary):
         metrics = {"headline": "train_elbo", "train_elbo": round(float(summary.get("train_elbo", 0.0)), 2),

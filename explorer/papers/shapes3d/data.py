@@ -23,6 +23,14 @@ import numpy as np
 PRIMITIVE_CLASSES = ("box", "sphere", "cylinder", "cone", "torus")
 FURNITURE_CLASSES = ("chair", "table", "sofa", "bed", "lamp", "cabinet")
 FURNITURE_DIR = Path("/usr/share/sweethome3d/furniture")
+# Copyright and licence of each Sweet Home 3D furniture pack (Debian sweethome3d-furniture, debian/copyright).
+FURNITURE_LICENCES = {
+    "BlendSwap-CC-0": ("Emmanuel Puybaret (eTeks) and the Blend Swap contributors", "CC0"),
+    "BlendSwap-CC-BY": ("the Blend Swap contributors", "CC-BY-3.0"),
+    "KatorLegaz": ("Andrew Kator & Jennifer Legaz", "CC-BY-3.0-US"),
+    "Reallusion": ("Reallusion", "CC-BY-3.0-US"),
+    "Scopia": ("Scopia Visual Interfaces Systems, s.l.", "CC-BY-3.0"),
+}
 FINE_RES = 64
 DATA_VERSION = 1
 
@@ -352,11 +360,28 @@ def furniture_catalog(folder: Path = FURNITURE_DIR) -> List[Dict[str, Any]]:
     return out
 
 
-def furniture_meshes(entries: Sequence[Dict[str, Any]], rng: np.random.Generator) -> List[Tuple[Any, int, str]]:
-    """Load the OBJ models (y-up), flip to our -y-up frame, random yaw, normalise."""
+def furniture_credits(entries: Optional[Sequence[Dict[str, Any]]] = None) -> Dict[str, Dict[str, Any]]:
+    """Per pack of the models used: copyright holder, licence, number of models and their creators."""
+    entries = furniture_catalog() if entries is None else entries
+    out: Dict[str, Dict[str, Any]] = {}
+    for e in entries:
+        pack = Path(e["pack"]).stem
+        holder, licence = FURNITURE_LICENCES.get(pack, ("see the package's copyright file", "unknown"))
+        d = out.setdefault(pack, {"copyright": holder, "licence": licence, "models": 0, "creators": set()})
+        d["models"] += 1
+        if e.get("creator"):
+            d["creators"].add(e["creator"])
+    return {k: {**v, "creators": sorted(v["creators"])} for k, v in sorted(out.items())}
+
+
+def furniture_meshes(entries: Sequence[Dict[str, Any]], rng: np.random.Generator,
+                     copies: int = 1) -> List[Tuple[Any, int, str]]:
+    """Load the OBJ models (y-up), flip to our -y-up frame, random yaw, normalise.
+
+    ``copies`` > 1: every model again under a new random yaw (copy c of all models after copy c - 1)."""
     import trimesh
 
-    out = []
+    loaded = []
     for e in entries:
         try:
             with zipfile.ZipFile(e["archive"]) as z:
@@ -366,16 +391,23 @@ def furniture_meshes(entries: Sequence[Dict[str, Any]], rng: np.random.Generator
                 continue
         except Exception:  # noqa: BLE001 - a broken model is skipped
             continue
-        v = np.asarray(mesh.vertices, np.float64) * np.array([1.0, -1.0, 1.0])
-        a = rng.uniform(0, 2 * np.pi)
-        rot = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
-        mesh = trimesh.Trimesh(v @ rot.T, mesh.faces, process=False)
-        out.append((normalise(mesh, 0.85), e["label"], e["name"]))
+        loaded.append((np.asarray(mesh.vertices, np.float64) * np.array([1.0, -1.0, 1.0]), mesh.faces, e))
+    out = []
+    for _ in range(copies):
+        for v, faces, e in loaded:
+            a = rng.uniform(0, 2 * np.pi)
+            rot = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
+            mesh = trimesh.Trimesh(v @ rot.T, faces, process=False)
+            out.append((normalise(mesh, 0.85), e["label"], e["name"]))
     return out
 
 
-def make_furniture(seed: int = 0, test_fraction: float = 0.15, progress=None, token=None):
-    """(train, test) ShapeSets of furniture; whole models are held out (by a hash of their name)."""
+def make_furniture(seed: int = 0, test_fraction: float = 0.15, progress=None, token=None, train_copies: int = 1):
+    """(train, test) ShapeSets of furniture; whole models are held out (by a hash of their name).
+
+    ``train_copies`` > 1: the training models again under further random yaws (more pictures of the same
+    models; the held-out set is the same as with 1). ``info["models"]``: models per copy (shape i is model
+    i % models)."""
     entries = furniture_catalog()
     rng = np.random.default_rng(seed)
     # Per class, models ordered by a hash of their archive and path; about test_fraction of each is held out.
@@ -385,13 +417,18 @@ def make_furniture(seed: int = 0, test_fraction: float = 0.15, progress=None, to
                          key=lambda e: hashlib.md5((e["pack"] + e["model"]).encode()).hexdigest())
         test += members[:max(1, int(round(test_fraction * len(members))))] if members else []
     train = [e for e in entries if e not in test]
+    meshes = {"train": furniture_meshes(train, rng)}
+    n_models = len(meshes["train"])
+    meshes["test"] = furniture_meshes(test, rng)           # drawn before the copies: the same held-out set
+    if train_copies > 1:
+        meshes["train"] += furniture_meshes(train, rng, copies=train_copies - 1)
     sets = []
     for part, ents in (("train", train), ("test", test)):
-        meshes = furniture_meshes(ents, rng)
-        sets.append(build_set(meshes, FURNITURE_CLASSES, progress=progress, token=token,
-                              novel_cameras=None if part == "test" else [],
-                              info={"dataset": "furniture", "part": part,
-                                    "creators": sorted({e["creator"] for e in ents})}))
+        info = {"dataset": "furniture", "part": part, "creators": sorted({e["creator"] for e in ents})}
+        if part == "train":
+            info.update(models=n_models, copies=train_copies)
+        sets.append(build_set(meshes[part], FURNITURE_CLASSES, progress=progress, token=token,
+                              novel_cameras=None if part == "test" else [], info=info))
     return sets[0], sets[1]
 
 
@@ -406,20 +443,25 @@ def cache_dir() -> Path:
 
 
 def load_dataset(name: str, n_train: int = 2000, n_test: int = 250, progress=None, token=None,
-                 folder: Optional[Path] = None) -> Tuple[ShapeSet, ShapeSet]:
-    """(train, test) ShapeSets, built once and cached as .npz under the cache folder."""
+                 folder: Optional[Path] = None, train_copies: int = 1) -> Tuple[ShapeSet, ShapeSet]:
+    """(train, test) ShapeSets, built once and cached as .npz under the cache folder.
+
+    ``train_copies`` (furniture): pictures of the training models under that many random yaws."""
     folder = folder or cache_dir()
+    tags = None
     if name == "primitives":
         tag = f"primitives_v{DATA_VERSION}_{n_train}_{n_test}"
         makers = (lambda: make_primitives(n_train, seed=1, progress=progress, token=token, novel=False),
                   lambda: make_primitives(n_test, seed=2, progress=progress, token=token))
     elif name == "furniture":
         tag = f"furniture_v{DATA_VERSION}b"
+        if train_copies > 1:                   # the held-out file is the same for any number of copies
+            tags = (f"{tag}_x{train_copies}", tag)
         both = {}
 
         def mk(i):
             if not both:
-                both["sets"] = make_furniture(progress=progress, token=token)
+                both["sets"] = make_furniture(progress=progress, token=token, train_copies=train_copies)
             return both["sets"][i]
         makers = (lambda: mk(0), lambda: mk(1))
     else:
@@ -427,8 +469,8 @@ def load_dataset(name: str, n_train: int = 2000, n_test: int = 250, progress=Non
 
         raise UserError(f"unknown dataset '{name}' (choose primitives or furniture)")
     out = []
-    for part, make in zip(("train", "test"), makers):
-        p = folder / f"{tag}_{part}.npz"
+    for part, make, t in zip(("train", "test"), makers, tags or (tag, tag)):
+        p = folder / f"{t}_{part}.npz"
         if p.exists():
             out.append(ShapeSet.load(p))
         else:

@@ -254,3 +254,36 @@ def test_reconstruct_cli_writes_a_mesh(tmp_path, capsys):
                  "--checkpoint", str(ck)]) == 2
     assert main(["reconstruct", str(tmp_path / "in.png"), "--out", str(tmp_path / "x.vtk"),
                  "--checkpoint", str(ck)]) == 2
+
+
+def test_furniture_classes_from_names():
+    assert D.furniture_class("Office armchair") == 0 and D.furniture_class("Bar stool") == 0
+    assert D.furniture_class("Round table") == 1 and D.furniture_class("Desk") == 1
+    assert D.furniture_class("Corner sofa") == 2
+    assert D.furniture_class("Double bed") == 3 and D.furniture_class("Bedside table") == 1
+    assert D.furniture_class("Floor lamp") == 4 and D.furniture_class("Wardrobe") == 5
+    assert D.furniture_class("Bathtub") is None
+
+
+@pytest.mark.skipif(not D.FURNITURE_DIR.is_dir(),
+                    reason="Debian's sweethome3d-furniture is not installed (no /usr/share/sweethome3d/furniture)")
+def test_furniture_catalog_has_every_class_and_credits_every_pack():
+    entries = D.furniture_catalog()
+    assert {e["label"] for e in entries} == set(range(len(D.FURNITURE_CLASSES)))
+    credits = D.furniture_credits(entries)
+    assert sum(c["models"] for c in credits.values()) == len(entries)
+    for pack, c in credits.items():
+        assert pack in D.FURNITURE_LICENCES, f"{pack}: licence unknown"
+        assert c["licence"] in ("CC0", "CC-BY-3.0", "CC-BY-3.0-US") and c["copyright"]
+    # two models loaded, upright, normalised into the unit ball
+    meshes = D.furniture_meshes(entries[:2], np.random.default_rng(0))
+    assert len(meshes) == 2
+    for mesh, label, name in meshes:
+        assert np.linalg.norm(mesh.vertices, axis=1).max() <= 0.86 and 0 <= label < len(D.FURNITURE_CLASSES)
+    # copies: the same models again under other yaws (the first copy is the one drawn without copies)
+    more = D.furniture_meshes(entries[:2], np.random.default_rng(0), copies=3)
+    assert len(more) == 6 and [m[2] for m in more] == [m[2] for m in meshes] * 3
+    assert np.allclose(more[0][0].vertices, meshes[0][0].vertices)
+    assert not np.allclose(more[2][0].vertices, meshes[0][0].vertices)
+    # upright: turning about the vertical axis keeps the height profile
+    assert np.allclose(np.sort(more[2][0].vertices[:, 1]), np.sort(meshes[0][0].vertices[:, 1]), atol=0.05)

@@ -96,3 +96,31 @@ def test_panel_infers_and_shows_isosurface(make_panel, qtbot, bundled_or_tiny):
     panel.shutdown()
     panel.shutdown()            # idempotent
     panel.pred_view.render()    # no-op after close
+
+
+def test_panel_opens_the_furniture_checkpoint_with_its_gallery(make_panel, qtbot, bundled_or_tiny):
+    from explorer.core.paths import bundled
+    from explorer.papers.shapes3d.infer import gallery_path
+
+    furniture = bundled("shapes3d_furniture.safetensors")
+    if not (furniture.exists() and gallery_path("furniture").exists() and gallery_path().exists()):
+        pytest.skip("no bundled furniture checkpoint and gallery")
+    panel = make_panel("shapes3d", timeout=120)
+    done = {}
+    panel.open_checkpoint(str(furniture), on_done=lambda ok: done.update(ok=ok))
+    qtbot.waitUntil(lambda: "ok" in done, timeout=60000)
+    assert done["ok"] and "chair" in panel.model.class_names
+    assert panel.gallery is not None and set(panel.gallery["class_names"]) == set(panel.model.class_names)
+    assert panel.gallery_list.count() == len(panel.gallery["labels"])
+    assert [panel.sample_combo.itemText(i) for i in range(panel.sample_combo.count())][1:] == panel.model.class_names
+    panel.current = None
+    panel.select_gallery(0)
+    qtbot.waitUntil(lambda: panel.current is not None, timeout=30000)
+    assert panel.pred_view.triangles() > 0 and _surface_pixels(panel.pred_view) > 50
+    assert _blue_pixels(panel.truth_view) > 50
+    # back to the primitives model: its gallery comes back
+    done.clear()
+    panel.open_checkpoint(str(bundled("shapes3d_primitives.safetensors")), on_done=lambda ok: done.update(ok=ok))
+    qtbot.waitUntil(lambda: "ok" in done, timeout=60000)
+    assert done["ok"] and panel.gallery["class_names"] == list(panel.model.class_names)
+    panel.shutdown()

@@ -29,14 +29,16 @@ N_OUT = 11
 
 DEFAULT_CONFIG: Dict = dict(n_mels=40, stack=3, enc_hidden=128, enc_layers=2, bidirectional=False, dec_hidden=128,
                             embed=32, att_hidden=64, attention="mlp", block=8, max_per_block=4,
-                            norm="causal", norm_prior=100, fmin=20.0)
+                            norm="causal", norm_prior=100, norm_gate=True, fmin=20.0)
 # Feature normalisation: "global" subtracts the training set's per-mel mean; "causal" subtracts a running mean
 # of the utterance heard so far (frames 1..t, with ``norm_prior`` frames' worth of the training mean as the
 # prior), which removes a speaker's or microphone's fixed spectral colouring without looking ahead.
 # ``fmin``: the lowest filter edge in Hz (150 Hz, which leaves out the band where one FSDD speaker's microphone
 # is ~25 dB weaker, did not help an unheard speaker in our runs: 31.8% vs 29.2% digit errors for george).
 # Checkpoints saved before these options existed have no such keys and are read with the old values.
-LEGACY_CONFIG: Dict = dict(norm="global", norm_prior=100, fmin=20.0)
+# ``norm_gate``: frames of digital silence (every band at the log floor: a muted or null input) are left out of the
+# running mean, so a long stretch of exact zeros before speech does not drag the mean down.
+LEGACY_CONFIG: Dict = dict(norm="global", norm_prior=100, norm_gate=False, fmin=20.0)
 # Offline variant: a bidirectional encoder, so every block is decoded only after the whole utterance is heard.
 # (block=0 makes the whole utterance one block: a plain attention seq2seq, much slower to train here.)
 OFFLINE_CONFIG: Dict = dict(DEFAULT_CONFIG, bidirectional=True)
@@ -59,6 +61,7 @@ class Transducer(nn.Module):
         c = self.cfg
         c.setdefault("norm", "global")
         c.setdefault("norm_prior", 100)
+        c.setdefault("norm_gate", False)
         c.setdefault("fmin", 20.0)
         if c["norm"] not in ("global", "causal"):
             raise ValueError(f"norm must be 'global' or 'causal', not {c['norm']!r}")
@@ -139,15 +142,20 @@ class Transducer(nn.Module):
         n0 = float(self.cfg.get("norm_prior", 100))
         T = feats.shape[-2]
         prev_sum = self.feat_mean * n0
-        prev_n = n0
+        prev_n = torch.tensor(n0, dtype=feats.dtype, device=feats.device)
         if state is not None and "sum" in state:
-            prev_sum, prev_n = state["sum"].to(feats.device), state["n"]
-        csum = torch.cumsum(feats, dim=-2) + prev_sum
-        count = prev_n + torch.arange(1, T + 1, device=feats.device, dtype=feats.dtype).unsqueeze(-1)
+            prev_sum, prev_n = state["sum"].to(feats.device), state["n"].to(feats.device)
+        if self.cfg.get("norm_gate", False):
+            floor = math.log(self.logmel.cfg.floor) + 1.0
+            w = (feats.mean(-1, keepdim=True) > floor).to(feats.dtype)     # 0 for digital silence
+        else:
+            w = torch.ones_like(feats[..., :1])
+        csum = torch.cumsum(feats * w, dim=-2) + prev_sum
+        count = prev_n + torch.cumsum(w, dim=-2)
         mean = csum / count
         if state is not None and T:
             state["sum"] = csum[..., -1, :].detach()
-            state["n"] = prev_n + T
+            state["n"] = count[..., -1, 0].detach()
         return (feats - mean) / self.feat_std
 
     def stack_frames(self, x: torch.Tensor) -> torch.Tensor:

@@ -228,3 +228,18 @@ def test_extra_real_voices_are_read_when_installed_and_skipped_otherwise(tmp_pat
     clips = D.extra_voice_clips()
     assert [c.digit for c in clips] == list(range(10)) and {c.speaker for c in clips} == {"a"}
     assert all(c.audio.dtype == np.float32 and len(c.audio) > 100 for c in clips)
+
+
+def test_digital_silence_before_speech_does_not_move_the_running_mean():
+    m = M.build(dict(TINY, norm="causal", norm_gate=True)).eval()
+    rng = np.random.default_rng(5)
+    speech = (rng.standard_normal(8000) * 0.1).astype(np.float32)
+    lead = np.zeros(80 * 150, np.float32)                  # 1.5 s of exact zeros (a muted or null input)
+    a, _ = m.features([torch.from_numpy(speech)])
+    b, _ = m.features([torch.from_numpy(np.concatenate([lead, speech]))])
+    n = a.shape[1] - 3
+    # only the two frames that straddle the edge (part zeros, part speech) enter the mean
+    assert float((b[0, -n:] - a[0, -n:]).abs().mean()) < 0.1
+    ungated = M.build(dict(TINY, norm="causal", norm_gate=False)).eval()
+    c, _ = ungated.features([torch.from_numpy(np.concatenate([lead, speech]))])
+    assert float((c[0, -n:] - a[0, -n:]).abs().mean()) > 1.0     # without the gate the zeros drag the mean down

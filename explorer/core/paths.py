@@ -23,6 +23,16 @@ def bundled(name: str) -> Path:
     return models_dir() / name
 
 
+def cache_dir() -> Path:
+    """Generated data (rendered shapes, synthesized speech): ``$NIPS_EXPLORER_DATA`` or the user cache folder."""
+    env = os.environ.get("NIPS_EXPLORER_DATA")
+    if env:
+        return Path(env)
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("nips-explorer", appauthor=False))
+
+
 def config_dir() -> Path:
     env = os.environ.get("NIPS_EXPLORER_CONFIG_DIR")
     if env:

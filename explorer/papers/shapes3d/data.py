@@ -374,11 +374,8 @@ def furniture_credits(entries: Optional[Sequence[Dict[str, Any]]] = None) -> Dic
     return {k: {**v, "creators": sorted(v["creators"])} for k, v in sorted(out.items())}
 
 
-def furniture_meshes(entries: Sequence[Dict[str, Any]], rng: np.random.Generator,
-                     copies: int = 1) -> List[Tuple[Any, int, str]]:
-    """Load the OBJ models (y-up), flip to our -y-up frame, random yaw, normalise.
-
-    ``copies`` > 1: every model again under a new random yaw (copy c of all models after copy c - 1)."""
+def load_furniture(entries: Sequence[Dict[str, Any]]) -> List[Tuple[np.ndarray, np.ndarray, Dict[str, Any]]]:
+    """Read the OBJ models (y-up) and flip them to our -y-up frame: (vertices, faces, entry); broken ones skipped."""
     import trimesh
 
     loaded = []
@@ -392,6 +389,14 @@ def furniture_meshes(entries: Sequence[Dict[str, Any]], rng: np.random.Generator
         except Exception:  # noqa: BLE001 - a broken model is skipped
             continue
         loaded.append((np.asarray(mesh.vertices, np.float64) * np.array([1.0, -1.0, 1.0]), mesh.faces, e))
+    return loaded
+
+
+def pose_furniture(loaded, rng: np.random.Generator, copies: int = 1) -> List[Tuple[Any, int, str]]:
+    """Models from :func:`load_furniture` under a random yaw each, normalised; ``copies`` > 1: every model again
+    under a new random yaw (copy c of all models after copy c - 1)."""
+    import trimesh
+
     out = []
     for _ in range(copies):
         for v, faces, e in loaded:
@@ -400,6 +405,12 @@ def furniture_meshes(entries: Sequence[Dict[str, Any]], rng: np.random.Generator
             mesh = trimesh.Trimesh(v @ rot.T, faces, process=False)
             out.append((normalise(mesh, 0.85), e["label"], e["name"]))
     return out
+
+
+def furniture_meshes(entries: Sequence[Dict[str, Any]], rng: np.random.Generator,
+                     copies: int = 1) -> List[Tuple[Any, int, str]]:
+    """Load the OBJ models, random yaw, normalise (:func:`load_furniture` then :func:`pose_furniture`)."""
+    return pose_furniture(load_furniture(entries), rng, copies)
 
 
 def make_furniture(seed: int = 0, test_fraction: float = 0.15, progress=None, token=None, train_copies: int = 1):
@@ -417,11 +428,12 @@ def make_furniture(seed: int = 0, test_fraction: float = 0.15, progress=None, to
                          key=lambda e: hashlib.md5((e["pack"] + e["model"]).encode()).hexdigest())
         test += members[:max(1, int(round(test_fraction * len(members))))] if members else []
     train = [e for e in entries if e not in test]
-    meshes = {"train": furniture_meshes(train, rng)}
+    train_loaded = load_furniture(train)                   # read once, posed for every copy
+    meshes = {"train": pose_furniture(train_loaded, rng)}
     n_models = len(meshes["train"])
     meshes["test"] = furniture_meshes(test, rng)           # drawn before the copies: the same held-out set
     if train_copies > 1:
-        meshes["train"] += furniture_meshes(train, rng, copies=train_copies - 1)
+        meshes["train"] += pose_furniture(train_loaded, rng, copies=train_copies - 1)
     sets = []
     for part, ents in (("train", train), ("test", test)):
         info = {"dataset": "furniture", "part": part, "creators": sorted({e["creator"] for e in ents})}
@@ -434,12 +446,9 @@ def make_furniture(seed: int = 0, test_fraction: float = 0.15, progress=None, to
 
 # ------------------------------------------------------------------------------------------ caching
 def cache_dir() -> Path:
-    env = os.environ.get("NIPS_EXPLORER_DATA")
-    if env:
-        return Path(env) / "shapes3d"
-    from platformdirs import user_cache_dir
+    from explorer.core.paths import cache_dir as data_cache
 
-    return Path(user_cache_dir("nips-explorer", appauthor=False)) / "shapes3d"
+    return data_cache() / "shapes3d"
 
 
 def load_dataset(name: str, n_train: int = 2000, n_test: int = 250, progress=None, token=None,

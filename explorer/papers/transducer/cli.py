@@ -87,29 +87,26 @@ def train(args) -> int:
     t_start = time.perf_counter()
     clips = D.load_fsdd(args.data, speakers=train_spk, indices=range(5, 50))
     n_fsdd = len(clips)
-    n_esp = n_tts = n_extra = 0
+    n_other = {"espeak": 0, "tts": 0, "extra": 0}
     if args.espeak_weight > 0:
-        if D.espeak_available():
-            with TerminalProgress("espeak-ng digits") as bar:
-                esp = D.espeak_clips(progress=bar)
-            clips += esp
-            n_esp = len(esp)
-        else:
-            print("espeak-ng not found: no espeak-ng voices", file=sys.stderr)
+        voices = [("espeak", "espeak-ng", D.espeak_available(), D.espeak_clips)]
         if not args.no_tts:
-            if D.tts_voices():
-                with TerminalProgress("flite/festival digits") as bar:
-                    tts = D.tts_clips(progress=bar)
-                clips += tts
-                n_tts = len(tts)
-            else:
-                print("flite/festival not found: no flite/festival voices", file=sys.stderr)
+            voices.append(("tts", "flite/festival", bool(D.tts_voices()), D.tts_clips))
+        for key, label, available, load in voices:
+            if not available:
+                print(f"{label} not found: no {label} voices", file=sys.stderr)
+                continue
+            with TerminalProgress(f"{label} digits") as bar:
+                more = load(progress=bar)
+            clips += more
+            n_other[key] = len(more)
         if not args.no_extra_voices:
             extra = D.extra_voice_clips()
             clips += extra
-            n_extra = len(extra)
+            n_other["extra"] = len(extra)
+    other_weight = args.espeak_weight if sum(n_other.values()) else 0.0
     aug = D.Augment(speed=(0.85, 1.15)) if args.augment else D.Augment()
-    source = D.UtteranceSource(clips, aug, espeak_weight=args.espeak_weight if n_esp + n_tts + n_extra else 0.0)
+    source = D.UtteranceSource(clips, aug, espeak_weight=other_weight)
     data = TrainData(source, seed=args.seed)
     if args.init:
         model, meta = load_model(args.init, PAPER, build, "cpu")
@@ -123,10 +120,10 @@ def train(args) -> int:
     out = Path(args.out) if args.out else models_dir() / ("transducer_offline.safetensors" if args.offline else DEFAULT_OUT)
     data_meta = {"name": "FSDD connected digits" + (f" (leave out {holdout})" if holdout else ""),
                  "train_speakers": train_spk, "train_indices": "5-49", "fsdd_clips": n_fsdd,
-                 "espeak_clips": n_esp, "tts_clips": n_tts,
+                 "espeak_clips": n_other["espeak"], "tts_clips": n_other["tts"],
                  "tts_voices": sorted({c.speaker for c in clips if c.speaker.startswith(("flite-", "festival-"))}),
                  "extra_voices": sorted({c.speaker for c in clips if c.speaker in D.EXTRA_VOICES}),
-                 "espeak_weight": args.espeak_weight if n_esp + n_tts + n_extra else 0.0,
+                 "espeak_weight": other_weight,
                  "holdout": holdout or None}
     tcfg = dict(steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed, minutes=args.minutes,
                 align=args.align, dp_start=args.dp_start, augment=bool(args.augment))

@@ -8,7 +8,6 @@ with forced alignments).
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import shutil
 import subprocess
@@ -118,31 +117,43 @@ def espeak_say(text: str, voice: str, rate: int = 160, pitch: int = 50) -> np.nd
     return resample(to_mono_float(x), sr, SAMPLE_RATE)
 
 
+def _cached_clips(name: str, key: str, make, cache: Optional[Path] = None) -> List[Clip]:
+    """Clips built once by ``make()`` and kept as ``transducer_{name}_{key}.npz`` in the cache folder."""
+    from explorer.core.paths import cache_dir
+
+    f = (Path(cache) if cache else cache_dir()) / f"transducer_{name}_{key}.npz"
+    if f.exists():
+        z = np.load(f, allow_pickle=False)
+        speakers = z["speakers"] if "speakers" in z.files else [name] * len(z["digits"])
+        return [Clip(z[f"a{i}"], int(d), str(s), i) for i, (d, s) in enumerate(zip(z["digits"], speakers))]
+    clips = make()
+    f.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(f, digits=np.array([c.digit for c in clips]), speakers=np.array([c.speaker for c in clips]),
+             **{f"a{i}": c.audio for i, c in enumerate(clips)})
+    return clips
+
+
 def espeak_clips(cache: Optional[Path] = None, seed: int = 0, n_per_digit: int = 40, progress=None) -> List[Clip]:
     """Isolated digits from training voices (accent x variant x rate x pitch), cached as .npz."""
     if not espeak_available():
         return []
-    rng = np.random.default_rng(seed)
     combos = [(a, v) for a in ESPEAK_ACCENTS for v in ESPEAK_VARIANTS]
+
+    def make() -> List[Clip]:
+        rng = np.random.default_rng(seed)
+        clips = []
+        total = 10 * n_per_digit
+        for d in range(10):
+            for _ in range(n_per_digit):
+                a, v = combos[rng.integers(len(combos))]
+                rate, pitch = int(rng.integers(120, 230)), int(rng.integers(20, 80))
+                clips.append(Clip(_trim(espeak_say(DIGIT_WORDS[d], f"{a}+{v}", rate, pitch)), d, "espeak", len(clips)))
+                if progress:
+                    progress(len(clips) / total, "synthesizing espeak-ng digits")
+        return clips
+
     key = hashlib.sha1(f"{seed}-{n_per_digit}-{combos}".encode()).hexdigest()[:10]
-    cache = Path(cache) if cache else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "nips-explorer"
-    f = cache / f"transducer_espeak_{key}.npz"
-    if f.exists():
-        z = np.load(f, allow_pickle=False)
-        return [Clip(z[f"a{i}"], int(d), "espeak", i) for i, d in enumerate(z["digits"])]
-    clips = []
-    total = 10 * n_per_digit
-    for d in range(10):
-        for k in range(n_per_digit):
-            a, v = combos[rng.integers(len(combos))]
-            rate, pitch = int(rng.integers(120, 230)), int(rng.integers(20, 80))
-            x = _trim(espeak_say(DIGIT_WORDS[d], f"{a}+{v}", rate, pitch))
-            clips.append(Clip(x, d, "espeak", len(clips)))
-            if progress:
-                progress(len(clips) / total, "synthesizing espeak-ng digits")
-    cache.mkdir(parents=True, exist_ok=True)
-    np.savez(f, digits=np.array([c.digit for c in clips]), **{f"a{i}": c.audio for i, c in enumerate(clips)})
-    return clips
+    return _cached_clips("espeak", key, make, cache)
 
 
 # ------------------------------------------------------------------------ other real voices (Debian packages)
@@ -192,7 +203,6 @@ def tts_voices() -> List[Tuple[str, str]]:
 
 def tts_say(text: str, engine: str, voice: str, stretch: float = 1.0, f0: Optional[int] = None) -> np.ndarray:
     """Synthesize with flite (duration stretch, mean pitch) or festival's text2wave -> mono float32 at 8 kHz."""
-    import io
     import tempfile
 
     import soundfile as sf
@@ -208,7 +218,7 @@ def tts_say(text: str, engine: str, voice: str, stretch: float = 1.0, f0: Option
             scm = f"(voice_{voice})(Parameter.set 'Duration_Stretch {stretch:.3f})"
             subprocess.run(["text2wave", "-eval", scm, "-o", str(out)], input=text.encode(), capture_output=True,
                            check=True, timeout=60)
-        x, sr = sf.read(io.BytesIO(out.read_bytes()), dtype="float32", always_2d=False)
+        x, sr = sf.read(str(out), dtype="float32", always_2d=False)
     return resample(to_mono_float(x), sr, SAMPLE_RATE)
 
 
@@ -219,25 +229,21 @@ def tts_clips(cache: Optional[Path] = None, seed: int = 0, n_flite: int = 16, n_
     voices = tts_voices()
     if not voices:
         return []
-    rng = np.random.default_rng([seed, 17])
+
+    def make() -> List[Clip]:
+        rng = np.random.default_rng([seed, 17])
+        jobs = [(e, v, d) for e, v in voices for d in range(10) for _ in range(n_flite if e == "flite" else n_festival)]
+        clips = []
+        for e, v, d in jobs:
+            stretch = float(rng.uniform(0.8, 1.3))
+            f0 = int(rng.integers(80, 261)) if e == "flite" else None
+            clips.append(Clip(_trim(tts_say(DIGIT_WORDS[d], e, v, stretch, f0)), d, f"{e}-{v}", len(clips)))
+            if progress:
+                progress(len(clips) / len(jobs), "synthesizing flite/festival digits")
+        return clips
+
     key = hashlib.sha1(f"{seed}-{n_flite}-{n_festival}-{voices}".encode()).hexdigest()[:10]
-    cache = Path(cache) if cache else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "nips-explorer"
-    f = cache / f"transducer_tts_{key}.npz"
-    if f.exists():
-        z = np.load(f, allow_pickle=False)
-        return [Clip(z[f"a{i}"], int(d), str(s), i) for i, (d, s) in enumerate(zip(z["digits"], z["speakers"]))]
-    jobs = [(e, v, d) for e, v in voices for d in range(10) for _ in range(n_flite if e == "flite" else n_festival)]
-    clips = []
-    for e, v, d in jobs:
-        stretch = float(rng.uniform(0.8, 1.3))
-        f0 = int(rng.integers(80, 261)) if e == "flite" else None
-        clips.append(Clip(_trim(tts_say(DIGIT_WORDS[d], e, v, stretch, f0)), d, f"{e}-{v}", len(clips)))
-        if progress:
-            progress(len(clips) / len(jobs), "synthesizing flite/festival digits")
-    cache.mkdir(parents=True, exist_ok=True)
-    np.savez(f, digits=np.array([c.digit for c in clips]), speakers=np.array([c.speaker for c in clips]),
-             **{f"a{i}": c.audio for i, c in enumerate(clips)})
-    return clips
+    return _cached_clips("tts", key, make, cache)
 
 
 # ------------------------------------------------------------------------------------------ utterances

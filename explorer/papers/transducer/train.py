@@ -20,7 +20,7 @@ from .model import Transducer, boundary_alignment
 
 TRAIN_DEFAULTS: Dict = dict(steps=3000, batch=24, lr=2e-3, lr_final=1e-4, clip=1.0, seed=0, align="boundary",
                             dp_start=0, minutes=None, checkpoint_every=250, log_every=25, augment=False,
-                            vtlp=(0.88, 1.12), eq_std=(1.0, 0.6, 0.4, 0.3), rolloff=(0.0, 0.0), freq_masks=2, freq_mask_max=6,
+                            vtlp=(0.88, 1.12), eq_std=(1.0, 0.6, 0.4, 0.3), freq_masks=2, freq_mask_max=6,
                             time_masks=2, time_mask_max=8)
 
 
@@ -50,23 +50,18 @@ def augmented_features(model: Transducer, utts: List[Utterance], rng: np.random.
     """Training features with speaker and channel augmentation, for voices never heard in training:
 
     * VTLP: each utterance's spectrum warped by a random factor (vocal tract length);
-    * channel colouring: a smooth random log-gain curve over the mel bands (microphone, room) and random
-      roll-offs of up to ``rolloff`` nats below a low and above a high cut-off band (band-limited microphones);
+    * channel colouring: a smooth random log-gain curve over the mel bands (microphone, room);
     * SpecAugment: a few mel bands and short runs of frames masked (set to the normalised mean).
     The audio's known digit boundaries are unchanged, so the boundary alignments still hold."""
     feats = []
     n_mels = model.cfg["n_mels"]
     mel_pos = (torch.arange(n_mels, dtype=torch.float32) + 0.5) / n_mels
     eq_std = np.asarray(cfg["eq_std"], dtype=np.float64)
+    basis = torch.cos(math.pi * torch.arange(len(eq_std), dtype=torch.float32)[:, None] * mel_pos[None])
     for u in utts:
         a = torch.from_numpy(u.audio).to(model.feat_mean.device)
         f = model.logmel(a[None], warp=float(rng.uniform(*cfg["vtlp"])))[0]
-        coef = torch.tensor(rng.normal(0.0, eq_std), dtype=torch.float32)
-        basis = torch.cos(math.pi * torch.arange(len(eq_std), dtype=torch.float32)[:, None] * mel_pos[None])
-        curve = coef @ basis
-        lo, hi = rng.uniform(0.0, 0.2), rng.uniform(0.7, 1.0)
-        curve = curve - float(rng.uniform(*cfg["rolloff"])) * torch.sigmoid((lo - mel_pos) * 40.0)
-        curve = curve - float(rng.uniform(*cfg["rolloff"])) * torch.sigmoid((mel_pos - hi) * 40.0)
+        curve = torch.tensor(rng.normal(0.0, eq_std), dtype=torch.float32) @ basis
         feats.append(f + curve.to(f.device))
     x, lengths = model.pad_normalize(feats)
     for i in range(x.shape[0]):

@@ -42,8 +42,10 @@ def _load_data(args, progress=None):
     preset = PRESETS[args.dataset]
     kw = {}
     if args.dataset == "primitives":
-        kw = dict(n_train=args.n_train or preset["n_train"], n_test=args.n_test or preset["n_test"])
-        for k, v in kw.items():
+        kw = dict(n_train=args.n_train or preset["n_train"], n_test=args.n_test or preset["n_test"],
+                  rig=preset.get("rig", "axes"))
+        for k in ("n_train", "n_test"):
+            v = kw[k]
             if v < 1:
                 raise UserError(f"--{k.replace('_', '-')} must be positive")
     else:

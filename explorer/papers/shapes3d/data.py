@@ -302,9 +302,11 @@ def primitive_meshes(n: int, seed: int) -> List[Tuple[Any, int, str]]:
     return out
 
 
-def make_primitives(n: int, seed: int, progress=None, token=None, novel: bool = True) -> ShapeSet:
-    """``novel=False`` skips the pictures from the (evaluation-only) novel cameras, as for training sets."""
-    return build_set(primitive_meshes(n, seed), PRIMITIVE_CLASSES, progress=progress, token=token,
+def make_primitives(n: int, seed: int, progress=None, token=None, novel: bool = True,
+                    cameras: Optional[Sequence[Sequence[float]]] = None) -> ShapeSet:
+    """``novel=False`` skips the pictures from the (evaluation-only) novel cameras, as for training sets;
+    ``cameras``: the training rig (default: the axis cameras)."""
+    return build_set(primitive_meshes(n, seed), PRIMITIVE_CLASSES, cameras=cameras, progress=progress, token=token,
                      novel_cameras=None if novel else [], info={"dataset": "primitives", "seed": seed, "n": n})
 
 
@@ -452,16 +454,24 @@ def cache_dir() -> Path:
 
 
 def load_dataset(name: str, n_train: int = 2000, n_test: int = 250, progress=None, token=None,
-                 folder: Optional[Path] = None, train_copies: int = 1) -> Tuple[ShapeSet, ShapeSet]:
+                 folder: Optional[Path] = None, train_copies: int = 1, rig: str = "axes") -> Tuple[ShapeSet, ShapeSet]:
     """(train, test) ShapeSets, built once and cached as .npz under the cache folder.
 
-    ``train_copies`` (furniture): pictures of the training models under that many random yaws."""
+    ``train_copies`` (furniture): pictures of the training models under that many random yaws.
+    ``rig`` (primitives): the training cameras, a key of ``model.RIGS``; the shapes are the same for any rig."""
+    from .model import RIGS
+
     folder = folder or cache_dir()
     tags = None
     if name == "primitives":
-        tag = f"primitives_v{DATA_VERSION}_{n_train}_{n_test}"
-        makers = (lambda: make_primitives(n_train, seed=1, progress=progress, token=token, novel=False),
-                  lambda: make_primitives(n_test, seed=2, progress=progress, token=token))
+        if rig not in RIGS:
+            from explorer.core.errors import UserError
+
+            raise UserError(f"unknown camera rig '{rig}' (choose {', '.join(RIGS)})")
+        cams = RIGS[rig]
+        tag = f"primitives_v{DATA_VERSION}_{n_train}_{n_test}" + ("" if rig == "axes" else f"_{len(cams)}cams")
+        makers = (lambda: make_primitives(n_train, seed=1, progress=progress, token=token, novel=False, cameras=cams),
+                  lambda: make_primitives(n_test, seed=2, progress=progress, token=token, cameras=cams))
     elif name == "furniture":
         tag = f"furniture_v{DATA_VERSION}b"
         if train_copies > 1:                   # the held-out file is the same for any number of copies

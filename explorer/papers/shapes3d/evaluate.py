@@ -6,7 +6,7 @@
 * image_error_input_view / image_error_new_views: mean absolute grey-level error (0..1) of the inferred
   volume's re-projection against the true pictures, from the input camera and from every other camera
   (the other training cameras and the novel, never-trained cameras);
-* elbo: the evidence lower bound of the training cameras' pictures given the input view, nats per shape
+* elbo: the evidence lower bound of the data set's training-camera pictures given the input view, nats per shape
   (one latent sample per shape; grey levels scored as Bernoulli probabilities, as in DRAW on MNIST).
 """
 from __future__ import annotations
@@ -51,7 +51,7 @@ def evaluate(model: Shapes3D, test: ShapeSet, device, batch: int = 50, progress=
         others = [k for k in range(len(cams)) if k != model.input_view]
         err_new.append(e[:, others].mean(1).cpu().numpy())
         s = model(x, None, sample=True)
-        nll = image_nll(model.render(s["logits"]), v[:, :k_train])
+        nll = image_nll(project(s["logits"], th_all[:k_train], logits=True, out_size=v.shape[-1]), v[:, :k_train])
         elbos.append((-(nll + s["kl"].sum(1))).cpu().numpy())
         if progress:
             progress(min(1.0, (i + batch) / n), f"{min(n, i + batch)}/{n} shapes")

@@ -27,6 +27,12 @@ import torch.nn.functional as F
 TRAIN_CAMERAS: List[List[float]] = [[0.0, 0.0], [90.0, 0.0], [180.0, 0.0], [270.0, 0.0], [0.0, 90.0]]
 # Cameras never used in training: only for the "new views" error of the evaluation and for turntables.
 NOVEL_CAMERAS: List[List[float]] = [[45.0, 30.0], [135.0, -20.0], [225.0, 45.0]]
+# The larger rig adds four level cameras on the diagonals (never the novel cameras above); they constrain the
+# shape between the axis views (a box turned 45 degrees looks like its axis-view hull from the axes alone).
+# The four share one resampled copy of the volume (a 2D resampling of the horizontal slices), so a training
+# step costs about the same as with the axis rig.
+DIAGONAL_CAMERAS: List[List[float]] = [[45.0, 0.0], [135.0, 0.0], [225.0, 0.0], [315.0, 0.0]]
+RIGS: Dict[str, List[List[float]]] = {"axes": TRAIN_CAMERAS, "axes+diagonals": TRAIN_CAMERAS + DIAGONAL_CAMERAS}
 SHADE = 0.7            # grey level = 1 - SHADE * depth (depth in [0, 1] along the ray)
 _LOGIT_PAD = 30.0      # logits are shifted before resampling so that "outside the cube" means empty
 
@@ -115,6 +121,73 @@ def composite_logits(logits: torch.Tensor, shade: float = SHADE) -> torch.Tensor
     return _composite_logs(log_a, log_a - logits, shade)
 
 
+def _yaw_split(m: np.ndarray):
+    """For a camera matrix m: (yaw, axis permutation of G^T m) when m = G P with G a turn about the vertical axis
+    by ``yaw`` degrees (0 <= yaw < 90) and P a signed permutation; None for other (tilted) cameras.
+
+    Cameras sharing a yaw see one resampled copy of the volume, each through an exact permutation: the
+    diagonal cameras of a rig cost one trilinear resampling together, not one each."""
+    ap = _axis_permutation(m)
+    if ap is not None:
+        return 0.0, ap
+    f = m[:, 2]
+    if abs(f[1]) > 1e-6:
+        return None
+    yaw = round(math.degrees(math.atan2(f[0], f[2])) % 90.0, 6)
+    ap = _axis_permutation(camera_matrix(yaw, 0.0).T @ m)
+    return None if ap is None else (yaw, ap)
+
+
+def _yaw_frame(volume: torch.Tensor, yaw: float, pad: float) -> torch.Tensor:
+    """The volume resampled into the frame turned by ``yaw`` degrees about the vertical axis."""
+    if yaw == 0.0:
+        return volume
+    # A turn about y resamples every horizontal slice alike: one bilinear 2D resampling of the (z, x) planes
+    # with the y slices as channels (the same samples as the trilinear to_camera, at a fraction of the cost).
+    g = camera_matrix(yaw, 0.0)
+    b, c, d, h, w = volume.shape
+    th = torch.tensor([[g[0, 0], g[0, 2], 0.0], [g[2, 0], g[2, 2], 0.0]], dtype=volume.dtype,
+                      device=volume.device).unsqueeze(0).expand(b, 2, 3)
+    planes = volume.permute(0, 1, 3, 2, 4).reshape(b, c * h, d, w) - pad         # (B, C*y, z, x)
+    grid = F.affine_grid(th, [b, c * h, d, w], align_corners=False)
+    out = F.grid_sample(planes, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + pad
+    return out.view(b, c, h, d, w).permute(0, 1, 3, 2, 4)
+
+
+class _AxisCompositor:
+    """Emission-absorption images of occupancy logits (B, 1, S, S, S) along the volume's own axes: no copies of
+    the volume, one cumulative sum per axis shared between opposite cameras."""
+
+    def __init__(self, volume: torch.Tensor, shade: float) -> None:
+        self.volume, self.shade = volume, shade
+        la = F.logsigmoid(volume)
+        self.log_a, self.log_t = la, la - volume          # log alpha, log (1 - alpha)
+        self.cums: Dict[int, torch.Tensor] = {}
+
+    def __call__(self, ap) -> torch.Tensor:
+        volume, perm, flips = self.volume, ap[0], ap[1]
+        d = perm[2]
+        if d not in self.cums:
+            self.cums[d] = torch.cumsum(self.log_t, dim=d)
+        c = self.cums[d]
+        n = volume.shape[d]
+        shape = [1] * 5
+        shape[d] = n
+        idx = (torch.arange(n, dtype=volume.dtype, device=volume.device) + 0.5) / n
+        if 2 in flips:                                 # looking towards -axis: light enters at the end
+            log_trans = c.narrow(d, n - 1, 1) - c
+            depth = 1.0 - idx
+        else:
+            log_trans = c - self.log_t
+            depth = idx
+        w = torch.exp(self.log_a + log_trans)
+        img = (w * (1.0 - self.shade * depth).view(shape)).sum(d)[:, 0]   # (B, a, b), remaining dims in order
+        rest = [x for x in (2, 3, 4) if x != d]
+        img = img.permute(0, 1 + rest.index(perm[3]), 1 + rest.index(perm[4]))
+        fl = [{3: 1, 4: 2}[f] for f in flips if f != 2]
+        return img.flip(fl) if fl else img
+
+
 def project(volume: torch.Tensor, thetas: torch.Tensor, logits: bool = False, out_size: Optional[int] = None,
             shade: float = SHADE) -> torch.Tensor:
     """Render volumes (B, 1, S, S, S) from K cameras (thetas (K, 3, 4)) -> images (B, K, out, out).
@@ -123,37 +196,16 @@ def project(volume: torch.Tensor, thetas: torch.Tensor, logits: bool = False, ou
     occupancies in [0, 1]. ``out_size`` < S average-pools the S x S image (anti-aliasing).
     """
     imgs = []
-    logs, cums = None, {}
+    frames: Dict[float, _AxisCompositor] = {}
     for k in range(thetas.shape[0]):
-        ap = _axis_permutation(thetas[k, :, :3].detach().cpu().double().numpy())
-        if logits and ap is not None:
-            # Exact and cheap: composite along the world axis the camera looks down (no copies of the
-            # volume), sharing one cumulative sum per axis between opposite cameras; then transpose/flip
-            # the small 2D image into the camera's frame.
-            if logs is None:
-                la = F.logsigmoid(volume)
-                logs = (la, la - volume)                  # log alpha, log (1 - alpha)
-            perm, flips = ap
-            d = perm[2]
-            if d not in cums:
-                cums[d] = torch.cumsum(logs[1], dim=d)
-            c = cums[d]
-            n = volume.shape[d]
-            shape = [1] * 5
-            shape[d] = n
-            idx = (torch.arange(n, dtype=volume.dtype, device=volume.device) + 0.5) / n
-            if 2 in flips:                                 # looking towards -axis: light enters at the end
-                log_trans = c.narrow(d, n - 1, 1) - c
-                depth = 1.0 - idx
-            else:
-                log_trans = c - logs[1]
-                depth = idx
-            w = torch.exp(logs[0] + log_trans)
-            img = (w * (1.0 - shade * depth).view(shape)).sum(d)[:, 0]      # (B, a, b), remaining dims in order
-            rest = [x for x in (2, 3, 4) if x != d]
-            img = img.permute(0, 1 + rest.index(perm[3]), 1 + rest.index(perm[4]))
-            fl = [{3: 1, 4: 2}[f] for f in flips if f != 2]
-            img = img.flip(fl) if fl else img
+        split = _yaw_split(thetas[k, :, :3].detach().cpu().double().numpy()) if logits else None
+        if split is not None:
+            # Exact: the (possibly turned) volume composited along the axis the camera looks down, then the
+            # small 2D image transposed/flipped into the camera's frame.
+            yaw, ap = split
+            if yaw not in frames:
+                frames[yaw] = _AxisCompositor(_yaw_frame(volume, yaw, -_LOGIT_PAD), shade)
+            img = frames[yaw](ap)
         else:
             v = to_camera(volume, thetas[k], pad=-_LOGIT_PAD if logits else 0.0)[:, 0]
             img = composite_logits(v, shade) if logits else composite(v, shade)
@@ -183,9 +235,19 @@ def silhouettes(logits: torch.Tensor, thetas: torch.Tensor) -> torch.Tensor:
     """Max-projection silhouettes (B, K, S, S) of occupancy logits (B, 1, S, S, S): the most occupied voxel
     along each ray (as in Perspective Transformer Nets). Exact permutation for axis-aligned cameras."""
     occ = torch.sigmoid(logits)
-    out = []
+    out, frames = [], {}
     for k in range(thetas.shape[0]):
-        v = to_camera(occ, thetas[k])[:, 0]
+        m = thetas[k, :, :3].detach().cpu().double().numpy()
+        split = _yaw_split(m)
+        if split is not None and split[0] != 0.0:       # cameras sharing a yaw share one resampling
+            yaw = split[0]
+            if yaw not in frames:
+                frames[yaw] = _yaw_frame(occ, yaw, 0.0)
+            th = torch.zeros(3, 4, dtype=torch.float64)
+            th[:, :3] = torch.from_numpy(camera_matrix(yaw, 0.0).T @ m)
+            v = to_camera(frames[yaw], th)[:, 0]
+        else:
+            v = to_camera(occ, thetas[k])[:, 0]
         out.append(v.amax(dim=1))
     return torch.stack(out, 1)
 

@@ -24,6 +24,9 @@ PRESETS: Dict[str, Dict[str, Any]] = {
         "model": dict(steps=6, hidden=256, z_dim=16, patch=16, feat=256, ctx_dim=16, writer="mlp"),
         "train": dict(batch=32, lr=1e-3, time_limit_s=1200.0, kl_max=0.1),
         "n_train": 2000, "n_test": 250,
+        # Pictures from the 5 axis cameras and the 4 level diagonals (model.RIGS); the axis rig alone left
+        # turned boxes and cones as fat as their axis-view hulls.
+        "rig": "axes+diagonals",
     },
     "furniture": {
         "file": "shapes3d_furniture.safetensors",

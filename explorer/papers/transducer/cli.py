@@ -41,6 +41,9 @@ def configure_train(p) -> None:
     p.add_argument("--dp-start", type=int, default=0, help="use boundary alignments for this many steps first")
     p.add_argument("--norm", choices=("causal", "global"), default="causal",
                    help="feature normalisation: running mean of the utterance so far (default) or the training mean")
+    p.add_argument("--ceps", type=int, default=None, metavar="K",
+                   help="encoder reads the first K cepstral coefficients (MFCCs) of the log-mel frame (0 = all bands)")
+    p.add_argument("--dropout", type=float, default=None, help="dropout in the encoder while training")
     p.add_argument("--augment", action="store_true",
                    help="add VTLP, channel colouring, SpecAugment and a wider speed range (0.85-1.15); in 6-minute "
                         "runs it made an unheard speaker worse (nicolas 36%% vs 25%%), so it is off by default")
@@ -115,6 +118,9 @@ def train(args) -> int:
         cfg = dict(OFFLINE_CONFIG if args.offline else DEFAULT_CONFIG)
         cfg.update(enc_hidden=args.hidden, dec_hidden=args.hidden, attention=args.attention)
         cfg.update(block=args.block, max_per_block=args.max_per_block if args.block > 0 else 10, norm=args.norm)
+        for key in ("ceps", "dropout"):
+            if getattr(args, key) is not None:
+                cfg[key] = getattr(args, key)
         model = build(cfg)
         set_normalization(model, data)
     out = Path(args.out) if args.out else models_dir() / ("transducer_offline.safetensors" if args.offline else DEFAULT_OUT)

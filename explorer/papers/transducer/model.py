@@ -29,7 +29,7 @@ N_OUT = 11
 
 DEFAULT_CONFIG: Dict = dict(n_mels=40, stack=3, enc_hidden=128, enc_layers=2, bidirectional=False, dec_hidden=128,
                             embed=32, att_hidden=64, attention="mlp", block=8, max_per_block=4,
-                            norm="causal", norm_prior=100, norm_gate=True, fmin=20.0)
+                            norm="causal", norm_prior=100, norm_gate=True, fmin=20.0, ceps=0, dropout=0.0)
 # Feature normalisation: "global" subtracts the training set's per-mel mean; "causal" subtracts a running mean
 # of the utterance heard so far (frames 1..t, with ``norm_prior`` frames' worth of the training mean as the
 # prior), which removes a speaker's or microphone's fixed spectral colouring without looking ahead.
@@ -38,12 +38,25 @@ DEFAULT_CONFIG: Dict = dict(n_mels=40, stack=3, enc_hidden=128, enc_layers=2, bi
 # ``fmin``: the lowest filter edge in Hz (150 Hz, which leaves out the band where one FSDD speaker's microphone
 # is ~25 dB weaker, did not help an unheard speaker in our runs: 31.8% vs 29.2% digit errors for george).
 # Checkpoints saved before these options existed have no such keys and are read with the old values.
-LEGACY_CONFIG: Dict = dict(norm="global", norm_prior=100, norm_gate=False, fmin=20.0)
+# ``ceps`` > 0: the encoder reads the first ``ceps`` cepstral coefficients (an orthonormal DCT-II of the normalised
+# log-mel frame, i.e. MFCCs) instead of all bands; dropping the higher ones smooths away the pitch harmonics that
+# the narrow low-frequency bands resolve, which mostly tell speakers apart, not digits.
+# ``dropout``: on the encoder's input projection and between its GRU layers (training only).
+LEGACY_CONFIG: Dict = dict(norm="global", norm_prior=100, norm_gate=False, fmin=20.0, ceps=0, dropout=0.0)
 # Offline variant: a bidirectional encoder, so every block is decoded only after the whole utterance is heard.
 # (block=0 makes the whole utterance one block: a plain attention seq2seq, much slower to train here.)
 OFFLINE_CONFIG: Dict = dict(DEFAULT_CONFIG, bidirectional=True)
 
 Alignment = List[List[int]]   # digits emitted in each block
+
+
+def dct_matrix(n: int, k: int) -> torch.Tensor:
+    """(n, k) orthonormal DCT-II basis: ``x @ dct_matrix(n, k)`` gives the first k coefficients of x."""
+    i = torch.arange(n, dtype=torch.float64).view(n, 1)
+    j = torch.arange(k, dtype=torch.float64).view(1, k)
+    m = torch.cos(math.pi / n * (i + 0.5) * j) * math.sqrt(2.0 / n)
+    m[:, 0] /= math.sqrt(2.0)
+    return m.float()
 
 
 def build(config: Dict) -> "Transducer":
@@ -68,9 +81,17 @@ class Transducer(nn.Module):
         self.logmel = LogMel(FeatureConfig(n_mels=c["n_mels"], fmin=float(c["fmin"])))
         self.register_buffer("feat_mean", torch.zeros(c["n_mels"]))
         self.register_buffer("feat_std", torch.ones(c["n_mels"]))
-        self.inp = nn.Linear(c["n_mels"] * c["stack"], c["enc_hidden"])
+        n_in = c["n_mels"]
+        if c["ceps"]:
+            if not 0 < int(c["ceps"]) <= c["n_mels"]:
+                raise ValueError(f"ceps must be between 1 and n_mels ({c['n_mels']}), not {c['ceps']!r}")
+            n_in = int(c["ceps"])
+            self.register_buffer("dct", dct_matrix(c["n_mels"], n_in), persistent=False)
+        self.inp = nn.Linear(n_in * c["stack"], c["enc_hidden"])
+        self.drop = nn.Dropout(float(c["dropout"]))
         self.enc = nn.GRU(c["enc_hidden"], c["enc_hidden"], c["enc_layers"], batch_first=True,
-                          bidirectional=bool(c["bidirectional"]))
+                          bidirectional=bool(c["bidirectional"]),
+                          dropout=float(c["dropout"]) if c["enc_layers"] > 1 else 0.0)
         H = self.enc_dim
         D = c["dec_hidden"]
         self.embed = nn.Embedding(12, c["embed"])
@@ -164,7 +185,9 @@ class Transducer(nn.Module):
 
     def encode(self, x: torch.Tensor, lengths: Optional[torch.Tensor] = None, hidden=None):
         """Normalised features (B, T, F) -> encoder outputs (B, T', H), attention keys, T' lengths, hidden."""
-        z = torch.relu(self.inp(self.stack_frames(x)))
+        if self.cfg["ceps"]:
+            x = x @ self.dct
+        z = self.drop(torch.relu(self.inp(self.stack_frames(x))))
         enc_len = None if lengths is None else torch.div(lengths, self.cfg["stack"], rounding_mode="floor")
         if self.cfg["bidirectional"] and enc_len is not None and z.shape[0] > 1:
             packed = nn.utils.rnn.pack_padded_sequence(z, enc_len.clamp(min=1).cpu(), batch_first=True,

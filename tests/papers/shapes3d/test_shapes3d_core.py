@@ -111,18 +111,35 @@ def test_trainer_batches_contain_no_voxels(tiny_set):
         fit(M.build(dict(TINY)), tiny_set, "cpu", TrainConfig(steps=1))
 
 
-def test_augmentation_is_an_exact_reshuffle_of_the_pictures():
+@pytest.mark.parametrize("rig", sorted(M.RIGS))
+def test_augmentation_is_an_exact_reshuffle_of_the_pictures(rig):
+    cams = M.RIGS[rig]
     rng = np.random.default_rng(4)
     mesh = D.primitive_mesh("cone", rng)
-    base = D.render_fine(D.voxelize(mesh)[None], M.TRAIN_CAMERAS)
-    gs = D.rig_symmetries(M.TRAIN_CAMERAS)
+    base = D.render_fine(D.voxelize(mesh)[None], cams)
+    gs = D.rig_symmetries(cams)
     assert len(gs) == 8
-    for g in gs[1:4]:
+    for g in gs[1:]:
         moved = mesh.copy()
         moved.vertices = mesh.vertices @ g.T
-        direct = D.render_fine(D.voxelize(moved)[None], M.TRAIN_CAMERAS)
-        shuffled = D.ViewSet.augment(base, [D.view_shuffle(g, M.TRAIN_CAMERAS, 32)])
+        direct = D.render_fine(D.voxelize(moved)[None], cams)
+        shuffled = D.ViewSet.augment(base, [D.view_shuffle(g, cams, 32)])
         assert np.abs(direct - shuffled).max() < 1e-5
+
+
+def test_cameras_sharing_a_yaw_render_as_if_each_were_resampled_on_its_own():
+    """The fast paths (axis permutations; one slice-wise resampling per yaw) give the general trilinear path."""
+    torch.manual_seed(0)
+    logits = torch.randn(2, 1, 32, 32, 32) * 3
+    cams = M.RIGS["axes+diagonals"] + M.NOVEL_CAMERAS
+    th = M.camera_thetas(cams)
+    fast = M.project(logits, th, logits=True)
+    slow = torch.stack([M.composite_logits(M.to_camera(logits, th[k], pad=-M._LOGIT_PAD)[:, 0])
+                        for k in range(len(cams))], 1)
+    assert torch.allclose(fast, slow, atol=1e-5)
+    occ = torch.sigmoid(logits)
+    sil = torch.stack([M.to_camera(occ, th[k])[:, 0].amax(1) for k in range(len(cams))], 1)
+    assert torch.allclose(M.silhouettes(logits, th), sil, atol=1e-5)
 
 
 def test_voxelizer_fills_solids():

@@ -84,10 +84,11 @@ def test_boundary_alignment_puts_digits_in_the_block_of_their_last_frame():
     assert al == [[1], [2, 3], [], [], [4]]
 
 
-@pytest.mark.parametrize("norm", ["global", "causal"])
-def test_decoding_never_looks_beyond_the_current_block(norm):
+@pytest.mark.parametrize("extra", [dict(norm="global"), dict(norm="causal"), dict(norm="causal", ceps=8, dropout=0.3)],
+                         ids=["global", "causal", "causal-ceps-dropout"])
+def test_decoding_never_looks_beyond_the_current_block(extra):
     torch.manual_seed(1)
-    m = M.build(dict(TINY, norm=norm)).eval()
+    m = M.build(dict(TINY, **extra)).eval()
     rng = np.random.default_rng(0)
     groups = group_by_speaker_digit(tone_clips())
     u = build_utterance(rng, groups["tones"], Augment(min_digits=4, max_digits=4))
@@ -171,8 +172,22 @@ def test_checkpoints_without_a_norm_key_read_as_global_and_new_models_are_causal
     assert M.build({}).cfg["norm"] == "causal" == M.DEFAULT_CONFIG["norm"]
     old = M.build({k: v for k, v in TINY.items()})
     assert old.cfg["fmin"] == 20.0 and old.logmel.cfg.fmin == 20.0 and M.build(dict(TINY, fmin=150.0)).logmel.cfg.fmin == 150.0
+    assert old.cfg["ceps"] == 0 and old.cfg["dropout"] == 0.0
     with pytest.raises(ValueError):
         M.build(dict(TINY, norm="bogus"))
+    with pytest.raises(ValueError):
+        M.build(dict(TINY, ceps=TINY.get("n_mels", 40) + 1))
+
+
+def test_cepstral_input_is_an_orthonormal_dct_of_the_bands():
+    d = M.dct_matrix(40, 40)
+    torch.testing.assert_close(d.t() @ d, torch.eye(40), atol=1e-5, rtol=0)
+    x = torch.randn(3, 40)
+    # a flat spectrum has only the 0th coefficient; smooth spectra live in the first few
+    torch.testing.assert_close((torch.ones(1, 40) @ d)[0, 1:], torch.zeros(39), atol=1e-5, rtol=0)
+    torch.testing.assert_close(x @ d @ d.t(), x, atol=1e-5, rtol=1e-4)
+    m = M.build(dict(TINY, ceps=12))
+    assert m.inp.in_features == 12 * m.cfg["stack"]
 
 
 def test_augmented_features_keep_shapes_and_lengths():

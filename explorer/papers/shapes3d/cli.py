@@ -42,14 +42,14 @@ def _load_data(args, progress=None):
     preset = PRESETS[args.dataset]
     kw = {}
     if args.dataset == "primitives":
-        kw = dict(n_train=args.n_train or preset["n_train"], n_test=args.n_test or preset["n_test"],
-                  rig=preset.get("rig", "axes"))
+        kw = dict(n_train=args.n_train or preset["n_train"], n_test=args.n_test or preset["n_test"])
         for k in ("n_train", "n_test"):
             v = kw[k]
             if v < 1:
                 raise UserError(f"--{k.replace('_', '-')} must be positive")
     else:
         kw = dict(train_copies=preset.get("train_copies", 1))
+    kw["rig"] = preset.get("rig", "axes")
     folder = Path(args.data_dir) / "shapes3d" if args.data_dir else cache_dir()
     return load_dataset(args.dataset, progress=progress, folder=folder, **kw)
 
@@ -187,6 +187,8 @@ def train(args) -> int:
                          "test_iou_without_filling": more["iou_raw"],
                          "test_elbo": result["elbo"], "test_image_error_input_view": result["image_error_input_view"],
                          "test_image_error_new_views": result["image_error_new_views"],
+                         **({"test_image_error_novel_cameras": more["image_error_novel_cameras"]}
+                            if "image_error_novel_cameras" in more else {}),
                          "per_class": result["per_class"]})
     if args.gallery:
         idx = [i for c in range(len(test_set.class_names)) for i in np.nonzero(test_set.labels == c)[0][:max(1, args.gallery // len(test_set.class_names))]]

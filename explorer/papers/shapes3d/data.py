@@ -415,7 +415,8 @@ def furniture_meshes(entries: Sequence[Dict[str, Any]], rng: np.random.Generator
     return pose_furniture(load_furniture(entries), rng, copies)
 
 
-def make_furniture(seed: int = 0, test_fraction: float = 0.15, progress=None, token=None, train_copies: int = 1):
+def make_furniture(seed: int = 0, test_fraction: float = 0.15, progress=None, token=None, train_copies: int = 1,
+                   cameras: Optional[Sequence[Sequence[float]]] = None):
     """(train, test) ShapeSets of furniture; whole models are held out (by a hash of their name).
 
     ``train_copies`` > 1: the training models again under further random yaws (more pictures of the same
@@ -441,7 +442,7 @@ def make_furniture(seed: int = 0, test_fraction: float = 0.15, progress=None, to
         info = {"dataset": "furniture", "part": part, "creators": sorted({e["creator"] for e in ents})}
         if part == "train":
             info.update(models=n_models, copies=train_copies)
-        sets.append(build_set(meshes[part], FURNITURE_CLASSES, progress=progress, token=token,
+        sets.append(build_set(meshes[part], FURNITURE_CLASSES, cameras=cameras, progress=progress, token=token,
                               novel_cameras=None if part == "test" else [], info=info))
     return sets[0], sets[1]
 
@@ -458,34 +459,34 @@ def load_dataset(name: str, n_train: int = 2000, n_test: int = 250, progress=Non
     """(train, test) ShapeSets, built once and cached as .npz under the cache folder.
 
     ``train_copies`` (furniture): pictures of the training models under that many random yaws.
-    ``rig`` (primitives): the training cameras, a key of ``model.RIGS``; the shapes are the same for any rig."""
+    ``rig``: the training cameras, a key of ``model.RIGS``; the shapes are the same for any rig."""
+    from explorer.core.errors import UserError
+
     from .model import RIGS
 
     folder = folder or cache_dir()
+    if rig not in RIGS:
+        raise UserError(f"unknown camera rig '{rig}' (choose {', '.join(RIGS)})")
+    cams = RIGS[rig]
+    rig_tag = "" if rig == "axes" else f"_{len(cams)}cams"
     tags = None
     if name == "primitives":
-        if rig not in RIGS:
-            from explorer.core.errors import UserError
-
-            raise UserError(f"unknown camera rig '{rig}' (choose {', '.join(RIGS)})")
-        cams = RIGS[rig]
-        tag = f"primitives_v{DATA_VERSION}_{n_train}_{n_test}" + ("" if rig == "axes" else f"_{len(cams)}cams")
+        tag = f"primitives_v{DATA_VERSION}_{n_train}_{n_test}{rig_tag}"
         makers = (lambda: make_primitives(n_train, seed=1, progress=progress, token=token, novel=False, cameras=cams),
                   lambda: make_primitives(n_test, seed=2, progress=progress, token=token, cameras=cams))
     elif name == "furniture":
-        tag = f"furniture_v{DATA_VERSION}b"
+        tag = f"furniture_v{DATA_VERSION}b{rig_tag}"
         if train_copies > 1:                   # the held-out file is the same for any number of copies
             tags = (f"{tag}_x{train_copies}", tag)
         both = {}
 
         def mk(i):
             if not both:
-                both["sets"] = make_furniture(progress=progress, token=token, train_copies=train_copies)
+                both["sets"] = make_furniture(progress=progress, token=token, train_copies=train_copies,
+                                              cameras=cams)
             return both["sets"][i]
         makers = (lambda: mk(0), lambda: mk(1))
     else:
-        from explorer.core.errors import UserError
-
         raise UserError(f"unknown dataset '{name}' (choose primitives or furniture)")
     out = []
     for part, make, t in zip(("train", "test"), makers, tags or (tag, tag)):

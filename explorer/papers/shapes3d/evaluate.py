@@ -24,14 +24,15 @@ from .model import Shapes3D, camera_thetas, image_nll, iou, project, solidify, v
 def evaluate(model: Shapes3D, test: ShapeSet, device, batch: int = 50, progress=None, token=None,
              seed: int = 7, extra: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """The issue's JSON layout. ``extra`` (a dict), when given, receives further numbers
-    (``iou_raw``: IoU without filling enclosed cavities)."""
+    (``iou_raw``: IoU without filling enclosed cavities; ``image_error_novel_cameras``: the picture error from
+    the cameras never used in training only)."""
     model.eval()
     gen = torch.random.get_rng_state()
     torch.manual_seed(seed)
     k_train = len(test.cameras)
     cams = list(test.cameras) + list(test.novel_cameras)
     th_all = camera_thetas(cams).to(device)
-    ious, ious_raw, base, err_in, err_new, elbos = [], [], [], [], [], []
+    ious, ious_raw, base, err_in, err_new, err_novel, elbos = [], [], [], [], [], [], []
     n = len(test)
     for i in range(0, n, batch):
         if token is not None:
@@ -50,6 +51,8 @@ def evaluate(model: Shapes3D, test: ShapeSet, device, batch: int = 50, progress=
         err_in.append(e[:, model.input_view].cpu().numpy())
         others = [k for k in range(len(cams)) if k != model.input_view]
         err_new.append(e[:, others].mean(1).cpu().numpy())
+        if len(cams) > k_train:
+            err_novel.append(e[:, k_train:].mean(1).cpu().numpy())
         s = model(x, None, sample=True)
         nll = image_nll(project(s["logits"], th_all[:k_train], logits=True, out_size=v.shape[-1]), v[:, :k_train])
         elbos.append((-(nll + s["kl"].sum(1))).cpu().numpy())
@@ -58,6 +61,8 @@ def evaluate(model: Shapes3D, test: ShapeSet, device, batch: int = 50, progress=
     torch.random.set_rng_state(gen)
     if extra is not None:
         extra["iou_raw"] = round(float(np.concatenate(ious_raw).mean()), 4)
+        if err_novel:
+            extra["image_error_novel_cameras"] = round(float(np.concatenate(err_novel).mean()), 5)
     ious_a, base_a = np.concatenate(ious), np.concatenate(base)
     per_class: Dict[str, Dict[str, Any]] = {}
     for c, name in enumerate(test.class_names):

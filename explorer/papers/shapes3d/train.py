@@ -35,6 +35,7 @@ PRESETS: Dict[str, Dict[str, Any]] = {
         "train": dict(batch=32, lr=1e-3, time_limit_s=1200.0, kl_max=0.1),
         # 184 training models overfit within minutes: their pictures under 4 random yaws each.
         "train_copies": 4,
+        "rig": "axes+diagonals",
     },
 }
 

@@ -44,6 +44,8 @@ def configure_train(p) -> None:
     p.add_argument("--ceps", type=int, default=None, metavar="K",
                    help="encoder reads the first K cepstral coefficients (MFCCs) of the log-mel frame (0 = all bands)")
     p.add_argument("--dropout", type=float, default=None, help="dropout in the encoder while training")
+    p.add_argument("--frontend", choices=("linear", "conv"), default=None,
+                   help="conv: a convolution and max-pool along the frequency axis before the encoder")
     p.add_argument("--augment", action="store_true",
                    help="add VTLP, channel colouring, SpecAugment and a wider speed range (0.85-1.15); in 6-minute "
                         "runs it made an unheard speaker worse (nicolas 36%% vs 25%%), so it is off by default")
@@ -118,7 +120,7 @@ def train(args) -> int:
         cfg = dict(OFFLINE_CONFIG if args.offline else DEFAULT_CONFIG)
         cfg.update(enc_hidden=args.hidden, dec_hidden=args.hidden, attention=args.attention)
         cfg.update(block=args.block, max_per_block=args.max_per_block if args.block > 0 else 10, norm=args.norm)
-        for key in ("ceps", "dropout"):
+        for key in ("ceps", "dropout", "frontend"):
             if getattr(args, key) is not None:
                 cfg[key] = getattr(args, key)
         model = build(cfg)

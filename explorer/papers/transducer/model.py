@@ -29,7 +29,8 @@ N_OUT = 11
 
 DEFAULT_CONFIG: Dict = dict(n_mels=40, stack=3, enc_hidden=128, enc_layers=2, bidirectional=False, dec_hidden=128,
                             embed=32, att_hidden=64, attention="mlp", block=8, max_per_block=4,
-                            norm="causal", norm_prior=100, norm_gate=True, fmin=20.0, ceps=0, dropout=0.0)
+                            norm="causal", norm_prior=100, norm_gate=True, fmin=20.0, ceps=0, dropout=0.0,
+                            frontend="linear")
 # Feature normalisation: "global" subtracts the training set's per-mel mean; "causal" subtracts a running mean
 # of the utterance heard so far (frames 1..t, with ``norm_prior`` frames' worth of the training mean as the
 # prior), which removes a speaker's or microphone's fixed spectral colouring without looking ahead.
@@ -42,7 +43,12 @@ DEFAULT_CONFIG: Dict = dict(n_mels=40, stack=3, enc_hidden=128, enc_layers=2, bi
 # log-mel frame, i.e. MFCCs) instead of all bands; dropping the higher ones smooths away the pitch harmonics that
 # the narrow low-frequency bands resolve, which mostly tell speakers apart, not digits.
 # ``dropout``: on the encoder's input projection and between its GRU layers (training only).
-LEGACY_CONFIG: Dict = dict(norm="global", norm_prior=100, norm_gate=False, fmin=20.0, ceps=0, dropout=0.0)
+# ``frontend="conv"``: each encoder frame's stacked bands go through a convolution along the frequency axis and a
+# max-pool over neighbouring bands before the projection (as in CNN acoustic models): a formant that sits a band
+# higher or lower for another speaker gives nearly the same features.
+LEGACY_CONFIG: Dict = dict(norm="global", norm_prior=100, norm_gate=False, fmin=20.0, ceps=0, dropout=0.0,
+                           frontend="linear")
+CONV_FILTERS, CONV_KERNEL, CONV_POOL = 32, 7, 3
 # Offline variant: a bidirectional encoder, so every block is decoded only after the whole utterance is heard.
 # (block=0 makes the whole utterance one block: a plain attention seq2seq, much slower to train here.)
 OFFLINE_CONFIG: Dict = dict(DEFAULT_CONFIG, bidirectional=True)
@@ -87,7 +93,14 @@ class Transducer(nn.Module):
                 raise ValueError(f"ceps must be between 1 and n_mels ({c['n_mels']}), not {c['ceps']!r}")
             n_in = int(c["ceps"])
             self.register_buffer("dct", dct_matrix(c["n_mels"], n_in), persistent=False)
-        self.inp = nn.Linear(n_in * c["stack"], c["enc_hidden"])
+        if c["frontend"] not in ("linear", "conv"):
+            raise ValueError(f"frontend must be 'linear' or 'conv', not {c['frontend']!r}")
+        if c["frontend"] == "conv":
+            self.fconv = nn.Conv1d(c["stack"], CONV_FILTERS, CONV_KERNEL, padding=CONV_KERNEL // 2)
+            n_flat = CONV_FILTERS * (n_in // CONV_POOL)
+        else:
+            n_flat = n_in * c["stack"]
+        self.inp = nn.Linear(n_flat, c["enc_hidden"])
         self.drop = nn.Dropout(float(c["dropout"]))
         self.enc = nn.GRU(c["enc_hidden"], c["enc_hidden"], c["enc_layers"], batch_first=True,
                           bidirectional=bool(c["bidirectional"]),
@@ -187,7 +200,12 @@ class Transducer(nn.Module):
         """Normalised features (B, T, F) -> encoder outputs (B, T', H), attention keys, T' lengths, hidden."""
         if self.cfg["ceps"]:
             x = x @ self.dct
-        z = self.drop(torch.relu(self.inp(self.stack_frames(x))))
+        z = self.stack_frames(x)
+        if self.cfg["frontend"] == "conv":
+            b, t = z.shape[:2]
+            f = torch.relu(self.fconv(z.reshape(b * t, self.cfg["stack"], -1)))      # (B*T', filters, bands)
+            z = F.max_pool1d(f, CONV_POOL).reshape(b, t, -1)
+        z = self.drop(torch.relu(self.inp(z)))
         enc_len = None if lengths is None else torch.div(lengths, self.cfg["stack"], rounding_mode="floor")
         if self.cfg["bidirectional"] and enc_len is not None and z.shape[0] > 1:
             packed = nn.utils.rnn.pack_padded_sequence(z, enc_len.clamp(min=1).cpu(), batch_first=True,

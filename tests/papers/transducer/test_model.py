@@ -84,8 +84,9 @@ def test_boundary_alignment_puts_digits_in_the_block_of_their_last_frame():
     assert al == [[1], [2, 3], [], [], [4]]
 
 
-@pytest.mark.parametrize("extra", [dict(norm="global"), dict(norm="causal"), dict(norm="causal", ceps=8, dropout=0.3)],
-                         ids=["global", "causal", "causal-ceps-dropout"])
+@pytest.mark.parametrize("extra", [dict(norm="global"), dict(norm="causal"), dict(norm="causal", ceps=8, dropout=0.3),
+                                   dict(norm="causal", frontend="conv")],
+                         ids=["global", "causal", "causal-ceps-dropout", "causal-conv-frontend"])
 def test_decoding_never_looks_beyond_the_current_block(extra):
     torch.manual_seed(1)
     m = M.build(dict(TINY, **extra)).eval()
@@ -172,7 +173,9 @@ def test_checkpoints_without_a_norm_key_read_as_global_and_new_models_are_causal
     assert M.build({}).cfg["norm"] == "causal" == M.DEFAULT_CONFIG["norm"]
     old = M.build({k: v for k, v in TINY.items()})
     assert old.cfg["fmin"] == 20.0 and old.logmel.cfg.fmin == 20.0 and M.build(dict(TINY, fmin=150.0)).logmel.cfg.fmin == 150.0
-    assert old.cfg["ceps"] == 0 and old.cfg["dropout"] == 0.0
+    assert old.cfg["ceps"] == 0 and old.cfg["dropout"] == 0.0 and old.cfg["frontend"] == "linear"
+    with pytest.raises(ValueError):
+        M.build(dict(TINY, frontend="bogus"))
     with pytest.raises(ValueError):
         M.build(dict(TINY, norm="bogus"))
     with pytest.raises(ValueError):

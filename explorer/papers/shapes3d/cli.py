@@ -43,8 +43,7 @@ def _load_data(args, progress=None):
     kw = {}
     if args.dataset == "primitives":
         kw = dict(n_train=args.n_train or preset["n_train"], n_test=args.n_test or preset["n_test"])
-        for k in ("n_train", "n_test"):
-            v = kw[k]
+        for k, v in kw.items():
             if v < 1:
                 raise UserError(f"--{k.replace('_', '-')} must be positive")
     else:

@@ -16,8 +16,6 @@ def main() -> int:
     ap.add_argument("--checkpoint", default="models/shapes3d_furniture.safetensors")
     args = ap.parse_args()
 
-    import hashlib
-
     import numpy as np
     import torch
 
@@ -29,12 +27,7 @@ def main() -> int:
     preset = PRESETS["furniture"]
     train, test = D.load_dataset("furniture", train_copies=preset["train_copies"], rig=preset["rig"])
     # make_furniture's draws: one yaw per loaded training model, then the held-out models' yaws
-    entries = D.furniture_catalog()
-    held = []
-    for c in range(len(D.FURNITURE_CLASSES)):
-        members = sorted((e for e in entries if e["label"] == c),
-                         key=lambda e: hashlib.md5((e["pack"] + e["model"]).encode()).hexdigest())
-        held += members[:max(1, int(round(0.15 * len(members))))] if members else []
+    _, held = D.furniture_split(D.furniture_catalog())
     rng = np.random.default_rng(0)
     rng.uniform(0, 2 * np.pi, size=int(train.info["models"]))
     meshes = D.furniture_meshes(held, rng)
@@ -43,8 +36,7 @@ def main() -> int:
     if half.shape != test.voxels.shape or (half != test.voxels).mean() > 1e-3:
         print("could not rebuild the held-out set exactly (the catalogue or the data code changed)")
         return 1
-    r = fine.shape[-1] // 2
-    anyrule = fine.reshape(len(fine), r, 2, r, 2, r, 2).any(axis=(2, 4, 6))
+    anyrule = D.downsample(fine, 2, at_least=1.0 / 8)
 
     model, _ = load_model(args.checkpoint, "shapes3d", build)
     model.eval()

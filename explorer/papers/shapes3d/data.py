@@ -104,11 +104,12 @@ def voxelize(mesh, res: int = FINE_RES, seed: int = 0) -> np.ndarray:
     return ndimage.binary_erosion(filled, border_value=0) | grid
 
 
-def downsample(fine: np.ndarray, factor: int = 2) -> np.ndarray:
-    """Occupancy at a coarser grid: a coarse voxel is filled when at least half of its fine voxels are."""
+def downsample(fine: np.ndarray, factor: int = 2, at_least: float = 0.5) -> np.ndarray:
+    """Occupancy at a coarser grid: a coarse voxel is filled when at least the fraction ``at_least`` of its fine
+    voxels are (the ground truth's rule: half; ``1 / factor**3``: any of them)."""
     r = fine.shape[-1] // factor
     f = fine.reshape(*fine.shape[:-3], r, factor, r, factor, r, factor).astype(np.float32)
-    return f.mean(axis=(-5, -3, -1)) >= 0.5
+    return f.mean(axis=(-5, -3, -1)) >= at_least
 
 
 def render_fine(fine: np.ndarray, cameras: Sequence[Sequence[float]], image_size: int = 32,
@@ -415,6 +416,17 @@ def furniture_meshes(entries: Sequence[Dict[str, Any]], rng: np.random.Generator
     return pose_furniture(load_furniture(entries), rng, copies)
 
 
+def furniture_split(entries: Sequence[Dict[str, Any]], test_fraction: float = 0.15):
+    """(train, test) catalogue entries: per class, models ordered by a hash of their archive and path; about
+    ``test_fraction`` of each class is held out."""
+    test: List[Dict[str, Any]] = []
+    for c in range(len(FURNITURE_CLASSES)):
+        members = sorted((e for e in entries if e["label"] == c),
+                         key=lambda e: hashlib.md5((e["pack"] + e["model"]).encode()).hexdigest())
+        test += members[:max(1, int(round(test_fraction * len(members))))] if members else []
+    return [e for e in entries if e not in test], test
+
+
 def make_furniture(seed: int = 0, test_fraction: float = 0.15, progress=None, token=None, train_copies: int = 1,
                    cameras: Optional[Sequence[Sequence[float]]] = None):
     """(train, test) ShapeSets of furniture; whole models are held out (by a hash of their name).
@@ -422,15 +434,8 @@ def make_furniture(seed: int = 0, test_fraction: float = 0.15, progress=None, to
     ``train_copies`` > 1: the training models again under further random yaws (more pictures of the same
     models; the held-out set is the same as with 1). ``info["models"]``: models per copy (shape i is model
     i % models)."""
-    entries = furniture_catalog()
+    train, test = furniture_split(furniture_catalog(), test_fraction)
     rng = np.random.default_rng(seed)
-    # Per class, models ordered by a hash of their archive and path; about test_fraction of each is held out.
-    test = []
-    for c in range(len(FURNITURE_CLASSES)):
-        members = sorted((e for e in entries if e["label"] == c),
-                         key=lambda e: hashlib.md5((e["pack"] + e["model"]).encode()).hexdigest())
-        test += members[:max(1, int(round(test_fraction * len(members))))] if members else []
-    train = [e for e in entries if e not in test]
     train_loaded = load_furniture(train)                   # read once, posed for every copy
     meshes = {"train": pose_furniture(train_loaded, rng)}
     n_models = len(meshes["train"])

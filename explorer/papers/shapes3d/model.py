@@ -91,6 +91,13 @@ def composite(alpha: torch.Tensor, shade: float = SHADE) -> torch.Tensor:
     return (w * emit).sum(1)
 
 
+def _permute(volume: torch.Tensor, ap) -> torch.Tensor:
+    """(B, C, S, S, S) seen by an axis-aligned camera: ``ap`` = (dims to permute to, dims to flip)."""
+    perm, flips = ap
+    v = volume.permute(*perm)
+    return v.flip(flips) if flips else v
+
+
 def to_camera(volume: torch.Tensor, theta: torch.Tensor, pad: float = 0.0) -> torch.Tensor:
     """Resample (B, C, S, S, S) into one camera's frame (depth along dim 2); exact for axis-aligned cameras.
 
@@ -98,9 +105,7 @@ def to_camera(volume: torch.Tensor, theta: torch.Tensor, pad: float = 0.0) -> to
     m = theta[:, :3].detach().cpu().double().numpy()
     ap = _axis_permutation(m)
     if ap is not None:
-        perm, flips = ap
-        v = volume.permute(*perm)
-        return v.flip(flips) if flips else v
+        return _permute(volume, ap)
     b, s = volume.shape[0], volume.shape[-1]
     th = theta.to(volume.device, volume.dtype).unsqueeze(0).expand(b, 3, 4)
     grid = F.affine_grid(th, [b, volume.shape[1], s, s, s], align_corners=False)
@@ -126,7 +131,7 @@ def _yaw_split(m: np.ndarray):
     by ``yaw`` degrees (0 <= yaw < 90) and P a signed permutation; None for other (tilted) cameras.
 
     Cameras sharing a yaw see one resampled copy of the volume, each through an exact permutation: the
-    diagonal cameras of a rig cost one trilinear resampling together, not one each."""
+    diagonal cameras of a rig cost one (bilinear, slice-wise) resampling together, not one trilinear each."""
     ap = _axis_permutation(m)
     if ap is not None:
         return 0.0, ap
@@ -237,15 +242,12 @@ def silhouettes(logits: torch.Tensor, thetas: torch.Tensor) -> torch.Tensor:
     occ = torch.sigmoid(logits)
     out, frames = [], {}
     for k in range(thetas.shape[0]):
-        m = thetas[k, :, :3].detach().cpu().double().numpy()
-        split = _yaw_split(m)
-        if split is not None and split[0] != 0.0:       # cameras sharing a yaw share one resampling
-            yaw = split[0]
+        split = _yaw_split(thetas[k, :, :3].detach().cpu().double().numpy())
+        if split is not None:                           # cameras sharing a yaw share one resampling
+            yaw, ap = split
             if yaw not in frames:
                 frames[yaw] = _yaw_frame(occ, yaw, 0.0)
-            th = torch.zeros(3, 4, dtype=torch.float64)
-            th[:, :3] = torch.from_numpy(camera_matrix(yaw, 0.0).T @ m)
-            v = to_camera(frames[yaw], th)[:, 0]
+            v = _permute(frames[yaw], ap)[:, 0]
         else:
             v = to_camera(occ, thetas[k])[:, 0]
         out.append(v.amax(dim=1))

@@ -83,6 +83,25 @@ def test_train_cli_tiny_with_holdout(tmp_path, capsys):
     assert main(["train", "transducer", "--data", str(tmp_path / "missing")]) == 2
 
 
+def test_train_cli_several_held_out_speakers(tmp_path, capsys):
+    """Fewer real training voices (a learning curve over speakers): the error rate is pooled over the held-out."""
+    data = write_fake_fsdd(tmp_path / "fsdd", speakers=("george", "jackson", "lucas"))
+    out = tmp_path / "t.safetensors"
+    rc = main(["train", "transducer", "--data", str(data), "--holdout", "George, lucas", "--steps", "2", "--batch",
+               "2", "--hidden", "16", "--block", "4", "--eval-utts", "1", "--espeak-weight", "0", "--out", str(out)])
+    assert rc == 0
+    res = json.loads(capsys.readouterr().out)
+    per = res["per_speaker_digit_error_rate"]
+    assert res["heldout_speaker"] == "george,lucas" and set(per) == {"george", "jackson", "lucas"}
+    assert min(per["george"], per["lucas"]) - 1e-9 <= res["digit_error_rate"] <= max(per["george"], per["lucas"]) + 1e-9
+    from explorer.core.checkpoints import read_metadata
+
+    assert read_metadata(out).data["train_speakers"] == ["jackson", "nicolas", "theo"]
+    assert main(["train", "transducer", "--data", str(data), "--holdout", "george,bob"]) == 2
+    assert main(["train", "transducer", "--data", str(data), "--holdout", ",".join(
+        ["george", "jackson", "lucas", "nicolas", "theo"])]) == 2
+
+
 @pytest.mark.skipif(not bundled("transducer_fsdd_online.safetensors").exists(), reason="bundled checkpoint missing")
 def test_bundled_model_reads_the_demo_utterances(capsys):
     """The shipped model on the bundled demo files (espeak-ng voices never used in training)."""

@@ -57,6 +57,10 @@ def configure_train(p) -> None:
     p.add_argument("--synth-weight", "--espeak-weight", dest="espeak_weight", type=float, default=0.3,
                    help="share of training utterances from voices other than FSDD's (espeak-ng, flite, festival, and the "
                         "Asterisk and saytime recordings; 0 disables all of them)")
+    p.add_argument("--fluent-weight", type=float, default=0.15,
+                   help="share of utterances that are fluent digit strings (libespeak-ng speaks the whole string, "
+                        "its word events give the digit boundaries); 0 = joined isolated digits only (default 0.15)")
+    p.add_argument("--fluent-phrases", type=int, default=2000, help="fluent strings to synthesize (default 2000)")
     p.add_argument("--eval-utts", type=int, default=60, help="test utterances per speaker after training")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
@@ -115,8 +119,14 @@ def train(args) -> int:
             clips += extra
             n_other["extra"] = len(extra)
     other_weight = args.espeak_weight if sum(n_other.values()) else 0.0
+    fluent = []
+    if args.fluent_weight > 0:
+        with TerminalProgress("fluent digit strings") as bar:
+            fluent = D.fluent_phrases(n=args.fluent_phrases, progress=bar)
+        if not fluent:
+            print("libespeak-ng not found: no fluent digit strings", file=sys.stderr)
     aug = D.Augment(speed=(0.85, 1.15)) if args.augment else D.Augment()
-    source = D.UtteranceSource(clips, aug, espeak_weight=other_weight)
+    source = D.UtteranceSource(clips, aug, espeak_weight=other_weight, fluent=fluent, fluent_weight=args.fluent_weight)
     data = TrainData(source, seed=args.seed)
     if args.init:
         model, meta = load_model(args.init, PAPER, build, "cpu")
@@ -137,6 +147,7 @@ def train(args) -> int:
                  "tts_voices": sorted({c.speaker for c in clips if c.speaker.startswith(("flite-", "festival-"))}),
                  "extra_voices": sorted({c.speaker for c in clips if c.speaker in D.EXTRA_VOICES}),
                  "espeak_weight": other_weight,
+                 "fluent_phrases": len(fluent), "fluent_weight": source.fluent_weight,
                  "holdout": holdout or None}
     tcfg = dict(steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed, minutes=args.minutes,
                 align=args.align, dp_start=args.dp_start, augment=bool(args.augment))
@@ -157,8 +168,10 @@ def train(args) -> int:
     utts = D.test_utterances(test, args.eval_utts)
     for s in held:
         utts += D.test_utterances(D.load_fsdd(args.data, speakers=[s]), args.eval_utts * 2)
+    fluent_test = D.fluent_test_phrases(args.eval_utts // 3) if args.eval_utts >= 3 else []
     with TerminalProgress("evaluate") as bar:
         ev = evaluate_utterances(model, utts, progress=bar)
+        ev_fluent = evaluate_utterances(model, fluent_test) if fluent_test else None
     metrics = {"headline": "digit_error_rate", "train_steps": hist["steps_done"], "train_wall_s": round(train_wall, 1),
                "train_final_loss": hist["final_loss"], "dp_moved_final": hist.get("dp_moved_final"),
                "real_time_factor": ev["real_time_factor"], "emission_delay_s": ev.get("emission_delay_s")}
@@ -173,6 +186,10 @@ def train(args) -> int:
         metrics["digit_error_rate"] = ev["digit_error_rate"]
         metrics["sequence_accuracy"] = ev["sequence_accuracy"]
     metrics["per_speaker_digit_error_rate"] = {s: v["digit_error_rate"] for s, v in per.items()}
+    if ev_fluent:
+        metrics["fluent_digit_error_rate"] = ev_fluent["digit_error_rate"]
+        metrics["fluent_eval_set"] = (f"{len(fluent_test)} fluent digit strings (libespeak-ng, rates 140-260 wpm) in "
+                                      "the 3 held-out demo voices")
     metrics["eval_set"] = (f"{args.eval_utts} generated utterances per training speaker from FSDD test indices 0-4"
                            + (f"; {2 * args.eval_utts} from all recordings of held-out {holdout}" if holdout else ""))
     save(model, {}, metrics)
@@ -298,6 +315,8 @@ def configure_utterances(p) -> None:
     p.add_argument("--speakers", default="", help="with --data: comma-separated speakers (default all)")
     p.add_argument("--indices", choices=("test", "all"), default="test")
     p.add_argument("-n", type=int, default=10, help="utterances per speaker (default 10)")
+    p.add_argument("--fluent", action="store_true",
+                   help="fluent digit strings (libespeak-ng, one phrase each) in the held-out demo voices")
     p.add_argument("--seed", type=int, default=1234)
 
 
@@ -314,6 +333,10 @@ def make_utterances(args) -> int:
         spk = _speakers(args.speakers) or list(D.SPEAKERS)
         clips = D.load_fsdd(args.data, speakers=spk, indices=range(0, 5) if args.indices == "test" else None)
         utts = D.test_utterances(clips, args.n, seed=args.seed)
+    elif args.fluent:
+        utts = D.fluent_test_phrases(args.n, seed=args.seed)
+        if not utts:
+            raise UserError("libespeak-ng is not installed (apt-get install espeak-ng): no fluent strings")
     else:
         if not D.espeak_available():
             raise UserError("espeak-ng is not installed; give --data DIR to build utterances from FSDD")

@@ -156,6 +156,171 @@ def espeak_clips(cache: Optional[Path] = None, seed: int = 0, n_per_digit: int =
     return _cached_clips("espeak", key, make, cache)
 
 
+# ------------------------------------------------------------- fluent digit strings (libespeak-ng, word timings)
+# Joined isolated digits always have a pause between them; people say "two nine three four" as one phrase, with
+# coarticulation and ~4 digits per second. espeak-ng's library speaks a whole string and reports where each word
+# starts (synth callback word events), which gives every digit's boundaries without any alignment model.
+_ESPEAK_LIB: Dict = {}
+
+
+def _espeak_lib():
+    """libespeak-ng in synchronous mode with a collecting callback (loaded once); None when not installed."""
+    if "lib" in _ESPEAK_LIB:
+        return _ESPEAK_LIB["lib"]
+    import ctypes
+    import ctypes.util
+
+    class Event(ctypes.Structure):   # espeak_EVENT (speak_lib.h)
+        _fields_ = [("type", ctypes.c_int), ("unique_identifier", ctypes.c_uint), ("text_position", ctypes.c_int),
+                    ("length", ctypes.c_int), ("audio_position", ctypes.c_int), ("sample", ctypes.c_int),
+                    ("user_data", ctypes.c_void_p), ("id", ctypes.c_char * 8)]
+
+    lib = None
+    for name in ("libespeak-ng.so.1", ctypes.util.find_library("espeak-ng")):
+        try:
+            lib = ctypes.CDLL(name) if name else None
+        except OSError:
+            lib = None
+        if lib is not None:
+            break
+    if lib is None:
+        _ESPEAK_LIB["lib"] = None
+        return None
+    sr = lib.espeak_Initialize(2, 0, None, 0)          # AUDIO_OUTPUT_SYNCHRONOUS; returns the sample rate
+    if sr <= 0:
+        _ESPEAK_LIB["lib"] = None
+        return None
+    state = {"audio": [], "words": []}
+
+    def collect(wav, n, events):
+        if n > 0:
+            state["audio"].append(np.ctypeslib.as_array(wav, shape=(n,)).astype(np.float32) / 32768.0)
+        i = 0
+        while events[i].type != 0:                    # espeakEVENT_LIST_TERMINATED
+            if events[i].type == 1:                   # espeakEVENT_WORD: (character position, start sample)
+                state["words"].append((int(events[i].text_position), int(events[i].sample)))
+            i += 1
+        return 0
+
+    cb = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(Event))(collect)
+    lib.espeak_SetSynthCallback(cb)
+    lib.espeak_Synth.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint,
+                                 ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
+    _ESPEAK_LIB.update(lib=lib, sr=int(sr), state=state, cb=cb)
+    return lib
+
+
+def _word_ends(x: np.ndarray, starts: List[int], rel_db: float = -35.0) -> List[int]:
+    """Each word ends at its last 10 ms frame above ``rel_db`` of the loudest frame, before the next word starts
+    (a comma pause is not part of the word)."""
+    hop = 80
+    n = len(x) // hop
+    e = (x[: n * hop].reshape(n, hop) ** 2).mean(1) + 1e-12
+    loud = e > e.max() * 10 ** (rel_db / 10)
+    ends = []
+    for k, a in enumerate(starts):
+        b = starts[k + 1] if k + 1 < len(starts) else len(x)
+        fr = np.nonzero(loud[a // hop: max(a // hop + 1, b // hop)])[0]
+        ends.append(min(b, a + (int(fr[-1]) + 1) * hop) if len(fr) else b)
+    return ends
+
+
+def espeak_fluent(digits: Sequence[int], voice: str, rate: int = 160, pitch: int = 50,
+                  pauses: Sequence[int] = ()) -> Optional[Utterance]:
+    """Speak ``digits`` as one phrase (a comma after the digit positions in ``pauses``) with libespeak-ng:
+    8 kHz audio and each digit's (start, end) sample. None when the library is missing or the word events do
+    not match the digits."""
+    lib = _espeak_lib()
+    if lib is None:
+        return None
+    st, sr = _ESPEAK_LIB["state"], _ESPEAK_LIB["sr"]
+    st["audio"].clear()
+    st["words"].clear()
+    words = [DIGIT_WORDS[d] + ("," if i in pauses else "") for i, d in enumerate(digits)]
+    text = " ".join(words).encode()
+    accent, _, variant = voice.partition("+")
+    name = {"en-gb": "en"}.get(accent, accent) + (f"+{variant}" if variant else "")   # the library's name for en-gb
+    if lib.espeak_SetVoiceByName(name.encode()) != 0:
+        return None
+    lib.espeak_SetParameter(1, int(rate), 0)           # espeakRATE (words per minute)
+    lib.espeak_SetParameter(3, int(pitch), 0)          # espeakPITCH (0-99)
+    lib.espeak_Synth(text, len(text) + 1, 0, 1, 0, 0, None, None)
+    # the event's text position (1-based) names the word; the library sometimes adds events of its own
+    pos = np.cumsum([0] + [len(w) + 1 for w in words[:-1]]) + 1
+    first = {}
+    for tp, smp in st["words"]:
+        first.setdefault(tp, smp)
+    if not st["audio"] or any(int(q) not in first for q in pos):
+        return None
+    x = resample(np.concatenate(st["audio"]), sr, SAMPLE_RATE)
+    starts = [min(len(x) - 1, int(round(first[int(q)] * SAMPLE_RATE / sr))) for q in pos]
+    if any(b <= a for a, b in zip(starts, starts[1:])):
+        return None
+    bounds = list(zip(starts, _word_ends(x, starts)))
+    return Utterance(x, list(digits), bounds, f"espeak-{voice}")
+
+
+def fluent_phrases(cache: Optional[Path] = None, seed: int = 0, n: int = 2000, voices: Optional[Sequence] = None,
+                   rates: Tuple[int, int] = (130, 300), progress=None) -> List[Utterance]:
+    """``n`` fluent digit strings (2-7 digits, about one in five gaps a comma pause) in the training voices
+    (accent x variant, random rate and pitch), cached as .npz; empty without libespeak-ng."""
+    if _espeak_lib() is None:
+        return []
+    combos = list(voices) if voices else [f"{a}+{v}" for a in ESPEAK_ACCENTS for v in ESPEAK_VARIANTS]
+    key = hashlib.sha1(f"{seed}-{n}-{combos}-{rates}".encode()).hexdigest()[:10]
+    from explorer.core.paths import cache_dir
+
+    f = (Path(cache) if cache else cache_dir()) / f"transducer_fluent_{key}.npz"
+    if f.exists():
+        z = np.load(f, allow_pickle=False)
+        cut, dcut = z["offsets"], z["digit_offsets"]
+        audio = z["audio"].astype(np.float32) / 32767.0
+        return [Utterance(audio[cut[i]:cut[i + 1]], [int(d) for d in z["digits"][dcut[i]:dcut[i + 1]]],
+                          [tuple(int(v) for v in b) for b in z["bounds"][dcut[i]:dcut[i + 1]]], "espeak-fluent")
+                for i in range(len(cut) - 1)]
+    rng = np.random.default_rng(seed)
+    out: List[Utterance] = []
+    for _ in range(3 * n):
+        if len(out) >= n:
+            break
+        k = int(rng.integers(2, 8))
+        digits = [int(d) for d in rng.integers(0, 10, size=k)]
+        pauses = [i for i in range(k - 1) if rng.random() < 0.2]
+        u = espeak_fluent(digits, combos[int(rng.integers(len(combos)))], int(rng.integers(*rates)),
+                          int(rng.integers(20, 80)), pauses)
+        if u is not None:
+            u.speaker = "espeak-fluent"
+            out.append(u)
+        if progress:
+            progress(len(out) / n, "synthesizing fluent espeak-ng digit strings")
+    f.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(f, audio=np.concatenate([np.clip(u.audio, -1, 1) * 32767 for u in out]).astype(np.int16),
+             offsets=np.cumsum([0] + [len(u.audio) for u in out]),
+             digits=np.concatenate([u.digits for u in out]), bounds=np.concatenate([u.bounds for u in out]),
+             digit_offsets=np.cumsum([0] + [len(u.digits) for u in out]))
+    return out
+
+
+def fluent_test_phrases(n_per_voice: int = 10, seed: int = 4321) -> List[Utterance]:
+    """Fluent digit strings in the held-out demo voices (never used for training), 2-7 digits, rates 140-260,
+    with the demo files' silences, level and light noise."""
+    out = []
+    for vi, (accent, variant, _, pitch) in enumerate(DEMO_VOICES):
+        rng = np.random.default_rng([seed, vi])
+        got = 0
+        for _ in range(3 * n_per_voice):
+            digits = [int(d) for d in rng.integers(0, 10, size=int(rng.integers(2, 8)))]
+            u = espeak_fluent(digits, f"{accent}+{variant}", int(rng.integers(140, 260)), pitch)
+            if u is not None:
+                u = fluent_utterance(rng, u, DEMO_AUG)
+                u.speaker = f"{accent}-{variant}-fluent"
+                out.append(u)
+                got += 1
+            if got == n_per_voice:
+                break
+    return out
+
+
 # ------------------------------------------------------------------------ other real voices (Debian packages)
 # Human recordings of the ten digits, one take each, shipped by Debian packages (8 kHz):
 #   asterisk-core-sounds-en-wav: Allison Smith's Asterisk PBX prompts (CC-BY-SA 3.0, Digium);
@@ -305,17 +470,35 @@ def build_utterance(rng: np.random.Generator, by_digit: Dict[int, List[Clip]], a
         g = np.zeros(int(rng.uniform(*(aug.tail if i == len(digits) - 1 else aug.gap)) * sr), dtype=np.float32)
         parts.append(g)
         pos += len(g)
-    audio = np.concatenate(parts)
+    return _finish(rng, np.concatenate(parts), list(digits), bounds, speaker, aug)
+
+
+def _finish(rng: np.random.Generator, audio: np.ndarray, digits: List[int], bounds: List[Tuple[int, int]],
+            speaker: str, aug: Augment) -> Utterance:
+    """Random speech level, background noise at a random SNR, and no clipping."""
     speech = np.concatenate([audio[a:b] for a, b in bounds])
     rms = np.sqrt((speech ** 2).mean()) + 1e-9
-    audio *= 10 ** (rng.uniform(*aug.level_db) / 20) / rms
+    audio = audio * (10 ** (rng.uniform(*aug.level_db) / 20) / rms)
     if rng.random() < aug.p_noise:
         srms = 10 ** (rng.uniform(*aug.level_db) / 20)
         audio += _noise(rng, len(audio)) * srms * 10 ** (-rng.uniform(*aug.snr_db) / 20)
     peak = np.abs(audio).max()
     if peak > 0.99:
         audio *= 0.99 / peak
-    return Utterance(audio.astype(np.float32), list(digits), bounds, speaker)
+    return Utterance(audio.astype(np.float32), digits, bounds, speaker)
+
+
+def fluent_utterance(rng: np.random.Generator, phrase: Utterance, aug: Augment = Augment()) -> Utterance:
+    """A fluently spoken digit string (see ``espeak_fluent``) with the same speed, silence, level and noise
+    augmentation as the joined utterances."""
+    f = float(rng.uniform(*aug.speed))
+    x = _speed(phrase.audio, f)
+    scale = len(x) / max(1, len(phrase.audio))
+    lead = int(rng.uniform(*aug.lead) * SAMPLE_RATE)
+    tail = int(rng.uniform(*aug.tail) * SAMPLE_RATE)
+    audio = np.concatenate([np.zeros(lead, np.float32), x.astype(np.float32), np.zeros(tail, np.float32)])
+    bounds = [(lead + int(a * scale), lead + max(int(a * scale) + 1, int(b * scale))) for a, b in phrase.bounds]
+    return _finish(rng, audio, list(phrase.digits), bounds, phrase.speaker, aug)
 
 
 def group_by_speaker_digit(clips: Sequence[Clip]) -> Dict[str, Dict[int, List[Clip]]]:
@@ -327,9 +510,14 @@ def group_by_speaker_digit(clips: Sequence[Clip]) -> Dict[str, Dict[int, List[Cl
 
 class UtteranceSource:
     """Samples utterances: a speaker, then digits. Synthetic voices (any speaker that is not an FSDD speaker:
-    espeak-ng counts as one, each flite/festival voice as one) share the weight ``espeak_weight`` equally."""
+    espeak-ng counts as one, each flite/festival voice as one) share the weight ``espeak_weight`` equally.
+    With ``fluent`` phrases, a share ``fluent_weight`` of the utterances is one of them instead (spoken as one
+    phrase, no pauses needed between digits), augmented like the rest."""
 
-    def __init__(self, clips: Sequence[Clip], aug: Augment = Augment(), espeak_weight: float = 0.0) -> None:
+    def __init__(self, clips: Sequence[Clip], aug: Augment = Augment(), espeak_weight: float = 0.0,
+                 fluent: Sequence[Utterance] = (), fluent_weight: float = 0.0) -> None:
+        self.fluent = list(fluent)
+        self.fluent_weight = float(fluent_weight) if self.fluent else 0.0
         self.groups = group_by_speaker_digit(clips)
         if not self.groups:
             from explorer.core.errors import UserError
@@ -347,6 +535,8 @@ class UtteranceSource:
         self.aug = aug
 
     def sample(self, rng: np.random.Generator) -> Utterance:
+        if self.fluent_weight and rng.random() < self.fluent_weight:
+            return fluent_utterance(rng, self.fluent[int(rng.integers(len(self.fluent)))], self.aug)
         s = self.speakers[int(rng.choice(len(self.speakers), p=self.p))]
         return build_utterance(rng, self.groups[s], self.aug)
 

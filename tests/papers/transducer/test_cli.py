@@ -72,7 +72,8 @@ def test_train_cli_tiny_with_holdout(tmp_path, capsys):
     data = write_fake_fsdd(tmp_path / "fsdd")
     out = tmp_path / "t.safetensors"
     rc = main(["train", "transducer", "--data", str(data), "--holdout", "george", "--steps", "3", "--batch", "2",
-               "--hidden", "16", "--block", "4", "--eval-utts", "1", "--espeak-weight", "0", "--out", str(out)])
+               "--hidden", "16", "--block", "4", "--eval-utts", "1", "--espeak-weight", "0", "--fluent-weight", "0",
+               "--out", str(out)])
     assert rc == 0
     res = json.loads(capsys.readouterr().out)
     assert res["heldout_speaker"] == "george" and set(res["per_speaker_digit_error_rate"]) == {"george", "jackson"}
@@ -88,7 +89,8 @@ def test_train_cli_several_held_out_speakers(tmp_path, capsys):
     data = write_fake_fsdd(tmp_path / "fsdd", speakers=("george", "jackson", "lucas"))
     out = tmp_path / "t.safetensors"
     rc = main(["train", "transducer", "--data", str(data), "--holdout", "George, lucas", "--steps", "2", "--batch",
-               "2", "--hidden", "16", "--block", "4", "--eval-utts", "1", "--espeak-weight", "0", "--out", str(out)])
+               "2", "--hidden", "16", "--block", "4", "--eval-utts", "1", "--espeak-weight", "0", "--fluent-weight", "0",
+               "--out", str(out)])
     assert rc == 0
     res = json.loads(capsys.readouterr().out)
     per = res["per_speaker_digit_error_rate"]

@@ -36,6 +36,15 @@ def demo_files() -> List[Path]:
     return sorted(d.glob("*.wav")) if d.is_dir() else []
 
 
+def demo_label(f: Path) -> str:
+    """``7812121_en-gb-f5-fluent_0001.wav`` -> ``7812121  (en-gb-f5, fluent)``."""
+    digits, _, rest = f.stem.partition("_")
+    voice = rest.rsplit("_", 1)[0] if "_" in rest else rest
+    if voice.endswith("-fluent"):
+        voice = voice[: -len("-fluent")] + ", fluent"
+    return f"{digits}  ({voice})" if voice else digits
+
+
 def audio_inputs():
     """(audio input devices, default device); empty when QtMultimedia or a sound server is missing."""
     try:
@@ -84,9 +93,10 @@ class TransducerPanel(PaperPanel):
                                    "real-time pace, or your microphone")
         self.demo_box = QComboBox()
         for f in demo_files():
-            self.demo_box.addItem(f.stem.split("_")[0] + "  (" + f.stem.split("_", 1)[1] + ")", str(f))
-        self.demo_box.setToolTip("Connected digits spoken by espeak-ng voices the model never heard in training; "
-                                 "the digits before the voice name are the reference")
+            self.demo_box.addItem(demo_label(f), str(f))
+        self.demo_box.setToolTip("Connected digits spoken by espeak-ng voices the model never heard in training, "
+                                 "either digit by digit with pauses or fluently as one phrase; the digits before "
+                                 "the voice name are the reference")
         self.open_button = QPushButton("Open WAV…")
         self.open_button.setToolTip("Choose a WAV file (any sample rate, mono or stereo) to replay")
         self.file_label = QLabel("no file")

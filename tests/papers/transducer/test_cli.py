@@ -29,7 +29,7 @@ def test_demo_utterances_are_bundled():
     for f in DEMOS:
         assert f.name.split("_")[0].isdigit()
         info = sf.info(str(f))
-        assert info.samplerate == 8000 and 2.0 < info.duration < 8.0
+        assert info.samplerate == 8000 and 1.0 < info.duration < 8.0   # fluent strings are short
 
 
 def test_eval_audio_dir_json(tmp_path, tiny_ckpt, capsys):

@@ -74,3 +74,13 @@ def test_fluent_test_files_name_their_digits(tmp_path, capsys):
     assert main(["eval", "transducer", "--audio-dir", str(out), "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
     assert res["files"] == 6 and not res["errors"]
+
+
+def test_demo_labels_name_the_voice_and_say_which_are_fluent():
+    from pathlib import Path
+
+    from explorer.papers.transducer.panel import demo_label
+
+    assert demo_label(Path("7812121_en-gb-f5-fluent_0001.wav")) == "7812121  (en-gb-f5, fluent)"
+    assert demo_label(Path("5288_en-us-m8_0005.wav")) == "5288  (en-us-m8)"
+    assert demo_label(Path("42.wav")) == "42"

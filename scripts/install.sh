@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 APT_PACKAGES=(xvfb xauth libgl1 libegl1 libglx-mesa0 libegl-mesa0 libgl1-mesa-dri libfontconfig1 libxkbcommon0
   libglib2.0-0 libdbus-1-3 libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0
-  libxcb-render-util0 libxcb-shape0 libxcb-xkb1 libpulse0 pulseaudio pulseaudio-utils)
+  libxcb-render-util0 libxcb-shape0 libxcb-xkb1 libpulse0 pulseaudio pulseaudio-utils
+  espeak-ng)   # espeak-ng: training voices and the fluent digit strings (and their tests)
 if command -v apt-get >/dev/null && [ -z "${NIPS_EXPLORER_SKIP_APT:-}" ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   missing=()

@@ -252,7 +252,7 @@ class TransducerPanel(PaperPanel):
         self._frames = np.zeros((0, N_MELS), np.float32)
         self._frame0 = 0
         self._t = 0.0
-        for it in self._block_items:
+        for _, it in self._block_items:
             self.spec_plot.removeItem(it)
         self._block_items = []
         self.transcript = ""

@@ -36,6 +36,24 @@ def test_panel_replays_the_demo_and_shows_the_transcript(make_panel, qtbot):
         assert panel.offline_text
 
 
+def test_a_second_replay_clears_the_first_ones_blocks_and_digits(make_panel, qtbot):
+    """Regression: the block lines and digit labels of an earlier replay stayed on the spectrogram."""
+    panel = make_panel("transducer")
+    panel.pace = 0.0
+    fluent = [i for i in range(panel.demo_box.count()) if "fluent" in panel.demo_box.itemText(i)]
+    panel.demo_box.setCurrentIndex(fluent[0] if fluent else panel.demo_box.count() - 1)
+    panel.start()
+    qtbot.waitUntil(lambda: not panel.running, timeout=30000)
+    on_plot = set(map(id, panel.spec_plot.items()))
+    mine = {id(it) for _, it in panel._block_items}
+    assert mine and mine <= on_plot
+    from pyqtgraph import InfiniteLine, TextItem
+
+    drawn = {id(it) for it in panel.spec_plot.items() if isinstance(it, (InfiniteLine, TextItem))}
+    assert drawn == mine                                  # nothing left over from the default demo
+    assert all(end <= panel._t + 1e-6 for end, _ in panel._block_items)
+
+
 def test_without_audio_devices_the_panel_says_so_and_files_still_work(make_panel, qtbot, monkeypatch):
     from explorer.papers.transducer import panel as P
 

@@ -11,6 +11,7 @@ import hashlib
 import re
 import shutil
 import subprocess
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -161,6 +162,7 @@ def espeak_clips(cache: Optional[Path] = None, seed: int = 0, n_per_digit: int =
 # coarticulation and ~4 digits per second. espeak-ng's library speaks a whole string and reports where each word
 # starts (synth callback word events), which gives every digit's boundaries without any alignment model.
 _ESPEAK_LIB: Dict = {}
+_ESPEAK_LOCK = threading.Lock()      # the library keeps one global synthesizer state
 
 
 def _espeak_lib():
@@ -233,26 +235,28 @@ def espeak_fluent(digits: Sequence[int], voice: str, rate: int = 160, pitch: int
     lib = _espeak_lib()
     if lib is None:
         return None
-    st, sr = _ESPEAK_LIB["state"], _ESPEAK_LIB["sr"]
-    st["audio"].clear()
-    st["words"].clear()
     words = [DIGIT_WORDS[d] + ("," if i in pauses else "") for i, d in enumerate(digits)]
     text = " ".join(words).encode()
     accent, _, variant = voice.partition("+")
     name = {"en-gb": "en"}.get(accent, accent) + (f"+{variant}" if variant else "")   # the library's name for en-gb
-    if lib.espeak_SetVoiceByName(name.encode()) != 0:
-        return None
-    lib.espeak_SetParameter(1, int(rate), 0)           # espeakRATE (words per minute)
-    lib.espeak_SetParameter(3, int(pitch), 0)          # espeakPITCH (0-99)
-    lib.espeak_Synth(text, len(text) + 1, 0, 1, 0, 0, None, None)
+    st, sr = _ESPEAK_LIB["state"], _ESPEAK_LIB["sr"]
+    with _ESPEAK_LOCK:
+        st["audio"].clear()
+        st["words"].clear()
+        if lib.espeak_SetVoiceByName(name.encode()) != 0:
+            return None
+        lib.espeak_SetParameter(1, int(rate), 0)           # espeakRATE (words per minute)
+        lib.espeak_SetParameter(3, int(pitch), 0)          # espeakPITCH (0-99)
+        lib.espeak_Synth(text, len(text) + 1, 0, 1, 0, 0, None, None)
+        chunks, events = list(st["audio"]), list(st["words"])
     # the event's text position (1-based) names the word; the library sometimes adds events of its own
     pos = np.cumsum([0] + [len(w) + 1 for w in words[:-1]]) + 1
     first = {}
-    for tp, smp in st["words"]:
+    for tp, smp in events:
         first.setdefault(tp, smp)
-    if not st["audio"] or any(int(q) not in first for q in pos):
+    if not chunks or any(int(q) not in first for q in pos):
         return None
-    x = resample(np.concatenate(st["audio"]), sr, SAMPLE_RATE)
+    x = resample(np.concatenate(chunks), sr, SAMPLE_RATE)
     starts = [min(len(x) - 1, int(round(first[int(q)] * SAMPLE_RATE / sr))) for q in pos]
     if any(b <= a for a, b in zip(starts, starts[1:])):
         return None
@@ -293,11 +297,15 @@ def fluent_phrases(cache: Optional[Path] = None, seed: int = 0, n: int = 2000, v
             out.append(u)
         if progress:
             progress(len(out) / n, "synthesizing fluent espeak-ng digit strings")
+    if not out:
+        return out
     f.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(f, audio=np.concatenate([np.clip(u.audio, -1, 1) * 32767 for u in out]).astype(np.int16),
+    tmp = f.with_name(f.stem + ".part.npz")           # written whole, then renamed: no half-written cache
+    np.savez(tmp, audio=np.concatenate([np.clip(u.audio, -1, 1) * 32767 for u in out]).astype(np.int16),
              offsets=np.cumsum([0] + [len(u.audio) for u in out]),
              digits=np.concatenate([u.digits for u in out]), bounds=np.concatenate([u.bounds for u in out]),
              digit_offsets=np.cumsum([0] + [len(u.digits) for u in out]))
+    tmp.replace(f)
     return out
 
 

@@ -51,15 +51,22 @@ class Utterance:
         return "".join(str(d) for d in self.digits)
 
 
+_HOP = 80   # 10 ms at 8 kHz
+
+
+def _loud_frames(x: np.ndarray, rel_db: float) -> np.ndarray:
+    """Per 10 ms frame: is its energy above ``rel_db`` of the loudest frame's?"""
+    n = len(x) // _HOP
+    e = (x[: n * _HOP].reshape(n, _HOP) ** 2).mean(1) + 1e-12
+    return e > e.max() * 10 ** (rel_db / 10)
+
+
 def _trim(x: np.ndarray, rel_db: float = -40.0, pad: int = 80) -> np.ndarray:
     """Cut leading/trailing quiet parts (frame energy below rel_db of the loudest 10 ms frame)."""
-    hop = 80
+    hop = _HOP
     if len(x) < 2 * hop:
         return x
-    n = len(x) // hop
-    e = (x[: n * hop].reshape(n, hop) ** 2).mean(1) + 1e-12
-    thr = e.max() * 10 ** (rel_db / 10)
-    idx = np.nonzero(e > thr)[0]
+    idx = np.nonzero(_loud_frames(x, rel_db))[0]
     if len(idx) == 0:
         return x
     a = max(0, idx[0] * hop - pad)
@@ -215,10 +222,8 @@ def _espeak_lib():
 def _word_ends(x: np.ndarray, starts: List[int], rel_db: float = -35.0) -> List[int]:
     """Each word ends at its last 10 ms frame above ``rel_db`` of the loudest frame, before the next word starts
     (a comma pause is not part of the word)."""
-    hop = 80
-    n = len(x) // hop
-    e = (x[: n * hop].reshape(n, hop) ** 2).mean(1) + 1e-12
-    loud = e > e.max() * 10 ** (rel_db / 10)
+    hop = _HOP
+    loud = _loud_frames(x, rel_db)
     ends = []
     for k, a in enumerate(starts):
         b = starts[k + 1] if k + 1 < len(starts) else len(x)
@@ -264,6 +269,15 @@ def espeak_fluent(digits: Sequence[int], voice: str, rate: int = 160, pitch: int
     return Utterance(x, list(digits), bounds, f"espeak-{voice}")
 
 
+def _random_fluent(rng: np.random.Generator, voice, rates: Tuple[int, int], pitch, p_pause: float = 0.0):
+    """A random 2-7 digit string spoken fluently at a random rate in ``rates``; ``voice(rng)`` and ``pitch(rng)``
+    pick the voice and the pitch (in this order, after the digits and pauses, so a seed gives the same strings)."""
+    digits = [int(d) for d in rng.integers(0, 10, size=int(rng.integers(2, 8)))]
+    pauses = [i for i in range(len(digits) - 1) if rng.random() < p_pause] if p_pause else []
+    v = voice(rng)
+    return espeak_fluent(digits, v, int(rng.integers(*rates)), pitch(rng), pauses)
+
+
 def fluent_phrases(cache: Optional[Path] = None, seed: int = 0, n: int = 2000, voices: Optional[Sequence] = None,
                    rates: Tuple[int, int] = (130, 300), progress=None) -> List[Utterance]:
     """``n`` fluent digit strings (2-7 digits, about one in five gaps a comma pause) in the training voices
@@ -287,11 +301,8 @@ def fluent_phrases(cache: Optional[Path] = None, seed: int = 0, n: int = 2000, v
     for _ in range(3 * n):
         if len(out) >= n:
             break
-        k = int(rng.integers(2, 8))
-        digits = [int(d) for d in rng.integers(0, 10, size=k)]
-        pauses = [i for i in range(k - 1) if rng.random() < 0.2]
-        u = espeak_fluent(digits, combos[int(rng.integers(len(combos)))], int(rng.integers(*rates)),
-                          int(rng.integers(20, 80)), pauses)
+        u = _random_fluent(rng, lambda r: combos[int(r.integers(len(combos)))], rates,
+                           lambda r: int(r.integers(20, 80)), p_pause=0.2)
         if u is not None:
             u.speaker = "espeak-fluent"
             out.append(u)
@@ -317,8 +328,7 @@ def fluent_test_phrases(n_per_voice: int = 10, seed: int = 4321) -> List[Utteran
         rng = np.random.default_rng([seed, vi])
         got = 0
         for _ in range(3 * n_per_voice):
-            digits = [int(d) for d in rng.integers(0, 10, size=int(rng.integers(2, 8)))]
-            u = espeak_fluent(digits, f"{accent}+{variant}", int(rng.integers(140, 260)), pitch)
+            u = _random_fluent(rng, lambda r: f"{accent}+{variant}", (140, 260), lambda r: pitch)
             if u is not None:
                 u = fluent_utterance(rng, u, DEMO_AUG)
                 u.speaker = f"{accent}-{variant}-fluent"

@@ -50,6 +50,12 @@ def configure_train(p) -> None:
     p.add_argument("--augment", action="store_true",
                    help="add VTLP, channel colouring, SpecAugment and a wider speed range (0.85-1.15); in 6-minute "
                         "runs it made an unheard speaker worse (nicolas 36%% vs 25%%), so it is off by default")
+    p.add_argument("--channel", type=float, default=0.0, metavar="P",
+                   help="share of training utterances sent through a random channel shelf (above 0.5-3 kHz, "
+                        "-35..+10 dB) before the noise is added (default 0)")
+    p.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                   help="keep an exponential moving average of the weights (e.g. 0.999) and save it; the last "
+                        "iterate is evaluated too, for comparison (default: off)")
     p.add_argument("--init", default=None, metavar="FILE", help="start from this checkpoint (fine-tuning)")
     p.add_argument("--no-tts", action="store_true", help="no flite/festival voices (espeak-ng only)")
     p.add_argument("--no-extra-voices", action="store_true",
@@ -125,7 +131,7 @@ def train(args) -> int:
             fluent = D.fluent_phrases(n=args.fluent_phrases, progress=bar)
         if not fluent:
             print("libespeak-ng not found: no fluent digit strings", file=sys.stderr)
-    aug = D.Augment(speed=(0.85, 1.15)) if args.augment else D.Augment()
+    aug = D.Augment(speed=(0.85, 1.15) if args.augment else (0.9, 1.1), p_channel=args.channel)
     source = D.UtteranceSource(clips, aug, espeak_weight=other_weight, fluent=fluent, fluent_weight=args.fluent_weight)
     data = TrainData(source, seed=args.seed)
     if args.init:
@@ -148,9 +154,9 @@ def train(args) -> int:
                  "extra_voices": sorted({c.speaker for c in clips if c.speaker in D.EXTRA_VOICES}),
                  "espeak_weight": other_weight,
                  "fluent_phrases": len(fluent), "fluent_weight": source.fluent_weight,
-                 "holdout": holdout or None}
+                 "holdout": holdout or None, "channel_shelf_share": args.channel}
     tcfg = dict(steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed, minutes=args.minutes,
-                align=args.align, dp_start=args.dp_start, augment=bool(args.augment))
+                align=args.align, dp_start=args.dp_start, augment=bool(args.augment), ema=args.ema)
 
     def save(m, info, metrics=None):
         save_checkpoint(out, m.state_dict(), paper=PAPER, model_config=m.cfg,
@@ -186,6 +192,15 @@ def train(args) -> int:
         metrics["digit_error_rate"] = ev["digit_error_rate"]
         metrics["sequence_accuracy"] = ev["sequence_accuracy"]
     metrics["per_speaker_digit_error_rate"] = {s: v["digit_error_rate"] for s, v in per.items()}
+    if "last_iterate" in hist:   # --ema: the same test sets, read by the last iterate instead of the average
+        ema_state = {k: v.clone() for k, v in model.state_dict().items()}
+        model.load_state_dict(hist["last_iterate"])
+        with TerminalProgress("evaluate last iterate") as bar:
+            ev_last = evaluate_utterances(model, utts, progress=bar)
+        model.load_state_dict(ema_state)
+        metrics["last_iterate_per_speaker_digit_error_rate"] = {s: v["digit_error_rate"]
+                                                                for s, v in ev_last["per_speaker"].items()}
+        metrics["ema_decay"] = args.ema
     if ev_fluent:
         metrics["fluent_digit_error_rate"] = ev_fluent["digit_error_rate"]
         metrics["fluent_eval_set"] = (f"{len(fluent_test)} fluent digit strings (libespeak-ng, rates 140-260 wpm) in "
@@ -205,19 +220,31 @@ def configure_eval(p) -> None:
     p.add_argument("--indices", choices=("test", "all"), default="test",
                    help="with --data: FSDD recordings 0-4 (test split) or all 0-49 (for a held-out speaker)")
     p.add_argument("--utts", type=int, default=60, help="with --data: utterances per speaker (default 60)")
-    p.add_argument("--checkpoint", default=None, metavar="FILE", help=f"default: models/{DEFAULT_OUT}")
+    p.add_argument("--checkpoint", action="append", default=None, metavar="FILE",
+                   help=f"default: models/{DEFAULT_OUT}; give it several times to decode with their ensemble")
     p.add_argument("--beam", type=int, default=1, help="beam width (1 = greedy)")
     p.add_argument("--json", action="store_true", help="print JSON")
 
 
-def _load(path):
+def _load(paths):
+    """One checkpoint, or the ensemble of several (each one checked and loaded on its own first).
+    Returns (model, metadata of the first, a label naming them all)."""
     from explorer.core.checkpoints import load_model
+    from explorer.core.errors import UserError
     from explorer.core.paths import bundled
 
-    from .model import build
+    from .model import Ensemble, build
 
-    p = Path(path) if path else bundled(DEFAULT_OUT)
-    return load_model(p, PAPER, build, "cpu")
+    paths = [paths] if isinstance(paths, str) else list(paths or [])
+    if len(paths) <= 1:
+        model, meta = load_model(Path(paths[0]) if paths else bundled(DEFAULT_OUT), PAPER, build, "cpu")
+        return model, meta, meta.name
+    loaded = [load_model(Path(p), PAPER, build, "cpu") for p in paths]
+    try:
+        model = Ensemble([m for m, _ in loaded]).eval()
+    except ValueError as exc:
+        raise UserError(f"these checkpoints cannot form an ensemble: {exc}") from None
+    return model, loaded[0][1], " + ".join(mt.name for _, mt in loaded)
 
 
 def evaluate(args) -> int:
@@ -228,7 +255,7 @@ def evaluate(args) -> int:
     from .evaluate import evaluate_dir, evaluate_utterances
 
     _threads(args) if getattr(args, "threads", None) else torch.set_num_threads(1)
-    model, meta = _load(args.checkpoint)
+    model, meta, label = _load(args.checkpoint)
     with TerminalProgress("decode", disable=None) as bar:
         if args.audio_dir:
             res = evaluate_dir(model, args.audio_dir, beam=args.beam, progress=bar)
@@ -238,7 +265,7 @@ def evaluate(args) -> int:
             spk = _speakers(args.speakers) or list(D.SPEAKERS)
             clips = D.load_fsdd(args.data, speakers=spk, indices=range(0, 5) if args.indices == "test" else None)
             res = evaluate_utterances(model, D.test_utterances(clips, args.utts), beam=args.beam, progress=bar)
-    res["checkpoint"] = meta.name
+    res["checkpoint"] = label
     if args.json:
         keys = ("files", "digit_error_rate", "sequence_accuracy", "real_time_factor")
         ordered = {k: res[k] for k in keys if k in res}
@@ -274,7 +301,7 @@ def transcribe(args) -> int:
     from .infer import StreamingRecognizer
 
     torch.set_num_threads(1)
-    model, meta = _load(args.checkpoint)
+    model, meta, _ = _load(args.checkpoint)
     if not model.online:
         from explorer.core.errors import UserError
 

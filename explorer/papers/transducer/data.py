@@ -442,6 +442,14 @@ class Augment:
     speed: Tuple[float, float] = (0.9, 1.1)
     snr_db: Tuple[float, float] = (8.0, 40.0)
     p_noise: float = 0.8
+    # channel bandwidth: with probability p_channel the audio goes through a random shelf, everything above a
+    # corner frequency (log-uniform in shelf_hz) scaled by shelf_db, *before* the background noise is added, so
+    # the bands above the corner keep less (or more) signal over the noise. A fixed colouring alone would be
+    # removed by the running-mean normalisation; what differs between FSDD's microphones is this per-band SNR
+    # (nicolas: 0-7 dB above 2 kHz, the others 15-30 dB).
+    p_channel: float = 0.0
+    shelf_hz: Tuple[float, float] = (500.0, 3000.0)
+    shelf_db: Tuple[float, float] = (-35.0, 10.0)
 
 
 CLEAN = Augment(gain_db=(0.0, 0.0), speed=(1.0, 1.0), p_noise=0.0)
@@ -491,9 +499,19 @@ def build_utterance(rng: np.random.Generator, by_digit: Dict[int, List[Clip]], a
     return _finish(rng, np.concatenate(parts), list(digits), bounds, speaker, aug)
 
 
+def _shelf(x: np.ndarray, corner_hz: float, gain_db: float, sr: int = SAMPLE_RATE) -> np.ndarray:
+    """Zero-phase shelf: the part of ``x`` above ``corner_hz`` scaled by ``gain_db`` (no shift of any boundary)."""
+    from scipy.signal import butter, sosfiltfilt
+
+    low = sosfiltfilt(butter(4, corner_hz, fs=sr, output="sos"), x)
+    return (low + 10 ** (gain_db / 20) * (x - low)).astype(np.float32)
+
+
 def _finish(rng: np.random.Generator, audio: np.ndarray, digits: List[int], bounds: List[Tuple[int, int]],
             speaker: str, aug: Augment) -> Utterance:
-    """Random speech level, background noise at a random SNR, and no clipping."""
+    """Random channel bandwidth, speech level, background noise at a random SNR, and no clipping."""
+    if aug.p_channel and rng.random() < aug.p_channel:
+        audio = _shelf(audio, float(np.exp(rng.uniform(*np.log(aug.shelf_hz)))), float(rng.uniform(*aug.shelf_db)))
     speech = np.concatenate([audio[a:b] for a, b in bounds])
     rms = np.sqrt((speech ** 2).mean()) + 1e-9
     audio = audio * (10 ** (rng.uniform(*aug.level_db) / 20) / rms)

@@ -21,7 +21,7 @@ from .model import Transducer, boundary_alignment
 TRAIN_DEFAULTS: Dict = dict(steps=3000, batch=24, lr=2e-3, lr_final=1e-4, clip=1.0, seed=0, align="boundary",
                             dp_start=0, minutes=None, checkpoint_every=250, log_every=25, augment=False,
                             vtlp=(0.88, 1.12), eq_std=(1.0, 0.6, 0.4, 0.3), freq_masks=2, freq_mask_max=6,
-                            time_masks=2, time_mask_max=8)
+                            time_masks=2, time_mask_max=8, ema=0.0)
 
 
 @dataclass
@@ -78,6 +78,28 @@ def augmented_features(model: Transducer, utts: List[Utterance], rng: np.random.
     return x, lengths
 
 
+class _WeightAverage:
+    """Exponential moving average of the parameters (buffers are copied as they are). Averaging weights along
+    the end of training finds flatter minima, which generalise better to data unlike the training set (here:
+    voices never heard); the decay's warm-up, min(decay, (1 + n) / (10 + n)), lets early steps count less."""
+
+    def __init__(self, model: Transducer, decay: float) -> None:
+        self.decay, self.n = decay, 0
+        self.params = {k: p.detach().clone() for k, p in model.named_parameters()}
+
+    @torch.no_grad()
+    def update(self, model: Transducer) -> None:
+        self.n += 1
+        d = min(self.decay, (1 + self.n) / (10 + self.n))
+        for k, p in model.named_parameters():
+            self.params[k].mul_(d).add_(p.detach(), alpha=1.0 - d)
+
+    @torch.no_grad()
+    def copy_to(self, model: Transducer) -> None:
+        for k, p in model.named_parameters():
+            p.copy_(self.params[k])
+
+
 def alignments_for(model: Transducer, utts: List[Utterance], enc, keys, enc_len, mode: str):
     base = [boundary_alignment([e for _, e in u.bounds], u.digits, int(n), model) for u, n in zip(utts, enc_len)]
     if mode != "dp":
@@ -112,6 +134,7 @@ def fit(model: Transducer, data: TrainData, device, config: Dict, progress: Opti
     limit = cfg["minutes"] * 60 if cfg.get("minutes") else None
     hist: Dict = {"loss": [], "step_s": [], "dp_moved": []}
     ema, dp_ema = None, None
+    avg = _WeightAverage(model, float(cfg["ema"])) if cfg["ema"] else None
     step = 0
     for step in range(1, steps + 1):
         if token is not None:
@@ -138,6 +161,8 @@ def fit(model: Transducer, data: TrainData, device, config: Dict, progress: Opti
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["clip"])
         opt.step()
+        if avg is not None:
+            avg.update(model)
         v = float(loss.detach())
         ema = v if ema is None else 0.98 * ema + 0.02 * v
         if stats:
@@ -157,6 +182,9 @@ def fit(model: Transducer, data: TrainData, device, config: Dict, progress: Opti
         if limit and time.perf_counter() - t0 > limit:
             break
     model.eval()
+    if avg is not None:   # the averaged weights become the model; the last iterate is kept for comparison
+        hist["last_iterate"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        avg.copy_to(model)
     hist["steps_done"] = step
     hist["wall_s"] = time.perf_counter() - t0
     hist["final_loss"] = ema

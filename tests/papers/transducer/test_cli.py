@@ -59,6 +59,26 @@ def test_eval_errors_are_one_line(tmp_path, tiny_ckpt, capsys):
     assert main(["eval", "transducer", "--audio-dir", str(tmp_path / "empty"), "--checkpoint", str(tiny_ckpt)]) == 2
 
 
+def test_eval_with_several_checkpoints_decodes_with_their_ensemble(tmp_path, tiny_ckpt, capsys):
+    from explorer.core.checkpoints import save_checkpoint
+    from explorer.papers.transducer.model import build
+
+    d = tmp_path / "wavs"
+    d.mkdir()
+    shutil.copy(DEMOS[0], d / DEMOS[0].name)
+    rc = main(["eval", "transducer", "--audio-dir", str(d), "--checkpoint", str(tiny_ckpt), "--checkpoint",
+               str(tiny_ckpt), "--json"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["checkpoint"] == "tiny.safetensors + tiny.safetensors" and out["scored"] == 1
+    other = tmp_path / "other.safetensors"
+    m = build(dict(TINY, block=6))
+    save_checkpoint(other, m.state_dict(), paper="transducer", model_config=m.cfg, metrics={"headline": "x", "x": 0})
+    assert main(["eval", "transducer", "--audio-dir", str(d), "--checkpoint", str(tiny_ckpt), "--checkpoint",
+                 str(other)]) == 2
+    assert "cannot form an ensemble" in capsys.readouterr().err
+
+
 def test_transcribe_streams_with_times(tiny_ckpt, capsys):
     rc = main(["transcribe", str(DEMOS[0]), "--checkpoint", str(tiny_ckpt), "--json"])
     assert rc == 0
@@ -90,10 +110,11 @@ def test_train_cli_several_held_out_speakers(tmp_path, capsys):
     out = tmp_path / "t.safetensors"
     rc = main(["train", "transducer", "--data", str(data), "--holdout", "George, lucas", "--steps", "2", "--batch",
                "2", "--hidden", "16", "--block", "4", "--eval-utts", "1", "--espeak-weight", "0", "--fluent-weight", "0",
-               "--out", str(out)])
+               "--ema", "0.9", "--out", str(out)])
     assert rc == 0
     res = json.loads(capsys.readouterr().out)
     per = res["per_speaker_digit_error_rate"]
+    assert set(res["last_iterate_per_speaker_digit_error_rate"]) == set(per) and res["ema_decay"] == 0.9
     assert res["heldout_speaker"] == "george,lucas" and set(per) == {"george", "jackson", "lucas"}
     assert min(per["george"], per["lucas"]) - 1e-9 <= res["digit_error_rate"] <= max(per["george"], per["lucas"]) + 1e-9
     from explorer.core.checkpoints import read_metadata

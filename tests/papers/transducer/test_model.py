@@ -141,6 +141,54 @@ def test_training_reduces_the_loss_and_offline_variant_runs():
     assert all(b == 0 for _, b in em)
 
 
+def test_weight_average_becomes_the_model_and_keeps_the_last_iterate():
+    torch.manual_seed(0)
+    src = UtteranceSource(tone_clips(), Augment(min_digits=1, max_digits=2, p_noise=0.0))
+    data = TrainData(src, seed=0)
+    m = M.build(TINY)
+    set_normalization(m, data, n=4)
+    h = fit(m, data, "cpu", dict(steps=6, batch=4, lr=1e-2, ema=0.5))
+    last = h["last_iterate"]
+    assert set(last) == set(m.state_dict())
+    assert any(not torch.allclose(p, last[k]) for k, p in m.named_parameters())
+    assert torch.equal(m.feat_mean, last["feat_mean"])       # buffers are not averaged
+    assert "last_iterate" not in fit(m, data, "cpu", dict(steps=1, batch=2))
+
+
+def test_ensemble_of_a_model_with_itself_is_the_model_and_streams_like_the_whole_file():
+    torch.manual_seed(0)
+    a = M.build(TINY).eval()
+    b = M.build(dict(TINY, enc_hidden=12, attention="dot", norm="global")).eval()   # members may differ in sizes
+    audio = build_utterance(np.random.default_rng(0), group_by_speaker_digit(tone_clips())["tones"]).audio
+    x = torch.from_numpy(audio)
+    assert M.decode_utterance(M.Ensemble([a, a]).eval(), x)[:2] == M.decode_utterance(a, x)[:2]
+    ens = M.build({"ensemble": [a.cfg, b.cfg]})
+    ens.members[0].load_state_dict(a.state_dict())
+    ens.members[1].load_state_dict(b.state_dict())
+    ens.eval()
+    assert ens.online and ens.M == a.M and set(ens.state_dict()) == {f"members.{i}.{k}" for i, m in enumerate(
+        (a, b)) for k in m.state_dict()}
+    digits, emissions, _ = M.decode_utterance(ens, x)
+    rec = StreamingRecognizer(ens)
+    for i in range(0, len(audio), 173):
+        rec.accept(audio[i:i + 173])
+    rec.finish()
+    assert rec.decoder.emissions == emissions
+    # the mixture: log of the members' mean probability
+    st = ens.init_state(1)
+    hb = torch.randn(1, 4, 16 + 12)
+    kb = torch.randn(1, 4, 8 + 12)
+    mb = torch.ones(1, 4, dtype=torch.bool)
+    lp, att, _ = ens.step(st, hb, kb, mb)
+    lpa = a.step(a.init_state(1), hb[..., :16], kb[..., :8], mb)[0]
+    lpb = b.step(b.init_state(1), hb[..., 16:], kb[..., 8:], mb)[0]
+    assert torch.allclose(lp.exp(), (lpa.exp() + lpb.exp()) / 2, atol=1e-6) and att.shape == (1, 4)
+    with pytest.raises(ValueError, match="block"):
+        M.Ensemble([a, M.build(dict(TINY, block=6))])
+    with pytest.raises(ValueError, match="two"):
+        M.Ensemble([a])
+
+
 def test_edit_distance():
     assert M.edit_distance([1, 2, 3], [1, 3]) == 1
     assert M.edit_distance([], [4, 4]) == 2
@@ -209,6 +257,31 @@ def test_augmented_features_keep_shapes_and_lengths():
     set_normalization(m, data, n=4)
     h = fit(m, data, "cpu", dict(steps=3, batch=4, augment=True, log_every=1))
     assert h["steps_done"] == 3 and np.isfinite(h["final_loss"])
+
+
+def _band_db(x, lo, hi, sr=8000):
+    spec = np.abs(np.fft.rfft(x)) ** 2
+    f = np.fft.rfftfreq(len(x), 1 / sr)
+    return 10 * np.log10(spec[(f > lo) & (f < hi)].sum() + 1e-20)
+
+
+def test_channel_shelf_cuts_the_band_above_its_corner_before_the_noise():
+    from explorer.papers.transducer.data import _shelf
+
+    x = np.random.default_rng(1).standard_normal(40000).astype(np.float32)
+    y = _shelf(x, 1000.0, -30.0)
+    assert abs(_band_db(y, 100, 500) - _band_db(x, 100, 500)) < 0.5
+    assert _band_db(y, 2000, 3500) - _band_db(x, 2000, 3500) == pytest.approx(-30.0, abs=1.0)
+    assert np.argmax(np.correlate(y[:4000], x[:4000], "full")) == 3999          # zero phase: nothing moves
+    # in an utterance: same digits and bounds, less signal above the corner
+    groups = group_by_speaker_digit(tone_clips())["tones"]
+    plain = Augment(p_noise=0.0, gain_db=(0.0, 0.0), level_db=(-20.0, -20.0))
+    cut = Augment(p_noise=0.0, gain_db=(0.0, 0.0), level_db=(-20.0, -20.0), p_channel=1.0,
+                  shelf_hz=(600.0, 600.0), shelf_db=(-40.0, -40.0))
+    a = build_utterance(np.random.default_rng(3), groups, plain)
+    b = build_utterance(np.random.default_rng(3), groups, cut)
+    assert a.digits == b.digits and a.bounds == b.bounds
+    assert _band_db(b.audio, 1500, 3500) < _band_db(a.audio, 1500, 3500) - 10
 
 
 def test_synthetic_voices_share_the_synthetic_weight():

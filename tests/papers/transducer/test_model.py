@@ -117,12 +117,16 @@ def test_decoding_never_looks_beyond_the_current_block(extra):
     assert all(b < m.n_blocks(n_enc) for _, b in em3)
 
 
-def test_training_reduces_the_loss_and_offline_variant_runs():
+def _tiny_model_and_data(max_digits: int, n_norm: int):
     torch.manual_seed(0)
-    src = UtteranceSource(tone_clips(), Augment(min_digits=1, max_digits=3, p_noise=0.0))
-    data = TrainData(src, seed=0)
+    data = TrainData(UtteranceSource(tone_clips(), Augment(min_digits=1, max_digits=max_digits, p_noise=0.0)), seed=0)
     m = M.build(TINY)
-    set_normalization(m, data, n=8)
+    set_normalization(m, data, n=n_norm)
+    return m, data
+
+
+def test_training_reduces_the_loss_and_offline_variant_runs():
+    m, data = _tiny_model_and_data(3, 8)
     h = fit(m, data, "cpu", dict(steps=40, batch=8, lr=1e-2, log_every=1))
     first, last = h["loss"][0][1], h["final_loss"]
     assert last < 0.7 * first
@@ -142,11 +146,7 @@ def test_training_reduces_the_loss_and_offline_variant_runs():
 
 
 def test_weight_average_becomes_the_model_and_keeps_the_last_iterate():
-    torch.manual_seed(0)
-    src = UtteranceSource(tone_clips(), Augment(min_digits=1, max_digits=2, p_noise=0.0))
-    data = TrainData(src, seed=0)
-    m = M.build(TINY)
-    set_normalization(m, data, n=4)
+    m, data = _tiny_model_and_data(2, 4)
     h = fit(m, data, "cpu", dict(steps=6, batch=4, lr=1e-2, ema=0.5))
     last = h["last_iterate"]
     assert set(last) == set(m.state_dict())

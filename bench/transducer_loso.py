@@ -28,11 +28,12 @@ p.add_argument("--models", default="models")
 p.add_argument("--utts", type=int, default=120)
 args = p.parse_args()
 torch.set_num_threads(1)
+runs = args.runs.split(",")
 
 rows = {}
 for spk in args.speakers.split(","):
     members = []
-    for run in args.runs.split(","):
+    for run in runs:
         f = Path(args.models) / f"transducer_loso_{spk}_{run}.safetensors"
         if not f.exists():
             continue
@@ -53,14 +54,14 @@ for spk in args.speakers.split(","):
     print(spk, " ".join(f"{k} {v:.3f}" for k, v in row.items()), flush=True)
 
 print()
-print("| speaker | " + " | ".join(args.runs.split(",")) + " | single mean | ensemble |")
+print("| speaker | " + " | ".join(runs) + " | single mean | ensemble |")
 singles_all, ens_all = [], []
 for spk, row in rows.items():
-    singles = [row[r] for r in args.runs.split(",") if r in row]
+    singles = [row[r] for r in runs if r in row]
     singles_all.append(sum(singles) / len(singles))
     if "ensemble" in row:
         ens_all.append(row["ensemble"])
-    cells = [f"{100 * row[r]:.1f}%" if r in row else "" for r in args.runs.split(",")]
+    cells = [f"{100 * row[r]:.1f}%" if r in row else "" for r in runs]
     print(f"| {spk} | " + " | ".join(cells) + f" | {100 * singles_all[-1]:.1f}% | "
           + (f"{100 * row['ensemble']:.1f}%" if "ensemble" in row else "") + " |")
 if singles_all:

@@ -131,7 +131,9 @@ def train(args) -> int:
             fluent = D.fluent_phrases(n=args.fluent_phrases, progress=bar)
         if not fluent:
             print("libespeak-ng not found: no fluent digit strings", file=sys.stderr)
-    aug = D.Augment(speed=(0.85, 1.15) if args.augment else (0.9, 1.1), p_channel=args.channel)
+    aug = D.Augment(p_channel=args.channel)
+    if args.augment:
+        aug.speed = (0.85, 1.15)
     source = D.UtteranceSource(clips, aug, espeak_weight=other_weight, fluent=fluent, fluent_weight=args.fluent_weight)
     data = TrainData(source, seed=args.seed)
     if args.init:

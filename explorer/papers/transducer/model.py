@@ -353,16 +353,13 @@ class Ensemble(nn.Module):
                 raise ValueError("ensemble members differ in " + ", ".join(f"{k} ({first[k]} vs {m.cfg[k]})"
                                                                             for k in bad))
         self.members = nn.ModuleList(members)
-        self.cfg = dict(first, ensemble=len(members))
+        self.cfg = dict(first)     # member 0's geometry (shared by all), read by decoding and streaming
         self.logmel = members[0].logmel
         self.register_buffer("feat_mean", members[0].feat_mean.clone(), persistent=False)
         self.register_buffer("feat_std", members[0].feat_std.clone(), persistent=False)
         self._enc_dims = [m.enc_dim for m in members]
         self._key_dims = [m.cfg["att_hidden"] if m.cfg["attention"] == "mlp" else m.enc_dim for m in members]
         self._dec_dims = [m.cfg["dec_hidden"] for m in members]
-
-    def config(self) -> Dict:
-        return {"ensemble": [dict(m.cfg) for m in self.members]}
 
     online = Transducer.online
     M = Transducer.M

@@ -53,6 +53,9 @@ def configure_train(p) -> None:
     p.add_argument("--channel", type=float, default=0.0, metavar="P",
                    help="share of training utterances sent through a random channel shelf (above 0.5-3 kHz, "
                         "-35..+10 dB) before the noise is added (default 0)")
+    p.add_argument("--formant", type=float, default=0.0, metavar="P",
+                   help="share of training utterances whose formants are stretched by 0.87-1.15, pitch and timing "
+                        "kept (a pseudo-speaker with another vocal-tract length; default 0)")
     p.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
                    help="keep an exponential moving average of the weights (e.g. 0.999) and save it; the last "
                         "iterate is evaluated too, for comparison (default: off)")
@@ -131,7 +134,7 @@ def train(args) -> int:
             fluent = D.fluent_phrases(n=args.fluent_phrases, progress=bar)
         if not fluent:
             print("libespeak-ng not found: no fluent digit strings", file=sys.stderr)
-    aug = D.Augment(p_channel=args.channel)
+    aug = D.Augment(p_channel=args.channel, p_formant=args.formant)
     if args.augment:
         aug.speed = (0.85, 1.15)
     source = D.UtteranceSource(clips, aug, espeak_weight=other_weight, fluent=fluent, fluent_weight=args.fluent_weight)
@@ -156,7 +159,8 @@ def train(args) -> int:
                  "extra_voices": sorted({c.speaker for c in clips if c.speaker in D.EXTRA_VOICES}),
                  "espeak_weight": other_weight,
                  "fluent_phrases": len(fluent), "fluent_weight": source.fluent_weight,
-                 "holdout": holdout or None, "channel_shelf_share": args.channel}
+                 "holdout": holdout or None, "channel_shelf_share": args.channel,
+                 "formant_warp_share": args.formant}
     tcfg = dict(steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed, minutes=args.minutes,
                 align=args.align, dp_start=args.dp_start, augment=bool(args.augment), ema=args.ema)
 

@@ -450,6 +450,12 @@ class Augment:
     p_channel: float = 0.0
     shelf_hz: Tuple[float, float] = (500.0, 3000.0)
     shelf_db: Tuple[float, float] = (-35.0, 10.0)
+    # vocal-tract length: with probability p_formant the utterance's spectral envelope (formants) is stretched
+    # along the frequency axis by a log-uniform factor in ``formant``, pitch and timing unchanged, so each
+    # utterance is said by a pseudo-speaker with a shorter or longer vocal tract (speed perturbation moves pitch,
+    # formants and tempo together; this moves the formants alone).
+    p_formant: float = 0.0
+    formant: Tuple[float, float] = (0.87, 1.15)
 
 
 CLEAN = Augment(gain_db=(0.0, 0.0), speed=(1.0, 1.0), p_noise=0.0)
@@ -507,9 +513,36 @@ def _shelf(x: np.ndarray, corner_hz: float, gain_db: float, sr: int = SAMPLE_RAT
     return (low + 10 ** (gain_db / 20) * (x - low)).astype(np.float32)
 
 
+def _formant_warp(x: np.ndarray, factor: float, n_fft: int = 256, hop: int = 64, lifter: int = 24) -> np.ndarray:
+    """Stretch the spectral envelope of ``x`` along frequency by ``factor`` (> 1: formants move up), keeping the
+    harmonics (pitch), the phase and the length. Per STFT frame, the envelope is the cepstrally smoothed log
+    magnitude (quefrencies below ``lifter`` samples, 3 ms at 8 kHz: under any voice's pitch period); each bin is
+    scaled by warped envelope / envelope."""
+    from scipy.signal import istft, stft
+
+    if len(x) < n_fft or abs(factor - 1.0) < 1e-3:
+        return x
+    _, _, spec = stft(x, nperseg=n_fft, noverlap=n_fft - hop, boundary="even")
+    cep = np.fft.irfft(np.log(np.abs(spec) + 1e-7), n=n_fft, axis=0)
+    cep[lifter: n_fft - lifter + 1] = 0.0
+    env = np.fft.rfft(cep, axis=0).real                        # (bins, frames) log envelope
+    bins = np.arange(env.shape[0])
+    src = np.clip(bins / factor, 0, bins[-1])                  # envelope at f/factor moves to f
+    lo = np.floor(src).astype(int)
+    hi = np.minimum(lo + 1, bins[-1])
+    w = (src - lo)[:, None]
+    warped = (1 - w) * env[lo] + w * env[hi]
+    gain = np.exp(np.clip(warped - env, -3.0, 3.0))            # at most +-26 dB per bin
+    _, y = istft(spec * gain, nperseg=n_fft, noverlap=n_fft - hop, boundary=True)
+    y = y[: len(x)]
+    return np.pad(y, (0, len(x) - len(y))).astype(np.float32)
+
+
 def _finish(rng: np.random.Generator, audio: np.ndarray, digits: List[int], bounds: List[Tuple[int, int]],
             speaker: str, aug: Augment) -> Utterance:
-    """Random channel bandwidth, speech level, background noise at a random SNR, and no clipping."""
+    """Random vocal-tract length, channel bandwidth, speech level, background noise at a random SNR; no clipping."""
+    if aug.p_formant and rng.random() < aug.p_formant:
+        audio = _formant_warp(audio, float(np.exp(rng.uniform(*np.log(aug.formant)))))
     if aug.p_channel and rng.random() < aug.p_channel:
         audio = _shelf(audio, float(np.exp(rng.uniform(*np.log(aug.shelf_hz)))), float(rng.uniform(*aug.shelf_db)))
     speech = np.concatenate([audio[a:b] for a, b in bounds])

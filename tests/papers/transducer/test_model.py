@@ -284,6 +284,49 @@ def test_channel_shelf_cuts_the_band_above_its_corner_before_the_noise():
     assert _band_db(b.audio, 1500, 3500) < _band_db(a.audio, 1500, 3500) - 10
 
 
+def _vowel(f1, f2, pitch=120.0, sr=8000, n=8000):
+    from scipy.signal import lfilter
+
+    x = np.zeros(n)
+    x[:: int(sr / pitch)] = 1.0
+    for f, bw in ((f1, 80.0), (f2, 100.0)):
+        r = np.exp(-np.pi * bw / sr)
+        x = lfilter([1.0], [1.0, -2 * r * np.cos(2 * np.pi * f / sr), r * r], x)
+    return (x / np.abs(x).max()).astype(np.float32)
+
+
+def _first_formant(x, sr=8000):
+    spec = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    f = np.fft.rfftfreq(len(x), 1 / sr)
+    band = (f > 300) & (f < 1000)
+    return f[band][spec[band].argmax()]
+
+
+def _pitch_lag(x):
+    seg = x[2000:4000]
+    ac = np.correlate(seg, seg, "full")[len(seg) - 1:]
+    return 40 + int(np.argmax(ac[40:120]))
+
+
+def test_formant_warp_moves_the_formants_not_the_pitch_or_the_timing():
+    from explorer.papers.transducer.data import _formant_warp
+
+    x = _vowel(700.0, 1200.0)
+    down, up = _formant_warp(x, 0.87), _formant_warp(x, 1.15)
+    assert len(down) == len(up) == len(x)
+    assert _first_formant(down) < _first_formant(x) - 60 and _first_formant(up) > _first_formant(x) + 60
+    assert _pitch_lag(down) == _pitch_lag(up) == _pitch_lag(x)                     # 120 Hz stays 120 Hz
+    assert np.array_equal(_formant_warp(x, 1.0), x)
+    # in an utterance: same digits and bounds
+    groups = group_by_speaker_digit(tone_clips())["tones"]
+    plain = Augment(p_noise=0.0, gain_db=(0.0, 0.0), level_db=(-20.0, -20.0))
+    warped = Augment(p_noise=0.0, gain_db=(0.0, 0.0), level_db=(-20.0, -20.0), p_formant=1.0, formant=(1.1, 1.1))
+    a = build_utterance(np.random.default_rng(3), groups, plain)
+    b = build_utterance(np.random.default_rng(3), groups, warped)
+    assert a.digits == b.digits and a.bounds == b.bounds and len(a.audio) == len(b.audio)
+    assert not np.allclose(a.audio, b.audio)
+
+
 def test_synthetic_voices_share_the_synthetic_weight():
     clips = tone_clips(speaker="george") + tone_clips(speaker="espeak") + tone_clips(speaker="flite-slt")
     src = UtteranceSource(clips, espeak_weight=0.3)

@@ -311,7 +311,9 @@ def transcribe(args) -> int:
     if not model.online:
         from explorer.core.errors import UserError
 
-        raise UserError(f"{meta.name} is the offline variant (one block per utterance); it cannot stream")
+        raise UserError(f"{meta.name} is an offline model (it reads the whole utterance before its first "
+                        f"digit), so it cannot stream; decode the file with: nips-explorer eval transducer "
+                        f"--audio-dir DIR --checkpoint {args.checkpoint or meta.name}")
     audio = read_audio(args.file)
     rec = StreamingRecognizer(model, beam=args.beam)
     step = max(1, int(args.chunk_ms / 1000 * rec.sample_rate))

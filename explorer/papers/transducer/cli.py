@@ -56,6 +56,9 @@ def configure_train(p) -> None:
     p.add_argument("--formant", type=float, default=0.0, metavar="P",
                    help="share of training utterances whose formants are stretched by 0.87-1.15, pitch and timing "
                         "kept (a pseudo-speaker with another vocal-tract length; default 0)")
+    p.add_argument("--crop", type=float, default=0.0, metavar="P",
+                   help="share of digit clips cut short by up to 80 ms at each end, as many FSDD recordings start or "
+                        "stop mid-word (default 0)")
     p.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
                    help="keep an exponential moving average of the weights (e.g. 0.999) and save it; the last "
                         "iterate is evaluated too, for comparison (default: off)")
@@ -134,7 +137,7 @@ def train(args) -> int:
             fluent = D.fluent_phrases(n=args.fluent_phrases, progress=bar)
         if not fluent:
             print("libespeak-ng not found: no fluent digit strings", file=sys.stderr)
-    aug = D.Augment(p_channel=args.channel, p_formant=args.formant)
+    aug = D.Augment(p_channel=args.channel, p_formant=args.formant, p_crop=args.crop)
     if args.augment:
         aug.speed = (0.85, 1.15)
     source = D.UtteranceSource(clips, aug, espeak_weight=other_weight, fluent=fluent, fluent_weight=args.fluent_weight)
@@ -160,7 +163,7 @@ def train(args) -> int:
                  "espeak_weight": other_weight,
                  "fluent_phrases": len(fluent), "fluent_weight": source.fluent_weight,
                  "holdout": holdout or None, "channel_shelf_share": args.channel,
-                 "formant_warp_share": args.formant}
+                 "formant_warp_share": args.formant, "clip_crop_share": args.crop}
     tcfg = dict(steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed, minutes=args.minutes,
                 align=args.align, dp_start=args.dp_start, augment=bool(args.augment), ema=args.ema)
 

@@ -456,6 +456,12 @@ class Augment:
     # formants and tempo together; this moves the formants alone).
     p_formant: float = 0.0
     formant: Tuple[float, float] = (0.87, 1.15)
+    # clipped recordings: with probability p_crop a digit clip loses up to ``crop_s`` seconds at its start and
+    # (independently) at its end, at most a fifth of it each. Many FSDD files start or stop mid-word (the first
+    # 10 ms within 20 dB of the peak: nicolas 77%, theo 67%, jackson 50%, george 34%, lucas 3%), so a speaker's
+    # onsets and endings are not to be relied on.
+    p_crop: float = 0.0
+    crop_s: float = 0.08
 
 
 CLEAN = Augment(gain_db=(0.0, 0.0), speed=(1.0, 1.0), p_noise=0.0)
@@ -466,6 +472,15 @@ def _speed(x: np.ndarray, f: float) -> np.ndarray:
         return x
     n = max(2, int(round(len(x) / f)))
     return np.interp(np.linspace(0, len(x) - 1, n), np.arange(len(x)), x).astype(np.float32)
+
+
+def _crop(rng: np.random.Generator, x: np.ndarray, aug: Augment, sr: int = SAMPLE_RATE) -> np.ndarray:
+    """With probability ``aug.p_crop``: cut a random 0..crop_s seconds (at most a fifth of the clip) off each end."""
+    if rng.random() >= aug.p_crop:
+        return x
+    most = min(int(aug.crop_s * sr), len(x) // 5)
+    a, b = (int(rng.integers(0, most + 1)) for _ in range(2))
+    return x[a: len(x) - b]
 
 
 def _noise(rng, n: int) -> np.ndarray:
@@ -494,7 +509,8 @@ def build_utterance(rng: np.random.Generator, by_digit: Dict[int, List[Clip]], a
         pool = by_digit[d]
         clip = pool[int(rng.integers(len(pool)))]
         speaker = clip.speaker
-        x = _speed(clip.audio, float(rng.uniform(*aug.speed)))
+        x = _crop(rng, clip.audio, aug) if aug.p_crop else clip.audio
+        x = _speed(x, float(rng.uniform(*aug.speed)))
         x = x / (np.sqrt((x ** 2).mean()) + 1e-9) * 10 ** (rng.uniform(*aug.gain_db) / 20)
         bounds.append((pos, pos + len(x)))
         parts.append(x.astype(np.float32))

@@ -327,6 +327,18 @@ def test_formant_warp_moves_the_formants_not_the_pitch_or_the_timing():
     assert not np.allclose(a.audio, b.audio)
 
 
+def test_crop_shortens_digit_clips_at_both_ends_and_the_bounds_follow():
+    groups = group_by_speaker_digit(tone_clips(n_per_digit=1))["tones"]      # one clip per digit: same clips
+    plain = Augment(p_noise=0.0, gain_db=(0.0, 0.0), speed=(1.0, 1.0), gap=(0.1, 0.1), lead=(0.1, 0.1))
+    cut = Augment(p_noise=0.0, gain_db=(0.0, 0.0), speed=(1.0, 1.0), gap=(0.1, 0.1), lead=(0.1, 0.1), p_crop=1.0)
+    a = build_utterance(np.random.default_rng(5), groups, plain, digits=[1, 2, 3])
+    b = build_utterance(np.random.default_rng(5), groups, cut, digits=[1, 2, 3])
+    la = [e - s for s, e in a.bounds]
+    lb = [e - s for s, e in b.bounds]
+    assert all(y <= x and y >= 0.6 * x for x, y in zip(la, lb)) and sum(lb) < sum(la)
+    assert all(np.abs(b.audio[s:e]).max() > 0 for s, e in b.bounds)
+
+
 def test_synthetic_voices_share_the_synthetic_weight():
     clips = tone_clips(speaker="george") + tone_clips(speaker="espeak") + tone_clips(speaker="flite-slt")
     src = UtteranceSource(clips, espeak_weight=0.3)

@@ -1,0 +1,98 @@
+"""Digit error on an unheard FSDD speaker against the number of real FSDD voices the model trained on.
+
+    QT_QPA_PLATFORM=offscreen python bench/transducer_learning_curve.py [--models models] \
+        [--out resources/screenshots/transducer_learning_curve.png]
+
+Reads the leave-out checkpoints ``models/transducer_loso_*30min*.safetensors`` of the fluent-string recipe (30
+minutes on one thread each; with and without the channel shelf), takes from each checkpoint's metadata which
+speakers it never heard and the digit error the train command measured on each of them (120 connected-digit
+utterances from all 500 of that speaker's recordings, the same utterances for every run), prints one row per held-out
+speaker (the runs at 1, 2, 3 and 4 real training voices) and draws the points with a line through each speaker's mean.
+Every model also heard the same synthetic voices (espeak-ng, flite, festival, fluent strings) and the two single-take
+human voices; only the number of FSDD speakers changes.
+"""
+import argparse
+import os
+from collections import defaultdict
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from explorer.core.checkpoints import read_metadata  # noqa: E402
+from explorer.papers.transducer.data import SPEAKERS  # noqa: E402
+
+COLORS = {"george": (220, 40, 40), "jackson": (40, 90, 220), "lucas": (40, 160, 60), "nicolas": (240, 150, 20),
+          "theo": (140, 60, 180)}
+
+
+def collect(models: Path):
+    """{speaker: {n_real_voices: [digit error %, ...]}} from the fluent-recipe 30-minute leave-out checkpoints."""
+    out = defaultdict(lambda: defaultdict(list))
+    for f in sorted(models.glob("transducer_loso_*30min*.safetensors")):
+        meta = read_metadata(f)
+        held = [s for s in (meta.data.get("holdout") or "").split(",") if s]
+        if not held or not meta.data.get("fluent_weight") or meta.data.get("formant_warp_share") or \
+                meta.data.get("clip_crop_share") or meta.model_config.get("bidirectional"):
+            continue
+        per = meta.metrics.get("per_speaker_digit_error_rate", {})
+        for s in held:
+            if s in per:
+                out[s][len(SPEAKERS) - len(held)].append(100 * per[s])
+    return out
+
+
+def draw(curve, dst: Path) -> None:
+    import numpy as np
+    import pyqtgraph as pg
+    import pyqtgraph.exporters
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance() or QApplication([])  # noqa: F841 - pyqtgraph needs the application
+    pg.setConfigOptions(antialias=True, background="w", foreground="k")
+    win = pg.GraphicsLayoutWidget()
+    win.resize(760, 520)
+    plot = win.addPlot(title="Unheard FSDD speaker vs real voices in training (same synthetic voices in all)")
+    plot.setLabel("bottom", "real FSDD voices in training")
+    plot.setLabel("left", "digit errors, unheard speaker (%)")
+    plot.addLegend(offset=(10, 10))
+    plot.showGrid(y=True, alpha=0.3)
+    for k, s in enumerate(s for s in SPEAKERS if s in curve):
+        col = COLORS[s]
+        xs = sorted(curve[s])
+        means = [float(np.mean(curve[s][n])) for n in xs]
+        plot.plot(xs, means, pen=pg.mkPen(col, width=2), name=s)
+        px = [n + 0.04 * (k - 2) for n in xs for _ in curve[s][n]]
+        py = [v for n in xs for v in curve[s][n]]
+        plot.plot(px, py, pen=None, symbol="o", symbolSize=8, symbolBrush=col, symbolPen=None)
+    target = pg.InfiniteLine(pos=5, angle=0, pen=pg.mkPen((90, 90, 90), style=pg.QtCore.Qt.DashLine),
+                             label="target 5%", labelOpts={"position": 0.08, "color": (90, 90, 90)})
+    plot.addItem(target)
+    plot.setXRange(0.7, 4.3)
+    plot.setYRange(0, 30)
+    plot.getAxis("bottom").setTicks([[(n, str(n)) for n in (1, 2, 3, 4)]])
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    win.show()
+    app.processEvents()
+    exporter = pg.exporters.ImageExporter(win.scene())
+    exporter.parameters()["width"] = 900
+    exporter.export(str(dst))
+    win.close()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--models", default="models")
+    p.add_argument("--out", default="resources/screenshots/transducer_learning_curve.png")
+    args = p.parse_args()
+    curve = collect(Path(args.models))
+    print("held-out speaker: digit error % per run, by number of real FSDD training voices")
+    for s in SPEAKERS:
+        if s in curve:
+            print(f"  {s:8s} " + "   ".join(f"{n}: " + ", ".join(f"{v:.1f}" for v in curve[s][n])
+                                            for n in sorted(curve[s])))
+    draw(curve, Path(args.out))
+    print(f"figure: {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -32,7 +32,8 @@ def collect(models: Path):
         meta = read_metadata(f)
         held = [s for s in (meta.data.get("holdout") or "").split(",") if s]
         if not held or not meta.data.get("fluent_weight") or meta.data.get("formant_warp_share") or \
-                meta.data.get("clip_crop_share") or meta.model_config.get("bidirectional"):
+                meta.data.get("clip_crop_share") or meta.data.get("more_voices") or \
+                meta.model_config.get("bidirectional"):
             continue
         per = meta.metrics.get("per_speaker_digit_error_rate", {})
         for s in held:

@@ -64,6 +64,8 @@ def configure_train(p) -> None:
                         "iterate is evaluated too, for comparison (default: off)")
     p.add_argument("--init", default=None, metavar="FILE", help="start from this checkpoint (fine-tuning)")
     p.add_argument("--no-tts", action="store_true", help="no flite/festival voices (espeak-ng only)")
+    p.add_argument("--more-voices", action="store_true",
+                   help="also MBROLA, SVOX Pico and RHVoice voices where installed (Debian contrib/non-free)")
     p.add_argument("--no-extra-voices", action="store_true",
                    help="leave out the human digit recordings of Debian's asterisk-core-sounds-en-wav and saytime")
     p.add_argument("--synth-weight", "--espeak-weight", dest="espeak_weight", type=float, default=0.3,
@@ -113,11 +115,14 @@ def train(args) -> int:
     t_start = time.perf_counter()
     clips = D.load_fsdd(args.data, speakers=train_spk, indices=range(5, 50))
     n_fsdd = len(clips)
-    n_other = {"espeak": 0, "tts": 0, "extra": 0}
+    n_other = {"espeak": 0, "tts": 0, "extra": 0, "more": 0}
     if args.espeak_weight > 0:
         voices = [("espeak", "espeak-ng", D.espeak_available(), D.espeak_clips)]
         if not args.no_tts:
             voices.append(("tts", "flite/festival", bool(D.tts_voices()), D.tts_clips))
+        if args.more_voices:
+            voices.append(("more", "MBROLA/Pico/RHVoice", bool(D.more_voices()),
+                           lambda progress: D.tts_clips(voices=D.more_voices(), progress=progress)))
         for key, label, available, load in voices:
             if not available:
                 print(f"{label} not found: no {label} voices", file=sys.stderr)
@@ -159,6 +164,7 @@ def train(args) -> int:
                  "train_speakers": train_spk, "train_indices": "5-49", "fsdd_clips": n_fsdd,
                  "espeak_clips": n_other["espeak"], "tts_clips": n_other["tts"],
                  "tts_voices": sorted({c.speaker for c in clips if c.speaker.startswith(("flite-", "festival-"))}),
+                 "more_voices": sorted({c.speaker for c in clips if c.speaker.startswith(("mbrola-", "pico-", "rhvoice-"))}),
                  "extra_voices": sorted({c.speaker for c in clips if c.speaker in D.EXTRA_VOICES}),
                  "espeak_weight": other_weight,
                  "fluent_phrases": len(fluent), "fluent_weight": source.fluent_weight,

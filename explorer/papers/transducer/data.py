@@ -372,6 +372,27 @@ FLITE_VOICES = ("kal", "kal16", "awb", "rms", "slt")
 FESTIVAL_VOICES = ("kal_diphone", "ked_diphone", "cmu_us_slt_arctic_hts")
 
 
+# More voices (``--more-voices``), from Debian's contrib/non-free sections (apt-get install mbrola-us1 mbrola-us2
+# mbrola-us3 mbrola-en1 libttspico-utils rhvoice rhvoice-english): MBROLA diphone voices (recorded human diphones,
+# spoken through espeak-ng), SVOX Pico (en-US, en-GB) and RHVoice's English voices (statistical voices trained on
+# recordings of real speakers; its slt is the speaker flite and festival already have, so it is left out).
+MBROLA_VOICES = ("us1", "us2", "us3", "en1")
+PICO_VOICES = ("en-US", "en-GB")
+RHVOICE_VOICES = ("alan", "bdl", "clb", "evgeniy-eng", "lyubov")
+
+
+def more_voices() -> List[Tuple[str, str]]:
+    """(engine, voice) pairs of the optional MBROLA, Pico and RHVoice voices installed here."""
+    out = []
+    if shutil.which("espeak-ng") and shutil.which("mbrola"):
+        out += [("mbrola", v) for v in MBROLA_VOICES if Path(f"/usr/share/mbrola/{v}").exists()]
+    if shutil.which("pico2wave"):
+        out += [("pico", v) for v in PICO_VOICES]
+    if shutil.which("RHVoice-test"):
+        out += [("rhvoice", v) for v in RHVOICE_VOICES if Path(f"/usr/share/RHVoice/voices/{v}").is_dir()]
+    return out
+
+
 def tts_voices() -> List[Tuple[str, str]]:
     """(engine, voice) pairs that can be synthesized here: Debian's flite and festival voices."""
     out = []
@@ -397,6 +418,18 @@ def tts_say(text: str, engine: str, voice: str, stretch: float = 1.0, f0: Option
             if f0:
                 cmd += ["--setf", f"int_f0_target_mean={int(f0)}"]
             subprocess.run(cmd, capture_output=True, check=True, timeout=30)
+        elif engine == "mbrola":       # espeak-ng drives the diphone voice; pitch 0-99 from the mean f0
+            pitch = int(np.clip(20 + (f0 - 80) / 180 * 60, 10, 90)) if f0 else 50
+            subprocess.run(["espeak-ng", "-v", f"mb-{voice}", "-s", str(int(160 / stretch)), "-p", str(pitch),
+                            "-w", str(out), text], capture_output=True, check=True, timeout=30)
+        elif engine == "pico":         # SSML speed and pitch in percent
+            pitch = int(np.clip(100 * f0 / 170, 70, 140)) if f0 else 100
+            ssml = f"<speed level='{int(100 / stretch)}'><pitch level='{pitch}'>{text}</pitch></speed>"
+            subprocess.run(["pico2wave", "-l", voice, "-w", str(out), ssml], capture_output=True, check=True,
+                           timeout=30)
+        elif engine == "rhvoice":      # rate in percent; its pitch setting barely moves these voices
+            subprocess.run(["RHVoice-test", "-p", voice, "-r", str(int(100 / stretch)), "-o", str(out)],
+                           input=text.encode(), capture_output=True, check=True, timeout=30)
         else:
             scm = f"(voice_{voice})(Parameter.set 'Duration_Stretch {stretch:.3f})"
             subprocess.run(["text2wave", "-eval", scm, "-o", str(out)], input=text.encode(), capture_output=True,
@@ -406,20 +439,23 @@ def tts_say(text: str, engine: str, voice: str, stretch: float = 1.0, f0: Option
 
 
 def tts_clips(cache: Optional[Path] = None, seed: int = 0, n_flite: int = 16, n_festival: int = 6,
-              progress=None) -> List[Clip]:
+              progress=None, voices: Optional[Sequence[Tuple[str, str]]] = None) -> List[Clip]:
     """Isolated digits from flite (5 voices; random speaking rate and mean pitch 80-260 Hz) and festival
-    (3 voices; random rate), one pseudo-speaker per voice, cached as .npz. Empty when neither is installed."""
-    voices = tts_voices()
+    (3 voices; random rate), one pseudo-speaker per voice, cached as .npz. Empty when neither is installed.
+    ``voices`` (e.g. ``more_voices()``) replaces that list: ``n_festival`` digits of each for festival,
+    ``n_flite`` for the other engines, with a random mean pitch where the engine has one."""
+    voices = list(tts_voices() if voices is None else voices)
     if not voices:
         return []
 
     def make() -> List[Clip]:
         rng = np.random.default_rng([seed, 17])
-        jobs = [(e, v, d) for e, v in voices for d in range(10) for _ in range(n_flite if e == "flite" else n_festival)]
+        jobs = [(e, v, d) for e, v in voices for d in range(10)
+                for _ in range(n_festival if e == "festival" else n_flite)]
         clips = []
         for e, v, d in jobs:
             stretch = float(rng.uniform(0.8, 1.3))
-            f0 = int(rng.integers(80, 261)) if e == "flite" else None
+            f0 = int(rng.integers(80, 261)) if e in ("flite", "mbrola", "pico") else None
             clips.append(Clip(_trim(tts_say(DIGIT_WORDS[d], e, v, stretch, f0)), d, f"{e}-{v}", len(clips)))
             if progress:
                 progress(len(clips) / len(jobs), "synthesizing flite/festival digits")

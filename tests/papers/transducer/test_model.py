@@ -346,6 +346,19 @@ def test_synthetic_voices_share_the_synthetic_weight():
     assert p["george"] == pytest.approx(0.7) and p["espeak"] == pytest.approx(0.15) == p["flite-slt"]
 
 
+def test_more_voices_say_a_digit_at_the_model_rate():
+    from explorer.papers.transducer.data import _trim, more_voices, tts_say
+
+    voices = more_voices()
+    if not voices:
+        pytest.skip("no MBROLA, Pico or RHVoice voice installed (Debian contrib/non-free; optional)")
+    for engine, voice in voices[:: max(1, len(voices) // 4)]:
+        slow = _trim(tts_say("seven", engine, voice, stretch=1.3, f0=120))
+        fast = _trim(tts_say("seven", engine, voice, stretch=0.8, f0=200))
+        assert slow.dtype == np.float32 and slow.ndim == 1 and np.abs(slow).max() > 0.01, (engine, voice)
+        assert len(slow) > 1.15 * len(fast), (engine, voice)
+
+
 @pytest.mark.skipif(__import__("shutil").which("flite") is None, reason="flite is not installed (apt-get install flite)")
 def test_flite_says_a_digit_at_the_model_rate_with_the_requested_pitch_and_rate():
     from explorer.papers.transducer.data import tts_say

@@ -458,7 +458,7 @@ def tts_clips(cache: Optional[Path] = None, seed: int = 0, n_flite: int = 16, n_
             f0 = int(rng.integers(80, 261)) if e in ("flite", "mbrola", "pico") else None
             clips.append(Clip(_trim(tts_say(DIGIT_WORDS[d], e, v, stretch, f0)), d, f"{e}-{v}", len(clips)))
             if progress:
-                progress(len(clips) / len(jobs), "synthesizing flite/festival digits")
+                progress(len(clips) / len(jobs), f"synthesizing {e} digits")
         return clips
 
     key = hashlib.sha1(f"{seed}-{n_flite}-{n_festival}-{voices}".encode()).hexdigest()[:10]

@@ -45,13 +45,12 @@ def collect(models: Path):
 def draw(curve, dst: Path) -> None:
     import numpy as np
     import pyqtgraph as pg
-    import pyqtgraph.exporters
     from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication([])  # noqa: F841 - pyqtgraph needs the application
     pg.setConfigOptions(antialias=True, background="w", foreground="k")
     win = pg.GraphicsLayoutWidget()
-    win.resize(760, 520)
+    win.resize(900, 600)
     plot = win.addPlot(title="Unheard FSDD speaker vs real voices in training (same synthetic voices in all)")
     plot.setLabel("bottom", "real FSDD voices in training")
     plot.setLabel("left", "digit errors, unheard speaker (%)")
@@ -74,9 +73,7 @@ def draw(curve, dst: Path) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
     win.show()
     app.processEvents()
-    exporter = pg.exporters.ImageExporter(win.scene())
-    exporter.parameters()["width"] = 900
-    exporter.export(str(dst))
+    win.grab().save(str(dst))          # as bench/l2l_plot_curves.py does
     win.close()
 
 

@@ -116,13 +116,15 @@ def train(args) -> int:
     clips = D.load_fsdd(args.data, speakers=train_spk, indices=range(5, 50))
     n_fsdd = len(clips)
     n_other = {"espeak": 0, "tts": 0, "extra": 0, "more": 0}
+    more_voices = []
     if args.espeak_weight > 0:
         voices = [("espeak", "espeak-ng", D.espeak_available(), D.espeak_clips)]
         if not args.no_tts:
             voices.append(("tts", "flite/festival", bool(D.tts_voices()), D.tts_clips))
         if args.more_voices:
-            voices.append(("more", "MBROLA/Pico/RHVoice", bool(D.more_voices()),
-                           lambda progress: D.tts_clips(voices=D.more_voices(), progress=progress)))
+            more_voices = D.more_voices()
+            voices.append(("more", "MBROLA/Pico/RHVoice", bool(more_voices),
+                           lambda progress: D.tts_clips(voices=more_voices, progress=progress)))
         for key, label, available, load in voices:
             if not available:
                 print(f"{label} not found: no {label} voices", file=sys.stderr)
@@ -164,7 +166,7 @@ def train(args) -> int:
                  "train_speakers": train_spk, "train_indices": "5-49", "fsdd_clips": n_fsdd,
                  "espeak_clips": n_other["espeak"], "tts_clips": n_other["tts"],
                  "tts_voices": sorted({c.speaker for c in clips if c.speaker.startswith(("flite-", "festival-"))}),
-                 "more_voices": sorted({c.speaker for c in clips if c.speaker.startswith(("mbrola-", "pico-", "rhvoice-"))}),
+                 "more_voices": sorted({f"{e}-{v}" for e, v in more_voices} & {c.speaker for c in clips}),
                  "extra_voices": sorted({c.speaker for c in clips if c.speaker in D.EXTRA_VOICES}),
                  "espeak_weight": other_weight,
                  "fluent_phrases": len(fluent), "fluent_weight": source.fluent_weight,

@@ -510,11 +510,9 @@ def _speed(x: np.ndarray, f: float) -> np.ndarray:
     return np.interp(np.linspace(0, len(x) - 1, n), np.arange(len(x)), x).astype(np.float32)
 
 
-def _crop(rng: np.random.Generator, x: np.ndarray, aug: Augment, sr: int = SAMPLE_RATE) -> np.ndarray:
-    """With probability ``aug.p_crop``: cut a random 0..crop_s seconds (at most a fifth of the clip) off each end."""
-    if rng.random() >= aug.p_crop:
-        return x
-    most = min(int(aug.crop_s * sr), len(x) // 5)
+def _crop(rng: np.random.Generator, x: np.ndarray, crop_s: float, sr: int = SAMPLE_RATE) -> np.ndarray:
+    """Cut a random 0..crop_s seconds (at most a fifth of the clip) off each end."""
+    most = min(int(crop_s * sr), len(x) // 5)
     a, b = (int(rng.integers(0, most + 1)) for _ in range(2))
     return x[a: len(x) - b]
 
@@ -545,7 +543,9 @@ def build_utterance(rng: np.random.Generator, by_digit: Dict[int, List[Clip]], a
         pool = by_digit[d]
         clip = pool[int(rng.integers(len(pool)))]
         speaker = clip.speaker
-        x = _crop(rng, clip.audio, aug) if aug.p_crop else clip.audio
+        x = clip.audio
+        if aug.p_crop and rng.random() < aug.p_crop:
+            x = _crop(rng, x, aug.crop_s)
         x = _speed(x, float(rng.uniform(*aug.speed)))
         x = x / (np.sqrt((x ** 2).mean()) + 1e-9) * 10 ** (rng.uniform(*aug.gain_db) / 20)
         bounds.append((pos, pos + len(x)))

@@ -1,4 +1,5 @@
-"""Command line: ``train transducer``, ``eval transducer``, ``transcribe FILE.wav``, ``transducer-utterances``.
+"""Command line: ``train transducer``, ``eval transducer``, ``transcribe FILE.wav``, ``transducer-utterances``,
+``transducer-adapt`` (enrollment: fine-tune to one new voice).
 
 Kept light: torch and the model are imported inside the functions.
 """
@@ -393,8 +394,55 @@ def make_utterances(args) -> int:
     return 0
 
 
+def configure_adapt(p) -> None:
+    from .adapt import ADAPT_DEFAULTS as A
+
+    p.add_argument("--enroll", required=True, metavar="DIR",
+                   help="one or more recordings of each digit 0-9 of one voice, named like 3_you_0.wav (the digit "
+                        "before the first underscore; any sample rate, mono or stereo)")
+    p.add_argument("--out", required=True, metavar="FILE.safetensors", help="adapted checkpoint to write")
+    p.add_argument("--checkpoint", default=None, metavar="FILE", help=f"model to adapt (default: models/{DEFAULT_OUT})")
+    p.add_argument("--steps", type=int, default=A["steps"], help=f"fine-tuning steps (default {A['steps']})")
+    p.add_argument("--lr", type=float, default=A["lr"], help=f"peak learning rate (default {A['lr']})")
+    p.add_argument("--synth-weight", type=float, default=A["synthetic_weight"],
+                   help="share of utterances from the synthetic voices, so that the model keeps reading other "
+                        f"voices (default {A['synthetic_weight']}; 0: the enrolled voice only)")
+    p.add_argument("--fluent-weight", type=float, default=A["fluent_weight"],
+                   help=f"share of fluent espeak-ng digit strings (default {A['fluent_weight']})")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+
+
+def adapt_cmd(args) -> int:
+    from explorer.core.devices import choose_device
+    from explorer.core.errors import UserError
+    from explorer.core.progress import TerminalProgress
+
+    from .adapt import adapt, read_enrollment_dir, save_adapted
+
+    _threads(args)
+    out = Path(args.out)
+    if out.suffix.lower() != ".safetensors":
+        raise UserError(f"--out {out}: write the adapted model as a .safetensors file")
+    model, meta, _ = _load(args.checkpoint)
+    if not getattr(model, "online", False):
+        raise UserError(f"{meta.name}: enrollment adapts one online model (not an offline variant or an ensemble)")
+    clips = read_enrollment_dir(args.enroll)
+    cfg = {"steps": args.steps, "lr": args.lr, "synthetic_weight": args.synth_weight,
+           "fluent_weight": args.fluent_weight}
+    with TerminalProgress("adapt to the enrolled voice") as bar:
+        new, hist = adapt(model, clips, choose_device(args.device), cfg, progress=bar)
+    save_adapted(out, new, meta, hist)
+    e = hist["enrollment"]
+    print(f"adapted {meta.name} to {e['clips']} recordings ({e['audio_s']:.1f} s of speech) in "
+          f"{hist['wall_s']:.0f} s ({hist['steps_done']} steps): {out}")
+    return 0
+
+
 def commands():
-    return [("transcribe", "stream a WAV file through the Neural Transducer and print digits as they are emitted",
+    return [("transducer-adapt", "enrollment: fine-tune the Neural Transducer to one new voice from recordings of "
+             "each digit", configure_adapt, adapt_cmd),
+            ("transcribe", "stream a WAV file through the Neural Transducer and print digits as they are emitted",
              configure_transcribe, transcribe),
             ("transducer-utterances", "write connected-digit test WAVs (FSDD or espeak-ng) for eval --audio-dir",
              configure_utterances, make_utterances)]

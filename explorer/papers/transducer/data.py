@@ -631,12 +631,14 @@ def group_by_speaker_digit(clips: Sequence[Clip]) -> Dict[str, Dict[int, List[Cl
 
 class UtteranceSource:
     """Samples utterances: a speaker, then digits. Synthetic voices (any speaker that is not an FSDD speaker:
-    espeak-ng counts as one, each flite/festival voice as one) share the weight ``espeak_weight`` equally.
+    espeak-ng counts as one, each flite/festival voice as one) share the weight ``espeak_weight`` equally;
+    ``real`` names the human speakers (FSDD's, or an enrolled voice), which share the rest.
     With ``fluent`` phrases, a share ``fluent_weight`` of the utterances is one of them instead (spoken as one
     phrase, no pauses needed between digits), augmented like the rest."""
 
     def __init__(self, clips: Sequence[Clip], aug: Augment = Augment(), espeak_weight: float = 0.0,
-                 fluent: Sequence[Utterance] = (), fluent_weight: float = 0.0) -> None:
+                 fluent: Sequence[Utterance] = (), fluent_weight: float = 0.0,
+                 real: Sequence[str] = SPEAKERS) -> None:
         self.fluent = list(fluent)
         self.fluent_weight = float(fluent_weight) if self.fluent else 0.0
         self.groups = group_by_speaker_digit(clips)
@@ -645,7 +647,7 @@ class UtteranceSource:
 
             raise UserError("no speaker has recordings of all ten digits in the selected data")
         self.speakers = sorted(self.groups)
-        synth = [s for s in self.speakers if s not in SPEAKERS]
+        synth = [s for s in self.speakers if s not in real]
         n_real = len(self.speakers) - len(synth)
         if synth and n_real:
             w = np.array([espeak_weight / len(synth) if s in synth else (1.0 - espeak_weight) / n_real

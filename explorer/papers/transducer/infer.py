@@ -126,13 +126,18 @@ def load_for_app(path: str, device):
             off, off_meta = load_model(off_path, PAPER, build, device)
         except Exception:  # noqa: BLE001 - the comparison is optional
             off = None
-    # warm up (first calls into torch kernels are slow) so the first live stream runs at its steady speed
-    warm = StreamingRecognizer(model)
-    warm.accept(np.zeros(SAMPLE_RATE, np.float32))
-    warm.finish()
+    warm_up(model)
     if off is not None:
         offline_transcribe(off, np.zeros(SAMPLE_RATE, np.float32))
     return ModelBundle(model, off, off_meta), meta
+
+
+def warm_up(model: Transducer) -> None:
+    """One second of silence through the stream: the first calls into torch kernels are slow, so the first live
+    stream then runs at its steady speed."""
+    warm = StreamingRecognizer(model)
+    warm.accept(np.zeros(SAMPLE_RATE, np.float32))
+    warm.finish()
 
 
 @torch.no_grad()

@@ -5,7 +5,6 @@ The GUI thread only moves audio bytes into a queue and draws; features, encoder 
 """
 from __future__ import annotations
 
-import logging
 import queue
 from pathlib import Path
 from typing import List, Optional
@@ -13,13 +12,15 @@ from typing import List, Optional
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt, QTimer
-from PySide6.QtGui import QFont
+from PySide6.QtGui import QFont, QKeySequence
 from PySide6.QtWidgets import (QComboBox, QFileDialog, QGridLayout, QHBoxLayout, QLabel, QProgressBar,
                                QPushButton, QSplitter, QVBoxLayout, QWidget)
 
+from explorer.core.errors import UserError
 from explorer.ui.panel_base import PaperPanel
 
-log = logging.getLogger(__name__)
+from .mic import audio_error, audio_inputs, decode_pcm, err_name, open_microphone
+
 WINDOW_S = 6.0            # seconds of spectrogram on screen
 FRAME_S = 0.01            # log-mel hop
 N_MELS = 40
@@ -45,17 +46,6 @@ def demo_label(f: Path) -> str:
     return f"{digits}  ({voice})" if voice else digits
 
 
-def audio_inputs():
-    """(audio input devices, default device); empty when QtMultimedia or a sound server is missing."""
-    try:
-        from PySide6.QtMultimedia import QMediaDevices
-
-        return list(QMediaDevices.audioInputs()), QMediaDevices.defaultAudioInput()
-    except Exception as exc:  # noqa: BLE001 - QtMultimedia missing or broken
-        log.info("QtMultimedia unavailable: %s", exc)
-        return [], None
-
-
 class TransducerPanel(PaperPanel):
     def __init__(self, spec, context, parent=None):
         super().__init__(spec, context, parent)
@@ -77,6 +67,8 @@ class TransducerPanel(PaperPanel):
         self._t = 0.0
         self._dirty = False
         self._block_items: List = []
+        self._base = None           # (bundle, meta) of the loaded checkpoint while an adapted model is in use
+        self._enroll = None
         self._build_ui()
         self._refresh_timer = QTimer(self)
         self._refresh_timer.setInterval(33)
@@ -121,11 +113,20 @@ class TransducerPanel(PaperPanel):
         self.stop_button = QPushButton("Stop")
         self.stop_button.setToolTip("Stop (for the microphone: finish the utterance and show the offline answer)")
         self.stop_button.setEnabled(False)
+        self.teach_button = QPushButton("Teach it my voice…")
+        self.teach_button.setToolTip("Record each digit once (or load recordings) and adapt the model to your voice "
+                                     "in the background (Ctrl+E)")
+        self.teach_button.setShortcut(QKeySequence("Ctrl+E"))
+        self.revert_button = QPushButton("Original model")
+        self.revert_button.setToolTip("Switch back from the model adapted to your voice to the loaded checkpoint")
+        self.revert_button.setVisible(False)
         for w in (QLabel("Source:"), self.source_box, self.demo_box, self.open_button, self.file_label,
                   self.device_box, self.refresh_devices, self.level, QLabel("Replay:"), self.pace_box,
                   self.start_button, self.stop_button):
             row.addWidget(w)
         row.addStretch(1)
+        row.addWidget(self.teach_button)
+        row.addWidget(self.revert_button)
         self.body.addLayout(row)
 
         self.spec_plot = pg.PlotWidget()
@@ -192,6 +193,8 @@ class TransducerPanel(PaperPanel):
         self.pace_box.currentIndexChanged.connect(lambda i: setattr(self, "pace", PACES[i][1]))
         self.start_button.clicked.connect(self.start)
         self.stop_button.clicked.connect(self.stop)
+        self.teach_button.clicked.connect(self.open_enrollment)
+        self.revert_button.clicked.connect(self.revert_adaptation)
         self._source_changed(0)
 
     def _source_changed(self, i: int) -> None:
@@ -232,11 +235,57 @@ class TransducerPanel(PaperPanel):
 
     # ------------------------------------------------------------------ model / demo
     def on_model_loaded(self, model, meta) -> None:
+        self._base = None                    # a newly opened checkpoint replaces any adapted model
+        self.revert_button.setVisible(False)
+        self._show_model(model, meta.name)
+
+    def _show_model(self, model, name: str) -> None:
         off = "with" if model.offline is not None else "without"
         cfg = model.online.cfg
-        self.status_label.setText(f"Model {meta.name}: W = {cfg['block']} encoder frames "
+        self.status_label.setText(f"Model {name}: W = {cfg['block']} encoder frames "
                                   f"({cfg['block'] * model.online.frame_seconds * 1000:.0f} ms) per block, "
                                   f"M = {cfg['max_per_block']}, {off} the offline comparison model.")
+
+    # ------------------------------------------------------------------ enrollment ("teach it my voice")
+    def base_model(self):
+        """The loaded checkpoint's models (not an adapted copy): what enrollment starts from."""
+        return self._base[0] if self._base else self.model
+
+    def base_meta(self):
+        return self._base[1] if self._base else self.model_meta
+
+    def open_enrollment(self):
+        from .enroll import EnrollDialog
+
+        if self.model is None:
+            self.show_error("No model is loaded: open a Neural Transducer checkpoint first.")
+            return None
+        if self._enroll is None:
+            self._enroll = EnrollDialog(self)
+            self._enroll.adapted.connect(self.use_adapted)
+        self._enroll.show()
+        self._enroll.raise_()
+        return self._enroll
+
+    def use_adapted(self, model, hist) -> None:
+        from .infer import ModelBundle
+
+        if self._base is None:
+            self._base = (self.model, self.model_meta)
+        base = self._base[0]
+        self.model = ModelBundle(model, base.offline, base.offline_meta)
+        e = hist["enrollment"]
+        self._show_model(self.model, f"{self._base[1].name} adapted to your voice ({e['clips']} recordings, "
+                                     f"{hist['steps_done']} steps)")
+        self.revert_button.setVisible(True)
+
+    def revert_adaptation(self) -> None:
+        if self._base is None:
+            return
+        self.model, self.model_meta = self._base
+        self._base = None
+        self.revert_button.setVisible(False)
+        self._show_model(self.model, self.model_meta.name)
 
     def start_default_demo(self) -> None:
         if self.demo_box.count() == 0:
@@ -309,23 +358,11 @@ class TransducerPanel(PaperPanel):
         if self.device_box.count() == 0:
             self.show_error(NO_MIC)
             return
-        from PySide6.QtMultimedia import QAudioFormat, QAudioSource
-
         dev = self.device_box.currentData()
-        fmt = QAudioFormat()
-        fmt.setSampleRate(8000)
-        fmt.setChannelCount(1)
-        fmt.setSampleFormat(QAudioFormat.Int16)
-        if not dev.isFormatSupported(fmt):
-            fmt = dev.preferredFormat()
-        src = QAudioSource(dev, fmt, self)
-        src.setBufferSize(max(src.bufferSize(), int(fmt.bytesForDuration(200_000))))
-        io = src.start()
-        if io is None or _err_name(src.error()) != "NoError":
-            err = src.error()
-            src.deleteLater()
-            self.show_error(f"Could not open the microphone '{dev.description()}' ({_audio_error(err)}). "
-                            "It may be busy or not support recording; the WAV file and demo sources still work.")
+        try:
+            src, io, fmt = open_microphone(dev, self)
+        except UserError as exc:
+            self.show_error(str(exc))
             return
         self._audio_source, self._audio_io, self._mic_format = src, io, fmt
         self._q = queue.Queue(maxsize=200)
@@ -349,10 +386,10 @@ class TransducerPanel(PaperPanel):
         data = bytes(self._audio_io.readAll().data())
         if not data:
             return
-        x = _decode_pcm(data, self._mic_format)
+        x = decode_pcm(data, self._mic_format)
         if x is None:
             self.show_error(f"The microphone delivers an unsupported sample format "
-                            f"({_err_name(self._mic_format.sampleFormat())}); choose another device.")
+                            f"({err_name(self._mic_format.sampleFormat())}); choose another device.")
             self.stop()
             return
         try:
@@ -361,12 +398,12 @@ class TransducerPanel(PaperPanel):
             self.overruns += 1
 
     def _mic_state(self) -> None:
-        if self._audio_source is not None and _err_name(self._audio_source.error()) not in ("NoError",
+        if self._audio_source is not None and err_name(self._audio_source.error()) not in ("NoError",
                                                                                           "UnderrunError"):
-            if _err_name(self._audio_source.error()) == "IOError":
+            if err_name(self._audio_source.error()) == "IOError":
                 self.overruns += 1
                 return
-            self.show_error(f"The microphone stopped: {_audio_error(self._audio_source.error())}.")
+            self.show_error(f"The microphone stopped: {audio_error(self._audio_source.error())}.")
             self.stop()
 
     def _stop_mic(self) -> None:
@@ -492,35 +529,6 @@ class TransducerPanel(PaperPanel):
     def shutdown(self, timeout: float = 5.0) -> bool:
         self._refresh_timer.stop()
         self._stop_mic()
+        if self._enroll is not None:
+            self._enroll.close()          # stops its recording and cancels an adaptation
         return super().shutdown(timeout)
-
-
-def _err_name(err) -> str:
-    """QAudio.Error and QtAudio.Error are distinct enum types in PySide6 6.7+; compare by name."""
-    return getattr(err, "name", str(err)).split(".")[-1]
-
-
-def _audio_error(err) -> str:
-    name = _err_name(err)
-    return {"OpenError": "the device could not be opened", "IOError": "read error",
-            "FatalError": "fatal audio error"}.get(name, name)
-
-
-def _decode_pcm(data: bytes, fmt) -> Optional[np.ndarray]:
-    from PySide6.QtMultimedia import QAudioFormat
-
-    sf = fmt.sampleFormat()
-    if sf == QAudioFormat.Int16:
-        x = np.frombuffer(data[: len(data) // 2 * 2], dtype="<i2").astype(np.float32) / 32768.0
-    elif sf == QAudioFormat.Int32:
-        x = np.frombuffer(data[: len(data) // 4 * 4], dtype="<i4").astype(np.float32) / 2147483648.0
-    elif sf == QAudioFormat.Float:
-        x = np.frombuffer(data[: len(data) // 4 * 4], dtype="<f4").astype(np.float32)
-    elif sf == QAudioFormat.UInt8:
-        x = (np.frombuffer(data, dtype=np.uint8).astype(np.float32) - 128.0) / 128.0
-    else:
-        return None
-    ch = max(1, fmt.channelCount())
-    if ch > 1:
-        x = x[: len(x) // ch * ch].reshape(-1, ch).mean(1)
-    return x

@@ -49,11 +49,38 @@ def main(wav: str) -> int:
     panel.stop()
     spin(lambda: not panel.running, 30)
     spin(lambda: False, 0.3)
+    enrolled = _enroll_one_digit(panel, spin)
     print(json.dumps({"transcript": panel.transcript, "offline": panel.offline_text, "overruns": panel.overruns,
-                      "devices": names, "error": panel.banner.message()}))
+                      "devices": names, "error": panel.banner.message(), **enrolled}))
     w.shutdown(10.0)
     w.close()
     return 0
+
+
+def _enroll_one_digit(panel, spin) -> dict:
+    """'Teach it my voice' records one take from the same virtual microphone: a tone 'word' between quiet."""
+    import tempfile
+
+    import numpy as np
+    import soundfile as sf
+
+    from tests.papers.transducer.helpers import SR, tone_digit
+
+    rng = np.random.default_rng(0)
+    word = np.concatenate([np.zeros(SR // 5, np.float32), tone_digit(0, rng, dur=0.4), np.zeros(SR // 5, np.float32)])
+    f = tempfile.NamedTemporaryFile(suffix=".wav", delete=False).name
+    sf.write(f, word, SR, subtype="PCM_16")
+    dlg = panel.open_enrollment()
+    dlg.record()
+    if dlg._src is None:
+        return {"enrolled": False, "enroll_status": dlg.status.text()}
+    spin(lambda: False, 0.3)
+    play = subprocess.Popen(["paplay", "-d", "vmic_sink", f])
+    spin(lambda: play.poll() is not None and dlg._src is None, 10)
+    os.unlink(f)
+    got = dlg.recordings.get(0)
+    return {"enrolled": got is not None, "enroll_s": 0 if got is None else len(got) / SR,
+            "enroll_status": dlg.status.text()}
 
 
 if __name__ == "__main__":

@@ -1,0 +1,143 @@
+"""Enrollment: adapt a trained transducer to one new voice from one recording of each digit.
+
+A voice the model has never heard is read with 6-20% digit errors (leave-one-speaker-out, README): four real
+training voices are too few for every way of saying a digit. Dictation software of the 1990s asked a new user to
+read a few prompts; this does the same with the ten digits. The model is fine-tuned with the paper's own training
+loop (``train.fit``) on connected-digit utterances joined from the enrollment clips (random order, gaps, gain,
+speed and noise, exactly as in training), mixed with the synthetic voices and fluent strings it was trained on, so
+that it keeps reading other voices. ``bench/transducer_enroll.py`` measures it on each leave-one-out fold: the
+unheard speaker's error before and after enrollment, on recordings that are not the enrollment takes.
+
+Plain PyTorch/NumPy: the panel runs :func:`adapt` in a worker, the CLI (``transducer-adapt``) in a terminal.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Callable, Dict, List, Mapping, Optional, Sequence
+
+import numpy as np
+
+from . import data as D
+from .features import SAMPLE_RATE, read_audio
+from .model import Transducer
+from .train import TrainData, fit
+
+ENROLLED = "enrolled"
+ADAPT_DEFAULTS: Dict = dict(steps=600, batch=16, lr=1e-3, lr_final=1e-4, synthetic_weight=0.2,
+                            fluent_weight=0.15, seed=0, minutes=None)
+MIN_S, MAX_S = 0.12, 3.0           # a spoken digit, after its silence is trimmed
+MIN_PEAK = 10 ** (-45 / 20)        # quieter than -45 dBFS at its loudest: nothing was said
+
+
+def spoken_part(x: np.ndarray, digit: int, label: str) -> np.ndarray:
+    """The recording cut to its loud part; a clear message when it holds no word."""
+    from explorer.core.errors import UserError
+
+    x = np.asarray(x, dtype=np.float32).reshape(-1)
+    if x.size == 0 or not np.all(np.isfinite(x)) or float(np.abs(x).max()) < MIN_PEAK:
+        raise UserError(f"{label}: the recording of {digit} ({D.DIGIT_WORDS[digit]}) is silent; record it again")
+    y = D._trim(x, rel_db=-35.0)
+    if len(y) < MIN_S * SAMPLE_RATE:
+        raise UserError(f"{label}: the recording of {digit} is too short ({len(y) / SAMPLE_RATE:.2f} s of sound)")
+    if len(y) > MAX_S * SAMPLE_RATE:
+        raise UserError(f"{label}: the recording of {digit} has {len(y) / SAMPLE_RATE:.1f} s of sound; say only the "
+                        f"one word ({D.DIGIT_WORDS[digit]}) in a quiet room")
+    return y
+
+
+def enrollment_clips(recordings: Mapping[int, Sequence[np.ndarray]], speaker: str = ENROLLED,
+                     label: str = "enrollment") -> List[D.Clip]:
+    """``{digit: [audio at 8 kHz, ...]}`` for all ten digits -> trimmed clips of one speaker."""
+    from explorer.core.errors import UserError
+
+    missing = [d for d in range(10) if not recordings.get(d)]
+    if missing:
+        raise UserError(f"{label}: no recording of {', '.join(str(d) for d in missing)}; enrollment needs one "
+                        "recording of each digit 0-9")
+    return [D.Clip(spoken_part(x, d, label), d, speaker, i) for d in range(10) for i, x in enumerate(recordings[d])]
+
+
+def read_enrollment_dir(folder) -> List[D.Clip]:
+    """Recordings named like FSDD's (``3_anyname.wav``: the digit before the first underscore), any sample rate."""
+    from explorer.core.errors import UserError
+
+    p = Path(folder).expanduser()
+    if not p.is_dir():
+        raise UserError(f"{folder}: no such folder")
+    recs: Dict[int, List[np.ndarray]] = {}
+    for f in sorted(p.iterdir()):
+        head = f.name.split("_", 1)[0]
+        if f.suffix.lower() not in (".wav", ".flac", ".ogg") or not (len(head) == 1 and head.isdigit()):
+            continue
+        recs.setdefault(int(head), []).append(read_audio(f))
+    if not recs:
+        raise UserError(f"{p}: no recordings named like 3_you_0.wav (the digit, an underscore, anything)")
+    return enrollment_clips(recs, label=p.name)
+
+
+def save_recordings(clips: Sequence[D.Clip], folder) -> List[Path]:
+    """Write clips as ``<digit>_<speaker>_<i>.wav`` (8 kHz, 16 bit) so an enrollment can be repeated or shared."""
+    import soundfile as sf
+
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    files = []
+    for c in clips:
+        f = out / f"{c.digit}_{c.speaker}_{c.index}.wav"
+        sf.write(str(f), np.clip(c.audio, -1, 1), SAMPLE_RATE, subtype="PCM_16")
+        files.append(f)
+    return files
+
+
+def adaptation_source(clips: Sequence[D.Clip], config: Dict, progress: Optional[Callable] = None) -> D.UtteranceSource:
+    """Utterances of the enrolled voice, mixed with whatever synthetic voices this machine has (none is needed)."""
+    others: List[D.Clip] = []
+    fluent = []
+    if config["synthetic_weight"] > 0:
+        others = D.espeak_clips(progress=progress) + D.tts_clips(progress=progress) + D.extra_voice_clips()
+    if config["fluent_weight"] > 0:
+        fluent = D.fluent_phrases(progress=progress)
+    speakers = sorted({c.speaker for c in clips})
+    return D.UtteranceSource(list(clips) + others, D.Augment(), espeak_weight=config["synthetic_weight"] if others else 0.0,
+                             fluent=fluent, fluent_weight=config["fluent_weight"], real=speakers)
+
+
+def adapt(model: Transducer, clips: Sequence[D.Clip], device, config: Optional[Dict] = None,
+          progress: Optional[Callable] = None, token=None) -> tuple:
+    """Fine-tune a copy of ``model`` on ``clips`` of one new voice; returns ``(adapted model, history)``.
+
+    ``model`` itself is left untouched (the app keeps it to fall back on)."""
+    cfg = dict(ADAPT_DEFAULTS)
+    cfg.update(config or {})
+    source = adaptation_source(clips, cfg, progress)
+    new = copy.deepcopy(model).to("cpu")
+    tcfg = {k: cfg[k] for k in ("steps", "batch", "lr", "lr_final", "seed", "minutes")}
+    tcfg.update(log_every=max(1, int(cfg["steps"]) // 20), checkpoint_every=10 ** 9)
+    hist = fit(new, TrainData(source, seed=cfg["seed"]), device, tcfg, progress=progress, token=token)
+    new.to("cpu").eval()
+    enrolled = sorted({c.speaker for c in clips})
+    hist["enrollment"] = {"clips": len(clips), "speakers": enrolled,
+                          "audio_s": round(sum(len(c.audio) for c in clips) / SAMPLE_RATE, 2),
+                          "other_voices": len(source.speakers) - len(enrolled),
+                          "fluent_phrases": len(source.fluent), "config": cfg}
+    return new, hist
+
+
+def save_adapted(path, model, base_meta, hist) -> Path:
+    """The adapted model with metadata that says what it is: no held-out score exists for one enrolled voice."""
+    from explorer.core.checkpoints import save_checkpoint
+
+    from .infer import PAPER
+
+    e = hist["enrollment"]
+    metrics = {"headline": "train_loss", "train_loss": hist["final_loss"], "train_steps": hist["steps_done"],
+               "train_wall_s": round(hist["wall_s"], 1),
+               "note": "adapted to one enrolled voice; its error rate on that voice is not measured here "
+                       "(bench/transducer_enroll.py measures enrollment on FSDD's leave-one-out folds)"}
+    data = {"name": f"{base_meta.name} adapted to an enrolled voice ({e['clips']} recordings, {e['audio_s']:.1f} s)",
+            "base_checkpoint": base_meta.name, "base_data": base_meta.data.get("name"),
+            "enrollment_clips": e["clips"], "enrollment_audio_s": e["audio_s"], "other_voices": e["other_voices"],
+            "fluent_phrases": e["fluent_phrases"]}
+    return save_checkpoint(path, model.state_dict(), paper=PAPER, model_config=model.cfg, metrics=metrics, data=data,
+                           extra={"adapt": {k: v for k, v in e["config"].items() if v is not None}})

@@ -1,0 +1,80 @@
+"""Microphone access for the Neural Transducer tab (QtMultimedia): device list, opening a device with a clear
+message when it is missing or busy, and decoding its PCM bytes. The live stream and the enrollment recorder both
+use it; the GUI thread only moves bytes from here into a queue or a list.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Optional
+
+import numpy as np
+
+from explorer.core.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+def audio_inputs():
+    """(audio input devices, default device); empty when QtMultimedia or a sound server is missing."""
+    try:
+        from PySide6.QtMultimedia import QMediaDevices
+
+        return list(QMediaDevices.audioInputs()), QMediaDevices.defaultAudioInput()
+    except Exception as exc:  # noqa: BLE001 - QtMultimedia missing or broken
+        log.info("QtMultimedia unavailable: %s", exc)
+        return [], None
+
+
+def open_microphone(dev, parent, sample_rate: int = 8000):
+    """Start recording from ``dev``: ``(QAudioSource, its QIODevice, QAudioFormat)``; UserError when the device
+    cannot be opened (busy, gone, or no recording support). Mono 16-bit at ``sample_rate`` where the device
+    offers it, else its preferred format (decoded by :func:`decode_pcm`)."""
+    from PySide6.QtMultimedia import QAudioFormat, QAudioSource
+
+    fmt = QAudioFormat()
+    fmt.setSampleRate(sample_rate)
+    fmt.setChannelCount(1)
+    fmt.setSampleFormat(QAudioFormat.Int16)
+    if not dev.isFormatSupported(fmt):
+        fmt = dev.preferredFormat()
+    src = QAudioSource(dev, fmt, parent)
+    src.setBufferSize(max(src.bufferSize(), int(fmt.bytesForDuration(200_000))))
+    io = src.start()
+    if io is None or err_name(src.error()) != "NoError":
+        err = src.error()
+        src.deleteLater()
+        raise UserError(f"Could not open the microphone '{dev.description()}' ({audio_error(err)}). It may be busy "
+                        "or not support recording; the WAV file and demo sources still work.")
+    return src, io, fmt
+
+
+def err_name(err) -> str:
+    """QAudio.Error and QtAudio.Error are distinct enum types in PySide6 6.7+; compare by name."""
+    return getattr(err, "name", str(err)).split(".")[-1]
+
+
+def audio_error(err) -> str:
+    name = err_name(err)
+    return {"OpenError": "the device could not be opened", "IOError": "read error",
+            "FatalError": "fatal audio error"}.get(name, name)
+
+
+def decode_pcm(data: bytes, fmt) -> Optional[np.ndarray]:
+    """Raw bytes in ``fmt`` -> mono float32 in [-1, 1]; None for a sample format we cannot read."""
+    from PySide6.QtMultimedia import QAudioFormat
+
+    sf = fmt.sampleFormat()
+    if sf == QAudioFormat.Int16:
+        x = np.frombuffer(data[: len(data) // 2 * 2], dtype="<i2").astype(np.float32) / 32768.0
+    elif sf == QAudioFormat.Int32:
+        x = np.frombuffer(data[: len(data) // 4 * 4], dtype="<i4").astype(np.float32) / 2147483648.0
+    elif sf == QAudioFormat.Float:
+        x = np.frombuffer(data[: len(data) // 4 * 4], dtype="<f4").astype(np.float32)
+    elif sf == QAudioFormat.UInt8:
+        x = (np.frombuffer(data, dtype=np.uint8).astype(np.float32) - 128.0) / 128.0
+    else:
+        return None
+    ch = max(1, fmt.channelCount())
+    if ch > 1:
+        x = x[: len(x) // ch * ch].reshape(-1, ch).mean(1)
+    return x

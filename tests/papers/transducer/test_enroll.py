@@ -1,0 +1,163 @@
+"""Enrollment ("teach it my voice"): recordings checked and cut, a copy of the model fine-tuned, the panel switches
+to it and back; no microphone gives a message and folder recordings still work."""
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from explorer.cli import main
+from explorer.core.checkpoints import load_model, read_metadata, save_checkpoint
+from explorer.core.errors import UserError
+from explorer.core.paths import bundled
+from explorer.papers.transducer import adapt as A
+from explorer.papers.transducer.model import build
+
+from .helpers import SR, TINY, tone_digit
+
+FAST = dict(steps=2, batch=4, synthetic_weight=0.0, fluent_weight=0.0)
+
+
+def _spoken(d, rng, lead=0.4):
+    """A tone 'digit' between stretches of quiet, as a 2-second microphone take would hold it."""
+    quiet = (0.001 * rng.standard_normal(int(lead * SR))).astype(np.float32)
+    return np.concatenate([quiet, tone_digit(d, rng), quiet])
+
+
+def _write_takes(folder, digits=range(10), rate=SR):
+    from explorer.papers.transducer.features import resample
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for d in digits:
+        sf.write(str(folder / f"{d}_me_0.wav"), resample(_spoken(d, rng), SR, rate), rate, subtype="PCM_16")
+    return folder
+
+
+def test_recordings_are_cut_to_the_word_and_odd_ones_get_a_clear_message():
+    rng = np.random.default_rng(1)
+    x = _spoken(4, rng)
+    y = A.spoken_part(x, 4, "t")
+    assert 0.25 * SR < len(y) < 0.5 * SR < len(x)             # the quiet around the word is gone
+    with pytest.raises(UserError, match="silent"):
+        A.spoken_part(np.zeros(SR, np.float32), 3, "t")
+    with pytest.raises(UserError, match="too short"):
+        A.spoken_part(np.r_[np.zeros(4000), 0.5 * np.ones(200), np.zeros(4000)].astype(np.float32), 3, "t")
+    with pytest.raises(UserError, match="say only the"):
+        A.spoken_part((0.3 * rng.standard_normal(5 * SR)).astype(np.float32), 3, "t")
+    with pytest.raises(UserError, match="no recording of 7, 9"):
+        A.enrollment_clips({d: [_spoken(d, rng)] for d in range(10) if d not in (7, 9)})
+
+
+def test_enrollment_folder_any_rate_and_missing_digits(tmp_path):
+    clips = A.read_enrollment_dir(_write_takes(tmp_path / "a", rate=44100))
+    assert sorted(c.digit for c in clips) == list(range(10)) and {c.speaker for c in clips} == {A.ENROLLED}
+    with pytest.raises(UserError, match="no recording of 5"):
+        A.read_enrollment_dir(_write_takes(tmp_path / "b", digits=[d for d in range(10) if d != 5]))
+    with pytest.raises(UserError, match="named like"):
+        A.read_enrollment_dir(tmp_path)
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "3_me_0.wav").write_bytes(b"RIFF not really a wav")
+    with pytest.raises(UserError, match="not a readable audio file"):
+        A.read_enrollment_dir(tmp_path / "c")
+
+
+def test_adapt_fine_tunes_a_copy_and_leaves_the_model_alone():
+    torch.manual_seed(0)
+    model = build(TINY).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    rng = np.random.default_rng(2)
+    clips = A.enrollment_clips({d: [_spoken(d, rng)] for d in range(10)})
+    new, hist = A.adapt(model, clips, "cpu", FAST)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert any(not torch.equal(before[k], v) for k, v in new.state_dict().items())
+    assert not new.training and new.cfg == model.cfg
+    assert hist["steps_done"] == 2 and hist["enrollment"]["clips"] == 10
+    assert hist["enrollment"]["other_voices"] == 0
+
+
+def test_the_enrolled_voice_gets_the_real_voices_share():
+    from explorer.papers.transducer.data import Clip
+
+    rng = np.random.default_rng(3)
+    clips = A.enrollment_clips({d: [_spoken(d, rng)] for d in range(10)})
+    synth = [Clip(tone_digit(d, rng), d, f"voice{v}", 0) for v in range(4) for d in range(10)]
+    src = A.D.UtteranceSource(clips + synth, espeak_weight=0.2, real=[A.ENROLLED])
+    assert src.p[src.speakers.index(A.ENROLLED)] == pytest.approx(0.8)
+
+
+def test_transducer_adapt_cli_writes_a_checkpoint_the_app_opens(tmp_path, capsys):
+    base = tmp_path / "tiny.safetensors"
+    m = build(TINY)
+    save_checkpoint(base, m.state_dict(), paper="transducer", model_config=m.cfg, metrics={"headline": "x", "x": 0})
+    out = tmp_path / "me.safetensors"
+    rc = main(["transducer-adapt", "--enroll", str(_write_takes(tmp_path / "takes")), "--checkpoint", str(base),
+               "--out", str(out), "--steps", "2", "--synth-weight", "0", "--fluent-weight", "0", "--threads", "1",
+               "--device", "cpu"])
+    assert rc == 0 and out.exists()
+    meta = read_metadata(out)
+    assert meta.paper == "transducer" and meta.data["enrollment_clips"] == 10
+    assert meta.data["base_checkpoint"] == "tiny.safetensors" and "not measured" in meta.metrics["note"]
+    from explorer.papers.transducer.infer import load_for_app
+
+    bundle, _ = load_for_app(str(out), "cpu")
+    assert bundle.online.cfg == m.cfg
+    rc = main(["transducer-adapt", "--enroll", str(_write_takes(tmp_path / "few", digits=[1, 2])), "--checkpoint",
+               str(base), "--out", str(tmp_path / "x.safetensors")])
+    assert rc != 0 and "no recording of 0, 3, 4" in capsys.readouterr().err
+    assert not (tmp_path / "x.safetensors").exists()
+
+
+needs_model = pytest.mark.skipif(not bundled("transducer_fsdd_online.safetensors").exists(),
+                                 reason="the bundled transducer checkpoint is missing (train it first)")
+
+
+@needs_model
+def test_panel_adapts_to_recordings_switches_model_and_back(make_panel, qtbot, monkeypatch, tmp_path):
+    from explorer.papers.transducer import enroll as E
+
+    monkeypatch.setattr(E, "audio_inputs", lambda: ([], None))
+    panel = make_panel("transducer")
+    panel.device_box.clear()                               # as on a machine without any audio input
+    shipped = panel.model
+    dlg = panel.open_enrollment()
+    dlg.config.update(FAST)
+    assert not dlg.adapt_button.isEnabled()
+    dlg.record()                                           # no microphone: a message, nothing breaks
+    assert "No microphone" in dlg.status.text() and dlg._src is None
+    assert not dlg.set_recording(3, np.zeros(SR, np.float32))      # silence is refused with a reason
+    assert "silent" in dlg.status.text() and 3 not in dlg.recordings
+    dlg.load_folder(_write_takes(tmp_path / "takes", rate=16000))  # recordings from files instead
+    qtbot.waitUntil(lambda: len(dlg.recordings) == 10, timeout=20000)
+    assert dlg.adapt_button.isEnabled()
+    dlg.adapt_button.click()
+    qtbot.waitUntil(lambda: dlg.result is not None and not dlg.adapting, timeout=60000)
+    assert panel.model is not shipped and panel.model.online is dlg.result[0]
+    assert panel.model.offline is shipped.offline
+    assert panel.revert_button.isVisibleTo(panel) and "adapted to your voice" in panel.status_label.text()
+    panel.pace = 0.0
+    panel.start()                                         # the adapted model streams like the shipped one
+    qtbot.waitUntil(lambda: not panel.running, timeout=30000)
+    assert panel.transcript.isdigit()
+    dlg.save(tmp_path / "mine")
+    qtbot.waitUntil(lambda: (tmp_path / "mine.safetensors").exists(), timeout=10000)
+    model, meta = load_model(tmp_path / "mine.safetensors", "transducer", build, "cpu")
+    assert meta.data["base_checkpoint"] == "transducer_fsdd_online.safetensors"
+    panel.revert_adaptation()
+    assert panel.model is shipped and not panel.revert_button.isVisibleTo(panel)
+    dlg.close()
+
+
+@needs_model
+def test_closing_the_dialog_cancels_the_adaptation_and_keeps_the_model(make_panel, qtbot, tmp_path):
+    panel = make_panel("transducer")
+    shipped = panel.model
+    dlg = panel.open_enrollment()
+    dlg.config.update(FAST, steps=100000)
+    rng = np.random.default_rng(4)
+    for d in range(10):
+        assert dlg.set_recording(d, _spoken(d, rng))
+    dlg.start_adapt()
+    qtbot.waitUntil(lambda: dlg.progress.value() > 0 or "step" in dlg.status.text(), timeout=20000)
+    dlg.close()
+    qtbot.waitUntil(lambda: not panel.runner.is_busy("adapt"), timeout=20000)
+    assert panel.model is shipped and dlg.result is None

@@ -12,11 +12,10 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QUrl
-from PySide6.QtGui import QFont
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QHBoxLayout, QLabel, QPushButton, QSpinBox,
-                               QSplitter, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QHBoxLayout, QLabel, QPushButton, QSpinBox, QSplitter
 
 from explorer.ui.panel_base import PaperPanel
+from explorer.ui.widgets.small import bold_font
 from explorer.ui.widgets.task_bar import TaskBar
 
 from .data import DATASET_TITLES, DATASETS, PAPER_PER_STEP
@@ -129,10 +128,7 @@ class SRNNPanel(PaperPanel):
 
         head = QHBoxLayout()
         self.elbo_label = QLabel("…")
-        f = QFont()
-        f.setPointSize(16)
-        f.setBold(True)
-        self.elbo_label.setFont(f)
+        self.elbo_label.setFont(bold_font(16))
         self.elbo_label.setToolTip("ELBO per time step of this piece (nats): the sum over its steps of "
                                    "log p(x_t|z_t,d_t) - KL_t, divided by its length; the paper averages this over "
                                    "the test pieces")
@@ -420,7 +416,7 @@ class SRNNPanel(PaperPanel):
         if meta.get("test_elbo_per_step") is not None and self.dataset == (self.model_meta.data or {}).get("name"):
             test = f" Our whole test set: {meta['test_elbo_per_step']:.2f}."
         self.info_label.setText(
-            f"This piece, per step: " + "; ".join(parts) + f".  Paper (SRNN smooth+Resq, "
+            "This piece, per step: " + "; ".join(parts) + f".  Paper (SRNN smooth+Resq, "
             f"{DATASET_TITLES.get(self.dataset, '')} test set): {paper}.{test}  Source: {getattr(self, 'source', '')}")
 
     def _draw_latents(self, r):

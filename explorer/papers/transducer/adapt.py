@@ -124,20 +124,30 @@ def adapt(model: Transducer, clips: Sequence[D.Clip], device, config: Optional[D
     return new, hist
 
 
-def save_adapted(path, model, base_meta, hist) -> Path:
-    """The adapted model with metadata that says what it is: no held-out score exists for one enrolled voice."""
-    from explorer.core.checkpoints import save_checkpoint
+def adapted_meta(base_meta, model: Transducer, hist: Dict):
+    """Metadata of an adapted model: what it was adapted from and on what; no held-out score exists for one
+    enrolled voice, and the headline says so instead of showing a training loss as if it were one."""
+    from explorer.core.checkpoints import FORMAT_VERSION, CheckpointMeta
 
     from .infer import PAPER
 
     e = hist["enrollment"]
-    metrics = {"headline": "train_loss", "train_loss": hist["final_loss"], "train_steps": hist["steps_done"],
+    metrics = {"headline": "adapted", "adapted": "(no error rate for this voice)",
+               "train_loss": hist["final_loss"], "train_steps": hist["steps_done"],
                "train_wall_s": round(hist["wall_s"], 1),
                "note": "adapted to one enrolled voice; its error rate on that voice is not measured here "
                        "(bench/transducer_enroll.py measures enrollment on FSDD's leave-one-out folds)"}
-    data = {"name": f"{base_meta.name} adapted to an enrolled voice ({e['clips']} recordings, {e['audio_s']:.1f} s)",
+    data = {"name": f"{base_meta.name} adapted to one voice ({e['clips']} takes)",
             "base_checkpoint": base_meta.name, "base_data": base_meta.data.get("name"),
             "enrollment_clips": e["clips"], "enrollment_audio_s": e["audio_s"], "other_voices": e["other_voices"],
             "fluent_phrases": e["fluent_phrases"]}
-    return save_checkpoint(path, model.state_dict(), paper=PAPER, model_config=model.cfg, metrics=metrics, data=data,
-                           extra={"adapt": {k: v for k, v in e["config"].items() if v is not None}})
+    return CheckpointMeta(paper=PAPER, format_version=FORMAT_VERSION, model_config=dict(model.cfg), metrics=metrics,
+                          data=data, extra={"adapt": {k: v for k, v in e["config"].items() if v is not None}})
+
+
+def save_adapted(path, model: Transducer, base_meta, hist: Dict) -> Path:
+    from explorer.core.checkpoints import save_checkpoint
+
+    m = adapted_meta(base_meta, model, hist)
+    return save_checkpoint(path, model.state_dict(), paper=m.paper, model_config=m.model_config, metrics=m.metrics,
+                           data=m.data, extra=m.extra)

@@ -15,8 +15,6 @@ DEFAULT_OUT = "transducer_fsdd_online.safetensors"
 
 
 def _speakers(text):
-    from .data import SPEAKERS
-
     return [s for s in (text or "").split(",") if s]
 
 
@@ -90,8 +88,6 @@ def _threads(args) -> None:
 
 
 def train(args) -> int:
-    import torch
-
     from explorer.core.checkpoints import load_model, save_checkpoint
     from explorer.core.devices import choose_device
     from explorer.core.errors import UserError
@@ -368,7 +364,6 @@ def configure_utterances(p) -> None:
 
 
 def make_utterances(args) -> int:
-    import numpy as np
     import soundfile as sf
 
     from . import data as D

@@ -1,4 +1,4 @@
-""""Teach it my voice": record each digit once (or load recordings), then adapt the model in a worker.
+""""Teach it my voice": record each digit a few times (or load recordings), then adapt the model in a worker.
 
 The dialog only records (the GUI thread moves microphone bytes into a list for two seconds) and shows progress;
 cutting, checking and fine-tuning are :mod:`.adapt` (plain PyTorch), run by the panel's task runner. When the
@@ -12,11 +12,12 @@ from typing import Dict, List, Optional
 
 import numpy as np
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QFont, QKeySequence, QShortcut
-from PySide6.QtWidgets import (QDialog, QFileDialog, QGridLayout, QHBoxLayout, QLabel, QProgressBar, QPushButton,
-                               QVBoxLayout)
+from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtWidgets import (QDialog, QFileDialog, QGridLayout, QHBoxLayout, QLabel, QLayout, QProgressBar,
+                               QPushButton, QSpinBox, QVBoxLayout)
 
 from explorer.core.errors import UserError
+from explorer.ui.widgets.small import bold_font, level_meter
 
 from .adapt import ADAPT_DEFAULTS, spoken_part, enrollment_clips
 from .data import DIGIT_WORDS
@@ -24,12 +25,15 @@ from .features import SAMPLE_RATE, resample
 from .mic import audio_inputs, decode_pcm, open_microphone
 
 RECORD_S = 2.0
-INTRO = ("Say each digit once, alone, after pressing <b>Record</b> (or Space): about ten seconds of your voice. "
-         "The model then fine-tunes itself on them in the background (a minute or two on a CPU) and the tab "
-         "switches to the adapted model. A voice the model has never heard loses {before} of its digits; after one "
-         "take of each digit, {after} (FSDD speakers left out of training; <i>bench/transducer_enroll.py</i>).")
+RECORD_WAIT_S = 3.0      # how much longer to wait for a slow device's samples
+INTRO = ("Say the digit shown, alone, after pressing <b>Record</b> (or Space); the prompts go round 0-9 once per "
+         "take. Then <b>Adapt</b>: the model fine-tunes itself on your takes in the background (2-3 minutes on a "
+         "CPU) and the tab switches to it.<br><br>On FSDD speakers it never heard, the model misreads {before} of "
+         "the digits; after one take of each digit {after1}, after three {after3} "
+         "(<i>bench/transducer_enroll.py</i>).")
 # measured by bench/transducer_enroll.py (mean over the five leave-one-out folds); see the README
-MEASURED = {"before": "12.5%", "after": "6.8%"}
+MEASURED = {"before": "12.7%", "after1": "6.0%", "after3": "4.8%"}
+DEFAULT_TAKES = 3
 
 
 class EnrollDialog(QDialog):
@@ -39,7 +43,7 @@ class EnrollDialog(QDialog):
         super().__init__(panel)
         self.panel = panel
         self.config = dict(ADAPT_DEFAULTS, **(config or {}))
-        self.recordings: Dict[int, np.ndarray] = {}
+        self.recordings: Dict[int, List[np.ndarray]] = {d: [] for d in range(10)}
         self.current = 0
         self.adapting = False
         self.result = None                      # (model, history) after a successful adaptation
@@ -47,8 +51,9 @@ class EnrollDialog(QDialog):
         self._chunks: List[np.ndarray] = []
         self._rec_t0 = 0.0
         self.setWindowTitle("Teach it your voice")
-        self.setMinimumWidth(560)
+        self.setMinimumWidth(660)
         self._build_ui()
+        self.layout().setSizeConstraint(QLayout.SetMinimumSize)     # room for the wrapped introduction
         self._select(0)
 
     # ------------------------------------------------------------------ UI
@@ -56,6 +61,7 @@ class EnrollDialog(QDialog):
         lay = QVBoxLayout(self)
         intro = QLabel(INTRO.format(**MEASURED))
         intro.setWordWrap(True)
+        intro.setMinimumHeight(intro.heightForWidth(self.minimumWidth() - 30))   # wrapped text gets its lines
         lay.addWidget(intro)
         row = QHBoxLayout()
         self.digit_buttons = []
@@ -69,12 +75,12 @@ class EnrollDialog(QDialog):
             self.digit_buttons.append(b)
         lay.addLayout(row)
         self.prompt = QLabel("")
-        f = QFont()
-        f.setPointSize(26)
-        f.setBold(True)
-        self.prompt.setFont(f)
+        self.prompt.setFont(bold_font(26))
         self.prompt.setAlignment(Qt.AlignCenter)
         lay.addWidget(self.prompt)
+        self.take_label = QLabel("")
+        self.take_label.setAlignment(Qt.AlignCenter)
+        lay.addWidget(self.take_label)
         grid = QGridLayout()
         self.record_button = QPushButton("Record")
         self.record_button.setToolTip(f"Record {RECORD_S:.0f} seconds from the microphone chosen in the tab (Space)")
@@ -83,11 +89,7 @@ class EnrollDialog(QDialog):
         self.record_bar.setRange(0, 100)
         self.record_bar.setTextVisible(False)
         self.record_bar.setToolTip("Recording time")
-        self.level = QProgressBar()
-        self.level.setRange(-60, 0)
-        self.level.setValue(-60)
-        self.level.setTextVisible(False)
-        self.level.setToolTip("Input level (dBFS)")
+        self.level = level_meter()
         self.load_button = QPushButton("Load recordings…")
         self.load_button.setToolTip("Use recordings from a folder instead: files named like 3_you_0.wav (the digit "
                                     "before the first underscore), any sample rate")
@@ -97,6 +99,14 @@ class EnrollDialog(QDialog):
         grid.addWidget(QLabel("level"), 0, 2)
         grid.addWidget(self.level, 0, 3)
         grid.addWidget(self.load_button, 0, 4)
+        self.takes_box = QSpinBox()
+        self.takes_box.setRange(1, 5)
+        self.takes_box.setValue(DEFAULT_TAKES)
+        self.takes_box.setToolTip("Recordings of each digit to ask for: more takes, fewer errors (one take: about 10 "
+                                  "s of speech)")
+        self.takes_box.valueChanged.connect(lambda _: (self._select(self._next_digit(-1)), self._update_buttons()))
+        grid.addWidget(QLabel("takes of each digit"), 1, 3)
+        grid.addWidget(self.takes_box, 1, 4)
         grid.setColumnStretch(1, 1)
         lay.addLayout(grid)
         self.status = QLabel("")
@@ -109,7 +119,7 @@ class EnrollDialog(QDialog):
         lay.addWidget(self.progress)
         buttons = QHBoxLayout()
         self.adapt_button = QPushButton("Adapt the model")
-        self.adapt_button.setToolTip("Fine-tune a copy of the loaded model on your ten recordings (in the background)")
+        self.adapt_button.setToolTip("Fine-tune a copy of the loaded model on your recordings (in the background)")
         self.adapt_button.clicked.connect(self.start_adapt)
         self.cancel_button = QPushButton("Cancel adapting")
         self.cancel_button.clicked.connect(self.cancel_adapt)
@@ -129,26 +139,43 @@ class EnrollDialog(QDialog):
         self._timer.timeout.connect(self._tick)
         self._update_buttons()
 
+    @property
+    def takes(self) -> int:
+        return self.takes_box.value()
+
+    def complete(self) -> bool:
+        """Every digit has at least one take: enough to adapt."""
+        return all(self.recordings[d] for d in range(10))
+
+    def _next_digit(self, after: int) -> int:
+        """The digit with the fewest takes, the first after ``after`` among equals (prompts go round 0-9)."""
+        order = [(after + 1 + i) % 10 for i in range(10)]
+        return min(order, key=lambda d: len(self.recordings[d]))
+
     def _select(self, d: int) -> None:
         if self._src is not None:
             return
         self.current = d
         for i, b in enumerate(self.digit_buttons):
             b.setChecked(i == d)
+        n = len(self.recordings[d])
         self.prompt.setText(f"Say:  {d}  ({DIGIT_WORDS[d]})")
+        self.take_label.setText(f"take {n + 1} of {self.takes}" if n < self.takes else
+                                f"all {self.takes} takes of {d} recorded; recording it again replaces the oldest")
 
     def _update_buttons(self) -> None:
         recording = self._src is not None
         for d, b in enumerate(self.digit_buttons):
-            done = d in self.recordings
-            b.setText(f"{d} ✓" if done else str(d))
-            b.setStyleSheet("background: #cfe8cf;" if done else "")
-            b.setToolTip(f"{d} ({DIGIT_WORDS[d]}): " + ("recorded; click to record it again" if done
-                                                       else "not recorded yet; click to record it"))
+            n = len(self.recordings[d])
+            b.setText(f"{d} " + "✓" * min(n, self.takes) if n else str(d))
+            b.setStyleSheet("background: #cfe8cf;" if n >= self.takes else "background: #eef6ee;" if n else "")
+            b.setToolTip(f"{d} ({DIGIT_WORDS[d]}): {n} take(s) recorded; click to record " +
+                         ("another" if n < self.takes else "it again (replaces the oldest take)"))
             b.setEnabled(not recording and not self.adapting)
         self.record_button.setEnabled(not recording and not self.adapting)
         self.load_button.setEnabled(not recording and not self.adapting)
-        self.adapt_button.setEnabled(len(self.recordings) == 10 and not recording and not self.adapting
+        self.takes_box.setEnabled(not recording and not self.adapting)
+        self.adapt_button.setEnabled(self.complete() and not recording and not self.adapting
                                      and self.panel.model is not None)
         self.cancel_button.setEnabled(self.adapting)
         self.save_button.setEnabled(self.result is not None and not self.adapting)
@@ -159,19 +186,23 @@ class EnrollDialog(QDialog):
 
     # ------------------------------------------------------------------ recordings
     def set_recording(self, digit: int, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> bool:
-        """Keep one recording of ``digit`` (any rate) if it holds a spoken word; says why not otherwise."""
+        """Keep a take of ``digit`` (any rate) if it holds a spoken word (the oldest goes once there are
+        ``takes``); says why not otherwise."""
         try:
             x = spoken_part(resample(np.asarray(audio, np.float32), sample_rate), digit, "microphone")
         except UserError as exc:
             self._say(str(exc), error=True)
             return False
-        self.recordings[digit] = x
+        self.recordings[digit] = (self.recordings[digit] + [x])[-self.takes:]
         self.result = None
-        left = [d for d in range(10) if d not in self.recordings]
-        self._say(f"Recorded {digit} ({len(x) / SAMPLE_RATE:.2f} s of sound). "
-                  + (f"Still to record: {' '.join(map(str, left))}." if left else "All ten recorded: adapt the model."))
-        if left:
-            self._select(next((d for d in left if d > digit), left[0]))
+        have = sum(min(len(v), self.takes) for v in self.recordings.values())
+        msg = f"Recorded {digit} ({len(x) / SAMPLE_RATE:.2f} s of sound); {have} of {10 * self.takes} takes. "
+        if have >= 10 * self.takes:
+            msg += "All recorded: adapt the model."
+        elif self.complete():
+            msg += "Every digit has a take: you can adapt now, or record more takes for fewer errors."
+        self._say(msg)
+        self._select(self._next_digit(digit))
         self._update_buttons()
         return True
 
@@ -212,14 +243,22 @@ class EnrollDialog(QDialog):
             self.level.setValue(int(max(-60, min(0, 20 * np.log10(float(np.abs(x).max()) + 1e-9)))))
 
     def _tick(self) -> None:
-        t = time.monotonic() - self._rec_t0
-        self.record_bar.setValue(int(100 * min(1.0, t / RECORD_S)))
-        if t >= RECORD_S:
-            self._read()
-            rate = self._fmt.sampleRate() if self._fmt is not None else SAMPLE_RATE
-            audio = np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.float32)
-            self._stop_mic()
-            self.set_recording(self.current, audio, rate)
+        """Stop after RECORD_S seconds of *samples* (a sound server may deliver them late or in bursts), or after
+        a few more seconds of waiting if the device delivers too little."""
+        rate = self._fmt.sampleRate() if self._fmt is not None else SAMPLE_RATE
+        self._read()
+        got = sum(len(c) for c in self._chunks) / max(1, rate)
+        self.record_bar.setValue(int(100 * min(1.0, got / RECORD_S)))
+        waited = time.monotonic() - self._rec_t0
+        if got < RECORD_S and waited < RECORD_S + RECORD_WAIT_S:
+            return
+        audio = np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.float32)
+        self._stop_mic()
+        if got < 0.5 * RECORD_S:
+            self._say(f"The microphone delivered only {got:.1f} s of audio in {waited:.0f} s; check the device in "
+                      "the tab, or load recordings from a folder.", error=True)
+            return
+        self.set_recording(self.current, audio, rate)
 
     def _stop_mic(self) -> None:
         self._timer.stop()
@@ -246,8 +285,9 @@ class EnrollDialog(QDialog):
         from .adapt import read_enrollment_dir
 
         def done(clips):
-            self.recordings = {c.digit: c.audio for c in clips}   # the last take of each digit
+            self.recordings = {d: [c.audio for c in clips if c.digit == d] for d in range(10)}
             self.result = None
+            self._select(0)
             self._say(f"Loaded {len(clips)} recordings from {Path(path).name}: adapt the model.")
             self._update_buttons()
 
@@ -258,12 +298,12 @@ class EnrollDialog(QDialog):
 
     # ------------------------------------------------------------------ adaptation
     def start_adapt(self) -> None:
-        if self.adapting or len(self.recordings) < 10 or self.panel.model is None:
+        if self.adapting or not self.complete() or self.panel.model is None:
             return
         from .adapt import adapt
         from .infer import warm_up
 
-        clips = enrollment_clips({d: [x] for d, x in self.recordings.items()}, label="your recordings")
+        clips = enrollment_clips(self.recordings, label="your recordings")
         base = self.panel.base_model().online
         device = self.panel.context.device()
         cfg = dict(self.config)

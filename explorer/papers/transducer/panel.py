@@ -12,12 +12,13 @@ from typing import List, Optional
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt, QTimer
-from PySide6.QtGui import QFont, QKeySequence
-from PySide6.QtWidgets import (QComboBox, QFileDialog, QGridLayout, QHBoxLayout, QLabel, QProgressBar,
-                               QPushButton, QSplitter, QVBoxLayout, QWidget)
+from PySide6.QtGui import QKeySequence
+from PySide6.QtWidgets import (QComboBox, QFileDialog, QGridLayout, QHBoxLayout, QLabel, QPushButton,
+                               QSplitter, QVBoxLayout, QWidget)
 
 from explorer.core.errors import UserError
 from explorer.ui.panel_base import PaperPanel
+from explorer.ui.widgets.small import bold_font, level_meter
 
 from .mic import audio_error, audio_inputs, decode_pcm, err_name, open_microphone
 
@@ -97,13 +98,7 @@ class TransducerPanel(PaperPanel):
         self.refresh_devices = QPushButton("↻")
         self.refresh_devices.setToolTip("Look for audio input devices again")
         self.refresh_devices.setMaximumWidth(32)
-        self.level = QProgressBar()
-        self.level.setRange(-60, 0)
-        self.level.setValue(-60)
-        self.level.setTextVisible(False)
-        self.level.setMaximumWidth(120)
-        self.level.setMaximumHeight(14)
-        self.level.setToolTip("Input level (dBFS)")
+        self.level = level_meter(120)
         self.pace_box = QComboBox()
         for name, _ in PACES:
             self.pace_box.addItem(name)
@@ -166,10 +161,7 @@ class TransducerPanel(PaperPanel):
 
         grid = QGridLayout()
         self.transcript_label = QLabel("—")
-        f = QFont()
-        f.setPointSize(34)
-        f.setBold(True)
-        self.transcript_label.setFont(f)
+        self.transcript_label.setFont(bold_font(34))
         self.transcript_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
         self.transcript_label.setToolTip("What the online transducer has emitted so far")
         self.reference_label = QLabel("")
@@ -278,6 +270,9 @@ class TransducerPanel(PaperPanel):
         self._show_model(self.model, f"{self._base[1].name} adapted to your voice ({e['clips']} recordings, "
                                      f"{hist['steps_done']} steps)")
         self.revert_button.setVisible(True)
+        from .adapt import adapted_meta
+
+        self.checkpoint_changed.emit(adapted_meta(self._base[1], model, hist))   # the checkpoint bar says so
 
     def revert_adaptation(self) -> None:
         if self._base is None:
@@ -286,6 +281,7 @@ class TransducerPanel(PaperPanel):
         self._base = None
         self.revert_button.setVisible(False)
         self._show_model(self.model, self.model_meta.name)
+        self.checkpoint_changed.emit(self.model_meta)
 
     def start_default_demo(self) -> None:
         if self.demo_box.count() == 0:
@@ -465,10 +461,7 @@ class TransducerPanel(PaperPanel):
         items = [line]
         if ev["digits"]:
             txt = pg.TextItem(" ".join(str(d) for d in ev["digits"]), color="#b00020", anchor=(0.5, 0.5))
-            f = QFont()
-            f.setPointSize(16)
-            f.setBold(True)
-            txt.setFont(f)
+            txt.setFont(bold_font(16))
             txt.setPos((ev["start_s"] + ev["end_s"]) / 2, -4.5)
             self.spec_plot.addItem(txt)
             items.append(txt)

@@ -78,7 +78,7 @@ def _enroll_one_digit(panel, spin) -> dict:
     play = subprocess.Popen(["paplay", "-d", "vmic_sink", f])
     spin(lambda: play.poll() is not None and dlg._src is None, 10)
     os.unlink(f)
-    got = dlg.recordings.get(0)
+    got = dlg.recordings[0][-1] if dlg.recordings[0] else None
     return {"enrolled": got is not None, "enroll_s": 0 if got is None else len(got) / SR,
             "enroll_status": dlg.status.text()}
 

@@ -97,6 +97,7 @@ def test_transducer_adapt_cli_writes_a_checkpoint_the_app_opens(tmp_path, capsys
     meta = read_metadata(out)
     assert meta.paper == "transducer" and meta.data["enrollment_clips"] == 10
     assert meta.data["base_checkpoint"] == "tiny.safetensors" and "not measured" in meta.metrics["note"]
+    assert meta.headline() == "adapted (no error rate for this voice)" and "10 takes" in meta.data["name"]
     from explorer.papers.transducer.infer import load_for_app
 
     bundle, _ = load_for_app(str(out), "cpu")
@@ -125,15 +126,20 @@ def test_panel_adapts_to_recordings_switches_model_and_back(make_panel, qtbot, m
     dlg.record()                                           # no microphone: a message, nothing breaks
     assert "No microphone" in dlg.status.text() and dlg._src is None
     assert not dlg.set_recording(3, np.zeros(SR, np.float32))      # silence is refused with a reason
-    assert "silent" in dlg.status.text() and 3 not in dlg.recordings
+    assert "silent" in dlg.status.text() and not dlg.recordings[3]
     dlg.load_folder(_write_takes(tmp_path / "takes", rate=16000))  # recordings from files instead
-    qtbot.waitUntil(lambda: len(dlg.recordings) == 10, timeout=20000)
+    qtbot.waitUntil(dlg.complete, timeout=20000)
     assert dlg.adapt_button.isEnabled()
     dlg.adapt_button.click()
     qtbot.waitUntil(lambda: dlg.result is not None and not dlg.adapting, timeout=60000)
     assert panel.model is not shipped and panel.model.online is dlg.result[0]
     assert panel.model.offline is shipped.offline
     assert panel.revert_button.isVisibleTo(panel) and "adapted to your voice" in panel.status_label.text()
+    page = panel.parentWidget()
+    while not hasattr(page, "checkpoint_bar"):
+        page = page.parentWidget()
+    bar = page.checkpoint_bar
+    assert "adapted" in bar.data.text() and "no error rate" in bar.metric.text()
     panel.pace = 0.0
     panel.start()                                         # the adapted model streams like the shipped one
     qtbot.waitUntil(lambda: not panel.running, timeout=30000)
@@ -144,6 +150,7 @@ def test_panel_adapts_to_recordings_switches_model_and_back(make_panel, qtbot, m
     assert meta.data["base_checkpoint"] == "transducer_fsdd_online.safetensors"
     panel.revert_adaptation()
     assert panel.model is shipped and not panel.revert_button.isVisibleTo(panel)
+    assert "digit_error_rate" in bar.metric.text() and "adapted" not in bar.data.text()
     dlg.close()
 
 
@@ -153,11 +160,39 @@ def test_closing_the_dialog_cancels_the_adaptation_and_keeps_the_model(make_pane
     shipped = panel.model
     dlg = panel.open_enrollment()
     dlg.config.update(FAST, steps=100000)
+    dlg.takes_box.setValue(2)
     rng = np.random.default_rng(4)
-    for d in range(10):
-        assert dlg.set_recording(d, _spoken(d, rng))
+    for i in range(10):                                   # the prompts go round the digits, one take each
+        assert dlg.current == i
+        assert dlg.set_recording(dlg.current, _spoken(dlg.current, rng))
+    assert dlg.complete() and dlg.adapt_button.isEnabled() and dlg.current == 0 and "take 2 of 2" in dlg.take_label.text()
+    assert dlg.set_recording(0, _spoken(0, rng)) and dlg.current == 1
+    dlg._select(0)
+    assert dlg.set_recording(0, _spoken(0, rng)) and len(dlg.recordings[0]) == 2   # the oldest take goes
     dlg.start_adapt()
     qtbot.waitUntil(lambda: dlg.progress.value() > 0 or "step" in dlg.status.text(), timeout=20000)
     dlg.close()
     qtbot.waitUntil(lambda: not panel.runner.is_busy("adapt"), timeout=20000)
     assert panel.model is shipped and dlg.result is None
+
+
+@needs_model
+def test_a_microphone_that_delivers_too_little_audio_gets_a_message(make_panel, qtbot):
+    import time
+
+    class Silent:                                         # a device that opened but sends (almost) nothing
+        def stop(self):
+            pass
+
+        def deleteLater(self):
+            pass
+
+    panel = make_panel("transducer")
+    dlg = panel.open_enrollment()
+    dlg._src, dlg._io, dlg._fmt = Silent(), None, None
+    dlg._chunks = [np.zeros(800, np.float32)]
+    dlg._rec_t0 = time.monotonic() - 10
+    dlg._tick()
+    assert dlg._src is None and "delivered only 0.1 s" in dlg.status.text()
+    assert not any(dlg.recordings.values())
+    dlg.close()

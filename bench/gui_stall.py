@@ -1,9 +1,10 @@
 """Worst GUI-thread stall while a worker runs a CPU-heavy torch job (QTimer probe).
 
-    python bench/gui_stall.py [--seconds 10] [--threads N]
+    python bench/gui_stall.py [--seconds 10] [--threads N] [--job lstm|enroll]
 
 A 10 ms QTimer on the GUI thread records how late each tick fires while a TaskRunner worker runs matrix
-products and an LSTM training loop. Reports the worst and 99th percentile lateness in ms, with the app's
+products and an LSTM training loop (``--job enroll``: the Neural Transducer's enrollment, i.e. the bundled model
+fine-tuned on tone 'digits' with ``adapt.adapt`` for the given time, as "Teach it my voice" runs it). Reports the worst and 99th percentile lateness in ms, with the app's
 thread setting (one core left to the GUI) and, for comparison, with torch's default thread count.
 """
 import argparse
@@ -16,6 +17,7 @@ p = argparse.ArgumentParser()
 p.add_argument("--seconds", type=float, default=10.0)
 p.add_argument("--threads", type=int, default=0, help="torch threads (0: the app's setting)")
 p.add_argument("--baseline", action="store_true", help="no worker: the probe alone (machine noise)")
+p.add_argument("--job", choices=("lstm", "enroll"), default="lstm")
 args = p.parse_args()
 
 import torch  # noqa: E402
@@ -47,6 +49,24 @@ def heavy(seconds, token=None, progress=None):
     return steps
 
 
+def enroll(seconds, token=None, progress=None):
+    import numpy as np
+
+    from explorer.core.checkpoints import load_model
+    from explorer.core.paths import bundled
+    from explorer.papers.transducer.adapt import adapt, enrollment_clips
+    from explorer.papers.transducer.model import build
+
+    model, _ = load_model(bundled("transducer_fsdd_online.safetensors"), "transducer", build, "cpu")
+    rng = np.random.default_rng(0)
+    t = np.arange(int(0.35 * 8000)) / 8000
+    takes = {d: [(0.3 * np.sin(2 * np.pi * (300 + 250 * d) * t) * np.hanning(len(t))).astype(np.float32)]
+             for d in range(10)}
+    _, hist = adapt(model, enrollment_clips(takes), "cpu", {"steps": 10 ** 6, "minutes": seconds / 60},
+                    progress=progress, token=token)
+    return hist["steps_done"]
+
+
 lateness = []
 when = []
 clock = QElapsedTimer()
@@ -70,7 +90,7 @@ result = {}
 if args.baseline:
     QTimer.singleShot(int(args.seconds * 1000), app.quit)
 else:
-    runner.submit(heavy, args.seconds, on_result=lambda s: (result.setdefault("steps", s), app.quit()))
+    runner.submit(enroll if args.job == "enroll" else heavy, args.seconds, on_result=lambda s: (result.setdefault("steps", s), app.quit()))
 timer.start()
 app.exec()
 runner.shutdown()

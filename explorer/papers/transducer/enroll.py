@@ -36,6 +36,12 @@ MEASURED = {"before": "12.7%", "after1": "6.0%", "after3": "4.8%"}
 DEFAULT_TAKES = 3
 
 
+def _warm_imports() -> None:
+    import scipy.signal  # noqa: F401
+
+    from . import train  # noqa: F401
+
+
 class EnrollDialog(QDialog):
     adapted = Signal(object, object)          # adapted model, training history
 
@@ -55,6 +61,9 @@ class EnrollDialog(QDialog):
         self._build_ui()
         self.layout().setSizeConstraint(QLayout.SetMinimumSize)     # room for the wrapped introduction
         self._select(0)
+        # the resampler (scipy.signal) and the training code are imported in a worker now, not by the GUI thread
+        # on the first take from a 48 kHz microphone or at the first adaptation
+        panel.runner.submit(_warm_imports, key="enroll-warm", name="enrollment imports")
 
     # ------------------------------------------------------------------ UI
     def _build_ui(self) -> None:

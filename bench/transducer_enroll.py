@@ -4,7 +4,8 @@
 
 For every FSDD speaker S, ``models/transducer_loso_<S>_<run>.safetensors`` (trained with S held out) is adapted
 with ``adapt.adapt`` (the app's "Teach it my voice" and ``nips-explorer transducer-adapt``) on S's recordings with
-indices 0..takes-1 (one take of each digit for --takes 1), cut and checked by the same code as a microphone
+indices first..first+takes-1 (one take of each digit for --takes 1; other --first values show how much the choice
+of takes matters), cut and checked by the same code as a microphone
 enrollment. Both models then decode the same 120 connected-digit utterances built from S's recordings 10-49 (never
 the enrollment takes) and 60 fluent strings in three synthetic voices used nowhere in training. Prints digit error
 rates before and after, the relative reduction, and the adaptation's wall time on one thread.
@@ -27,13 +28,14 @@ p.add_argument("--data", required=True)
 p.add_argument("--run", default="channel_30min", help="fold checkpoints' suffix after the speaker")
 p.add_argument("--speakers", default=",".join(D.SPEAKERS))
 p.add_argument("--models", default="models")
-p.add_argument("--takes", type=int, default=1, help="enrollment recordings per digit (FSDD indices 0..takes-1)")
+p.add_argument("--takes", type=int, default=1, help="enrollment recordings per digit (FSDD indices first..)")
+p.add_argument("--first", type=int, default=0, help="index of the first enrollment take (default 0)")
 p.add_argument("--steps", type=int, default=None)
 p.add_argument("--utts", type=int, default=120)
 args = p.parse_args()
 torch.set_num_threads(1)
-if not 1 <= args.takes <= 10:
-    raise SystemExit("--takes: 1-10 (the test set uses recordings 10-49)")
+if not (1 <= args.takes and 0 <= args.first and args.first + args.takes <= 10):
+    raise SystemExit("--first/--takes: the takes must lie within recordings 0-9 (the test set uses 10-49)")
 
 rows = {}
 fluent = D.fluent_test_phrases(20)
@@ -45,7 +47,7 @@ for spk in args.speakers.split(","):
     if spk not in (meta.data.get("holdout") or "").split(","):
         raise SystemExit(f"{f.name} was not trained with {spk} held out (holdout: {meta.data.get('holdout')})")
     test = D.test_utterances(D.load_fsdd(args.data, speakers=[spk], indices=range(10, 50)), args.utts)
-    takes = D.load_fsdd(args.data, speakers=[spk], indices=range(args.takes))
+    takes = D.load_fsdd(args.data, speakers=[spk], indices=range(args.first, args.first + args.takes))
     clips = enrollment_clips({d: [c.audio for c in takes if c.digit == d] for d in range(10)}, speaker=spk)
     t0 = time.perf_counter()
     new, hist = adapt(model, clips, "cpu", {"steps": args.steps} if args.steps else None)
@@ -59,7 +61,8 @@ for spk in args.speakers.split(","):
     print(spk, json.dumps(row), flush=True)
 
 print()
-print(f"| unheard speaker ({args.run} folds) | before | after enrolling {args.takes} take(s) of each digit | "
+print(f"| unheard speaker ({args.run} folds) | before | after enrolling {args.takes} take(s) of each digit "
+      f"(recordings {args.first}-{args.first + args.takes - 1}) | "
       "fluent strings before / after | enrollment audio | adaptation (1 thread) |")
 print("|---|---|---|---|---|---|")
 for spk, r in rows.items():

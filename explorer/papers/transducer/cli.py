@@ -420,8 +420,8 @@ def adapt_cmd(args) -> int:
     if out.suffix.lower() != ".safetensors":
         raise UserError(f"--out {out}: write the adapted model as a .safetensors file")
     model, meta, _ = _load(args.checkpoint)
-    if not getattr(model, "online", False):
-        raise UserError(f"{meta.name}: enrollment adapts one online model (not an offline variant or an ensemble)")
+    if not model.online:
+        raise UserError(f"{meta.name} is the offline variant: enrollment adapts an online (streaming) model")
     clips = read_enrollment_dir(args.enroll)
     cfg = {"steps": args.steps, "lr": args.lr, "synthetic_weight": args.synth_weight,
            "fluent_weight": args.fluent_weight}

@@ -56,6 +56,7 @@ class EnrollDialog(QDialog):
         self._src = self._io = self._fmt = None
         self._chunks: List[np.ndarray] = []
         self._rec_t0 = 0.0
+        self._from = None                       # the panel's model the running adaptation started from
         self.setWindowTitle("Teach it your voice")
         self.setMinimumWidth(660)
         self._build_ui()
@@ -313,7 +314,8 @@ class EnrollDialog(QDialog):
         from .infer import warm_up
 
         clips = enrollment_clips(self.recordings, label="your recordings")
-        base = self.panel.base_model().online
+        self._from = self.panel.base_model()
+        base = self._from.online
         device = self.panel.context.device()
         cfg = dict(self.config)
 
@@ -339,6 +341,9 @@ class EnrollDialog(QDialog):
 
     def _on_adapted(self, result) -> None:
         model, hist = result
+        if self.panel.base_model() is not self._from:
+            self._say("Another checkpoint was opened while adapting; adapt again to start from it.", error=True)
+            return
         self.result = result
         self.adapted.emit(model, hist)
         self._say(f"Adapted in {hist['wall_s']:.0f} s ({hist['steps_done']} steps). The tab now uses the adapted "

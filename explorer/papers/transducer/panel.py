@@ -109,8 +109,8 @@ class TransducerPanel(PaperPanel):
         self.stop_button.setToolTip("Stop (for the microphone: finish the utterance and show the offline answer)")
         self.stop_button.setEnabled(False)
         self.teach_button = QPushButton("Teach it my voice…")
-        self.teach_button.setToolTip("Record each digit once (or load recordings) and adapt the model to your voice "
-                                     "in the background (Ctrl+E)")
+        self.teach_button.setToolTip("Record each digit a few times (or load recordings) and adapt the model to your "
+                                     "voice in the background (Ctrl+E)")
         self.teach_button.setShortcut(QKeySequence("Ctrl+E"))
         self.revert_button = QPushButton("Original model")
         self.revert_button.setToolTip("Switch back from the model adapted to your voice to the loaded checkpoint")

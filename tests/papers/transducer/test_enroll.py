@@ -106,6 +106,12 @@ def test_transducer_adapt_cli_writes_a_checkpoint_the_app_opens(tmp_path, capsys
                str(base), "--out", str(tmp_path / "x.safetensors")])
     assert rc != 0 and "no recording of 0, 3, 4" in capsys.readouterr().err
     assert not (tmp_path / "x.safetensors").exists()
+    off = build(dict(TINY, bidirectional=True))
+    save_checkpoint(tmp_path / "off.safetensors", off.state_dict(), paper="transducer", model_config=off.cfg,
+                    metrics={"headline": "x", "x": 0})
+    rc = main(["transducer-adapt", "--enroll", str(tmp_path / "takes"), "--checkpoint", str(tmp_path / "off.safetensors"),
+               "--out", str(tmp_path / "y.safetensors")])
+    assert rc != 0 and "offline variant" in capsys.readouterr().err
 
 
 needs_model = pytest.mark.skipif(not bundled("transducer_fsdd_online.safetensors").exists(),

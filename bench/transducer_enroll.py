@@ -1,6 +1,6 @@
 """Enrollment on each leave-one-out fold: an unheard speaker read before and after adapting to ten of their clips.
 
-    python bench/transducer_enroll.py --data FSDD [--run channel_30min] [--takes 1] [--steps 600]
+    python bench/transducer_enroll.py --data FSDD [--run channel_30min] [--takes 1] [--first 0] [--steps 600]
 
 For every FSDD speaker S, ``models/transducer_loso_<S>_<run>.safetensors`` (trained with S held out) is adapted
 with ``adapt.adapt`` (the app's "Teach it my voice" and ``nips-explorer transducer-adapt``) on S's recordings with

@@ -389,9 +389,12 @@ def make_utterances(args) -> int:
     return 0
 
 
-def configure_adapt(p) -> None:
-    from .adapt import ADAPT_DEFAULTS as A
+# the defaults of adapt.ADAPT_DEFAULTS, written out so that --help does not import torch (a test checks they agree)
+ADAPT_CLI_DEFAULTS = dict(steps=600, lr=1e-3, synthetic_weight=0.2, fluent_weight=0.15)
 
+
+def configure_adapt(p) -> None:
+    A = ADAPT_CLI_DEFAULTS
     p.add_argument("--enroll", required=True, metavar="DIR",
                    help="one or more recordings of each digit 0-9 of one voice, named like 3_you_0.wav (the digit "
                         "before the first underscore; any sample rate, mono or stereo)")

@@ -20,7 +20,7 @@ from explorer.core.errors import UserError
 from explorer.ui.panel_base import PaperPanel
 from explorer.ui.widgets.small import bold_font, level_meter
 
-from .mic import audio_error, audio_inputs, decode_pcm, err_name, open_microphone
+from .panel_mic import audio_error, audio_inputs, decode_pcm, err_name, open_microphone
 
 WINDOW_S = 6.0            # seconds of spectrogram on screen
 FRAME_S = 0.01            # log-mel hop
@@ -247,7 +247,7 @@ class TransducerPanel(PaperPanel):
         return self._base[1] if self._base else self.model_meta
 
     def open_enrollment(self):
-        from .enroll import EnrollDialog
+        from .panel_enroll import EnrollDialog
 
         if self.model is None:
             self.show_error("No model is loaded: open a Neural Transducer checkpoint first.")

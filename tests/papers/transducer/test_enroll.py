@@ -85,6 +85,12 @@ def test_the_enrolled_voice_gets_the_real_voices_share():
     assert src.p[src.speakers.index(A.ENROLLED)] == pytest.approx(0.8)
 
 
+def test_cli_defaults_are_the_adaptation_defaults():
+    from explorer.papers.transducer.cli import ADAPT_CLI_DEFAULTS
+
+    assert {k: A.ADAPT_DEFAULTS[k] for k in ADAPT_CLI_DEFAULTS} == ADAPT_CLI_DEFAULTS
+
+
 def test_transducer_adapt_cli_writes_a_checkpoint_the_app_opens(tmp_path, capsys):
     base = tmp_path / "tiny.safetensors"
     m = build(TINY)
@@ -120,7 +126,7 @@ needs_model = pytest.mark.skipif(not bundled("transducer_fsdd_online.safetensors
 
 @needs_model
 def test_panel_adapts_to_recordings_switches_model_and_back(make_panel, qtbot, monkeypatch, tmp_path):
-    from explorer.papers.transducer import enroll as E
+    from explorer.papers.transducer import panel_enroll as E
 
     monkeypatch.setattr(E, "audio_inputs", lambda: ([], None))
     panel = make_panel("transducer")

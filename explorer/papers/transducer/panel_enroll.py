@@ -22,7 +22,7 @@ from explorer.ui.widgets.small import bold_font, level_meter
 from .adapt import ADAPT_DEFAULTS, spoken_part, enrollment_clips
 from .data import DIGIT_WORDS
 from .features import SAMPLE_RATE, resample
-from .mic import audio_inputs, decode_pcm, open_microphone
+from .panel_mic import audio_inputs, decode_pcm, open_microphone
 
 RECORD_S = 2.0
 RECORD_WAIT_S = 3.0      # how much longer to wait for a slow device's samples

@@ -32,7 +32,7 @@ INTRO = ("Say the digit shown, alone, after pressing <b>Record</b> (or Space); t
          "the digits; after one take of each digit {after1}, after three {after3} "
          "(<i>bench/transducer_enroll.py</i>).")
 # measured by bench/transducer_enroll.py (mean over the five leave-one-out folds); see the README
-MEASURED = {"before": "12.7%", "after1": "6.0%", "after3": "4.8%"}
+MEASURED = {"before": "12.7%", "after1": "6-8%", "after3": "5-6%"}
 DEFAULT_TAKES = 3
 
 

@@ -20,7 +20,7 @@ from explorer.core.errors import UserError
 from explorer.ui.panel_base import PaperPanel
 from explorer.ui.widgets.small import bold_font, level_meter
 
-from .panel_mic import audio_error, audio_inputs, decode_pcm, err_name, open_microphone
+from .panel_mic import audio_error, audio_inputs, close_microphone, decode_pcm, err_name, open_microphone
 
 WINDOW_S = 6.0            # seconds of spectrogram on screen
 FRAME_S = 0.01            # log-mel hop
@@ -403,12 +403,7 @@ class TransducerPanel(PaperPanel):
             self.stop()
 
     def _stop_mic(self) -> None:
-        if self._audio_source is not None:
-            try:
-                self._audio_source.stop()
-            except RuntimeError:
-                pass
-            self._audio_source.deleteLater()
+        close_microphone(self._audio_source)
         self._audio_source = self._audio_io = None
         if self._q is not None:
             try:

@@ -22,7 +22,7 @@ from explorer.ui.widgets.small import bold_font, level_meter
 from .adapt import ADAPT_DEFAULTS, spoken_part, enrollment_clips
 from .data import DIGIT_WORDS
 from .features import SAMPLE_RATE, resample
-from .panel_mic import audio_inputs, decode_pcm, open_microphone
+from .panel_mic import audio_inputs, close_microphone, decode_pcm, open_microphone
 
 RECORD_S = 2.0
 RECORD_WAIT_S = 3.0      # how much longer to wait for a slow device's samples
@@ -272,12 +272,7 @@ class EnrollDialog(QDialog):
 
     def _stop_mic(self) -> None:
         self._timer.stop()
-        if self._src is not None:
-            try:
-                self._src.stop()
-            except RuntimeError:
-                pass
-            self._src.deleteLater()
+        close_microphone(self._src)
         self._src = self._io = self._fmt = None
         self.level.setValue(-60)
         self.record_bar.setValue(0)

@@ -48,6 +48,17 @@ def open_microphone(dev, parent, sample_rate: int = 8000):
     return src, io, fmt
 
 
+def close_microphone(src) -> None:
+    """Stop a source from :func:`open_microphone` and let Qt delete it (it may already be gone at shutdown)."""
+    if src is None:
+        return
+    try:
+        src.stop()
+    except RuntimeError:
+        pass
+    src.deleteLater()
+
+
 def err_name(err) -> str:
     """QAudio.Error and QtAudio.Error are distinct enum types in PySide6 6.7+; compare by name."""
     return getattr(err, "name", str(err)).split(".")[-1]

@@ -117,6 +117,11 @@ class EnrollDialog(QDialog):
         self.takes_box.valueChanged.connect(lambda _: (self._select(self._next_digit(-1)), self._update_buttons()))
         grid.addWidget(QLabel("takes of each digit"), 1, 3)
         grid.addWidget(self.takes_box, 1, 4)
+        self.save_takes_button = QPushButton("Save takes…")
+        self.save_takes_button.setToolTip("Write your takes to a folder as WAV files (3_you_0.wav, …), to adapt "
+                                          "again later with Load recordings… or nips-explorer transducer-adapt")
+        self.save_takes_button.clicked.connect(self._ask_save_takes)
+        grid.addWidget(self.save_takes_button, 1, 0)
         grid.setColumnStretch(1, 1)
         lay.addLayout(grid)
         self.status = QLabel("")
@@ -185,6 +190,7 @@ class EnrollDialog(QDialog):
         self.record_button.setEnabled(not recording and not self.adapting)
         self.load_button.setEnabled(not recording and not self.adapting)
         self.takes_box.setEnabled(not recording and not self.adapting)
+        self.save_takes_button.setEnabled(any(self.recordings.values()) and not recording)
         self.adapt_button.setEnabled(self.complete() and not recording and not self.adapting
                                      and self.panel.model is not None)
         self.cancel_button.setEnabled(self.adapting)
@@ -300,6 +306,23 @@ class EnrollDialog(QDialog):
         self.panel.runner.submit(read_enrollment_dir, path, key="enroll-load", name="read enrollment", on_result=done,
                                  on_error=lambda exc, tb: self._say(str(exc) if isinstance(exc, UserError) else
                                                                     f"Could not read {path}: {exc}", error=True))
+
+    def _ask_save_takes(self) -> None:
+        start = self.panel.context.settings.get("transducer_enroll_dir") or str(Path.home())
+        path = QFileDialog.getExistingDirectory(self, "Folder for your takes", start)
+        if path:
+            self.panel.context.settings.set("transducer_enroll_dir", path)
+            self.save_takes(path)
+
+    def save_takes(self, folder) -> None:
+        """Write the takes as ``<digit>_you_<i>.wav`` in a worker."""
+        from .adapt import save_recordings
+        from .data import Clip
+
+        clips = [Clip(x, d, "you", i) for d, xs in self.recordings.items() for i, x in enumerate(xs)]
+        self.panel.runner.submit(save_recordings, clips, folder, key="enroll-save-takes", name="save takes",
+                                 on_result=lambda files: self._say(f"Saved {len(files)} takes to {folder}"),
+                                 on_error=lambda exc, tb: self._say(f"Could not save the takes: {exc}", error=True))
 
     # ------------------------------------------------------------------ adaptation
     def start_adapt(self) -> None:

@@ -181,6 +181,10 @@ def test_closing_the_dialog_cancels_the_adaptation_and_keeps_the_model(make_pane
     assert dlg.set_recording(0, _spoken(0, rng)) and dlg.current == 1
     dlg._select(0)
     assert dlg.set_recording(0, _spoken(0, rng)) and len(dlg.recordings[0]) == 2   # the oldest take goes
+    dlg.save_takes(tmp_path / "mine")                     # the takes can be kept and read back
+    qtbot.waitUntil(lambda: "Saved 11 takes" in dlg.status.text(), timeout=10000)
+    again = A.read_enrollment_dir(tmp_path / "mine")
+    assert len(again) == 11 and sorted({c.digit for c in again}) == list(range(10))
     dlg.start_adapt()
     qtbot.waitUntil(lambda: dlg.progress.value() > 0 or "step" in dlg.status.text(), timeout=20000)
     dlg.close()

@@ -284,11 +284,17 @@ class EnrollDialog(QDialog):
         self.record_bar.setValue(0)
         self._update_buttons()
 
-    def _ask_folder(self) -> None:
+    def _pick_folder(self, title: str) -> str:
+        """A folder from the file dialog ('' when cancelled); the choice is remembered for next time."""
         start = self.panel.context.settings.get("transducer_enroll_dir") or str(Path.home())
-        path = QFileDialog.getExistingDirectory(self, "Folder with one recording of each digit", start)
+        path = QFileDialog.getExistingDirectory(self, title, start)
         if path:
             self.panel.context.settings.set("transducer_enroll_dir", path)
+        return path
+
+    def _ask_folder(self) -> None:
+        path = self._pick_folder("Folder with recordings of each digit")
+        if path:
             self.load_folder(path)
 
     def load_folder(self, path) -> None:
@@ -308,10 +314,8 @@ class EnrollDialog(QDialog):
                                                                     f"Could not read {path}: {exc}", error=True))
 
     def _ask_save_takes(self) -> None:
-        start = self.panel.context.settings.get("transducer_enroll_dir") or str(Path.home())
-        path = QFileDialog.getExistingDirectory(self, "Folder for your takes", start)
+        path = self._pick_folder("Folder for your takes")
         if path:
-            self.panel.context.settings.set("transducer_enroll_dir", path)
             self.save_takes(path)
 
     def save_takes(self, folder) -> None:

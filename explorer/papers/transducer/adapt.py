@@ -55,7 +55,12 @@ def enrollment_clips(recordings: Mapping[int, Sequence[np.ndarray]], speaker: st
     if missing:
         raise UserError(f"{label}: no recording of {', '.join(str(d) for d in missing)}; enrollment needs one "
                         "recording of each digit 0-9")
-    return [D.Clip(spoken_part(x, d, label), d, speaker, i) for d in range(10) for i, x in enumerate(recordings[d])]
+    return clips_of({d: [spoken_part(x, d, label) for x in recordings[d]] for d in range(10)}, speaker)
+
+
+def clips_of(takes: Mapping[int, Sequence[np.ndarray]], speaker: str = ENROLLED) -> List[D.Clip]:
+    """Takes already cut and checked by :func:`spoken_part` -> clips of one speaker (nothing is cut again)."""
+    return [D.Clip(x, d, speaker, i) for d in sorted(takes) for i, x in enumerate(takes[d])]
 
 
 def read_enrollment_dir(folder) -> List[D.Clip]:
@@ -65,12 +70,14 @@ def read_enrollment_dir(folder) -> List[D.Clip]:
     p = Path(folder).expanduser()
     if not p.is_dir():
         raise UserError(f"{folder}: no such folder")
+    from .evaluate import reference_from_name
+
     recs: Dict[int, List[np.ndarray]] = {}
     for f in sorted(p.iterdir()):
-        head = f.name.split("_", 1)[0]
-        if f.suffix.lower() not in (".wav", ".flac", ".ogg") or not (len(head) == 1 and head.isdigit()):
+        ref = reference_from_name(f)          # the digits before the first underscore, as eval reads them
+        if f.suffix.lower() not in (".wav", ".flac", ".ogg") or ref is None or len(ref) != 1:
             continue
-        recs.setdefault(int(head), []).append(read_audio(f))
+        recs.setdefault(ref[0], []).append(read_audio(f))
     if not recs:
         raise UserError(f"{p}: no recordings named like 3_you_0.wav (the digit, an underscore, anything)")
     return enrollment_clips(recs, label=p.name)
@@ -111,7 +118,7 @@ def adapt(model: Transducer, clips: Sequence[D.Clip], device, config: Optional[D
     cfg = dict(ADAPT_DEFAULTS)
     cfg.update(config or {})
     source = adaptation_source(clips, cfg, progress)
-    new = copy.deepcopy(model).to("cpu")
+    new = copy.deepcopy(model)           # fit() moves it to the device
     tcfg = {k: cfg[k] for k in ("steps", "batch", "lr", "lr_final", "seed", "minutes")}
     tcfg.update(log_every=max(1, int(cfg["steps"]) // 20), checkpoint_every=10 ** 9)
     hist = fit(new, TrainData(source, seed=cfg["seed"]), device, tcfg, progress=progress, token=token)

@@ -19,10 +19,10 @@ from PySide6.QtWidgets import (QDialog, QFileDialog, QGridLayout, QHBoxLayout, Q
 from explorer.core.errors import UserError
 from explorer.ui.widgets.small import bold_font, level_meter
 
-from .adapt import ADAPT_DEFAULTS, spoken_part, enrollment_clips
+from .adapt import ADAPT_DEFAULTS, clips_of, spoken_part
 from .data import DIGIT_WORDS
 from .features import SAMPLE_RATE, resample
-from .panel_mic import audio_inputs, close_microphone, decode_pcm, open_microphone
+from .panel_mic import close_microphone, decode_pcm, open_microphone
 
 RECORD_S = 2.0
 RECORD_WAIT_S = 3.0      # how much longer to wait for a slow device's samples
@@ -225,10 +225,9 @@ class EnrollDialog(QDialog):
     def record(self) -> None:
         if self._src is not None or self.adapting:
             return
+        if self.panel.device_box.count() == 0:
+            self.panel._populate_devices()      # a device plugged in since the tab looked (as the live source does)
         dev = self.panel.device_box.currentData()
-        if dev is None:
-            devices, default = audio_inputs()
-            dev = default if default is not None and not default.isNull() else (devices[0] if devices else None)
         if dev is None:
             self._say("No microphone found (no audio input device, or no sound server). Load recordings from a "
                       "folder instead.", error=True)
@@ -321,9 +320,8 @@ class EnrollDialog(QDialog):
     def save_takes(self, folder) -> None:
         """Write the takes as ``<digit>_you_<i>.wav`` in a worker."""
         from .adapt import save_recordings
-        from .data import Clip
 
-        clips = [Clip(x, d, "you", i) for d, xs in self.recordings.items() for i, x in enumerate(xs)]
+        clips = clips_of(self.recordings, "you")
         self.panel.runner.submit(save_recordings, clips, folder, key="enroll-save-takes", name="save takes",
                                  on_result=lambda files: self._say(f"Saved {len(files)} takes to {folder}"),
                                  on_error=lambda exc, tb: self._say(f"Could not save the takes: {exc}", error=True))
@@ -335,7 +333,7 @@ class EnrollDialog(QDialog):
         from .adapt import adapt
         from .infer import warm_up
 
-        clips = enrollment_clips(self.recordings, label="your recordings")
+        clips = clips_of(self.recordings)      # each take was cut and checked when it was kept
         self._from = self.panel.base_model()
         base = self._from.online
         device = self.panel.context.device()

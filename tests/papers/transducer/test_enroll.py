@@ -126,9 +126,9 @@ needs_model = pytest.mark.skipif(not bundled("transducer_fsdd_online.safetensors
 
 @needs_model
 def test_panel_adapts_to_recordings_switches_model_and_back(make_panel, qtbot, monkeypatch, tmp_path):
-    from explorer.papers.transducer import panel_enroll as E
+    from explorer.papers.transducer import panel as P
 
-    monkeypatch.setattr(E, "audio_inputs", lambda: ([], None))
+    monkeypatch.setattr(P, "audio_inputs", lambda: ([], None))
     panel = make_panel("transducer")
     panel.device_box.clear()                               # as on a machine without any audio input
     shipped = panel.model

@@ -9,6 +9,9 @@ of takes matters), cut and checked by the same code as a microphone
 enrollment. Both models then decode the same 120 connected-digit utterances built from S's recordings 10-49 (never
 the enrollment takes) and 60 fluent strings in three synthetic voices used nowhere in training. Prints digit error
 rates before and after, the relative reduction, and the adaptation's wall time on one thread.
+The leave-out checkpoints are not bundled (models/ holds what the app loads): re-make them with the commands in
+bench/results/transducer_experiments.md, or take them from the git history (`git checkout ac1a0ab -- models/`)
+into a folder given with --models.
 """
 import argparse
 import json
@@ -27,7 +30,7 @@ p = argparse.ArgumentParser()
 p.add_argument("--data", required=True)
 p.add_argument("--run", default="channel_30min", help="fold checkpoints' suffix after the speaker")
 p.add_argument("--speakers", default=",".join(D.SPEAKERS))
-p.add_argument("--models", default="models")
+p.add_argument("--models", default="models", help="folder with the transducer_loso_* checkpoints")
 p.add_argument("--takes", type=int, default=1, help="enrollment recordings per digit (FSDD indices first..)")
 p.add_argument("--first", type=int, default=0, help="index of the first enrollment take (default 0)")
 p.add_argument("--steps", type=int, default=None)
@@ -60,6 +63,8 @@ for spk in args.speakers.split(","):
     rows[spk] = row
     print(spk, json.dumps(row), flush=True)
 
+if not rows:
+    raise SystemExit(f"no transducer_loso_* checkpoints in {args.models} (see this script's docstring)")
 print()
 print(f"| unheard speaker ({args.run} folds) | before | after enrolling {args.takes} take(s) of each digit "
       f"(recordings {args.first}-{args.first + args.takes - 1}) | "

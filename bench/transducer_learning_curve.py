@@ -1,9 +1,10 @@
 """Digit error on an unheard FSDD speaker against the number of real FSDD voices the model trained on.
 
-    QT_QPA_PLATFORM=offscreen python bench/transducer_learning_curve.py [--models models] \
+    QT_QPA_PLATFORM=offscreen python bench/transducer_learning_curve.py [--models DIR] \
         [--out resources/screenshots/transducer_learning_curve.png]
 
-Reads the leave-out checkpoints ``models/transducer_loso_*30min*.safetensors`` of the fluent-string recipe (30
+Reads the metadata of the leave-out checkpoints ``transducer_loso_*30min*.safetensors`` of the fluent-string recipe
+(from bench/results/transducer_experiments.json, or from the files themselves in ``--models DIR``; 30
 minutes on one thread each; with and without the channel shelf), takes from each checkpoint's metadata which
 speakers it never heard and the digit error the train command measured on each of them (120 connected-digit
 utterances from all 500 of that speaker's recordings, the same utterances for every run), prints one row per held-out
@@ -12,9 +13,13 @@ Every model also heard the same synthetic voices (espeak-ng, flite, festival, fl
 human voices; only the number of FSDD speakers changes.
 """
 import argparse
+import json
 import os
 from collections import defaultdict
+from fnmatch import fnmatch
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Optional
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -25,11 +30,24 @@ COLORS = {"george": (220, 40, 40), "jackson": (40, 90, 220), "lucas": (40, 160, 
           "theo": (140, 60, 180)}
 
 
-def collect(models: Path):
-    """{speaker: {n_real_voices: [digit error %, ...]}} from the fluent-recipe 30-minute leave-out checkpoints."""
+RUNS = Path(__file__).resolve().parent / "results" / "transducer_experiments.json"
+
+
+def run_metadata(models: Optional[Path]):
+    """(file name, CheckpointMeta-like) of each 30-minute leave-out run: from the checkpoints in ``models`` when
+    given, else from the runs table (the checkpoints are not bundled)."""
+    if models is not None:
+        return [(f.name, read_metadata(f)) for f in sorted(models.glob("transducer_loso_*30min*.safetensors"))]
+    runs = json.loads(RUNS.read_text())["runs"]
+    return [(r["file"], SimpleNamespace(data=r.get("data") or {}, metrics=r.get("metrics") or {},
+                                        model_config=r.get("model_config") or {}))
+            for r in runs if fnmatch(r["file"], "transducer_loso_*30min*.safetensors")]
+
+
+def collect(models: Optional[Path]):
+    """{speaker: {n_real_voices: [digit error %, ...]}} from the fluent-recipe 30-minute leave-out runs."""
     out = defaultdict(lambda: defaultdict(list))
-    for f in sorted(models.glob("transducer_loso_*30min*.safetensors")):
-        meta = read_metadata(f)
+    for _name, meta in run_metadata(models):
         held = [s for s in (meta.data.get("holdout") or "").split(",") if s]
         if not held or not meta.data.get("fluent_weight") or meta.data.get("formant_warp_share") or \
                 meta.data.get("clip_crop_share") or meta.data.get("more_voices") or \
@@ -79,10 +97,10 @@ def draw(curve, dst: Path) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--models", default="models")
+    p.add_argument("--models", default=None, help="a folder of the leave-out checkpoints (default: the runs table)")
     p.add_argument("--out", default="resources/screenshots/transducer_learning_curve.png")
     args = p.parse_args()
-    curve = collect(Path(args.models))
+    curve = collect(Path(args.models) if args.models else None)
     print("held-out speaker: digit error % per run, by number of real FSDD training voices")
     for s in SPEAKERS:
         if s in curve:

@@ -8,6 +8,9 @@ decodes the same 120 connected-digit utterances built from all 500 of S's record
 set), then the fold's models decode them together as one ensemble (mean of their next-token probabilities, in
 lockstep, streaming as one model). Prints digit error rates per fold, the mean of the single models, the ensemble's
 rate, and the ensemble's real-time factor on one thread.
+The leave-out checkpoints are not bundled (models/ holds what the app loads): re-make them with the commands in
+bench/results/transducer_experiments.md, or take them from the git history (`git checkout ac1a0ab -- models/`)
+into a folder given with --models.
 """
 import argparse
 import json
@@ -24,7 +27,7 @@ p = argparse.ArgumentParser()
 p.add_argument("--data", required=True)
 p.add_argument("--runs", required=True, help="comma-separated run names (file suffixes after the speaker)")
 p.add_argument("--speakers", default=",".join(D.SPEAKERS))
-p.add_argument("--models", default="models")
+p.add_argument("--models", default="models", help="folder with the transducer_loso_* checkpoints")
 p.add_argument("--utts", type=int, default=120)
 args = p.parse_args()
 torch.set_num_threads(1)
@@ -53,6 +56,8 @@ for spk in args.speakers.split(","):
     rows[spk] = row
     print(spk, " ".join(f"{k} {v:.3f}" for k, v in row.items()), flush=True)
 
+if not rows:
+    raise SystemExit(f"no transducer_loso_* checkpoints in {args.models} (see this script's docstring)")
 print()
 print("| speaker | " + " | ".join(runs) + " | single mean | ensemble |")
 singles_all, ens_all = [], []

@@ -1,6 +1,6 @@
 """Where a leave-one-speaker-out transducer fails on its unheard speaker.
 
-    python bench/transducer_unheard.py --data FSDD --checkpoint models/transducer_loso_george_30min.safetensors \
+    python bench/transducer_unheard.py --data FSDD --checkpoint DIR/transducer_loso_george_30min.safetensors \
         --speaker george [--warps 0.9,1.0,1.1] [--utts 120]
 
 Prints (1) the isolated-digit confusion matrix over all 500 recordings of the speaker (each recording decoded on its
@@ -9,6 +9,9 @@ concentrated on the first digits would point at the running-mean normalisation's
 error rate when every utterance's spectrum is warped by one fixed factor at test time (the VTLP warp used for
 augmentation, applied to the test speaker: a probe of how much a per-speaker vocal-tract-length correction could
 recover).
+The leave-out checkpoints are not bundled (models/ holds what the app loads): re-make them with the commands in
+bench/results/transducer_experiments.md, or take them from the git history (`git checkout ac1a0ab -- models/`)
+into a folder given with --models.
 """
 import argparse
 import json

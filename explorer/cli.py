@@ -61,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("checkpoint", metavar="CHECKPOINT")
     i.add_argument("--json", action="store_true", help="print JSON")
 
+    m = sub.add_parser("models", help="list the bundled checkpoints: paper, file, data, headline metric")
+    m.add_argument("--json", action="store_true",
+                   help='print {"models": [{"paper", "path", "file", "data", "headline": {"metric", "value"}}]}')
+
     s = sub.add_parser("screenshot", help="render a tab offscreen after its default demo and save a PNG")
     s.add_argument("--tab", required=True, choices=PAPER_IDS)
     s.add_argument("--out", required=True, metavar="FILE.png")
@@ -110,6 +114,60 @@ def _info(args) -> int:
     return 0
 
 
+def bundled_models() -> List[dict]:
+    """Every bundled checkpoint with its paper id, absolute path, data and headline metric (headers only)."""
+    from .core.checkpoints import read_metadata
+    from .core.paths import models_dir
+
+    out = []
+    for f in sorted(models_dir().glob("*.safetensors")):
+        meta = read_metadata(f)
+        metrics = meta.metrics or {}
+        key = metrics.get("headline")
+        headline = {"metric": key, "value": metrics.get(key)} if key in metrics else {}
+        out.append({"paper": meta.paper, "path": str(f.resolve()), "file": f.name,
+                    "data": meta.data_summary(), "headline": headline})
+    return out
+
+
+def _models(args) -> int:
+    from .core.paths import models_dir
+
+    rows = bundled_models()
+    if args.json:
+        print(json.dumps({"models": rows}, indent=2, default=str))
+        return 0
+    if not rows:
+        print(f"no bundled checkpoints in {models_dir()}")
+        return 0
+    print(f"bundled checkpoints in {models_dir()}:")
+    width = max(len(r["file"]) for r in rows)
+    for r in rows:
+        h = r["headline"]
+        head = f"{h['metric']} {_fmt_value(h['value'])}" if h else "(no headline metric)"
+        print(f"  {r['paper'] or '?':<12} {r['file']:<{width}}  {head}")
+    return 0
+
+
+def _fmt_value(v) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def _needs_display() -> Optional[str]:
+    """Why the window can't open here (one line), or None. Qt would abort on a Linux machine with no display."""
+    import os
+
+    if not sys.platform.startswith("linux"):
+        return None
+    if os.environ.get("QT_QPA_PLATFORM", "").split(":")[0] in ("offscreen", "minimal", "vnc", "eglfs", "linuxfb"):
+        return None
+    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        return None
+    return ("the app needs a display and none was found (DISPLAY and WAYLAND_DISPLAY are unset). Run it on a "
+            "desktop, under a virtual one ('xvfb-run -a nips-explorer'), or render a tab to a picture instead: "
+            "'nips-explorer screenshot --tab srnn --out srnn.png'")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
@@ -121,11 +179,16 @@ def main(argv: Optional[List[str]] = None) -> int:
         args = parser.parse_args(argv)
         cmd = args.command or "gui"
         if cmd == "gui":
+            why = _needs_display()
+            if why:
+                raise UserError(why)
             from .ui.app import run_gui
 
             return int(run_gui(args) or 0)
         if cmd == "info":
             return _info(args)
+        if cmd == "models":
+            return _models(args)
         if cmd == "screenshot":
             from .ui.app import run_screenshot
 

@@ -6,17 +6,28 @@ from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 ROOT_DIR = PACKAGE_DIR.parent
+# An installed wheel carries models/ and resources/ inside the package (pyproject maps them there); a checkout
+# (or an editable install of one) has them beside the package.
+INSTALLED_DATA = PACKAGE_DIR / "bundled"
+
+
+def _data_dir(name: str, env: str) -> Path:
+    value = os.environ.get(env)
+    if value:
+        return Path(value)
+    inside = INSTALLED_DATA / name
+    return inside if inside.is_dir() else ROOT_DIR / name
 
 
 def models_dir() -> Path:
-    """Bundled checkpoints: ``$NIPS_EXPLORER_MODELS`` or ``models/`` beside the package (editable install)."""
-    env = os.environ.get("NIPS_EXPLORER_MODELS")
-    return Path(env) if env else ROOT_DIR / "models"
+    """Bundled checkpoints: ``$NIPS_EXPLORER_MODELS``, else the installed package's, else the checkout's ``models/``."""
+    return _data_dir("models", "NIPS_EXPLORER_MODELS")
 
 
 def resources_dir() -> Path:
-    env = os.environ.get("NIPS_EXPLORER_RESOURCES")
-    return Path(env) if env else ROOT_DIR / "resources"
+    """Demo inputs (sample photos, utterances, galleries): ``$NIPS_EXPLORER_RESOURCES``, else the package's, else
+    the checkout's ``resources/``."""
+    return _data_dir("resources", "NIPS_EXPLORER_RESOURCES")
 
 
 def bundled(name: str) -> Path:

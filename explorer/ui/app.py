@@ -36,6 +36,21 @@ def build_window(device: str = "auto", kiosk: bool = False, tab: Optional[str] =
     return MainWindow(context, initial_tab=tab, initial_checkpoint=checkpoint)
 
 
+def fit_to_screen(window, share: float = 0.92, largest=(1700, 1050)) -> None:
+    """First start (no saved geometry): most of the screen's free area, at most ``largest``, centred; the
+    minimum size shrinks to the screen so a small one (1024x600, say) still shows the whole window."""
+    screen = window.screen()
+    if screen is None:
+        window.resize(1280, 800)
+        return
+    avail = screen.availableGeometry()
+    window.setMinimumSize(min(window.minimumWidth(), avail.width()), min(window.minimumHeight(), avail.height()))
+    w = max(window.minimumWidth(), min(largest[0], int(avail.width() * share)))
+    h = max(window.minimumHeight(), min(largest[1], int(avail.height() * share)))
+    window.resize(w, h)
+    window.move(avail.x() + (avail.width() - w) // 2, avail.y() + (avail.height() - h) // 2)
+
+
 def run_gui(args) -> int:
     app = _make_app()
     window = build_window(device=args.device, kiosk=args.kiosk, tab=args.tab, checkpoint=args.checkpoint,
@@ -43,8 +58,8 @@ def run_gui(args) -> int:
     if args.kiosk:
         window.showFullScreen()
     else:
-        if window.width() < 1024:  # no saved geometry yet
-            window.resize(1280, 800)
+        if not getattr(window, "geometry_restored", False):
+            fit_to_screen(window)
         window.show()
     if os.environ.get("NIPS_EXPLORER_STARTUP_PROBE"):
         # bench/startup.py: report time to the first shown window, then quit

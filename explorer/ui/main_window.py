@@ -294,9 +294,10 @@ class MainWindow(QMainWindow):
     def _restore_settings(self) -> bool:
         s = self.context.settings
         geo = s.get("geometry")
+        self.geometry_restored = False
         if geo and not self.context.kiosk:
             try:
-                self.restoreGeometry(QByteArray.fromBase64(geo.encode("ascii")))
+                self.geometry_restored = bool(self.restoreGeometry(QByteArray.fromBase64(geo.encode("ascii"))))
             except Exception:  # noqa: BLE001
                 pass
         last = s.get("last_tab")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -214,6 +214,37 @@ def inputs_for(x: np.ndarray) -> np.ndarray:
         u[1:] = x[:-1]
         u[0] = x[0]
     return u
+
+
+DEMO_PIECES = 40   # test pieces per data set bundled in resources/srnn (the first ones of the authors' test split)
+
+
+def demo_pieces_path(name: str) -> Path:
+    from explorer.core.paths import resources_dir
+
+    return resources_dir() / "srnn" / f"{name}_test_pieces.npz"
+
+
+def write_demo_pieces(md: "MusicData", out: os.PathLike | str, n: int = DEMO_PIECES) -> Path:
+    """Save the first ``n`` test pieces of ``md`` as bit-packed piano rolls (a few KB) for the bundled demo."""
+    arrays = {"index": np.arange(min(n, len(md.x_test)), dtype=np.int32)}
+    for i in arrays["index"]:
+        _, x = md.test_piece(int(i))
+        arrays[f"roll_{i}"] = np.packbits(x > 0.5, axis=1)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(out, **arrays)
+    return out
+
+
+def read_demo_pieces(name: str) -> List[Tuple[int, np.ndarray]]:
+    """The bundled test pieces of data set ``name``: [(index in the test split, x (T, 88) float32)], or []."""
+    path = demo_pieces_path(name)
+    if not path.exists():
+        return []
+    with np.load(path, allow_pickle=False) as z:
+        return [(int(i), np.unpackbits(z[f"roll_{i}"], axis=1, count=N_KEYS).astype(np.float32))
+                for i in z["index"]]
 
 
 def find_data_dir(candidates: Optional[list] = None) -> Optional[Path]:

@@ -58,8 +58,8 @@ def load_pieces(dataset: str, data_dir=None, max_pieces: int = 40, token=None, p
                 ) -> Tuple[List[Tuple[str, np.ndarray]], str]:
     """Test pieces to look at: [(title, x (T, 88))], and a description of the source.
 
-    From the authors' npz files when found (``data_dir``, $SRNN_MUSIC_DATA or the shared folder), else Bach
-    chorales from the optional music21 package, else an empty list.
+    From the authors' npz files when found (``data_dir``, $SRNN_MUSIC_DATA or the shared folder), else the test
+    pieces bundled in resources/srnn, else Bach chorales from the optional music21 package, else an empty list.
     """
     from . import data as D
 
@@ -71,6 +71,11 @@ def load_pieces(dataset: str, data_dir=None, max_pieces: int = 40, token=None, p
             _, x = md.test_piece(i)
             pieces.append((f"{md.title} test piece {i + 1} ({len(x)} steps)", np.array(x)))
         return pieces, f"{md.title} test set ({md.source})"
+    bundled = D.read_demo_pieces(dataset)
+    if bundled:
+        title = D.DATASET_TITLES.get(dataset, dataset)
+        pieces = [(f"{title} test piece {i + 1} ({len(x)} steps)", x) for i, x in bundled[:max_pieces]]
+        return pieces, f"{title} test set (the {len(bundled)} pieces bundled with the app)"
     try:
         ch = D.roll_from_music21(max_pieces=min(max_pieces, 12), token=token, progress=progress)
         return [(f"music21 chorale {t}", r) for t, r in ch], "Bach chorales from music21"

@@ -16,6 +16,7 @@ from typing import List, Optional
 from . import __version__
 from .core.errors import UserError
 from .core.registry import PAPER_IDS, all_specs
+from .core.validate import POSITIVE
 
 log = logging.getLogger("explorer.cli")
 
@@ -69,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tab", required=True, choices=PAPER_IDS)
     s.add_argument("--out", required=True, metavar="FILE.png")
     s.add_argument("--size", default="1280x800", help="window size, WIDTHxHEIGHT (default 1280x800)")
-    s.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the demo (default 300)")
+    s.add_argument("--timeout", type=POSITIVE, default=300.0, help="seconds to wait for the demo (default 300)")
 
     modules = _paper_cli_modules()
     t = sub.add_parser("train", help="train a paper's model (see 'nips-explorer train ID --help')")
@@ -176,7 +177,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     setup_logging(debug=debug)
     try:
         parser = build_parser()
-        args = parser.parse_args(argv)
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exc:      # argparse printed its one line (or --help / --version)
+            return exc.code if isinstance(exc.code, int) else 2
         cmd = args.command or "gui"
         if cmd == "gui":
             why = _needs_display()

@@ -68,12 +68,14 @@ VPY="$VENV/bin/python"
 PIP=("$VPY" -m pip --disable-pip-version-check --retries 2 --timeout 60)
 
 # --- skip the rest when nothing changed since the last successful install ------------------------------------
-STAMP="$VENV/.nips-explorer-install"
-want=$( { cat pyproject.toml scripts/install.sh; echo "extra=$EXTRA torch=${NIPS_EXPLORER_TORCH:-auto}"; } \
-        | sha256sum | cut -c1-16)
-if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && "$VPY" -c 'import explorer, torch' 2>/dev/null; then
-  exit 0
-fi
+# one stamp per extra; a plain install is also satisfied by a test install of the same files
+stamp_of() { echo "$VENV/.nips-explorer-install$1"; }
+want=$( { cat pyproject.toml scripts/install.sh; echo "torch=${NIPS_EXPLORER_TORCH:-auto}"; } | sha256sum | cut -c1-16)
+stamps=("$EXTRA"); if [ -z "$EXTRA" ]; then stamps+=("[test]"); fi
+for extra in "${stamps[@]}"; do
+  s=$(stamp_of "$extra")
+  if [ -f "$s" ] && [ "$(cat "$s")" = "$want" ] && "$VPY" -c 'import explorer, torch' 2>/dev/null; then exit 0; fi
+done
 
 # --- torch: the build that matches the machine -------------------------------------------------------------------
 variant=${NIPS_EXPLORER_TORCH:-auto}
@@ -84,7 +86,11 @@ fi
 case "$variant" in cpu|cuda) ;; *) die "NIPS_EXPLORER_TORCH must be auto, cpu or cuda (got '$variant')";; esac
 have=$("$VPY" -c 'import torch; print(torch.__version__.split("+")[0], "cuda" if torch.version.cuda else "cpu")' \
        2>/dev/null || true)
-if [ "$have" != "$TORCH_VERSION $variant" ]; then
+if [ "${have% *}" = "$TORCH_VERSION" ] && { [ "${NIPS_EXPLORER_TORCH:-auto}" = auto ] || [ "${have#* }" = "$variant" ]; }
+then
+  : # the right release is there (with auto, whichever build an earlier install could get)
+else
+  [ -n "$have" ] && "${PIP[@]}" uninstall -q -y torch   # another release or build: replaced
   if [ "$variant" = cpu ]; then
     # PyTorch's CPU index holds '2.13.0+cpu', which sorts above PyPI's 2.13.0 (a CUDA build on x86_64 Linux).
     # Asked only when it answers, so a machine without it falls back to PyPI quietly (after saying so).
@@ -113,4 +119,4 @@ build = f"CUDA {torch.version.cuda} build" if torch.version.cuda else "CPU build
 gpu = "a GPU is visible" if torch.cuda.is_available() else "no GPU visible: models run on the CPU"
 print(f"install: nips-explorer {explorer.__version__} with torch {torch.__version__} ({build}; {gpu})")
 EOF
-echo "$want" > "$STAMP"
+echo "$want" > "$(stamp_of "$EXTRA")"

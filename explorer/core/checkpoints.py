@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import logging
+import math
 import os
 import struct
 from dataclasses import dataclass, field
@@ -25,9 +27,12 @@ from typing import Any, Callable, Dict, Mapping, Optional
 
 from .errors import CheckpointError
 
+log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 META_KEYS = ("paper", "format_version", "model_config", "metrics", "data", "created", "explorer_version")
 _MAX_HEADER = 100 * 1024 * 1024
+_DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
+                "U16": 2, "U32": 4, "U64": 8, "F8_E4M3": 1, "F8_E5M2": 1}
 
 
 @dataclass
@@ -99,8 +104,11 @@ def _meta_from_strings(raw: Mapping[str, str], path: Optional[str]) -> Checkpoin
         path=path,
         extra=extra,
     )
-    if not isinstance(meta.model_config, dict):
-        raise CheckpointError(f"{_name(path)}: metadata field model_config is not a JSON object")
+    for key in ("model_config", "metrics", "data"):
+        if not isinstance(getattr(meta, key), dict):
+            raise CheckpointError(f"{_name(path)}: metadata field {key} is not a JSON object")
+    if meta.paper is not None and not isinstance(meta.paper, str):
+        raise CheckpointError(f"{_name(path)}: metadata field paper is not a text")
     return meta
 
 
@@ -109,12 +117,16 @@ def _name(path: Optional[str]) -> str:
 
 
 def _check_exists(path: Path) -> None:
-    if not path.exists():
-        raise CheckpointError(f"{path}: no such file")
-    if path.is_dir():
-        raise CheckpointError(f"{path}: is a folder, not a checkpoint file")
-    if not os.access(path, os.R_OK):
-        raise CheckpointError(f"{path}: permission denied")
+    """A readable regular file, or CheckpointError; a named pipe or device is refused before it is opened."""
+    from .errors import UserError
+    from .validate import regular_file
+
+    try:
+        regular_file(path, "checkpoint file")
+    except CheckpointError:
+        raise
+    except UserError as exc:
+        raise CheckpointError(str(exc)) from None
 
 
 def _read_safetensors_header(path: Path) -> Dict[str, Any]:
@@ -142,9 +154,17 @@ def _read_safetensors_header(path: Path) -> Dict[str, Any]:
             continue
         try:
             start, end = info["data_offsets"]
+            dtype, shape = info["dtype"], info["shape"]
+            ok = (isinstance(start, int) and isinstance(end, int) and 0 <= start <= end and dtype in _DTYPE_BYTES
+                  and isinstance(shape, list) and all(isinstance(s, int) and s >= 0 for s in shape))
         except (KeyError, TypeError, ValueError):
+            ok = False
+        if not ok:
             raise CheckpointError(f"{path.name}: corrupt safetensors header entry for tensor '{name}'")
-        if end > data_len or start > end:
+        if math.prod(shape) * _DTYPE_BYTES[dtype] != end - start:
+            raise CheckpointError(f"{path.name}: tensor '{name}' claims shape {shape} of {dtype} but holds "
+                                  f"{end - start} bytes (corrupt header)")
+        if end > data_len:
             raise CheckpointError(
                 f"{path.name}: file is truncated (tensor '{name}' needs bytes up to {end}, only {data_len} present)"
             )
@@ -279,10 +299,14 @@ def load_model(
     config = meta.model_config or default_config
     if not config:
         raise CheckpointError(f"{meta.name}: has no model_config metadata, and no default configuration is known")
-    try:
-        model = build(dict(config))
-    except Exception as exc:
-        raise CheckpointError(f"{meta.name}: its model_config cannot build a model: {type(exc).__name__}: {exc}")
+    # The config is checked against the file's tensors on a model without storage (device "meta") first, so a
+    # small file whose config claims a huge model is refused before any memory is spent on it.
+    skeleton = _build(build, config, meta, device="meta")
+    if skeleton is not None:
+        check_state_dict(skeleton, ckpt.state_dict, meta.name)
+        del skeleton
+    check_finite(ckpt.state_dict, meta.name)
+    model = _build(build, config, meta)
     check_state_dict(model, ckpt.state_dict, meta.name)
     try:
         model.load_state_dict(ckpt.state_dict, strict=True)
@@ -294,6 +318,34 @@ def load_model(
         meta.model_config = dict(config)
     model.to(device).eval()
     return model, meta
+
+
+def _build(build: Callable[[Dict[str, Any]], Any], config: Mapping[str, Any], meta: CheckpointMeta, device=None):
+    """``build(config)``; on ``device="meta"`` returns None when the model can't be built without storage."""
+    import torch
+
+    try:
+        if device == "meta":
+            with torch.device("meta"):
+                return build(dict(config))
+        return build(dict(config))
+    except Exception as exc:  # noqa: BLE001 - a config from a file can make any builder fail
+        if device == "meta" and not isinstance(exc, (TypeError, ValueError, KeyError)):
+            log.debug("%s: no storage-free build (%s); checking shapes after the real build", meta.name, exc)
+            return None
+        raise CheckpointError(f"{meta.name}: its model_config cannot build a model: {type(exc).__name__}: "
+                              f"{str(exc)[:200]}")
+
+
+def check_finite(state: Mapping[str, Any], name: str = "checkpoint") -> None:
+    """Refuse weights holding NaN or infinity (they would load and draw black images or 'nan' scores)."""
+    import torch
+
+    bad = [k for k, v in state.items()
+           if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CheckpointError(f"{name}: holds NaN or infinite weights (tensor{'s' if len(bad) > 1 else ''} "
+                              f"{', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}); the file is damaged")
 
 
 def save_checkpoint(
@@ -327,9 +379,10 @@ def save_checkpoint(
     for k, v in (extra or {}).items():
         meta[k] = json.dumps(v)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
-    tmp = p.with_name(p.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    os.replace(tmp, p)
+    from .validate import atomic_output
+
+    with atomic_output(p, "checkpoint") as tmp:   # a full disk or a crash leaves the previous file, or none
+        save_file(tensors, str(tmp), metadata=meta)
     return p
 
 

@@ -11,6 +11,20 @@ from .paths import log_dir
 _configured: Optional[Path] = None
 
 
+class _OneLine(logging.Formatter):
+    """The terminal's formatter without --debug: the message only; a traceback attached to the record goes to the
+    log file alone."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        saved = record.exc_info, record.exc_text, record.stack_info
+        record.exc_info = record.exc_text = record.stack_info = None
+        try:
+            text = super().format(record)
+        finally:
+            record.exc_info, record.exc_text, record.stack_info = saved
+        return text.splitlines()[0] + (" (details in the log file)" if saved[0] else "")
+
+
 def setup_logging(debug: bool = False) -> Optional[Path]:
     global _configured
     root = logging.getLogger()
@@ -30,7 +44,7 @@ def setup_logging(debug: bool = False) -> Optional[Path]:
         path = None
     sh = logging.StreamHandler()
     sh.setLevel(logging.DEBUG if debug else logging.WARNING)
-    sh.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    sh.setFormatter(logging.Formatter("%(levelname)s: %(message)s") if debug else _OneLine("%(levelname)s: %(message)s"))
     root.addHandler(sh)
     _configured = path or Path("(no log file)")
     return path

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 from pathlib import Path
 from typing import Any, Dict, Optional
@@ -28,7 +27,15 @@ class Settings:
         try:
             raw = json.loads(self.path.read_text("utf-8"))
             if isinstance(raw, dict) and raw.get("version") == SETTINGS_VERSION:
-                self._data = dict(raw.get("values", {}))
+                values = raw.get("values")
+                if not isinstance(values, dict):
+                    log.warning("settings %s: 'values' is not an object; starting fresh", self.path)
+                    values = {}
+                # every setting is a text (folders, tab id, window geometry); anything else was not written by us
+                self._data = {k: v for k, v in values.items() if isinstance(v, str) and len(v) <= 65536}
+                if len(self._data) < len(values):
+                    log.warning("settings %s: ignored %d value(s) of the wrong type", self.path,
+                                len(values) - len(self._data))
             elif raw:
                 log.warning("settings %s have an old or unknown version; starting fresh", self.path)
         except FileNotFoundError:
@@ -50,11 +57,14 @@ class Settings:
             return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(".tmp")
+            from .errors import UserError
+            from .validate import atomic_output
+
             with self._lock:
-                tmp.write_text(json.dumps({"version": SETTINGS_VERSION, "values": self._data}, indent=1), "utf-8")
-            os.replace(tmp, self.path)
-        except OSError as exc:
+                text = json.dumps({"version": SETTINGS_VERSION, "values": self._data}, indent=1)
+            with atomic_output(self.path, "settings file") as tmp:
+                tmp.write_text(text, "utf-8")
+        except (OSError, UserError) as exc:
             log.warning("could not save settings to %s: %s", self.path, exc)
 
     def reset(self) -> None:

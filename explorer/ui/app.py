@@ -76,15 +76,30 @@ def run_gui(args) -> int:
     return code
 
 
+SCREENSHOT_SIZES = ((320, 8192), (240, 8192))   # width, height bounds: a bigger surface would not fit in memory
+
+
+def parse_size(text: str):
+    """'WIDTHxHEIGHT' within SCREENSHOT_SIZES, or UserError (before any window or pixmap is made)."""
+    from ..core.errors import UserError
+
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise UserError(f"--size must look like 1280x800, not '{text}'")
+    (w0, w1), (h0, h1) = SCREENSHOT_SIZES
+    if not (w0 <= w <= w1 and h0 <= h <= h1):
+        raise UserError(f"--size {text}: width must be {w0}-{w1} and height {h0}-{h1} pixels")
+    return w, h
+
+
 def run_screenshot(args) -> int:
+    from ..core.validate import output_file
+
+    w, h = parse_size(args.size)
+    output_file(args.out, "picture")
     os.environ["QT_QPA_PLATFORM"] = "offscreen"
     app = _make_app()
-    try:
-        w, h = (int(v) for v in args.size.lower().split("x"))
-    except ValueError:
-        from ..core.errors import UserError
-
-        raise UserError(f"--size must look like 1280x800, not '{args.size}'")
     window = build_window(device=args.device, kiosk=False, tab=args.tab, checkpoint=None)
     window.context.settings.persist = False
     window.resize(w, h)

@@ -247,7 +247,8 @@ class MainWindow(QMainWindow):
         page.ask_open_checkpoint()
 
     def _save_screenshot(self) -> None:
-        from .screenshot import grab_window
+        from ..core.errors import UserError
+        from .screenshot import grab_window, save_png
 
         start = self.context.settings.get("last_screenshot_dir") or str(Path.home())
         page = self.current_page()
@@ -255,8 +256,11 @@ class MainWindow(QMainWindow):
         path, _ = QFileDialog.getSaveFileName(self, "Save screenshot", str(Path(start) / name), "PNG (*.png)")
         if path:
             self.context.settings.set("last_screenshot_dir", str(Path(path).parent))
-            ok = grab_window(self).save(path, "PNG")
-            self.statusBar().showMessage(f"Saved {path}" if ok else f"Could not write {path}", 5000)
+            try:
+                save_png(grab_window(self), path)
+                self.statusBar().showMessage(f"Saved {path}", 5000)
+            except UserError as exc:
+                self.statusBar().showMessage(str(exc), 8000)
 
     def _toggle_fullscreen(self, checked: bool) -> None:
         self.showFullScreen() if checked else self.showNormal()

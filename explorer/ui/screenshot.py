@@ -55,10 +55,16 @@ def take_screenshot(window, tab: str, out: str, timeout: float = 300.0) -> dict:
     for _ in range(20):  # let the last paint events through
         app.processEvents()
         time.sleep(0.01)
-    pix = grab_window(window)
-    if not pix.save(out, "PNG"):
-        from ..core.errors import UserError
-
-        raise UserError(f"could not write {out}")
+    save_png(grab_window(window), out)
     return {"tab": tab, "out": out, "seconds": time.perf_counter() - t0,
             "error": page.banner.message() or (page.panel.banner.message() if page.panel else "")}
+
+
+def save_png(pix, out) -> None:
+    """Write a QPixmap/QImage as PNG through a temporary file: a failure leaves no partial picture."""
+    from ..core.errors import UserError
+    from ..core.validate import atomic_output
+
+    with atomic_output(out, "picture") as tmp:
+        if not pix.save(str(tmp), "PNG"):
+            raise UserError(f"{out}: could not be written (disk full or not writable?)")

@@ -5,6 +5,7 @@ import argparse
 import json
 
 from explorer.core.errors import UserError
+from explorer.core.validate import POSITIVE, POSITIVE_INT, number
 
 DEFAULT_ALPHA = 4.5   # nn.LSTMCell: internal state / hidden state bytes (measured by the executor)
 
@@ -19,9 +20,9 @@ def train(args) -> int:
 
 def configure_eval(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--core", choices=("lstm", "gru"), default="lstm", help="recurrent core (default lstm)")
-    parser.add_argument("--length", type=int, default=1000, help="sequence length T (default 1000)")
-    parser.add_argument("--hidden", type=int, default=256, help="hidden size (default 256)")
-    parser.add_argument("--batch", type=int, default=16, help="batch size (default 16)")
+    parser.add_argument("--length", type=POSITIVE_INT, default=1000, help="sequence length T (default 1000)")
+    parser.add_argument("--hidden", type=POSITIVE_INT, default=256, help="hidden size (default 256)")
+    parser.add_argument("--batch", type=POSITIVE_INT, default=16, help="batch size (default 16)")
     parser.add_argument("--fractions", default="0.05,0.1,0.25",
                         help="MSM budgets as fractions of full BPTT's memory (default 0.05,0.1,0.25); "
                              "HSM storing every hidden state is added")
@@ -61,12 +62,12 @@ def evaluate(args) -> int:
 
 # ------------------------------------------------------------------------------------------------ bptt-plan
 def _configure_plan(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--length", "-T", type=int, required=True, help="sequence length T")
-    parser.add_argument("--memory", "-M", type=float, required=True,
+    parser.add_argument("--length", "-T", type=POSITIVE_INT, required=True, help="sequence length T")
+    parser.add_argument("--memory", "-M", type=POSITIVE, required=True,
                         help="memory budget in hidden-state units, the slot of h_0 included")
     parser.add_argument("--policy", choices=("hsm", "ism", "msm"), default="msm",
                         help="hsm: store hidden states; ism: internal states; msm: mixed (default)")
-    parser.add_argument("--alpha", type=float, default=DEFAULT_ALPHA,
+    parser.add_argument("--alpha", type=number(float, 1), default=DEFAULT_ALPHA,
                         help=f"size of an internal state in hidden-state units, >= 1 (default {DEFAULT_ALPHA:g}, "
                              "nn.LSTMCell)")
     parser.add_argument("--json", action="store_true",

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from explorer.core.errors import UserError
+from explorer.core.validate import MINUTES, POSITIVE, POSITIVE_INT, SEED, number
 
 PAPER = "compression"
 
@@ -31,15 +32,15 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
                              "fashion: Fashion-MNIST (default photos)")
     parser.add_argument("--out", metavar="FILE.safetensors", default=None,
                         help="where to save (default models/compression_<dataset>.safetensors)")
-    parser.add_argument("--minutes", type=float, default=None, help="wall-clock budget (default: preset)")
-    parser.add_argument("--steps", type=int, default=100000, help="upper bound on optimiser steps")
-    parser.add_argument("--batch", type=int, default=None, help="minibatch size")
-    parser.add_argument("--crop", type=int, default=None, help="training crop size in pixels (photos)")
-    parser.add_argument("--hidden", type=int, default=None, help="conv-LSTM channels")
-    parser.add_argument("--z-channels", type=int, default=None, help="latent channels per iteration")
-    parser.add_argument("--iterations", type=int, default=None, help="DRAW iterations T")
-    parser.add_argument("--lr", type=float, default=2e-3, help="peak Adam learning rate (cosine decay)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--minutes", type=MINUTES, default=None, help="wall-clock budget (default: preset)")
+    parser.add_argument("--steps", type=POSITIVE_INT, default=100000, help="upper bound on optimiser steps")
+    parser.add_argument("--batch", type=POSITIVE_INT, default=None, help="minibatch size")
+    parser.add_argument("--crop", type=POSITIVE_INT, default=None, help="training crop size in pixels (photos)")
+    parser.add_argument("--hidden", type=POSITIVE_INT, default=None, help="conv-LSTM channels")
+    parser.add_argument("--z-channels", type=POSITIVE_INT, default=None, help="latent channels per iteration")
+    parser.add_argument("--iterations", type=POSITIVE_INT, default=None, help="DRAW iterations T")
+    parser.add_argument("--lr", type=POSITIVE, default=2e-3, help="peak Adam learning rate (cosine decay)")
+    parser.add_argument("--seed", type=SEED, default=0)
     parser.add_argument("--init", metavar="CHECKPOINT", default=None,
                         help="start from this checkpoint's weights (same architecture)")
 
@@ -107,7 +108,7 @@ def configure_eval(parser: argparse.ArgumentParser) -> None:
                         help="folder of PNG/JPEG images (default: the bundled held-out samples: 4 photo crops, "
                              "or 2 Fashion-MNIST test mosaics for a grey model)")
     parser.add_argument("--checkpoint", metavar="FILE", default=None, help="default: the bundled photo model")
-    parser.add_argument("--max-side", type=int, default=768,
+    parser.add_argument("--max-side", type=number(int, 16, 16384), default=768,
                         help="images larger than this are scaled down first (default 768)")
     parser.add_argument("--json", action="store_true", help="print JSON to stdout")
 
@@ -140,11 +141,11 @@ def evaluate(args) -> int:
 # ----- compress -------------------------------------------------------------------------------------------
 def _configure_compress(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("image", metavar="IMAGE", help="a PNG or JPEG image (RGB or grey)")
-    parser.add_argument("--iterations", "-k", type=int, required=True,
+    parser.add_argument("--iterations", "-k", type=POSITIVE_INT, required=True,
                         help="send the latents of the first K iterations (1..T)")
     parser.add_argument("--out", required=True, metavar="FILE.png", help="where to write the reconstruction")
     parser.add_argument("--checkpoint", metavar="FILE", default=None, help="default: the bundled photo model")
-    parser.add_argument("--max-side", type=int, default=1024, help="scale larger images down first")
+    parser.add_argument("--max-side", type=number(int, 16, 16384), default=1024, help="scale larger images down first")
     parser.add_argument("--json", action="store_true", help="print JSON to stdout")
 
 

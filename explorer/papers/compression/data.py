@@ -73,17 +73,9 @@ def split_photos(plasma_dir: Path = PLASMA_DIR, mate_dir: Path = MATE_DIR) -> Tu
 def load_image(path: os.PathLike | str, channels: int = 3) -> np.ndarray:
     """Read an image file as uint8 (H, W, channels). Grey is replicated to RGB, alpha composited on white.
     Raises UserError for a missing, unreadable or corrupt file."""
-    from PIL import Image, UnidentifiedImageError
+    from explorer.core.validate import open_image
 
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"{p}: no such image file")
-    try:
-        with Image.open(p) as im:
-            im.load()
-            return pil_to_array(im, channels)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise UserError(f"{p.name}: not a readable image ({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})")
+    return pil_to_array(open_image(path), channels)
 
 
 def pil_to_array(im, channels: int = 3) -> np.ndarray:

@@ -143,8 +143,14 @@ def compress_file(model, image_path, k: int, out: Path, device, max_side: int = 
     p = an.point(k)
     rec = an.recons[k]
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(rec[:, :, 0] if rec.shape[2] == 1 else rec).save(out)
+    from explorer.core.validate import atomic_output
+
+    ext = out.suffix.lower()
+    Image.init()
+    if ext not in Image.EXTENSION:
+        raise UserError(f"{out.name}: unknown image type '{ext or '(none)'}' (use .png, .jpg, ...)")
+    with atomic_output(out, "image file") as tmp:
+        Image.fromarray(rec[:, :, 0] if rec.shape[2] == 1 else rec).save(tmp, format=Image.EXTENSION[ext])
     return {"image": str(image_path), "out": str(out), "width": an.width, "height": an.height, "k": k,
             "iterations": T, "bpp": p["bpp"], "bytes": p["bits"] / 8.0, "psnr": p["psnr"], "ssim": p["ssim"],
             "rate": "ideal code length (sum of KL_1..k, bits-back)", "note": note}

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 from explorer.core.errors import UserError
+from explorer.core.validate import POSITIVE, POSITIVE_INT, SEED
 
 TRAIN_PROBLEMS = ("quadratic", "mnist")
 EVAL_CHOICES = ("quadratic", "mnist", "mnist-40", "mnist-2layer", "mnist-relu", "mnist-200steps", "fashion", "all")
@@ -12,13 +13,13 @@ EVAL_CHOICES = ("quadratic", "mnist", "mnist-40", "mnist-2layer", "mnist-relu", 
 def configure_train(parser) -> None:
     parser.add_argument("--problem", choices=TRAIN_PROBLEMS, default="quadratic",
                         help="meta-training problem: random 10-D quadratics or the MNIST MLP (default quadratic)")
-    parser.add_argument("--epochs", type=int, default=None, help="optimizee runs to meta-train on (one run = 100 steps)")
-    parser.add_argument("--time-limit", type=float, default=0.0,
-                        help="stop after this many seconds (0 = no limit); the best weights so far are kept")
-    parser.add_argument("--meta-lr", type=float, default=None, help="Adam learning rate of the LSTM's weights")
-    parser.add_argument("--unroll", type=int, default=None, help="truncation length of the unrolls (default 20)")
-    parser.add_argument("--val-every", type=int, default=None, help="validate (and checkpoint the best) every N runs")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=POSITIVE_INT, default=None, help="optimizee runs to meta-train on (one run = 100 steps)")
+    parser.add_argument("--time-limit", type=POSITIVE, default=None,
+                        help="stop after this many seconds (default: no limit); the best weights so far are kept")
+    parser.add_argument("--meta-lr", type=POSITIVE, default=None, help="Adam learning rate of the LSTM's weights")
+    parser.add_argument("--unroll", type=POSITIVE_INT, default=None, help="truncation length of the unrolls (default 20)")
+    parser.add_argument("--val-every", type=POSITIVE_INT, default=None, help="validate (and checkpoint the best) every N runs")
+    parser.add_argument("--seed", type=SEED, default=0)
     parser.add_argument("--out", default=None, help="checkpoint path (default models/l2l_<problem>.safetensors)")
     parser.add_argument("--init", default=None, metavar="CHECKPOINT",
                         help="continue meta-training from this l2l checkpoint's weights instead of from scratch")
@@ -40,9 +41,7 @@ def train(args) -> int:
             if val <= 0:
                 raise UserError(f"--{key.replace('_', '-')} must be positive")
             cfg[key] = val
-    if args.time_limit < 0:
-        raise UserError("--time-limit must be >= 0")
-    cfg["time_limit_s"] = float(args.time_limit)
+    cfg["time_limit_s"] = float(args.time_limit or 0.0)   # 0: no limit (the argument itself must be > 0)
     cfg["seed"] = int(args.seed)
     out = args.out or str(bundled(f"l2l_{args.problem}.safetensors"))
     if not str(out).endswith(".safetensors"):
@@ -60,9 +59,9 @@ def configure_eval(parser) -> None:
                         help="evaluation problem (held-out seeds/images); 'all' runs every one")
     parser.add_argument("--checkpoint", default=None,
                         help="learned optimizer to use (default: the bundled one for the problem's family)")
-    parser.add_argument("--runs", type=int, default=None,
+    parser.add_argument("--runs", type=POSITIVE_INT, default=None,
                         help="problems to average over (default 100 quadratics / 10 MNIST runs)")
-    parser.add_argument("--tune-runs", type=int, default=None, help="tuning problems per learning rate")
+    parser.add_argument("--tune-runs", type=POSITIVE_INT, default=None, help="tuning problems per learning rate")
     parser.add_argument("--save", action="store_true",
                         help="store the results (and tuned rates) in the checkpoint's metrics")
     parser.add_argument("--curves", default=None, help="also write the mean loss curves to this .json file")

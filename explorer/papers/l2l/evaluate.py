@@ -168,7 +168,10 @@ def evaluate_problems(names: Sequence[str], device: Any, checkpoint: Optional[st
                                                                 if k != "learned")})
             update_metrics(path, metrics)
     if curves_path:
-        Path(curves_path).write_text(json.dumps(all_curves))
+        from explorer.core.validate import atomic_output
+
+        with atomic_output(curves_path, "JSON file") as tmp:
+            tmp.write_text(json.dumps(all_curves))
     return out
 
 

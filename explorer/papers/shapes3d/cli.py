@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from explorer.core.errors import UserError
+from explorer.core.validate import COUNT, MINUTES, POSITIVE, POSITIVE_INT, SEED, number
 
 PAPER = "shapes3d"
 
@@ -29,8 +30,8 @@ def _data_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", choices=("primitives", "furniture"), default="primitives",
                         help="primitives: boxes, spheres, cylinders, cones, tori under random pose and scale "
                              "(trimesh.creation); furniture: Sweet Home 3D models (apt sweethome3d-furniture)")
-    parser.add_argument("--n-train", type=int, default=None, help="number of training primitives (default 2000)")
-    parser.add_argument("--n-test", type=int, default=None, help="number of held-out primitives (default 250)")
+    parser.add_argument("--n-train", type=POSITIVE_INT, default=None, help="number of training primitives (default 2000)")
+    parser.add_argument("--n-test", type=POSITIVE_INT, default=None, help="number of held-out primitives (default 250)")
     parser.add_argument("--data-dir", metavar="DIR", default=None,
                         help="cache folder for the rendered data sets (default: the user cache folder)")
 
@@ -58,16 +59,16 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
     _data_args(parser)
     parser.add_argument("--out", metavar="FILE.safetensors", default=None,
                         help="where to save (default models/shapes3d_<dataset>.safetensors)")
-    parser.add_argument("--minutes", type=float, default=None, help="wall-clock budget (default: preset)")
-    parser.add_argument("--steps", type=int, default=100000, help="upper bound on optimiser steps")
-    parser.add_argument("--batch", type=int, default=None, help="minibatch size (default 32)")
-    parser.add_argument("--draw-steps", type=int, default=None, help="DRAW steps T writing into the canvas")
-    parser.add_argument("--hidden", type=int, default=None, help="LSTM size")
-    parser.add_argument("--lr", type=float, default=None, help="peak Adam learning rate (cosine decay)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--minutes", type=MINUTES, default=None, help="wall-clock budget (default: preset)")
+    parser.add_argument("--steps", type=POSITIVE_INT, default=100000, help="upper bound on optimiser steps")
+    parser.add_argument("--batch", type=POSITIVE_INT, default=None, help="minibatch size (default 32)")
+    parser.add_argument("--draw-steps", type=POSITIVE_INT, default=None, help="DRAW steps T writing into the canvas")
+    parser.add_argument("--hidden", type=POSITIVE_INT, default=None, help="LSTM size")
+    parser.add_argument("--lr", type=POSITIVE, default=None, help="peak Adam learning rate (cosine decay)")
+    parser.add_argument("--seed", type=SEED, default=0)
     parser.add_argument("--init", metavar="CHECKPOINT", default=None,
                         help="start from this checkpoint's weights (same architecture)")
-    parser.add_argument("--gallery", type=int, default=0, metavar="N",
+    parser.add_argument("--gallery", type=COUNT, default=0, metavar="N",
                         help="also write N held-out shapes to resources/shapes3d/gallery.npz for the app")
 
 
@@ -202,7 +203,7 @@ def configure_eval(parser: argparse.ArgumentParser) -> None:
     _data_args(parser)
     parser.add_argument("--checkpoint", metavar="FILE", default=None,
                         help="checkpoint to evaluate (default: the bundled one for the dataset)")
-    parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N held-out shapes")
+    parser.add_argument("--limit", type=POSITIVE_INT, default=None, help="evaluate only the first N held-out shapes")
     parser.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -244,7 +245,7 @@ def configure_reconstruct(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("image", metavar="IMAGE", help="a picture of one object (PNG/JPEG; dark or bright background)")
     parser.add_argument("--out", required=True, metavar="SHAPE.obj", help="mesh to write (.obj, .stl or .ply)")
     parser.add_argument("--checkpoint", metavar="FILE", default=None, help="default: the bundled primitives model")
-    parser.add_argument("--level", type=float, default=0.5, help="iso-level of the occupancy (0..1, default 0.5)")
+    parser.add_argument("--level", type=number(float, 0, 1, low_open=True, high_open=True), default=0.5, help="iso-level of the occupancy (0..1, default 0.5)")
     parser.add_argument("--label", default=None, help="class name to condition on (default: none)")
     parser.add_argument("--views-out", metavar="VIEWS.png", default=None,
                         help="also save the input and the re-projections (input camera + turntable) as a PNG strip")

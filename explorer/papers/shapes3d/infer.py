@@ -60,19 +60,23 @@ def prepare_image(img: np.ndarray, size: int = 32, autocrop: Optional[bool] = No
 
 
 def load_image(path: str | Path, size: int = 32) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
+    """A picture file as the model's grey input (checked by ``explorer.core.validate.open_image``: 16-bit and
+    float pixels keep their range, bombs and non-images are refused)."""
+    from explorer.core.validate import open_image
 
-    from explorer.core.errors import UserError
+    return prepare_image(np.asarray(open_image(path).convert("L")), size)
 
-    p = Path(path)
-    if not p.exists():
-        raise UserError(f"{p}: no such file")
-    try:
-        with Image.open(p) as im:
-            arr = np.asarray(im.convert("L"))
-    except (UnidentifiedImageError, OSError) as exc:
-        raise UserError(f"{p.name}: not a readable image ({exc})")
-    return prepare_image(arr, size)
+
+def _image_format(path) -> str:
+    from PIL import Image
+
+    ext = Path(path).suffix.lower()
+    Image.init()
+    if ext not in Image.EXTENSION:
+        from explorer.core.errors import UserError
+
+        raise UserError(f"{Path(path).name}: unknown image type '{ext or '(none)'}' (use .png, .jpg, ...)")
+    return Image.EXTENSION[ext]
 
 
 def save_image(img: np.ndarray, path: str | Path, scale: int = 1) -> None:
@@ -81,7 +85,10 @@ def save_image(img: np.ndarray, path: str | Path, scale: int = 1) -> None:
     im = Image.fromarray(np.clip(np.asarray(img) * 255.0 + 0.5, 0, 255).astype(np.uint8))
     if scale > 1:
         im = im.resize((im.width * scale, im.height * scale), Image.NEAREST)
-    im.save(path)
+    from explorer.core.validate import atomic_output
+
+    with atomic_output(path, "image file") as tmp:
+        im.save(tmp, format=_image_format(path))
 
 
 # ---------------------------------------------------------------------------------------- inference
@@ -168,17 +175,20 @@ def write_mesh(verts: np.ndarray, faces: np.ndarray, path: str | Path) -> Path:
         raise UserError("the inferred volume is empty at this iso-level; nothing to write")
     v = np.asarray(verts, np.float64) * np.array([1.0, -1.0, 1.0])     # y up
     f = np.asarray(faces)[:, ::-1]                                      # the flip mirrors: keep faces outward
-    if suffix == ".obj":
-        with open(p, "w") as fh:
-            fh.write("# nips-explorer shapes3d: inferred shape (marching cubes)\n")
-            fh.writelines(f"v {a:.5f} {b:.5f} {c:.5f}\n" for a, b, c in v)
-            fh.writelines(f"f {a + 1} {b + 1} {c + 1}\n" for a, b, c in f)
-    elif suffix in (".stl", ".ply"):
-        import trimesh
-
-        trimesh.Trimesh(v, f, process=False).export(str(p))
-    else:
+    if suffix not in (".obj", ".stl", ".ply"):
         raise UserError(f"{p.name}: unsupported mesh format '{suffix or '(none)'}' (use .obj, .stl or .ply)")
+    from explorer.core.validate import atomic_output
+
+    with atomic_output(p, "mesh file") as tmp:     # a full disk leaves no truncated mesh that looks valid
+        if suffix == ".obj":
+            with open(tmp, "w") as fh:
+                fh.write("# nips-explorer shapes3d: inferred shape (marching cubes)\n")
+                fh.writelines(f"v {a:.5f} {b:.5f} {c:.5f}\n" for a, b, c in v)
+                fh.writelines(f"f {a + 1} {b + 1} {c + 1}\n" for a, b, c in f)
+        else:
+            import trimesh
+
+            trimesh.Trimesh(v, f, process=False).export(str(tmp), file_type=suffix[1:])
     return p
 
 

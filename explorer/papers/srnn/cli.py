@@ -6,6 +6,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from explorer.core.validate import COUNT, FRACTION, MINUTES, NON_NEGATIVE, POSITIVE, POSITIVE_INT, SEED, THREADS, number
 
 DATASETS = ("jsb", "nottingham", "muse", "piano")
 
@@ -26,28 +27,28 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
                         help="inference network: backward GRU (smooth, default) or MLP without look-ahead (filter)")
     parser.add_argument("--resq", action=argparse.BooleanOptionalAction, default=True,
                         help="residual posterior mean mu_q = mu_p + NN (default on)")
-    parser.add_argument("--d-dim", type=int, default=300, help="deterministic GRU size (paper 300)")
-    parser.add_argument("--z-dim", type=int, default=100, help="latent size (paper 100)")
-    parser.add_argument("--a-dim", type=int, default=300, help="inference GRU/MLP size (paper 300)")
-    parser.add_argument("--hidden", type=int, default=500, help="MLP width (paper 500)")
-    parser.add_argument("--epochs", type=int, default=50, help="epochs (paper code: 50)")
-    parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (paper 1e-3)")
-    parser.add_argument("--max-minutes", type=float, default=None, help="stop after this much wall time")
-    parser.add_argument("--kl-epochs", type=float, default=None,
+    parser.add_argument("--d-dim", type=POSITIVE_INT, default=300, help="deterministic GRU size (paper 300)")
+    parser.add_argument("--z-dim", type=POSITIVE_INT, default=100, help="latent size (paper 100)")
+    parser.add_argument("--a-dim", type=POSITIVE_INT, default=300, help="inference GRU/MLP size (paper 300)")
+    parser.add_argument("--hidden", type=POSITIVE_INT, default=500, help="MLP width (paper 500)")
+    parser.add_argument("--epochs", type=POSITIVE_INT, default=50, help="epochs (paper code: 50)")
+    parser.add_argument("--lr", type=POSITIVE, default=1e-3, help="Adam learning rate (paper 1e-3)")
+    parser.add_argument("--max-minutes", type=MINUTES, default=None, help="stop after this much wall time")
+    parser.add_argument("--kl-epochs", type=NON_NEGATIVE, default=None,
                         help="epochs of linear KL annealing from 0.2 to 1 (default 40%% of --epochs, as 20/50 in "
                              "the authors' code)")
-    parser.add_argument("--constant-epochs", type=float, default=None,
+    parser.add_argument("--constant-epochs", type=NON_NEGATIVE, default=None,
                         help="epochs at the initial learning rate before the exponential decay (default 40%%)")
-    parser.add_argument("--kl-start", type=float, default=0.2, help="initial KL weight of the annealing (paper 0.2)")
+    parser.add_argument("--kl-start", type=FRACTION, default=0.2, help="initial KL weight of the annealing (paper 0.2)")
     parser.add_argument("--init", default=None, metavar="CKPT",
                         help="start from the weights of this checkpoint (same model options), e.g. to train longer")
-    parser.add_argument("--lr-decay", type=float, default=1.2,
+    parser.add_argument("--lr-decay", type=number(float, 1), default=1.2,
                         help="learning-rate divisor per epoch after the constant phase (paper code 1.2)")
-    parser.add_argument("--seed", type=int, default=123)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--seed", type=SEED, default=123)
+    parser.add_argument("--threads", type=THREADS, default=None, help="torch CPU threads")
     parser.add_argument("--out", default=None, help="checkpoint to write (default models/srnn_<dataset>_<variant>)")
     parser.add_argument("--no-resume", action="store_true", help="ignore an existing resume file and start over")
-    parser.add_argument("--iwae-samples", type=int, default=32,
+    parser.add_argument("--iwae-samples", type=COUNT, default=32,
                         help="importance samples for the final test evaluation (0: skip the test evaluation)")
 
 
@@ -134,9 +135,9 @@ def configure_eval(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, metavar="DIR", help="folder with the authors' npz files")
     parser.add_argument("--checkpoint", default=None,
                         help="checkpoint file (default: the bundled SRNN smooth+Resq model of --dataset)")
-    parser.add_argument("--samples", type=int, default=32, help="importance samples K for the IWAE bound")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--samples", type=POSITIVE_INT, default=32, help="importance samples K for the IWAE bound")
+    parser.add_argument("--seed", type=SEED, default=0)
+    parser.add_argument("--threads", type=THREADS, default=None, help="torch CPU threads")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--record", action="store_true", help="write the numbers into the checkpoint's metrics")
 

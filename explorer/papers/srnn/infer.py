@@ -214,6 +214,9 @@ def synthesize(roll: np.ndarray, step_s: float = 0.3, sr: int = 22050, lowest_mi
 def write_wav(path, roll: np.ndarray, step_s: float = 0.3, sr: int = 22050) -> Path:
     import soundfile as sf
 
+    from explorer.core.validate import atomic_output
+
     p = Path(path)
-    sf.write(str(p), synthesize(roll, step_s, sr), sr, subtype="PCM_16")
+    with atomic_output(p, "WAV file") as tmp:
+        sf.write(str(tmp), synthesize(roll, step_s, sr), sr, subtype="PCM_16", format="WAV")
     return p

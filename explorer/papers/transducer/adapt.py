@@ -18,6 +18,8 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
+from explorer.core.validate import atomic_output
+
 from . import data as D
 from .features import SAMPLE_RATE, read_audio
 from .model import Transducer
@@ -92,7 +94,8 @@ def save_recordings(clips: Sequence[D.Clip], folder) -> List[Path]:
     files = []
     for c in clips:
         f = out / f"{c.digit}_{c.speaker}_{c.index}.wav"
-        sf.write(str(f), np.clip(c.audio, -1, 1), SAMPLE_RATE, subtype="PCM_16")
+        with atomic_output(f, "WAV file") as tmp:
+            sf.write(str(tmp), np.clip(c.audio, -1, 1), SAMPLE_RATE, subtype="PCM_16", format="WAV")
         files.append(f)
     return files
 

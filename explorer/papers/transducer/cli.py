@@ -9,6 +9,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from explorer.core.validate import COUNT, FRACTION, MINUTES, POSITIVE, POSITIVE_INT, SEED, THREADS, atomic_output, number
 
 PAPER = "transducer"
 DEFAULT_OUT = "transducer_fsdd_online.safetensors"
@@ -27,38 +28,38 @@ def configure_train(p) -> None:
     p.add_argument("--holdout", default="", metavar="SPEAKER[,SPEAKER]",
                    help="leave this FSDD speaker out of training and report its error rate (LOSO); several, "
                         "comma-separated, train on fewer real voices (error rate pooled over the held-out ones)")
-    p.add_argument("--steps", type=int, default=3000, help="optimizer steps (default 3000)")
-    p.add_argument("--minutes", type=float, default=None, help="stop after this many minutes of training")
-    p.add_argument("--batch", type=int, default=24, help="utterances per step (default 24)")
-    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate, cosine decay (default 2e-3)")
-    p.add_argument("--block", type=int, default=8,
+    p.add_argument("--steps", type=POSITIVE_INT, default=3000, help="optimizer steps (default 3000)")
+    p.add_argument("--minutes", type=MINUTES, default=None, help="stop after this many minutes of training")
+    p.add_argument("--batch", type=POSITIVE_INT, default=24, help="utterances per step (default 24)")
+    p.add_argument("--lr", type=POSITIVE, default=2e-3, help="peak learning rate, cosine decay (default 2e-3)")
+    p.add_argument("--block", type=POSITIVE_INT, default=8,
                    help="W: encoder frames (30 ms each) per block (default 8; 0 = the whole utterance is one block)")
-    p.add_argument("--max-per-block", type=int, default=4, help="M: tokens per block incl. <e> (default 4)")
-    p.add_argument("--hidden", type=int, default=128, help="GRU units in encoder and transducer (default 128)")
+    p.add_argument("--max-per-block", type=number(int, 2), default=4, help="M: tokens per block incl. <e> (default 4)")
+    p.add_argument("--hidden", type=POSITIVE_INT, default=128, help="GRU units in encoder and transducer (default 128)")
     p.add_argument("--attention", choices=("mlp", "dot"), default="mlp", help="attention over the block")
     p.add_argument("--align", choices=("boundary", "dp"), default="boundary",
                    help="training alignments: from the digit boundaries, or the paper's DP search (after --dp-start)")
-    p.add_argument("--dp-start", type=int, default=0, help="use boundary alignments for this many steps first")
+    p.add_argument("--dp-start", type=COUNT, default=0, help="use boundary alignments for this many steps first")
     p.add_argument("--norm", choices=("causal", "global"), default="causal",
                    help="feature normalisation: running mean of the utterance so far (default) or the training mean")
-    p.add_argument("--ceps", type=int, default=None, metavar="K",
+    p.add_argument("--ceps", type=POSITIVE_INT, default=None, metavar="K",
                    help="encoder reads the first K cepstral coefficients (MFCCs) of the log-mel frame (0 = all bands)")
-    p.add_argument("--dropout", type=float, default=None, help="dropout in the encoder while training")
+    p.add_argument("--dropout", type=number(float, 0, 1, high_open=True), default=None, help="dropout in the encoder while training")
     p.add_argument("--frontend", choices=("linear", "conv"), default=None,
                    help="conv: a convolution and max-pool along the frequency axis before the encoder")
     p.add_argument("--augment", action="store_true",
                    help="add VTLP, channel colouring, SpecAugment and a wider speed range (0.85-1.15); in 6-minute "
                         "runs it made an unheard speaker worse (nicolas 36%% vs 25%%), so it is off by default")
-    p.add_argument("--channel", type=float, default=0.0, metavar="P",
+    p.add_argument("--channel", type=FRACTION, default=0.0, metavar="P",
                    help="share of training utterances sent through a random channel shelf (above 0.5-3 kHz, "
                         "-35..+10 dB) before the noise is added (default 0)")
-    p.add_argument("--formant", type=float, default=0.0, metavar="P",
+    p.add_argument("--formant", type=FRACTION, default=0.0, metavar="P",
                    help="share of training utterances whose formants are stretched by 0.87-1.15, pitch and timing "
                         "kept (a pseudo-speaker with another vocal-tract length; default 0)")
-    p.add_argument("--crop", type=float, default=0.0, metavar="P",
+    p.add_argument("--crop", type=FRACTION, default=0.0, metavar="P",
                    help="share of digit clips cut short by up to 80 ms at each end, as many FSDD recordings start or "
                         "stop mid-word (default 0)")
-    p.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+    p.add_argument("--ema", type=number(float, 0, 1, high_open=True), default=0.0, metavar="DECAY",
                    help="keep an exponential moving average of the weights (e.g. 0.999) and save it; the last "
                         "iterate is evaluated too, for comparison (default: off)")
     p.add_argument("--init", default=None, metavar="FILE", help="start from this checkpoint (fine-tuning)")
@@ -67,16 +68,16 @@ def configure_train(p) -> None:
                    help="also MBROLA, SVOX Pico and RHVoice voices where installed (Debian contrib/non-free)")
     p.add_argument("--no-extra-voices", action="store_true",
                    help="leave out the human digit recordings of Debian's asterisk-core-sounds-en-wav and saytime")
-    p.add_argument("--synth-weight", "--espeak-weight", dest="espeak_weight", type=float, default=0.3,
+    p.add_argument("--synth-weight", "--espeak-weight", dest="espeak_weight", type=FRACTION, default=0.3,
                    help="share of training utterances from voices other than FSDD's (espeak-ng, flite, festival, and the "
                         "Asterisk and saytime recordings; 0 disables all of them)")
-    p.add_argument("--fluent-weight", type=float, default=0.15,
+    p.add_argument("--fluent-weight", type=FRACTION, default=0.15,
                    help="share of utterances that are fluent digit strings (libespeak-ng speaks the whole string, "
                         "its word events give the digit boundaries); 0 = joined isolated digits only (default 0.15)")
-    p.add_argument("--fluent-phrases", type=int, default=2000, help="fluent strings to synthesize (default 2000)")
-    p.add_argument("--eval-utts", type=int, default=60, help="test utterances per speaker after training")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
+    p.add_argument("--fluent-phrases", type=COUNT, default=2000, help="fluent strings to synthesize (default 2000)")
+    p.add_argument("--eval-utts", type=POSITIVE_INT, default=60, help="test utterances per speaker after training")
+    p.add_argument("--seed", type=SEED, default=0)
+    p.add_argument("--threads", type=THREADS, default=None, help="torch CPU threads (default: all cores)")
 
 
 def _threads(args) -> None:
@@ -233,10 +234,10 @@ def configure_eval(p) -> None:
     p.add_argument("--speakers", default="", help="with --data: comma-separated speakers (default all five)")
     p.add_argument("--indices", choices=("test", "all"), default="test",
                    help="with --data: FSDD recordings 0-4 (test split) or all 0-49 (for a held-out speaker)")
-    p.add_argument("--utts", type=int, default=60, help="with --data: utterances per speaker (default 60)")
+    p.add_argument("--utts", type=POSITIVE_INT, default=60, help="with --data: utterances per speaker (default 60)")
     p.add_argument("--checkpoint", action="append", default=None, metavar="FILE",
                    help=f"default: models/{DEFAULT_OUT}; give it several times to decode with their ensemble")
-    p.add_argument("--beam", type=int, default=1, help="beam width (1 = greedy)")
+    p.add_argument("--beam", type=POSITIVE_INT, default=1, help="beam width (1 = greedy)")
     p.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -303,8 +304,8 @@ def evaluate(args) -> int:
 def configure_transcribe(p) -> None:
     p.add_argument("file", metavar="FILE.wav", help="audio file (any rate, mono or stereo)")
     p.add_argument("--checkpoint", default=None, metavar="FILE", help=f"default: models/{DEFAULT_OUT}")
-    p.add_argument("--chunk-ms", type=float, default=40.0, help="audio chunk size fed to the stream (default 40)")
-    p.add_argument("--beam", type=int, default=1, help="beam width (1 = greedy)")
+    p.add_argument("--chunk-ms", type=number(float, 1, 10000), default=40.0, help="audio chunk size fed to the stream (default 40)")
+    p.add_argument("--beam", type=POSITIVE_INT, default=1, help="beam width (1 = greedy)")
     p.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -357,10 +358,10 @@ def configure_utterances(p) -> None:
     p.add_argument("--data", metavar="DIR", help="FSDD folder; without it, espeak-ng voices are used")
     p.add_argument("--speakers", default="", help="with --data: comma-separated speakers (default all)")
     p.add_argument("--indices", choices=("test", "all"), default="test")
-    p.add_argument("-n", type=int, default=10, help="utterances per speaker (default 10)")
+    p.add_argument("-n", type=POSITIVE_INT, default=10, help="utterances per speaker (default 10)")
     p.add_argument("--fluent", action="store_true",
                    help="fluent digit strings (libespeak-ng, one phrase each) in the held-out demo voices")
-    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--seed", type=SEED, default=1234)
 
 
 def make_utterances(args) -> int:
@@ -384,7 +385,8 @@ def make_utterances(args) -> int:
             raise UserError("espeak-ng is not installed; give --data DIR to build utterances from FSDD")
         utts = D.demo_utterances(args.n, seed=args.seed)
     for i, u in enumerate(utts):
-        sf.write(str(out / f"{u.text}_{u.speaker}_{i:04d}.wav"), u.audio, 8000, subtype="PCM_16")
+        with atomic_output(out / f"{u.text}_{u.speaker}_{i:04d}.wav", "WAV file") as tmp:
+            sf.write(str(tmp), u.audio, 8000, subtype="PCM_16", format="WAV")
     print(f"wrote {len(utts)} files to {out}")
     return 0
 
@@ -400,14 +402,14 @@ def configure_adapt(p) -> None:
                         "before the first underscore; any sample rate, mono or stereo)")
     p.add_argument("--out", required=True, metavar="FILE.safetensors", help="adapted checkpoint to write")
     p.add_argument("--checkpoint", default=None, metavar="FILE", help=f"model to adapt (default: models/{DEFAULT_OUT})")
-    p.add_argument("--steps", type=int, default=A["steps"], help=f"fine-tuning steps (default {A['steps']})")
-    p.add_argument("--lr", type=float, default=A["lr"], help=f"peak learning rate (default {A['lr']})")
-    p.add_argument("--synth-weight", type=float, default=A["synthetic_weight"],
+    p.add_argument("--steps", type=POSITIVE_INT, default=A["steps"], help=f"fine-tuning steps (default {A['steps']})")
+    p.add_argument("--lr", type=POSITIVE, default=A["lr"], help=f"peak learning rate (default {A['lr']})")
+    p.add_argument("--synth-weight", type=FRACTION, default=A["synthetic_weight"],
                    help="share of utterances from the synthetic voices, so that the model keeps reading other "
                         f"voices (default {A['synthetic_weight']}; 0: the enrolled voice only)")
-    p.add_argument("--fluent-weight", type=float, default=A["fluent_weight"],
+    p.add_argument("--fluent-weight", type=FRACTION, default=A["fluent_weight"],
                    help=f"share of fluent espeak-ng digit strings (default {A['fluent_weight']})")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
+    p.add_argument("--threads", type=THREADS, default=None, help="torch CPU threads (default: all cores)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
 
 

@@ -2,6 +2,7 @@
 real-time factor, on generated connected-digit utterances or on a folder of WAV files."""
 from __future__ import annotations
 
+import logging
 import re
 import time
 from pathlib import Path
@@ -14,11 +15,17 @@ from .data import Utterance
 from .features import SAMPLE_RATE, read_audio
 from .model import Transducer, decode_utterance, edit_distance
 
+log = logging.getLogger(__name__)
 _REF_RE = re.compile(r"^\d+$")
 
 
 def score(pairs: Sequence[tuple]) -> Dict:
-    """pairs of (reference digits, hypothesis digits) -> error counts and rates."""
+    """pairs of (reference digits, hypothesis digits) -> error counts and rates. Nothing to score is an error
+    (a rate of 0.0 over no digits would read as a perfect result)."""
+    from explorer.core.errors import UserError
+
+    if not pairs or not sum(len(r) for r, _ in pairs):
+        raise UserError("nothing to score: no utterance with a digit reference")
     errs = sum(edit_distance(r, h) for r, h in pairs)
     n = sum(len(r) for r, _ in pairs)
     return {"utterances": len(pairs), "digits": n, "digit_errors": errs,
@@ -95,7 +102,12 @@ def evaluate_dir(model: Transducer, folder, beam: int = 1, progress=None) -> Dic
             errors.append({"file": f.name, "error": str(exc)})
             continue
         t0 = time.perf_counter()
-        hyp, _, _ = decode_utterance(model, torch.from_numpy(audio), beam=beam)
+        try:
+            hyp, _, _ = decode_utterance(model, torch.from_numpy(audio), beam=beam)
+        except Exception as exc:  # noqa: BLE001 - one bad file is reported, the others are still scored
+            log.warning("decoding %s failed", f, exc_info=True)
+            errors.append({"file": f.name, "error": f"{f.name}: could not be decoded ({type(exc).__name__})"})
+            continue
         dec_s += time.perf_counter() - t0
         audio_s += len(audio) / SAMPLE_RATE
         row = {"file": f.name, "hypothesis": "".join(map(str, hyp)),
@@ -108,7 +120,10 @@ def evaluate_dir(model: Transducer, folder, beam: int = 1, progress=None) -> Dic
         results.append(row)
         if progress is not None:
             progress((i + 1) / len(files), f.name)
-    s = score(pairs)
-    return {"files": len(files), "scored": len(pairs), "digit_error_rate": s["digit_error_rate"] if pairs else None,
-            "sequence_accuracy": s["sequence_accuracy"] if pairs else None,
+    if not results:
+        raise UserError(f"--audio-dir {folder}: none of the {len(files)} .wav files could be read "
+                        f"(first: {errors[0]['error']})")
+    s = score(pairs) if pairs else None
+    return {"files": len(files), "scored": len(pairs), "digit_error_rate": s["digit_error_rate"] if s else None,
+            "sequence_accuracy": s["sequence_accuracy"] if s else None,
             "real_time_factor": dec_s / audio_s if audio_s else None, "results": results, "errors": errors}

@@ -155,18 +155,11 @@ def resample(x: np.ndarray, sr_in: int, sr_out: int = SAMPLE_RATE) -> np.ndarray
 
 
 def read_audio(path, sr_out: int = SAMPLE_RATE) -> np.ndarray:
-    """Any soundfile-readable file (any rate, mono or stereo) -> mono float32 at ``sr_out``."""
-    import soundfile as sf
+    """Any soundfile-readable file (4-384 kHz, mono or stereo, up to 10 minutes) -> mono float32 at ``sr_out``.
+    Header, length and finiteness are checked by ``explorer.core.validate.read_audio`` before decoding."""
+    from explorer.core.validate import read_audio as read_checked
 
-    from explorer.core.errors import UserError
-
-    try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=False)
-    except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError / OSError
-        raise UserError(f"{path}: not a readable audio file ({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})")
-    x = to_mono_float(data)
-    if x.size == 0:
-        raise UserError(f"{path}: the audio file is empty")
+    x, sr = read_checked(path)
     return resample(x, sr, sr_out)
 
 

@@ -30,6 +30,13 @@ def resources_dir() -> Path:
     return _data_dir("resources", "NIPS_EXPLORER_RESOURCES")
 
 
+def training_output(name: str) -> Path:
+    """Where a train command writes by default: the checkout's (or $NIPS_EXPLORER_MODELS) models folder, so the
+    app picks the new model up; from an installed package, the current folder (never inside site-packages)."""
+    d = models_dir()
+    return d / name if d != INSTALLED_DATA / "models" else Path.cwd() / name
+
+
 def bundled(name: str) -> Path:
     return models_dir() / name
 

@@ -184,3 +184,10 @@ def test_wheel_installs_and_runs_without_the_checkout(tmp_path):
         assert any((Path(res) / sub).iterdir()), sub
     assert int(n_pieces) > 0
     assert not (Path(res) / "screenshots").exists()
+
+    # every tab's default demo runs from the installed wheel, in a folder with no checkout or data beside it
+    for tab in PAPER_IDS:
+        r = subprocess.run([str(exe), "screenshot", "--tab", tab, "--out", str(work / f"{tab}.png"), "--size",
+                            "1280x800"], cwd=work, capture_output=True, text=True, timeout=600, env=env)
+        assert r.returncode == 0, (tab, r.stderr[-2000:])
+        assert "shows an error" not in r.stdout and (work / f"{tab}.png").stat().st_size > 10_000, (tab, r.stdout)

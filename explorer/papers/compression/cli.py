@@ -50,7 +50,7 @@ def train(args) -> int:
 
     from explorer.core.checkpoints import load_model, save_checkpoint
     from explorer.core.devices import choose_device, configure_threads
-    from explorer.core.paths import models_dir
+    from explorer.core.paths import training_output
     from explorer.core.progress import TerminalProgress
 
     from .model import build
@@ -74,7 +74,7 @@ def train(args) -> int:
         tcfg["crop"] = args.crop
     if args.minutes is not None:
         tcfg["time_limit_s"] = args.minutes * 60.0
-    out = Path(args.out) if args.out else models_dir() / preset["file"]
+    out = Path(args.out) if args.out else training_output(preset["file"])
     data = make_data(args.dataset, tcfg["crop"], seed=args.seed)
     if args.init:
         model, _ = load_model(args.init, PAPER, build, device)

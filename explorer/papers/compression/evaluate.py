@@ -1,11 +1,14 @@
 """Rate-distortion evaluation of a conv DRAW checkpoint on a folder of images, against JPEG and JPEG 2000."""
 from __future__ import annotations
 
+import logging
 from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from explorer.core.errors import UserError
+from explorer.core.errors import Cancelled, UserError
+
+log = logging.getLogger(__name__)
 
 POINT_FIELDS = ("bpp", "psnr", "ssim", "jpeg_bpp", "jpeg_psnr", "jpeg_ssim",
                 "jpeg2000_bpp", "jpeg2000_psnr", "jpeg2000_ssim")
@@ -31,14 +34,24 @@ def evaluate_folder(model, folder, device, max_side: int = 768, progress=None, t
             continue
         img, note = fit_max_side(img, max_side)
         pts = []
-        for p in analyse_points(model, img, device, token=token):
-            pts.append({k: (round(v, 5) if isinstance(v, float) else v) for k, v in p.items() if k != "bits"})
-            if progress is not None:
-                progress((i + len(pts) / T) / len(files), f"{f.name} k={p['k']}")
+        try:
+            for p in analyse_points(model, img, device, token=token):
+                pts.append({k: (round(v, 5) if isinstance(v, float) else v) for k, v in p.items() if k != "bits"})
+                if progress is not None:
+                    progress((i + len(pts) / T) / len(files), f"{f.name} k={p['k']}")
+        except (UserError, Cancelled):
+            raise
+        except Exception as exc:  # noqa: BLE001 - one image that breaks the coder is reported; the rest go on
+            log.warning("coding %s failed", f, exc_info=True)
+            errors.append({"file": f.name, "error": f"{f.name}: could not be coded ({type(exc).__name__})"})
+            continue
         rec = {"file": f.name, "width": int(img.shape[1]), "height": int(img.shape[0]), "points": pts}
         if note:
             rec["note"] = note
         images.append(rec)
+    if not images:
+        raise UserError(f"{folder}: none of the {len(files)} images could be coded"
+                        + (f" (first: {errors[0]['error']})" if errors else ""))
     return {"rate": "ideal code length: sum of KL_1..k in bits per pixel (bits-back); JPEG and JPEG 2000 "
                     "rates are real file sizes", "images": images, "mean": mean_points(images), "errors": errors}
 

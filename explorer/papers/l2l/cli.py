@@ -27,7 +27,7 @@ def configure_train(parser) -> None:
 
 def train(args) -> int:
     from explorer.core.devices import choose_device, configure_threads
-    from explorer.core.paths import bundled
+    from explorer.core.paths import training_output
     from explorer.core.progress import TerminalProgress
 
     from .train import DEFAULT_TRAIN, train_problem
@@ -43,7 +43,7 @@ def train(args) -> int:
             cfg[key] = val
     cfg["time_limit_s"] = float(args.time_limit or 0.0)   # 0: no limit (the argument itself must be > 0)
     cfg["seed"] = int(args.seed)
-    out = args.out or str(bundled(f"l2l_{args.problem}.safetensors"))
+    out = args.out or str(training_output(f"l2l_{args.problem}.safetensors"))
     if not str(out).endswith(".safetensors"):
         raise UserError("--out must end in .safetensors")
     with TerminalProgress(f"meta-train {args.problem}") as bar:

@@ -78,7 +78,7 @@ def train(args) -> int:
 
     from explorer.core.checkpoints import save_checkpoint
     from explorer.core.devices import choose_device, configure_threads
-    from explorer.core.paths import models_dir
+    from explorer.core.paths import training_output
     from explorer.core.progress import TerminalProgress
 
     from .evaluate import evaluate as run_eval
@@ -113,7 +113,7 @@ def train(args) -> int:
         if args.minutes <= 0:
             raise UserError("--minutes must be positive")
         tcfg.time_limit_s = args.minutes * 60.0
-    out = Path(args.out) if args.out else models_dir() / preset["file"]
+    out = Path(args.out) if args.out else training_output(preset["file"])
     if args.init:
         # Same architecture; tensors whose shapes match are copied (the class embedding is new when the
         # data set has other classes, e.g. furniture started from the primitives model).

@@ -65,7 +65,7 @@ def _setup(args):
 
 
 def train(args) -> int:
-    from explorer.core.paths import models_dir
+    from explorer.core.paths import training_output
     from explorer.core.progress import TerminalProgress
 
     from . import data as data_mod
@@ -89,8 +89,8 @@ def train(args) -> int:
                             f"({init.config} vs {model.config})")
         model.load_state_dict(init.state_dict())
         print(f"starting from the weights of {init_meta.name}", file=sys.stderr)
-    out = Path(args.out) if args.out else models_dir() / default_checkpoint_name(
-        args.dataset, args.model, args.inference, bool(args.resq))
+    out = Path(args.out) if args.out else training_output(default_checkpoint_name(
+        args.dataset, args.model, args.inference, bool(args.resq)))
     tcfg = train_config(epochs=args.epochs, lr=args.lr, max_minutes=args.max_minutes, seed=args.seed,
                         lr_decay=args.lr_decay, kl_start=args.kl_start,
                         kl_frac=None if args.kl_epochs is None else args.kl_epochs / max(1, args.epochs),

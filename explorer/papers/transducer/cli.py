@@ -92,7 +92,7 @@ def train(args) -> int:
     from explorer.core.checkpoints import load_model, save_checkpoint
     from explorer.core.devices import choose_device
     from explorer.core.errors import UserError
-    from explorer.core.paths import models_dir
+    from explorer.core.paths import training_output
     from explorer.core.progress import TerminalProgress
 
     from . import data as D
@@ -159,7 +159,7 @@ def train(args) -> int:
                 cfg[key] = getattr(args, key)
         model = build(cfg)
         set_normalization(model, data)
-    out = Path(args.out) if args.out else models_dir() / ("transducer_offline.safetensors" if args.offline else DEFAULT_OUT)
+    out = Path(args.out) if args.out else training_output("transducer_offline.safetensors" if args.offline else DEFAULT_OUT)
     data_meta = {"name": "FSDD connected digits" + (f" (leave out {holdout})" if holdout else ""),
                  "train_speakers": train_spk, "train_indices": "5-49", "fsdd_clips": n_fsdd,
                  "espeak_clips": n_other["espeak"], "tts_clips": n_other["tts"],

@@ -96,12 +96,13 @@ class PaperPanel(QWidget):
             try:
                 self.on_model_loaded(model, meta)
             finally:
-                self.checkpoint_changed.emit(meta)
+                self.checkpoint_changed.emit(self.checkpoint_in_use() or meta)
                 if on_done:
                     on_done(True)
 
         def failed(exc, tb):
-            prev = f" The previous model ({self.model_meta.name}) is still loaded." if self.model_meta else ""
+            in_use = self.checkpoint_in_use() if self.model_meta else None
+            prev = f" The previous model ({in_use.name}) is still loaded." if in_use else ""
             reason = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
             msg = f"Could not open {path.name}: {reason}.{prev}"
             self.show_error(msg, tb)
@@ -168,6 +169,13 @@ class PaperPanel(QWidget):
 
     def on_model_loaded(self, model: Any, meta: Any) -> None:
         """Override: a checkpoint finished loading (GUI thread)."""
+
+    def checkpoint_in_use(self) -> Any:
+        """The checkpoint (CheckpointMeta) the tab's views come from, for the checkpoint bar.
+
+        Override when that is not simply the opened file (e.g. a bundle holding several); emit
+        ``checkpoint_changed`` with it whenever it changes."""
+        return self.model_meta
 
     def start_default_demo(self) -> None:
         """Override: start the tab's default demo; call mark_demo_done() when its results are shown."""

@@ -1,15 +1,26 @@
 """One mechanism for background work in the whole app.
 
-``TaskRunner.submit(fn, *args, key=..., on_result=..., on_progress=..., on_partial=...)`` runs ``fn`` in a
-worker thread. ``fn`` is plain Python (no Qt): if its signature has ``token`` / ``progress`` parameters they
-are passed a :class:`~explorer.core.tasks.CancelToken` and a ``progress(fraction, message)`` callable. If
+``TaskRunner.submit(fn, *args, key=..., on_result=..., on_error=..., on_cancelled=..., on_progress=...,
+on_partial=..., on_finished=...)`` runs ``fn`` in a worker thread. ``fn`` is plain Python (no Qt): if its
+signature has ``token`` / ``progress`` parameters they are passed a
+:class:`~explorer.core.tasks.CancelToken` and a ``progress(fraction, message)`` callable. If
 ``fn`` returns a generator, each yielded :class:`~explorer.core.tasks.Progress` is a progress report and any
 other yielded value a partial result; the token is checked between yields; the generator's return value is
 the result.
 
-Every callback runs on the GUI thread (signals are queued to a QObject living there). With a ``key``, a new
-submission cancels the previous task of that key and its late results are dropped ("latest wins").
-Exceptions go to ``on_error`` or, by default, to the runner's error handler (the panel's banner) and the log.
+Every callback runs on the GUI thread (signals are queued to a QObject living there). Every task ends with
+exactly one outcome, then ``on_finished``:
+
+* ``on_result(value)``: it returned and was not cancelled meanwhile;
+* ``on_error(exc, traceback)``: it raised (by default the runner's error handler, i.e. the panel's banner;
+  always logged);
+* ``on_cancelled()``: its token was cancelled (``task.cancel()``, ``runner.cancel(key)``), or it was replaced by
+  a newer submission of the same ``key`` ("latest wins"; ``task.superseded`` is then True). A result or an
+  error that arrives after the cancel counts as cancelled too, and progress/partials stop at the cancel.
+
+When ``on_cancelled``/``on_finished`` run, the task no longer counts in ``is_busy()``; ``latest_cancelled(key)``
+tells a handler whether the newest task of its key was cancelled (a user's Cancel) or whether a newer one took
+over (which reports its own outcome). After ``shutdown()`` (the panel is closing) no callback runs any more.
 ``shutdown()`` cancels everything and waits a bounded time; worker threads are daemon threads, so a stuck
 native call can never abort the process at exit.
 """
@@ -50,12 +61,14 @@ class Task:
     on_progress: Optional[Callable[[Optional[float], str], None]] = None
     on_partial: Optional[Callable[[Any], None]] = None
     on_error: Optional[Callable[[BaseException, str], None]] = None
+    on_cancelled: Optional[Callable[[], None]] = None
     on_finished: Optional[Callable[[], None]] = None
     thread: Optional[threading.Thread] = None
     started: float = field(default_factory=time.perf_counter)
     elapsed_ms: float = 0.0
     done: bool = False
-    cancelled_result: bool = False
+    superseded: bool = False      # replaced by a newer task of the same key
+    outcome: Optional[str] = None  # "result" | "error" | "cancelled" once delivered
 
     def cancel(self) -> None:
         self.token.cancel()
@@ -70,9 +83,7 @@ class _Bridge(QObject):
 
     progress = Signal(object, object)
     partial = Signal(object, object)
-    result = Signal(object, object)
-    error = Signal(object, object)
-    finished = Signal(object)
+    ended = Signal(object, object, object)   # task, "result" | "error" | "cancelled", payload
 
 
 def _accepts(fn: Callable, name: str) -> bool:
@@ -96,11 +107,10 @@ class TaskRunner(QObject):
         self._bridge = _Bridge()  # parentless: owned by Python, outlives a deleted parent while threads run
         self._bridge.progress.connect(self._on_progress)
         self._bridge.partial.connect(self._on_partial)
-        self._bridge.result.connect(self._on_result)
-        self._bridge.error.connect(self._on_error)
-        self._bridge.finished.connect(self._on_finished)
+        self._bridge.ended.connect(self._on_ended)
         self._tasks: Dict[int, Task] = {}
         self._latest: Dict[str, int] = {}
+        self._newest: Dict[str, CancelToken] = {}   # key -> token of its newest task
         self._closed = False
         self._lock = threading.Lock()
 
@@ -110,6 +120,7 @@ class TaskRunner(QObject):
                on_progress: Optional[Callable[[Optional[float], str], None]] = None,
                on_partial: Optional[Callable[[Any], None]] = None,
                on_error: Optional[Callable[[BaseException, str], None]] = None,
+               on_cancelled: Optional[Callable[[], None]] = None,
                on_finished: Optional[Callable[[], None]] = None, **kwargs: Any) -> Optional[Task]:
         if self._closed:
             log.debug("runner closed; task %s not started", name or fn)
@@ -120,10 +131,13 @@ class TaskRunner(QObject):
             self._latest[key] = generation
             for t in list(self._tasks.values()):
                 if t.key == key and not t.done:
+                    t.superseded = True
                     t.cancel()
         task = Task(id=next(_ids), key=key, generation=generation, token=CancelToken(),
                     name=name or getattr(fn, "__name__", "task"), on_result=on_result, on_progress=on_progress,
-                    on_partial=on_partial, on_error=on_error, on_finished=on_finished)
+                    on_partial=on_partial, on_error=on_error, on_cancelled=on_cancelled, on_finished=on_finished)
+        if key is not None:
+            self._newest[key] = task.token
         if _accepts(fn, "token"):
             kwargs["token"] = task.token
         if _accepts(fn, "progress"):
@@ -166,14 +180,12 @@ class TaskRunner(QObject):
                     gen.close()
             task.token.check()
             task.elapsed_ms = (time.perf_counter() - task.started) * 1000.0
-            _emit(bridge.result, task, out)
+            kind, payload = "result", out
         except Cancelled:
-            task.cancelled_result = True
+            kind, payload = "cancelled", None
         except BaseException as exc:  # noqa: BLE001 - everything reaches the banner and the log
-            tb = traceback.format_exc()
-            _emit(bridge.error, task, (exc, tb))
-        finally:
-            _emit(bridge.finished, task)
+            kind, payload = "error", (exc, traceback.format_exc())
+        _emit(bridge.ended, task, kind, payload)   # one signal: the outcome and the end cannot be split
 
     # ------------------------------------------------------------- GUI side
     def _stale(self, task: Task) -> bool:
@@ -191,38 +203,44 @@ class TaskRunner(QObject):
         if not self._stale(task) and task.on_partial is not None:
             task.on_partial(payload)
 
-    @Slot(object, object)
-    def _on_result(self, task: Task, payload: Any) -> None:
-        if self._stale(task):
-            log.debug("dropping stale result of %s", task.name)
-            return
-        self.task_timed.emit(task.name, task.elapsed_ms)
-        if task.on_result is not None:
-            task.on_result(payload)
-
-    @Slot(object, object)
-    def _on_error(self, task: Task, payload: Any) -> None:
-        exc, tb = payload
-        log.error("task %s failed:\n%s", task.name, tb)
-        if self._stale(task):
-            return
-        handler = task.on_error or self._default_error
-        if handler is not None:
-            handler(exc, tb)
-
-    @Slot(object)
-    def _on_finished(self, task: Task) -> None:
+    @Slot(object, object, object)
+    def _on_ended(self, task: Task, kind: str, payload: Any) -> None:
+        """Deliver exactly one outcome (result, error or cancelled), then on_finished."""
         task.done = True
         with self._lock:
             self._tasks.pop(task.id, None)
             idle = not self._tasks
-        if task.on_finished is not None and not self._closed:
-            try:
-                task.on_finished()
-            except Exception:  # noqa: BLE001
-                log.exception("on_finished of %s failed", task.name)
-        if idle and not self._closed:
-            self.busy_changed.emit(False)
+        if kind == "error":
+            exc, tb = payload
+            if self._stale(task):
+                log.info("task %s failed after it was cancelled (counted as cancelled):\n%s", task.name, tb)
+            else:
+                log.error("task %s failed:\n%s", task.name, tb)
+        if self._closed:
+            return
+        if kind != "cancelled" and self._stale(task):
+            log.debug("task %s ended after it was cancelled: dropping its %s", task.name, kind)
+            kind = "cancelled"
+        task.outcome = kind
+        try:
+            if kind == "result":
+                self.task_timed.emit(task.name, task.elapsed_ms)
+                if task.on_result is not None:
+                    task.on_result(payload)
+            elif kind == "error":
+                handler = task.on_error or self._default_error
+                if handler is not None:
+                    handler(*payload)
+            elif task.on_cancelled is not None:
+                task.on_cancelled()
+        finally:
+            if task.on_finished is not None:
+                try:
+                    task.on_finished()
+                except Exception:  # noqa: BLE001
+                    log.exception("on_finished of %s failed", task.name)
+            if idle and not self._closed:
+                self.busy_changed.emit(False)
 
     # ------------------------------------------------------------ control
     def cancel(self, key: Optional[str] = None) -> None:
@@ -230,6 +248,15 @@ class TaskRunner(QObject):
         for t in list(self._tasks.values()):
             if key is None or t.key == key:
                 t.cancel()
+
+    def latest_cancelled(self, key: str) -> bool:
+        """True when the newest task submitted with ``key`` was cancelled.
+
+        A cancelled outcome of a task whose newer replacement was not cancelled means nothing to show: the newer
+        task reports its own outcome.
+        """
+        token = self._newest.get(key)
+        return token is not None and token.cancelled
 
     def active_count(self, key: Optional[str] = None) -> int:
         with self._lock:

@@ -482,20 +482,22 @@ class BPTTPanel(PaperPanel):
                 task.cancel()
 
         self.run_button.setEnabled(False)
+        self.run_result.setText("")      # the result shown is always the one of the last run started
         self.task.start(f"Running {planner.policy.upper()} on a real {kind.upper()}…", on_cancel=cancel)
         task = self.runner.submit(job, key="run", name="real run", on_result=self._on_run,
                                   on_progress=self.task.set_progress, on_error=self._on_run_error,
-                                  on_finished=self._on_run_finished)
+                                  on_cancelled=self._on_run_cancelled, on_finished=self._on_run_finished)
 
     def _on_run_finished(self) -> None:
         self.run_button.setEnabled(True)
 
     def _on_run_error(self, exc: BaseException, tb: str) -> None:
-        from explorer.core.errors import Cancelled
+        self.task.finish("Failed.")
+        self.show_exception(exc, tb)
 
-        self.task.finish("Cancelled." if isinstance(exc, Cancelled) else "Failed.")
-        if not isinstance(exc, Cancelled):
-            self.show_exception(exc, tb)
+    def _on_run_cancelled(self) -> None:
+        if self.runner.latest_cancelled("run"):
+            self.task.finish("Cancelled.")
 
     def _on_run(self, r: Dict) -> None:
         self.task.finish("Done.")

@@ -335,7 +335,7 @@ class CompressionPanel(PaperPanel):
         self.runner.submit(_analyse, self.model, self.image, self.context.device, key="analysis",
                            name="conv DRAW analysis", on_partial=self._on_partial,
                            on_progress=self.task_bar.set_progress, on_result=self._on_analysis_done,
-                           on_error=self._on_analysis_error)
+                           on_error=self._on_analysis_error, on_cancelled=self._on_analysis_cancelled)
 
     def _on_partial(self, item) -> None:
         if item[0] == "model":
@@ -365,6 +365,14 @@ class CompressionPanel(PaperPanel):
     def _on_analysis_error(self, exc, tb) -> None:
         self.task_bar.finish("")
         self.show_exception(exc, tb)
+        if self._pending_demo:
+            self._pending_demo = False
+            self.mark_demo_done()
+
+    def _on_analysis_cancelled(self) -> None:
+        if not self.runner.latest_cancelled("analysis"):
+            return                     # replaced by the analysis of another image or model
+        self.task_bar.finish("Analysis cancelled.")
         if self._pending_demo:
             self._pending_demo = False
             self.mark_demo_done()

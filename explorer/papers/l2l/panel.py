@@ -130,6 +130,7 @@ class L2LPanel(PaperPanel):
         self._meta_x: List[int] = []
         self._meta_y: List[float] = []
         self._demo_pending = False
+        self._bar_key: Optional[str] = None    # whose progress the task bar shows: "race" or "meta"
 
         # controls
         row = QHBoxLayout()
@@ -234,6 +235,18 @@ class L2LPanel(PaperPanel):
     def on_model_loaded(self, model: Any, meta: Any) -> None:
         self.bundle = model
         self._update_info()
+        if self._race_info:             # a race of the previous checkpoints is on screen: it is not this one's
+            self._clear_race(f"Checkpoint {meta.name} loaded: press Race")
+
+    def checkpoint_in_use(self) -> Any:
+        """The learned optimizer the race on this problem uses (the bundle may hold one per problem family)."""
+        from .catalog import PROBLEMS
+
+        if self.bundle is not None:
+            _, meta = self.bundle.for_family(PROBLEMS[self.problem()].family)
+            if meta is not None:
+                return meta
+        return self.model_meta
 
     def _update_info(self) -> None:
         from .infer import describe_checkpoint
@@ -259,6 +272,9 @@ class L2LPanel(PaperPanel):
 
     def _problem_changed(self) -> None:
         self._update_info()
+        if self.model_meta is not None:
+            self.checkpoint_changed.emit(self.checkpoint_in_use())   # the header names what a race here uses
+        self._clear_race(f"Press Race to race on {self.problem_box.currentText()}")
         self.right.setCurrentWidget(self.map_plot if self.problem() in TWO_D else self.meta_plot)
         if self.problem() not in TWO_D and not self._meta_y:
             self._show_checkpoint_history()
@@ -323,6 +339,10 @@ class L2LPanel(PaperPanel):
             self._show_checkpoint_history()
         pace = 0.02 if two_d else (0.01 if problem == "quadratic" else 0.0)
         ctx = self.context
+        self.loss_plot.setTitle(f"Race on {self.problem_box.currentText()} (seed {seed})")
+        if self.model_meta is not None:
+            self.checkpoint_changed.emit(self.checkpoint_in_use())   # the header names the raced checkpoint
+        self._bar_key = "race"
         self.taskbar.start(f"Racing on {self.problem_box.currentText()} (seed {seed})…",
                            on_cancel=self._cancel_race)
 
@@ -331,13 +351,42 @@ class L2LPanel(PaperPanel):
 
         self._race_task = self.runner.submit(job, key="race", name="race", on_partial=self._on_race_partial,
                                              on_progress=self.taskbar.set_progress, on_result=self._on_race_done,
-                                             on_error=self._on_task_error)
+                                             on_error=lambda exc, tb: self._on_task_error(exc, tb, "race"),
+                                             on_cancelled=self._on_race_cancelled)
+
+    def _bar_end(self, key: str, text: str = "") -> None:
+        if self._bar_key == key:
+            self._bar_key = None
+            self.taskbar.finish(text)
 
     def _cancel_race(self) -> None:
-        task = getattr(self, "_race_task", None)
-        if task is not None:
-            task.cancel()
-        self.taskbar.finish("Race cancelled")
+        self.runner.cancel("race")       # the cancelled outcome ends the task bar
+
+    def _on_race_cancelled(self) -> None:
+        if not self.runner.latest_cancelled("race"):
+            return                       # replaced by a newer race, which reports for itself
+        self._bar_end("race", "Race cancelled")
+        if self._demo_pending:
+            self._demo_pending = False
+            self.mark_demo_done()
+
+    def _clear_race(self, message: str) -> None:
+        """No race on screen (its problem or checkpoint is no longer the selected one); a running one stops."""
+        self.runner.cancel("race")
+        self._race_info = {}
+        self.last_results = None
+        self._reset_race_plots([])
+        self.loss_plot.setTitle("Race")
+        self.map_image.clear()
+        for iso in self._isos:
+            iso.setParentItem(None)
+            if iso.scene() is not None:
+                iso.scene().removeItem(iso)
+        self._isos = []
+        self.map_opt.setData([], [])
+        if self._bar_key in (None, "race"):
+            self._bar_key = None
+            self.taskbar.finish(message)
 
     def _reset_race_plots(self, entries) -> None:
         self.loss_plot.clear()
@@ -423,13 +472,13 @@ class L2LPanel(PaperPanel):
                 self.table.setItem(r, c, it)
         self.table.resizeColumnsToContents()
         best = self._labels.get(order[0], order[0])
-        self.taskbar.finish(f"Race finished: lowest final loss {best}")
+        self._bar_end("race", f"Race finished: lowest final loss {best}")
         if self._demo_pending:
             self._demo_pending = False
             self.mark_demo_done()
 
-    def _on_task_error(self, exc: BaseException, tb: str) -> None:
-        self.taskbar.finish("")
+    def _on_task_error(self, exc: BaseException, tb: str, key: str) -> None:
+        self._bar_end(key, "Failed")
         self.show_exception(exc, tb)
         if self._demo_pending:
             self._demo_pending = False
@@ -443,6 +492,7 @@ class L2LPanel(PaperPanel):
         self.meta_plot.setTitle("Live meta-training on random quadratics (mean loss per step, per run)")
         self.right.setCurrentWidget(self.meta_plot)
         ctx = self.context
+        self._bar_key = "meta"
         self.taskbar.start("Meta-training a fresh LSTM optimizer…", on_cancel=self._cancel_meta)
         self.meta_button.setEnabled(False)
 
@@ -451,15 +501,16 @@ class L2LPanel(PaperPanel):
 
         self._meta_task = self.runner.submit(job, key="meta", name="meta-train", on_partial=self._on_meta_partial,
                                              on_progress=self.taskbar.set_progress, on_result=self._on_meta_done,
-                                             on_error=self._on_task_error,
+                                             on_error=lambda exc, tb: self._on_task_error(exc, tb, "meta"),
+                                             on_cancelled=self._on_meta_cancelled,
                                              on_finished=lambda: self.meta_button.setEnabled(True))
 
     def _cancel_meta(self) -> None:
-        task = getattr(self, "_meta_task", None)
-        if task is not None:
-            task.cancel()
-        self.meta_button.setEnabled(True)
-        self.taskbar.finish("Meta-training cancelled")
+        self.runner.cancel("meta")       # the cancelled outcome ends the task bar; on_finished the button
+
+    def _on_meta_cancelled(self) -> None:
+        if self.runner.latest_cancelled("meta"):
+            self._bar_end("meta", f"Meta-training cancelled after {len(self._meta_y)} runs")
 
     def _on_meta_partial(self, item: Any) -> None:
         if item[0] == "meta":
@@ -471,7 +522,7 @@ class L2LPanel(PaperPanel):
         self.fresh = result
         self.meta_button.setEnabled(True)
         self._update_info()
-        self.taskbar.finish(f"Meta-trained on {result['epochs']} runs in {result['wall_s']:.0f} s; racing it…")
+        self._bar_end("meta", f"Meta-trained on {result['epochs']} runs in {result['wall_s']:.0f} s; racing it…")
         self.start_race()
         if self.problem() not in TWO_D:
             self.right.setCurrentWidget(self.meta_plot)

@@ -129,7 +129,7 @@ def infer_volume(model, image: np.ndarray, device, label: Optional[int] = None, 
 
 
 def sample_volumes(model, n: int, device, label: Optional[int] = None, temperature: float = 1.0,
-                   seed: Optional[int] = None) -> Dict[str, Any]:
+                   seed: Optional[int] = None, turntable: int = 4) -> Dict[str, Any]:
     """n volumes from the prior (class-conditional when ``label`` is given) with their canvas steps."""
     import torch
 
@@ -139,7 +139,7 @@ def sample_volumes(model, n: int, device, label: Optional[int] = None, temperatu
         torch.manual_seed(seed)
     out = model.sample_prior(n, label, temperature, keep_canvases=True, device=device)
     with torch.no_grad():
-        views = project(out["logits"], camera_thetas(turntable_cameras(4)).to(device), logits=True,
+        views = project(out["logits"], camera_thetas(turntable_cameras(turntable)).to(device), logits=True,
                         out_size=model.image_size)
     return {
         "occupancy": np.stack([solid_occupancy(o) for o in torch.sigmoid(out["logits"][:, 0]).cpu().numpy()]),

@@ -17,6 +17,9 @@ from explorer.ui.widgets.vtk_view import VtkView
 
 log = logging.getLogger(__name__)
 _STRIP = 8 + 2   # input, re-projection, 8 turntable views
+N_TURNTABLE = _STRIP - 2
+# what an empty thumbnail says (a black square would look like a broken picture)
+_EMPTY = ("no input picture", "nothing to re-project") + ("",) * N_TURNTABLE
 
 
 def to_pixmap(img: np.ndarray, scale: int = 3) -> QPixmap:
@@ -80,11 +83,16 @@ class IsoSurfaceView(VtkView):
 
     def set_caption(self, text: str) -> None:
         self.caption.SetInput(text)
+        self.render()
 
-    def set_volume(self, occ: Optional[np.ndarray]) -> None:
-        """Show a (R, R, R) occupancy (z, y, x) in [-1, 1]^3, or nothing (None)."""
+    def set_volume(self, occ: Optional[np.ndarray], caption: Optional[str] = None) -> None:
+        """Show a (R, R, R) occupancy (z, y, x) in [-1, 1]^3, or nothing (None), with its caption if given.
+
+        Caption and volume change in one render, so the view never shows one with the other's caption."""
         from vtkmodules.util.numpy_support import numpy_to_vtk
 
+        if caption is not None:
+            self.caption.SetInput(caption)
         if occ is None:
             self.has_volume = False
             self.actor.VisibilityOff()
@@ -118,6 +126,7 @@ class Shapes3DPanel(PaperPanel):
         self.current: Optional[Dict[str, Any]] = None      # last result: occupancy, canvases, ...
         self.current_image: Optional[np.ndarray] = None
         self.current_truth: Optional[np.ndarray] = None
+        self._gallery_problem: Optional[str] = None    # a banner about the gallery stays until it is fixed
         self._anim_step = 0
         self._build()
         self._load_gallery()
@@ -211,7 +220,8 @@ class Shapes3DPanel(PaperPanel):
             lab = QLabel()
             lab.setFixedSize(72, 72)
             lab.setAlignment(Qt.AlignCenter)
-            lab.setStyleSheet("background: black;")
+            lab.setWordWrap(True)
+            lab.setStyleSheet("background: black; color: #8a8f98; font-size: 8pt;")
             sl.addWidget(lab)
             self.strip.append(lab)
             if i == 1:
@@ -226,6 +236,7 @@ class Shapes3DPanel(PaperPanel):
         self.anim_timer = QTimer(self)
         self.anim_timer.setInterval(350)
         self.anim_timer.timeout.connect(self._anim_tick)
+        self._set_strip([])
 
     def vtk_views(self):
         return [self.pred_view, self.truth_view]
@@ -240,13 +251,17 @@ class Shapes3DPanel(PaperPanel):
         self.gallery_list.clear()
         self.gallery_list.blockSignals(False)
         self._gallery_dataset = dataset
+        self._gallery_problem = None
         if not p.exists():
-            self.show_error(f"The held-out gallery {p.name} is missing from {p.parent}; open a picture instead.")
+            self._gallery_problem = (f"The held-out gallery {p.name} is missing from {p.parent}; open a picture "
+                                     "instead.")
+            self.show_error(self._gallery_problem)
             return
         try:
             self.gallery = load_gallery(p)
         except Exception as exc:  # noqa: BLE001
-            self.show_error(f"Could not read the gallery {p.name}: {exc}")
+            self._gallery_problem = f"Could not read the gallery {p.name}: {exc}"
+            self.show_error(self._gallery_problem)
             return
         g = self.gallery
         for i in range(len(g["labels"])):
@@ -256,11 +271,14 @@ class Shapes3DPanel(PaperPanel):
 
     def on_model_loaded(self, model, meta) -> None:
         dataset = str((meta.data or {}).get("name") or "primitives")
+        shown = self.current is not None or self.current_image is not None   # not the first model
+        new_gallery = False
         if dataset != getattr(self, "_gallery_dataset", "primitives"):
             from .infer import gallery_path
 
             if gallery_path(dataset).exists():
                 self._load_gallery(dataset)
+                new_gallery = True
         names = list(model.class_names)
         self.cond_combo.clear()
         self.cond_combo.addItem("none")
@@ -275,6 +293,39 @@ class Shapes3DPanel(PaperPanel):
             self.info.setText(f"Held-out single-view IoU {m['test_iou']:.3f} (visual-hull baseline "
                               f"{m.get('test_iou_baseline', float('nan')):.3f}) on {meta.data.get('test_shapes', '?')} "
                               f"{meta.data.get('name', '')} shapes. Trained from pictures only.")
+        else:
+            self.info.setText("")
+        if shown:
+            # the views showed the previous model's work: show this model's instead
+            if new_gallery:
+                self.current_image = self.current_truth = None
+            self._clear_views()
+            if self.current_image is not None:
+                self.infer_current()
+            elif self.gallery is not None and len(self.gallery["labels"]):
+                self.select_gallery(0)
+            else:
+                self.sample()
+
+    def _clear_views(self, picture: Optional[np.ndarray] = None,
+                     caption: str = "pick a held-out shape, open a picture or sample") -> None:
+        """Nothing stale on screen: empty views, captions saying so, the strip reset (but ``picture``)."""
+        self.anim_timer.stop()
+        self.current = None
+        self.pred_view.set_volume(None, caption)
+        self.truth_view.set_volume(None, "ground truth")
+        self._set_strip([picture])
+
+    def _action_ok(self) -> None:
+        """A later action succeeded: a banner left by a failed one goes (not the gallery's own problem)."""
+        msg = self.banner.message()
+        if msg and msg != self._gallery_problem:
+            self.clear_error()
+
+    def _action_failed(self, exc, tb, what: str, picture: Optional[np.ndarray] = None) -> None:
+        self.show_exception(exc, tb)
+        self._clear_views(picture, f"{what} failed (see the message above)")
+        self.mark_demo_done()
 
     def start_default_demo(self) -> None:
         if self.gallery is not None and len(self.gallery["labels"]):
@@ -340,21 +391,21 @@ class Shapes3DPanel(PaperPanel):
         self.infer_btn.setEnabled(False)
         self.runner.submit(work, key="infer", name="infer shape",
                            on_result=lambda r, i=img, t=truth: self._show_inferred(r, i, t),
+                           on_error=lambda exc, tb, i=img: self._action_failed(exc, tb, "inference", i),
                            on_finished=lambda: self.infer_btn.setEnabled(True))
 
     def _show_inferred(self, res, img, truth) -> None:
         from .model import iou
 
+        self._action_ok()
         self.anim_timer.stop()
         self.current = res
-        self.pred_view.set_caption("inferred from the picture")
-        self.pred_view.set_volume(res["occupancy"])
-        self.truth_view.set_volume(res.get("truth_display", truth) if truth is not None else None)
+        self.pred_view.set_volume(res["occupancy"], "inferred from the picture")
         if truth is None:
-            self.truth_view.set_caption("ground truth: unknown for this picture")
+            self.truth_view.set_volume(None, "ground truth: unknown for this picture")
         else:
             score = float(iou(res["occupancy"] > 0.5, truth > 0.5))
-            self.truth_view.set_caption(f"ground truth (IoU {score:.2f})")
+            self.truth_view.set_volume(res.get("truth_display", truth), f"ground truth (IoU {score:.2f})")
         self._set_strip([img, res["reprojection"]] + list(res["turntable"]))
         self.step_slider.blockSignals(True)
         self.step_slider.setValue(self.step_slider.maximum())
@@ -375,18 +426,18 @@ class Shapes3DPanel(PaperPanel):
         name = model.class_names[label] if label is not None else "any class"
 
         def work():
-            return sample_volumes(model, 1, ctx.device(), label=label)
+            return sample_volumes(model, 1, ctx.device(), label=label, turntable=N_TURNTABLE)
 
         self.runner.submit(work, key="infer", name="sample prior",
-                           on_result=lambda r, n=name: self._show_sample(r, n))
+                           on_result=lambda r, n=name: self._show_sample(r, n),
+                           on_error=lambda exc, tb: self._action_failed(exc, tb, "sampling"))
 
     def _show_sample(self, res, name) -> None:
+        self._action_ok()
         self.anim_timer.stop()
         self.current = {"occupancy": res["occupancy"][0], "canvases": res["canvases"][0]}
-        self.pred_view.set_caption(f"sampled from the prior ({name})")
-        self.pred_view.set_volume(self.current["occupancy"])
-        self.truth_view.set_volume(None)
-        self.truth_view.set_caption("a new shape: no ground truth")
+        self.pred_view.set_volume(self.current["occupancy"], f"sampled from the prior ({name})")
+        self.truth_view.set_volume(None, "a new shape: no ground truth")
         self._set_strip([None, None] + list(res["views"][0]))
         self.step_slider.blockSignals(True)
         self.step_slider.setValue(self.step_slider.maximum())
@@ -394,9 +445,10 @@ class Shapes3DPanel(PaperPanel):
         self.mark_demo_done()
 
     def _set_strip(self, images) -> None:
-        for lab, img in zip(self.strip, list(images) + [None] * _STRIP):
+        for lab, img, empty in zip(self.strip, list(images) + [None] * _STRIP, _EMPTY):
             if img is None:
                 lab.clear()
+                lab.setText(empty)
             else:
                 lab.setPixmap(to_pixmap(img, 2))
 

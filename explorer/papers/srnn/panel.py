@@ -90,6 +90,12 @@ class SRNNPanel(PaperPanel):
         self._wav_dir = tempfile.mkdtemp(prefix="nips-srnn-")
         self._last_wav: Optional[str] = None
         self._cont_seed = 0
+        self.main_key: Optional[str] = None
+        self.source = ""
+        self.continuation = None
+        self._started = False                   # the default demo ran: later checkpoints redo the views
+        self._bar_key: Optional[str] = None     # whose progress the task bar shows
+        self._keep_piece: Optional[int] = None
         self._build_ui()
 
     # ------------------------------------------------------------------------------------------------ ui
@@ -221,15 +227,18 @@ class SRNNPanel(PaperPanel):
 
         self.dataset_box.currentIndexChanged.connect(self._on_dataset_changed)
         self.source_box.currentIndexChanged.connect(self._on_source_changed)
-        self.piece_box.currentIndexChanged.connect(lambda _i: self._analyse())
+        self.piece_box.currentIndexChanged.connect(lambda _i: self._on_piece_changed())
         self.samples_spin.editingFinished.connect(self._analyse)
         self.continue_button.clicked.connect(self._continue)
         self.play_button.clicked.connect(self._play)
         self.stop_button.clicked.connect(self._stop_audio)
 
     # ---------------------------------------------------------------------------------------- model/data
+    # One source of truth: the loaded checkpoint decides the data set; its pieces, the analysis and the
+    # continuation all follow it (or are cleared while they are recomputed).
     def on_model_loaded(self, model, meta):
         ds = (meta.data or {}).get("name") if meta is not None else None
+        previous = (self.dataset, self.source_box.currentData(), self.piece_box.currentIndex())
         self.dataset = ds if ds in DATASETS else "jsb"
         self.models = {}
         key = "smooth"
@@ -243,6 +252,15 @@ class SRNNPanel(PaperPanel):
         self.main_key = key
         self.models[key] = model
         self._fill_datasets()
+        if self._started:
+            # another checkpoint (Open…, Reset to bundled, or the data set box): redo everything for it
+            same = previous[0] == self.dataset and previous[1] == "test"
+            self._keep_piece = previous[2] if same else None
+            self.source_box.blockSignals(True)
+            self.source_box.setCurrentIndex(0)
+            self.source_box.blockSignals(False)
+            self._clear_views()
+            self._prepare(self.dataset)
 
     def _fill_datasets(self):
         from explorer.core.paths import models_dir
@@ -257,75 +275,133 @@ class SRNNPanel(PaperPanel):
         self.dataset_box.blockSignals(False)
 
     def start_default_demo(self):
+        self._started = True
         self._prepare(self.dataset or "jsb")
+
+    def _bar_start(self, key, text, cancellable=True):
+        """The task bar shows the job of ``key`` until that job ends (or another one takes the bar over)."""
+        self._bar_key = key
+        self.taskbar.start(text, on_cancel=(lambda: self.runner.cancel(key)) if cancellable else None)
+
+    def _bar_end(self, key, text=""):
+        if self._bar_key == key:
+            self._bar_key = None
+            self.taskbar.finish(text)
+
+    def _cancelled(self, key, what):
+        """on_cancelled of a job of ``key``: Cancel on the task bar. A job replaced by a newer one, or cancelled
+        because its views were cleared for new work, says nothing: the newer work owns the bar."""
+        if self.runner.latest_cancelled(key) and self._bar_key == key:
+            self._bar_end(key, f"{what} cancelled.")
+            self.mark_demo_done()           # nothing more is coming for the default demo
 
     def _on_source_changed(self, _i):
         if self.source_box.currentData() == "music21":
-            self.taskbar.start("reading Bach chorales from music21…", on_cancel=lambda: self.runner.cancel("pieces"))
+            self._clear_views()
+            self._bar_start("pieces", "reading Bach chorales from music21…")
             self.runner.submit(chorales_job, key="pieces", name="srnn chorales",
-                               on_result=lambda p: self._set_pieces(p, "Bach chorales from music21"),
-                               on_progress=self.taskbar.set_progress, on_error=self._on_error,
-                               on_finished=lambda: self._task_ended("pieces"))
+                               on_result=lambda p: self._set_pieces(p, "Bach chorales from music21", "pieces"),
+                               on_progress=self.taskbar.set_progress, on_error=self._error_of("pieces"),
+                               on_cancelled=lambda: self._cancelled("pieces", "Reading the chorales"))
         elif self.dataset:
+            self.runner.cancel("pieces")
+            self._clear_views()
             self._prepare(self.dataset)
 
     def _on_dataset_changed(self, _i):
+        from explorer.core.paths import models_dir
+
         ds = self.dataset_box.currentData()
-        if ds and ds != self.dataset:
-            self.dataset = ds
-            # the loaded checkpoint belongs to another data set: use this one's bundled models
-            self.models = {}
-            self.source_box.blockSignals(True)
-            self.source_box.setCurrentIndex(0)
-            self.source_box.blockSignals(False)
-            self._prepare(ds)
+        if not ds or ds == self.dataset:
+            return
+        path = models_dir() / f"srnn_{ds}_smooth_resq.safetensors"
+        if not path.exists():
+            self._fill_datasets()     # not offered without its model; put the box back
+            return
+        # the data set follows the checkpoint: open this data set's model; on_model_loaded redoes the views
+        self.open_checkpoint(path, on_done=lambda ok: None if ok else self._fill_datasets())
 
     def _prepare(self, dataset):
-        self.taskbar.start(f"loading {DATASET_TITLES.get(dataset, dataset)} pieces and models…")
+        self._bar_start("prepare", f"loading {DATASET_TITLES.get(dataset, dataset)} pieces and models…",
+                        cancellable=False)
         main_name = self.model_meta.name if (self.model_meta is not None and self.models) else None
         self.runner.submit(prepare_job, dataset, main_name, self.context, key="prepare",
                            name="srnn prepare", on_result=self._on_prepared, on_progress=self.taskbar.set_progress,
-                           on_error=self._on_error)
+                           on_error=self._error_of("prepare"))
 
-    def _on_error(self, exc, tb=""):
-        self.taskbar.finish("")
+    def _error_of(self, key):
+        return lambda exc, tb="": self._on_error(exc, tb, key)
+
+    def _on_error(self, exc, tb="", key=None):
+        self._bar_end(key) if key else self.taskbar.finish("")
         self.show_exception(exc, tb)
         self.mark_demo_done()
 
     def _on_prepared(self, res):
         for key, (model, _meta) in res["companions"].items():
             self.models.setdefault(key, model)
-        if "smooth" in self.models:
-            self.main_key = "smooth"
-        elif self.models:
-            self.main_key = next(iter(self.models))
-        else:
-            self.taskbar.finish("")
+        if self.main_key not in self.models:
+            self.main_key = "smooth" if "smooth" in self.models else next(iter(self.models), None)
+        if not self.models:
+            self._bar_end("prepare")
             self.show_error(f"No SRNN model for {DATASET_TITLES.get(res['dataset'])} in models/; train one with "
                             f"'nips-explorer train srnn --dataset {res['dataset']} --data DIR'.")
             self.mark_demo_done()
             return
         self.source = res["source"]
         if not res["pieces"]:
-            self.taskbar.start("no music data found: sampling pieces from the model…")
+            self._bar_start("prepare", "no music data found: sampling pieces from the model…", cancellable=False)
             self.runner.submit(samples_job, self.models[self.main_key], self.context, key="prepare",
                                name="srnn samples", on_result=lambda p: self._set_pieces(p, "pieces sampled from the "
-                               "model (no music data found; set SRNN_MUSIC_DATA or install music21)"),
-                               on_error=self._on_error)
+                               "model (no music data found; set SRNN_MUSIC_DATA or install music21)", "prepare"),
+                               on_error=self._error_of("prepare"))
             return
-        self._set_pieces(res["pieces"], res["source"])
+        self._set_pieces(res["pieces"], res["source"], "prepare")
 
-    def _set_pieces(self, pieces, source):
-        self.taskbar.finish("")
+    def _set_pieces(self, pieces, source, key=None):
+        if key:
+            self._bar_end(key)
         self.pieces = pieces
         self.source = source
+        keep, self._keep_piece = self._keep_piece, None
         self.piece_box.blockSignals(True)
         self.piece_box.clear()
         for title, _x in pieces:
             self.piece_box.addItem(title)
-        self.piece_box.setCurrentIndex(0)
+        self.piece_box.setCurrentIndex(keep if keep is not None and 0 <= keep < len(pieces) else 0)
         self.piece_box.blockSignals(False)
-        self._analyse()
+        self._on_piece_changed()
+
+    def _clear_views(self):
+        """Nothing on screen from the previous model, data set or piece (before they are recomputed)."""
+        self.runner.cancel("analyse")
+        self.runner.cancel("continue")
+        self.pieces = []
+        self.results = {}
+        self.piece_box.blockSignals(True)
+        self.piece_box.clear()
+        self.piece_box.blockSignals(False)
+        self.roll_img.clear()
+        self.prob_img.clear()
+        self.p_prob.setTitle("Predicted p(note on) per step")
+        self._clear_curves()
+        for i, p in enumerate(self.p_lat):
+            p.setTitle(f"latent z[{i}]")
+        self.elbo_label.setText("…")
+        self.info_label.setText("")
+        self.highlight(None)
+        self.hover_label.setText("")
+        self._clear_continuation()
+
+    def _clear_continuation(self):
+        self.runner.cancel("continue")
+        self._stop_audio()
+        self.cont_img.clear()
+        self.p_cont.setTitle("Continue the music")
+        self.continuation = None
+        self._last_wav = None
+        self.play_button.setEnabled(False)
+        self.audio_label.setText("")
 
     # ------------------------------------------------------------------------------------------- analysis
     def current_piece(self) -> Optional[np.ndarray]:
@@ -333,6 +409,10 @@ class SRNNPanel(PaperPanel):
         if 0 <= i < len(self.pieces):
             return self.pieces[i][1]
         return None
+
+    def _on_piece_changed(self):
+        self._clear_continuation()     # it continued another piece
+        self._analyse()
 
     def _analyse(self):
         x = self.current_piece()
@@ -343,19 +423,19 @@ class SRNNPanel(PaperPanel):
                                    if k in self.models and k != self.main_key]
         models = {k: self.models[k] for k in order}
         self._draw_roll(x)
+        self.prob_img.clear()
         self._clear_curves()
-        self.taskbar.start("analysing…", on_cancel=lambda: self.runner.cancel("analyse"))
+        self.elbo_label.setText("…")
+        self.info_label.setText("")
+        self._bar_start("analyse", "analysing…")
         self.runner.submit(analyse_job, models, x, int(self.samples_spin.value()), self.context,
                            key="analyse", name="srnn analyse", on_partial=self._on_analysis,
                            on_progress=self.taskbar.set_progress, on_result=self._on_analysis_done,
-                           on_error=self._on_error, on_finished=lambda: self._task_ended("analyse"))
-
-    def _task_ended(self, key):
-        if not self.runner.is_busy():
-            self.taskbar.finish("")
+                           on_error=self._error_of("analyse"),
+                           on_cancelled=lambda: self._cancelled("analyse", "Analysis"))
 
     def _on_analysis_done(self, _n):
-        self.taskbar.finish("")
+        self._bar_end("analyse")
         if not self.demo_done:
             self._continue()  # the default demo also shows a continuation
 
@@ -473,15 +553,15 @@ class SRNNPanel(PaperPanel):
         model = self.models.get("smooth") or self.models[self.main_key]
         self._cont_seed += 1
         self._stop_audio()
-        self.taskbar.start("sampling a continuation…", on_cancel=lambda: self.runner.cancel("continue"))
+        self._bar_start("continue", "sampling a continuation…")
         self.runner.submit(continue_job, model, x, int(self.prime_spin.value()), int(self.gen_spin.value()),
                            self._cont_seed, float(self.temp_spin.value()), float(self.step_spin.value()),
                            self._wav_dir, self.context, key="continue", name="srnn continue",
-                           on_result=self._on_continued, on_error=self._on_error,
-                           on_finished=lambda: self._task_ended("continue"))
+                           on_result=self._on_continued, on_error=self._error_of("continue"),
+                           on_cancelled=lambda: self._cancelled("continue", "Continuation"))
 
     def _on_continued(self, res):
-        self.taskbar.finish("")
+        self._bar_end("continue")
         P, G = len(res["prime"]), len(res["generated"])
         img = np.full((P + G, 88, 3), 255, np.uint8)
         img[:P][res["prime"] > 0.5] = (90, 90, 90)

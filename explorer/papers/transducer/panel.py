@@ -27,6 +27,7 @@ FRAME_S = 0.01            # log-mel hop
 N_MELS = 40
 SOURCES = ("Demo utterance", "WAV file", "Microphone")
 PACES = (("real time", 1.0), ("2x", 2.0), ("4x", 4.0), ("as fast as possible", 0.0))
+ATT_TITLE = "Attention of the latest emission over its block"
 NO_MIC = ("No microphone found: this machine has no audio input device (or no sound server is running). "
           "The WAV file and demo sources still work.")
 
@@ -58,6 +59,7 @@ class TransducerPanel(PaperPanel):
         self.transcript = ""
         self.offline_text = ""
         self.last_summary = None
+        self._stream_name = "the audio"    # what the last run streamed (a file name or a microphone)
         self._is_default_demo = False
         self._q: Optional[queue.Queue] = None
         self._audio_source = None
@@ -144,7 +146,7 @@ class TransducerPanel(PaperPanel):
         self.att_plot.setYRange(0, 1, padding=0.02)
         self.att_plot.setMouseEnabled(x=False, y=False)
         self.att_plot.hideButtons()
-        self.att_title = QLabel("Attention of the latest emission over its block")
+        self.att_title = QLabel(ATT_TITLE)
         self.att_bars = pg.BarGraphItem(x=[], height=[], width=0.8, brush="#3b6ea8")
         self.att_plot.addItem(self.att_bars)
         att_w = QWidget()
@@ -229,6 +231,10 @@ class TransducerPanel(PaperPanel):
     def on_model_loaded(self, model, meta) -> None:
         self._base = None                    # a newly opened checkpoint replaces any adapted model
         self.revert_button.setVisible(False)
+        if self.running:                     # what streams and what is shown came from the previous model
+            self.stop()
+        self._reset_view()
+        self.transcript_label.setText("—")
         self._show_model(model, meta.name)
 
     def _show_model(self, model, name: str) -> None:
@@ -294,6 +300,7 @@ class TransducerPanel(PaperPanel):
 
     # ------------------------------------------------------------------ streaming
     def _reset_view(self) -> None:
+        """Nothing of an earlier run stays: spectrogram, block marks, digits, attention and its title."""
         self._frames = np.zeros((0, N_MELS), np.float32)
         self._frame0 = 0
         self._t = 0.0
@@ -302,10 +309,13 @@ class TransducerPanel(PaperPanel):
         self._block_items = []
         self.transcript = ""
         self.offline_text = ""
+        self.last_summary = None
         self.transcript_label.setText("…")
         self.offline_label.setText("")
         self.reference_label.setText("")
+        self.image.clear()
         self.att_bars.setOpts(x=[], height=[])
+        self.att_title.setText(ATT_TITLE)
         self.overruns = 0
         self._dirty = True
 
@@ -331,11 +341,13 @@ class TransducerPanel(PaperPanel):
                 if self.wav_path is None:
                     return
             path = str(self.wav_path)
-        ref = Path(path).name.split("_", 1)[0]
+        name = Path(path).name
+        ref = name.split("_", 1)[0]
         self._reset_view()
         if ref.isdigit():
             self.reference_label.setText(f"reference (from the file name): {ref}")
         bundle, pace = self.model, self.pace
+        self._stream_name = name
 
         def job(token=None):
             from .features import read_audio
@@ -344,9 +356,10 @@ class TransducerPanel(PaperPanel):
             audio = read_audio(path)
             return (yield from stream_file(bundle, audio, pace=pace, token=token))
 
-        self._set_running(True, f"replaying {Path(path).name}")
+        self._set_running(True, f"replaying {name}")
         self.runner.submit(job, key="stream", name="transducer stream", on_partial=self._on_partial,
-                           on_result=self._on_done, on_error=self._on_stream_error)
+                           on_result=self._on_done, on_error=self._on_stream_error,
+                           on_cancelled=self._on_stream_cancelled)
 
     def _start_mic(self) -> None:
         if self.device_box.count() == 0:
@@ -365,6 +378,7 @@ class TransducerPanel(PaperPanel):
         io.readyRead.connect(self._mic_ready)
         src.stateChanged.connect(lambda *_: self._mic_state())
         self._reset_view()
+        self._stream_name = dev.description()
         bundle, q, rate = self.model, self._q, fmt.sampleRate()
 
         def job(token=None):
@@ -374,7 +388,8 @@ class TransducerPanel(PaperPanel):
 
         self._set_running(True, f"listening to {dev.description()} ({fmt.sampleRate()} Hz)")
         self.runner.submit(job, key="stream", name="transducer microphone", on_partial=self._on_partial,
-                           on_result=self._on_done, on_error=self._on_stream_error)
+                           on_result=self._on_done, on_error=self._on_stream_error,
+                           on_cancelled=self._on_stream_cancelled)
 
     def _mic_ready(self) -> None:
         if self._audio_io is None or self._q is None:
@@ -417,7 +432,7 @@ class TransducerPanel(PaperPanel):
             self._stop_mic()        # the worker finishes the last block and runs the offline model
         else:
             self.runner.cancel("stream")
-            self._set_running(False, "stopped")
+            self._set_running(False, f"{self._stream_name}: stopped at {self._t:.2f} s")
 
     def _set_running(self, on: bool, text: str = "") -> None:
         self.running = on
@@ -426,6 +441,7 @@ class TransducerPanel(PaperPanel):
         self.source_box.setEnabled(not on)
         if text:
             self._status_extra = text
+            self.status_label.setText(f"{text}…" if on else text)
         if not on:
             self.level.setValue(-60)
 
@@ -497,8 +513,21 @@ class TransducerPanel(PaperPanel):
 
     def _on_stream_error(self, exc, tb) -> None:
         self._stop_mic()
-        self._set_running(False)
+        self._reset_view()                     # nothing half-drawn, nothing of an earlier run
+        self.transcript_label.setText("—")
+        self._set_running(False, f"{self._stream_name}: failed (see the message above)")
+        self._refresh()
         self.show_exception(exc, tb)
+        if self._is_default_demo:
+            self._is_default_demo = False
+            self.mark_demo_done()
+
+    def _on_stream_cancelled(self) -> None:
+        if not self.runner.latest_cancelled("stream"):
+            return                             # replaced by a newer run, which reports for itself
+        self._stop_mic()                       # nothing more comes from this run
+        if self.running:                       # (stop() already said so when it was the Stop button)
+            self._set_running(False, f"{self._stream_name}: stopped at {self._t:.2f} s")
         if self._is_default_demo:
             self._is_default_demo = False
             self.mark_demo_done()

@@ -351,7 +351,7 @@ class EnrollDialog(QDialog):
         self._update_buttons()
         self.panel.runner.submit(job, key="adapt", name="transducer enrollment", on_progress=self._on_progress,
                                  on_result=self._on_adapted, on_error=self._on_failed,
-                                 on_finished=self._on_finished)
+                                 on_cancelled=self._on_cancelled, on_finished=self._on_finished)
 
     def _on_progress(self, frac, msg) -> None:
         if frac is not None:
@@ -373,6 +373,10 @@ class EnrollDialog(QDialog):
         self._say(str(exc) if isinstance(exc, UserError) else f"Adaptation failed: {type(exc).__name__}: {exc}",
                   error=True)
 
+    def _on_cancelled(self) -> None:
+        if self.panel.runner.latest_cancelled("adapt"):
+            self._say("Adaptation cancelled; the tab keeps its model.")
+
     def _on_finished(self) -> None:
         self.adapting = False
         if self.result is None:
@@ -382,7 +386,7 @@ class EnrollDialog(QDialog):
     def cancel_adapt(self) -> None:
         if self.adapting:
             self.panel.runner.cancel("adapt")
-            self._say("Adaptation cancelled; the tab keeps its model.")
+            self._say("Cancelling the adaptation…")
 
     def _ask_save(self) -> None:
         if self.result is None:

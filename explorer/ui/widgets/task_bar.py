@@ -1,4 +1,9 @@
-"""A slim progress bar with a message and a Cancel button for long work in a panel."""
+"""A slim progress bar with a message and a Cancel button for long work in a panel.
+
+``start()`` shows it; Cancel says "Cancelling…" and calls the panel's cancel function; the panel ends it with
+``finish(text)`` from the job's outcome (result, error, or the runner's ``on_cancelled``), which hides the bar
+and the button and leaves a short message.
+"""
 from __future__ import annotations
 
 from typing import Callable, Optional

@@ -34,3 +34,37 @@ def test_bptt_panel_demo_slider_and_real_run(make_panel, qtbot):
     qtbot.waitUntil(lambda: "gradient check" in panel.run_result.text(), timeout=60000)
     assert "✘" not in panel.run_result.text()
     assert panel.run_button.isEnabled()
+
+
+def test_cancel_returns_the_task_bar_to_idle_and_says_so(make_panel, qtbot, monkeypatch):
+    """Regression: after Cancel the task bar stayed on "Cancelling…" for ever (the runner had no cancelled
+    outcome, so the panel's cancelled branch never ran)."""
+    import threading
+
+    from explorer.papers.bptt import panel as P
+
+    running = threading.Event()
+
+    def endless_run(kind, length, hidden, policy, fraction, device=None, token=None, progress=None):
+        progress(0.0, "building the problem")
+        while True:                      # stops only when cancelled (progress() raises Cancelled then)
+            running.set()
+            token.wait(0.02)
+            progress(0.5, "planned schedule")
+
+    monkeypatch.setattr(P, "run_real", endless_run)
+    panel = make_panel("bptt")
+    panel.length_spin.setValue(40)
+    qtbot.waitUntil(lambda: panel._curves["length"] == 40 and panel._plan["plan"].length == 40, timeout=20000)
+    panel.run_result.setText("an earlier run")
+    panel.run_button.click()
+    assert not panel.run_button.isEnabled() and panel.run_result.text() == ""
+    assert panel.task.bar.isVisible() and panel.task.cancel_button.isVisible()
+    qtbot.waitUntil(running.is_set, timeout=20000)
+    panel.task.cancel_button.click()
+    assert panel.task.label.text() == "Cancelling…"
+    qtbot.waitUntil(lambda: not panel.runner.is_busy("run"), timeout=20000)
+    assert panel.task.label.text() == "Cancelled."
+    assert not panel.task.bar.isVisible() and not panel.task.cancel_button.isVisible()
+    assert panel.run_button.isEnabled()
+    assert panel.run_result.text() == "" and not panel.banner.isVisible()

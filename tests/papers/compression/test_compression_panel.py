@@ -48,3 +48,25 @@ def test_panel_switches_to_fashion_model(make_panel, qtbot):
     qtbot.waitUntil(lambda: panel.analysis is not None and panel.analysis.image.shape[2] == 1, timeout=60000)
     assert panel.tile_draw.has_image
     qtbot.waitUntil(lambda: not panel.runner.is_busy(), timeout=120000)
+
+
+def test_cancelling_the_analysis_returns_the_task_bar_to_idle(make_panel, qtbot, monkeypatch):
+    from explorer.core.tasks import Progress
+    from explorer.papers.compression import panel as P
+
+    panel = make_panel("compression", timeout=240)
+
+    def endless(model, img, device_fn, token=None):
+        while True:
+            token.wait(0.01)
+            yield Progress(None, "compressing")
+
+    monkeypatch.setattr(P, "_analyse", endless)
+    panel._start_analysis()
+    assert panel.task_bar.cancel_button.isVisible()
+    panel.task_bar.cancel_button.click()
+    assert panel.task_bar.label.text() == "Cancelling…"
+    qtbot.waitUntil(lambda: not panel.runner.is_busy("analysis"), timeout=30000)
+    assert panel.task_bar.label.text() == "Analysis cancelled."
+    assert not panel.task_bar.bar.isVisible() and not panel.task_bar.cancel_button.isVisible()
+    assert not panel.banner.isVisible()

@@ -54,3 +54,71 @@ def test_panel_race_and_meta_train(make_panel, qtbot):
     panel.taskbar.cancel_button.click()
     qtbot.waitUntil(lambda: panel.meta_button.isEnabled(), timeout=10_000)
     assert len(panel._meta_y) < 500
+    assert panel.taskbar.label.text().startswith("Meta-training cancelled after ")
+    assert not panel.taskbar.bar.isVisible() and not panel.taskbar.cancel_button.isVisible()
+
+
+def _bar(panel):
+    page = panel.parentWidget()
+    while not hasattr(page, "checkpoint_bar"):
+        page = page.parentWidget()
+    return page.checkpoint_bar
+
+
+def _learned_row(panel):
+    t = panel.table
+    rows = [[t.item(r, c).text() for c in range(t.columnCount())] for r in range(t.rowCount())]
+    return next(r for r in rows if r[0].startswith("LSTM ("))
+
+
+def test_the_header_names_the_checkpoint_the_race_uses(make_panel, qtbot, monkeypatch):
+    """Regression: the header named the MNIST checkpoint (the file opened) while the race on a quadratic problem
+    used the quadratic one."""
+    from explorer.core.paths import bundled
+
+    if not (bundled("l2l_mnist.safetensors").exists() and bundled("l2l_quadratic.safetensors").exists()):
+        pytest.skip("bundled l2l checkpoints missing")
+    panel = make_panel("l2l", timeout=120)
+    bar = _bar(panel)
+    assert panel.model_meta.name == "l2l_mnist.safetensors"          # the file opened...
+    assert panel.problem() == "quad2d"                                 # ...but the race is on a quadratic
+    assert "l2l_quadratic.safetensors" in bar.name.text() and "quadratic" in bar.data.text()
+    assert _learned_row(panel)[0] == "LSTM (quadratic-trained)"
+    assert _learned_row(panel)[4].startswith("l2l_quadratic.safetensors")
+    assert "for this problem</b>: l2l_quadratic.safetensors" in panel.info.text()
+
+    # another problem family: the header follows at once, the race of the other problem goes
+    panel.problem_box.setCurrentIndex(panel.problem_box.findData("mnist"))
+    assert "l2l_mnist.safetensors" in bar.name.text() and "MNIST" in bar.data.text()
+    assert "for this problem</b>: l2l_mnist.safetensors" in panel.info.text()
+    assert panel.table.rowCount() == 0 and not panel._curves and panel.last_results is None
+    assert not any(len(d) for d in panel._path_data.values()) and panel.map_image.image is None
+    assert panel.taskbar.label.text() == "Press Race to race on " + panel.problem_box.currentText()
+    panel.race_button.click()
+    qtbot.waitUntil(lambda: panel.last_results is not None, timeout=120_000)
+    assert "l2l_mnist.safetensors" in bar.name.text()
+    assert _learned_row(panel)[0] == "LSTM (mnist-trained)"
+    assert _learned_row(panel)[4].startswith("accuracy") and "l2l_mnist.safetensors" in _learned_row(panel)[4]
+    assert panel.problem_box.currentText() in panel.loss_plot.getPlotItem().titleLabel.text
+
+    # Cancel: the task bar ends as "Race cancelled", the header still names the raced checkpoint
+    from explorer.core.tasks import Progress
+    from explorer.papers.l2l import panel as P
+
+    def endless(problem_name, seed, entries, pace, device=None, token=None):
+        t = 0
+        while True:
+            token.wait(0.01)
+            yield ("step", t, {key: 1.0 / (t + 1) for key, *_ in entries}, {})
+            yield Progress(None, f"step {t}")
+            t += 1
+
+    monkeypatch.setattr(P, "race_job", endless)
+    panel.problem_box.setCurrentIndex(panel.problem_box.findData("quadratic"))
+    panel.race_button.click()
+    qtbot.waitUntil(lambda: len(panel._curve_data["adam"][0]) > 3, timeout=30_000)
+    panel.taskbar.cancel_button.click()
+    qtbot.waitUntil(lambda: not panel.runner.is_busy("race"), timeout=30_000)
+    assert panel.taskbar.label.text() == "Race cancelled"
+    assert not panel.taskbar.bar.isVisible() and not panel.taskbar.cancel_button.isVisible()
+    assert "l2l_quadratic.safetensors" in bar.name.text() and not panel.banner.isVisible()

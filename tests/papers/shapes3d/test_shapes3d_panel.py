@@ -113,6 +113,10 @@ def test_panel_opens_the_furniture_checkpoint_with_its_gallery(make_panel, qtbot
     assert panel.gallery is not None and set(panel.gallery["class_names"]) == set(panel.model.class_names)
     assert panel.gallery_list.count() == len(panel.gallery["labels"])
     assert [panel.sample_combo.itemText(i) for i in range(panel.sample_combo.count())][1:] == panel.model.class_names
+    # the views show the new model's work on its own gallery, not the primitives result
+    qtbot.waitUntil(lambda: not panel.runner.is_busy() and panel.current is not None, timeout=30000)
+    assert panel.gallery_list.currentRow() == 0
+    assert panel.truth_view.caption.GetInput().startswith("ground truth (IoU ")
     panel.current = None
     panel.select_gallery(0)
     qtbot.waitUntil(lambda: panel.current is not None, timeout=30000)
@@ -123,4 +127,87 @@ def test_panel_opens_the_furniture_checkpoint_with_its_gallery(make_panel, qtbot
     panel.open_checkpoint(str(bundled("shapes3d_primitives.safetensors")), on_done=lambda ok: done.update(ok=ok))
     qtbot.waitUntil(lambda: "ok" in done, timeout=60000)
     assert done["ok"] and panel.gallery["class_names"] == list(panel.model.class_names)
+    panel.shutdown()
+
+
+def _spy_rendered_captions(panel):
+    """What each view's caption was at its last render (what is on screen), not what was set since."""
+    shown = {}
+    for view in (panel.pred_view, panel.truth_view):
+        orig = view.render
+
+        def render(view=view, orig=orig):
+            orig()
+            shown[view] = view.caption.GetInput()
+
+        view.render = render
+    return shown
+
+
+def _strip_state(panel):
+    return [("picture" if lab.pixmap() is not None and not lab.pixmap().isNull() else lab.text())
+            for lab in panel.strip]
+
+
+def _wait_idle(qtbot, panel):
+    qtbot.waitUntil(lambda: not panel.runner.is_busy(), timeout=30000)
+
+
+def test_captions_thumbnails_and_banners_follow_the_last_action(make_panel, qtbot, bundled_or_tiny, tmp_path,
+                                                                monkeypatch):
+    """Regressions: the truth view's caption was one action behind (an empty view captioned "ground truth (IoU
+    0.84)", a shape with its ground truth captioned "no ground truth"); Sample left black thumbnails; a banner
+    from a failed action stayed after later actions succeeded."""
+    from explorer.papers.shapes3d import panel as P
+
+    panel = make_panel("shapes3d", timeout=120)
+    shown = _spy_rendered_captions(panel)
+    assert panel.gallery is not None
+
+    # sample: the empty truth view says there is no ground truth, every thumbnail shows something
+    panel.sample()
+    _wait_idle(qtbot, panel)
+    assert shown[panel.pred_view].startswith("sampled from the prior")
+    assert shown[panel.truth_view] == "a new shape: no ground truth"
+    assert not panel.truth_view.actor.GetVisibility() and panel.pred_view.actor.GetVisibility()
+    assert _strip_state(panel) == ["no input picture", "nothing to re-project"] + ["picture"] * P.N_TURNTABLE
+
+    # a held-out shape: its ground truth is shown, with its IoU, in the same render
+    panel.select_gallery(1)
+    _wait_idle(qtbot, panel)
+    assert shown[panel.pred_view] == "inferred from the picture"
+    assert shown[panel.truth_view].startswith("ground truth (IoU ")
+    assert panel.truth_view.actor.GetVisibility()
+    assert _strip_state(panel) == ["picture"] * P._STRIP
+
+    # a picture that cannot be read: a banner; the shape on screen is still the selected one
+    bad = tmp_path / "not_a_picture.png"
+    bad.write_text("hello")
+    panel.open_image(str(bad))
+    _wait_idle(qtbot, panel)
+    assert "not a readable image" in panel.banner.message()
+    # ... and it goes once a later action succeeds
+    panel.select_gallery(0)
+    _wait_idle(qtbot, panel)
+    assert not panel.banner.isVisible() and shown[panel.truth_view].startswith("ground truth (IoU ")
+
+    # an inference that fails: a banner, and no result of an earlier picture left under it
+    from explorer.papers.shapes3d import infer as I
+
+    def broken(*a, **k):
+        raise RuntimeError("out of memory")
+
+    works = I.infer_volume
+    monkeypatch.setattr(I, "infer_volume", broken)
+    panel.select_gallery(2)
+    _wait_idle(qtbot, panel)
+    assert "out of memory" in panel.banner.message()
+    assert panel.current is None and not panel.pred_view.actor.GetVisibility()
+    assert not panel.truth_view.actor.GetVisibility()
+    assert shown[panel.pred_view].startswith("inference failed") and shown[panel.truth_view] == "ground truth"
+    assert _strip_state(panel) == ["picture", "nothing to re-project"] + [""] * P.N_TURNTABLE
+    monkeypatch.setattr(I, "infer_volume", works)
+    panel.sample()
+    _wait_idle(qtbot, panel)
+    assert not panel.banner.isVisible() and shown[panel.truth_view] == "a new shape: no ground truth"
     panel.shutdown()

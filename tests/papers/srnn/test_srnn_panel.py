@@ -28,14 +28,16 @@ def test_panel_opens_and_renders(make_panel, qtbot):
     assert all(c.isVisible() for c in panel.cursors) and "step 4" in panel.hover_label.text()
     panel.highlight(None)
     assert not any(c.isVisible() for c in panel.cursors)
-    # another piece: a new analysis replaces the old one
-    if panel.piece_box.count() > 1:
-        panel.piece_box.setCurrentIndex(1)
-        qtbot.waitUntil(lambda: not panel.runner.is_busy("analyse") and "smooth" in panel.results, timeout=60000)
     # playback never crashes (there may be no audio device here)
     panel.play_button.click()
     assert panel.audio_label.text()
     panel._stop_audio()
+    # another piece: a new analysis replaces the old one, and the continuation of the other piece goes
+    if panel.piece_box.count() > 1:
+        panel.piece_box.setCurrentIndex(1)
+        assert panel.continuation is None and not panel.play_button.isEnabled() and not panel.audio_label.text()
+        qtbot.waitUntil(lambda: not panel.runner.is_busy("analyse") and "smooth" in panel.results, timeout=60000)
+        assert panel.roll_img.image.shape == panel.pieces[1][1].shape
 
     # Bach chorales from the optional music21 package as another source of pieces
     try:
@@ -46,3 +48,85 @@ def test_panel_opens_and_renders(make_panel, qtbot):
     qtbot.waitUntil(lambda: panel.pieces and panel.pieces[0][0].startswith("music21"), timeout=60000)
     qtbot.waitUntil(lambda: not panel.runner.is_busy() and "smooth" in panel.results, timeout=60000)
     assert np.isfinite(panel.results["smooth"]["elbo_per_step"])
+
+
+def _page_of(panel):
+    page = panel.parentWidget()
+    while not hasattr(page, "checkpoint_bar"):
+        page = page.parentWidget()
+    return page
+
+
+def _settled(panel):
+    return (not panel.runner.is_busy() and panel.main_key in panel.results
+            and "nats/step" in panel.elbo_label.text())
+
+
+def _assert_every_view_agrees(panel, ds):
+    from explorer.papers.srnn.data import DATASET_TITLES, PAPER_PER_STEP
+
+    bar = _page_of(panel).checkpoint_bar
+    title = DATASET_TITLES[ds]
+    assert f"srnn_{ds}_" in bar.name.text() and bar.data.text() == f"data: {ds}"
+    assert panel.model_meta.data["name"] == ds and panel.models[panel.main_key] is panel.model
+    assert panel.dataset == ds and panel.dataset_box.currentData() == ds
+    items = [panel.piece_box.itemText(i) for i in range(panel.piece_box.count())]
+    assert items and items == [t for t, _ in panel.pieces] and all(t.startswith(title) for t in items), items
+    x = panel.current_piece()
+    assert panel.roll_img.image.shape == x.shape
+    r = panel.results[panel.main_key]
+    assert len(r["ll"]) == len(x)
+    assert panel.elbo_label.text().startswith(f"ELBO {r['elbo_per_step']:.2f} nats/step")
+    assert f"(paper {PAPER_PER_STEP[ds]})" in panel.elbo_label.text()
+    assert f"{title} test set" in panel.info_label.text()
+
+
+@pytest.mark.skipif(not bundled("srnn_nottingham_smooth_resq.safetensors").exists(),
+                    reason="bundled Nottingham checkpoint missing")
+def test_opening_another_data_sets_checkpoint_switches_every_view(make_panel, qtbot):
+    """Regression: after opening the Nottingham checkpoint while JSB was shown, the header said Nottingham while
+    the data set box, the piece list, the ELBO and the plots stayed on JSB (and Reset to bundled did not help)."""
+    panel = make_panel("srnn", timeout=180)
+    page = _page_of(panel)
+    _assert_every_view_agrees(panel, "jsb")
+    assert panel.continuation is not None
+
+    with qtbot.waitSignal(panel.checkpoint_changed, timeout=60000):
+        page.open_checkpoint(str(bundled("srnn_nottingham_smooth_resq.safetensors")))
+    # while the new data set is prepared nothing of the old one is on screen
+    assert panel.piece_box.count() == 0 and panel.elbo_label.text() == "…" and not panel.results
+    assert panel.continuation is None and not panel.play_button.isEnabled() and panel.cont_img.image is None
+    qtbot.waitUntil(lambda: _settled(panel), timeout=120000)
+    _assert_every_view_agrees(panel, "nottingham")
+
+    with qtbot.waitSignal(panel.checkpoint_changed, timeout=60000):
+        page.checkpoint_bar.reset_button.click()
+    qtbot.waitUntil(lambda: _settled(panel), timeout=120000)
+    _assert_every_view_agrees(panel, "jsb")
+
+    # the data set box opens that data set's model: the header follows it too
+    with qtbot.waitSignal(panel.checkpoint_changed, timeout=60000):
+        panel.dataset_box.setCurrentIndex(panel.dataset_box.findData("nottingham"))
+    qtbot.waitUntil(lambda: _settled(panel), timeout=120000)
+    _assert_every_view_agrees(panel, "nottingham")
+
+
+def test_cancelling_an_analysis_returns_the_task_bar_to_idle(make_panel, qtbot, monkeypatch):
+    from explorer.papers.srnn import panel as P
+
+    panel = make_panel("srnn", timeout=180)
+
+    def endless(models, x, samples, context=None, token=None, progress=None):
+        while True:
+            progress(None, "analysing")
+            token.wait(0.01)
+            yield from ()
+
+    monkeypatch.setattr(P, "analyse_job", endless)
+    panel.piece_box.setCurrentIndex(1)
+    assert panel.taskbar.cancel_button.isVisible() and panel.elbo_label.text() == "…"
+    panel.taskbar.cancel_button.click()
+    qtbot.waitUntil(lambda: not panel.runner.is_busy(), timeout=30000)
+    assert panel.taskbar.label.text() == "Analysis cancelled."
+    assert not panel.taskbar.bar.isVisible() and not panel.taskbar.cancel_button.isVisible()
+    assert not panel.results and not panel.banner.isVisible()

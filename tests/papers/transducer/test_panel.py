@@ -116,3 +116,64 @@ def test_microphone_end_to_end_with_a_virtual_pulseaudio_mic(pulse_mic):
     assert edit_distance(_ref(wav), [int(c) for c in out["transcript"]]) <= 1, out
     # enrollment records a take from the same microphone and keeps the word, cut from the quiet around it
     assert out["enrolled"] and 0.3 < out["enroll_s"] < 0.8, out
+
+
+def _shows_nothing_of_an_earlier_run(panel):
+    from explorer.papers.transducer.panel import ATT_TITLE
+    from pyqtgraph import InfiniteLine, TextItem
+
+    assert len(panel._frames) == 0 and panel.image.image is None         # no spectrogram
+    assert not panel._block_items
+    assert not [it for it in panel.spec_plot.items() if isinstance(it, (InfiniteLine, TextItem))]
+    assert panel.att_title.text() == ATT_TITLE
+    assert len(panel.att_bars.opts["height"]) == 0
+    assert panel.offline_label.text() == "" and panel.transcript == ""
+
+
+def test_a_new_or_failed_replay_replaces_everything_of_the_previous_one(make_panel, qtbot, tmp_path):
+    """Regression: the spectrogram, the file name (status line) and the attention title of the previous replay
+    stayed on screen after a new replay started, and after one that failed."""
+    panel = make_panel("transducer")
+    first = Path(panel.demo_box.currentData()).name
+    assert len(panel._frames) and panel.image.image is not None
+    assert panel.att_title.text().startswith("Attention of digit") and first in panel.status_label.text()
+
+    panel.pace = 0.0
+    panel.demo_box.setCurrentIndex(panel.demo_box.count() - 1)
+    second = Path(panel.demo_box.currentData()).name
+    assert second != first
+    panel.start()
+    _shows_nothing_of_an_earlier_run(panel)          # the moment the new replay starts
+    assert second in panel.status_label.text() and first not in panel.status_label.text()
+    assert panel.reference_label.text().endswith(second.split("_")[0])
+    qtbot.waitUntil(lambda: not panel.running, timeout=30000)
+    assert panel.transcript.isdigit() and second in panel.status_label.text()
+    assert panel.att_title.text().startswith("Attention of digit")
+
+    bad = tmp_path / "4242_broken.wav"
+    bad.write_text("not audio")
+    panel.set_wav(bad)
+    assert panel.file_label.text() == bad.name
+    panel.start()
+    qtbot.waitUntil(lambda: not panel.running, timeout=30000)
+    assert panel.banner.message()                    # why it failed
+    _shows_nothing_of_an_earlier_run(panel)
+    assert panel.transcript_label.text() == "—" and panel.reference_label.text() == ""
+    assert panel.status_label.text() == f"{bad.name}: failed (see the message above)"
+    assert second not in panel.status_label.text()
+
+
+def test_stop_gives_a_stopped_state_and_a_new_replay_follows(make_panel, qtbot):
+    panel = make_panel("transducer")
+    panel.pace = 1.0
+    panel.start()
+    qtbot.waitUntil(lambda: len(panel._frames) > 10, timeout=30000)
+    panel.stop_button.click()
+    assert not panel.running and panel.start_button.isEnabled() and not panel.stop_button.isEnabled()
+    assert "stopped at" in panel.status_label.text()
+    qtbot.waitUntil(lambda: not panel.runner.is_busy("stream"), timeout=30000)
+    assert "stopped at" in panel.status_label.text() and not panel.banner.message()
+    panel.pace = 0.0
+    panel.start()
+    qtbot.waitUntil(lambda: not panel.running, timeout=30000)
+    assert panel.transcript.isdigit()

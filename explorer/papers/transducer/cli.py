@@ -62,6 +62,24 @@ def configure_train(p) -> None:
     p.add_argument("--ema", type=number(float, 0, 1, high_open=True), default=0.0, metavar="DECAY",
                    help="keep an exponential moving average of the weights (e.g. 0.999) and save it; the last "
                         "iterate is evaluated too, for comparison (default: off)")
+    p.add_argument("--more-data", action="append", default=[], metavar="DIR",
+                   help="folder of isolated digits from more real voices, named {digit}_{speaker}_{index}.wav "
+                        "(e.g. shared/data/digits: Speech Commands and another FSDD speaker; repeatable). A fixed "
+                        "speaker-disjoint part trains, the rest is held out and scored after training")
+    p.add_argument("--more-weight", type=FRACTION, default=0.3, metavar="P",
+                   help="share of training utterances from the --more-data voices (default 0.3)")
+    p.add_argument("--more-test-share", type=FRACTION, default=0.25, metavar="F",
+                   help="share of the --more-data speakers held out for evaluation, chosen by a hash of their "
+                        "names (default 0.25)")
+    p.add_argument("--more-holdout", default="", metavar="SPEAKER[,SPEAKER]",
+                   help="also hold these --more-data speakers out (e.g. jason, an FSDD-style speaker with all ten "
+                        "digits: scored on connected digits too)")
+    p.add_argument("--tight", type=FRACTION, default=0.0, metavar="P",
+                   help="share of training utterances cut within 20 ms of their first and last word, like a clip "
+                        "trimmed to the word (default 0)")
+    p.add_argument("--nonspeech", type=FRACTION, default=0.0, metavar="P",
+                   help="share of training utterances with no digit in them (noise, breaths, clicks, hum), so an open "
+                        "microphone stays silent (default 0)")
     p.add_argument("--init", default=None, metavar="FILE", help="start from this checkpoint (fine-tuning)")
     p.add_argument("--no-tts", action="store_true", help="no flite/festival voices (espeak-ng only)")
     p.add_argument("--more-voices", action="store_true",
@@ -136,16 +154,36 @@ def train(args) -> int:
             clips += extra
             n_other["extra"] = len(extra)
     other_weight = args.espeak_weight if sum(n_other.values()) else 0.0
+    more_train, more_test, more_skipped, n_more = [], [], [], 0
+    if args.more_data:
+        with TerminalProgress("more real voices") as bar:
+            more_clips, more_skipped = D.load_digit_folders(args.more_data, progress=bar)
+        names = sorted({c.speaker for c in more_clips})
+        more_train, more_test = D.split_speakers(names, args.more_test_share)
+        for s in _speakers(args.more_holdout):
+            if s not in names:
+                raise UserError(f"--more-holdout {s}: no such speaker in --more-data")
+            if s in more_train:
+                more_train.remove(s)
+                more_test.append(s)
+        train_set = set(more_train)
+        more_clips = [c for c in more_clips if c.speaker in train_set]
+        n_more = len(more_clips)
+        clips += more_clips
+        print(f"more real voices: {len(more_train)} speakers ({n_more} clips) train, {len(more_test)} held out; "
+              f"{len(more_skipped)} files skipped", file=sys.stderr)
     fluent = []
     if args.fluent_weight > 0:
         with TerminalProgress("fluent digit strings") as bar:
             fluent = D.fluent_phrases(n=args.fluent_phrases, progress=bar)
         if not fluent:
             print("libespeak-ng not found: no fluent digit strings", file=sys.stderr)
-    aug = D.Augment(p_channel=args.channel, p_formant=args.formant, p_crop=args.crop)
+    aug = D.Augment(p_channel=args.channel, p_formant=args.formant, p_crop=args.crop, p_tight=args.tight)
     if args.augment:
         aug.speed = (0.85, 1.15)
-    source = D.UtteranceSource(clips, aug, espeak_weight=other_weight, fluent=fluent, fluent_weight=args.fluent_weight)
+    source = D.UtteranceSource(clips, aug, espeak_weight=other_weight, fluent=fluent, fluent_weight=args.fluent_weight,
+                               more=more_train, more_weight=args.more_weight if more_train else 0.0,
+                               nonspeech_weight=args.nonspeech)
     data = TrainData(source, seed=args.seed)
     if args.init:
         model, meta = load_model(args.init, PAPER, build, "cpu")
@@ -169,7 +207,10 @@ def train(args) -> int:
                  "espeak_weight": other_weight,
                  "fluent_phrases": len(fluent), "fluent_weight": source.fluent_weight,
                  "holdout": holdout or None, "channel_shelf_share": args.channel,
-                 "formant_warp_share": args.formant, "clip_crop_share": args.crop}
+                 "formant_warp_share": args.formant, "clip_crop_share": args.crop, "tight_share": args.tight, "nonspeech_share": args.nonspeech,
+                 "more_data": [Path(d).name for d in args.more_data], "more_train_speakers": len(more_train),
+                 "more_clips": n_more, "more_weight": args.more_weight if more_train else 0.0,
+                 "more_test_speakers": sorted(more_test), "more_files_skipped": len(more_skipped)}
     tcfg = dict(steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed, minutes=args.minutes,
                 align=args.align, dp_start=args.dp_start, augment=bool(args.augment), ema=args.ema)
 
@@ -216,6 +257,8 @@ def train(args) -> int:
         metrics["last_iterate_per_speaker_digit_error_rate"] = {s: v["digit_error_rate"]
                                                                 for s, v in ev_last["per_speaker"].items()}
         metrics["ema_decay"] = args.ema
+    if more_test:
+        metrics.update(_unheard_metrics(model, args, more_test))
     if ev_fluent:
         metrics["fluent_digit_error_rate"] = ev_fluent["digit_error_rate"]
         metrics["fluent_eval_set"] = (f"{len(fluent_test)} fluent digit strings (libespeak-ng, rates 140-260 wpm) in "
@@ -225,6 +268,38 @@ def train(args) -> int:
     save(model, {}, metrics)
     print(json.dumps({"checkpoint": str(out), **metrics}, indent=2))
     return 0
+
+
+def _unheard_metrics(model, args, speakers) -> dict:
+    """The held-out --more-data speakers: every clip decoded as recorded (isolated digits), and connected digits
+    joined from the clips of those with all ten digits."""
+    from explorer.core.progress import TerminalProgress
+
+    from . import data as D
+    from .evaluate import evaluate_files, evaluate_utterances
+
+    keep = set(speakers)
+    files = sorted(f for d in args.more_data for f in Path(d).expanduser().rglob("*.wav")
+                   if D._DIGIT_FILE_RE.match(f.name) and f.name.split("_")[1] in keep)
+    with TerminalProgress("unheard voices, isolated digits") as bar:
+        iso = evaluate_files(model, files, progress=bar, what="held-out --more-data speakers")
+    per = iso["per_speaker_digit_error_rate"]
+    out = {"unheard_isolated_digit_error_rate": iso["digit_error_rate"],
+           "unheard_isolated": {"files": iso["files"], "scored": iso["scored"], "speakers": len(keep),
+                                "speaker_mean_digit_error_rate": sum(per.values()) / max(1, len(per)),
+                                "per_speaker": per,
+                                "empty_transcripts": iso["empty_transcripts"], "unreadable": len(iso["errors"]),
+                                "set": "every clip of the held-out --more-data speakers, as recorded"}}
+    clips, _ = D.load_digit_folders(args.more_data, only_speakers=keep)
+    full = D.group_by_speaker_digit(clips)
+    if full:
+        utts = D.test_utterances([c for c in clips if c.speaker in full], args.eval_utts * 2)
+        with TerminalProgress("unheard voices, connected digits") as bar:
+            ev = evaluate_utterances(model, utts, progress=bar)
+        out["unheard_connected_digit_error_rate"] = ev["digit_error_rate"]
+        out["unheard_connected"] = {"speakers": sorted(full), "utterances": len(utts),
+                                    "per_speaker": {s: v["digit_error_rate"] for s, v in ev["per_speaker"].items()}}
+    return out
 
 
 def configure_eval(p) -> None:

@@ -108,6 +108,62 @@ def load_fsdd(path, speakers: Optional[Sequence[str]] = None, indices: Optional[
     return clips
 
 
+_DIGIT_FILE_RE = re.compile(r"^(\d)_([A-Za-z0-9]+)_(\d+)\.wav$")
+
+
+def load_digit_folders(paths: Sequence, exclude_speakers: Sequence[str] = (), only_speakers=None,
+                       min_s: float = 0.1, progress=None) -> Tuple[List[Clip], List[str]]:
+    """Isolated digits named ``{digit}_{speaker}_{index}.wav`` anywhere under ``paths`` (e.g. the Speech Commands
+    speakers and the extra FSDD speaker of shared/data/digits): read as recorded (any rate, checked by
+    ``explorer.core.validate``), resampled to 8 kHz, trimmed to the word. Returns the clips and one line per file
+    that was skipped (unreadable, or under ``min_s`` seconds of sound after trimming)."""
+    from explorer.core.errors import UserError
+    from explorer.core.validate import read_audio as read_checked
+
+    files = []
+    for path in paths:
+        p = Path(path).expanduser()
+        if not p.is_dir():
+            raise UserError(f"--more-data {path}: no such folder")
+        files += sorted(f for f in p.rglob("*.wav") if _DIGIT_FILE_RE.match(f.name))
+    if not files:
+        raise UserError(f"--more-data {', '.join(map(str, paths))}: no files named like 7_speaker_0.wav")
+    skip_s = set(exclude_speakers)
+    keep_s = set(only_speakers) if only_speakers is not None else None
+    clips, skipped = [], []
+    for i, f in enumerate(files):
+        m = _DIGIT_FILE_RE.match(f.name)
+        d, spk, idx = int(m.group(1)), m.group(2), int(m.group(3))
+        if spk in skip_s or (keep_s is not None and spk not in keep_s):
+            continue
+        try:
+            x, sr = read_checked(f)
+        except UserError as exc:
+            skipped.append(str(exc))
+            continue
+        x = _trim(resample(x, sr, SAMPLE_RATE))
+        if len(x) < min_s * SAMPLE_RATE:
+            skipped.append(f"{f.name}: under {min_s:g} s of sound")
+            continue
+        clips.append(Clip(x, d, spk, idx))
+        if progress is not None:
+            progress((i + 1) / len(files), f.name)
+    return clips, skipped
+
+
+def split_speakers(speakers: Sequence[str], test_share: float, salt: str = "nips-explorer") -> Tuple[List[str], List[str]]:
+    """A fixed speaker-disjoint split: (train, test). The test speakers are the ``test_share`` of the names that
+    come first in the order of a hash of each name: the split depends only on the set of speaker names, not on
+    file order, clip counts or a random seed."""
+    import hashlib
+
+    names = sorted(set(speakers))
+    ranked = sorted(names, key=lambda s: hashlib.sha1(f"{salt}:{s}".encode()).hexdigest())
+    n_test = int(round(test_share * len(names)))
+    test = set(ranked[:n_test])
+    return [s for s in names if s not in test], [s for s in names if s in test]
+
+
 # ---------------------------------------------------------------------------------------------- espeak-ng
 def espeak_available() -> bool:
     return shutil.which("espeak-ng") is not None
@@ -498,6 +554,9 @@ class Augment:
     # onsets and endings are not to be relied on.
     p_crop: float = 0.0
     crop_s: float = 0.08
+    # tight: with probability p_tight the utterance starts and ends within 20 ms of its first and last word, as a
+    # clip trimmed to the word does (the end-of-input silence, FLUSH_S in model.py, still follows it)
+    p_tight: float = 0.0
 
 
 CLEAN = Augment(gain_db=(0.0, 0.0), speed=(1.0, 1.0), p_noise=0.0)
@@ -531,11 +590,19 @@ def _noise(rng, n: int) -> np.ndarray:
 def build_utterance(rng: np.random.Generator, by_digit: Dict[int, List[Clip]], aug: Augment = Augment(),
                     digits: Optional[Sequence[int]] = None, sr: int = SAMPLE_RATE) -> Utterance:
     """Join isolated digit clips into one utterance; returns the audio and each digit's (start, end) sample."""
+    if digits is None and len(by_digit) < 10:
+        # a speaker with only some digits recorded (most Speech Commands voices have one to three clips):
+        # short strings of the digits there are
+        n = int(rng.integers(1, min(3, aug.max_digits) + 1))
+        have = sorted(by_digit)
+        digits = [int(have[i]) for i in rng.integers(0, len(have), size=n)]
     if digits is None:
         n = int(rng.integers(aug.min_digits, aug.max_digits + 1))
         digits = [int(d) for d in rng.integers(0, 10, size=n)]
+    tight = bool(aug.p_tight) and rng.random() < aug.p_tight
+    edge = (0.0, 0.02)
     parts, bounds, pos = [], [], 0
-    lead = np.zeros(int(rng.uniform(*aug.lead) * sr), dtype=np.float32)
+    lead = np.zeros(int(rng.uniform(*(edge if tight else aug.lead)) * sr), dtype=np.float32)
     parts.append(lead)
     pos += len(lead)
     speaker = ""
@@ -551,7 +618,8 @@ def build_utterance(rng: np.random.Generator, by_digit: Dict[int, List[Clip]], a
         bounds.append((pos, pos + len(x)))
         parts.append(x.astype(np.float32))
         pos += len(x)
-        g = np.zeros(int(rng.uniform(*(aug.tail if i == len(digits) - 1 else aug.gap)) * sr), dtype=np.float32)
+        last = i == len(digits) - 1
+        g = np.zeros(int(rng.uniform(*((edge if tight else aug.tail) if last else aug.gap)) * sr), dtype=np.float32)
         parts.append(g)
         pos += len(g)
     return _finish(rng, np.concatenate(parts), list(digits), bounds, speaker, aug)
@@ -609,6 +677,37 @@ def _finish(rng: np.random.Generator, audio: np.ndarray, digits: List[int], boun
     return Utterance(audio.astype(np.float32), digits, bounds, speaker)
 
 
+def nonspeech_utterance(rng: np.random.Generator, sr: int = SAMPLE_RATE) -> Utterance:
+    """0.5-4 s with no digit in it, what an open microphone hears when nobody speaks: background noise (or digital
+    silence) and, at random, breaths (band-limited noise bursts), clicks and mains hum. Its transcript is empty,
+    so the model learns to stay silent on them."""
+    n = int(rng.uniform(0.5, 4.0) * sr)
+    audio = np.zeros(n, np.float32)
+    if rng.random() < 0.85:
+        audio += _noise(rng, n) * 10 ** (rng.uniform(-75.0, -25.0) / 20)
+    if rng.random() < 0.4:                                          # breaths
+        from scipy.signal import lfilter
+
+        for _ in range(int(rng.integers(1, 4))):
+            L = int(rng.uniform(0.25, 1.0) * sr)
+            s = int(rng.integers(0, max(1, n - L)))
+            burst = lfilter([1.0], [1.0, -float(rng.uniform(0.5, 0.97))], rng.standard_normal(L))
+            burst *= np.sin(np.linspace(0, np.pi, L)) ** 2
+            burst /= np.abs(burst).max() + 1e-9
+            seg = audio[s:s + L]
+            seg += (burst[:len(seg)] * 10 ** (rng.uniform(-45.0, -15.0) / 20)).astype(np.float32)
+    if rng.random() < 0.3:                                          # clicks and pops
+        for s in rng.integers(0, n - 8, int(rng.integers(1, 8))):
+            k = int(rng.integers(1, 6))
+            audio[s:s + k] += (rng.uniform(-1, 1, k) * 10 ** (rng.uniform(-30.0, -3.0) / 20)).astype(np.float32)
+    if rng.random() < 0.2:                                          # mains hum and its harmonics
+        f0 = 50.0 if rng.random() < 0.5 else 60.0
+        tt = np.arange(n) / sr
+        hum = sum(rng.uniform(0.2, 1.0) / h * np.sin(2 * np.pi * f0 * h * tt + rng.uniform(0, 6.3)) for h in (1, 2, 3))
+        audio += (hum / 2 * 10 ** (rng.uniform(-50.0, -20.0) / 20)).astype(np.float32)
+    return Utterance(np.clip(audio, -0.99, 0.99).astype(np.float32), [], [], "nonspeech")
+
+
 def fluent_utterance(rng: np.random.Generator, phrase: Utterance, aug: Augment = Augment()) -> Utterance:
     """A fluently spoken digit string (see ``espeak_fluent``) with the same speed, silence, level and noise
     augmentation as the joined utterances."""
@@ -622,11 +721,14 @@ def fluent_utterance(rng: np.random.Generator, phrase: Utterance, aug: Augment =
     return _finish(rng, audio, list(phrase.digits), bounds, phrase.speaker, aug)
 
 
-def group_by_speaker_digit(clips: Sequence[Clip]) -> Dict[str, Dict[int, List[Clip]]]:
+def group_by_speaker_digit(clips: Sequence[Clip], partial: Sequence[str] = ()) -> Dict[str, Dict[int, List[Clip]]]:
+    """{speaker: {digit: clips}} for the speakers with all ten digits, and for those named in ``partial`` with
+    whatever digits they have."""
     out: Dict[str, Dict[int, List[Clip]]] = {}
     for c in clips:
         out.setdefault(c.speaker, {}).setdefault(c.digit, []).append(c)
-    return {s: g for s, g in out.items() if len(g) == 10}
+    keep = set(partial)
+    return {s: g for s, g in out.items() if len(g) == 10 or s in keep}
 
 
 class UtteranceSource:
@@ -638,26 +740,40 @@ class UtteranceSource:
 
     def __init__(self, clips: Sequence[Clip], aug: Augment = Augment(), espeak_weight: float = 0.0,
                  fluent: Sequence[Utterance] = (), fluent_weight: float = 0.0,
-                 real: Sequence[str] = SPEAKERS) -> None:
+                 real: Sequence[str] = SPEAKERS, more: Sequence[str] = (), more_weight: float = 0.0,
+                 nonspeech_weight: float = 0.0) -> None:
+        """``more``: further real speakers (Speech Commands, ...), kept even with only some digits recorded; they
+        share ``more_weight`` of the speaker draws equally, the synthetic voices ``espeak_weight``, and ``real``
+        (FSDD's) the rest. ``nonspeech_weight``: share of utterances with no digit at all (noise, breaths,
+        clicks, hum; see ``nonspeech_utterance``)."""
+        self.nonspeech_weight = float(nonspeech_weight)
         self.fluent = list(fluent)
         self.fluent_weight = float(fluent_weight) if self.fluent else 0.0
-        self.groups = group_by_speaker_digit(clips)
+        self.groups = group_by_speaker_digit(clips, partial=more)
         if not self.groups:
             from explorer.core.errors import UserError
 
             raise UserError("no speaker has recordings of all ten digits in the selected data")
         self.speakers = sorted(self.groups)
-        synth = [s for s in self.speakers if s not in real]
-        n_real = len(self.speakers) - len(synth)
-        if synth and n_real:
-            w = np.array([espeak_weight / len(synth) if s in synth else (1.0 - espeak_weight) / n_real
-                          for s in self.speakers])
-        else:
+        more_set = set(more) & set(self.speakers)
+        synth = [s for s in self.speakers if s not in real and s not in more_set]
+        n_real = len(self.speakers) - len(synth) - len(more_set)
+        shares = {"synth": espeak_weight if synth else 0.0, "more": more_weight if more_set else 0.0}
+        shares["real"] = max(0.0, 1.0 - shares["synth"] - shares["more"]) if n_real else 0.0
+        counts = {"synth": len(synth), "more": len(more_set), "real": n_real}
+
+        def kind(s: str) -> str:
+            return "more" if s in more_set else ("synth" if s in synth else "real")
+
+        w = np.array([shares[kind(s)] / counts[kind(s)] for s in self.speakers])
+        if w.sum() <= 0:
             w = np.ones(len(self.speakers))
         self.p = w / w.sum()
         self.aug = aug
 
     def sample(self, rng: np.random.Generator) -> Utterance:
+        if self.nonspeech_weight and rng.random() < self.nonspeech_weight:
+            return nonspeech_utterance(rng)
         if self.fluent_weight and rng.random() < self.fluent_weight:
             return fluent_utterance(rng, self.fluent[int(rng.integers(len(self.fluent)))], self.aug)
         s = self.speakers[int(rng.choice(len(self.speakers), p=self.p))]

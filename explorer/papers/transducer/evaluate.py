@@ -92,7 +92,19 @@ def evaluate_dir(model: Transducer, folder, beam: int = 1, progress=None) -> Dic
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".wav")
     if not files:
         raise UserError(f"--audio-dir {folder}: no .wav files there")
+    return evaluate_files(model, files, beam=beam, progress=progress, what=f"--audio-dir {folder}")
+
+
+@torch.no_grad()
+def evaluate_files(model: Transducer, files: Sequence[Path], beam: int = 1, progress=None, what: str = "files"
+                   ) -> Dict:
+    """Decode each file as recorded (whole file, then the end-of-input silence), score it against the digits in
+    its name; per-file problems are listed under "errors" and the rest still scored. Also counts the files that
+    hold a digit and were given an empty transcript, and the error rate per speaker (the name's second field)."""
+    from explorer.core.errors import UserError
+
     results, errors, pairs = [], [], []
+    by_spk: Dict[str, list] = {}
     audio_s, dec_s = 0.0, 0.0
     for i, f in enumerate(files):
         ref = reference_from_name(f)
@@ -117,13 +129,16 @@ def evaluate_dir(model: Transducer, folder, beam: int = 1, progress=None) -> Dic
         else:
             row["errors"] = edit_distance(ref, hyp)
             pairs.append((ref, hyp))
+            parts = f.stem.split("_")
+            by_spk.setdefault(parts[1] if len(parts) > 2 else "", []).append((ref, hyp))
         results.append(row)
         if progress is not None:
             progress((i + 1) / len(files), f.name)
     if not results:
-        raise UserError(f"--audio-dir {folder}: none of the {len(files)} .wav files could be read "
-                        f"(first: {errors[0]['error']})")
+        raise UserError(f"{what}: none of the {len(files)} .wav files could be read (first: {errors[0]['error']})")
     s = score(pairs) if pairs else None
     return {"files": len(files), "scored": len(pairs), "digit_error_rate": s["digit_error_rate"] if s else None,
             "sequence_accuracy": s["sequence_accuracy"] if s else None,
+            "empty_transcripts": sum(1 for r, h in pairs if r and not h),
+            "per_speaker_digit_error_rate": {k: score(v)["digit_error_rate"] for k, v in sorted(by_spk.items())},
             "real_time_factor": dec_s / audio_s if audio_s else None, "results": results, "errors": errors}

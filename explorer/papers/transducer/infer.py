@@ -96,12 +96,26 @@ class StreamingRecognizer:
 
     @torch.no_grad()
     def finish(self) -> Dict:
-        """End of input: decode the last, partial block (as the whole-file decode does)."""
+        """End of input: the end-of-input silence goes through like audio, then the last, partial block is decoded,
+        exactly as the whole-file decode does. The silence's frames are not returned, and the blocks it completes
+        are reported as ending with the audio (nothing was heard after it)."""
+        n = self.model.flush_samples
+        samples_in = self.samples_in
+        out = self.accept(np.zeros(n, np.float32)) if n else {
+            "frames": np.zeros((0, self.model.cfg["n_mels"]), np.float32), "frame_start": self.frames_out,
+            "blocks": []}
+        self.samples_in = samples_in        # the silence was not heard: block times stay within the audio
+        end_s = samples_in / SAMPLE_RATE
+        out["frames"] = np.zeros((0, self.model.cfg["n_mels"]), np.float32)
+        out["frame_start"] = self.frames_out
         t0 = time.perf_counter()
-        blocks = [self._decode_block(len(self._enc))] if self._enc else []
+        if self._enc:
+            out["blocks"].append(self._decode_block(len(self._enc)))
+        for b in out["blocks"]:
+            for k in ("time_s", "end_s", "start_s"):
+                b[k] = min(b[k], end_s)
         self.compute_s += time.perf_counter() - t0
-        return {"frames": np.zeros((0, self.model.cfg["n_mels"]), np.float32), "frame_start": self.frames_out,
-                "blocks": blocks}
+        return out
 
 
 @dataclass

@@ -27,10 +27,16 @@ EOB = 10        # end-of-block token <e>
 SOS = 11        # start token (input only)
 N_OUT = 11
 
+# End of input: when a file, a replay or a microphone stream ends, ``flush_s`` seconds of silence (digital zeros)
+# follow the last sample, through the same features, encoder and blocks as the audio, so a word that ends at the
+# very end of the input (a clip trimmed tight to it, a quick "seven" right before Stop) still gets the block after
+# it in which the transducer emits. Training appends the same silence, and checkpoints made before it existed read
+# it too: the shipped model left about half of tightly trimmed clips empty without it.
+FLUSH_S = 0.5
 DEFAULT_CONFIG: Dict = dict(n_mels=40, stack=3, enc_hidden=128, enc_layers=2, bidirectional=False, dec_hidden=128,
                             embed=32, att_hidden=64, attention="mlp", block=8, max_per_block=4,
                             norm="causal", norm_prior=100, norm_gate=True, fmin=20.0, ceps=0, dropout=0.0,
-                            frontend="linear")
+                            frontend="linear", flush_s=FLUSH_S)
 # Feature normalisation: "global" subtracts the training set's per-mel mean; "causal" subtracts a running mean
 # of the utterance heard so far (frames 1..t, with ``norm_prior`` frames' worth of the training mean as the
 # prior), which removes a speaker's or microphone's fixed spectral colouring without looking ahead.
@@ -49,7 +55,7 @@ DEFAULT_CONFIG: Dict = dict(n_mels=40, stack=3, enc_hidden=128, enc_layers=2, bi
 # Neither these three nor fmin moved the unheard-speaker error beyond the run-to-run spread on 11-minute
 # leave-one-out folds (README), so all are off by default.
 LEGACY_CONFIG: Dict = dict(norm="global", norm_prior=100, norm_gate=False, fmin=20.0, ceps=0, dropout=0.0,
-                           frontend="linear")
+                           frontend="linear", flush_s=FLUSH_S)
 CONV_FILTERS, CONV_KERNEL, CONV_POOL = 32, 7, 3
 # Offline variant: a bidirectional encoder, so every block is decoded only after the whole utterance is heard.
 # (block=0 makes the whole utterance one block: a plain attention seq2seq, much slower to train here.)
@@ -158,9 +164,20 @@ class Transducer(nn.Module):
         return last_feat * fc.hop + fc.win
 
     # ------------------------------------------------------------------ features / encoder
+    @property
+    def flush_samples(self) -> int:
+        """Samples of silence that follow the end of every input (see FLUSH_S)."""
+        return int(round(float(self.cfg.get("flush_s", 0.0)) * self.logmel.cfg.sample_rate))
+
+    def with_flush(self, audio: torch.Tensor) -> torch.Tensor:
+        """1-D audio followed by the end-of-input silence."""
+        n = self.flush_samples
+        return torch.cat([audio, audio.new_zeros(n)]) if n else audio
+
     def features(self, audios: Sequence[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
-        """List of 1-D audio tensors -> normalised log-mel (B, T, n_mels) zero-padded, lengths (B,)."""
-        feats = [self.logmel(a.to(self.feat_mean.device)[None])[0] for a in audios]
+        """List of 1-D audio tensors (whole inputs: each is followed by the end-of-input silence) -> normalised
+        log-mel (B, T, n_mels) zero-padded, lengths (B,)."""
+        feats = [self.logmel(self.with_flush(a.to(self.feat_mean.device))[None])[0] for a in audios]
         return self.pad_normalize(feats)
 
     def pad_normalize(self, feats: Sequence[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -369,6 +386,8 @@ class Ensemble(nn.Module):
     block_end_sample = Transducer.block_end_sample
     blockify = Transducer.blockify
     features = Transducer.features
+    flush_samples = Transducer.flush_samples
+    with_flush = Transducer.with_flush
     pad_normalize = Transducer.pad_normalize
     feed = staticmethod(Transducer.feed)
 

@@ -59,7 +59,7 @@ def augmented_features(model: Transducer, utts: List[Utterance], rng: np.random.
     eq_std = np.asarray(cfg["eq_std"], dtype=np.float64)
     basis = torch.cos(math.pi * torch.arange(len(eq_std), dtype=torch.float32)[:, None] * mel_pos[None])
     for u in utts:
-        a = torch.from_numpy(u.audio).to(model.feat_mean.device)
+        a = model.with_flush(torch.from_numpy(u.audio).to(model.feat_mean.device))
         f = model.logmel(a[None], warp=float(rng.uniform(*cfg["vtlp"])))[0]
         curve = torch.tensor(rng.normal(0.0, eq_std), dtype=torch.float32) @ basis
         feats.append(f + curve.to(f.device))

@@ -77,6 +77,9 @@ def configure_train(p) -> None:
     p.add_argument("--tight", type=FRACTION, default=0.0, metavar="P",
                    help="share of training utterances cut within 20 ms of their first and last word, like a clip "
                         "trimmed to the word (default 0)")
+    p.add_argument("--robust", type=FRACTION, default=0.0, metavar="P",
+                   help="share of training utterances given one input fault: a very low level, clipping, a DC "
+                        "offset or mains hum (default 0)")
     p.add_argument("--nonspeech", type=FRACTION, default=0.0, metavar="P",
                    help="share of training utterances with no digit in them (noise, breaths, clicks, hum), so an open "
                         "microphone stays silent (default 0)")
@@ -178,7 +181,8 @@ def train(args) -> int:
             fluent = D.fluent_phrases(n=args.fluent_phrases, progress=bar)
         if not fluent:
             print("libespeak-ng not found: no fluent digit strings", file=sys.stderr)
-    aug = D.Augment(p_channel=args.channel, p_formant=args.formant, p_crop=args.crop, p_tight=args.tight)
+    aug = D.Augment(p_channel=args.channel, p_formant=args.formant, p_crop=args.crop, p_tight=args.tight,
+                    p_robust=args.robust)
     if args.augment:
         aug.speed = (0.85, 1.15)
     source = D.UtteranceSource(clips, aug, espeak_weight=other_weight, fluent=fluent, fluent_weight=args.fluent_weight,
@@ -208,6 +212,7 @@ def train(args) -> int:
                  "fluent_phrases": len(fluent), "fluent_weight": source.fluent_weight,
                  "holdout": holdout or None, "channel_shelf_share": args.channel,
                  "formant_warp_share": args.formant, "clip_crop_share": args.crop, "tight_share": args.tight, "nonspeech_share": args.nonspeech,
+                 "input_fault_share": args.robust,
                  "more_data": [Path(d).name for d in args.more_data], "more_train_speakers": len(more_train),
                  "more_clips": n_more, "more_weight": args.more_weight if more_train else 0.0,
                  "more_test_speakers": sorted(more_test), "more_files_skipped": len(more_skipped)}

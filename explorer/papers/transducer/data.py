@@ -557,6 +557,10 @@ class Augment:
     # tight: with probability p_tight the utterance starts and ends within 20 ms of its first and last word, as a
     # clip trimmed to the word does (the end-of-input silence, FLUSH_S in model.py, still follows it)
     p_tight: float = 0.0
+    # robustness to how a visitor's input arrives: with probability p_robust one of a very low level (-65..-40
+    # dBFS), clipping (driven 1.5-10x past full scale), a DC offset (up to +-0.3) or mains hum (50/60 Hz and two
+    # harmonics, -45..-20 dBFS)
+    p_robust: float = 0.0
 
 
 CLEAN = Augment(gain_db=(0.0, 0.0), speed=(1.0, 1.0), p_noise=0.0)
@@ -671,10 +675,31 @@ def _finish(rng: np.random.Generator, audio: np.ndarray, digits: List[int], boun
     if rng.random() < aug.p_noise:
         srms = 10 ** (rng.uniform(*aug.level_db) / 20)
         audio += _noise(rng, len(audio)) * srms * 10 ** (-rng.uniform(*aug.snr_db) / 20)
+    if aug.p_robust and rng.random() < aug.p_robust:
+        return Utterance(_input_fault(rng, audio), digits, bounds, speaker)
     peak = np.abs(audio).max()
     if peak > 0.99:
         audio *= 0.99 / peak
     return Utterance(audio.astype(np.float32), digits, bounds, speaker)
+
+
+def _input_fault(rng: np.random.Generator, audio: np.ndarray, sr: int = SAMPLE_RATE) -> np.ndarray:
+    """One of: very low level, clipping, DC offset, mains hum (see Augment.p_robust)."""
+    kind = int(rng.integers(4))
+    peak = float(np.abs(audio).max()) + 1e-9
+    if kind == 0:
+        audio = audio / peak * 10 ** (rng.uniform(-65.0, -40.0) / 20)
+        audio = np.round(audio * 32767) / 32767                     # what a 16-bit file keeps of it
+    elif kind == 1:
+        audio = np.clip(audio / peak * rng.uniform(1.5, 10.0), -1.0, 1.0)
+    elif kind == 2:
+        audio = audio / peak * 0.6 + rng.uniform(-0.3, 0.3)
+    else:
+        f0 = 50.0 if rng.random() < 0.5 else 60.0
+        tt = np.arange(len(audio)) / sr
+        hum = sum(rng.uniform(0.3, 1.0) / h * np.sin(2 * np.pi * f0 * h * tt + rng.uniform(0, 6.3)) for h in (1, 2, 3))
+        audio = audio / peak * 0.5 + hum / 2 * 10 ** (rng.uniform(-45.0, -20.0) / 20)
+    return np.clip(audio, -1.0, 1.0).astype(np.float32)
 
 
 def nonspeech_utterance(rng: np.random.Generator, sr: int = SAMPLE_RATE) -> Utterance:

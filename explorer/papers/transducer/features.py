@@ -26,6 +26,7 @@ class FeatureConfig:
     fmin: float = 20.0
     fmax: Optional[float] = None   # None: Nyquist
     floor: float = 1e-6
+    remove_dc: bool = False        # subtract each frame's mean before the window (a DC offset leaks into the low bands)
 
     @property
     def frame_seconds(self) -> float:
@@ -103,6 +104,8 @@ class LogMel(torch.nn.Module):
         if n == 0:
             return audio.new_zeros(audio.shape[0], 0, c.n_mels)
         frames = audio[..., : (n - 1) * c.hop + c.win].unfold(-1, c.win, c.hop)   # (B, n, win)
+        if c.remove_dc:
+            frames = frames - frames.mean(-1, keepdim=True)
         spec = torch.fft.rfft(frames * self.window, n=c.n_fft)
         power = spec.real ** 2 + spec.imag ** 2
         fb = self.fb if warp == 1.0 else self.warped_filterbank(warp)

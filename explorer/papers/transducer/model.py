@@ -36,7 +36,7 @@ FLUSH_S = 0.5
 DEFAULT_CONFIG: Dict = dict(n_mels=40, stack=3, enc_hidden=128, enc_layers=2, bidirectional=False, dec_hidden=128,
                             embed=32, att_hidden=64, attention="mlp", block=8, max_per_block=4,
                             norm="causal", norm_prior=100, norm_gate=True, fmin=20.0, ceps=0, dropout=0.0,
-                            frontend="linear", flush_s=FLUSH_S)
+                            frontend="linear", flush_s=FLUSH_S, log_floor=1e-10, remove_dc=True)
 # Feature normalisation: "global" subtracts the training set's per-mel mean; "causal" subtracts a running mean
 # of the utterance heard so far (frames 1..t, with ``norm_prior`` frames' worth of the training mean as the
 # prior), which removes a speaker's or microphone's fixed spectral colouring without looking ahead.
@@ -48,6 +48,9 @@ DEFAULT_CONFIG: Dict = dict(n_mels=40, stack=3, enc_hidden=128, enc_layers=2, bi
 # ``ceps`` > 0: the encoder reads the first ``ceps`` cepstral coefficients (an orthonormal DCT-II of the normalised
 # log-mel frame, i.e. MFCCs) instead of all bands; dropping the higher ones smooths away the pitch harmonics that
 # the narrow low-frequency bands resolve, which mostly tell speakers apart, not digits.
+# ``log_floor``: added to the mel power before the log. 1e-6 (the first models) flattens speech below about -50 dBFS
+# into the floor, so a quiet microphone read as silence (61% digit errors at -40 dB); 1e-10 keeps its spectrum.
+# ``remove_dc``: each frame's mean is subtracted before the window, so a DC offset does not fill the lowest bands.
 # ``dropout``: on the encoder's input projection and between its GRU layers (training only).
 # ``frontend="conv"``: each encoder frame's stacked bands go through a convolution along the frequency axis and a
 # max-pool over neighbouring bands before the projection (as in CNN acoustic models): a formant that sits a band
@@ -55,7 +58,7 @@ DEFAULT_CONFIG: Dict = dict(n_mels=40, stack=3, enc_hidden=128, enc_layers=2, bi
 # Neither these three nor fmin moved the unheard-speaker error beyond the run-to-run spread on 11-minute
 # leave-one-out folds (README), so all are off by default.
 LEGACY_CONFIG: Dict = dict(norm="global", norm_prior=100, norm_gate=False, fmin=20.0, ceps=0, dropout=0.0,
-                           frontend="linear", flush_s=FLUSH_S)
+                           frontend="linear", flush_s=FLUSH_S, log_floor=1e-6, remove_dc=False)
 CONV_FILTERS, CONV_KERNEL, CONV_POOL = 32, 7, 3
 # Offline variant: a bidirectional encoder, so every block is decoded only after the whole utterance is heard.
 # (block=0 makes the whole utterance one block: a plain attention seq2seq, much slower to train here.)
@@ -95,7 +98,8 @@ class Transducer(nn.Module):
             raise ValueError(f"norm must be 'global' or 'causal', not {c['norm']!r}")
         if c["attention"] not in ("mlp", "dot"):
             raise ValueError(f"attention must be 'mlp' or 'dot', not {c['attention']!r}")
-        self.logmel = LogMel(FeatureConfig(n_mels=c["n_mels"], fmin=float(c["fmin"])))
+        self.logmel = LogMel(FeatureConfig(n_mels=c["n_mels"], fmin=float(c["fmin"]), floor=float(c["log_floor"]),
+                                           remove_dc=bool(c["remove_dc"])))
         self.register_buffer("feat_mean", torch.zeros(c["n_mels"]))
         self.register_buffer("feat_std", torch.ones(c["n_mels"]))
         n_in = c["n_mels"]

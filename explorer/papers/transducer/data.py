@@ -733,6 +733,32 @@ def nonspeech_utterance(rng: np.random.Generator, sr: int = SAMPLE_RATE) -> Utte
     return Utterance(np.clip(audio, -0.99, 0.99).astype(np.float32), [], [], "nonspeech")
 
 
+def open_microphone_cases(seed: int = 0, seconds: float = 16.0) -> Dict[str, np.ndarray]:
+    """Fixed test signals of what an open microphone hears with nobody speaking (16 s each, 8 kHz): a quiet and a
+    noisy room, breathing, clicks, mains hum, digital silence. Not used in training (``nonspeech_utterance`` draws
+    its own)."""
+    from scipy.signal import lfilter
+
+    rng = np.random.default_rng(seed)
+    n, sr = int(seconds * 8000), 8000
+
+    def pink(level_db):
+        w = lfilter([0.05], [1, -0.95], rng.standard_normal(n))
+        return w / w.std() * 10 ** (level_db / 20)
+
+    breath = np.zeros(n)
+    for s in range(0, n - 6400, int(3.5 * sr)):
+        env = np.sin(np.linspace(0, np.pi, 6400)) ** 2
+        breath[s:s + 6400] += lfilter([1], [1, -0.9], rng.standard_normal(6400)) * env
+    clicks = pink(-60)
+    for s in rng.integers(0, n - 4, 6):
+        clicks[s:s + 3] += (0.4, -0.3, 0.1)
+    hum = 0.02 * np.sin(2 * np.pi * 50 * np.arange(n) / sr) + pink(-60)
+    cases = {"quiet room": pink(-50), "noisy room": pink(-35), "breathing": breath / np.abs(breath).max() * 0.05
+             + pink(-60), "clicks": clicks, "mains hum": hum, "digital silence": np.zeros(n)}
+    return {k: v.astype(np.float32) for k, v in cases.items()}
+
+
 def fluent_utterance(rng: np.random.Generator, phrase: Utterance, aug: Augment = Augment()) -> Utterance:
     """A fluently spoken digit string (see ``espeak_fluent``) with the same speed, silence, level and noise
     augmentation as the joined utterances."""

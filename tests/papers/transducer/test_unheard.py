@@ -54,35 +54,12 @@ def test_16k_and_8k_files_give_the_same_digits(model, tmp_path):
         assert _digits(model, read_audio(tmp_path / "a16.wav")) == _digits(model, read_audio(tmp_path / "a8.wav"))
 
 
-def _nonspeech_cases(seed: int = 0, seconds: float = 16.0):
-    """What an open microphone hears with nobody speaking (16 s each)."""
-    from scipy.signal import lfilter
-
-    rng = np.random.default_rng(seed)
-    n, sr = int(seconds * 8000), 8000
-
-    def pink(level_db):
-        w = lfilter([0.05], [1, -0.95], rng.standard_normal(n))
-        return w / w.std() * 10 ** (level_db / 20)
-
-    breath = np.zeros(n)
-    for s in range(0, n - 6400, int(3.5 * sr)):
-        env = np.sin(np.linspace(0, np.pi, 6400)) ** 2
-        breath[s:s + 6400] += lfilter([1], [1, -0.9], rng.standard_normal(6400)) * env
-    clicks = pink(-60)
-    for s in rng.integers(0, n - 4, 6):
-        clicks[s:s + 3] += (0.4, -0.3, 0.1)
-    hum = 0.02 * np.sin(2 * np.pi * 50 * np.arange(n) / sr) + pink(-60)
-    return {"quiet room": pink(-50), "noisy room": pink(-35), "breathing": breath / np.abs(breath).max() * 0.05
-            + pink(-60), "clicks": clicks, "mains hum": hum, "digital silence": np.zeros(n)}
-
-
 @needs_model
-@pytest.mark.parametrize("case", list(_nonspeech_cases(seconds=0.1)))
+@pytest.mark.parametrize("case", list(D.open_microphone_cases(seconds=0.1)))
 def test_an_open_microphone_with_nobody_speaking_stays_silent(model, case):
     from explorer.papers.transducer.infer import StreamingRecognizer
 
-    audio = _nonspeech_cases()[case].astype(np.float32)
+    audio = D.open_microphone_cases()[case]
     assert _digits(model, audio) == []
     rec = StreamingRecognizer(model)                 # the live path, in 40 ms chunks
     for i in range(0, len(audio), 320):

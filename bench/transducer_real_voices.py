@@ -1,0 +1,102 @@
+"""Voices the model never heard, as a visitor gives them: one table per checkpoint.
+
+    python bench/transducer_real_voices.py --more-data ../shared/data/digits --checkpoint A.safetensors \
+        [--checkpoint B.safetensors ...] [--speakers-from A.safetensors] [--json out.json]
+
+Rows, each on the speakers the checkpoint's training held out (read from its metadata, `more_test_speakers`, or from
+``--speakers-from`` so that several checkpoints are scored on one set):
+* isolated digits as recorded: every clip of those speakers decoded whole (then the end-of-input silence);
+  digit error rate over clips and the mean over speakers, and the clips left with an empty transcript;
+* the same clips trimmed tight to the word (no silence before or after it);
+* connected digits: utterances joined from the clips of the held-out speakers that have all ten digits;
+* input faults on the bundled demo utterances: -40 dB, clipping, a DC offset, mains hum;
+* an open microphone with nobody speaking: 16 s each of room noise, breathing, clicks, hum, silence: digits emitted
+  (should be none).
+"""
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from explorer.core.checkpoints import load_model, read_metadata
+from explorer.core.paths import resources_dir
+from explorer.papers.transducer import data as D
+from explorer.papers.transducer.evaluate import evaluate_files, evaluate_utterances, reference_from_name
+from explorer.papers.transducer.features import read_audio
+from explorer.papers.transducer.model import build, decode_utterance, edit_distance
+
+FAULTS = {
+    "-40 dB": lambda x: x * 0.01,
+    "clipped (x8)": lambda x: np.clip(x * 8, -1, 1),
+    "DC offset +0.2": lambda x: np.clip(x + 0.2, -1, 1),
+    "hum 50 Hz, -30 dBFS": lambda x: x + 0.03 * np.sin(2 * np.pi * 50 * np.arange(len(x)) / 8000),
+}
+
+
+def digits(model, x):
+    return decode_utterance(model, torch.from_numpy(np.asarray(x, np.float32)))[0]
+
+
+def rate(pairs):
+    n = sum(len(r) for r, _ in pairs)
+    return sum(edit_distance(r, h) for r, h in pairs) / max(1, n)
+
+
+def bench(path: Path, more, speakers, utts: int):
+    model, meta = load_model(path, "transducer", build)
+    keep = set(speakers)
+    files = sorted(f for d in more for f in Path(d).rglob("*.wav")
+                   if D._DIGIT_FILE_RE.match(f.name) and f.name.split("_")[1] in keep)
+    iso = evaluate_files(model, files)
+    per = iso["per_speaker_digit_error_rate"]
+    clips, _ = D.load_digit_folders(more, only_speakers=keep)
+    tight_pairs = [([c.digit], digits(model, D._trim(c.audio, -35.0, pad=0))) for c in clips]
+    full = D.group_by_speaker_digit(clips)
+    conn = evaluate_utterances(model, D.test_utterances([c for c in clips if c.speaker in full], utts)) if full else None
+    demos = sorted((resources_dir() / "transducer").glob("*.wav"))
+    faults = {}
+    for name, f in FAULTS.items():
+        faults[name] = rate([(reference_from_name(p), digits(model, f(read_audio(p)))) for p in demos])
+    silent = {k: len(digits(model, v)) for k, v in D.open_microphone_cases().items()}
+    return {"checkpoint": path.name, "speakers": len(keep), "clips": iso["scored"],
+            "isolated_as_recorded": iso["digit_error_rate"], "isolated_speaker_mean": float(np.mean(list(per.values()))),
+            "empty_transcripts": iso["empty_transcripts"], "isolated_tight": rate(tight_pairs),
+            "connected": None if conn is None else conn["digit_error_rate"],
+            "connected_speakers": sorted(full), "demos_with_faults": faults, "nonspeech_digits": silent,
+            "seen_fsdd": meta.metrics.get("digit_error_rate")}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--more-data", action="append", required=True)
+    p.add_argument("--checkpoint", action="append", required=True)
+    p.add_argument("--speakers-from", default=None, help="take the held-out speakers from this checkpoint")
+    p.add_argument("--utts", type=int, default=120, help="connected-digit utterances per full speaker")
+    p.add_argument("--json", default=None)
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    src = args.speakers_from or args.checkpoint[0]
+    speakers = read_metadata(src).data.get("more_test_speakers") or []
+    if not speakers:
+        raise SystemExit(f"{src}: no held-out --more-data speakers in its metadata; give --speakers-from")
+    rows = [bench(Path(c), args.more_data, speakers, args.utts) for c in args.checkpoint]
+    print(f"held-out speakers: {len(speakers)} (from {Path(src).name})")
+    print("| checkpoint | isolated, as recorded (clips / speaker mean) | empty | isolated, tight | connected | "
+          "-40 dB / clipped / DC / hum (demos) | open mic: digits in 6x16 s | seen FSDD |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        f = r["demos_with_faults"]
+        print(f"| {r['checkpoint']} | {100 * r['isolated_as_recorded']:.1f}% / {100 * r['isolated_speaker_mean']:.1f}% "
+              f"({r['clips']} clips) | {r['empty_transcripts']} | {100 * r['isolated_tight']:.1f}% | "
+              + (f"{100 * r['connected']:.1f}%" if r["connected"] is not None else "-")
+              + " | " + " / ".join(f"{100 * v:.0f}%" for v in f.values())
+              + f" | {sum(r['nonspeech_digits'].values())} | "
+              + (f"{100 * r['seen_fsdd']:.1f}%" if r["seen_fsdd"] is not None else "-") + " |")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -66,6 +66,19 @@ def test_dependencies_have_reasons_and_no_unused_ones():
         assert any(mod in p.read_text() for p in (ROOT_DIR / "explorer").rglob("*.py")), f"{name} is never used"
 
 
+def test_the_version_is_written_once():
+    import importlib.metadata
+
+    import explorer
+
+    assert "version" in _pyproject()["project"]["dynamic"] and "version" not in _pyproject()["project"]
+    try:
+        assert importlib.metadata.version("nips-explorer") == explorer.__version__
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("not installed")
+    assert f"## {explorer.__version__}" in (ROOT_DIR / "CHANGELOG.md").read_text()
+
+
 def test_models_command_lists_bundled_checkpoints():
     from explorer.cli import main
 

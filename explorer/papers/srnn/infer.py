@@ -84,7 +84,8 @@ def load_pieces(dataset: str, data_dir=None, max_pieces: int = 40, token=None, p
 
 
 # -- analysis ---------------------------------------------------------------------------------------------------
-def analyse(model, x: np.ndarray, samples: int = 16, seed: int = 0, device="cpu", token=None) -> Dict[str, Any]:
+def analyse(model, x: np.ndarray, samples: int = 16, seed: int = 0, device="cpu", token=None,
+            particles: int = 256) -> Dict[str, Any]:
     """Everything the tab plots for one piece x (T, 88) and one model.
 
     * probs (T, 88): p(x_t = 1 | z_t, d_t) averaged over ``samples`` posterior paths (the reconstruction the
@@ -92,6 +93,10 @@ def analyse(model, x: np.ndarray, samples: int = 16, seed: int = 0, device="cpu"
     * ll (T,), kl (T,): per-step log-likelihood term and analytic KL, averaged over the paths; elbo = ll - kl.
     * elbo_per_step: the piece's ELBO per step (the paper's metric for one piece); iwae_per_step with K paths.
     * For SRNN, trajectories along the posterior-mean path: mu_q, std_q, mu_p, std_p (T, Z) and kl_dims (Z,).
+    * pred_ll (T,), pred_probs (T, 88), pred_ll_per_step: the one-step-ahead prediction p(x_t | x_<t), what a
+      model that has not seen x_t expects: for SRNN by a particle filter with ``particles`` particles (see
+      ``SRNN.predictive``), for the GRU its exact output. This, not ``ll``/``probs`` (computed from a posterior that
+      has seen x_t, and with smoothing the future), is the like-for-like comparison of the two.
     """
     import torch
 
@@ -136,6 +141,16 @@ def analyse(model, x: np.ndarray, samples: int = 16, seed: int = 0, device="cpu"
             kl_dims = gaussian_kl(out["mu_q"], out["logvar_q"], out["mu_p"], out["logvar_p"]).mean((0, 1))
             res["kl_dims"] = kl_dims.cpu().numpy()
             res["top_dims"] = [int(i) for i in np.argsort(-res["kl_dims"])[:4]]
+            if token is not None:
+                token.check()
+            # the honest one-step view: p(x_t | x_<t) by a particle filter (nothing has seen x_t)
+            log_pred, pred_probs, ess = model.predictive(ub[0], xb[0], particles=particles, generator=gen)
+            res.update({"pred_ll": log_pred.cpu().numpy(), "pred_probs": pred_probs.cpu().numpy(),
+                        "pred_ll_per_step": float(log_pred.mean()), "particles": int(particles),
+                        "min_ess": float(ess.min())})
+        else:
+            # the GRU's output is already the one-step prediction: its ll is log p(x_t | x_<t), exactly
+            res.update({"pred_ll": res["ll"], "pred_probs": res["probs"], "pred_ll_per_step": res["elbo_per_step"]})
     return res
 
 

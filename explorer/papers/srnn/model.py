@@ -297,6 +297,44 @@ class SRNN(_Base):
                 torch.zeros(batch, self.config["z_dim"], device=device))
 
     @torch.no_grad()
+    def predictive(self, u, x, particles: int = 256, generator=None):
+        """One-step-ahead predictions p(x_t | x_<t) for one sequence (u, x: (T, 88)), by a bootstrap particle
+        filter: K particles of z_{t-1}, each moved by the prior p(z_t | z_{t-1}, d_t) (d_t depends on x_<t only),
+        weighted by how well they explained the frames so far; resampled when the effective sample size drops below
+        K/2. Unlike the ELBO's terms, nothing here has seen x_t before predicting it (except at t = 0, where the
+        authors' input convention makes the first frame its own input u_0 = x_0).
+
+        Returns (log_pred (T,): log p(x_t | x_<t), estimated as log sum_k w_k p(x_t | z_t^k, d_t); sum over t is
+        the filter's estimate of log p(x_1:T), a stochastic lower bound in expectation; probs (T, 88): p(x_t = 1 |
+        x_<t) = sum_k w_k sigmoid(logits_k); ess (T,): effective sample size before each step)."""
+        K = int(particles)
+        d, _ = self.deterministic(u.unsqueeze(0))
+        d = d[0]
+        T = d.shape[0]
+        z = torch.zeros(K, self.config["z_dim"], device=d.device, dtype=d.dtype)
+        logw = torch.full((K,), -math.log(K), device=d.device, dtype=d.dtype)
+        log_pred = torch.empty(T, device=d.device, dtype=d.dtype)
+        probs = torch.empty(T, x.shape[-1], device=d.device, dtype=d.dtype)
+        ess = torch.empty(T, device=d.device, dtype=d.dtype)
+        for t in range(T):
+            ess[t] = 1.0 / torch.exp(2 * logw).sum()
+            if ess[t] < K / 2:
+                idx = torch.multinomial(torch.exp(logw).cpu(), K, replacement=True, generator=generator).to(d.device)
+                z, logw = z[idx], torch.full_like(logw, -math.log(K))
+            dt = d[t].expand(K, -1)
+            mu, lv = self.prior_step(dt, z)
+            eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype).to(mu.device)
+            z = mu + torch.exp(0.5 * lv) * eps
+            logits = self.emit(torch.cat([dt, z], -1))
+            ll_k = bernoulli_loglik(logits, x[t].expand(K, -1))
+            w = torch.exp(logw)
+            probs[t] = (w[:, None] * torch.sigmoid(logits)).sum(0)
+            log_pred[t] = torch.logsumexp(logw + ll_k, 0)
+            logw = logw + ll_k
+            logw = logw - torch.logsumexp(logw, 0)
+        return log_pred, probs, ess
+
+    @torch.no_grad()
     def generate(self, u_prime, steps: int, x_prime=None, generator=None, temperature: float = 1.0):
         """Prime on ``u_prime``/``x_prime`` (B, P, 88) with the posterior, then sample ``steps`` frames from the
         generative model: z_t ~ p(z_t|z_{t-1}, d_t), x_t ~ p(x_t|z_t, d_t), u_{t+1} = x_t.

@@ -271,3 +271,34 @@ def test_music21_chorales_are_eighth_note_rolls():
     rolls = D.roll_from_music21(max_pieces=1)
     title, r = rolls[0]
     assert r.shape[1] == 88 and 2 <= r.sum(1).mean() <= 5  # four voices, mostly
+
+
+def test_predictive_never_sees_the_frame_it_predicts():
+    """The particle filter's p(x_t | x_<t) is unchanged when x_t (or anything later) changes; the ELBO's
+    reconstruction term is not (its posterior has seen x_t)."""
+    torch.manual_seed(0)
+    model = _model(kind="srnn", inference="smooth", resq=True)
+    x = (torch.rand(12, 88) < 0.1).float()
+    u = torch.from_numpy(D.inputs_for(x.numpy()))
+    lp, probs, ess = model.predictive(u, x, particles=32, generator=torch.Generator().manual_seed(1))
+    assert lp.shape == (12,) and probs.shape == (12, 88) and torch.isfinite(lp).all()
+    assert ((probs > 0) & (probs < 1)).all() and (ess >= 1 - 1e-4).all() and (ess <= 32 + 1e-3).all()
+    x2 = x.clone()
+    x2[7:] = 1 - x2[7:]                     # change frames 7.. (and so the inputs from 8 on)
+    u2 = torch.from_numpy(D.inputs_for(x2.numpy()))
+    lp2, probs2, _ = model.predictive(u2, x2, particles=32, generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(probs2[:8], probs[:8]) and torch.allclose(lp2[:7], lp[:7])
+    assert not torch.allclose(lp2[7], lp[7])
+
+
+def test_analyse_reports_the_predictive_for_both_kinds():
+    from explorer.papers.srnn.infer import analyse
+
+    torch.manual_seed(0)
+    x = (np.random.default_rng(0).random((10, 88)) < 0.1).astype(np.float32)
+    srnn = _model(kind="srnn", inference="filter", resq=True)
+    gru = _model(kind="gru")
+    r = analyse(srnn, x, samples=4, particles=16)
+    assert r["pred_ll"].shape == (10,) and r["pred_probs"].shape == (10, 88) and r["particles"] == 16
+    g = analyse(gru, x)
+    assert np.allclose(g["pred_ll"], g["ll"]) and g["pred_ll_per_step"] == pytest.approx(g["elbo_per_step"])

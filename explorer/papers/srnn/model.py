@@ -86,6 +86,13 @@ def bernoulli_loglik(logits, x):
     return -F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)
 
 
+def _bernoulli(p: torch.Tensor, generator=None) -> torch.Tensor:
+    """Bernoulli draws with ``generator`` wherever ``p`` lives (a CPU generator cannot sample a CUDA tensor)."""
+    if generator is None or p.device.type == "cpu":
+        return torch.bernoulli(p, generator=generator)
+    return torch.bernoulli(p.cpu(), generator=generator).to(p.device)
+
+
 def reverse_padded(x, lengths: Optional[torch.Tensor]):
     """Reverse each sequence of ``x`` (B, T, ...) within its own length; padding stays at the end."""
     if lengths is None:
@@ -161,7 +168,7 @@ class GRUBaseline(_Base):
         probs = []
         for _ in range(steps):
             p = torch.sigmoid(logits / temperature)
-            x = torch.bernoulli(p, generator=generator)
+            x = _bernoulli(p, generator)
             frames.append(x)
             probs.append(p)
             _, h = self.d_rnn(self.emb(x).unsqueeze(1), dT.unsqueeze(0))
@@ -352,10 +359,10 @@ class SRNN(_Base):
             _, hT = self.d_rnn(self.emb(x).unsqueeze(1), dT.unsqueeze(0))
             dT = hT[0]
             mu, lv = self.prior_step(dT, z)
-            eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+            eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype).to(mu.device)
             z = mu + torch.exp(0.5 * lv) * eps
             p = torch.sigmoid(self.emit(torch.cat([dT, z], -1)) / temperature)
-            x = torch.bernoulli(p, generator=generator)
+            x = _bernoulli(p, generator)
             frames.append(x)
             probs.append(p)
         return torch.stack(frames, 1), torch.stack(probs, 1)

@@ -24,15 +24,15 @@ from .schedule import B, DH, DI, F, SH, SI, full_bptt_memory
 
 COLORS = {"hsm": (40, 90, 220), "ism": (240, 150, 20), "msm": (30, 160, 70)}
 LABELS = {"hsm": "HSM (hidden states)", "ism": "ISM (internal states)", "msm": "MSM (mixed)"}
-SCHED_TITLE = "The schedule: forward sweeps, stores and backward steps"
-MEM_TITLE = "Memory occupancy against the budget"
+SCHED_TITLE = "The schedule"
+MEM_TITLE = "Memory occupancy"
 MSM_MAX_T = 2000          # above this the MSM table takes too long for a slider
 RUN_MAX_T = 2000
 SLIDER_STEPS = 1000
 PAPER_POINT = (0.05, 4.0 / 3.0)
 CONTROLS_W = 330
 MAX_MARKERS = 20000       # store markers drawn per kind (evenly thinned beyond)
-PLOT_MIN_H = {"cost": 170, "sched": 140, "mem": 120}
+PLOT_MIN_H = {"cost": 170, "sched": 130, "mem": 140}
 
 
 # ----------------------------------------------------------------------------------------- worker functions
@@ -99,6 +99,11 @@ def run_real(kind: str, length: int, hidden: int, policy: str, fraction: float, 
         "ck_forward": ck.forward_steps, "model_ratio": time_ratio(plan.cost, length),
         "device": str(device),
     }
+
+
+def _units(m: float) -> str:
+    """'1 unit', '2.5 units' (memory in hidden-state units)."""
+    return f"{m:g} unit" + ("" if m == 1 else "s")
 
 
 def _fmt_bytes(n: float) -> str:
@@ -255,7 +260,7 @@ class BPTTPanel(PaperPanel):
 
         self.sched_plot = pg.PlotWidget()
         self.sched_plot.setBackground("w")
-        self.sched_plot.setLabel("bottom", "operation index")
+        # its x axis is the memory plot's (linked): the name "operation index" is written once, down there
         self.sched_plot.setLabel("left", "time step k")
         set_title(self.sched_plot, SCHED_TITLE)
         shrinkable(self.sched_plot, PLOT_MIN_H["sched"])
@@ -279,7 +284,7 @@ class BPTTPanel(PaperPanel):
         self.mem_plot = pg.PlotWidget()
         self.mem_plot.setBackground("w")
         self.mem_plot.setLabel("bottom", "operation index")
-        self.mem_plot.setLabel("left", "stored (units)")
+        self.mem_plot.setLabel("left", "stored")
         set_title(self.mem_plot, MEM_TITLE)
         shrinkable(self.mem_plot, PLOT_MIN_H["mem"])
         self.mem_item = self.mem_plot.plot([], [], pen=pg.mkPen((30, 160, 70), width=1.5),
@@ -386,9 +391,9 @@ class BPTTPanel(PaperPanel):
         full = full_bptt_memory(planner.T, planner.alpha)
         try:
             cost = planner.cost(M)
-            self.budget_label.setText(f"{M:g} units, {100 * M / full:.2f}% of BPTT's {full:g}")
+            self.budget_label.setText(f"{_units(M)}, {100 * M / full:.2f}% of BPTT's {full:g}")
         except Exception as exc:  # noqa: BLE001 - a budget no schedule fits: say so, show no old plan
-            self.budget_label.setText(f"{M:g} units, {100 * M / full:.2f}% of BPTT's {full:g}")
+            self.budget_label.setText(f"{_units(M)}, {100 * M / full:.2f}% of BPTT's {full:g}")
             self._debounce.stop()
             self.runner.cancel("plan")
             self._show_no_plan(planner, M, f"{exc}")
@@ -409,7 +414,7 @@ class BPTTPanel(PaperPanel):
             self._debounce.start()
 
     def _plan_words(self, policy: str, T: int, memory: float) -> str:
-        return f"{policy.upper()}, T={T:,}, {memory:g} units"
+        return f"{policy.upper()}, T={T:,}, {_units(memory)}"
 
     def _submit_plan(self) -> None:
         planner = self._planner()
@@ -420,8 +425,8 @@ class BPTTPanel(PaperPanel):
         if key != self.shown_plan:
             # until the new schedule arrives the plots say which plan they will show (not the old one's name)
             what = self._plan_words(planner.policy, planner.T, M)
-            set_title(self.sched_plot, f"{SCHED_TITLE}: computing {what}…")
-            set_title(self.mem_plot, f"{MEM_TITLE}: computing {what}…")
+            set_title(self.sched_plot, f"{SCHED_TITLE} of {what}: computing…")
+            set_title(self.mem_plot, f"{MEM_TITLE} of {what}: computing…")
         self.runner.submit(compute_plan, planner, M, key="plan", name="plan",
                            on_result=lambda res, k=key: self._on_plan(res, k),
                            on_error=lambda exc, tb, pl=planner, m=M: self._on_plan_error(exc, tb, pl, m))
@@ -436,12 +441,17 @@ class BPTTPanel(PaperPanel):
         self._demo_pending = False
         self.mark_demo_done()
 
-    def _clear_schedule(self, note: Optional[str]) -> None:
-        """No schedule on screen (none fits, or it could not be computed); ``note`` says why, in the plot."""
+    def _clear_schedule(self, note: Optional[str], memory: Optional[float] = None) -> None:
+        """No schedule on screen (none fits, or it could not be computed); ``note`` says why, in the plot; the
+        memory plot keeps only the budget line (``memory``)."""
         self._plan = None
         self.shown_plan = None
         for it in (self.fwd_item, self.bwd_item, self.sh_item, self.si_item, self.mem_item):
             it.setData([], [])
+        self.budget_line.setVisible(memory is not None)
+        if memory is not None:
+            self.budget_line.setValue(memory)
+            self.mem_plot.setYRange(0, max(memory, 1.0) * 1.1, padding=0)
         set_title(self.sched_plot, SCHED_TITLE)
         set_title(self.mem_plot, MEM_TITLE)
         self.sched_plot.setXRange(0, 1, padding=0)
@@ -457,16 +467,16 @@ class BPTTPanel(PaperPanel):
         except Exception:  # noqa: BLE001 - below the least memory any schedule needs
             cost = None
         if cost is not None and cost > MAX_SCHEDULE_ACTIONS:
-            why = (f"At {memory:g} units this schedule has {cost:,} forward steps: too many to draw.\n"
+            why = (f"At {_units(memory)} this schedule has {cost:,} forward steps: too many to draw.\n"
                    f"Give it more memory (the Memory slider) or a shorter T.")
             self.summary.setText(
-                f"<b>{planner.policy.upper()}</b>, T={T:,}, budget {memory:g} units: cost Q = <b>{cost:,}</b> "
+                f"<b>{planner.policy.upper()}</b>, T={T:,}, budget {_units(memory)}: cost Q = <b>{cost:,}</b> "
                 f"forward steps = {cost / T:,.1f} T; time vs BPTT "
                 f"<b>{time_ratio(cost, T, self.backward_spin.value()):,.1f}x</b>. The schedule is too long to draw.")
         else:
-            why = f"No schedule fits {memory:g} units: {reason.rstrip('.')}.\nGive it more memory."
+            why = f"No schedule fits {_units(memory)}: {reason.rstrip('.')}.\nGive it more memory."
             self.summary.setText(why.replace("\n", " "))
-        self._clear_schedule(why)
+        self._clear_schedule(why, memory)
         if cost is not None:
             self._draw_marker(cost, memory)
         else:
@@ -480,8 +490,8 @@ class BPTTPanel(PaperPanel):
         sched = plan.schedule
         T = plan.length
         what = self._plan_words(plan.policy, T, res["memory"])
-        set_title(self.sched_plot, f"{SCHED_TITLE} ({what})")
-        set_title(self.mem_plot, f"{MEM_TITLE} ({what})")
+        set_title(self.sched_plot, f"{SCHED_TITLE} of {what}")
+        set_title(self.mem_plot, f"{MEM_TITLE} of {what}, against its budget")
         self.sched_note.setText("")
         idx = np.arange(len(sched), dtype=np.float64)
         ops, ks = sched.ops, sched.ks.astype(np.float64)
@@ -503,6 +513,7 @@ class BPTTPanel(PaperPanel):
         occ = res["occupancy"]
         self.mem_item.setData(idx, occ)
         self.budget_line.setValue(res["memory"])
+        self.budget_line.setVisible(True)
         self.mem_plot.setYRange(0, max(res["memory"], float(occ.max()) if occ.size else 1.0) * 1.1, padding=0)
         full = full_bptt_memory(T, plan.alpha)
         bw = self.backward_spin.value()
@@ -512,12 +523,12 @@ class BPTTPanel(PaperPanel):
             fallback = (f"{LABELS[self.policy]} is computed up to T={MSM_MAX_T:,} (its table grows as T²); "
                         f"shown: {LABELS[plan.policy]}.<br>")
         self.summary.setText(
-            fallback + f"<b>{plan.policy.upper()}</b>, T={T}, budget {res['memory']:g} units "
+            fallback + f"<b>{plan.policy.upper()}</b>, T={T}, budget {_units(res['memory'])} "
             f"({100 * res['memory'] / full:.2f}% of BPTT)<br>"
             f"cost Q = <b>{plan.cost:,}</b> forward steps = {plan.cost / T:.3f} T "
             f"(BPTT: T; recomputation {plan.cost - T:,})<br>"
             f"time vs BPTT: <b>{time_ratio(plan.cost, T, bw):.3f}x</b> (backward = {bw:g} forwards)<br>"
-            f"peak stored {plan.peak_memory:g} units; {n_sh} hidden and {n_si} internal stores; "
+            f"peak stored {_units(plan.peak_memory)}; {n_sh} hidden and {n_si} internal stores; "
             f"{len(sched):,} actions, validated"
             + (f"<br>alpha planned as {plan.alpha_used:g}" if plan.alpha_used != plan.alpha else ""))
         self._demo_pending = False
@@ -606,7 +617,7 @@ class BPTTPanel(PaperPanel):
         ok = r["forward_steps"] == r["cost"]
         self.run_result.setText(
             f"<b>{r['kind'].upper()}</b> hidden {r['hidden']}, T={r['length']}, alpha={r['alpha']:.2f} "
-            f"(measured), {r['policy'].upper()} at {100 * r['fraction']:.1f}% ({r['memory']:g} units) on "
+            f"(measured), {r['policy'].upper()} at {100 * r['fraction']:.1f}% ({_units(r['memory'])}) on "
             f"{r['device']}<br>"
             f"forward steps: {r['forward_steps']:,} (plan {r['cost']:,}) {'✔' if ok else '✘'}<br>"
             f"gradient check vs full BPTT: max |diff| = {r['grad_diff']:.1e} "

@@ -210,8 +210,7 @@ class Shapes3DPanel(PaperPanel):
         self.pred_view = IsoSurfaceView("inferred from the picture")
         self.truth_view = IsoSurfaceView("ground truth", color=(0.35, 0.7, 0.95))
         for v in (self.pred_view, self.truth_view):
-            shrinkable(v, 240)
-            v.setMinimumWidth(260)
+            v.setMinimumSize(260, 240)         # VtkView's size hint is its minimum: it takes the room there is
             views.addWidget(v, 1)
         # Both views share one camera: turning one turns the other.
         self.truth_view.renderer.SetActiveCamera(self.pred_view.renderer.GetActiveCamera())

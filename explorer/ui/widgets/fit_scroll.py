@@ -28,16 +28,22 @@ def least_height(widget: QWidget, width: int) -> int:
 
 
 def shrinkable(widget: QWidget, min_height: int = 0, min_width: int = 0) -> QWidget:
-    """Let a plot or 3-D view ask for no more than its minimum size (its size hint is ignored) and take the
-    room there is: a tab then fits its window down to the sum of its widgets' minimum sizes."""
-    pol = widget.sizePolicy()
-    pol.setVerticalPolicy(QSizePolicy.Ignored)
-    if min_width:
-        pol.setHorizontalPolicy(QSizePolicy.Ignored)
-        widget.setMinimumWidth(min_width)
-    widget.setSizePolicy(pol)
+    """Let a plot or a splitter ask for no more than its minimum height and take the room there is: a tab then
+    fits its window down to the sum of its widgets' minimum sizes.
+
+    Its size hint is ignored (a pyqtgraph view's hint follows its current size, so a window could never shrink)
+    and it reports its minimum height as its height for any width: Qt's box layouts take that as the least
+    height of the row, where an ignored hint alone would let a row of wrapped text squeeze it to nothing.
+    (For a widget with a layout of its own, e.g. a VTK view, give it a small ``sizeHint`` instead.)"""
     if min_height:
         widget.setMinimumHeight(min_height)
+    if min_width:
+        widget.setMinimumWidth(min_width)
+    if widget.layout() is None:
+        pol = widget.sizePolicy()
+        pol.setVerticalPolicy(QSizePolicy.Ignored)
+        pol.setHeightForWidth(True)
+        widget.setSizePolicy(pol)
     return widget
 
 

@@ -33,6 +33,13 @@ def to_pixmap(img: np.ndarray, scale: int = 3) -> QPixmap:
     return QPixmap.fromImage(q).scaled(w * scale, h * scale, Qt.IgnoreAspectRatio, Qt.FastTransformation)
 
 
+class _Gallery(QListWidget):
+    """The held-out pictures: four columns where the window has room, three in a narrow one."""
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt override
+        return QSize(330, 300)
+
+
 class IsoSurfaceView(VtkView):
     """A VtkView showing the isosurface (flying edges) of a 32^3 occupancy volume, with a caption."""
 
@@ -144,7 +151,7 @@ class Shapes3DPanel(PaperPanel):
 
         gbox = QGroupBox("Held-out shapes (never trained on)")
         gl = QVBoxLayout(gbox)
-        self.gallery_list = QListWidget()
+        self.gallery_list = _Gallery()
         self.gallery_list.setViewMode(QListWidget.IconMode)
         self.gallery_list.setIconSize(QSize(64, 64))
         self.gallery_list.setResizeMode(QListWidget.Adjust)

@@ -39,6 +39,7 @@ INTRO = ("Say the digit shown, alone, after pressing <b>Record</b> (or Space); t
 MEASURED = {"before": "12.7%", "after1": "6-8%", "after3": "5-6%"}
 DEFAULT_TAKES = 3
 ENROLL_DIR_KEY = "transducer_enroll_dir"
+INTRO_W = 640
 
 
 PREPARE_SHARE = 0.1      # of the progress bar: synthesizing and loading the practice voices (the rest: training)
@@ -127,7 +128,6 @@ class EnrollDialog(QDialog):
         self._from = None                       # the panel's model the running adaptation started from
         self.adapt_progress: Optional[AdaptProgress] = None
         self.setWindowTitle("Teach it your voice")
-        self.setMinimumWidth(660)
         self._build_ui()
         self.layout().setSizeConstraint(QLayout.SetMinimumSize)     # room for the wrapped introduction
         self._select(0)
@@ -140,7 +140,11 @@ class EnrollDialog(QDialog):
         lay = QVBoxLayout(self)
         intro = QLabel(INTRO.format(**MEASURED))
         intro.setWordWrap(True)
-        intro.setMinimumHeight(intro.heightForWidth(self.minimumWidth() - 30))   # wrapped text gets its lines
+        # the dialog is never narrower than INTRO_W plus margins (its layout sets its minimum size), and at that
+        # width the wrapped text gets all its lines
+        intro.setMinimumWidth(INTRO_W)
+        intro.setMinimumHeight(intro.heightForWidth(INTRO_W))
+        self.intro = intro
         lay.addWidget(intro)
         row = QHBoxLayout()
         self.digit_buttons = []

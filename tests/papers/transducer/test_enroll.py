@@ -248,3 +248,16 @@ def test_adaptation_progress_is_one_bar_that_only_moves_forward_with_time_left()
     now[0] += 65
     assert "5:05 passed" in prog2.elapsed_text()
     assert "2-3 minutes" not in INTRO and "time left" in INTRO
+
+
+@needs_model
+def test_the_dialog_shows_its_whole_introduction(make_panel, qtbot):
+    """Regression: the dialog's layout shrank it below the width its introduction's height was measured for,
+    so the last lines of the text were cut off."""
+    panel = make_panel("transducer")
+    dlg = panel.open_enrollment()
+    qtbot.waitUntil(dlg.isVisible, timeout=5000)
+    intro = dlg.intro
+    assert intro.height() >= intro.heightForWidth(intro.width()), (intro.size(), intro.heightForWidth(intro.width()))
+    assert "time left" in intro.text()
+    dlg.close()

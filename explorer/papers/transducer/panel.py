@@ -75,14 +75,14 @@ class TransducerPanel(PaperPanel):
         self._block_items: List = []
         self._base = None           # (bundle, meta) of the loaded checkpoint while an adapted model is in use
         self._enroll = None
+        # The audio devices are first looked for when the microphone is chosen (not when the tab opens): Qt
+        # looks for a sound server only once, so a server started after the tab was opened is still found.
+        self._media_devices = None
         self._build_ui()
         self._refresh_timer = QTimer(self)
         self._refresh_timer.setInterval(33)
         self._refresh_timer.timeout.connect(self._refresh)
         self._refresh_timer.start()
-        # The audio devices are first looked for when the microphone is chosen (not when the tab opens): Qt
-        # looks for a sound server only once, so a server started after the tab was opened is still found.
-        self._media_devices = None
 
     # ------------------------------------------------------------------ UI
     def _build_ui(self) -> None:

@@ -10,14 +10,16 @@ from typing import Dict, List, Optional
 
 from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence, QShortcut
-from PySide6.QtWidgets import (QFileDialog, QLabel, QMainWindow, QMessageBox, QProgressBar,
-                               QTabWidget, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QFileDialog, QLabel, QMainWindow, QMessageBox, QProgressBar, QTabWidget,
+                               QVBoxLayout, QWidget)
 
 from .. import __version__
 from ..core.registry import PaperSpec, all_specs, load_attr
 from .context import AppContext
+from .dialogs import CHECKPOINT_KEY, checkpoint_folder, remember_folder, start_folder
 from .widgets.banner import ErrorBanner
 from .widgets.checkpoint_bar import CheckpointBar
+from .widgets.fit_scroll import FitScrollArea
 from .workers import TaskRunner
 
 log = logging.getLogger(__name__)
@@ -87,7 +89,11 @@ class TabPage(QWidget):
             return
         log.info("built %s panel in %.0f ms", self.spec.id, (time.perf_counter() - t0) * 1000)
         self.panel = panel
-        self._layout.replaceWidget(self.placeholder, panel)
+        # A window smaller than the panel's least size scrolls it instead of squeezing its plots and pictures
+        # below their minimum sizes (where they would overlap); at ordinary sizes no scroll bar shows.
+        self.scroll = FitScrollArea()
+        self.scroll.setWidget(panel)
+        self._layout.replaceWidget(self.placeholder, self.scroll)
         self.placeholder.hide()
         self.placeholder.deleteLater()
         panel.checkpoint_changed.connect(self.checkpoint_bar.set_meta)
@@ -99,13 +105,15 @@ class TabPage(QWidget):
     def ask_open_checkpoint(self) -> None:
         if self.panel is None or not self.spec.loader:
             return
-        settings = self.context.settings
-        start = settings.get("last_checkpoint_dir") or str(Path.home())
-        path, _ = QFileDialog.getOpenFileName(self, f"Open a {self.spec.short_title} checkpoint", start,
-                                              CHECKPOINT_FILTER)
+        path, _ = QFileDialog.getOpenFileName(self, f"Open a {self.spec.short_title} checkpoint",
+                                              self.checkpoint_start_folder(), CHECKPOINT_FILTER)
         if path:
-            settings.set("last_checkpoint_dir", str(Path(path).parent))
+            remember_folder(self.context.settings, CHECKPOINT_KEY, path)
             self.open_checkpoint(path)
+
+    def checkpoint_start_folder(self) -> str:
+        """Where "Open checkpoint…" opens: the folder of the last checkpoint opened, else the bundled models."""
+        return checkpoint_folder(self.context.settings)
 
     def open_checkpoint(self, path: str) -> None:
         """The same path the file dialog uses."""
@@ -250,12 +258,12 @@ class MainWindow(QMainWindow):
         from ..core.errors import UserError
         from .screenshot import grab_window, save_png
 
-        start = self.context.settings.get("last_screenshot_dir") or str(Path.home())
+        start = start_folder(self.context.settings, "last_screenshot_dir", _pictures_folder())
         page = self.current_page()
         name = f"nips-explorer-{page.spec.id if page else 'window'}.png"
         path, _ = QFileDialog.getSaveFileName(self, "Save screenshot", str(Path(start) / name), "PNG (*.png)")
         if path:
-            self.context.settings.set("last_screenshot_dir", str(Path(path).parent))
+            remember_folder(self.context.settings, "last_screenshot_dir", path)
             try:
                 save_png(grab_window(self), path)
                 self.statusBar().showMessage(f"Saved {path}", 5000)
@@ -330,6 +338,14 @@ class MainWindow(QMainWindow):
         for page in self.pages.values():
             ok = page.shutdown(timeout) and ok
         return ok
+
+
+def _pictures_folder() -> Optional[Path]:
+    """The user's pictures folder, where a screenshot goes the first time (None: the home folder)."""
+    from PySide6.QtCore import QStandardPaths
+
+    d = QStandardPaths.writableLocation(QStandardPaths.PicturesLocation)
+    return Path(d) if d else None
 
 
 def _warm_up(context: AppContext) -> str:

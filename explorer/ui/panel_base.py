@@ -16,6 +16,7 @@ from PySide6.QtWidgets import QVBoxLayout, QWidget
 from ..core.errors import UserError
 from ..core.registry import PaperSpec, load_attr
 from .context import AppContext
+from .messages import exception_text, plain, tab_titles
 from .widgets.banner import ErrorBanner
 from .workers import TaskRunner
 
@@ -56,10 +57,14 @@ class PaperPanel(QWidget):
 
     def show_exception(self, exc: BaseException, tb: str = "") -> None:
         if isinstance(exc, UserError):
-            msg = str(exc)
+            msg = self.plain(str(exc))
         else:
-            msg = f"Something went wrong: {type(exc).__name__}: {exc}"
-        self.show_error(msg, tb)
+            msg = f"Something went wrong: {exception_text(exc)}"
+        self.show_error(msg, tb or f"{type(exc).__name__}: {exc}")
+
+    def plain(self, text: str, file_name: str = "") -> str:
+        """A message for people: tabs named by their titles, ``file_name`` said once (see ui/messages.py)."""
+        return plain(text, file_name, tab_titles({self.spec.id: self.spec.short_title}))
 
     def report_timing(self, ms: float, what: str = "inference") -> None:
         self.timing.emit(what, float(ms))
@@ -103,8 +108,8 @@ class PaperPanel(QWidget):
         def failed(exc, tb):
             in_use = self.checkpoint_in_use() if self.model_meta else None
             prev = f" The previous model ({in_use.name}) is still loaded." if in_use else ""
-            reason = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
-            msg = f"Could not open {path.name}: {reason}.{prev}"
+            reason = self.plain(str(exc) if isinstance(exc, UserError) else exception_text(exc), path.name)
+            msg = f"Could not open {path.name}: {reason.rstrip('.')}.{prev}"
             self.show_error(msg, tb)
             self.checkpoint_failed.emit(msg)
             if on_done:

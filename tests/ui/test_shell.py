@@ -65,7 +65,10 @@ def test_bad_checkpoints_keep_previous_model(dummy_window, qtbot, tmp_path, monk
     w, page = dummy_window
     # wrong paper
     dummy_paper.save(tmp_path / "other.safetensors", paper="srnn")
-    assert "for the 'srnn' tab" in _open_and_wait(qtbot, page, tmp_path / "other.safetensors")
+    msg = _open_and_wait(qtbot, page, tmp_path / "other.safetensors")
+    # in words for people: the tabs by their titles (no internal ids), the file named once
+    assert "a checkpoint for the “SRNN (music)” tab, not for the “Dummy” tab" in msg, msg
+    assert "'srnn'" not in msg and "'dummy'" not in msg and msg.count("other.safetensors") == 1, msg
     # truncated
     data = (tmp_path / "dummy.safetensors").read_bytes()
     (tmp_path / "trunc.safetensors").write_bytes(data[:-7])
@@ -168,7 +171,8 @@ def test_worker_exception_goes_to_banner_and_app_keeps_working(dummy_window, qtb
     panel.runner.submit(_boom)
     qtbot.waitUntil(lambda: panel.banner.isVisible(), timeout=5000)
     assert "kaboom" in panel.banner.message()
-    assert panel.banner.details_button.isVisible()
+    assert "ValueError" not in panel.banner.message()          # words for people; the class is in Details
+    assert panel.banner.details_button.isVisible() and "ValueError" in panel.banner._details
     results = []
     panel.runner.submit(_slow, 3, on_result=results.append)
     qtbot.waitUntil(lambda: results == [3], timeout=5000)

@@ -11,21 +11,28 @@ from typing import Dict, Optional
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
-                               QPushButton, QSlider, QSpinBox, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QFrame, QGroupBox, QHBoxLayout,
+                               QLabel, QPushButton, QScrollArea, QSlider, QSpinBox, QVBoxLayout, QWidget)
 
 from explorer.ui.panel_base import PaperPanel
+from explorer.ui.widgets.fit_scroll import shrinkable
+from explorer.ui.widgets.plots import log_plot_widget, set_title, with_legend
 from explorer.ui.widgets.task_bar import TaskBar
 
-from .planner import POLICIES, Planner, time_ratio
+from .planner import MAX_SCHEDULE_ACTIONS, POLICIES, InfeasibleBudget, Planner, time_ratio
 from .schedule import B, DH, DI, F, SH, SI, full_bptt_memory
 
 COLORS = {"hsm": (40, 90, 220), "ism": (240, 150, 20), "msm": (30, 160, 70)}
 LABELS = {"hsm": "HSM (hidden states)", "ism": "ISM (internal states)", "msm": "MSM (mixed)"}
+SCHED_TITLE = "The schedule"
+MEM_TITLE = "Memory occupancy"
 MSM_MAX_T = 2000          # above this the MSM table takes too long for a slider
 RUN_MAX_T = 2000
 SLIDER_STEPS = 1000
 PAPER_POINT = (0.05, 4.0 / 3.0)
+CONTROLS_W = 330
+MAX_MARKERS = 20000       # store markers drawn per kind (evenly thinned beyond)
+PLOT_MIN_H = {"cost": 170, "sched": 130, "mem": 140}
 
 
 # ----------------------------------------------------------------------------------------- worker functions
@@ -94,6 +101,11 @@ def run_real(kind: str, length: int, hidden: int, policy: str, fraction: float, 
     }
 
 
+def _units(m: float) -> str:
+    """'1 unit', '2.5 units' (memory in hidden-state units)."""
+    return f"{m:g} unit" + ("" if m == 1 else "s")
+
+
 def _fmt_bytes(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if abs(n) < 1024 or unit == "GB":
@@ -109,9 +121,17 @@ class BPTTPanel(PaperPanel):
         self._curves: Optional[Dict] = None
         self._plan: Optional[Dict] = None
         self._demo_pending = True
+        self.shown_plan = None      # (policy, T, alpha, memory) of the schedule the plots show
         row = QHBoxLayout()
         self.body.addLayout(row, 1)
-        row.addWidget(self._build_controls())
+        controls = QScrollArea()          # the plan, its summary and a run's result scroll, never cut off
+        controls.setFrameShape(QFrame.NoFrame)
+        controls.setWidgetResizable(True)
+        controls.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        controls.setWidget(self._build_controls())
+        controls.setFixedWidth(CONTROLS_W + controls.verticalScrollBar().sizeHint().width() + 2)
+        self.controls_scroll = controls
+        row.addWidget(controls)
         plots = QVBoxLayout()
         row.addLayout(plots, 1)
         self._build_plots(plots)
@@ -123,7 +143,7 @@ class BPTTPanel(PaperPanel):
     # ------------------------------------------------------------------ widgets
     def _build_controls(self) -> QWidget:
         box = QWidget()
-        box.setFixedWidth(330)
+        box.setFixedWidth(CONTROLS_W)
         lay = QVBoxLayout(box)
         lay.setContentsMargins(4, 4, 4, 4)
         plan_box = QGroupBox("Plan")
@@ -216,56 +236,66 @@ class BPTTPanel(PaperPanel):
 
     def _build_plots(self, lay: QVBoxLayout) -> None:
         pg.setConfigOptions(antialias=True)
-        self.cost_plot = pg.PlotWidget()
-        self.cost_plot.setBackground("w")
-        self.cost_plot.setLogMode(x=True, y=True)
+        # Legends are rows of coloured names above the plots (never a box over the curves or the markers) and
+        # the log axes label whole decades only, so their numbers never run together.
+        self.cost_plot = log_plot_widget(x=True, y=True)
         self.cost_plot.showGrid(x=True, y=True, alpha=0.3)
         self.cost_plot.setLabel("bottom", "memory / full BPTT's memory")
-        self.cost_plot.setLabel("left", "time per iteration / BPTT's")
-        self.cost_plot.setTitle("Optimal cost for every budget", color="k")
-        self.cost_plot.addLegend(offset=(-10, 10))
-        self.cost_items = {p: self.cost_plot.plot([], [], pen=pg.mkPen(COLORS[p], width=2), name=LABELS[p])
-                           for p in POLICIES}
+        self.cost_plot.setLabel("left", "time / BPTT's")
+        set_title(self.cost_plot, "Optimal cost for every budget")
+        shrinkable(self.cost_plot, PLOT_MIN_H["cost"])
+        self.cost_items = {p: self.cost_plot.plot([], [], pen=pg.mkPen(COLORS[p], width=2)) for p in POLICIES}
         self.marker = self.cost_plot.plot([], [], pen=None, symbol="o", symbolSize=12,
-                                          symbolBrush=(220, 30, 30), symbolPen="k", name="current plan")
+                                          symbolBrush=(220, 30, 30), symbolPen="k")
         self.paper_marker = self.cost_plot.plot([PAPER_POINT[0]], [PAPER_POINT[1]], pen=None, symbol="star",
-                                                symbolSize=16, symbolBrush=(250, 200, 0), symbolPen="k",
-                                                name="paper: T=1000, 5% memory, +33% time")
+                                                symbolSize=16, symbolBrush=(250, 200, 0), symbolPen="k")
         self.paper_text = pg.TextItem("paper", color=(120, 90, 0), anchor=(0, 1))
         self.paper_text.setPos(math.log10(PAPER_POINT[0]), math.log10(PAPER_POINT[1]))
         self.cost_plot.addItem(self.paper_text)
-        lay.addWidget(self.cost_plot, 3)
+        box, self.cost_legend = with_legend(self.cost_plot)
+        self.cost_legend.set_entries([(COLORS[p], "line", LABELS[p]) for p in POLICIES]
+                                     + [((220, 30, 30), "dot", "current plan"),
+                                        ((230, 170, 0), "star", "paper: T=1000, 5% memory, +33% time")])
+        lay.addWidget(box, 3)
 
         self.sched_plot = pg.PlotWidget()
         self.sched_plot.setBackground("w")
-        self.sched_plot.setLabel("bottom", "operation index")
+        # its x axis is the memory plot's (linked): the name "operation index" is written once, down there
         self.sched_plot.setLabel("left", "time step k")
-        self.sched_plot.setTitle("The schedule: forward sweeps, stores and backward steps", color="k")
-        self.sched_plot.addLegend(offset=(10, 10))
-        self.fwd_item = self.sched_plot.plot([], [], pen=pg.mkPen((20, 60, 200), width=2), name="forward F")
-        self.bwd_item = self.sched_plot.plot([], [], pen=pg.mkPen((220, 30, 30), width=2), name="backward B")
+        set_title(self.sched_plot, SCHED_TITLE)
+        shrinkable(self.sched_plot, PLOT_MIN_H["sched"])
+        self.fwd_item = self.sched_plot.plot([], [], pen=pg.mkPen((20, 60, 200), width=2))
+        self.bwd_item = self.sched_plot.plot([], [], pen=pg.mkPen((220, 30, 30), width=2))
         self.sh_item = self.sched_plot.plot([], [], pen=None, symbol="t1", symbolSize=7,
-                                            symbolBrush=(30, 160, 70), symbolPen=None, name="store h (SH)")
+                                            symbolBrush=(30, 160, 70), symbolPen=None)
         self.si_item = self.sched_plot.plot([], [], pen=None, symbol="s", symbolSize=4,
-                                            symbolBrush=(150, 40, 180, 160), symbolPen=None, name="store I (SI)")
+                                            symbolBrush=(150, 40, 180, 160), symbolPen=None)
         for it in (self.fwd_item, self.bwd_item):
             it.setDownsampling(auto=True, method="peak")
             it.setClipToView(True)
-        lay.addWidget(self.sched_plot, 3)
+        self.sched_note = pg.TextItem("", color=(90, 90, 90), anchor=(0.5, 0.5))
+        self.sched_plot.addItem(self.sched_note, ignoreBounds=True)
+        box, self.sched_legend = with_legend(self.sched_plot)
+        self.sched_legend.set_entries([((20, 60, 200), "line", "forward F"), ((220, 30, 30), "line", "backward B"),
+                                       ((30, 160, 70), "triangle", "store h (SH)"),
+                                       ((150, 40, 180), "square", "store I (SI)")])
+        lay.addWidget(box, 3)
 
         self.mem_plot = pg.PlotWidget()
         self.mem_plot.setBackground("w")
         self.mem_plot.setLabel("bottom", "operation index")
-        self.mem_plot.setLabel("left", "stored (hidden units)")
-        self.mem_plot.setTitle("Memory occupancy against the budget", color="k")
+        self.mem_plot.setLabel("left", "stored")
+        set_title(self.mem_plot, MEM_TITLE)
+        shrinkable(self.mem_plot, PLOT_MIN_H["mem"])
         self.mem_item = self.mem_plot.plot([], [], pen=pg.mkPen((30, 160, 70), width=1.5),
                                            fillLevel=0, brush=(30, 160, 70, 60))
         self.mem_item.setDownsampling(auto=True, method="peak")
-        self.budget_line = pg.InfiniteLine(angle=0, pen=pg.mkPen((220, 30, 30), width=1.5, style=Qt.DashLine),
-                                           label="budget", labelOpts={"color": (220, 30, 30), "position": 0.05})
+        self.budget_line = pg.InfiniteLine(angle=0, pen=pg.mkPen((220, 30, 30), width=1.5, style=Qt.DashLine))
         self.mem_plot.addItem(self.budget_line)
         self.mem_plot.setXLink(self.sched_plot)
-        lay.addWidget(self.mem_plot, 2)
+        box, self.mem_legend = with_legend(self.mem_plot)
+        self.mem_legend.set_entries([((30, 160, 70), "band", "stored states"), ((220, 30, 30), "dash", "budget")])
+        lay.addWidget(box, 2)
 
     # ------------------------------------------------------------------ state
     @property
@@ -361,34 +391,108 @@ class BPTTPanel(PaperPanel):
         full = full_bptt_memory(planner.T, planner.alpha)
         try:
             cost = planner.cost(M)
-            self.budget_label.setText(f"{M:g} units, {100 * M / full:.2f}% of BPTT's {full:g}")
-        except Exception as exc:  # noqa: BLE001
-            self.budget_label.setText(str(exc))
+            self.budget_label.setText(f"{_units(M)}, {100 * M / full:.2f}% of BPTT's {full:g}")
+        except Exception as exc:  # noqa: BLE001 - a budget no schedule fits: say so, show no old plan
+            self.budget_label.setText(f"{_units(M)}, {100 * M / full:.2f}% of BPTT's {full:g}")
+            self._debounce.stop()
+            self.runner.cancel("plan")
+            self._show_no_plan(planner, M, f"{exc}")
+            self._demo_pending = False
+            self.mark_demo_done()
             return
         self._draw_marker(cost, M)
+        if cost > MAX_SCHEDULE_ACTIONS:          # known at once: no schedule to compute or draw
+            self._debounce.stop()
+            self.runner.cancel("plan")
+            self._show_no_plan(planner, M, "")
+            self._demo_pending = False
+            self.mark_demo_done()
+            return
         if immediate:
             self._submit_plan()
         else:
             self._debounce.start()
+
+    def _plan_words(self, policy: str, T: int, memory: float) -> str:
+        return f"{policy.upper()}, T={T:,}, {_units(memory)}"
 
     def _submit_plan(self) -> None:
         planner = self._planner()
         if planner is None:
             return
         M = self.budget()
-        self.runner.submit(compute_plan, planner, M, key="plan", name="plan", on_result=self._on_plan,
-                           on_error=self._on_plan_error)
+        key = (planner.policy, planner.T, planner.alpha, M)
+        if key != self.shown_plan:
+            # until the new schedule arrives the plots say which plan they will show (not the old one's name)
+            what = self._plan_words(planner.policy, planner.T, M)
+            set_title(self.sched_plot, f"{SCHED_TITLE} of {what}: computing…")
+            set_title(self.mem_plot, f"{MEM_TITLE} of {what}: computing…")
+        self.runner.submit(compute_plan, planner, M, key="plan", name="plan",
+                           on_result=lambda res, k=key: self._on_plan(res, k),
+                           on_error=lambda exc, tb, pl=planner, m=M: self._on_plan_error(exc, tb, pl, m))
 
-    def _on_plan_error(self, exc: BaseException, tb: str) -> None:
-        self.show_exception(exc, tb)
+    def _on_plan_error(self, exc: BaseException, tb: str, planner: Optional[Planner] = None,
+                       memory: Optional[float] = None) -> None:
+        if isinstance(exc, InfeasibleBudget) and planner is not None:
+            self._show_no_plan(planner, memory, str(exc))       # a budget too small to list: not an app error
+        else:
+            self._clear_schedule(None)
+            self.show_exception(exc, tb)
+        self._demo_pending = False
         self.mark_demo_done()
 
-    def _on_plan(self, res: Dict) -> None:
+    def _clear_schedule(self, note: Optional[str], memory: Optional[float] = None) -> None:
+        """No schedule on screen (none fits, or it could not be computed); ``note`` says why, in the plot; the
+        memory plot keeps only the budget line (``memory``)."""
+        self._plan = None
+        self.shown_plan = None
+        for it in (self.fwd_item, self.bwd_item, self.sh_item, self.si_item, self.mem_item):
+            it.setData([], [])
+        self.budget_line.setVisible(memory is not None)
+        if memory is not None:
+            self.budget_line.setValue(memory)
+            self.mem_plot.setYRange(0, max(memory, 1.0) * 1.1, padding=0)
+        set_title(self.sched_plot, SCHED_TITLE)
+        set_title(self.mem_plot, MEM_TITLE)
+        self.sched_plot.setXRange(0, 1, padding=0)
+        self.sched_plot.setYRange(0, 1, padding=0)
+        self.sched_note.setText(note or "")
+        self.sched_note.setPos(0.5, 0.5)
+
+    def _show_no_plan(self, planner: Planner, memory: float, reason: str) -> None:
+        """A budget no schedule is drawn for: the plots are emptied and say why, the summary what is known."""
+        T = planner.T
+        try:
+            cost = planner.cost(memory)
+        except Exception:  # noqa: BLE001 - below the least memory any schedule needs
+            cost = None
+        if cost is not None and cost > MAX_SCHEDULE_ACTIONS:
+            why = (f"At {_units(memory)} this schedule has {cost:,} forward steps: too many to draw.\n"
+                   f"Give it more memory (the Memory slider) or a shorter T.")
+            self.summary.setText(
+                f"<b>{planner.policy.upper()}</b>, T={T:,}, budget {_units(memory)}: cost Q = <b>{cost:,}</b> "
+                f"forward steps = {cost / T:,.1f} T; time vs BPTT "
+                f"<b>{time_ratio(cost, T, self.backward_spin.value()):,.1f}x</b>. The schedule is too long to draw.")
+        else:
+            why = f"No schedule fits {_units(memory)}: {reason.rstrip('.')}.\nGive it more memory."
+            self.summary.setText(why.replace("\n", " "))
+        self._clear_schedule(why, memory)
+        if cost is not None:
+            self._draw_marker(cost, memory)
+        else:
+            self.marker.setData([], [])
+
+    def _on_plan(self, res: Dict, key=None) -> None:
         self.clear_error()
         self._plan = res
+        self.shown_plan = key
         plan = res["plan"]
         sched = plan.schedule
         T = plan.length
+        what = self._plan_words(plan.policy, T, res["memory"])
+        set_title(self.sched_plot, f"{SCHED_TITLE} of {what}")
+        set_title(self.mem_plot, f"{MEM_TITLE} of {what}, against its budget")
+        self.sched_note.setText("")
         idx = np.arange(len(sched), dtype=np.float64)
         ops, ks = sched.ops, sched.ks.astype(np.float64)
         f = ops == F
@@ -401,25 +505,30 @@ class BPTTPanel(PaperPanel):
         b = ops == B
         self.bwd_item.setData(idx[b], ks[b])
         sh, si = ops == SH, ops == SI
-        max_pts = 20000
-        self.sh_item.setData(idx[sh][:max_pts], ks[sh][:max_pts])
-        self.si_item.setData(idx[si][:max_pts], ks[si][:max_pts])
+        for item, mask in ((self.sh_item, sh), (self.si_item, si)):
+            step = max(1, int(np.ceil(mask.sum() / MAX_MARKERS)))     # evenly thinned, never cut off
+            item.setData(idx[mask][::step], ks[mask][::step])
         self.sched_plot.setYRange(0, T, padding=0.02)
         self.sched_plot.setXRange(0, max(1, len(sched)), padding=0.01)
         occ = res["occupancy"]
         self.mem_item.setData(idx, occ)
         self.budget_line.setValue(res["memory"])
+        self.budget_line.setVisible(True)
         self.mem_plot.setYRange(0, max(res["memory"], float(occ.max()) if occ.size else 1.0) * 1.1, padding=0)
         full = full_bptt_memory(T, plan.alpha)
         bw = self.backward_spin.value()
         n_sh, n_si = int(sh.sum()), int(si.sum())
+        fallback = ""
+        if plan.policy != self.policy:
+            fallback = (f"{LABELS[self.policy]} is computed up to T={MSM_MAX_T:,} (its table grows as T²); "
+                        f"shown: {LABELS[plan.policy]}.<br>")
         self.summary.setText(
-            f"<b>{plan.policy.upper()}</b>, T={T}, budget {res['memory']:g} units "
+            fallback + f"<b>{plan.policy.upper()}</b>, T={T}, budget {_units(res['memory'])} "
             f"({100 * res['memory'] / full:.2f}% of BPTT)<br>"
             f"cost Q = <b>{plan.cost:,}</b> forward steps = {plan.cost / T:.3f} T "
             f"(BPTT: T; recomputation {plan.cost - T:,})<br>"
             f"time vs BPTT: <b>{time_ratio(plan.cost, T, bw):.3f}x</b> (backward = {bw:g} forwards)<br>"
-            f"peak stored {plan.peak_memory:g} units; {n_sh} hidden and {n_si} internal stores; "
+            f"peak stored {_units(plan.peak_memory)}; {n_sh} hidden and {n_si} internal stores; "
             f"{len(sched):,} actions, validated"
             + (f"<br>alpha planned as {plan.alpha_used:g}" if plan.alpha_used != plan.alpha else ""))
         self._demo_pending = False
@@ -452,7 +561,11 @@ class BPTTPanel(PaperPanel):
             return
         if cost is None:
             memory = self.budget()
-            cost = planner.cost(memory)
+            try:
+                cost = planner.cost(memory)
+            except Exception:  # noqa: BLE001 - no schedule fits this budget (the summary says so)
+                self.marker.setData([], [])
+                return
         full = full_bptt_memory(planner.T, planner.alpha)
         bw = self.backward_spin.value()
         self.marker.setData([memory / full], [time_ratio(cost, planner.T, bw)])
@@ -504,7 +617,7 @@ class BPTTPanel(PaperPanel):
         ok = r["forward_steps"] == r["cost"]
         self.run_result.setText(
             f"<b>{r['kind'].upper()}</b> hidden {r['hidden']}, T={r['length']}, alpha={r['alpha']:.2f} "
-            f"(measured), {r['policy'].upper()} at {100 * r['fraction']:.1f}% ({r['memory']:g} units) on "
+            f"(measured), {r['policy'].upper()} at {100 * r['fraction']:.1f}% ({_units(r['memory'])}) on "
             f"{r['device']}<br>"
             f"forward steps: {r['forward_steps']:,} (plan {r['cost']:,}) {'✔' if ok else '✘'}<br>"
             f"gradient check vs full BPTT: max |diff| = {r['grad_diff']:.1e} "

@@ -17,7 +17,9 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QGridLayout, QGroupBox, Q
                                QPushButton, QSizePolicy, QSlider, QVBoxLayout, QWidget)
 
 from explorer.core.tasks import Progress
+from explorer.ui.dialogs import input_folder, remember_folder
 from explorer.ui.panel_base import PaperPanel
+from explorer.ui.widgets.fit_scroll import shrinkable
 from explorer.ui.widgets.task_bar import TaskBar
 
 TILE = 200
@@ -26,6 +28,8 @@ N_SAMPLES = 4
 MAX_SIDE = 512
 DEFAULT_SAMPLE = "path.png"
 TARGET_BPP = 0.15       # the default k is the one whose rate is closest to this
+CAPTION_LINES = 3
+IMAGE_DIR_KEY = "compression/last_dir"
 
 
 def to_pixmap(img: np.ndarray, size: int) -> QPixmap:
@@ -55,18 +59,23 @@ class ImageTile(QWidget):
         self.image.setAlignment(Qt.AlignCenter)
         self.image.setFixedSize(size, size)
         self.image.setStyleSheet("background: #f2f2f2; border: 1px solid #ddd;")
+        # The caption sits below the picture in its own rows (never over it): it wraps to the tile's width and
+        # always has room for CAPTION_LINES lines, so a longer one cannot push into the picture
         self.caption = QLabel("")
-        self.caption.setAlignment(Qt.AlignCenter)
+        self.caption.setAlignment(Qt.AlignHCenter | Qt.AlignTop)
         self.caption.setWordWrap(True)
         self.caption.setStyleSheet("font-size: 9pt;")
-        self.caption.setFixedHeight(34 if title else 0)
-        self.caption.setFixedWidth(max(size, 280) if title else size)
+        self.caption.setMinimumWidth(size)
+        self.caption.setMinimumHeight(CAPTION_LINES * self.caption.fontMetrics().lineSpacing() + 4 if title else 0)
+        self.caption.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Minimum)
         self.setToolTip(tooltip)
         if title:
             lay.addWidget(self.title)
-        lay.addWidget(self.image, 0, Qt.AlignCenter)
+        lay.addWidget(self.image, 0, Qt.AlignHCenter)
         if title:
-            lay.addWidget(self.caption, 0, Qt.AlignCenter)
+            lay.addWidget(self.caption)
+        else:
+            self.caption.hide()
         self.has_image = False
 
     def set_image(self, img: Optional[np.ndarray], caption: str = "") -> None:
@@ -187,11 +196,12 @@ class CompressionPanel(PaperPanel):
         self.plot.setLabel("left", "PSNR (dB)")
         self.plot.setTitle("Rate-distortion on this image", color="k")
         self.plot.showGrid(x=True, y=True, alpha=0.3)
-        self.plot.addLegend(offset=(-10, -10))
+        # bottom right: rate-distortion curves rise to the right, so that corner stays empty
+        self.plot.addLegend(offset=(-10, -10), labelTextColor="#333", brush=pg.mkBrush(255, 255, 255, 200))
         self.plot.getAxis("bottom").enableAutoSIPrefix(False)
         self.plot.setToolTip("PSNR against rate. Conv DRAW: ideal code length of k iterations; JPEG and "
                              "JPEG 2000: real file sizes at the matched rate. Big markers: the current k")
-        self.plot.setMinimumHeight(200)
+        shrinkable(self.plot, 180)
         colors = {"draw": (31, 119, 180), "jpeg": (214, 39, 40), "jp2": (44, 160, 44)}
         self.curves = {
             "draw": self.plot.plot([], [], pen=pg.mkPen(colors["draw"], width=2), symbol="o", symbolSize=6,
@@ -285,15 +295,17 @@ class CompressionPanel(PaperPanel):
         if path:
             self._open_path(path)
 
+    def image_start_folder(self) -> str:
+        """Where "Open image…" opens: the folder of the last image opened, else the bundled sample photos (the
+        Fashion-MNIST mosaics for a grey model)."""
+        grey = self.model is not None and self.model.in_channels == 1
+        return input_folder(self.context.settings, IMAGE_DIR_KEY, "compression", "fashion" if grey else "")
+
     def _ask_open_image(self) -> None:
-        start = self.context.settings.get("compression/last_dir", str(Path.home())) if self.context.settings else ""
-        path, _ = QFileDialog.getOpenFileName(self, "Open an image", start,
+        path, _ = QFileDialog.getOpenFileName(self, "Open an image", self.image_start_folder(),
                                               "Images (*.png *.jpg *.jpeg *.bmp *.tif *.tiff *.webp)")
         if path:
-            try:
-                self.context.settings.set("compression/last_dir", str(Path(path).parent))
-            except Exception:  # noqa: BLE001 - settings are a convenience
-                pass
+            remember_folder(self.context.settings, IMAGE_DIR_KEY, path)
             self._open_path(path)
 
     def _open_path(self, path: str) -> None:
@@ -430,8 +442,8 @@ class CompressionPanel(PaperPanel):
         self.k_label.setText(f"k = {k} of {an.T}: <b>{p['bpp']:.3f} bpp</b> ({bits / 8:.0f} bytes, ideal code "
                              "length)")
         self.tile_draw.title.setText(f"<b>Conv DRAW, first {k} of {an.T} iterations</b>")
-        self.tile_draw.set_image(an.recons[k], f"{p['bpp']:.3f} bpp · PSNR {p['psnr']:.2f} dB · "
-                                                f"SSIM {p['ssim']:.3f}")
+        self.tile_draw.set_image(an.recons[k], f"{p['bpp']:.3f} bpp (ideal code length)<br>"
+                                                f"PSNR {p['psnr']:.2f} dB · SSIM {p['ssim']:.3f}")
         b = self.baselines.get(k)
         for tile, name in ((self.tile_jpeg, "jpeg"), (self.tile_jp2, "jpeg2000")):
             r = b.get(name) if b else None
@@ -442,7 +454,7 @@ class CompressionPanel(PaperPanel):
                 if name == "jpeg" and r.bpp > 1.05 * p["bpp"]:
                     extra = " (JPEG cannot go this low)"
                 setting = f"q={int(r.setting)}" if name == "jpeg" else f"ratio {r.setting:.0f}:1"
-                tile.set_image(r.image, f"{r.bpp:.3f} bpp ({r.nbytes} bytes, {setting}){extra} · "
+                tile.set_image(r.image, f"{r.bpp:.3f} bpp ({r.nbytes} bytes, {setting}){extra}<br>"
                                         f"PSNR {r.psnr:.2f} dB · SSIM {r.ssim:.3f}")
         self._update_plot()
         if k in self.sample_cache:

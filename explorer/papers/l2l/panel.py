@@ -17,6 +17,8 @@ from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QHBoxLayout, QHeade
 
 from explorer.core.tasks import Progress
 from explorer.ui.panel_base import PaperPanel
+from explorer.ui.widgets.fit_scroll import shrinkable
+from explorer.ui.widgets.plots import log_plot_widget, set_title, with_legend
 from explorer.ui.widgets.task_bar import TaskBar
 
 PANEL_PROBLEMS = ("quad2d", "valley2d", "rosenbrock", "quadratic", "mnist", "mnist-200steps", "mnist-40", "mnist-2layer",
@@ -26,6 +28,7 @@ COLORS = {"learned": (220, 40, 40), "fresh": (200, 0, 200), "sgd": (140, 140, 14
           "adam": (40, 90, 220), "nag": (240, 150, 20)}
 BASELINE_KINDS = ("sgd", "rmsprop", "adam", "nag")
 BASELINE_LABELS = {"sgd": "SGD", "rmsprop": "RMSprop", "adam": "Adam", "nag": "NAG (momentum 0.9)"}
+PLOT_MIN_H = 200
 
 
 # ----------------------------------------------------------------------------------------- worker functions
@@ -179,22 +182,23 @@ class L2LPanel(PaperPanel):
 
         # plots
         split = QSplitter(Qt.Orientation.Horizontal)
-        self.loss_plot = pg.PlotWidget()
-        self.loss_plot.setBackground("w")
-        self.loss_plot.setLogMode(x=False, y=True)
+        self.loss_plot = log_plot_widget(y=True)
         self.loss_plot.setLabel("bottom", "step")
         self.loss_plot.setLabel("left", "optimizee loss (log scale)")
         self.loss_plot.showGrid(x=True, y=True, alpha=0.3)
-        self.loss_plot.setTitle("Race")
-        self.legend = self.loss_plot.addLegend(offset=(-10, 10), brush=pg.mkBrush(255, 255, 255, 160),
-                                              pen=pg.mkPen(180, 180, 180), labelTextColor="k")
-        split.addWidget(self.loss_plot)
+        set_title(self.loss_plot, "Race")
+        shrinkable(self.loss_plot, PLOT_MIN_H)
+        # the racers' names: a row above the plot (a legend box on it covered the curves)
+        race_box, self.legend = with_legend(self.loss_plot)
+        self.legend.setToolTip("The optimizers in the race, in their curves' colours")
+        split.addWidget(race_box)
 
         self.right = QStackedWidget()
         self.map_plot = pg.PlotWidget()
         self.map_plot.setBackground("w")
         self.map_plot.setAspectLocked(False)
-        self.map_plot.setTitle("Trajectories on log-loss contours")
+        shrinkable(self.map_plot, PLOT_MIN_H)
+        set_title(self.map_plot, "Trajectories on log-loss contours")
         self.map_image = pg.ImageItem(axisOrder="col-major")
         self.map_plot.addItem(self.map_image)
         self._isos: List[pg.IsocurveItem] = []
@@ -202,9 +206,8 @@ class L2LPanel(PaperPanel):
                                           pen=pg.mkPen("k"))
         self.map_plot.addItem(self.map_opt)
         self.right.addWidget(self.map_plot)
-        self.meta_plot = pg.PlotWidget()
-        self.meta_plot.setBackground("w")
-        self.meta_plot.setLogMode(x=False, y=True)
+        self.meta_plot = log_plot_widget(y=True)
+        shrinkable(self.meta_plot, PLOT_MIN_H)
         self.meta_plot.setLabel("bottom", "optimizee run (meta-training)")
         self.meta_plot.setLabel("left", "meta-loss per step (log)")
         self.meta_plot.showGrid(x=True, y=True, alpha=0.3)
@@ -221,6 +224,7 @@ class L2LPanel(PaperPanel):
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.horizontalHeader().setSectionResizeMode(4, QHeaderView.ResizeMode.Stretch)
         self.table.setMaximumHeight(190)
+        self.table.setMinimumHeight(110)
         self.table.setToolTip("Final loss: on the full held-out image set for MNIST problems, the loss itself "
                               "otherwise. Baseline learning rates were tuned on separate problems.")
         self.body.addWidget(self.table)
@@ -290,7 +294,7 @@ class L2LPanel(PaperPanel):
         stride = int(hist.get("stride") or 1)
         ys = np.clip(np.asarray(ml, dtype=float), 1e-12, None)
         self.meta_curve.setData(np.arange(1, len(ys) + 1) * stride, ys)
-        self.meta_plot.setTitle(f"Meta-training of {meta.name if meta else '?'} (loss per step, per run)")
+        set_title(self.meta_plot, f"Meta-training of {meta.name if meta else '?'} (loss per step, per run)")
 
     # ------------------------------------------------------------------- race
     def start_default_demo(self) -> None:
@@ -339,7 +343,7 @@ class L2LPanel(PaperPanel):
             self._show_checkpoint_history()
         pace = 0.02 if two_d else (0.01 if problem == "quadratic" else 0.0)
         ctx = self.context
-        self.loss_plot.setTitle(f"Race on {self.problem_box.currentText()} (seed {seed})")
+        set_title(self.loss_plot, f"Race on {self.problem_box.currentText()} (seed {seed})")
         if self.model_meta is not None:
             self.checkpoint_changed.emit(self.checkpoint_in_use())   # the header names the raced checkpoint
         self._bar_key = "race"
@@ -376,7 +380,7 @@ class L2LPanel(PaperPanel):
         self._race_info = {}
         self.last_results = None
         self._reset_race_plots([])
-        self.loss_plot.setTitle("Race")
+        set_title(self.loss_plot, "Race")
         self.map_image.clear()
         for iso in self._isos:
             iso.setParentItem(None)
@@ -390,13 +394,13 @@ class L2LPanel(PaperPanel):
 
     def _reset_race_plots(self, entries) -> None:
         self.loss_plot.clear()
-        self.legend.clear()
         self._curves.clear()
         self._curve_data.clear()
         for key, _, _, _ in entries:
             pen = pg.mkPen(COLORS[key], width=3 if key in ("learned", "fresh") else 2)
-            self._curves[key] = self.loss_plot.plot([], [], pen=pen, name=self._labels[key])
+            self._curves[key] = self.loss_plot.plot([], [], pen=pen)
             self._curve_data[key] = ([], [])
+        self.legend.set_entries([(COLORS[key], "line", self._labels[key]) for key, _, _, _ in entries])
         for item in self._paths.values():
             self.map_plot.removeItem(item)
         self._paths.clear()
@@ -433,12 +437,15 @@ class L2LPanel(PaperPanel):
                 self._paths[key].setData(arr[:, 0], arr[:, 1])
 
     def _draw_contours(self, xs, ys, Z, optimum) -> None:
-        logz = np.log10(np.maximum(Z, 1e-8))
+        # float64 and Python floats: float32 ranges overflowed against pyqtgraph's float64 view limits
+        xs, ys = np.asarray(xs, np.float64), np.asarray(ys, np.float64)
+        logz = np.log10(np.maximum(np.asarray(Z, np.float64), 1e-8))
         self.map_image.setImage(logz, autoLevels=True)
         self.map_image.setLookupTable(pg.colormap.get("viridis").getLookupTable(nPts=256))
         dx = (xs[-1] - xs[0]) / (len(xs) - 1)
         dy = (ys[-1] - ys[0]) / (len(ys) - 1)
-        self.map_image.setRect(QRectF(xs[0] - dx / 2, ys[0] - dy / 2, dx * len(xs), dy * len(ys)))
+        self.map_image.setRect(QRectF(float(xs[0] - dx / 2), float(ys[0] - dy / 2), float(dx * len(xs)),
+                                      float(dy * len(ys))))
         for iso in self._isos:
             iso.setParentItem(None)
             if iso.scene() is not None:
@@ -449,8 +456,8 @@ class L2LPanel(PaperPanel):
                                   axisOrder="col-major")
             iso.setParentItem(self.map_image)
             self._isos.append(iso)
-        self.map_opt.setData([optimum[0]], [optimum[1]])
-        self.map_plot.setRange(xRange=(xs[0], xs[-1]), yRange=(ys[0], ys[-1]), padding=0)
+        self.map_opt.setData([float(optimum[0])], [float(optimum[1])])
+        self.map_plot.setRange(xRange=(float(xs[0]), float(xs[-1])), yRange=(float(ys[0]), float(ys[-1])), padding=0)
 
     def _on_race_done(self, results: Dict[str, Any]) -> None:
         self.last_results = results
@@ -489,7 +496,7 @@ class L2LPanel(PaperPanel):
         epochs, seed = int(self.meta_epochs.value()), int(self.seed_box.value())
         self._meta_x, self._meta_y = [], []
         self.meta_curve.setData([], [])
-        self.meta_plot.setTitle("Live meta-training on random quadratics (mean loss per step, per run)")
+        set_title(self.meta_plot, "Live meta-training on random quadratics (mean loss per step, per run)")
         self.right.setCurrentWidget(self.meta_plot)
         ctx = self.context
         self._bar_key = "meta"

@@ -35,7 +35,14 @@ def prepare_image(img: np.ndarray, size: int = 32, autocrop: Optional[bool] = No
     if a.ndim != 2 or min(a.shape) < 4:
         from explorer.core.errors import UserError
 
-        raise UserError(f"expected a picture, got an array of shape {tuple(np.shape(img))}")
+        if a.ndim == 2:
+            raise UserError(f"the picture is {a.shape[1]}x{a.shape[0]} pixels; it needs at least 4x4 (one object, "
+                            "about 32x32 or larger)")
+        raise UserError("this is not a picture with rows and columns of pixels; open a PNG or JPEG of one object")
+    if a.size == 0 or not np.all(np.isfinite(a)):
+        from explorer.core.errors import UserError
+
+        raise UserError("the picture's pixels are not numbers (NaN or infinite values); open another picture")
     if a.max() > 1.5:
         a = a / 255.0
     border = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
@@ -62,9 +69,14 @@ def prepare_image(img: np.ndarray, size: int = 32, autocrop: Optional[bool] = No
 def load_image(path: str | Path, size: int = 32) -> np.ndarray:
     """A picture file as the model's grey input (checked by ``explorer.core.validate.open_image``: 16-bit and
     float pixels keep their range, bombs and non-images are refused)."""
+    from explorer.core.errors import UserError
     from explorer.core.validate import open_image
 
-    return prepare_image(np.asarray(open_image(path).convert("L")), size)
+    try:
+        return prepare_image(np.asarray(open_image(path).convert("L")), size)
+    except UserError as exc:
+        name = Path(path).name
+        raise UserError(str(exc) if str(exc).startswith(f"{name}:") else f"{name}: {exc}") from None
 
 
 def _image_format(path) -> str:

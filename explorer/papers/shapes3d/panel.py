@@ -12,11 +12,15 @@ from PySide6.QtGui import QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (QComboBox, QFileDialog, QGridLayout, QGroupBox, QHBoxLayout, QLabel, QListWidget,
                                QListWidgetItem, QPushButton, QSlider, QVBoxLayout, QWidget)
 
+from explorer.ui.dialogs import input_folder, remember_folder
 from explorer.ui.panel_base import PaperPanel
+from explorer.ui.widgets.fit_scroll import shrinkable
 from explorer.ui.widgets.vtk_view import VtkView
 
 log = logging.getLogger(__name__)
 _STRIP = 8 + 2   # input, re-projection, 8 turntable views
+THUMB_PX = 64    # a 32-pixel view drawn twice as large
+PICTURE_DIR_KEY = "shapes3d/dir"
 N_TURNTABLE = _STRIP - 2
 # what an empty thumbnail says (a black square would look like a broken picture)
 _EMPTY = ("no input picture", "nothing to re-project") + ("",) * N_TURNTABLE
@@ -27,6 +31,13 @@ def to_pixmap(img: np.ndarray, scale: int = 3) -> QPixmap:
     h, w = a.shape
     q = QImage(a.tobytes(), w, h, w, QImage.Format_Grayscale8).copy()
     return QPixmap.fromImage(q).scaled(w * scale, h * scale, Qt.IgnoreAspectRatio, Qt.FastTransformation)
+
+
+class _Gallery(QListWidget):
+    """The held-out pictures: four columns where the window has room, three in a narrow one."""
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt override
+        return QSize(330, 300)
 
 
 class IsoSurfaceView(VtkView):
@@ -140,12 +151,13 @@ class Shapes3DPanel(PaperPanel):
 
         gbox = QGroupBox("Held-out shapes (never trained on)")
         gl = QVBoxLayout(gbox)
-        self.gallery_list = QListWidget()
+        self.gallery_list = _Gallery()
         self.gallery_list.setViewMode(QListWidget.IconMode)
         self.gallery_list.setIconSize(QSize(64, 64))
         self.gallery_list.setResizeMode(QListWidget.Adjust)
         self.gallery_list.setMovement(QListWidget.Static)
-        self.gallery_list.setMinimumWidth(300)
+        self.gallery_list.setMinimumWidth(280)
+        shrinkable(self.gallery_list, 150)           # it scrolls: a small window gives it less height
         self.gallery_list.setMaximumWidth(330)
         self.gallery_list.setToolTip("Pictures of held-out shapes from the input camera; click one to infer its 3D shape")
         self.gallery_list.currentRowChanged.connect(self._on_gallery_row)
@@ -205,7 +217,7 @@ class Shapes3DPanel(PaperPanel):
         self.pred_view = IsoSurfaceView("inferred from the picture")
         self.truth_view = IsoSurfaceView("ground truth", color=(0.35, 0.7, 0.95))
         for v in (self.pred_view, self.truth_view):
-            v.setMinimumSize(260, 240)
+            v.setMinimumSize(260, 240)         # VtkView's size hint is its minimum: it takes the room there is
             views.addWidget(v, 1)
         # Both views share one camera: turning one turns the other.
         self.truth_view.renderer.SetActiveCamera(self.pred_view.renderer.GetActiveCamera())
@@ -215,17 +227,18 @@ class Shapes3DPanel(PaperPanel):
 
         sbox = QGroupBox("Input picture · re-projection from the input camera · turntable of new views")
         sl = QHBoxLayout(sbox)
+        sl.setSpacing(3)         # ten thumbnails fit beside the gallery in a 1024-pixel-wide window
         self.strip: List[QLabel] = []
         for i in range(_STRIP):
             lab = QLabel()
-            lab.setFixedSize(72, 72)
+            lab.setFixedSize(THUMB_PX, THUMB_PX)
             lab.setAlignment(Qt.AlignCenter)
             lab.setWordWrap(True)
             lab.setStyleSheet("background: black; color: #8a8f98; font-size: 8pt;")
             sl.addWidget(lab)
             self.strip.append(lab)
             if i == 1:
-                sl.addSpacing(10)
+                sl.addSpacing(6)
         sl.addStretch(1)
         self.strip[0].setToolTip("The input picture (what the inference network sees)")
         self.strip[1].setToolTip("The inferred volume pushed through the fixed projection, from the input camera")
@@ -347,18 +360,20 @@ class Shapes3DPanel(PaperPanel):
         self.current_truth = self.gallery["voxels"][row].astype(np.float32)
         self.infer_current()
 
+    def picture_start_folder(self) -> str:
+        """Where "Open picture…" opens: the folder of the last picture opened, else the bundled pictures."""
+        return input_folder(self.context.settings, PICTURE_DIR_KEY, "shapes3d")
+
     def _open_image(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open a picture", str(self.context.settings.get("shapes3d/dir", "") or ""),
+        path, _ = QFileDialog.getOpenFileName(self, "Open a picture", self.picture_start_folder(),
                                               "Images (*.png *.jpg *.jpeg *.bmp)")
         if path:
             self.open_image(path)
 
     def open_image(self, path: str) -> None:
-        from pathlib import Path
-
         from .infer import load_image
 
-        self.context.settings.set("shapes3d/dir", str(Path(path).parent))
+        remember_folder(self.context.settings, PICTURE_DIR_KEY, path)
         self.runner.submit(load_image, path, key="open", on_result=self._image_opened)
 
     def _image_opened(self, img) -> None:

@@ -6,15 +6,19 @@ All computation runs in workers (``self.runner``); torch is imported inside the 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QUrl
-from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QHBoxLayout, QLabel, QPushButton, QSpinBox, QSplitter
+from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QSpinBox,
+                               QVBoxLayout, QWidget)
 
 from explorer.ui.panel_base import PaperPanel
+from explorer.ui.widgets.fit_scroll import shrinkable
+from explorer.ui.widgets.plots import LegendRow, set_title
 from explorer.ui.widgets.small import bold_font
 from explorer.ui.widgets.task_bar import TaskBar
 
@@ -25,6 +29,11 @@ COL = {"smooth": (40, 110, 230), "filter": (240, 140, 20), "gru": (120, 120, 120
 LABEL = {"smooth": "SRNN smoothing+Resq", "filter": "SRNN filtering+Resq", "smooth_noresq": "SRNN smoothing",
          "gru": "GRU baseline (exact)"}
 N_LATENT_PLOTS = 3
+ROW_MIN_PX = 80           # least height of a row of plots (title, data; the time axis is written once, below)
+BOTTOM_ROW_MIN_PX = 110   # the lowest row also holds the time axis
+COL_MIN_PX = 360
+PROB_TITLE = "Predicted p(note on) per step"
+CONT_TITLE = "Continue the music"
 
 
 # ---------------------------------------------------------------------------------------------- worker functions
@@ -137,7 +146,8 @@ class SRNNPanel(PaperPanel):
         self.elbo_label.setFont(bold_font(16))
         self.elbo_label.setToolTip("ELBO per time step of this piece (nats): the sum over its steps of "
                                    "log p(x_t|z_t,d_t) - KL_t, divided by its length; the paper averages this over "
-                                   "the test pieces")
+                                   "the test pieces. In brackets: the paper's figure for SRNN smoothing+Resq on "
+                                   "this data set's whole test set")
         self.info_label = QLabel("")
         self.info_label.setWordWrap(True)
         head.addWidget(self.elbo_label)
@@ -145,21 +155,47 @@ class SRNNPanel(PaperPanel):
         self.body.addLayout(head)
 
         self.taskbar = TaskBar()
-        self.body.addWidget(self.taskbar)
 
-        split = QSplitter(Qt.Vertical)
         self.glw = pg.GraphicsLayoutWidget()
         self.glw.setBackground("w")
-        split.addWidget(self.glw)
-        self.body.addWidget(split, 1)
+        # four rows of plots, each at least ROW_MIN_PX tall: a smaller window scrolls the tab instead of
+        # squeezing them into unreadable strips with overlapping ticks
+        shrinkable(self.glw, 3 * ROW_MIN_PX + BOTTOM_ROW_MIN_PX + 12)
+        self.glw.ci.setContentsMargins(2, 2, 2, 2)
+        self.glw.ci.layout.setSpacing(2)
+        self.glw.setMinimumWidth(2 * COL_MIN_PX)
+        # the legend of the curves: a row of coloured names above the plots, never a box over the data
+        self.legend = LegendRow()
+        self.legend.setToolTip("Colours of the models in the KL and log-likelihood plots, and of the latent "
+                               "plots' curves")
+        plots = QWidget()
+        pl = QVBoxLayout(plots)
+        pl.setContentsMargins(0, 0, 0, 0)
+        pl.setSpacing(0)
+        pl.addWidget(self.legend)
+        pl.addWidget(self.glw, 1)
+        self.body.addWidget(plots, 1)
 
         lab = {"color": "#333", "font-size": "9pt"}
-        self.p_roll = self.glw.addPlot(row=0, col=0, title="Piano roll (test piece)")
-        self.p_prob = self.glw.addPlot(row=1, col=0, title="Predicted p(note on) per step")
-        self.p_kl = self.glw.addPlot(row=2, col=0, title="KL per step (nats): information in z_t")
-        self.p_ll = self.glw.addPlot(row=3, col=0, title="log p(x_t | …) per step (nats)")
-        self.p_lat = [self.glw.addPlot(row=i, col=1, title=f"latent z[{i}]") for i in range(N_LATENT_PLOTS)]
-        self.p_cont = self.glw.addPlot(row=N_LATENT_PLOTS, col=1, title="Continue the music")
+        self.p_roll = self.glw.addPlot(row=0, col=0)
+        self.p_prob = self.glw.addPlot(row=1, col=0)
+        self.p_kl = self.glw.addPlot(row=2, col=0)
+        self.p_ll = self.glw.addPlot(row=3, col=0)
+        self.p_lat = [self.glw.addPlot(row=i, col=1) for i in range(N_LATENT_PLOTS)]
+        self.p_cont = self.glw.addPlot(row=N_LATENT_PLOTS, col=1)
+        for p, title in ((self.p_roll, "Piano roll (test piece)"), (self.p_prob, PROB_TITLE),
+                         (self.p_kl, "KL per step (nats): information in z_t"),
+                         (self.p_ll, "log p(x_t | …) per step (nats)"), (self.p_cont, CONT_TITLE)):
+            self._title(p, title)
+        for i, p in enumerate(self.p_lat):
+            self._title(p, f"latent z[{i}]")
+        for p in (self.p_roll, self.p_prob, self.p_kl, *self.p_lat):
+            p.setMinimumHeight(ROW_MIN_PX)
+        for p in (self.p_ll, self.p_cont):
+            p.setMinimumHeight(BOTTOM_ROW_MIN_PX)
+        # the time axis is shared (linked): its numbers are written once per column, under the lowest plot
+        for p in (self.p_roll, self.p_prob, self.p_kl, self.p_lat[0], self.p_lat[1]):
+            p.getAxis("bottom").setStyle(showValues=False)
         for p in (self.p_roll, self.p_prob):
             p.setLabel("left", "key", **lab)
             p.setYRange(0, 88)
@@ -173,9 +209,6 @@ class SRNNPanel(PaperPanel):
         self.p_prob.addItem(self.prob_img)
         self.p_cont.addItem(self.cont_img)
         self.prob_img.setLookupTable(pg.colormap.get("viridis").getLookupTable(nPts=256))
-        self.kl_legend = self.p_kl.addLegend(offset=(-5, 5), labelTextSize="8pt", brush=pg.mkBrush(255, 255, 255, 210))
-        self.ll_legend = self.p_ll.addLegend(offset=(-5, 5), labelTextSize="8pt", brush=pg.mkBrush(255, 255, 255, 210))
-        self.lat_legend = self.p_lat[0].addLegend(offset=(-5, 5), labelTextSize="8pt", brush=pg.mkBrush(255, 255, 255, 210))
         left = [self.p_roll, self.p_prob, self.p_kl, self.p_ll] + self.p_lat
         for p in left[1:]:
             p.setXLink(self.p_roll)
@@ -186,7 +219,10 @@ class SRNNPanel(PaperPanel):
             p.addItem(line, ignoreBounds=True)
             self.cursors.append(line)
         self.hover_label = QLabel("")
-        self.body.addWidget(self.hover_label)
+        status = QHBoxLayout()              # what the mouse points at, and the progress of the work running
+        status.addWidget(self.hover_label, 1)
+        status.addWidget(self.taskbar, 1)
+        self.body.addLayout(status)
         self._mouse = pg.SignalProxy(self.glw.scene().sigMouseMoved, rateLimit=30, slot=self._on_mouse)
 
         cont = QHBoxLayout()
@@ -222,6 +258,8 @@ class SRNNPanel(PaperPanel):
         cont.addWidget(self.play_button)
         cont.addWidget(self.stop_button)
         self.audio_label = QLabel("")
+        self.audio_label.setWordWrap(True)          # a long path wraps instead of widening the whole tab
+        self.audio_label.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
         cont.addWidget(self.audio_label, 1)
         self.body.addLayout(cont)
 
@@ -232,6 +270,19 @@ class SRNNPanel(PaperPanel):
         self.continue_button.clicked.connect(self._continue)
         self.play_button.clicked.connect(self._play)
         self.stop_button.clicked.connect(self._stop_audio)
+
+    @staticmethod
+    def _title(plot, text: str) -> None:
+        set_title(plot, text, size="9pt", color="#333")
+
+    def _update_legend(self) -> None:
+        """The colours of what is drawn: one entry per analysed model, then the latent plots' curves."""
+        entries = [(COL[k], "line", LABEL[k]) for k in ("smooth", "filter", "smooth_noresq", "gru")
+                   if k in self.results]
+        if any(p.listDataItems() for p in self.p_lat):
+            entries += [((40, 110, 230), "band", "latents: posterior mean ±1 std"), (COL["prior"], "dash",
+                                                                                     "prior mean")]
+        self.legend.set_entries(entries)
 
     # ---------------------------------------------------------------------------------------- model/data
     # One source of truth: the loaded checkpoint decides the data set; its pieces, the analysis and the
@@ -383,10 +434,10 @@ class SRNNPanel(PaperPanel):
         self.piece_box.blockSignals(False)
         self.roll_img.clear()
         self.prob_img.clear()
-        self.p_prob.setTitle("Predicted p(note on) per step")
+        self._title(self.p_prob, PROB_TITLE)
         self._clear_curves()
         for i, p in enumerate(self.p_lat):
-            p.setTitle(f"latent z[{i}]")
+            self._title(p, f"latent z[{i}]")
         self.elbo_label.setText("…")
         self.info_label.setText("")
         self.highlight(None)
@@ -397,7 +448,7 @@ class SRNNPanel(PaperPanel):
         self.runner.cancel("continue")
         self._stop_audio()
         self.cont_img.clear()
-        self.p_cont.setTitle("Continue the music")
+        self._title(self.p_cont, CONT_TITLE)
         self.continuation = None
         self._last_wav = None
         self.play_button.setEnabled(False)
@@ -454,8 +505,7 @@ class SRNNPanel(PaperPanel):
                 p.removeItem(item)
             for item in [i for i in p.items if isinstance(i, pg.FillBetweenItem)]:
                 p.removeItem(item)
-        for leg in (self.kl_legend, self.ll_legend, self.lat_legend):
-            leg.clear()
+        self._update_legend()
 
     def _on_analysis(self, item):
         key, r = item
@@ -465,15 +515,16 @@ class SRNNPanel(PaperPanel):
         pen = pg.mkPen(COL.get(key, (0, 0, 0)), width=2)
         if key == self.main_key or (key == "smooth"):
             self.prob_img.setImage(r["probs"], levels=(0, 1), autoLevels=False)
-            self.p_prob.setTitle(f"Predicted p(note on) per step — {LABEL.get(key, key)}"
-                                 + (" (posterior z)" if r["kind"] == "srnn" else ""))
+            self._title(self.p_prob, f"{PROB_TITLE} — {LABEL.get(key, key)}"
+                        + (" (posterior z)" if r["kind"] == "srnn" else ""))
         if r["kind"] == "srnn":
-            self.p_kl.plot(t, r["kl"], pen=pen, name=LABEL.get(key, key))
-        self.p_ll.plot(t, r["ll"], pen=pen, name=LABEL.get(key, key))
+            self.p_kl.plot(t, r["kl"], pen=pen)
+        self.p_ll.plot(t, r["ll"], pen=pen)
         if key == self.main_key:
             self._show_headline(key, r)
             if r["kind"] == "srnn":
                 self._draw_latents(r)
+        self._update_legend()
         self._update_info()
 
     def _show_headline(self, key, r):
@@ -482,7 +533,6 @@ class SRNNPanel(PaperPanel):
         self.elbo_label.setText(f"{what} {r['elbo_per_step']:.2f} nats/step  (paper {paper})")
 
     def _update_info(self):
-        paper = PAPER_PER_STEP.get(self.dataset)
         parts = []
         for k in ("smooth", "filter", "smooth_noresq", "gru"):
             if k in self.results:
@@ -495,22 +545,25 @@ class SRNNPanel(PaperPanel):
         test = ""
         if meta.get("test_elbo_per_step") is not None and self.dataset == (self.model_meta.data or {}).get("name"):
             test = f" Our whole test set: {meta['test_elbo_per_step']:.2f}."
+        source = getattr(self, "source", "")
+        short = re.sub(r"\s*\((?:/|[A-Za-z]:\\)[^)]*\)", "", source)     # the file's path goes to the tooltip
         self.info_label.setText(
-            "This piece, per step: " + "; ".join(parts) + f".  Paper (SRNN smooth+Resq, "
-            f"{DATASET_TITLES.get(self.dataset, '')} test set): {paper}.{test}  Source: {getattr(self, 'source', '')}")
+            "This piece, per step: " + "; ".join(parts) + f".{test}  Source: {short}")
+        self.info_label.setToolTip(f"Source: {source}")
 
     def _draw_latents(self, r):
         T = len(r["mu_q"])
         t = np.arange(T) + 0.5
         for p, d in zip(self.p_lat, r["top_dims"][:N_LATENT_PLOTS]):
             mu, sd, mp = r["mu_q"][:, d], r["std_q"][:, d], r["mu_p"][:, d]
-            p.setTitle(f"latent z[{d}] (KL rank {r['top_dims'].index(d) + 1}): posterior mean ±1 std, prior mean")
+            self._title(p, f"latent z[{d}] (KL rank {r['top_dims'].index(d) + 1}): posterior mean ±1 std, "
+                           "prior mean")
             up = p.plot(t, mu + sd, pen=pg.mkPen((40, 110, 230, 60)))
             lo = p.plot(t, mu - sd, pen=pg.mkPen((40, 110, 230, 60)))
             p.addItem(pg.FillBetweenItem(up, lo, brush=pg.mkBrush(40, 110, 230, 60)))
-            p.plot(t, mu, pen=pg.mkPen(COL["smooth"], width=2), name="posterior mean" if p is self.p_lat[0] else None)
-            p.plot(t, mp, pen=pg.mkPen(COL["prior"], width=1, style=Qt.DashLine),
-                   name="prior mean" if p is self.p_lat[0] else None)
+            p.plot(t, mu, pen=pg.mkPen(COL["smooth"], width=2))
+            p.plot(t, mp, pen=pg.mkPen(COL["prior"], width=1, style=Qt.DashLine))
+        self._update_legend()
 
     # ---------------------------------------------------------------------------------------------- hover
     def _on_mouse(self, evt):
@@ -573,10 +626,11 @@ class SRNNPanel(PaperPanel):
         keys = np.flatnonzero(img.min(2).min(0) < 250)
         lo, hi = (int(keys.min()) - 3, int(keys.max()) + 4) if len(keys) else (0, 88)
         self.p_cont.setYRange(max(0, lo), min(88, hi), padding=0)
-        self.p_cont.setTitle(f"Continue the music: {P} primed steps (grey), {G} sampled (orange)")
+        self._title(self.p_cont, f"{CONT_TITLE}: {P} primed steps (grey), {G} sampled (orange)")
         self._last_wav = res["wav"]
         self.play_button.setEnabled(True)
-        self.audio_label.setText(f"WAV: {res['wav']}")
+        self.audio_label.setText(f"WAV: {os.path.basename(res['wav'])}")
+        self.audio_label.setToolTip(f"The continuation as a WAV file: {res['wav']}")
         self.continuation = res
         self.mark_demo_done()
 

@@ -11,16 +11,20 @@ from typing import List, Optional
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QRectF, Qt, QTimer
+from PySide6.QtCore import QRectF, Qt, QTimer, Slot
 from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import (QComboBox, QFileDialog, QGridLayout, QHBoxLayout, QLabel, QPushButton,
                                QSplitter, QVBoxLayout, QWidget)
 
 from explorer.core.errors import UserError
+from explorer.ui.dialogs import input_folder, remember_folder
 from explorer.ui.panel_base import PaperPanel
+from explorer.ui.widgets.fit_scroll import shrinkable
 from explorer.ui.widgets.small import bold_font, level_meter
 
-from .panel_mic import audio_error, audio_inputs, close_microphone, decode_pcm, err_name, open_microphone
+from .panel_mic import NO_MIC  # noqa: F401 - the message, for callers of this module
+from .panel_mic import (DeviceBox, audio_error, audio_inputs, close_microphone, decode_pcm, err_name, no_mic_message,
+                        open_microphone)
 
 WINDOW_S = 6.0            # seconds of spectrogram on screen
 FRAME_S = 0.01            # log-mel hop
@@ -28,8 +32,7 @@ N_MELS = 40
 SOURCES = ("Demo utterance", "WAV file", "Microphone")
 PACES = (("real time", 1.0), ("2x", 2.0), ("4x", 4.0), ("as fast as possible", 0.0))
 ATT_TITLE = "Attention of the latest emission over its block"
-NO_MIC = ("No microphone found: this machine has no audio input device (or no sound server is running). "
-          "The WAV file and demo sources still work.")
+WAV_DIR_KEY = "transducer_wav_dir"
 
 
 def demo_files() -> List[Path]:
@@ -72,12 +75,14 @@ class TransducerPanel(PaperPanel):
         self._block_items: List = []
         self._base = None           # (bundle, meta) of the loaded checkpoint while an adapted model is in use
         self._enroll = None
+        # The audio devices are first looked for when the microphone is chosen (not when the tab opens): Qt
+        # looks for a sound server only once, so a server started after the tab was opened is still found.
+        self._media_devices = None
         self._build_ui()
         self._refresh_timer = QTimer(self)
         self._refresh_timer.setInterval(33)
         self._refresh_timer.timeout.connect(self._refresh)
         self._refresh_timer.start()
-        self._populate_devices()
 
     # ------------------------------------------------------------------ UI
     def _build_ui(self) -> None:
@@ -95,16 +100,19 @@ class TransducerPanel(PaperPanel):
         self.open_button = QPushButton("Open WAV…")
         self.open_button.setToolTip("Choose a WAV file (any sample rate, mono or stereo) to replay")
         self.file_label = QLabel("no file")
-        self.device_box = QComboBox()
-        self.device_box.setToolTip("Microphone (audio input device)")
+        self.device_box = DeviceBox()
+        self.device_box.setToolTip("Microphone (audio input device); the list is refreshed each time it opens")
+        self.device_box.opening.connect(self._populate_devices)
         self.refresh_devices = QPushButton("↻")
-        self.refresh_devices.setToolTip("Look for audio input devices again")
+        self.refresh_devices.setToolTip("Look for audio input devices again (a microphone plugged in since)")
         self.refresh_devices.setMaximumWidth(32)
         self.level = level_meter(120)
         self.pace_box = QComboBox()
         for name, _ in PACES:
             self.pace_box.addItem(name)
         self.pace_box.setToolTip("Replay speed for files and demos (real time shows what live use looks like)")
+        self.pace_box.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        self.pace_box.setMinimumContentsLength(9)
         self.start_button = QPushButton("Start")
         self.start_button.setToolTip("Start streaming the chosen source through the transducer")
         self.stop_button = QPushButton("Stop")
@@ -154,11 +162,14 @@ class TransducerPanel(PaperPanel):
         al.setContentsMargins(0, 0, 0, 0)
         al.addWidget(self.att_title)
         al.addWidget(self.att_plot, 1)
+        shrinkable(self.spec_plot, 200)
+        shrinkable(self.att_plot, 160)
         split = QSplitter(Qt.Horizontal)
         split.addWidget(self.spec_plot)
         split.addWidget(att_w)
         split.setStretchFactor(0, 4)
         split.setStretchFactor(1, 1)
+        shrinkable(split, 200)
         self.body.addWidget(split, 1)
 
         grid = QGridLayout()
@@ -172,6 +183,7 @@ class TransducerPanel(PaperPanel):
         self.offline_label.setToolTip("The offline variant (same transducer, bidirectional encoder) can only "
                                       "answer after the audio has ended")
         self.status_label = QLabel("")
+        self.status_label.setWordWrap(True)
         self.status_label.setStyleSheet("color: #555;")
         grid.addWidget(QLabel("Online transcript:"), 0, 0)
         grid.addWidget(self.transcript_label, 0, 1)
@@ -200,26 +212,55 @@ class TransducerPanel(PaperPanel):
         self.device_box.setVisible(mic)
         self.refresh_devices.setVisible(mic)
         self.pace_box.setEnabled(not mic)
-        if mic and self.device_box.count() == 0:
-            self.show_error(NO_MIC)
+        if mic:
+            self._populate_devices()       # also shows or clears the "no microphone" message
         else:
             self.clear_error()
 
     def _populate_devices(self) -> None:
+        """Fill the microphone list afresh (the chosen device stays chosen while it is there)."""
+        current = self.device_box.currentData()
+        keep = bytes(current.id()) if current is not None else None
+        self.device_box.blockSignals(True)
         self.device_box.clear()
         devices, default = audio_inputs()
+        pick = -1
         for d in devices:
             self.device_box.addItem(d.description(), d)
-            if default is not None and d.id() == default.id():
-                self.device_box.setCurrentIndex(self.device_box.count() - 1)
+            if keep is not None and bytes(d.id()) == keep:
+                pick = self.device_box.count() - 1
+            elif pick < 0 and default is not None and d.id() == default.id():
+                pick = self.device_box.count() - 1
+        if self.device_box.count():
+            self.device_box.setCurrentIndex(max(0, pick))
+        self.device_box.blockSignals(False)
+        self._watch_devices()
         if self.source_kind == "Microphone":
-            self._source_changed(SOURCES.index("Microphone"))
+            if self.device_box.count() == 0:
+                self.show_error(no_mic_message())
+            elif self.banner.message().startswith("No microphone found"):
+                self.clear_error()
+
+    def _watch_devices(self) -> None:
+        """Refresh the list when Qt reports that audio inputs came or went."""
+        if self._media_devices is not None:
+            return
+        try:
+            from PySide6.QtMultimedia import QMediaDevices
+        except Exception:  # noqa: BLE001 - no QtMultimedia: the list stays empty and says why
+            return
+        self._media_devices = QMediaDevices(self)
+        self._media_devices.audioInputsChanged.connect(self._populate_devices)
+
+    def wav_start_folder(self) -> str:
+        """Where "Open WAV…" opens: the folder of the last file opened, else the bundled demo utterances."""
+        return input_folder(self.context.settings, WAV_DIR_KEY, "transducer")
 
     def _ask_wav(self) -> None:
-        start = self.context.settings.get("transducer_wav_dir") or str(Path.home())
-        path, _ = QFileDialog.getOpenFileName(self, "Open a WAV file", start, "Audio (*.wav *.flac *.ogg);;All files (*)")
+        path, _ = QFileDialog.getOpenFileName(self, "Open a WAV file", self.wav_start_folder(),
+                                              "Audio (*.wav *.flac *.ogg);;All files (*)")
         if path:
-            self.context.settings.set("transducer_wav_dir", str(Path(path).parent))
+            remember_folder(self.context.settings, WAV_DIR_KEY, path)
             self.set_wav(path)
 
     def set_wav(self, path) -> None:
@@ -365,7 +406,7 @@ class TransducerPanel(PaperPanel):
         if self.device_box.count() == 0:
             self._populate_devices()
         if self.device_box.count() == 0:
-            self.show_error(NO_MIC)
+            self.show_error(no_mic_message())
             return
         dev = self.device_box.currentData()
         try:
@@ -376,7 +417,9 @@ class TransducerPanel(PaperPanel):
         self._audio_source, self._audio_io, self._mic_format = src, io, fmt
         self._q = queue.Queue(maxsize=200)
         io.readyRead.connect(self._mic_ready)
-        src.stateChanged.connect(lambda *_: self._mic_state())
+        # a zero-argument @Slot: Qt calls it without the QAudio::State argument, which PySide6 cannot convert
+        # to Python (a Python callable taking it printed a TypeError on every start and stop)
+        src.stateChanged.connect(self._mic_state)
         self._reset_view()
         self._stream_name = dev.description()
         bundle, q, rate = self.model, self._q, fmt.sampleRate()
@@ -408,6 +451,7 @@ class TransducerPanel(PaperPanel):
         except queue.Full:
             self.overruns += 1
 
+    @Slot()
     def _mic_state(self) -> None:
         if self._audio_source is not None and err_name(self._audio_source.error()) not in ("NoError",
                                                                                           "UnderrunError"):

@@ -6,6 +6,7 @@ adaptation finishes, the panel switches to the adapted model and can switch back
 """
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -17,23 +18,91 @@ from PySide6.QtWidgets import (QDialog, QFileDialog, QGridLayout, QHBoxLayout, Q
                                QPushButton, QSpinBox, QVBoxLayout)
 
 from explorer.core.errors import UserError
+from explorer.ui.dialogs import remember_folder, start_folder
 from explorer.ui.widgets.small import bold_font, level_meter
 
 from .adapt import ADAPT_DEFAULTS, clips_of, spoken_part
 from .data import DIGIT_WORDS
 from .features import SAMPLE_RATE, resample
-from .panel_mic import close_microphone, decode_pcm, open_microphone
+from .panel_mic import close_microphone, decode_pcm, no_mic_message, open_microphone
 
 RECORD_S = 2.0
 RECORD_WAIT_S = 3.0      # how much longer to wait for a slow device's samples
 INTRO = ("Say the digit shown, alone, after pressing <b>Record</b> (or Space); the prompts go round 0-9 once per "
-         "take. Then <b>Adapt</b>: the model fine-tunes itself on your takes in the background (2-3 minutes on a "
-         "CPU) and the tab switches to it.<br><br>On FSDD speakers it never heard, the model misreads {before} of "
+         "take. Then <b>Adapt</b>: the model fine-tunes itself on your takes in the background and the tab switches "
+         "to it. That takes a few minutes: about 2 on a fast, idle CPU, 6-7 on a laptop or a busy machine, and "
+         "longer the first time, while the practice voices are synthesized; the window shows the time passed and "
+         "an estimate of the time left.<br><br>On FSDD speakers it never heard, the model misreads {before} of "
          "the digits; after one take of each digit {after1}, after three {after3} "
          "(<i>bench/transducer_enroll.py</i>).")
 # measured by bench/transducer_enroll.py (mean over the five leave-one-out folds); see the README
 MEASURED = {"before": "12.7%", "after1": "6-8%", "after3": "5-6%"}
 DEFAULT_TAKES = 3
+ENROLL_DIR_KEY = "transducer_enroll_dir"
+INTRO_W = 640
+
+
+PREPARE_SHARE = 0.1      # of the progress bar: synthesizing and loading the practice voices (the rest: training)
+
+
+def _clock(seconds: float) -> str:
+    s = max(0, int(round(seconds)))
+    return f"{s // 60}:{s % 60:02d}"
+
+
+class AdaptProgress:
+    """One progress bar over the whole adaptation, that only moves forward, with time passed and time left.
+
+    :func:`.adapt.adapt` reports several phases that each run from 0 to 1: the practice voices (espeak-ng digits,
+    other engines' digits, fluent strings; quick when cached) and then the training steps ("step N …"). Each
+    preparation phase takes half of what is left of the first PREPARE_SHARE of the bar, training the rest; the
+    time left is estimated from the training's pace so far."""
+
+    def __init__(self, steps: int, clock=time.monotonic) -> None:
+        self.steps = max(1, int(steps))
+        self.clock = clock
+        self.t0 = clock()
+        self.value = 0.0                 # 0..1, never decreasing
+        self._phase: Optional[str] = None
+        self._last_f = 0.0
+        self._phase_lo, self._phase_hi = 0.0, PREPARE_SHARE / 2
+        self._train_start: Optional[tuple] = None     # (time, fraction) of the first training report
+        self.text = "preparing the practice voices…"
+
+    def update(self, fraction: Optional[float], message: str = "") -> float:
+        """A report from the worker -> the bar's value (0..1)."""
+        msg = (message or "").strip()
+        now = self.clock()
+        m = re.match(r"step (\d+)", msg)
+        if m:
+            f = min(1.0, max(0.0, fraction if fraction is not None else int(m.group(1)) / self.steps))
+            if self._train_start is None:
+                self._train_start = (now, f)
+            target = PREPARE_SHARE + (1.0 - PREPARE_SHARE) * f
+            t_start, f_start = self._train_start
+            left = ""
+            if f - f_start > 0.01 and now > t_start:
+                rest = (1.0 - f) * (now - t_start) / (f - f_start)
+                left = f", about {_clock(rest)} left"
+            self.text = f"training step {m.group(1)} of {self.steps}: {_clock(now - self.t0)} passed{left}"
+        else:
+            kind = re.sub(r"[\d%.,:()]+", "", msg).strip() or "preparing"
+            f = min(1.0, max(0.0, fraction or 0.0))
+            if kind != self._phase or f < self._last_f - 0.05:   # a new phase: half of what is left of the share
+                if self._phase is not None:
+                    self._phase_lo = self._phase_hi
+                    self._phase_hi += (PREPARE_SHARE - self._phase_hi) / 2
+                self._phase = kind
+            self._last_f = f
+            target = self._phase_lo + (self._phase_hi - self._phase_lo) * f
+            self.text = (f"preparing the practice voices ({msg or 'loading'}): {_clock(now - self.t0)} passed; "
+                         "the training comes next")
+        self.value = max(self.value, min(1.0, target))
+        return self.value
+
+    def elapsed_text(self) -> str:
+        """The status line with the time passed brought up to date (called every second)."""
+        return re.sub(r"\d+:\d\d passed", f"{_clock(self.clock() - self.t0)} passed", self.text, count=1)
 
 
 def _warm_imports() -> None:
@@ -57,8 +126,8 @@ class EnrollDialog(QDialog):
         self._chunks: List[np.ndarray] = []
         self._rec_t0 = 0.0
         self._from = None                       # the panel's model the running adaptation started from
+        self.adapt_progress: Optional[AdaptProgress] = None
         self.setWindowTitle("Teach it your voice")
-        self.setMinimumWidth(660)
         self._build_ui()
         self.layout().setSizeConstraint(QLayout.SetMinimumSize)     # room for the wrapped introduction
         self._select(0)
@@ -71,7 +140,11 @@ class EnrollDialog(QDialog):
         lay = QVBoxLayout(self)
         intro = QLabel(INTRO.format(**MEASURED))
         intro.setWordWrap(True)
-        intro.setMinimumHeight(intro.heightForWidth(self.minimumWidth() - 30))   # wrapped text gets its lines
+        # the dialog is never narrower than INTRO_W plus margins (its layout sets its minimum size), and at that
+        # width the wrapped text gets all its lines
+        intro.setMinimumWidth(INTRO_W)
+        intro.setMinimumHeight(intro.heightForWidth(INTRO_W))
+        self.intro = intro
         lay.addWidget(intro)
         row = QHBoxLayout()
         self.digit_buttons = []
@@ -152,6 +225,9 @@ class EnrollDialog(QDialog):
         self._timer = QTimer(self)
         self._timer.setInterval(50)
         self._timer.timeout.connect(self._tick)
+        self._clock_timer = QTimer(self)       # the time passed, brought up to date while adapting
+        self._clock_timer.setInterval(1000)
+        self._clock_timer.timeout.connect(self._tick_clock)
         self._update_buttons()
 
     @property
@@ -229,8 +305,7 @@ class EnrollDialog(QDialog):
             self.panel._populate_devices()      # a device plugged in since the tab looked (as the live source does)
         dev = self.panel.device_box.currentData()
         if dev is None:
-            self._say("No microphone found (no audio input device, or no sound server). Load recordings from a "
-                      "folder instead.", error=True)
+            self._say(no_mic_message("Load recordings from a folder instead."), error=True)
             return
         try:
             self._src, self._io, self._fmt = open_microphone(dev, self)
@@ -285,10 +360,9 @@ class EnrollDialog(QDialog):
 
     def _pick_folder(self, title: str) -> str:
         """A folder from the file dialog ('' when cancelled); the choice is remembered for next time."""
-        start = self.panel.context.settings.get("transducer_enroll_dir") or str(Path.home())
-        path = QFileDialog.getExistingDirectory(self, title, start)
+        path = QFileDialog.getExistingDirectory(self, title, start_folder(self.panel.context.settings, ENROLL_DIR_KEY))
         if path:
-            self.panel.context.settings.set("transducer_enroll_dir", path)
+            remember_folder(self.panel.context.settings, ENROLL_DIR_KEY, path)
         return path
 
     def _ask_folder(self) -> None:
@@ -347,17 +421,23 @@ class EnrollDialog(QDialog):
 
         self.adapting = True
         self.progress.setValue(0)
+        self.adapt_progress = AdaptProgress(cfg.get("steps") or ADAPT_DEFAULTS["steps"])
         self._say("Adapting… (the tab stays usable; closing this window cancels)")
+        self._clock_timer.start()
         self._update_buttons()
         self.panel.runner.submit(job, key="adapt", name="transducer enrollment", on_progress=self._on_progress,
                                  on_result=self._on_adapted, on_error=self._on_failed,
                                  on_cancelled=self._on_cancelled, on_finished=self._on_finished)
 
     def _on_progress(self, frac, msg) -> None:
-        if frac is not None:
-            self.progress.setValue(int(1000 * frac))
-        if msg:
-            self._say(f"Adapting… {msg}")
+        """One bar over the whole adaptation (the worker's phases each restart at 0), never moving back."""
+        value = self.adapt_progress.update(frac, msg or "")
+        self.progress.setValue(max(self.progress.value(), int(1000 * value)))
+        self._say(f"Adapting: {self.adapt_progress.text}")
+
+    def _tick_clock(self) -> None:
+        if self.adapting and self.adapt_progress is not None:
+            self._say(f"Adapting: {self.adapt_progress.elapsed_text()}")
 
     def _on_adapted(self, result) -> None:
         model, hist = result
@@ -365,9 +445,11 @@ class EnrollDialog(QDialog):
             self._say("Another checkpoint was opened while adapting; adapt again to start from it.", error=True)
             return
         self.result = result
+        self.progress.setValue(1000)
         self.adapted.emit(model, hist)
-        self._say(f"Adapted in {hist['wall_s']:.0f} s ({hist['steps_done']} steps). The tab now uses the adapted "
-                  "model: try the microphone. 'Original model' in the tab switches back.")
+        took = self.adapt_progress.clock() - self.adapt_progress.t0 if self.adapt_progress else hist["wall_s"]
+        self._say(f"Adapted in {_clock(took)} (min:s; {hist['steps_done']} training steps). The tab now uses the "
+                  "adapted model: try the microphone. 'Original model' in the tab switches back.")
 
     def _on_failed(self, exc, tb) -> None:
         self._say(str(exc) if isinstance(exc, UserError) else f"Adaptation failed: {type(exc).__name__}: {exc}",
@@ -379,6 +461,7 @@ class EnrollDialog(QDialog):
 
     def _on_finished(self) -> None:
         self.adapting = False
+        self._clock_timer.stop()
         if self.result is None:
             self.progress.setValue(0)
         self._update_buttons()
@@ -391,7 +474,7 @@ class EnrollDialog(QDialog):
     def _ask_save(self) -> None:
         if self.result is None:
             return
-        start = self.panel.context.settings.get("transducer_enroll_dir") or str(Path.home())
+        start = start_folder(self.panel.context.settings, ENROLL_DIR_KEY)
         path, _ = QFileDialog.getSaveFileName(self, "Save the adapted model", str(Path(start) / "my_voice.safetensors"),
                                               "Checkpoints (*.safetensors)")
         if path:

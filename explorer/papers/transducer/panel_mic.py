@@ -5,9 +5,13 @@ use it; the GUI thread only moves bytes from here into a queue or a list.
 from __future__ import annotations
 
 import logging
-from typing import Optional
+import os
+import socket
+from typing import List, Optional
 
 import numpy as np
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QComboBox
 
 from explorer.core.errors import UserError
 
@@ -23,6 +27,64 @@ def audio_inputs():
     except Exception as exc:  # noqa: BLE001 - QtMultimedia missing or broken
         log.info("QtMultimedia unavailable: %s", exc)
         return [], None
+
+
+def _server_sockets() -> List[str]:
+    """Where a PulseAudio (or PipeWire's PulseAudio) server listens, by the usual rules."""
+    paths = []
+    server = os.environ.get("PULSE_SERVER", "")
+    for part in server.split():
+        if part.startswith("unix:"):
+            paths.append(part[5:])
+        elif part.startswith("/"):
+            paths.append(part)
+    if os.environ.get("PULSE_RUNTIME_PATH"):
+        paths.append(os.path.join(os.environ["PULSE_RUNTIME_PATH"], "native"))
+    runtime = os.environ.get("XDG_RUNTIME_DIR") or (f"/run/user/{os.getuid()}" if hasattr(os, "getuid") else "")
+    if runtime:
+        paths += [os.path.join(runtime, "pulse", "native"), os.path.join(runtime, "pipewire-0")]
+    return paths
+
+
+def sound_server_running() -> bool:
+    """True when a sound server answers on one of its usual sockets (nothing is started)."""
+    for path in _server_sockets():
+        if not os.path.exists(path):
+            continue
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(0.2)
+        try:
+            sock.connect(path)
+            return True
+        except OSError:
+            continue
+        finally:
+            sock.close()
+    return False
+
+
+NO_MIC_WHY = "No microphone found: this machine has no audio input device (or no sound server is running)."
+LATE_SERVER_WHY = ("No microphone found, although a sound server is running now: it started after the app first "
+                   "looked for audio devices, and Qt does not look for a sound server again. Restart NIPS Explorer "
+                   "to use its microphones.")
+OTHER_SOURCES = "The WAV file and demo sources still work."
+NO_MIC = f"{NO_MIC_WHY} {OTHER_SOURCES}"
+
+
+def no_mic_message(instead: str = OTHER_SOURCES) -> str:
+    """Why the device list is empty, in words (no device or server, or a server that came too late for Qt),
+    and what works ``instead``."""
+    return f"{LATE_SERVER_WHY if sound_server_running() else NO_MIC_WHY} {instead}"
+
+
+class DeviceBox(QComboBox):
+    """The microphone list: it asks for a fresh look at the devices each time it is opened."""
+
+    opening = Signal()
+
+    def showPopup(self) -> None:  # noqa: N802 - Qt override
+        self.opening.emit()
+        super().showPopup()
 
 
 def open_microphone(dev, parent, sample_rate: int = 8000):

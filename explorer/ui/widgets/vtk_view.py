@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+from PySide6.QtCore import QSize
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
@@ -50,6 +51,10 @@ class VtkView(QWidget):
         self.render_window.AddRenderer(self.renderer)
         self.interactor.SetInteractorStyle(vtkInteractorStyleTrackballCamera())
         self._initialized = False
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt override
+        """No more than its minimum size: the tab's layout gives it the room there is (see fit_scroll)."""
+        return self.minimumSize().expandedTo(QSize(64, 64))
 
     def showEvent(self, event) -> None:  # noqa: N802
         super().showEvent(event)

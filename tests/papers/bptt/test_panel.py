@@ -68,3 +68,42 @@ def test_cancel_returns_the_task_bar_to_idle_and_says_so(make_panel, qtbot, monk
     assert not panel.task.bar.isVisible() and not panel.task.cancel_button.isVisible()
     assert panel.run_button.isEnabled()
     assert panel.run_result.text() == "" and not panel.banner.isVisible()
+
+
+def test_every_new_plan_redraws_the_schedule_plots_and_a_too_long_one_empties_them(make_panel, qtbot):
+    """Regression: with T=10000 the schedule and memory plots kept showing an earlier plan (a budget whose
+    schedule is too long to list failed with a class name in a banner and left the old plot on screen)."""
+    from explorer.ui.widgets.plots import LogAxis
+
+    panel = make_panel("bptt")
+    assert isinstance(panel.cost_plot.getAxis("bottom"), LogAxis) and isinstance(panel.cost_plot.getAxis("left"),
+                                                                                 LogAxis)
+    assert "T=1,000" in panel.sched_plot.getPlotItem().titleLabel.text
+
+    def settled():
+        return not panel.runner.is_busy() and not panel._debounce.isActive()
+
+    panel.length_spin.setValue(10000)
+    qtbot.waitUntil(lambda: panel._curves["length"] == 10000 and settled(), timeout=120000)
+    plan = panel._plan["plan"]
+    assert plan.length == 10000
+    assert panel.fwd_item.yData.max() == 10000                                   # the new schedule is drawn, not the old one
+    assert panel.mem_item.xData.size == len(plan.schedule)
+    title = panel.sched_plot.getPlotItem().titleLabel.text
+    assert "T=10,000" in title and plan.policy.upper() in title
+    assert "MSM (mixed) is computed up to T=2,000" in panel.summary.text()     # MSM chosen, HSM shown: said
+
+    panel.budget_slider.setValue(0)                            # 1 unit: 50 million forward steps
+    qtbot.waitUntil(settled, timeout=60000)
+    assert panel._plan is None and _points(panel.fwd_item) == 0 and _points(panel.mem_item) == 0
+    assert "too many to draw" in panel.sched_note.toPlainText()
+    assert "50,005,000" in panel.summary.text() and not panel.banner.isVisible()
+
+    panel.budget_slider.setValue(600)                          # and a drawable budget draws again
+    qtbot.waitUntil(lambda: settled() and panel._plan is not None, timeout=60000)
+    assert panel._plan["memory"] == panel.budget() and panel.fwd_item.yData.max() == 10000
+    assert panel.sched_note.toPlainText() == ""
+
+
+def _points(item):
+    return 0 if item.xData is None else item.xData.size

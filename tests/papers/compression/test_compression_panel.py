@@ -70,3 +70,22 @@ def test_cancelling_the_analysis_returns_the_task_bar_to_idle(make_panel, qtbot,
     assert panel.task_bar.label.text() == "Analysis cancelled."
     assert not panel.task_bar.bar.isVisible() and not panel.task_bar.cancel_button.isVisible()
     assert not panel.banner.isVisible()
+
+
+def test_captions_sit_below_their_pictures_at_every_window_size(make_panel, qtbot):
+    """Regression: at 1280x800 the captions of the four pictures were drawn over their lower part."""
+    panel = make_panel("compression", timeout=240)
+    if panel.model is None:
+        pytest.skip("bundled checkpoint models/compression_photos.safetensors is missing")
+    qtbot.waitUntil(lambda: panel.slider.value() in panel.baselines, timeout=120000)
+    panel.slider.setValue(1)                          # the lowest rate: JPEG's longest caption
+    w = panel.window()
+    w.setMinimumSize(300, 300)
+    for size in ((1024, 560), (1177, 736), (1280, 800), (1900, 1040)):
+        w.resize(*size)
+        qtbot.wait(200)
+        for tile in (panel.tile_orig, panel.tile_draw, panel.tile_jpeg, panel.tile_jp2):
+            img, cap = tile.image.geometry(), tile.caption.geometry()
+            assert cap.top() > img.bottom(), (size, tile.title.text(), img, cap)
+            assert cap.height() >= tile.caption.heightForWidth(cap.width()), (size, tile.caption.text())
+            assert img.height() == img.width() == tile.size_px

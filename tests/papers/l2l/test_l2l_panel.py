@@ -122,3 +122,22 @@ def test_the_header_names_the_checkpoint_the_race_uses(make_panel, qtbot, monkey
     assert panel.taskbar.label.text() == "Race cancelled"
     assert not panel.taskbar.bar.isVisible() and not panel.taskbar.cancel_button.isVisible()
     assert "l2l_quadratic.safetensors" in bar.name.text() and not panel.banner.isVisible()
+
+
+def test_the_race_legend_is_a_row_above_the_plot_and_no_overflow_warnings(make_panel, qtbot):
+    """Regression: the race plot's legend box covered the curves, and the contour map of the default demo
+    made pyqtgraph print "overflow encountered in cast" (float32 ranges against its float64 limits)."""
+    import warnings
+
+    import pyqtgraph as pg
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        panel = make_panel("l2l", timeout=120)
+        qtbot.wait(300)                     # paint what the demo drew
+    overflow = [str(w.message) for w in caught if "overflow" in str(w.message)]
+    assert not overflow, overflow
+    assert panel.map_image.image is not None
+    assert not [it for it in panel.loss_plot.scene().items() if isinstance(it, pg.LegendItem)]
+    assert set(panel.legend.labels()) == {panel._labels[k] for k in panel._curves}
+    assert {"SGD", "Adam"} <= set(panel.legend.labels())

@@ -130,3 +130,26 @@ def test_cancelling_an_analysis_returns_the_task_bar_to_idle(make_panel, qtbot, 
     assert panel.taskbar.label.text() == "Analysis cancelled."
     assert not panel.taskbar.bar.isVisible() and not panel.taskbar.cancel_button.isVisible()
     assert not panel.results and not panel.banner.isVisible()
+
+
+def test_plots_keep_their_height_and_no_legend_covers_them(make_panel, qtbot):
+    """Regression: at small window sizes the plots were squashed to 20 px strips with overlapping ticks, and
+    the legends of the KL, log-likelihood and latent plots were boxes drawn over the curves."""
+    import pyqtgraph as pg
+
+    from explorer.papers.srnn.panel import BOTTOM_ROW_MIN_PX, LABEL, ROW_MIN_PX
+
+    panel = make_panel("srnn", timeout=180)
+    plots = [panel.p_roll, panel.p_prob, panel.p_kl, panel.p_ll, *panel.p_lat, panel.p_cont]
+    assert not [it for it in panel.glw.scene().items() if isinstance(it, pg.LegendItem)]
+    names = panel.legend.labels()
+    assert LABEL["smooth"] in names and any(n.startswith("latents") for n in names)
+    w = panel.window()
+    w.setMinimumSize(300, 300)
+    for size in ((1024, 560), (1280, 800), (1900, 1040)):
+        w.resize(*size)
+        qtbot.wait(200)
+        for p in plots:
+            least = BOTTOM_ROW_MIN_PX if p in (panel.p_ll, panel.p_cont) else ROW_MIN_PX
+            assert p.size().height() >= least - 1, (size, p.titleLabel.text, p.size().height())
+        assert panel.glw.height() >= panel.glw.minimumHeight()

@@ -142,8 +142,12 @@ def test_panel_adapts_to_recordings_switches_model_and_back(make_panel, qtbot, m
     dlg.load_folder(_write_takes(tmp_path / "takes", rate=16000))  # recordings from files instead
     qtbot.waitUntil(dlg.complete, timeout=20000)
     assert dlg.adapt_button.isEnabled()
+    shown = []
+    dlg.progress.valueChanged.connect(shown.append)
     dlg.adapt_button.click()
     qtbot.waitUntil(lambda: dlg.result is not None and not dlg.adapting, timeout=60000)
+    assert shown == sorted(shown) and shown[-1] == 1000, shown     # one bar, forward only, full at the end
+    assert dlg.status.text().startswith("Adapted in ")
     assert panel.model is not shipped and panel.model.online is dlg.result[0]
     assert panel.model.offline is shipped.offline
     assert panel.revert_button.isVisibleTo(panel) and "adapted to your voice" in panel.status_label.text()
@@ -211,4 +215,49 @@ def test_a_microphone_that_delivers_too_little_audio_gets_a_message(make_panel, 
     dlg._tick()
     assert dlg._src is None and "delivered only 0.1 s" in dlg.status.text()
     assert not any(dlg.recordings.values())
+    dlg.close()
+
+
+def test_adaptation_progress_is_one_bar_that_only_moves_forward_with_time_left():
+    """Regression: the bar ran to 99% for each practice-voice phase and the training, restarting at 1% each
+    time; the dialog promised 2-3 minutes where a laptop took 6.5."""
+    from explorer.papers.transducer.panel_enroll import INTRO, PREPARE_SHARE, AdaptProgress
+
+    now = [100.0]
+    prog = AdaptProgress(steps=600, clock=lambda: now[0])
+    reports = ([(i / 400, "synthesizing espeak-ng digits") for i in range(1, 401, 40)]
+               + [(i / 160, "synthesizing flite digits") for i in range(1, 161, 20)]
+               + [(i / 160, "synthesizing festival digits") for i in range(80, 161, 20)]
+               + [(i / 2000, "synthesizing fluent espeak-ng digit strings") for i in range(1, 2001, 250)]
+               + [(s / 600, f"step {s} loss 0.5{s % 10} lr 1.0e-03 dp-moved 0.1") for s in range(1, 601, 7)]
+               + [(1.0, "step 600 loss 0.41 lr 1.0e-04")])
+    values = []
+    for frac, msg in reports:
+        now[0] += 0.5
+        values.append(prog.update(frac, msg))
+    assert values == sorted(values) and 0 < values[0] and values[-1] == 1.0
+    prepare = [v for v, (_, m) in zip(values, reports) if not m.startswith("step")]
+    assert max(prepare) <= PREPARE_SHARE                    # the practice voices take a tenth of the bar
+    assert "training step 600 of 600" in prog.text and "passed" in prog.text
+    prog2 = AdaptProgress(steps=600, clock=lambda: now[0])
+    t0 = now[0]
+    for s in (1, 60, 120):                                  # 2 s per step: 480 steps left take about 16 min
+        now[0] = t0 + 2 * s
+        prog2.update(s / 600, f"step {s} loss 1.0")
+    assert "4:00 passed, about 16:00 left" in prog2.text, prog2.text
+    now[0] += 65
+    assert "5:05 passed" in prog2.elapsed_text()
+    assert "2-3 minutes" not in INTRO and "time left" in INTRO
+
+
+@needs_model
+def test_the_dialog_shows_its_whole_introduction(make_panel, qtbot):
+    """Regression: the dialog's layout shrank it below the width its introduction's height was measured for,
+    so the last lines of the text were cut off."""
+    panel = make_panel("transducer")
+    dlg = panel.open_enrollment()
+    qtbot.waitUntil(dlg.isVisible, timeout=5000)
+    intro = dlg.intro
+    assert intro.height() >= intro.heightForWidth(intro.width()), (intro.size(), intro.heightForWidth(intro.width()))
+    assert "time left" in intro.text()
     dlg.close()

@@ -111,6 +111,9 @@ def test_microphone_end_to_end_with_a_virtual_pulseaudio_mic(pulse_mic):
                        capture_output=True, text=True, timeout=180)
     lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
     assert r.returncode == 0 and lines, r.stdout[-2000:] + r.stderr[-2000:]
+    # regression: every start and stop of the microphone printed "TypeError: Cannot call meta function
+    # slot(QAudio::State)" (a Python slot taking the state argument PySide6 cannot convert)
+    assert "TypeError" not in r.stderr, r.stderr[-2000:]
     out = json.loads(lines[-1])
     assert not out["error"], out
     assert edit_distance(_ref(wav), [int(c) for c in out["transcript"]]) <= 1, out
@@ -177,3 +180,48 @@ def test_stop_gives_a_stopped_state_and_a_new_replay_follows(make_panel, qtbot):
     panel.start()
     qtbot.waitUntil(lambda: not panel.running, timeout=30000)
     assert panel.transcript.isdigit()
+
+
+class _Device:
+    def __init__(self, name, ident):
+        self._name, self._id = name, ident
+
+    def description(self):
+        return self._name
+
+    def id(self):
+        return self._id
+
+
+def test_the_microphone_list_is_read_late_and_again_each_time_it_opens(make_panel, qtbot, monkeypatch):
+    """Regression: the list was read once, when the tab was built, and never again (a microphone or a sound
+    server that appeared later was not offered)."""
+    from explorer.papers.transducer import panel as P
+    from explorer.papers.transducer import panel_mic as M
+
+    devices, looked = [], []
+
+    def inputs():
+        looked.append(len(devices))
+        return list(devices), (devices[0] if devices else None)
+
+    monkeypatch.setattr(P, "audio_inputs", inputs)
+    monkeypatch.setattr(M, "sound_server_running", lambda: True)
+    panel = make_panel("transducer")
+    assert not looked              # building the tab does not look (Qt looks for a sound server only once)
+    panel.source_box.setCurrentIndex(P.SOURCES.index("Microphone"))
+    assert looked and panel.device_box.count() == 0
+    assert "Restart NIPS Explorer" in panel.banner.message()       # a server came too late for Qt: said so
+    devices.append(_Device("USB microphone", b"usb"))
+    panel.device_box.showPopup()                                  # opening the list looks again
+    panel.device_box.hidePopup()
+    assert panel.device_box.count() == 1 and panel.device_box.currentText() == "USB microphone"
+    assert not panel.banner.message()
+    devices.insert(0, _Device("Built-in", b"builtin"))
+    panel.refresh_devices.click()                                 # and so does the ↻ button
+    assert panel.device_box.count() == 2 and panel.device_box.currentText() == "USB microphone"
+    monkeypatch.setattr(M, "sound_server_running", lambda: False)
+    devices.clear()
+    panel.device_box.showPopup()
+    panel.device_box.hidePopup()
+    assert panel.banner.message() == M.NO_MIC

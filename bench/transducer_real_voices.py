@@ -44,8 +44,20 @@ def rate(pairs):
     return sum(edit_distance(r, h) for r, h in pairs) / max(1, n)
 
 
-def bench(path: Path, more, speakers, utts: int):
-    model, meta = load_model(path, "transducer", build)
+def collections(more, speakers):
+    """{collection (the first folder under a --more-data folder): [held-out speakers]}"""
+    out = {}
+    keep = set(speakers)
+    for d in more:
+        for f in Path(d).rglob("*.wav"):
+            m = D._DIGIT_FILE_RE.match(f.name)
+            if m and m.group(2) in keep:
+                rel = f.relative_to(d).parts
+                out.setdefault(rel[0] if len(rel) > 1 else Path(d).name, set()).add(m.group(2))
+    return {k: sorted(v) for k, v in sorted(out.items())}
+
+
+def bench_voices(model, more, speakers, utts: int):
     keep = set(speakers)
     files = sorted(f for d in more for f in Path(d).rglob("*.wav")
                    if D._DIGIT_FILE_RE.match(f.name) and f.name.split("_")[1] in keep)
@@ -55,17 +67,23 @@ def bench(path: Path, more, speakers, utts: int):
     tight_pairs = [([c.digit], digits(model, D._trim(c.audio, -35.0, pad=0))) for c in clips]
     full = D.group_by_speaker_digit(clips)
     conn = evaluate_utterances(model, D.test_utterances([c for c in clips if c.speaker in full], utts)) if full else None
+    return {"speakers": len(keep), "clips": iso["scored"], "isolated_as_recorded": iso["digit_error_rate"],
+            "isolated_speaker_mean": float(np.mean(list(per.values()))), "empty_transcripts": iso["empty_transcripts"],
+            "isolated_tight": rate(tight_pairs), "connected": None if conn is None else conn["digit_error_rate"],
+            "connected_speakers": sorted(full)}
+
+
+def bench(path: Path, more, speakers, utts: int):
+    model, meta = load_model(path, "transducer", build)
+    groups = collections(more, speakers)
     demos = sorted((resources_dir() / "transducer").glob("*.wav"))
     faults = {}
     for name, f in FAULTS.items():
         faults[name] = rate([(reference_from_name(p), digits(model, f(read_audio(p)))) for p in demos])
     silent = {k: len(digits(model, v)) for k, v in D.open_microphone_cases().items()}
-    return {"checkpoint": path.name, "speakers": len(keep), "clips": iso["scored"],
-            "isolated_as_recorded": iso["digit_error_rate"], "isolated_speaker_mean": float(np.mean(list(per.values()))),
-            "empty_transcripts": iso["empty_transcripts"], "isolated_tight": rate(tight_pairs),
-            "connected": None if conn is None else conn["digit_error_rate"],
-            "connected_speakers": sorted(full), "demos_with_faults": faults, "nonspeech_digits": silent,
-            "seen_fsdd": meta.metrics.get("digit_error_rate")}
+    return {"checkpoint": path.name, "collections": {k: bench_voices(model, more, v, utts) for k, v in groups.items()},
+            "demos_with_faults": faults, "nonspeech_digits": silent, "seen_fsdd": meta.metrics.get("digit_error_rate"),
+            "fluent": meta.metrics.get("fluent_digit_error_rate")}
 
 
 def main() -> None:
@@ -83,17 +101,24 @@ def main() -> None:
         raise SystemExit(f"{src}: no held-out --more-data speakers in its metadata; give --speakers-from")
     rows = [bench(Path(c), args.more_data, speakers, args.utts) for c in args.checkpoint]
     print(f"held-out speakers: {len(speakers)} (from {Path(src).name})")
-    print("| checkpoint | isolated, as recorded (clips / speaker mean) | empty | isolated, tight | connected | "
-          "-40 dB / clipped / DC / hum (demos) | open mic: digits in 6x16 s | seen FSDD |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| checkpoint | collection | speakers / clips | isolated as recorded (clips; speaker mean) | empty | "
+          "isolated, trimmed tight | connected |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        for name, c in r["collections"].items():
+            print(f"| {r['checkpoint']} | {name} | {c['speakers']} / {c['clips']} | {100 * c['isolated_as_recorded']:.1f}%; "
+                  f"{100 * c['isolated_speaker_mean']:.1f}% | {c['empty_transcripts']} | {100 * c['isolated_tight']:.1f}% | "
+                  + (f"{100 * c['connected']:.1f}% ({', '.join(c['connected_speakers'])})" if c["connected"] is not None
+                     else "-") + " |")
+    print()
+    print("| checkpoint | demos at -40 dB / clipped / DC offset / hum | open microphone, nobody speaking: digits "
+          "in 6 x 16 s | seen FSDD speakers | fluent strings, unheard synthetic voices |")
+    print("|---|---|---|---|---|")
     for r in rows:
         f = r["demos_with_faults"]
-        print(f"| {r['checkpoint']} | {100 * r['isolated_as_recorded']:.1f}% / {100 * r['isolated_speaker_mean']:.1f}% "
-              f"({r['clips']} clips) | {r['empty_transcripts']} | {100 * r['isolated_tight']:.1f}% | "
-              + (f"{100 * r['connected']:.1f}%" if r["connected"] is not None else "-")
-              + " | " + " / ".join(f"{100 * v:.0f}%" for v in f.values())
-              + f" | {sum(r['nonspeech_digits'].values())} | "
-              + (f"{100 * r['seen_fsdd']:.1f}%" if r["seen_fsdd"] is not None else "-") + " |")
+        pct = (lambda v: "-" if v is None else f"{100 * v:.1f}%")
+        print(f"| {r['checkpoint']} | " + " / ".join(f"{100 * v:.0f}%" for v in f.values())
+              + f" | {sum(r['nonspeech_digits'].values())} | {pct(r['seen_fsdd'])} | {pct(r['fluent'])} |")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
 

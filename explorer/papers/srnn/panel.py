@@ -32,7 +32,9 @@ N_LATENT_PLOTS = 3
 ROW_MIN_PX = 80           # least height of a row of plots (title, data; the time axis is written once, below)
 BOTTOM_ROW_MIN_PX = 110   # the lowest row also holds the time axis
 COL_MIN_PX = 360
-PROB_TITLE = "Predicted p(note on) per step"
+PROB_TITLE = "Predicted p(note on | earlier steps)"
+LL_TITLE = "log p(x_t | earlier steps): one-step prediction (nats)"
+KL_TITLE = "KL_t (an ELBO term): information in z_t (nats)"
 CONT_TITLE = "Continue the music"
 
 
@@ -184,8 +186,7 @@ class SRNNPanel(PaperPanel):
         self.p_lat = [self.glw.addPlot(row=i, col=1) for i in range(N_LATENT_PLOTS)]
         self.p_cont = self.glw.addPlot(row=N_LATENT_PLOTS, col=1)
         for p, title in ((self.p_roll, "Piano roll (test piece)"), (self.p_prob, PROB_TITLE),
-                         (self.p_kl, "KL per step (nats): information in z_t"),
-                         (self.p_ll, "log p(x_t | …) per step (nats)"), (self.p_cont, CONT_TITLE)):
+                         (self.p_kl, KL_TITLE), (self.p_ll, LL_TITLE), (self.p_cont, CONT_TITLE)):
             self._title(p, title)
         for i, p in enumerate(self.p_lat):
             self._title(p, f"latent z[{i}]")
@@ -513,13 +514,16 @@ class SRNNPanel(PaperPanel):
         T = len(r["ll"])
         t = np.arange(T) + 0.5
         pen = pg.mkPen(COL.get(key, (0, 0, 0)), width=2)
+        # Both views show what each model predicts for step t before seeing it: for SRNN a particle filter over
+        # z (the ELBO's reconstruction term would use a posterior that has already seen x_t), for the GRU its
+        # exact output. The ELBO's terms stay in the KL plot and the hover text, named as such.
         if key == self.main_key or (key == "smooth"):
-            self.prob_img.setImage(r["probs"], levels=(0, 1), autoLevels=False)
+            self.prob_img.setImage(r["pred_probs"], levels=(0, 1), autoLevels=False)
             self._title(self.p_prob, f"{PROB_TITLE} — {LABEL.get(key, key)}"
-                        + (" (posterior z)" if r["kind"] == "srnn" else ""))
+                        + (f" (particle filter, {r['particles']} particles)" if r["kind"] == "srnn" else ""))
         if r["kind"] == "srnn":
             self.p_kl.plot(t, r["kl"], pen=pen)
-        self.p_ll.plot(t, r["ll"], pen=pen)
+        self.p_ll.plot(t, r["pred_ll"], pen=pen)
         if key == self.main_key:
             self._show_headline(key, r)
             if r["kind"] == "srnn":
@@ -539,7 +543,8 @@ class SRNNPanel(PaperPanel):
                 r = self.results[k]
                 s = f"{LABEL[k]}: {r['elbo_per_step']:.2f}"
                 if r["kind"] == "srnn":
-                    s += f" (IWAE-{r['samples']} {r['iwae_per_step']:.2f}, KL {np.mean(r['kl']):.2f})"
+                    s += (f" (IWAE-{r['samples']} {r['iwae_per_step']:.2f}, KL {np.mean(r['kl']):.2f}; one-step "
+                          f"prediction {r['pred_ll_per_step']:.2f})")
                 parts.append(s)
         meta = self.model_meta.metrics if self.model_meta is not None else {}
         test = ""
@@ -591,9 +596,9 @@ class SRNNPanel(PaperPanel):
         parts = [f"step {step + 1}: {names}"]
         for k, r in self.results.items():
             if step < len(r["ll"]):
-                s = f"{LABEL.get(k, k)} log p {r['ll'][step]:.2f}"
+                s = f"{LABEL.get(k, k)} log p(x_t | earlier) {r['pred_ll'][step]:.2f}"
                 if r["kind"] == "srnn":
-                    s += f", KL {r['kl'][step]:.2f}"
+                    s += f" (ELBO terms: reconstruction {r['ll'][step]:.2f}, KL {r['kl'][step]:.2f})"
                 parts.append(s)
         self.hover_label.setText(" | ".join(parts))
 

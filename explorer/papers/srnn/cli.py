@@ -124,6 +124,9 @@ def _metrics_from(res, summary=None):
     for k in ("test_elbo_per_step", "test_iwae_per_step", "iwae_samples", "test_kl_per_step",
               "test_elbo_per_step_pooled", "test_iwae_per_step_pooled", "paper_per_step", "steps", "sequences"):
         m[k] = res[k]
+    for k in ("test_predictive_per_step", "predictive_particles"):
+        if k in res:
+            m[k] = res[k]
     if summary is not None:
         m["train_wall_s"] = summary["wall_s"]
         m["epochs_run"] = summary["epochs_run"]
@@ -138,6 +141,9 @@ def configure_eval(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples", type=POSITIVE_INT, default=32, help="importance samples K for the IWAE bound")
     parser.add_argument("--seed", type=SEED, default=0)
     parser.add_argument("--threads", type=THREADS, default=None, help="torch CPU threads")
+    parser.add_argument("--particles", type=COUNT, default=0, metavar="K",
+                        help="also the one-step predictive log p(x_t | x_<t) per step by a particle filter with K "
+                             "particles (exact for the GRU; 0: skip, the default)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--record", action="store_true", help="write the numbers into the checkpoint's metrics")
 
@@ -163,6 +169,11 @@ def evaluate(args) -> int:
     data = data_mod.load(args.data, args.dataset)
     with TerminalProgress(f"eval {args.dataset}") as bar:
         res = evaluate_test(model, data, device, samples=args.samples, seed=args.seed, progress=bar)
+    if args.particles:
+        from .evaluate import predictive_test
+
+        with TerminalProgress(f"one-step predictive, {args.particles} particles") as bar:
+            res.update(predictive_test(model, data, device, particles=args.particles, seed=args.seed, progress=bar))
     res["checkpoint"] = ckpt.name
     if trained_on and trained_on != args.dataset:
         res["warning"] = f"the checkpoint was trained on '{trained_on}', evaluated on '{args.dataset}'"
@@ -177,6 +188,9 @@ def evaluate(args) -> int:
         print(f"  ELBO per step       {res['test_elbo_per_step']:.4f}")
         if res["iwae_samples"]:
             print(f"  IWAE ({res['iwae_samples']}) per step   {res['test_iwae_per_step']:.4f}")
+        if "test_predictive_per_step" in res:
+            print(f"  one-step predictive {res['test_predictive_per_step']:.4f} "
+                  f"({res['predictive_particles'] or 'exact'} particles)")
         print(f"  paper ({res['paper_row']}): {res['paper_per_step']}")
     return 0
 

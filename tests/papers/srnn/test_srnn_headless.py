@@ -302,3 +302,17 @@ def test_analyse_reports_the_predictive_for_both_kinds():
     assert r["pred_ll"].shape == (10,) and r["pred_probs"].shape == (10, 88) and r["particles"] == 16
     g = analyse(gru, x)
     assert np.allclose(g["pred_ll"], g["ll"]) and g["pred_ll_per_step"] == pytest.approx(g["elbo_per_step"])
+
+
+def test_eval_cli_reports_the_one_step_predictive(tmp_path, capsys):
+    from explorer.cli import main as cli_main
+    from explorer.core.checkpoints import save_checkpoint
+
+    D.write_synthetic(tmp_path, "jsb", n_train=4, n_valid=2, n_test=2, t_test=12)
+    model = _model(kind="srnn", inference="filter", resq=True)
+    ck = save_checkpoint(tmp_path / "m.safetensors", model.state_dict(), paper="srnn", model_config=model.config)
+    assert cli_main(["eval", "srnn", "--dataset", "jsb", "--data", str(tmp_path), "--checkpoint", str(ck),
+                     "--samples", "2", "--particles", "8", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["predictive_particles"] == 8 and res["predictive_pieces"] == 2
+    assert math.isfinite(res["test_predictive_per_step"])

@@ -16,7 +16,7 @@ from typing import List, Optional
 from . import __version__
 from .core.errors import UserError
 from .core.registry import PAPER_IDS, all_specs
-from .core.validate import POSITIVE
+from .core.validate import NON_NEGATIVE, POSITIVE
 
 log = logging.getLogger("explorer.cli")
 
@@ -28,6 +28,9 @@ def _add_gui_options(p: argparse.ArgumentParser, defaults: bool) -> None:
                    help="full screen booth mode: quit only with Ctrl+Alt+Q, settings not saved")
     p.add_argument("--checkpoint", metavar="PATH", default=None if defaults else sup,
                    help="open this checkpoint in the first tab shown")
+    p.add_argument("--attract", type=NON_NEGATIVE, metavar="SECONDS", default=None if defaults else sup,
+                   help="attract mode: after this many seconds without a touch the app cycles its tabs and runs their "
+                        "demos, until someone touches it (default: 60 with --kiosk, off otherwise; 0: off)")
     p.add_argument("--reset-settings", action="store_true", default=False if defaults else sup,
                    help="forget saved window geometry, folders and last tab")
 

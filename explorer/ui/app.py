@@ -7,6 +7,7 @@ import time
 from typing import Optional
 
 _T0 = time.perf_counter()
+DEFAULT_ATTRACT_S = 60.0     # --kiosk: attract mode after a minute without a touch
 
 
 def _make_app(argv=None):
@@ -24,7 +25,7 @@ def _make_app(argv=None):
 
 
 def build_window(device: str = "auto", kiosk: bool = False, tab: Optional[str] = None,
-                 checkpoint: Optional[str] = None, reset_settings: bool = False):
+                 checkpoint: Optional[str] = None, reset_settings: bool = False, attract_s: float = 0.0):
     from ..core.settings import Settings
     from .context import AppContext
     from .main_window import MainWindow
@@ -32,7 +33,7 @@ def build_window(device: str = "auto", kiosk: bool = False, tab: Optional[str] =
     settings = Settings(persist=not kiosk)
     if reset_settings:
         settings.reset()
-    context = AppContext(settings, device_preference=device, kiosk=kiosk)
+    context = AppContext(settings, device_preference=device, kiosk=kiosk, attract_s=attract_s)
     return MainWindow(context, initial_tab=tab, initial_checkpoint=checkpoint)
 
 
@@ -53,8 +54,9 @@ def fit_to_screen(window, share: float = 0.92, largest=(1700, 1050)) -> None:
 
 def run_gui(args) -> int:
     app = _make_app()
+    attract = args.attract if args.attract is not None else (DEFAULT_ATTRACT_S if args.kiosk else 0.0)
     window = build_window(device=args.device, kiosk=args.kiosk, tab=args.tab, checkpoint=args.checkpoint,
-                          reset_settings=args.reset_settings)
+                          reset_settings=args.reset_settings, attract_s=attract)
     if args.kiosk:
         window.showFullScreen()
     else:

@@ -8,10 +8,12 @@ from ..core.settings import Settings
 
 
 class AppContext:
-    def __init__(self, settings: Settings, device_preference: str = "auto", kiosk: bool = False) -> None:
+    def __init__(self, settings: Settings, device_preference: str = "auto", kiosk: bool = False,
+                 attract_s: float = 0.0) -> None:
         self.settings = settings
         self.device_preference = device_preference
         self.kiosk = kiosk
+        self.attract_s = float(attract_s)    # idle seconds before attract mode (0: off)
         self._device = None
         self._lock = threading.Lock()
         self.device_error: Optional[str] = None

@@ -160,6 +160,9 @@ class MainWindow(QMainWindow):
         elif not restored:
             self.tabs.setCurrentIndex(0)
         self.tabs.currentChanged.connect(self._on_tab_changed)
+        from .attract import AttractMode
+
+        self.attract = AttractMode(self, context.attract_s)
         QTimer.singleShot(0, self._after_first_paint)
 
     # ------------------------------------------------------------ building
@@ -332,6 +335,7 @@ class MainWindow(QMainWindow):
         if self._closing:
             return True
         self._closing = True
+        self.attract.shutdown()
         if not self.context.kiosk:
             self.context.settings.set("geometry", bytes(self.saveGeometry().toBase64()).decode("ascii"))
         ok = self.runner.shutdown(timeout)

@@ -186,6 +186,11 @@ class PaperPanel(QWidget):
         """Override: start the tab's default demo; call mark_demo_done() when its results are shown."""
         self.mark_demo_done()
 
+    def attract_step(self) -> None:
+        """Attract mode (a booth with nobody at it) shows this tab: override to show something new each time; by
+        default the default demo runs again."""
+        self.start_default_demo()
+
     def mark_demo_done(self) -> None:
         if not self.demo_done:
             self.demo_done = True

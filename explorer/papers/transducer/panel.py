@@ -339,6 +339,14 @@ class TransducerPanel(PaperPanel):
         self.source_box.setCurrentIndex(0)
         self.start()
 
+    def attract_step(self) -> None:
+        """Attract mode: the next demo utterance, read block by block."""
+        if self.running or self.demo_box.count() == 0:
+            return
+        self.source_box.setCurrentIndex(0)
+        self.demo_box.setCurrentIndex((self.demo_box.currentIndex() + 1) % self.demo_box.count())
+        self.start()
+
     # ------------------------------------------------------------------ streaming
     def _reset_view(self) -> None:
         """Nothing of an earlier run stays: spectrogram, block marks, digits, attention and its title."""

@@ -1,11 +1,15 @@
 """Worst GUI-thread stall while a worker runs a CPU-heavy torch job (QTimer probe).
 
-    python bench/gui_stall.py [--seconds 10] [--threads N] [--job lstm|enroll]
+    python bench/gui_stall.py [--seconds 10] [--threads N] [--job lstm|enroll|tabs]
 
 A 10 ms QTimer on the GUI thread records how late each tick fires while a TaskRunner worker runs matrix
 products and an LSTM training loop (``--job enroll``: the Neural Transducer's enrollment, i.e. the bundled model
 fine-tuned on tone 'digits' with ``adapt.adapt`` for the given time, as "Teach it my voice" runs it). Reports the worst and 99th percentile lateness in ms, with the app's
 thread setting (one core left to the GUI) and, for comparison, with torch's default thread count.
+
+``--job tabs``: the app's real window instead; every tab in turn is shown for the first time (built, checkpoint
+loaded, default demo run) and the worst and p99 lateness while each one builds and runs its demo are printed per
+tab (torch is not imported beforehand, as at a real start).
 """
 import argparse
 import os
@@ -17,12 +21,59 @@ p = argparse.ArgumentParser()
 p.add_argument("--seconds", type=float, default=10.0)
 p.add_argument("--threads", type=int, default=0, help="torch threads (0: the app's setting)")
 p.add_argument("--baseline", action="store_true", help="no worker: the probe alone (machine noise)")
-p.add_argument("--job", choices=("lstm", "enroll"), default="lstm")
+p.add_argument("--job", choices=("lstm", "enroll", "tabs"), default="lstm")
+p.add_argument("--timeout", type=float, default=180.0, help="--job tabs: seconds to wait for each tab's demo")
 args = p.parse_args()
 
-import torch  # noqa: E402
 from PySide6.QtCore import QElapsedTimer, QTimer  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
+
+
+def tab_stalls() -> None:
+    """--job tabs: per-tab worst GUI-thread lateness while the tab is built and runs its default demo."""
+    from explorer.ui.app import _make_app, build_window
+
+    app = _make_app()
+    window = build_window(device="cpu")
+    window.context.settings.persist = False
+    window.resize(1280, 800)
+    window.show()
+    clock = QElapsedTimer()
+    clock.start()
+    last, late = [clock.elapsed()], []
+
+    def tick():
+        now = clock.elapsed()
+        late.append(max(0, now - last[0] - 10))
+        last[0] = now
+
+    probe = QTimer(interval=10)
+    probe.timeout.connect(tick)
+    probe.start()
+    rows = []
+    for spec in window.specs:
+        late.clear()
+        t0 = time.perf_counter()
+        page = window.show_tab(spec.id)
+        while time.perf_counter() - t0 < args.timeout:
+            app.processEvents()
+            panel = page.panel
+            if page.build_error is not None or (panel is not None and panel.demo_done and not panel.runner.is_busy()):
+                break
+            time.sleep(0.002)
+        lat = sorted(late) or [0]
+        rows.append((spec.id, time.perf_counter() - t0, lat[-1], lat[int(0.99 * (len(lat) - 1))]))
+        print(f"{spec.id:12s} built and demo done in {rows[-1][1]:5.1f} s: worst stall {lat[-1]} ms, "
+              f"p99 {rows[-1][3]} ms", flush=True)
+    window.shutdown(10.0)
+    print(f"worst over all tabs: {max(r[2] for r in rows)} ms ({max(rows, key=lambda r: r[2])[0]})")
+
+
+if args.job == "tabs":
+    tab_stalls()
+    sys.exit(0)
+
+import torch  # noqa: E402
 
 from explorer.core.devices import configure_threads  # noqa: E402
 from explorer.ui.workers import TaskRunner  # noqa: E402

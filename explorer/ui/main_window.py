@@ -353,6 +353,14 @@ def _pictures_folder() -> Optional[Path]:
 
 
 def _warm_up(context: AppContext) -> str:
+    """In a worker at start: torch (via the device), and the plotting and 3D libraries the panels import, so a
+    tab's first build does not import them on the GUI thread."""
     from ..core.devices import describe
 
-    return describe(context.device())
+    text = describe(context.device())
+    for module in ("pyqtgraph", "vtkmodules.vtkRenderingCore", "vtkmodules.vtkRenderingOpenGL2"):
+        try:
+            __import__(module)
+        except Exception:  # noqa: BLE001 - the tab that needs it will report the problem
+            log.debug("pre-import of %s failed", module, exc_info=True)
+    return text

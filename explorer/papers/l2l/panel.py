@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QRectF, Qt
+from PySide6.QtCore import QRectF, Qt, QTimer
 from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QHBoxLayout, QHeaderView, QLabel, QPushButton,
                                QSpinBox, QSplitter, QStackedWidget, QTableWidget, QTableWidgetItem, QVBoxLayout,
                                QWidget)
@@ -21,6 +21,7 @@ from explorer.ui.widgets.fit_scroll import shrinkable
 from explorer.ui.widgets.plots import log_plot_widget, set_title, with_legend
 from explorer.ui.widgets.task_bar import TaskBar
 
+REDRAW_MS = 50
 PANEL_PROBLEMS = ("quad2d", "valley2d", "rosenbrock", "quadratic", "mnist", "mnist-200steps", "mnist-40", "mnist-2layer",
                   "mnist-relu", "fashion")
 TWO_D = ("quad2d", "valley2d", "rosenbrock")
@@ -133,6 +134,10 @@ class L2LPanel(PaperPanel):
         self._meta_x: List[int] = []
         self._meta_y: List[float] = []
         self._demo_pending = False
+        self._dirty: set = set()
+        self._dirty_paths: set = set()
+        self._redraw = QTimer(self, singleShot=True, interval=REDRAW_MS)
+        self._redraw.timeout.connect(self._flush_race)
         self._bar_key: Optional[str] = None    # whose progress the task bar shows: "race" or "meta"
 
         # controls
@@ -424,17 +429,30 @@ class L2LPanel(PaperPanel):
                 self._path_data[key] = [p]
                 self._paths[key].setData([p[0]], [p[1]])
         elif kind == "step":
+            # every optimizer step of every racer arrives here: the data are kept at once, the curves redrawn
+            # at most every REDRAW_MS (redrawing them per step kept the GUI thread busy painting)
             _, t, losses, points = item
             for key, loss in losses.items():
                 xs, ys = self._curve_data[key]
                 xs.append(t)
                 ys.append(min(max(loss, 1e-12), 1e12))
-                self._curves[key].setData(xs, ys)
             for key, p in points.items():
-                path = self._path_data[key]
-                path.append(p)
-                arr = np.asarray(path)
+                self._path_data[key].append(p)
+            self._dirty.update(losses)
+            self._dirty_paths.update(points)
+            if not self._redraw.isActive():
+                self._redraw.start()
+
+    def _flush_race(self) -> None:
+        for key in self._dirty:
+            if key in self._curves:
+                self._curves[key].setData(*self._curve_data[key])
+        for key in self._dirty_paths:
+            if key in self._paths and self._path_data[key]:
+                arr = np.asarray(self._path_data[key])
                 self._paths[key].setData(arr[:, 0], arr[:, 1])
+        self._dirty.clear()
+        self._dirty_paths.clear()
 
     def _draw_contours(self, xs, ys, Z, optimum) -> None:
         # float64 and Python floats: float32 ranges overflowed against pyqtgraph's float64 view limits
@@ -460,6 +478,8 @@ class L2LPanel(PaperPanel):
         self.map_plot.setRange(xRange=(float(xs[0]), float(xs[-1])), yRange=(float(ys[0]), float(ys[-1])), padding=0)
 
     def _on_race_done(self, results: Dict[str, Any]) -> None:
+        self._redraw.stop()
+        self._flush_race()
         self.last_results = results
         notes = self._race_info.get("notes", {})
         order = sorted(results, key=lambda k: (results[k]["final"], k))

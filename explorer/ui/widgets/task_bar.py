@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
+from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
+
+REPAINT_MS = 50   # progress reports arrive up to thousands of times a second; the bar is drawn at most 20 times
 
 
 class TaskBar(QWidget):
@@ -29,9 +32,13 @@ class TaskBar(QWidget):
         lay.addWidget(self.cancel_button)
         self.cancel_button.clicked.connect(self._cancel)
         self._on_cancel: Optional[Callable[[], None]] = None
+        self._pending = None                    # the latest (fraction, text) not drawn yet
+        self._repaint = QTimer(self, singleShot=True, interval=REPAINT_MS)
+        self._repaint.timeout.connect(self._apply)
         self.finish("")
 
     def start(self, text: str, on_cancel: Optional[Callable[[], None]] = None) -> None:
+        self._pending = None
         self._on_cancel = on_cancel
         self.label.setText(text)
         self.bar.setRange(0, 0)  # busy until the first fraction arrives
@@ -40,6 +47,15 @@ class TaskBar(QWidget):
         self.cancel_button.setEnabled(True)
 
     def set_progress(self, fraction: Optional[float], text: str = "") -> None:
+        """Record the latest progress; it is drawn within REPAINT_MS (the GUI thread is not kept busy repainting)."""
+        self._pending = (fraction, text or (self._pending[1] if self._pending else ""))
+        if not self._repaint.isActive():
+            self._repaint.start()
+
+    def _apply(self) -> None:
+        if self._pending is None:
+            return
+        (fraction, text), self._pending = self._pending, None
         if fraction is None:
             self.bar.setRange(0, 0)
         else:
@@ -49,6 +65,7 @@ class TaskBar(QWidget):
             self.label.setText(text)
 
     def finish(self, text: str = "") -> None:
+        self._pending = None
         self._on_cancel = None
         self.label.setText(text)
         self.bar.hide()

@@ -24,7 +24,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from .schedule import B, DH, DI, F, SH, SI, Schedule
+from .replay import Replay, Step
+from .schedule import Schedule
 
 CORES = ("lstm", "gru")
 
@@ -148,7 +149,7 @@ class MemoryTracker:
                 return t
             self.packs += 1
             self._hold(k)
-            return _Packed(t, self, k)
+            return _Packed(t.detach(), self, k)   # detached: a saved output would make a cycle
 
         def unpack(obj):
             return obj.tensor if isinstance(obj, _Packed) else obj
@@ -199,26 +200,6 @@ def _cuda_peak(device, base: int) -> Optional[int]:
     return None
 
 
-def _needs_graph(ops) -> List[bool]:
-    """For each action: is it an F whose graph is used (the next action other than SH/DH/DI is SI or B)?"""
-    need = [False] * len(ops)
-    nxt = None
-    for i in range(len(ops) - 1, -1, -1):
-        op = ops[i]
-        if op == F:
-            need[i] = nxt in (SI, B)
-        if op not in (SH, DH, DI):
-            nxt = op
-    return need
-
-
-class _Step:
-    __slots__ = ("k", "out", "leaves")
-
-    def __init__(self, k, out, leaves):
-        self.k, self.out, self.leaves = k, out, leaves
-
-
 def run_schedule(pb: Problem, schedule: Schedule, token=None, progress=None) -> RunResult:
     """Execute a planner schedule; return gradients, forward count and the measured memory peak."""
     core, xs, gs = pb.core, pb.xs, pb.gs
@@ -228,77 +209,43 @@ def run_schedule(pb: Problem, schedule: Schedule, token=None, progress=None) -> 
     device = xs.device
     params = list(core.parameters())
     names = [n for n, _ in core.named_parameters()]
-    ops = schedule.ops.tolist()
-    ks = schedule.ks.tolist()
-    need = _needs_graph(ops)
     tr = MemoryTracker(_exclusions(pb))
     base = torch.cuda.memory_allocated() if device.type == "cuda" else 0
     _cuda_reset(device)
     core.calls = 0
-    stored_h: Dict[int, Tuple[torch.Tensor, ...]] = {0: pb.h0}
-    stored_i: Dict[int, _Step] = {}
-    tr.add(pb.h0)
-    reg: Optional[_Step] = None
     acc = [torch.zeros_like(p) for p in params]
-    carry: Optional[Tuple[torch.Tensor, ...]] = None
-    n = len(ops)
-    every = max(1, n // 200)
-    t0 = time.perf_counter()
+    carry: List[Optional[Tuple[torch.Tensor, ...]]] = [None]
     hooks = tr.hooks()
-    for i, (op, k) in enumerate(zip(ops, ks)):
-        if token is not None and i % 64 == 0:
-            token.check()
-        if progress is not None and i % every == 0:
-            progress(i / n, f"action {i:,}/{n:,}")
-        if op == F:
-            if reg is not None and reg.k == k - 1:
-                state = reg.out
-            elif k - 1 in stored_h:
-                state = stored_h[k - 1]
-            else:
-                state = stored_i[k - 1].out
-            if need[i]:
-                leaves = tuple(s.detach().requires_grad_(True) for s in state)
-                with torch.enable_grad(), hooks:
-                    out = core(xs[k - 1], leaves)
-                reg = _Step(k, out, leaves)
-            else:
-                with torch.no_grad():
-                    out = core(xs[k - 1], state)
-                reg = _Step(k, out, None)
-            del state
-        elif op == SH:
-            h = tuple(s.detach() for s in reg.out)
-            stored_h[k] = h
-            tr.add(h)
-        elif op == SI:
-            stored_i[k] = reg
-            tr.add(reg.out)
-        elif op == DH:
-            tr.remove(stored_h.pop(k))
-        elif op == DI:
-            step = stored_i.pop(k)
-            tr.remove(step.out)
-            del step
-        elif op == B:
-            step = reg if (reg is not None and reg.k == k and reg.leaves is not None) else stored_i[k]
-            grad_out = [gs[k - 1] + (carry[0] if carry is not None else 0)]
-            for j in range(1, len(step.out)):
-                grad_out.append(carry[j] if carry is not None else torch.zeros_like(step.out[j]))
-            res = torch.autograd.grad(step.out, list(step.leaves) + params, grad_outputs=grad_out,
-                                      allow_unused=True)
-            carry = tuple(r.detach() for r in res[:len(step.leaves)])
-            for a, g in zip(acc, res[len(step.leaves):]):
-                if g is not None:
-                    a.add_(g)
-            step.leaves = None   # the graph is freed; the outputs stay while I_k is stored
-            reg = None
-            del step, res
+
+    def forward(k: int, state, graph: bool) -> Step:
+        if graph:
+            leaves = tuple(s.detach().requires_grad_(True) for s in state)
+            with torch.enable_grad(), hooks:
+                out = core(xs[k - 1], leaves)
+            return Step(k, out, leaves)
+        with torch.no_grad():
+            out = core(xs[k - 1], state)
+        return Step(k, out)
+
+    def backward(step: Step) -> None:
+        k, c = step.k, carry[0]
+        grad_out = [gs[k - 1] + (c[0] if c is not None else 0)]
+        for j in range(1, len(step.out)):
+            grad_out.append(c[j] if c is not None else torch.zeros_like(step.out[j]))
+        res = torch.autograd.grad(step.out, list(step.leaves) + params, grad_outputs=grad_out, allow_unused=True)
+        carry[0] = tuple(r.detach() for r in res[:len(step.leaves)])
+        for a, g in zip(acc, res[len(step.leaves):]):
+            if g is not None:
+                a.add_(g)
+
+    t0 = time.perf_counter()
+    replay = Replay(schedule, pb.h0, forward, backward, tracker=tr)
+    replay.run(token=token, progress=progress)
     seconds = time.perf_counter() - t0
     cuda = _cuda_peak(device, base)
-    result = RunResult("schedule", dict(zip(names, acc)), carry, core.calls, tr.peak, seconds, cuda,
-                       {"actions": n})
-    del stored_h, stored_i, reg
+    result = RunResult("schedule", dict(zip(names, acc)), carry[0], core.calls, tr.peak, seconds, cuda,
+                       {"actions": len(schedule)})
+    replay.release()
     return result
 
 

@@ -19,3 +19,13 @@ SPEC = PaperSpec(
     default_checkpoint=None,
     loader=None,
 )
+
+
+def __getattr__(name):
+    """``explorer.papers.bptt.checkpointed_rnn`` (and ``memory_probe``, ``plan_for``) without importing torch
+    when only SPEC is needed."""
+    if name in ("checkpointed_rnn", "memory_probe", "plan_for"):
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,501 @@
+"""``checkpointed_rnn``: train any recurrent cell within a memory budget, with the gradients of full BPTT.
+
+The forward pass runs the cell over the sequence without building an autograd graph and keeps only what an
+optimal schedule of the planner (:mod:`explorer.papers.bptt.planner`, Gruslys et al. 2016) says to keep:
+some hidden states (the recurrent state between steps), some internal states (one step's graph with its saved
+activations) and the last step's graph. The backward pass replays the rest of the schedule
+(:class:`explorer.papers.bptt.replay.Replay`): it recomputes forward segments from the stored states with grad
+enabled and backpropagates one step at a time with ``torch.autograd.grad``, carrying the gradient of the state
+backward and summing the parameter gradients in the same order as ordinary BPTT.
+
+Tests and benchmarks can look inside with :func:`memory_probe`.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple, Union
+
+import torch
+from torch import nn
+from torch.autograd.function import once_differentiable
+
+from .executor import MemoryTracker
+from .planner import MAX_SCHEDULE_ACTIONS, POLICIES, InfeasibleBudget, Plan, Planner
+from .replay import Replay, Step, needs_graph
+from .schedule import full_bptt_memory
+
+State = Union[torch.Tensor, Tuple[torch.Tensor, ...]]
+EPS = 1e-9
+
+__all__ = ["checkpointed_rnn", "memory_probe", "plan_for", "CallRecord"]
+
+
+# --------------------------------------------------------------------------------------------- public API
+def checkpointed_rnn(cell: nn.Module, inputs: torch.Tensor, state: State, memory_fraction: Optional[float] = None,
+                     policy: str = "msm", memory: Optional[float] = None) -> Tuple[torch.Tensor, State]:
+    """Run ``cell`` over ``inputs`` like a Python loop, storing only what a memory budget allows.
+
+    Equivalent to::
+
+        outputs = []
+        for x_t in inputs:
+            state = cell(x_t, state)
+            outputs.append(state if torch.is_tensor(state) else state[0])
+        return torch.stack(outputs), state
+
+    but trained by memory-efficient backpropagation through time (Gruslys et al., NIPS 2016): the forward pass
+    builds no autograd graph and keeps only the hidden states and internal states that the optimal schedule for
+    the budget keeps; the backward pass recomputes the rest from them. Any loss of ``outputs`` and
+    ``final_state`` back-propagates to ``inputs``, the initial ``state`` and the cell's parameters with the
+    gradients of ordinary full BPTT (the same operations in the same order; equal to rounding).
+
+    Args:
+        cell: any ``nn.Module`` called as ``cell(x_t, state) -> state``, with ``state`` a tensor or a tuple of
+            tensors of fixed shapes (as ``nn.GRUCell``, and ``nn.LSTMCell`` with ``(h, c)``). It must be
+            deterministic: steps are computed again during backward, so dropout inside the cell must be off
+            (``cell.eval()``) or use a mask drawn outside (e.g. multiplied into ``inputs``); a cell that draws
+            random numbers on its first step is refused with a ``ValueError``. Gradients reach only the cell's
+            parameters, ``inputs`` and ``state``: a cell using any other tensor that requires grad is refused.
+        inputs: ``[T, B, ...]``; step t receives ``inputs[t]``.
+        state: the initial state (tensor or tuple of tensors), e.g. zeros or the detached state of the previous
+            chunk of a long sequence.
+        memory_fraction: the budget as a fraction of what full BPTT stores, ``1 + (T - 1) * alpha`` slots,
+            where ``alpha`` is the size of one step's internal state (its saved activations and outputs) in
+            slots, measured on the first step (4.5 for ``nn.LSTMCell``, 8 for ``nn.GRUCell`` on CPU).
+        policy: ``"msm"`` (store hidden and/or internal states, the cheapest; default), ``"hsm"`` (hidden
+            states only, i.e. Revolve's binomial checkpointing) or ``"ism"`` (internal states only).
+        memory: the budget in slots instead, one slot being the size of ``state`` (all its tensors); the slot
+            holding the initial state counts, so ``memory=1`` is the least (and recomputes quadratically).
+            Give exactly one of ``memory_fraction`` and ``memory``.
+
+    Returns:
+        ``(outputs, final_state)``: ``outputs`` is ``[T, *state[0].shape]``, the first state tensor of every
+        step (``h`` for an LSTM). It is the result, not a stored activation: it holds no autograd graph and
+        the schedule never reads it, but it does take ``T`` hidden states of memory (and so does its gradient
+        during backward), which the budget does not count. ``final_state`` has the structure of ``state``.
+
+    Raises:
+        ValueError: no budget or two, an unknown policy, a budget no schedule fits (the message names the
+            smallest feasible one), a cell returning a state of another structure, a random or open cell.
+
+    Memory: between forward and backward the call holds the stored states of the plan (at most the budget)
+    plus the last step's graph (``alpha`` slots); during backward, one more step's graph. Time: the plan's
+    forward steps (``T`` for full BPTT, about ``2T`` at 5%) plus ``T`` backward steps. Plans are cached per
+    (T, policy, alpha, budget). Under ``torch.no_grad()`` (or when nothing requires grad) the loop simply
+    runs, with no plan. The backward runs once (``retain_graph=True`` is not supported) and is not itself
+    differentiable.
+
+    Example (a training loop with an LSTM cell and a linear read-out at every step)::
+
+        >>> import torch
+        >>> from torch import nn
+        >>> from explorer.papers.bptt import checkpointed_rnn
+        >>> _ = torch.manual_seed(0)
+        >>> cell, readout = nn.LSTMCell(8, 32), nn.Linear(32, 5)
+        >>> opt = torch.optim.Adam([*cell.parameters(), *readout.parameters()], lr=1e-2)
+        >>> x, y = torch.randn(200, 4, 8), torch.randint(0, 5, (200, 4))     # [T, B, input], a class per step
+        >>> state = (torch.zeros(4, 32), torch.zeros(4, 32))
+        >>> for it in range(3):
+        ...     outputs, (h, c) = checkpointed_rnn(cell, x, state, memory_fraction=0.05)
+        ...     loss = nn.functional.cross_entropy(readout(outputs).flatten(0, 1), y.flatten())
+        ...     opt.zero_grad()
+        ...     loss.backward()
+        ...     _ = opt.step()
+    """
+    if policy not in POLICIES:
+        raise ValueError(f"unknown policy {policy!r}: choose one of {', '.join(POLICIES)}")
+    _check_budget_args(memory_fraction, memory)
+    if not torch.is_tensor(inputs) or inputs.dim() < 1 or inputs.shape[0] < 1:
+        raise ValueError("inputs must be a tensor [T, B, ...] with T >= 1")
+    is_tensor = torch.is_tensor(state)
+    states = (state,) if is_tensor else tuple(state)
+    if not states or not all(torch.is_tensor(s) for s in states):
+        raise ValueError("state must be a tensor or a non-empty tuple of tensors")
+    params = tuple(p for p in cell.parameters() if p.requires_grad)
+    wants_grad = torch.is_grad_enabled() and (inputs.requires_grad or params or any(s.requires_grad for s in states))
+    if not wants_grad:
+        return _plain(cell, inputs, states, is_tensor)
+    spec = _Spec(cell, is_tensor, len(states), memory_fraction, memory, policy, inputs.requires_grad,
+                 list(_PROBES))
+    res = _CheckpointedRNN.apply(spec, inputs, *states, *params)
+    outputs, final = res[0], tuple(res[1:])
+    return outputs, (final[0] if is_tensor else final)
+
+
+@dataclass
+class CallRecord:
+    """What one ``checkpointed_rnn`` call did (recorded inside :func:`memory_probe`).
+
+    ``tracker`` counts the bytes of every stored state and every tensor saved by the call's own graphs, each
+    storage once (parameters and ``inputs`` excluded), while they are alive; ``bytes_after_forward`` is what
+    the call held between forward and backward, ``bytes_after_backward`` what was left after backward.
+    """
+
+    length: int
+    policy: str
+    memory: float
+    alpha: float
+    state_bytes: int
+    plan: Plan
+    tracker: MemoryTracker
+    forward_steps: int = 0
+    bytes_after_forward: int = 0
+    bytes_after_backward: Optional[int] = None
+
+    @property
+    def full_memory(self) -> float:
+        return full_bptt_memory(self.length, self.alpha)
+
+
+@contextlib.contextmanager
+def memory_probe():
+    """Record every ``checkpointed_rnn`` call started inside the block as a :class:`CallRecord` (a test and
+    benchmark hook: it adds saved-tensor hooks to every step, so it slows training down a little)."""
+    records: List[CallRecord] = []
+    _PROBES.append(records)
+    try:
+        yield records
+    finally:
+        _PROBES.remove(records)
+
+
+def plan_for(length: int, alpha: float, memory_fraction: Optional[float] = None, policy: str = "msm",
+             memory: Optional[float] = None) -> Plan:
+    """The plan ``checkpointed_rnn`` uses for a sequence length, an internal-state size ``alpha`` (in slots)
+    and a budget (cached). Raises ``ValueError`` naming the smallest feasible budget when none fits."""
+    if policy not in POLICIES:
+        raise ValueError(f"unknown policy {policy!r}: choose one of {', '.join(POLICIES)}")
+    _check_budget_args(memory_fraction, memory)
+    return _plan(int(length), policy, round(max(1.0, float(alpha)), 9), memory_fraction, memory)[0]
+
+
+# --------------------------------------------------------------------------------------------- budgets and plans
+_PROBES: List[List[CallRecord]] = []
+
+
+def _check_budget_args(memory_fraction, memory) -> None:
+    if (memory_fraction is None) == (memory is None):
+        raise ValueError("give exactly one budget: memory_fraction (a fraction of full BPTT's memory) or memory "
+                         "(in slots of the size of the state)")
+    v = memory_fraction if memory is None else memory
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+        name = "memory_fraction" if memory is None else "memory"
+        raise ValueError(f"{name} must be a positive finite number, not {v!r}")
+
+
+@functools.lru_cache(maxsize=8)
+def _planner(T: int, policy: str, alpha: float) -> Planner:
+    return Planner(T, policy, alpha)
+
+
+@functools.lru_cache(maxsize=64)
+def _plan(T: int, policy: str, alpha: float, memory_fraction, memory) -> Tuple[Plan, List[bool]]:
+    full = full_bptt_memory(T, alpha)
+    M = float(memory) if memory is not None else float(memory_fraction) * full
+    asked = f"memory={M:.4g}" if memory is not None else f"memory_fraction={memory_fraction:.4g} ({M:.4g} slots)"
+    if M < 1.0 - EPS:
+        raise ValueError(f"the budget {asked} is infeasible for T={T}: the smallest feasible budget is memory=1 "
+                         f"slot (the initial state), i.e. memory_fraction={1.0 / full:.4g} of full BPTT's "
+                         f"{full:.4g} slots")
+    planner = _planner(T, policy, alpha)
+    if planner.cost(M) > MAX_SCHEDULE_ACTIONS:
+        least = _least_listable(planner)
+        raise ValueError(f"the budget {asked} is infeasible for T={T} with policy {policy!r}: its plan needs "
+                         f"{planner.cost(M):,} forward steps, more than the {MAX_SCHEDULE_ACTIONS:,} this "
+                         f"implementation runs; the smallest feasible budget is memory={least:g} slots, i.e. "
+                         f"memory_fraction={least / full:.4g}")
+    try:
+        plan = planner.plan(M)
+    except InfeasibleBudget as exc:   # pragma: no cover - excluded by the checks above
+        raise ValueError(str(exc)) from None
+    return plan, needs_graph(plan.schedule.ops.tolist())
+
+
+def _least_listable(planner: Planner) -> float:
+    """The smallest budget on the planner's grid whose optimal cost is at most MAX_SCHEDULE_ACTIONS."""
+    bud = planner.budgets()
+    lo, hi = 0, bud.size - 1           # the cost is non-increasing in the budget; at saturation it is <= 2T
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if planner.cost(float(bud[mid])) <= MAX_SCHEDULE_ACTIONS:
+            hi = mid
+        else:
+            lo = mid + 1
+    return float(bud[lo])
+
+
+# --------------------------------------------------------------------------------------------- the cell
+def _call(cell: nn.Module, x: torch.Tensor, state: Tuple[torch.Tensor, ...], is_tensor: bool
+          ) -> Tuple[torch.Tensor, ...]:
+    out = cell(x, state[0] if is_tensor else state)
+    if torch.is_tensor(out):
+        return (out,)
+    return tuple(out)
+
+
+def _check_structure(out: Tuple, states: Tuple, is_tensor: bool) -> None:
+    ok = len(out) == len(states) and all(torch.is_tensor(o) and o.shape == s.shape and o.dtype == s.dtype
+                                         for o, s in zip(out, states))
+    if not ok:
+        got = ", ".join(f"{tuple(o.shape)}" if torch.is_tensor(o) else type(o).__name__ for o in out)
+        want = ", ".join(f"{tuple(s.shape)}" for s in states)
+        raise ValueError(f"the cell must return a state like the one it is given ({want}"
+                         f"{'' if not is_tensor else ', a tensor'}), it returned ({got})")
+
+
+def _plain(cell, inputs, states, is_tensor):
+    """No gradient wanted: the plain loop, without a plan."""
+    T = inputs.shape[0]
+    with torch.no_grad():
+        state = states
+        outputs = None
+        for k in range(T):
+            out = _call(cell, inputs[k], state, is_tensor)
+            if k == 0:
+                _check_structure(out, states, is_tensor)
+                outputs = torch.empty((T,) + tuple(out[0].shape), dtype=out[0].dtype, device=out[0].device)
+            outputs[k].copy_(out[0])
+            state = out
+    return outputs, (state[0] if is_tensor else tuple(state))
+
+
+def _leaf(s: torch.Tensor) -> torch.Tensor:
+    t = s.detach()
+    if t.is_floating_point() or t.is_complex():
+        t.requires_grad_(True)
+    return t
+
+
+def _rng_snapshot(device: torch.device) -> List[torch.Tensor]:
+    snaps = [torch.get_rng_state()]
+    if device.type == "cuda":
+        snaps.append(torch.cuda.get_rng_state(device))
+    return snaps
+
+
+def _check_closed(outs: Sequence[torch.Tensor], allowed: Sequence[torch.Tensor], first_seq: int) -> None:
+    """Refuse a step graph that reaches a tensor requiring grad other than the parameters, input and state
+    (its gradient would be lost, and its graph freed after the first backward step)."""
+    allowed_ids = {id(t) for t in allowed}
+    seen = set()
+    todo = [o.grad_fn for o in outs if o.grad_fn is not None]
+    while todo:
+        fn = todo.pop()
+        if id(fn) in seen:
+            continue
+        seen.add(id(fn))
+        var = getattr(fn, "variable", None)
+        if var is not None:                       # AccumulateGrad: a leaf tensor
+            if id(var) not in allowed_ids:
+                raise ValueError(f"the cell uses a tensor of shape {tuple(var.shape)} that requires grad but is "
+                                 "none of its parameters, the input or the state; register it in the cell "
+                                 "(nn.Parameter) or pass it in through the inputs")
+            continue
+        if fn._sequence_nr() < first_seq:
+            raise ValueError(f"the cell uses a tensor computed outside it that requires grad ({fn.name()}); "
+                             "compute it inside the cell or pass it in through the inputs")
+        todo.extend(nxt for nxt, _ in fn.next_functions if nxt is not None)
+
+
+# --------------------------------------------------------------------------------------------- the function
+class _Spec:
+    __slots__ = ("cell", "is_tensor", "n_state", "memory_fraction", "memory", "policy", "x_grad", "probes")
+
+    def __init__(self, cell, is_tensor, n_state, memory_fraction, memory, policy, x_grad, probes) -> None:
+        self.cell, self.is_tensor, self.n_state = cell, is_tensor, n_state
+        self.memory_fraction, self.memory, self.policy = memory_fraction, memory, policy
+        self.x_grad, self.probes = x_grad, probes
+
+
+class _Run:
+    """The state of one call between its forward and its backward."""
+
+    def __init__(self, spec: _Spec, xs: torch.Tensor, params: Tuple[torch.Tensor, ...]) -> None:
+        self.spec = spec
+        self.xs = xs                                  # detached inputs
+        self.params = params
+        self.tracker = MemoryTracker(list(params) + [xs])
+        self.hooks = self.tracker.hooks() if spec.probes else contextlib.nullcontext()
+        self.record: Optional[CallRecord] = None
+        self.calls = 0
+        self.replay: Optional[Replay] = None
+        self.forward_phase = True
+        self.outputs: Optional[torch.Tensor] = None
+        self.final: Optional[Tuple] = None
+        self.first: Optional[Step] = None
+        self.carry: List[Optional[torch.Tensor]] = []
+        self.grad_outputs: Optional[torch.Tensor] = None
+        self.grad_inputs: Optional[torch.Tensor] = None
+        self.acc: List[Optional[torch.Tensor]] = [None] * len(params)
+
+    def __del__(self) -> None:            # dropped without backward: tell the tracker
+        try:
+            if self.replay is not None:
+                self.replay.release()
+        except Exception:
+            pass
+
+    # ---- steps
+    def step(self, k: int, state: Tuple, graph: bool) -> Step:
+        spec = self.spec
+        self.calls += 1
+        x = self.xs[k - 1]
+        if not graph:
+            with torch.no_grad():
+                return Step(k, _call(spec.cell, x, state, spec.is_tensor))
+        leaves = tuple(_leaf(s) for s in state)
+        xl = x.detach().requires_grad_(True) if spec.x_grad else x
+        with torch.enable_grad(), self.hooks:
+            out = _call(spec.cell, xl, leaves, spec.is_tensor)
+        return Step(k, out, leaves, xl if spec.x_grad else None)
+
+    def _first_step(self, h0: Tuple) -> Tuple[Step, float, int]:
+        """Step 1 with its graph: the cell's structure, determinism and closure are checked, alpha measured."""
+        spec = self.spec
+        device = self.xs.device
+        rng = _rng_snapshot(device)
+        with torch.enable_grad():
+            first_seq = (torch.zeros((), requires_grad=True) * 1).grad_fn._sequence_nr()
+        leaves = tuple(_leaf(s) for s in h0)
+        xl = self.xs[0].detach().requires_grad_(True) if spec.x_grad else self.xs[0]
+        before = self.tracker.current
+        with torch.enable_grad(), self.tracker.hooks():
+            out = _call(spec.cell, xl, leaves, spec.is_tensor)
+        self.calls += 1
+        _check_structure(out, h0, spec.is_tensor)
+        if any(not torch.equal(a, b) for a, b in zip(rng, _rng_snapshot(device))):
+            raise ValueError("the cell draws random numbers (dropout in training mode?); checkpointed_rnn "
+                             "computes steps again during backward, so the cell must be deterministic: call "
+                             "cell.eval() or apply a dropout mask drawn outside the cell")
+        _check_closed(out, list(self.params) + list(leaves) + ([xl] if spec.x_grad else []), first_seq)
+        self.tracker.add(out)
+        internal = self.tracker.current - before
+        self.tracker.remove(out)
+        state_bytes = sum(s.numel() * s.element_size() for s in h0)
+        alpha = max(1.0, internal / max(1, state_bytes))
+        return Step(1, out, leaves, xl if spec.x_grad else None), alpha, state_bytes
+
+    def _forward_action(self, k: int, state: Tuple, graph: bool) -> Step:
+        if k == 1 and self.first is not None:
+            st, self.first = self.first, None
+            if not graph:            # the plan does not keep step 1's graph: drop it
+                st = Step(1, tuple(o.detach() for o in st.out))
+        else:
+            st = self.step(k, state, graph)
+        if self.forward_phase:
+            with torch.no_grad():
+                self.outputs[k - 1].copy_(st.out[0])
+            if k == self.xs.shape[0]:
+                self.final = tuple(o.detach() for o in st.out)
+        return st
+
+    # ---- forward
+    def forward(self, h0: Tuple) -> Tuple[torch.Tensor, Tuple]:
+        spec = self.spec
+        T = self.xs.shape[0]
+        first, alpha, state_bytes = self._first_step(h0)
+        plan, need = _plan(T, spec.policy, round(alpha, 9), spec.memory_fraction, spec.memory)
+        if spec.probes:
+            self.record = CallRecord(T, spec.policy, plan.memory, alpha, state_bytes, plan, self.tracker)
+            for records in spec.probes:
+                records.append(self.record)
+        o = first.out[0]
+        self.outputs = torch.empty((T,) + tuple(o.shape), dtype=o.dtype, device=o.device)
+        self.first = first
+        del first, o
+        self.replay = Replay(plan.schedule, h0, self._forward_action, self._backward_action,
+                             tracker=self.tracker, need=need)
+        self.replay.run(stop_before_backward=True)
+        self.forward_phase = False
+        if self.record is not None:
+            self.record.bytes_after_forward = self.tracker.current
+        outputs, self.outputs = self.outputs, None
+        final, self.final = self.final, None
+        return outputs, final
+
+    # ---- backward
+    def _backward_action(self, st: Step) -> None:
+        k = st.k
+        outs, grads = [], []
+        for j, o in enumerate(st.out):
+            g = self.carry[j]
+            if j == 0 and self.grad_outputs is not None:
+                gk = self.grad_outputs[k - 1]
+                g = gk if g is None else gk + g
+            if g is None or not o.requires_grad:
+                continue
+            outs.append(o)
+            grads.append(g)
+        leaves = st.leaves
+        targets = [leaf for leaf in leaves if leaf.requires_grad]
+        n_leaves = len(targets)
+        if st.extra is not None:
+            targets.append(st.extra)
+        targets.extend(self.params)
+        if outs:
+            res = torch.autograd.grad(outs, targets, grads, allow_unused=True)
+        else:
+            res = (None,) * len(targets)
+        it = iter(res[:n_leaves])
+        self.carry = [next(it) if leaf.requires_grad else None for leaf in leaves]
+        if st.extra is not None:
+            gx = res[n_leaves]
+            if gx is not None:
+                if self.grad_inputs is None:
+                    self.grad_inputs = torch.zeros_like(self.xs)
+                self.grad_inputs[k - 1].copy_(gx)
+        for i, g in enumerate(res[len(targets) - len(self.params):]):
+            if g is not None:
+                if self.acc[i] is None:
+                    self.acc[i] = torch.zeros_like(self.params[i])
+                self.acc[i].add_(g)
+
+    def backward(self, grad_outputs: Optional[torch.Tensor], grad_final: Sequence[Optional[torch.Tensor]]):
+        self.grad_outputs = grad_outputs
+        self.carry = list(grad_final)
+        try:
+            self.replay.run()
+        finally:
+            self.replay.release()
+            self.replay = None
+            self.grad_outputs = None
+        if self.record is not None:
+            self.record.forward_steps = self.calls
+            self.record.bytes_after_backward = self.tracker.current
+        carry, self.carry = self.carry, []
+        acc, self.acc = self.acc, []
+        grad_inputs, self.grad_inputs = self.grad_inputs, None
+        return grad_inputs, carry, acc
+
+
+class _CheckpointedRNN(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, spec: _Spec, inputs: torch.Tensor, *tensors: torch.Tensor):
+        ctx.set_materialize_grads(False)
+        n = spec.n_state
+        run = _Run(spec, inputs.detach(), tuple(tensors[n:]))
+        outputs, final = run.forward(tuple(t.detach() for t in tensors[:n]))
+        if run.record is not None:
+            run.record.forward_steps = run.calls
+        ctx.run = run
+        ctx.save_for_backward(inputs)       # for autograd's in-place modification check only
+        return (outputs, *final)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_outputs, *grad_final):
+        run = ctx.run
+        if run is None:
+            raise RuntimeError("checkpointed_rnn's backward can run only once per forward (retain_graph is not "
+                               "supported)")
+        ctx.run = None
+        ctx.saved_tensors                   # raises if inputs were modified in place since forward
+        grad_inputs, grad_h0, grad_params = run.backward(grad_outputs, grad_final)
+        spec = run.spec
+        grad_h0 = [g if need else None for g, need in zip(grad_h0, ctx.needs_input_grad[2:2 + spec.n_state])]
+        if not ctx.needs_input_grad[1]:
+            grad_inputs = None
+        return (None, grad_inputs, *grad_h0, *grad_params)

@@ -1,0 +1,422 @@
+"""checkpointed_rnn: gradients of full BPTT for any cell, policy and budget; memory as planned; errors."""
+from __future__ import annotations
+
+import doctest
+import gc
+import subprocess
+import sys
+import weakref
+
+import pytest
+import torch
+from torch import nn
+
+from explorer.papers.bptt import api
+from explorer.papers.bptt.api import checkpointed_rnn, memory_probe, plan_for
+from explorer.papers.bptt.planner import Planner
+
+POLICIES = ("hsm", "ism", "msm")
+BUDGETS = ({"memory": 1}, {"memory": 2.5}, {"memory": 6}, {"memory_fraction": 0.1}, {"memory_fraction": 0.5},
+           {"memory_fraction": 1.0})
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+class TwoSizeCell(nn.Module):
+    """A custom cell whose state is a tuple of two tensors of different sizes."""
+
+    def __init__(self, n_in: int, hidden: int, extra: int) -> None:
+        super().__init__()
+        self.lin = nn.Linear(n_in + hidden + extra, hidden)
+        self.mem = nn.Linear(hidden, extra)
+
+    def forward(self, x, state):
+        h, m = state
+        h2 = torch.tanh(self.lin(torch.cat([x, h, m], dim=-1)))
+        return h2, 0.9 * m + torch.sigmoid(self.mem(h2))
+
+
+def make(kind: str, T: int = 13, batch: int = 2, n_in: int = 3, hidden: int = 5, dtype=torch.float64, seed: int = 0,
+         x_grad: bool = True, h_grad: bool = True):
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    if kind == "lstm":
+        cell = nn.LSTMCell(n_in, hidden)
+        shapes = [(batch, hidden), (batch, hidden)]
+    elif kind == "gru":
+        cell = nn.GRUCell(n_in, hidden)
+        shapes = [(batch, hidden)]
+    else:
+        cell = TwoSizeCell(n_in, hidden, 2)
+        shapes = [(batch, hidden), (batch, 2)]
+    cell = cell.to(dtype)
+    x = torch.randn(T, batch, n_in, generator=g, dtype=dtype).requires_grad_(x_grad)
+    hs = tuple(torch.randn(*s, generator=g, dtype=dtype).requires_grad_(h_grad) for s in shapes)
+    state = hs[0] if kind == "gru" else hs
+    w_out = torch.randn(T, batch, hidden, generator=g, dtype=dtype)
+    w_fin = [torch.randn(*s, generator=g, dtype=dtype) for s in shapes]
+    return cell, x, state, w_out, w_fin
+
+
+def loop(cell, x, state):
+    """Ordinary BPTT: the Python loop under autograd."""
+    outs = []
+    for t in range(x.shape[0]):
+        state = cell(x[t], state)
+        outs.append(state if torch.is_tensor(state) else state[0])
+    return torch.stack(outs), state
+
+
+def as_tuple(s):
+    return (s,) if torch.is_tensor(s) else tuple(s)
+
+
+def loss_of(outputs, final, w_out, w_fin, on=("outputs", "final")):
+    loss = outputs.new_zeros(())
+    if "outputs" in on:
+        loss = loss + (torch.tanh(outputs) * w_out).sum()
+    if "final" in on:
+        for f, w in zip(as_tuple(final), w_fin):
+            loss = loss + (f * f * w).sum()
+    return loss
+
+
+def wrt(cell, x, state):
+    return [t for t in (x, *as_tuple(state), *cell.parameters()) if t.requires_grad]
+
+
+def grads(fn, cell, x, state, w_out, w_fin, on=("outputs", "final")):
+    outputs, final = fn(cell, x, state)
+    ts = wrt(cell, x, state)
+    return outputs, final, torch.autograd.grad(loss_of(outputs, final, w_out, w_fin, on), ts, allow_unused=True)
+
+
+def rel_err(a, b) -> float:
+    num = sum(float((x - y).double().norm() ** 2) for x, y in zip(a, b)) ** 0.5
+    den = sum(float(y.double().norm() ** 2) for y in b) ** 0.5
+    return num / max(den, 1e-300)
+
+
+# ------------------------------------------------------------------------------------------ gradients
+@pytest.mark.parametrize("kind", ["lstm", "gru", "two"])
+@pytest.mark.parametrize("policy", POLICIES)
+def test_gradients_equal_full_bptt(kind, policy):
+    cell, x, state, w_out, w_fin = make(kind)
+    o_ref, f_ref, g_ref = grads(loop, cell, x, state, w_out, w_fin)
+    for budget in BUDGETS:
+        with memory_probe() as rec:
+            o, f, g = grads(lambda c, xx, s: checkpointed_rnn(c, xx, s, policy=policy, **budget),
+                            cell, x, state, w_out, w_fin)
+        assert torch.equal(o, o_ref), budget
+        assert all(torch.equal(a, b) for a, b in zip(as_tuple(f), as_tuple(f_ref))), budget
+        assert type(f) is type(f_ref)
+        assert len(g) == len(g_ref) == 1 + len(as_tuple(state)) + len(list(cell.parameters()))
+        assert max(float((a - b).abs().max()) for a, b in zip(g, g_ref)) < 1e-12, (budget, policy)
+        r = rec[0]
+        assert r.forward_steps == r.plan.cost, budget            # the plan's forward steps, no more
+        assert r.plan.peak_memory <= r.memory + 1e-9
+        assert r.bytes_after_backward == 0
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_float32_relative_error(policy):
+    cell, x, state, w_out, w_fin = make("lstm", T=60, batch=3, n_in=4, hidden=16, dtype=torch.float32, seed=3)
+    _, _, g_ref = grads(loop, cell, x, state, w_out, w_fin)
+    for frac in (0.05, 0.25):
+        _, _, g = grads(lambda c, xx, s: checkpointed_rnn(c, xx, s, frac, policy=policy), cell, x, state,
+                        w_out, w_fin)
+        assert rel_err(g, g_ref) < 1e-5
+        for a, b in zip(g, g_ref):
+            assert rel_err([a], [b]) < 1e-5
+
+
+@pytest.mark.parametrize("on", [("final",), ("outputs",)])
+@pytest.mark.parametrize("kind", ["lstm", "two"])
+def test_loss_on_final_state_only_or_outputs_only(kind, on):
+    cell, x, state, w_out, w_fin = make(kind, T=11, seed=4)
+    _, _, g_ref = grads(loop, cell, x, state, w_out, w_fin, on)
+    for policy in POLICIES:
+        for budget in ({"memory": 2}, {"memory_fraction": 0.3}):
+            _, _, g = grads(lambda c, xx, s: checkpointed_rnn(c, xx, s, policy=policy, **budget), cell, x, state,
+                            w_out, w_fin, on)
+            assert max(float((a - b).abs().max()) for a, b in zip(g, g_ref)) < 1e-12, (policy, budget)
+
+
+def test_loss_on_the_first_state_tensor_of_the_last_step_only():
+    cell, x, state, w_out, _ = make("lstm", T=9, seed=5)
+    ref = torch.autograd.grad((loop(cell, x, state)[1][0] * w_out[-1]).sum(), wrt(cell, x, state))
+    f = checkpointed_rnn(cell, x, state, memory=2)[1]
+    got = torch.autograd.grad((f[0] * w_out[-1]).sum(), wrt(cell, x, state))
+    assert max(float((a - b).abs().max()) for a, b in zip(got, ref)) < 1e-12
+
+
+@pytest.mark.parametrize("x_grad,h_grad", [(False, False), (True, False), (False, True)])
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_inputs_and_state_with_or_without_grad(kind, x_grad, h_grad):
+    cell, x, state, w_out, w_fin = make(kind, T=10, seed=6, x_grad=x_grad, h_grad=h_grad)
+    _, _, g_ref = grads(loop, cell, x, state, w_out, w_fin)
+    o, f, g = grads(lambda c, xx, s: checkpointed_rnn(c, xx, s, memory=3, policy="msm"), cell, x, state,
+                    w_out, w_fin)
+    assert len(g) == len(g_ref)
+    assert max(float((a - b).abs().max()) for a, b in zip(g, g_ref)) < 1e-12
+    assert o.requires_grad and all(t.requires_grad for t in as_tuple(f))
+    # .backward() fills .grad only where asked
+    cell.zero_grad()
+    loss_of(*checkpointed_rnn(cell, x, state, memory=3), w_out, w_fin).backward()
+    assert (x.grad is not None) == x_grad
+    assert all((s.grad is not None) == h_grad for s in as_tuple(state))
+
+
+def test_frozen_parameters_and_only_the_state_requires_grad():
+    cell, x, state, w_out, w_fin = make("lstm", T=8, seed=7, x_grad=False, h_grad=True)
+    for p in cell.parameters():
+        p.requires_grad_(False)
+    _, _, g_ref = grads(loop, cell, x, state, w_out, w_fin)
+    _, _, g = grads(lambda c, xx, s: checkpointed_rnn(c, xx, s, memory=2), cell, x, state, w_out, w_fin)
+    assert len(g) == 2
+    assert max(float((a - b).abs().max()) for a, b in zip(g, g_ref)) < 1e-12
+    cell.weight_hh.requires_grad_(True)           # some parameters trained, some frozen
+    _, _, g_ref = grads(loop, cell, x, state, w_out, w_fin)
+    _, _, g = grads(lambda c, xx, s: checkpointed_rnn(c, xx, s, memory=2), cell, x, state, w_out, w_fin)
+    assert len(g) == 3
+    assert max(float((a - b).abs().max()) for a, b in zip(g, g_ref)) < 1e-12
+
+
+@pytest.mark.parametrize("T", [1, 2, 3])
+@pytest.mark.parametrize("kind", ["lstm", "gru", "two"])
+def test_short_sequences_and_the_smallest_budget(kind, T):
+    cell, x, state, w_out, w_fin = make(kind, T=T, seed=8)
+    _, _, g_ref = grads(loop, cell, x, state, w_out, w_fin)
+    for policy in POLICIES:
+        with memory_probe() as rec:
+            _, _, g = grads(lambda c, xx, s: checkpointed_rnn(c, xx, s, memory=1, policy=policy), cell, x, state,
+                            w_out, w_fin)
+        assert max(float((a - b).abs().max()) for a, b in zip(g, g_ref)) < 1e-12
+        assert rec[0].forward_steps == T * (T + 1) // 2          # one slot: every step recomputed from h_0
+
+
+def test_training_loop_matches_full_bptt_step_for_step():
+    torch.manual_seed(0)
+    cells = [nn.LSTMCell(4, 12) for _ in range(2)]
+    cells[1].load_state_dict(cells[0].state_dict())
+    heads = [nn.Linear(12, 3) for _ in range(2)]
+    heads[1].load_state_dict(heads[0].state_dict())
+    opts = [torch.optim.SGD([*c.parameters(), *h.parameters()], lr=0.1) for c, h in zip(cells, heads)]
+    x, y = torch.randn(40, 5, 4), torch.randint(0, 3, (40, 5))
+    s0 = (torch.zeros(5, 12), torch.zeros(5, 12))
+    for _ in range(3):
+        for i, fn in enumerate((loop, lambda c, xx, s: checkpointed_rnn(c, xx, s, memory_fraction=0.05))):
+            out, _ = fn(cells[i], x, s0)
+            loss = nn.functional.cross_entropy(heads[i](out).flatten(0, 1), y.flatten())
+            opts[i].zero_grad()
+            loss.backward()
+            opts[i].step()
+    for a, b in zip(cells[0].parameters(), cells[1].parameters()):
+        assert float((a - b).detach().abs().max()) < 1e-6
+
+
+# ------------------------------------------------------------------------------------------ memory
+class Recording(nn.Module):
+    """An LSTM cell that keeps a weak reference to every state tensor it returns."""
+
+    def __init__(self, cell):
+        super().__init__()
+        self.cell = cell
+        self.made = []
+
+    def forward(self, x, state):
+        out = self.cell(x, state)
+        self.made += [(weakref.ref(t), torch.is_grad_enabled()) for t in out]
+        return out
+
+
+@pytest.mark.parametrize("policy,budget", [("hsm", 3), ("ism", 6.5), ("msm", 7)])
+def test_forward_keeps_only_what_the_plan_stores(policy, budget):
+    T = 30
+    base, x, state, w_out, w_fin = make("lstm", T=T, hidden=16, batch=4, seed=9)
+    cell = Recording(base)
+    with memory_probe() as rec:
+        out, fin = checkpointed_rnn(cell, x, state, memory=budget, policy=policy)
+    gc.collect()
+    r = rec[0]
+    n_si = int((r.plan.schedule.ops == 2).sum())
+    alive_graph = [t for ref, g in cell.made if g and (t := ref()) is not None]
+    alive_plain = [t for ref, g in cell.made if not g and (t := ref()) is not None]
+    assert not alive_plain                              # states computed without grad are not kept as such
+    assert len(alive_graph) <= 2 * (n_si + 1)           # stored internal states + the register (h, c each)
+    assert all(t.grad_fn is not None for t in alive_graph)
+    # live bytes between forward and backward: at most the plan's stored states plus the last step's graph
+    assert r.bytes_after_forward <= (r.plan.peak_memory + r.alpha) * r.state_bytes
+    assert r.bytes_after_forward < 0.1 * (r.full_memory * r.state_bytes)   # full BPTT: every step's graph
+    # the outputs hold no graph of their own: their only node is the function's
+    assert out.grad_fn is not None and "CheckpointedRNN" in out.grad_fn.name()
+    assert all(t.grad_fn is out.grad_fn for t in fin)
+    loss_of(out, fin, w_out, w_fin).backward()
+    assert r.tracker.peak <= (r.plan.peak_memory + r.alpha) * r.state_bytes
+    assert r.bytes_after_backward == 0
+    del out, fin, alive_graph
+    gc.collect()
+    assert all(ref() is None for ref, _ in cell.made)
+
+
+def test_dropping_the_outputs_without_backward_frees_everything():
+    base, x, state, _, _ = make("lstm", T=20, seed=10)
+    cell = Recording(base)
+    with memory_probe() as rec:
+        out, fin = checkpointed_rnn(cell, x, state, memory=4, policy="msm")
+    assert rec[0].bytes_after_forward > 0
+    del out, fin
+    gc.collect()
+    assert all(ref() is None for ref, _ in cell.made)
+    assert rec[0].tracker.current == 0
+
+
+def test_memory_fraction_is_of_full_bptt():
+    cell, x, state, *_ = make("lstm", T=40, seed=11)
+    with memory_probe() as rec:
+        checkpointed_rnn(cell, x, state, memory_fraction=0.1)
+    r = rec[0]
+    assert r.alpha == pytest.approx(4.5)                 # nn.LSTMCell: (h, c, 4H gates, 1H, outputs h, c) / 2H
+    assert r.memory == pytest.approx(0.1 * (1 + 39 * 4.5))
+    assert r.plan is plan_for(40, 4.5, 0.1)                # cached
+    assert r.plan.cost == Planner(40, "msm", 4.5).cost(0.1 * (1 + 39 * 4.5))
+
+
+# ------------------------------------------------------------------------------------------ no_grad, errors
+def test_under_no_grad_it_just_runs():
+    base, x, state, *_ = make("lstm", T=12, seed=12)
+    cell = Recording(base)
+    ref_o, ref_f = loop(base, x, state)
+    with torch.no_grad(), memory_probe() as rec:
+        o, f = checkpointed_rnn(cell, x, state, memory_fraction=0.05)
+    assert not rec and len(cell.made) == 2 * 12         # no plan, each step once
+    assert not o.requires_grad and torch.equal(o, ref_o)
+    assert all(torch.equal(a, b) for a, b in zip(f, ref_f))
+    with torch.inference_mode():
+        o2, _ = checkpointed_rnn(base, x, state, memory=1)
+    assert torch.equal(o2, ref_o)
+
+
+def test_infeasible_budgets_name_the_smallest_feasible_one(monkeypatch):
+    cell, x, state, *_ = make("lstm", T=3, seed=13)
+    with pytest.raises(ValueError, match=r"smallest feasible budget is memory=1 slot"):
+        checkpointed_rnn(cell, x, state, memory=0.5)
+    with pytest.raises(ValueError, match=r"memory_fraction=0.05 .*smallest feasible budget is memory=1 slot .*"
+                                         r"memory_fraction=0.1 of full BPTT's 10 slots"):
+        checkpointed_rnn(cell, x, state, memory_fraction=0.05)          # full BPTT: 1 + 2 * 4.5 = 10 slots
+    checkpointed_rnn(cell, x, state, memory_fraction=0.1)
+    # a plan with more forward steps than the executor runs
+    monkeypatch.setattr(api, "MAX_SCHEDULE_ACTIONS", 40)
+    api._plan.cache_clear()
+    cell, x, state, *_ = make("gru", T=12, seed=13)
+    with pytest.raises(ValueError, match=r"infeasible .* 78 forward steps.*smallest feasible budget is memory=2 "):
+        checkpointed_rnn(cell, x, state, memory=1, policy="hsm")
+    assert Planner(12, "hsm", 8.0).cost(2) <= 40
+    api._plan.cache_clear()
+
+
+@pytest.mark.parametrize("kwargs,msg", [
+    ({}, "exactly one budget"),
+    ({"memory": 2, "memory_fraction": 0.1}, "exactly one budget"),
+    ({"memory": -1}, "positive finite"),
+    ({"memory_fraction": float("nan")}, "positive finite"),
+    ({"memory": 2, "policy": "revolve"}, "unknown policy"),
+])
+def test_bad_arguments(kwargs, msg):
+    cell, x, state, *_ = make("gru", T=4, seed=14)
+    with pytest.raises(ValueError, match=msg):
+        checkpointed_rnn(cell, x, state, **kwargs)
+
+
+def test_random_cells_are_refused_and_eval_mode_works():
+    class Dropped(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.cell = nn.GRUCell(3, 5).double()
+            self.drop = nn.Dropout(0.3)
+
+        def forward(self, x, h):
+            return self.drop(self.cell(x, h))
+
+    cell = Dropped()
+    _, x, h, *_ = make("gru", T=6, seed=15)
+    with pytest.raises(ValueError, match="random numbers"):
+        checkpointed_rnn(cell, x, h, memory=2)
+    cell.eval()
+    o, _ = checkpointed_rnn(cell, x, h, memory=2)
+    o.sum().backward()
+
+
+def test_a_cell_using_an_outside_tensor_is_refused():
+    cell, x, state, *_ = make("gru", T=5, seed=16)
+    outside = torch.randn(5, dtype=torch.float64, requires_grad=True)
+
+    class Leaky(nn.Module):
+        def __init__(self, scale):
+            super().__init__()
+            self.cell, self.scale = cell, scale
+
+        def forward(self, x, h):
+            return self.cell(x, h) * self.scale
+
+    with pytest.raises(ValueError, match="none of its parameters"):
+        checkpointed_rnn(Leaky(outside), x, state, memory=2)
+    with pytest.raises(ValueError, match="computed outside"):
+        checkpointed_rnn(Leaky(outside * 2), x, state, memory=2)
+    checkpointed_rnn(Leaky(outside.detach()), x, state, memory=2)
+
+
+def test_a_cell_changing_the_state_structure_is_refused():
+    _, x, state, *_ = make("lstm", T=4, seed=17)
+
+    class HalfLSTM(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.cell = nn.GRUCell(3, 5).double()
+
+        def forward(self, x, s):
+            return self.cell(x, s[0])
+
+    with pytest.raises(ValueError, match="must return a state like"):
+        checkpointed_rnn(HalfLSTM(), x, state, memory=2)
+
+
+def test_backward_runs_once():
+    cell, x, state, *_ = make("gru", T=5, seed=18)
+    o, _ = checkpointed_rnn(cell, x, state, memory=2)
+    loss = o.sum()
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="only once"):
+        loss.backward()
+
+
+def test_in_place_change_of_the_inputs_is_caught():
+    cell, x, state, *_ = make("gru", T=5, seed=19, x_grad=False)
+    o, _ = checkpointed_rnn(cell, x, state, memory=2)
+    x.add_(1.0)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        o.sum().backward()
+
+
+# ------------------------------------------------------------------------------------------ packaging
+def test_docstring_example_runs():
+    finder = doctest.DocTestFinder()
+    tests = finder.find(api.checkpointed_rnn, "checkpointed_rnn", globs={})
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    for t in tests:
+        runner.run(t)
+    assert runner.failures == 0 and runner.tries >= 8
+
+
+def test_import_is_lazy_and_exports_the_api():
+    code = ("import sys\nimport explorer.papers.bptt as b\nassert 'torch' not in sys.modules\n"
+            "f = b.checkpointed_rnn\nassert 'torch' in sys.modules and f.__module__ == 'explorer.papers.bptt.api'\n"
+            "assert b.memory_probe and b.plan_for\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr

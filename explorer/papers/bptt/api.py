@@ -85,8 +85,10 @@ def checkpointed_rnn(cell: nn.Module, inputs: torch.Tensor, state: State, memory
     plus the last step's graph (``alpha`` slots); during backward, one more step's graph. Time: the plan's
     forward steps (``T`` for full BPTT, about ``2T`` at 5%) plus ``T`` backward steps. Plans are cached per
     (T, policy, alpha, budget). Under ``torch.no_grad()`` (or when nothing requires grad) the loop simply
-    runs, with no plan. The backward runs once (``retain_graph=True`` is not supported) and is not itself
-    differentiable.
+    runs, with no plan. Under ``torch.autocast`` every step, also those recomputed during backward, runs with
+    the caller's autocast settings but without its cache of cast weights (so each step's weight gradient is cast
+    back and summed in float32). The backward runs once (``retain_graph=True`` is not supported) and is not
+    itself differentiable.
 
     Example (a training loop with an LSTM cell and a linear read-out at every step)::
 
@@ -237,8 +239,7 @@ def _call(cell: nn.Module, x: torch.Tensor, state: Tuple[torch.Tensor, ...], is_
 
 
 def _check_structure(out: Tuple, states: Tuple, is_tensor: bool) -> None:
-    ok = len(out) == len(states) and all(torch.is_tensor(o) and o.shape == s.shape and o.dtype == s.dtype
-                                         for o, s in zip(out, states))
+    ok = len(out) == len(states) and all(torch.is_tensor(o) and o.shape == s.shape for o, s in zip(out, states))
     if not ok:
         got = ", ".join(f"{tuple(o.shape)}" if torch.is_tensor(o) else type(o).__name__ for o in out)
         want = ", ".join(f"{tuple(s.shape)}" for s in states)
@@ -274,6 +275,27 @@ def _rng_snapshot(device: torch.device) -> List[torch.Tensor]:
     if device.type == "cuda":
         snaps.append(torch.cuda.get_rng_state(device))
     return snaps
+
+
+def _autocast_state(device_type: str):
+    """The caller's autocast settings (for ``device_type`` and the CPU), re-entered for every step so that steps
+    recomputed during backward (outside the caller's ``torch.autocast`` block) compute as in forward."""
+    out = []
+    for dev in dict.fromkeys((device_type, "cpu")):
+        if torch.amp.is_autocast_available(dev) and torch.is_autocast_enabled(dev):
+            out.append((dev, torch.get_autocast_dtype(dev)))
+    return tuple(out)
+
+
+def _autocast(state) -> contextlib.AbstractContextManager:
+    """Autocast without its weight cache: a cast cached by a step run without grad would carry no graph into
+    the steps that need one (and a cast cached outside would be a tensor computed outside the cell)."""
+    if not state:
+        return contextlib.nullcontext()
+    stack = contextlib.ExitStack()
+    for dev, dtype in state:
+        stack.enter_context(torch.autocast(dev, dtype=dtype, enabled=True, cache_enabled=False))
+    return stack
 
 
 def _check_closed(outs: Sequence[torch.Tensor], allowed: Sequence[torch.Tensor], first_seq: int) -> None:
@@ -319,6 +341,7 @@ class _Run:
         self.params = params
         self.tracker = MemoryTracker(list(params) + [xs])
         self.hooks = self.tracker.hooks() if spec.probes else contextlib.nullcontext()
+        self.amp = _autocast_state(xs.device.type)
         self.record: Optional[CallRecord] = None
         self.calls = 0
         self.replay: Optional[Replay] = None
@@ -344,11 +367,11 @@ class _Run:
         self.calls += 1
         x = self.xs[k - 1]
         if not graph:
-            with torch.no_grad():
+            with torch.no_grad(), _autocast(self.amp):
                 return Step(k, _call(spec.cell, x, state, spec.is_tensor))
         leaves = tuple(_leaf(s) for s in state)
         xl = x.detach().requires_grad_(True) if spec.x_grad else x
-        with torch.enable_grad(), self.hooks:
+        with torch.enable_grad(), _autocast(self.amp), self.hooks:
             out = _call(spec.cell, xl, leaves, spec.is_tensor)
         return Step(k, out, leaves, xl if spec.x_grad else None)
 
@@ -362,7 +385,7 @@ class _Run:
         leaves = tuple(_leaf(s) for s in h0)
         xl = self.xs[0].detach().requires_grad_(True) if spec.x_grad else self.xs[0]
         before = self.tracker.current
-        with torch.enable_grad(), self.tracker.hooks():
+        with torch.enable_grad(), _autocast(self.amp), self.tracker.hooks():
             out = _call(spec.cell, xl, leaves, spec.is_tensor)
         self.calls += 1
         _check_structure(out, h0, spec.is_tensor)

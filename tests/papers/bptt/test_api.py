@@ -221,6 +221,27 @@ def test_training_loop_matches_full_bptt_step_for_step():
         assert float((a - b).detach().abs().max()) < 1e-6
 
 
+@pytest.mark.parametrize("api_first", [True, False])
+def test_autocast_is_reentered_for_recomputed_steps(api_first):
+    """Steps recomputed in backward run under the caller's autocast; casts are never cached (a cast cached by a
+    step run without grad would carry no gradient), so the reference is the loop under autocast without the
+    cache (with it, the loop sums the weight gradient over all steps in bfloat16)."""
+    cell, x, state, w_out, w_fin = make("two", T=12, dtype=torch.float32, seed=20)
+    api_fn = lambda c, xx, s: checkpointed_rnn(c, xx, s, memory=2)  # noqa: E731
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        if api_first:
+            o, f, g = grads(api_fn, cell, x, state, w_out, w_fin)
+        with torch.autocast("cpu", dtype=torch.bfloat16, cache_enabled=False):
+            o_ref, f_ref, g_ref = grads(loop, cell, x, state, w_out, w_fin)
+        _, _, g_cached = grads(loop, cell, x, state, w_out, w_fin)
+        if not api_first:
+            o, f, g = grads(api_fn, cell, x, state, w_out, w_fin)
+    assert f_ref[0].dtype == torch.bfloat16 and f[0].dtype == torch.bfloat16     # the cell ran under autocast
+    assert torch.equal(o.float(), o_ref.float())
+    assert max(float((a - b).abs().max()) for a, b in zip(g, g_ref)) == 0.0
+    assert rel_err(g, g_cached) < 0.05
+
+
 # ------------------------------------------------------------------------------------------ memory
 class Recording(nn.Module):
     """An LSTM cell that keeps a weak reference to every state tensor it returns."""

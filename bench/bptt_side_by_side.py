@@ -18,10 +18,10 @@ random classes (one iteration = forward + backward, no optimizer step). Every me
 Each configuration runs in two fresh processes. Memory (first process, after one warm-up iteration) is the
 peak increase of one iteration: resident memory (VmHWM reset through /proc/self/clear_refs, glibc's mmap
 threshold fixed at 16 KiB so that freed tensors leave the resident set) on CPU, torch.cuda.max_memory_allocated
-on CUDA. It includes
-everything the iteration allocates: the outputs, their gradient, the read-out's logits, the parameter
-gradients, not only what the recurrence stores. Time (second process, normal allocator) is the median of --repeats iterations after a warm-up; the
-gradient error is ||g - g_full|| / ||g_full|| over all parameters (LSTM and read-out).
+on CUDA. It includes everything the iteration allocates: the outputs, their gradient, the read-out's logits,
+the parameter gradients, not only what the recurrence stores. Time (second process, normal allocator) is the
+median of --repeats iterations after a warm-up; the gradient error is ||g - g_full|| / ||g_full|| over all
+parameters (LSTM and read-out).
 """
 from __future__ import annotations
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import numbers
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple, Union
 
@@ -109,7 +110,7 @@ def checkpointed_rnn(cell: nn.Module, inputs: torch.Tensor, state: State, memory
     """
     if policy not in POLICIES:
         raise ValueError(f"unknown policy {policy!r}: choose one of {', '.join(POLICIES)}")
-    _check_budget_args(memory_fraction, memory)
+    memory_fraction, memory = _check_budget_args(memory_fraction, memory)
     if not torch.is_tensor(inputs) or inputs.dim() < 1 or inputs.shape[0] < 1:
         raise ValueError("inputs must be a tensor [T, B, ...] with T >= 1")
     is_tensor = torch.is_tensor(state)
@@ -170,7 +171,7 @@ def plan_for(length: int, alpha: float, memory_fraction: Optional[float] = None,
     and a budget (cached). Raises ``ValueError`` naming the smallest feasible budget when none fits."""
     if policy not in POLICIES:
         raise ValueError(f"unknown policy {policy!r}: choose one of {', '.join(POLICIES)}")
-    _check_budget_args(memory_fraction, memory)
+    memory_fraction, memory = _check_budget_args(memory_fraction, memory)
     return _plan(int(length), policy, round(max(1.0, float(alpha)), 9), memory_fraction, memory)[0]
 
 
@@ -178,14 +179,16 @@ def plan_for(length: int, alpha: float, memory_fraction: Optional[float] = None,
 _PROBES: List[List[CallRecord]] = []
 
 
-def _check_budget_args(memory_fraction, memory) -> None:
+def _check_budget_args(memory_fraction, memory) -> Tuple[Optional[float], Optional[float]]:
+    """Exactly one positive finite budget, returned as floats."""
     if (memory_fraction is None) == (memory is None):
         raise ValueError("give exactly one budget: memory_fraction (a fraction of full BPTT's memory) or memory "
                          "(in slots of the size of the state)")
     v = memory_fraction if memory is None else memory
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v <= 0:
         name = "memory_fraction" if memory is None else "memory"
         raise ValueError(f"{name} must be a positive finite number, not {v!r}")
+    return (None, float(memory)) if memory is not None else (float(memory_fraction), None)
 
 
 @functools.lru_cache(maxsize=8)

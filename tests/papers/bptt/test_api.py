@@ -306,6 +306,11 @@ def test_memory_fraction_is_of_full_bptt():
     assert r.alpha == pytest.approx(4.5)                 # nn.LSTMCell: (h, c, 4H gates, 1H, outputs h, c) / 2H
     assert r.memory == pytest.approx(0.1 * (1 + 39 * 4.5))
     assert r.plan is plan_for(40, 4.5, 0.1)                # cached
+    import numpy as np
+
+    with memory_probe() as rec2:
+        checkpointed_rnn(cell, x, state, memory_fraction=np.float32(0.1))
+    assert rec2[0].memory == pytest.approx(r.memory)
     assert r.plan.cost == Planner(40, "msm", 4.5).cost(0.1 * (1 + 39 * 4.5))
 
 

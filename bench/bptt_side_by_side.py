@@ -75,13 +75,14 @@ def fewest_segments(budget_slots: float, length: int, alpha: float) -> int:
     segment's internal states (consecutive steps share their hidden states: alpha - 1 each) and the step being
     backpropagated; the smallest-memory count when none fits. (Uniform checkpointing recomputes every step once
     whatever S is, so fewer segments only means fewer stored states.)"""
-    def mem(S: int) -> float:
-        return S + math.ceil(length / S) * max(alpha - 1.0, 1.0) + alpha
-
     for S in range(1, length + 1):
-        if mem(S) <= budget_slots:
+        if predicted_segments_memory(S, length, alpha) <= budget_slots:
             return S
-    return min(range(1, length + 1), key=mem)
+    return min(range(1, length + 1), key=lambda S: predicted_segments_memory(S, length, alpha))
+
+
+def predicted_segments_memory(S: int, length: int, alpha: float) -> float:
+    return S + math.ceil(length / S) * max(alpha - 1.0, 1.0) + alpha
 
 
 def worker(args) -> dict:
@@ -167,6 +168,7 @@ def worker(args) -> dict:
             S = max(1, round(math.sqrt(T)))
         else:
             S = fewest_segments(float(spec) * full_units, T, alpha)
+            info["fits"] = predicted_segments_memory(S, T, alpha) <= float(spec) * full_units + 1e-9
         info["segments"] = S
         rnn = lambda: rnn_checkpoint(S)  # noqa: E731
     else:
@@ -315,7 +317,8 @@ def main() -> None:
         elif m == "ckpt":
             label = "torch.utils.checkpoint"
             budget = (f"S = {row['segments']} (sqrt T)" if spec == "sqrt"
-                      else f"S = {row['segments']} (fits {float(spec):.0%})")
+                      else f"S = {row['segments']} (fits {float(spec):.0%})" if row["fits"]
+                      else f"S = {row['segments']} (least memory; {float(spec):.0%} does not fit)")
         else:
             label = "checkpointed_rnn (MSM)"
             budget = (f"{float(spec):.0%} = {row['plan_peak_slots']:.0f} slots "

@@ -324,6 +324,8 @@ def _build(build: Callable[[Dict[str, Any]], Any], config: Mapping[str, Any], me
     """``build(config)``; on ``device="meta"`` returns None when the model can't be built without storage."""
     import torch
 
+    if device == "meta" and not _meta_build_is_safe():
+        return None
     try:
         if device == "meta":
             with torch.device("meta"):
@@ -335,6 +337,18 @@ def _build(build: Callable[[Dict[str, Any]], Any], config: Mapping[str, Any], me
             return None
         raise CheckpointError(f"{meta.name}: its model_config cannot build a model: {type(exc).__name__}: "
                               f"{str(exc)[:200]}")
+
+
+def _meta_build_is_safe() -> bool:
+    """Weight initialisation on the "meta" device runs torch's Python meta kernels, which import torch._dynamo and,
+    in CUDA builds, Triton. Importing Triton in a worker after Mesa's OpenGL is loaded (the 3D tab's VTK view)
+    crashed the process on a bare Debian machine with the CUDA build and no GPU, so the storage-free check runs
+    only where Triton is absent (CPU builds) or torch._dynamo is already loaded; elsewhere the shapes are checked
+    after the real build, as before."""
+    import importlib.util
+    import sys
+
+    return "torch._dynamo" in sys.modules or importlib.util.find_spec("triton") is None
 
 
 def check_finite(state: Mapping[str, Any], name: str = "checkpoint") -> None:

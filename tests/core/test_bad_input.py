@@ -101,6 +101,10 @@ def test_huge_config_is_refused_before_the_model_is_built(tmp_path):
 
     from explorer.papers.srnn.model import build
 
+    from explorer.core.checkpoints import _meta_build_is_safe
+
+    if not _meta_build_is_safe():
+        pytest.skip("this torch build has Triton: the storage-free check is off (see _meta_build_is_safe)")
     ck = _srnn_ckpt()
     cfg = dict(ck.meta.model_config, d_dim=200_000, hidden=200_000, a_dim=200_000)   # ~ hundreds of GB if built
     f = save_checkpoint(tmp_path / "huge.safetensors", {"w": torch.zeros(3)}, paper="srnn", model_config=cfg)

@@ -24,7 +24,9 @@ p.add_argument("--every", type=float, default=30.0, help="seconds between sample
 p.add_argument("--out", default=None, help="write the samples as JSON")
 args = p.parse_args()
 
-from PySide6.QtCore import QElapsedTimer, QTimer  # noqa: E402
+from PySide6.QtCore import QTimer  # noqa: E402
+
+from gui_probe import LatenessProbe  # noqa: E402
 
 from explorer.ui.app import _make_app, build_window  # noqa: E402
 
@@ -42,30 +44,15 @@ window.attract._cycle.setInterval(int(args.dwell * 1000))
 window.resize(w, h)
 window.show()
 
-late = []
-clock = QElapsedTimer()
-clock.start()
-last = [clock.elapsed()]
-
-
-def tick():
-    now = clock.elapsed()
-    late.append(max(0, now - last[0] - 10))
-    last[0] = now
-
-
-probe = QTimer(interval=10)
-probe.timeout.connect(tick)
-probe.start()
+probe = LatenessProbe()
 samples = []
 t0 = time.monotonic()
 
 
 def sample():
-    lat = sorted(late) or [0]
-    late.clear()
+    worst, p99 = probe.take()
     row = {"t_s": round(time.monotonic() - t0, 1), "rss_mb": round(rss_mb(), 1),
-           "worst_ms": lat[-1], "p99_ms": lat[int(0.99 * (len(lat) - 1))], "tab": window.current_page().spec.id,
+           "worst_ms": worst, "p99_ms": p99, "tab": window.current_page().spec.id,
            "attract": window.attract.active, "steps": window.attract.steps}
     samples.append(row)
     print(json.dumps(row), flush=True)

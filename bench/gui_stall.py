@@ -38,21 +38,12 @@ def tab_stalls() -> None:
     window.context.settings.persist = False
     window.resize(1280, 800)
     window.show()
-    clock = QElapsedTimer()
-    clock.start()
-    last, late = [clock.elapsed()], []
+    from gui_probe import LatenessProbe
 
-    def tick():
-        now = clock.elapsed()
-        late.append(max(0, now - last[0] - 10))
-        last[0] = now
-
-    probe = QTimer(interval=10)
-    probe.timeout.connect(tick)
-    probe.start()
+    probe = LatenessProbe()
     rows = []
     for spec in window.specs:
-        late.clear()
+        probe.take()
         t0 = time.perf_counter()
         page = window.show_tab(spec.id)
         while time.perf_counter() - t0 < args.timeout:
@@ -61,9 +52,9 @@ def tab_stalls() -> None:
             if page.build_error is not None or (panel is not None and panel.demo_done and not panel.runner.is_busy()):
                 break
             time.sleep(0.002)
-        lat = sorted(late) or [0]
-        rows.append((spec.id, time.perf_counter() - t0, lat[-1], lat[int(0.99 * (len(lat) - 1))]))
-        print(f"{spec.id:12s} built and demo done in {rows[-1][1]:5.1f} s: worst stall {lat[-1]} ms, "
+        worst, p99 = probe.take()
+        rows.append((spec.id, time.perf_counter() - t0, worst, p99))
+        print(f"{spec.id:12s} built and demo done in {rows[-1][1]:5.1f} s: worst stall {worst} ms, "
               f"p99 {rows[-1][3]} ms", flush=True)
     window.shutdown(10.0)
     print(f"worst over all tabs: {max(r[2] for r in rows)} ms ({max(rows, key=lambda r: r[2])[0]})")

@@ -22,4 +22,4 @@ for name in args.sets.split(","):
     print(f"{out}: {out.stat().st_size} bytes, {min(D.DEMO_PIECES, len(md.x_test))} pieces of {md.title}")
 lic = Path(args.data) / "LICENSE.srnn-authors"
 if lic.exists():
-    shutil.copy(lic, resources_dir() / "srnn" / "LICENSE.srnn-authors")
+    shutil.copyfile(lic, resources_dir() / "srnn" / "LICENSE.srnn-authors")   # not its read-only mode

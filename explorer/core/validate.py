@@ -77,6 +77,10 @@ def atomic_output(path: os.PathLike | str, what: str = "file") -> Iterator[Path]
     fd, tmp_name = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".part" + p.suffix, dir=p.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    try:   # mkstemp makes the file private (0600): give it the mode a plain open() would (or the old file's)
+        os.chmod(tmp, (p.stat().st_mode & 0o777) if p.exists() else (0o666 & ~_umask()))
+    except OSError:
+        pass
     try:
         yield tmp
         with open(tmp, "rb+") as fh:
@@ -90,6 +94,17 @@ def atomic_output(path: os.PathLike | str, what: str = "file") -> Iterator[Path]
     except BaseException:
         _remove(tmp)
         raise
+
+
+def _umask() -> int:
+    """The process umask, read without changing it (os.umask would, for a moment, in every thread)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022
 
 
 def _remove(p: Path) -> None:

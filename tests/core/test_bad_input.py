@@ -321,6 +321,10 @@ def test_atomic_output_keeps_the_previous_file_on_failure(tmp_path):
     with atomic_output(f) as tmp:
         tmp.write_text("new")
     assert f.read_text() == "new" and sorted(tmp_path.iterdir()) == [f]
+    fresh = tmp_path / "fresh.txt"
+    with atomic_output(fresh) as tmp:
+        tmp.write_text("x")
+    assert fresh.stat().st_mode & 0o777 == 0o666 & ~0o022 or fresh.stat().st_mode & 0o044   # readable as usual
 
 
 def test_output_into_a_missing_folder_is_refused(tmp_path):

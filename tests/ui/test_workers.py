@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 
 from explorer.ui.workers import TaskRunner
+
+from .test_shell import _slow
 
 
 @pytest.fixture
@@ -23,14 +24,6 @@ def _recorder(events, tag):
                 on_error=lambda exc, tb: events.append((tag, "error", str(exc))),
                 on_cancelled=lambda: events.append((tag, "cancelled")),
                 on_finished=lambda: events.append((tag, "finished")))
-
-
-def _slow(n, token=None, progress=None):
-    for i in range(n):
-        token.check()
-        progress(i / n, "")
-        time.sleep(0.01)
-    return n
 
 
 def _boom():

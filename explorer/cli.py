@@ -124,7 +124,7 @@ def bundled_models() -> List[dict]:
     from .core.paths import models_dir
 
     out = []
-    for f in sorted(models_dir().glob("*.safetensors")):
+    for f in sorted(p for p in models_dir().glob("*.safetensors") if not p.name.endswith(".resume.safetensors")):
         meta = read_metadata(f)
         metrics = meta.metrics or {}
         key = metrics.get("headline")

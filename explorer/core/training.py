@@ -484,6 +484,8 @@ class Run:
         """Write the resume file (rank 0; every rank takes part in gathering the RNG states)."""
         self._last_save = time.monotonic()
         rngs = self.world.gather_objects(_rng_state())
+        # every rank calls state_fn (it may gather per-rank state, e.g. carried hidden states); rank 0 writes
+        user_state = self.state_fn() if self.state_fn else {}
         target = Path(path) if path else self.resume_file
         if target is None or not self.world.is_main:
             return None
@@ -493,7 +495,7 @@ class Run:
         objects = {}
         for name, obj in self._objects.items():
             objects[name] = _split_state(name, obj.state_dict(), tensors)
-        user = _split_state("user", self.state_fn() if self.state_fn else {}, tensors)
+        user = _split_state("user", user_state, tensors)
         meta = {"objects": objects, "user": user, "rng": rngs, "counters": self._counters(),
                 "world_size": self.world.world_size, "seed": self.seed}
         model = self._objects.get("model")

@@ -6,7 +6,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from explorer.core.validate import COUNT, FRACTION, MINUTES, NON_NEGATIVE, POSITIVE, POSITIVE_INT, SEED, THREADS, number
+from explorer.core.validate import COUNT, FRACTION, NON_NEGATIVE, POSITIVE, POSITIVE_INT, SEED, THREADS, number
 
 DATASETS = ("jsb", "nottingham", "muse", "piano")
 
@@ -31,9 +31,7 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--z-dim", type=POSITIVE_INT, default=100, help="latent size (paper 100)")
     parser.add_argument("--a-dim", type=POSITIVE_INT, default=300, help="inference GRU/MLP size (paper 300)")
     parser.add_argument("--hidden", type=POSITIVE_INT, default=500, help="MLP width (paper 500)")
-    parser.add_argument("--epochs", type=POSITIVE_INT, default=50, help="epochs (paper code: 50)")
     parser.add_argument("--lr", type=POSITIVE, default=1e-3, help="Adam learning rate (paper 1e-3)")
-    parser.add_argument("--max-minutes", type=MINUTES, default=None, help="stop after this much wall time")
     parser.add_argument("--kl-epochs", type=NON_NEGATIVE, default=None,
                         help="epochs of linear KL annealing from 0.2 to 1 (default 40%% of --epochs, as 20/50 in "
                              "the authors' code)")
@@ -44,12 +42,13 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
                         help="start from the weights of this checkpoint (same model options), e.g. to train longer")
     parser.add_argument("--lr-decay", type=number(float, 1), default=1.2,
                         help="learning-rate divisor per epoch after the constant phase (paper code 1.2)")
-    parser.add_argument("--seed", type=SEED, default=123)
-    parser.add_argument("--threads", type=THREADS, default=None, help="torch CPU threads")
-    parser.add_argument("--out", default=None, help="checkpoint to write (default models/srnn_<dataset>_<variant>)")
-    parser.add_argument("--no-resume", action="store_true", help="ignore an existing resume file and start over")
     parser.add_argument("--iwae-samples", type=COUNT, default=32,
                         help="importance samples for the final test evaluation (0: skip the test evaluation)")
+    from explorer.core.training import add_training_options
+
+    add_training_options(parser, epochs=50, seed=123,
+                         out_help="checkpoint to write (default models/srnn_<dataset>_<variant>.safetensors); the "
+                                  "resume file goes beside it")
 
 
 def _setup(args):
@@ -66,57 +65,65 @@ def _setup(args):
 
 def train(args) -> int:
     from explorer.core.paths import training_output
-    from explorer.core.progress import TerminalProgress
+    from explorer.core.training import init_world, seed_all
 
     from . import data as data_mod
     from .evaluate import evaluate_test
     from .model import build, count_parameters, make_config
     from .train import fit, train_config
 
-    device = _setup(args)
-    data = data_mod.load(args.data, args.dataset)
-    cfg = make_config(kind=args.model, inference=args.inference, resq=bool(args.resq), d_dim=args.d_dim,
-                      z_dim=args.z_dim, a_dim=args.a_dim, hidden=args.hidden)
-    model = build(cfg)
-    if args.init:
-        from explorer.core.errors import UserError
+    world = init_world(getattr(args, "device", "auto"), args.threads)
+    try:
+        say = (lambda s: print(s, file=sys.stderr, flush=True)) if world.is_main else (lambda s: None)
+        data = data_mod.load(args.data, args.dataset)
+        cfg = make_config(kind=args.model, inference=args.inference, resq=bool(args.resq), d_dim=args.d_dim,
+                          z_dim=args.z_dim, a_dim=args.a_dim, hidden=args.hidden)
+        seed_all(args.seed)
+        model = build(cfg)
+        if args.init:
+            from explorer.core.errors import UserError
 
-        from .infer import load_model_file
+            from .infer import load_model_file
 
-        init, init_meta = load_model_file(args.init, "cpu")
-        if init.config != model.config:
-            raise UserError(f"--init {args.init}: its model options differ from this run's "
-                            f"({init.config} vs {model.config})")
-        model.load_state_dict(init.state_dict())
-        print(f"starting from the weights of {init_meta.name}", file=sys.stderr)
-    out = Path(args.out) if args.out else training_output(default_checkpoint_name(
-        args.dataset, args.model, args.inference, bool(args.resq)))
-    tcfg = train_config(epochs=args.epochs, lr=args.lr, max_minutes=args.max_minutes, seed=args.seed,
-                        lr_decay=args.lr_decay, kl_start=args.kl_start,
-                        kl_frac=None if args.kl_epochs is None else args.kl_epochs / max(1, args.epochs),
-                        no_decay_frac=None if args.constant_epochs is None else args.constant_epochs / max(1, args.epochs))
-    print(f"training {args.model} on {data.title}: {count_parameters(model):,} parameters, {tcfg['epochs']} epochs,"
-          f" device {device}, out {out}", file=sys.stderr)
-    info = data.describe()
-    info.pop("source", None)
-    t0 = time.time()
-    with TerminalProgress(f"srnn {args.dataset}") as bar:
-        summary = fit(model, data, device, tcfg, out_path=out, progress=bar,
-                      log=lambda s: print(s, file=sys.stderr, flush=True), data_info=info,
-                      resume=not args.no_resume)
-    print(f"done in {summary['wall_s']:.0f} s; best valid ELBO/step {summary['best_valid_elbo_per_step']:.4f}",
-          file=sys.stderr)
-    if args.iwae_samples > 0 and out.exists():
-        from explorer.core.checkpoints import update_metrics
+            init, init_meta = load_model_file(args.init, "cpu")
+            if init.config != model.config:
+                raise UserError(f"--init {args.init}: its model options differ from this run's "
+                                f"({init.config} vs {model.config})")
+            model.load_state_dict(init.state_dict())
+            say(f"starting from the weights of {init_meta.name}")
+        out = Path(args.out) if args.out else training_output(default_checkpoint_name(
+            args.dataset, args.model, args.inference, bool(args.resq)))
+        tcfg = train_config(epochs=args.epochs, lr=args.lr, seed=args.seed, lr_decay=args.lr_decay,
+                            kl_start=args.kl_start,
+                            kl_frac=None if args.kl_epochs is None else args.kl_epochs / max(1, args.epochs),
+                            no_decay_frac=None if args.constant_epochs is None
+                            else args.constant_epochs / max(1, args.epochs))
+        say(f"training {args.model} on {data.title}: {count_parameters(model):,} parameters, {tcfg['epochs']} "
+            f"epochs, {world.describe()}, out {out}")
+        info = data.describe()
+        info.pop("source", None)
+        summary = fit(model, data, world.device, tcfg, out_path=out, log=say, data_info=info, resume=args.resume,
+                      world=world, minutes=args.minutes, checkpoint_every_min=args.checkpoint_every)
+        if not world.is_main:
+            return 0
+        say(f"{summary['stop']}: {summary['epochs_run']} epochs in {summary['wall_s']:.0f} s; best valid ELBO/step "
+            f"{summary['best_valid_elbo_per_step']:.4f}")
+        if summary["stopped_early"]:
+            say(f"continue with: --resume {summary['resume_file']}")
+        elif args.iwae_samples > 0 and out.exists():
+            from explorer.core.checkpoints import update_metrics
+            from explorer.core.progress import TerminalProgress
 
-        from .infer import load_model_file
+            from .infer import load_model_file
 
-        best, _ = load_model_file(out, device)
-        with TerminalProgress("test") as bar:
-            res = evaluate_test(best, data, device, samples=args.iwae_samples, progress=bar)
-        update_metrics(out, _metrics_from(res, summary))
-        print(json.dumps(res, indent=2))
-    return 0
+            best, _ = load_model_file(out, world.device)
+            with TerminalProgress("test") as bar:
+                res = evaluate_test(best, data, world.device, samples=args.iwae_samples, progress=bar)
+            update_metrics(out, _metrics_from(res, summary))
+            print(json.dumps(res, indent=2))
+        return 0
+    finally:
+        world.close()
 
 
 def _metrics_from(res, summary=None):
@@ -207,7 +214,8 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     for name, conf in (("train", configure_train), ("eval", configure_eval)):
         p = sub.add_parser(name)
-        p.add_argument("--device", default="auto")
+        if name == "eval":   # train has --device among the shared training options
+            p.add_argument("--device", default="auto")
         p.add_argument("--debug", action="store_true")
         conf(p)
     args = parser.parse_args(argv)

@@ -7,7 +7,7 @@ clipped elementwise at 10, the KL weight annealed linearly from 0.2 to 1, and an
 we keep those fractions (40 %) of whatever number of epochs is asked for.
 
 ``fit`` takes the model, data, device and a config dict, and writes the best-on-validation checkpoint plus a
-resume file; it could run under DDP (seed and stream partition are arguments; only rank 0 writes).
+resume file, through the shared training core (``explorer.core.training``: budget, resume, signals, DDP).
 """
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ from typing import Any, Callable, Dict, Optional
 import numpy as np
 import torch
 
-from explorer.core.checkpoints import load_checkpoint, save_checkpoint
 from explorer.core.errors import UserError
 
 from .data import STREAMS, MusicData
@@ -43,11 +42,7 @@ DEFAULT_TRAIN: Dict[str, Any] = {
     "carry_state": True,
     "seed": 123,
     "max_minutes": None,      # stop early (after the current batch) when the wall time is spent
-    "checkpoint_every_s": 120,
     "valid_samples_seed": 7,
-    "keep_resume": False,     # keep the resume file after a finished run (to extend it later)
-    "rank": 0,
-    "world_size": 1,
 }
 
 
@@ -100,146 +95,137 @@ def validate(model, u: np.ndarray, x: np.ndarray, device, batch: int = 64, seed:
             "kl_per_step": float(torch.cat(kls).mean())}
 
 
-def _opt_tensors(opt: torch.optim.Optimizer) -> Dict[str, torch.Tensor]:
-    sd = opt.state_dict()
-    out = {}
-    for idx, st in sd["state"].items():
-        for k, v in st.items():
-            t = v if isinstance(v, torch.Tensor) else torch.tensor(float(v))
-            out[f"opt.{idx}.{k}"] = t.reshape(-1) if t.dim() == 0 else t
-    return out
-
-
-def _load_opt(opt: torch.optim.Optimizer, tensors: Dict[str, torch.Tensor]) -> None:
-    sd = opt.state_dict()
-    state: Dict[int, Dict[str, Any]] = {}
-    for name, t in tensors.items():
-        _, idx, k = name.split(".", 2)
-        state.setdefault(int(idx), {})[k] = t.reshape(()) if k == "step" else t
-    sd["state"] = state
-    opt.load_state_dict(sd)
-
-
-def save_resume(path: Path, model, opt, state, meta: Dict[str, Any]) -> None:
-    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-    tensors.update(_opt_tensors(opt))
-    if state is not None:
-        for i, s in enumerate(state):
-            tensors[f"carry.{i}"] = s
-    save_checkpoint(path, tensors, paper=PAPER_ID, model_config=model.config, metrics={},
-                    data={"resume": True}, extra={"resume": meta})
-
-
-def load_resume(path: Path, model, opt):
-    ck = load_checkpoint(path, expected_paper=PAPER_ID)
-    meta = ck.meta.extra.get("resume") or {}
-    if ck.meta.model_config != model.config:
-        raise UserError(f"{path.name}: the resume file is for another model configuration; delete it or change "
-                        "the options")
-    model.load_state_dict({k[6:]: v for k, v in ck.state_dict.items() if k.startswith("model.")})
-    _load_opt(opt, {k: v for k, v in ck.state_dict.items() if k.startswith("opt.")})
-    carry = [v for k, v in sorted(ck.state_dict.items()) if k.startswith("carry.")]
-    return meta, (tuple(carry) if carry else None)
+def _carry_to_full(parts, world_size: int):
+    """Per-rank carried states (rank r holds streams r, r+W, ...) -> one state over all B streams."""
+    if not parts or parts[0] is None:
+        return None
+    out = []
+    for i in range(len(parts[0])):
+        pieces = [p[i] for p in parts]
+        full = torch.empty((sum(t.shape[0] for t in pieces),) + tuple(pieces[0].shape[1:]), dtype=pieces[0].dtype)
+        for r, t in enumerate(pieces):
+            full[r::world_size] = t
+        out.append(full)
+    return tuple(out)
 
 
 def fit(model, data: MusicData, device, config: Dict[str, Any], out_path=None, progress: Optional[Callable] = None,
         token=None, log: Optional[Callable[[str], None]] = None, data_info: Optional[Dict[str, Any]] = None,
-        resume: bool = True) -> Dict[str, Any]:
-    """Train ``model`` on ``data``; keep the best-on-validation weights in ``out_path``.
+        resume=None, world=None, minutes: Optional[float] = None, checkpoint_every_min: float = 5.0
+        ) -> Dict[str, Any]:
+    """Train ``model`` on ``data`` with the shared training core; keep the best-on-validation weights in
+    ``out_path`` and a resume file beside it (``<out>.resume.safetensors``).
 
-    Returns a summary dict (best validation ELBO per step, epochs run, wall time, history).
+    ``resume``: a resume file (or the checkpoint next to it) to continue from. ``world``: the
+    :class:`~explorer.core.training.World` of a torchrun job (default: this process alone on ``device``). Each
+    rank takes its share of the 16 streams of every batch (the global batch, and so the loss per chunk seen, are
+    the same on any number of processes); rank 0 validates and writes.
+
+    Returns a summary dict (best validation ELBO per step, epochs run, wall time, history, the run's record).
     """
+    from explorer.core.training import Run, World
+
     cfg = train_config(**config)
     log = log or (lambda s: None)
-    rank, world = int(cfg["rank"]), int(cfg["world_size"])
-    torch.manual_seed(cfg["seed"] + rank)
+    world = world or World(device=torch.device(device))
+    device = world.device
+    torch.manual_seed(world.rank_seed(int(cfg["seed"])))
     model.to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"], eps=cfg["adam_eps"])
     out_path = Path(out_path) if out_path else None
-    resume_path = out_path.with_name(out_path.stem + ".resume.safetensors") if out_path else None
 
     B = int(cfg["batch_size"])
-    batches = _stream_batches(len(data.x_train), B)[rank::world]
+    per_rank = world.split_batch(B, "the batch of streams")
+    batches = [idx[world.rank::world.world_size] for idx in _stream_batches(len(data.x_train), B)]
     if not batches:
         raise UserError(f"the training set has {len(data.x_train)} chunks, fewer than one batch of {B}")
     n_iter = len(batches)
-    start_epoch, best, history, carry, it = 0, -math.inf, [], None, 0
-    elapsed_before = 0.0
-    if resume and resume_path is not None and resume_path.exists():
-        meta, _ = load_resume(resume_path, model, opt)
-        start_epoch = int(meta.get("epoch", 0))
-        best = float(meta.get("best", -math.inf))
-        history = list(meta.get("history", []))
-        it = int(meta.get("iteration", start_epoch * n_iter))
-        elapsed_before = float(meta.get("elapsed_s", 0.0))
-        log(f"resumed from {resume_path.name} at epoch {start_epoch} (best valid {best:.4f})")
+    minutes = minutes if minutes is not None else cfg.get("max_minutes")
+    run = Run(world, paper=PAPER_ID, out=out_path, minutes=minutes, epochs=int(cfg["epochs"]), steps_per_epoch=n_iter,
+              checkpoint_every_min=checkpoint_every_min, log=log, progress=progress, token=token,
+              seed=int(cfg["seed"]), progress_desc="srnn")
+    run.attach(model=model, optimizer=opt)
+    st: Dict[str, Any] = {"best": -math.inf, "history": [], "carry": None, "tr_elbo": [], "tr_kl": []}
 
-    t0 = time.time()
-    last_save = time.time()
-    total_iters = cfg["epochs"] * n_iter
-    limit_s = None if not cfg.get("max_minutes") else float(cfg["max_minutes"]) * 60.0
-    stopped_early = False
-    epoch = start_epoch
-    for epoch in range(start_epoch, cfg["epochs"]):
-        for g in opt.param_groups:
-            g["lr"] = lr_at(cfg, epoch)
-        # the authors reset the carried state at the start of every epoch
-        carry = model.initial_state(B, device) if cfg["carry_state"] else None
-        tr_elbo, tr_kl = [], []
-        for bi, idx in enumerate(batches):
-            if token is not None:
-                token.check()
-            u = torch.from_numpy(data.u_train[idx]).to(device)
-            x = torch.from_numpy(data.x_train[idx]).to(device)
-            beta = kl_weight(cfg, it, n_iter)
-            out = model(u, x, state=carry if cfg["carry_state"] else None)
-            if cfg["carry_state"]:
-                carry = out["state"]
-            loss, elbo, kl = elbo_loss(out, None, beta)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["max_grad_norm"])
-            torch.nn.utils.clip_grad_value_(model.parameters(), cfg["clip_gradients"])
-            opt.step()
-            it += 1
-            tr_elbo.append(elbo)
-            tr_kl.append(kl)
-            if progress is not None:
-                progress(it / total_iters, f"epoch {epoch + 1}/{cfg['epochs']} elbo {np.mean(tr_elbo):.3f} "
-                                           f"kl {np.mean(tr_kl):.3f} beta {beta:.2f}")
-            if limit_s is not None and elapsed_before + time.time() - t0 > limit_s:
-                stopped_early = True
+    def state() -> Dict[str, Any]:
+        carry = st["carry"]
+        parts = world.gather_objects(None if carry is None else tuple(t.detach().cpu() for t in carry))
+        return {"best": st["best"], "history": st["history"], "tr_elbo": st["tr_elbo"], "tr_kl": st["tr_kl"],
+                "carry": _carry_to_full(parts, world.world_size), "train_config": {k: v for k, v in cfg.items()
+                                                                                     if k != "max_minutes"}}
+
+    run.state_fn = state
+    user = run.resume(resume)
+    if user:
+        old = user.get("train_config", {})
+        for k in ("batch_size", "carry_state"):
+            if k in old and old[k] != cfg[k]:
+                raise UserError(f"the resume file was trained with {k}={old[k]}, this run asks {cfg[k]}")
+        st.update({k: user[k] for k in ("best", "history", "tr_elbo", "tr_kl") if k in user})
+        full = user.get("carry")
+        st["carry"] = None if full is None else tuple(t[world.rank::world.world_size].to(device) for t in full)
+    net = run.wrap(model)
+
+    it = run.step_count
+    start_epoch, start_batch = run.epoch, run.step_count - run.epoch * n_iter
+    with run:
+        for epoch in range(start_epoch, cfg["epochs"]):
+            if run.done():
                 break
-        if stopped_early and bi < n_iter - 1:
-            log(f"time limit reached in epoch {epoch + 1}; partial epoch not validated")
-            break
-        val = validate(model, data.u_valid, data.x_valid, device, seed=cfg["valid_samples_seed"])
-        rec = {"epoch": epoch + 1, "train_elbo_per_step": float(np.mean(tr_elbo)), "train_kl": float(np.mean(tr_kl)),
-               "valid_elbo_per_step": val["elbo_per_step"], "valid_kl_per_step": val["kl_per_step"],
-               "lr": lr_at(cfg, epoch), "kl_weight": beta,
-               "wall_s": round(elapsed_before + time.time() - t0, 1)}
-        history.append(rec)
-        improved = val["elbo_per_step"] > best
-        if improved:
-            best = val["elbo_per_step"]
-        log(json.dumps(rec) + ("  *best*" if improved else ""))
-        if rank == 0 and out_path is not None:
+            for g in opt.param_groups:
+                g["lr"] = lr_at(cfg, epoch)
+            first = start_batch if epoch == start_epoch else 0
+            if first == 0:
+                # the authors reset the carried state at the start of every epoch
+                st["carry"] = model.initial_state(per_rank, device) if cfg["carry_state"] else None
+                st["tr_elbo"], st["tr_kl"] = [], []
+            beta = kl_weight(cfg, it, n_iter)
+            bi = n_iter - 1   # (a resume file written after the epoch's last batch: go on to its validation)
+            for bi in range(first, n_iter):
+                idx = batches[bi]
+                u = torch.from_numpy(data.u_train[idx]).to(device)
+                x = torch.from_numpy(data.x_train[idx]).to(device)
+                beta = kl_weight(cfg, it, n_iter)
+                out = net(u, x, state=st["carry"] if cfg["carry_state"] else None)
+                if cfg["carry_state"]:
+                    st["carry"] = out["state"]
+                loss, elbo, kl = elbo_loss(out, None, beta)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["max_grad_norm"])
+                torch.nn.utils.clip_grad_value_(model.parameters(), cfg["clip_gradients"])
+                opt.step()
+                it += 1
+                st["tr_elbo"].append(world.mean(elbo) if world.distributed else elbo)
+                st["tr_kl"].append(world.mean(kl) if world.distributed else kl)
+                if run.step(samples=B, message=f"epoch {epoch + 1}/{cfg['epochs']} elbo {np.mean(st['tr_elbo']):.3f} "
+                                               f"kl {np.mean(st['tr_kl']):.3f} beta {beta:.2f}"):
+                    break
+            if bi < n_iter - 1:   # stopped inside the epoch (time or signal): the resume file continues it
+                log(f"stopped in epoch {epoch + 1} after batch {bi + 1}/{n_iter}; not validated")
+                break
+            run.end_epoch()
+            if not world.is_main:
+                continue
+            val = validate(model, data.u_valid, data.x_valid, device, seed=cfg["valid_samples_seed"])
+            rec = {"epoch": epoch + 1, "train_elbo_per_step": float(np.mean(st["tr_elbo"])),
+                   "train_kl": float(np.mean(st["tr_kl"])), "valid_elbo_per_step": val["elbo_per_step"],
+                   "valid_kl_per_step": val["kl_per_step"], "lr": lr_at(cfg, epoch), "kl_weight": beta,
+                   "wall_s": round(run.wall_s, 1)}
+            st["history"].append(rec)
+            improved = val["elbo_per_step"] > st["best"]
             if improved:
-                save_checkpoint(out_path, model.state_dict(), paper=PAPER_ID, model_config=model.config,
-                                metrics={"headline": "valid_elbo_per_step", "valid_elbo_per_step": best,
-                                         "best_epoch": epoch + 1, "parameters": count_parameters(model)},
-                                data=data_info or data.describe(),
-                                extra={"train_config": cfg, "history": history})
-            if time.time() - last_save > cfg["checkpoint_every_s"] or epoch + 1 == cfg["epochs"] or stopped_early:
-                save_resume(resume_path, model, opt, carry,
-                            {"epoch": epoch + 1, "best": best, "history": history, "iteration": it,
-                             "elapsed_s": elapsed_before + time.time() - t0})
-                last_save = time.time()
-        if stopped_early:
-            break
-    wall = elapsed_before + time.time() - t0
-    if (rank == 0 and resume_path is not None and not stopped_early and not cfg["keep_resume"]
-            and resume_path.exists()):
-        resume_path.unlink()  # finished: nothing to resume
-    return {"best_valid_elbo_per_step": best, "epochs_run": len(history), "wall_s": round(wall, 1),
-            "stopped_early": stopped_early, "history": history, "resume_file": str(resume_path) if resume_path else None}
+                st["best"] = val["elbo_per_step"]
+            log(json.dumps(rec) + ("  *best*" if improved else ""))
+            if improved and out_path is not None:
+                run.save_model(out_path, model.state_dict(), model_config=model.config,
+                               metrics={"headline": "valid_elbo_per_step", "valid_elbo_per_step": st["best"],
+                                        "best_epoch": epoch + 1, "parameters": count_parameters(model)},
+                               data=data_info or data.describe(),
+                               extra={"train_config": {k: v for k, v in cfg.items() if k != "max_minutes"},
+                                      "history": st["history"]})
+    best = world.broadcast_object(st["best"]) if world.distributed else st["best"]
+    history = world.broadcast_object(st["history"]) if world.distributed else st["history"]
+    return {"best_valid_elbo_per_step": best, "epochs_run": run.epoch, "wall_s": round(run.wall_s, 1),
+            "stopped_early": run.interrupted(), "stop": run.stop_reason, "history": history,
+            "training": run.record(), "resume_file": str(run.resume_file) if run.resume_file else None}

@@ -184,15 +184,82 @@ def test_fit_resume_and_checkpoint(tmp_path):
         np.nan_to_num(getattr(data, k), copy=False)
     m = _model()
     out = tmp_path / "m.safetensors"
-    s1 = fit(m, data, "cpu", {"epochs": 1, "keep_resume": True, "checkpoint_every_s": 0}, out_path=out)
-    assert out.exists() and (tmp_path / "m.resume.safetensors").exists()
-    s2 = fit(_model(), data, "cpu", {"epochs": 2, "checkpoint_every_s": 0}, out_path=out)
-    assert [h["epoch"] for h in s2["history"]] == [1, 2] and s1["epochs_run"] == 1
-    assert not (tmp_path / "m.resume.safetensors").exists()
+    s1 = fit(m, data, "cpu", {"epochs": 1}, out_path=out)
+    resume = tmp_path / "m.resume.safetensors"
+    assert out.exists() and resume.exists() and s1["epochs_run"] == 1
+    s2 = fit(_model(), data, "cpu", {"epochs": 2}, out_path=out, resume=out)
+    assert [h["epoch"] for h in s2["history"]] == [1, 2] and s2["training"]["resumed_from"] == resume.name
     meta = read_metadata(out)
     assert meta.paper == "srnn" and meta.metrics["headline"] == "valid_elbo_per_step"
+    assert meta.extra["training"]["world_size"] == 1
     model, _ = load_model_file(out)
     assert model.config["z_dim"] == 3
+
+
+def test_resume_inside_an_epoch_continues_bit_for_bit(tmp_path):
+    """Two epochs straight == stopped after 3 batches (a signal), then resumed: same weights, same history."""
+    from explorer.papers.srnn.train import fit
+
+    data = D.MusicData(name="jsb", **D.synthetic(n_train=64, n_valid=8, n_test=3, t_chunk=20, t_test=15))
+    torch.manual_seed(5)
+    a = _model()
+    sa = fit(a, data, "cpu", {"epochs": 2}, out_path=tmp_path / "a" / "m.safetensors")
+
+    torch.manual_seed(5)
+    b = _model()
+    import explorer.core.training as tc
+
+    orig = tc.Run.step
+
+    def step(self, *a_, **k):   # stands in for Ctrl+C during the 3rd step (of 4 per epoch)
+        if self.step_count == 2:
+            self._signal = True
+        return orig(self, *a_, **k)
+
+    tc.Run.step = step
+    try:
+        s1 = fit(b, data, "cpu", {"epochs": 2}, out_path=tmp_path / "b" / "m.safetensors")
+    finally:
+        tc.Run.step = orig
+    assert s1["stop"] == "signal" and s1["training"]["steps"] == 3 and s1["epochs_run"] == 0
+    c = _model()
+    s2 = fit(c, data, "cpu", {"epochs": 2}, out_path=tmp_path / "b" / "m.safetensors",
+             resume=tmp_path / "b" / "m.resume.safetensors")
+    assert s2["training"]["steps"] == sa["training"]["steps"]
+    assert [h["valid_elbo_per_step"] for h in s2["history"]] == [h["valid_elbo_per_step"] for h in sa["history"]]
+    for k, v in a.state_dict().items():
+        assert torch.equal(v, c.state_dict()[k]), k
+
+
+def test_two_processes_under_torchrun(tmp_path):
+    """torchrun with 2 gloo processes: the record says so, and both ranks ended with identical weights."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from explorer.core.checkpoints import read_metadata
+
+    D.write_synthetic(tmp_path, "jsb", n_train=32, n_valid=4, n_test=3, t_chunk=20, t_test=20)
+    out = tmp_path / "two.safetensors"
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[3]), NIPS_EXPLORER_THREADS="1")
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                        "-m", "explorer", "--device", "cpu", "train", "srnn", "--data", str(tmp_path), "--epochs", "1",
+                        "--d-dim", "8", "--z-dim", "2", "--a-dim", "8", "--hidden", "8", "--iwae-samples", "0",
+                        "--out", str(out)], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rec = read_metadata(out).extra["training"]
+    assert rec["world_size"] == 2 and rec["backend"] == "gloo" and rec["steps"] == 2
+    res = read_metadata(tmp_path / "two.resume.safetensors").extra["training"]
+    assert res["ranks_in_sync"] is True
+
+
+def test_train_cli_refuses_zero_minutes(tmp_path, capsys):
+    from explorer.cli import main
+
+    D.write_synthetic(tmp_path, "jsb", n_train=16, n_valid=4, n_test=3, t_chunk=20, t_test=20)
+    assert main(["train", "srnn", "--data", str(tmp_path), "--minutes", "0"]) == 2
+    assert "--minutes" in capsys.readouterr().err
 
 
 def test_gru_bound_equals_likelihood():

@@ -108,9 +108,7 @@ def train(args) -> int:
             return 0
         say(f"{summary['stop']}: {summary['epochs_run']} epochs in {summary['wall_s']:.0f} s; best valid ELBO/step "
             f"{summary['best_valid_elbo_per_step']:.4f}")
-        if summary["stopped_early"]:
-            say(f"continue with: --resume {summary['resume_file']}")
-        elif args.iwae_samples > 0 and out.exists():
+        if not summary["stopped_early"] and args.iwae_samples > 0 and out.exists():
             from explorer.core.checkpoints import update_metrics
             from explorer.core.progress import TerminalProgress
 

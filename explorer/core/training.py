@@ -352,6 +352,18 @@ def _weights_digest(module) -> str:
     return h.hexdigest()
 
 
+def read_resume(path: os.PathLike | str) -> Dict[str, Any]:
+    """A resume file's contents without a run: ``{"user": trainer state, "counters": ..., "training": record}``."""
+    from .checkpoints import load_checkpoint
+
+    ck = load_checkpoint(path)
+    meta = ck.meta.extra.get(RESUME_KEY)
+    if not isinstance(meta, dict):
+        raise UserError(f"{Path(path).name} is not a resume file (no training state in it)")
+    return {"user": _join_state(meta.get("user", {}), ck.state_dict), "counters": meta.get("counters", {}),
+            "training": ck.meta.extra.get(TRAINING_KEY) or {}}
+
+
 def unwrap(module):
     """The module inside a DistributedDataParallel wrapper (or the module itself)."""
     return getattr(module, "module", module)

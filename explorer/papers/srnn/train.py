@@ -180,6 +180,7 @@ def fit(model, data: MusicData, device, config: Dict[str, Any], out_path=None, p
                 st["carry"] = model.initial_state(per_rank, device) if cfg["carry_state"] else None
                 st["tr_elbo"], st["tr_kl"] = [], []
             beta = kl_weight(cfg, it, n_iter)
+            t_epoch = time.perf_counter()
             bi = n_iter - 1   # (a resume file written after the epoch's last batch: go on to its validation)
             for bi in range(first, n_iter):
                 idx = batches[bi]
@@ -204,6 +205,7 @@ def fit(model, data: MusicData, device, config: Dict[str, Any], out_path=None, p
             if bi < n_iter - 1:   # stopped inside the epoch (time or signal): the resume file continues it
                 log(f"stopped in epoch {epoch + 1} after batch {bi + 1}/{n_iter}; not validated")
                 break
+            epoch_train_s = time.perf_counter() - t_epoch
             run.end_epoch()
             if not world.is_main:
                 continue

@@ -44,6 +44,9 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
                         help="learning-rate divisor per epoch after the constant phase (paper code 1.2)")
     parser.add_argument("--iwae-samples", type=COUNT, default=32,
                         help="importance samples for the final test evaluation (0: skip the test evaluation)")
+    parser.add_argument("--bptt-memory", type=number(float, 0, 1, low_open=True), default=None, metavar="F",
+                        help="train the GRUs by memory-efficient BPTT (Gruslys et al.) storing at most this fraction "
+                             "of full BPTT's activations, e.g. 0.1; same gradients, slower (default: plain BPTT)")
     from explorer.core.training import add_training_options
 
     add_training_options(parser, epochs=50, seed=123,
@@ -94,6 +97,7 @@ def train(args) -> int:
         out = Path(args.out) if args.out else training_output(default_checkpoint_name(
             args.dataset, args.model, args.inference, bool(args.resq)))
         tcfg = train_config(epochs=args.epochs, lr=args.lr, seed=args.seed, lr_decay=args.lr_decay,
+                            bptt_memory=args.bptt_memory,
                             kl_start=args.kl_start,
                             kl_frac=None if args.kl_epochs is None else args.kl_epochs / max(1, args.epochs),
                             no_decay_frac=None if args.constant_epochs is None

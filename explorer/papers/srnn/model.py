@@ -130,10 +130,39 @@ class _Base(nn.Module):
                                  ClippedLeakyReLU(self.clip))
         self.d_rnn = nn.GRU(h, cfg["d_dim"], batch_first=True)
 
+    #: memory budget of the deterministic GRU's backpropagation through time, as a fraction of full BPTT's
+    #: (``train srnn --bptt-memory F``): when set, training runs the GRU step by step through
+    #: ``explorer.papers.bptt.checkpointed_rnn`` (Gruslys et al.), same gradients, less stored activation
+    bptt_memory: Optional[float] = None
+
     def deterministic(self, u, d0=None):
         """d_{1:T} (B, T, D) and the last state (B, D)."""
-        out, hT = self.d_rnn(self.emb(u), None if d0 is None else d0.unsqueeze(0).contiguous())
+        return self.run_gru(self.d_rnn, self.emb(u), d0)
+
+    def run_gru(self, gru: nn.GRU, inputs, h0=None):
+        """A one-layer batch-first GRU over ``inputs`` (B, T, F): outputs (B, T, H) and the last state (B, H);
+        within the ``bptt_memory`` budget when training with one set."""
+        if self.bptt_memory and self.training and torch.is_grad_enabled():
+            from explorer.papers.bptt import checkpointed_rnn
+
+            h = h0 if h0 is not None else inputs.new_zeros(inputs.shape[0], gru.hidden_size)
+            out, hT = checkpointed_rnn(_GRUStep(gru), inputs.transpose(0, 1), h,
+                                       memory_fraction=float(self.bptt_memory))
+            return out.transpose(0, 1), hT
+        out, hT = gru(inputs, None if h0 is None else h0.unsqueeze(0).contiguous())
         return out, hT[0]
+
+
+class _GRUStep(nn.Module):
+    """One step of a one-layer ``nn.GRU`` with its own weights (a cell view for ``checkpointed_rnn``)."""
+
+    def __init__(self, gru: nn.GRU) -> None:
+        super().__init__()
+        self.gru = gru
+
+    def forward(self, x, h):
+        g = self.gru
+        return torch.gru_cell(x, h, g.weight_ih_l0, g.weight_hh_l0, g.bias_ih_l0, g.bias_hh_l0)
 
 
 class GRUBaseline(_Base):
@@ -223,7 +252,7 @@ class SRNN(_Base):
         if not self.smooth:
             return self.a_mlp(inp)
         rev = reverse_padded(inp, lengths)
-        a_rev, _ = self.a_rnn(rev)
+        a_rev, _ = self.run_gru(self.a_rnn, rev)
         return reverse_padded(a_rev, lengths)
 
     def prior_step(self, d_t, z_prev):
@@ -282,8 +311,7 @@ class SRNN(_Base):
             eu, ex = e[:, :-1], e[:, 1:]
         else:
             eu, ex = self.emb(u), self.emb(x)
-        out_d, hT = self.d_rnn(eu, None if d0 is None else d0.unsqueeze(0).contiguous())
-        d, dT = out_d, hT[0]
+        d, dT = self.run_gru(self.d_rnn, eu, d0)
         a = self.inference_input(d, x, lengths, ex=ex)
         st = self.stochastic(d, a, z0=z0, noise=noise, sample=sample)
         logits = self.emit(torch.cat([d, st["z"]], -1))

@@ -43,6 +43,7 @@ DEFAULT_TRAIN: Dict[str, Any] = {
     "seed": 123,
     "max_minutes": None,      # stop early (after the current batch) when the wall time is spent
     "valid_samples_seed": 7,
+    "bptt_memory": None,      # BPTT memory budget of the GRUs (fraction of full BPTT's), None: plain nn.GRU
 }
 
 
@@ -131,6 +132,7 @@ def fit(model, data: MusicData, device, config: Dict[str, Any], out_path=None, p
     device = world.device
     torch.manual_seed(world.rank_seed(int(cfg["seed"])))
     model.to(device).train()
+    model.bptt_memory = cfg.get("bptt_memory")
     opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"], eps=cfg["adam_eps"])
     out_path = Path(out_path) if out_path else None
 

@@ -151,6 +151,17 @@ class World:
     def any(self, flag: bool) -> bool:
         return self.any_each([flag])[0]
 
+    def max_each(self, values: Sequence[float]) -> List[float]:
+        """For each value: its largest over the ranks."""
+        if not self.distributed:
+            return [float(v) for v in values]
+        import torch
+        import torch.distributed as dist
+
+        t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=self._coll_device())
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return t.tolist()
+
     def mean(self, value: float) -> float:
         if not self.distributed:
             return float(value)
@@ -408,6 +419,7 @@ class Run:
         self._t0 = time.monotonic()
         self._last_save = time.monotonic()
         self._signal = False
+        self._agreed_wall = 0.0
         self._old_handlers: Dict[int, Any] = {}
 
     # ------------------------------------------------------------------ setup
@@ -439,7 +451,8 @@ class Run:
         return self.wall_before + (time.monotonic() - self._t0)
 
     def fraction(self) -> float:
-        """How much of the budget is spent, 0..1: the largest of steps, epochs and time."""
+        """How much of the budget is spent, 0..1: the largest of steps, epochs and time. In a multi-process run
+        the time is the one the ranks agreed at the last :meth:`step`, so every rank gets the same value."""
         f = 0.0
         if self.max_steps:
             f = max(f, self.step_count / self.max_steps)
@@ -448,7 +461,8 @@ class Run:
             done = self.epoch + ((self.step_count % per) / per if per else 0.0)
             f = max(f, done / self.max_epochs)
         if self.minutes:
-            f = max(f, self.wall_s / (60.0 * self.minutes))
+            wall = self._agreed_wall if self.world.distributed else self.wall_s
+            f = max(f, wall / (60.0 * self.minutes))
         return min(1.0, f)
 
     def done(self) -> bool:
@@ -478,7 +492,11 @@ class Run:
         flags = [self._signal, self.minutes is not None and self.wall_s >= 60.0 * self.minutes,
                  time.monotonic() - self._last_save >= self.checkpoint_every_s]
         if self.world.distributed:
-            flags = self.world.any_each(flags)
+            # one small all-reduce: the flags, and the slowest rank's wall time, so that fraction() (and any
+            # schedule built on it) is the same number on every rank
+            agreed = self.world.max_each([float(f) for f in flags] + [self.wall_s])
+            flags = [v > 0 for v in agreed[:3]]
+            self._agreed_wall = agreed[3]
         sig, out_of_time, save = flags
         if sig:
             self.stop_reason = "signal"
@@ -512,6 +530,7 @@ class Run:
                 "world_size": self.world.world_size, "seed": self.seed}
         model = self._objects.get("model")
         config = getattr(model, "config", {}) if model is not None else {}
+        config = config() if callable(config) else config
         save_checkpoint(target, tensors, paper=self.paper, model_config=config if isinstance(config, dict) else {},
                         metrics={}, data={"resume": True}, extra={RESUME_KEY: meta, TRAINING_KEY: self.record()})
         return target
@@ -555,6 +574,7 @@ class Run:
         self.epoch = int(c.get("epoch", 0))
         self.samples = int(c.get("samples", 0))
         self.wall_before = float(c.get("wall_s", 0.0))
+        self._agreed_wall = self.wall_before
         self._t0 = time.monotonic()
         rngs = meta.get("rng") or []
         if len(rngs) == self.world.world_size:

@@ -77,14 +77,17 @@ def atomic_output(path: os.PathLike | str, what: str = "file") -> Iterator[Path]
     fd, tmp_name = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".part" + p.suffix, dir=p.parent)
     os.close(fd)
     tmp = Path(tmp_name)
-    try:   # mkstemp makes the file private (0600): give it the mode a plain open() would (or the old file's)
-        os.chmod(tmp, (p.stat().st_mode & 0o777) if p.exists() else (0o666 & ~_umask()))
-    except OSError:
-        pass
+    # mkstemp makes the file private (0600): the result gets the mode a plain open() would (or the old file's),
+    # set after the writer is done since some writers (safetensors) replace the file they are given
+    mode = (p.stat().st_mode & 0o777) if p.exists() else (0o666 & ~_umask())
     try:
         yield tmp
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        try:
+            os.chmod(tmp, mode)
+        except OSError:
+            pass
         os.replace(tmp, p)
     except OSError as exc:
         _remove(tmp)

@@ -1,6 +1,7 @@
 """Command line of the conceptual compression tab (no torch at import time).
 
-    nips-explorer train compression [--dataset photos|fashion] [--minutes M] ...
+    nips-explorer train compression [--dataset photos|fashion | --data DIR] [--minutes M] [--resume F] ...
+    torchrun --nproc_per_node N -m explorer train compression ...      (DDP; the global --batch is kept)
     nips-explorer eval compression --images DIR [--checkpoint F] [--json]
     nips-explorer compress IMAGE --iterations K --out FILE.png [--checkpoint F]
 """
@@ -12,7 +13,7 @@ import sys
 from pathlib import Path
 
 from explorer.core.errors import UserError
-from explorer.core.validate import MINUTES, POSITIVE, POSITIVE_INT, SEED, number
+from explorer.core.validate import COUNT, POSITIVE, POSITIVE_INT, number
 
 PAPER = "compression"
 
@@ -27,43 +28,57 @@ def _default_checkpoint() -> Path:
 
 # ----- train ----------------------------------------------------------------------------------------------
 def configure_train(parser: argparse.ArgumentParser) -> None:
+    from explorer.core.training import add_training_options
+
     parser.add_argument("--dataset", choices=("photos", "fashion"), default="photos",
-                        help="photos: random crops of Debian's photographic wallpapers (4 held out); "
-                             "fashion: Fashion-MNIST (default photos)")
-    parser.add_argument("--out", metavar="FILE.safetensors", default=None,
-                        help="where to save (default models/compression_<dataset>.safetensors)")
-    parser.add_argument("--minutes", type=MINUTES, default=None, help="wall-clock budget (default: preset)")
-    parser.add_argument("--steps", type=POSITIVE_INT, default=100000, help="upper bound on optimiser steps")
-    parser.add_argument("--batch", type=POSITIVE_INT, default=None, help="minibatch size")
+                        help="photos: random crops of Debian's photographic wallpapers (4 held out), or of the "
+                             "photos in --data; fashion: Fashion-MNIST (default photos)")
+    parser.add_argument("--data", metavar="DIR", default=None,
+                        help="train the photo model on the images in this folder and its subfolders (PNG, JPEG, "
+                             "...: random crops); a fixed part of the files, chosen by a hash of their names, "
+                             "is held out for validation and listed in the checkpoint")
+    parser.add_argument("--val-fraction", type=number(float, 0, 0.5, low_open=True), default=0.1, metavar="F",
+                        help="--data: share of the files held out for validation (default 0.1; at least one)")
+    parser.add_argument("--exclude", action="append", default=[], metavar="GLOB",
+                        help="--data: leave out files whose name matches (e.g. 'test_*', to keep them for your "
+                             "own evaluation); repeatable")
+    parser.add_argument("--short-side", type=COUNT, default=None, metavar="PX",
+                        help="photos are scaled down to this short side before cropping (default 400; 0 keeps "
+                             "them as they are)")
+    parser.add_argument("--batch", type=POSITIVE_INT, default=None,
+                        help="minibatch size, all processes together (default: 8 photos, 12 fashion)")
     parser.add_argument("--crop", type=POSITIVE_INT, default=None, help="training crop size in pixels (photos)")
     parser.add_argument("--hidden", type=POSITIVE_INT, default=None, help="conv-LSTM channels")
     parser.add_argument("--z-channels", type=POSITIVE_INT, default=None, help="latent channels per iteration")
     parser.add_argument("--iterations", type=POSITIVE_INT, default=None, help="DRAW iterations T")
     parser.add_argument("--lr", type=POSITIVE, default=2e-3, help="peak Adam learning rate (cosine decay)")
-    parser.add_argument("--seed", type=SEED, default=0)
     parser.add_argument("--init", metavar="CHECKPOINT", default=None,
                         help="start from this checkpoint's weights (same architecture)")
+    add_training_options(parser, steps=100000, minutes=None, seed=0,
+                         out_help="where to save (default models/compression_<dataset>.safetensors)")
+    minutes = parser._option_string_actions["--minutes"]
+    minutes.help = ("wall-clock budget in minutes; the run stops after the current step, saves a resume file and "
+                    "its checkpoint (default: the preset's, 25 for photos, 7 for fashion)")
+    parser._option_string_actions["--steps"].help = "upper bound on optimiser steps, resumed ones included " \
+                                                     "(default 100000: the time budget usually ends the run)"
 
 
 def train(args) -> int:
-    import torch
-
-    from explorer.core.checkpoints import load_model, save_checkpoint
-    from explorer.core.devices import choose_device, configure_threads
+    from explorer.core.checkpoints import load_model
     from explorer.core.paths import training_output
-    from explorer.core.progress import TerminalProgress
+    from explorer.core.training import Run, init_world, seed_all
 
     from .model import build
     from .train import PRESETS, TrainConfig, fit, make_data
 
-    configure_threads(for_gui=False)
-    device = choose_device(getattr(args, "device", "auto"))
     preset = PRESETS[args.dataset]
+    if args.data is not None and args.dataset != "photos":
+        raise UserError("--data is a folder of photos for the colour model; leave out --dataset fashion")
+    if args.data is None and (args.exclude or args.val_fraction != 0.1):
+        raise UserError("--exclude and --val-fraction go with --data DIR")
     mcfg = dict(preset["model"])
     for key, val in (("hidden", args.hidden), ("z_channels", args.z_channels), ("iterations", args.iterations)):
         if val is not None:
-            if val < 1:
-                raise UserError(f"--{key.replace('_', '-')} must be positive")
             mcfg[key] = val
     tcfg = dict(preset["train"])
     if args.batch is not None:
@@ -72,33 +87,60 @@ def train(args) -> int:
         if args.crop % mcfg["stride"]:
             raise UserError(f"--crop must be a multiple of {mcfg['stride']}")
         tcfg["crop"] = args.crop
-    if args.minutes is not None:
-        tcfg["time_limit_s"] = args.minutes * 60.0
+    minutes = args.minutes if args.minutes is not None else tcfg["time_limit_s"] / 60.0
     out = Path(args.out) if args.out else training_output(preset["file"])
-    data = make_data(args.dataset, tcfg["crop"], seed=args.seed)
-    if args.init:
-        model, _ = load_model(args.init, PAPER, build, device)
-        mcfg = model.config()
-    else:
-        torch.manual_seed(args.seed)
-        model = build(mcfg)
-    cfg = TrainConfig(steps=args.steps, time_limit_s=tcfg["time_limit_s"], batch=tcfg["batch"], lr=args.lr,
-                      seed=args.seed)
-    argv = sys.argv[1:]
-    tail = argv[argv.index(PAPER) + 1:] if PAPER in argv else ["--dataset", args.dataset]
-    command = "nips-explorer train compression " + " ".join(tail)
 
-    def save(m, info):
-        metrics = {"headline": "val_bits_per_dim", **{k: v for k, v in info.items()}}
-        save_checkpoint(out, m.state_dict(), paper=PAPER, model_config=m.config(), metrics=metrics,
-                        data={**data.description, "dataset": args.dataset},
-                        extra={"train_command": command, "train_config": {**cfg.__dict__, "crop": tcfg["crop"]}})
+    world = init_world(getattr(args, "device", "auto"), args.threads)
+    try:
+        def log(msg: str) -> None:
+            if world.is_main:
+                print(msg, file=sys.stderr, flush=True)
 
-    with TerminalProgress(f"train compression ({args.dataset})") as bar:
-        result = fit(model, data, device, cfg, progress=bar, on_checkpoint=save)
-    f = result["final"]
-    print(f"saved {out}: {f['steps']} steps in {f['train_wall_s']:.0f} s, held-out {f['val_bits_per_dim']:.3f} "
-          f"bits/dim, KL {f['val_kl_bpp_total']:.3f} bpp over {mcfg['iterations']} iterations", file=sys.stderr)
+        world.split_batch(tcfg["batch"])                 # refuse an uneven split before loading anything
+        data = make_data(args.dataset, tcfg["crop"], seed=args.seed, folder=args.data,
+                         val_fraction=args.val_fraction, exclude=args.exclude, short_side=args.short_side,
+                         rank=world.rank, world_size=world.world_size, log=log)
+        if args.data is not None:
+            d = data.description
+            log(f"{d['folder']}: {d['train_files']} photos to train on, {d['holdout_files']} held out"
+                + (f", {d['excluded']['files']} excluded" if d["excluded"]["files"] else "")
+                + (f", {len(d['unreadable'])} unreadable (skipped)" if d["unreadable"] else ""))
+        seed_all(args.seed)                               # identical initial weights on every rank
+        if args.init:
+            model, _ = load_model(args.init, PAPER, build, world.device)
+            mcfg = model.config()
+        else:
+            model = build(mcfg)
+        cfg = TrainConfig(steps=args.steps, time_limit_s=minutes * 60.0, batch=tcfg["batch"], lr=args.lr,
+                          seed=args.seed)
+        argv = sys.argv[1:]
+        tail = argv[argv.index(PAPER) + 1:] if PAPER in argv else ["--dataset", args.dataset]
+        command = "nips-explorer train compression " + " ".join(tail)
+        what = "photos from " + Path(args.data).name if args.data else args.dataset
+        run = Run(world, paper=PAPER, out=out, minutes=minutes, steps=args.steps,
+                  checkpoint_every_min=args.checkpoint_every, log=log, progress_desc=f"train compression ({what})",
+                  seed=args.seed)
+        options = {"model": dict(model.config()), "dataset": args.dataset, "data": args.data,
+                   "val_fraction": args.val_fraction if args.data else None, "exclude": list(args.exclude),
+                   "short_side": args.short_side, "batch": tcfg["batch"], "crop": tcfg["crop"], "lr": args.lr}
+
+        def save(m, info):
+            metrics = {"headline": "val_bits_per_dim", **info}
+            run.save_model(out, m.state_dict(), model_config=m.config(), metrics=metrics,
+                           data={**data.description, "dataset": args.dataset},
+                           extra={"train_command": command,
+                                  "train_config": {**cfg.__dict__, "crop": tcfg["crop"], "minutes": minutes,
+                                                   "world_size": world.world_size}})
+
+        result = fit(model, data, world.device, cfg, on_checkpoint=save, run=run, resume=args.resume,
+                     options=options)
+        f = result["final"]
+        if world.is_main:
+            print(f"saved {out}: {f['steps']} steps in {f['train_wall_s']:.0f} s, held-out "
+                  f"{f['val_bits_per_dim']:.3f} bits/dim, KL {f['val_kl_bpp_total']:.3f} bpp over "
+                  f"{mcfg['iterations']} iterations", file=sys.stderr)
+    finally:
+        world.close()
     return 0
 
 

@@ -1,4 +1,5 @@
-"""Data for conceptual compression: real photos (Debian wallpaper packages), Fashion-MNIST, image files.
+"""Data for conceptual compression: real photos (Debian wallpaper packages, or any folder of photos given with
+``train compression --data DIR``), Fashion-MNIST, image files.
 
 Photos come from ``plasma-workspace-wallpapers`` (/usr/share/wallpapers/<Name>/contents/images/) and
 ``mate-backgrounds`` (/usr/share/backgrounds/mate/nature/). Only the photographic wallpapers are used (the
@@ -123,17 +124,87 @@ def fit_max_side(img: np.ndarray, max_side: int) -> Tuple[np.ndarray, Optional[s
 
 
 def load_photo_set(files: Dict[str, Path], short_side: int = PHOTO_SHORT_SIDE) -> Dict[str, np.ndarray]:
-    return {name: resize_short_side(load_image(p), short_side) for name, p in sorted(files.items())}
+    return {name: _scaled(load_image(p), short_side) for name, p in sorted(files.items())}
+
+
+def _scaled(img: np.ndarray, short_side: Optional[int]) -> np.ndarray:
+    return resize_short_side(img, short_side) if short_side else img
+
+
+# ----- a folder of photos (train compression --data DIR) ---------------------------------------------------
+def folder_images(folder: os.PathLike | str, exclude: Sequence[str] = ()) -> Tuple[List[Path], List[Path]]:
+    """(images, excluded): the image files under ``folder`` (recursively, by extension, hidden entries skipped),
+    sorted; files whose name matches one of the ``exclude`` glob patterns are set aside (never trained on nor
+    validated on: keep them for your own evaluation)."""
+    import fnmatch
+
+    d = Path(folder)
+    if not d.is_dir():
+        raise UserError(f"{d}: not a folder")
+    found = sorted(p for p in d.rglob("*")
+                   if p.suffix.lower() in IMAGE_EXTS and p.is_file()
+                   and not any(part.startswith(".") for part in p.relative_to(d).parts))
+    out, excluded = [], []
+    for p in found:
+        (excluded if any(fnmatch.fnmatch(p.name, pat) for pat in exclude) else out).append(p)
+    if len(out) < 2:
+        left = " left after --exclude" if excluded else ""
+        raise UserError(f"{d}: {len(out)} image file(s) (PNG, JPEG, ...){left}; at least 2 are needed "
+                        "(one is held out for validation)")
+    return out, excluded
+
+
+def name_hash(name: str) -> float:
+    """A file name's place in [0, 1): the first 64 bits of its SHA-256, over 2**64."""
+    import hashlib
+
+    return int(hashlib.sha256(name.encode("utf-8")).hexdigest()[:16], 16) / 2.0 ** 64
+
+
+def split_by_name_hash(files: Sequence[Path], folder: os.PathLike | str,
+                       fraction: float) -> Tuple[Dict[str, Path], Dict[str, Path], str]:
+    """(train, holdout, rule): a file is held out when the hash of its file name (not its folder: the same
+    photo is held out wherever the folder lies or whichever parent folder is given) is below ``fraction``.
+    At least one file is held out and at least one kept. Keys are paths relative to ``folder``."""
+    root = Path(folder)
+    keyed = {p.relative_to(root).as_posix(): p for p in files}
+    h = {k: name_hash(p.name) for k, p in keyed.items()}
+    hold = {k for k in keyed if h[k] < fraction}
+    order = sorted(keyed, key=lambda k: (h[k], k))
+    if not hold:
+        hold = {order[0]}
+    if len(hold) == len(keyed):
+        hold.discard(order[-1])
+    rule = (f"held out when sha256(file name)[:16 hex] / 2**64 < {fraction:g} "
+            "(at least one held out and one kept)")
+    return ({k: keyed[k] for k in sorted(keyed) if k not in hold},
+            {k: keyed[k] for k in sorted(hold)}, rule)
+
+
+def load_folder_set(files: Dict[str, Path], folder: os.PathLike | str, short_side: Optional[int],
+                    log=None) -> Tuple[Dict[str, np.ndarray], List[str]]:
+    """({name: uint8 RGB image scaled to ``short_side``}, [unreadable names]): files that cannot be read as
+    images are skipped with a note."""
+    imgs: Dict[str, np.ndarray] = {}
+    bad: List[str] = []
+    for name, p in sorted(files.items()):
+        try:
+            imgs[name] = _scaled(load_image(p), short_side)
+        except UserError as exc:
+            bad.append(name)
+            if log is not None:
+                log(f"skipped {exc}")
+    return imgs, bad
 
 
 class CropSampler:
     """Random square crops (with random horizontal flips) from a list of uint8 (H, W, C) images,
     each image drawn with probability proportional to its area."""
 
-    def __init__(self, images: Sequence[np.ndarray], crop: int) -> None:
+    def __init__(self, images: Sequence[np.ndarray], crop: int, what: str = "training") -> None:
         self.images = [im for im in images if im.shape[0] >= crop and im.shape[1] >= crop]
         if not self.images:
-            raise UserError(f"no training image is at least {crop}x{crop} pixels")
+            raise UserError(f"no {what} image is at least {crop}x{crop} pixels")
         self.crop = crop
         areas = np.array([im.shape[0] * im.shape[1] for im in self.images], dtype=np.float64)
         self.p = areas / areas.sum()

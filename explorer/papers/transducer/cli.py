@@ -9,7 +9,8 @@ import json
 import sys
 import time
 from pathlib import Path
-from explorer.core.validate import COUNT, FRACTION, MINUTES, POSITIVE, POSITIVE_INT, SEED, THREADS, atomic_output, number
+from explorer.core.training import add_training_options
+from explorer.core.validate import COUNT, FRACTION, POSITIVE, POSITIVE_INT, SEED, THREADS, atomic_output, number
 
 PAPER = "transducer"
 DEFAULT_OUT = "transducer_fsdd_online.safetensors"
@@ -21,16 +22,14 @@ def _speakers(text):
 
 def configure_train(p) -> None:
     p.add_argument("--data", required=True, metavar="DIR", help="FSDD folder (with recordings/); never bundled")
-    p.add_argument("--out", default=None, metavar="FILE.safetensors",
-                   help=f"checkpoint to write (default models/{DEFAULT_OUT}, or transducer_offline.safetensors)")
     p.add_argument("--offline", action="store_true",
                    help="train the offline variant: bidirectional encoder (answers only after the utterance ends)")
     p.add_argument("--holdout", default="", metavar="SPEAKER[,SPEAKER]",
                    help="leave this FSDD speaker out of training and report its error rate (LOSO); several, "
                         "comma-separated, train on fewer real voices (error rate pooled over the held-out ones)")
-    p.add_argument("--steps", type=POSITIVE_INT, default=3000, help="optimizer steps (default 3000)")
-    p.add_argument("--minutes", type=MINUTES, default=None, help="stop after this many minutes of training")
-    p.add_argument("--batch", type=POSITIVE_INT, default=24, help="utterances per step (default 24)")
+    p.add_argument("--batch", type=POSITIVE_INT, default=24,
+                   help="utterances per step, all processes together (default 24; under torchrun each of N "
+                        "processes draws batch/N from its own stream)")
     p.add_argument("--lr", type=POSITIVE, default=2e-3, help="peak learning rate, cosine decay (default 2e-3)")
     p.add_argument("--block", type=POSITIVE_INT, default=8,
                    help="W: encoder frames (30 ms each) per block (default 8; 0 = the whole utterance is one block)")
@@ -97,8 +96,8 @@ def configure_train(p) -> None:
                         "its word events give the digit boundaries); 0 = joined isolated digits only (default 0.15)")
     p.add_argument("--fluent-phrases", type=COUNT, default=2000, help="fluent strings to synthesize (default 2000)")
     p.add_argument("--eval-utts", type=POSITIVE_INT, default=60, help="test utterances per speaker after training")
-    p.add_argument("--seed", type=SEED, default=0)
-    p.add_argument("--threads", type=THREADS, default=None, help="torch CPU threads (default: all cores)")
+    add_training_options(p, steps=3000, epochs=None, minutes=None, seed=0,
+                         out_help=f"checkpoint to write (default models/{DEFAULT_OUT}, or transducer_offline.safetensors)")
 
 
 def _threads(args) -> None:
@@ -110,19 +109,11 @@ def _threads(args) -> None:
 
 
 def train(args) -> int:
-    from explorer.core.checkpoints import load_model, save_checkpoint
-    from explorer.core.devices import choose_device
     from explorer.core.errors import UserError
-    from explorer.core.paths import training_output
-    from explorer.core.progress import TerminalProgress
+    from explorer.core.training import init_world
 
     from . import data as D
-    from .evaluate import evaluate_utterances
-    from .model import DEFAULT_CONFIG, OFFLINE_CONFIG, build
-    from .train import TrainData, fit, set_normalization
 
-    _threads(args)
-    device = choose_device(args.device)
     held = [s.strip() for s in args.holdout.lower().split(",") if s.strip()]
     for s in held:
         if s not in D.SPEAKERS:
@@ -130,8 +121,57 @@ def train(args) -> int:
     train_spk = [s for s in D.SPEAKERS if s not in held]
     if not train_spk:
         raise UserError("--holdout: at least one FSDD speaker must stay in training")
+    resume_cfg = _resume_config(args.resume) if args.resume else None
+    world = init_world(getattr(args, "device", "auto"), args.threads)
+    try:
+        return _train(args, world, held, train_spk, resume_cfg)
+    finally:
+        world.close()
+
+
+def _resume_config(path) -> dict:
+    """The model config recorded in the resume file ``path`` (or the one beside checkpoint ``path``), read before
+    any data is loaded: a resumed run rebuilds the model it continues, whatever the architecture options say."""
+    from explorer.core.checkpoints import read_metadata
+    from explorer.core.errors import UserError
+    from explorer.core.training import is_resume_file, resume_path_for
+
+    p = Path(path)
+    if not is_resume_file(p) and resume_path_for(p).exists():
+        p = resume_path_for(p)
+    meta = read_metadata(p)
+    if meta.paper != PAPER:
+        raise UserError(f"--resume {p.name}: a {meta.paper or 'unknown'} file, not a transducer run")
+    return dict(meta.model_config or {})
+
+
+def _train(args, world, held, train_spk, resume_cfg) -> int:
+    from explorer.core.checkpoints import load_model
+    from explorer.core.errors import UserError
+    from explorer.core.paths import training_output
+    from explorer.core.progress import TerminalProgress
+    from explorer.core.training import Run, seed_all
+
+    from . import data as D
+    from .evaluate import evaluate_utterances
+    from .model import DEFAULT_CONFIG, OFFLINE_CONFIG, build
+    from .train import TrainData, fit, set_normalization
+
+    main = world.is_main
+
+    def say(msg: str) -> None:               # rank 0 alone talks
+        if main:
+            print(msg, file=sys.stderr)
+
+    def bar(desc: str) -> TerminalProgress:
+        return TerminalProgress(desc, disable=not main)
+
+    world.split_batch(args.batch)
+    seed_all(args.seed)
     holdout = ",".join(held)
     t_start = time.perf_counter()
+    if not main:
+        world.barrier()       # rank 0 synthesizes the voices and fills the caches first; the others then read them
     clips = D.load_fsdd(args.data, speakers=train_spk, indices=range(5, 50))
     n_fsdd = len(clips)
     n_other = {"espeak": 0, "tts": 0, "extra": 0, "more": 0}
@@ -146,10 +186,10 @@ def train(args) -> int:
                            lambda progress: D.tts_clips(voices=more_voices, progress=progress)))
         for key, label, available, load in voices:
             if not available:
-                print(f"{label} not found: no {label} voices", file=sys.stderr)
+                say(f"{label} not found: no {label} voices")
                 continue
-            with TerminalProgress(f"{label} digits") as bar:
-                more = load(progress=bar)
+            with bar(f"{label} digits") as b:
+                more = load(progress=b)
             clips += more
             n_other[key] = len(more)
         if not args.no_extra_voices:
@@ -159,8 +199,8 @@ def train(args) -> int:
     other_weight = args.espeak_weight if sum(n_other.values()) else 0.0
     more_train, more_test, more_skipped, n_more = [], [], [], 0
     if args.more_data:
-        with TerminalProgress("more real voices") as bar:
-            more_clips, more_skipped = D.load_digit_folders(args.more_data, progress=bar)
+        with bar("more real voices") as b:
+            more_clips, more_skipped = D.load_digit_folders(args.more_data, progress=b)
         names = sorted({c.speaker for c in more_clips})
         more_train, more_test = D.split_speakers(names, args.more_test_share)
         for s in _speakers(args.more_holdout):
@@ -173,14 +213,16 @@ def train(args) -> int:
         more_clips = [c for c in more_clips if c.speaker in train_set]
         n_more = len(more_clips)
         clips += more_clips
-        print(f"more real voices: {len(more_train)} speakers ({n_more} clips) train, {len(more_test)} held out; "
-              f"{len(more_skipped)} files skipped", file=sys.stderr)
+        say(f"more real voices: {len(more_train)} speakers ({n_more} clips) train, {len(more_test)} held out; "
+            f"{len(more_skipped)} files skipped")
     fluent = []
     if args.fluent_weight > 0:
-        with TerminalProgress("fluent digit strings") as bar:
-            fluent = D.fluent_phrases(n=args.fluent_phrases, progress=bar)
+        with bar("fluent digit strings") as b:
+            fluent = D.fluent_phrases(n=args.fluent_phrases, progress=b)
         if not fluent:
-            print("libespeak-ng not found: no fluent digit strings", file=sys.stderr)
+            say("libespeak-ng not found: no fluent digit strings")
+    if main:
+        world.barrier()
     aug = D.Augment(p_channel=args.channel, p_formant=args.formant, p_crop=args.crop, p_tight=args.tight,
                     p_robust=args.robust)
     if args.augment:
@@ -188,10 +230,11 @@ def train(args) -> int:
     source = D.UtteranceSource(clips, aug, espeak_weight=other_weight, fluent=fluent, fluent_weight=args.fluent_weight,
                                more=more_train, more_weight=args.more_weight if more_train else 0.0,
                                nonspeech_weight=args.nonspeech)
-    data = TrainData(source, seed=args.seed)
-    if args.init:
+    data = TrainData(source, seed=args.seed, rank=world.rank)    # each rank its own utterance stream
+    if resume_cfg:            # the weights, normalisation included, come from the resume file
+        model = build(resume_cfg)
+    elif args.init:
         model, meta = load_model(args.init, PAPER, build, "cpu")
-        cfg = dict(meta.model_config)
     else:
         cfg = dict(OFFLINE_CONFIG if args.offline else DEFAULT_CONFIG)
         cfg.update(enc_hidden=args.hidden, dec_hidden=args.hidden, attention=args.attention)
@@ -200,7 +243,7 @@ def train(args) -> int:
             if getattr(args, key) is not None:
                 cfg[key] = getattr(args, key)
         model = build(cfg)
-        set_normalization(model, data)
+        set_normalization(model, data)    # rank 0's is used: DDP hands its buffers to every rank
     out = Path(args.out) if args.out else training_output("transducer_offline.safetensors" if args.offline else DEFAULT_OUT)
     data_meta = {"name": "FSDD connected digits" + (f" (leave out {holdout})" if holdout else ""),
                  "train_speakers": train_spk, "train_indices": "5-49", "fsdd_clips": n_fsdd,
@@ -218,17 +261,28 @@ def train(args) -> int:
                  "more_test_speakers": sorted(more_test), "more_files_skipped": len(more_skipped)}
     tcfg = dict(steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed, minutes=args.minutes,
                 align=args.align, dp_start=args.dp_start, augment=bool(args.augment), ema=args.ema)
+    run = Run(world, paper=PAPER, out=out, minutes=args.minutes, steps=args.steps,
+              checkpoint_every_min=args.checkpoint_every, log=say, progress_desc="train transducer", seed=args.seed)
 
     def save(m, info, metrics=None):
-        save_checkpoint(out, m.state_dict(), paper=PAPER, model_config=m.cfg,
-                        metrics=metrics or {"headline": "train_loss", "train_loss": info.get("loss"),
-                                            "step": info.get("step")},
-                        data=data_meta, extra={"train": tcfg})
+        run.save_model(out, m.state_dict(), model_config=m.cfg,
+                       metrics=metrics or {"headline": "train_loss", "train_loss": info.get("loss"),
+                                           "step": info.get("step")},
+                       data=data_meta, extra={"train": tcfg})
 
-    with TerminalProgress("train transducer") as bar:
-        hist = fit(model, data, device, tcfg, progress=bar, on_checkpoint=save)
+    say(f"training on {world.describe()}: {args.batch} utterances per step"
+        + (f" ({args.batch // world.world_size} per process)" if world.distributed else ""))
+    hist = fit(model, data, world.device, tcfg, on_checkpoint=save, run=run, resume=args.resume)
     train_wall = time.perf_counter() - t_start
+    world.close()             # the processes are done together; rank 0 evaluates and writes alone
+    if not main:
+        return 0
     model.to("cpu").eval()
+    if hist["stop"] == "signal":      # stopped by Ctrl+C / SIGTERM: the weights so far, no evaluation
+        save(model, {"step": hist["steps_done"], "loss": hist["final_loss"]})
+        print(json.dumps({"checkpoint": str(out), "stopped": "signal", "train_steps": hist["steps_done"],
+                          "resume": str(run.resume_file)}, indent=2))
+        return 0
     # held-out evaluation: FSDD test recordings (indices 0-4) of the training speakers; all recordings of the
     # held-out speaker
     test = D.load_fsdd(args.data, speakers=train_spk, indices=range(0, 5))
@@ -236,8 +290,8 @@ def train(args) -> int:
     for s in held:
         utts += D.test_utterances(D.load_fsdd(args.data, speakers=[s]), args.eval_utts * 2)
     fluent_test = D.fluent_test_phrases(args.eval_utts // 3) if args.eval_utts >= 3 else []
-    with TerminalProgress("evaluate") as bar:
-        ev = evaluate_utterances(model, utts, progress=bar)
+    with TerminalProgress("evaluate") as b:
+        ev = evaluate_utterances(model, utts, progress=b)
         ev_fluent = evaluate_utterances(model, fluent_test) if fluent_test else None
     metrics = {"headline": "digit_error_rate", "train_steps": hist["steps_done"], "train_wall_s": round(train_wall, 1),
                "train_final_loss": hist["final_loss"], "dp_moved_final": hist.get("dp_moved_final"),
@@ -256,8 +310,8 @@ def train(args) -> int:
     if "last_iterate" in hist:   # --ema: the same test sets, read by the last iterate instead of the average
         ema_state = {k: v.clone() for k, v in model.state_dict().items()}
         model.load_state_dict(hist["last_iterate"])
-        with TerminalProgress("evaluate last iterate") as bar:
-            ev_last = evaluate_utterances(model, utts, progress=bar)
+        with TerminalProgress("evaluate last iterate") as b:
+            ev_last = evaluate_utterances(model, utts, progress=b)
         model.load_state_dict(ema_state)
         metrics["last_iterate_per_speaker_digit_error_rate"] = {s: v["digit_error_rate"]
                                                                 for s, v in ev_last["per_speaker"].items()}

@@ -8,6 +8,7 @@ with forced alignments).
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shutil
 import subprocess
@@ -192,8 +193,10 @@ def _cached_clips(name: str, key: str, make, cache: Optional[Path] = None) -> Li
         return [Clip(z[f"a{i}"], int(d), str(s), i) for i, (d, s) in enumerate(zip(z["digits"], speakers))]
     clips = make()
     f.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(f, digits=np.array([c.digit for c in clips]), speakers=np.array([c.speaker for c in clips]),
+    tmp = f.with_name(f"{f.stem}.part{os.getpid()}.npz")   # written whole, then renamed: no half-written cache
+    np.savez(tmp, digits=np.array([c.digit for c in clips]), speakers=np.array([c.speaker for c in clips]),
              **{f"a{i}": c.audio for i, c in enumerate(clips)})
+    tmp.replace(f)
     return clips
 
 

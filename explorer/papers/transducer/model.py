@@ -135,6 +135,11 @@ class Transducer(nn.Module):
 
     # ------------------------------------------------------------------ properties
     @property
+    def config(self) -> Dict:
+        """The model config under the name the training core reads (it goes into resume files)."""
+        return self.cfg
+
+    @property
     def enc_dim(self) -> int:
         return self.cfg["enc_hidden"] * (2 if self.cfg["bidirectional"] else 1)
 

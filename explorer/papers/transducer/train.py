@@ -4,13 +4,20 @@ Targets are block alignments: at first those given by the known digit ends ("bou
 ``align="dp"``, the model's own approximately best alignments (paper Sec. 3.5). Because every training utterance
 is generated fresh, there is nothing to cache: each batch is aligned with the current parameters just before the
 update (the paper refreshed a cache every 100-300 sequences; this is the limit of that schedule).
+
+The loop runs on the shared training core (:class:`explorer.core.training.Run`): ``train transducer`` hands
+``fit`` its run (budget, resume file, signals, DDP under torchrun); the app's enrollment and the tests call ``fit``
+without one and get a private single-process run. Under torchrun every rank draws its own utterance stream
+(``TrainData.rank``) for ``batch / world_size`` utterances per step, and the loss is normalised by the tokens of
+the whole global batch, so that the averaged gradient is the one of a single process reading all of it.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 import torch
@@ -120,73 +127,134 @@ def alignments_for(model: Transducer, utts: List[Utterance], enc, keys, enc_len,
     return out, {"dp_moved": moved / max(1, total), "dp_shift_blocks": shift / max(1, total)}
 
 
+
+class AlignedLoss(torch.nn.Module):
+    """The differentiable part of one step as one module (what DDP wraps: one forward per backward): encode,
+    align with the current weights (no gradient; the DP search or the digit boundaries), and the summed
+    -log p(alignment). Its parameters are the model's."""
+
+    def __init__(self, model: Transducer) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor, utts: List[Utterance], mode: str):
+        lengths = lengths.cpu()          # DDP moves tensor inputs to the GPU; the lengths are read on the host
+        enc, keys, enc_len, _ = self.model.encode(x, lengths)
+        als, stats = alignments_for(self.model, utts, enc, keys, enc_len, mode)
+        nll, n_tok = self.model.alignment_nll(enc, keys, enc_len, als)
+        return nll, n_tok, stats
+
+
+def _rng_states(data: TrainData, aug_rng: np.random.Generator) -> Dict[str, Any]:
+    return {"data": data.rng.bit_generator.state, "aug": aug_rng.bit_generator.state}
+
+
 def fit(model: Transducer, data: TrainData, device, config: Dict, progress: Optional[Callable] = None,
-        token=None, on_checkpoint: Optional[Callable[[Transducer, Dict], None]] = None) -> Dict:
-    """Train ``model`` on ``data``; returns a history dict. Stops at ``steps`` or after ``minutes``."""
+        token=None, on_checkpoint: Optional[Callable[[Transducer, Dict], None]] = None, run=None,
+        resume: Optional[str] = None) -> Dict:
+    """Train ``model`` on ``data``; returns a history dict. Stops at ``steps`` or after ``minutes``.
+
+    ``config["batch"]`` is the global batch: each of the run's ``world_size`` processes draws its share.
+    ``run``: a :class:`explorer.core.training.Run` (the CLI's: its budget, resume file, signals, progress bar and
+    DDP; ``device`` is then its world's); without one, a private single-process run with ``config``'s steps and
+    minutes, ``progress`` and ``token``. ``resume``: a resume file to continue (weights, Adam, step, RNGs of
+    torch and of every rank's utterance and augmentation streams, the weight average, the history)."""
+    from explorer.core.training import Run, World
+
     cfg = dict(TRAIN_DEFAULTS)
     cfg.update(config or {})
+    steps = int(cfg["steps"])
+    own = run is None
+    if own:
+        run = Run(World(device=torch.device(device)), paper="transducer", minutes=cfg["minutes"] or None,
+                  steps=steps, token=token, seed=cfg["seed"])
+    world = run.world
+    device = world.device
+    per_rank = world.split_batch(int(cfg["batch"]))
     torch.manual_seed(cfg["seed"])
     aug_rng = np.random.default_rng([cfg["seed"], 7919, data.rank])
     model.to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
-    steps = int(cfg["steps"])
-    t0 = time.perf_counter()
-    limit = cfg["minutes"] * 60 if cfg.get("minutes") else None
     hist: Dict = {"loss": [], "step_s": [], "dp_moved": []}
     ema, dp_ema = None, None
     avg = _WeightAverage(model, float(cfg["ema"])) if cfg["ema"] else None
-    step = 0
-    for step in range(1, steps + 1):
-        if token is not None:
-            token.check()
-        frac = step / steps
-        if limit:
-            frac = max(frac, (time.perf_counter() - t0) / limit)
-        lr = cfg["lr_final"] + 0.5 * (cfg["lr"] - cfg["lr_final"]) * (1 + math.cos(math.pi * min(1.0, frac)))
-        for g in opt.param_groups:
-            g["lr"] = lr
-        ts = time.perf_counter()
-        utts = data.batch(cfg["batch"])
-        if cfg["augment"]:
-            x, lengths = augmented_features(model, utts, aug_rng, cfg)
-        else:
-            x, lengths = model.features([torch.from_numpy(u.audio) for u in utts])
-        x = x.to(device)
-        enc, keys, enc_len, _ = model.encode(x, lengths)
-        mode = cfg["align"] if step > cfg["dp_start"] else "boundary"
-        als, stats = alignments_for(model, utts, enc, keys, enc_len, mode)
-        nll, n_tok = model.alignment_nll(enc, keys, enc_len, als)
-        loss = nll / n_tok
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["clip"])
-        opt.step()
-        if avg is not None:
-            avg.update(model)
-        v = float(loss.detach())
-        ema = v if ema is None else 0.98 * ema + 0.02 * v
-        if stats:
-            dp_ema = stats["dp_moved"] if dp_ema is None else 0.95 * dp_ema + 0.05 * stats["dp_moved"]
-        hist["step_s"].append(time.perf_counter() - ts)
-        if step % cfg["log_every"] == 0 or step == 1:
-            hist["loss"].append((step, ema))
-            if dp_ema is not None:
-                hist["dp_moved"].append((step, dp_ema))
-        if progress is not None:
+    rank_rngs = [_rng_states(data, aug_rng)]          # every rank's streams, as of the last step (held by rank 0)
+
+    run.attach(model=model, optimizer=opt)
+    run.state_fn = lambda: {"loss_ema": ema, "dp_ema": dp_ema, "hist": hist, "rank_rngs": rank_rngs,
+                            "avg": None if avg is None else {"n": avg.n, "params": avg.params}}
+    user = run.resume(resume)
+    if user:
+        ema, dp_ema = user.get("loss_ema"), user.get("dp_ema")
+        hist = {k: list(v) for k, v in user.get("hist", hist).items()}
+        if avg is not None and user.get("avg"):
+            avg.n = int(user["avg"]["n"])
+            avg.params = {k: v.to(device) for k, v in user["avg"]["params"].items()}
+        saved = user.get("rank_rngs") or []
+        if len(saved) == world.world_size:
+            data.rng.bit_generator.state = saved[world.rank]["data"]
+            aug_rng.bit_generator.state = saved[world.rank]["aug"]
+        else:    # another number of processes wrote it: fresh streams, distinct from the ones already used
+            data.rng = np.random.default_rng([data.seed, data.rank, run.step_count])
+            aug_rng = np.random.default_rng([cfg["seed"], 7919, data.rank, run.step_count])
+    rank_rngs = world.gather_objects(_rng_states(data, aug_rng))
+    net = run.wrap(AlignedLoss(model))
+
+    with (contextlib.nullcontext() if own else run):
+        while not run.done():
+            if token is not None:
+                token.check()
+            step = run.step_count + 1
+            # cosine decay over the budget: the share of the steps this step completes, or of the time spent
+            frac = max(step / steps, run.fraction())
+            lr = cfg["lr_final"] + 0.5 * (cfg["lr"] - cfg["lr_final"]) * (1 + math.cos(math.pi * min(1.0, frac)))
+            for g in opt.param_groups:
+                g["lr"] = lr
+            ts = time.perf_counter()
+            utts = data.batch(per_rank)
+            if cfg["augment"]:
+                x, lengths = augmented_features(model, utts, aug_rng, cfg)
+            else:
+                x, lengths = model.features([torch.from_numpy(u.audio) for u in utts])
+            x = x.to(device)
+            mode = cfg["align"] if step > cfg["dp_start"] else "boundary"
+            nll, n_tok, stats = net(x, lengths, utts, mode)
+            if world.distributed:   # normalise by the global batch's tokens: DDP's mean is then sum(nll) / sum(n)
+                loss = nll * (world.world_size / (world.mean(n_tok) * world.world_size))
+            else:
+                loss = nll / n_tok
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["clip"])
+            opt.step()
+            if avg is not None:
+                avg.update(model)
+            v = world.mean(float(loss.detach()))
+            ema = v if ema is None else 0.98 * ema + 0.02 * v
+            if stats:
+                dp_ema = stats["dp_moved"] if dp_ema is None else 0.95 * dp_ema + 0.05 * stats["dp_moved"]
+            hist["step_s"].append(time.perf_counter() - ts)
+            if step % cfg["log_every"] == 0 or step == 1:
+                hist["loss"].append((step, ema))
+                if dp_ema is not None:
+                    hist["dp_moved"].append((step, dp_ema))
             msg = f"step {step} loss {ema:.3f} lr {lr:.1e}" + (f" dp-moved {dp_ema:.2f}" if dp_ema is not None else "")
-            progress(min(1.0, frac), msg)
-        if on_checkpoint is not None and step % cfg["checkpoint_every"] == 0:
-            model.eval()
-            on_checkpoint(model, {"step": step, "loss": ema})
-            model.train()
-        if limit and time.perf_counter() - t0 > limit:
-            break
+            if on_checkpoint is not None and world.is_main and step % cfg["checkpoint_every"] == 0:
+                model.eval()
+                on_checkpoint(model, {"step": step, "loss": ema})
+                model.train()
+            rank_rngs = world.gather_objects(_rng_states(data, aug_rng)) if world.distributed \
+                else [_rng_states(data, aug_rng)]
+            run.step(samples=per_rank * world.world_size, message=msg)
+            if own and progress is not None:
+                progress(run.fraction(), msg)
     model.eval()
     if avg is not None:   # the averaged weights become the model; the last iterate is kept for comparison
         hist["last_iterate"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
         avg.copy_to(model)
-    hist["steps_done"] = step
-    hist["wall_s"] = time.perf_counter() - t0
+    hist["steps_done"] = run.step_count
+    hist["wall_s"] = run.wall_s
     hist["final_loss"] = ema
     hist["dp_moved_final"] = dp_ema
+    hist["stop"] = run.stop_reason
     return hist

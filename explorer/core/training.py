@@ -419,6 +419,7 @@ class Run:
         self._t0 = time.monotonic()
         self._last_save = time.monotonic()
         self._signal = False
+        self._signal_at = 0.0
         self._agreed_wall = 0.0
         self._old_handlers: Dict[int, Any] = {}
 
@@ -647,9 +648,14 @@ class Run:
         return self
 
     def _on_signal(self, signum, frame) -> None:
-        if self._signal:   # a second Ctrl+C: stop now
-            raise KeyboardInterrupt
+        if self._signal:
+            # a second Ctrl+C, a moment after the first, stops at once; under torchrun a worker gets the
+            # terminal's SIGINT and then torchrun's SIGTERM together: that is still one request to save and stop
+            if signum == signal.SIGINT and time.monotonic() - self._signal_at > 1.0:
+                raise KeyboardInterrupt
+            return
         self._signal = True
+        self._signal_at = time.monotonic()
         if self.world.is_main:
             import sys
 

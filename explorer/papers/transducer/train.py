@@ -178,10 +178,11 @@ def fit(model: Transducer, data: TrainData, device, config: Dict, progress: Opti
     hist: Dict = {"loss": [], "step_s": [], "dp_moved": []}
     ema, dp_ema = None, None
     avg = _WeightAverage(model, float(cfg["ema"])) if cfg["ema"] else None
-    rank_rngs = [_rng_states(data, aug_rng)]          # every rank's streams, as of the last step (held by rank 0)
 
     run.attach(model=model, optimizer=opt)
-    run.state_fn = lambda: {"loss_ema": ema, "dp_ema": dp_ema, "hist": hist, "rank_rngs": rank_rngs,
+    # the core calls state_fn on every rank when it saves: each rank's data streams are gathered then
+    run.state_fn = lambda: {"loss_ema": ema, "dp_ema": dp_ema, "hist": hist,
+                            "rank_rngs": world.gather_objects(_rng_states(data, aug_rng)),
                             "avg": None if avg is None else {"n": avg.n, "params": avg.params}}
     user = run.resume(resume)
     if user:
@@ -197,7 +198,6 @@ def fit(model: Transducer, data: TrainData, device, config: Dict, progress: Opti
         else:    # another number of processes wrote it: fresh streams, distinct from the ones already used
             data.rng = np.random.default_rng([data.seed, data.rank, run.step_count])
             aug_rng = np.random.default_rng([cfg["seed"], 7919, data.rank, run.step_count])
-    rank_rngs = world.gather_objects(_rng_states(data, aug_rng))
     net = run.wrap(AlignedLoss(model))
 
     with (contextlib.nullcontext() if own else run):
@@ -243,8 +243,6 @@ def fit(model: Transducer, data: TrainData, device, config: Dict, progress: Opti
                 model.eval()
                 on_checkpoint(model, {"step": step, "loss": ema})
                 model.train()
-            rank_rngs = world.gather_objects(_rng_states(data, aug_rng)) if world.distributed \
-                else [_rng_states(data, aug_rng)]
             run.step(samples=per_rank * world.world_size, message=msg)
             if own and progress is not None:
                 progress(run.fraction(), msg)

@@ -1,4 +1,4 @@
-"""Write the SRNN tab's bundled real music: the first test pieces of JSB Chorales and Nottingham.
+"""Write the SRNN tab's bundled real music: the first test pieces of each benchmark (--sets).
 
     .venv/bin/python scripts/srnn_demo_pieces.py --data ../shared/data/music
 

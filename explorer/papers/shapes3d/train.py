@@ -215,8 +215,8 @@ def fit(model: Shapes3D, data: ViewSet, device, config: TrainConfig, progress: O
             frac = 0.0
             if run.max_steps:
                 frac = step / run.max_steps
-            if run.minutes:
-                frac = max(frac, run.wall_s / (60.0 * run.minutes))
+            if run.minutes:     # every process's own clock: agree on one value, else their weights drift apart
+                frac = max(frac, world.mean(run.wall_s) / (60.0 * run.minutes))
             frac = min(1.0, frac)
             lr = config.lr * min(1.0, step / config.warmup)
             lr = config.min_lr + (lr - config.min_lr) * 0.5 * (1.0 + math.cos(math.pi * frac))

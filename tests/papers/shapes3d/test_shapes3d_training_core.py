@@ -84,16 +84,27 @@ def test_a_resumed_run_continues_bit_for_bit_and_records_its_training(tmp_path, 
     assert "test_iou" in b.meta.metrics                                       # a finished run is evaluated
 
 
-def test_two_torchrun_processes_on_cpu_end_in_sync(tmp_path, data_dir):
+def _torchrun(tmp_path, data_dir, *more):
     out = tmp_path / "two.safetensors"
     env = dict(os.environ, PYTHONPATH=str(ROOT), NIPS_EXPLORER_THREADS="1")
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                        "-m", "explorer", *_cli(data_dir, "--steps", "2", "--out", str(out))],
+                        "-m", "explorer", *_cli(data_dir, *more, "--out", str(out))],
                        env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
-    rec = load_checkpoint(out).meta.extra["training"]
+    return load_checkpoint(out).meta.extra["training"]
+
+
+def test_two_torchrun_processes_on_cpu_end_in_sync(tmp_path, data_dir):
+    rec = _torchrun(tmp_path, data_dir, "--steps", "2")
     assert rec["world_size"] == 2 and rec["backend"] == "gloo" and rec["ranks_in_sync"] is True
     assert rec["steps"] == 2 and rec["samples"] == 8                      # the global batch: 2 x 2 per process
+
+
+def test_two_processes_share_a_time_driven_schedule(tmp_path, data_dir):
+    """When the wall-clock budget drives the learning-rate schedule, the processes (whose clocks differ a
+    little) still apply the same learning rate at every step."""
+    rec = _torchrun(tmp_path, data_dir, "--minutes", "0.02")
+    assert rec["stop"] == "time" and rec["steps"] > 0 and rec["ranks_in_sync"] is True
 
 
 def test_zero_minutes_is_refused_with_exit_2(tmp_path, data_dir):

@@ -1,6 +1,7 @@
 """Command line of the 3D structure tab (no torch at import time).
 
-    nips-explorer train shapes3d [--dataset primitives|furniture] [--minutes M] ...
+    nips-explorer train shapes3d [--dataset primitives|furniture] [--minutes M] [--steps N] [--resume CKPT] ...
+    torchrun --standalone --nproc_per_node N -m explorer train shapes3d ...   (DDP; --batch is the global batch)
     nips-explorer eval shapes3d [--dataset primitives|furniture] [--checkpoint F] [--json]
     nips-explorer reconstruct IMAGE.png --out shape.obj [--checkpoint F] [--level 0.5]
 """
@@ -13,7 +14,7 @@ import time
 from pathlib import Path
 
 from explorer.core.errors import UserError
-from explorer.core.validate import COUNT, MINUTES, POSITIVE, POSITIVE_INT, SEED, number
+from explorer.core.validate import COUNT, POSITIVE, POSITIVE_INT, number
 
 PAPER = "shapes3d"
 
@@ -55,43 +56,67 @@ def _load_data(args, progress=None):
 
 
 # ----- train ----------------------------------------------------------------------------------------------
+# Both presets train for 20 minutes (PRESETS[...]["train"]["time_limit_s"]); --minutes overrides.
+DEFAULT_MINUTES = 20.0
+
+
 def configure_train(parser: argparse.ArgumentParser) -> None:
+    from explorer.core.training import add_training_options
+
     _data_args(parser)
-    parser.add_argument("--out", metavar="FILE.safetensors", default=None,
-                        help="where to save (default models/shapes3d_<dataset>.safetensors)")
-    parser.add_argument("--minutes", type=MINUTES, default=None, help="wall-clock budget (default: preset)")
-    parser.add_argument("--steps", type=POSITIVE_INT, default=100000, help="upper bound on optimiser steps")
-    parser.add_argument("--batch", type=POSITIVE_INT, default=None, help="minibatch size (default 32)")
+    parser.add_argument("--batch", type=POSITIVE_INT, default=None,
+                        help="global minibatch size, split evenly over torchrun's processes (default 32)")
     parser.add_argument("--draw-steps", type=POSITIVE_INT, default=None, help="DRAW steps T writing into the canvas")
     parser.add_argument("--hidden", type=POSITIVE_INT, default=None, help="LSTM size")
     parser.add_argument("--lr", type=POSITIVE, default=None, help="peak Adam learning rate (cosine decay)")
-    parser.add_argument("--seed", type=SEED, default=0)
     parser.add_argument("--init", metavar="CHECKPOINT", default=None,
                         help="start from this checkpoint's weights (same architecture)")
     parser.add_argument("--gallery", type=COUNT, default=0, metavar="N",
                         help="also write N held-out shapes to resources/shapes3d/gallery.npz for the app")
+    add_training_options(parser, steps=100000, epochs=None, minutes=DEFAULT_MINUTES, seed=0,
+                         out_help="where to save (default models/shapes3d_<dataset>.safetensors); the resume "
+                              "file goes beside it (<out>.resume.safetensors)")
 
 
 def train(args) -> int:
-    import numpy as np
-    import torch
+    from explorer.core.training import init_world
 
-    from explorer.core.checkpoints import save_checkpoint
-    from explorer.core.devices import choose_device, configure_threads
+    world = init_world(getattr(args, "device", "auto"), getattr(args, "threads", None))
+    try:
+        return _train(args, world)
+    finally:
+        world.close()
+
+
+def _train(args, world) -> int:
+    import numpy as np
+
     from explorer.core.paths import training_output
     from explorer.core.progress import TerminalProgress
+    from explorer.core.training import Run, seed_all
 
     from .evaluate import evaluate as run_eval
     from .infer import gallery_path, save_gallery
     from .model import build
     from .train import PRESETS, TrainConfig, fit
 
-    configure_threads(for_gui=False)
-    device = choose_device(getattr(args, "device", "auto"))
+    device = world.device
+    main = world.is_main
+
+    def say(msg: str) -> None:
+        if main:
+            print(msg, file=sys.stderr, flush=True)
+
     preset = PRESETS[args.dataset]
+    if args.minutes is not None and not args.minutes > 0:
+        raise UserError("--minutes must be positive")
     t0 = time.monotonic()
-    with TerminalProgress("shapes3d data") as bar:
-        train_set, test_set = _load_data(args, bar)
+    # The first process renders (or reads) the cached data set; the others read it once it is written.
+    for turn in ((0,) if not world.distributed else (0, 1)):
+        if (turn == 0) == main:
+            with TerminalProgress("shapes3d data", disable=not main) as bar:
+                train_set, test_set = _load_data(args, bar)
+        world.barrier()
     data_s = time.monotonic() - t0
     mcfg = dict(preset["model"])
     mcfg["class_names"] = list(train_set.class_names)
@@ -109,11 +134,10 @@ def train(args) -> int:
         tcfg.batch = args.batch
     if args.lr is not None:
         tcfg.lr = args.lr
-    if args.minutes is not None:
-        if args.minutes <= 0:
-            raise UserError("--minutes must be positive")
-        tcfg.time_limit_s = args.minutes * 60.0
+    minutes = args.minutes if args.minutes is not None else preset["train"]["time_limit_s"] / 60.0
+    tcfg.time_limit_s = minutes * 60.0
     out = Path(args.out) if args.out else training_output(preset["file"])
+    seed_all(args.seed)                       # the same initial weights on every process
     if args.init:
         # Same architecture; tensors whose shapes match are copied (the class embedding is new when the
         # data set has other classes, e.g. furniture started from the primitives model).
@@ -129,7 +153,7 @@ def train(args) -> int:
             raise UserError(f"{Path(args.init).name}: its architecture does not fit (only {len(copied)} of "
                             f"{len(own)} tensors match)")
         model.load_state_dict(copied, strict=False)
-        print(f"started from {args.init}: {len(copied)} of {len(own)} tensors", file=sys.stderr)
+        say(f"started from {args.init}: {len(copied)} of {len(own)} tensors")
         mcfg = model.config()
     else:
         model = build(mcfg)
@@ -149,7 +173,11 @@ def train(args) -> int:
 
     val = ViewSet(views.views[perm[:n_val]], views.labels[perm[:n_val]], views.class_names, views.cameras) if n_val else None
     fit_set = ViewSet(views.views[perm[n_val:]], views.labels[perm[n_val:]], views.class_names, views.cameras)
-    tcfg.batch = min(tcfg.batch, len(fit_set))
+    if tcfg.batch > len(fit_set):             # a tiny data set: the largest batch that splits over the processes
+        tcfg.batch = len(fit_set) - len(fit_set) % world.world_size
+        if tcfg.batch < 1:
+            raise UserError(f"{len(fit_set)} training shapes cannot be shared by {world.world_size} processes")
+    world.split_batch(tcfg.batch)
     data_desc = {"name": args.dataset, "train_shapes": len(fit_set), "val_shapes": n_val,
                  "train_models": train_models,
                  "test_shapes": len(test_set), "cameras": mcfg["cameras"], "image_size": 32,
@@ -164,20 +192,27 @@ def train(args) -> int:
         except UserError:
             pass
 
+    run = Run(world, paper=PAPER, out=out, minutes=minutes, steps=args.steps,
+              checkpoint_every_min=args.checkpoint_every, log=say, progress_desc="shapes3d train", seed=args.seed)
+
     def save(m, summary):
         metrics = {"headline": "train_elbo", "train_elbo": round(float(summary.get("train_elbo", 0.0)), 2),
                    "train_steps": summary.get("steps", 0), "train_time_s": round(summary.get("train_time_s", 0.0), 1)}
         for k in ("val_elbo", "val_image_error"):
             if k in summary:
                 metrics[k] = round(float(summary[k]), 4)
-        save_checkpoint(out, m.state_dict(), paper=PAPER, model_config=m.config(), metrics=metrics,
-                        data=data_desc, extra={"train_config": summary["config"]})
+        run.save_model(out, m.state_dict(), model_config=m.config(), metrics=metrics, data=data_desc,
+                       extra={"train_config": summary["config"]})
 
-    print(f"training on {device}: {len(fit_set)} shapes x {len(fit_set.cameras)} views "
-          f"(data ready in {data_s:.0f}s); saving to {out}", file=sys.stderr)
-    with TerminalProgress("shapes3d train") as bar:
-        summary = fit(model, fit_set, device, tcfg, progress=bar, val=val, on_checkpoint=save,
-                      log=lambda m: print(m, file=sys.stderr, flush=True) if args.debug else None)
+    say(f"training on {world.describe()}: {len(fit_set)} shapes x {len(fit_set.cameras)} views, batch "
+        f"{tcfg.batch} (data ready in {data_s:.0f}s); saving to {out}")
+    summary = fit(model, fit_set, device, tcfg, val=val, on_checkpoint=save, run=run, resume=args.resume,
+                  log=say if args.debug else None)
+    if not main:
+        return 0
+    if run.stop_reason == "signal":
+        say(f"stopped at step {run.step_count}: {out} holds the weights so far (not evaluated)")
+        return 0
     more: dict = {}
     with TerminalProgress("shapes3d eval") as bar:
         result = run_eval(model, test_set, device, progress=bar, extra=more)

@@ -180,21 +180,14 @@ class ViewSet:
     def __len__(self) -> int:
         return len(self.views)
 
-    def batches(self, batch: int, rng: np.random.Generator, augment: bool = True):
+    def batches(self, batch: int, rng: np.random.Generator, augment: bool = True, rank: int = 0,
+                world_size: int = 1) -> "BatchStream":
         """Endless shuffled minibatches: dicts with "views" (B, K, H, W) float32 in [0, 1] and "labels".
 
         ``augment``: each shape is turned about the vertical axis by a random quarter turn and maybe
-        mirrored; its pictures from the same camera rig are then an exact reshuffle of the stored ones."""
-        n, k, h, w = self.views.shape
-        tables = [view_shuffle(g, self.cameras, h) for g in rig_symmetries(self.cameras)] if augment else []
-        while True:
-            order = rng.permutation(n)
-            for i in range(0, n - batch + 1, batch):
-                idx = np.sort(order[i:i + batch])
-                v = self.views[idx]
-                if tables:
-                    v = self.augment(v, [tables[t] for t in rng.integers(len(tables), size=len(idx))])
-                yield {"views": v.astype(np.float32) / 255.0, "labels": self.labels[idx]}
+        mirrored; its pictures from the same camera rig are then an exact reshuffle of the stored ones.
+        ``rank``/``world_size``: this process's share of every global batch (see :class:`BatchStream`)."""
+        return BatchStream(self, batch, rng, augment=augment, rank=rank, world_size=world_size)
 
     @staticmethod
     def augment(views: np.ndarray, tables) -> np.ndarray:
@@ -206,6 +199,62 @@ class ViewSet:
                 out[i, kk] = flat[i, j, idx]
         return out.reshape(b, k, h, w)
 
+
+
+class BatchStream:
+    """The endless shuffled minibatches of a :class:`ViewSet`, resumable and shardable.
+
+    Every process of a distributed run draws the same permutations and augmentations from the same ``rng``
+    (seeded alike) and keeps its own contiguous share (``batch / world_size`` items) of each global batch of
+    ``batch`` shapes: together the processes see exactly the batches one process would see. ``state_dict()``
+    (the generator's state, the current permutation and the position in it) lets a resumed run continue the
+    same stream."""
+
+    def __init__(self, data: ViewSet, batch: int, rng: np.random.Generator, augment: bool = True,
+                 rank: int = 0, world_size: int = 1) -> None:
+        n, k, h, w = data.views.shape
+        if batch < 1 or batch > n:
+            raise ValueError(f"batch {batch} does not fit {n} shapes")
+        if batch % world_size or not 0 <= rank < world_size:
+            raise ValueError(f"batch {batch} does not split over {world_size} processes")
+        self.data, self.batch, self.rng = data, int(batch), rng
+        self.per = self.batch // world_size
+        self.lo = rank * self.per
+        self.tables = [view_shuffle(g, data.cameras, h) for g in rig_symmetries(data.cameras)] if augment else []
+        self.order: Optional[np.ndarray] = None
+        self.pos = 0
+
+    def __iter__(self) -> "BatchStream":
+        return self
+
+    def __next__(self) -> Dict[str, np.ndarray]:
+        n = len(self.data)
+        if self.order is None or self.pos + self.batch > n:
+            self.order = self.rng.permutation(n)
+            self.pos = 0
+        idx = np.sort(self.order[self.pos:self.pos + self.batch])
+        self.pos += self.batch
+        pick = self.rng.integers(len(self.tables), size=len(idx)) if self.tables else None
+        mine = slice(self.lo, self.lo + self.per)
+        v = self.data.views[idx[mine]]
+        if pick is not None:
+            v = ViewSet.augment(v, [self.tables[t] for t in pick[mine]])
+        return {"views": v.astype(np.float32) / 255.0, "labels": self.data.labels[idx[mine]]}
+
+    def state_dict(self) -> Dict[str, Any]:
+        import torch
+
+        return {"rng": self.rng.bit_generator.state, "pos": self.pos,
+                "order": None if self.order is None else torch.from_numpy(self.order.astype(np.int64))}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.rng.bit_generator.state = state["rng"]
+        order = state.get("order")
+        self.order = None if order is None else np.asarray(order.cpu().numpy() if hasattr(order, "numpy") else order,
+                                                           dtype=np.int64)
+        if self.order is not None and len(self.order) != len(self.data):
+            raise ValueError(f"the saved data stream has {len(self.order)} shapes, this data set {len(self.data)}")
+        self.pos = int(state["pos"])
 
 @dataclass
 class ShapeSet:

@@ -2,20 +2,23 @@
 
 loss per shape = sum_k BernoulliNLL(view_k | project(canvas_T, camera_k)) + sum_t KL(q(z_t | view_0) || N(0, I))
 
-The trainer receives a :class:`~.data.ViewSet` (pictures and class labels); volumes never reach it.
+The trainer receives a :class:`~.data.ViewSet` (pictures and class labels); volumes never reach it. The loop runs
+on the shared training core (:mod:`explorer.core.training`): budget, resume, signals, and DDP under torchrun, where
+each process takes its share of every global batch (:class:`~.data.BatchStream`) and the free-bits threshold is
+applied to the KL averaged over the global batch, so that one and several processes optimise the same objective.
 """
 from __future__ import annotations
 
 import math
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Union
 
 import numpy as np
 import torch
 
 from explorer.core.tasks import CancelToken, ProgressFn
-from .data import ViewSet
+from .data import BatchStream, ViewSet
 from .model import Shapes3D, image_nll, silhouettes
 
 PRESETS: Dict[str, Dict[str, Any]] = {
@@ -61,15 +64,20 @@ class TrainConfig:
     seed: int = 0
     log_every: int = 25
     val_every: int = 250
-    checkpoint_every_s: float = 120.0
+    checkpoint_every_s: float = 120.0  # on_checkpoint's period when fit() makes its own Run (else the Run's)
 
 
 def batch_loss(model: Shapes3D, views: torch.Tensor, labels: Optional[torch.Tensor],
                sample: bool = True, kl_weight: float = 1.0, logit_noise: float = 0.0,
                view_mask: Optional[torch.Tensor] = None, free_bits: float = 0.0,
-               silhouette_weight: float = 0.0) -> Dict[str, torch.Tensor]:
+               silhouette_weight: float = 0.0,
+               global_mean: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> Dict[str, torch.Tensor]:
     """ELBO terms of a batch of pictures (B, K, H, W): nll (B,), kl (B, T), loss (scalar, nats per pixel;
-    the KL scaled by ``kl_weight``, 1 = the ELBO)."""
+    the KL scaled by ``kl_weight``, 1 = the ELBO), elbo (scalar, detached: mean over the batch).
+
+    ``global_mean`` (distributed training): maps a detached vector of batch means to their means over every
+    process's batch. The free-bits threshold then applies to the global batch-mean KL, and ``elbo`` is the
+    global mean, as in one process with the whole batch (the loss's gradient, averaged by DDP, is the same)."""
     out = model(views[:, model.input_view], labels, sample=sample, view_mask=view_mask)
     logits = out["logits"]
     if logit_noise > 0:
@@ -77,7 +85,19 @@ def batch_loss(model: Shapes3D, views: torch.Tensor, labels: Optional[torch.Tens
     pred = model.render(logits)
     nll = image_nll(pred, views)
     kl = out["kl"]
-    kl_term = kl.mean(0).clamp(min=free_bits).sum() if free_bits > 0 else kl.sum(1).mean()
+    elbo = -(nll + kl.sum(1)).detach().mean()
+    kl_ref = None
+    if global_mean is not None:
+        stats = global_mean(torch.cat([kl.detach().mean(0), elbo.view(1)]))
+        kl_ref, elbo = stats[:-1], stats[-1]
+    if free_bits > 0:
+        m = kl.mean(0)
+        if kl_ref is None:
+            kl_term = m.clamp(min=free_bits).sum()
+        else:   # the clamp of the global mean: its value and (averaged over processes) its gradient
+            kl_term = torch.where(kl_ref >= free_bits, m, torch.full_like(m, free_bits)).sum()
+    else:
+        kl_term = kl.sum(1).mean()
     loss = (nll.mean() + kl_weight * kl_term) / views[0].numel()
     if silhouette_weight > 0:
         # The pictures' silhouettes (any grey > 0 is the object) against the max-projection of the volume:
@@ -85,7 +105,40 @@ def batch_loss(model: Shapes3D, views: torch.Tensor, labels: Optional[torch.Tens
         sil = silhouettes(out["logits"], model.thetas)
         target = (views > 0.05).to(sil.dtype)
         loss = loss + silhouette_weight * image_nll(sil, target).mean() / views[0].numel()
-    return {"loss": loss, "nll": nll, "kl": kl, "pred": pred, "logits": out["logits"]}
+    return {"loss": loss, "nll": nll, "kl": kl, "pred": pred, "logits": out["logits"], "elbo": elbo}
+
+
+class Objective(torch.nn.Module):
+    """One training step's whole differentiable loss as one module call (what DDP wraps: its parameters are
+    the model's, and DDP needs exactly one forward per backward)."""
+
+    def __init__(self, model: Shapes3D, config: "TrainConfig",
+                 global_mean: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> None:
+        super().__init__()
+        self.model = model
+        self.config = config
+        self.global_mean = global_mean
+
+    def forward(self, views: torch.Tensor, labels: torch.Tensor, view_mask: torch.Tensor,
+                kl_weight: float) -> Dict[str, torch.Tensor]:
+        c = self.config
+        return batch_loss(self.model, views, labels, kl_weight=kl_weight, logit_noise=c.logit_noise,
+                          view_mask=view_mask, free_bits=c.free_bits, silhouette_weight=c.silhouette_weight,
+                          global_mean=self.global_mean)
+
+
+def _global_mean(world) -> Optional[Callable[[torch.Tensor], torch.Tensor]]:
+    if not world.distributed:
+        return None
+    import torch.distributed as dist
+
+    def mean(t: torch.Tensor) -> torch.Tensor:
+        x = t.detach().clone()
+        if world.backend != "nccl":
+            x = x.cpu()
+        dist.all_reduce(x)
+        return (x / world.world_size).to(t.device)
+    return mean
 
 
 @torch.no_grad()
@@ -110,76 +163,105 @@ def validate(model: Shapes3D, data: ViewSet, device, batch: int = 50, seed: int 
 def fit(model: Shapes3D, data: ViewSet, device, config: TrainConfig, progress: Optional[ProgressFn] = None,
         token: Optional[CancelToken] = None, val: Optional[ViewSet] = None,
         on_checkpoint: Optional[Callable[[Shapes3D, Dict[str, Any]], None]] = None,
-        log: Optional[Callable[[str], None]] = None) -> Dict[str, Any]:
+        log: Optional[Callable[[str], None]] = None, run: Optional[Any] = None,
+        resume: Optional[Union[str, Any]] = None) -> Dict[str, Any]:
     """Train ``model`` on the pictures of ``data`` (a ViewSet: no volumes). Returns a summary dict.
 
-    Seeds come from ``config.seed``; ``on_checkpoint(model, summary)`` is called every
-    ``checkpoint_every_s`` seconds and at the end (the caller saves; rank-0 only under DDP).
+    ``run``: an :class:`explorer.core.training.Run` (budget, resume files, signals, DDP); without one, fit makes
+    a one-process Run from ``config.steps``/``config.time_limit_s`` (no resume files). ``resume``: a resume file
+    to continue from (model, Adam, every random stream, step counter, the data stream, the smoothed ELBO and
+    the validation history). ``config.batch`` is the global batch; each process of ``run.world`` trains on its
+    share. Seeds come from ``config.seed``; ``on_checkpoint(model, summary)`` is called every
+    ``checkpoint_every`` and at the end, on the main process only (the caller saves).
     """
+    from explorer.core.training import Run, World
+
     if not isinstance(data, ViewSet) or hasattr(data, "voxels"):
         raise TypeError("fit() trains from pictures only: pass a ViewSet (ShapeSet.training_views())")
-    torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
+    if run is None:
+        dev = torch.device(device) if not isinstance(device, torch.device) else device
+        run = Run(World(device=dev), paper="shapes3d", minutes=config.time_limit_s / 60.0, steps=config.steps,
+                  checkpoint_every_min=config.checkpoint_every_s / 60.0, progress=progress or (lambda f, m: None),
+                  token=token, seed=config.seed)
+    world = run.world
+    device = world.device if world.device is not None else device
+    world.split_batch(config.batch, "the batch")      # a UserError when it does not split evenly
+    torch.manual_seed(world.rank_seed(config.seed))
+    rng = np.random.default_rng(config.seed)          # the same on every process: each takes its share
     model.to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
-    batches = data.batches(config.batch, rng, augment=config.augment)
-    start = time.monotonic()
-    last_ckpt = start
-    summary: Dict[str, Any] = {"config": asdict(config), "steps": 0, "history": []}
-    ema = None
-    step = 0
-    for step in range(1, config.steps + 1):
-        if token is not None:
-            token.check()
-        elapsed = time.monotonic() - start
-        frac = min(1.0, max(step / config.steps, elapsed / config.time_limit_s))
-        lr = config.lr * min(1.0, step / config.warmup)
-        lr = config.min_lr + (lr - config.min_lr) * 0.5 * (1.0 + math.cos(math.pi * frac))
-        for g in opt.param_groups:
-            g["lr"] = lr
-        b = next(batches)
-        views = torch.from_numpy(b["views"]).to(device)
-        labels = torch.from_numpy(b["labels"]).to(device)
-        drop = torch.rand(len(labels), device=device) < config.class_dropout
-        labels = torch.where(drop, torch.full_like(labels, model.n_classes), labels)
-        beta = config.kl_max * (min(1.0, step / config.kl_warmup) if config.kl_warmup > 0 else 1.0)
-        vmask = (torch.rand(len(labels), device=device) >= config.view_dropout).float()
-        terms = batch_loss(model, views, labels, kl_weight=beta, logit_noise=config.logit_noise,
-                           view_mask=vmask, free_bits=config.free_bits,
-                           silhouette_weight=config.silhouette_weight)
-        opt.zero_grad(set_to_none=True)
-        terms["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)
-        opt.step()
-        elbo = float(-(terms["nll"] + terms["kl"].sum(1)).detach().mean())
-        ema = elbo if ema is None else 0.95 * ema + 0.05 * elbo
-        summary["steps"] = step
-        summary["train_elbo"] = ema
-        if step % config.log_every == 0:
-            kl = float(terms["kl"].detach().sum(1).mean())
-            msg = f"step {step} elbo {ema:.1f} kl {kl:.1f} beta {beta:.2f} lr {lr:.2g} {elapsed:.0f}s"
-            if progress:
-                progress(frac, msg)
-            if log:
-                log(msg)
-        if val is not None and step % config.val_every == 0:
-            m = validate(model, val, device)
-            summary.update(m)
-            summary["history"].append({"step": step, "time_s": round(elapsed, 1), **m})
-            if log:
-                log(f"val step {step}: elbo {m['val_elbo']:.1f} image error {m['val_image_error']:.4f}")
-        summary["train_time_s"] = time.monotonic() - start
-        if on_checkpoint and time.monotonic() - last_ckpt > config.checkpoint_every_s:
-            on_checkpoint(model, summary)
-            last_ckpt = time.monotonic()
-        if elapsed > config.time_limit_s:
-            break
-    if val is not None:
+    batches = BatchStream(data, config.batch, rng, augment=config.augment, rank=world.rank,
+                          world_size=world.world_size)
+    run.attach(model=model, optimizer=opt)
+    user = run.resume(resume)
+    summary: Dict[str, Any] = {"config": asdict(config), "steps": run.step_count, "history": []}
+    ema: Optional[float] = None
+    if user:
+        batches.load_state_dict(user["stream"])
+        ema = user.get("ema")
+        summary.update(user.get("summary", {}))
+        summary["config"] = asdict(config)
+    run.state_fn = lambda: {"stream": batches.state_dict(), "ema": ema,
+                            "summary": {k: v for k, v in summary.items() if k != "config"}}
+    net = run.wrap(Objective(model, config, _global_mean(world)))
+    last_ckpt = time.monotonic()
+    every_s = run.checkpoint_every_s
+    msg = ""
+    with run:
+        while not run.done():
+            if token is not None:
+                token.check()
+            step = run.step_count + 1
+            frac = 0.0
+            if run.max_steps:
+                frac = step / run.max_steps
+            if run.minutes:     # every process's own clock: agree on one value, else their weights drift apart
+                frac = max(frac, world.mean(run.wall_s) / (60.0 * run.minutes))
+            frac = min(1.0, frac)
+            lr = config.lr * min(1.0, step / config.warmup)
+            lr = config.min_lr + (lr - config.min_lr) * 0.5 * (1.0 + math.cos(math.pi * frac))
+            for g in opt.param_groups:
+                g["lr"] = lr
+            b = next(batches)
+            views = torch.from_numpy(b["views"]).to(device)
+            labels = torch.from_numpy(b["labels"]).to(device)
+            drop = torch.rand(len(labels), device=device) < config.class_dropout
+            labels = torch.where(drop, torch.full_like(labels, model.n_classes), labels)
+            beta = config.kl_max * (min(1.0, step / config.kl_warmup) if config.kl_warmup > 0 else 1.0)
+            vmask = (torch.rand(len(labels), device=device) >= config.view_dropout).float()
+            terms = net(views, labels, vmask, beta)
+            opt.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)
+            opt.step()
+            elbo = float(terms["elbo"])
+            ema = elbo if ema is None else 0.95 * ema + 0.05 * elbo
+            summary["steps"] = step
+            summary["train_elbo"] = ema
+            elapsed = run.wall_s
+            if step % config.log_every == 0:
+                kl = float(terms["kl"].detach().sum(1).mean())
+                msg = f"step {step} elbo {ema:.1f} kl {kl:.1f} beta {beta:.2f} lr {lr:.2g} {elapsed:.0f}s"
+                if log and world.is_main:
+                    log(msg)
+            if val is not None and step % config.val_every == 0 and world.is_main:
+                m = validate(model, val, device)
+                summary.update(m)
+                summary["history"].append({"step": step, "time_s": round(elapsed, 1), **m})
+                if log:
+                    log(f"val step {step}: elbo {m['val_elbo']:.1f} image error {m['val_image_error']:.4f}")
+            summary["train_time_s"] = elapsed
+            if on_checkpoint and world.is_main and time.monotonic() - last_ckpt > every_s:
+                on_checkpoint(model, summary)
+                last_ckpt = time.monotonic()
+            run.step(samples=config.batch, message=msg)
+    summary["stop"] = run.stop_reason
+    if val is not None and world.is_main:
         summary.update(validate(model, val, device))
-    summary["train_time_s"] = time.monotonic() - start
+    summary["train_time_s"] = run.wall_s
     if progress:
-        progress(1.0, f"done: {step} steps")
-    if on_checkpoint:
+        progress(1.0, f"done: {run.step_count} steps")
+    if on_checkpoint and world.is_main:
         on_checkpoint(model, summary)
     model.eval()
     return summary

@@ -70,7 +70,7 @@ def add_training_options(parser: argparse.ArgumentParser, *, steps: Optional[int
     g.add_argument("--minutes", type=MINUTES, default=minutes, metavar="M",
                    help="wall-clock budget in minutes; the run stops after the current step, saves a resume file "
                         f"and keeps its best checkpoint (default {minutes if minutes else 'none'})")
-    g.add_argument("--max-minutes", "--time-limit", dest="minutes", type=MINUTES, help=argparse.SUPPRESS)
+    g.add_argument("--max-minutes", dest="minutes", type=MINUTES, help=argparse.SUPPRESS)   # its old name (srnn)
     if steps is not None:
         g.add_argument("--steps", type=POSITIVE_INT, default=steps, metavar="N",
                        help=f"optimisation steps in all (a resumed run counts the steps already done; default {steps})")

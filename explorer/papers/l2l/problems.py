@@ -74,6 +74,17 @@ class QuadraticProblem(Problem):
         r = torch.bmm(self.W, th) - self.y.unsqueeze(2)
         return (2 * torch.bmm(self.W.transpose(1, 2), r)).reshape(-1)
 
+    def select(self, lo: int, hi: int) -> "QuadraticProblem":
+        """Instances ``lo:hi`` of this batch as a problem of their own (one process's share of a batch drawn
+        from one seed: the shares of all processes together are exactly the whole batch)."""
+        q = object.__new__(QuadraticProblem)
+        q.name, q.dim, q.steps = self.name, self.dim, self.steps
+        q.batch = q.n_instances = int(hi) - int(lo)
+        q.n_params = q.batch * self.dim
+        q.W, q.y = self.W[lo:hi].clone(), self.y[lo:hi].clone()
+        q.theta0 = self.theta0[lo * self.dim:hi * self.dim].clone()
+        return q
+
 
 _ACT = {"sigmoid": torch.sigmoid, "relu": torch.relu, "tanh": torch.tanh}
 
@@ -140,6 +151,36 @@ class MLPProblem(Problem):
     def accuracy(self, theta: torch.Tensor) -> float:
         with torch.no_grad():
             return float((self.logits(theta, self.x).argmax(1) == self.y).float().mean())
+
+
+class ConcatProblem(Problem):
+    """Several problems optimised side by side as one: θ is their flat parameter vectors end to end and the
+    per-instance losses are concatenated. The coordinatewise LSTM sees each coordinate alone, so this is exactly
+    the same as running it on each problem separately (how meta-training takes a batch of MNIST optimizees)."""
+
+    def __init__(self, parts: Sequence[Problem]) -> None:
+        self.parts = list(parts)
+        if not self.parts:
+            raise ValueError("ConcatProblem needs at least one problem")
+        self.name = self.parts[0].name
+        self.steps = self.parts[0].steps
+        self.n_instances = sum(p.n_instances for p in self.parts)
+        self.n_params = sum(p.n_params for p in self.parts)
+        self._offsets = [0]
+        for p in self.parts:
+            self._offsets.append(self._offsets[-1] + p.n_params)
+
+    def init_params(self) -> torch.Tensor:
+        return torch.cat([p.init_params() for p in self.parts])
+
+    def _split(self, theta: torch.Tensor) -> List[torch.Tensor]:
+        return [theta[a:b] for a, b in zip(self._offsets[:-1], self._offsets[1:])]
+
+    def loss(self, theta: torch.Tensor, t: int) -> torch.Tensor:
+        return torch.cat([p.loss(th, t) for p, th in zip(self.parts, self._split(theta))])
+
+    def final_loss(self, theta: torch.Tensor) -> torch.Tensor:
+        return torch.cat([p.final_loss(th) for p, th in zip(self.parts, self._split(theta))])
 
 
 class TwoDProblem(Problem):

@@ -1,10 +1,20 @@
 """Meta-training the LSTM optimizer: truncated unrolls, summed optimizee losses, Adam on the LSTM's weights.
 
-One *epoch* = one fresh optimizee (a batch of quadratics, or one MNIST MLP on the meta-training images) run for
-``steps`` steps, cut into truncations of ``unroll`` steps. After each truncation the meta-loss
-Σ_{t in truncation} f_t(θ_t) (mean over batched instances) is back-propagated into the LSTM's weights, Adam takes
-one step, and θ and the LSTM states are detached (truncated BPTT). The optimizee gradient ∇_t enters the LSTM
-as a constant input: no second derivatives (``second_derivatives=True`` keeps them, for comparison only).
+One *epoch* (episode) = one fresh draw of optimizees (a batch of ``batch`` quadratics, or ``batch`` MNIST MLPs on
+the meta-training images; default 128 and 1) run for ``steps`` steps, cut into truncations of ``unroll`` steps.
+Each truncation is one *meta-step*: the meta-loss Σ_{t in truncation} f_t(θ_t) (mean over the batched instances)
+is back-propagated into the LSTM's weights, Adam takes one step, and θ and the LSTM states are detached
+(truncated BPTT). The optimizee gradient ∇_t enters the LSTM as a constant input: no second derivatives
+(``second_derivatives=True`` keeps them, for comparison only).
+
+The loop runs on the shared training core (:mod:`explorer.core.training`): time/step/epoch budget, resume files,
+signals, and DDP under ``torchrun``. On N processes every meta-step still covers the same ``batch`` optimizees:
+each process takes ``batch / N`` of them (the quadratics: its slice of the batch drawn from the episode's seed,
+so the processes together hold exactly the one-process batch; MNIST: its share of the episode's per-MLP seeds),
+and DDP averages the meta-gradients, which is the gradient of the mean over the whole batch. Validation and
+checkpoints are rank 0's. A resume file holds, besides the LSTM, Adam and the counters, the history, the best
+weights and every process's optimizees in flight (θ, LSTM states, position in the episode): a resumed run
+continues mid-episode.
 """
 from __future__ import annotations
 
@@ -15,10 +25,11 @@ from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 import torch
+from torch import nn
 
 from .model import LSTMOptimizer, State, detach_state
 from .optimizers import run_optimizer
-from .problems import TRAIN_SEED_BASE, Problem, make_problem
+from .problems import TRAIN_SEED_BASE, ConcatProblem, Problem, make_problem
 
 DEFAULT_TRAIN: Dict[str, Dict[str, Any]] = {
     "quadratic": {"epochs": 2000, "steps": 100, "unroll": 20, "meta_lr": 0.003, "batch": 128, "val_every": 50,
@@ -26,6 +37,9 @@ DEFAULT_TRAIN: Dict[str, Dict[str, Any]] = {
     "mnist": {"epochs": 400, "steps": 100, "unroll": 20, "meta_lr": 0.003, "batch": 1, "val_every": 20,
               "val_runs": 3, "seed": 0, "time_limit_s": 0, "clip": 0.0},
 }
+
+# what must not change between a run and its resumption (the optimizees drawn and how they are cut)
+RESUME_KEYS = ("problem", "batch", "steps", "unroll", "seed")
 
 
 def unroll(net: LSTMOptimizer, problem: Problem, theta: torch.Tensor, state: State, t0: int, length: int,
@@ -56,72 +70,160 @@ def unroll(net: LSTMOptimizer, problem: Problem, theta: torch.Tensor, state: Sta
     return meta_loss, th, state, losses
 
 
+class UnrollLoss(nn.Module):
+    """One truncation's whole differentiable meta-loss as a single forward: the module DDP wraps (its parameters
+    are the LSTM's), so that every backward follows exactly one forward of the wrapped module."""
+
+    def __init__(self, net: LSTMOptimizer) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, problem: Problem, theta: torch.Tensor, state: State, t0: int, length: int):
+        return unroll(self.net, problem, theta, state, t0, length)
+
+
 @dataclass
 class TrainData:
-    """What meta-training draws from: ``sample(seed) -> Problem`` and fixed validation problems."""
+    """What meta-training draws from: ``sample(k) -> Problem`` (this process's optimizees of episode k) and
+    fixed validation problems. ``batch``: optimizees per meta-step over all processes."""
 
     sample: Callable[[int], Problem]
     val: List[Problem] = field(default_factory=list)
     name: str = ""
+    batch: int = 1
 
 
-def make_train_data(problem: str, device: Any, config: Dict[str, Any]) -> TrainData:
-    """Training problems from the meta-training distribution (MNIST: the 4,000 'train' images only)."""
+def make_train_data(problem: str, device: Any, config: Dict[str, Any], world: Any = None) -> TrainData:
+    """Training problems from the meta-training distribution (MNIST: the 4,000 'train' images only).
+
+    ``world`` (a :class:`explorer.core.training.World`): this process's share of every episode's ``batch``
+    optimizees (``batch`` must split evenly over the processes). Episode k's optimizees are the same whatever
+    the number of processes: quadratics from seed base+k (the processes slice the one batch), MNIST MLP j of
+    episode k from seed base + k·batch + j (with batch 1, as before: base + k).
+    """
     seed = int(config.get("seed", 0))
     base = TRAIN_SEED_BASE + seed * 10_000_000
+    batch = int(config.get("batch") or (128 if problem == "quadratic" else 1))
+    per = world.split_batch(batch) if world is not None else batch
+    lo = (world.rank if world is not None else 0) * per
+    hi = lo + per
     if problem == "quadratic":
-        batch = int(config.get("batch", 128))
 
         def sample(k: int) -> Problem:
-            return make_problem("quadratic", base + k, device=device, batch=batch, steps=config["steps"])
+            q = make_problem("quadratic", base + k, device=device, batch=batch, steps=config["steps"])
+            return q if per == batch else q.select(lo, hi)
 
         val = [make_problem("quadratic", base + 9_000_000, device=device, batch=int(config.get("val_runs", 128)),
                             steps=config["steps"])]
     elif problem == "mnist":
 
         def sample(k: int) -> Problem:
-            return make_problem("mnist", base + k, split="train", device=device, steps=config["steps"])
+            parts = [make_problem("mnist", base + k * batch + j, split="train", device=device, steps=config["steps"])
+                     for j in range(lo, hi)]
+            return parts[0] if len(parts) == 1 else ConcatProblem(parts)
 
         val = [make_problem("mnist", base + 9_000_000 + i, split="train", device=device, steps=config["steps"])
                for i in range(int(config.get("val_runs", 3)))]
     else:
         raise ValueError(f"meta-training supports 'quadratic' and 'mnist', not {problem!r}")
-    return TrainData(sample=sample, val=val, name=problem)
+    return TrainData(sample=sample, val=val, name=problem, batch=batch)
+
+
+@dataclass
+class Episode:
+    """The optimizees in flight: episode ``k``'s problem, θ and the LSTM states after ``t0`` steps."""
+
+    k: int
+    problem: Problem
+    theta: torch.Tensor
+    state: State
+    t0: int = 0
+    total: float = 0.0      # Σ of the meta-steps' meta-loss per unrolled step so far
+    n: int = 0              # meta-steps taken in this episode
+    abandoned: bool = False
+
+    def snapshot(self) -> Dict[str, Any]:
+        """What a resume file keeps of it (the problem itself is redrawn from its seed)."""
+        return {"k": self.k, "t0": self.t0, "total": self.total, "n": self.n,
+                "theta": self.theta.detach().to("cpu").clone(),
+                "state": [[h.detach().to("cpu").clone(), c.detach().to("cpu").clone()] for h, c in self.state]}
 
 
 class MetaTrainer:
-    """Holds the meta-optimizer; ``epoch(k)`` runs one optimizee episode and returns its mean meta-loss."""
+    """Holds the meta-optimizer; ``epoch(k)`` runs one optimizee episode and returns its mean meta-loss.
 
-    def __init__(self, net: LSTMOptimizer, data: TrainData, device: Any, config: Dict[str, Any]) -> None:
+    Step by step: ``start(k)``, then ``meta_step()`` until ``finished``, then ``end_episode()``. ``world``
+    (optional): the processes agree on the meta-loss (its mean over all of them) and so on skipping."""
+
+    def __init__(self, net: LSTMOptimizer, data: TrainData, device: Any, config: Dict[str, Any],
+                 world: Any = None) -> None:
         self.net, self.data, self.device, self.config = net, data, device, config
         self.opt = torch.optim.Adam(net.parameters(), lr=float(config["meta_lr"]))
         self.skipped = 0
+        self.world = world
+        self.loss_fn: nn.Module = UnrollLoss(net)     # replaced by its DDP wrapper in a multi-process run
+        self.episode: Optional[Episode] = None
 
-    def epoch(self, k: int, token: Any = None) -> float:
-        cfg = self.config
+    def start(self, k: int) -> Episode:
         problem = self.data.sample(k)
         theta = problem.init_params()
         state = self.net.initial_state(theta.numel(), device=theta.device)
-        steps, length = int(cfg["steps"]), int(cfg["unroll"])
-        total, n = 0.0, 0
+        self.episode = Episode(k=k, problem=problem, theta=theta, state=state)
+        return self.episode
+
+    def restore(self, snap: Dict[str, Any]) -> Episode:
+        """Continue the episode a resume file stopped in."""
+        ep = self.start(int(snap["k"]))
+        ref = ep.theta
+        ep.theta = snap["theta"].to(device=ref.device, dtype=ref.dtype)
+        ep.state = [(h.to(ref.device), c.to(ref.device)) for h, c in snap["state"]]
+        ep.t0, ep.total, ep.n = int(snap["t0"]), float(snap["total"]), int(snap["n"])
+        return ep
+
+    @property
+    def finished(self) -> bool:
+        ep = self.episode
+        return ep is None or ep.abandoned or ep.t0 >= int(self.config["steps"])
+
+    def meta_step(self) -> Optional[float]:
+        """One truncation of the current episode: unroll, meta-gradient, one Adam step. Returns the meta-loss per
+        unrolled step (mean over every process's optimizees), or None when it was not finite (on any process):
+        then the episode is abandoned and the weights are untouched."""
+        cfg, ep = self.config, self.episode
+        length = min(int(cfg["unroll"]), int(cfg["steps"]) - ep.t0)
         self.net.train()
-        for t0 in range(0, steps, length):
+        meta_loss, theta, state, _ = self.loss_fn(ep.problem, ep.theta, ep.state, ep.t0, length)
+        value = float(meta_loss.detach())
+        if self.world is not None:
+            value = self.world.mean(value)     # one collective: the logged mean, and a NaN anywhere is seen by all
+        if not math.isfinite(value):
+            self.skipped += 1
+            ep.abandoned = True                # abandon these optimizees; the weights are untouched
+            return None
+        self.opt.zero_grad(set_to_none=True)
+        meta_loss.backward()
+        if float(cfg.get("clip") or 0) > 0:
+            torch.nn.utils.clip_grad_norm_(self.net.parameters(), float(cfg["clip"]))
+        self.opt.step()
+        ep.theta = theta.detach()
+        ep.state = detach_state(state)
+        ep.t0 += length
+        ep.total += value / length
+        ep.n += 1
+        return value / length
+
+    def end_episode(self) -> float:
+        """The finished episode's mean meta-loss per step (over the meta-steps it took)."""
+        ep, self.episode = self.episode, None
+        return ep.total / max(ep.n, 1) if ep is not None else 0.0
+
+    def epoch(self, k: int, token: Any = None) -> float:
+        self.start(k)
+        while not self.finished:
             if token is not None:
                 token.check()
-            meta_loss, theta, state, _ = unroll(self.net, problem, theta, state, t0, min(length, steps - t0))
-            if not torch.isfinite(meta_loss):
-                self.skipped += 1
-                break  # abandon this optimizee; the weights are untouched
-            self.opt.zero_grad(set_to_none=True)
-            meta_loss.backward()
-            if float(cfg.get("clip") or 0) > 0:
-                torch.nn.utils.clip_grad_norm_(self.net.parameters(), float(cfg["clip"]))
-            self.opt.step()
-            theta = theta.detach()
-            state = detach_state(state)
-            total += float(meta_loss.detach()) / min(length, steps - t0)
-            n += 1
-        return total / max(n, 1)
+            self.meta_step()
+        return self.end_episode()
 
 
 def validate(net: LSTMOptimizer, problems: List[Problem], token: Any = None) -> Dict[str, float]:
@@ -136,57 +238,118 @@ def validate(net: LSTMOptimizer, problems: List[Problem], token: Any = None) -> 
     return {"val_final_loss": f if math.isfinite(f) else math.inf, "val_avg_loss": a if math.isfinite(a) else math.inf}
 
 
+def steps_per_epoch(config: Dict[str, Any]) -> int:
+    return max(1, math.ceil(int(config["steps"]) / int(config["unroll"])))
+
+
 def fit(model: LSTMOptimizer, data: TrainData, device: Any, config: Dict[str, Any], progress: Any = None,
         token: Any = None, on_checkpoint: Optional[Callable[[LSTMOptimizer, Dict[str, Any]], None]] = None,
-        rank: int = 0) -> Dict[str, Any]:
+        rank: int = 0, *, run: Any = None, resume: Any = None) -> Dict[str, Any]:
     """Meta-train ``model`` in place; keeps the weights with the best validation mean-over-steps loss.
 
-    ``config``: epochs, steps, unroll, meta_lr, val_every, time_limit_s (0 = none), clip, seed.
-    ``on_checkpoint(best_model_state, history)`` is called (rank 0 only) whenever validation improves.
-    Returns the history: per-epoch meta-loss, validation records, wall time and the best validation.
+    ``config``: epochs, steps, unroll, meta_lr, val_every, time_limit_s (0 = none), clip, seed, batch.
+    ``run``: a fresh :class:`explorer.core.training.Run` (budget, resume file, processes); without one, a
+    one-process run of ``config["epochs"]`` episodes (and ``time_limit_s``) that writes no files. ``resume``: a
+    resume file to continue. ``on_checkpoint(best_model, history)`` is called (rank 0 only) whenever validation
+    improves. Returns the history: per-episode meta-loss, validation records, wall time and the best validation.
     """
-    torch.manual_seed(int(config.get("seed", 0)))
-    model.to(device)
-    trainer = MetaTrainer(model, data, device, config)
-    epochs, val_every = int(config["epochs"]), int(config.get("val_every", 50))
-    limit = float(config.get("time_limit_s") or 0)
-    start = time.perf_counter()
-    hist: Dict[str, Any] = {"meta_loss": [], "val": [], "best": None, "epochs_done": 0}
-    best_state = None
+    from explorer.core.errors import UserError
+    from explorer.core.training import Run, World
 
-    def do_val(k: int) -> None:
+    if run is None:
+        torch.manual_seed(int(config.get("seed", 0)))
+        limit = float(config.get("time_limit_s") or 0)
+        run = Run(World(device=torch.device(device)), paper="l2l", epochs=int(config["epochs"]),
+                  minutes=limit / 60.0 if limit > 0 else None, progress=progress, token=token,
+                  seed=int(config.get("seed", 0)))
+    world = run.world
+    model.to(device)
+    trainer = MetaTrainer(model, data, device, config, world=world)
+    run.steps_per_epoch = steps_per_epoch(config)
+    max_epochs = run.max_epochs
+    val_every = int(config.get("val_every", 50))
+    keyed = {k: (data.name if k == "problem" else config.get(k)) for k in RESUME_KEYS}
+    keyed["batch"] = data.batch
+
+    run.attach(model=model, optimizer=trainer.opt)
+    user = run.resume(resume)
+    hist: Dict[str, Any] = user.get("history") or {"meta_loss": [], "val": [], "best": None, "epochs_done": 0}
+    hist.setdefault("val", [])
+    hist.setdefault("meta_loss", [])
+    best_state = None
+    if user:
+        was = user.get("config") or {}
+        diff = [k for k in RESUME_KEYS if k in was and was[k] != keyed[k]]
+        if diff:
+            raise UserError("the resume file was written with other options: " + ", ".join(
+                f"{k} {was[k]} (now {keyed[k]})" for k in diff) + "; resume with the same ones")
+        trainer.skipped = int(user.get("skipped", 0))
+        if world.is_main and user.get("best_state"):
+            best_state = {k: t.to(device) for k, t in user["best_state"].items()}
+        eps = user.get("episodes")
+        if eps:
+            mine = eps[world.rank] if len(eps) == world.world_size else None
+            if mine is not None and int(mine["k"]) == run.epoch:
+                trainer.restore(mine)
+            elif any(e is not None for e in eps):
+                run.info(f"note: the episode in flight (written by {len(eps)} process(es)) starts over")
+
+    # the resume files: at a stop (time, signal, steps, end) from the core, and every --checkpoint-every minutes
+    # here, at episode ends only: in the middle of one, every process's optimizees would have to be gathered
+    every_s = run.checkpoint_every_s
+    run.checkpoint_every_s = math.inf
+    last_save = time.monotonic()
+    in_flight: Optional[List[Any]] = None
+    run.state_fn = lambda: {"history": hist, "best_state": best_state, "skipped": trainer.skipped,
+                            "episodes": in_flight, "config": keyed}
+
+    def do_val() -> None:
         nonlocal best_state
         v = validate(model, data.val, token)
-        v["epoch"] = k
-        v["wall_s"] = round(time.perf_counter() - start, 1)
+        v.update(epoch=run.epoch, step=run.step_count, wall_s=round(run.wall_s, 1))
         hist["val"].append(v)
         if hist["best"] is None or v["val_avg_loss"] < hist["best"]["val_avg_loss"]:
             hist["best"] = v
             best_state = {k2: t.detach().clone() for k2, t in model.state_dict().items()}
-            if on_checkpoint is not None and rank == 0:
+            if on_checkpoint is not None:
                 on_checkpoint(model, hist)
 
-    do_val(0)
-    for k in range(epochs):
-        if token is not None:
-            token.check()
-        ml = trainer.epoch(k, token)
-        hist["meta_loss"].append(ml)
-        hist["epochs_done"] = k + 1
-        elapsed = time.perf_counter() - start
-        last = (k + 1 == epochs) or (limit > 0 and elapsed >= limit)
-        if (k + 1) % val_every == 0 or last:
-            do_val(k + 1)
-        if progress is not None:
-            frac = (k + 1) / epochs
-            if limit > 0:
-                frac = max(frac, elapsed / limit)
-            best = hist["best"]["val_avg_loss"] if hist["best"] else float("nan")
-            progress(min(frac, 1.0), f"epoch {k + 1} meta-loss {ml:.4g} best val {best:.4g}")
-        if last:
-            break
-    hist["wall_s"] = round(time.perf_counter() - start, 1)
+    trainer.loss_fn = run.wrap(trainer.loss_fn)
+    with run:
+        if world.is_main and not hist["val"]:
+            do_val()
+        while not run.done():
+            if trainer.episode is None:
+                trainer.start(run.epoch)
+            value = trainer.meta_step()
+            ended = trainer.finished
+            if ended:
+                hist["meta_loss"].append(trainer.end_episode())
+                run.end_epoch()
+                hist["epochs_done"] = run.epoch
+            if value is None:          # nothing was stepped (abandoned optimizees): no optimisation step to count
+                stop = run.done()
+            else:
+                best = hist["best"]["val_avg_loss"] if hist["best"] else float("nan")
+                stop = run.step(samples=data.batch, message=f"epoch {run.epoch + (0 if ended else 1)} "
+                                                            f"meta-loss {value:.4g} best val {best:.4g}")
+            if ended:
+                if world.is_main and (run.epoch % val_every == 0 or run.epoch == max_epochs):
+                    do_val()
+                if not stop and world.any(time.monotonic() - last_save >= every_s):
+                    run.save_resume()
+                    last_save = time.monotonic()
+        # stopped (maybe mid-episode): every process's optimizees go into the resume file written on leaving
+        snap = trainer.episode.snapshot() if trainer.episode is not None and not trainer.finished else None
+        in_flight = world.gather_objects(snap)
+    # stopped between validations (time, signal, --steps): validate the weights it stopped with, for the
+    # checkpoint only; the resume file, written on leaving the block above, goes on as if this had not happened
+    if world.is_main and (not hist["val"] or hist["val"][-1].get("step") != run.step_count):
+        do_val()
+    hist["wall_s"] = round(run.wall_s, 1)
     hist["skipped_episodes"] = trainer.skipped
+    hist["stop"] = run.stop_reason
+    hist["steps"] = run.step_count
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
@@ -195,20 +358,29 @@ def fit(model: LSTMOptimizer, data: TrainData, device: Any, config: Dict[str, An
 
 def train_problem(problem: str, device: Any, config: Dict[str, Any], out: Any, progress: Any = None,
                   token: Any = None, model_config: Optional[Dict[str, Any]] = None,
-                  init: Optional[str] = None) -> Dict[str, Any]:
+                  init: Optional[str] = None, *, world: Any = None, resume: Any = None,
+                  minutes: Optional[float] = None, steps: Optional[int] = None,
+                  checkpoint_every: Optional[float] = None, log: Optional[Callable[[str], None]] = None
+                  ) -> Dict[str, Any]:
     """Build a fresh LSTM optimizer, meta-train it on ``problem`` and save the best weights to ``out``.
 
     The checkpoint is rewritten whenever validation improves (periodic checkpoints), and once at the end with
-    the full history. Returns the history.
+    the full history (rank 0 only; with the ``training`` record). ``world``: this process's place in a
+    (torchrun) job, default one process on ``device``. ``resume``: continue from a resume file. ``minutes``
+    (default ``config["time_limit_s"]``), ``steps`` (meta-steps) and ``config["epochs"]`` bound the run; the
+    resume file ``<out>.resume.safetensors`` is written at the end and every ``checkpoint_every`` minutes.
+    Returns the history.
     """
-    from explorer.core.checkpoints import save_checkpoint
+    from explorer.core.training import Run, World, seed_all
 
     from .data import dataset_note
     from .model import DEFAULT_CONFIG, build
 
+    if world is None:
+        world = World(device=torch.device(device))
     cfg = dict(DEFAULT_CONFIG)
     cfg.update(model_config or {})
-    torch.manual_seed(int(config.get("seed", 0)))
+    seed_all(int(config.get("seed", 0)))        # the same on every process: identical initial weights
     net = build(cfg)
     prior: Dict[str, Any] = {}
     if init:
@@ -221,8 +393,13 @@ def train_problem(problem: str, device: Any, config: Dict[str, Any], out: Any, p
         # continue the run's own seed stream past the optimizees it has already seen
         config = dict(config)
         config["seed"] = int(config.get("seed", 0)) + 1
-    data = make_train_data(problem, device, config)
-    t_start = time.perf_counter()
+    data = make_train_data(problem, world.device, config, world)
+    if minutes is None and float(config.get("time_limit_s") or 0) > 0:
+        minutes = float(config["time_limit_s"]) / 60.0
+    extra_run = {"checkpoint_every_min": checkpoint_every} if checkpoint_every else {}
+    run = Run(world, paper="l2l", out=out, minutes=minutes, steps=steps, epochs=int(config["epochs"]),
+              steps_per_epoch=steps_per_epoch(config), log=log, progress=progress,
+              progress_desc=f"meta-train {problem}", token=token, seed=int(config.get("seed", 0)), **extra_run)
 
     def save(model: LSTMOptimizer, hist: Dict[str, Any], final: bool = False) -> None:
         best = hist.get("best") or {}
@@ -232,22 +409,23 @@ def train_problem(problem: str, device: Any, config: Dict[str, Any], out: Any, p
             "val_avg_loss": best.get("val_avg_loss"),
             "best_epoch": best.get("epoch"),
             "epochs": hist.get("epochs_done", 0) + prior.get("epochs", 0),
-            "train_wall_s": round(time.perf_counter() - t_start + prior.get("train_wall_s", 0.0), 1),
+            "train_wall_s": round(run.wall_s + prior.get("train_wall_s", 0.0), 1),
             "finished": final,
         }
         ph = prior.get("history") or {}
         ml = [v for v in ph.get("meta_loss", []) for _ in range(int(ph.get("stride") or 1))] + hist.get("meta_loss", [])
         stride = max(1, len(ml) // 400)
-        save_checkpoint(
-            out, model.state_dict(), paper="l2l", model_config={**model.config(), "problem": problem},
+        run.save_model(
+            out, model.state_dict(), model_config={**model.config(), "problem": problem},
             metrics=metrics,
             data={"name": dataset_note("mnist") if problem == "mnist" else "random 10-D quadratics ||Wθ−y||²",
-                  "problem": problem},
+                  "problem": problem, "batch": data.batch},
             extra={"train_config": dict(config), "continued_from": prior.get("epochs") or None,
                    "history": {"meta_loss": [round(float(v), 5) for v in ml[::stride]], "stride": stride,
                                "val": hist.get("val", [])}},
         )
 
-    hist = fit(net, data, device, config, progress=progress, token=token, on_checkpoint=save)
+    hist = fit(net, data, world.device, config, token=token, on_checkpoint=save, run=run, resume=resume)
     save(net, hist, final=True)
+    hist["resume_file"] = str(run.resume_file) if run.resume_file else None
     return hist

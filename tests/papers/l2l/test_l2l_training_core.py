@@ -1,0 +1,142 @@
+"""The l2l trainer on the shared training core: a resumed run continues bit for bit (also from the middle of an
+optimizee episode, and after a SIGINT), the checkpoint records how it was trained, two torchrun processes on CPU
+agree with each other and with one process, and a zero time budget is refused."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from explorer.core.checkpoints import load_checkpoint
+from explorer.core.errors import UserError
+from explorer.core.training import World, resume_path_for
+from explorer.papers.l2l.train import make_train_data, train_problem
+
+REPO = Path(__file__).resolve().parents[3]
+
+# 20-step optimizees cut into unrolls of 5: 4 meta-steps per episode, 8 quadratics per meta-step
+TINY = {"epochs": 50, "steps": 20, "unroll": 5, "meta_lr": 0.01, "batch": 8, "val_every": 1, "val_runs": 8,
+        "seed": 0, "time_limit_s": 0, "clip": 0.0}
+
+
+def _train(out, steps, resume=None, interrupt_at=None):
+    progress = None
+    if interrupt_at is not None:
+        calls = []
+
+        def progress(frac, msg):          # called once per meta-step, inside the run's signal handling
+            calls.append(frac)
+            if len(calls) == interrupt_at:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    return train_problem("quadratic", "cpu", dict(TINY), out, steps=steps, resume=resume, progress=progress)
+
+
+def _same_file(a, b, skip=()):
+    ca, cb = load_checkpoint(a), load_checkpoint(b)
+    assert sorted(ca.state_dict) == sorted(cb.state_dict)
+    differ = [k for k in ca.state_dict if k not in skip and not torch.equal(ca.state_dict[k], cb.state_dict[k])]
+    assert not differ, differ
+    return ca, cb
+
+
+def test_resume_continues_bit_for_bit_from_mid_episode_and_after_sigint(tmp_path):
+    straight = _train(tmp_path / "a.safetensors", steps=7)                  # 1 episode and 3/4 of the next
+    assert straight["steps"] == 7 and straight["epochs_done"] == 1 and straight["stop"] == "steps"
+
+    first = _train(tmp_path / "b.safetensors", steps=7, interrupt_at=3)     # Ctrl+C during meta-step 3
+    assert first["stop"] == "signal" and first["steps"] == 3
+    resume = resume_path_for(tmp_path / "b.safetensors")
+    assert resume.exists()
+    inflight = load_checkpoint(resume).meta.extra["resume"]
+    assert inflight["counters"]["step"] == 3 and inflight["counters"]["epoch"] == 0
+    second = _train(tmp_path / "b.safetensors", steps=7, resume=resume)
+    assert second["steps"] == 7 and second["meta_loss"] == straight["meta_loss"]
+
+    # the resume files: LSTM, Adam, history, best weights, the optimizees in flight (θ and LSTM states)
+    ra, _ = _same_file(tmp_path / "a.resume.safetensors", resume)
+    assert any(k.startswith("user.episodes.0.state") for k in ra.state_dict)
+    assert any(k.startswith("optimizer.") for k in ra.state_dict)
+    # the checkpoints: the same best weights and validation history (the stop's own validation is not carried)
+    ca, cb = _same_file(tmp_path / "a.safetensors", tmp_path / "b.safetensors")
+    strip = [[(v["step"], v["val_avg_loss"]) for v in c.meta.extra["history"]["val"]] for c in (ca, cb)]
+    assert strip[0] == strip[1] and [s for s, _ in strip[0]] == [0, 4, 7]
+
+    # (b) how it was trained
+    rec = cb.meta.extra["training"]
+    assert {"world_size", "steps", "epochs", "wall_s", "resumed_from", "samples"} <= set(rec)
+    assert rec["world_size"] == 1 and rec["steps"] == 7 and rec["epochs"] == 1 and rec["samples"] == 7 * 8
+    assert rec["resumed_from"] == resume.name and ca.meta.extra["training"]["resumed_from"] is None
+
+
+def test_resume_refuses_other_data_options(tmp_path):
+    _train(tmp_path / "a.safetensors", steps=2)
+    cfg = dict(TINY, batch=4)
+    with pytest.raises(UserError, match="batch 8"):
+        train_problem("quadratic", "cpu", cfg, tmp_path / "a.safetensors", steps=4,
+                      resume=resume_path_for(tmp_path / "a.safetensors"))
+
+
+def test_the_processes_split_each_batch_of_optimizees():
+    whole = make_train_data("quadratic", "cpu", TINY).sample(3)
+    halves = [make_train_data("quadratic", "cpu", TINY, World(rank=r, world_size=2)).sample(3) for r in (0, 1)]
+    assert [h.n_instances for h in halves] == [4, 4]
+    assert torch.equal(torch.cat([h.W for h in halves]), whole.W)
+    assert torch.equal(torch.cat([h.init_params() for h in halves]), whole.init_params())
+    with pytest.raises(UserError, match="does not split evenly"):
+        make_train_data("quadratic", "cpu", dict(TINY, batch=7), World(rank=0, world_size=2))
+    # MNIST: batch MLPs per meta-step, per-MLP seeds, a rank's share side by side as one problem
+    mn = make_train_data("mnist", "cpu", dict(TINY, batch=2, val_runs=1), World(rank=1, world_size=2)).sample(0)
+    one = make_train_data("mnist", "cpu", dict(TINY, batch=1, val_runs=1)).sample(1)   # seed base + 0·2 + 1
+    assert torch.equal(mn.init_params(), one.init_params())
+    two = make_train_data("mnist", "cpu", dict(TINY, batch=2, val_runs=1)).sample(0)
+    assert two.n_instances == 2 and two.loss(two.init_params(), 0).shape == (2,)
+
+
+def _env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["NIPS_EXPLORER_THREADS"] = "1"
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+TRAIN_ARGS = ["train", "l2l", "--problem", "quadratic", "--batch", "8", "--unroll", "10", "--val-every", "1",
+              "--epochs", "1", "--steps", "3"]
+
+
+def test_two_processes_on_cpu_agree_with_each_other_and_with_one(tmp_path):
+    out2 = tmp_path / "two.safetensors"
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                        "-m", "explorer", "--device", "cpu", *TRAIN_ARGS, "--out", str(out2)],
+                       env=_env(), cwd=tmp_path, capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stderr[-3000:]
+    ck = load_checkpoint(out2)
+    rec = ck.meta.extra["training"]
+    assert rec["world_size"] == 2 and rec["ranks_in_sync"] is True and rec["backend"] == "gloo"
+    assert rec["steps"] == 3 and rec["samples"] == 3 * 8
+    assert ck.meta.data["batch"] == 8
+
+    out1 = tmp_path / "one.safetensors"
+    r = subprocess.run([sys.executable, "-m", "explorer", "--device", "cpu", *TRAIN_ARGS, "--out", str(out1)],
+                       env=_env(), cwd=tmp_path, capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stderr[-3000:]
+    # the same 8 quadratics per meta-step (4 on each process): the same weights up to summation order
+    one = load_checkpoint(resume_path_for(out1)).state_dict
+    two = load_checkpoint(resume_path_for(out2)).state_dict
+    for k, v in one.items():
+        if k.startswith("model."):
+            assert torch.allclose(v, two[k], rtol=1e-4, atol=1e-5), k
+
+
+def test_zero_minutes_is_refused(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "explorer", "--device", "cpu", "train", "l2l", "--minutes", "0",
+                        "--out", str(tmp_path / "x.safetensors")], env=_env(), capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 2 and "--minutes" in r.stderr
+    assert not (tmp_path / "x.safetensors").exists()

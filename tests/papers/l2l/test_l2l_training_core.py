@@ -25,14 +25,12 @@ TINY = {"epochs": 50, "steps": 20, "unroll": 5, "meta_lr": 0.01, "batch": 8, "va
 
 
 def _train(out, steps, resume=None, interrupt_at=None):
-    progress = None
-    if interrupt_at is not None:
-        calls = []
+    calls = []
 
-        def progress(frac, msg):          # called once per meta-step, inside the run's signal handling
-            calls.append(frac)
-            if len(calls) == interrupt_at:
-                os.kill(os.getpid(), signal.SIGINT)
+    def progress(frac, msg):          # called once per meta-step, inside the run's signal handling
+        calls.append(frac)
+        if len(calls) == interrupt_at:
+            os.kill(os.getpid(), signal.SIGINT)
 
     return train_problem("quadratic", "cpu", dict(TINY), out, steps=steps, resume=resume, progress=progress)
 
@@ -107,25 +105,34 @@ def _env():
 
 
 TRAIN_ARGS = ["train", "l2l", "--problem", "quadratic", "--batch", "8", "--unroll", "10", "--val-every", "1",
-              "--epochs", "1", "--steps", "3"]
+              "--epochs", "1"]
+
+
+def _cli(args, out, procs=1):
+    launch = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(procs)] if procs > 1 else []
+    r = subprocess.run([sys.executable, *launch, "-m", "explorer", "--device", "cpu", *TRAIN_ARGS, *args,
+                        "--out", str(out)], env=_env(), cwd=out.parent, capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r
 
 
 def test_two_processes_on_cpu_agree_with_each_other_and_with_one(tmp_path):
     out2 = tmp_path / "two.safetensors"
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                        "-m", "explorer", "--device", "cpu", *TRAIN_ARGS, "--out", str(out2)],
-                       env=_env(), cwd=tmp_path, capture_output=True, text=True, timeout=240)
-    assert r.returncode == 0, r.stderr[-3000:]
+    _cli(["--steps", "2"], out2, procs=2)
     ck = load_checkpoint(out2)
     rec = ck.meta.extra["training"]
     assert rec["world_size"] == 2 and rec["ranks_in_sync"] is True and rec["backend"] == "gloo"
-    assert rec["steps"] == 3 and rec["samples"] == 3 * 8
-    assert ck.meta.data["batch"] == 8
+    assert rec["steps"] == 2 and rec["samples"] == 2 * 8 and ck.meta.data["batch"] == 8
+    # stopped in the middle of an episode: both processes' optimizees are in the resume file; continue there
+    assert {k.split(".")[2] for k in load_checkpoint(resume_path_for(out2)).state_dict
+            if k.startswith("user.episodes.")} == {"0", "1"}
+    r = _cli(["--steps", "3", "--resume", str(resume_path_for(out2))], out2, procs=2)
+    assert "resumed from two.resume.safetensors: step 2" in r.stdout and "starts over" not in r.stdout
+    rec = load_checkpoint(out2).meta.extra["training"]
+    assert rec["steps"] == 3 and rec["ranks_in_sync"] is True and rec["resumed_from"] == "two.resume.safetensors"
 
     out1 = tmp_path / "one.safetensors"
-    r = subprocess.run([sys.executable, "-m", "explorer", "--device", "cpu", *TRAIN_ARGS, "--out", str(out1)],
-                       env=_env(), cwd=tmp_path, capture_output=True, text=True, timeout=240)
-    assert r.returncode == 0, r.stderr[-3000:]
+    _cli(["--steps", "3"], out1)
     # the same 8 quadratics per meta-step (4 on each process): the same weights up to summation order
     one = load_checkpoint(resume_path_for(out1)).state_dict
     two = load_checkpoint(resume_path_for(out2)).state_dict

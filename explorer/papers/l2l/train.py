@@ -19,7 +19,6 @@ continues mid-episode.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional
 
@@ -294,19 +293,20 @@ def fit(model: LSTMOptimizer, data: TrainData, device: Any, config: Dict[str, An
             elif any(e is not None for e in eps):
                 run.info(f"note: the episode in flight (written by {len(eps)} process(es)) starts over")
 
-    # the resume files: at a stop (time, signal, steps, end) from the core, and every --checkpoint-every minutes
-    # here, at episode ends only: in the middle of one, every process's optimizees would have to be gathered
-    every_s = run.checkpoint_every_s
-    run.checkpoint_every_s = math.inf
-    last_save = time.monotonic()
-    in_flight: Optional[List[Any]] = None
-    run.state_fn = lambda: {"history": hist, "best_state": best_state, "skipped": trainer.skipped,
-                            "episodes": in_flight, "config": keyed}
+    def state() -> Dict[str, Any]:
+        # called on every process whenever the core writes a resume file (periodically, at a stop): each one's
+        # optimizees in flight are gathered, so that a resumed run continues in the middle of an episode
+        ep = trainer.episode
+        snap = ep.snapshot() if ep is not None and not trainer.finished else None
+        return {"history": hist, "best_state": best_state, "skipped": trainer.skipped,
+                "episodes": world.gather_objects(snap), "config": keyed}
 
-    def do_val() -> None:
+    run.state_fn = state
+
+    def do_val(step: int) -> None:
         nonlocal best_state
         v = validate(model, data.val, token)
-        v.update(epoch=run.epoch, step=run.step_count, wall_s=round(run.wall_s, 1))
+        v.update(epoch=run.epoch, step=step, wall_s=round(run.wall_s, 1))
         hist["val"].append(v)
         if hist["best"] is None or v["val_avg_loss"] < hist["best"]["val_avg_loss"]:
             hist["best"] = v
@@ -314,38 +314,34 @@ def fit(model: LSTMOptimizer, data: TrainData, device: Any, config: Dict[str, An
             if on_checkpoint is not None:
                 on_checkpoint(model, hist)
 
+    def val_due() -> bool:
+        return world.is_main and run.epoch > 0 and (run.epoch % val_every == 0 or run.epoch == max_epochs)
+
     trainer.loss_fn = run.wrap(trainer.loss_fn)
     with run:
         if world.is_main and not hist["val"]:
-            do_val()
+            do_val(0)
+        elif trainer.episode is None and val_due() and hist["val"][-1].get("epoch") != run.epoch:
+            do_val(run.step_count)     # a resume file written at an episode end, before its validation
         while not run.done():
             if trainer.episode is None:
                 trainer.start(run.epoch)
-            value = trainer.meta_step()
+            value = trainer.meta_step()        # None: not finite anywhere, nothing stepped, the episode abandoned
             ended = trainer.finished
             if ended:
                 hist["meta_loss"].append(trainer.end_episode())
                 run.end_epoch()
                 hist["epochs_done"] = run.epoch
-            if value is None:          # nothing was stepped (abandoned optimizees): no optimisation step to count
-                stop = run.done()
-            else:
+            if value is not None:
                 best = hist["best"]["val_avg_loss"] if hist["best"] else float("nan")
-                stop = run.step(samples=data.batch, message=f"epoch {run.epoch + (0 if ended else 1)} "
-                                                            f"meta-loss {value:.4g} best val {best:.4g}")
-            if ended:
-                if world.is_main and (run.epoch % val_every == 0 or run.epoch == max_epochs):
-                    do_val()
-                if not stop and world.any(time.monotonic() - last_save >= every_s):
-                    run.save_resume()
-                    last_save = time.monotonic()
-        # stopped (maybe mid-episode): every process's optimizees go into the resume file written on leaving
-        snap = trainer.episode.snapshot() if trainer.episode is not None and not trainer.finished else None
-        in_flight = world.gather_objects(snap)
+                run.step(samples=data.batch, message=f"epoch {run.epoch + (not ended)} "
+                                                     f"meta-loss {value:.4g} best val {best:.4g}")
+            if ended and val_due():
+                do_val(run.step_count)
     # stopped between validations (time, signal, --steps): validate the weights it stopped with, for the
     # checkpoint only; the resume file, written on leaving the block above, goes on as if this had not happened
     if world.is_main and (not hist["val"] or hist["val"][-1].get("step") != run.step_count):
-        do_val()
+        do_val(run.step_count)
     hist["wall_s"] = round(run.wall_s, 1)
     hist["skipped_episodes"] = trainer.skipped
     hist["stop"] = run.stop_reason

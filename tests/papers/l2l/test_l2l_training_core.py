@@ -72,6 +72,42 @@ def test_resume_continues_bit_for_bit_from_mid_episode_and_after_sigint(tmp_path
     assert rec["resumed_from"] == resume.name and ca.meta.extra["training"]["resumed_from"] is None
 
 
+def test_a_crash_after_a_periodic_resume_file_at_an_episode_end_loses_nothing(tmp_path, monkeypatch):
+    """The core writes its periodic resume file inside run.step, before the episode's validation: a resumed run
+    validates first, and then matches the straight one."""
+    from explorer.core import training as core
+    from explorer.papers.l2l import train as l2l_train
+
+    straight = _train(tmp_path / "a.safetensors", steps=7)
+    orig_step, orig_validate = core.Run.step, l2l_train.validate
+
+    def step(self, *args, **kwargs):
+        if self.step_count + 1 == 4:          # the end of the first episode: a periodic resume file falls here
+            self._last_save = -1e9
+        return orig_step(self, *args, **kwargs)
+
+    calls = []
+
+    def validate(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:                    # the first episode's validation: the process dies here
+            raise RuntimeError("killed")
+        return orig_validate(*args, **kwargs)
+
+    monkeypatch.setattr(core.Run, "step", step)
+    monkeypatch.setattr(l2l_train, "validate", validate)
+    with pytest.raises(RuntimeError, match="killed"):
+        _train(tmp_path / "b.safetensors", steps=7)
+    monkeypatch.undo()
+    resume = resume_path_for(tmp_path / "b.safetensors")
+    assert core.read_resume(resume)["counters"]["step"] == 4
+    again = _train(tmp_path / "b.safetensors", steps=7, resume=resume)
+    assert [(v["step"], v["val_avg_loss"]) for v in again["val"]] == \
+        [(v["step"], v["val_avg_loss"]) for v in straight["val"]]
+    _same_file(tmp_path / "a.resume.safetensors", resume)
+    _same_file(tmp_path / "a.safetensors", tmp_path / "b.safetensors")
+
+
 def test_resume_refuses_other_data_options(tmp_path):
     _train(tmp_path / "a.safetensors", steps=2)
     cfg = dict(TINY, batch=4)

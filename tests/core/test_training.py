@@ -155,3 +155,20 @@ def test_two_gloo_processes_hold_identical_weights(tmp_path):
     one, _, _ = _train(tmp_path / "one", steps=5)
     for k, v in one.state_dict().items():
         assert torch.allclose(v, w0[k], atol=1e-5)
+
+
+def test_every_trainer_has_the_shared_options():
+    """srnn, l2l, transducer, compression, shapes3d: one set of run options, from the core."""
+    from explorer.cli import build_parser
+
+    parser = build_parser()
+    train = next(a for a in parser._subparsers._group_actions[0].choices["train"]._actions
+                 if isinstance(a, argparse._SubParsersAction))
+    trainers = {"srnn", "l2l", "transducer", "compression", "shapes3d"}
+    assert trainers <= set(train.choices)
+    for paper, sub in train.choices.items():
+        if paper not in trainers:   # bptt: no model of its own (its `train` says where to go)
+            continue
+        opts = {o for a in sub._actions for o in a.option_strings}
+        assert {"--minutes", "--resume", "--out", "--seed", "--device", "--threads"} <= opts, paper
+        assert {"--steps", "--epochs"} & opts, paper

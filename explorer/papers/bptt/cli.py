@@ -11,11 +11,13 @@ DEFAULT_ALPHA = 4.5   # nn.LSTMCell: internal state / hidden state bytes (measur
 
 
 def configure_train(parser: argparse.ArgumentParser) -> None:
-    parser.description = "The bptt tab has no model to train: it plans and runs schedules on any recurrent core."
+    parser.description = ("The bptt tab has no model of its own: it plans and runs schedules on any recurrent core. "
+                          "To train a real model within a memory budget: nips-explorer train srnn --bptt-memory F.")
 
 
 def train(args) -> int:
-    raise UserError("the bptt tab has no model to train")
+    raise UserError("the bptt tab has no model to train; to train a recurrent model within a memory budget use "
+                    "`nips-explorer train srnn --bptt-memory F` (or checkpointed_rnn from explorer.papers.bptt)")
 
 
 def configure_eval(parser: argparse.ArgumentParser) -> None:

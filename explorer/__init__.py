@@ -2,4 +2,4 @@
 
 Headless packages (``explorer.core``, ``explorer.papers.<id>`` minus ``panel.py``) never import Qt.
 """
-__version__ = "0.2.0"
+__version__ = "0.3.0"

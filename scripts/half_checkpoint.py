@@ -24,6 +24,7 @@ def main(argv) -> int:
         return 2
     src = Path(argv[0])
     dst = Path(argv[1]) if len(argv) > 1 else src
+    before = src.stat().st_size
     ck = load_checkpoint(src)
     sd = {k: (v.to(torch.float16) if v.is_floating_point() else v) for k, v in ck.state_dict.items()}
     m = ck.meta
@@ -31,7 +32,7 @@ def main(argv) -> int:
     extra["storage"] = "float16"
     save_checkpoint(dst, sd, paper=m.paper or "", model_config=m.model_config, metrics=m.metrics, data=m.data,
                     extra=extra)
-    print(f"{dst}: {src.stat().st_size / 2**20:.1f} MiB -> {dst.stat().st_size / 2**20:.1f} MiB")
+    print(f"{dst}: {before / 2**20:.1f} MiB -> {dst.stat().st_size / 2**20:.1f} MiB")
     return 0
 
 

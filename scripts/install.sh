@@ -79,7 +79,7 @@ PIP=("$VPY" -m pip --disable-pip-version-check --retries 2 --timeout 60)
 # --- skip the rest when nothing changed since the last successful install ------------------------------------
 # one stamp per extra; a plain install is also satisfied by a test install of the same files
 stamp_of() { echo "$VENV/.nips-explorer-install$1"; }
-want=$( { cat pyproject.toml scripts/install.sh; echo "torch=${NIPS_EXPLORER_TORCH:-auto}"; } | sha256sum | cut -c1-16)
+want=$( { cat pyproject.toml scripts/install.sh; grep "^__version__" explorer/__init__.py; echo "torch=${NIPS_EXPLORER_TORCH:-auto}"; } | sha256sum | cut -c1-16)
 stamps=("$EXTRA"); if [ -z "$EXTRA" ]; then stamps+=("[test]"); fi
 for extra in "${stamps[@]}"; do
   s=$(stamp_of "$extra")

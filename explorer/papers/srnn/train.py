@@ -215,7 +215,7 @@ def fit(model, data: MusicData, device, config: Dict[str, Any], out_path=None, p
             rec = {"epoch": epoch + 1, "train_elbo_per_step": float(np.mean(st["tr_elbo"])),
                    "train_kl": float(np.mean(st["tr_kl"])), "valid_elbo_per_step": val["elbo_per_step"],
                    "valid_kl_per_step": val["kl_per_step"], "lr": lr_at(cfg, epoch), "kl_weight": beta,
-                   "wall_s": round(run.wall_s, 1)}
+                   "epoch_train_s": round(epoch_train_s, 2), "wall_s": round(run.wall_s, 1)}
             st["history"].append(rec)
             improved = val["elbo_per_step"] > st["best"]
             if improved:

@@ -200,11 +200,17 @@ class World:
         return self.device if self.backend == "nccl" else "cpu"
 
     def close(self) -> None:
+        """Leave the process group, all ranks together (a barrier first: a rank tearing gloo down while another
+        still talks to it can abort the process). Call it when training is over, before work that rank 0 does
+        alone (test evaluations), so that the others do not wait for it. Safe to call twice."""
         if self.distributed:
             import torch.distributed as dist
 
             if dist.is_initialized():
-                dist.destroy_process_group()
+                try:
+                    dist.barrier()
+                finally:
+                    dist.destroy_process_group()
 
     def describe(self) -> str:
         where = str(self.device)

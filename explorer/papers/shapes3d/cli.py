@@ -208,6 +208,7 @@ def _train(args, world) -> int:
         f"{tcfg.batch} (data ready in {data_s:.0f}s); saving to {out}")
     summary = fit(model, fit_set, device, tcfg, val=val, on_checkpoint=save, run=run, resume=args.resume,
                   log=say if args.debug else None)
+    world.close()             # training is over for every process; rank 0 evaluates and writes alone
     if not main:
         return 0
     if run.stop_reason == "signal":

@@ -108,6 +108,7 @@ def train(args) -> int:
         info.pop("source", None)
         summary = fit(model, data, world.device, tcfg, out_path=out, log=say, data_info=info, resume=args.resume,
                       world=world, minutes=args.minutes, checkpoint_every_min=args.checkpoint_every)
+        world.close()         # training is over for every process; rank 0 evaluates alone
         if not world.is_main:
             return 0
         say(f"{summary['stop']}: {summary['epochs_run']} epochs in {summary['wall_s']:.0f} s; best valid ELBO/step "

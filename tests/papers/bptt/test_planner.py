@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from explorer.papers.bptt.planner import (InfeasibleBudget, Planner, dp_table, hsm_cost, ism_cost, ism_costs,
-                                          numforw, reference_table, revolve_beta)
+                                          make_grid, msm_table, numforw, reference_table, revolve_beta)
 from explorer.papers.bptt.schedule import (Schedule, ScheduleError, full_bptt_memory, full_bptt_schedule,
                                            validate)
 
@@ -63,6 +63,48 @@ def test_fast_dp_equals_reference(policy, q, p):
     fast = dp_table(T, G, q, p, policy, prune=True).astype(float)
     fast[fast >= 2 ** 29] = np.inf
     assert np.array_equal(ref[:, q:], fast[:, q:])
+
+
+def _finite(C):
+    C = np.asarray(C, dtype=float)
+    C[C >= 2 ** 29] = np.inf
+    return C
+
+
+@pytest.mark.parametrize("q,p", [(1, 1), (1, 2), (1, 4), (1, 8), (2, 3), (2, 9), (4, 5), (4, 13)])
+def test_msm_table_equals_the_plain_python_reference(q, p):
+    """The fast MSM table (one convolution per budget, solved by exact windows and passes) is the DP itself."""
+    T, G = 40, 6 * q + 5 * p
+    ref = _finite(reference_table(T, G, q, p, "msm"))
+    assert np.array_equal(ref[:, q:], _finite(msm_table(T, G, q, p))[:, q:])
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(T=st.integers(1, 45), q=st.sampled_from([1, 2, 4, 5]), extra=st.integers(0, 12), G=st.integers(1, 90))
+def test_msm_table_equals_reference_on_random_grids(T, q, extra, G):
+    p = q + extra                                         # alpha = p / q >= 1
+    ref = _finite(reference_table(T, G, q, p, "msm"))
+    got = _finite(msm_table(T, G, q, p))
+    assert np.array_equal(ref[:, q:], got[:, q:])
+
+
+@pytest.mark.parametrize("T,alpha", [(1000, 4.5), (600, 8.0), (500, 3.25), (800, 1.0)])
+def test_msm_table_equals_the_numpy_dp_at_larger_t(T, alpha):
+    """Against the row-by-row numpy DP (an independent implementation of the same recurrence) up to the budget
+    where the ISM closed form takes over, at lengths where that DP is affordable in a test."""
+    P = Planner(T, "msm", alpha)
+    g = make_grid(alpha, 4)
+    G = P.cut_cells
+    slow = dp_table(T, G, g.q, g.p, "msm", prune=True)
+    fast = msm_table(T, G, g.q, g.p)
+    assert np.array_equal(_finite(slow)[:, g.q:], _finite(fast)[:, g.q:])
+
+
+def test_msm_table_equals_the_unpruned_numpy_dp():
+    T, q, p = 300, 2, 9
+    G = 150
+    plain = dp_table(T, G, q, p, "msm", prune=False)      # every split point of every row, no bounds
+    assert np.array_equal(_finite(plain)[:, q:], _finite(msm_table(T, G, q, p))[:, q:])
 
 
 def test_msm_curve_with_cut_equals_unpruned_table():

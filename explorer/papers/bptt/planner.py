@@ -153,6 +153,47 @@ def ism_cost(t: int, s: int) -> int:
     return int(ism_costs(np.asarray([t]), s)[0])
 
 
+
+def ism_costs_over_slots(t: int, slots: np.ndarray) -> np.ndarray:
+    """ISM(t, s) for one length and an array of slot counts (the closed form above, vectorised over s).
+
+    For s >= 64 the run index r is small (C(s+r+1, r) grows like s^r), so C(s+r+1, r) is built exactly in int64
+    by the product formula; smaller s use :func:`ism_cost`."""
+    s = np.asarray(slots, dtype=np.int64)
+    out = np.empty(s.shape, dtype=np.int64)
+    small = s < 64
+    for sv in np.unique(s[small]).tolist():
+        out[s == sv] = ism_cost(t, int(sv)) if sv >= 0 else (0 if t == 0 else np.iinfo(np.int64).max // 4)
+    big = np.flatnonzero(~small)
+    if big.size:
+        sb = s[big]
+        # L_r = C(s+r+1, r) - 1; find the least r >= 1 with L_r >= t; C(s+r, r-1) and C(s+r, r-2) on the way
+        r = np.zeros(sb.size, dtype=np.int64)
+        c_prev2 = np.zeros(sb.size, dtype=np.int64)      # C(s+r, r-2)
+        c_prev1 = np.ones(sb.size, dtype=np.int64)       # C(s+r, r-1)
+        res = np.zeros(sb.size, dtype=np.int64)
+        todo = np.ones(sb.size, dtype=bool)
+        c_r1 = np.ones(sb.size, dtype=np.int64)           # C(s+1, 0) = 1 for r = 0 -> becomes C(s+r+1, r)
+        for rr in range(1, 64):
+            # C(s+rr+1, rr) = C(s+rr, rr-1) * (s+rr+1) / rr
+            c_new = c_r1 * (sb + rr + 1) // rr
+            hit = todo & (c_new - 1 >= t)
+            if hit.any():
+                # cost = (s+1) C(s+rr, s+2) + rr (t - L_{rr-1}),  C(s+rr, s+2) = C(s+rr, rr-2), L_{rr-1} = C(s+rr, rr-1) - 1
+                c_rm2 = c_prev2[hit] if rr >= 2 else np.zeros(int(hit.sum()), dtype=np.int64)
+                res[hit] = (sb[hit] + 1) * c_rm2 + rr * (t - (c_r1[hit] - 1))
+                todo &= ~hit
+                if not todo.any():
+                    break
+            # shift: for rr+1, C(s+rr+1, rr-1) = C(s+rr, rr-1) * (s+rr+1) / (s+2)
+            c_prev2 = c_r1 * (sb + rr + 1) // (sb + 2) if rr >= 1 else c_prev2
+            c_r1 = c_new
+        if todo.any():                                    # pragma: no cover - only for astronomically long t
+            for i in np.flatnonzero(todo).tolist():
+                res[i] = ism_cost(t, int(sb[i]))
+        out[big] = np.where(t == 0, 0, res)
+    return out
+
 # --------------------------------------------------------------------------------------------- grids
 @dataclass(frozen=True)
 class Grid:
@@ -625,9 +666,8 @@ class Planner:
                 costs = np.array([hsm_cost(self.T, int(m)) for m in np.floor(bud + EPS)], dtype=np.int64)
             else:
                 s = np.floor((bud - 1) / self.alpha + EPS).astype(np.int64)
-                costs = np.empty(bud.size, dtype=np.int64)
-                for sv in np.unique(s):
-                    costs[s == sv] = ism_cost(self.T, int(sv))
+                u, inv = np.unique(s, return_inverse=True)
+                costs = ism_costs_over_slots(self.T, u)[inv]
             return bud, costs
         C = self.build(progress=progress, token=token)
         g = (bud * self.grid.q + EPS).astype(np.int64)
@@ -636,10 +676,8 @@ class Planner:
         costs[inside] = C[self.T, g[inside]]
         if (~inside).any():
             s_out = (g[~inside] - self.grid.q) // self.grid.p
-            vals = np.empty(s_out.size, dtype=np.int64)
-            for sv in np.unique(s_out):
-                vals[s_out == sv] = ism_cost(self.T, int(sv))
-            costs[~inside] = vals
+            u, inv = np.unique(s_out, return_inverse=True)
+            costs[~inside] = ism_costs_over_slots(self.T, u)[inv]
         return bud, costs
 
     # ---- schedules

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from explorer.papers.bptt.planner import (InfeasibleBudget, Planner, dp_table, hsm_cost, ism_cost, ism_costs,
-                                          make_grid, msm_table, numforw, reference_table, revolve_beta)
+                                          ism_costs_over_slots, make_grid, msm_table, numforw, reference_table, revolve_beta)
 from explorer.papers.bptt.schedule import (Schedule, ScheduleError, full_bptt_memory, full_bptt_schedule,
                                            validate)
 
@@ -41,6 +41,12 @@ def test_ism_closed_form_equals_dp():
     for t in (1, 5, 40):
         assert ism_cost(t, 0) == t * (t + 1) // 2
         assert ism_cost(t, t - 1) == t
+
+
+def test_ism_curve_over_slots_equals_the_scalar_closed_form():
+    for t in (0, 1, 2, 63, 64, 65, 1000, 9999):
+        s = np.arange(0, 3 * t + 70)
+        assert np.array_equal(ism_costs_over_slots(t, s), [ism_cost(t, int(x)) for x in s]), t
 
 
 def test_msm_sanity_values():

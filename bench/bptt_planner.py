@@ -38,7 +38,7 @@ def bench(length: int, alpha: float, repeat: int, dp_max_t: int, plain_max_t: in
     out = {"length": length, "alpha": alpha}
     for policy in POLICIES:
         def curve():
-            P = Planner(length, policy, alpha)
+            P = Planner(length, policy, alpha, cache=False)     # a cold build every time
             return P, P.curve()
 
         (P, (bud, costs)), secs = _timed(curve, repeat)

@@ -28,6 +28,7 @@ The budget grid is in units of 1/q of a hidden state (alpha rounded *up* to p/q 
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable, Dict, List, Optional, Tuple
@@ -168,12 +169,10 @@ def ism_costs_over_slots(t: int, slots: np.ndarray) -> np.ndarray:
     if big.size:
         sb = s[big]
         # L_r = C(s+r+1, r) - 1; find the least r >= 1 with L_r >= t; C(s+r, r-1) and C(s+r, r-2) on the way
-        r = np.zeros(sb.size, dtype=np.int64)
         c_prev2 = np.zeros(sb.size, dtype=np.int64)      # C(s+r, r-2)
-        c_prev1 = np.ones(sb.size, dtype=np.int64)       # C(s+r, r-1)
         res = np.zeros(sb.size, dtype=np.int64)
         todo = np.ones(sb.size, dtype=bool)
-        c_r1 = np.ones(sb.size, dtype=np.int64)           # C(s+1, 0) = 1 for r = 0 -> becomes C(s+r+1, r)
+        c_r1 = np.ones(sb.size, dtype=np.int64)           # C(s+r, r-1): C(s+1, 0) = 1 for r = 1
         for rr in range(1, 64):
             # C(s+rr+1, rr) = C(s+rr, rr-1) * (s+rr+1) / rr
             c_new = c_r1 * (sb + rr + 1) // rr
@@ -186,7 +185,7 @@ def ism_costs_over_slots(t: int, slots: np.ndarray) -> np.ndarray:
                 if not todo.any():
                     break
             # shift: for rr+1, C(s+rr+1, rr-1) = C(s+rr, rr-1) * (s+rr+1) / (s+2)
-            c_prev2 = c_r1 * (sb + rr + 1) // (sb + 2) if rr >= 1 else c_prev2
+            c_prev2 = c_r1 * (sb + rr + 1) // (sb + 2)
             c_r1 = c_new
         if todo.any():                                    # pragma: no cover - only for astronomically long t
             for i in np.flatnonzero(todo).tolist():
@@ -517,6 +516,36 @@ def _upper_bounds(T: int, G: int, q: int, p: int, use_h: bool, use_i: bool):
     return ubh, ubi, slots, islots
 
 
+
+# The MSM table does not depend on T: C(t, g) for t <= T is the same for every longer sequence. The largest table
+# built recently is kept (one, read-only), so shorter lengths and smaller budgets on the same grid are views of it
+# (the tab recomputes its curves whenever T changes; going from T=10000 down costs nothing).
+_TABLE_CACHE: Dict[Tuple[int, int], np.ndarray] = {}
+_TABLE_LOCK = threading.Lock()
+
+
+def _cached_table(T: int, G: int, q: int, p: int) -> Optional[np.ndarray]:
+    with _TABLE_LOCK:
+        C = _TABLE_CACHE.get((q, p))
+    if C is not None and C.shape[0] > T and C.shape[1] > G:
+        return C[:T + 1, :G + 1]
+    return None
+
+
+def _keep_table(C: np.ndarray, q: int, p: int) -> None:
+    C.flags.writeable = False
+    with _TABLE_LOCK:
+        old = _TABLE_CACHE.get((q, p))
+        if old is None or C.size >= old.size:
+            _TABLE_CACHE.clear()
+            _TABLE_CACHE[(q, p)] = C
+
+
+def clear_table_cache() -> None:
+    """Forget the kept MSM table (benchmarks time cold builds)."""
+    with _TABLE_LOCK:
+        _TABLE_CACHE.clear()
+
 # --------------------------------------------------------------------------------------------- the planner
 @dataclass
 class Plan:
@@ -547,11 +576,12 @@ class Planner:
 
     ``cost(M)`` / ``curve()`` give the optimal cost for budgets; ``plan(M)`` builds the schedule. HSM and
     ISM use closed forms (``method='closed'``) or the DP table (``method='table'``, for tests); MSM always
-    uses the DP table, built on first use (``build(progress, token)`` builds it explicitly).
+    uses the DP table, built on first use (``build(progress, token)`` builds it explicitly) or taken from the
+    largest MSM table built recently on the same budget grid (``cache=False``: always build).
     """
 
     def __init__(self, length: int, policy: str = "hsm", alpha: float = 1.0, method: str = "auto",
-                 max_q: int = 4, table_budget: Optional[float] = None) -> None:
+                 max_q: int = 4, table_budget: Optional[float] = None, cache: bool = True) -> None:
         if int(length) < 1:
             raise ValueError("the sequence length must be at least 1")
         if policy not in POLICIES:
@@ -566,6 +596,7 @@ class Planner:
         self._table: Optional[np.ndarray] = None
         self._cut: Optional[int] = None
         self._table_cells = None if table_budget is None else self.grid.cells(table_budget)
+        self.cache = bool(cache)        # MSM: reuse (and keep) the largest table built on this grid
 
     # ---- budgets
     @property
@@ -622,7 +653,13 @@ class Planner:
                 f"the {self.policy.upper()} table for T={self.T} up to {need / self.grid.q:g} units would need "
                 f"{(self.T + 1) * (need + 1) / 1e6:.0f}M cells; use a shorter sequence or a smaller budget")
         if self.policy == "msm":
-            self._table = msm_table(self.T, need, self.grid.q, self.grid.p, progress=progress, token=token)
+            q, p = self.grid.q, self.grid.p
+            C = _cached_table(self.T, need, q, p) if self.cache else None
+            if C is None:
+                C = msm_table(self.T, need, q, p, progress=progress, token=token)
+                if self.cache:
+                    _keep_table(C, q, p)
+            self._table = C
         else:
             self._table = dp_table(self.T, need, self.grid.q, self.grid.p, self.policy, progress=progress,
                                    token=token)

@@ -1,7 +1,10 @@
 """The memory-efficient BPTT tab: optimal cost curves, the schedule ("sawtooth") and its memory, and a real run.
 
-Every control change recomputes in a worker (``self.runner``, latest wins); the GUI thread only draws.
-torch is imported inside the worker functions only.
+Every control change recomputes in a worker (``self.runner``, latest wins); the GUI thread only draws. All three
+policies, MSM included, are planned up to T = 10000 (the MSM table is built in the worker, with its progress in
+the summary). A real run executes the plan on an LSTM/GRU cell next to full BPTT and torch.utils.checkpoint and
+shows the cost model's memory and time beside the measured ones (:class:`ModelVsMeasured`); it is offered while
+T x hidden keeps full BPTT's activations moderate. torch is imported inside the worker functions only.
 """
 from __future__ import annotations
 

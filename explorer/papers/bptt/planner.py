@@ -437,7 +437,8 @@ def msm_table(T: int, G: int, q: int, p: int, progress: Optional[Callable[[Optio
     big_cost = T * (T + 1) // 2
     dtype = np.int32 if big_cost < (1 << 28) else np.int64
     inf = (1 << 29) if dtype == np.int32 else (1 << 60)
-    out = np.full((G + 1, T + 1), inf, dtype=dtype)
+    out = np.empty((G + 1, T + 1), dtype=dtype)         # every column below is written whole
+    out[:q] = inf
     ts = np.arange(T + 1, dtype=dtype)
     ts64 = np.arange(T + 1, dtype=np.int64)
     n_cols = max(1, G + 1 - q)
@@ -518,15 +519,19 @@ def _upper_bounds(T: int, G: int, q: int, p: int, use_h: bool, use_i: bool):
 
 
 # The MSM table does not depend on T: C(t, g) for t <= T is the same for every longer sequence. The largest table
-# built recently is kept (one, read-only), so shorter lengths and smaller budgets on the same grid are views of it
-# (the tab recomputes its curves whenever T changes; going from T=10000 down costs nothing).
+# built recently on each budget grid is kept (read-only; at most TABLE_CACHE_GRIDS grids, the least recently used
+# goes first), so shorter lengths and smaller budgets on that grid are views of it (the tab recomputes its curves
+# whenever T changes; going from T=10000 down costs nothing).
+TABLE_CACHE_GRIDS = 2
 _TABLE_CACHE: Dict[Tuple[int, int], np.ndarray] = {}
 _TABLE_LOCK = threading.Lock()
 
 
 def _cached_table(T: int, G: int, q: int, p: int) -> Optional[np.ndarray]:
     with _TABLE_LOCK:
-        C = _TABLE_CACHE.get((q, p))
+        C = _TABLE_CACHE.pop((q, p), None)
+        if C is not None:
+            _TABLE_CACHE[(q, p)] = C             # most recently used last
     if C is not None and C.shape[0] > T and C.shape[1] > G:
         return C[:T + 1, :G + 1]
     return None
@@ -535,10 +540,10 @@ def _cached_table(T: int, G: int, q: int, p: int) -> Optional[np.ndarray]:
 def _keep_table(C: np.ndarray, q: int, p: int) -> None:
     C.flags.writeable = False
     with _TABLE_LOCK:
-        old = _TABLE_CACHE.get((q, p))
-        if old is None or C.size >= old.size:
-            _TABLE_CACHE.clear()
-            _TABLE_CACHE[(q, p)] = C
+        old = _TABLE_CACHE.pop((q, p), None)
+        _TABLE_CACHE[(q, p)] = C if old is None or C.size >= old.size else old
+        while len(_TABLE_CACHE) > TABLE_CACHE_GRIDS:
+            _TABLE_CACHE.pop(next(iter(_TABLE_CACHE)))
 
 
 def clear_table_cache() -> None:

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from explorer.papers.bptt.planner import (InfeasibleBudget, Planner, dp_table, hsm_cost, ism_cost, ism_costs,
-                                          ism_costs_over_slots, make_grid, msm_table, numforw, reference_table, revolve_beta)
+                                          clear_table_cache, ism_costs_over_slots, make_grid, msm_table, numforw, reference_table, revolve_beta)
 from explorer.papers.bptt.schedule import (Schedule, ScheduleError, full_bptt_memory, full_bptt_schedule,
                                            validate)
 
@@ -194,3 +194,28 @@ def test_validator_accepts_restart_from_stored_internal_state():
     acts = [["F", 1], ["SI", 1], ["F", 2], ["F", 3], ["B", 3], ["F", 2], ["B", 2], ["B", 1], ["DI", 1]]
     rep = validate(Schedule.from_actions(acts, 3, 2.0), memory=3)
     assert rep.cost == 4 and rep.peak_memory == 3
+
+
+def test_msm_tables_are_reused_for_shorter_lengths_on_the_same_grid(monkeypatch):
+    """C(t, g) does not depend on T: a planner for a shorter T (or fewer budgets) on the same grid reads the
+    largest table built so far instead of building one, with the same costs; cache=False always builds."""
+    from explorer.papers.bptt import planner as PL
+
+    clear_table_cache()
+    built = []
+    real = PL.msm_table
+    monkeypatch.setattr(PL, "msm_table", lambda *a, **k: built.append(a[:2]) or real(*a, **k))
+    big = Planner(400, "msm", 4.5)
+    big.curve()
+    assert len(built) == 1
+    small = Planner(250, "msm", 4.5)
+    bud, costs = small.curve()
+    assert len(built) == 1                                          # a view of the T=400 table
+    cold = Planner(250, "msm", 4.5, cache=False)
+    assert np.array_equal(cold.curve()[1], costs) and len(built) == 2
+    Planner(250, "msm", 8.0).curve()                               # another grid: built, both kept
+    Planner(300, "msm", 4.5).curve()
+    assert len(built) == 3
+    with pytest.raises(ValueError):
+        small._table[0, 0] = 1                                      # read-only
+    clear_table_cache()

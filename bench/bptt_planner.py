@@ -9,7 +9,8 @@ HSM and ISM use closed forms. MSM builds its table with ``msm_table`` (one windo
 that prune split points: the implementation before ``msm_table``) and "plain DP" the same with no pruning. Both
 DPs build the same table up to the same budget and the bench checks the three tables are equal. They are slow
 (minutes at T=10000), so they run only up to --dp-max-t / --plain-max-t. Times: wall clock on one thread,
-min-max over --repeat runs (the DPs once).
+min-max over --repeat runs (the DPs once), and the process's CPU time (the dev machine is shared: wall time
+there includes waiting for a core).
 """
 from __future__ import annotations
 
@@ -26,12 +27,14 @@ from explorer.papers.bptt.planner import POLICIES, Planner, dp_table, msm_table 
 
 
 def _timed(fn, repeat: int):
-    times, out = [], None
+    """(result, [min, max] wall seconds, [min, max] CPU seconds of this process) over ``repeat`` runs."""
+    times, cpu, out = [], [], None
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         out = fn()
         times.append(time.perf_counter() - t0)
-    return out, [round(min(times), 3), round(max(times), 3)]
+        cpu.append(time.process_time() - c0)
+    return out, [round(min(times), 3), round(max(times), 3)], [round(min(cpu), 3), round(max(cpu), 3)]
 
 
 def bench(length: int, alpha: float, repeat: int, dp_max_t: int, plain_max_t: int) -> dict:
@@ -41,10 +44,10 @@ def bench(length: int, alpha: float, repeat: int, dp_max_t: int, plain_max_t: in
             P = Planner(length, policy, alpha, cache=False)     # a cold build every time
             return P, P.curve()
 
-        (P, (bud, costs)), secs = _timed(curve, repeat)
+        (P, (bud, costs)), secs, cpu = _timed(curve, repeat)
         t0 = time.perf_counter()
         plan = P.plan(0.05 * P.full_memory)
-        row = {"budgets": int(bud.size), "curve_seconds": secs, "plan5pct_seconds": round(time.perf_counter() - t0, 3),
+        row = {"budgets": int(bud.size), "curve_seconds": secs, "curve_cpu_seconds": cpu, "plan5pct_seconds": round(time.perf_counter() - t0, 3),
                "cost_at_5pct": plan.cost, "actions": len(plan.schedule)}
         if policy == "msm":
             q, p, G = P.grid.q, P.grid.p, P._table.shape[1] - 1
@@ -79,11 +82,13 @@ def main() -> None:
         return
     print(f"alpha = {args.alpha}; curve = every budget from 1 to saturation (seconds, min-max of {args.repeat}); "
           f"plan = schedule at 5% memory")
-    print(f"{'T':>6} {'policy':6} {'budgets':>8} {'curve s':>13} {'plan s':>7} {'Q(5%)':>8}   MSM table vs numpy DPs")
+    print(f"{'T':>6} {'policy':6} {'budgets':>8} {'curve s':>13} {'(CPU s)':>13} {'plan s':>7} {'Q(5%)':>8}   "
+          f"MSM table vs numpy DPs (wall s, x the curve's min)")
     for r in rows:
         for p in POLICIES:
             d = r[p]
             lo, hi = d["curve_seconds"]
+            clo, chi = d["curve_cpu_seconds"]
             extra = ""
             if p == "msm":
                 parts = [f"table {d['table_shape'][0]}x{d['table_shape'][1]}"]
@@ -93,7 +98,8 @@ def main() -> None:
                                                  f"{e['seconds']:.2f} s ({e['seconds'] / max(lo, 1e-9):.0f}x), "
                                                  f"{'same table' if e['equal'] else 'TABLES DIFFER'}"))
                 extra = "; ".join(parts)
-            print(f"{r['length']:6} {p:6} {d['budgets']:8} {lo:6.3f}-{hi:<6.3f} {d['plan5pct_seconds']:7.3f} "
+            print(f"{r['length']:6} {p:6} {d['budgets']:8} {lo:6.3f}-{hi:<6.3f} ({clo:5.3f}-{chi:<5.3f}) "
+                  f"{d['plan5pct_seconds']:7.3f} "
                   f"{d['cost_at_5pct']:8}   {extra}")
 
 

@@ -430,9 +430,10 @@ def msm_table(T: int, G: int, q: int, p: int, progress: Optional[Callable[[Optio
     Budget by budget (column by column): below one internal state plus a hidden slot only hidden states fit
     (Revolve's closed form); above, the rows where the ISM closed form meets the lower bound t + (t-1-s) are
     exact, and the rest solves C = min_y [y + C(y)] + M(t-y) (see above) by iteration from the column of one
-    cell less (an upper bound): each pass evaluates the right-hand side exactly for all t at once with
-    :func:`_conv_min`, and the column is done when a pass changes nothing. The recurrence is causal (row t
-    depends on rows < t only), so its fixed point is unique: the result is the DP's, not an approximation.
+    cell less (an upper bound): each pass evaluates the right-hand side exactly for all t at once
+    (:func:`_conv_windows`, :func:`_conv_eval`; after the first pass only rows whose window moved or holds a
+    changed value), and the column is done when a pass changes nothing. The recurrence is causal (row t depends
+    on rows < t only), so its fixed point is unique: the result is the DP's, not an approximation.
     """
     big_cost = T * (T + 1) // 2
     dtype = np.int32 if big_cost < (1 << 28) else np.int64

@@ -1,62 +1,106 @@
-"""Planner speed: the whole cost curve (every budget from 1 to saturation) for HSM/ISM/MSM, and one schedule.
+"""Planner speed: the whole cost curve (every budget from 1 to saturation) for HSM/ISM/MSM, one schedule, and
+MSM against the numpy DPs of the same recurrence.
 
-    python bench/bptt_planner.py [--lengths 100,1000,10000] [--alpha 4.5] [--json]
+    python bench/bptt_planner.py [--lengths 1000,2000,5000,10000] [--alpha 4.5] [--repeat 3]
+                                 [--dp-max-t 2000] [--plain-max-t 2000] [--json]
 
-HSM and ISM use closed forms; MSM builds its (pruned, cut) DP table. MSM is skipped above --msm-max-t.
+HSM and ISM use closed forms. MSM builds its table with ``msm_table`` (one windowed convolution per budget);
+"numpy DP" is ``dp_table`` (row by row, every budget and split point vectorised, with the closed-form bounds
+that prune split points: the implementation before ``msm_table``) and "plain DP" the same with no pruning. Both
+DPs build the same table up to the same budget and the bench checks the three tables are equal. They are slow
+(minutes at T=10000), so they run only up to --dp-max-t / --plain-max-t. Times: wall clock on one thread,
+min-max over --repeat runs (the DPs once), and the process's CPU time (the dev machine is shared: wall time
+there includes waiting for a core).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
-from explorer.papers.bptt.planner import POLICIES, Planner
+os.environ.setdefault("OMP_NUM_THREADS", "1")        # one thread (numpy's BLAS is not used here anyway)
+
+import numpy as np  # noqa: E402
+
+from explorer.papers.bptt.planner import POLICIES, Planner, dp_table, msm_table  # noqa: E402
 
 
-def bench(length: int, alpha: float, msm_max_t: int) -> dict:
+def _timed(fn, repeat: int):
+    """(result, [min, max] wall seconds, [min, max] CPU seconds of this process) over ``repeat`` runs."""
+    times, cpu, out = [], [], None
+    for _ in range(repeat):
+        t0, c0 = time.perf_counter(), time.process_time()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return out, [round(min(times), 3), round(max(times), 3)], [round(min(cpu), 3), round(max(cpu), 3)]
+
+
+def bench(length: int, alpha: float, repeat: int, dp_max_t: int, plain_max_t: int) -> dict:
     out = {"length": length, "alpha": alpha}
     for policy in POLICIES:
-        if policy == "msm" and length > msm_max_t:
-            out[policy] = {"skipped": f"T > {msm_max_t}"}
-            continue
+        def curve():
+            P = Planner(length, policy, alpha, cache=False)     # a cold build every time
+            return P, P.curve()
+
+        (P, (bud, costs)), secs, cpu = _timed(curve, repeat)
         t0 = time.perf_counter()
-        P = Planner(length, policy, alpha)
-        if policy == "msm":
-            P.build()
-        bud, costs = P.curve()
-        t1 = time.perf_counter()
         plan = P.plan(0.05 * P.full_memory)
-        t2 = time.perf_counter()
-        row = {"budgets": int(bud.size), "curve_seconds": round(t1 - t0, 4), "plan5pct_seconds": round(t2 - t1, 4),
+        row = {"budgets": int(bud.size), "curve_seconds": secs, "curve_cpu_seconds": cpu, "plan5pct_seconds": round(time.perf_counter() - t0, 3),
                "cost_at_5pct": plan.cost, "actions": len(plan.schedule)}
         if policy == "msm":
-            row["table_shape"] = list(P._table.shape)
-            row["budget_cells"] = int(round(P.saturation * P.grid.q))
+            q, p, G = P.grid.q, P.grid.p, P._table.shape[1] - 1
+            row.update(table_shape=list(P._table.shape), grid={"q": q, "p": p})
+            fast = msm_table(length, G, q, p)
+            for name, limit, prune in (("numpy_dp", dp_max_t, True), ("plain_dp", plain_max_t, False)):
+                if length > limit:
+                    row[name] = {"skipped": f"T > {limit}"}
+                    continue
+                t0 = time.perf_counter()
+                ref = dp_table(length, G, q, p, "msm", prune=prune)
+                row[name] = {"seconds": round(time.perf_counter() - t0, 3),
+                             "equal": bool(np.array_equal(np.minimum(ref[:, q:], 1 << 29),
+                                                          np.minimum(fast[:, q:], 1 << 29)))}
         out[policy] = row
     return out
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--lengths", default="100,1000,2000,10000")
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--lengths", default="1000,2000,5000,10000")
     ap.add_argument("--alpha", type=float, default=4.5)
-    ap.add_argument("--msm-max-t", type=int, default=2000)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--dp-max-t", type=int, default=2000, help="run the pruned numpy DP up to this T")
+    ap.add_argument("--plain-max-t", type=int, default=2000, help="run the plain numpy DP up to this T")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    rows = [bench(int(t), args.alpha, args.msm_max_t) for t in args.lengths.split(",")]
+    rows = [bench(int(t), args.alpha, args.repeat, args.dp_max_t, args.plain_max_t)
+            for t in args.lengths.split(",")]
     if args.json:
         print(json.dumps(rows, indent=2))
         return
-    print(f"alpha = {args.alpha}; curve = every budget from 1 to saturation; plan = schedule at 5% memory")
-    print(f"{'T':>6} {'policy':6} {'budgets':>8} {'curve s':>9} {'plan s':>8} {'Q(5%)':>8}")
+    print(f"alpha = {args.alpha}; curve = every budget from 1 to saturation (seconds, min-max of {args.repeat}); "
+          f"plan = schedule at 5% memory")
+    print(f"{'T':>6} {'policy':6} {'budgets':>8} {'curve s':>13} {'(CPU s)':>13} {'plan s':>7} {'Q(5%)':>8}   "
+          f"MSM table vs numpy DPs (wall s, x the curve's min)")
     for r in rows:
         for p in POLICIES:
             d = r[p]
-            if "skipped" in d:
-                print(f"{r['length']:6} {p:6} skipped ({d['skipped']})")
-                continue
-            print(f"{r['length']:6} {p:6} {d['budgets']:8} {d['curve_seconds']:9.3f} {d['plan5pct_seconds']:8.3f} "
-                  f"{d['cost_at_5pct']:8}")
+            lo, hi = d["curve_seconds"]
+            clo, chi = d["curve_cpu_seconds"]
+            extra = ""
+            if p == "msm":
+                parts = [f"table {d['table_shape'][0]}x{d['table_shape'][1]}"]
+                for name, label in (("numpy_dp", "numpy DP"), ("plain_dp", "plain DP")):
+                    e = d[name]
+                    parts.append(f"{label}: " + (e["skipped"] if "skipped" in e else
+                                                 f"{e['seconds']:.2f} s ({e['seconds'] / max(lo, 1e-9):.0f}x), "
+                                                 f"{'same table' if e['equal'] else 'TABLES DIFFER'}"))
+                extra = "; ".join(parts)
+            print(f"{r['length']:6} {p:6} {d['budgets']:8} {lo:6.3f}-{hi:<6.3f} ({clo:5.3f}-{chi:<5.3f}) "
+                  f"{d['plan5pct_seconds']:7.3f} "
+                  f"{d['cost_at_5pct']:8}   {extra}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,10 @@
 """The memory-efficient BPTT tab: optimal cost curves, the schedule ("sawtooth") and its memory, and a real run.
 
-Every control change recomputes in a worker (``self.runner``, latest wins); the GUI thread only draws.
-torch is imported inside the worker functions only.
+Every control change recomputes in a worker (``self.runner``, latest wins); the GUI thread only draws. All three
+policies, MSM included, are planned up to T = 10000 (the MSM table is built in the worker, with its progress in
+the summary). A real run executes the plan on an LSTM/GRU cell next to full BPTT and torch.utils.checkpoint and
+shows the cost model's memory and time beside the measured ones (:class:`ModelVsMeasured`); it is offered while
+T x hidden keeps full BPTT's activations moderate. torch is imported inside the worker functions only.
 """
 from __future__ import annotations
 
@@ -10,7 +13,8 @@ from typing import Dict, Optional
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import QRectF, QSize, Qt, QTimer
+from PySide6.QtGui import QColor, QFontMetrics, QPainter, QPen
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QFrame, QGroupBox, QHBoxLayout,
                                QLabel, QPushButton, QScrollArea, QSlider, QSpinBox, QVBoxLayout, QWidget)
 
@@ -20,14 +24,18 @@ from explorer.ui.widgets.plots import log_plot_widget, set_title, with_legend
 from explorer.ui.widgets.task_bar import TaskBar
 
 from .planner import MAX_SCHEDULE_ACTIONS, POLICIES, InfeasibleBudget, Planner, time_ratio
-from .schedule import B, DH, DI, F, SH, SI, full_bptt_memory
+from .schedule import B, F, SH, SI, full_bptt_memory
 
 COLORS = {"hsm": (40, 90, 220), "ism": (240, 150, 20), "msm": (30, 160, 70)}
 LABELS = {"hsm": "HSM (hidden states)", "ism": "ISM (internal states)", "msm": "MSM (mixed)"}
 SCHED_TITLE = "The schedule"
 MEM_TITLE = "Memory occupancy"
-MSM_MAX_T = 2000          # above this the MSM table takes too long for a slider
-RUN_MAX_T = 2000
+PLAN_MAX_T = 10000        # the length spin box's top: every policy, MSM included, is planned up to here
+# A real run also runs full BPTT (the gradient check and the measured baseline), which keeps every step's
+# activations: about 224 bytes per step and hidden unit for nn.LSTMCell with batch 8 (measured: 115 MB at T=2000
+# and 573 MB at T=10000, hidden 256; that run took 55 s on a shared CPU for full BPTT, the plan and
+# torch.utils.checkpoint). The run is offered while T x hidden stays under this.
+RUN_MAX_T_X_HIDDEN = 1_280_000      # T=5000 at hidden 256, T=10000 at hidden 128 (about 300 MB for full BPTT)
 SLIDER_STEPS = 1000
 PAPER_POINT = (0.05, 4.0 / 3.0)
 CONTROLS_W = 330
@@ -40,13 +48,14 @@ def compute_curves(length: int, alpha: float, token=None, progress=None) -> Dict
     """Planners and cost curves of the three policies for one (T, alpha)."""
     out = {"length": length, "alpha": alpha, "planners": {}, "curves": {}, "notes": []}
     for policy in POLICIES:
-        if policy == "msm" and length > MSM_MAX_T:
-            out["notes"].append(f"MSM is computed up to T={MSM_MAX_T} (its DP table grows as T^2)")
-            continue
         token.check() if token is not None else None
         pl = Planner(length, policy, alpha)
         if policy == "msm":
-            pl.build(progress=progress, token=token)
+            try:
+                pl.build(progress=progress, token=token)
+            except InfeasibleBudget as exc:       # a table too large for memory: the other policies are shown
+                out["notes"].append(f"MSM is not computed: {exc}")
+                continue
         out["planners"][policy] = pl
         out["curves"][policy] = pl.curve()
     return out
@@ -64,9 +73,19 @@ def measure_core_alpha(kind: str, hidden: int) -> float:
     return measure_alpha(make_problem(kind, 2, hidden=hidden, batch=2, input_size=8))["alpha"]
 
 
+def run_allowed(length: int, hidden: int) -> bool:
+    return length * hidden <= RUN_MAX_T_X_HIDDEN
+
+
 def run_real(kind: str, length: int, hidden: int, policy: str, fraction: float, device=None, token=None,
-             progress=None) -> Dict:
-    """Plan for the core's own alpha at the same fraction of full BPTT's memory, run it, compare."""
+             progress=None, backward_ratio: float = 2.0) -> Dict:
+    """Plan for the core's own alpha at the same fraction of full BPTT's memory, run it, compare.
+
+    Besides the raw figures it returns the model's and the measured memory and time, each relative to full BPTT
+    on the same core: memory as the plan's peak plus the working step (the step being computed, which every
+    method holds and the planner's budget leaves out) over full BPTT's, the same way; time as (Q + bT) / (1 + b)T
+    with b = ``backward_ratio``; measured: saved-tensor bytes at the peak and wall time, planned run over full
+    BPTT's."""
     import torch
 
     from .evaluate import _segments_for
@@ -78,8 +97,7 @@ def run_real(kind: str, length: int, hidden: int, policy: str, fraction: float, 
     a = measure_alpha(pb)
     full_units = full_bptt_memory(length, a["alpha"])
     memory = max(1.0, fraction * full_units)
-    plan = Planner(length, policy if length <= MSM_MAX_T or policy != "msm" else "hsm", a["alpha"]).plan(memory,
-                                                                                                         token)
+    plan = Planner(length, policy, a["alpha"]).plan(memory, token)
     progress(0.05, "full BPTT")
     ref = full_bptt(pb)
     token.check()
@@ -96,8 +114,12 @@ def run_real(kind: str, length: int, hidden: int, policy: str, fraction: float, 
         "predicted_bytes": plan.peak_memory * a["state_bytes"], "register_bytes": a["internal_bytes"],
         "peak_bytes": res.peak_bytes, "full_bytes": ref.peak_bytes, "seconds": res.seconds,
         "full_seconds": ref.seconds, "ck_segments": S, "ck_bytes": ck.peak_bytes, "ck_seconds": ck.seconds,
-        "ck_forward": ck.forward_steps, "model_ratio": time_ratio(plan.cost, length),
-        "device": str(device),
+        "ck_forward": ck.forward_steps, "model_ratio": time_ratio(plan.cost, length, backward_ratio),
+        "backward_ratio": backward_ratio, "device": str(device),
+        "model_memory_fraction": (plan.peak_memory + a["alpha"]) / (full_units + a["alpha"]),
+        "measured_memory_fraction": res.peak_bytes / ref.peak_bytes,
+        "measured_time_ratio": res.seconds / ref.seconds,
+        "ck_memory_fraction": ck.peak_bytes / ref.peak_bytes, "ck_time_ratio": ck.seconds / ref.seconds,
     }
 
 
@@ -112,6 +134,96 @@ def _fmt_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024.0
     return f"{n:.1f} GB"
+
+
+# ----------------------------------------------------------------------------------------- model vs measured
+class ModelVsMeasured(QWidget):
+    """Bar pairs after a real run: the cost model's memory and time next to the measured ones, both as a fraction
+    of full BPTT on the same core (full BPTT = 1, drawn as a dashed line). Hidden until a run has finished."""
+
+    ROWS = (("memory", "Activation memory vs full BPTT"), ("time", "Time per iteration vs full BPTT"))
+    MODEL = QColor(120, 150, 215)
+    MEASURED = QColor(30, 150, 70)
+
+    def __init__(self, parent: Optional[QWidget] = None) -> None:
+        super().__init__(parent)
+        self.values: Dict[str, tuple] = {}           # "memory" / "time" -> (model, measured)
+        self.setVisible(False)
+
+    def set_values(self, memory: tuple, time: tuple, note: str = "") -> None:
+        self.values = {"memory": tuple(memory), "time": tuple(time)}
+        (mm, xm), (mt, xt) = self.values["memory"], self.values["time"]
+        self.setToolTip(f"memory: model {self.fmt('memory', mm)}, measured {self.fmt('memory', xm)}\n"
+                        f"time: model {self.fmt('time', mt)}, measured {self.fmt('time', xt)}"
+                        + (f"\n{note}" if note else ""))
+        self.setVisible(True)
+        self.updateGeometry()
+        self.update()
+
+    def clear(self) -> None:
+        self.values = {}
+        self.setToolTip("")
+        self.setVisible(False)
+
+    @staticmethod
+    def fmt(kind: str, v: float) -> str:
+        if kind == "memory":
+            return f"{100 * v:.1f}%" if v >= 0.01 else f"{100 * v:.2f}%"
+        return f"{v:.2f}x"
+
+    def _line(self) -> int:
+        return QFontMetrics(self.font()).height()
+
+    def sizeHint(self) -> QSize:
+        return QSize(CONTROLS_W - 40, 6 * (self._line() + 3) + 2 * self._line() + 8)
+
+    def minimumSizeHint(self) -> QSize:
+        return self.sizeHint()
+
+    def paintEvent(self, _event) -> None:
+        if not self.values:
+            return
+        p = QPainter(self)
+        p.setRenderHint(QPainter.Antialiasing)
+        fm = QFontMetrics(self.font())
+        lh = fm.height()
+        w = self.width()
+        label_w = max(fm.horizontalAdvance("measured"), fm.horizontalAdvance("model")) + 6
+        value_w = fm.horizontalAdvance("100.00%") + 6
+        x0, x1 = label_w, max(label_w + 40, w - value_w)
+        text = self.palette().windowText().color()
+        y = 2
+        for key, title in self.ROWS:
+            model, measured = self.values[key]
+            top = 1.0 if key == "memory" else max(1.0, model, measured) * 1.08
+            bold = p.font()
+            bold.setBold(True)
+            p.setFont(bold)
+            p.setPen(text)
+            p.drawText(QRectF(0, y, w, lh), Qt.AlignLeft | Qt.AlignVCenter, title)
+            p.setFont(self.font())
+            y += lh + 3
+            for name, v, color in (("model", model, self.MODEL), ("measured", measured, self.MEASURED)):
+                p.setPen(text)
+                p.drawText(QRectF(0, y, label_w, lh), Qt.AlignLeft | Qt.AlignVCenter, name)
+                bar_w = max(1.0, (x1 - x0) * min(v, top) / top)
+                p.fillRect(QRectF(x0, y + 2, x1 - x0, lh - 4), QColor(235, 235, 235))
+                p.fillRect(QRectF(x0, y + 2, bar_w, lh - 4), color)
+                p.setPen(text)
+                p.drawText(QRectF(x1 + 4, y, value_w, lh), Qt.AlignLeft | Qt.AlignVCenter, self.fmt(key, v))
+                y += lh + 3
+            one = x0 + (x1 - x0) * 1.0 / top                  # full BPTT
+            pen = QPen(QColor(90, 90, 90))
+            pen.setStyle(Qt.DashLine)
+            p.setPen(pen)
+            p.drawLine(int(round(one)), y - 2 * (lh + 3) + 1, int(round(one)), y - 3)
+        small = self.font()
+        small.setPointSizeF(max(6.0, small.pointSizeF() * 0.9))
+        p.setFont(small)
+        p.setPen(self.palette().color(self.palette().ColorRole.PlaceholderText))
+        p.drawText(QRectF(0, y, w, 2 * lh + 2), Qt.AlignLeft | Qt.AlignTop | Qt.TextWordWrap,
+                   "dashed line: full BPTT on the same core (= 1). Hover for how each figure is computed.")
+        p.end()
 
 
 # ----------------------------------------------------------------------------------------- the panel
@@ -139,6 +251,7 @@ class BPTTPanel(PaperPanel):
         self._debounce.setSingleShot(True)
         self._debounce.setInterval(40)
         self._debounce.timeout.connect(self._submit_plan)
+        self._update_run_allowed()
 
     # ------------------------------------------------------------------ widgets
     def _build_controls(self) -> QWidget:
@@ -149,10 +262,12 @@ class BPTTPanel(PaperPanel):
         plan_box = QGroupBox("Plan")
         form = QFormLayout(plan_box)
         self.length_spin = QSpinBox()
-        self.length_spin.setRange(10, 10000)
+        self.length_spin.setRange(10, PLAN_MAX_T)
         self.length_spin.setValue(1000)
         self.length_spin.setKeyboardTracking(False)
-        self.length_spin.setToolTip("Sequence length T (number of recurrent steps to backpropagate through)")
+        self.length_spin.setToolTip(f"Sequence length T (number of recurrent steps to backpropagate through). "
+                                    f"Every policy is planned up to T={PLAN_MAX_T:,}; the real run below is "
+                                    f"offered while T x hidden <= {RUN_MAX_T_X_HIDDEN:,}")
         form.addRow("Length T", self.length_spin)
         self.policy_combo = QComboBox()
         for p in POLICIES:
@@ -215,10 +330,14 @@ class BPTTPanel(PaperPanel):
                                    "alpha measured from the core), compare gradients with full BPTT, measure "
                                    "memory and time, and run torch.utils.checkpoint at the same memory")
         self.run_button.clicked.connect(self.run_real)
+        self._run_tip = self.run_button.toolTip()
         rform.addRow(self.run_button)
         self.task = TaskBar()
         rform.addRow(self.task)
-        self.run_result = QLabel("")
+        self.model_vs_measured = ModelVsMeasured()
+        rform.addRow(self.model_vs_measured)
+        self.run_result = QLabel("<span style='color:gray'>Run the plan to see the model's memory and time "
+                                 "beside the measured ones.</span>")
         self.run_result.setWordWrap(True)
         self.run_result.setTextInteractionFlags(Qt.TextSelectableByMouse)
         rform.addRow(self.run_result)
@@ -226,6 +345,8 @@ class BPTTPanel(PaperPanel):
         lay.addStretch(1)
 
         self.length_spin.valueChanged.connect(self._params_changed)
+        self.length_spin.valueChanged.connect(lambda _v: self._update_run_allowed())
+        self.hidden_spin.valueChanged.connect(lambda _v: self._update_run_allowed())
         self.alpha_spin.valueChanged.connect(self._params_changed)
         self.alpha_auto.toggled.connect(self._alpha_mode_changed)
         self.core_combo.currentIndexChanged.connect(self._core_changed)
@@ -333,6 +454,24 @@ class BPTTPanel(PaperPanel):
         pos = 0 if top <= 1 else int(round(SLIDER_STEPS * math.log(max(memory, 1.0)) / math.log(top)))
         self.budget_slider.setValue(max(0, min(SLIDER_STEPS, pos)))
 
+    def _update_run_allowed(self) -> None:
+        """The real run is offered while full BPTT's activations stay moderate (T x hidden); else it says why."""
+        T, hidden = self.length, int(self.hidden_spin.value())
+        busy = self.runner.is_busy("run")
+        if run_allowed(T, hidden):
+            self.run_button.setToolTip(self._run_tip)
+            self.run_button.setEnabled(not busy)
+        else:
+            top_t = RUN_MAX_T_X_HIDDEN // hidden
+            self.run_button.setEnabled(False)
+            self.run_button.setToolTip(
+                f"Not offered for T={T:,} at hidden {hidden}: the run also executes full BPTT (for the gradient "
+                f"check and the measured baseline), which keeps every step's activations (measured for an "
+                f"LSTM, batch 8: about {_fmt_bytes(224 * T * hidden)} here; T=10,000 at hidden 256 took 573 MB "
+                f"and about a minute on a CPU). Runs are "
+                f"offered while T x hidden <= {RUN_MAX_T_X_HIDDEN:,} (at hidden {hidden}: T <= {top_t:,}). "
+                f"Planning is not limited.")
+
     # ------------------------------------------------------------------ events
     def start_default_demo(self) -> None:
         self._params_changed()
@@ -367,8 +506,12 @@ class BPTTPanel(PaperPanel):
             fraction = 0.05
         self._pending_fraction = fraction
         self.summary.setText("Computing the cost curves…")
-        self.runner.submit(compute_curves, self.length, self.alpha, key="curves", name="cost curves",
-                           on_result=self._on_curves)
+        T = self.length
+        self.runner.submit(compute_curves, T, self.alpha, key="curves", name="cost curves",
+                           on_result=self._on_curves,
+                           on_progress=lambda f, _m="", T=T: self.summary.setText(
+                               f"Computing the cost curves (T={T:,})… MSM table "
+                               f"{'' if f is None else f'{100 * f:.0f}%'}"))
 
     def _on_curves(self, res: Dict) -> None:
         self._curves = res
@@ -520,8 +663,8 @@ class BPTTPanel(PaperPanel):
         n_sh, n_si = int(sh.sum()), int(si.sum())
         fallback = ""
         if plan.policy != self.policy:
-            fallback = (f"{LABELS[self.policy]} is computed up to T={MSM_MAX_T:,} (its table grows as T²); "
-                        f"shown: {LABELS[plan.policy]}.<br>")
+            why = " ".join(self._curves["notes"]) if self._curves else ""
+            fallback = f"{why} Shown: {LABELS[plan.policy]}.<br>"
         self.summary.setText(
             fallback + f"<b>{plan.policy.upper()}</b>, T={T}, budget {_units(res['memory'])} "
             f"({100 * res['memory'] / full:.2f}% of BPTT)<br>"
@@ -573,8 +716,10 @@ class BPTTPanel(PaperPanel):
     # ------------------------------------------------------------------ real run
     def run_real(self) -> None:
         T = self.length
-        if T > RUN_MAX_T:
-            self.show_error(f"The real run is limited to T <= {RUN_MAX_T} on this machine; lower T.")
+        hidden = int(self.hidden_spin.value())
+        if not run_allowed(T, hidden):
+            self._update_run_allowed()
+            self.show_error(self.run_button.toolTip())
             return
         planner = self._planner()
         if planner is None:
@@ -582,11 +727,11 @@ class BPTTPanel(PaperPanel):
         kind = self.core_combo.currentData()
         fraction = self.budget() / full_bptt_memory(planner.T, planner.alpha)
         context = self.context
-        hidden = int(self.hidden_spin.value())
+        bw = float(self.backward_spin.value())
 
         def job(token=None, progress=None):
             return run_real(kind, T, hidden, planner.policy, fraction,
-                            device=context.device(), token=token, progress=progress)
+                            device=context.device(), token=token, progress=progress, backward_ratio=bw)
 
         task = None
 
@@ -596,6 +741,7 @@ class BPTTPanel(PaperPanel):
 
         self.run_button.setEnabled(False)
         self.run_result.setText("")      # the result shown is always the one of the last run started
+        self.model_vs_measured.clear()
         self.task.start(f"Running {planner.policy.upper()} on a real {kind.upper()}…", on_cancel=cancel)
         task = self.runner.submit(job, key="run", name="real run", on_result=self._on_run,
                                   on_progress=self.task.set_progress, on_error=self._on_run_error,
@@ -603,6 +749,7 @@ class BPTTPanel(PaperPanel):
 
     def _on_run_finished(self) -> None:
         self.run_button.setEnabled(True)
+        self._update_run_allowed()
 
     def _on_run_error(self, exc: BaseException, tb: str) -> None:
         self.task.finish("Failed.")
@@ -615,20 +762,25 @@ class BPTTPanel(PaperPanel):
     def _on_run(self, r: Dict) -> None:
         self.task.finish("Done.")
         ok = r["forward_steps"] == r["cost"]
+        self.model_vs_measured.set_values(
+            (r["model_memory_fraction"], r["measured_memory_fraction"]),
+            (r["model_ratio"], r["measured_time_ratio"]),
+            note=f"model memory: the plan's peak plus the working step, over full BPTT's; model time: "
+                 f"(Q + bT) / (1 + b)T with b = {r['backward_ratio']:g}; measured: saved-tensor bytes and wall "
+                 f"time of the planned run over full BPTT's on the same core")
         self.run_result.setText(
-            f"<b>{r['kind'].upper()}</b> hidden {r['hidden']}, T={r['length']}, alpha={r['alpha']:.2f} "
+            f"<b>{r['kind'].upper()}</b> hidden {r['hidden']}, T={r['length']:,}, alpha={r['alpha']:.2f} "
             f"(measured), {r['policy'].upper()} at {100 * r['fraction']:.1f}% ({_units(r['memory'])}) on "
             f"{r['device']}<br>"
             f"forward steps: {r['forward_steps']:,} (plan {r['cost']:,}) {'✔' if ok else '✘'}<br>"
             f"gradient check vs full BPTT: max |diff| = {r['grad_diff']:.1e} "
             f"{'✔' if r['grad_diff'] < 1e-4 else '✘'}<br>"
-            f"memory: {_fmt_bytes(r['peak_bytes'])} measured vs plan {_fmt_bytes(r['predicted_bytes'])} + "
-            f"working step {_fmt_bytes(r['register_bytes'])}; full BPTT {_fmt_bytes(r['full_bytes'])} "
-            f"→ <b>{100 * r['peak_bytes'] / r['full_bytes']:.1f}%</b><br>"
-            f"time: {r['seconds']:.2f} s vs full BPTT {r['full_seconds']:.2f} s → "
-            f"<b>{r['seconds'] / r['full_seconds']:.2f}x</b> (model {r['model_ratio']:.2f}x)<br>"
+            f"memory: {_fmt_bytes(r['peak_bytes'])} measured (plan {_fmt_bytes(r['predicted_bytes'])} + working "
+            f"step {_fmt_bytes(r['register_bytes'])}); full BPTT {_fmt_bytes(r['full_bytes'])}<br>"
+            f"time: {r['seconds']:.2f} s vs full BPTT {r['full_seconds']:.2f} s "
+            f"(model: backward = {r['backward_ratio']:g} forwards)<br>"
             f"torch.utils.checkpoint, {r['ck_segments']} uniform segments: "
-            f"{100 * r['ck_bytes'] / r['full_bytes']:.1f}% memory, {r['ck_seconds'] / r['full_seconds']:.2f}x time, "
+            f"{100 * r['ck_memory_fraction']:.1f}% memory, {r['ck_time_ratio']:.2f}x time, "
             f"{r['ck_forward']:,} forward steps")
 
     def shutdown(self, timeout: float = 5.0) -> bool:

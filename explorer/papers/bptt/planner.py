@@ -15,14 +15,20 @@ and 2t-1 with unlimited memory; the fused move equals storing h_{t-1}, so this i
 
 Speed. HSM and ISM have closed forms (HSM's is Griewank's binomial "Revolve" optimum; ISM's follows from
 the same run-length argument and is checked against the DP in the tests), so their whole cost curve and their
-schedules cost nothing even at T = 10000. MSM mixes both and has no closed form here: its table is computed
-by a numpy DP over (t, budget) vectorised over budgets and split points, with exact pruning (a split y can only
-win if y <= UB - t + 1, where UB = min(HSM, ISM, fused) is an upper bound), and the budget grid in units of
-1/q of a hidden state (alpha rounded *up* to p/q when it is not a multiple of 1/q: plans always fit).
+schedules cost nothing even at T = 10000. MSM mixes both and has no closed form here. Its two split moves share
+the left part, so each budget column is one self-referential min-plus convolution
+``C(t, m) = min_y [y + C(y, m)] + M_m(t - y)`` with ``M_m(z) = min(C(z, m-1), 1 + C(z-1, m-alpha))`` known from
+smaller budgets (:func:`msm_table`): every row's minimum is searched only inside a window proved to hold it
+(prefix maxima and suffix minima of the increments; exact, no assumption), all rows of a column at once, and a
+column is iterated from the next-smaller budget's until it is a fixed point (unique: row t only reads rows < t).
+:func:`dp_table` is the plain row-by-row numpy DP of the recurrences (kept as the tests' second reference).
+The budget grid is in units of 1/q of a hidden state (alpha rounded *up* to p/q when it is not a multiple of
+1/q: plans always fit), and the MSM table stops where the ISM closed form reaches a lower bound (``cut_cells``).
 """
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable, Dict, List, Optional, Tuple
@@ -147,6 +153,45 @@ def ism_costs(ts: np.ndarray, s: int) -> np.ndarray:
 def ism_cost(t: int, s: int) -> int:
     return int(ism_costs(np.asarray([t]), s)[0])
 
+
+
+def ism_costs_over_slots(t: int, slots: np.ndarray) -> np.ndarray:
+    """ISM(t, s) for one length and an array of slot counts (the closed form above, vectorised over s).
+
+    For s >= 64 the run index r is small (C(s+r+1, r) grows like s^r), so C(s+r+1, r) is built exactly in int64
+    by the product formula; smaller s use :func:`ism_cost`."""
+    s = np.asarray(slots, dtype=np.int64)
+    out = np.empty(s.shape, dtype=np.int64)
+    small = s < 64
+    for sv in np.unique(s[small]).tolist():
+        out[s == sv] = ism_cost(t, int(sv)) if sv >= 0 else (0 if t == 0 else np.iinfo(np.int64).max // 4)
+    big = np.flatnonzero(~small)
+    if big.size:
+        sb = s[big]
+        # L_r = C(s+r+1, r) - 1; find the least r >= 1 with L_r >= t; C(s+r, r-1) and C(s+r, r-2) on the way
+        c_prev2 = np.zeros(sb.size, dtype=np.int64)      # C(s+r, r-2)
+        res = np.zeros(sb.size, dtype=np.int64)
+        todo = np.ones(sb.size, dtype=bool)
+        c_r1 = np.ones(sb.size, dtype=np.int64)           # C(s+r, r-1): C(s+1, 0) = 1 for r = 1
+        for rr in range(1, 64):
+            # C(s+rr+1, rr) = C(s+rr, rr-1) * (s+rr+1) / rr
+            c_new = c_r1 * (sb + rr + 1) // rr
+            hit = todo & (c_new - 1 >= t)
+            if hit.any():
+                # cost = (s+1) C(s+rr, s+2) + rr (t - L_{rr-1}),  C(s+rr, s+2) = C(s+rr, rr-2), L_{rr-1} = C(s+rr, rr-1) - 1
+                c_rm2 = c_prev2[hit] if rr >= 2 else np.zeros(int(hit.sum()), dtype=np.int64)
+                res[hit] = (sb[hit] + 1) * c_rm2 + rr * (t - (c_r1[hit] - 1))
+                todo &= ~hit
+                if not todo.any():
+                    break
+            # shift: for rr+1, C(s+rr+1, rr-1) = C(s+rr, rr-1) * (s+rr+1) / (s+2)
+            c_prev2 = c_r1 * (sb + rr + 1) // (sb + 2)
+            c_r1 = c_new
+        if todo.any():                                    # pragma: no cover - only for astronomically long t
+            for i in np.flatnonzero(todo).tolist():
+                res[i] = ism_cost(t, int(sb[i]))
+        out[big] = np.where(t == 0, 0, res)
+    return out
 
 # --------------------------------------------------------------------------------------------- grids
 @dataclass(frozen=True)
@@ -295,6 +340,165 @@ def dp_table(T: int, G: int, q: int, p: int, policy: str = "msm", prune: bool = 
     return C
 
 
+# --------------------------------------------------------------------------------------------- fast exact MSM table
+# MSM's two split moves share their left part: with y' = y - 1 the internal-state move is
+# y' + C(y', m) + [1 + C(t-1-y', m-alpha)], and the fused move is the same with C(0, .) = 0, so
+#     C(t, m) = min_{0 <= y < t}  [y + C(y, m)] + M_m(t - y),    M_m(z) = min(C(z, m-1), 1 + C(z-1, m-alpha))
+# (y = 0 gives C(t, m-1) >= C(t, m): harmless). One min-plus convolution per budget column, whose right
+# factor M_m is known from smaller budgets; the left factor is the column itself (a prefix of it).
+def _window_hi(sf: np.ndarray, pm: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """For each t: the first u in [0, t-2] with sf[u] >= pm[t-u-1] (t-1 when there is none).
+
+    ``sf`` is non-decreasing (a suffix minimum), ``pm[z]`` (z >= 1) non-decreasing (a prefix maximum); both are
+    step functions with few steps, so the search runs over their levels."""
+    a = np.flatnonzero(sf[1:] != sf[:-1]) + 1
+    a = np.concatenate((np.zeros(1, dtype=a.dtype), a))         # first u of each level of sf
+    zb = np.searchsorted(pm[1:], sf[a], "right") + 1              # first z with pm(z) > that level
+    k = np.searchsorted(a + zb, t, "left")                        # first level where u >= a and u >= t - zb meet
+    n = a.size
+    r1 = np.where(k < n, a[np.minimum(k, n - 1)], t)
+    r2 = np.where(k > 0, t - zb[np.maximum(k - 1, 0)], t)
+    return np.minimum(np.minimum(r1, r2), t - 1)
+
+
+def _window_lo(pf: np.ndarray, sm: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """For each t: 1 + the last u in [0, t-2] with pf[u] <= sm[t-u-1] (0 when there is none)."""
+    c = np.flatnonzero(pf[1:] != pf[:-1])
+    c = np.concatenate((c, np.full(1, pf.size - 1, dtype=c.dtype)))   # last u of each level of pf
+    ze = np.searchsorted(sm[1:], pf[c], "left") + 1                     # first z with sm(z) >= that level
+    k = np.searchsorted(c + ze, t - 1, "left")
+    n = c.size
+    x1 = np.where(k < n, t - 1 - ze[np.minimum(k, n - 1)], -1)
+    x2 = np.where(k > 0, c[np.maximum(k - 1, 0)], -1)
+    return np.maximum(np.minimum(np.maximum(x1, x2), t - 2) + 1, 0)
+
+
+def _conv_windows(A: np.ndarray, pmM: np.ndarray, smM: np.ndarray, t: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """For ``min_{0 <= y < t} A[y] + M[t-y]`` (A, M increasing integer arrays): a window (lo, hi) per t that holds
+    the minimum, in [lo, hi] when lo <= hi, else at lo or hi.
+
+    With D_A(u) = A[u+1] - A[u] and D_M(z) = M[z+1] - M[z], cost(y+1) - cost(y) = D_A(y) - D_M(t-y-1). Every
+    y above hi costs at least cost(hi): from hi on, the least later D_A is at least the largest earlier D_M
+    (``_window_hi``); every y below lo costs at least cost(lo): up to lo, the largest D_A is at most the least
+    later D_M (``_window_lo``). Both come from prefix maxima / suffix minima (exact bounds, no assumption); the
+    window is one or two points where the costs are convex and a band where their increments mix.
+    """
+    DA = A[1:] - A[:-1]
+    hi = _window_hi(np.minimum.accumulate(DA[::-1])[::-1], pmM, t)
+    lo = _window_lo(np.maximum.accumulate(DA), smM, t)
+    return lo, hi
+
+
+def _conv_eval(A: np.ndarray, M: np.ndarray, Mr: np.ndarray, t: np.ndarray, lo: np.ndarray,
+               hi: np.ndarray) -> np.ndarray:
+    """min of A[y] + M[t-y] over each row's window (see :func:`_conv_windows`); ``Mr`` is M reversed.
+
+    Wide windows are grouped by width (powers of two) and read as whole rows of sliding-window views of A and
+    reversed M (contiguous copies instead of element gathers). A row may read a few more split points than its
+    window, all valid (0 <= y <= t-1), which cannot change the minimum."""
+    best = np.minimum(A[hi] + M[t - hi], A[lo] + M[t - lo])
+    w = hi - lo + 1
+    wide = np.flatnonzero(w > 2)
+    if wide.size:
+        T = A.size - 1
+        bucket = np.maximum(3, np.ceil(np.log2(w[wide])).astype(np.int64))   # window width <= 2**bucket
+        for b in np.unique(bucket).tolist():
+            sel = wide[bucket == b]
+            W = 1 << b
+            tt = t[sel]
+            small = tt < W                       # W more split points than exist: read what there is
+            if small.any():
+                for i in sel[small].tolist():
+                    ys = np.arange(lo[i], hi[i] + 1)
+                    best[i] = min(int(best[i]), int((A[ys] + M[t[i] - ys]).min()))
+                sel, tt = sel[~small], tt[~small]
+                if not sel.size:
+                    continue
+            a = np.minimum(lo[sel], tt - W)           # W consecutive split points from a, all <= t-1
+            Av = np.lib.stride_tricks.sliding_window_view(A, W)
+            Mv = np.lib.stride_tricks.sliding_window_view(Mr, W)
+            vals = Av[a] + Mv[T - tt + a]             # A[a+j] + M[t-a-j]
+            best[sel] = np.minimum(best[sel], vals.min(axis=1))
+    return best
+
+
+def msm_table(T: int, G: int, q: int, p: int, progress: Optional[Callable[[Optional[float], str], None]] = None,
+              token=None) -> np.ndarray:
+    """The exact MSM table C[t, g] (t = 0..T, budget cells g = 0..G of 1/q unit), as :func:`dp_table` computes
+    it, in far less time; huge values = infeasible. Returns a (T+1, G+1) view of a budget-major array.
+
+    Budget by budget (column by column): below one internal state plus a hidden slot only hidden states fit
+    (Revolve's closed form); above, the rows where the ISM closed form meets the lower bound t + (t-1-s) are
+    exact, and the rest solves C = min_y [y + C(y)] + M(t-y) (see above) by iteration from the column of one
+    cell less (an upper bound): each pass evaluates the right-hand side exactly for all t at once
+    (:func:`_conv_windows`, :func:`_conv_eval`; after the first pass only rows whose window moved or holds a
+    changed value), and the column is done when a pass changes nothing. The recurrence is causal (row t depends
+    on rows < t only), so its fixed point is unique: the result is the DP's, not an approximation.
+    """
+    big_cost = T * (T + 1) // 2
+    dtype = np.int32 if big_cost < (1 << 28) else np.int64
+    inf = (1 << 29) if dtype == np.int32 else (1 << 60)
+    out = np.empty((G + 1, T + 1), dtype=dtype)         # every column below is written whole
+    out[:q] = inf
+    ts = np.arange(T + 1, dtype=dtype)
+    ts64 = np.arange(T + 1, dtype=np.int64)
+    n_cols = max(1, G + 1 - q)
+    for g in range(q, G + 1):
+        if token is not None:
+            token.check()
+        if progress is not None and (g - q) % 16 == 0:
+            progress((g - q) / n_cols, f"MSM budget {g}/{G}")
+        m = g // q
+        if g < q + p or T < 2:                 # no internal state fits beside h_0's slot: hidden states only
+            out[g] = np.minimum(hsm_costs(ts64, m), inf)
+            continue
+        s = (g - q) // p
+        ism = ism_costs(ts64, s)
+        over = np.flatnonzero(ism != ts64 + np.maximum(0, ts64 - 1 - s))
+        if over.size == 0:                     # ISM meets the lower bound on every row
+            out[g] = ism
+            continue
+        t0 = max(int(over[0]), 2)
+        U = np.minimum(out[g - 1].astype(np.int64), np.minimum(ism, hsm_costs(ts64, m))).astype(dtype)
+        M = np.empty(T + 1, dtype=dtype)
+        M[0] = 0
+        M[1:] = np.minimum(out[g - q, 1:], 1 + out[g - p, :-1])
+        M[1] = 1
+        DM = np.zeros(T, dtype=dtype)
+        DM[1:] = M[2:] - M[1:-1]
+        pmM = DM.copy()
+        pmM[1:] = np.maximum.accumulate(DM[1:])
+        smM = DM.copy()
+        smM[1:] = np.minimum.accumulate(DM[1:][::-1])[::-1]
+        Mr = np.ascontiguousarray(M[::-1])
+        rows = ts[t0:]
+        A = ts + U
+        lo, hi = _conv_windows(A, pmM, smM, rows)
+        R = _conv_eval(A, M, Mr, rows, lo, hi)
+        while True:                            # Jacobi passes until nothing changes
+            changed = R != U[t0:]
+            if not changed.any():
+                break
+            if token is not None:
+                token.check()
+            U[t0:] = R
+            A = ts + U
+            lo2, hi2 = _conv_windows(A, pmM, smM, rows)
+            # a row needs a new minimum only where its window moved or an A inside it changed
+            cnt = np.zeros(T + 2, dtype=np.int64)
+            np.cumsum(np.concatenate((np.zeros(t0, dtype=bool), changed)), out=cnt[1:])   # cnt[y+1] = #changed <= y
+            a_, b_ = np.minimum(lo2, hi2), np.maximum(lo2, hi2)
+            redo = np.flatnonzero((lo2 != lo) | (hi2 != hi) | (cnt[b_ + 1] != cnt[a_]))
+            lo, hi = lo2, hi2
+            if redo.size:
+                R = R.copy()
+                R[redo] = _conv_eval(A, M, Mr, rows[redo], lo[redo], hi[redo])
+        out[g] = U
+    if progress is not None:
+        progress(1.0, "MSM table done")
+    return out.T
+
+
 def _upper_bounds(T: int, G: int, q: int, p: int, use_h: bool, use_i: bool):
     """Closed-form HSM / ISM cost tables indexed [t, slots] and each budget cell's slot counts."""
     g_all = np.arange(G + 1)
@@ -313,6 +517,40 @@ def _upper_bounds(T: int, G: int, q: int, p: int, use_h: bool, use_i: bool):
             ubi[:, s + 1] = ism_costs(ts, s)
     return ubh, ubi, slots, islots
 
+
+
+# The MSM table does not depend on T: C(t, g) for t <= T is the same for every longer sequence. The largest table
+# built recently on each budget grid is kept (read-only; at most TABLE_CACHE_GRIDS grids, the least recently used
+# goes first), so shorter lengths and smaller budgets on that grid are views of it (the tab recomputes its curves
+# whenever T changes; going from T=10000 down costs nothing).
+TABLE_CACHE_GRIDS = 2
+_TABLE_CACHE: Dict[Tuple[int, int], np.ndarray] = {}
+_TABLE_LOCK = threading.Lock()
+
+
+def _cached_table(T: int, G: int, q: int, p: int) -> Optional[np.ndarray]:
+    with _TABLE_LOCK:
+        C = _TABLE_CACHE.pop((q, p), None)
+        if C is not None:
+            _TABLE_CACHE[(q, p)] = C             # most recently used last
+    if C is not None and C.shape[0] > T and C.shape[1] > G:
+        return C[:T + 1, :G + 1]
+    return None
+
+
+def _keep_table(C: np.ndarray, q: int, p: int) -> None:
+    C.flags.writeable = False
+    with _TABLE_LOCK:
+        old = _TABLE_CACHE.pop((q, p), None)
+        _TABLE_CACHE[(q, p)] = C if old is None or C.size >= old.size else old
+        while len(_TABLE_CACHE) > TABLE_CACHE_GRIDS:
+            _TABLE_CACHE.pop(next(iter(_TABLE_CACHE)))
+
+
+def clear_table_cache() -> None:
+    """Forget the kept MSM table (benchmarks time cold builds)."""
+    with _TABLE_LOCK:
+        _TABLE_CACHE.clear()
 
 # --------------------------------------------------------------------------------------------- the planner
 @dataclass
@@ -344,11 +582,12 @@ class Planner:
 
     ``cost(M)`` / ``curve()`` give the optimal cost for budgets; ``plan(M)`` builds the schedule. HSM and
     ISM use closed forms (``method='closed'``) or the DP table (``method='table'``, for tests); MSM always
-    uses the DP table, built on first use (``build(progress, token)`` builds it explicitly).
+    uses the DP table, built on first use (``build(progress, token)`` builds it explicitly) or taken from the
+    largest MSM table built recently on the same budget grid (``cache=False``: always build).
     """
 
     def __init__(self, length: int, policy: str = "hsm", alpha: float = 1.0, method: str = "auto",
-                 max_q: int = 4, table_budget: Optional[float] = None) -> None:
+                 max_q: int = 4, table_budget: Optional[float] = None, cache: bool = True) -> None:
         if int(length) < 1:
             raise ValueError("the sequence length must be at least 1")
         if policy not in POLICIES:
@@ -363,6 +602,7 @@ class Planner:
         self._table: Optional[np.ndarray] = None
         self._cut: Optional[int] = None
         self._table_cells = None if table_budget is None else self.grid.cells(table_budget)
+        self.cache = bool(cache)        # MSM: reuse (and keep) the largest table built on this grid
 
     # ---- budgets
     @property
@@ -418,8 +658,17 @@ class Planner:
             raise InfeasibleBudget(
                 f"the {self.policy.upper()} table for T={self.T} up to {need / self.grid.q:g} units would need "
                 f"{(self.T + 1) * (need + 1) / 1e6:.0f}M cells; use a shorter sequence or a smaller budget")
-        self._table = dp_table(self.T, need, self.grid.q, self.grid.p, self.policy, progress=progress,
-                               token=token)
+        if self.policy == "msm":
+            q, p = self.grid.q, self.grid.p
+            C = _cached_table(self.T, need, q, p) if self.cache else None
+            if C is None:
+                C = msm_table(self.T, need, q, p, progress=progress, token=token)
+                if self.cache:
+                    _keep_table(C, q, p)
+            self._table = C
+        else:
+            self._table = dp_table(self.T, need, self.grid.q, self.grid.p, self.policy, progress=progress,
+                                   token=token)
         return self._table
 
     def _costs(self, ts: np.ndarray, g: int) -> np.ndarray:
@@ -460,9 +709,8 @@ class Planner:
                 costs = np.array([hsm_cost(self.T, int(m)) for m in np.floor(bud + EPS)], dtype=np.int64)
             else:
                 s = np.floor((bud - 1) / self.alpha + EPS).astype(np.int64)
-                costs = np.empty(bud.size, dtype=np.int64)
-                for sv in np.unique(s):
-                    costs[s == sv] = ism_cost(self.T, int(sv))
+                u, inv = np.unique(s, return_inverse=True)
+                costs = ism_costs_over_slots(self.T, u)[inv]
             return bud, costs
         C = self.build(progress=progress, token=token)
         g = (bud * self.grid.q + EPS).astype(np.int64)
@@ -471,10 +719,8 @@ class Planner:
         costs[inside] = C[self.T, g[inside]]
         if (~inside).any():
             s_out = (g[~inside] - self.grid.q) // self.grid.p
-            vals = np.empty(s_out.size, dtype=np.int64)
-            for sv in np.unique(s_out):
-                vals[s_out == sv] = ism_cost(self.T, int(sv))
-            costs[~inside] = vals
+            u, inv = np.unique(s_out, return_inverse=True)
+            costs[~inside] = ism_costs_over_slots(self.T, u)[inv]
         return bud, costs
 
     # ---- schedules

@@ -1,8 +1,6 @@
 """The BPTT tab in a real window: default demo, slider recompute (latest wins), a real run."""
 from __future__ import annotations
 
-import numpy as np
-
 
 def test_bptt_panel_demo_slider_and_real_run(make_panel, qtbot):
     panel = make_panel("bptt")
@@ -34,6 +32,18 @@ def test_bptt_panel_demo_slider_and_real_run(make_panel, qtbot):
     qtbot.waitUntil(lambda: "gradient check" in panel.run_result.text(), timeout=60000)
     assert "✘" not in panel.run_result.text()
     assert panel.run_button.isEnabled()
+    # the model's memory and time beside the measured ones, as fractions of full BPTT on the same core
+    box = panel.model_vs_measured
+    assert box.isVisible() and set(box.values) == {"memory", "time"}
+    (mm, xm), (mt, xt) = box.values["memory"], box.values["time"]
+    assert 0 < mm < 1 and 0 < xm < 1.5 and mt >= 1 and xt > 0
+    assert f"model {box.fmt('memory', mm)}, measured {box.fmt('memory', xm)}" in box.toolTip()
+    assert f"model {box.fmt('time', mt)}, measured {box.fmt('time', xt)}" in box.toolTip()
+    assert box.height() >= box.sizeHint().height()               # laid out at its full size, not squeezed
+    panel.run_button.click()                                     # a new run clears the last one's figures
+    assert not box.isVisible() and box.values == {}
+    qtbot.waitUntil(lambda: "gradient check" in panel.run_result.text(), timeout=60000)
+    assert box.isVisible()
 
 
 def test_cancel_returns_the_task_bar_to_idle_and_says_so(make_panel, qtbot, monkeypatch):
@@ -45,7 +55,8 @@ def test_cancel_returns_the_task_bar_to_idle_and_says_so(make_panel, qtbot, monk
 
     running = threading.Event()
 
-    def endless_run(kind, length, hidden, policy, fraction, device=None, token=None, progress=None):
+    def endless_run(kind, length, hidden, policy, fraction, device=None, token=None, progress=None,
+                    backward_ratio=2.0):
         progress(0.0, "building the problem")
         while True:                      # stops only when cancelled (progress() raises Cancelled then)
             running.set()
@@ -91,7 +102,7 @@ def test_every_new_plan_redraws_the_schedule_plots_and_a_too_long_one_empties_th
     assert panel.mem_item.xData.size == len(plan.schedule)
     title = panel.sched_plot.getPlotItem().titleLabel.text
     assert "T=10,000" in title and plan.policy.upper() in title
-    assert "MSM (mixed) is computed up to T=2,000" in panel.summary.text()     # MSM chosen, HSM shown: said
+    assert plan.policy == "msm" and panel.summary.text().startswith("<b>MSM</b>")   # no fallback to HSM any more
 
     panel.budget_slider.setValue(0)                            # 1 unit: 50 million forward steps
     qtbot.waitUntil(settled, timeout=60000)
@@ -107,3 +118,54 @@ def test_every_new_plan_redraws_the_schedule_plots_and_a_too_long_one_empties_th
 
 def _points(item):
     return 0 if item.xData is None else item.xData.size
+
+
+def test_msm_at_t10000_is_planned_in_a_worker_while_the_gui_runs_and_the_real_run_is_capped(make_panel, qtbot,
+                                                                                             monkeypatch):
+    """T=10000 is planned with MSM (no cap any more); the table is built in a worker thread while the GUI thread
+    keeps handling events; the real run is offered only while T x hidden is moderate, and says why not."""
+    import threading
+
+    from PySide6.QtCore import QTimer
+
+    from explorer.papers.bptt import planner as PL
+
+    ticked = threading.Event()
+    timer = QTimer()
+    timer.setInterval(10)
+    timer.timeout.connect(ticked.set)
+    timer.start()
+    seen = []
+    build = PL.msm_table
+
+    def spy(*args, **kwargs):
+        ticked.clear()
+        seen.append((threading.current_thread().name, ticked.wait(30)))   # the GUI thread ticked meanwhile
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(PL, "msm_table", spy)
+    PL.clear_table_cache()
+    panel = make_panel("bptt")
+    panel.length_spin.setValue(10000)
+
+    def settled():
+        return not panel.runner.is_busy() and not panel._debounce.isActive()
+
+    qtbot.waitUntil(lambda: panel._curves["length"] == 10000 and settled(), timeout=180000)
+    timer.stop()
+    assert seen and all(name.startswith("explorer-worker") and gui_ran for name, gui_ran in seen)
+    assert "msm" in panel._curves["planners"] and panel._curves["notes"] == []
+    assert len(panel.cost_items["msm"].getData()[0]) > 10
+    plan = panel._plan["plan"]
+    assert plan.policy == "msm" and plan.length == 10000 and "validated" in panel.summary.text()
+    assert plan.cost == panel._curves["planners"]["msm"].cost(plan.memory)
+
+    # the run: 10000 x 256 is over the cap (disabled, the tooltip says why); hidden 64 is under it
+    assert panel.hidden_spin.value() == 256
+    assert not panel.run_button.isEnabled()
+    tip = panel.run_button.toolTip()
+    assert tip.startswith("Not offered") and "full BPTT" in tip and "T <= 5,000" in tip
+    panel.hidden_spin.setValue(64)
+    assert panel.run_button.isEnabled() and "Not offered" not in panel.run_button.toolTip()
+    panel.length_spin.setValue(20000)                            # the spin box stops at the planning limit
+    assert panel.length == 10000

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from explorer.papers.bptt.planner import (InfeasibleBudget, Planner, dp_table, hsm_cost, ism_cost, ism_costs,
-                                          numforw, reference_table, revolve_beta)
+                                          clear_table_cache, ism_costs_over_slots, make_grid, msm_table, numforw, reference_table, revolve_beta)
 from explorer.papers.bptt.schedule import (Schedule, ScheduleError, full_bptt_memory, full_bptt_schedule,
                                            validate)
 
@@ -43,6 +43,12 @@ def test_ism_closed_form_equals_dp():
         assert ism_cost(t, t - 1) == t
 
 
+def test_ism_curve_over_slots_equals_the_scalar_closed_form():
+    for t in (0, 1, 2, 63, 64, 65, 1000, 9999):
+        s = np.arange(0, 3 * t + 70)
+        assert np.array_equal(ism_costs_over_slots(t, s), [ism_cost(t, int(x)) for x in s]), t
+
+
 def test_msm_sanity_values():
     # papers.md: t = 60, m = 5: HSM 216, MSM 215 (alpha 4) and 202 (alpha 2)
     assert Planner(60, "hsm").cost(5) == 216
@@ -63,6 +69,48 @@ def test_fast_dp_equals_reference(policy, q, p):
     fast = dp_table(T, G, q, p, policy, prune=True).astype(float)
     fast[fast >= 2 ** 29] = np.inf
     assert np.array_equal(ref[:, q:], fast[:, q:])
+
+
+def _finite(C):
+    C = np.asarray(C, dtype=float)
+    C[C >= 2 ** 29] = np.inf
+    return C
+
+
+@pytest.mark.parametrize("q,p", [(1, 1), (1, 2), (1, 4), (1, 8), (2, 3), (2, 9), (4, 5), (4, 13)])
+def test_msm_table_equals_the_plain_python_reference(q, p):
+    """The fast MSM table (one convolution per budget, solved by exact windows and passes) is the DP itself."""
+    T, G = 40, 6 * q + 5 * p
+    ref = _finite(reference_table(T, G, q, p, "msm"))
+    assert np.array_equal(ref[:, q:], _finite(msm_table(T, G, q, p))[:, q:])
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(T=st.integers(1, 45), q=st.sampled_from([1, 2, 4, 5]), extra=st.integers(0, 12), G=st.integers(1, 90))
+def test_msm_table_equals_reference_on_random_grids(T, q, extra, G):
+    p = q + extra                                         # alpha = p / q >= 1
+    ref = _finite(reference_table(T, G, q, p, "msm"))
+    got = _finite(msm_table(T, G, q, p))
+    assert np.array_equal(ref[:, q:], got[:, q:])
+
+
+@pytest.mark.parametrize("T,alpha", [(1000, 4.5), (600, 8.0), (500, 3.25), (800, 1.0)])
+def test_msm_table_equals_the_numpy_dp_at_larger_t(T, alpha):
+    """Against the row-by-row numpy DP (an independent implementation of the same recurrence) up to the budget
+    where the ISM closed form takes over, at lengths where that DP is affordable in a test."""
+    P = Planner(T, "msm", alpha)
+    g = make_grid(alpha, 4)
+    G = P.cut_cells
+    slow = dp_table(T, G, g.q, g.p, "msm", prune=True)
+    fast = msm_table(T, G, g.q, g.p)
+    assert np.array_equal(_finite(slow)[:, g.q:], _finite(fast)[:, g.q:])
+
+
+def test_msm_table_equals_the_unpruned_numpy_dp():
+    T, q, p = 300, 2, 9
+    G = 150
+    plain = dp_table(T, G, q, p, "msm", prune=False)      # every split point of every row, no bounds
+    assert np.array_equal(_finite(plain)[:, q:], _finite(msm_table(T, G, q, p))[:, q:])
 
 
 def test_msm_curve_with_cut_equals_unpruned_table():
@@ -146,3 +194,28 @@ def test_validator_accepts_restart_from_stored_internal_state():
     acts = [["F", 1], ["SI", 1], ["F", 2], ["F", 3], ["B", 3], ["F", 2], ["B", 2], ["B", 1], ["DI", 1]]
     rep = validate(Schedule.from_actions(acts, 3, 2.0), memory=3)
     assert rep.cost == 4 and rep.peak_memory == 3
+
+
+def test_msm_tables_are_reused_for_shorter_lengths_on_the_same_grid(monkeypatch):
+    """C(t, g) does not depend on T: a planner for a shorter T (or fewer budgets) on the same grid reads the
+    largest table built so far instead of building one, with the same costs; cache=False always builds."""
+    from explorer.papers.bptt import planner as PL
+
+    clear_table_cache()
+    built = []
+    real = PL.msm_table
+    monkeypatch.setattr(PL, "msm_table", lambda *a, **k: built.append(a[:2]) or real(*a, **k))
+    big = Planner(400, "msm", 4.5)
+    big.curve()
+    assert len(built) == 1
+    small = Planner(250, "msm", 4.5)
+    bud, costs = small.curve()
+    assert len(built) == 1                                          # a view of the T=400 table
+    cold = Planner(250, "msm", 4.5, cache=False)
+    assert np.array_equal(cold.curve()[1], costs) and len(built) == 2
+    Planner(250, "msm", 8.0).curve()                               # another grid: built, both kept
+    Planner(300, "msm", 4.5).curve()
+    assert len(built) == 3
+    with pytest.raises(ValueError):
+        small._table[0, 0] = 1                                      # read-only
+    clear_table_cache()

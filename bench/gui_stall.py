@@ -23,6 +23,8 @@ p.add_argument("--threads", type=int, default=0, help="torch threads (0: the app
 p.add_argument("--baseline", action="store_true", help="no worker: the probe alone (machine noise)")
 p.add_argument("--job", choices=("lstm", "enroll", "tabs"), default="lstm")
 p.add_argument("--timeout", type=float, default=180.0, help="--job tabs: seconds to wait for each tab's demo")
+p.add_argument("--explain", type=float, default=0.0, metavar="MS",
+               help="--job tabs: sample the GUI thread's stack and print what ran during each stall over MS ms")
 args = p.parse_args()
 
 from PySide6.QtCore import QElapsedTimer, QTimer  # noqa: E402
@@ -38,9 +40,10 @@ def tab_stalls() -> None:
     window.context.settings.persist = False
     window.resize(1280, 800)
     window.show()
-    from gui_probe import LatenessProbe
+    from gui_probe import LatenessProbe, StackSampler
 
     probe = LatenessProbe()
+    sampler = StackSampler() if args.explain else None
     rows = []
     for spec in window.specs:
         probe.take()
@@ -53,9 +56,13 @@ def tab_stalls() -> None:
                 break
             time.sleep(0.002)
         worst, p99 = probe.take()
+        long = probe.take_stalls(50)
         rows.append((spec.id, time.perf_counter() - t0, worst, p99))
         print(f"{spec.id:12s} built and demo done in {rows[-1][1]:5.1f} s: worst stall {worst} ms, "
-              f"p99 {rows[-1][3]} ms", flush=True)
+              f"p99 {rows[-1][3]} ms, stalls over 50 ms: {len(long)}, over 100 ms: "
+              f"{sum(1 for s in long if s[0] > 100)}", flush=True)
+        if sampler is not None:
+            sampler.explain([s for s in long if s[0] > args.explain])
     window.shutdown(10.0)
     print(f"worst over all tabs: {max(r[2] for r in rows)} ms ({max(rows, key=lambda r: r[2])[0]})")
 

@@ -138,10 +138,10 @@ class CompressionPanel(PaperPanel):
         self.image_note: Optional[str] = None
         self._pending_demo = False
         self._analysis_done = False
-        self._build_ui()
 
     # ------------------------------------------------------------------------------------------- UI
-    def _build_ui(self) -> None:
+    def build_steps(self):
+        """The widgets in pieces (the shell runs one per event-loop turn)."""
         top = QHBoxLayout()
         top.addWidget(QLabel("Image:"))
         self.picker = QComboBox()
@@ -172,6 +172,7 @@ class CompressionPanel(PaperPanel):
 
         self.task_bar = TaskBar()
         self.body.addWidget(self.task_bar)
+        yield
 
         tiles = QHBoxLayout()
         self.tile_orig = ImageTile("Original", "The image being compressed")
@@ -186,6 +187,7 @@ class CompressionPanel(PaperPanel):
         for t in (self.tile_orig, self.tile_draw, self.tile_jpeg, self.tile_jp2):
             tiles.addWidget(t)
         self.body.addLayout(tiles)
+        yield
 
         bottom = QHBoxLayout()
         import pyqtgraph as pg
@@ -215,6 +217,7 @@ class CompressionPanel(PaperPanel):
         self.plot.addItem(self.current)
         self._colors = colors
         bottom.addWidget(self.plot, 3)
+        yield
 
         box = QGroupBox("Imagine the rest")
         box.setToolTip("Keep the first k iterations as sent and sample the remaining ones from the learned prior: "
@@ -414,8 +417,15 @@ class CompressionPanel(PaperPanel):
                     self._show_samples(kk)
             self._maybe_finish_demo()
 
+        def failed(exc, tb):
+            self.show_exception(exc, tb)
+            if self._pending_demo:          # no samples are coming: the demo shows what it has
+                self._pending_demo = False
+                self.mark_demo_done()
+
+        # cancelled (a new image or model): the new analysis asks for its own samples
         self.runner.submit(_samples, an, k, self.sample_seed, key="samples", name="imagine the rest",
-                           on_result=done)
+                           on_result=done, on_error=failed)
 
     def _maybe_finish_demo(self) -> None:
         if self._pending_demo and self._analysis_done and self.slider.value() in self.sample_cache:

@@ -89,8 +89,9 @@ class StackSampler:
     def explain(self, stalls, depth: int = 14, out=sys.stdout) -> None:
         """For each (lateness, start, end) stall: the stacks sampled on the GUI thread meanwhile, most frequent
         first (project frames and the innermost library frames)."""
+        samples = list(self.samples)         # one C-level copy: the sampler thread cannot append meanwhile
         for late, t0, t1 in stalls:
-            stacks = [s for t, s in self.samples if t0 <= t <= t1 + self.interval]
+            stacks = [s for t, s in samples if t0 <= t <= t1 + self.interval]
             counts = collections.Counter(_condense(s, depth) for s in stacks)
             print(f"  stall {late} ms ({len(stacks)} samples):", file=out)
             for stack, n in counts.most_common(3):

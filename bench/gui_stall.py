@@ -9,7 +9,12 @@ thread setting (one core left to the GUI) and, for comparison, with torch's defa
 
 ``--job tabs``: the app's real window instead; every tab in turn is shown for the first time (built, checkpoint
 loaded, default demo run) and the worst and p99 lateness while each one builds and runs its demo are printed per
-tab (torch is not imported beforehand, as at a real start).
+tab (torch is not imported beforehand, as at a real start), with how many ticks were over 50 and 100 ms late.
+``--explain MS``: also sample the GUI thread's Python stack and print, for each stall over MS ms, what ran on it
+meanwhile (a stall with a single sample: another thread held the GIL meanwhile).
+
+The other jobs import their libraries first, as the app's warm-up does (then freeze them for the garbage collector:
+explorer/core/warmup.py).
 """
 import argparse
 import os
@@ -71,10 +76,19 @@ if args.job == "tabs":
     tab_stalls()
     sys.exit(0)
 
-import torch  # noqa: E402
+from explorer.core.warmup import quiet_gc  # noqa: E402
 
-from explorer.core.devices import configure_threads  # noqa: E402
-from explorer.ui.workers import TaskRunner  # noqa: E402
+with quiet_gc():   # as the app's start-up warm-up: the libraries imported, then the objects they made frozen
+    import torch  # noqa: E402
+
+    from explorer.core.devices import configure_threads  # noqa: E402
+    from explorer.ui.workers import TaskRunner  # noqa: E402
+
+    from explorer.core.checkpoints import loader_imports  # noqa: E402
+    from explorer.core.warmup import import_quietly  # noqa: E402
+    from explorer.ui.main_window import LAZY_LIBRARIES  # noqa: E402
+
+    import_quietly(loader_imports() + list(LAZY_LIBRARIES) + ["explorer.papers.transducer.panel"])
 
 n = torch.set_num_threads(args.threads) or args.threads if args.threads else configure_threads()
 app = QApplication(sys.argv)

@@ -7,8 +7,9 @@ native library happens inside one call that holds Python's global interpreter lo
 the lock: the import that follows finds them loaded and only runs their (shorter) initialisation.
 
 While one thread is inside ``dlopen`` (lock released), another thread importing a compiled module waits for the
-loader *holding* the GIL; :data:`native_lock` keeps the two apart: each preload holds it, and so does an import job
-that loads compiled modules (the shell's panel imports, :func:`import_quietly`): it then waits without the GIL.
+loader *holding* the GIL; :data:`native_lock` keeps the two apart: each preload holds it, and so does the shell's
+import of a tab's panel module (which then waits without the GIL). The warm-up's own imports run in the thread
+that preloads, one after the other.
 
 :func:`quiet_gc` keeps Python's cyclic garbage collector from walking the whole heap while the libraries load:
 with torch, pyqtgraph and VTK loaded a full collection walks a million objects, 0.2-0.7 s holding the GIL, in
@@ -156,8 +157,7 @@ def import_quietly(modules: Iterable[str]) -> List[str]:
     failed = []
     for name in modules:
         try:
-            with native_lock:
-                importlib.import_module(name)
+            importlib.import_module(name)
         except Exception:  # noqa: BLE001
             log.debug("pre-import of %s failed", name, exc_info=True)
             failed.append(name)

@@ -402,9 +402,11 @@ class MainWindow(QMainWindow):
 
 def _import_panel(ref: str):
     """In a worker: the panel class (its module imported without the GIL-holding waits and full garbage
-    collections that would stall the GUI thread: see core/warmup.py)."""
+    collections that would stall the GUI thread: see core/warmup.py; at once when the warm-up imported it)."""
     from ..core.warmup import native_lock, quiet_gc
 
+    if ref.partition(":")[0] in sys.modules:
+        return load_attr(ref)
     with quiet_gc(), native_lock:
         return load_attr(ref)
 
@@ -422,13 +424,19 @@ VTK_MODULES = ("vtkmodules.vtkCommonCore", "vtkmodules.vtkCommonDataModel", "vtk
                "vtkmodules.vtkRenderingOpenGL2", "vtkmodules.vtkRenderingFreeType", "vtkmodules.vtkRenderingUI",
                "vtkmodules.vtkInteractionStyle")
 VTK_PYTHON = ("vtkmodules.util.numpy_support", "vtkmodules.qt.QVTKRenderWindowInteractor")
+# what the tabs' workers import on first use (their demos: the compression tab's SSIM, the shapes3d ground-truth
+# smoothing, the transducer's resampling and noise, pictures, checkpoint files)
+LAZY_LIBRARIES = ("safetensors.torch", "scipy.ndimage", "scipy.signal", "PIL.Image")
 
 
 def _warm_up(context: AppContext, panel_modules=()) -> str:
     """In a worker at start: torch (via the device), then the plotting and 3D libraries and every tab's panel
     module, so no tab's first build imports anything on the GUI thread (a module being imported here when a tab
     wants it makes the tab's own import job wait, not the GUI thread). Native libraries are loaded first without
-    holding the GIL (core/warmup.py): the GUI thread keeps painting meanwhile."""
+    holding the GIL, and the garbage collector waits meanwhile, then freezes what was loaded (core/warmup.py): the
+    GUI thread keeps painting. The modules the first checkpoint load and the tabs' demos import by themselves
+    (torch._dynamo, scipy...) are imported here too, so that no worker imports much later."""
+    from ..core.checkpoints import loader_imports
     from ..core.devices import describe
     from ..core.warmup import (extension_libraries, import_quietly, opengl_libraries, preload_libraries, quiet_gc,
                                torch_libraries)
@@ -436,9 +444,11 @@ def _warm_up(context: AppContext, panel_modules=()) -> str:
     with quiet_gc():
         preload_libraries(torch_libraries())
         text = describe(context.device())
+        import_quietly(loader_imports())           # the first checkpoint load would import these
         import_quietly(["pyqtgraph"])
         preload_libraries(extension_libraries(VTK_MODULES))
         import_quietly(VTK_MODULES + VTK_PYTHON)
         preload_libraries(opengl_libraries())      # the first 3D view's OpenGL context loads them otherwise
         import_quietly(panel_modules)
+        import_quietly(LAZY_LIBRARIES)
     return text

@@ -65,6 +65,15 @@ class PaperPanel(QWidget):
         if len(self._later) == 1:
             QTimer.singleShot(0, self._run_later)
 
+    def reveal_later(self, *plots: Any) -> None:
+        """Draw these pyqtgraph plots (PlotItems or PlotWidgets) one per event-loop turn once the tab shows (call it
+        in the last piece of ``build_steps``): they are transparent until then, so the tab's first paint does not
+        draw every plot and axis at once (8 plots took 200-400 ms). Their layout is final from the start."""
+        for p in plots:
+            item = p.getPlotItem() if hasattr(p, "getPlotItem") else p
+            item.setOpacity(0.0)
+            self.later(item.setOpacity, 1.0)
+
     def _run_later(self) -> None:
         if self._closed or not self._later:
             self._later.clear()

@@ -102,8 +102,11 @@ def _analyse(model, img: np.ndarray, device_fn, token=None):
     """Generator: yields ("model", Analysis) first, then ("baseline", k, {...}) for k = 1..T."""
     import torch
 
-    from .infer import Analysis, baselines_at
+    from .codec_process import shared
+    from .infer import Analysis
 
+    codec = shared()
+    codec.start()             # the helper process starts while the model works
     device = device_fn()
     t0 = time.perf_counter()
     with torch.no_grad():
@@ -114,7 +117,7 @@ def _analyse(model, img: np.ndarray, device_fn, token=None):
     order = sorted(range(1, an.T + 1), key=lambda k: abs(an.rate_bpp[k] - TARGET_BPP))
     for i, k in enumerate(order):
         token.check()
-        b = baselines_at(an.image, float(an.rate_bpp[k]))
+        b = codec.baselines_at(an.image, float(an.rate_bpp[k]))     # in its own process: no GIL held here
         yield Progress((i + 1) / an.T, f"JPEG / JPEG 2000 at the rate of k={k}")
         yield ("baseline", k, b)
     return an
@@ -244,6 +247,7 @@ class CompressionPanel(PaperPanel):
         self.info.setWordWrap(True)
         self.info.setStyleSheet("color: #555;")
         self.body.addWidget(self.info)
+        self.reveal_later(self.plot)
 
     @staticmethod
     def _bundled_images(channels: int = 3) -> List[Path]:
@@ -290,7 +294,12 @@ class CompressionPanel(PaperPanel):
             self._on_pick(idx)
 
     def shutdown(self, timeout: float = 5.0) -> bool:
-        return super().shutdown(timeout)
+        ok = super().shutdown(timeout)          # the analysis has stopped: its codec process is idle
+        from . import codec_process
+
+        if codec_process._shared is not None:
+            codec_process._shared.close()
+        return ok
 
     # ----------------------------------------------------------------------------------- actions
     def _on_pick(self, index: int) -> None:

@@ -11,9 +11,9 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt, QTimer
-from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QHBoxLayout, QHeaderView, QLabel, QPushButton,
-                               QSpinBox, QSplitter, QStackedWidget, QTableWidget, QTableWidgetItem, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QGraphicsPathItem, QHBoxLayout, QHeaderView, QLabel,
+                               QPushButton, QSpinBox, QSplitter, QStackedWidget, QTableWidget, QTableWidgetItem,
+                               QVBoxLayout, QWidget)
 
 from explorer.core.tasks import Progress
 from explorer.ui.panel_base import PaperPanel
@@ -231,7 +231,7 @@ class L2LPanel(PaperPanel):
         set_title(self.map_plot, "Trajectories on log-loss contours")
         self.map_image = pg.ImageItem(axisOrder="col-major")
         self.map_plot.addItem(self.map_image)
-        self._isos: List[pg.PlotCurveItem] = []
+        self._isos: List[QGraphicsPathItem] = []
         self.map_opt = pg.ScatterPlotItem(symbol="star", size=16, brush=pg.mkBrush(255, 255, 255),
                                           pen=pg.mkPen("k"))
         self.map_plot.addItem(self.map_opt)
@@ -266,6 +266,7 @@ class L2LPanel(PaperPanel):
         self.race_button.clicked.connect(self.start_race)
         self.meta_button.clicked.connect(self.start_meta_train)
         self.problem_box.currentIndexChanged.connect(self._problem_changed)
+        self.reveal_later(self.loss_plot, self.map_plot, self.meta_plot)
 
     # ------------------------------------------------------------------ model
     def on_model_loaded(self, model: Any, meta: Any) -> None:
@@ -497,8 +498,11 @@ class L2LPanel(PaperPanel):
                 iso.scene().removeItem(iso)
         self._isos = []
         pen = pg.mkPen(255, 255, 255, 110)
-        for cx, cy in contours:       # in the image's pixel units: children of the image, like IsocurveItems
-            iso = pg.PlotCurveItem(cx, cy, pen=pen, connect="finite")
+        for cx, cy in contours:
+            # in the image's pixel units, as children of the image (like IsocurveItems); plain Qt path items:
+            # drawn by Qt at each repaint of the map (the race redraws it 20 times a second), no Python involved
+            iso = QGraphicsPathItem(pg.arrayToQPath(cx, cy, connect="finite"))
+            iso.setPen(pen)
             iso.setParentItem(self.map_image)
             self._isos.append(iso)
         self.map_opt.setData([float(optimum[0])], [float(optimum[1])])

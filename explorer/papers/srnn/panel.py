@@ -290,6 +290,8 @@ class SRNNPanel(PaperPanel):
         self.continue_button.clicked.connect(self._continue)
         self.play_button.clicked.connect(self._play)
         self.stop_button.clicked.connect(self._stop_audio)
+        self.reveal_later(self.p_roll, self.p_lat[0], self.p_prob, self.p_lat[1], self.p_kl, self.p_lat[2],
+                          self.p_ll, self.p_cont)
 
     @staticmethod
     def _title(plot, text: str) -> None:

@@ -86,6 +86,7 @@ class TransducerPanel(PaperPanel):
     def build_steps(self):
         """The widgets in pieces (the shell runs one per event-loop turn); then the redraw timer starts."""
         yield from self._build_ui()
+        self.reveal_later(self.spec_plot, self.att_plot)
         self._refresh_timer.start()
 
     def _build_ui(self):

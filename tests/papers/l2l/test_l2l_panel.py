@@ -28,7 +28,7 @@ def test_panel_race_and_meta_train(make_panel, qtbot):
     assert panel.map_image.image is not None
     # the contour lines (computed in the worker) are drawn on the map, in its pixel units
     assert len(panel._isos) == 9 and all(iso.parentItem() is panel.map_image for iso in panel._isos)
-    assert sum(len(iso.xData) for iso in panel._isos) > 50
+    assert sum(iso.path().elementCount() for iso in panel._isos) > 50
 
     # a race on a 10-D quadratic
     panel.problem_box.setCurrentIndex(panel.problem_box.findData("quadratic"))

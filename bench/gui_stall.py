@@ -10,6 +10,8 @@ thread setting (one core left to the GUI) and, for comparison, with torch's defa
 ``--job tabs``: the app's real window instead; every tab in turn is shown for the first time (built, checkpoint
 loaded, default demo run) and the worst and p99 lateness while each one builds and runs its demo are printed per
 tab (torch is not imported beforehand, as at a real start), with how many ticks were over 50 and 100 ms late.
+``--train``: the same while an LSTM trains in a worker all along (started once the app's warm-up has loaded torch;
+the first tab is then already built).
 ``--explain MS``: also sample the GUI thread's Python stack and print, for each stall over MS ms, what ran on it
 meanwhile (a stall with a single sample: another thread held the GIL meanwhile).
 
@@ -28,12 +30,34 @@ p.add_argument("--threads", type=int, default=0, help="torch threads (0: the app
 p.add_argument("--baseline", action="store_true", help="no worker: the probe alone (machine noise)")
 p.add_argument("--job", choices=("lstm", "enroll", "tabs"), default="lstm")
 p.add_argument("--timeout", type=float, default=180.0, help="--job tabs: seconds to wait for each tab's demo")
+p.add_argument("--train", action="store_true",
+               help="--job tabs: an LSTM trains in a worker all along (as a training or an adaptation would)")
 p.add_argument("--explain", type=float, default=0.0, metavar="MS",
                help="--job tabs: sample the GUI thread's stack and print what ran during each stall over MS ms")
 args = p.parse_args()
 
 from PySide6.QtCore import QElapsedTimer, QTimer  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
+
+
+def heavy(seconds, token=None, progress=None):
+    import torch
+
+    lstm = torch.nn.LSTM(256, 512, batch_first=True)
+    opt = torch.optim.Adam(lstm.parameters())
+    x = torch.randn(16, 100, 256)
+    t0 = time.perf_counter()
+    steps = 0
+    while time.perf_counter() - t0 < seconds:
+        token.check()
+        out, _ = lstm(x)
+        out.pow(2).mean().backward()
+        opt.step()
+        opt.zero_grad()
+        a = torch.randn(512, 512)
+        (a @ a).sum().item()
+        steps += 1
+    return steps
 
 
 def tab_stalls() -> None:
@@ -46,6 +70,13 @@ def tab_stalls() -> None:
     window.resize(1280, 800)
     window.show()
     from gui_probe import LatenessProbe, StackSampler
+
+    if args.train:     # once the app has warmed up (torch loaded), as a training a visitor starts would run
+        t0 = time.perf_counter()
+        while window.device_label.text().startswith("Device: loading") and time.perf_counter() - t0 < 120:
+            app.processEvents()
+            time.sleep(0.01)
+        window.runner.submit(heavy, 1e9, name="bench training")
 
     probe = LatenessProbe()
     sampler = StackSampler() if args.explain else None
@@ -91,25 +122,10 @@ with quiet_gc():   # as the app's start-up warm-up: the libraries imported, then
     import_quietly(loader_imports() + list(LAZY_LIBRARIES) + ["explorer.papers.transducer.panel"])
 
 n = torch.set_num_threads(args.threads) or args.threads if args.threads else configure_threads()
+from explorer.ui.app import GIL_SWITCH_S  # noqa: E402
+
+sys.setswitchinterval(GIL_SWITCH_S)        # as the app sets it
 app = QApplication(sys.argv)
-
-
-def heavy(seconds, token=None, progress=None):
-    lstm = torch.nn.LSTM(256, 512, batch_first=True)
-    opt = torch.optim.Adam(lstm.parameters())
-    x = torch.randn(16, 100, 256)
-    t0 = time.perf_counter()
-    steps = 0
-    while time.perf_counter() - t0 < seconds:
-        token.check()
-        out, _ = lstm(x)
-        out.pow(2).mean().backward()
-        opt.step()
-        opt.zero_grad()
-        a = torch.randn(512, 512)
-        (a @ a).sum().item()
-        steps += 1
-    return steps
 
 
 def enroll(seconds, token=None, progress=None):

@@ -260,8 +260,10 @@ class MainWindow(QMainWindow):
     def _after_first_paint(self) -> None:
         # torch loads in the background while the first tab is built
         current = self.current_page()
-        modules = [p.spec.panel.partition(":")[0] for p in
-                   sorted(self.pages.values(), key=lambda p: p is not current)]
+        pages = sorted(self.pages.values(), key=lambda p: p is not current)      # the tab on screen first
+        modules = [p.spec.panel.partition(":")[0] for p in pages]
+        modules += [p.spec.loader.partition(":")[0] for p in pages if p.spec.loader]   # model code (GUI code
+        # imports from it too: better loaded here than on the GUI thread or in a demo's worker)
         self.runner.submit(_warm_up, self.context, modules, name="load torch", on_result=self._on_device_ready)
         QTimer.singleShot(30, self._build_current)
 

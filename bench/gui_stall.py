@@ -9,7 +9,14 @@ thread setting (one core left to the GUI) and, for comparison, with torch's defa
 
 ``--job tabs``: the app's real window instead; every tab in turn is shown for the first time (built, checkpoint
 loaded, default demo run) and the worst and p99 lateness while each one builds and runs its demo are printed per
-tab (torch is not imported beforehand, as at a real start).
+tab (torch is not imported beforehand, as at a real start), with how many ticks were over 50 and 100 ms late.
+``--train``: the same while an LSTM trains in a worker all along (started once the app's warm-up has loaded torch;
+the first tab is then already built).
+``--explain MS``: also sample the GUI thread's Python stack and print, for each stall over MS ms, what ran on it
+meanwhile (a stall with a single sample: another thread held the GIL meanwhile).
+
+The other jobs import their libraries first, as the app's warm-up does (then freeze them for the garbage collector:
+explorer/core/warmup.py).
 """
 import argparse
 import os
@@ -23,57 +30,19 @@ p.add_argument("--threads", type=int, default=0, help="torch threads (0: the app
 p.add_argument("--baseline", action="store_true", help="no worker: the probe alone (machine noise)")
 p.add_argument("--job", choices=("lstm", "enroll", "tabs"), default="lstm")
 p.add_argument("--timeout", type=float, default=180.0, help="--job tabs: seconds to wait for each tab's demo")
+p.add_argument("--train", action="store_true",
+               help="--job tabs: an LSTM trains in a worker all along (as a training or an adaptation would)")
+p.add_argument("--explain", type=float, default=0.0, metavar="MS",
+               help="--job tabs: sample the GUI thread's stack and print what ran during each stall over MS ms")
 args = p.parse_args()
 
 from PySide6.QtCore import QElapsedTimer, QTimer  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 
-def tab_stalls() -> None:
-    """--job tabs: per-tab worst GUI-thread lateness while the tab is built and runs its default demo."""
-    from explorer.ui.app import _make_app, build_window
-
-    app = _make_app()
-    window = build_window(device="cpu")
-    window.context.settings.persist = False
-    window.resize(1280, 800)
-    window.show()
-    from gui_probe import LatenessProbe
-
-    probe = LatenessProbe()
-    rows = []
-    for spec in window.specs:
-        probe.take()
-        t0 = time.perf_counter()
-        page = window.show_tab(spec.id)
-        while time.perf_counter() - t0 < args.timeout:
-            app.processEvents()
-            panel = page.panel
-            if page.build_error is not None or (panel is not None and panel.demo_done and not panel.runner.is_busy()):
-                break
-            time.sleep(0.002)
-        worst, p99 = probe.take()
-        rows.append((spec.id, time.perf_counter() - t0, worst, p99))
-        print(f"{spec.id:12s} built and demo done in {rows[-1][1]:5.1f} s: worst stall {worst} ms, "
-              f"p99 {rows[-1][3]} ms", flush=True)
-    window.shutdown(10.0)
-    print(f"worst over all tabs: {max(r[2] for r in rows)} ms ({max(rows, key=lambda r: r[2])[0]})")
-
-
-if args.job == "tabs":
-    tab_stalls()
-    sys.exit(0)
-
-import torch  # noqa: E402
-
-from explorer.core.devices import configure_threads  # noqa: E402
-from explorer.ui.workers import TaskRunner  # noqa: E402
-
-n = torch.set_num_threads(args.threads) or args.threads if args.threads else configure_threads()
-app = QApplication(sys.argv)
-
-
 def heavy(seconds, token=None, progress=None):
+    import torch
+
     lstm = torch.nn.LSTM(256, 512, batch_first=True)
     opt = torch.optim.Adam(lstm.parameters())
     x = torch.randn(16, 100, 256)
@@ -89,6 +58,74 @@ def heavy(seconds, token=None, progress=None):
         (a @ a).sum().item()
         steps += 1
     return steps
+
+
+def tab_stalls() -> None:
+    """--job tabs: per-tab worst GUI-thread lateness while the tab is built and runs its default demo."""
+    from explorer.ui.app import _make_app, build_window
+
+    app = _make_app()
+    window = build_window(device="cpu")
+    window.context.settings.persist = False
+    window.resize(1280, 800)
+    window.show()
+    from gui_probe import LatenessProbe, StackSampler
+
+    if args.train:     # once the app has warmed up (torch loaded), as a training a visitor starts would run
+        t0 = time.perf_counter()
+        while window.device_label.text().startswith("Device: loading") and time.perf_counter() - t0 < 120:
+            app.processEvents()
+            time.sleep(0.01)
+        window.runner.submit(heavy, 1e9, name="bench training")
+
+    probe = LatenessProbe()
+    sampler = StackSampler() if args.explain else None
+    rows = []
+    for spec in window.specs:
+        probe.take()
+        t0 = time.perf_counter()
+        page = window.show_tab(spec.id)
+        while time.perf_counter() - t0 < args.timeout:
+            app.processEvents()
+            panel = page.panel
+            if page.build_error is not None or (panel is not None and panel.demo_done and not panel.runner.is_busy()):
+                break
+            time.sleep(0.002)
+        worst, p99 = probe.take()
+        long = probe.take_stalls(50)
+        rows.append((spec.id, time.perf_counter() - t0, worst, p99))
+        print(f"{spec.id:12s} built and demo done in {rows[-1][1]:5.1f} s: worst stall {worst} ms, "
+              f"p99 {rows[-1][3]} ms, stalls over 50 ms: {len(long)}, over 100 ms: "
+              f"{sum(1 for s in long if s[0] > 100)}", flush=True)
+        if sampler is not None:
+            sampler.explain([s for s in long if s[0] > args.explain])
+    window.shutdown(10.0)
+    print(f"worst over all tabs: {max(r[2] for r in rows)} ms ({max(rows, key=lambda r: r[2])[0]})")
+
+
+if args.job == "tabs":
+    tab_stalls()
+    sys.exit(0)
+
+from explorer.core.warmup import quiet_gc  # noqa: E402
+
+with quiet_gc():   # as the app's start-up warm-up: the libraries imported, then the objects they made frozen
+    import torch  # noqa: E402
+
+    from explorer.core.devices import configure_threads  # noqa: E402
+    from explorer.ui.workers import TaskRunner  # noqa: E402
+
+    from explorer.core.checkpoints import loader_imports  # noqa: E402
+    from explorer.core.warmup import import_quietly  # noqa: E402
+    from explorer.ui.main_window import LAZY_LIBRARIES  # noqa: E402
+
+    import_quietly(loader_imports() + list(LAZY_LIBRARIES) + ["explorer.papers.transducer.panel"])
+
+n = torch.set_num_threads(args.threads) or args.threads if args.threads else configure_threads()
+from explorer.ui.app import GIL_SWITCH_S  # noqa: E402
+
+sys.setswitchinterval(GIL_SWITCH_S)        # as the app sets it
+app = QApplication(sys.argv)
 
 
 def enroll(seconds, token=None, progress=None):

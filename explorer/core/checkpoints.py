@@ -23,7 +23,7 @@ import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional
 
 from .errors import CheckpointError
 
@@ -337,6 +337,15 @@ def _build(build: Callable[[Dict[str, Any]], Any], config: Mapping[str, Any], me
             return None
         raise CheckpointError(f"{meta.name}: its model_config cannot build a model: {type(exc).__name__}: "
                               f"{str(exc)[:200]}")
+
+
+def loader_imports() -> List[str]:
+    """Modules the first :func:`load_model` imports by itself (the storage-free check's meta kernels import
+    torch._dynamo, about 150 modules), for the app to import ahead, in its warm-up; none where that check is off
+    (see ``_meta_build_is_safe``: there, importing them early could bring the crash it avoids)."""
+    import importlib.util
+
+    return ["torch._dynamo"] if importlib.util.find_spec("triton") is None else []
 
 
 def _meta_build_is_safe() -> bool:

@@ -10,8 +10,15 @@ _T0 = time.perf_counter()
 DEFAULT_ATTRACT_S = 60.0     # --kiosk: attract mode after a minute without a touch
 
 
+GIL_SWITCH_S = 0.001    # see _make_app
+
+
 def _make_app(argv=None):
     os.environ.setdefault("QT_LOGGING_RULES", "qt.multimedia.*=false")
+    # A thread that wants Python's lock waits up to the switch interval (5 ms by default) before the holder must
+    # let go; the GUI thread gives the lock up at most Qt calls, so while a worker trains, a paint of a few dozen
+    # calls queued behind it again and again (a 1 ms interval: the GUI thread waits at most 1 ms each time).
+    sys.setswitchinterval(GIL_SWITCH_S)
     from PySide6.QtCore import Qt
     from PySide6.QtWidgets import QApplication
 

@@ -70,29 +70,78 @@ class TabPage(QWidget):
         pl.addStretch(1)
         lay.addWidget(self.placeholder, 1)
         self._layout = lay
+        self._building = False
+        self._closed = False
+        self._checkpoint: Optional[str] = None
+        self._pending = None          # the panel while its pieces are built
+        self._build_runner = TaskRunner(self)
         self.checkpoint_bar.open_requested.connect(self.ask_open_checkpoint)
         self.checkpoint_bar.reset_requested.connect(self.reset_checkpoint)
 
     def ensure_built(self, checkpoint: Optional[str] = None) -> None:
+        """Build the panel without holding the GUI thread: its module is imported in a worker, then the panel is
+        made and its ``build_steps()`` run one per event-loop turn while the placeholder shows; then the panel
+        replaces the placeholder and its default demo starts. ``self.panel`` is set once it is all built."""
         if self.panel is not None or self.build_error is not None:
             return
-        t0 = time.perf_counter()
-        try:
-            cls = load_attr(self.spec.panel)
-            panel = cls(self.spec, self.context, self)
-        except Exception as exc:  # noqa: BLE001 - a broken panel must not take the app down
-            self.build_error = f"{type(exc).__name__}: {exc}"
-            log.exception("building the %s panel failed", self.spec.id)
-            self.banner.show_message(f"The {self.spec.short_title} tab could not be built: {self.build_error}",
-                                     traceback.format_exc())
-            self.placeholder.hide()
+        if checkpoint:
+            self._checkpoint = checkpoint
+        if self._building:
             return
-        log.info("built %s panel in %.0f ms", self.spec.id, (time.perf_counter() - t0) * 1000)
+        self._building = True
+        self._t0 = time.perf_counter()
+        self._build_runner.submit(_import_panel, self.spec.panel, key="import",
+                                  name=f"import the {self.spec.id} panel", on_result=self._construct,
+                                  on_error=self._build_failed)
+
+    def _construct(self, cls) -> None:
+        if self._closed:
+            return
+        try:
+            panel = cls(self.spec, self.context, self)
+            panel.hide()                                     # shown when all its pieces are built
+            self._pending = panel
+            steps = iter(panel.build_steps())
+        except Exception as exc:  # noqa: BLE001 - a broken panel must not take the app down
+            self._build_failed(exc, traceback.format_exc())
+            return
+        QTimer.singleShot(0, lambda: self._build_step(panel, steps))
+
+    def _build_step(self, panel, steps) -> None:
+        """One piece of the panel per event-loop turn (the placeholder's busy bar moves in between)."""
+        if self._closed:
+            return
+        try:
+            next(steps)
+        except StopIteration:
+            self._install(panel)
+            return
+        except Exception as exc:  # noqa: BLE001
+            self._build_failed(exc, traceback.format_exc())
+            return
+        QTimer.singleShot(0, lambda: self._build_step(panel, steps))
+
+    def _build_failed(self, exc: BaseException, tb: str) -> None:
+        self._building = False
+        self.build_error = f"{type(exc).__name__}: {exc}"
+        log.error("building the %s panel failed:\n%s", self.spec.id, tb)
+        self.banner.show_message(f"The {self.spec.short_title} tab could not be built: {self.build_error}", tb)
+        self.placeholder.hide()
+        if self._pending is not None:
+            self._pending.shutdown(1.0)
+            self._pending.deleteLater()
+            self._pending = None
+
+    def _install(self, panel) -> None:
+        log.info("built %s panel in %.0f ms", self.spec.id, (time.perf_counter() - self._t0) * 1000)
+        self._pending = None
+        self._building = False
         self.panel = panel
         # A window smaller than the panel's least size scrolls it instead of squeezing its plots and pictures
         # below their minimum sizes (where they would overlap); at ordinary sizes no scroll bar shows.
         self.scroll = FitScrollArea()
         self.scroll.setWidget(panel)
+        panel.show()
         self._layout.replaceWidget(self.placeholder, self.scroll)
         self.placeholder.hide()
         self.placeholder.deleteLater()
@@ -100,6 +149,7 @@ class TabPage(QWidget):
         if panel.uses_checkpoint:
             self.checkpoint_bar.set_missing("loading…")
         self.built.emit(self)
+        checkpoint, self._checkpoint = self._checkpoint, None
         QTimer.singleShot(0, lambda: panel.activate(checkpoint))
 
     def ask_open_checkpoint(self) -> None:
@@ -125,9 +175,12 @@ class TabPage(QWidget):
             self.panel.load_bundled()
 
     def shutdown(self, timeout: float) -> bool:
-        if self.panel is not None:
-            return self.panel.shutdown(timeout)
-        return True
+        self._closed = True
+        ok = self._build_runner.shutdown(timeout)
+        panel = self.panel or self._pending
+        if panel is not None:
+            ok = panel.shutdown(timeout) and ok
+        return ok
 
 
 class MainWindow(QMainWindow):
@@ -206,7 +259,12 @@ class MainWindow(QMainWindow):
 
     def _after_first_paint(self) -> None:
         # torch loads in the background while the first tab is built
-        self.runner.submit(_warm_up, self.context, name="load torch", on_result=self._on_device_ready)
+        current = self.current_page()
+        pages = sorted(self.pages.values(), key=lambda p: p is not current)      # the tab on screen first
+        modules = [p.spec.panel.partition(":")[0] for p in pages]
+        modules += [p.spec.loader.partition(":")[0] for p in pages if p.spec.loader]   # model code (GUI code
+        # imports from it too: better loaded here than on the GUI thread or in a demo's worker)
+        self.runner.submit(_warm_up, self.context, modules, name="load torch", on_result=self._on_device_ready)
         QTimer.singleShot(30, self._build_current)
 
     def _build_current(self) -> None:
@@ -344,6 +402,17 @@ class MainWindow(QMainWindow):
         return ok
 
 
+def _import_panel(ref: str):
+    """In a worker: the panel class (its module imported without the GIL-holding waits and full garbage
+    collections that would stall the GUI thread: see core/warmup.py; at once when the warm-up imported it)."""
+    from ..core.warmup import native_lock, quiet_gc
+
+    if ref.partition(":")[0] in sys.modules:
+        return load_attr(ref)
+    with quiet_gc(), native_lock:
+        return load_attr(ref)
+
+
 def _pictures_folder() -> Optional[Path]:
     """The user's pictures folder, where a screenshot goes the first time (None: the home folder)."""
     from PySide6.QtCore import QStandardPaths
@@ -352,15 +421,36 @@ def _pictures_folder() -> Optional[Path]:
     return Path(d) if d else None
 
 
-def _warm_up(context: AppContext) -> str:
-    """In a worker at start: torch (via the device), and the plotting and 3D libraries the panels import, so a
-    tab's first build does not import them on the GUI thread."""
-    from ..core.devices import describe
+VTK_MODULES = ("vtkmodules.vtkCommonCore", "vtkmodules.vtkCommonDataModel", "vtkmodules.vtkCommonExecutionModel",
+               "vtkmodules.vtkFiltersCore", "vtkmodules.vtkFiltersSources", "vtkmodules.vtkRenderingCore",
+               "vtkmodules.vtkRenderingOpenGL2", "vtkmodules.vtkRenderingFreeType", "vtkmodules.vtkRenderingUI",
+               "vtkmodules.vtkInteractionStyle")
+VTK_PYTHON = ("vtkmodules.util.numpy_support", "vtkmodules.qt.QVTKRenderWindowInteractor")
+# what the tabs' workers import on first use (their demos: the compression tab's SSIM, the shapes3d ground-truth
+# smoothing, the transducer's resampling and noise, pictures, checkpoint files)
+LAZY_LIBRARIES = ("safetensors.torch", "scipy.ndimage", "scipy.signal", "PIL.Image")
 
-    text = describe(context.device())
-    for module in ("pyqtgraph", "vtkmodules.vtkRenderingCore", "vtkmodules.vtkRenderingOpenGL2"):
-        try:
-            __import__(module)
-        except Exception:  # noqa: BLE001 - the tab that needs it will report the problem
-            log.debug("pre-import of %s failed", module, exc_info=True)
+
+def _warm_up(context: AppContext, panel_modules=()) -> str:
+    """In a worker at start: torch (via the device), then the plotting and 3D libraries and every tab's panel
+    module, so no tab's first build imports anything on the GUI thread (a module being imported here when a tab
+    wants it makes the tab's own import job wait, not the GUI thread). Native libraries are loaded first without
+    holding the GIL, and the garbage collector waits meanwhile, then freezes what was loaded (core/warmup.py): the
+    GUI thread keeps painting. The modules the first checkpoint load and the tabs' demos import by themselves
+    (torch._dynamo, scipy...) are imported here too, so that no worker imports much later."""
+    from ..core.checkpoints import loader_imports
+    from ..core.devices import describe
+    from ..core.warmup import (extension_libraries, import_quietly, opengl_libraries, preload_libraries, quiet_gc,
+                               torch_libraries)
+
+    with quiet_gc():
+        preload_libraries(torch_libraries())
+        text = describe(context.device())
+        import_quietly(loader_imports())           # the first checkpoint load would import these
+        import_quietly(["pyqtgraph"])
+        preload_libraries(extension_libraries(VTK_MODULES))
+        import_quietly(VTK_MODULES + VTK_PYTHON)
+        preload_libraries(opengl_libraries())      # the first 3D view's OpenGL context loads them otherwise
+        import_quietly(panel_modules)
+        import_quietly(LAZY_LIBRARIES)
     return text

@@ -7,10 +7,11 @@ the shell calls (default demo, VTK views for screenshots, shutdown).
 from __future__ import annotations
 
 import logging
+from collections import deque
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, Iterator, List, Optional
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 from ..core.errors import UserError
@@ -38,6 +39,8 @@ class PaperPanel(QWidget):
         self.demo_done = False
         self._demo_started = False
         self._closed = False
+        self._later: deque = deque()
+        self._checkpoint_waiters: List = []     # on_done of loads a newer load replaced: they get its outcome
         self.banner = ErrorBanner(self)
         self.runner = TaskRunner(self, on_error=self.show_exception)
         self.runner.task_timed.connect(self._on_task_timed)
@@ -46,6 +49,41 @@ class PaperPanel(QWidget):
         outer.addWidget(self.banner)
         self.body = QVBoxLayout()
         outer.addLayout(self.body, 1)
+
+    def build_steps(self) -> Iterator[None]:
+        """Override: build the panel's widgets in pieces, ``yield`` between them. The shell runs one piece per
+        event-loop turn behind the tab's placeholder, so no turn builds a whole tab (a pyqtgraph plot costs
+        20-60 ms to make on a slow CPU); the constructor only sets attributes. Nothing here may wait on a model,
+        an import or a file: start worker jobs for those (the checkpoint is loaded after the build)."""
+        return iter(())
+
+    def later(self, fn, *args: Any) -> None:
+        """Run ``fn(*args)`` in a later turn of the event loop: queued calls run in order, one per turn, so a
+        result that redraws many plots can be drawn piece by piece with Qt painting in between (none after
+        shutdown)."""
+        self._later.append((fn, args))
+        if len(self._later) == 1:
+            QTimer.singleShot(0, self._run_later)
+
+    def reveal_later(self, *plots: Any) -> None:
+        """Draw these pyqtgraph plots (PlotItems or PlotWidgets) one per event-loop turn once the tab shows (call it
+        in the last piece of ``build_steps``): they are transparent until then, so the tab's first paint does not
+        draw every plot and axis at once (8 plots took 200-400 ms). Their layout is final from the start."""
+        for p in plots:
+            item = p.getPlotItem() if hasattr(p, "getPlotItem") else p
+            item.setOpacity(0.0)
+            self.later(item.setOpacity, 1.0)
+
+    def _run_later(self) -> None:
+        if self._closed or not self._later:
+            self._later.clear()
+            return
+        fn, args = self._later.popleft()
+        try:
+            fn(*args)
+        finally:
+            if self._later:
+                QTimer.singleShot(0, self._run_later)
 
     # ------------------------------------------------------------ messages
     def show_error(self, message: str, details: str = "") -> None:
@@ -87,12 +125,13 @@ class PaperPanel(QWidget):
         if not self.spec.loader:
             self.show_error(f"The {self.spec.short_title} tab does not use checkpoints.")
             return
-        loader = load_attr(self.spec.loader)
+        ref = self.spec.loader
         context = self.context
         path = Path(path)
 
         def load(token=None):
-            return loader(str(path), context.device())
+            # the loader's module (model code, torch) is imported here, in the worker, never on the GUI thread
+            return load_attr(ref)(str(path), context.device())
 
         def ok(result):
             model, meta = result
@@ -104,6 +143,7 @@ class PaperPanel(QWidget):
                 self.checkpoint_changed.emit(self.checkpoint_in_use() or meta)
                 if on_done:
                     on_done(True)
+                self._checkpoint_settled(True)
 
         def failed(exc, tb):
             in_use = self.checkpoint_in_use() if self.model_meta else None
@@ -114,8 +154,25 @@ class PaperPanel(QWidget):
             self.checkpoint_failed.emit(msg)
             if on_done:
                 on_done(False)
+            self._checkpoint_settled(self.model is not None)
 
-        self.runner.submit(load, key="checkpoint", name="load checkpoint", on_result=ok, on_error=failed)
+        def cancelled():
+            # Replaced by a newer load (another file opened before this one was read): whoever waited for this
+            # one (the default demo, say) waits for that one instead, or hears now if it has already finished.
+            if on_done is None:
+                return
+            if self.runner.is_busy("checkpoint"):
+                self._checkpoint_waiters.append(on_done)
+            else:
+                on_done(self.model is not None)
+
+        self.runner.submit(load, key="checkpoint", name="load checkpoint", on_result=ok, on_error=failed,
+                           on_cancelled=cancelled)
+
+    def _checkpoint_settled(self, ok: bool) -> None:
+        waiters, self._checkpoint_waiters = self._checkpoint_waiters, []
+        for fn in waiters:
+            fn(ok)
 
     def load_bundled(self, on_done=None) -> None:
         p = self.bundled_checkpoint()

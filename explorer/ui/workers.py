@@ -21,8 +21,15 @@ exactly one outcome, then ``on_finished``:
 When ``on_cancelled``/``on_finished`` run, the task no longer counts in ``is_busy()``; ``latest_cancelled(key)``
 tells a handler whether the newest task of its key was cancelled (a user's Cancel) or whether a newer one took
 over (which reports its own outcome). After ``shutdown()`` (the panel is closing) no callback runs any more.
-``shutdown()`` cancels everything and waits a bounded time; worker threads are daemon threads, so a stuck
-native call can never abort the process at exit.
+``shutdown()`` cancels everything and waits a bounded time.
+
+The threads are Qt's: every task is a QRunnable on one QThreadPool shared by all runners (threads are reused, and
+started on demand up to ``MAX_THREADS``, so a task never waits for a free thread in practice; idle ones wait for the
+next task). The pool is a child
+of the main thread's QThread object, which Qt never deletes before the process ends: no pool destructor waits for
+its threads at exit, so a task stuck in a native call cannot hang (or abort) the process on quit, as with daemon
+threads. ``task.thread`` is a small handle (``is_alive()``, ``join(timeout)``, ``name``) of the task's run, and
+``running_worker_threads()`` lists those of the runs not finished yet.
 """
 from __future__ import annotations
 
@@ -35,19 +42,62 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional
 
-from PySide6.QtCore import QObject, Signal, Slot
+from PySide6.QtCore import QObject, QThread, QThreadPool, Signal, Slot
 
 from ..core.errors import Cancelled
 from ..core.tasks import CancelToken, Progress
 
 log = logging.getLogger(__name__)
 THREAD_PREFIX = "explorer-worker"
+MAX_THREADS = 64          # tasks running at once (as before, when each had its own thread); idle threads wait
 _ids = itertools.count(1)
+_pool: Optional[QThreadPool] = None
+_running: "set[WorkerRun]" = set()
+_running_lock = threading.Lock()
 
 
-def running_worker_threads() -> List[threading.Thread]:
-    """Worker threads of any runner that are still alive (used by tests and on exit)."""
-    return [t for t in threading.enumerate() if t.name.startswith(THREAD_PREFIX) and t.is_alive()]
+def worker_pool() -> QThreadPool:
+    """The QThreadPool every runner's tasks run on (created on first use, in the GUI thread)."""
+    global _pool
+    if _pool is None:
+        # Parented to the main thread's QThread object: owned by C++ and never deleted before the process ends, so
+        # neither Python's nor Qt's exit waits for a stuck task (a Python-owned pool would, in its destructor).
+        pool = QThreadPool(QThread.currentThread() if threading.current_thread() is threading.main_thread()
+                           else None)
+        pool.setObjectName("explorer-workers")
+        pool.setMaxThreadCount(MAX_THREADS)
+        pool.setExpiryTimeout(-1)    # idle threads stay for the next task (Python keeps a record of every thread)
+        _pool = pool
+    return _pool
+
+
+class WorkerRun:
+    """The handle of one task's run on the pool (what ``task.thread`` is): alive from submission until the run has
+    returned; ``join(timeout)`` waits for that."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._done = threading.Event()
+
+    def is_alive(self) -> bool:
+        return not self._done.is_set()
+
+    def join(self, timeout: Optional[float] = None) -> None:
+        self._done.wait(timeout)
+
+    def _finish(self) -> None:
+        with _running_lock:
+            _running.discard(self)
+        self._done.set()
+
+    def __repr__(self) -> str:
+        return f"<WorkerRun {self.name} {'running' if self.is_alive() else 'done'}>"
+
+
+def running_worker_threads() -> List[WorkerRun]:
+    """Runs of any runner's tasks that have not finished (used by tests and on exit)."""
+    with _running_lock:
+        return [r for r in _running if r.is_alive()]
 
 
 @dataclass(eq=False)
@@ -63,7 +113,7 @@ class Task:
     on_error: Optional[Callable[[BaseException, str], None]] = None
     on_cancelled: Optional[Callable[[], None]] = None
     on_finished: Optional[Callable[[], None]] = None
-    thread: Optional[threading.Thread] = None
+    thread: Optional[WorkerRun] = None
     started: float = field(default_factory=time.perf_counter)
     elapsed_ms: float = 0.0
     done: bool = False
@@ -148,18 +198,30 @@ class TaskRunner(QObject):
                 _emit(bridge.progress, _t, (fraction, message))
 
             kwargs["progress"] = progress
-        thread = threading.Thread(target=self._run, args=(task, fn, args, kwargs),
-                                  name=f"{THREAD_PREFIX}-{task.id}-{task.name}", daemon=True)
-        task.thread = thread
+        run = WorkerRun(f"{THREAD_PREFIX}-{task.id}-{task.name}")
+        task.thread = run
         with self._lock:
             self._tasks[task.id] = task
         was_busy = len(self._tasks) > 1
-        thread.start()
+        with _running_lock:
+            _running.add(run)
+        worker_pool().start(lambda: self._run(task, fn, args, kwargs))
         if not was_busy:
             self.busy_changed.emit(True)
         return task
 
     def _run(self, task: Task, fn: Callable, args: tuple, kwargs: dict) -> None:
+        """The body of a task's QRunnable (a pool thread)."""
+        me = threading.current_thread()
+        me.name = task.thread.name if task.thread is not None else THREAD_PREFIX   # for the log and debuggers
+        try:
+            self._run_task(task, fn, args, kwargs)
+        finally:
+            me.name = f"{THREAD_PREFIX}-idle"
+            if task.thread is not None:
+                task.thread._finish()
+
+    def _run_task(self, task: Task, fn: Callable, args: tuple, kwargs: dict) -> None:
         bridge = self._bridge
         try:
             out = fn(*args, **kwargs)
@@ -279,7 +341,8 @@ class TaskRunner(QObject):
                 t.thread.join(max(0.0, deadline - time.monotonic()))
                 if t.thread.is_alive():
                     ok = False
-                    log.warning("worker %s did not stop within %.1fs (daemon thread, left behind)", t.name, timeout)
+                    log.warning("worker %s did not stop within %.1fs (left behind; it cannot hold up the exit)", t.name,
+                                timeout)
         return ok
 
 

@@ -17,9 +17,16 @@ def build(cfg):
     return nn.Linear(cfg["n_in"], cfg["n_out"])
 
 
+LOAD_GATE = None          # a threading.Event the loader waits for (tests of loads that overlap)
+BUILD_TURNS: list = []     # what each build step of the last DummyPanel saw (tests of the staged build)
+CLASS_THREAD = None       # the thread that last made the DummyPanel class (its "module import")
+
+
 def load(path, device):
     from explorer.core.checkpoints import load_model
 
+    if LOAD_GATE is not None:
+        LOAD_GATE.wait(10)
     return load_model(path, "dummy", build, device, default_config={"n_in": 3, "n_out": 2})
 
 
@@ -45,9 +52,14 @@ def _demo(token=None, progress=None):
 
 
 def _make_panel_class():
+    import threading
+
     from PySide6.QtWidgets import QLabel
 
     from explorer.ui.panel_base import PaperPanel
+
+    global CLASS_THREAD
+    CLASS_THREAD = threading.current_thread()
 
     class DummyPanel(PaperPanel):
         def __init__(self, spec, context, parent=None):
@@ -55,6 +67,14 @@ def _make_panel_class():
             self.label = QLabel("no model")
             self.body.addWidget(self.label)
             self.demo_result = None
+            self.turn = 0                  # a test may count event-loop turns in here
+
+        def build_steps(self):
+            BUILD_TURNS.clear()
+            for i in range(3):
+                BUILD_TURNS.append((self.turn, self.isVisible()))
+                self.body.addWidget(QLabel(f"piece {i}"))
+                yield
 
         def on_model_loaded(self, model, meta):
             self.label.setText(f"model {meta.name}")

@@ -223,3 +223,53 @@ def test_initial_checkpoint_option(make_window, qtbot, tmp_path, monkeypatch):
     qtbot.waitUntil(lambda: page.panel is not None and page.panel.demo_done, timeout=30000)
     assert page.panel.model_meta.name == "mine.safetensors"
     w.shutdown()
+
+
+def test_a_tab_is_built_in_pieces_behind_its_placeholder(make_window, qtbot, tmp_path, monkeypatch):
+    """The panel's module is imported in a worker, its build steps run one per event-loop turn while the
+    placeholder shows, then the panel replaces the placeholder and its demo runs."""
+    import threading
+
+    from PySide6.QtCore import QTimer
+
+    monkeypatch.setenv("NIPS_EXPLORER_MODELS", str(tmp_path))
+    dummy_paper.save(tmp_path / "dummy.safetensors", seed=0)
+    w = make_window(tab="dummy", specs=[dummy_paper.SPEC])
+    page = w.pages["dummy"]
+    page.ensure_built()
+    assert page.panel is None and page.placeholder.isVisible()     # nothing was built in this turn
+    ticker = QTimer(interval=0)                                     # counts event-loop turns
+
+    def tick():
+        p = page._pending or page.panel
+        if p is not None:
+            p.turn += 1
+
+    ticker.timeout.connect(tick)
+    ticker.start()
+    qtbot.waitUntil(lambda: page.panel is not None and page.panel.demo_done, timeout=30000)
+    ticker.stop()
+    assert dummy_paper.CLASS_THREAD is not threading.main_thread()   # the module import ran in a worker
+    turns = [t for t, _ in dummy_paper.BUILD_TURNS]
+    assert len(turns) == 3 and len(set(turns)) == 3, turns           # one piece per turn
+    assert not any(visible for _, visible in dummy_paper.BUILD_TURNS)  # hidden while built
+    assert page.panel.isVisible() and page.panel.model is not None
+
+
+def test_a_replaced_checkpoint_load_still_starts_the_demo(make_window, qtbot, tmp_path, monkeypatch):
+    """The bundled model's load (which starts the default demo when it ends) is replaced by a file opened before
+    it finished: its cancelled outcome hands the demo over to the newer load."""
+    import threading
+
+    monkeypatch.setenv("NIPS_EXPLORER_MODELS", str(tmp_path))
+    dummy_paper.save(tmp_path / "dummy.safetensors", seed=0)
+    dummy_paper.save(tmp_path / "mine.safetensors", seed=5)
+    gate = threading.Event()
+    monkeypatch.setattr(dummy_paper, "LOAD_GATE", gate)
+    w = make_window(tab="dummy", specs=[dummy_paper.SPEC])
+    page = w.show_tab("dummy")
+    qtbot.waitUntil(lambda: page.panel is not None and page.panel.runner.is_busy("checkpoint"), timeout=30000)
+    page.open_checkpoint(str(tmp_path / "mine.safetensors"))       # replaces the bundled load
+    gate.set()
+    qtbot.waitUntil(lambda: page.panel.demo_done, timeout=30000)
+    assert page.panel.model_meta.name == "mine.safetensors" and page.panel.demo_result == 42

@@ -152,3 +152,55 @@ def test_on_finished_runs_even_when_the_outcome_handler_raises(runner, qtbot):
         qtbot.waitUntil(lambda: bool(finished), timeout=5000)
     assert finished == [1]
     assert exceptions and "a bug in a panel" in str(exceptions[0][1])
+
+
+def test_tasks_run_on_qts_thread_pool(runner, qtbot):
+    """Every task is a QRunnable on the shared QThreadPool (a Qt thread, not the GUI thread), which C++ owns: no
+    destructor of it waits for the threads at exit."""
+    import shiboken6
+    from PySide6.QtCore import QThread
+
+    from explorer.ui.workers import worker_pool
+
+    seen = []
+
+    def on_thread():
+        me = QThread.currentThread()
+        return me, threading.current_thread().name
+
+    runner.submit(on_thread, on_result=seen.append)
+    qtbot.waitUntil(lambda: bool(seen), timeout=5000)
+    thread, name = seen[0]
+    assert thread != QThread.currentThread()                    # not the GUI thread
+    assert name.startswith("explorer-worker-") and name.endswith("on_thread")
+    pool = worker_pool()
+    assert pool.maxThreadCount() >= 16
+    assert not shiboken6.Shiboken.ownedByPython(pool)
+
+
+def test_a_task_stuck_in_native_code_does_not_hold_up_the_exit(tmp_path):
+    """shutdown() gives up on it after its timeout and the process still ends (as with daemon threads)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent("""
+        import ctypes, os, sys
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"
+        from PySide6.QtCore import QCoreApplication
+        app = QCoreApplication([])
+        from explorer.ui.workers import TaskRunner, running_worker_threads
+        libc = ctypes.CDLL(None)
+        started = __import__("threading").Event()
+        def stuck():
+            started.set()
+            libc.sleep(600)          # a native call that never checks the cancel token
+        r = TaskRunner()
+        r.submit(stuck)
+        started.wait(10)
+        print("stopped", r.shutdown(0.2), "left", len(running_worker_threads()), flush=True)
+        sys.exit(0)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "stopped False left 1" in proc.stdout

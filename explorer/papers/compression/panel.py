@@ -102,8 +102,11 @@ def _analyse(model, img: np.ndarray, device_fn, token=None):
     """Generator: yields ("model", Analysis) first, then ("baseline", k, {...}) for k = 1..T."""
     import torch
 
-    from .infer import Analysis, baselines_at
+    from .codec_process import shared
+    from .infer import Analysis
 
+    codec = shared()
+    codec.start()             # the helper process starts while the model works
     device = device_fn()
     t0 = time.perf_counter()
     with torch.no_grad():
@@ -114,7 +117,7 @@ def _analyse(model, img: np.ndarray, device_fn, token=None):
     order = sorted(range(1, an.T + 1), key=lambda k: abs(an.rate_bpp[k] - TARGET_BPP))
     for i, k in enumerate(order):
         token.check()
-        b = baselines_at(an.image, float(an.rate_bpp[k]))
+        b = codec.baselines_at(an.image, float(an.rate_bpp[k]))     # in its own process: no GIL held here
         yield Progress((i + 1) / an.T, f"JPEG / JPEG 2000 at the rate of k={k}")
         yield ("baseline", k, b)
     return an
@@ -138,10 +141,10 @@ class CompressionPanel(PaperPanel):
         self.image_note: Optional[str] = None
         self._pending_demo = False
         self._analysis_done = False
-        self._build_ui()
 
     # ------------------------------------------------------------------------------------------- UI
-    def _build_ui(self) -> None:
+    def build_steps(self):
+        """The widgets in pieces (the shell runs one per event-loop turn)."""
         top = QHBoxLayout()
         top.addWidget(QLabel("Image:"))
         self.picker = QComboBox()
@@ -172,6 +175,7 @@ class CompressionPanel(PaperPanel):
 
         self.task_bar = TaskBar()
         self.body.addWidget(self.task_bar)
+        yield
 
         tiles = QHBoxLayout()
         self.tile_orig = ImageTile("Original", "The image being compressed")
@@ -186,6 +190,7 @@ class CompressionPanel(PaperPanel):
         for t in (self.tile_orig, self.tile_draw, self.tile_jpeg, self.tile_jp2):
             tiles.addWidget(t)
         self.body.addLayout(tiles)
+        yield
 
         bottom = QHBoxLayout()
         import pyqtgraph as pg
@@ -215,6 +220,7 @@ class CompressionPanel(PaperPanel):
         self.plot.addItem(self.current)
         self._colors = colors
         bottom.addWidget(self.plot, 3)
+        yield
 
         box = QGroupBox("Imagine the rest")
         box.setToolTip("Keep the first k iterations as sent and sample the remaining ones from the learned prior: "
@@ -241,6 +247,7 @@ class CompressionPanel(PaperPanel):
         self.info.setWordWrap(True)
         self.info.setStyleSheet("color: #555;")
         self.body.addWidget(self.info)
+        self.reveal_later(self.plot)
 
     @staticmethod
     def _bundled_images(channels: int = 3) -> List[Path]:
@@ -287,7 +294,12 @@ class CompressionPanel(PaperPanel):
             self._on_pick(idx)
 
     def shutdown(self, timeout: float = 5.0) -> bool:
-        return super().shutdown(timeout)
+        ok = super().shutdown(timeout)          # the analysis has stopped: its codec process is idle
+        from . import codec_process
+
+        if codec_process._shared is not None:
+            codec_process._shared.close()
+        return ok
 
     # ----------------------------------------------------------------------------------- actions
     def _on_pick(self, index: int) -> None:
@@ -414,8 +426,15 @@ class CompressionPanel(PaperPanel):
                     self._show_samples(kk)
             self._maybe_finish_demo()
 
+        def failed(exc, tb):
+            self.show_exception(exc, tb)
+            if self._pending_demo:          # no samples are coming: the demo shows what it has
+                self._pending_demo = False
+                self.mark_demo_done()
+
+        # cancelled (a new image or model): the new analysis asks for its own samples
         self.runner.submit(_samples, an, k, self.sample_seed, key="samples", name="imagine the rest",
-                           on_result=done)
+                           on_result=done, on_error=failed)
 
     def _maybe_finish_demo(self) -> None:
         if self._pending_demo and self._analysis_done and self.slider.value() in self.sample_cache:

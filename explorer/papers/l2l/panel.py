@@ -11,9 +11,9 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt, QTimer
-from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QHBoxLayout, QHeaderView, QLabel, QPushButton,
-                               QSpinBox, QSplitter, QStackedWidget, QTableWidget, QTableWidgetItem, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QGraphicsPathItem, QHBoxLayout, QHeaderView, QLabel,
+                               QPushButton, QSpinBox, QSplitter, QStackedWidget, QTableWidget, QTableWidgetItem,
+                               QVBoxLayout, QWidget)
 
 from explorer.core.tasks import Progress
 from explorer.ui.panel_base import PaperPanel
@@ -50,7 +50,8 @@ def race_job(problem_name: str, seed: int, entries: List[Tuple[str, str, Optiona
     two_d = problem_name in TWO_D
     if two_d:
         xs, ys, Z = problem.grid(160)
-        yield ("grid", xs, ys, Z, problem.start.tolist(), problem.optimum)
+        logz, contours = contour_lines(Z)
+        yield ("grid", xs, ys, logz, problem.start.tolist(), problem.optimum, contours)
     runs = {key: Run(problem, kind, lr=lr, net=net, record_path=two_d) for key, kind, lr, net in entries}
     if two_d:
         yield ("points", {k: r.path[-1].tolist() for k, r in runs.items()})
@@ -82,6 +83,26 @@ def race_job(problem_name: str, seed: int, entries: List[Tuple[str, str, Optiona
         out[key] = {"final": final if not diverged else math.inf, "avg": avg if not diverged else math.inf,
                     "diverged": diverged, "accuracy": res.get("accuracy"), "lr": run.lr}
     return out
+
+
+N_CONTOURS = 9
+
+
+def contour_lines(Z: Any, n: int = N_CONTOURS):
+    """log10 of the loss grid and ``n`` of its contour lines as (x, y) polylines in grid-index units, NaN between
+    pieces (a PlotCurveItem draws them with ``connect="finite"``). In the worker: pyqtgraph's marching squares
+    (IsocurveItem) ran in Python on the GUI thread at the first paint, 100-270 ms for 9 levels."""
+    logz = np.log10(np.maximum(np.asarray(Z, np.float64), 1e-8))
+    out = []
+    for level in np.linspace(np.percentile(logz, 2), np.percentile(logz, 98), n):
+        xs: List[np.ndarray] = []
+        ys: List[np.ndarray] = []
+        for line in pg.functions.isocurve(logz, float(level), connected=True, extendToEdge=True):
+            a = np.asarray(line, np.float64).reshape(-1, 2)
+            xs += [a[:, 0], np.array([np.nan])]
+            ys += [a[:, 1], np.array([np.nan])]
+        out.append((np.concatenate(xs) if xs else np.zeros(0), np.concatenate(ys) if ys else np.zeros(0)))
+    return logz, out
 
 
 def meta_train_job(epochs: int, seed: int, device: Any = None, token: Any = None):
@@ -140,6 +161,8 @@ class L2LPanel(PaperPanel):
         self._redraw.timeout.connect(self._flush_race)
         self._bar_key: Optional[str] = None    # whose progress the task bar shows: "race" or "meta"
 
+    def build_steps(self):
+        """The widgets in pieces (the shell runs one per event-loop turn): each plot is one piece."""
         # controls
         row = QHBoxLayout()
         row.addWidget(QLabel("Problem:"))
@@ -184,6 +207,7 @@ class L2LPanel(PaperPanel):
         self.info.setWordWrap(True)
         self.info.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.body.addWidget(self.info)
+        yield
 
         # plots
         split = QSplitter(Qt.Orientation.Horizontal)
@@ -197,6 +221,7 @@ class L2LPanel(PaperPanel):
         race_box, self.legend = with_legend(self.loss_plot)
         self.legend.setToolTip("The optimizers in the race, in their curves' colours")
         split.addWidget(race_box)
+        yield
 
         self.right = QStackedWidget()
         self.map_plot = pg.PlotWidget()
@@ -206,11 +231,12 @@ class L2LPanel(PaperPanel):
         set_title(self.map_plot, "Trajectories on log-loss contours")
         self.map_image = pg.ImageItem(axisOrder="col-major")
         self.map_plot.addItem(self.map_image)
-        self._isos: List[pg.IsocurveItem] = []
+        self._isos: List[QGraphicsPathItem] = []
         self.map_opt = pg.ScatterPlotItem(symbol="star", size=16, brush=pg.mkBrush(255, 255, 255),
                                           pen=pg.mkPen("k"))
         self.map_plot.addItem(self.map_opt)
         self.right.addWidget(self.map_plot)
+        yield
         self.meta_plot = log_plot_widget(y=True)
         shrinkable(self.meta_plot, PLOT_MIN_H)
         self.meta_plot.setLabel("bottom", "optimizee run (meta-training)")
@@ -221,6 +247,7 @@ class L2LPanel(PaperPanel):
         split.addWidget(self.right)
         split.setSizes([600, 500])
         self.body.addWidget(split, 1)
+        yield
 
         self.table = QTableWidget(0, 5)
         self.table.setHorizontalHeaderLabels(["Optimizer", "Learning rate", "Final loss", "Mean loss over steps",
@@ -239,6 +266,7 @@ class L2LPanel(PaperPanel):
         self.race_button.clicked.connect(self.start_race)
         self.meta_button.clicked.connect(self.start_meta_train)
         self.problem_box.currentIndexChanged.connect(self._problem_changed)
+        self.reveal_later(self.loss_plot, self.map_plot, self.meta_plot)
 
     # ------------------------------------------------------------------ model
     def on_model_loaded(self, model: Any, meta: Any) -> None:
@@ -422,8 +450,8 @@ class L2LPanel(PaperPanel):
     def _on_race_partial(self, item: Any) -> None:
         kind = item[0]
         if kind == "grid":
-            _, xs, ys, Z, start, optimum = item
-            self._draw_contours(xs, ys, Z, optimum)
+            _, xs, ys, logz, start, optimum, contours = item
+            self._draw_contours(xs, ys, logz, contours, optimum)
         elif kind == "points":
             for key, p in item[1].items():
                 self._path_data[key] = [p]
@@ -454,10 +482,10 @@ class L2LPanel(PaperPanel):
         self._dirty.clear()
         self._dirty_paths.clear()
 
-    def _draw_contours(self, xs, ys, Z, optimum) -> None:
+    def _draw_contours(self, xs, ys, logz, contours, optimum) -> None:
+        """The log-loss map and its contour lines (both computed in the worker: ``contour_lines``)."""
         # float64 and Python floats: float32 ranges overflowed against pyqtgraph's float64 view limits
         xs, ys = np.asarray(xs, np.float64), np.asarray(ys, np.float64)
-        logz = np.log10(np.maximum(np.asarray(Z, np.float64), 1e-8))
         self.map_image.setImage(logz, autoLevels=True)
         self.map_image.setLookupTable(pg.colormap.get("viridis").getLookupTable(nPts=256))
         dx = (xs[-1] - xs[0]) / (len(xs) - 1)
@@ -469,9 +497,12 @@ class L2LPanel(PaperPanel):
             if iso.scene() is not None:
                 iso.scene().removeItem(iso)
         self._isos = []
-        for level in np.linspace(np.percentile(logz, 2), np.percentile(logz, 98), 9):
-            iso = pg.IsocurveItem(data=logz, level=float(level), pen=pg.mkPen(255, 255, 255, 110),
-                                  axisOrder="col-major")
+        pen = pg.mkPen(255, 255, 255, 110)
+        for cx, cy in contours:
+            # in the image's pixel units, as children of the image (like IsocurveItems); plain Qt path items:
+            # drawn by Qt at each repaint of the map (the race redraws it 20 times a second), no Python involved
+            iso = QGraphicsPathItem(pg.arrayToQPath(cx, cy, connect="finite"))
+            iso.setPen(pen)
             iso.setParentItem(self.map_image)
             self._isos.append(iso)
         self.map_opt.setData([float(optimum[0])], [float(optimum[1])])

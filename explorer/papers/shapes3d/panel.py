@@ -130,6 +130,19 @@ class IsoSurfaceView(VtkView):
         return int(self.surface.GetOutput().GetNumberOfCells())
 
 
+def _read_gallery(dataset: str):
+    """Worker: (problem message or None, the gallery or None)."""
+    from .infer import gallery_path, load_gallery
+
+    p = gallery_path(dataset)
+    if not p.exists():
+        return f"The held-out gallery {p.name} is missing from {p.parent}; open a picture instead.", None
+    try:
+        return None, load_gallery(p)
+    except Exception as exc:  # noqa: BLE001 - a message in the banner, not a crash
+        return f"Could not read the gallery {p.name}: {exc}", None
+
+
 class Shapes3DPanel(PaperPanel):
     def __init__(self, spec, context, parent=None) -> None:
         super().__init__(spec, context, parent)
@@ -139,11 +152,19 @@ class Shapes3DPanel(PaperPanel):
         self.current_truth: Optional[np.ndarray] = None
         self._gallery_problem: Optional[str] = None    # a banner about the gallery stays until it is fixed
         self._anim_step = 0
-        self._build()
-        self._load_gallery()
+        self._gallery_dataset = "primitives"
+        self._gallery_loading = False
+        self._after_gallery: List[Any] = []     # what waits for the gallery being loaded (the default demo)
 
     # ------------------------------------------------------------------------------------------ layout
-    def _build(self) -> None:
+    def build_steps(self):
+        """The widgets in pieces (the shell runs one per event-loop turn): each VTK view is one piece (its GL
+        context is made later, one per turn, when it is first shown: see VtkView); the gallery loads in a
+        worker meanwhile."""
+        yield from self._build()
+        self._load_gallery()
+
+    def _build(self):
         row = QHBoxLayout()
         self.body.addLayout(row, 1)
         left = QVBoxLayout()
@@ -210,12 +231,15 @@ class Shapes3DPanel(PaperPanel):
         self.info.setWordWrap(True)
         self.info.setMaximumWidth(330)
         left.addWidget(self.info)
+        yield
 
         right = QVBoxLayout()
         row.addLayout(right, 1)
         views = QHBoxLayout()
         self.pred_view = IsoSurfaceView("inferred from the picture")
+        yield
         self.truth_view = IsoSurfaceView("ground truth", color=(0.35, 0.7, 0.95))
+        yield
         for v in (self.pred_view, self.truth_view):
             v.setMinimumSize(260, 240)         # VtkView's size hint is its minimum: it takes the room there is
             views.addWidget(v, 1)
@@ -255,42 +279,59 @@ class Shapes3DPanel(PaperPanel):
         return [self.pred_view, self.truth_view]
 
     # ----------------------------------------------------------------------------------------- gallery
-    def _load_gallery(self, dataset: str = "primitives") -> None:
-        from .infer import gallery_path, load_gallery
-
-        p = gallery_path(dataset)
+    def _load_gallery(self, dataset: str = "primitives", then=None) -> None:
+        """Read the held-out gallery of ``dataset`` in a worker, then fill the list and run ``then`` (and what
+        waited for the gallery). Until then ``self.gallery`` is None."""
         self.gallery = None
         self.gallery_list.blockSignals(True)
         self.gallery_list.clear()
         self.gallery_list.blockSignals(False)
         self._gallery_dataset = dataset
         self._gallery_problem = None
-        if not p.exists():
-            self._gallery_problem = (f"The held-out gallery {p.name} is missing from {p.parent}; open a picture "
-                                     "instead.")
-            self.show_error(self._gallery_problem)
-            return
-        try:
-            self.gallery = load_gallery(p)
-        except Exception as exc:  # noqa: BLE001
-            self._gallery_problem = f"Could not read the gallery {p.name}: {exc}"
-            self.show_error(self._gallery_problem)
-            return
-        g = self.gallery
-        for i in range(len(g["labels"])):
-            item = QListWidgetItem(QIcon(to_pixmap(g["views"][i, 0] / 255.0, 2)), g["class_names"][int(g["labels"][i])])
-            item.setToolTip(g["names"][i])
-            self.gallery_list.addItem(item)
+        self._gallery_loading = True
+        if then is not None:
+            self._after_gallery.append(then)
+        self.runner.submit(_read_gallery, dataset, key="gallery", name="read gallery",
+                           on_result=self._gallery_read, on_error=self._gallery_failed,
+                           on_cancelled=self._gallery_cancelled)
+
+    def _gallery_read(self, result) -> None:
+        problem, g = result
+        self._gallery_problem = problem
+        if problem:
+            self.show_error(problem)
+        else:
+            self.gallery = g
+            for i in range(len(g["labels"])):
+                item = QListWidgetItem(QIcon(to_pixmap(g["views"][i, 0] / 255.0, 2)),
+                                       g["class_names"][int(g["labels"][i])])
+                item.setToolTip(g["names"][i])
+                self.gallery_list.addItem(item)
+        self._gallery_done()
+
+    def _gallery_failed(self, exc, tb) -> None:
+        self._gallery_problem = f"Could not read the gallery: {exc}"
+        self.show_error(self._gallery_problem, tb)
+        self._gallery_done()
+
+    def _gallery_cancelled(self) -> None:
+        if self.runner.latest_cancelled("gallery"):     # not replaced by a newer read: nothing more is coming
+            self._gallery_done()
+
+    def _gallery_done(self) -> None:
+        self._gallery_loading = False
+        waiting, self._after_gallery = self._after_gallery, []
+        for fn in waiting:
+            fn()
 
     def on_model_loaded(self, model, meta) -> None:
         dataset = str((meta.data or {}).get("name") or "primitives")
         shown = self.current is not None or self.current_image is not None   # not the first model
         new_gallery = False
-        if dataset != getattr(self, "_gallery_dataset", "primitives"):
+        if dataset != self._gallery_dataset:
             from .infer import gallery_path
 
             if gallery_path(dataset).exists():
-                self._load_gallery(dataset)
                 new_gallery = True
         names = list(model.class_names)
         self.cond_combo.clear()
@@ -308,17 +349,23 @@ class Shapes3DPanel(PaperPanel):
                               f"{meta.data.get('name', '')} shapes. Trained from pictures only.")
         else:
             self.info.setText("")
-        if shown:
-            # the views showed the previous model's work: show this model's instead
-            if new_gallery:
+        if new_gallery:
+            self._load_gallery(dataset, then=self._show_new_model if shown else None)
+            if shown:
                 self.current_image = self.current_truth = None
+                self._clear_views()
+        elif shown:
             self._clear_views()
-            if self.current_image is not None:
-                self.infer_current()
-            elif self.gallery is not None and len(self.gallery["labels"]):
-                self.select_gallery(0)
-            else:
-                self.sample()
+            self._show_new_model()
+
+    def _show_new_model(self) -> None:
+        """The views showed the previous model's work: show this model's instead."""
+        if self.current_image is not None:
+            self.infer_current()
+        elif self.gallery is not None and len(self.gallery["labels"]):
+            self.select_gallery(0)
+        else:
+            self.sample()
 
     def _clear_views(self, picture: Optional[np.ndarray] = None,
                      caption: str = "pick a held-out shape, open a picture or sample") -> None:
@@ -341,6 +388,9 @@ class Shapes3DPanel(PaperPanel):
         self.mark_demo_done()
 
     def start_default_demo(self) -> None:
+        if self._gallery_loading:
+            self._after_gallery.append(self.start_default_demo)     # it is read in a worker: then
+            return
         if self.gallery is not None and len(self.gallery["labels"]):
             self.select_gallery(0)                  # infers it; the demo is done when it is shown
         else:

@@ -107,10 +107,14 @@ class SRNNPanel(PaperPanel):
         self._started = False                   # the default demo ran: later checkpoints redo the views
         self._bar_key: Optional[str] = None     # whose progress the task bar shows
         self._keep_piece: Optional[int] = None
-        self._build_ui()
+        self._draw_gen = 0                      # see _clear_curves
+
+    def build_steps(self):
+        yield from self._build_ui()
 
     # ------------------------------------------------------------------------------------------------ ui
     def _build_ui(self):
+        """The widgets, in pieces (the shell runs one per event-loop turn): each plot is one piece."""
         row = QHBoxLayout()
         self.dataset_box = QComboBox()
         self.dataset_box.setToolTip("Music benchmark: its test pieces and the models trained on it")
@@ -152,9 +156,13 @@ class SRNNPanel(PaperPanel):
                                    "this data set's whole test set")
         self.info_label = QLabel("")
         self.info_label.setWordWrap(True)
+        # room for its usual two lines from the start: filled in, it does not push the plots down (a resize of
+        # the eight plots redraws them all at once)
+        self.info_label.setMinimumHeight(2 * self.info_label.fontMetrics().lineSpacing() + 2)
         head.addWidget(self.elbo_label)
         head.addWidget(self.info_label, 1)
         self.body.addLayout(head)
+        yield
 
         self.taskbar = TaskBar()
 
@@ -179,12 +187,21 @@ class SRNNPanel(PaperPanel):
         self.body.addWidget(plots, 1)
 
         lab = {"color": "#333", "font-size": "9pt"}
+        yield
         self.p_roll = self.glw.addPlot(row=0, col=0)
+        yield
         self.p_prob = self.glw.addPlot(row=1, col=0)
+        yield
         self.p_kl = self.glw.addPlot(row=2, col=0)
+        yield
         self.p_ll = self.glw.addPlot(row=3, col=0)
-        self.p_lat = [self.glw.addPlot(row=i, col=1) for i in range(N_LATENT_PLOTS)]
+        self.p_lat = []
+        for i in range(N_LATENT_PLOTS):
+            yield
+            self.p_lat.append(self.glw.addPlot(row=i, col=1))
+        yield
         self.p_cont = self.glw.addPlot(row=N_LATENT_PLOTS, col=1)
+        yield
         for p, title in ((self.p_roll, "Piano roll (test piece)"), (self.p_prob, PROB_TITLE),
                          (self.p_kl, KL_TITLE), (self.p_ll, LL_TITLE), (self.p_cont, CONT_TITLE)):
             self._title(p, title)
@@ -210,6 +227,7 @@ class SRNNPanel(PaperPanel):
         self.p_prob.addItem(self.prob_img)
         self.p_cont.addItem(self.cont_img)
         self.prob_img.setLookupTable(pg.colormap.get("viridis").getLookupTable(nPts=256))
+        yield
         left = [self.p_roll, self.p_prob, self.p_kl, self.p_ll] + self.p_lat
         for p in left[1:]:
             p.setXLink(self.p_roll)
@@ -225,6 +243,7 @@ class SRNNPanel(PaperPanel):
         status.addWidget(self.taskbar, 1)
         self.body.addLayout(status)
         self._mouse = pg.SignalProxy(self.glw.scene().sigMouseMoved, rateLimit=30, slot=self._on_mouse)
+        yield
 
         cont = QHBoxLayout()
         self.prime_spin = QSpinBox()
@@ -271,6 +290,8 @@ class SRNNPanel(PaperPanel):
         self.continue_button.clicked.connect(self._continue)
         self.play_button.clicked.connect(self._play)
         self.stop_button.clicked.connect(self._stop_audio)
+        self.reveal_later(self.p_roll, self.p_lat[0], self.p_prob, self.p_lat[1], self.p_kl, self.p_lat[2],
+                          self.p_ll, self.p_cont)
 
     @staticmethod
     def _title(plot, text: str) -> None:
@@ -501,6 +522,7 @@ class SRNNPanel(PaperPanel):
             p.setYRange(max(0, lo), min(88, hi), padding=0)
 
     def _clear_curves(self):
+        self._draw_gen += 1          # plot pieces still queued (``later``) belong to the cleared results
         for p in [self.p_kl, self.p_ll] + self.p_lat:
             for item in list(p.listDataItems()):
                 p.removeItem(item)
@@ -509,8 +531,22 @@ class SRNNPanel(PaperPanel):
         self._update_legend()
 
     def _on_analysis(self, item):
+        """One model's analysis: the numbers at once; the plots piece by piece in later event-loop turns (one
+        paint each; drawn all at once they held the GUI thread 100-300 ms on a slow CPU)."""
         key, r = item
         self.results[key] = r
+        if key == self.main_key:
+            self._show_headline(key, r)
+        self._update_info()
+        gen = self._draw_gen
+        self.later(self._draw_analysis, gen, key, r)
+        if key == self.main_key and r["kind"] == "srnn":
+            for i in range(min(N_LATENT_PLOTS, len(r["top_dims"]))):
+                self.later(self._draw_latent, gen, r, i)
+
+    def _draw_analysis(self, gen, key, r):
+        if gen != self._draw_gen:
+            return                  # the views were cleared for other work since
         T = len(r["ll"])
         t = np.arange(T) + 0.5
         pen = pg.mkPen(COL.get(key, (0, 0, 0)), width=2)
@@ -524,12 +560,7 @@ class SRNNPanel(PaperPanel):
         if r["kind"] == "srnn":
             self.p_kl.plot(t, r["kl"], pen=pen)
         self.p_ll.plot(t, r["pred_ll"], pen=pen)
-        if key == self.main_key:
-            self._show_headline(key, r)
-            if r["kind"] == "srnn":
-                self._draw_latents(r)
         self._update_legend()
-        self._update_info()
 
     def _show_headline(self, key, r):
         paper = PAPER_PER_STEP.get(self.dataset)
@@ -556,18 +587,20 @@ class SRNNPanel(PaperPanel):
             "This piece, per step: " + "; ".join(parts) + f".{test}  Source: {short}")
         self.info_label.setToolTip(f"Source: {source}")
 
-    def _draw_latents(self, r):
+    def _draw_latent(self, gen, r, i):
+        """The ``i``-th latent plot: the dimension with the ``i``-th largest KL."""
+        if gen != self._draw_gen:
+            return
         T = len(r["mu_q"])
         t = np.arange(T) + 0.5
-        for p, d in zip(self.p_lat, r["top_dims"][:N_LATENT_PLOTS]):
-            mu, sd, mp = r["mu_q"][:, d], r["std_q"][:, d], r["mu_p"][:, d]
-            self._title(p, f"latent z[{d}] (KL rank {r['top_dims'].index(d) + 1}): posterior mean ±1 std, "
-                           "prior mean")
-            up = p.plot(t, mu + sd, pen=pg.mkPen((40, 110, 230, 60)))
-            lo = p.plot(t, mu - sd, pen=pg.mkPen((40, 110, 230, 60)))
-            p.addItem(pg.FillBetweenItem(up, lo, brush=pg.mkBrush(40, 110, 230, 60)))
-            p.plot(t, mu, pen=pg.mkPen(COL["smooth"], width=2))
-            p.plot(t, mp, pen=pg.mkPen(COL["prior"], width=1, style=Qt.DashLine))
+        p, d = self.p_lat[i], r["top_dims"][i]
+        mu, sd, mp = r["mu_q"][:, d], r["std_q"][:, d], r["mu_p"][:, d]
+        self._title(p, f"latent z[{d}] (KL rank {i + 1}): posterior mean ±1 std, prior mean")
+        up = p.plot(t, mu + sd, pen=pg.mkPen((40, 110, 230, 60)))
+        lo = p.plot(t, mu - sd, pen=pg.mkPen((40, 110, 230, 60)))
+        p.addItem(pg.FillBetweenItem(up, lo, brush=pg.mkBrush(40, 110, 230, 60)))
+        p.plot(t, mu, pen=pg.mkPen(COL["smooth"], width=2))
+        p.plot(t, mp, pen=pg.mkPen(COL["prior"], width=1, style=Qt.DashLine))
         self._update_legend()
 
     # ---------------------------------------------------------------------------------------------- hover

@@ -78,14 +78,18 @@ class TransducerPanel(PaperPanel):
         # The audio devices are first looked for when the microphone is chosen (not when the tab opens): Qt
         # looks for a sound server only once, so a server started after the tab was opened is still found.
         self._media_devices = None
-        self._build_ui()
         self._refresh_timer = QTimer(self)
         self._refresh_timer.setInterval(33)
         self._refresh_timer.timeout.connect(self._refresh)
-        self._refresh_timer.start()
 
     # ------------------------------------------------------------------ UI
-    def _build_ui(self) -> None:
+    def build_steps(self):
+        """The widgets in pieces (the shell runs one per event-loop turn); then the redraw timer starts."""
+        yield from self._build_ui()
+        self.reveal_later(self.spec_plot, self.att_plot)
+        self._refresh_timer.start()
+
+    def _build_ui(self):
         row = QHBoxLayout()
         self.source_box = QComboBox()
         self.source_box.addItems(SOURCES)
@@ -133,6 +137,7 @@ class TransducerPanel(PaperPanel):
         row.addWidget(self.teach_button)
         row.addWidget(self.revert_button)
         self.body.addLayout(row)
+        yield
 
         self.spec_plot = pg.PlotWidget()
         self.spec_plot.setBackground("w")
@@ -145,6 +150,7 @@ class TransducerPanel(PaperPanel):
         self.image = pg.ImageItem()
         self.image.setColorMap(pg.colormap.get("viridis"))
         self.spec_plot.addItem(self.image)
+        yield
         self.spec_plot.setToolTip("Log-mel spectrogram as it streams in; dashed lines are block boundaries "
                                   "(W encoder frames); each digit is written under the block that emitted it")
         self.att_plot = pg.PlotWidget()
@@ -157,6 +163,7 @@ class TransducerPanel(PaperPanel):
         self.att_title = QLabel(ATT_TITLE)
         self.att_bars = pg.BarGraphItem(x=[], height=[], width=0.8, brush="#3b6ea8")
         self.att_plot.addItem(self.att_bars)
+        yield
         att_w = QWidget()
         al = QVBoxLayout(att_w)
         al.setContentsMargins(0, 0, 0, 0)

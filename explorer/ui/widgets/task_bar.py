@@ -27,6 +27,12 @@ class TaskBar(QWidget):
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setToolTip("Stop this computation (Esc)")
         self.cancel_button.setShortcut("Esc")
+        # Hidden, the bar and the button keep their room: the row's height never changes when work starts or
+        # ends, so the plots above it are not resized (relaid out and redrawn, 100-300 ms for a tab of plots)
+        for w in (self.bar, self.cancel_button):
+            pol = w.sizePolicy()
+            pol.setRetainSizeWhenHidden(True)
+            w.setSizePolicy(pol)
         lay.addWidget(self.label)
         lay.addWidget(self.bar, 1)
         lay.addWidget(self.cancel_button)

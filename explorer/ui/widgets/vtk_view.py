@@ -5,21 +5,84 @@
 * ``capture()`` returns the rendered pixels via vtkWindowToImageFilter (``QWidget.grab()`` of a VTK widget
   returns garbage).
 * ``close_view()`` is idempotent: stops timers, finalizes the render window; never renders when hidden.
+* No turn of the event loop holds more than one VTK job: making a view's OpenGL context (``Initialize``, 0.1-0.4 s
+  with software OpenGL) waits until the view is first shown and then takes a turn of its own, and ``render()``
+  only asks for a render, which runs in a later turn (one view per turn, repeated requests coalesced). Until its
+  context exists a view does not paint. ``capture()`` renders at once (screenshots, tests).
 """
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 
 import numpy as np
-from PySide6.QtCore import QSize
+from PySide6.QtCore import QSize, QTimer
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 log = logging.getLogger(__name__)
+_jobs: "OrderedDict[int, tuple]" = OrderedDict()     # id(view) -> (view, "init" | "render"), oldest first
+_armed = False
 
 
 def _offscreen_platform() -> bool:
     return QGuiApplication.platformName() in ("offscreen", "minimal")
+
+
+def _schedule(view: "VtkView", kind: str) -> None:
+    """Queue one VTK job of ``view`` (a render asked for before a queued initialisation follows it anyway)."""
+    key = id(view)
+    if key in _jobs and _jobs[key][1] == "init":
+        return
+    _jobs[key] = (view, kind)
+    _arm()
+
+
+def _unschedule(view: "VtkView") -> None:
+    _jobs.pop(id(view), None)
+
+
+def _arm() -> None:
+    global _armed
+    if _jobs and not _armed:
+        _armed = True
+        QTimer.singleShot(0, _run_one)
+
+
+def _run_one() -> None:
+    """One queued VTK job per event-loop turn: the GUI thread paints and takes input in between."""
+    global _armed
+    _armed = False
+    if _jobs:
+        _, (view, kind) = _jobs.popitem(last=False)
+        try:
+            view._initialize_now() if kind == "init" else view._render_now()
+        except RuntimeError:          # its widget was deleted meanwhile
+            log.debug("VTK job of a deleted view", exc_info=True)
+        except Exception:  # noqa: BLE001 - a failing view must not stop the others
+            log.exception("VTK %s failed", kind)
+    _arm()
+
+
+_interactor_class = None
+
+
+def _interactor_type():
+    """QVTKRenderWindowInteractor that does not render (hence make its OpenGL context) when Qt paints it before
+    its view has initialized it."""
+    global _interactor_class
+    if _interactor_class is None:
+        from vtkmodules.qt.QVTKRenderWindowInteractor import QVTKRenderWindowInteractor
+
+        class _Interactor(QVTKRenderWindowInteractor):
+            ready = False
+
+            def paintEvent(self, ev):  # noqa: N802 - Qt override
+                if self.ready:
+                    super().paintEvent(ev)
+
+        _interactor_class = _Interactor
+    return _interactor_class
 
 
 class VtkView(QWidget):
@@ -29,7 +92,6 @@ class VtkView(QWidget):
         super().__init__(parent)
         import vtkmodules.vtkInteractionStyle  # noqa: F401  (registers interactor styles)
         import vtkmodules.vtkRenderingOpenGL2  # noqa: F401  (registers the OpenGL backend)
-        from vtkmodules.qt.QVTKRenderWindowInteractor import QVTKRenderWindowInteractor
         from vtkmodules.vtkInteractionStyle import vtkInteractorStyleTrackballCamera
         from vtkmodules.vtkRenderingCore import vtkRenderer, vtkRenderWindow
 
@@ -37,7 +99,7 @@ class VtkView(QWidget):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         self.offscreen = _offscreen_platform()
-        self.interactor = QVTKRenderWindowInteractor(self)
+        self.interactor = _interactor_type()(self)
         if self.offscreen:
             rw = vtkRenderWindow()
             rw.SetOffScreenRendering(1)
@@ -59,12 +121,31 @@ class VtkView(QWidget):
     def showEvent(self, event) -> None:  # noqa: N802
         super().showEvent(event)
         if not self._initialized and not self._closed:
-            self.interactor.Initialize()
-            self._initialized = True
+            _schedule(self, "init")
+
+    @property
+    def initialized(self) -> bool:
+        return self._initialized
+
+    def _initialize_now(self) -> None:
+        """Make the OpenGL context (one event-loop turn); the first render follows in another."""
+        if self._initialized or self._closed:
+            return
+        self.interactor.Initialize()
+        self._initialized = True
+        self.interactor.ready = True
+        _schedule(self, "render")          # the first render (shaders compiled) takes a turn of its own
 
     def render(self) -> None:
-        """Render now (GUI thread). Does nothing when closed or hidden."""
-        if self._closed or not self.isVisible():
+        """Ask for a render (GUI thread): it runs in a later turn of the event loop, one view per turn, however
+        often it was asked for meanwhile. Nothing when closed; before the view's first showing the render
+        follows its initialisation."""
+        if self._closed or not self._initialized:
+            return
+        _schedule(self, "render")
+
+    def _render_now(self) -> None:
+        if self._closed or not self._initialized or not self.isVisible():
             return
         if self.offscreen:
             w, h = max(1, self.width()), max(1, self.height())
@@ -78,6 +159,11 @@ class VtkView(QWidget):
 
         if self._closed:
             return np.zeros((max(1, self.height()), max(1, self.width()), 3), np.uint8)
+        if not self._initialized:
+            _unschedule(self)
+            self.interactor.Initialize()
+            self._initialized = True
+            self.interactor.ready = True
         if self.offscreen:
             self.render_window.SetSize(max(1, self.width()), max(1, self.height()))
         self.render_window.Render()
@@ -96,6 +182,7 @@ class VtkView(QWidget):
         if self._closed:
             return
         self._closed = True
+        _unschedule(self)
         try:
             self.render_window.Finalize()
             self.interactor.close()

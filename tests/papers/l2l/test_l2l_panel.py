@@ -26,6 +26,9 @@ def test_panel_race_and_meta_train(make_panel, qtbot):
     assert panel.problem() == "quad2d"
     assert all(len(v) > 2 for k, v in panel._path_data.items()), "trajectories missing"
     assert panel.map_image.image is not None
+    # the contour lines (computed in the worker) are drawn on the map, in its pixel units
+    assert len(panel._isos) == 9 and all(iso.parentItem() is panel.map_image for iso in panel._isos)
+    assert sum(iso.path().elementCount() for iso in panel._isos) > 50
 
     # a race on a 10-D quadratic
     panel.problem_box.setCurrentIndex(panel.problem_box.findData("quadratic"))
@@ -141,3 +144,22 @@ def test_the_race_legend_is_a_row_above_the_plot_and_no_overflow_warnings(make_p
     assert not [it for it in panel.loss_plot.scene().items() if isinstance(it, pg.LegendItem)]
     assert set(panel.legend.labels()) == {panel._labels[k] for k in panel._curves}
     assert {"SGD", "Adam"} <= set(panel.legend.labels())
+
+
+def test_contour_lines_are_traced_in_the_worker_function():
+    """contour_lines: log10 of the grid and one polyline set per level (NaN between pieces), in grid-index units;
+    in a bowl the lowest level is one closed line around the centre."""
+    import numpy as np
+
+    from explorer.papers.l2l.panel import N_CONTOURS, contour_lines
+
+    x = np.linspace(-1, 1, 41)
+    Z = 10 ** (x[:, None] ** 2 + x[None, :] ** 2)          # log10 Z is a paraboloid
+    logz, lines = contour_lines(Z)
+    assert np.allclose(logz, np.log10(Z)) and len(lines) == N_CONTOURS
+    for cx, cy in lines:
+        assert cx.shape == cy.shape and np.isnan(cx[-1])
+        fx, fy = cx[np.isfinite(cx)], cy[np.isfinite(cy)]
+        assert len(fx) > 4 and fx.min() >= -1 and fx.max() <= 41 and fy.min() >= -1 and fy.max() <= 41
+    cx, cy = lines[0]
+    assert np.sum(np.isnan(cx)) == 1 and abs(np.nanmean(cx) - 20) < 2 and abs(np.nanmean(cy) - 20) < 2

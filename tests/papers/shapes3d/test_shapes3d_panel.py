@@ -109,6 +109,7 @@ def test_panel_opens_the_furniture_checkpoint_with_its_gallery(make_panel, qtbot
     done = {}
     panel.open_checkpoint(str(furniture), on_done=lambda ok: done.update(ok=ok))
     qtbot.waitUntil(lambda: "ok" in done, timeout=60000)
+    qtbot.waitUntil(lambda: panel.gallery is not None, timeout=30000)    # the gallery is read in a worker
     assert done["ok"] and "chair" in panel.model.class_names
     assert panel.gallery is not None and set(panel.gallery["class_names"]) == set(panel.model.class_names)
     assert panel.gallery_list.count() == len(panel.gallery["labels"])
@@ -126,6 +127,7 @@ def test_panel_opens_the_furniture_checkpoint_with_its_gallery(make_panel, qtbot
     done.clear()
     panel.open_checkpoint(str(bundled("shapes3d_primitives.safetensors")), on_done=lambda ok: done.update(ok=ok))
     qtbot.waitUntil(lambda: "ok" in done, timeout=60000)
+    qtbot.waitUntil(lambda: panel.gallery is not None, timeout=30000)
     assert done["ok"] and panel.gallery["class_names"] == list(panel.model.class_names)
     panel.shutdown()
 

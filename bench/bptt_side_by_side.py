@@ -1,8 +1,8 @@
 """Full BPTT vs torch.utils.checkpoint vs checkpointed_rnn on one training iteration of an LSTM.
 
     python bench/bptt_side_by_side.py [--length 1000] [--hidden 512] [--batch 32] [--input 64] [--classes 64]
-                                      [--fractions 0.05,0.1,0.25] [--repeats 3] [--threads 1] [--device cpu]
-                                      [--rounds 2] [--only NAME,NAME...] [--profile NAME] [--save FILE.json]
+                                      [--fractions 0.05,0.1,0.25] [--rounds 5] [--threads 1] [--device cpu]
+                                      [--only NAME,NAME...] [--profile NAME] [--save FILE.json]
 
 The task: nn.LSTMCell(input -> hidden) over T steps, a linear read-out at every step and cross-entropy against
 random classes, averaged over steps and batch (one iteration = forward + backward, no optimizer step). Two
@@ -31,9 +31,11 @@ Each configuration runs in two fresh processes. Memory (first process, after one
 peak increase of one iteration: resident memory (VmHWM reset through /proc/self/clear_refs, glibc's mmap
 threshold fixed at 16 KiB so that freed tensors leave the resident set) on CPU, torch.cuda.max_memory_allocated
 on CUDA. It includes everything the iteration allocates: the outputs, their gradient, the read-out's logits,
-the parameter gradients, not only what the recurrence stores. Time (--rounds more processes, normal allocator,
-run round-robin over the configurations) is the median and range of --repeats iterations after a warm-up in
-each, as wall time and as the process's CPU time; the gradient error is ||g - g_full|| / ||g_full||
+the parameter gradients, not only what the recurrence stores. Time: one more process (normal allocator) runs
+every configuration interleaved, a warm-up iteration of each and then --rounds rounds of one iteration of each
+in turn, as wall time and as the process's CPU time (user + system); a configuration's ratio to full BPTT is
+the median over the rounds of its time divided by full BPTT's in the same round (paired, so that a busy spell
+of the machine weighs on both); the gradient error is ||g - g_full|| / ||g_full||
 over all parameters (LSTM and read-out), against ``full``.
 
 ``--profile NAME`` (e.g. ``apiloss:0.05``) runs one iteration of that configuration under torch.profiler after a
@@ -135,8 +137,6 @@ def worker(args) -> dict:
             return self.inner(xt, state)
 
     ccell = Counting(cell)
-    method, spec = args.worker.split(":")
-    info = {}
 
     def step_loss(h, t):
         return nn.functional.cross_entropy(readout(h), y[t])
@@ -213,70 +213,67 @@ def worker(args) -> dict:
             out = rnn_full()
         return out.requires_grad_(True)
 
-    rnn = loss_fn = None
-    if method == "full":
-        rnn = rnn_full
-    elif method == "fullstep":
-        loss_fn = loss_fullstep
-    elif method == "ckptloss":
-        if spec == "min":
-            S = min(range(1, T + 1), key=lambda n: predicted_segments_memory(n, T, alpha, beta))
-            info["fits"] = True
+    def build(name: str):
+        """The iteration of one configuration and what to report about it."""
+        method, spec = name.split(":")
+        info = {"method": method, "spec": spec}
+        rnn = loss_fn = None
+        if method == "full":
+            rnn = rnn_full
+        elif method == "fullstep":
+            loss_fn = loss_fullstep
+        elif method == "ckptloss":
+            if spec == "min":
+                S = min(range(1, T + 1), key=lambda n: predicted_segments_memory(n, T, alpha, beta))
+                info["fits"] = True
+            else:
+                S = fewest_segments(float(spec) * full_units, T, alpha, beta)
+                info["fits"] = predicted_segments_memory(S, T, alpha, beta) <= float(spec) * full_units + 1e-9
+            info["segments"] = S
+            loss_fn = lambda: loss_checkpoint(S)  # noqa: E731
+        elif method == "apiloss":
+            frac = float(spec)
+            plan = plan_for(T, alpha, frac, policy="msm")
+            info.update(plan_cost=plan.cost, plan_peak_slots=plan.peak_memory)
+            loss_fn = lambda: checkpointed_rnn(ccell, x, h0, memory_fraction=frac, policy="msm",  # noqa: E731
+                                               step_loss=step_loss, loss_params=readout)[0] / T
+        elif method == "floor":
+            rnn = rnn_floor
+        elif method == "ckpt":
+            if spec == "sqrt":
+                S = max(1, round(math.sqrt(T)))
+            else:
+                S = fewest_segments(float(spec) * full_units, T, alpha)
+                info["fits"] = predicted_segments_memory(S, T, alpha) <= float(spec) * full_units + 1e-9
+            info["segments"] = S
+            rnn = lambda: rnn_checkpoint(S)  # noqa: E731
         else:
-            S = fewest_segments(float(spec) * full_units, T, alpha, beta)
-            info["fits"] = predicted_segments_memory(S, T, alpha, beta) <= float(spec) * full_units + 1e-9
-        info["segments"] = S
-        loss_fn = lambda: loss_checkpoint(S)  # noqa: E731
-    elif method == "apiloss":
-        frac = float(spec)
-        plan = plan_for(T, alpha, frac, policy="msm")
-        info.update(plan_cost=plan.cost, plan_peak_slots=plan.peak_memory)
-        loss_fn = lambda: checkpointed_rnn(ccell, x, h0, memory_fraction=frac, policy="msm",  # noqa: E731
-                                           step_loss=step_loss, loss_params=readout)[0] / T
-    elif method == "floor":
-        rnn = rnn_floor
-    elif method == "ckpt":
-        if spec == "sqrt":
-            S = max(1, round(math.sqrt(T)))
-        else:
-            S = fewest_segments(float(spec) * full_units, T, alpha)
-            info["fits"] = predicted_segments_memory(S, T, alpha) <= float(spec) * full_units + 1e-9
-        info["segments"] = S
-        rnn = lambda: rnn_checkpoint(S)  # noqa: E731
-    else:
-        frac = float(spec)
-        plan = plan_for(T, alpha, frac, policy="msm")
-        info.update(plan_cost=plan.cost, plan_peak_slots=plan.peak_memory)
-        rnn = lambda: checkpointed_rnn(ccell, x, h0, memory_fraction=frac, policy="msm")[0]  # noqa: E731
+            frac = float(spec)
+            plan = plan_for(T, alpha, frac, policy="msm")
+            info.update(plan_cost=plan.cost, plan_peak_slots=plan.peak_memory)
+            rnn = lambda: checkpointed_rnn(ccell, x, h0, memory_fraction=frac, policy="msm")[0]  # noqa: E731
 
-    def iteration():
-        for p in params:
-            p.grad = None
-        if loss_fn is not None:
-            loss = loss_fn()
-        else:
-            out = rnn()
-            loss = nn.functional.cross_entropy(readout(out).flatten(0, 1), y.flatten())
-            del out
-        loss.backward()
-        return float(loss.detach())
+        def iteration():
+            for p in params:
+                p.grad = None
+            if loss_fn is not None:
+                loss = loss_fn()
+            else:
+                out = rnn()
+                loss = nn.functional.cross_entropy(readout(out).flatten(0, 1), y.flatten())
+                del out
+            loss.backward()
+            return float(loss.detach())
+        return iteration, info
+
+    if args.mode == "time":
+        return time_interleaved(args, [build(n)[0] for n in args.worker.split(",")], device)
+
+    iteration, info = build(args.worker)
+    method, spec = info.pop("method"), info.pop("spec")
 
     if args.mode == "profile":
         return profile_iteration(iteration, args)
-
-    if args.mode == "time":
-        iteration()                                  # warm-up
-        times, cpu = [], []
-        for _ in range(args.repeats):
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            t0, c0 = time.perf_counter(), time.process_time()
-            iteration()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - t0)
-            cpu.append(time.process_time() - c0)
-        return {"seconds": times, "cpu_seconds": cpu}
 
     # memory: a warm-up iteration (lazy initialisations), memory handed back, then one measured iteration
     iteration()
@@ -303,6 +300,29 @@ def worker(args) -> dict:
                args.out + ".pt")
     return {"method": method, "spec": spec, "peak_bytes": int(peak), "forward_steps": steps, "loss": loss,
             "alpha": alpha, "beta": beta, "state_bytes": state_bytes, "full_units": full_units, **info}
+
+
+def time_interleaved(args, iterations, device) -> dict:
+    """Every configuration in one process, interleaved: a warm-up iteration of each, then --rounds rounds of one
+    iteration of each in turn, so that the configurations share the machine's busy and quiet spells (the times
+    of one round are close in time; their ratios are paired)."""
+    import torch
+
+    for it in iterations:
+        it()
+    wall = [[] for _ in iterations]
+    cpu = [[] for _ in iterations]
+    for _ in range(args.rounds):
+        for i, it in enumerate(iterations):
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t0, c0 = time.perf_counter(), time.process_time()
+            it()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            wall[i].append(time.perf_counter() - t0)
+            cpu[i].append(time.process_time() - c0)
+    return {"seconds": wall, "cpu_seconds": cpu}
 
 
 def profile_iteration(iteration, args) -> dict:
@@ -344,17 +364,16 @@ def run_memory(args, name: str, tmp: str) -> dict:
     return res
 
 
-def run_time(args, name: str, tmp: str, row: dict) -> None:
-    res = _child(args, name, os.path.join(tmp, "time"), "time", {})
-    row["seconds"] += res["seconds"]
-    row["cpu_seconds"] += res["cpu_seconds"]
+def run_time(args, names, tmp: str, rows) -> None:
+    res = _child(args, ",".join(names), os.path.join(tmp, "time"), "time", {})
+    for row, wall, cpu in zip(rows, res["seconds"], res["cpu_seconds"]):
+        row["seconds"], row["cpu_seconds"] = wall, cpu
 
 
 def _child(args, name: str, out: str, mode: str, extra_env: dict) -> dict:
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", name, "--out", out, "--mode", mode,
            "--length", str(args.length), "--hidden", str(args.hidden), "--batch", str(args.batch),
-           "--input", str(args.input), "--classes", str(args.classes), "--repeats", str(args.repeats),
-           "--rounds", str(args.rounds),
+           "--input", str(args.input), "--classes", str(args.classes), "--rounds", str(args.rounds),
            "--threads", str(args.threads), "--device", args.device]
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), **extra_env)
     r = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -371,8 +390,7 @@ def main() -> None:
     ap.add_argument("--input", type=int, default=64)
     ap.add_argument("--classes", type=int, default=64)
     ap.add_argument("--fractions", default="0.05,0.1,0.25")
-    ap.add_argument("--repeats", type=int, default=3, help="timed iterations per time process")
-    ap.add_argument("--rounds", type=int, default=2, help="time processes per configuration, run round-robin")
+    ap.add_argument("--rounds", type=int, default=5, help="timed iterations of each configuration (interleaved)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--only", default="", help="comma-separated configurations to run (full:- is always run)")
@@ -404,11 +422,10 @@ def main() -> None:
         for name in names:
             print(f"... {name} (memory)", file=sys.stderr, flush=True)
             rows.append(run_memory(args, name, tmp))
-        for r in range(args.rounds):              # round-robin, so that a busy spell hits every configuration
-            for name, row in zip(names, rows):
-                if row["method"] != "floor":
-                    print(f"... {name} (time, round {r + 1}/{args.rounds})", file=sys.stderr, flush=True)
-                    run_time(args, name, tmp, row)
+        timed = [(n, r) for n, r in zip(names, rows) if r["method"] != "floor"]
+        print(f"... time: {len(timed)} configurations interleaved, {args.rounds} rounds", file=sys.stderr,
+              flush=True)
+        run_time(args, [n for n, _ in timed], tmp, [r for _, r in timed])
         def rel_err(got, ref):
             return math.sqrt(sum(float((a.double() - b.double()).norm() ** 2) for a, b in zip(got, ref))
                              / sum(float(r.double().norm() ** 2) for r in ref))
@@ -424,9 +441,10 @@ def main() -> None:
             row["grad_rel_err"] = rel_err(got, ref)
             if ref_step is not None and row["method"] in ("fullstep", "ckptloss", "apiloss"):
                 row["grad_rel_err_vs_fullstep"] = rel_err(got, ref_step)
-            row["median_seconds"] = statistics.median(row["seconds"]) if row["seconds"] else float("nan")
-            row["median_cpu_seconds"] = (statistics.median(row["cpu_seconds"]) if row["cpu_seconds"]
-                                         else float("nan"))
+            row["median_seconds"] = statistics.median(row["seconds"])
+            row["median_cpu_seconds"] = statistics.median(row["cpu_seconds"])
+            row["wall_ratios"] = [a / b for a, b in zip(row["seconds"], rows[0]["seconds"])]
+            row["cpu_ratios"] = [a / b for a, b in zip(row["cpu_seconds"], rows[0]["cpu_seconds"])]
     result = {"setting": vars(args), "rows": rows}
     if args.save:
         with open(args.save, "w") as fh:
@@ -448,9 +466,9 @@ def print_table(args, rows) -> None:
     floor = next((r for r in rows if r["method"] == "floor"), None)
     rec_full = full["peak_bytes"] - floor["peak_bytes"] if floor else None
     print("| method | read-out | budget | forward steps / T | peak MB | vs full | recurrence's part MB (vs full) "
-          "| time s (median, range) | vs full | CPU time vs full | grad rel. error |")
+          "| time s (median, range) | vs full (median, range) | CPU time vs full (median, range) | "
+          "grad rel. error |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
-    tf, cf = full["median_seconds"], full["median_cpu_seconds"]
     for row in rows:
         m, spec = row["method"], row["spec"]
         inside = m in ("fullstep", "ckptloss", "apiloss")
@@ -476,21 +494,22 @@ def print_table(args, rows) -> None:
         else:
             rec = row["peak_bytes"] - floor["peak_bytes"]
             rec_txt = f"{rec / 1e6:.1f} ({rec / rec_full:.3f})"
-        secs = row["seconds"]
+        secs, wr, cr = row["seconds"], row["wall_ratios"], row["cpu_ratios"]
         print(f"| {label} | {where} | {budget} | {row['forward_steps'] / args.length:.3f} | "
               f"{row['peak_bytes'] / 1e6:.1f} | {row['peak_bytes'] / full['peak_bytes']:.3f} | {rec_txt} | "
               f"{row['median_seconds']:.2f} ({min(secs):.2f}-{max(secs):.2f}) | "
-              f"{row['median_seconds'] / tf:.2f} ({min(secs) / tf:.2f}-{max(secs) / tf:.2f}) | "
-              f"{row['median_cpu_seconds'] / cf:.2f} | {row['grad_rel_err']:.1e}"
+              f"{statistics.median(wr):.2f} ({min(wr):.2f}-{max(wr):.2f}) | "
+              f"{statistics.median(cr):.2f} ({min(cr):.2f}-{max(cr):.2f}) | {row['grad_rel_err']:.1e}"
               + (f" ({row['grad_rel_err_vs_fullstep']:.1e})" if "grad_rel_err_vs_fullstep" in row else "") + " |")
     print()
     print("peak memory: increase of one iteration (forward + backward) in a fresh process, "
           + ("torch.cuda.max_memory_allocated" if args.device.startswith("cuda") else "resident set (VmHWM)")
           + "; it includes the parameter gradients and, for the read-out outside, the outputs [T, B, H], their "
           "gradient and the logits, which every method of that family has (the read-out-only row: outputs "
-          "computed without a graph); recurrence's part = peak - that row; time: median and range of "
-          f"{args.rounds} x {args.repeats} iterations (round-robin over the configurations), 'vs full' divides by "
-          "full BPTT's median; CPU time: the process's user + system time (less sensitive than wall time to other "
+          "computed without a graph); recurrence's part = peak - that row; time: "
+          f"{args.rounds} iterations of each configuration, interleaved in one process; 'vs full': the median "
+          "and range over the rounds of the time divided by full BPTT's in the same round; CPU time: the "
+          "process's user + system time (less sensitive than wall time to other "
           "jobs on the machine); gradient error against full BPTT with the read-out outside (in brackets: against "
           "full BPTT with the loss inside the loop, the same operations in the same order)")
 

@@ -524,10 +524,10 @@ def print_profile(args) -> None:
           f"{res['wall_s_profiled']:.2f} s (profiler overhead included), operators' self CPU time summing to "
           f"{res['sum_self_s']:.2f} s")
     print()
-    print("| operator | calls | self s | share of the iteration |")
+    print("| operator | calls | self s | share of all operators' self time |")
     print("|---|---|---|---|")
     for r in ops[:25]:
-        print(f"| {r['name']} | {r['count']} | {r['self_s']:.3f} | {r['self_s'] / res['wall_s_profiled']:.1%} |")
+        print(f"| {r['name']} | {r['count']} | {r['self_s']:.3f} | {r['self_s'] / res['sum_self_s']:.1%} |")
 
 
 if __name__ == "__main__":

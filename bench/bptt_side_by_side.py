@@ -27,7 +27,7 @@ read-out and loss inside the steps (the outputs never exist whole):
   fits the budget F (``ckptloss:min``: the S of least predicted memory);
 * ``apiloss:F``: checkpointed_rnn(..., step_loss=...) (MSM) at budget F.
 
-Each configuration runs in two fresh processes. Memory (first process, after one warm-up iteration) is the
+Each configuration's memory is measured in a fresh process of its own: after one warm-up iteration, the
 peak increase of one iteration: resident memory (VmHWM reset through /proc/self/clear_refs, glibc's mmap
 threshold fixed at 16 KiB so that freed tensors leave the resident set) on CPU, torch.cuda.max_memory_allocated
 on CUDA. It includes everything the iteration allocates: the outputs, their gradient, the read-out's logits,
@@ -35,12 +35,13 @@ the parameter gradients, not only what the recurrence stores. Time: one more pro
 every configuration interleaved, a warm-up iteration of each and then --rounds rounds of one iteration of each
 in turn, as wall time and as the process's CPU time (user + system); a configuration's ratio to full BPTT is
 the median over the rounds of its time divided by full BPTT's in the same round (paired, so that a busy spell
-of the machine weighs on both); the gradient error is ||g - g_full|| / ||g_full||
-over all parameters (LSTM and read-out), against ``full``.
+of the machine weighs on both); the gradient error is ||g - g_full|| / ||g_full|| over all parameters (LSTM
+and read-out), against ``full`` (and, for the read-out inside, against ``fullstep`` too).
 
-``--profile NAME`` (e.g. ``apiloss:0.05``) runs one iteration of that configuration under torch.profiler after a
-warm-up and prints where the time goes: the cell's forward and backward operators, the read-out, and the rest
-(Python, autograd bookkeeping).
+``--profile NAME`` (e.g. ``apiloss:0.05``) runs that configuration in a fresh process: one iteration timed plainly
+(wall, user and system time, page faults), then one under torch.profiler, and prints the operators' self time
+(the cell's matmuls forward and backward, the read-out's, ``_CheckpointedRNNBackward`` for the Python side of
+checkpointed_rnn's backward). Single iterations vary by 20-30% on a shared machine: compare within one run.
 """
 from __future__ import annotations
 

@@ -93,9 +93,10 @@ def checkpointed_rnn(cell: nn.Module, inputs: torch.Tensor, state: State, memory
             a graph, for the value, and once more with its graph in that step's backward step, where its
             gradient joins the state's (so ``fn`` is called ``2T`` times, in the order of the schedule: keep
             side effects such as accumulating metrics out of it). Like the cell it must be deterministic (no
-            dropout in training mode, checked on the first step). Its trainable tensors must come from ``loss_params`` (or from ``fn``
-            itself when it is an ``nn.Module``) or from the cell; a loss that reaches any other tensor requiring
-            grad is refused (checked on every step), since that tensor's gradient would be lost.
+            dropout in training mode, checked on the first step). Its trainable tensors must come from
+            ``loss_params`` (or from ``fn`` itself when it is an ``nn.Module``) or from the cell; a loss that
+            reaches any other tensor requiring grad is refused (checked on every step), since that tensor's
+            gradient would be lost.
         loss_params: the ``nn.Module`` (e.g. the read-out), tensor, or iterable of modules and tensors whose
             parameters ``step_loss`` uses; they receive their gradients like the cell's.
 

@@ -8,6 +8,10 @@ activations) and the last step's graph. The backward pass replays the rest of th
 enabled and backpropagates one step at a time with ``torch.autograd.grad``, carrying the gradient of the state
 backward and summing the parameter gradients in the same order as ordinary BPTT.
 
+With ``step_loss`` a per-step loss (e.g. a read-out and its cross-entropy) is evaluated inside every step as well:
+once without a graph during forward (for the value) and once more, with its graph, in the backward step of that
+step, so neither the outputs ``[T, B, H]`` nor the read-out's activations ever exist for the whole sequence.
+
 Tests and benchmarks can look inside with :func:`memory_probe`.
 """
 from __future__ import annotations
@@ -17,7 +21,7 @@ import functools
 import math
 import numbers
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Callable, Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -29,6 +33,7 @@ from .replay import Replay, Step, needs_graph
 from .schedule import full_bptt_memory
 
 State = Union[torch.Tensor, Tuple[torch.Tensor, ...]]
+LossParams = Union[None, nn.Module, torch.Tensor, Iterable[Union[nn.Module, torch.Tensor]]]
 EPS = 1e-9
 
 __all__ = ["checkpointed_rnn", "memory_probe", "plan_for", "CallRecord"]
@@ -36,7 +41,9 @@ __all__ = ["checkpointed_rnn", "memory_probe", "plan_for", "CallRecord"]
 
 # --------------------------------------------------------------------------------------------- public API
 def checkpointed_rnn(cell: nn.Module, inputs: torch.Tensor, state: State, memory_fraction: Optional[float] = None,
-                     policy: str = "msm", memory: Optional[float] = None) -> Tuple[torch.Tensor, State]:
+                     policy: str = "msm", memory: Optional[float] = None, *,
+                     step_loss: Optional[Callable[[torch.Tensor, int], torch.Tensor]] = None,
+                     loss_params: LossParams = None) -> Tuple[torch.Tensor, State]:
     """Run ``cell`` over ``inputs`` like a Python loop, storing only what a memory budget allows.
 
     Equivalent to::
@@ -46,6 +53,14 @@ def checkpointed_rnn(cell: nn.Module, inputs: torch.Tensor, state: State, memory
             state = cell(x_t, state)
             outputs.append(state if torch.is_tensor(state) else state[0])
         return torch.stack(outputs), state
+
+    and, with ``step_loss=fn``, to::
+
+        loss = 0
+        for t, x_t in enumerate(inputs):
+            state = cell(x_t, state)
+            loss = loss + fn(state if torch.is_tensor(state) else state[0], t)
+        return loss, state
 
     but trained by memory-efficient backpropagation through time (Gruslys et al., NIPS 2016): the forward pass
     builds no autograd graph and keeps only the hidden states and internal states that the optimal schedule for
@@ -71,6 +86,19 @@ def checkpointed_rnn(cell: nn.Module, inputs: torch.Tensor, state: State, memory
         memory: the budget in slots instead, one slot being the size of ``state`` (all its tensors); the slot
             holding the initial state counts, so ``memory=1`` is the least (and recomputes quadratically).
             Give exactly one of ``memory_fraction`` and ``memory``.
+        step_loss: a per-step loss ``fn(output_t, t) -> scalar tensor`` evaluated inside every step, with
+            ``output_t`` the first state tensor of step ``t`` (``h_t`` for an LSTM; ``t`` counts from 0, so the
+            caller can index its targets with it). The call then returns the summed loss instead of the
+            outputs, and the outputs are never materialised: ``fn`` runs once per step during forward, without
+            a graph, for the value, and once more with its graph in that step's backward step, where its
+            gradient joins the state's (so ``fn`` is called ``2T`` times, in the order of the schedule: keep
+            side effects such as accumulating metrics out of it). Like the cell it must be deterministic (no
+            dropout in training mode, checked on the first step). Its trainable tensors must come from
+            ``loss_params`` (or from ``fn`` itself when it is an ``nn.Module``) or from the cell; a loss that
+            reaches any other tensor requiring grad is refused (checked on every step), since that tensor's
+            gradient would be lost.
+        loss_params: the ``nn.Module`` (e.g. the read-out), tensor, or iterable of modules and tensors whose
+            parameters ``step_loss`` uses; they receive their gradients like the cell's.
 
     Returns:
         ``(outputs, final_state)``: ``outputs`` is ``[T, *state[0].shape]``, the first state tensor of every
@@ -78,13 +106,22 @@ def checkpointed_rnn(cell: nn.Module, inputs: torch.Tensor, state: State, memory
         the schedule never reads it, but it does take ``T`` hidden states of memory (and so does its gradient
         during backward), which the budget does not count. ``final_state`` has the structure of ``state``.
 
+        With ``step_loss``: ``(loss, final_state)``, ``loss`` the sum over the steps of ``fn(output_t, t)``
+        (added in the order of ``t``, as the loop above; divide by ``T`` for a mean). Back-propagating
+        ``loss`` (and/or ``final_state``) gives the cell's parameters, ``loss_params``, ``inputs`` and ``state``
+        the gradients of full BPTT through the loop above.
+
     Raises:
         ValueError: no budget or two, an unknown policy, a budget no schedule fits (the message names the
-            smallest feasible one), a cell returning a state of another structure, a random or open cell.
+            smallest feasible one), a cell returning a state of another structure, a random or open cell; a
+            ``step_loss`` that returns no scalar, draws random numbers or uses a tensor requiring grad that is
+            not in ``loss_params`` or the cell.
 
     Memory: between forward and backward the call holds the stored states of the plan (at most the budget)
-    plus the last step's graph (``alpha`` slots); during backward, one more step's graph. Time: the plan's
-    forward steps (``T`` for full BPTT, about ``2T`` at 5%) plus ``T`` backward steps. Plans are cached per
+    plus the last step's graph (``alpha`` slots); during backward, one more step's graph, and with
+    ``step_loss`` one step's loss graph (e.g. the read-out's logits for one step; ``alpha`` and the budget count
+    the cell only). Time: the plan's forward steps (``T`` for full BPTT, about ``2T`` at 5%) plus ``T``
+    backward steps; ``step_loss`` runs ``2T`` times forward and ``T`` times backward. Plans are cached per
     (T, policy, alpha, budget). Under ``torch.no_grad()`` (or when nothing requires grad) the loop simply
     runs, with no plan. Under ``torch.autocast`` every step, also those recomputed during backward, runs with
     the caller's autocast settings but without its cache of cast weights (so each step's weight gradient is cast
@@ -107,6 +144,19 @@ def checkpointed_rnn(cell: nn.Module, inputs: torch.Tensor, state: State, memory
         ...     opt.zero_grad()
         ...     loss.backward()
         ...     _ = opt.step()
+
+    The same with the read-out and its loss inside the steps (the budget then holds for the whole iteration:
+    the outputs ``[T, B, 32]``, the logits ``[T, B, 5]`` and their gradients never exist)::
+
+        >>> ce = nn.functional.cross_entropy
+        >>> for it in range(3):
+        ...     loss, (h, c) = checkpointed_rnn(cell, x, state, memory_fraction=0.05,
+        ...                                     step_loss=lambda h_t, t: ce(readout(h_t), y[t]), loss_params=readout)
+        ...     opt.zero_grad()
+        ...     (loss / len(x)).backward()                   # the mean over steps and batch, as above
+        ...     _ = opt.step()
+        >>> loss.shape, readout.weight.grad.shape
+        (torch.Size([]), torch.Size([5, 32]))
     """
     if policy not in POLICIES:
         raise ValueError(f"unknown policy {policy!r}: choose one of {', '.join(POLICIES)}")
@@ -117,12 +167,18 @@ def checkpointed_rnn(cell: nn.Module, inputs: torch.Tensor, state: State, memory
     states = (state,) if is_tensor else tuple(state)
     if not states or not all(torch.is_tensor(s) for s in states):
         raise ValueError("state must be a tensor or a non-empty tuple of tensors")
-    params = tuple(p for p in cell.parameters() if p.requires_grad)
+    if step_loss is None and loss_params is not None:
+        raise ValueError("loss_params is given without step_loss")
+    if step_loss is not None and not callable(step_loss):
+        raise ValueError(f"step_loss must be a callable fn(output_t, t) -> scalar tensor, not {step_loss!r}")
+    params = _unique(p for p in cell.parameters() if p.requires_grad)
+    if step_loss is not None:
+        params = _unique([*params, *_loss_parameters(step_loss, loss_params)])
     wants_grad = torch.is_grad_enabled() and (inputs.requires_grad or params or any(s.requires_grad for s in states))
     if not wants_grad:
-        return _plain(cell, inputs, states, is_tensor)
+        return _plain(cell, inputs, states, is_tensor, step_loss)
     spec = _Spec(cell, is_tensor, len(states), memory_fraction, memory, policy, inputs.requires_grad,
-                 list(_PROBES))
+                 list(_PROBES), step_loss)
     res = _CheckpointedRNN.apply(spec, inputs, *states, *params)
     outputs, final = res[0], tuple(res[1:])
     return outputs, (final[0] if is_tensor else final)
@@ -135,6 +191,8 @@ class CallRecord:
     ``tracker`` counts the bytes of every stored state and every tensor saved by the call's own graphs, each
     storage once (parameters and ``inputs`` excluded), while they are alive; ``bytes_after_forward`` is what
     the call held between forward and backward, ``bytes_after_backward`` what was left after backward.
+    With ``step_loss`` the tracker counts the tensors saved by each step's loss graph too, and
+    ``loss_evaluations`` counts the calls of ``step_loss``.
     """
 
     length: int
@@ -145,6 +203,7 @@ class CallRecord:
     plan: Plan
     tracker: MemoryTracker
     forward_steps: int = 0
+    loss_evaluations: int = 0
     bytes_after_forward: int = 0
     bytes_after_backward: Optional[int] = None
 
@@ -250,20 +309,66 @@ def _check_structure(out: Tuple, states: Tuple, is_tensor: bool) -> None:
                          f"{'' if not is_tensor else ', a tensor'}), it returned ({got})")
 
 
-def _plain(cell, inputs, states, is_tensor):
+def _unique(tensors) -> Tuple[torch.Tensor, ...]:
+    seen, out = set(), []
+    for t in tensors:
+        if id(t) not in seen:
+            seen.add(id(t))
+            out.append(t)
+    return tuple(out)
+
+
+def _loss_parameters(step_loss, loss_params: LossParams) -> List[torch.Tensor]:
+    """The tensors requiring grad named by ``loss_params`` (modules' parameters, tensors) and, when
+    ``step_loss`` is a module, its own parameters."""
+    items: List = [step_loss] if isinstance(step_loss, nn.Module) else []
+    if isinstance(loss_params, (nn.Module, torch.Tensor)):
+        items.append(loss_params)
+    elif loss_params is not None:
+        try:
+            items.extend(loss_params)
+        except TypeError:
+            raise ValueError("loss_params must be an nn.Module, a tensor or an iterable of them, not "
+                             f"{type(loss_params).__name__}") from None
+    out: List[torch.Tensor] = []
+    for it in items:
+        if isinstance(it, nn.Module):
+            out.extend(it.parameters())
+        elif torch.is_tensor(it):
+            out.append(it)
+        else:
+            raise ValueError(f"loss_params must hold nn.Modules or tensors, not {type(it).__name__}")
+    return [t for t in out if t.requires_grad]
+
+
+def _check_loss_value(loss) -> None:
+    if not torch.is_tensor(loss) or loss.dim() != 0 or not (loss.is_floating_point() or loss.is_complex()):
+        got = (f"a tensor of shape {tuple(loss.shape)} and dtype {loss.dtype}" if torch.is_tensor(loss)
+               else type(loss).__name__)
+        raise ValueError(f"step_loss must return a scalar (0-dim) floating-point tensor, it returned {got}")
+
+
+def _plain(cell, inputs, states, is_tensor, step_loss=None):
     """No gradient wanted: the plain loop, without a plan."""
     T = inputs.shape[0]
     with torch.no_grad():
         state = states
-        outputs = None
+        outputs = total = None
         for k in range(T):
             out = _call(cell, inputs[k], state, is_tensor)
             if k == 0:
                 _check_structure(out, states, is_tensor)
-                outputs = torch.empty((T,) + tuple(out[0].shape), dtype=out[0].dtype, device=out[0].device)
-            outputs[k].copy_(out[0])
+                if step_loss is None:
+                    outputs = torch.empty((T,) + tuple(out[0].shape), dtype=out[0].dtype, device=out[0].device)
+            if step_loss is None:
+                outputs[k].copy_(out[0])
+            else:
+                loss = step_loss(out[0], k)
+                if k == 0:
+                    _check_loss_value(loss)
+                total = loss if total is None else total + loss
             state = out
-    return outputs, (state[0] if is_tensor else tuple(state))
+    return (outputs if step_loss is None else total), (state[0] if is_tensor else tuple(state))
 
 
 def _leaf(s: torch.Tensor) -> torch.Tensor:
@@ -301,38 +406,57 @@ def _autocast(state) -> contextlib.AbstractContextManager:
     return stack
 
 
-def _check_closed(outs: Sequence[torch.Tensor], allowed: Sequence[torch.Tensor], first_seq: int) -> None:
+def _sequence_nr() -> int:
+    """The sequence number the next autograd node created on this thread will get (at least)."""
+    with torch.enable_grad():
+        return (torch.zeros((), requires_grad=True) * 1).grad_fn._sequence_nr()
+
+
+def _check_closed(outs: Sequence[torch.Tensor], allowed: Sequence[torch.Tensor], first_seq: int,
+                  loss_of=None) -> None:
     """Refuse a step graph that reaches a tensor requiring grad other than the parameters, input and state
-    (its gradient would be lost, and its graph freed after the first backward step)."""
+    (its gradient would be lost, and its graph freed after the first backward step). With ``loss_of`` (the step's
+    output given to ``step_loss``) the graph is the loss's: the walk ends at that output."""
     allowed_ids = {id(t) for t in allowed}
+    stop = loss_of.grad_fn if loss_of is not None else None
     seen = set()
     todo = [o.grad_fn for o in outs if o.grad_fn is not None]
     while todo:
         fn = todo.pop()
-        if id(fn) in seen:
+        if id(fn) in seen or (stop is not None and fn is stop):
             continue
         seen.add(id(fn))
         var = getattr(fn, "variable", None)
         if var is not None:                       # AccumulateGrad: a leaf tensor
-            if id(var) not in allowed_ids:
+            if id(var) in allowed_ids:
+                continue
+            if loss_of is None:
                 raise ValueError(f"the cell uses a tensor of shape {tuple(var.shape)} that requires grad but is "
                                  "none of its parameters, the input or the state; register it in the cell "
                                  "(nn.Parameter) or pass it in through the inputs")
-            continue
+            raise ValueError(f"step_loss uses a tensor of shape {tuple(var.shape)} that requires grad but is "
+                             "none of the parameters of loss_params or of the cell; pass the module (or the "
+                             "tensor) that holds it as loss_params, so that it receives its gradient")
         if fn._sequence_nr() < first_seq:
-            raise ValueError(f"the cell uses a tensor computed outside it that requires grad ({fn.name()}); "
-                             "compute it inside the cell or pass it in through the inputs")
+            if loss_of is None:
+                raise ValueError(f"the cell uses a tensor computed outside it that requires grad ({fn.name()}); "
+                                 "compute it inside the cell or pass it in through the inputs")
+            raise ValueError(f"step_loss uses a tensor computed outside it that requires grad ({fn.name()}) "
+                             "other than the step's output; compute it inside step_loss (from parameters "
+                             "given as loss_params)")
         todo.extend(nxt for nxt, _ in fn.next_functions if nxt is not None)
 
 
 # --------------------------------------------------------------------------------------------- the function
 class _Spec:
-    __slots__ = ("cell", "is_tensor", "n_state", "memory_fraction", "memory", "policy", "x_grad", "probes")
+    __slots__ = ("cell", "is_tensor", "n_state", "memory_fraction", "memory", "policy", "x_grad", "probes",
+                 "step_loss")
 
-    def __init__(self, cell, is_tensor, n_state, memory_fraction, memory, policy, x_grad, probes) -> None:
+    def __init__(self, cell, is_tensor, n_state, memory_fraction, memory, policy, x_grad, probes,
+                 step_loss=None) -> None:
         self.cell, self.is_tensor, self.n_state = cell, is_tensor, n_state
         self.memory_fraction, self.memory, self.policy = memory_fraction, memory, policy
-        self.x_grad, self.probes = x_grad, probes
+        self.x_grad, self.probes, self.step_loss = x_grad, probes, step_loss
 
 
 class _Run:
@@ -356,6 +480,10 @@ class _Run:
         self.grad_outputs: Optional[torch.Tensor] = None
         self.grad_inputs: Optional[torch.Tensor] = None
         self.acc: List[Optional[torch.Tensor]] = [None] * len(params)
+        self.loss_total: Optional[torch.Tensor] = None   # with step_loss: the sum of the steps' losses so far
+        self.next_loss = 1                               # the step whose loss value is added next
+        self.grad_loss: Optional[torch.Tensor] = None    # with step_loss: d(result)/d(each step's loss)
+        self.loss_calls = 0
 
     def __del__(self) -> None:            # dropped without backward: tell the tracker
         try:
@@ -383,8 +511,7 @@ class _Run:
         spec = self.spec
         device = self.xs.device
         rng = _rng_snapshot(device)
-        with torch.enable_grad():
-            first_seq = (torch.zeros((), requires_grad=True) * 1).grad_fn._sequence_nr()
+        first_seq = _sequence_nr()
         leaves = tuple(_leaf(s) for s in h0)
         xl = self.xs[0].detach().requires_grad_(True) if spec.x_grad else self.xs[0]
         before = self.tracker.current
@@ -412,11 +539,42 @@ class _Run:
         else:
             st = self.step(k, state, graph)
         if self.forward_phase:
-            with torch.no_grad():
-                self.outputs[k - 1].copy_(st.out[0])
+            if self.spec.step_loss is not None:
+                self._add_loss_value(k, st.out[0])
+            else:
+                with torch.no_grad():
+                    self.outputs[k - 1].copy_(st.out[0])
             if k == self.xs.shape[0]:
                 self.final = tuple(o.detach() for o in st.out)
         return st
+
+    def _add_loss_value(self, k: int, out0: torch.Tensor) -> None:
+        """Forward: add step k's loss to the total (each step once, in order). On step 1 the loss is computed
+        with its graph (then dropped) to check that it is a scalar, deterministic and uses only known
+        parameters."""
+        if k != self.next_loss:
+            return
+        fn = self.spec.step_loss
+        self.loss_calls += 1
+        if k == 1:
+            leaf = _leaf(out0)
+            rng = _rng_snapshot(self.xs.device)
+            first_seq = _sequence_nr()
+            with torch.enable_grad(), _autocast(self.amp), self.hooks:
+                loss = fn(leaf, 0)
+            _check_loss_value(loss)
+            if any(not torch.equal(a, b) for a, b in zip(rng, _rng_snapshot(self.xs.device))):
+                raise ValueError("step_loss draws random numbers (dropout in training mode?); checkpointed_rnn "
+                                 "computes it again during backward, so it must be deterministic: call .eval() on "
+                                 "its modules or apply a dropout mask drawn outside")
+            _check_closed([loss], list(self.params) + [leaf], first_seq, loss_of=leaf)
+            value = loss.detach()
+            del loss, leaf
+        else:
+            with torch.no_grad(), _autocast(self.amp):
+                value = fn(out0, k - 1)
+        self.loss_total = value if self.loss_total is None else self.loss_total + value
+        self.next_loss += 1
 
     # ---- forward
     def forward(self, h0: Tuple) -> Tuple[torch.Tensor, Tuple]:
@@ -428,19 +586,25 @@ class _Run:
             self.record = CallRecord(T, spec.policy, plan.memory, alpha, state_bytes, plan, self.tracker)
             for records in spec.probes:
                 records.append(self.record)
-        o = first.out[0]
-        self.outputs = torch.empty((T,) + tuple(o.shape), dtype=o.dtype, device=o.device)
+        if spec.step_loss is None:
+            o = first.out[0]
+            self.outputs = torch.empty((T,) + tuple(o.shape), dtype=o.dtype, device=o.device)
+            del o
         self.first = first
-        del first, o
+        del first
         self.replay = Replay(plan.schedule, h0, self._forward_action, self._backward_action,
                              tracker=self.tracker, need=need)
         self.replay.run(stop_before_backward=True)
         self.forward_phase = False
         if self.record is not None:
             self.record.bytes_after_forward = self.tracker.current
-        outputs, self.outputs = self.outputs, None
+        if spec.step_loss is not None:
+            assert self.next_loss == T + 1, "every step's loss is added once in forward"
+            result, self.loss_total = self.loss_total, None
+        else:
+            result, self.outputs = self.outputs, None
         final, self.final = self.final, None
-        return outputs, final
+        return result, final
 
     # ---- backward
     def _backward_action(self, st: Step) -> None:
@@ -456,6 +620,20 @@ class _Run:
             outs.append(o)
             grads.append(g)
         leaves = st.leaves
+        if self.grad_loss is not None:
+            # step k's loss, recomputed on the step's output inside its graph: one backward call carries
+            # d(loss_k)/d(h_k) + the carried gradient into the cell, and gives the loss's parameters theirs
+            o0 = st.out[0]
+            first_seq = _sequence_nr()
+            with torch.enable_grad(), _autocast(self.amp), self.hooks:
+                loss = self.spec.step_loss(o0, k - 1)
+            self.loss_calls += 1
+            _check_closed([loss], list(self.params) + [leaf for leaf in leaves if leaf is not None], first_seq,
+                          loss_of=o0)
+            if loss.requires_grad:
+                outs.append(loss)
+                grads.append(self.grad_loss)
+            del loss
         targets = [leaf for leaf in leaves if leaf.requires_grad]
         n_leaves = len(targets)
         if st.extra is not None:
@@ -479,17 +657,21 @@ class _Run:
                     self.acc[i] = torch.zeros_like(self.params[i])
                 self.acc[i].add_(g)
 
-    def backward(self, grad_outputs: Optional[torch.Tensor], grad_final: Sequence[Optional[torch.Tensor]]):
-        self.grad_outputs = grad_outputs
+    def backward(self, grad_result: Optional[torch.Tensor], grad_final: Sequence[Optional[torch.Tensor]]):
+        if self.spec.step_loss is not None:
+            self.grad_loss = grad_result
+        else:
+            self.grad_outputs = grad_result
         self.carry = list(grad_final)
         try:
             self.replay.run()
         finally:
             self.replay.release()
             self.replay = None
-            self.grad_outputs = None
+            self.grad_outputs = self.grad_loss = None
         if self.record is not None:
             self.record.forward_steps = self.calls
+            self.record.loss_evaluations = self.loss_calls
             self.record.bytes_after_backward = self.tracker.current
         carry, self.carry = self.carry, []
         acc, self.acc = self.acc, []
@@ -503,23 +685,24 @@ class _CheckpointedRNN(torch.autograd.Function):
         ctx.set_materialize_grads(False)
         n = spec.n_state
         run = _Run(spec, inputs.detach(), tuple(tensors[n:]))
-        outputs, final = run.forward(tuple(t.detach() for t in tensors[:n]))
+        result, final = run.forward(tuple(t.detach() for t in tensors[:n]))
         if run.record is not None:
             run.record.forward_steps = run.calls
+            run.record.loss_evaluations = run.loss_calls
         ctx.run = run
         ctx.save_for_backward(inputs)       # for autograd's in-place modification check only
-        return (outputs, *final)
+        return (result, *final)
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad_outputs, *grad_final):
+    def backward(ctx, grad_result, *grad_final):
         run = ctx.run
         if run is None:
             raise RuntimeError("checkpointed_rnn's backward can run only once per forward (retain_graph is not "
                                "supported)")
         ctx.run = None
         ctx.saved_tensors                   # raises if inputs were modified in place since forward
-        grad_inputs, grad_h0, grad_params = run.backward(grad_outputs, grad_final)
+        grad_inputs, grad_h0, grad_params = run.backward(grad_result, grad_final)
         spec = run.spec
         grad_h0 = [g if need else None for g, need in zip(grad_h0, ctx.needs_input_grad[2:2 + spec.n_state])]
         if not ctx.needs_input_grad[1]:

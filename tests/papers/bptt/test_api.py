@@ -430,6 +430,285 @@ def test_in_place_change_of_the_inputs_is_caught():
         o.sum().backward()
 
 
+# ------------------------------------------------------------------------------------------ step_loss
+class Head(nn.Module):
+    """A read-out and its loss at every step: cross-entropy for a state of 5 (LSTM, GRU), a squared error
+    through tanh for the custom cell (so every kind has a non-linear loss of the output)."""
+
+    def __init__(self, kind: str, T: int, batch: int = 2, hidden: int = 5, classes: int = 4,
+                 dtype=torch.float64, seed: int = 0) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(100 + seed)
+        self.kind = kind
+        self.lin = nn.Linear(hidden, classes).to(dtype)
+        with torch.no_grad():
+            for p in self.lin.parameters():
+                p.copy_(torch.randn(p.shape, generator=g, dtype=dtype))
+        self.y = torch.randint(0, classes, (T, batch), generator=g)
+        self.target = torch.randn(T, batch, classes, generator=g, dtype=dtype)
+
+    def forward(self, h, t):
+        if self.kind == "two":
+            return ((torch.tanh(self.lin(h)) - self.target[t]) ** 2).sum()
+        return nn.functional.cross_entropy(self.lin(h), self.y[t])
+
+
+def loop_loss(cell, x, state, fn):
+    """Ordinary BPTT with the loss inside the loop (the reference of step_loss)."""
+    total = 0
+    for t in range(x.shape[0]):
+        state = cell(x[t], state)
+        total = total + fn(state if torch.is_tensor(state) else state[0], t)
+    return total, state
+
+
+def grads_loss(fn_rnn, cell, x, state, head, w_fin=None, scale=1.0):
+    """(loss, final, gradients w.r.t. inputs, state, cell and read-out) of scale * loss [+ a loss on the final
+    state]."""
+    loss, final = fn_rnn(cell, x, state)
+    total = scale * loss
+    if w_fin is not None:
+        total = total + sum((f * f * w).sum() for f, w in zip(as_tuple(final), w_fin))
+    ts = wrt(cell, x, state) + list(head.parameters())
+    return loss, final, torch.autograd.grad(total, ts, allow_unused=True)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "two"])
+@pytest.mark.parametrize("policy", POLICIES)
+def test_step_loss_gradients_equal_full_bptt(kind, policy):
+    cell, x, state, _, w_fin = make(kind, T=13)
+    head = Head(kind, T=13)
+    for final_too in (False, True):
+        l_ref, f_ref, g_ref = grads_loss(lambda c, xx, s: loop_loss(c, xx, s, head), cell, x, state, head,
+                                         w_fin if final_too else None, scale=1 / 13)
+        for budget in BUDGETS:
+            with memory_probe() as rec:
+                l, f, g = grads_loss(lambda c, xx, s: checkpointed_rnn(c, xx, s, policy=policy, step_loss=head,
+                                                                       **budget),
+                                     cell, x, state, head, w_fin if final_too else None, scale=1 / 13)
+            assert torch.equal(l, l_ref), budget                 # the same sum, in the same order
+            assert all(torch.equal(a, b) for a, b in zip(as_tuple(f), as_tuple(f_ref)))
+            assert len(g) == len(g_ref) == 1 + len(as_tuple(state)) + len(list(cell.parameters())) + 2
+            assert all(a is not None for a in g)                 # the read-out's weight and bias too
+            assert max(float((a - b).abs().max()) for a, b in zip(g, g_ref)) < 1e-12, (budget, policy)
+            r = rec[0]
+            assert r.forward_steps == r.plan.cost                # the loss adds no cell step
+            assert r.loss_evaluations == 2 * 13                  # once forward (value), once in backward
+            assert r.bytes_after_backward == 0
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_step_loss_float32_relative_error_against_a_stacked_readout(policy):
+    """The usual way to write full BPTT (the read-out applied to the stacked outputs, one big matmul) sums in
+    another order: equal to float32 rounding."""
+    cell, x, state, *_ = make("lstm", T=60, batch=3, n_in=4, hidden=16, dtype=torch.float32, seed=3)
+    head = Head("lstm", T=60, batch=3, hidden=16, classes=7, dtype=torch.float32, seed=3)
+    out, _ = loop(cell, x, state)
+    ts = wrt(cell, x, state) + list(head.parameters())
+    ref = nn.functional.cross_entropy(head.lin(out).flatten(0, 1), head.y.flatten())
+    g_ref = torch.autograd.grad(ref, ts)
+    for frac in (0.05, 0.1, 0.25):
+        loss, _ = checkpointed_rnn(cell, x, state, frac, policy=policy, step_loss=head)
+        g = torch.autograd.grad(loss / 60, ts)
+        assert float(loss.detach()) / 60 == pytest.approx(float(ref.detach()), rel=1e-6)
+        assert rel_err(g, g_ref) < 1e-5
+        for a, b in zip(g, g_ref):
+            assert rel_err([a], [b]) < 1e-5
+
+
+def test_step_loss_backward_fills_grad_of_the_readout_like_full_bptt():
+    """.backward() in a training loop: a function step_loss with loss_params=the read-out, and several ways
+    to name the parameters (a module, a list of modules and tensors, the loss being a module itself)."""
+    cell, x, state, *_ = make("lstm", T=20, seed=21)
+    head = Head("lstm", T=20, seed=21)
+    fn = lambda h, t: nn.functional.cross_entropy(head.lin(h), head.y[t])  # noqa: E731
+
+    def run(rnn):
+        cell.zero_grad()
+        head.zero_grad()
+        for s in (x, *state):
+            s.grad = None
+        loss, _ = rnn()
+        (loss / 20).backward()
+        return [t.grad.clone() for t in (x, *state, *cell.parameters(), *head.parameters())]
+
+    ref = run(lambda: loop_loss(cell, x, state, fn))
+    for kwargs in ({"step_loss": fn, "loss_params": head.lin}, {"step_loss": fn, "loss_params": head},
+                   {"step_loss": fn, "loss_params": [head.lin.weight, head.lin.bias]},
+                   {"step_loss": fn, "loss_params": (m for m in [head.lin])},
+                   {"step_loss": head}):
+        got = run(lambda: checkpointed_rnn(cell, x, state, memory_fraction=0.1, **kwargs))
+        assert max(float((a - b).abs().max()) for a, b in zip(got, ref)) < 1e-12, kwargs
+
+
+def test_step_loss_with_a_parameter_shared_with_the_cell_and_per_step_heads():
+    """Step-dependent losses (two read-outs, alternating) and a loss that reuses a cell parameter."""
+    cell, x, state, *_ = make("gru", T=15, seed=22)
+    heads = [Head("gru", T=15, seed=22 + i) for i in range(2)]
+
+    def fn(h, t):
+        return heads[t % 2](h, t) + 0.1 * (cell.bias_hh[:5] * h).sum()
+
+    params = [*cell.parameters(), *heads[0].parameters(), *heads[1].parameters()]
+    ts = [x, state, *params]
+    l_ref, _ = loop_loss(cell, x, state, fn)
+    g_ref = torch.autograd.grad(l_ref, ts)
+    loss, _ = checkpointed_rnn(cell, x, state, memory=2.5, step_loss=fn, loss_params=heads)
+    g = torch.autograd.grad(loss, ts)
+    assert torch.equal(loss, l_ref)
+    assert rel_err(g, g_ref) < 1e-12
+
+
+def test_step_loss_unused_or_final_state_only():
+    cell, x, state, _, w_fin = make("lstm", T=9, seed=23)
+    head = Head("lstm", T=9, seed=23)
+    ts = wrt(cell, x, state) + list(head.parameters())
+    _, f_ref = loop_loss(cell, x, state, head)
+    g_ref = torch.autograd.grad(sum((f * w).sum() for f, w in zip(f_ref, w_fin)), ts, allow_unused=True)
+    _, f = checkpointed_rnn(cell, x, state, memory=2, step_loss=head)
+    g = torch.autograd.grad(sum((a * w).sum() for a, w in zip(f, w_fin)), ts, allow_unused=True)
+    assert g[-1] is None and g[-2] is None and g_ref[-1] is None
+    assert max(float((a - b).abs().max()) for a, b in zip(g[:-2], g_ref[:-2])) < 1e-12
+
+
+@pytest.mark.parametrize("x_grad,h_grad", [(False, False), (True, True)])
+def test_step_loss_with_a_frozen_cell_trains_the_readout_only(x_grad, h_grad):
+    cell, x, state, *_ = make("gru", T=8, seed=24, x_grad=x_grad, h_grad=h_grad)
+    for p in cell.parameters():
+        p.requires_grad_(False)
+    head = Head("gru", T=8, seed=24)
+    ts = [t for t in (x, state) if t.requires_grad] + list(head.parameters())
+    g_ref = torch.autograd.grad(loop_loss(cell, x, state, head)[0], ts)
+    loss, _ = checkpointed_rnn(cell, x, state, memory=2, step_loss=head)
+    assert loss.requires_grad
+    g = torch.autograd.grad(loss, ts)
+    assert max(float((a - b).abs().max()) for a, b in zip(g, g_ref)) < 1e-12
+
+
+@pytest.mark.parametrize("T", [1, 2, 3])
+def test_step_loss_short_sequences_and_the_smallest_budget(T):
+    cell, x, state, *_ = make("two", T=T, seed=29)
+    head = Head("two", T=T, seed=29)
+    ts = wrt(cell, x, state) + list(head.parameters())
+    ref = loop_loss(cell, x, state, head)[0]
+    g_ref = torch.autograd.grad(ref, ts, allow_unused=True)      # T=1: the memory's layer is not used
+    for policy in POLICIES:
+        loss = checkpointed_rnn(cell, x, state, memory=1, policy=policy, step_loss=head)[0]
+        assert torch.equal(loss, ref)
+        g = torch.autograd.grad(loss, ts, allow_unused=True)
+        assert [a is None for a in g] == [b is None for b in g_ref]
+        assert max(float((a - b).abs().max()) for a, b in zip(g, g_ref) if a is not None) < 1e-12
+
+
+@pytest.mark.parametrize("policy,budget", [("hsm", 3), ("ism", 6.5), ("msm", 7), ("msm", 2)])
+def test_step_loss_keeps_the_budget_including_the_readout(policy, budget):
+    """Saved-tensor accounting: the call never holds more than the plan's stored states, one step's graph in
+    forward and one more in backward (alpha each) and one step's loss graph; the outputs and the logits of the
+    whole sequence never exist."""
+    T, hidden, classes = 40, 16, 64             # a read-out larger than the state: its graph is visible
+    cell, x, state, *_ = make("lstm", T=T, hidden=hidden, batch=4, seed=25)
+    head = Head("lstm", T=T, batch=4, hidden=hidden, classes=classes, seed=25)
+    # one step's loss graph, measured the same way
+    tracker = api.MemoryTracker(list(head.parameters()))
+    h = torch.randn(4, hidden, dtype=torch.float64, requires_grad=True)
+    with tracker.hooks():
+        step = head(h * 1, 0)
+    loss_bytes = tracker.current
+    del step
+    assert loss_bytes >= 4 * (hidden + classes) * 8                 # h and the log-softmax of the logits
+    with memory_probe() as rec:
+        loss, fin = checkpointed_rnn(cell, x, state, memory=budget, policy=policy, step_loss=head)
+    r = rec[0]
+    assert r.bytes_after_forward <= (r.plan.peak_memory + r.alpha) * r.state_bytes
+    (loss + sum(f.sum() for f in fin)).backward()
+    bound = (r.plan.peak_memory + r.alpha) * r.state_bytes + loss_bytes
+    assert r.tracker.peak <= bound
+    assert r.tracker.peak < 0.15 * (r.full_memory * r.state_bytes + T * loss_bytes)   # full BPTT keeps all
+    assert r.bytes_after_backward == 0
+
+
+def test_step_loss_never_materialises_the_outputs():
+    """Every tensor created during forward and backward is watched (a dispatch mode): with step_loss none has
+    the size of the outputs [T, B, H] (or the logits [T, B, V]); without it, the outputs are one."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Largest(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.numel = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for t in (out if isinstance(out, (tuple, list)) else (out,)):
+                if torch.is_tensor(t):
+                    self.numel = max(self.numel, t.numel())
+            return out
+
+    T, B, H, V = 50, 4, 16, 12
+    cell, x, state, *_ = make("lstm", T=T, hidden=H, batch=B, n_in=3, seed=26)
+    head = Head("lstm", T=T, batch=B, hidden=H, classes=V, seed=26)
+    with Largest() as mode:
+        loss, _ = checkpointed_rnn(cell, x, state, memory_fraction=0.1, step_loss=head)
+        loss.backward()
+    largest_given = max([x.numel()] + [p.numel() for p in (*cell.parameters(), *head.parameters())])
+    assert mode.numel <= largest_given < T * B * min(H, V) / 2     # x's gradient [T, B, 3] or a weight's
+    with Largest() as mode:
+        out, _ = checkpointed_rnn(cell, x, state, memory_fraction=0.1)
+        nn.functional.cross_entropy(head.lin(out).flatten(0, 1), head.y.flatten()).backward()
+    assert mode.numel >= T * B * H
+
+
+def test_step_loss_under_no_grad_and_autocast():
+    cell, x, state, *_ = make("two", T=12, seed=27)
+    head = Head("two", T=12, seed=27)
+    ref, f_ref = loop_loss(cell, x, state, head)
+    with torch.no_grad(), memory_probe() as rec:
+        loss, f = checkpointed_rnn(cell, x, state, memory=1, step_loss=head)
+    assert not rec and torch.equal(loss, ref) and all(torch.equal(a, b) for a, b in zip(f, f_ref))
+    cell, x, state, *_ = make("two", T=12, seed=27, dtype=torch.float32)
+    head = Head("two", T=12, seed=27, dtype=torch.float32)
+    ts = wrt(cell, x, state) + list(head.parameters())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, _ = checkpointed_rnn(cell, x, state, memory=2, step_loss=head)
+        g = torch.autograd.grad(loss, ts)
+        with torch.autocast("cpu", dtype=torch.bfloat16, cache_enabled=False):
+            ref, _ = loop_loss(cell, x, state, head)
+            g_ref = torch.autograd.grad(ref, ts)
+    assert torch.equal(loss, ref)
+    assert max(float((a - b).abs().max()) for a, b in zip(g, g_ref)) == 0.0
+
+
+def test_step_loss_errors():
+    cell, x, state, *_ = make("gru", T=5, seed=28)
+    head = Head("gru", T=5, seed=28)
+    fn = lambda h, t: nn.functional.cross_entropy(head.lin(h), head.y[t])  # noqa: E731
+    with pytest.raises(ValueError, match="pass the module .* as loss_params"):
+        checkpointed_rnn(cell, x, state, memory=2, step_loss=fn)          # the read-out's weight not named
+    with pytest.raises(ValueError, match="pass the module .* as loss_params"):
+        checkpointed_rnn(cell, x, state, memory=2, step_loss=fn, loss_params=[head.lin.weight])   # bias missing
+    # a parameter used only at some steps is caught at that step's backward
+    late = lambda h, t: fn(h, t) + (0 if t < 3 else head.target[0, 0, 0] * 0 + h.sum() * x[t].sum())  # noqa: E731
+    loss, _ = checkpointed_rnn(cell, x, state, memory=2, step_loss=late, loss_params=head)
+    with pytest.raises(ValueError, match="step_loss uses a tensor"):
+        loss.backward()
+    with pytest.raises(ValueError, match="scalar"):
+        checkpointed_rnn(cell, x, state, memory=2, step_loss=lambda h, t: head.lin(h), loss_params=head)
+    drop = nn.Dropout(0.5)
+    with pytest.raises(ValueError, match="step_loss draws random numbers"):
+        checkpointed_rnn(cell, x, state, memory=2, step_loss=lambda h, t: fn(drop(h), t), loss_params=head)
+    drop.eval()
+    checkpointed_rnn(cell, x, state, memory=2, step_loss=lambda h, t: fn(drop(h), t), loss_params=head)
+    outside = head.lin.weight * 2
+    with pytest.raises(ValueError, match="computed outside"):
+        checkpointed_rnn(cell, x, state, memory=2, step_loss=lambda h, t: (h @ outside.T).sum(), loss_params=head)
+    with pytest.raises(ValueError, match="without step_loss"):
+        checkpointed_rnn(cell, x, state, memory=2, loss_params=head)
+    with pytest.raises(ValueError, match="loss_params must"):
+        checkpointed_rnn(cell, x, state, memory=2, step_loss=fn, loss_params=3)
+    with pytest.raises(ValueError, match="callable"):
+        checkpointed_rnn(cell, x, state, memory=2, step_loss=3)
+
+
 # ------------------------------------------------------------------------------------------ packaging
 def test_docstring_example_runs():
     finder = doctest.DocTestFinder()
@@ -437,7 +716,7 @@ def test_docstring_example_runs():
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
     for t in tests:
         runner.run(t)
-    assert runner.failures == 0 and runner.tries >= 8
+    assert runner.failures == 0 and runner.tries >= 12
 
 
 def test_import_is_lazy_and_exports_the_api():

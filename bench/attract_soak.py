@@ -8,6 +8,7 @@ tab with its demo every ``--dwell`` seconds. Every 30 s it records the process's
 memory line and no long stall are the goal. Prints one row per interval and a summary (memory at 2 minutes, at the
 end, and the growth; the worst stall after the first full cycle, when every tab is built).
 """
+
 import argparse
 import json
 import os
@@ -24,9 +25,8 @@ p.add_argument("--every", type=float, default=30.0, help="seconds between sample
 p.add_argument("--out", default=None, help="write the samples as JSON")
 args = p.parse_args()
 
-from PySide6.QtCore import QTimer  # noqa: E402
-
 from gui_probe import LatenessProbe  # noqa: E402
+from PySide6.QtCore import QTimer  # noqa: E402
 
 from explorer.ui.app import _make_app, build_window  # noqa: E402
 
@@ -51,9 +51,15 @@ t0 = time.monotonic()
 
 def sample():
     worst, p99 = probe.take()
-    row = {"t_s": round(time.monotonic() - t0, 1), "rss_mb": round(rss_mb(), 1),
-           "worst_ms": worst, "p99_ms": p99, "tab": window.current_page().spec.id,
-           "attract": window.attract.active, "steps": window.attract.steps}
+    row = {
+        "t_s": round(time.monotonic() - t0, 1),
+        "rss_mb": round(rss_mb(), 1),
+        "worst_ms": worst,
+        "p99_ms": p99,
+        "tab": window.current_page().spec.id,
+        "attract": window.attract.active,
+        "steps": window.attract.steps,
+    }
     samples.append(row)
     print(json.dumps(row), flush=True)
     if time.monotonic() - t0 >= args.minutes * 60:
@@ -69,12 +75,17 @@ window.shutdown(10.0)
 cycle_s = args.dwell * window.tabs.count() + 30
 after = [s for s in samples if s["t_s"] >= cycle_s] or samples
 base = next((s for s in samples if s["t_s"] >= 120), samples[0])
-summary = {"minutes": args.minutes, "dwell_s": args.dwell, "tabs_shown": samples[-1]["steps"],
-           "rss_at_2min_mb": base["rss_mb"], "rss_end_mb": samples[-1]["rss_mb"],
-           "rss_growth_mb": round(samples[-1]["rss_mb"] - base["rss_mb"], 1),
-           "worst_stall_after_first_cycle_ms": max(s["worst_ms"] for s in after),
-           "p99_after_first_cycle_ms": max(s["p99_ms"] for s in after),
-           "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+summary = {
+    "minutes": args.minutes,
+    "dwell_s": args.dwell,
+    "tabs_shown": samples[-1]["steps"],
+    "rss_at_2min_mb": base["rss_mb"],
+    "rss_end_mb": samples[-1]["rss_mb"],
+    "rss_growth_mb": round(samples[-1]["rss_mb"] - base["rss_mb"], 1),
+    "worst_stall_after_first_cycle_ms": max(s["worst_ms"] for s in after),
+    "p99_after_first_cycle_ms": max(s["p99_ms"] for s in after),
+    "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+}
 print(json.dumps(summary))
 if args.out:
     with open(args.out, "w") as fh:

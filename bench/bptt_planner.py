@@ -12,6 +12,7 @@ DPs build the same table up to the same budget and the bench checks the three ta
 min-max over --repeat runs (the DPs once), and the process's CPU time (the dev machine is shared: wall time
 there includes waiting for a core).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,7 +20,7 @@ import json
 import os
 import time
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")        # one thread (numpy's BLAS is not used here anyway)
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # one thread (numpy's BLAS is not used here anyway)
 
 import numpy as np  # noqa: E402
 
@@ -40,15 +41,22 @@ def _timed(fn, repeat: int):
 def bench(length: int, alpha: float, repeat: int, dp_max_t: int, plain_max_t: int) -> dict:
     out = {"length": length, "alpha": alpha}
     for policy in POLICIES:
-        def curve():
-            P = Planner(length, policy, alpha, cache=False)     # a cold build every time
+
+        def curve(policy=policy):
+            P = Planner(length, policy, alpha, cache=False)  # a cold build every time
             return P, P.curve()
 
         (P, (bud, costs)), secs, cpu = _timed(curve, repeat)
         t0 = time.perf_counter()
         plan = P.plan(0.05 * P.full_memory)
-        row = {"budgets": int(bud.size), "curve_seconds": secs, "curve_cpu_seconds": cpu, "plan5pct_seconds": round(time.perf_counter() - t0, 3),
-               "cost_at_5pct": plan.cost, "actions": len(plan.schedule)}
+        row = {
+            "budgets": int(bud.size),
+            "curve_seconds": secs,
+            "curve_cpu_seconds": cpu,
+            "plan5pct_seconds": round(time.perf_counter() - t0, 3),
+            "cost_at_5pct": plan.cost,
+            "actions": len(plan.schedule),
+        }
         if policy == "msm":
             q, p, G = P.grid.q, P.grid.p, P._table.shape[1] - 1
             row.update(table_shape=list(P._table.shape), grid={"q": q, "p": p})
@@ -59,9 +67,10 @@ def bench(length: int, alpha: float, repeat: int, dp_max_t: int, plain_max_t: in
                     continue
                 t0 = time.perf_counter()
                 ref = dp_table(length, G, q, p, "msm", prune=prune)
-                row[name] = {"seconds": round(time.perf_counter() - t0, 3),
-                             "equal": bool(np.array_equal(np.minimum(ref[:, q:], 1 << 29),
-                                                          np.minimum(fast[:, q:], 1 << 29)))}
+                row[name] = {
+                    "seconds": round(time.perf_counter() - t0, 3),
+                    "equal": bool(np.array_equal(np.minimum(ref[:, q:], 1 << 29), np.minimum(fast[:, q:], 1 << 29))),
+                }
         out[policy] = row
     return out
 
@@ -75,15 +84,18 @@ def main() -> None:
     ap.add_argument("--plain-max-t", type=int, default=2000, help="run the plain numpy DP up to this T")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    rows = [bench(int(t), args.alpha, args.repeat, args.dp_max_t, args.plain_max_t)
-            for t in args.lengths.split(",")]
+    rows = [bench(int(t), args.alpha, args.repeat, args.dp_max_t, args.plain_max_t) for t in args.lengths.split(",")]
     if args.json:
         print(json.dumps(rows, indent=2))
         return
-    print(f"alpha = {args.alpha}; curve = every budget from 1 to saturation (seconds, min-max of {args.repeat}); "
-          f"plan = schedule at 5% memory")
-    print(f"{'T':>6} {'policy':6} {'budgets':>8} {'curve s':>13} {'(CPU s)':>13} {'plan s':>7} {'Q(5%)':>8}   "
-          f"MSM table vs numpy DPs (wall s, x the curve's min)")
+    print(
+        f"alpha = {args.alpha}; curve = every budget from 1 to saturation (seconds, min-max of {args.repeat}); "
+        f"plan = schedule at 5% memory"
+    )
+    print(
+        f"{'T':>6} {'policy':6} {'budgets':>8} {'curve s':>13} {'(CPU s)':>13} {'plan s':>7} {'Q(5%)':>8}   "
+        f"MSM table vs numpy DPs (wall s, x the curve's min)"
+    )
     for r in rows:
         for p in POLICIES:
             d = r[p]
@@ -94,13 +106,21 @@ def main() -> None:
                 parts = [f"table {d['table_shape'][0]}x{d['table_shape'][1]}"]
                 for name, label in (("numpy_dp", "numpy DP"), ("plain_dp", "plain DP")):
                     e = d[name]
-                    parts.append(f"{label}: " + (e["skipped"] if "skipped" in e else
-                                                 f"{e['seconds']:.2f} s ({e['seconds'] / max(lo, 1e-9):.0f}x), "
-                                                 f"{'same table' if e['equal'] else 'TABLES DIFFER'}"))
+                    parts.append(
+                        f"{label}: "
+                        + (
+                            e["skipped"]
+                            if "skipped" in e
+                            else f"{e['seconds']:.2f} s ({e['seconds'] / max(lo, 1e-9):.0f}x), "
+                            f"{'same table' if e['equal'] else 'TABLES DIFFER'}"
+                        )
+                    )
                 extra = "; ".join(parts)
-            print(f"{r['length']:6} {p:6} {d['budgets']:8} {lo:6.3f}-{hi:<6.3f} ({clo:5.3f}-{chi:<5.3f}) "
-                  f"{d['plan5pct_seconds']:7.3f} "
-                  f"{d['cost_at_5pct']:8}   {extra}")
+            print(
+                f"{r['length']:6} {p:6} {d['budgets']:8} {lo:6.3f}-{hi:<6.3f} ({clo:5.3f}-{chi:<5.3f}) "
+                f"{d['plan5pct_seconds']:7.3f} "
+                f"{d['cost_at_5pct']:8}   {extra}"
+            )
 
 
 if __name__ == "__main__":

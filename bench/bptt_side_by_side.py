@@ -43,6 +43,7 @@ and read-out), against ``full`` (and, for the read-out inside, against ``fullste
 (the cell's matmuls forward and backward, the read-out's, ``_CheckpointedRNNBackward`` for the Python side of
 checkpointed_rnn's backward). Single iterations vary by 20-30% on a shared machine: compare within one run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -236,8 +237,20 @@ def worker(args) -> dict:
             frac = float(spec)
             plan = plan_for(T, alpha, frac, policy="msm")
             info.update(plan_cost=plan.cost, plan_peak_slots=plan.peak_memory)
-            loss_fn = lambda: checkpointed_rnn(ccell, x, h0, memory_fraction=frac, policy="msm",  # noqa: E731
-                                               step_loss=step_loss, loss_params=readout)[0] / T
+
+            def loss_fn():
+                return (
+                    checkpointed_rnn(
+                        ccell,
+                        x,
+                        h0,
+                        memory_fraction=frac,
+                        policy="msm",  # noqa: E731
+                        step_loss=step_loss,
+                        loss_params=readout,
+                    )[0]
+                    / T
+                )
         elif method == "floor":
             rnn = rnn_floor
         elif method == "ckpt":
@@ -265,6 +278,7 @@ def worker(args) -> dict:
                 del out
             loss.backward()
             return float(loss.detach())
+
         return iteration, info
 
     if args.mode == "time":
@@ -297,10 +311,22 @@ def worker(args) -> dict:
     else:
         peak = (_hwm_kb() - base) * 1024
     steps = calls[0]
-    torch.save([(p.grad if p.grad is not None else torch.zeros_like(p)).detach().cpu().clone() for p in params],
-               args.out + ".pt")
-    return {"method": method, "spec": spec, "peak_bytes": int(peak), "forward_steps": steps, "loss": loss,
-            "alpha": alpha, "beta": beta, "state_bytes": state_bytes, "full_units": full_units, **info}
+    torch.save(
+        [(p.grad if p.grad is not None else torch.zeros_like(p)).detach().cpu().clone() for p in params],
+        args.out + ".pt",
+    )
+    return {
+        "method": method,
+        "spec": spec,
+        "peak_bytes": int(peak),
+        "forward_steps": steps,
+        "loss": loss,
+        "alpha": alpha,
+        "beta": beta,
+        "state_bytes": state_bytes,
+        "full_units": full_units,
+        **info,
+    }
 
 
 def time_interleaved(args, iterations, device) -> dict:
@@ -345,21 +371,34 @@ def profile_iteration(iteration, args) -> dict:
     wall = time.perf_counter() - t0
     rows = []
     for e in prof.key_averages():
-        rows.append({"name": e.key, "count": e.count, "self_s": e.self_cpu_time_total / 1e6,
-                     "total_s": e.cpu_time_total / 1e6})
+        rows.append(
+            {"name": e.key, "count": e.count, "self_s": e.self_cpu_time_total / 1e6, "total_s": e.cpu_time_total / 1e6}
+        )
     rows.sort(key=lambda r: -r["self_s"])
-    return {"wall_s_profiled": wall, "wall_s": plain, "user_s": r1.ru_utime - r0.ru_utime,
-            "sys_s": r1.ru_stime - r0.ru_stime, "minor_faults": r1.ru_minflt - r0.ru_minflt, "ops": rows[:40],
-            "sum_self_s": sum(r["self_s"] for r in rows), "threads": torch.get_num_threads()}
+    return {
+        "wall_s_profiled": wall,
+        "wall_s": plain,
+        "user_s": r1.ru_utime - r0.ru_utime,
+        "sys_s": r1.ru_stime - r0.ru_stime,
+        "minor_faults": r1.ru_minflt - r0.ru_minflt,
+        "ops": rows[:40],
+        "sum_self_s": sum(r["self_s"] for r in rows),
+        "threads": torch.get_num_threads(),
+    }
 
 
 # --------------------------------------------------------------------------------------------- parent
 def run_memory(args, name: str, tmp: str) -> dict:
     out = os.path.join(tmp, name.replace(":", "_"))
-    res = _child(args, name, out, "memory",
-                 # a fixed mmap threshold: every tensor above 16 KiB is mapped and unmapped, so resident memory
-                 # follows the live tensors (glibc would otherwise keep freed blocks in its heaps)
-                 {"MALLOC_MMAP_THRESHOLD_": "16384", "MALLOC_TRIM_THRESHOLD_": "65536"})
+    res = _child(
+        args,
+        name,
+        out,
+        "memory",
+        # a fixed mmap threshold: every tensor above 16 KiB is mapped and unmapped, so resident memory
+        # follows the live tensors (glibc would otherwise keep freed blocks in its heaps)
+        {"MALLOC_MMAP_THRESHOLD_": "16384", "MALLOC_TRIM_THRESHOLD_": "65536"},
+    )
     res["grads_file"] = out + ".pt"
     res["seconds"], res["cpu_seconds"] = [], []
     return res
@@ -372,10 +411,32 @@ def run_time(args, names, tmp: str, rows) -> None:
 
 
 def _child(args, name: str, out: str, mode: str, extra_env: dict) -> dict:
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", name, "--out", out, "--mode", mode,
-           "--length", str(args.length), "--hidden", str(args.hidden), "--batch", str(args.batch),
-           "--input", str(args.input), "--classes", str(args.classes), "--rounds", str(args.rounds),
-           "--threads", str(args.threads), "--device", args.device]
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--worker",
+        name,
+        "--out",
+        out,
+        "--mode",
+        mode,
+        "--length",
+        str(args.length),
+        "--hidden",
+        str(args.hidden),
+        "--batch",
+        str(args.batch),
+        "--input",
+        str(args.input),
+        "--classes",
+        str(args.classes),
+        "--rounds",
+        str(args.rounds),
+        "--threads",
+        str(args.threads),
+        "--device",
+        args.device,
+    ]
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), **extra_env)
     r = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if r.returncode != 0:
@@ -412,9 +473,14 @@ def main() -> None:
     import torch
 
     fracs = sorted((float(f) for f in args.fractions.split(",") if f.strip()), reverse=True)
-    names = (["full:-", "floor:-", "ckpt:sqrt"] + [f"ckpt:{f:g}" for f in fracs] + [f"api:{f:g}" for f in fracs]
-             + ["fullstep:-", "ckptloss:min"] + [f"ckptloss:{f:g}" for f in fracs]
-             + [f"apiloss:{f:g}" for f in fracs])
+    names = (
+        ["full:-", "floor:-", "ckpt:sqrt"]
+        + [f"ckpt:{f:g}" for f in fracs]
+        + [f"api:{f:g}" for f in fracs]
+        + ["fullstep:-", "ckptloss:min"]
+        + [f"ckptloss:{f:g}" for f in fracs]
+        + [f"apiloss:{f:g}" for f in fracs]
+    )
     if args.only:
         keep = {n.strip() for n in args.only.split(",")} | {"full:-"}
         names = [n for n in names if n in keep] + sorted(keep - set(names))
@@ -424,12 +490,14 @@ def main() -> None:
             print(f"... {name} (memory)", file=sys.stderr, flush=True)
             rows.append(run_memory(args, name, tmp))
         timed = [(n, r) for n, r in zip(names, rows) if r["method"] != "floor"]
-        print(f"... time: {len(timed)} configurations interleaved, {args.rounds} rounds", file=sys.stderr,
-              flush=True)
+        print(f"... time: {len(timed)} configurations interleaved, {args.rounds} rounds", file=sys.stderr, flush=True)
         run_time(args, [n for n, _ in timed], tmp, [r for _, r in timed])
+
         def rel_err(got, ref):
-            return math.sqrt(sum(float((a.double() - b.double()).norm() ** 2) for a, b in zip(got, ref))
-                             / sum(float(r.double().norm() ** 2) for r in ref))
+            return math.sqrt(
+                sum(float((a.double() - b.double()).norm() ** 2) for a, b in zip(got, ref))
+                / sum(float(r.double().norm() ** 2) for r in ref)
+            )
 
         ref = torch.load(rows[0]["grads_file"])
         step_row = next((r for r in rows if r["method"] == "fullstep"), None)
@@ -458,61 +526,79 @@ def main() -> None:
 
 def print_table(args, rows) -> None:
     full = rows[0]
-    print(f"LSTMCell({args.input} -> {args.hidden}), batch {args.batch}, T={args.length}, linear read-out to "
-          f"{args.classes} classes with cross-entropy at every step; {args.device}, {args.threads} thread(s); "
-          f"alpha = {full['alpha']:g}, read-out beta = {full['beta']:.3f}; one slot (h, c) = "
-          f"{full['state_bytes'] / 1e6:.3f} MB; full BPTT stores {full['full_units']:g} slots = "
-          f"{full['full_units'] * full['state_bytes'] / 1e6:.1f} MB")
+    print(
+        f"LSTMCell({args.input} -> {args.hidden}), batch {args.batch}, T={args.length}, linear read-out to "
+        f"{args.classes} classes with cross-entropy at every step; {args.device}, {args.threads} thread(s); "
+        f"alpha = {full['alpha']:g}, read-out beta = {full['beta']:.3f}; one slot (h, c) = "
+        f"{full['state_bytes'] / 1e6:.3f} MB; full BPTT stores {full['full_units']:g} slots = "
+        f"{full['full_units'] * full['state_bytes'] / 1e6:.1f} MB"
+    )
     print()
     floor = next((r for r in rows if r["method"] == "floor"), None)
     rec_full = full["peak_bytes"] - floor["peak_bytes"] if floor else None
-    print("| method | read-out | budget | forward steps / T | peak MB | vs full | recurrence's part MB (vs full) "
-          "| time s (median, range) | vs full (median, range) | CPU time vs full (median, range) | "
-          "grad rel. error |")
+    print(
+        "| method | read-out | budget | forward steps / T | peak MB | vs full | recurrence's part MB (vs full) "
+        "| time s (median, range) | vs full (median, range) | CPU time vs full (median, range) | "
+        "grad rel. error |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         m, spec = row["method"], row["spec"]
         inside = m in ("fullstep", "ckptloss", "apiloss")
         where = "inside the steps" if inside else "outside, on the outputs"
         if m == "floor":
-            print(f"| read-out only (no recurrence graph) | {where} | - | 1.000 | {row['peak_bytes'] / 1e6:.1f} | "
-                  f"{row['peak_bytes'] / full['peak_bytes']:.3f} | 0 | - | - | - | - |")
+            print(
+                f"| read-out only (no recurrence graph) | {where} | - | 1.000 | {row['peak_bytes'] / 1e6:.1f} | "
+                f"{row['peak_bytes'] / full['peak_bytes']:.3f} | 0 | - | - | - | - |"
+            )
             continue
         if m in ("full", "fullstep"):
             label, budget = "full BPTT", "all"
         elif m in ("ckpt", "ckptloss"):
             label = "torch.utils.checkpoint"
-            budget = (f"S = {row['segments']} (sqrt T)" if spec == "sqrt"
-                      else f"S = {row['segments']} (least predicted memory)" if spec == "min"
-                      else f"S = {row['segments']} (fits {float(spec):.0%})" if row["fits"]
-                      else f"S = {row['segments']} (least memory; {float(spec):.0%} does not fit)")
+            budget = (
+                f"S = {row['segments']} (sqrt T)"
+                if spec == "sqrt"
+                else f"S = {row['segments']} (least predicted memory)"
+                if spec == "min"
+                else f"S = {row['segments']} (fits {float(spec):.0%})"
+                if row["fits"]
+                else f"S = {row['segments']} (least memory; {float(spec):.0%} does not fit)"
+            )
         else:
             label = "checkpointed_rnn (MSM)"
-            budget = (f"{float(spec):.0%} = {row['plan_peak_slots']:.0f} slots "
-                      f"({row['plan_peak_slots'] * row['state_bytes'] / 1e6:.1f} MB)")
+            budget = (
+                f"{float(spec):.0%} = {row['plan_peak_slots']:.0f} slots "
+                f"({row['plan_peak_slots'] * row['state_bytes'] / 1e6:.1f} MB)"
+            )
         if inside or rec_full is None:
             rec_txt = "-"
         else:
             rec = row["peak_bytes"] - floor["peak_bytes"]
             rec_txt = f"{rec / 1e6:.1f} ({rec / rec_full:.3f})"
         secs, wr, cr = row["seconds"], row["wall_ratios"], row["cpu_ratios"]
-        print(f"| {label} | {where} | {budget} | {row['forward_steps'] / args.length:.3f} | "
-              f"{row['peak_bytes'] / 1e6:.1f} | {row['peak_bytes'] / full['peak_bytes']:.3f} | {rec_txt} | "
-              f"{row['median_seconds']:.2f} ({min(secs):.2f}-{max(secs):.2f}) | "
-              f"{statistics.median(wr):.2f} ({min(wr):.2f}-{max(wr):.2f}) | "
-              f"{statistics.median(cr):.2f} ({min(cr):.2f}-{max(cr):.2f}) | {row['grad_rel_err']:.1e}"
-              + (f" ({row['grad_rel_err_vs_fullstep']:.1e})" if "grad_rel_err_vs_fullstep" in row else "") + " |")
+        print(
+            f"| {label} | {where} | {budget} | {row['forward_steps'] / args.length:.3f} | "
+            f"{row['peak_bytes'] / 1e6:.1f} | {row['peak_bytes'] / full['peak_bytes']:.3f} | {rec_txt} | "
+            f"{row['median_seconds']:.2f} ({min(secs):.2f}-{max(secs):.2f}) | "
+            f"{statistics.median(wr):.2f} ({min(wr):.2f}-{max(wr):.2f}) | "
+            f"{statistics.median(cr):.2f} ({min(cr):.2f}-{max(cr):.2f}) | {row['grad_rel_err']:.1e}"
+            + (f" ({row['grad_rel_err_vs_fullstep']:.1e})" if "grad_rel_err_vs_fullstep" in row else "")
+            + " |"
+        )
     print()
-    print("peak memory: increase of one iteration (forward + backward) in a fresh process, "
-          + ("torch.cuda.max_memory_allocated" if args.device.startswith("cuda") else "resident set (VmHWM)")
-          + "; it includes the parameter gradients and, for the read-out outside, the outputs [T, B, H], their "
-          "gradient and the logits, which every method of that family has (the read-out-only row: outputs "
-          "computed without a graph); recurrence's part = peak - that row; time: "
-          f"{args.rounds} iterations of each configuration, interleaved in one process; 'vs full': the median "
-          "and range over the rounds of the time divided by full BPTT's in the same round; CPU time: the "
-          "process's user + system time (less sensitive than wall time to other "
-          "jobs on the machine); gradient error against full BPTT with the read-out outside (in brackets: against "
-          "full BPTT with the loss inside the loop, the same operations in the same order)")
+    print(
+        "peak memory: increase of one iteration (forward + backward) in a fresh process, "
+        + ("torch.cuda.max_memory_allocated" if args.device.startswith("cuda") else "resident set (VmHWM)")
+        + "; it includes the parameter gradients and, for the read-out outside, the outputs [T, B, H], their "
+        "gradient and the logits, which every method of that family has (the read-out-only row: outputs "
+        "computed without a graph); recurrence's part = peak - that row; time: "
+        f"{args.rounds} iterations of each configuration, interleaved in one process; 'vs full': the median "
+        "and range over the rounds of the time divided by full BPTT's in the same round; CPU time: the "
+        "process's user + system time (less sensitive than wall time to other "
+        "jobs on the machine); gradient error against full BPTT with the read-out outside (in brackets: against "
+        "full BPTT with the loss inside the loop, the same operations in the same order)"
+    )
 
 
 def print_profile(args) -> None:
@@ -520,10 +606,12 @@ def print_profile(args) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         res = _child(args, args.profile, os.path.join(tmp, "p"), "profile", {})
     ops = res["ops"]
-    print(f"{args.profile}: one iteration takes {res['wall_s']:.2f} s wall ({res['user_s']:.2f} s user, "
-          f"{res['sys_s']:.2f} s system, {res['minor_faults']:,} minor page faults); under torch.profiler "
-          f"{res['wall_s_profiled']:.2f} s (profiler overhead included), operators' self CPU time summing to "
-          f"{res['sum_self_s']:.2f} s")
+    print(
+        f"{args.profile}: one iteration takes {res['wall_s']:.2f} s wall ({res['user_s']:.2f} s user, "
+        f"{res['sys_s']:.2f} s system, {res['minor_faults']:,} minor page faults); under torch.profiler "
+        f"{res['wall_s_profiled']:.2f} s (profiler overhead included), operators' self CPU time summing to "
+        f"{res['sum_self_s']:.2f} s"
+    )
     print()
     print("| operator | calls | self s | share of all operators' self time |")
     print("|---|---|---|---|")

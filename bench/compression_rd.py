@@ -7,6 +7,7 @@ Without --images, the four held-out photos (Kite, Path, Garden, LadyBird; never 
 the Debian packages plasma-workspace-wallpapers and mate-backgrounds, scaled to a short side of 400 pixels
 (the training scale, 640x400) and written to a temporary folder. Needs matplotlib for the PNG.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,8 +40,11 @@ def plot(result: dict, png: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    styles = {"": ("conv DRAW (ideal code length)", "tab:blue", "o"), "jpeg_": ("JPEG", "tab:red", "s"),
-              "jpeg2000_": ("JPEG 2000", "tab:green", "^")}
+    styles = {
+        "": ("conv DRAW (ideal code length)", "tab:blue", "o"),
+        "jpeg_": ("JPEG", "tab:red", "s"),
+        "jpeg2000_": ("JPEG 2000", "tab:green", "^"),
+    }
     for ax, metric in zip(axes, ("psnr", "ssim")):
         for pre, (label, color, marker) in styles.items():
             for im in result["images"]:
@@ -80,10 +84,14 @@ def main() -> int:
     result["eval_wall_s"] = round(time.time() - t0, 1)
     summary = {}
     for bpp in (0.1, 0.15, 0.2, 0.25, 0.3):
-        summary[str(bpp)] = {name: (round(v, 3) if v is not None else None) for name, v in (
-            ("draw_psnr", interpolate_psnr(result["mean"], bpp, "")),
-            ("jpeg_psnr", interpolate_psnr(result["mean"], bpp, "jpeg_")),
-            ("jpeg2000_psnr", interpolate_psnr(result["mean"], bpp, "jpeg2000_")))}
+        summary[str(bpp)] = {
+            name: (round(v, 3) if v is not None else None)
+            for name, v in (
+                ("draw_psnr", interpolate_psnr(result["mean"], bpp, "")),
+                ("jpeg_psnr", interpolate_psnr(result["mean"], bpp, "jpeg_")),
+                ("jpeg2000_psnr", interpolate_psnr(result["mean"], bpp, "jpeg2000_")),
+            )
+        }
     result["psnr_at_bpp_mean_curve"] = summary
     Path(args.json).write_text(json.dumps(result, indent=2))
     print(format_table(result))

@@ -61,6 +61,7 @@ On a busy 2-core machine with one torch thread, ``--device cpu --quick`` took 70
 the same (faster with more cores) plus the device half and the device's start-up: expect 1-3 minutes, well
 under the 8-minute guard.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -74,10 +75,11 @@ import subprocess
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any
 
 import numpy as np
 
@@ -96,7 +98,7 @@ def _sync(dev) -> None:
         torch.mps.synchronize()
 
 
-def _timed(fn: Callable[[], Any], dev) -> Tuple[Any, float]:
+def _timed(fn: Callable[[], Any], dev) -> tuple[Any, float]:
     """(fn(), seconds), with the device synchronised before and after so queued kernels are counted."""
     _sync(dev)
     t0 = time.perf_counter()
@@ -113,10 +115,10 @@ def _reset_peak(dev) -> None:
         torch.cuda.reset_peak_memory_stats(dev)
 
 
-def _peak_mb(dev) -> Optional[float]:
+def _peak_mb(dev) -> float | None:
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
-        return torch.cuda.max_memory_allocated(dev) / 2 ** 20
+        return torch.cuda.max_memory_allocated(dev) / 2**20
     return None
 
 
@@ -140,7 +142,7 @@ def _rel(a: float, b: float) -> float:
     return abs(a - b) / max(abs(a), abs(b), 1e-12)
 
 
-Agreement = Tuple[bool, str, float]   # (within tolerance, text, value / tolerance)
+Agreement = tuple[bool, str, float]  # (within tolerance, text, value / tolerance)
 
 
 def _check(name: str, value: float, tol: float, fmt: str = ".1e") -> Agreement:
@@ -171,25 +173,27 @@ class TabCheck:
     """The default inference of one tab. ``load(dev)`` -> state; ``run(state, inp, dev)`` -> comparable output
     (numpy / plain values); ``compare(cpu_out, dev_out)`` -> [(ok, text, value/tol)]; ``details(out)`` -> extra
     numbers."""
+
     name: str
     what: str
     prepare: Callable[[], Any]
     load: Callable[[Any], Any]
     run: Callable[[Any, Any, Any], Any]
-    compare: Optional[Callable[[Any, Any], List[Agreement]]]
-    details: Optional[Callable[[Any], Dict[str, Any]]] = None
+    compare: Callable[[Any, Any], list[Agreement]] | None
+    details: Callable[[Any], dict[str, Any]] | None = None
 
 
 @dataclass
 class TrainCheck:
     """A trainer: ``setup(dev)`` -> ctx (model, optimizer, data on ``dev``, seeded alike on every device);
     ``step(ctx, i)`` -> loss (float); ``fit(dev)`` -> short text (the trainer's real fit for 1-2 steps)."""
+
     name: str
     what: str
     setup: Callable[[Any], Any]
     step: Callable[[Any, int], float]
-    fit: Optional[Callable[[Any], str]] = None
-    deterministic: bool = False   # the same first loss is expected on every device
+    fit: Callable[[Any], str] | None = None
+    deterministic: bool = False  # the same first loss is expected on every device
 
 
 @dataclass
@@ -197,17 +201,17 @@ class Row:
     name: str
     kind: str
     what: str = ""
-    cpu_s: Optional[float] = None
-    dev_s: Optional[float] = None
-    peak_mb: Optional[float] = None
-    agreement: str = ""          # every comparison, in full
-    agree_short: str = ""        # for the table: the failures, or how many passed and the closest to its tolerance
+    cpu_s: float | None = None
+    dev_s: float | None = None
+    peak_mb: float | None = None
+    agreement: str = ""  # every comparison, in full
+    agree_short: str = ""  # for the table: the failures, or how many passed and the closest to its tolerance
     status: str = "ok"
-    error: Optional[str] = None
-    details: Dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
     wall_s: float = 0.0
 
-    def speedup(self) -> Optional[float]:
+    def speedup(self) -> float | None:
         if self.cpu_s and self.dev_s:
             return self.cpu_s / self.dev_s
         return None
@@ -241,7 +245,7 @@ def _srnn_run(models, x, dev):
     from explorer.papers.srnn import infer
 
     out = {}
-    for key, m in models.items():   # the analyse job: main model first, then the companions
+    for key, m in models.items():  # the analyse job: main model first, then the companions
         r = infer.analyse(m, x, samples=16, seed=0, device=dev)
         out[key] = {k: r[k] for k in ("probs", "elbo", "elbo_per_step", "pred_ll_per_step") if k in r}
     return out
@@ -251,17 +255,26 @@ def _srnn_compare(a, b):
     res = []
     for key in a:
         res.append(_check(f"{key} probs max abs diff", _maxabs(a[key]["probs"], b[key]["probs"]), 5e-3))
-        res.append(_check(f"{key} ELBO/step rel diff", _rel(a[key]["elbo_per_step"], b[key]["elbo_per_step"]),
-                          5e-3))
-        if "pred_ll_per_step" in a[key]:   # particle filter: resampling can pick other particles on a near-tie
-            res.append(_check(f"{key} predictive ll/step rel diff", _rel(a[key]["pred_ll_per_step"],
-                                                                        b[key]["pred_ll_per_step"]), 2e-2))
+        res.append(_check(f"{key} ELBO/step rel diff", _rel(a[key]["elbo_per_step"], b[key]["elbo_per_step"]), 5e-3))
+        if "pred_ll_per_step" in a[key]:  # particle filter: resampling can pick other particles on a near-tie
+            res.append(
+                _check(
+                    f"{key} predictive ll/step rel diff",
+                    _rel(a[key]["pred_ll_per_step"], b[key]["pred_ll_per_step"]),
+                    2e-2,
+                )
+            )
     return res
 
 
 def _srnn_details(out):
-    return {k: {"elbo_per_step": round(v["elbo_per_step"], 4),
-                "pred_ll_per_step": round(float(v.get("pred_ll_per_step", float("nan"))), 4)} for k, v in out.items()}
+    return {
+        k: {
+            "elbo_per_step": round(v["elbo_per_step"], 4),
+            "pred_ll_per_step": round(float(v.get("pred_ll_per_step", float("nan"))), 4),
+        }
+        for k, v in out.items()
+    }
 
 
 def _srnn_cont_load(dev):
@@ -279,8 +292,13 @@ def _srnn_cont_run(model, x, dev):
 
 def _srnn_cont_compare(a, b):
     ok = a["generated"].shape == b["generated"].shape and set(np.unique(b["generated"])) <= {0.0, 1.0}
-    return [_flag(ok, f"sampled with the device's RNG, not compared: {b['generated'].shape[0]} binary frames, "
-                      f"{b['notes_per_step']:.1f} notes/step (CPU {a['notes_per_step']:.1f})")]
+    return [
+        _flag(
+            ok,
+            f"sampled with the device's RNG, not compared: {b['generated'].shape[0]} binary frames, "
+            f"{b['notes_per_step']:.1f} notes/step (CPU {a['notes_per_step']:.1f})",
+        )
+    ]
 
 
 # -- l2l ----------------------------------------------------------------------------------------------------------
@@ -318,6 +336,7 @@ def _l2l_race(problem_name: str):
             res = r.finish()
             out[key] = {"final": float(np.mean(res["final"])), "curve": res["curve"].mean(1)}
         return out
+
     return run
 
 
@@ -330,8 +349,9 @@ def _l2l_compare(a, b):
             continue
         # losses near zero (2-D quadratics converge): compare on the scale of the starting loss
         scale = max(abs(float(a[key]["curve"][0])), 1e-12)
-        res.append(_check(f"{key} loss curve max abs diff / f0", _maxabs(a[key]["curve"], b[key]["curve"]) / scale,
-                          1e-2))
+        res.append(
+            _check(f"{key} loss curve max abs diff / f0", _maxabs(a[key]["curve"], b[key]["curve"]) / scale, 1e-2)
+        )
     return res
 
 
@@ -360,8 +380,13 @@ def _transducer_run(bundle, inp, dev):
 
     s = _drain(stream_file(bundle, inp["audio"], pace=0.0))
     off = s.get("offline") or {}
-    return {"online": "".join(map(str, s["digits"])), "offline": "".join(map(str, off.get("digits", []))),
-            "rtf": s["rtf"], "audio_s": s["audio_s"], "reference": inp["name"].split("_", 1)[0]}
+    return {
+        "online": "".join(map(str, s["digits"])),
+        "offline": "".join(map(str, off.get("digits", []))),
+        "rtf": s["rtf"],
+        "audio_s": s["audio_s"],
+        "reference": inp["name"].split("_", 1)[0],
+    }
 
 
 def _transducer_compare(a, b):
@@ -373,16 +398,21 @@ def _transducer_compare(a, b):
 
 
 def _transducer_details(out):
-    return {"reference": out["reference"], "online": out["online"], "offline": out["offline"],
-            "stream_rtf": round(out["rtf"], 4), "audio_s": round(out["audio_s"], 2)}
+    return {
+        "reference": out["reference"],
+        "online": out["online"],
+        "offline": out["offline"],
+        "stream_rtf": round(out["rtf"], 4),
+        "audio_s": round(out["audio_s"], 2),
+    }
 
 
 # -- compression ------------------------------------------------------------------------------------------------
 def _compression_prepare():
     from explorer.papers.compression.data import fit_max_side, load_image
 
-    img = load_image(_resources_dir() / "compression" / "path.png", channels=3)   # as the panel: 3 channels,
-    return fit_max_side(img, 512)[0]                                              # at most 512 px
+    img = load_image(_resources_dir() / "compression" / "path.png", channels=3)  # as the panel: 3 channels,
+    return fit_max_side(img, 512)[0]  # at most 512 px
 
 
 def _compression_load(dev):
@@ -397,17 +427,24 @@ def _compression_run(model, img, dev):
     with torch.no_grad():
         an = Analysis(model, img, dev)
     ks = sorted(an.recons)
-    return {"kl_bits": an.kl_bits, "rate_bpp": an.rate_bpp,
-            "recons": np.stack([an.recons[k] for k in ks]).astype(np.int16),
-            "psnr_T": an.point(an.T)["psnr"], "bpp_T": float(an.rate_bpp[an.T]), "size": img.shape}
+    return {
+        "kl_bits": an.kl_bits,
+        "rate_bpp": an.rate_bpp,
+        "recons": np.stack([an.recons[k] for k in ks]).astype(np.int16),
+        "psnr_T": an.point(an.T)["psnr"],
+        "bpp_T": float(an.rate_bpp[an.T]),
+        "size": img.shape,
+    }
 
 
 def _compression_compare(a, b):
     rate = float(np.max(np.abs(a["kl_bits"] - b["kl_bits"]) / np.maximum(np.abs(a["kl_bits"]), 1.0)))
     diff = np.abs(a["recons"] - b["recons"])
-    return [_check("KL bits rel diff", rate, 2e-2),
-            _check("reconstructions max abs diff (grey levels)", float(diff.max()), 8, ".0f"),
-            _check("reconstructions mean abs diff", float(diff.mean()), 0.25, ".3f")]
+    return [
+        _check("KL bits rel diff", rate, 2e-2),
+        _check("reconstructions max abs diff (grey levels)", float(diff.max()), 8, ".0f"),
+        _check("reconstructions mean abs diff", float(diff.mean()), 0.25, ".3f"),
+    ]
 
 
 def _compression_details(out):
@@ -433,17 +470,23 @@ def _shapes3d_run(model, inp, dev):
     from explorer.papers.shapes3d.model import iou
 
     r = infer_volume(model, inp["image"], dev, label=None)
-    return {"occupancy": r["occupancy"], "reprojection": r["reprojection"], "turntable": r["turntable"],
-            "iou_truth": float(iou(r["occupancy"] > 0.5, inp["truth"]))}
+    return {
+        "occupancy": r["occupancy"],
+        "reprojection": r["reprojection"],
+        "turntable": r["turntable"],
+        "iou_truth": float(iou(r["occupancy"] > 0.5, inp["truth"])),
+    }
 
 
 def _shapes3d_compare(a, b):
     from explorer.papers.shapes3d.model import iou
 
     same = float(iou(a["occupancy"] > 0.5, b["occupancy"] > 0.5))
-    return [_check("occupancy max abs diff", _maxabs(a["occupancy"], b["occupancy"]), 5e-2),
-            _check("turntable pictures max abs diff", _maxabs(a["turntable"], b["turntable"]), 5e-2),
-            _flag(same >= 0.98, f"IoU(CPU, device) {same:.4f} {'>=' if same >= 0.98 else '<'} 0.98")]
+    return [
+        _check("occupancy max abs diff", _maxabs(a["occupancy"], b["occupancy"]), 5e-2),
+        _check("turntable pictures max abs diff", _maxabs(a["turntable"], b["turntable"]), 5e-2),
+        _flag(same >= 0.98, f"IoU(CPU, device) {same:.4f} {'>=' if same >= 0.98 else '<'} 0.98"),
+    ]
 
 
 def _shapes3d_details(out):
@@ -460,8 +503,7 @@ def _bptt_load(dev):
     from explorer.papers.bptt.planner import Planner
     from explorer.papers.bptt.schedule import full_bptt_memory
 
-    pb = make_problem(BPTT["kind"], BPTT["length"], hidden=BPTT["hidden"], batch=8, input_size=32, device=dev,
-                      seed=0)
+    pb = make_problem(BPTT["kind"], BPTT["length"], hidden=BPTT["hidden"], batch=8, input_size=32, device=dev, seed=0)
     a = measure_alpha(pb)
     memory = max(1.0, BPTT["fraction"] * full_bptt_memory(BPTT["length"], a["alpha"]))
     plan = Planner(BPTT["length"], BPTT["policy"], a["alpha"]).plan(memory)
@@ -478,60 +520,129 @@ def _bptt_run(state, _inp, dev):
     res = run_schedule(pb, plan.schedule)
     S = _segments_for(res.peak_bytes, BPTT["length"], a["alpha"], a["state_bytes"])
     ck = uniform_checkpoint(pb, S)
-    return {"grads": {k: v.detach().cpu().numpy() for k, v in res.grads.items()},
-            "grad_diff": max_abs_diff(res, ref), "ck_grad_diff": max_abs_diff(ck, ref),
-            "forward_steps": res.forward_steps, "cost": plan.cost, "peak_bytes": res.peak_bytes,
-            "full_bytes": ref.peak_bytes, "cuda_peak_bytes": res.cuda_peak_bytes,
-            "cuda_full_bytes": ref.cuda_peak_bytes, "seconds": res.seconds, "full_seconds": ref.seconds,
-            "ck_seconds": ck.seconds}
+    return {
+        "grads": {k: v.detach().cpu().numpy() for k, v in res.grads.items()},
+        "grad_diff": max_abs_diff(res, ref),
+        "ck_grad_diff": max_abs_diff(ck, ref),
+        "forward_steps": res.forward_steps,
+        "cost": plan.cost,
+        "peak_bytes": res.peak_bytes,
+        "full_bytes": ref.peak_bytes,
+        "cuda_peak_bytes": res.cuda_peak_bytes,
+        "cuda_full_bytes": ref.cuda_peak_bytes,
+        "seconds": res.seconds,
+        "full_seconds": ref.seconds,
+        "ck_seconds": ck.seconds,
+    }
 
 
 def _bptt_compare(a, b):
     g = max(_maxabs(a["grads"][k], b["grads"][k]) for k in a["grads"])
-    return [_check("schedule grads max abs diff vs CPU", g, 1e-3),
-            _check("schedule vs full BPTT on the device", b["grad_diff"], 1e-4),     # the tab's own criterion
-            _check("checkpoint vs full BPTT on the device", b["ck_grad_diff"], 1e-4),
-            _flag(b["forward_steps"] == b["cost"], f"forward steps {b['forward_steps']} == plan {b['cost']}"
-                  if b["forward_steps"] == b["cost"] else f"forward steps {b['forward_steps']} != plan {b['cost']}")]
+    return [
+        _check("schedule grads max abs diff vs CPU", g, 1e-3),
+        _check("schedule vs full BPTT on the device", b["grad_diff"], 1e-4),  # the tab's own criterion
+        _check("checkpoint vs full BPTT on the device", b["ck_grad_diff"], 1e-4),
+        _flag(
+            b["forward_steps"] == b["cost"],
+            f"forward steps {b['forward_steps']} == plan {b['cost']}"
+            if b["forward_steps"] == b["cost"]
+            else f"forward steps {b['forward_steps']} != plan {b['cost']}",
+        ),
+    ]
 
 
 def _bptt_details(out):
     d = {k: out[k] for k in ("forward_steps", "cost", "peak_bytes", "full_bytes")}
     d.update({k: round(out[k], 4) for k in ("seconds", "full_seconds", "ck_seconds")})
     if out["cuda_peak_bytes"] is not None:
-        d["cuda_schedule_MB"] = round(out["cuda_peak_bytes"] / 2 ** 20, 2)
-        d["cuda_full_bptt_MB"] = round(out["cuda_full_bytes"] / 2 ** 20, 2)
+        d["cuda_schedule_MB"] = round(out["cuda_peak_bytes"] / 2**20, 2)
+        d["cuda_full_bptt_MB"] = round(out["cuda_full_bytes"] / 2**20, 2)
     return d
 
 
-TAB_CHECKS: List[TabCheck] = [
-    TabCheck("srnn", "analyse 1st JSB piece: main + companions, 16 paths", _srnn_prepare, _srnn_load, _srnn_run,
-             _srnn_compare, _srnn_details),
-    TabCheck("srnn-continue", "continue_music: prime 32, sample 64", _srnn_prepare, _srnn_cont_load,
-             _srnn_cont_run, _srnn_cont_compare),
-    TabCheck("l2l", "race on quad2d seed 0 (LSTM + 4 baselines, 100 steps)", lambda: None, _l2l_load,
-             _l2l_race("quad2d"), _l2l_compare, _l2l_details),
-    TabCheck("l2l-mnist", "race on the MNIST MLP seed 0 (not the demo)", lambda: None, _l2l_load,
-             _l2l_race("mnist"), _l2l_compare, _l2l_details),
-    TabCheck("transducer", "stream the 1st demo WAV (pace 0) + offline model", _transducer_prepare,
-             _transducer_load, _transducer_run, _transducer_compare, _transducer_details),
-    TabCheck("compression", "conv DRAW Analysis of path.png, all k", _compression_prepare, _compression_load,
-             _compression_run, _compression_compare, _compression_details),
-    TabCheck("shapes3d", "infer_volume of gallery picture 0", _shapes3d_prepare, _shapes3d_load, _shapes3d_run,
-             _shapes3d_compare, _shapes3d_details),
-    TabCheck("bptt", "run_real: LSTM T=1000 h=256, MSM at 5 %", lambda: None, _bptt_load, _bptt_run,
-             _bptt_compare, _bptt_details),
+TAB_CHECKS: list[TabCheck] = [
+    TabCheck(
+        "srnn",
+        "analyse 1st JSB piece: main + companions, 16 paths",
+        _srnn_prepare,
+        _srnn_load,
+        _srnn_run,
+        _srnn_compare,
+        _srnn_details,
+    ),
+    TabCheck(
+        "srnn-continue",
+        "continue_music: prime 32, sample 64",
+        _srnn_prepare,
+        _srnn_cont_load,
+        _srnn_cont_run,
+        _srnn_cont_compare,
+    ),
+    TabCheck(
+        "l2l",
+        "race on quad2d seed 0 (LSTM + 4 baselines, 100 steps)",
+        lambda: None,
+        _l2l_load,
+        _l2l_race("quad2d"),
+        _l2l_compare,
+        _l2l_details,
+    ),
+    TabCheck(
+        "l2l-mnist",
+        "race on the MNIST MLP seed 0 (not the demo)",
+        lambda: None,
+        _l2l_load,
+        _l2l_race("mnist"),
+        _l2l_compare,
+        _l2l_details,
+    ),
+    TabCheck(
+        "transducer",
+        "stream the 1st demo WAV (pace 0) + offline model",
+        _transducer_prepare,
+        _transducer_load,
+        _transducer_run,
+        _transducer_compare,
+        _transducer_details,
+    ),
+    TabCheck(
+        "compression",
+        "conv DRAW Analysis of path.png, all k",
+        _compression_prepare,
+        _compression_load,
+        _compression_run,
+        _compression_compare,
+        _compression_details,
+    ),
+    TabCheck(
+        "shapes3d",
+        "infer_volume of gallery picture 0",
+        _shapes3d_prepare,
+        _shapes3d_load,
+        _shapes3d_run,
+        _shapes3d_compare,
+        _shapes3d_details,
+    ),
+    TabCheck(
+        "bptt",
+        "run_real: LSTM T=1000 h=256, MSM at 5 %",
+        lambda: None,
+        _bptt_load,
+        _bptt_run,
+        _bptt_compare,
+        _bptt_details,
+    ),
 ]
 
 
 # ==================================================================================================== trainers
-def _ckpt_config(name: str) -> Dict[str, Any]:
+def _ckpt_config(name: str) -> dict[str, Any]:
     from explorer.core.checkpoints import read_metadata
 
     return dict(read_metadata(_models_dir() / name).model_config)
 
 
-def _make_trainers(size: str) -> List[TrainCheck]:
+def _make_trainers(size: str) -> list[TrainCheck]:
     app = size == "app"
 
     # -- srnn: the authors' loop (16 streams of 100-step chunks, carried state, Adam lr 1e-3 eps 1e-4, grad norm 1
@@ -540,14 +651,24 @@ def _make_trainers(size: str) -> List[TrainCheck]:
         from explorer.papers.srnn import data as D
         from explorer.papers.srnn.model import build
 
-        cfg = _ckpt_config(SRNN_MAIN) if app else {"hidden": 64, "d_dim": 64, "z_dim": 8, "a_dim": 64,
-                                                   "inference": "smooth", "resq": True}
+        cfg = (
+            _ckpt_config(SRNN_MAIN)
+            if app
+            else {"hidden": 64, "d_dim": 64, "z_dim": 8, "a_dim": 64, "inference": "smooth", "resq": True}
+        )
         torch.manual_seed(0)
         model = build(cfg).to(dev).train()
         syn = D.synthetic(n_train=32, n_valid=2, n_test=1, t_chunk=100, t_test=10, seed=0)
         opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-4)
-        return {"model": model, "opt": opt, "u": syn["u_train"], "x": syn["x_train"], "dev": dev,
-                "carry": model.initial_state(16, dev), "gen": torch.Generator().manual_seed(1)}
+        return {
+            "model": model,
+            "opt": opt,
+            "u": syn["u_train"],
+            "x": syn["x_train"],
+            "dev": dev,
+            "carry": model.initial_state(16, dev),
+            "gen": torch.Generator().manual_seed(1),
+        }
 
     def srnn_step(c, i):
         from explorer.papers.srnn.model import elbo_loss
@@ -577,8 +698,13 @@ def _make_trainers(size: str) -> List[TrainCheck]:
         data = D.MusicData(name="jsb", **D.synthetic(n_train=32, n_valid=4, n_test=1, t_chunk=20, t_test=10))
         np.nan_to_num(data.u_test, copy=False)
         torch.manual_seed(0)
-        s = fit(build({"hidden": 16, "d_dim": 12, "z_dim": 3, "a_dim": 8}), data, dev,
-                {"epochs": 1, "checkpoint_every_s": 1e9}, out_path=None)
+        s = fit(
+            build({"hidden": 16, "d_dim": 12, "z_dim": 3, "a_dim": 8}),
+            data,
+            dev,
+            {"epochs": 1, "checkpoint_every_s": 1e9},
+            out_path=None,
+        )
         v = s["best_valid_elbo_per_step"]
         if not math.isfinite(v):
             raise FloatingPointError(f"fit: validation ELBO {v}")
@@ -602,8 +728,16 @@ def _make_trainers(size: str) -> List[TrainCheck]:
         from explorer.papers.l2l.model import LSTMOptimizer
         from explorer.papers.l2l.train import fit, make_train_data
 
-        cfg = {"epochs": 2, "steps": 20, "unroll": 10, "meta_lr": 0.01, "batch": 8, "val_runs": 8, "val_every": 1,
-               "seed": 0}
+        cfg = {
+            "epochs": 2,
+            "steps": 20,
+            "unroll": 10,
+            "meta_lr": 0.01,
+            "batch": 8,
+            "val_runs": 8,
+            "val_every": 1,
+            "seed": 0,
+        }
         torch.manual_seed(0)
         h = fit(LSTMOptimizer(), make_train_data("quadratic", dev, cfg), dev, cfg)
         v = h["best"]["val_avg_loss"]
@@ -636,15 +770,23 @@ def _make_trainers(size: str) -> List[TrainCheck]:
         from explorer.papers.transducer import model as M
         from explorer.papers.transducer.train import set_normalization
 
-        cfg = (_ckpt_config("transducer_fsdd_online.safetensors") if app else
-               dict(enc_hidden=64, dec_hidden=64, embed=16, att_hidden=32, enc_layers=1, block=8, max_per_block=4))
+        cfg = (
+            _ckpt_config("transducer_fsdd_online.safetensors")
+            if app
+            else dict(enc_hidden=64, dec_hidden=64, embed=16, att_hidden=32, enc_layers=1, block=8, max_per_block=4)
+        )
         torch.manual_seed(0)
         data = transducer_data()
         model = M.build(cfg)
         set_normalization(model, data, n=16)
         model.to(dev).train()
-        return {"model": model, "data": data, "dev": dev, "batch": 16 if app else 8,
-                "opt": torch.optim.Adam(model.parameters(), lr=2e-3)}
+        return {
+            "model": model,
+            "data": data,
+            "dev": dev,
+            "batch": 16 if app else 8,
+            "opt": torch.optim.Adam(model.parameters(), lr=2e-3),
+        }
 
     def transducer_step(c, i):
         from explorer.papers.transducer.train import alignments_for
@@ -669,8 +811,9 @@ def _make_trainers(size: str) -> List[TrainCheck]:
 
         torch.manual_seed(0)
         data = transducer_data(seed=1)
-        model = M.build(dict(enc_hidden=16, dec_hidden=16, embed=8, att_hidden=8, enc_layers=1, block=4,
-                             max_per_block=3))
+        model = M.build(
+            dict(enc_hidden=16, dec_hidden=16, embed=8, att_hidden=8, enc_layers=1, block=4, max_per_block=3)
+        )
         set_normalization(model, data, n=4)
         h = fit(model, data, dev, dict(steps=2, batch=4, log_every=1, align="dp", dp_start=1))
         if not math.isfinite(h["final_loss"]):
@@ -688,14 +831,29 @@ def _make_trainers(size: str) -> List[TrainCheck]:
         from explorer.papers.compression.data import CropSampler
         from explorer.papers.compression.model import build
 
-        cfg = (_ckpt_config("compression_photos.safetensors") if app else
-               {"in_channels": 3, "hidden": 16, "z_channels": 4, "iterations": 4, "stride": 4, "kernel": 3,
-                "read_channels": 16})
+        cfg = (
+            _ckpt_config("compression_photos.safetensors")
+            if app
+            else {
+                "in_channels": 3,
+                "hidden": 16,
+                "z_channels": 4,
+                "iterations": 4,
+                "stride": 4,
+                "kernel": 3,
+                "read_channels": 16,
+            }
+        )
         torch.manual_seed(0)
         model = build(cfg).to(dev).train()
-        return {"model": model, "sampler": CropSampler(compression_images(), 48 if app else 32),
-                "rng": np.random.default_rng(0), "dev": dev, "batch": 8,
-                "opt": torch.optim.Adam(model.parameters(), lr=2e-3)}
+        return {
+            "model": model,
+            "sampler": CropSampler(compression_images(), 48 if app else 32),
+            "rng": np.random.default_rng(0),
+            "dev": dev,
+            "batch": 8,
+            "opt": torch.optim.Adam(model.parameters(), lr=2e-3),
+        }
 
     def compression_step(c, i):
         from explorer.papers.compression.train import elbo_terms, to_tensor
@@ -718,8 +876,9 @@ def _make_trainers(size: str) -> List[TrainCheck]:
         data = TrainData(CropSampler(imgs, 16), CropSampler(imgs, 16).sample(4, np.random.default_rng(1)))
         torch.manual_seed(0)
         model = build({"in_channels": 3, "hidden": 8, "z_channels": 2, "iterations": 3, "stride": 4, "kernel": 3})
-        r = fit(model, data, dev, TrainConfig(steps=2, time_limit_s=600, batch=4, warmup=1, log_every=1,
-                                              val_every=1000))
+        r = fit(
+            model, data, dev, TrainConfig(steps=2, time_limit_s=600, batch=4, warmup=1, log_every=1, val_every=1000)
+        )
         v = r["final"]["val_bits_per_dim"]
         if not math.isfinite(v):
             raise FloatingPointError(f"fit: validation bits/dim {v}")
@@ -733,24 +892,32 @@ def _make_trainers(size: str) -> List[TrainCheck]:
         from explorer.papers.shapes3d.model import TRAIN_CAMERAS
 
         g = load_gallery(gallery_path("primitives"))
-        return ViewSet(views=g["views"], labels=g["labels"].astype(np.int64), class_names=list(g["class_names"]),
-                       cameras=[list(c) for c in TRAIN_CAMERAS])
+        return ViewSet(
+            views=g["views"],
+            labels=g["labels"].astype(np.int64),
+            class_names=list(g["class_names"]),
+            cameras=[list(c) for c in TRAIN_CAMERAS],
+        )
 
     def shapes3d_setup(dev):
         from explorer.papers.shapes3d.model import TRAIN_CAMERAS, build
         from explorer.papers.shapes3d.train import TrainConfig
 
         vs = shapes3d_views()
-        if app:   # the app's network; the gallery holds the axis cameras' pictures only
+        if app:  # the app's network; the gallery holds the axis cameras' pictures only
             cfg = _ckpt_config("shapes3d_primitives.safetensors")
             cfg["cameras"] = [list(c) for c in TRAIN_CAMERAS]
         else:
             cfg = dict(steps=3, hidden=64, z_dim=8, patch=8, feat=64, ctx_dim=8, class_names=vs.class_names)
         torch.manual_seed(0)
         model = build(cfg).to(dev).train()
-        return {"model": model, "dev": dev, "cfg": TrainConfig(), "batches": vs.batches(16 if app else 8,
-                                                                                        np.random.default_rng(0)),
-                "opt": torch.optim.Adam(model.parameters(), lr=1e-3)}
+        return {
+            "model": model,
+            "dev": dev,
+            "cfg": TrainConfig(),
+            "batches": vs.batches(16 if app else 8, np.random.default_rng(0)),
+            "opt": torch.optim.Adam(model.parameters(), lr=1e-3),
+        }
 
     def shapes3d_step(c, i):
         from explorer.papers.shapes3d.train import batch_loss
@@ -763,8 +930,16 @@ def _make_trainers(size: str) -> List[TrainCheck]:
         labels = torch.where(drop, torch.full_like(labels, m.n_classes), labels)
         vmask = (torch.rand(len(labels), device=dev) >= cfg.view_dropout).float()
         beta = cfg.kl_max * min(1.0, (i + 1) / cfg.kl_warmup)
-        terms = batch_loss(m, views, labels, kl_weight=beta, logit_noise=cfg.logit_noise, view_mask=vmask,
-                           free_bits=cfg.free_bits, silhouette_weight=cfg.silhouette_weight)
+        terms = batch_loss(
+            m,
+            views,
+            labels,
+            kl_weight=beta,
+            logit_noise=cfg.logit_noise,
+            view_mask=vmask,
+            free_bits=cfg.free_bits,
+            silhouette_weight=cfg.silhouette_weight,
+        )
         c["opt"].zero_grad(set_to_none=True)
         terms["loss"].backward()
         torch.nn.utils.clip_grad_norm_(m.parameters(), cfg.clip)
@@ -785,16 +960,44 @@ def _make_trainers(size: str) -> List[TrainCheck]:
 
     sz = "app-size" if app else "small"
     return [
-        TrainCheck("train-srnn", f"{sz} SRNN, batch 16 x 100 steps, synthetic rolls", srnn_setup, srnn_step,
-                   srnn_fit, deterministic=True),
-        TrainCheck("train-l2l", f"MetaTrainer.epoch, {128 if app else 32} quadratics x 100 steps", l2l_setup,
-                   l2l_step, l2l_fit, deterministic=True),
-        TrainCheck("train-transducer", f"{sz} transducer, batch {16 if app else 8} synthetic tone digits",
-                   transducer_setup, transducer_step, transducer_fit, deterministic=True),
-        TrainCheck("train-compression", f"{sz} conv DRAW, 8 crops of {48 if app else 32} px of the sample photos",
-                   compression_setup, compression_step, compression_fit),
-        TrainCheck("train-shapes3d", f"{sz} model, batch {16 if app else 8} gallery pictures (5 views)",
-                   shapes3d_setup, shapes3d_step, shapes3d_fit),
+        TrainCheck(
+            "train-srnn",
+            f"{sz} SRNN, batch 16 x 100 steps, synthetic rolls",
+            srnn_setup,
+            srnn_step,
+            srnn_fit,
+            deterministic=True,
+        ),
+        TrainCheck(
+            "train-l2l",
+            f"MetaTrainer.epoch, {128 if app else 32} quadratics x 100 steps",
+            l2l_setup,
+            l2l_step,
+            l2l_fit,
+            deterministic=True,
+        ),
+        TrainCheck(
+            "train-transducer",
+            f"{sz} transducer, batch {16 if app else 8} synthetic tone digits",
+            transducer_setup,
+            transducer_step,
+            transducer_fit,
+            deterministic=True,
+        ),
+        TrainCheck(
+            "train-compression",
+            f"{sz} conv DRAW, 8 crops of {48 if app else 32} px of the sample photos",
+            compression_setup,
+            compression_step,
+            compression_fit,
+        ),
+        TrainCheck(
+            "train-shapes3d",
+            f"{sz} model, batch {16 if app else 8} gallery pictures (5 views)",
+            shapes3d_setup,
+            shapes3d_step,
+            shapes3d_fit,
+        ),
     ]
 
 
@@ -814,8 +1017,12 @@ def run_tab(check: TabCheck, devices, repeats: int, row: Row) -> None:
         med = statistics.median(times)
         peak = _peak_mb(dev)
         outs[label] = out
-        row.details[label] = {"load_s": round(t_load, 4), "first_s": round(t_first, 4), "median_s": round(med, 4),
-                              "repeats": [round(t, 4) for t in times]}
+        row.details[label] = {
+            "load_s": round(t_load, 4),
+            "first_s": round(t_first, 4),
+            "median_s": round(med, 4),
+            "repeats": [round(t, 4) for t in times],
+        }
         if peak is not None:
             row.details[label]["peak_gpu_mb"] = round(peak, 1)
         if check.details is not None:
@@ -830,7 +1037,7 @@ def run_tab(check: TabCheck, devices, repeats: int, row: Row) -> None:
         _agree(row, check.compare(outs["cpu"], outs["device"]))
 
 
-def _agree(row: Row, results: List[Agreement], extra: str = "") -> None:
+def _agree(row: Row, results: list[Agreement], extra: str = "") -> None:
     row.agreement = "; ".join(t for _, t, _ in results) + (f"; {extra}" if extra else "")
     bad = [t for ok, t, _ in results if not ok]
     if bad:
@@ -867,9 +1074,16 @@ def run_trainer(check: TrainCheck, devices, steps: int, row: Row) -> None:
         finite = all(math.isfinite(v) for v in losses)
         fell = losses[-1] < losses[0]
         firsts[label] = losses[0]
-        row.details[label] = {"warmup_step_s": round(t_warm, 4), "median_step_s": round(med, 4),
-                              "steps_s": [round(t, 4) for t in times], "losses": [round(v, 5) for v in losses],
-                              "finite": finite, "fell": fell, "fit": fit_text, "fit_s": round(t_fit, 3)}
+        row.details[label] = {
+            "warmup_step_s": round(t_warm, 4),
+            "median_step_s": round(med, 4),
+            "steps_s": [round(t, 4) for t in times],
+            "losses": [round(v, 5) for v in losses],
+            "finite": finite,
+            "fell": fell,
+            "fit": fit_text,
+            "fit_s": round(t_fit, 3),
+        }
         if peak is not None:
             row.details[label]["peak_gpu_mb"] = round(peak, 1)
         if label == "cpu":
@@ -879,43 +1093,61 @@ def run_trainer(check: TrainCheck, devices, steps: int, row: Row) -> None:
         if not finite:
             row.status = "MISMATCH"
     d = row.details["device"]
-    results = [_flag(d["finite"], f"losses {'finite' if d['finite'] else 'NOT FINITE'}, "
-                                  f"{d['losses'][0]:.4g} -> {d['losses'][-1]:.4g} "
-                                  + ("(fell)" if d["fell"] else "(did not fall)"))]
+    results = [
+        _flag(
+            d["finite"],
+            f"losses {'finite' if d['finite'] else 'NOT FINITE'}, "
+            f"{d['losses'][0]:.4g} -> {d['losses'][-1]:.4g} " + ("(fell)" if d["fell"] else "(did not fall)"),
+        )
+    ]
     if check.deterministic:
         results.append(_check("1st loss rel diff vs CPU", _rel(firsts["cpu"], firsts["device"]), 1e-3))
     else:
-        results.append(_flag(True, f"1st loss {firsts['device']:.4g} vs CPU {firsts['cpu']:.4g} (latents sampled "
-                                   "with the device's RNG: not compared)"))
+        results.append(
+            _flag(
+                True,
+                f"1st loss {firsts['device']:.4g} vs CPU {firsts['cpu']:.4g} (latents sampled "
+                "with the device's RNG: not compared)",
+            )
+        )
     _agree(row, results, "fit() ok" if check.fit is not None else "")
     row.agreement = "; ".join(t for _, t, _ in results) + (f"; {d['fit']}" if d["fit"] else "")
 
 
 # ====================================================================================================== report
-def _fmt_s(v: Optional[float]) -> str:
+def _fmt_s(v: float | None) -> str:
     if v is None:
         return "-"
     return f"{v * 1000:.1f} ms" if v < 1.0 else f"{v:.2f} s"
 
 
-def markdown_table(rows: List[Row], dev_label: str) -> str:
-    lines = [f"| check | CPU | {dev_label} | speed-up | peak GPU MB | agreement | status |",
-             "|---|---|---|---|---|---|---|"]
+def markdown_table(rows: list[Row], dev_label: str) -> str:
+    lines = [
+        f"| check | CPU | {dev_label} | speed-up | peak GPU MB | agreement | status |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         sp = r.speedup()
         status = r.status if r.error is None else f"ERROR: {r.error}"
         agreement = (r.agree_short or r.agreement).replace("|", "/")
-        lines.append(f"| {r.name} | {_fmt_s(r.cpu_s)} | {_fmt_s(r.dev_s)} | {f'{sp:.2f}x' if sp else '-'} | "
-                     f"{f'{r.peak_mb:.0f}' if r.peak_mb is not None else '-'} | {agreement} | "
-                     f"{status.replace('|', '/')} |")
+        lines.append(
+            f"| {r.name} | {_fmt_s(r.cpu_s)} | {_fmt_s(r.dev_s)} | {f'{sp:.2f}x' if sp else '-'} | "
+            f"{f'{r.peak_mb:.0f}' if r.peak_mb is not None else '-'} | {agreement} | "
+            f"{status.replace('|', '/')} |"
+        )
     return "\n".join(lines)
 
 
-def environment(dev, threads: int) -> Dict[str, Any]:
-    env: Dict[str, Any] = {
-        "python": sys.version.split()[0], "platform": platform.platform(), "cpu_cores": os.cpu_count(),
-        "torch": torch.__version__, "torch_cuda_build": torch.version.cuda, "torch_threads": threads,
-        "cuda_available": torch.cuda.is_available(), "device": str(dev),
+def environment(dev, threads: int) -> dict[str, Any]:
+    env: dict[str, Any] = {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpu_cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_cuda_build": torch.version.cuda,
+        "torch_threads": threads,
+        "cuda_available": torch.cuda.is_available(),
+        "device": str(dev),
     }
     try:
         import explorer
@@ -924,8 +1156,12 @@ def environment(dev, threads: int) -> Dict[str, Any]:
     except Exception:  # noqa: BLE001
         pass
     try:
-        env["git"] = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                                    text=True, timeout=10).stdout.strip() or None
+        env["git"] = (
+            subprocess.run(
+                ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
+            ).stdout.strip()
+            or None
+        )
     except Exception:  # noqa: BLE001
         env["git"] = None
     try:
@@ -936,9 +1172,15 @@ def environment(dev, threads: int) -> Dict[str, Any]:
         env["gpus"] = []
         for i in range(torch.cuda.device_count()):
             p = torch.cuda.get_device_properties(i)
-            env["gpus"].append({"index": i, "name": p.name, "capability": f"{p.major}.{p.minor}",
-                                "memory_GiB": round(p.total_memory / 2 ** 30, 1),
-                                "multiprocessors": p.multi_processor_count})
+            env["gpus"].append(
+                {
+                    "index": i,
+                    "name": p.name,
+                    "capability": f"{p.major}.{p.minor}",
+                    "memory_GiB": round(p.total_memory / 2**30, 1),
+                    "multiprocessors": p.multi_processor_count,
+                }
+            )
         env["tf32_matmul"] = torch.backends.cuda.matmul.allow_tf32
         env["tf32_cudnn"] = torch.backends.cudnn.allow_tf32
         env["float32_matmul_precision"] = torch.get_float32_matmul_precision()
@@ -947,60 +1189,91 @@ def environment(dev, threads: int) -> Dict[str, Any]:
         if fp is not None:
             env["fp32_precision_matmul_cudnn"] = [fp, getattr(torch.backends.cudnn, "fp32_precision", None)]
         try:
-            env["driver"] = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                                           capture_output=True, text=True, timeout=20).stdout.strip() or None
+            env["driver"] = (
+                subprocess.run(
+                    ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                    capture_output=True,
+                    text=True,
+                    timeout=20,
+                ).stdout.strip()
+                or None
+            )
         except Exception:  # noqa: BLE001
             env["driver"] = None
     return env
 
 
-def print_environment(env: Dict[str, Any]) -> None:
+def print_environment(env: dict[str, Any]) -> None:
     print("## Environment")
-    print(f"- python {env['python']} on {env['platform']}, {env['cpu_cores']} CPU cores, torch threads "
-          f"{env['torch_threads']}")
+    print(
+        f"- python {env['python']} on {env['platform']}, {env['cpu_cores']} CPU cores, torch threads "
+        f"{env['torch_threads']}"
+    )
     print(f"- nips-explorer {env.get('explorer', '?')} (git {env.get('git') or '?'})")
-    print(f"- torch {env['torch']}, built with CUDA {env['torch_cuda_build'] or 'none'}, cuDNN "
-          f"{env.get('cudnn') or 'none'}; torch.cuda.is_available() = {env['cuda_available']}")
+    print(
+        f"- torch {env['torch']}, built with CUDA {env['torch_cuda_build'] or 'none'}, cuDNN "
+        f"{env.get('cudnn') or 'none'}; torch.cuda.is_available() = {env['cuda_available']}"
+    )
     for g in env.get("gpus", []):
-        print(f"- GPU {g['index']}: {g['name']}, capability {g['capability']}, {g['memory_GiB']} GiB, "
-              f"{g['multiprocessors']} SMs")
+        print(
+            f"- GPU {g['index']}: {g['name']}, capability {g['capability']}, {g['memory_GiB']} GiB, "
+            f"{g['multiprocessors']} SMs"
+        )
     if env.get("gpus"):
-        print(f"- driver {env.get('driver') or '?'}; TF32 matmul {env['tf32_matmul']}, TF32 cuDNN "
-              f"{env['tf32_cudnn']}, float32 matmul precision {env['float32_matmul_precision']}, cudnn.benchmark "
-              f"{env['cudnn_benchmark']}")
+        print(
+            f"- driver {env.get('driver') or '?'}; TF32 matmul {env['tf32_matmul']}, TF32 cuDNN "
+            f"{env['tf32_cudnn']}, float32 matmul precision {env['float32_matmul_precision']}, cudnn.benchmark "
+            f"{env['cudnn_benchmark']}"
+        )
     init = env.get("device_init_s")
-    print(f"- device under test: {env['device']}" + (f" (first use {init:.2f} s)" if init and env["device"] != "cpu"
-                                                     else "") + ("; TF32 switched off (--no-tf32)"
-                                                                 if env.get("no_tf32") else ""))
+    print(
+        f"- device under test: {env['device']}"
+        + (f" (first use {init:.2f} s)" if init and env["device"] != "cpu" else "")
+        + ("; TF32 switched off (--no-tf32)" if env.get("no_tf32") else "")
+    )
     sys.stdout.flush()
 
 
-def _write_json(path: Optional[str], env, rows: List[Row], args, total_s: float, done: bool) -> None:
+def _write_json(path: str | None, env, rows: list[Row], args, total_s: float, done: bool) -> None:
     if not path:
         return
     from dataclasses import asdict
 
-    doc = {"environment": env, "args": vars(args), "finished": done, "total_s": round(total_s, 1),
-           "rows": [dict(asdict(r), speedup=r.speedup()) for r in rows]}
+    doc = {
+        "environment": env,
+        "args": vars(args),
+        "finished": done,
+        "total_s": round(total_s, 1),
+        "rows": [dict(asdict(r), speedup=r.speedup()) for r in rows],
+    }
     tmp = Path(path).with_suffix(Path(path).suffix + ".tmp")
     tmp.write_text(json.dumps(doc, indent=1, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
     os.replace(tmp, path)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--device", default="cuda", help="device to compare with the CPU: cuda (default), cuda:N, "
-                                                     "cpu (a dry run), mps")
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--device", default="cuda", help="device to compare with the CPU: cuda (default), cuda:N, cpu (a dry run), mps"
+    )
     ap.add_argument("--json", metavar="FILE", help="also write the results as JSON (rewritten after every row)")
     ap.add_argument("--quick", action="store_true", help="one steady-state repeat, 3 timed training steps")
     ap.add_argument("--only", default="", help="comma-separated row-name prefixes (e.g. srnn,bptt,train-l2l)")
     ap.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: as the app)")
-    ap.add_argument("--train-size", choices=("small", "app"), default="small",
-                    help="trainer model sizes: small (default) or the bundled checkpoints' configurations")
+    ap.add_argument(
+        "--train-size",
+        choices=("small", "app"),
+        default="small",
+        help="trainer model sizes: small (default) or the bundled checkpoints' configurations",
+    )
     ap.add_argument("--max-minutes", type=float, default=8.0, help="start no new row after this (default 8)")
-    ap.add_argument("--no-tf32", action="store_true", help="switch TF32 off for matmuls and cuDNN (to tell TF32 "
-                                                           "rounding from real disagreements)")
+    ap.add_argument(
+        "--no-tf32",
+        action="store_true",
+        help="switch TF32 off for matmuls and cuDNN (to tell TF32 rounding from real disagreements)",
+    )
     args = ap.parse_args(argv)
 
     global torch
@@ -1023,8 +1296,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     env = environment(torch.device("cpu") if wanted == "cpu" else wanted, threads)
     if wanted.startswith("cuda") and not torch.cuda.is_available():
         print_environment(env)
-        print(f"cuda_check: CUDA is not available here (torch {torch.__version__}, built with CUDA "
-              f"{torch.version.cuda or 'none'}); run with --device cpu for the CPU-only checks", file=sys.stderr)
+        print(
+            f"cuda_check: CUDA is not available here (torch {torch.__version__}, built with CUDA "
+            f"{torch.version.cuda or 'none'}); run with --device cpu for the CPU-only checks",
+            file=sys.stderr,
+        )
         return 2
     try:
         dev = torch.device(wanted)
@@ -1036,8 +1312,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         env["device_init_s"] = round(time.perf_counter() - t0, 3)
     except Exception as exc:  # noqa: BLE001 - a broken driver, a wrong index, ...
         print_environment(env)
-        print(f"cuda_check: device '{args.device}' does not work: {type(exc).__name__}: {str(exc)[:200]}",
-              file=sys.stderr)
+        print(
+            f"cuda_check: device '{args.device}' does not work: {type(exc).__name__}: {str(exc)[:200]}", file=sys.stderr
+        )
         return 2
     env["device"] = str(dev)
     env["no_tf32"] = bool(args.no_tf32)
@@ -1052,11 +1329,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     def selected(name: str) -> bool:
         return not only or any(name == o or name.startswith(o) for o in only)
 
-    plan: List[Tuple[str, Any]] = [("tab", c) for c in TAB_CHECKS if selected(c.name)]
+    plan: list[tuple[str, Any]] = [("tab", c) for c in TAB_CHECKS if selected(c.name)]
     plan += [("trainer", c) for c in _make_trainers(args.train_size) if selected(c.name)]
-    print(f"\n## Checks ({len(plan)}; CPU then {dev}; {repeats} steady-state repeat(s), {steps} timed training "
-          f"steps after a warm-up step)")
-    rows: List[Row] = []
+    print(
+        f"\n## Checks ({len(plan)}; CPU then {dev}; {repeats} steady-state repeat(s), {steps} timed training "
+        f"steps after a warm-up step)"
+    )
+    rows: list[Row] = []
     for kind, check in plan:
         row = Row(check.name, kind, check.what)
         rows.append(row)
@@ -1075,8 +1354,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         except Exception as exc:  # noqa: BLE001 - one failure is one row
             cause = exc.__cause__ or exc
             row.status = "ERROR"
-            row.error = f"{exc}"[:300] if isinstance(exc, RuntimeError) and exc.__cause__ else \
-                f"{type(exc).__name__}: {exc}"[:300]
+            row.error = (
+                f"{exc}"[:300]
+                if isinstance(exc, RuntimeError) and exc.__cause__
+                else f"{type(exc).__name__}: {exc}"[:300]
+            )
             traceback.print_exception(type(cause), cause, cause.__traceback__, file=sys.stderr)
         row.wall_s = round(time.perf_counter() - t0, 2)
         _describe(row)
@@ -1085,10 +1367,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     total = time.perf_counter() - t_start
     print(f"\n## Results ({dev}, {'quick' if args.quick else 'full'}, {total:.0f} s in all)\n")
     print(markdown_table(rows, str(dev)))
-    print("\nCPU and device columns: median steady-state time of one call of the tab's inference (after a "
-          "warm-up call), or median time of one training step; peak GPU MB: torch.cuda.max_memory_allocated over "
-          "the device phase (weights and data included). Per-row load and first-call times are printed above (the "
-          "CPU pass's loads include the first read of each file from disk).")
+    print(
+        "\nCPU and device columns: median steady-state time of one call of the tab's inference (after a "
+        "warm-up call), or median time of one training step; peak GPU MB: torch.cuda.max_memory_allocated over "
+        "the device phase (weights and data included). Per-row load and first-call times are printed above (the "
+        "CPU pass's loads include the first read of each file from disk)."
+    )
     _write_json(args.json, env, rows, args, total, True)
     bad = [r for r in rows if r.status != "ok"]
     return 1 if bad else 0
@@ -1103,10 +1387,13 @@ def _describe(row: Row) -> None:
         if not d:
             continue
         if "load_s" in d:
-            txt = (f"load {_fmt_s(d['load_s'])}, first call {_fmt_s(d['first_s'])}, median {_fmt_s(d['median_s'])}")
+            txt = f"load {_fmt_s(d['load_s'])}, first call {_fmt_s(d['first_s'])}, median {_fmt_s(d['median_s'])}"
         else:
-            txt = (f"warm-up step {_fmt_s(d['warmup_step_s'])}, median step {_fmt_s(d['median_step_s'])}, losses "
-                   + " ".join(f"{v:.4g}" for v in d["losses"]) + f"; {d['fit']} ({_fmt_s(d['fit_s'])})")
+            txt = (
+                f"warm-up step {_fmt_s(d['warmup_step_s'])}, median step {_fmt_s(d['median_step_s'])}, losses "
+                + " ".join(f"{v:.4g}" for v in d["losses"])
+                + f"; {d['fit']} ({_fmt_s(d['fit_s'])})"
+            )
         if "peak_gpu_mb" in d:
             txt += f", peak GPU {d['peak_gpu_mb']:.0f} MB"
         if "result" in d:

@@ -9,6 +9,7 @@ per second over the epochs' training time (validation excluded: rank 0 alone run
 per step after each epoch, i.e. after the same number of samples seen. The ratio of samples per second is what
 the second process buys; the ELBO columns should agree within noise.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,21 +27,52 @@ def run(procs: int, args, tmp: Path) -> dict:
     from explorer.core.training import read_resume
 
     out = tmp / f"srnn_{procs}.safetensors"
-    env = dict(os.environ, PYTHONPATH=str(ROOT), NIPS_EXPLORER_THREADS=str(args.threads), OMP_NUM_THREADS=str(args.threads))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(procs), "-m",
-           "explorer", "--device", "cpu", "train", "srnn", "--dataset", args.dataset, "--data", args.data,
-           "--epochs", str(args.epochs), "--iwae-samples", "0", "--threads", str(args.threads), "--out", str(out),
-           "--seed", str(args.seed)]
+    env = dict(
+        os.environ, PYTHONPATH=str(ROOT), NIPS_EXPLORER_THREADS=str(args.threads), OMP_NUM_THREADS=str(args.threads)
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        str(procs),
+        "-m",
+        "explorer",
+        "--device",
+        "cpu",
+        "train",
+        "srnn",
+        "--dataset",
+        args.dataset,
+        "--data",
+        args.data,
+        "--epochs",
+        str(args.epochs),
+        "--iwae-samples",
+        "0",
+        "--threads",
+        str(args.threads),
+        "--out",
+        str(out),
+        "--seed",
+        str(args.seed),
+    ]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if r.returncode != 0:
         raise SystemExit(f"{procs} process(es) failed:\n{r.stderr[-3000:]}")
     state = read_resume(tmp / f"srnn_{procs}.resume.safetensors")
     history, rec = state["user"]["history"], state["training"]
     train_s = sum(h["epoch_train_s"] for h in history)
-    return {"procs": procs, "samples": rec["samples"], "train_s": round(train_s, 1),
-            "samples_per_s": round(rec["samples"] / train_s, 2), "ranks_in_sync": rec.get("ranks_in_sync"),
-            "train_elbo": [round(h["train_elbo_per_step"], 4) for h in history],
-            "valid_elbo": [round(h["valid_elbo_per_step"], 4) for h in history]}
+    return {
+        "procs": procs,
+        "samples": rec["samples"],
+        "train_s": round(train_s, 1),
+        "samples_per_s": round(rec["samples"] / train_s, 2),
+        "ranks_in_sync": rec.get("ranks_in_sync"),
+        "train_elbo": [round(h["train_elbo_per_step"], 4) for h in history],
+        "valid_elbo": [round(h["valid_elbo_per_step"], 4) for h in history],
+    }
 
 
 def main() -> int:
@@ -66,9 +98,19 @@ def main() -> int:
     for r in rows:
         print(f"{r['procs']:>5} {r['samples_per_s']:>10} {r['speedup']:>8}  {r['valid_elbo']}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"dataset": args.dataset, "epochs": args.epochs,
-                                               "threads_per_process": args.threads, "cores": os.cpu_count(),
-                                               "rows": rows}, indent=2) + "\n")
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "dataset": args.dataset,
+                    "epochs": args.epochs,
+                    "threads_per_process": args.threads,
+                    "cores": os.cpu_count(),
+                    "rows": rows,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
     return 0
 
 

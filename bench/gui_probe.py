@@ -4,6 +4,7 @@
 * :class:`StackSampler`: a helper thread that samples the GUI thread's Python stack every few ms, so each stall the
   probe saw can be attributed to the code that ran on the GUI thread meanwhile (``explain``).
 """
+
 import collections
 import os
 import sys
@@ -17,7 +18,7 @@ class LatenessProbe:
     def __init__(self, interval_ms: int = 10) -> None:
         self.interval = interval_ms
         self.late = []
-        self.stalls = []          # (lateness ms, start perf_counter, end perf_counter) of every tick
+        self.stalls = []  # (lateness ms, start perf_counter, end perf_counter) of every tick
         self._clock = QElapsedTimer()
         self._clock.start()
         self._last = self._clock.elapsed()
@@ -68,7 +69,7 @@ class StackSampler:
 
     def __init__(self, interval_s: float = 0.004) -> None:
         self.interval = interval_s
-        self.samples = collections.deque(maxlen=200_000)   # (perf_counter, tuple of frames, leaf first)
+        self.samples = collections.deque(maxlen=200_000)  # (perf_counter, tuple of frames, leaf first)
         self._main = threading.main_thread().ident
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="stack-sampler", daemon=True)
@@ -89,7 +90,7 @@ class StackSampler:
     def explain(self, stalls, depth: int = 14, out=sys.stdout) -> None:
         """For each (lateness, start, end) stall: the stacks sampled on the GUI thread meanwhile, most frequent
         first (project frames and the innermost library frames)."""
-        samples = list(self.samples)         # one C-level copy: the sampler thread cannot append meanwhile
+        samples = list(self.samples)  # one C-level copy: the sampler thread cannot append meanwhile
         for late, t0, t1 in stalls:
             stacks = [s for t, s in samples if t0 <= t <= t1 + self.interval]
             counts = collections.Counter(_condense(s, depth) for s in stacks)

@@ -4,7 +4,8 @@
 
 A 10 ms QTimer on the GUI thread records how late each tick fires while a TaskRunner worker runs matrix
 products and an LSTM training loop (``--job enroll``: the Neural Transducer's enrollment, i.e. the bundled model
-fine-tuned on tone 'digits' with ``adapt.adapt`` for the given time, as "Teach it my voice" runs it). Reports the worst and 99th percentile lateness in ms, with the app's
+fine-tuned on tone 'digits' with ``adapt.adapt`` for the given time, as "Teach it my voice" runs it).
+Reports the worst and 99th percentile lateness in ms, with the app's
 thread setting (one core left to the GUI) and, for comparison, with torch's default thread count.
 
 ``--job tabs``: the app's real window instead; every tab in turn is shown for the first time (built, checkpoint
@@ -18,6 +19,7 @@ meanwhile (a stall with a single sample: another thread held the GIL meanwhile).
 The other jobs import their libraries first, as the app's warm-up does (then freeze them for the garbage collector:
 explorer/core/warmup.py).
 """
+
 import argparse
 import os
 import sys
@@ -30,10 +32,18 @@ p.add_argument("--threads", type=int, default=0, help="torch threads (0: the app
 p.add_argument("--baseline", action="store_true", help="no worker: the probe alone (machine noise)")
 p.add_argument("--job", choices=("lstm", "enroll", "tabs"), default="lstm")
 p.add_argument("--timeout", type=float, default=180.0, help="--job tabs: seconds to wait for each tab's demo")
-p.add_argument("--train", action="store_true",
-               help="--job tabs: an LSTM trains in a worker all along (as a training or an adaptation would)")
-p.add_argument("--explain", type=float, default=0.0, metavar="MS",
-               help="--job tabs: sample the GUI thread's stack and print what ran during each stall over MS ms")
+p.add_argument(
+    "--train",
+    action="store_true",
+    help="--job tabs: an LSTM trains in a worker all along (as a training or an adaptation would)",
+)
+p.add_argument(
+    "--explain",
+    type=float,
+    default=0.0,
+    metavar="MS",
+    help="--job tabs: sample the GUI thread's stack and print what ran during each stall over MS ms",
+)
 args = p.parse_args()
 
 from PySide6.QtCore import QElapsedTimer, QTimer  # noqa: E402
@@ -71,7 +81,7 @@ def tab_stalls() -> None:
     window.show()
     from gui_probe import LatenessProbe, StackSampler
 
-    if args.train:     # once the app has warmed up (torch loaded), as a training a visitor starts would run
+    if args.train:  # once the app has warmed up (torch loaded), as a training a visitor starts would run
         t0 = time.perf_counter()
         while window.device_label.text().startswith("Device: loading") and time.perf_counter() - t0 < 120:
             app.processEvents()
@@ -94,9 +104,12 @@ def tab_stalls() -> None:
         worst, p99 = probe.take()
         long = probe.take_stalls(50)
         rows.append((spec.id, time.perf_counter() - t0, worst, p99))
-        print(f"{spec.id:12s} built and demo done in {rows[-1][1]:5.1f} s: worst stall {worst} ms, "
-              f"p99 {rows[-1][3]} ms, stalls over 50 ms: {len(long)}, over 100 ms: "
-              f"{sum(1 for s in long if s[0] > 100)}", flush=True)
+        print(
+            f"{spec.id:12s} built and demo done in {rows[-1][1]:5.1f} s: worst stall {worst} ms, "
+            f"p99 {rows[-1][3]} ms, stalls over 50 ms: {len(long)}, over 100 ms: "
+            f"{sum(1 for s in long if s[0] > 100)}",
+            flush=True,
+        )
         if sampler is not None:
             sampler.explain([s for s in long if s[0] > args.explain])
     window.shutdown(10.0)
@@ -109,22 +122,21 @@ if args.job == "tabs":
 
 from explorer.core.warmup import quiet_gc  # noqa: E402
 
-with quiet_gc():   # as the app's start-up warm-up: the libraries imported, then the objects they made frozen
+with quiet_gc():  # as the app's start-up warm-up: the libraries imported, then the objects they made frozen
     import torch  # noqa: E402
 
-    from explorer.core.devices import configure_threads  # noqa: E402
-    from explorer.ui.workers import TaskRunner  # noqa: E402
-
     from explorer.core.checkpoints import loader_imports  # noqa: E402
+    from explorer.core.devices import configure_threads  # noqa: E402
     from explorer.core.warmup import import_quietly  # noqa: E402
     from explorer.ui.main_window import LAZY_LIBRARIES  # noqa: E402
+    from explorer.ui.workers import TaskRunner  # noqa: E402
 
     import_quietly(loader_imports() + list(LAZY_LIBRARIES) + ["explorer.papers.transducer.panel"])
 
 n = torch.set_num_threads(args.threads) or args.threads if args.threads else configure_threads()
 from explorer.ui.app import GIL_SWITCH_S  # noqa: E402
 
-sys.setswitchinterval(GIL_SWITCH_S)        # as the app sets it
+sys.setswitchinterval(GIL_SWITCH_S)  # as the app sets it
 app = QApplication(sys.argv)
 
 
@@ -137,12 +149,14 @@ def enroll(seconds, token=None, progress=None):
     from explorer.papers.transducer.model import build
 
     model, _ = load_model(bundled("transducer_fsdd_online.safetensors"), "transducer", build, "cpu")
-    rng = np.random.default_rng(0)
+    np.random.default_rng(0)
     t = np.arange(int(0.35 * 8000)) / 8000
-    takes = {d: [(0.3 * np.sin(2 * np.pi * (300 + 250 * d) * t) * np.hanning(len(t))).astype(np.float32)]
-             for d in range(10)}
-    _, hist = adapt(model, enrollment_clips(takes), "cpu", {"steps": 10 ** 6, "minutes": seconds / 60},
-                    progress=progress, token=token)
+    takes = {
+        d: [(0.3 * np.sin(2 * np.pi * (300 + 250 * d) * t) * np.hanning(len(t))).astype(np.float32)] for d in range(10)
+    }
+    _, hist = adapt(
+        model, enrollment_clips(takes), "cpu", {"steps": 10**6, "minutes": seconds / 60}, progress=progress, token=token
+    )
     return hist["steps_done"]
 
 
@@ -169,7 +183,11 @@ result = {}
 if args.baseline:
     QTimer.singleShot(int(args.seconds * 1000), app.quit)
 else:
-    runner.submit(enroll if args.job == "enroll" else heavy, args.seconds, on_result=lambda s: (result.setdefault("steps", s), app.quit()))
+    runner.submit(
+        enroll if args.job == "enroll" else heavy,
+        args.seconds,
+        on_result=lambda s: (result.setdefault("steps", s), app.quit()),
+    )
 timer.start()
 app.exec()
 runner.shutdown()
@@ -177,7 +195,9 @@ worst_at = when[lateness.index(max(lateness))] / 1000 if lateness else 0
 top = sorted(zip(lateness, when), reverse=True)[:5]
 lat = sorted(lateness)
 p99 = lat[int(0.99 * (len(lat) - 1))]
-print(f"torch threads {torch.get_num_threads()}, cores {os.cpu_count()}: {len(lat)} ticks, worst stall "
-      f"{lat[-1]} ms, p99 {p99} ms, mean {sum(lat) / len(lat):.2f} ms; worker did {result.get('steps')} steps "
-      f"in {args.seconds:.0f} s; worst stall at t={worst_at:.2f} s")
+print(
+    f"torch threads {torch.get_num_threads()}, cores {os.cpu_count()}: {len(lat)} ticks, worst stall "
+    f"{lat[-1]} ms, p99 {p99} ms, mean {sum(lat) / len(lat):.2f} ms; worker did {result.get('steps')} steps "
+    f"in {args.seconds:.0f} s; worst stall at t={worst_at:.2f} s"
+)
 print("five worst stalls (ms @ s): " + ", ".join(f"{a} @ {b / 1000:.2f}" for a, b in top))

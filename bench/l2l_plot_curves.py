@@ -1,7 +1,8 @@
 """Draw the mean loss curves written by `nips-explorer eval l2l --problem all --curves FILE.json` into a PNG.
 
-    QT_QPA_PLATFORM=offscreen python bench/l2l_plot_curves.py /tmp/l2l_curves.json resources/l2l/l2l_curves.png
+QT_QPA_PLATFORM=offscreen python bench/l2l_plot_curves.py /tmp/l2l_curves.json resources/l2l/l2l_curves.png
 """
+
 import json
 import os
 import sys
@@ -12,12 +13,23 @@ import numpy as np  # noqa: E402
 import pyqtgraph as pg  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
-COLORS = {"learned": (220, 40, 40), "sgd": (140, 140, 140), "rmsprop": (40, 160, 60), "adam": (40, 90, 220),
-          "nag": (240, 150, 20)}
+COLORS = {
+    "learned": (220, 40, 40),
+    "sgd": (140, 140, 140),
+    "rmsprop": (40, 160, 60),
+    "adam": (40, 90, 220),
+    "nag": (240, 150, 20),
+}
 LABELS = {"learned": "LSTM (learned)", "sgd": "SGD", "rmsprop": "RMSprop", "adam": "Adam", "nag": "NAG"}
-TITLES = {"quadratic": "10-D quadratics (100)", "mnist": "MNIST 20 sigmoid", "mnist-200steps": "MNIST, 200 steps",
-          "mnist-40": "MNIST, 40 units", "mnist-2layer": "MNIST, 2 layers", "mnist-relu": "MNIST, ReLU",
-          "fashion": "Fashion-MNIST"}
+TITLES = {
+    "quadratic": "10-D quadratics (100)",
+    "mnist": "MNIST 20 sigmoid",
+    "mnist-200steps": "MNIST, 200 steps",
+    "mnist-40": "MNIST, 40 units",
+    "mnist-2layer": "MNIST, 2 layers",
+    "mnist-relu": "MNIST, ReLU",
+    "fashion": "Fashion-MNIST",
+}
 
 
 def main(src: str, dst: str) -> None:
@@ -38,8 +50,12 @@ def main(src: str, dst: str) -> None:
             y = np.asarray(ys, dtype=float)
             y = np.where(np.isfinite(y), np.clip(y, 1e-8, 1e8), np.nan)
             ok = np.isfinite(y)
-            p.plot(np.arange(len(y))[ok], y[ok], pen=pg.mkPen(COLORS[kind], width=3 if kind == "learned" else 2),
-                   name=LABELS[kind])
+            p.plot(
+                np.arange(len(y))[ok],
+                y[ok],
+                pen=pg.mkPen(COLORS[kind], width=3 if kind == "learned" else 2),
+                name=LABELS[kind],
+            )
     win.show()
     app.processEvents()
     os.makedirs(os.path.dirname(dst) or ".", exist_ok=True)

@@ -1,7 +1,8 @@
 """Grid-search the baselines' learning rates for the l2l tab's 2-D problems (prints TUNED_LR_2D).
 
-    NIPS_EXPLORER_THREADS=1 python bench/l2l_tune2d.py
+NIPS_EXPLORER_THREADS=1 python bench/l2l_tune2d.py
 """
+
 import json
 
 import torch

@@ -6,6 +6,7 @@ filled when any of its sub-voxels is).
 
     python bench/shapes3d_gt_rule.py [--checkpoint models/shapes3d_furniture.safetensors]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,8 +45,10 @@ def main() -> int:
         x = torch.from_numpy(test.views[:, model.input_view].astype(np.float32) / 255.0)
         pred = solidify(model(x, None, sample=False)["logits"][:, 0].numpy() > 0)
     a, b = iou(pred, half), iou(pred, anyrule)
-    print(f"{args.checkpoint}: {len(test)} held-out models; ground-truth voxels per model: half rule "
-          f"{half.sum((1, 2, 3)).mean():.0f}, any rule {anyrule.sum((1, 2, 3)).mean():.0f}")
+    print(
+        f"{args.checkpoint}: {len(test)} held-out models; ground-truth voxels per model: half rule "
+        f"{half.sum((1, 2, 3)).mean():.0f}, any rule {anyrule.sum((1, 2, 3)).mean():.0f}"
+    )
     print(f"{'class':10s} {'IoU half rule':>14s} {'IoU any rule':>13s}")
     for c, name in enumerate(test.class_names):
         m = test.labels == c

@@ -3,6 +3,7 @@ by the tab's own VTK views (VtkView.capture(), offscreen).
 
     QT_QPA_PLATFORM=offscreen python bench/shapes3d_pictures.py --out resources/shapes3d/inferred.png [--rows 1,6,11]
 """
+
 from __future__ import annotations
 
 import argparse

@@ -4,6 +4,7 @@ camera were resampled on its own (trilinear, the general path). Prints seconds p
 
     python bench/shapes3d_step.py [--batch 32] [--threads 1] [--repeats 5]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,7 +25,7 @@ def main() -> int:
 
     torch.set_num_threads(args.threads)
 
-    def general_split(m):          # what every non-axis camera cost before: its own trilinear resampling
+    def general_split(m):  # what every non-axis camera cost before: its own trilinear resampling
         ap_ = M._axis_permutation(m)
         return None if ap_ is None else (0.0, ap_)
 
@@ -42,7 +43,7 @@ def main() -> int:
                 out = batch_loss(model, views, None, free_bits=1.0, silhouette_weight=1.0)
                 model.zero_grad(set_to_none=True)
                 out["loss"].backward()
-                if i:                                       # the first step warms up the kernels
+                if i:  # the first step warms up the kernels
                     times.append(time.perf_counter() - t0)
         finally:
             M._yaw_split = saved
@@ -54,8 +55,10 @@ def main() -> int:
     print(f"training step, batch {args.batch}, {args.threads} thread(s), median of {args.repeats}:")
     print(f"  5 axis cameras                          {axes:.3f} s")
     print(f"  9 cameras, shared yaw resampling        {rig9:.3f} s   ({rig9 / axes:.2f}x the axis rig)")
-    print(f"  9 cameras, each resampled on its own    {rig9_general:.3f} s   ({rig9_general / axes:.2f}x; "
-          f"sharing saves {rig9_general / rig9:.1f}x)")
+    print(
+        f"  9 cameras, each resampled on its own    {rig9_general:.3f} s   ({rig9_general / axes:.2f}x; "
+        f"sharing saves {rig9_general / rig9:.1f}x)"
+    )
     return 0
 
 

@@ -1,8 +1,8 @@
 """SRNN training step with and without ``--bptt-memory``: activation memory held between forward and backward,
 and time per step.
 
-    python bench/srnn_bptt_memory.py [--model srnn|gru] [--length 100] [--batch 16] [--budgets 1,0.5,0.2,0.1] [--repeats 5]
-                                     [--threads 1] [--json FILE]
+    python bench/srnn_bptt_memory.py [--model srnn|gru] [--length 100] [--batch 16] [--budgets 1,0.5,0.2,0.1]
+                                     [--repeats 5] [--threads 1] [--json FILE]
 
 The model is the paper's SRNN (smoothing + Resq, d=300, z=100, a=300, MLPs of 500) on random piano rolls of
 ``--length`` steps (the music benchmarks' chunks are 100 steps). Memory is counted exactly, not sampled: the bytes
@@ -11,6 +11,7 @@ excluded), plus what ``checkpointed_rnn`` stores for the two GRUs (its ``memory_
 without the option (cuDNN-style ``nn.GRU``); budget 1.0 is the same step-by-step GRU cell storing everything.
 Time is the median wall time of a forward+backward over ``--repeats`` runs after a warm-up.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -79,18 +80,37 @@ def main() -> int:
             loss, _, _ = elbo_loss(model(u, x), None, 1.0)
             loss.backward()
             times.append(time.perf_counter() - t0)
-        rows.append({"budget": "plain" if budget is None else budget, "graph_mb": round(graph / 2**20, 2),
-                     "gru_stored_mb": round(ckpt / 2**20, 2), "total_mb": round((graph + ckpt) / 2**20, 2),
-                     "step_s": round(statistics.median(times[1:]), 3)})
+        rows.append(
+            {
+                "budget": "plain" if budget is None else budget,
+                "graph_mb": round(graph / 2**20, 2),
+                "gru_stored_mb": round(ckpt / 2**20, 2),
+                "total_mb": round((graph + ckpt) / 2**20, 2),
+                "step_s": round(statistics.median(times[1:]), 3),
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
     base = rows[0]
     print(f"\n{'budget':>7} {'activations MB':>15} {'of plain':>9} {'step s':>8} {'x plain':>8}")
     for r in rows:
-        print(f"{r['budget']!s:>7} {r['total_mb']:>15} {r['total_mb'] / base['total_mb']:>9.2f} {r['step_s']:>8} "
-              f"{r['step_s'] / base['step_s']:>8.2f}")
+        print(
+            f"{r['budget']!s:>7} {r['total_mb']:>15} {r['total_mb'] / base['total_mb']:>9.2f} {r['step_s']:>8} "
+            f"{r['step_s'] / base['step_s']:>8.2f}"
+        )
     if args.json:
-        Path(args.json).write_text(json.dumps({"model": args.model, "length": args.length, "batch": args.batch, "threads": args.threads,
-                                               "rows": rows}, indent=2) + "\n")
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "model": args.model,
+                    "length": args.length,
+                    "batch": args.batch,
+                    "threads": args.threads,
+                    "rows": rows,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
     return 0
 
 

@@ -1,6 +1,7 @@
 """Validation ELBO against training time for the SRNN models of the four music sets (the figure of the README).
 
-    python bench/srnn_curves.py [--chain jsb=A.safetensors,B.safetensors ...] [--out resources/screenshots/srnn_curves.png]
+    python bench/srnn_curves.py [--chain jsb=A.safetensors,B.safetensors ...]
+                                [--out resources/screenshots/srnn_curves.png]
 
 Each chain is the checkpoints of one set in training order (a later one continued from the earlier by
 ``--init`` or ``--resume``); every checkpoint carries its per-epoch history (validation ELBO per step, wall
@@ -9,6 +10,7 @@ offsets the next stage. Default: the bundled smoothing+Resq model of each set. T
 (one-sample bound on the validation chunks); the paper reports test numbers, so the paper's values are printed
 in the legend, not drawn against the validation curves.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,8 +28,11 @@ def stage_points(path: Path, offset_h: float):
     hist = meta.extra.get("history") or []
     xs = [offset_h + h["wall_s"] / 3600 for h in hist]
     ys = [h["valid_elbo_per_step"] for h in hist]
-    total = (meta.extra.get("training") or {}).get("wall_s") or meta.metrics.get("train_wall_s") \
+    total = (
+        (meta.extra.get("training") or {}).get("wall_s")
+        or meta.metrics.get("train_wall_s")
         or (hist[-1]["wall_s"] if hist else 0.0)
+    )
     return xs, ys, offset_h + float(total) / 3600, meta.metrics
 
 
@@ -60,15 +65,19 @@ def main() -> int:
             ax.plot(xs, ys, "-o", ms=2.5, lw=1.2, label=f"stage {i + 1}: {f.name}" if len(files) > 1 else None)
         test = metrics.get("test_elbo_per_step")
         title = DATASET_TITLES.get(name, name)
-        ax.set_title(f"{title}\ntest ELBO {test:.2f} (paper {PAPER_PER_STEP[name]:.2f})" if test is not None
-                     else title, fontsize=10)
+        ax.set_title(
+            f"{title}\ntest ELBO {test:.2f} (paper {PAPER_PER_STEP[name]:.2f})" if test is not None else title,
+            fontsize=10,
+        )
         ax.set_xlabel("training wall time (hours, one thread)")
         ax.set_ylabel("validation ELBO (nats/step)")
         ax.grid(alpha=0.3)
         if len(files) > 1:
             ax.legend(fontsize=7)
-        print(f"{name}: {len(files)} stage(s), {offset:.2f} h, best valid "
-              f"{max(stage_points(files[-1], 0)[1] or [float('nan')]):.3f}, test {test}")
+        print(
+            f"{name}: {len(files)} stage(s), {offset:.2f} h, best valid "
+            f"{max(stage_points(files[-1], 0)[1] or [float('nan')]):.3f}, test {test}"
+        )
     fig.tight_layout()
     fig.savefig(args.out, dpi=110)
     print(args.out)

@@ -6,6 +6,7 @@ Runs `python -m explorer.cli` offscreen with NIPS_EXPLORER_STARTUP_PROBE=1, whic
 window is shown and quits. Also reports whether torch / VTK were imported before the window appeared
 (they must not be: they load in the background afterwards).
 """
+
 import argparse
 import os
 import statistics
@@ -17,13 +18,18 @@ import time
 p = argparse.ArgumentParser()
 p.add_argument("--runs", type=int, default=5)
 args = p.parse_args()
-env = dict(os.environ, QT_QPA_PLATFORM="offscreen", NIPS_EXPLORER_STARTUP_PROBE="1",
-           NIPS_EXPLORER_CONFIG_DIR=tempfile.mkdtemp())
+env = dict(
+    os.environ,
+    QT_QPA_PLATFORM="offscreen",
+    NIPS_EXPLORER_STARTUP_PROBE="1",
+    NIPS_EXPLORER_CONFIG_DIR=tempfile.mkdtemp(),
+)
 times = []
 for i in range(args.runs):
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "explorer.cli"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "explorer.cli"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     line = proc.stdout.readline()
     t1 = time.perf_counter()
     proc.communicate(timeout=60)
@@ -31,9 +37,13 @@ for i in range(args.runs):
         sys.exit(f"probe failed: {line!r}")
     times.append(t1 - t0)
     print(f"run {i + 1}: {t1 - t0:.3f} s to first window (in-process after imports: {line.split()[1]} s)")
-code = ("import sys, time\nt=time.perf_counter()\nfrom explorer.ui.app import build_window, _make_app\n"
-        "app=_make_app(); w=build_window(); w.show()\n"
-        "print('torch' in sys.modules, 'vtkmodules' in sys.modules)")
+code = (
+    "import sys, time\nt=time.perf_counter()\nfrom explorer.ui.app import build_window, _make_app\n"
+    "app=_make_app(); w=build_window(); w.show()\n"
+    "print('torch' in sys.modules, 'vtkmodules' in sys.modules)"
+)
 heavy = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True).stdout.strip()
-print(f"median cold start to first window: {statistics.median(times):.3f} s over {len(times)} runs "
-      f"(min {min(times):.3f}, max {max(times):.3f}); torch/VTK imported before first window: {heavy}")
+print(
+    f"median cold start to first window: {statistics.median(times):.3f} s over {len(times)} runs "
+    f"(min {min(times):.3f}, max {max(times):.3f}); torch/VTK imported before first window: {heavy}"
+)

@@ -13,6 +13,7 @@ The leave-out checkpoints are not bundled (models/ holds what the app loads): re
 bench/results/transducer_experiments.md, or take them from the git history (`git checkout ac1a0ab -- models/`)
 into a folder given with --models.
 """
+
 import argparse
 import json
 import time
@@ -55,24 +56,32 @@ for spk in args.speakers.split(","):
     t0 = time.perf_counter()
     new, hist = adapt(model, clips, "cpu", {"steps": args.steps} if args.steps else None)
     wall = time.perf_counter() - t0
-    row = {"before": evaluate_utterances(model, test)["digit_error_rate"],
-           "after": evaluate_utterances(new, test)["digit_error_rate"],
-           "fluent_before": evaluate_utterances(model, fluent)["digit_error_rate"],
-           "fluent_after": evaluate_utterances(new, fluent)["digit_error_rate"],
-           "enroll_audio_s": hist["enrollment"]["audio_s"], "steps": hist["steps_done"], "adapt_s": round(wall, 1)}
+    row = {
+        "before": evaluate_utterances(model, test)["digit_error_rate"],
+        "after": evaluate_utterances(new, test)["digit_error_rate"],
+        "fluent_before": evaluate_utterances(model, fluent)["digit_error_rate"],
+        "fluent_after": evaluate_utterances(new, fluent)["digit_error_rate"],
+        "enroll_audio_s": hist["enrollment"]["audio_s"],
+        "steps": hist["steps_done"],
+        "adapt_s": round(wall, 1),
+    }
     rows[spk] = row
     print(spk, json.dumps(row), flush=True)
 
 if not rows:
     raise SystemExit(f"no transducer_loso_* checkpoints in {args.models} (see this script's docstring)")
 print()
-print(f"| unheard speaker ({args.run} folds) | before | after enrolling {args.takes} take(s) of each digit "
-      f"(recordings {args.first}-{args.first + args.takes - 1}) | "
-      "fluent strings before / after | enrollment audio | adaptation (1 thread) |")
+print(
+    f"| unheard speaker ({args.run} folds) | before | after enrolling {args.takes} take(s) of each digit "
+    f"(recordings {args.first}-{args.first + args.takes - 1}) | "
+    "fluent strings before / after | enrollment audio | adaptation (1 thread) |"
+)
 print("|---|---|---|---|---|---|")
 for spk, r in rows.items():
-    print(f"| {spk} | {100 * r['before']:.1f}% | {100 * r['after']:.1f}% | {100 * r['fluent_before']:.1f}% / "
-          f"{100 * r['fluent_after']:.1f}% | {r['enroll_audio_s']:.1f} s | {r['adapt_s']:.0f} s ({r['steps']} steps) |")
+    print(
+        f"| {spk} | {100 * r['before']:.1f}% | {100 * r['after']:.1f}% | {100 * r['fluent_before']:.1f}% / "
+        f"{100 * r['fluent_after']:.1f}% | {r['enroll_audio_s']:.1f} s | {r['adapt_s']:.0f} s ({r['steps']} steps) |"
+    )
 if rows:
     b = sum(r["before"] for r in rows.values()) / len(rows)
     a = sum(r["after"] for r in rows.values()) / len(rows)

@@ -12,6 +12,7 @@ speaker (the runs at 1, 2, 3 and 4 real training voices) and draws the points wi
 Every model also heard the same synthetic voices (espeak-ng, flite, festival, fluent strings) and the two single-take
 human voices; only the number of FSDD speakers changes.
 """
+
 import argparse
 import json
 import os
@@ -19,39 +20,55 @@ from collections import defaultdict
 from fnmatch import fnmatch
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Optional
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from explorer.core.checkpoints import read_metadata  # noqa: E402
 from explorer.papers.transducer.data import SPEAKERS  # noqa: E402
 
-COLORS = {"george": (220, 40, 40), "jackson": (40, 90, 220), "lucas": (40, 160, 60), "nicolas": (240, 150, 20),
-          "theo": (140, 60, 180)}
+COLORS = {
+    "george": (220, 40, 40),
+    "jackson": (40, 90, 220),
+    "lucas": (40, 160, 60),
+    "nicolas": (240, 150, 20),
+    "theo": (140, 60, 180),
+}
 
 
 RUNS = Path(__file__).resolve().parent / "results" / "transducer_experiments.json"
 
 
-def run_metadata(models: Optional[Path]):
+def run_metadata(models: Path | None):
     """(file name, CheckpointMeta-like) of each 30-minute leave-out run: from the checkpoints in ``models`` when
     given, else from the runs table (the checkpoints are not bundled)."""
     if models is not None:
         return [(f.name, read_metadata(f)) for f in sorted(models.glob("transducer_loso_*30min*.safetensors"))]
     runs = json.loads(RUNS.read_text())["runs"]
-    return [(r["file"], SimpleNamespace(data=r.get("data") or {}, metrics=r.get("metrics") or {},
-                                        model_config=r.get("model_config") or {}))
-            for r in runs if fnmatch(r["file"], "transducer_loso_*30min*.safetensors")]
+    return [
+        (
+            r["file"],
+            SimpleNamespace(
+                data=r.get("data") or {}, metrics=r.get("metrics") or {}, model_config=r.get("model_config") or {}
+            ),
+        )
+        for r in runs
+        if fnmatch(r["file"], "transducer_loso_*30min*.safetensors")
+    ]
 
 
-def collect(models: Optional[Path]):
+def collect(models: Path | None):
     """{speaker: {n_real_voices: [digit error %, ...]}} from the fluent-recipe 30-minute leave-out runs."""
     out = defaultdict(lambda: defaultdict(list))
     for _name, meta in run_metadata(models):
         held = [s for s in (meta.data.get("holdout") or "").split(",") if s]
-        if not held or not meta.data.get("fluent_weight") or meta.data.get("formant_warp_share") or \
-                meta.data.get("clip_crop_share") or meta.data.get("more_voices") or \
-                meta.model_config.get("bidirectional"):
+        if (
+            not held
+            or not meta.data.get("fluent_weight")
+            or meta.data.get("formant_warp_share")
+            or meta.data.get("clip_crop_share")
+            or meta.data.get("more_voices")
+            or meta.model_config.get("bidirectional")
+        ):
             continue
         per = meta.metrics.get("per_speaker_digit_error_rate", {})
         for s in held:
@@ -82,8 +99,13 @@ def draw(curve, dst: Path) -> None:
         px = [n + 0.04 * (k - 2) for n in xs for _ in curve[s][n]]
         py = [v for n in xs for v in curve[s][n]]
         plot.plot(px, py, pen=None, symbol="o", symbolSize=8, symbolBrush=col, symbolPen=None)
-    target = pg.InfiniteLine(pos=5, angle=0, pen=pg.mkPen((90, 90, 90), style=pg.QtCore.Qt.DashLine),
-                             label="target 5%", labelOpts={"position": 0.08, "color": (90, 90, 90)})
+    target = pg.InfiniteLine(
+        pos=5,
+        angle=0,
+        pen=pg.mkPen((90, 90, 90), style=pg.QtCore.Qt.DashLine),
+        label="target 5%",
+        labelOpts={"position": 0.08, "color": (90, 90, 90)},
+    )
     plot.addItem(target)
     plot.setXRange(0.7, 4.3)
     plot.setYRange(0, 30)
@@ -91,7 +113,7 @@ def draw(curve, dst: Path) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
     win.show()
     app.processEvents()
-    win.grab().save(str(dst))          # as bench/l2l_plot_curves.py does
+    win.grab().save(str(dst))  # as bench/l2l_plot_curves.py does
     win.close()
 
 
@@ -104,8 +126,10 @@ def main() -> None:
     print("held-out speaker: digit error % per run, by number of real FSDD training voices")
     for s in SPEAKERS:
         if s in curve:
-            print(f"  {s:8s} " + "   ".join(f"{n}: " + ", ".join(f"{v:.1f}" for v in curve[s][n])
-                                            for n in sorted(curve[s])))
+            print(
+                f"  {s:8s} "
+                + "   ".join(f"{n}: " + ", ".join(f"{v:.1f}" for v in curve[s][n]) for n in sorted(curve[s]))
+            )
     draw(curve, Path(args.out))
     print(f"figure: {args.out}")
 

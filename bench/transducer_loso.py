@@ -12,6 +12,7 @@ The leave-out checkpoints are not bundled (models/ holds what the app loads): re
 bench/results/transducer_experiments.md, or take them from the git history (`git checkout ac1a0ab -- models/`)
 into a folder given with --models.
 """
+
 import argparse
 import json
 from pathlib import Path
@@ -67,9 +68,16 @@ for spk, row in rows.items():
     if "ensemble" in row:
         ens_all.append(row["ensemble"])
     cells = [f"{100 * row[r]:.1f}%" if r in row else "" for r in runs]
-    print(f"| {spk} | " + " | ".join(cells) + f" | {100 * singles_all[-1]:.1f}% | "
-          + (f"{100 * row['ensemble']:.1f}%" if "ensemble" in row else "") + " |")
+    print(
+        f"| {spk} | "
+        + " | ".join(cells)
+        + f" | {100 * singles_all[-1]:.1f}% | "
+        + (f"{100 * row['ensemble']:.1f}%" if "ensemble" in row else "")
+        + " |"
+    )
 if singles_all:
-    print(f"mean over folds: single models {100 * sum(singles_all) / len(singles_all):.1f}%"
-          + (f", ensembles {100 * sum(ens_all) / len(ens_all):.1f}% ({len(ens_all)} folds)" if ens_all else ""))
+    print(
+        f"mean over folds: single models {100 * sum(singles_all) / len(singles_all):.1f}%"
+        + (f", ensembles {100 * sum(ens_all) / len(ens_all):.1f}% ({len(ens_all)} folds)" if ens_all else "")
+    )
 print(json.dumps(rows))

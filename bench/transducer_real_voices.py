@@ -13,6 +13,7 @@ Rows, each on the speakers the checkpoint's training held out (read from its met
 * an open microphone with nobody speaking: 16 s each of room noise, breathing, clicks, hum, silence: digits emitted
   (should be none).
 """
+
 import argparse
 import json
 from pathlib import Path
@@ -59,18 +60,30 @@ def collections(more, speakers):
 
 def bench_voices(model, more, speakers, utts: int):
     keep = set(speakers)
-    files = sorted(f for d in more for f in Path(d).rglob("*.wav")
-                   if D._DIGIT_FILE_RE.match(f.name) and f.name.split("_")[1] in keep)
+    files = sorted(
+        f
+        for d in more
+        for f in Path(d).rglob("*.wav")
+        if D._DIGIT_FILE_RE.match(f.name) and f.name.split("_")[1] in keep
+    )
     iso = evaluate_files(model, files)
     per = iso["per_speaker_digit_error_rate"]
     clips, _ = D.load_digit_folders(more, only_speakers=keep)
     tight_pairs = [([c.digit], digits(model, D._trim(c.audio, -35.0, pad=0))) for c in clips]
     full = D.group_by_speaker_digit(clips)
-    conn = evaluate_utterances(model, D.test_utterances([c for c in clips if c.speaker in full], utts)) if full else None
-    return {"speakers": len(keep), "clips": iso["scored"], "isolated_as_recorded": iso["digit_error_rate"],
-            "isolated_speaker_mean": float(np.mean(list(per.values()))), "empty_transcripts": iso["empty_transcripts"],
-            "isolated_tight": rate(tight_pairs), "connected": None if conn is None else conn["digit_error_rate"],
-            "connected_speakers": sorted(full)}
+    conn = (
+        evaluate_utterances(model, D.test_utterances([c for c in clips if c.speaker in full], utts)) if full else None
+    )
+    return {
+        "speakers": len(keep),
+        "clips": iso["scored"],
+        "isolated_as_recorded": iso["digit_error_rate"],
+        "isolated_speaker_mean": float(np.mean(list(per.values()))),
+        "empty_transcripts": iso["empty_transcripts"],
+        "isolated_tight": rate(tight_pairs),
+        "connected": None if conn is None else conn["digit_error_rate"],
+        "connected_speakers": sorted(full),
+    }
 
 
 def bench(path: Path, more, speakers, utts: int):
@@ -81,9 +94,14 @@ def bench(path: Path, more, speakers, utts: int):
     for name, f in FAULTS.items():
         faults[name] = rate([(reference_from_name(p), digits(model, f(read_audio(p)))) for p in demos])
     silent = {k: len(digits(model, v)) for k, v in D.open_microphone_cases().items()}
-    return {"checkpoint": path.name, "collections": {k: bench_voices(model, more, v, utts) for k, v in groups.items()},
-            "demos_with_faults": faults, "nonspeech_digits": silent, "seen_fsdd": meta.metrics.get("digit_error_rate"),
-            "fluent": meta.metrics.get("fluent_digit_error_rate")}
+    return {
+        "checkpoint": path.name,
+        "collections": {k: bench_voices(model, more, v, utts) for k, v in groups.items()},
+        "demos_with_faults": faults,
+        "nonspeech_digits": silent,
+        "seen_fsdd": meta.metrics.get("digit_error_rate"),
+        "fluent": meta.metrics.get("fluent_digit_error_rate"),
+    }
 
 
 def main() -> None:
@@ -101,24 +119,41 @@ def main() -> None:
         raise SystemExit(f"{src}: no held-out --more-data speakers in its metadata; give --speakers-from")
     rows = [bench(Path(c), args.more_data, speakers, args.utts) for c in args.checkpoint]
     print(f"held-out speakers: {len(speakers)} (from {Path(src).name})")
-    print("| checkpoint | collection | speakers / clips | isolated as recorded (clips; speaker mean) | empty | "
-          "isolated, trimmed tight | connected |")
+    print(
+        "| checkpoint | collection | speakers / clips | isolated as recorded (clips; speaker mean) | empty | "
+        "isolated, trimmed tight | connected |"
+    )
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         for name, c in r["collections"].items():
-            print(f"| {r['checkpoint']} | {name} | {c['speakers']} / {c['clips']} | {100 * c['isolated_as_recorded']:.1f}%; "
-                  f"{100 * c['isolated_speaker_mean']:.1f}% | {c['empty_transcripts']} | {100 * c['isolated_tight']:.1f}% | "
-                  + (f"{100 * c['connected']:.1f}% ({', '.join(c['connected_speakers'])})" if c["connected"] is not None
-                     else "-") + " |")
+            print(
+                f"| {r['checkpoint']} | {name} | {c['speakers']} / {c['clips']} | "
+                f"{100 * c['isolated_as_recorded']:.1f}%; {100 * c['isolated_speaker_mean']:.1f}% | "
+                f"{c['empty_transcripts']} | {100 * c['isolated_tight']:.1f}% | "
+                + (
+                    f"{100 * c['connected']:.1f}% ({', '.join(c['connected_speakers'])})"
+                    if c["connected"] is not None
+                    else "-"
+                )
+                + " |"
+            )
     print()
-    print("| checkpoint | demos at -40 dB / clipped / DC offset / hum | open microphone, nobody speaking: digits "
-          "in 6 x 16 s | seen FSDD speakers | fluent strings, unheard synthetic voices |")
+    print(
+        "| checkpoint | demos at -40 dB / clipped / DC offset / hum | open microphone, nobody speaking: digits "
+        "in 6 x 16 s | seen FSDD speakers | fluent strings, unheard synthetic voices |"
+    )
     print("|---|---|---|---|---|")
     for r in rows:
         f = r["demos_with_faults"]
-        pct = (lambda v: "-" if v is None else f"{100 * v:.1f}%")
-        print(f"| {r['checkpoint']} | " + " / ".join(f"{100 * v:.0f}%" for v in f.values())
-              + f" | {sum(r['nonspeech_digits'].values())} | {pct(r['seen_fsdd'])} | {pct(r['fluent'])} |")
+
+        def pct(v):
+            return "-" if v is None else f"{100 * v:.1f}%"
+
+        print(
+            f"| {r['checkpoint']} | "
+            + " / ".join(f"{100 * v:.0f}%" for v in f.values())
+            + f" | {sum(r['nonspeech_digits'].values())} | {pct(r['seen_fsdd'])} | {pct(r['fluent'])} |"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
 

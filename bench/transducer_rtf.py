@@ -5,6 +5,7 @@ and reports compute time / audio time, plus per-chunk latency percentiles.
 Usage: python bench/transducer_rtf.py [--checkpoint F] [--audio-dir DIR] [--repeat 3] [--json]
 (default: the bundled checkpoint on the bundled demo utterances).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,12 +46,12 @@ def main() -> int:
         return 2
     step = int(args.chunk_ms / 1000 * 8000)
     lat, total_audio, total_compute = [], 0.0, 0.0
-    for r in range(args.repeat + 1):          # first pass warms up
+    for r in range(args.repeat + 1):  # first pass warms up
         for a in audios:
             rec = StreamingRecognizer(model, beam=args.beam)
             for i in range(0, len(a), step):
                 t0 = time.perf_counter()
-                rec.accept(a[i:i + step])
+                rec.accept(a[i : i + step])
                 dt = time.perf_counter() - t0
                 if r:
                     lat.append(dt)
@@ -60,16 +61,28 @@ def main() -> int:
                 total_compute += rec.compute_s
                 total_audio += len(a) / 8000
     lat_ms = np.array(lat) * 1000
-    res = {"checkpoint": ck.name, "files": len(audios), "audio_s": round(total_audio, 2), "threads": 1,
-           "chunk_ms": args.chunk_ms, "beam": args.beam, "real_time_factor": total_compute / total_audio,
-           "chunk_latency_ms": {"p50": float(np.percentile(lat_ms, 50)), "p99": float(np.percentile(lat_ms, 99)),
-                                "max": float(lat_ms.max())},
-           "block_ms": model.cfg["block"] * model.frame_seconds * 1000}
+    res = {
+        "checkpoint": ck.name,
+        "files": len(audios),
+        "audio_s": round(total_audio, 2),
+        "threads": 1,
+        "chunk_ms": args.chunk_ms,
+        "beam": args.beam,
+        "real_time_factor": total_compute / total_audio,
+        "chunk_latency_ms": {
+            "p50": float(np.percentile(lat_ms, 50)),
+            "p99": float(np.percentile(lat_ms, 99)),
+            "max": float(lat_ms.max()),
+        },
+        "block_ms": model.cfg["block"] * model.frame_seconds * 1000,
+    }
     if args.json:
         print(json.dumps(res, indent=2))
     else:
-        print(f"streaming RTF {res['real_time_factor']:.4f} on 1 thread ({res['audio_s']} s audio); chunk latency "
-              f"p50 {res['chunk_latency_ms']['p50']:.2f} ms, p99 {res['chunk_latency_ms']['p99']:.2f} ms")
+        print(
+            f"streaming RTF {res['real_time_factor']:.4f} on 1 thread ({res['audio_s']} s audio); chunk latency "
+            f"p50 {res['chunk_latency_ms']['p50']:.2f} ms, p99 {res['chunk_latency_ms']['p99']:.2f} ms"
+        )
     return 0
 
 

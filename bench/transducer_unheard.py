@@ -13,6 +13,7 @@ The leave-out checkpoints are not bundled (models/ holds what the app loads): re
 bench/results/transducer_experiments.md, or take them from the git history (`git checkout ac1a0ab -- models/`)
 into a folder given with --models.
 """
+
 import argparse
 import json
 
@@ -35,7 +36,7 @@ torch.set_num_threads(1)
 model, _ = load_model(args.checkpoint, "transducer", build, "cpu")
 clips = D.load_fsdd(args.data, speakers=[args.speaker])
 
-C = np.zeros((10, 12), int)          # columns 10: nothing emitted, 11: more than one digit
+C = np.zeros((10, 12), int)  # columns 10: nothing emitted, 11: more than one digit
 pad = np.zeros(int(0.3 * D.SAMPLE_RATE), np.float32)
 for c in clips:
     a = np.concatenate([pad, c.audio / (np.abs(c.audio).max() + 1e-9) * 0.3, pad]).astype(np.float32)
@@ -51,7 +52,7 @@ err, cnt = np.zeros(7), np.zeros(7)
 for u in utts:
     hyp, _, _ = decode_utterance(model, torch.from_numpy(u.audio))
     r, h = u.digits, hyp
-    T = np.zeros((len(r) + 1, len(h) + 1), int)     # edit distance table, then walk back to charge each reference
+    T = np.zeros((len(r) + 1, len(h) + 1), int)  # edit distance table, then walk back to charge each reference
     T[:, 0], T[0, :] = range(len(r) + 1), range(len(h) + 1)
     for i in range(1, len(r) + 1):
         for j in range(1, len(h) + 1):
@@ -66,14 +67,23 @@ for u in utts:
             err[k] += 1
             i -= 1
         else:
-            j -= 1                                    # an inserted digit is not charged to a position
+            j -= 1  # an inserted digit is not charged to a position
             continue
         cnt[k] += 1
-print("errors by position: " + "  ".join(f"{k + 1}: {err[k] / cnt[k]:.3f} (n={int(cnt[k])})" for k in range(7) if cnt[k]))
+print(
+    "errors by position: " + "  ".join(f"{k + 1}: {err[k] / cnt[k]:.3f} (n={int(cnt[k])})" for k in range(7) if cnt[k])
+)
 plain = model.logmel.forward
 for w in [float(x) for x in args.warps.split(",")]:
     model.logmel.forward = lambda audio, warp=1.0, _w=w: plain(audio, warp=_w)
     r = evaluate_utterances(model, utts)
-    print(json.dumps({"warp": w, "digit_error_rate": round(r["digit_error_rate"], 4),
-                      "sequence_accuracy": round(r["sequence_accuracy"], 3)}))
+    print(
+        json.dumps(
+            {
+                "warp": w,
+                "digit_error_rate": round(r["digit_error_rate"], 4),
+                "sequence_accuracy": round(r["sequence_accuracy"], 3),
+            }
+        )
+    )
 model.logmel.forward = plain

@@ -2,4 +2,5 @@
 
 Headless packages (``explorer.core``, ``explorer.papers.<id>`` minus ``panel.py``) never import Qt.
 """
+
 __version__ = "0.3.0"

@@ -1,4 +1,5 @@
 """``python -m explorer``: the same as the ``nips-explorer`` command."""
+
 import sys
 
 from explorer.cli import main

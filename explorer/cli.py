@@ -4,6 +4,7 @@ Heavy modules (torch, Qt, VTK) are imported only by the subcommand that needs th
 line and exit with status 2; unexpected errors print one line and the log file's path (the traceback goes to
 the log, or to the terminal with --debug).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -11,7 +12,6 @@ import importlib
 import json
 import logging
 import sys
-from typing import List, Optional
 
 from . import __version__
 from .core.errors import UserError
@@ -24,15 +24,32 @@ log = logging.getLogger("explorer.cli")
 def _add_gui_options(p: argparse.ArgumentParser, defaults: bool) -> None:
     sup = argparse.SUPPRESS
     p.add_argument("--tab", choices=PAPER_IDS, default=None if defaults else sup, help="open this tab first")
-    p.add_argument("--kiosk", action="store_true", default=False if defaults else sup,
-                   help="full screen booth mode: quit only with Ctrl+Alt+Q, settings not saved")
-    p.add_argument("--checkpoint", metavar="PATH", default=None if defaults else sup,
-                   help="open this checkpoint in the first tab shown")
-    p.add_argument("--attract", type=NON_NEGATIVE, metavar="SECONDS", default=None if defaults else sup,
-                   help="attract mode: after this many seconds without a touch the app cycles its tabs and runs their "
-                        "demos, until someone touches it (default: 60 with --kiosk, off otherwise; 0: off)")
-    p.add_argument("--reset-settings", action="store_true", default=False if defaults else sup,
-                   help="forget saved window geometry, folders and last tab")
+    p.add_argument(
+        "--kiosk",
+        action="store_true",
+        default=False if defaults else sup,
+        help="full screen booth mode: quit only with Ctrl+Alt+Q, settings not saved",
+    )
+    p.add_argument(
+        "--checkpoint",
+        metavar="PATH",
+        default=None if defaults else sup,
+        help="open this checkpoint in the first tab shown",
+    )
+    p.add_argument(
+        "--attract",
+        type=NON_NEGATIVE,
+        metavar="SECONDS",
+        default=None if defaults else sup,
+        help="attract mode: after this many seconds without a touch the app cycles its tabs and runs their "
+        "demos, until someone touches it (default: 60 with --kiosk, off otherwise; 0: off)",
+    )
+    p.add_argument(
+        "--reset-settings",
+        action="store_true",
+        default=False if defaults else sup,
+        help="forget saved window geometry, folders and last tab",
+    )
 
 
 def _paper_cli_modules():
@@ -52,8 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="See and touch six NIPS 2016 papers. Without a command, opens the app.",
     )
     parser.add_argument("--version", action="version", version=f"nips-explorer {__version__}")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
-                        help="where models run (auto: CUDA, then MPS, then CPU)")
+    parser.add_argument(
+        "--device",
+        default="auto",
+        choices=("auto", "cpu", "cuda", "mps"),
+        help="where models run (auto: CUDA, then MPS, then CPU)",
+    )
     parser.add_argument("--debug", action="store_true", help="print tracebacks and debug logs to the terminal")
     _add_gui_options(parser, defaults=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -66,8 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--json", action="store_true", help="print JSON")
 
     m = sub.add_parser("models", help="list the bundled checkpoints: paper, file, data, headline metric")
-    m.add_argument("--json", action="store_true",
-                   help='print {"models": [{"paper", "path", "file", "data", "headline": {"metric", "value"}}]}')
+    m.add_argument(
+        "--json",
+        action="store_true",
+        help='print {"models": [{"paper", "path", "file", "data", "headline": {"metric", "value"}}]}',
+    )
 
     s = sub.add_parser("screenshot", help="render a tab offscreen after its default demo and save a PNG")
     s.add_argument("--tab", required=True, choices=PAPER_IDS)
@@ -89,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
             ep = esub.add_parser(spec.id, help=spec.title)
             mod.configure_eval(ep)
             ep.set_defaults(_run=mod.evaluate)
-        for name, help_text, configure, run in (mod.commands() if hasattr(mod, "commands") else []):
+        for name, help_text, configure, run in mod.commands() if hasattr(mod, "commands") else []:
             cp = sub.add_parser(name, help=help_text)
             configure(cp)
             cp.set_defaults(_run=run)
@@ -106,7 +130,10 @@ def _info(args) -> int:
         return 0
     print(f"file:        {args.checkpoint}")
     print(f"paper:       {meta.paper or '(unknown: a bare state dict)'}")
-    print(f"format:      {meta.format_version}   created: {meta.created or '?'}   by explorer {meta.explorer_version or '?'}")
+    print(
+        f"format:      {meta.format_version}   created: {meta.created or '?'}   "
+        f"by explorer {meta.explorer_version or '?'}"
+    )
     print(f"data:        {json.dumps(meta.data) if meta.data else '(none)'}")
     print("config:      " + (json.dumps(meta.model_config) if meta.model_config else "(none)"))
     if meta.metrics:
@@ -118,7 +145,7 @@ def _info(args) -> int:
     return 0
 
 
-def bundled_models() -> List[dict]:
+def bundled_models() -> list[dict]:
     """Every bundled checkpoint with its paper id, absolute path, data and headline metric (headers only)."""
     from .core.checkpoints import read_metadata
     from .core.paths import models_dir
@@ -129,8 +156,15 @@ def bundled_models() -> List[dict]:
         metrics = meta.metrics or {}
         key = metrics.get("headline")
         headline = {"metric": key, "value": metrics.get(key)} if key in metrics else {}
-        out.append({"paper": meta.paper, "path": str(f.resolve()), "file": f.name,
-                    "data": meta.data_summary(), "headline": headline})
+        out.append(
+            {
+                "paper": meta.paper,
+                "path": str(f.resolve()),
+                "file": f.name,
+                "data": meta.data_summary(),
+                "headline": headline,
+            }
+        )
     return out
 
 
@@ -157,7 +191,7 @@ def _fmt_value(v) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
-def _needs_display() -> Optional[str]:
+def _needs_display() -> str | None:
     """Why the window can't open here (one line), or None. Qt would abort on a Linux machine with no display."""
     import os
 
@@ -167,12 +201,14 @@ def _needs_display() -> Optional[str]:
         return None
     if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
         return None
-    return ("the app needs a display and none was found (DISPLAY and WAYLAND_DISPLAY are unset). Run it on a "
-            "desktop, under a virtual one ('xvfb-run -a nips-explorer'), or render a tab to a picture instead: "
-            "'nips-explorer screenshot --tab srnn --out srnn.png'")
+    return (
+        "the app needs a display and none was found (DISPLAY and WAYLAND_DISPLAY are unset). Run it on a "
+        "desktop, under a virtual one ('xvfb-run -a nips-explorer'), or render a tab to a picture instead: "
+        "'nips-explorer screenshot --tab srnn --out srnn.png'"
+    )
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     from .core.logsetup import setup_logging
@@ -182,7 +218,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser = build_parser()
         try:
             args = parser.parse_args(argv)
-        except SystemExit as exc:      # argparse printed its one line (or --help / --version)
+        except SystemExit as exc:  # argparse printed its one line (or --help / --version)
             return exc.code if isinstance(exc.code, int) else 2
         cmd = args.command or "gui"
         if cmd == "gui":
@@ -218,8 +254,11 @@ def main(argv: Optional[List[str]] = None) -> int:
             raise
         from .core.logsetup import log_file
 
-        print(f"nips-explorer: internal error: {type(exc).__name__}: {exc} (traceback in {log_file()}; "
-              "rerun with --debug to see it here)", file=sys.stderr)
+        print(
+            f"nips-explorer: internal error: {type(exc).__name__}: {exc} (traceback in {log_file()}; "
+            "rerun with --debug to see it here)",
+            file=sys.stderr,
+        )
         return 1
 
 

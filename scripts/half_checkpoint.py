@@ -6,6 +6,7 @@ The metadata gains ``"storage": "float16"``; the metrics stay those computed in 
 ``eval`` with ``--record`` to recompute them from the half-precision file (for the SRNN models the test ELBO
 moved by about 1e-5 nats per step). Loading casts the weights back to float32.
 """
+
 from __future__ import annotations
 
 import sys
@@ -30,8 +31,9 @@ def main(argv) -> int:
     m = ck.meta
     extra = dict(m.extra)
     extra["storage"] = "float16"
-    save_checkpoint(dst, sd, paper=m.paper or "", model_config=m.model_config, metrics=m.metrics, data=m.data,
-                    extra=extra)
+    save_checkpoint(
+        dst, sd, paper=m.paper or "", model_config=m.model_config, metrics=m.metrics, data=m.data, extra=extra
+    )
     print(f"{dst}: {before / 2**20:.1f} MiB -> {dst.stat().st_size / 2**20:.1f} MiB")
     return 0
 

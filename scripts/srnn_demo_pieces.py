@@ -5,6 +5,7 @@
 The pieces are the first DEMO_PIECES of the authors' test split (the same split the checkpoints' test ELBO is
 measured on), stored bit-packed in resources/srnn/<set>_test_pieces.npz with the data's MIT licence beside them.
 """
+
 import argparse
 import shutil
 from pathlib import Path
@@ -22,4 +23,4 @@ for name in args.sets.split(","):
     print(f"{out}: {out.stat().st_size} bytes, {min(D.DEMO_PIECES, len(md.x_test))} pieces of {md.title}")
 lic = Path(args.data) / "LICENSE.srnn-authors"
 if lic.exists():
-    shutil.copyfile(lic, resources_dir() / "srnn" / "LICENSE.srnn-authors")   # not its read-only mode
+    shutil.copyfile(lic, resources_dir() / "srnn" / "LICENSE.srnn-authors")  # not its read-only mode

@@ -1,4 +1,5 @@
 """Shared fixtures: headless Qt, settings and logs in a temp folder, no worker may outlive its test."""
+
 from __future__ import annotations
 
 import os

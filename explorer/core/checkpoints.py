@@ -13,6 +13,7 @@ A plain ``.pt``/``.pth`` state dict is accepted too, loaded only with ``torch.lo
 
 Every failure raises :class:`CheckpointError` with a message naming the problem.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -21,9 +22,10 @@ import logging
 import math
 import os
 import struct
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional
+from typing import Any
 
 from .errors import CheckpointError
 
@@ -31,21 +33,36 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 META_KEYS = ("paper", "format_version", "model_config", "metrics", "data", "created", "explorer_version")
 _MAX_HEADER = 100 * 1024 * 1024
-_DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
-                "U16": 2, "U32": 4, "U64": 8, "F8_E4M3": 1, "F8_E5M2": 1}
+_DTYPE_BYTES = {
+    "F64": 8,
+    "F32": 4,
+    "F16": 2,
+    "BF16": 2,
+    "I64": 8,
+    "I32": 4,
+    "I16": 2,
+    "I8": 1,
+    "U8": 1,
+    "BOOL": 1,
+    "U16": 2,
+    "U32": 4,
+    "U64": 8,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+}
 
 
 @dataclass
 class CheckpointMeta:
-    paper: Optional[str]
+    paper: str | None
     format_version: int
-    model_config: Dict[str, Any] = field(default_factory=dict)
-    metrics: Dict[str, Any] = field(default_factory=dict)
-    data: Dict[str, Any] = field(default_factory=dict)
+    model_config: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
     created: str = ""
     explorer_version: str = ""
-    path: Optional[str] = None
-    extra: Dict[str, Any] = field(default_factory=dict)
+    path: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -66,7 +83,7 @@ class CheckpointMeta:
         d = self.data or {}
         return str(d.get("name") or d.get("dataset") or d.get("description") or "")
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         out = {k: getattr(self, k) for k in META_KEYS}
         out.update(self.extra)
         out["file"] = self.path
@@ -79,7 +96,7 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def _meta_from_strings(raw: Mapping[str, str], path: Optional[str]) -> CheckpointMeta:
+def _meta_from_strings(raw: Mapping[str, str], path: str | None) -> CheckpointMeta:
     def parse(key: str, default: Any) -> Any:
         if key not in raw:
             return default
@@ -91,7 +108,7 @@ def _meta_from_strings(raw: Mapping[str, str], path: Optional[str]) -> Checkpoin
     try:
         version = int(parse("format_version", 0))
     except (TypeError, ValueError):
-        raise CheckpointError(f"{_name(path)}: metadata field format_version is not a number")
+        raise CheckpointError(f"{_name(path)}: metadata field format_version is not a number") from None
     extra = {k: parse(k, None) for k in raw if k not in META_KEYS}
     meta = CheckpointMeta(
         paper=parse("paper", None),
@@ -112,7 +129,7 @@ def _meta_from_strings(raw: Mapping[str, str], path: Optional[str]) -> Checkpoin
     return meta
 
 
-def _name(path: Optional[str]) -> str:
+def _name(path: str | None) -> str:
     return Path(path).name if path else "checkpoint"
 
 
@@ -129,13 +146,15 @@ def _check_exists(path: Path) -> None:
         raise CheckpointError(str(exc)) from None
 
 
-def _read_safetensors_header(path: Path) -> Dict[str, Any]:
+def _read_safetensors_header(path: Path) -> dict[str, Any]:
     """Parse the safetensors header by hand: clear messages for truncated or foreign files."""
     size = path.stat().st_size
     with open(path, "rb") as fh:
         head = fh.read(8)
         if len(head) < 8:
-            raise CheckpointError(f"{path.name}: file is truncated or empty ({size} bytes), not a safetensors checkpoint")
+            raise CheckpointError(
+                f"{path.name}: file is truncated or empty ({size} bytes), not a safetensors checkpoint"
+            )
         (n,) = struct.unpack("<Q", head)
         if n <= 0 or n > _MAX_HEADER or 8 + n > size:
             raise CheckpointError(
@@ -145,7 +164,7 @@ def _read_safetensors_header(path: Path) -> Dict[str, Any]:
         try:
             header = json.loads(fh.read(n).decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
-            raise CheckpointError(f"{path.name}: corrupt safetensors header (not JSON)")
+            raise CheckpointError(f"{path.name}: corrupt safetensors header (not JSON)") from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{path.name}: corrupt safetensors header")
     data_len = size - 8 - n
@@ -155,15 +174,23 @@ def _read_safetensors_header(path: Path) -> Dict[str, Any]:
         try:
             start, end = info["data_offsets"]
             dtype, shape = info["dtype"], info["shape"]
-            ok = (isinstance(start, int) and isinstance(end, int) and 0 <= start <= end and dtype in _DTYPE_BYTES
-                  and isinstance(shape, list) and all(isinstance(s, int) and s >= 0 for s in shape))
+            ok = (
+                isinstance(start, int)
+                and isinstance(end, int)
+                and 0 <= start <= end
+                and dtype in _DTYPE_BYTES
+                and isinstance(shape, list)
+                and all(isinstance(s, int) and s >= 0 for s in shape)
+            )
         except (KeyError, TypeError, ValueError):
             ok = False
         if not ok:
             raise CheckpointError(f"{path.name}: corrupt safetensors header entry for tensor '{name}'")
         if math.prod(shape) * _DTYPE_BYTES[dtype] != end - start:
-            raise CheckpointError(f"{path.name}: tensor '{name}' claims shape {shape} of {dtype} but holds "
-                                  f"{end - start} bytes (corrupt header)")
+            raise CheckpointError(
+                f"{path.name}: tensor '{name}' claims shape {shape} of {dtype} but holds "
+                f"{end - start} bytes (corrupt header)"
+            )
         if end > data_len:
             raise CheckpointError(
                 f"{path.name}: file is truncated (tensor '{name}' needs bytes up to {end}, only {data_len} present)"
@@ -201,13 +228,15 @@ def _load_pt(p: Path):
             raise CheckpointError(
                 f"{p.name}: refused: the file contains Python code or objects, not just tensors "
                 f"(unsafe pickle; nothing from it was run). Details: {msg[:200]}"
-            )
-        raise CheckpointError(f"{p.name}: not a readable PyTorch file ({msg[:200]})")
+            ) from exc
+        raise CheckpointError(f"{p.name}: not a readable PyTorch file ({msg[:200]})") from exc
     except (EOFError, RuntimeError, OSError, ValueError, AttributeError, ImportError, TypeError) as exc:
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise CheckpointError(f"{p.name}: not a readable PyTorch checkpoint (truncated or corrupt?): {text[:200]}")
+        raise CheckpointError(
+            f"{p.name}: not a readable PyTorch checkpoint (truncated or corrupt?): {text[:200]}"
+        ) from exc
     except Exception as exc:  # any other unpickling failure
-        raise CheckpointError(f"{p.name}: could not be read safely: {type(exc).__name__}: {str(exc)[:200]}")
+        raise CheckpointError(f"{p.name}: could not be read safely: {type(exc).__name__}: {str(exc)[:200]}") from exc
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         raw_meta = obj.get("meta") or {}
         state = obj["state_dict"]
@@ -217,7 +246,11 @@ def _load_pt(p: Path):
         raise CheckpointError(f"{p.name}: holds a {type(obj).__name__}, not a state dict")
     if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
         raise CheckpointError(f"{p.name}: the state dict holds something other than named tensors")
-    raw = {k: (v if isinstance(v, str) else json.dumps(v)) for k, v in raw_meta.items()} if isinstance(raw_meta, dict) else {}
+    raw = (
+        {k: (v if isinstance(v, str) else json.dumps(v)) for k, v in raw_meta.items()}
+        if isinstance(raw_meta, dict)
+        else {}
+    )
     meta = _meta_from_strings(raw, str(p))
     if "format_version" not in raw:
         meta.format_version = 0  # a bare state dict: paper and config unknown
@@ -227,10 +260,10 @@ def _load_pt(p: Path):
 @dataclass
 class Checkpoint:
     meta: CheckpointMeta
-    state_dict: Dict[str, Any]
+    state_dict: dict[str, Any]
 
 
-def load_checkpoint(path: os.PathLike | str, expected_paper: Optional[str] = None) -> Checkpoint:
+def load_checkpoint(path: os.PathLike | str, expected_paper: str | None = None) -> Checkpoint:
     """Load metadata and tensors (on CPU). Checks the paper id before reading any weight."""
     p = Path(path)
     meta = read_metadata(p)
@@ -242,13 +275,13 @@ def load_checkpoint(path: os.PathLike | str, expected_paper: Optional[str] = Non
         try:
             state = load_file(str(p), device="cpu")
         except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-            raise CheckpointError(f"{p.name}: could not read tensors (corrupt file?): {str(exc)[:200]}")
+            raise CheckpointError(f"{p.name}: could not read tensors (corrupt file?): {str(exc)[:200]}") from exc
     else:
         _, state = _load_pt(p)
     return Checkpoint(meta=meta, state_dict=state)
 
 
-def _check_paper(meta: CheckpointMeta, expected: Optional[str]) -> None:
+def _check_paper(meta: CheckpointMeta, expected: str | None) -> None:
     if meta.format_version > FORMAT_VERSION:
         raise CheckpointError(
             f"{meta.name}: made by a newer NIPS Explorer (format {meta.format_version}, this app reads up to "
@@ -284,9 +317,9 @@ def check_state_dict(model, state: Mapping[str, Any], name: str = "checkpoint") 
 def load_model(
     path: os.PathLike | str,
     paper: str,
-    build: Callable[[Dict[str, Any]], Any],
+    build: Callable[[dict[str, Any]], Any],
     device: Any = "cpu",
-    default_config: Optional[Dict[str, Any]] = None,
+    default_config: dict[str, Any] | None = None,
 ):
     """Load a checkpoint for ``paper``: check paper and shapes, build the model from its config, load weights.
 
@@ -311,7 +344,7 @@ def load_model(
     try:
         model.load_state_dict(ckpt.state_dict, strict=True)
     except RuntimeError as exc:
-        raise CheckpointError(f"{meta.name}: weights do not fit the model: {str(exc)[:300]}")
+        raise CheckpointError(f"{meta.name}: weights do not fit the model: {str(exc)[:300]}") from exc
     if meta.paper is None:
         meta.paper = paper
     if not meta.model_config:
@@ -320,7 +353,7 @@ def load_model(
     return model, meta
 
 
-def _build(build: Callable[[Dict[str, Any]], Any], config: Mapping[str, Any], meta: CheckpointMeta, device=None):
+def _build(build: Callable[[dict[str, Any]], Any], config: Mapping[str, Any], meta: CheckpointMeta, device=None):
     """``build(config)``; on ``device="meta"`` returns None when the model can't be built without storage."""
     import torch
 
@@ -335,11 +368,12 @@ def _build(build: Callable[[Dict[str, Any]], Any], config: Mapping[str, Any], me
         if device == "meta" and not isinstance(exc, (TypeError, ValueError, KeyError)):
             log.debug("%s: no storage-free build (%s); checking shapes after the real build", meta.name, exc)
             return None
-        raise CheckpointError(f"{meta.name}: its model_config cannot build a model: {type(exc).__name__}: "
-                              f"{str(exc)[:200]}")
+        raise CheckpointError(
+            f"{meta.name}: its model_config cannot build a model: {type(exc).__name__}: {str(exc)[:200]}"
+        ) from exc
 
 
-def loader_imports() -> List[str]:
+def loader_imports() -> list[str]:
     """Modules the first :func:`load_model` imports by itself (the storage-free check's meta kernels import
     torch._dynamo, about 150 modules), for the app to import ahead, in its warm-up; none where that check is off
     (see ``_meta_build_is_safe``: there, importing them early could bring the crash it avoids)."""
@@ -364,11 +398,16 @@ def check_finite(state: Mapping[str, Any], name: str = "checkpoint") -> None:
     """Refuse weights holding NaN or infinity (they would load and draw black images or 'nan' scores)."""
     import torch
 
-    bad = [k for k, v in state.items()
-           if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    bad = [
+        k
+        for k, v in state.items()
+        if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())
+    ]
     if bad:
-        raise CheckpointError(f"{name}: holds NaN or infinite weights (tensor{'s' if len(bad) > 1 else ''} "
-                              f"{', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}); the file is damaged")
+        raise CheckpointError(
+            f"{name}: holds NaN or infinite weights (tensor{'s' if len(bad) > 1 else ''} "
+            f"{', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}); the file is damaged"
+        )
 
 
 def save_checkpoint(
@@ -377,9 +416,9 @@ def save_checkpoint(
     *,
     paper: str,
     model_config: Mapping[str, Any],
-    metrics: Optional[Mapping[str, Any]] = None,
-    data: Optional[Mapping[str, Any]] = None,
-    extra: Optional[Mapping[str, Any]] = None,
+    metrics: Mapping[str, Any] | None = None,
+    data: Mapping[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write a ``.safetensors`` checkpoint with metadata; atomic (temp file then rename)."""
     from safetensors.torch import save_file
@@ -396,7 +435,7 @@ def save_checkpoint(
         "model_config": json.dumps(dict(model_config)),
         "metrics": json.dumps(dict(metrics or {})),
         "data": json.dumps(dict(data or {})),
-        "created": json.dumps(_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")),
+        "created": json.dumps(_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")),
         "explorer_version": json.dumps(__version__),
     }
     for k, v in (extra or {}).items():
@@ -404,7 +443,7 @@ def save_checkpoint(
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
     from .validate import atomic_output
 
-    with atomic_output(p, "checkpoint") as tmp:   # a full disk or a crash leaves the previous file, or none
+    with atomic_output(p, "checkpoint") as tmp:  # a full disk or a crash leaves the previous file, or none
         save_file(tensors, str(tmp), metadata=meta)
     return p
 
@@ -415,6 +454,11 @@ def update_metrics(path: os.PathLike | str, metrics: Mapping[str, Any]) -> None:
     m = dict(ckpt.meta.metrics)
     m.update(metrics)
     save_checkpoint(
-        path, ckpt.state_dict, paper=ckpt.meta.paper or "", model_config=ckpt.meta.model_config,
-        metrics=m, data=ckpt.meta.data, extra=ckpt.meta.extra,
+        path,
+        ckpt.state_dict,
+        paper=ckpt.meta.paper or "",
+        model_config=ckpt.meta.model_config,
+        metrics=m,
+        data=ckpt.meta.data,
+        extra=ckpt.meta.extra,
     )

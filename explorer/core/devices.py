@@ -1,4 +1,5 @@
 """Device choice by real allocation, and CPU thread limits. torch is imported lazily."""
+
 from __future__ import annotations
 
 import logging

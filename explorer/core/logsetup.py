@@ -1,14 +1,14 @@
 """Logging: a rotating log file in the user log folder; tracebacks go there (and to stderr with --debug)."""
+
 from __future__ import annotations
 
 import logging
 import logging.handlers
 from pathlib import Path
-from typing import Optional
 
 from .paths import log_dir
 
-_configured: Optional[Path] = None
+_configured: Path | None = None
 
 
 class _OneLine(logging.Formatter):
@@ -25,14 +25,14 @@ class _OneLine(logging.Formatter):
         return text.splitlines()[0] + (" (details in the log file)" if saved[0] else "")
 
 
-def setup_logging(debug: bool = False) -> Optional[Path]:
+def setup_logging(debug: bool = False) -> Path | None:
     global _configured
     root = logging.getLogger()
     if _configured is not None:
         return _configured
     root.setLevel(logging.DEBUG if debug else logging.INFO)
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(threadName)s %(name)s: %(message)s")
-    path: Optional[Path] = None
+    path: Path | None = None
     try:
         d = log_dir()
         d.mkdir(parents=True, exist_ok=True)
@@ -44,11 +44,13 @@ def setup_logging(debug: bool = False) -> Optional[Path]:
         path = None
     sh = logging.StreamHandler()
     sh.setLevel(logging.DEBUG if debug else logging.WARNING)
-    sh.setFormatter(logging.Formatter("%(levelname)s: %(message)s") if debug else _OneLine("%(levelname)s: %(message)s"))
+    sh.setFormatter(
+        logging.Formatter("%(levelname)s: %(message)s") if debug else _OneLine("%(levelname)s: %(message)s")
+    )
     root.addHandler(sh)
     _configured = path or Path("(no log file)")
     return path
 
 
-def log_file() -> Optional[Path]:
+def log_file() -> Path | None:
     return _configured

@@ -1,4 +1,5 @@
 """Where bundled models, resources, settings and logs live."""
+
 from __future__ import annotations
 
 import os

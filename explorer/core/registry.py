@@ -2,28 +2,29 @@
 
 The shell knows nothing else about a paper. Importing a spec is cheap: it imports neither torch nor Qt.
 """
+
 from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Any, List, Optional, Tuple
+from typing import Any
 
-PAPER_IDS: Tuple[str, ...] = ("srnn", "l2l", "transducer", "bptt", "compression", "shapes3d")
+PAPER_IDS: tuple[str, ...] = ("srnn", "l2l", "transducer", "bptt", "compression", "shapes3d")
 
 
 @dataclass(frozen=True)
 class PaperSpec:
     id: str
     title: str
-    short_title: str            # the tab label
+    short_title: str  # the tab label
     authors: str
     year: int
     link: str
-    summary: str                # 2-3 sentences in our own words
-    panel: str                  # "module:attr" of the panel class (Qt), imported when the tab is first shown
-    cli: Optional[str] = None   # module with configure_train/train/configure_eval/evaluate/commands (headless)
-    default_checkpoint: Optional[str] = None   # file name in models/, or None when the tab needs no model
-    loader: Optional[str] = None  # "module:attr": load(path, device) -> (model_or_bundle, CheckpointMeta)
+    summary: str  # 2-3 sentences in our own words
+    panel: str  # "module:attr" of the panel class (Qt), imported when the tab is first shown
+    cli: str | None = None  # module with configure_train/train/configure_eval/evaluate/commands (headless)
+    default_checkpoint: str | None = None  # file name in models/, or None when the tab needs no model
+    loader: str | None = None  # "module:attr": load(path, device) -> (model_or_bundle, CheckpointMeta)
 
 
 def load_attr(ref: str) -> Any:
@@ -47,7 +48,7 @@ def get_spec(paper_id: str) -> PaperSpec:
     return spec
 
 
-def all_specs() -> List[PaperSpec]:
+def all_specs() -> list[PaperSpec]:
     """Registered papers, in the fixed tab order. A paper package that is missing is skipped."""
     specs = []
     for pid in PAPER_IDS:

@@ -1,11 +1,12 @@
 """User settings (last folders, window geometry, last tab) as versioned JSON in the user config folder."""
+
 from __future__ import annotations
 
 import json
 import logging
 import threading
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any
 
 from .paths import config_dir
 
@@ -16,11 +17,11 @@ SETTINGS_VERSION = 1
 class Settings:
     """A small JSON-backed key/value store. ``persist=False`` (kiosk mode) keeps changes in memory only."""
 
-    def __init__(self, path: Optional[Path] = None, persist: bool = True) -> None:
+    def __init__(self, path: Path | None = None, persist: bool = True) -> None:
         self.path = Path(path) if path else config_dir() / "settings.json"
         self.persist = persist
         self._lock = threading.Lock()
-        self._data: Dict[str, Any] = {}
+        self._data: dict[str, Any] = {}
         self._load()
 
     def _load(self) -> None:
@@ -34,8 +35,9 @@ class Settings:
                 # every setting is a text (folders, tab id, window geometry); anything else was not written by us
                 self._data = {k: v for k, v in values.items() if isinstance(v, str) and len(v) <= 65536}
                 if len(self._data) < len(values):
-                    log.warning("settings %s: ignored %d value(s) of the wrong type", self.path,
-                                len(values) - len(self._data))
+                    log.warning(
+                        "settings %s: ignored %d value(s) of the wrong type", self.path, len(values) - len(self._data)
+                    )
             elif raw:
                 log.warning("settings %s have an old or unknown version; starting fresh", self.path)
         except FileNotFoundError:

@@ -5,11 +5,12 @@ Headless code (training, evaluation, inference) accepts ``token`` and ``progress
 * ``token.check()`` raises :class:`Cancelled` once cancel() was called; call it between steps.
 * ``progress(fraction, message)`` reports progress (fraction in [0, 1] or None when unknown).
 """
+
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 from .errors import Cancelled
 
@@ -42,12 +43,12 @@ class CancelToken:
 class Progress:
     """A progress report yielded by generator tasks (or passed to a progress callback)."""
 
-    fraction: Optional[float] = None
+    fraction: float | None = None
     message: str = ""
 
 
-ProgressFn = Callable[[Optional[float], str], None]
+ProgressFn = Callable[[float | None, str], None]
 
 
-def null_progress(fraction: Optional[float] = None, message: str = "") -> None:  # noqa: D401
+def null_progress(fraction: float | None = None, message: str = "") -> None:  # noqa: D401
     """A progress callback that ignores everything."""

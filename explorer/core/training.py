@@ -31,6 +31,7 @@ Every checkpoint written through :meth:`Run.save_model` records how it was train
 ``training`` (JSON): world_size, steps, epochs, samples, wall_s, resumed_from, device, stop reason, and whether
 all ranks held identical weights at the end.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,9 +44,10 @@ import random
 import signal
 import threading
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Any
 
 from .errors import UserError
 
@@ -58,42 +60,80 @@ _CKPT_EVERY_DEFAULT_MIN = 5.0
 
 
 # ----------------------------------------------------------------------------------------------------------- options
-def add_training_options(parser: argparse.ArgumentParser, *, steps: Optional[int] = None,
-                         epochs: Optional[int] = None, minutes: Optional[float] = None, seed: int = 0,
-                         out_help: str = "checkpoint to write") -> None:
+def add_training_options(
+    parser: argparse.ArgumentParser,
+    *,
+    steps: int | None = None,
+    epochs: int | None = None,
+    minutes: float | None = None,
+    seed: int = 0,
+    out_help: str = "checkpoint to write",
+) -> None:
     """The options every trainer shares: --minutes, --steps and/or --epochs, --resume, --out, --seed, --device,
     --threads, --checkpoint-every. Pass ``steps=``/``epochs=`` (their defaults) for the counters the trainer has;
     ``None`` leaves that option out."""
     from .validate import MINUTES, POSITIVE_INT, SEED, THREADS
 
     g = parser.add_argument_group("training run (shared by every trainer)")
-    g.add_argument("--minutes", type=MINUTES, default=minutes, metavar="M",
-                   help="wall-clock budget in minutes; the run stops after the current step, saves a resume file "
-                        f"and keeps its best checkpoint (default {minutes if minutes else 'none'})")
-    g.add_argument("--max-minutes", dest="minutes", type=MINUTES, help=argparse.SUPPRESS)   # its old name (srnn)
+    g.add_argument(
+        "--minutes",
+        type=MINUTES,
+        default=minutes,
+        metavar="M",
+        help="wall-clock budget in minutes; the run stops after the current step, saves a resume file "
+        f"and keeps its best checkpoint (default {minutes if minutes else 'none'})",
+    )
+    g.add_argument("--max-minutes", dest="minutes", type=MINUTES, help=argparse.SUPPRESS)  # its old name (srnn)
     if steps is not None:
-        g.add_argument("--steps", type=POSITIVE_INT, default=steps, metavar="N",
-                       help=f"optimisation steps in all (a resumed run counts the steps already done; default {steps})")
+        g.add_argument(
+            "--steps",
+            type=POSITIVE_INT,
+            default=steps,
+            metavar="N",
+            help=f"optimisation steps in all (a resumed run counts the steps already done; default {steps})",
+        )
     if epochs is not None:
-        g.add_argument("--epochs", type=POSITIVE_INT, default=epochs, metavar="N",
-                       help=f"passes over the training data in all (default {epochs})")
-    g.add_argument("--resume", metavar="CKPT", default=None,
-                   help="continue a run from its resume file (<out>.resume.safetensors; the checkpoint next to it "
-                        "is accepted too): model, optimiser, scheduler, RNG and counters")
+        g.add_argument(
+            "--epochs",
+            type=POSITIVE_INT,
+            default=epochs,
+            metavar="N",
+            help=f"passes over the training data in all (default {epochs})",
+        )
+    g.add_argument(
+        "--resume",
+        metavar="CKPT",
+        default=None,
+        help="continue a run from its resume file (<out>.resume.safetensors; the checkpoint next to it "
+        "is accepted too): model, optimiser, scheduler, RNG and counters",
+    )
     g.add_argument("--out", metavar="FILE", default=None, help=out_help)
     g.add_argument("--seed", type=SEED, default=seed, help=f"random seed (default {seed})")
-    g.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default=argparse.SUPPRESS,
-                   help="where to train (default: the global --device, auto)")
-    g.add_argument("--threads", type=THREADS, default=None,
-                   help="torch CPU threads per process (default: all cores, shared among torchrun's processes)")
-    g.add_argument("--checkpoint-every", type=MINUTES, default=_CKPT_EVERY_DEFAULT_MIN, metavar="M",
-                   help=f"minutes between resume files (default {_CKPT_EVERY_DEFAULT_MIN:g})")
+    g.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda", "mps"),
+        default=argparse.SUPPRESS,
+        help="where to train (default: the global --device, auto)",
+    )
+    g.add_argument(
+        "--threads",
+        type=THREADS,
+        default=None,
+        help="torch CPU threads per process (default: all cores, shared among torchrun's processes)",
+    )
+    g.add_argument(
+        "--checkpoint-every",
+        type=MINUTES,
+        default=_CKPT_EVERY_DEFAULT_MIN,
+        metavar="M",
+        help=f"minutes between resume files (default {_CKPT_EVERY_DEFAULT_MIN:g})",
+    )
 
 
 def resume_path_for(out: os.PathLike | str) -> Path:
     """The resume file that goes with checkpoint ``out``: ``x.safetensors`` -> ``x.resume.safetensors``."""
     p = Path(out)
-    name = p.name[:-len(".safetensors")] if p.name.endswith(".safetensors") else p.stem
+    name = p.name[: -len(".safetensors")] if p.name.endswith(".safetensors") else p.stem
     if name.endswith(".resume"):
         return p
     return p.with_name(name + RESUME_SUFFIX)
@@ -107,11 +147,12 @@ def is_resume_file(path: os.PathLike | str) -> bool:
 @dataclass
 class World:
     """Where this process trains: its rank among ``world_size`` processes and its device."""
+
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
     device: Any = None
-    backend: Optional[str] = None
+    backend: str | None = None
 
     @property
     def distributed(self) -> bool:
@@ -123,13 +164,15 @@ class World:
 
     def shard(self, items: Sequence) -> Sequence:
         """This rank's share of ``items``: every world_size-th item from its rank."""
-        return items[self.rank::self.world_size]
+        return items[self.rank :: self.world_size]
 
     def split_batch(self, batch: int, what: str = "--batch") -> int:
         """The per-rank batch that keeps the global batch at ``batch`` (same loss per sample on any world size)."""
         if batch % self.world_size:
-            raise UserError(f"{what} {batch} does not split evenly over {self.world_size} processes; "
-                            f"use a multiple of {self.world_size}")
+            raise UserError(
+                f"{what} {batch} does not split evenly over {self.world_size} processes; "
+                f"use a multiple of {self.world_size}"
+            )
         return batch // self.world_size
 
     def rank_seed(self, seed: int) -> int:
@@ -137,7 +180,7 @@ class World:
         return int(seed) + 1_000_003 * self.rank
 
     # collectives (no-ops in one process; every rank must call them alike)
-    def any_each(self, flags: Sequence[bool]) -> List[bool]:
+    def any_each(self, flags: Sequence[bool]) -> list[bool]:
         """For each flag: is it set on any rank?"""
         if not self.distributed:
             return [bool(f) for f in flags]
@@ -151,7 +194,7 @@ class World:
     def any(self, flag: bool) -> bool:
         return self.any_each([flag])[0]
 
-    def max_each(self, values: Sequence[float]) -> List[float]:
+    def max_each(self, values: Sequence[float]) -> list[float]:
         """For each value: its largest over the ranks."""
         if not self.distributed:
             return [float(v) for v in values]
@@ -172,12 +215,12 @@ class World:
         dist.all_reduce(t)
         return float(t.item()) / self.world_size
 
-    def gather_objects(self, obj: Any) -> List[Any]:
+    def gather_objects(self, obj: Any) -> list[Any]:
         if not self.distributed:
             return [obj]
         import torch.distributed as dist
 
-        out: List[Any] = [None] * self.world_size
+        out: list[Any] = [None] * self.world_size
         dist.all_gather_object(out, obj)
         return out
 
@@ -224,7 +267,7 @@ def _env_int(name: str, default: int) -> int:
         return default
 
 
-def init_world(device: str = "auto", threads: Optional[int] = None) -> World:
+def init_world(device: str = "auto", threads: int | None = None) -> World:
     """This process's :class:`World`. Under torchrun (``WORLD_SIZE`` > 1) join the process group: NCCL with one
     GPU per local rank when CUDA is chosen, gloo on CPU. Sets torch's CPU threads: ``threads``, or the machine's
     cores shared among the local processes."""
@@ -244,8 +287,10 @@ def init_world(device: str = "auto", threads: Optional[int] = None) -> World:
         if dev.type == "cuda":
             n = torch.cuda.device_count()
             if local_rank >= n:
-                raise UserError(f"{local_world} processes on this machine but only {n} GPU(s); "
-                                "use --nproc_per_node at most the number of GPUs")
+                raise UserError(
+                    f"{local_world} processes on this machine but only {n} GPU(s); "
+                    "use --nproc_per_node at most the number of GPUs"
+                )
             dev = torch.device("cuda", local_rank)
             torch.cuda.set_device(dev)
             backend = "nccl"
@@ -271,18 +316,18 @@ def seed_all(seed: int) -> None:
     import torch
 
     random.seed(int(seed))
-    np.random.seed(int(seed) % (2 ** 32))
+    np.random.seed(int(seed) % (2**32))
     torch.manual_seed(int(seed))
 
 
 # ---------------------------------------------------------------------------------------------- state (de)serialise
-def _rng_state() -> Dict[str, Any]:
+def _rng_state() -> dict[str, Any]:
     import numpy as np
     import torch
 
-    st: Dict[str, Any] = {"torch": torch.get_rng_state().tolist(), "python": _jsonable(random.getstate())}
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    st["numpy"] = [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)]
+    st: dict[str, Any] = {"torch": torch.get_rng_state().tolist(), "python": _jsonable(random.getstate())}
+    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    st["numpy"] = [kind, np.asarray(keys).tolist(), int(pos), int(has_gauss), float(cached)]
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         st["cuda"] = [s.tolist() for s in torch.cuda.get_rng_state_all()]
     return st
@@ -318,7 +363,7 @@ def _tupled(x: Any) -> Any:
     return x
 
 
-def _split_state(prefix: str, state: Any, tensors: Dict[str, Any]) -> Any:
+def _split_state(prefix: str, state: Any, tensors: dict[str, Any]) -> Any:
     """Replace every tensor inside ``state`` (dicts/lists of tensors and JSON values) by a reference to an entry
     of ``tensors``; returns the JSON skeleton."""
     import torch
@@ -331,14 +376,18 @@ def _split_state(prefix: str, state: Any, tensors: Dict[str, Any]) -> Any:
     if isinstance(state, Mapping):
         return {"__dict__": [[_key_json(k), _split_state(f"{prefix}.{k}", v, tensors)] for k, v in state.items()]}
     if isinstance(state, (list, tuple)):
-        return {"__list__": [_split_state(f"{prefix}.{i}", v, tensors) for i, v in enumerate(state)],
-                "tuple": isinstance(state, tuple)}
+        return {
+            "__list__": [_split_state(f"{prefix}.{i}", v, tensors) for i, v in enumerate(state)],
+            "tuple": isinstance(state, tuple),
+        }
     if isinstance(state, float) and not math.isfinite(state):
         return {"__float__": repr(state)}
     try:
         json.dumps(state)
     except (TypeError, ValueError):
-        raise UserError(f"training state {prefix} holds a {type(state).__name__}, which a resume file cannot store")
+        raise UserError(
+            f"training state {prefix} holds a {type(state).__name__}, which a resume file cannot store"
+        ) from None
     return state
 
 
@@ -369,7 +418,7 @@ def _weights_digest(module) -> str:
     return h.hexdigest()
 
 
-def read_resume(path: os.PathLike | str) -> Dict[str, Any]:
+def read_resume(path: os.PathLike | str) -> dict[str, Any]:
     """A resume file's contents without a run: ``{"user": trainer state, "counters": ..., "training": record}``."""
     from .checkpoints import load_checkpoint
 
@@ -377,8 +426,11 @@ def read_resume(path: os.PathLike | str) -> Dict[str, Any]:
     meta = ck.meta.extra.get(RESUME_KEY)
     if not isinstance(meta, dict):
         raise UserError(f"{Path(path).name} is not a resume file (no training state in it)")
-    return {"user": _join_state(meta.get("user", {}), ck.state_dict), "counters": meta.get("counters", {}),
-            "training": ck.meta.extra.get(TRAINING_KEY) or {}}
+    return {
+        "user": _join_state(meta.get("user", {}), ck.state_dict),
+        "counters": meta.get("counters", {}),
+        "training": ck.meta.extra.get(TRAINING_KEY) or {},
+    }
 
 
 def unwrap(module):
@@ -390,11 +442,23 @@ def unwrap(module):
 class Run:
     """One training run: budget (minutes, steps, epochs), counters, resume files, signals, progress, DDP."""
 
-    def __init__(self, world: World, *, paper: str, out: Optional[os.PathLike | str] = None,
-                 minutes: Optional[float] = None, steps: Optional[int] = None, epochs: Optional[int] = None,
-                 steps_per_epoch: Optional[int] = None, checkpoint_every_min: float = _CKPT_EVERY_DEFAULT_MIN,
-                 log: Optional[Callable[[str], None]] = None, progress: Optional[Callable[..., None]] = None,
-                 progress_desc: str = "", token: Any = None, seed: int = 0) -> None:
+    def __init__(
+        self,
+        world: World,
+        *,
+        paper: str,
+        out: os.PathLike | str | None = None,
+        minutes: float | None = None,
+        steps: int | None = None,
+        epochs: int | None = None,
+        steps_per_epoch: int | None = None,
+        checkpoint_every_min: float = _CKPT_EVERY_DEFAULT_MIN,
+        log: Callable[[str], None] | None = None,
+        progress: Callable[..., None] | None = None,
+        progress_desc: str = "",
+        token: Any = None,
+        seed: int = 0,
+    ) -> None:
         if minutes is not None and not minutes > 0:
             raise UserError("--minutes must be a positive number of minutes")
         self.world = world
@@ -409,25 +473,25 @@ class Run:
         self._log = log if world.is_main else None
         self._progress_given = progress
         self._progress_desc = progress_desc or paper
-        self._progress: Optional[Callable[..., None]] = None
-        self._bar = None
+        self._progress: Callable[..., None] | None = None
+        self._bar: Any = None  # a TerminalProgress on the main rank while the run is open
         self.token = token
         self.seed = int(seed)
         self.step_count = 0
         self.epoch = 0
         self.samples = 0
         self.wall_before = 0.0
-        self.resumed_from: Optional[str] = None
-        self.stop_reason: Optional[str] = None
-        self.ranks_in_sync: Optional[bool] = None
-        self.state_fn: Optional[Callable[[], Dict[str, Any]]] = None
-        self._objects: Dict[str, Any] = {}
+        self.resumed_from: str | None = None
+        self.stop_reason: str | None = None
+        self.ranks_in_sync: bool | None = None
+        self.state_fn: Callable[[], dict[str, Any]] | None = None
+        self._objects: dict[str, Any] = {}
         self._t0 = time.monotonic()
         self._last_save = time.monotonic()
         self._signal = False
         self._signal_at = 0.0
         self._agreed_wall = 0.0
-        self._old_handlers: Dict[int, Any] = {}
+        self._old_handlers: dict[int, Any] = {}
 
     # ------------------------------------------------------------------ setup
     def attach(self, **objects: Any) -> None:
@@ -496,8 +560,11 @@ class Run:
         self.samples += int(samples)
         if self._progress is not None:
             self._progress(self.fraction(), message)
-        flags = [self._signal, self.minutes is not None and self.wall_s >= 60.0 * self.minutes,
-                 time.monotonic() - self._last_save >= self.checkpoint_every_s]
+        flags = [
+            self._signal,
+            self.minutes is not None and self.wall_s >= 60.0 * self.minutes,
+            time.monotonic() - self._last_save >= self.checkpoint_every_s,
+        ]
         if self.world.distributed:
             # one small all-reduce: the flags, and the slowest rank's wall time, so that fraction() (and any
             # schedule built on it) is the same number on every rank
@@ -517,7 +584,7 @@ class Run:
         self.epoch += 1
 
     # ------------------------------------------------------------------ resume files
-    def save_resume(self, path: Optional[os.PathLike | str] = None) -> Optional[Path]:
+    def save_resume(self, path: os.PathLike | str | None = None) -> Path | None:
         """Write the resume file (rank 0; every rank takes part in gathering the RNG states)."""
         self._last_save = time.monotonic()
         rngs = self.world.gather_objects(_rng_state())
@@ -528,30 +595,45 @@ class Run:
             return None
         from .checkpoints import save_checkpoint
 
-        tensors: Dict[str, Any] = {}
+        tensors: dict[str, Any] = {}
         objects = {}
         for name, obj in self._objects.items():
             objects[name] = _split_state(name, obj.state_dict(), tensors)
         user = _split_state("user", user_state, tensors)
-        meta = {"objects": objects, "user": user, "rng": rngs, "counters": self._counters(),
-                "world_size": self.world.world_size, "seed": self.seed}
+        meta = {
+            "objects": objects,
+            "user": user,
+            "rng": rngs,
+            "counters": self._counters(),
+            "world_size": self.world.world_size,
+            "seed": self.seed,
+        }
         model = self._objects.get("model")
         config = getattr(model, "config", {}) if model is not None else {}
         config = config() if callable(config) else config
-        save_checkpoint(target, tensors, paper=self.paper, model_config=config if isinstance(config, dict) else {},
-                        metrics={}, data={"resume": True}, extra={RESUME_KEY: meta, TRAINING_KEY: self.record()})
+        save_checkpoint(
+            target,
+            tensors,
+            paper=self.paper,
+            model_config=config if isinstance(config, dict) else {},
+            metrics={},
+            data={"resume": True},
+            extra={RESUME_KEY: meta, TRAINING_KEY: self.record()},
+        )
         return target
 
-    def _counters(self) -> Dict[str, Any]:
+    def _counters(self) -> dict[str, Any]:
         return {"step": self.step_count, "epoch": self.epoch, "samples": self.samples, "wall_s": round(self.wall_s, 3)}
 
-    def resume(self, path: Optional[os.PathLike | str]) -> Dict[str, Any]:
+    def resume(self, path: os.PathLike | str | None) -> dict[str, Any]:
         """Restore a run from ``path`` (a resume file, or a checkpoint with its resume file beside it); returns
         the trainer's own state (``{}`` when ``path`` is None). Every rank reads the same file."""
         if not path:
             if self.resume_file is not None and self.resume_file.exists():
-                self.info(f"note: {self.resume_file.name} exists and will be replaced by this new run "
-                          f"(--resume {self.resume_file} continues it instead)")
+                self.info(
+                    f"note: {self.resume_file.name} exists and will be replaced by this new run "
+                    f"(--resume {self.resume_file} continues it instead)"
+                )
             return {}
         from .checkpoints import load_checkpoint
 
@@ -561,8 +643,10 @@ class Run:
             if cand.exists():
                 p = cand
             elif p.exists():
-                raise UserError(f"{p.name} holds weights but no training state; resume from the "
-                                f"{resume_path_for(p).name} that its run wrote")
+                raise UserError(
+                    f"{p.name} holds weights but no training state; resume from the "
+                    f"{resume_path_for(p).name} that its run wrote"
+                )
         ck = load_checkpoint(p, expected_paper=self.paper)
         meta = ck.meta.extra.get(RESUME_KEY)
         if not isinstance(meta, dict) or "objects" not in meta:
@@ -575,7 +659,7 @@ class Run:
             try:
                 obj.load_state_dict(state)
             except (RuntimeError, ValueError, KeyError) as exc:
-                raise UserError(f"{p.name}: the {name} in it does not fit this run's options ({_short(exc)})")
+                raise UserError(f"{p.name}: the {name} in it does not fit this run's options ({_short(exc)})") from exc
         c = meta.get("counters", {})
         self.step_count = int(c.get("step", 0))
         self.epoch = int(c.get("epoch", 0))
@@ -588,33 +672,56 @@ class Run:
             _set_rng_state(rngs[self.world.rank])
         else:
             seed_all(self.seed + 7919 * self.step_count + self.world.rank)
-            self.info(f"note: {p.name} was written by {len(rngs)} process(es), this run has "
-                      f"{self.world.world_size}; random streams are reseeded")
+            self.info(
+                f"note: {p.name} was written by {len(rngs)} process(es), this run has "
+                f"{self.world.world_size}; random streams are reseeded"
+            )
         self.resumed_from = p.name
-        self.info(f"resumed from {p.name}: step {self.step_count}, epoch {self.epoch}, "
-                  f"{self.wall_before / 60:.1f} min trained so far")
+        self.info(
+            f"resumed from {p.name}: step {self.step_count}, epoch {self.epoch}, "
+            f"{self.wall_before / 60:.1f} min trained so far"
+        )
         return _join_state(meta.get("user", {}), tensors) or {}
 
     # ------------------------------------------------------------------ checkpoints
-    def record(self) -> Dict[str, Any]:
+    def record(self) -> dict[str, Any]:
         """The ``training`` metadata: how this checkpoint was trained."""
         import torch
 
         from .. import __version__
 
-        rec = {"world_size": self.world.world_size, "backend": self.world.backend, "device": str(self.world.device),
-               "steps": self.step_count, "epochs": self.epoch, "samples": self.samples,
-               "wall_s": round(self.wall_s, 1), "resumed_from": self.resumed_from, "seed": self.seed,
-               "stop": self.stop_reason, "minutes": self.minutes, "max_steps": self.max_steps,
-               "max_epochs": self.max_epochs, "threads": torch.get_num_threads(), "torch": torch.__version__,
-               "explorer_version": __version__}
+        rec = {
+            "world_size": self.world.world_size,
+            "backend": self.world.backend,
+            "device": str(self.world.device),
+            "steps": self.step_count,
+            "epochs": self.epoch,
+            "samples": self.samples,
+            "wall_s": round(self.wall_s, 1),
+            "resumed_from": self.resumed_from,
+            "seed": self.seed,
+            "stop": self.stop_reason,
+            "minutes": self.minutes,
+            "max_steps": self.max_steps,
+            "max_epochs": self.max_epochs,
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "explorer_version": __version__,
+        }
         if self.ranks_in_sync is not None:
             rec["ranks_in_sync"] = self.ranks_in_sync
         return rec
 
-    def save_model(self, path: os.PathLike | str, state_dict: Mapping[str, Any], *, model_config: Mapping[str, Any],
-                   metrics: Optional[Mapping[str, Any]] = None, data: Optional[Mapping[str, Any]] = None,
-                   extra: Optional[Mapping[str, Any]] = None) -> Optional[Path]:
+    def save_model(
+        self,
+        path: os.PathLike | str,
+        state_dict: Mapping[str, Any],
+        *,
+        model_config: Mapping[str, Any],
+        metrics: Mapping[str, Any] | None = None,
+        data: Mapping[str, Any] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> Path | None:
         """Write a model checkpoint with the ``training`` record (rank 0 only; others return None)."""
         if not self.world.is_main:
             return None
@@ -622,8 +729,9 @@ class Run:
 
         ex = dict(extra or {})
         ex[TRAINING_KEY] = self.record()
-        return save_checkpoint(path, state_dict, paper=self.paper, model_config=model_config, metrics=metrics,
-                               data=data, extra=ex)
+        return save_checkpoint(
+            path, state_dict, paper=self.paper, model_config=model_config, metrics=metrics, data=data, extra=ex
+        )
 
     def check_ranks_in_sync(self, module) -> bool:
         """Compare a digest of ``module``'s weights across ranks (True in one process)."""
@@ -634,7 +742,7 @@ class Run:
         return self.ranks_in_sync
 
     # ------------------------------------------------------------------ context
-    def __enter__(self) -> "Run":
+    def __enter__(self) -> Run:
         if self.world.is_main:
             if self._progress_given is not None:
                 self._progress = self._progress_given
@@ -665,8 +773,12 @@ class Run:
         if self.world.is_main:
             import sys
 
-            print(f"\n{signal.Signals(signum).name}: saving a resume file after this step "
-                  "(press Ctrl+C again to stop at once)", file=sys.stderr, flush=True)
+            print(
+                f"\n{signal.Signals(signum).name}: saving a resume file after this step "
+                "(press Ctrl+C again to stop at once)",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def __exit__(self, exc_type, exc, tb) -> None:
         for sig, h in self._old_handlers.items():
@@ -688,8 +800,10 @@ class Run:
             if self.resume_file is not None:
                 self.save_resume()
                 if self.world.is_main and self.interrupted():
-                    self.info(f"stopped ({self.stop_reason}) at step {self.step_count}; continue with "
-                              f"--resume {self.resume_file}")
+                    self.info(
+                        f"stopped ({self.stop_reason}) at step {self.step_count}; continue with "
+                        f"--resume {self.resume_file}"
+                    )
 
 
 def _short(exc: BaseException) -> str:

@@ -2,6 +2,7 @@
 the safe way to write an output file. Each check raises ``UserError`` with a message that names the file and the
 problem; nothing here imports Qt (or torch).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -10,8 +11,9 @@ import math
 import os
 import stat
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, Optional, Tuple
+from typing import TYPE_CHECKING
 
 from .errors import UserError
 
@@ -38,11 +40,11 @@ def regular_file(path: os.PathLike | str, what: str = "file") -> Path:
     try:
         st = os.stat(p)
     except FileNotFoundError:
-        raise UserError(f"{p}: no such file")
+        raise UserError(f"{p}: no such file") from None
     except PermissionError:
-        raise UserError(f"{p}: permission denied")
+        raise UserError(f"{p}: permission denied") from None
     except OSError as exc:
-        raise UserError(f"{p}: cannot be read ({exc.strerror or exc})")
+        raise UserError(f"{p}: cannot be read ({exc.strerror or exc})") from exc
     if stat.S_ISDIR(st.st_mode):
         raise UserError(f"{p}: is a folder, not a {what}")
     if not stat.S_ISREG(st.st_mode):
@@ -118,7 +120,7 @@ def _remove(p: Path) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- audio
-def read_audio(path: os.PathLike | str) -> Tuple["np.ndarray", int]:
+def read_audio(path: os.PathLike | str) -> tuple[np.ndarray, int]:
     """An audio file as (mono float32 samples in [-1, 1], sample rate). The header is checked before decoding:
     rate within 4-384 kHz, length within 0.02 s - 10 min; the samples must be finite."""
     import numpy as np
@@ -128,21 +130,24 @@ def read_audio(path: os.PathLike | str) -> Tuple["np.ndarray", int]:
     try:
         info = sf.info(str(p))
     except Exception as exc:  # noqa: BLE001 - LibsndfileError, RuntimeError, TypeError on odd headers
-        raise UserError(f"{p.name}: not a readable audio file ({_first_line(exc)})")
+        raise UserError(f"{p.name}: not a readable audio file ({_first_line(exc)})") from exc
     rate, frames = int(info.samplerate), int(info.frames)
     if not AUDIO_MIN_RATE <= rate <= AUDIO_MAX_RATE:
-        raise UserError(f"{p.name}: its header says {rate} samples per second; audio must be "
-                        f"{AUDIO_MIN_RATE // 1000}-{AUDIO_MAX_RATE // 1000} kHz")
+        raise UserError(
+            f"{p.name}: its header says {rate} samples per second; audio must be "
+            f"{AUDIO_MIN_RATE // 1000}-{AUDIO_MAX_RATE // 1000} kHz"
+        )
     seconds = frames / rate
     if seconds > AUDIO_MAX_SECONDS:
-        raise UserError(f"{p.name}: {seconds / 60:.0f} minutes long; at most {AUDIO_MAX_SECONDS / 60:.0f} minutes "
-                        "of audio are read")
+        raise UserError(
+            f"{p.name}: {seconds / 60:.0f} minutes long; at most {AUDIO_MAX_SECONDS / 60:.0f} minutes of audio are read"
+        )
     if seconds < AUDIO_MIN_SECONDS:
         raise UserError(f"{p.name}: holds {frames} sample(s), {seconds * 1000:.1f} ms; too short to hold a word")
     try:
         data, rate = sf.read(str(p), dtype="float32", always_2d=True)
     except Exception as exc:  # noqa: BLE001
-        raise UserError(f"{p.name}: not a readable audio file ({_first_line(exc)})")
+        raise UserError(f"{p.name}: not a readable audio file ({_first_line(exc)})") from exc
     if data.size == 0:
         raise UserError(f"{p.name}: the audio file is empty")
     if not np.isfinite(data).all():
@@ -177,15 +182,17 @@ def open_image(path: os.PathLike | str):
             if w < 1 or h < 1:
                 raise UserError(f"{p.name}: the image is empty ({w}x{h})")
             if w * h > IMAGE_MAX_PIXELS:
-                raise UserError(f"{p.name}: {w}x{h} pixels; at most {IMAGE_MAX_PIXELS // 1_000_000} megapixels are read")
+                raise UserError(
+                    f"{p.name}: {w}x{h} pixels; at most {IMAGE_MAX_PIXELS // 1_000_000} megapixels are read"
+                )
             im.load()
             return to_8bit(im)
     except UserError:
         raise
     except Image.DecompressionBombError as exc:
-        raise UserError(f"{p.name}: refused as a decompression bomb ({_first_line(exc)})")
+        raise UserError(f"{p.name}: refused as a decompression bomb ({_first_line(exc)})") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise UserError(f"{p.name}: not a readable image ({_first_line(exc)})")
+        raise UserError(f"{p.name}: not a readable image ({_first_line(exc)})") from exc
     finally:
         Image.MAX_IMAGE_PIXELS = old
 
@@ -208,7 +215,7 @@ def to_8bit(im):
         return Image.fromarray(np.clip(np.round(a * (255.0 / top)), 0, 255).astype(np.uint8), "L")
     if mode in ("1", "L", "LA", "RGB", "RGBA", "P", "PA"):
         return im.copy()
-    return im.convert("RGBA" if "A" in mode else "RGB")   # CMYK, YCbCr, LAB, HSV, ...
+    return im.convert("RGBA" if "A" in mode else "RGB")  # CMYK, YCbCr, LAB, HSV, ...
 
 
 def _first_line(exc: BaseException) -> str:
@@ -217,8 +224,13 @@ def _first_line(exc: BaseException) -> str:
 
 
 # ------------------------------------------------------------------------------------- command-line numbers
-def number(kind: Callable = float, low: Optional[float] = None, high: Optional[float] = None,
-           low_open: bool = False, high_open: bool = False) -> Callable[[str], float]:
+def number(
+    kind: Callable = float,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> Callable[[str], float]:
     """An argparse ``type=`` that accepts finite numbers within [low, high] (an end open when asked) and says what
     it wants otherwise: ``--minutes 0``, ``--lr nan``, ``--batch -3`` and ``--steps 1e9999`` are refused."""
 
@@ -234,7 +246,7 @@ def number(kind: Callable = float, low: Optional[float] = None, high: Optional[f
         try:
             value = kind(text)
         except (TypeError, ValueError):
-            raise argparse.ArgumentTypeError(f"'{text}' is not {describe()}")
+            raise argparse.ArgumentTypeError(f"'{text}' is not {describe()}") from None
         if isinstance(value, float) and not math.isfinite(value):
             raise argparse.ArgumentTypeError(f"'{text}' is not {describe()}")
         if low is not None and (value < low or (low_open and value == low)):
@@ -243,15 +255,15 @@ def number(kind: Callable = float, low: Optional[float] = None, high: Optional[f
             raise argparse.ArgumentTypeError(f"'{text}': expected {describe()}")
         return value
 
-    parse.__name__ = "number"   # argparse names the type in its messages
+    parse.__name__ = "number"  # argparse names the type in its messages
     return parse
 
 
 POSITIVE_INT = number(int, 1)
-COUNT = number(int, 0)                       # zero allowed: "none"
+COUNT = number(int, 0)  # zero allowed: "none"
 SEED = number(int, 0, 2**32 - 1)
 POSITIVE = number(float, 0, low_open=True)
 NON_NEGATIVE = number(float, 0)
-FRACTION = number(float, 0, 1)               # a share or probability, 0-1
-MINUTES = number(float, 0, 60 * 24 * 30, low_open=True)   # a wall-clock budget: above 0, at most 30 days
+FRACTION = number(float, 0, 1)  # a share or probability, 0-1
+MINUTES = number(float, 0, 60 * 24 * 30, low_open=True)  # a wall-clock budget: above 0, at most 30 days
 THREADS = number(int, 1, 1024)

@@ -16,6 +16,7 @@ with torch, pyqtgraph and VTK loaded a full collection walks a million objects, 
 whatever thread happened to allocate (the GUI thread too); afterwards the loaded modules' objects are frozen
 (``gc.freeze``), so later collections only walk what the app made since.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -27,8 +28,8 @@ import logging
 import os
 import sys
 import threading
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable, List
 
 log = logging.getLogger(__name__)
 _RTLD_NOW = getattr(os, "RTLD_NOW", 2)
@@ -73,7 +74,7 @@ def _package_dir(name: str) -> Path | None:
     return Path(list(spec.submodule_search_locations)[0])
 
 
-def torch_libraries() -> List[tuple]:
+def torch_libraries() -> list[tuple]:
     """(path, flags) of what ``import torch`` loads first, in its order: the global deps (RTLD_GLOBAL, as torch
     loads them) and the ``torch._C`` extension with everything it links (libtorch, CUDA's libraries...)."""
     if "torch" in sys.modules:
@@ -86,7 +87,7 @@ def torch_libraries() -> List[tuple]:
     return out
 
 
-def extension_libraries(modules: Iterable[str]) -> List[tuple]:
+def extension_libraries(modules: Iterable[str]) -> list[tuple]:
     """(path, flags) of the compiled extension files of ``modules`` (e.g. ``vtkmodules.vtkRenderingCore``) that
     are not imported yet, found without importing anything."""
     out = []
@@ -101,7 +102,7 @@ def extension_libraries(modules: Iterable[str]) -> List[tuple]:
     return out
 
 
-def opengl_libraries() -> List[tuple]:
+def opengl_libraries() -> list[tuple]:
     """(path, flags) of Mesa's OpenGL vendor libraries and driver, which the first OpenGL context loads (with
     LLVM: 0.1-0.3 s), found beside the libGL/libEGL this process has loaded (Linux; nothing elsewhere or when
     they are not Mesa's). All of Mesa's ``*_dri.so`` drivers are one file under several names, so loading one
@@ -151,7 +152,7 @@ def preload_libraries(libraries: Iterable[tuple]) -> int:
     return n
 
 
-def import_quietly(modules: Iterable[str]) -> List[str]:
+def import_quietly(modules: Iterable[str]) -> list[str]:
     """Import each module (in this worker), logging failures at debug level (the tab that needs one reports it).
     Returns those that failed."""
     failed = []

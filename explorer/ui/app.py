@@ -1,16 +1,16 @@
 """Start the GUI: QApplication, main window; torch loads in the background after the first paint."""
+
 from __future__ import annotations
 
 import os
 import sys
 import time
-from typing import Optional
 
 _T0 = time.perf_counter()
-DEFAULT_ATTRACT_S = 60.0     # --kiosk: attract mode after a minute without a touch
+DEFAULT_ATTRACT_S = 60.0  # --kiosk: attract mode after a minute without a touch
 
 
-GIL_SWITCH_S = 0.001    # see _make_app
+GIL_SWITCH_S = 0.001  # see _make_app
 
 
 def _make_app(argv=None):
@@ -31,8 +31,14 @@ def _make_app(argv=None):
     return app
 
 
-def build_window(device: str = "auto", kiosk: bool = False, tab: Optional[str] = None,
-                 checkpoint: Optional[str] = None, reset_settings: bool = False, attract_s: float = 0.0):
+def build_window(
+    device: str = "auto",
+    kiosk: bool = False,
+    tab: str | None = None,
+    checkpoint: str | None = None,
+    reset_settings: bool = False,
+    attract_s: float = 0.0,
+):
     from ..core.settings import Settings
     from .context import AppContext
     from .main_window import MainWindow
@@ -62,8 +68,14 @@ def fit_to_screen(window, share: float = 0.92, largest=(1700, 1050)) -> None:
 def run_gui(args) -> int:
     app = _make_app()
     attract = args.attract if args.attract is not None else (DEFAULT_ATTRACT_S if args.kiosk else 0.0)
-    window = build_window(device=args.device, kiosk=args.kiosk, tab=args.tab, checkpoint=args.checkpoint,
-                          reset_settings=args.reset_settings, attract_s=attract)
+    window = build_window(
+        device=args.device,
+        kiosk=args.kiosk,
+        tab=args.tab,
+        checkpoint=args.checkpoint,
+        reset_settings=args.reset_settings,
+        attract_s=attract,
+    )
     if args.kiosk:
         window.showFullScreen()
     else:
@@ -85,7 +97,7 @@ def run_gui(args) -> int:
     return code
 
 
-SCREENSHOT_SIZES = ((320, 8192), (240, 8192))   # width, height bounds: a bigger surface would not fit in memory
+SCREENSHOT_SIZES = ((320, 8192), (240, 8192))  # width, height bounds: a bigger surface would not fit in memory
 
 
 def parse_size(text: str):
@@ -95,7 +107,7 @@ def parse_size(text: str):
     try:
         w, h = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise UserError(f"--size must look like 1280x800, not '{text}'")
+        raise UserError(f"--size must look like 1280x800, not '{text}'") from None
     (w0, w1), (h0, h1) = SCREENSHOT_SIZES
     if not (w0 <= w <= w1 and h0 <= h <= h1):
         raise UserError(f"--size {text}: width must be {w0}-{w1} and height {h0}-{h1} pixels")

@@ -7,6 +7,7 @@ tab turns a shape, and so on). The first real input stops it, in place: the visi
 showing, and the idle clock starts again. Events that the app makes itself (``QEvent.spontaneous()`` false) never
 count as a touch.
 """
+
 from __future__ import annotations
 
 import logging
@@ -16,8 +17,15 @@ from PySide6.QtWidgets import QApplication
 
 log = logging.getLogger(__name__)
 
-TOUCH_EVENTS = {QEvent.KeyPress, QEvent.MouseButtonPress, QEvent.MouseButtonDblClick, QEvent.Wheel,
-                QEvent.TouchBegin, QEvent.TabletPress, QEvent.MouseMove}
+TOUCH_EVENTS = {
+    QEvent.KeyPress,
+    QEvent.MouseButtonPress,
+    QEvent.MouseButtonDblClick,
+    QEvent.Wheel,
+    QEvent.TouchBegin,
+    QEvent.TabletPress,
+    QEvent.MouseMove,
+}
 DEFAULT_DWELL_S = 30.0
 STATUS = "Attract mode: touch the screen or press any key to explore"
 
@@ -45,7 +53,7 @@ class AttractMode(QObject):
     def eventFilter(self, obj, event) -> bool:  # noqa: N802 - Qt's name
         if event.type() in TOUCH_EVENTS and event.spontaneous():
             self.touched()
-        return False            # never swallow the input: the visitor's first touch also does what it does
+        return False  # never swallow the input: the visitor's first touch also does what it does
 
     def touched(self) -> None:
         if self.active:
@@ -83,7 +91,7 @@ class AttractMode(QObject):
         self.steps += 1
         panel = page.panel
         if panel is None or not panel.demo_done or panel.runner.is_busy():
-            return                              # still building or running its first demo: that is the show
+            return  # still building or running its first demo: that is the show
         try:
             panel.attract_step()
         except Exception:  # noqa: BLE001 - a booth never stops for one tab's demo

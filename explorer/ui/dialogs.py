@@ -4,17 +4,17 @@ The first time, "Open checkpoint…" opens in the bundled models folder and the 
 in the tab's bundled demo inputs (``resources/<paper>``), not in the home folder; afterwards each dialog opens
 where the user last picked a file of that kind (if that folder still exists).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 from PySide6.QtWidgets import QFileDialog, QWidget
 
 CHECKPOINT_KEY = "last_checkpoint_dir"
 
 
-def start_folder(settings, key: str, first: Optional[Path] = None) -> str:
+def start_folder(settings, key: str, first: Path | None = None) -> str:
     """The folder a dialog of kind ``key`` opens in: the remembered one, else ``first``, else the home folder."""
     last = settings.get(key) if settings is not None else None
     for candidate in (last, first):
@@ -54,7 +54,7 @@ def input_folder(settings, key: str, paper: str, sub: str = "") -> str:
     return start_folder(settings, key, demo_inputs_folder(paper, sub))
 
 
-def open_file(parent: QWidget, title: str, settings, key: str, first: Optional[Path], filters: str) -> str:
+def open_file(parent: QWidget, title: str, settings, key: str, first: Path | None, filters: str) -> str:
     """An open-file dialog starting in :func:`start_folder`; the chosen file's folder is remembered."""
     path, _ = QFileDialog.getOpenFileName(parent, title, start_folder(settings, key, first), filters)
     if path:

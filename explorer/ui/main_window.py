@@ -1,4 +1,5 @@
 """The main window: one lazily built tab per registered paper, menus, checkpoint bar, status bar."""
+
 from __future__ import annotations
 
 import logging
@@ -6,12 +7,19 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Dict, List, Optional
 
 from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence, QShortcut
-from PySide6.QtWidgets import (QFileDialog, QLabel, QMainWindow, QMessageBox, QProgressBar, QTabWidget,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
 
 from .. import __version__
 from ..core.registry import PaperSpec, all_specs, load_attr
@@ -31,19 +39,17 @@ class TabPage(QWidget):
 
     built = Signal(object)
 
-    def __init__(self, spec: PaperSpec, context: AppContext, parent: Optional[QWidget] = None) -> None:
+    def __init__(self, spec: PaperSpec, context: AppContext, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.spec = spec
         self.context = context
         self.panel = None
-        self.build_error: Optional[str] = None
+        self.build_error: str | None = None
         lay = QVBoxLayout(self)
         lay.setContentsMargins(8, 6, 8, 6)
         title = QLabel(f"<span style='font-size:15pt; font-weight:600'>{spec.title}</span>")
         title.setWordWrap(True)
-        authors = QLabel(
-            f"{spec.authors} · NIPS {spec.year} · <a href='{spec.link}'>paper</a>"
-        )
+        authors = QLabel(f"{spec.authors} · NIPS {spec.year} · <a href='{spec.link}'>paper</a>")
         authors.setOpenExternalLinks(True)
         authors.setToolTip(spec.link)
         summary = QLabel(spec.summary)
@@ -72,13 +78,13 @@ class TabPage(QWidget):
         self._layout = lay
         self._building = False
         self._closed = False
-        self._checkpoint: Optional[str] = None
-        self._pending = None          # the panel while its pieces are built
+        self._checkpoint: str | None = None
+        self._pending = None  # the panel while its pieces are built
         self._build_runner = TaskRunner(self)
         self.checkpoint_bar.open_requested.connect(self.ask_open_checkpoint)
         self.checkpoint_bar.reset_requested.connect(self.reset_checkpoint)
 
-    def ensure_built(self, checkpoint: Optional[str] = None) -> None:
+    def ensure_built(self, checkpoint: str | None = None) -> None:
         """Build the panel without holding the GUI thread: its module is imported in a worker, then the panel is
         made and its ``build_steps()`` run one per event-loop turn while the placeholder shows; then the panel
         replaces the placeholder and its default demo starts. ``self.panel`` is set once it is all built."""
@@ -90,16 +96,21 @@ class TabPage(QWidget):
             return
         self._building = True
         self._t0 = time.perf_counter()
-        self._build_runner.submit(_import_panel, self.spec.panel, key="import",
-                                  name=f"import the {self.spec.id} panel", on_result=self._construct,
-                                  on_error=self._build_failed)
+        self._build_runner.submit(
+            _import_panel,
+            self.spec.panel,
+            key="import",
+            name=f"import the {self.spec.id} panel",
+            on_result=self._construct,
+            on_error=self._build_failed,
+        )
 
     def _construct(self, cls) -> None:
         if self._closed:
             return
         try:
             panel = cls(self.spec, self.context, self)
-            panel.hide()                                     # shown when all its pieces are built
+            panel.hide()  # shown when all its pieces are built
             self._pending = panel
             steps = iter(panel.build_steps())
         except Exception as exc:  # noqa: BLE001 - a broken panel must not take the app down
@@ -155,8 +166,9 @@ class TabPage(QWidget):
     def ask_open_checkpoint(self) -> None:
         if self.panel is None or not self.spec.loader:
             return
-        path, _ = QFileDialog.getOpenFileName(self, f"Open a {self.spec.short_title} checkpoint",
-                                              self.checkpoint_start_folder(), CHECKPOINT_FILTER)
+        path, _ = QFileDialog.getOpenFileName(
+            self, f"Open a {self.spec.short_title} checkpoint", self.checkpoint_start_folder(), CHECKPOINT_FILTER
+        )
         if path:
             remember_folder(self.context.settings, CHECKPOINT_KEY, path)
             self.open_checkpoint(path)
@@ -184,16 +196,17 @@ class TabPage(QWidget):
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, context: AppContext, initial_tab: Optional[str] = None,
-                 initial_checkpoint: Optional[str] = None) -> None:
+    def __init__(
+        self, context: AppContext, initial_tab: str | None = None, initial_checkpoint: str | None = None
+    ) -> None:
         super().__init__()
         self.context = context
         self.setWindowTitle(f"NIPS Explorer {__version__}")
         self.setMinimumSize(1024, 680)
         self._closing = False
         self._allow_close = not context.kiosk
-        self.specs: List[PaperSpec] = all_specs()
-        self.pages: Dict[str, TabPage] = {}
+        self.specs: list[PaperSpec] = all_specs()
+        self.pages: dict[str, TabPage] = {}
         self.tabs = QTabWidget()
         self.tabs.setDocumentMode(True)
         for i, spec in enumerate(self.specs):
@@ -260,9 +273,9 @@ class MainWindow(QMainWindow):
     def _after_first_paint(self) -> None:
         # torch loads in the background while the first tab is built
         current = self.current_page()
-        pages = sorted(self.pages.values(), key=lambda p: p is not current)      # the tab on screen first
+        pages = sorted(self.pages.values(), key=lambda p: p is not current)  # the tab on screen first
         modules = [p.spec.panel.partition(":")[0] for p in pages]
-        modules += [p.spec.loader.partition(":")[0] for p in pages if p.spec.loader]   # model code (GUI code
+        modules += [p.spec.loader.partition(":")[0] for p in pages if p.spec.loader]  # model code (GUI code
         # imports from it too: better loaded here than on the GUI thread or in a demo's worker)
         self.runner.submit(_warm_up, self.context, modules, name="load torch", on_result=self._on_device_ready)
         QTimer.singleShot(30, self._build_current)
@@ -304,7 +317,7 @@ class MainWindow(QMainWindow):
         page.ensure_built(checkpoint=path)
         return page
 
-    def current_page(self) -> Optional[TabPage]:
+    def current_page(self) -> TabPage | None:
         w = self.tabs.currentWidget()
         return w if isinstance(w, TabPage) else None
 
@@ -347,7 +360,8 @@ class MainWindow(QMainWindow):
         from ..core.logsetup import log_file
 
         QMessageBox.about(
-            self, "About NIPS Explorer",
+            self,
+            "About NIPS Explorer",
             f"<b>NIPS Explorer {__version__}</b><br>Six NIPS 2016 papers you can see and touch.<br><br>"
             f"PyTorch {torch_v}<br>Qt {PySide6.QtCore.qVersion()} (PySide6 {PySide6.__version__})<br>"
             f"VTK {vtk_v}<br>{self.device_label.text()}<br>Log: {log_file()}",
@@ -413,7 +427,7 @@ def _import_panel(ref: str):
         return load_attr(ref)
 
 
-def _pictures_folder() -> Optional[Path]:
+def _pictures_folder() -> Path | None:
     """The user's pictures folder, where a screenshot goes the first time (None: the home folder)."""
     from PySide6.QtCore import QStandardPaths
 
@@ -421,10 +435,18 @@ def _pictures_folder() -> Optional[Path]:
     return Path(d) if d else None
 
 
-VTK_MODULES = ("vtkmodules.vtkCommonCore", "vtkmodules.vtkCommonDataModel", "vtkmodules.vtkCommonExecutionModel",
-               "vtkmodules.vtkFiltersCore", "vtkmodules.vtkFiltersSources", "vtkmodules.vtkRenderingCore",
-               "vtkmodules.vtkRenderingOpenGL2", "vtkmodules.vtkRenderingFreeType", "vtkmodules.vtkRenderingUI",
-               "vtkmodules.vtkInteractionStyle")
+VTK_MODULES = (
+    "vtkmodules.vtkCommonCore",
+    "vtkmodules.vtkCommonDataModel",
+    "vtkmodules.vtkCommonExecutionModel",
+    "vtkmodules.vtkFiltersCore",
+    "vtkmodules.vtkFiltersSources",
+    "vtkmodules.vtkRenderingCore",
+    "vtkmodules.vtkRenderingOpenGL2",
+    "vtkmodules.vtkRenderingFreeType",
+    "vtkmodules.vtkRenderingUI",
+    "vtkmodules.vtkInteractionStyle",
+)
 VTK_PYTHON = ("vtkmodules.util.numpy_support", "vtkmodules.qt.QVTKRenderWindowInteractor")
 # what the tabs' workers import on first use (their demos: the compression tab's SSIM, the shapes3d ground-truth
 # smoothing, the transducer's resampling and noise, pictures, checkpoint files)
@@ -440,17 +462,23 @@ def _warm_up(context: AppContext, panel_modules=()) -> str:
     (torch._dynamo, scipy...) are imported here too, so that no worker imports much later."""
     from ..core.checkpoints import loader_imports
     from ..core.devices import describe
-    from ..core.warmup import (extension_libraries, import_quietly, opengl_libraries, preload_libraries, quiet_gc,
-                               torch_libraries)
+    from ..core.warmup import (
+        extension_libraries,
+        import_quietly,
+        opengl_libraries,
+        preload_libraries,
+        quiet_gc,
+        torch_libraries,
+    )
 
     with quiet_gc():
         preload_libraries(torch_libraries())
         text = describe(context.device())
-        import_quietly(loader_imports())           # the first checkpoint load would import these
+        import_quietly(loader_imports())  # the first checkpoint load would import these
         import_quietly(["pyqtgraph"])
         preload_libraries(extension_libraries(VTK_MODULES))
         import_quietly(VTK_MODULES + VTK_PYTHON)
-        preload_libraries(opengl_libraries())      # the first 3D view's OpenGL context loads them otherwise
+        preload_libraries(opengl_libraries())  # the first 3D view's OpenGL context loads them otherwise
         import_quietly(panel_modules)
         import_quietly(LAZY_LIBRARIES)
     return text

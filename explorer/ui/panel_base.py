@@ -4,12 +4,14 @@ Gives each panel: an error banner, a TaskRunner whose errors land in the banner,
 worker (a wrong file leaves the previous model loaded), timing reports for the status bar, and the hooks
 the shell calls (default demo, VTK views for screenshots, shutdown).
 """
+
 from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator, List, Optional
+from typing import Any
 
 from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import QVBoxLayout, QWidget
@@ -25,12 +27,12 @@ log = logging.getLogger(__name__)
 
 
 class PaperPanel(QWidget):
-    checkpoint_changed = Signal(object)      # CheckpointMeta
-    checkpoint_failed = Signal(str)          # message
-    timing = Signal(str, float)              # what, milliseconds
+    checkpoint_changed = Signal(object)  # CheckpointMeta
+    checkpoint_failed = Signal(str)  # message
+    timing = Signal(str, float)  # what, milliseconds
     demo_finished = Signal()
 
-    def __init__(self, spec: PaperSpec, context: AppContext, parent: Optional[QWidget] = None) -> None:
+    def __init__(self, spec: PaperSpec, context: AppContext, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.spec = spec
         self.context = context
@@ -40,7 +42,7 @@ class PaperPanel(QWidget):
         self._demo_started = False
         self._closed = False
         self._later: deque = deque()
-        self._checkpoint_waiters: List = []     # on_done of loads a newer load replaced: they get its outcome
+        self._checkpoint_waiters: list = []  # on_done of loads a newer load replaced: they get its outcome
         self.banner = ErrorBanner(self)
         self.runner = TaskRunner(self, on_error=self.show_exception)
         self.runner.task_timed.connect(self._on_task_timed)
@@ -115,7 +117,7 @@ class PaperPanel(QWidget):
     def uses_checkpoint(self) -> bool:
         return bool(self.spec.loader)
 
-    def bundled_checkpoint(self) -> Optional[Path]:
+    def bundled_checkpoint(self) -> Path | None:
         from ..core.paths import bundled
 
         return bundled(self.spec.default_checkpoint) if self.spec.default_checkpoint else None
@@ -166,8 +168,9 @@ class PaperPanel(QWidget):
             else:
                 on_done(self.model is not None)
 
-        self.runner.submit(load, key="checkpoint", name="load checkpoint", on_result=ok, on_error=failed,
-                           on_cancelled=cancelled)
+        self.runner.submit(
+            load, key="checkpoint", name="load checkpoint", on_result=ok, on_error=failed, on_cancelled=cancelled
+        )
 
     def _checkpoint_settled(self, ok: bool) -> None:
         waiters, self._checkpoint_waiters = self._checkpoint_waiters, []
@@ -191,7 +194,7 @@ class PaperPanel(QWidget):
         self.open_checkpoint(p, on_done=on_done)
 
     # --------------------------------------------------------------- hooks
-    def activate(self, checkpoint: Optional[str] = None) -> None:
+    def activate(self, checkpoint: str | None = None) -> None:
         """Called by the shell when the tab is first shown: the given (or bundled) model, then the default demo.
 
         If a given checkpoint fails to load, the bundled one is loaded instead (the banner says why).
@@ -202,13 +205,15 @@ class PaperPanel(QWidget):
         if not self.uses_checkpoint:
             self._start_demo(True)
         elif checkpoint:
+
             def after_user(ok: bool) -> None:
                 if ok:
                     self._start_demo(True)
                 else:
                     msg = self.banner.message()
-                    self.load_bundled(on_done=lambda ok2: (self._start_demo(ok2),
-                                                           self.show_error(msg) if msg and ok2 else None))
+                    self.load_bundled(
+                        on_done=lambda ok2: (self._start_demo(ok2), self.show_error(msg) if msg and ok2 else None)
+                    )
 
             self.open_checkpoint(checkpoint, on_done=after_user)
         else:
@@ -253,7 +258,7 @@ class PaperPanel(QWidget):
             self.demo_done = True
             self.demo_finished.emit()
 
-    def vtk_views(self) -> List[QWidget]:
+    def vtk_views(self) -> list[QWidget]:
         """Override: VTK views (with a ``capture()`` method) to compose into screenshots."""
         return []
 

@@ -1,4 +1,5 @@
 """Window screenshots, with VTK views composed in from their own offscreen render (grab() of VTK is garbage)."""
+
 from __future__ import annotations
 
 import logging
@@ -56,8 +57,12 @@ def take_screenshot(window, tab: str, out: str, timeout: float = 300.0) -> dict:
         app.processEvents()
         time.sleep(0.01)
     save_png(grab_window(window), out)
-    return {"tab": tab, "out": out, "seconds": time.perf_counter() - t0,
-            "error": page.banner.message() or (page.panel.banner.message() if page.panel else "")}
+    return {
+        "tab": tab,
+        "out": out,
+        "seconds": time.perf_counter() - t0,
+        "error": page.banner.message() or (page.panel.banner.message() if page.panel else ""),
+    }
 
 
 def save_png(pix, out) -> None:

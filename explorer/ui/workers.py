@@ -31,6 +31,7 @@ its threads at exit, so a task stuck in a native call cannot hang (or abort) the
 threads. ``task.thread`` is a small handle (``is_alive()``, ``join(timeout)``, ``name``) of the task's run, and
 ``running_worker_threads()`` lists those of the runs not finished yet.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -39,8 +40,9 @@ import logging
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any
 
 from PySide6.QtCore import QObject, QThread, QThreadPool, Signal, Slot
 
@@ -49,10 +51,10 @@ from ..core.tasks import CancelToken, Progress
 
 log = logging.getLogger(__name__)
 THREAD_PREFIX = "explorer-worker"
-MAX_THREADS = 64          # tasks running at once (as before, when each had its own thread); idle threads wait
+MAX_THREADS = 64  # tasks running at once (as before, when each had its own thread); idle threads wait
 _ids = itertools.count(1)
-_pool: Optional[QThreadPool] = None
-_running: "set[WorkerRun]" = set()
+_pool: QThreadPool | None = None
+_running: set[WorkerRun] = set()
 _running_lock = threading.Lock()
 
 
@@ -62,11 +64,10 @@ def worker_pool() -> QThreadPool:
     if _pool is None:
         # Parented to the main thread's QThread object: owned by C++ and never deleted before the process ends, so
         # neither Python's nor Qt's exit waits for a stuck task (a Python-owned pool would, in its destructor).
-        pool = QThreadPool(QThread.currentThread() if threading.current_thread() is threading.main_thread()
-                           else None)
+        pool = QThreadPool(QThread.currentThread() if threading.current_thread() is threading.main_thread() else None)
         pool.setObjectName("explorer-workers")
         pool.setMaxThreadCount(MAX_THREADS)
-        pool.setExpiryTimeout(-1)    # idle threads stay for the next task (Python keeps a record of every thread)
+        pool.setExpiryTimeout(-1)  # idle threads stay for the next task (Python keeps a record of every thread)
         _pool = pool
     return _pool
 
@@ -82,7 +83,7 @@ class WorkerRun:
     def is_alive(self) -> bool:
         return not self._done.is_set()
 
-    def join(self, timeout: Optional[float] = None) -> None:
+    def join(self, timeout: float | None = None) -> None:
         self._done.wait(timeout)
 
     def _finish(self) -> None:
@@ -94,7 +95,7 @@ class WorkerRun:
         return f"<WorkerRun {self.name} {'running' if self.is_alive() else 'done'}>"
 
 
-def running_worker_threads() -> List[WorkerRun]:
+def running_worker_threads() -> list[WorkerRun]:
     """Runs of any runner's tasks that have not finished (used by tests and on exit)."""
     with _running_lock:
         return [r for r in _running if r.is_alive()]
@@ -103,22 +104,22 @@ def running_worker_threads() -> List[WorkerRun]:
 @dataclass(eq=False)
 class Task:
     id: int
-    key: Optional[str]
+    key: str | None
     generation: int
     token: CancelToken
     name: str
-    on_result: Optional[Callable[[Any], None]] = None
-    on_progress: Optional[Callable[[Optional[float], str], None]] = None
-    on_partial: Optional[Callable[[Any], None]] = None
-    on_error: Optional[Callable[[BaseException, str], None]] = None
-    on_cancelled: Optional[Callable[[], None]] = None
-    on_finished: Optional[Callable[[], None]] = None
-    thread: Optional[WorkerRun] = None
+    on_result: Callable[[Any], None] | None = None
+    on_progress: Callable[[float | None, str], None] | None = None
+    on_partial: Callable[[Any], None] | None = None
+    on_error: Callable[[BaseException, str], None] | None = None
+    on_cancelled: Callable[[], None] | None = None
+    on_finished: Callable[[], None] | None = None
+    thread: WorkerRun | None = None
     started: float = field(default_factory=time.perf_counter)
     elapsed_ms: float = 0.0
     done: bool = False
-    superseded: bool = False      # replaced by a newer task of the same key
-    outcome: Optional[str] = None  # "result" | "error" | "cancelled" once delivered
+    superseded: bool = False  # replaced by a newer task of the same key
+    outcome: str | None = None  # "result" | "error" | "cancelled" once delivered
 
     def cancel(self) -> None:
         self.token.cancel()
@@ -133,7 +134,7 @@ class _Bridge(QObject):
 
     progress = Signal(object, object)
     partial = Signal(object, object)
-    ended = Signal(object, object, object)   # task, "result" | "error" | "cancelled", payload
+    ended = Signal(object, object, object)  # task, "result" | "error" | "cancelled", payload
 
 
 def _accepts(fn: Callable, name: str) -> bool:
@@ -150,28 +151,36 @@ class TaskRunner(QObject):
     busy_changed = Signal(bool)
     task_timed = Signal(str, float)  # task name, elapsed ms (for the status bar)
 
-    def __init__(self, parent: Optional[QObject] = None,
-                 on_error: Optional[Callable[[BaseException, str], None]] = None) -> None:
+    def __init__(
+        self, parent: QObject | None = None, on_error: Callable[[BaseException, str], None] | None = None
+    ) -> None:
         super().__init__(parent)
         self._default_error = on_error
         self._bridge = _Bridge()  # parentless: owned by Python, outlives a deleted parent while threads run
         self._bridge.progress.connect(self._on_progress)
         self._bridge.partial.connect(self._on_partial)
         self._bridge.ended.connect(self._on_ended)
-        self._tasks: Dict[int, Task] = {}
-        self._latest: Dict[str, int] = {}
-        self._newest: Dict[str, CancelToken] = {}   # key -> token of its newest task
+        self._tasks: dict[int, Task] = {}
+        self._latest: dict[str, int] = {}
+        self._newest: dict[str, CancelToken] = {}  # key -> token of its newest task
         self._closed = False
         self._lock = threading.Lock()
 
     # ----------------------------------------------------------------- submit
-    def submit(self, fn: Callable, *args: Any, key: Optional[str] = None, name: Optional[str] = None,
-               on_result: Optional[Callable[[Any], None]] = None,
-               on_progress: Optional[Callable[[Optional[float], str], None]] = None,
-               on_partial: Optional[Callable[[Any], None]] = None,
-               on_error: Optional[Callable[[BaseException, str], None]] = None,
-               on_cancelled: Optional[Callable[[], None]] = None,
-               on_finished: Optional[Callable[[], None]] = None, **kwargs: Any) -> Optional[Task]:
+    def submit(
+        self,
+        fn: Callable,
+        *args: Any,
+        key: str | None = None,
+        name: str | None = None,
+        on_result: Callable[[Any], None] | None = None,
+        on_progress: Callable[[float | None, str], None] | None = None,
+        on_partial: Callable[[Any], None] | None = None,
+        on_error: Callable[[BaseException, str], None] | None = None,
+        on_cancelled: Callable[[], None] | None = None,
+        on_finished: Callable[[], None] | None = None,
+        **kwargs: Any,
+    ) -> Task | None:
         if self._closed:
             log.debug("runner closed; task %s not started", name or fn)
             return None
@@ -183,9 +192,19 @@ class TaskRunner(QObject):
                 if t.key == key and not t.done:
                     t.superseded = True
                     t.cancel()
-        task = Task(id=next(_ids), key=key, generation=generation, token=CancelToken(),
-                    name=name or getattr(fn, "__name__", "task"), on_result=on_result, on_progress=on_progress,
-                    on_partial=on_partial, on_error=on_error, on_cancelled=on_cancelled, on_finished=on_finished)
+        task = Task(
+            id=next(_ids),
+            key=key,
+            generation=generation,
+            token=CancelToken(),
+            name=name or getattr(fn, "__name__", "task"),
+            on_result=on_result,
+            on_progress=on_progress,
+            on_partial=on_partial,
+            on_error=on_error,
+            on_cancelled=on_cancelled,
+            on_finished=on_finished,
+        )
         if key is not None:
             self._newest[key] = task.token
         if _accepts(fn, "token"):
@@ -193,7 +212,7 @@ class TaskRunner(QObject):
         if _accepts(fn, "progress"):
             bridge = self._bridge
 
-            def progress(fraction: Optional[float] = None, message: str = "", _t=task) -> None:
+            def progress(fraction: float | None = None, message: str = "", _t=task) -> None:
                 _t.token.check()
                 _emit(bridge.progress, _t, (fraction, message))
 
@@ -213,7 +232,7 @@ class TaskRunner(QObject):
     def _run(self, task: Task, fn: Callable, args: tuple, kwargs: dict) -> None:
         """The body of a task's QRunnable (a pool thread)."""
         me = threading.current_thread()
-        me.name = task.thread.name if task.thread is not None else THREAD_PREFIX   # for the log and debuggers
+        me.name = task.thread.name if task.thread is not None else THREAD_PREFIX  # for the log and debuggers
         try:
             self._run_task(task, fn, args, kwargs)
         finally:
@@ -247,7 +266,7 @@ class TaskRunner(QObject):
             kind, payload = "cancelled", None
         except BaseException as exc:  # noqa: BLE001 - everything reaches the banner and the log
             kind, payload = "error", (exc, traceback.format_exc())
-        _emit(bridge.ended, task, kind, payload)   # one signal: the outcome and the end cannot be split
+        _emit(bridge.ended, task, kind, payload)  # one signal: the outcome and the end cannot be split
 
     # ------------------------------------------------------------- GUI side
     def _stale(self, task: Task) -> bool:
@@ -305,7 +324,7 @@ class TaskRunner(QObject):
                 self.busy_changed.emit(False)
 
     # ------------------------------------------------------------ control
-    def cancel(self, key: Optional[str] = None) -> None:
+    def cancel(self, key: str | None = None) -> None:
         """Cancel every task (or those of ``key``)."""
         for t in list(self._tasks.values()):
             if key is None or t.key == key:
@@ -320,11 +339,11 @@ class TaskRunner(QObject):
         token = self._newest.get(key)
         return token is not None and token.cancelled
 
-    def active_count(self, key: Optional[str] = None) -> int:
+    def active_count(self, key: str | None = None) -> int:
         with self._lock:
             return sum(1 for t in self._tasks.values() if not t.done and (key is None or t.key == key))
 
-    def is_busy(self, key: Optional[str] = None) -> bool:
+    def is_busy(self, key: str | None = None) -> bool:
         return self.active_count(key) > 0
 
     def shutdown(self, timeout: float = 5.0) -> bool:
@@ -341,8 +360,9 @@ class TaskRunner(QObject):
                 t.thread.join(max(0.0, deadline - time.monotonic()))
                 if t.thread.is_alive():
                     ok = False
-                    log.warning("worker %s did not stop within %.1fs (left behind; it cannot hold up the exit)", t.name,
-                                timeout)
+                    log.warning(
+                        "worker %s did not stop within %.1fs (left behind; it cannot hold up the exit)", t.name, timeout
+                    )
         return ok
 
 

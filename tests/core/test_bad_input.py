@@ -1,6 +1,7 @@
 """Bad input and faults: every kind gets one clear UserError (a CheckpointError for checkpoints), quickly, with
 nothing half-written. Table-driven cases for the kinds found by hand, and property-based fuzzing of the three
 readers (checkpoint, audio, image)."""
+
 from __future__ import annotations
 
 import io
@@ -39,8 +40,14 @@ def _meta(**over) -> dict:
 def _wav_header(rate: int, n_samples: int, bits: int = 16, fmt: int = 1, channels: int = 1) -> bytes:
     block = channels * bits // 8
     data_len = n_samples * block
-    return (b"RIFF" + struct.pack("<I", 36 + data_len) + b"WAVEfmt " + struct.pack("<IHHIIHH", 16, fmt, channels,
-            rate, rate * block, block, bits) + b"data" + struct.pack("<I", data_len))
+    return (
+        b"RIFF"
+        + struct.pack("<I", 36 + data_len)
+        + b"WAVEfmt "
+        + struct.pack("<IHHIIHH", 16, fmt, channels, rate, rate * block, block, bits)
+        + b"data"
+        + struct.pack("<I", data_len)
+    )
 
 
 # ------------------------------------------------------------------------------------------- checkpoints
@@ -49,21 +56,25 @@ def test_named_pipe_is_refused_without_opening_it(tmp_path):
     fifo = tmp_path / "pipe.safetensors"
     os.mkfifo(fifo)
     with pytest.raises(CheckpointError, match="not a regular file"):
-        read_metadata(fifo)            # opening it would block for ever
+        read_metadata(fifo)  # opening it would block for ever
     with pytest.raises(UserError, match="not a regular file"):
         read_audio(fifo)
-    r = subprocess.run([sys.executable, "-m", "explorer", "info", str(fifo)], capture_output=True, text=True,
-                       timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "explorer", "info", str(fifo)], capture_output=True, text=True, timeout=120
+    )
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
 
 
-@pytest.mark.parametrize("meta, message", [
-    (_meta(metrics="[1, 2]"), "metrics is not a JSON object"),
-    (_meta(data='"text"'), "data is not a JSON object"),
-    (_meta(model_config="null"), None),               # no config: refused when a model is built, see below
-    (_meta(paper="5"), "paper is not a text"),
-    (_meta(format_version='"x"'), "format_version is not a number"),
-])
+@pytest.mark.parametrize(
+    "meta, message",
+    [
+        (_meta(metrics="[1, 2]"), "metrics is not a JSON object"),
+        (_meta(data='"text"'), "data is not a JSON object"),
+        (_meta(model_config="null"), None),  # no config: refused when a model is built, see below
+        (_meta(paper="5"), "paper is not a text"),
+        (_meta(format_version='"x"'), "format_version is not a number"),
+    ],
+)
 def test_malformed_metadata_types(tmp_path, meta, message):
     f = tmp_path / "odd.safetensors"
     f.write_bytes(_safetensors({"__metadata__": meta}))
@@ -74,14 +85,17 @@ def test_malformed_metadata_types(tmp_path, meta, message):
         read_metadata(f)
 
 
-@pytest.mark.parametrize("entry, message", [
-    ({"dtype": "F32", "shape": [4], "data_offsets": [0, 8]}, "claims shape"),
-    ({"dtype": "F99", "shape": [2], "data_offsets": [0, 8]}, "corrupt safetensors header entry"),
-    ({"dtype": "F32", "shape": [-2], "data_offsets": [0, 8]}, "corrupt safetensors header entry"),
-    ({"dtype": "F32", "shape": "2", "data_offsets": [0, 8]}, "corrupt safetensors header entry"),
-    ({"dtype": "F32", "shape": [2], "data_offsets": [8, 0]}, "corrupt safetensors header entry"),
-    ({"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}, "truncated"),
-])
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        ({"dtype": "F32", "shape": [4], "data_offsets": [0, 8]}, "claims shape"),
+        ({"dtype": "F99", "shape": [2], "data_offsets": [0, 8]}, "corrupt safetensors header entry"),
+        ({"dtype": "F32", "shape": [-2], "data_offsets": [0, 8]}, "corrupt safetensors header entry"),
+        ({"dtype": "F32", "shape": "2", "data_offsets": [0, 8]}, "corrupt safetensors header entry"),
+        ({"dtype": "F32", "shape": [2], "data_offsets": [8, 0]}, "corrupt safetensors header entry"),
+        ({"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}, "truncated"),
+    ],
+)
 def test_tensor_header_is_checked(tmp_path, entry, message):
     f = tmp_path / "odd.safetensors"
     f.write_bytes(_safetensors({"__metadata__": _meta(), "w": entry}, b"\0" * 8))
@@ -99,14 +113,13 @@ def _srnn_ckpt():
 def test_huge_config_is_refused_before_the_model_is_built(tmp_path):
     import torch
 
-    from explorer.papers.srnn.model import build
-
     from explorer.core.checkpoints import _meta_build_is_safe
+    from explorer.papers.srnn.model import build
 
     if not _meta_build_is_safe():
         pytest.skip("this torch build has Triton: the storage-free check is off (see _meta_build_is_safe)")
     ck = _srnn_ckpt()
-    cfg = dict(ck.meta.model_config, d_dim=200_000, hidden=200_000, a_dim=200_000)   # ~ hundreds of GB if built
+    cfg = dict(ck.meta.model_config, d_dim=200_000, hidden=200_000, a_dim=200_000)  # ~ hundreds of GB if built
     f = save_checkpoint(tmp_path / "huge.safetensors", {"w": torch.zeros(3)}, paper="srnn", model_config=cfg)
     built = []
 
@@ -116,7 +129,7 @@ def test_huge_config_is_refused_before_the_model_is_built(tmp_path):
 
     with pytest.raises(CheckpointError, match="does not fit the model"):
         load_model(f, "srnn", spy)
-    assert built == [torch.device("meta")]          # only the storage-free skeleton was ever built
+    assert built == [torch.device("meta")]  # only the storage-free skeleton was ever built
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
@@ -146,12 +159,26 @@ def test_checkpoint_reader_fuzz(tmp_path, blob, n):
 
 
 @FUZZ
-@given(st.dictionaries(st.text(max_size=8), st.one_of(
-    st.none(), st.integers(), st.text(max_size=8), st.lists(st.integers(-3, 10), max_size=3),
-    st.fixed_dictionaries({"dtype": st.sampled_from(["F32", "I8", "X"]),
-                           "shape": st.lists(st.integers(-2, 6), max_size=3),
-                           "data_offsets": st.lists(st.integers(-4, 64), min_size=0, max_size=3)})), max_size=4),
-       st.binary(max_size=64))
+@given(
+    st.dictionaries(
+        st.text(max_size=8),
+        st.one_of(
+            st.none(),
+            st.integers(),
+            st.text(max_size=8),
+            st.lists(st.integers(-3, 10), max_size=3),
+            st.fixed_dictionaries(
+                {
+                    "dtype": st.sampled_from(["F32", "I8", "X"]),
+                    "shape": st.lists(st.integers(-2, 6), max_size=3),
+                    "data_offsets": st.lists(st.integers(-4, 64), min_size=0, max_size=3),
+                }
+            ),
+        ),
+        max_size=4,
+    ),
+    st.binary(max_size=64),
+)
 def test_checkpoint_header_fuzz(tmp_path, header, data):
     f = tmp_path / "fuzz.safetensors"
     f.write_bytes(_safetensors(dict(header, __metadata__=_meta()), data))
@@ -162,14 +189,17 @@ def test_checkpoint_header_fuzz(tmp_path, header, data):
 
 
 # ------------------------------------------------------------------------------------------------- audio
-@pytest.mark.parametrize("make, message", [
-    (lambda: _wav_header(3, 35_000) + b"\0" * 70_000, "3 samples per second"),
-    (lambda: _wav_header(8000, 1) + b"\1\0", "too short"),
-    (lambda: _wav_header(8000, 0), "too short|empty"),
-    (lambda: _wav_header(4000, 4000 * 660, bits=8) + b"\x80" * (4000 * 660), "minutes long"),
-    (lambda: b"RIFF\0\0\0\0WAVEjunk", "not a readable audio file"),
-    (lambda: b"", "not a readable audio file"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: _wav_header(3, 35_000) + b"\0" * 70_000, "3 samples per second"),
+        (lambda: _wav_header(8000, 1) + b"\1\0", "too short"),
+        (lambda: _wav_header(8000, 0), "too short|empty"),
+        (lambda: _wav_header(4000, 4000 * 660, bits=8) + b"\x80" * (4000 * 660), "minutes long"),
+        (lambda: b"RIFF\0\0\0\0WAVEjunk", "not a readable audio file"),
+        (lambda: b"", "not a readable audio file"),
+    ],
+)
 def test_odd_audio_is_refused(tmp_path, make, message):
     f = tmp_path / "odd.wav"
     f.write_bytes(make())
@@ -196,8 +226,13 @@ def test_good_audio_reads_as_mono_float(tmp_path):
 
 
 @FUZZ
-@given(st.binary(max_size=300), st.integers(0, 400_000), st.integers(0, 4000), st.sampled_from([8, 16, 24, 32]),
-       st.sampled_from([1, 3, 6, 99]))
+@given(
+    st.binary(max_size=300),
+    st.integers(0, 400_000),
+    st.integers(0, 4000),
+    st.sampled_from([8, 16, 24, 32]),
+    st.sampled_from([1, 3, 6, 99]),
+)
 def test_audio_reader_fuzz(tmp_path, body, rate, n, bits, fmt):
     f = tmp_path / "fuzz.wav"
     for data in (body, _wav_header(rate, n, bits=bits, fmt=fmt) + body):
@@ -216,7 +251,7 @@ def test_16bit_png_keeps_its_range(tmp_path):
     a = np.full((32, 32), 32768, np.uint16)
     Image.fromarray(a).save(tmp_path / "g16.png")
     im = open_image(tmp_path / "g16.png")
-    assert im.mode == "L" and abs(int(np.asarray(im).mean()) - 128) <= 1    # mid grey, not white
+    assert im.mode == "L" and abs(int(np.asarray(im).mean()) - 128) <= 1  # mid grey, not white
     from explorer.papers.compression.data import load_image
 
     assert abs(float(load_image(tmp_path / "g16.png").mean()) - 128) <= 1
@@ -229,17 +264,20 @@ def _png_claiming(w: int, h: int) -> bytes:
     Image.new("L", (1, 1)).save(buf, "PNG")
     raw = bytearray(buf.getvalue())
     i = raw.index(b"IHDR")
-    raw[i + 4:i + 12] = struct.pack(">II", w, h)
-    raw[i + 17:i + 21] = struct.pack(">I", zlib.crc32(bytes(raw[i:i + 17])) & 0xFFFFFFFF)
+    raw[i + 4 : i + 12] = struct.pack(">II", w, h)
+    raw[i + 17 : i + 21] = struct.pack(">I", zlib.crc32(bytes(raw[i : i + 17])) & 0xFFFFFFFF)
     return bytes(raw)
 
 
-@pytest.mark.parametrize("data, message", [
-    (lambda: _png_claiming(100_000, 100_000), "megapixels|decompression bomb"),
-    (lambda: _png_claiming(64, 64), "not a readable image"),      # truncated pixel data
-    (lambda: b"GIF89a" + b"\0" * 10, "not a readable image"),
-    (lambda: b"plain text", "not a readable image"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (lambda: _png_claiming(100_000, 100_000), "megapixels|decompression bomb"),
+        (lambda: _png_claiming(64, 64), "not a readable image"),  # truncated pixel data
+        (lambda: b"GIF89a" + b"\0" * 10, "not a readable image"),
+        (lambda: b"plain text", "not a readable image"),
+    ],
+)
 def test_odd_images_are_refused(tmp_path, data, message):
     f = tmp_path / "odd.png"
     f.write_bytes(data())
@@ -261,12 +299,18 @@ def test_image_reader_fuzz(tmp_path, blob):
 
 
 # ------------------------------------------------------------------------------------ numbers and settings
-@pytest.mark.parametrize("argv", [
-    ["train", "srnn", "--max-minutes", "0"], ["train", "transducer", "--minutes", "inf"],
-    ["train", "l2l", "--meta-lr", "nan"], ["train", "compression", "--batch", "-3"],
-    ["train", "shapes3d", "--steps", "1e9999"], ["eval", "srnn", "--samples", "0"],
-    ["screenshot", "--tab", "bptt", "--out", "x.png", "--timeout", "-1"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "srnn", "--max-minutes", "0"],
+        ["train", "transducer", "--minutes", "inf"],
+        ["train", "l2l", "--meta-lr", "nan"],
+        ["train", "compression", "--batch", "-3"],
+        ["train", "shapes3d", "--steps", "1e9999"],
+        ["eval", "srnn", "--samples", "0"],
+        ["screenshot", "--tab", "bptt", "--out", "x.png", "--timeout", "-1"],
+    ],
+)
 def test_absurd_numbers_are_refused_by_the_parser(argv, capsys):
     from explorer.cli import build_parser
 
@@ -285,9 +329,17 @@ def test_screenshot_size_is_bounded(size):
         parse_size(size)
 
 
-@pytest.mark.parametrize("content", ['{"version": 1, "values": null}', '{"version": 1, "values": [1]}',
-                                     '{"version": 1, "values": {"last_tab": [], "geometry": 5, "x": "ok"}}',
-                                     '[]', '"text"', '{'])
+@pytest.mark.parametrize(
+    "content",
+    [
+        '{"version": 1, "values": null}',
+        '{"version": 1, "values": [1]}',
+        '{"version": 1, "values": {"last_tab": [], "geometry": 5, "x": "ok"}}',
+        "[]",
+        '"text"',
+        "{",
+    ],
+)
 def test_odd_settings_files_start_fresh(tmp_path, content):
     from explorer.core.settings import Settings
 
@@ -324,7 +376,7 @@ def test_atomic_output_keeps_the_previous_file_on_failure(tmp_path):
     fresh = tmp_path / "fresh.txt"
     with atomic_output(fresh) as tmp:
         tmp.write_text("x")
-    assert fresh.stat().st_mode & 0o777 == 0o666 & ~0o022 or fresh.stat().st_mode & 0o044   # readable as usual
+    assert fresh.stat().st_mode & 0o777 == 0o666 & ~0o022 or fresh.stat().st_mode & 0o044  # readable as usual
 
 
 def test_output_into_a_missing_folder_is_refused(tmp_path):
@@ -374,7 +426,9 @@ def test_one_bad_file_does_not_end_a_folder_evaluation(tmp_path):
         pytest.skip("bundled transducer model or demos missing")
     shutil.copy(demos[0], tmp_path / demos[0].name)
     (tmp_path / "12_bad_0.wav").write_bytes(_wav_header(8000, 1) + b"\1\0")
-    (tmp_path / "3_nan_0.wav").write_bytes(_wav_header(8000, 800, bits=32, fmt=3) + np.full(800, np.nan, np.float32).tobytes())
+    (tmp_path / "3_nan_0.wav").write_bytes(
+        _wav_header(8000, 800, bits=32, fmt=3) + np.full(800, np.nan, np.float32).tobytes()
+    )
     model = load_model(ckpt, "transducer", build)[0]
     res = evaluate_dir(model, tmp_path)
     assert res["files"] == 3 and res["scored"] == 1 and len(res["errors"]) == 2

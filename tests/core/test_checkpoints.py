@@ -6,8 +6,13 @@ import pytest
 import torch
 from torch import nn
 
-from explorer.core.checkpoints import (CheckpointError, check_state_dict, load_checkpoint, load_model,
-                                       read_metadata, save_checkpoint)
+from explorer.core.checkpoints import (
+    CheckpointError,
+    check_state_dict,
+    load_model,
+    read_metadata,
+    save_checkpoint,
+)
 
 
 def build(cfg):
@@ -18,8 +23,14 @@ def build(cfg):
 def ckpt(tmp_path):
     m = build({"n_in": 3, "n_out": 2})
     p = tmp_path / "m.safetensors"
-    save_checkpoint(p, m.state_dict(), paper="bptt", model_config={"n_in": 3, "n_out": 2},
-                    metrics={"headline": "acc", "acc": 0.5}, data={"name": "toy"})
+    save_checkpoint(
+        p,
+        m.state_dict(),
+        paper="bptt",
+        model_config={"n_in": 3, "n_out": 2},
+        metrics={"headline": "acc", "acc": 0.5},
+        data={"name": "toy"},
+    )
     return p, m
 
 

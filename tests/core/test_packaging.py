@@ -1,5 +1,6 @@
 """The package as a newcomer gets it: bundled data inside the wheel, found from anywhere; `models`, `python -m
 explorer`, a clear refusal without a display; the install scripts use a virtual environment."""
+
 from __future__ import annotations
 
 import json
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from explorer.core.paths import ROOT_DIR, models_dir, resources_dir
+from explorer.core.paths import ROOT_DIR
 from explorer.core.registry import PAPER_IDS
 
 PYPROJECT = ROOT_DIR / "pyproject.toml"
@@ -57,11 +58,11 @@ def test_dependencies_have_reasons_and_no_unused_ones():
     deps = _pyproject()["project"]["dependencies"]
     names = [d.split(">")[0].split("=")[0].split("!")[0].split("<")[0].strip() for d in deps]
     assert "superqt" not in names and "mlxtend" not in names
-    block = text[text.index("dependencies = ["):text.index("]", text.index("dependencies = ["))]
+    block = text[text.index("dependencies = [") : text.index("]", text.index("dependencies = ["))]
     for line in block.splitlines()[1:]:
         if line.strip().startswith('"'):
             assert "#" in line, f"dependency without a one-line reason: {line.strip()}"
-    for name in names:   # every dependency is imported somewhere (its import name may differ)
+    for name in names:  # every dependency is imported somewhere (its import name may differ)
         mod = {"PySide6": "PySide6", "Pillow": "PIL", "scikit-image": "skimage"}.get(name, name)
         assert any(mod in p.read_text() for p in (ROOT_DIR / "explorer").rglob("*.py")), f"{name} is never used"
 
@@ -82,8 +83,9 @@ def test_the_version_is_written_once():
 def test_models_command_lists_bundled_checkpoints():
     from explorer.cli import main
 
-    r = subprocess.run([sys.executable, "-m", "explorer", "models", "--json"], capture_output=True, text=True,
-                       timeout=120, env=_env())
+    r = subprocess.run(
+        [sys.executable, "-m", "explorer", "models", "--json"], capture_output=True, text=True, timeout=120, env=_env()
+    )
     assert r.returncode == 0, r.stderr
     rows = json.loads(r.stdout)["models"]
     assert rows and {r["paper"] for r in rows} <= set(PAPER_IDS)
@@ -126,7 +128,7 @@ def test_scripts_use_a_virtual_environment():
         text = script.read_text()
         assert "--break-system-packages" not in text
     install = (ROOT_DIR / "scripts" / "install.sh").read_text()
-    assert "-m venv" in install and 'VENV=${NIPS_EXPLORER_VENV:-.venv}' in install
+    assert "-m venv" in install and "VENV=${NIPS_EXPLORER_VENV:-.venv}" in install
     assert ".venv" in (ROOT_DIR / "scripts" / "test.sh").read_text()
 
 
@@ -150,21 +152,45 @@ def test_wheel_installs_and_runs_without_the_checkout(tmp_path):
     for name in ("explorer", "models", "resources"):
         shutil.copytree(ROOT_DIR / name, src / name, ignore=ignore)
     dist = tmp_path / "dist"
-    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                        "--no-index", "-w", str(dist), str(src)], capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-w",
+            str(dist),
+            str(src),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     wheel = next(dist.glob("nips_explorer-*.whl"))
 
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     vpy = venv / "bin" / "python"
-    purelib = subprocess.run([str(vpy), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                             capture_output=True, text=True, check=True).stdout.strip()
+    purelib = subprocess.run(
+        [str(vpy), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     # this environment's packages (torch, numpy, ...) as plain path entries: their .pth files (the editable
     # install of this checkout among them) are not processed, so `explorer` can only come from the wheel
     Path(purelib, "_parent_env.pth").write_text("\n".join(_site_dirs()) + "\n")
-    r = subprocess.run([sys.executable, "-m", "pip", "--python", str(vpy), "install", "-q", "--no-deps",
-                        "--no-index", str(wheel)], capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(vpy), "install", "-q", "--no-deps", "--no-index", str(wheel)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
 
     work = tmp_path / "elsewhere"
@@ -180,14 +206,22 @@ def test_wheel_installs_and_runs_without_the_checkout(tmp_path):
     assert all(Path(row["path"]).parent == inside for row in rows), rows[0]["path"]
     assert {row["paper"] for row in rows} == {"srnn", "l2l", "transducer", "compression", "shapes3d"}
 
-    r = subprocess.run([str(vpy), "-m", "explorer", "info", rows[0]["path"], "--json"], cwd=work,
-                       capture_output=True, text=True, timeout=300, env=env)
+    r = subprocess.run(
+        [str(vpy), "-m", "explorer", "info", rows[0]["path"], "--json"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert json.loads(r.stdout)["paper"] == rows[0]["paper"]
 
     # the demo inputs every tab opens on are there too, and the package is not this checkout
-    code = ("import explorer, explorer.core.paths as p; from explorer.papers.srnn import data as D; "
-            "print(explorer.__file__); print(p.resources_dir()); print(len(D.read_demo_pieces('jsb')))")
+    code = (
+        "import explorer, explorer.core.paths as p; from explorer.papers.srnn import data as D; "
+        "print(explorer.__file__); print(p.resources_dir()); print(len(D.read_demo_pieces('jsb')))"
+    )
     r = subprocess.run([str(vpy), "-c", code], cwd=work, capture_output=True, text=True, timeout=300, env=env)
     assert r.returncode == 0, r.stderr[-2000:]
     pkg_file, res, n_pieces = r.stdout.split()
@@ -200,7 +234,13 @@ def test_wheel_installs_and_runs_without_the_checkout(tmp_path):
 
     # every tab's default demo runs from the installed wheel, in a folder with no checkout or data beside it
     for tab in PAPER_IDS:
-        r = subprocess.run([str(exe), "screenshot", "--tab", tab, "--out", str(work / f"{tab}.png"), "--size",
-                            "1280x800"], cwd=work, capture_output=True, text=True, timeout=600, env=env)
+        r = subprocess.run(
+            [str(exe), "screenshot", "--tab", tab, "--out", str(work / f"{tab}.png"), "--size", "1280x800"],
+            cwd=work,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env=env,
+        )
         assert r.returncode == 0, (tab, r.stderr[-2000:])
         assert "shows an error" not in r.stdout and (work / f"{tab}.png").stat().st_size > 10_000, (tab, r.stdout)

@@ -1,5 +1,3 @@
-import threading
-
 import pytest
 
 from explorer.core.errors import Cancelled

@@ -1,5 +1,6 @@
 """The shared training core: budget, resume (a resumed run continues, bit for bit), signals, and DDP on 2 gloo
 processes (both ranks end with identical weights)."""
+
 from __future__ import annotations
 
 import argparse
@@ -43,8 +44,8 @@ def _train(tmp, steps, resume=None, world=None, minutes=None, batch=8, stop_afte
     per = world.split_batch(batch)
     with run:
         while not run.done():
-            x = torch.randn(batch, 4)[world.rank * per:(world.rank + 1) * per]
-            y = x.sum(1, keepdim=True) + 0.1 * torch.randn(batch, 1)[world.rank * per:(world.rank + 1) * per]
+            x = torch.randn(batch, 4)[world.rank * per : (world.rank + 1) * per]
+            y = x.sum(1, keepdim=True) + 0.1 * torch.randn(batch, 1)[world.rank * per : (world.rank + 1) * per]
             loss = ((net(x) - y) ** 2).mean()
             opt.zero_grad()
             loss.backward()
@@ -129,8 +130,16 @@ def _free_port() -> int:
 def _ddp_worker(rank: int, world_size: int, port: int, tmp: str) -> None:
     from pathlib import Path
 
-    os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": str(world_size),
-                       "RANK": str(rank), "LOCAL_RANK": str(rank), "LOCAL_WORLD_SIZE": str(world_size)})
+    os.environ.update(
+        {
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+            "WORLD_SIZE": str(world_size),
+            "RANK": str(rank),
+            "LOCAL_RANK": str(rank),
+            "LOCAL_WORLD_SIZE": str(world_size),
+        }
+    )
     world = tc.init_world("cpu", threads=1)
     try:
         model, run, _ = _train(Path(tmp), steps=5, world=world)
@@ -162,12 +171,15 @@ def test_every_trainer_has_the_shared_options():
     from explorer.cli import build_parser
 
     parser = build_parser()
-    train = next(a for a in parser._subparsers._group_actions[0].choices["train"]._actions
-                 if isinstance(a, argparse._SubParsersAction))
+    train = next(
+        a
+        for a in parser._subparsers._group_actions[0].choices["train"]._actions
+        if isinstance(a, argparse._SubParsersAction)
+    )
     trainers = {"srnn", "l2l", "transducer", "compression", "shapes3d"}
     assert trainers <= set(train.choices)
     for paper, sub in train.choices.items():
-        if paper not in trainers:   # bptt: no model of its own (its `train` says where to go)
+        if paper not in trainers:  # bptt: no model of its own (its `train` says where to go)
             continue
         opts = {o for a in sub._actions for o in a.option_strings}
         assert {"--minutes", "--resume", "--out", "--seed", "--device", "--threads"} <= opts, paper

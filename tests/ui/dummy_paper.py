@@ -1,12 +1,20 @@
 """A tiny paper used to test the shell's generic machinery (checkpoint bar, banner, workers)."""
+
 from __future__ import annotations
 
 from explorer.core.registry import PaperSpec
 
 SPEC = PaperSpec(
-    id="dummy", title="A dummy paper for tests", short_title="Dummy", authors="Nobody", year=2016,
-    link="https://example.org", summary="Used by the shell tests only.",
-    panel="tests.ui.dummy_paper:DummyPanel", cli=None, default_checkpoint="dummy.safetensors",
+    id="dummy",
+    title="A dummy paper for tests",
+    short_title="Dummy",
+    authors="Nobody",
+    year=2016,
+    link="https://example.org",
+    summary="Used by the shell tests only.",
+    panel="tests.ui.dummy_paper:DummyPanel",
+    cli=None,
+    default_checkpoint="dummy.safetensors",
     loader="tests.ui.dummy_paper:load",
 )
 
@@ -17,9 +25,9 @@ def build(cfg):
     return nn.Linear(cfg["n_in"], cfg["n_out"])
 
 
-LOAD_GATE = None          # a threading.Event the loader waits for (tests of loads that overlap)
-BUILD_TURNS: list = []     # what each build step of the last DummyPanel saw (tests of the staged build)
-CLASS_THREAD = None       # the thread that last made the DummyPanel class (its "module import")
+LOAD_GATE = None  # a threading.Event the loader waits for (tests of loads that overlap)
+BUILD_TURNS: list = []  # what each build step of the last DummyPanel saw (tests of the staged build)
+CLASS_THREAD = None  # the thread that last made the DummyPanel class (its "module import")
 
 
 def load(path, device):
@@ -37,8 +45,14 @@ def save(path, paper="dummy", n_in=3, seed=0):
 
     torch.manual_seed(seed)
     m = build({"n_in": n_in, "n_out": 2})
-    save_checkpoint(path, m.state_dict(), paper=paper, model_config={"n_in": n_in, "n_out": 2},
-                    metrics={"headline": "score", "score": 1.0}, data={"name": "none"})
+    save_checkpoint(
+        path,
+        m.state_dict(),
+        paper=paper,
+        model_config={"n_in": n_in, "n_out": 2},
+        metrics={"headline": "score", "score": 1.0},
+        data={"name": "none"},
+    )
     return m
 
 
@@ -67,7 +81,7 @@ def _make_panel_class():
             self.label = QLabel("no model")
             self.body.addWidget(self.label)
             self.demo_result = None
-            self.turn = 0                  # a test may count event-loop turns in here
+            self.turn = 0  # a test may count event-loop turns in here
 
         def build_steps(self):
             BUILD_TURNS.clear()

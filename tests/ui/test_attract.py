@@ -1,4 +1,5 @@
 """Attract mode: idle -> the tabs cycle with their demos; the first real touch hands the app to the visitor."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -32,7 +33,7 @@ def test_idle_app_cycles_its_tabs_and_runs_their_demos(make_window, tmp_path, mo
     assert w.statusBar().currentMessage() == STATUS
     qtbot.waitUntil(lambda: w.current_page().spec.id == "dummy2", timeout=5000)
     qtbot.waitUntil(lambda: w.current_page().spec.id == "dummy" and steps.count("dummy") >= 2, timeout=10000)
-    assert "dummy2" in steps or w.pages["dummy2"].panel is not None      # built on its first visit
+    assert "dummy2" in steps or w.pages["dummy2"].panel is not None  # built on its first visit
 
 
 def test_a_touch_stops_it_in_place_and_the_idle_clock_restarts(make_window, tmp_path, monkeypatch, qtbot):
@@ -41,7 +42,7 @@ def test_a_touch_stops_it_in_place_and_the_idle_clock_restarts(make_window, tmp_
     shown = w.current_page().spec.id
     QTest.keyClick(w.tabs, Qt.Key_Shift)
     assert not w.attract.active and w.current_page().spec.id == shown
-    qtbot.waitUntil(lambda: w.attract.active, timeout=5000)       # nobody again: it starts over
+    qtbot.waitUntil(lambda: w.attract.active, timeout=5000)  # nobody again: it starts over
 
 
 def test_events_the_app_makes_itself_do_not_count_as_a_touch(make_window, tmp_path, monkeypatch, qtbot):
@@ -51,9 +52,10 @@ def test_events_the_app_makes_itself_do_not_count_as_a_touch(make_window, tmp_pa
 
     w = _window(make_window, tmp_path, monkeypatch, qtbot, idle_s=0.3, dwell_s=5.0)
     qtbot.waitUntil(lambda: w.attract.active, timeout=5000)
-    ev = QMouseEvent(QEvent.MouseMove, QPointF(QPoint(5, 5)), QPointF(QPoint(5, 5)), Qt.NoButton, Qt.NoButton,
-                     Qt.NoModifier)
-    QApplication.sendEvent(w.tabs, ev)             # not spontaneous
+    ev = QMouseEvent(
+        QEvent.MouseMove, QPointF(QPoint(5, 5)), QPointF(QPoint(5, 5)), Qt.NoButton, Qt.NoButton, Qt.NoModifier
+    )
+    QApplication.sendEvent(w.tabs, ev)  # not spontaneous
     assert w.attract.active
 
 

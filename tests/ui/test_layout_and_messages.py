@@ -1,5 +1,6 @@
 """Issue 25 ("the booth"): where dialogs open, messages in words, log axes that can be read, tabs that scroll
 instead of squeezing their plots."""
+
 from __future__ import annotations
 
 import math
@@ -18,11 +19,11 @@ def test_checkpoint_dialog_starts_in_the_bundled_models_then_in_the_last_folder(
     from explorer.ui.dialogs import CHECKPOINT_KEY, checkpoint_folder, remember_folder
 
     settings = Settings(tmp_path / "settings.json")
-    assert Path(checkpoint_folder(settings)) == models_dir()           # the first time: not the home folder
+    assert Path(checkpoint_folder(settings)) == models_dir()  # the first time: not the home folder
     (tmp_path / "mine").mkdir()
     remember_folder(settings, CHECKPOINT_KEY, str(tmp_path / "mine" / "x.safetensors"))
-    assert Path(checkpoint_folder(settings)) == tmp_path / "mine"     # then where the last one came from
-    (tmp_path / "mine").rmdir()                                       # a folder that is gone: the models again
+    assert Path(checkpoint_folder(settings)) == tmp_path / "mine"  # then where the last one came from
+    (tmp_path / "mine").rmdir()  # a folder that is gone: the models again
     assert Path(checkpoint_folder(settings)) == models_dir()
 
 
@@ -47,8 +48,7 @@ def test_picture_and_sound_pickers_start_in_the_bundled_demo_inputs(tmp_path):
     assert Path(TransducerPanel.wav_start_folder(SimpleNamespace(context=ctx))) == tmp_path
 
 
-def test_the_open_checkpoint_dialog_of_a_tab_starts_in_the_models_folder(make_window, qtbot, tmp_path,
-                                                                         monkeypatch):
+def test_the_open_checkpoint_dialog_of_a_tab_starts_in_the_models_folder(make_window, qtbot, tmp_path, monkeypatch):
     from explorer.ui import main_window as mw
 
     monkeypatch.setenv("NIPS_EXPLORER_MODELS", str(tmp_path))
@@ -64,7 +64,7 @@ def test_the_open_checkpoint_dialog_of_a_tab_starts_in_the_models_folder(make_wi
 
     monkeypatch.setattr(mw.QFileDialog, "getOpenFileName", staticmethod(fake_dialog))
     with qtbot.waitSignal(page.panel.checkpoint_changed, timeout=30000):
-        w._open_checkpoint()                                      # File > Open checkpoint… (Ctrl+O)
+        w._open_checkpoint()  # File > Open checkpoint… (Ctrl+O)
     assert Path(seen["start"]) == tmp_path == models_dir()
     assert w.context.settings.get("last_checkpoint_dir") == str(tmp_path)
 
@@ -100,24 +100,33 @@ def test_a_tiny_picture_is_refused_in_words(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ log axes
-@pytest.mark.parametrize("lo,hi,px", [(-4, 0, 600), (-4.2, 0.3, 90), (-12, 12, 200), (0, 2.5, 400),
-                                      (0.05, 0.35, 300), (0.0, 0.02, 300)])
+@pytest.mark.parametrize(
+    "lo,hi,px", [(-4, 0, 600), (-4.2, 0.3, 90), (-12, 12, 200), (0, 2.5, 400), (0.05, 0.35, 300), (0.0, 0.02, 300)]
+)
 def test_log_axes_label_few_ticks_that_never_run_together(lo, hi, px):
     from explorer.ui.widgets.plots import LABEL_PX, log_ticks
 
     major, minor = log_ticks(lo, hi, px, LABEL_PX["h"])
     assert major, (lo, hi)
-    assert len(major) * LABEL_PX["h"] <= max(px, LABEL_PX["h"])      # every label has its room
+    assert len(major) * LABEL_PX["h"] <= max(px, LABEL_PX["h"])  # every label has its room
     assert all(lo - 1e-9 <= v <= hi + 1e-9 for v in major + minor)
-    if math.floor(hi) - math.ceil(lo) >= 1:                          # two decades or more: decades only
+    if math.floor(hi) - math.ceil(lo) >= 1:  # two decades or more: decades only
         assert all(abs(v - round(v)) < 1e-9 for v in major)
 
 
 def test_log_tick_labels_are_short_numbers():
     from explorer.ui.widgets.plots import format_power
 
-    assert [format_power(v) for v in (1e-5, 0.001, 0.02, 1, 100, 1000, 2e4, 1e6)] == \
-        ["10⁻⁵", "0.001", "0.02", "1", "100", "1000", "2·10⁴", "10⁶"]
+    assert [format_power(v) for v in (1e-5, 0.001, 0.02, 1, 100, 1000, 2e4, 1e6)] == [
+        "10⁻⁵",
+        "0.001",
+        "0.02",
+        "1",
+        "100",
+        "1000",
+        "2·10⁴",
+        "10⁶",
+    ]
 
 
 # ------------------------------------------------------------------------------------------------- layout
@@ -137,12 +146,12 @@ def test_a_small_window_scrolls_the_tab_and_never_squeezes_its_plots(make_panel,
         for p in plots:
             assert p.height() >= p.minimumHeight() > 100, (size, p.height())
         assert panel.height() >= least_height(panel, panel.width())
-        assert panel.height() >= page.scroll.viewport().height()       # it fills the window where it fits
+        assert panel.height() >= page.scroll.viewport().height()  # it fills the window where it fits
         # legends are rows above the plots, never boxes over the data
         assert not [it for p in plots for it in p.scene().items() if isinstance(it, pg.LegendItem)]
     w.resize(1024, 560)
     qtbot.wait(200)
-    assert page.scroll.verticalScrollBar().maximum() > 0                # too small: the tab scrolls
+    assert page.scroll.verticalScrollBar().maximum() > 0  # too small: the tab scrolls
     w.resize(1700, 1000)
     qtbot.wait(200)
-    assert page.scroll.verticalScrollBar().maximum() == 0               # big enough: no scroll bar
+    assert page.scroll.verticalScrollBar().maximum() == 0  # big enough: no scroll bar

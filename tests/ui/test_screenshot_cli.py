@@ -1,4 +1,5 @@
 """`nips-explorer screenshot` renders a real tab offscreen and writes a PNG that is not blank."""
+
 import os
 import subprocess
 import sys
@@ -22,9 +23,26 @@ def test_screenshot_png_not_blank(tmp_path):
     tab = _cheapest_tab()
     out = tmp_path / "shot.png"
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
-    r = subprocess.run([sys.executable, "-m", "explorer.cli", "screenshot", "--tab", tab, "--out", str(out),
-                        "--size", "1024x700", "--timeout", "240"],
-                       capture_output=True, text=True, timeout=400, env=env)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "explorer.cli",
+            "screenshot",
+            "--tab",
+            tab,
+            "--out",
+            str(out),
+            "--size",
+            "1024x700",
+            "--timeout",
+            "240",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=400,
+        env=env,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "Traceback" not in r.stderr, r.stderr
     img = QImage(str(out))
@@ -35,7 +53,22 @@ def test_screenshot_png_not_blank(tmp_path):
 
 def test_screenshot_bad_size_is_a_clear_error(tmp_path):
     tab = _cheapest_tab()
-    r = subprocess.run([sys.executable, "-m", "explorer.cli", "screenshot", "--tab", tab, "--out",
-                        str(tmp_path / "x.png"), "--size", "big"], capture_output=True, text=True, timeout=120,
-                       env=dict(os.environ, QT_QPA_PLATFORM="offscreen"))
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "explorer.cli",
+            "screenshot",
+            "--tab",
+            tab,
+            "--out",
+            str(tmp_path / "x.png"),
+            "--size",
+            "big",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, QT_QPA_PLATFORM="offscreen"),
+    )
     assert r.returncode == 2 and "--size must look like" in r.stderr and "Traceback" not in r.stderr

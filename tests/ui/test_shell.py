@@ -154,8 +154,12 @@ def _gen(token=None):
 def test_generator_tasks_deliver_partials(qtbot):
     runner = TaskRunner()
     got = {"p": [], "partial": [], "result": []}
-    runner.submit(_gen, on_progress=lambda f, m: got["p"].append(f), on_partial=got["partial"].append,
-                  on_result=got["result"].append)
+    runner.submit(
+        _gen,
+        on_progress=lambda f, m: got["p"].append(f),
+        on_partial=got["partial"].append,
+        on_result=got["result"].append,
+    )
     qtbot.waitUntil(lambda: got["result"] == ["done"], timeout=5000)
     assert got["p"] == [0.5] and got["partial"] == ["partial"]
     runner.shutdown()
@@ -171,7 +175,7 @@ def test_worker_exception_goes_to_banner_and_app_keeps_working(dummy_window, qtb
     panel.runner.submit(_boom)
     qtbot.waitUntil(lambda: panel.banner.isVisible(), timeout=5000)
     assert "kaboom" in panel.banner.message()
-    assert "ValueError" not in panel.banner.message()          # words for people; the class is in Details
+    assert "ValueError" not in panel.banner.message()  # words for people; the class is in Details
     assert panel.banner.details_button.isVisible() and "ValueError" in panel.banner._details
     results = []
     panel.runner.submit(_slow, 3, on_result=results.append)
@@ -215,8 +219,9 @@ def test_initial_checkpoint_option(make_window, qtbot, tmp_path, monkeypatch):
     dummy_paper.save(tmp_path / "dummy.safetensors", seed=0)
     dummy_paper.save(tmp_path / "mine.safetensors", seed=5)
     monkeypatch.setattr(mw, "all_specs", lambda: [dummy_paper.SPEC])
-    w = mw.MainWindow(AppContext(Settings(), "cpu"), initial_tab="dummy",
-                      initial_checkpoint=str(tmp_path / "mine.safetensors"))
+    w = mw.MainWindow(
+        AppContext(Settings(), "cpu"), initial_tab="dummy", initial_checkpoint=str(tmp_path / "mine.safetensors")
+    )
     qtbot.addWidget(w)
     w.show()
     page = w.pages["dummy"]
@@ -237,8 +242,8 @@ def test_a_tab_is_built_in_pieces_behind_its_placeholder(make_window, qtbot, tmp
     w = make_window(tab="dummy", specs=[dummy_paper.SPEC])
     page = w.pages["dummy"]
     page.ensure_built()
-    assert page.panel is None and page.placeholder.isVisible()     # nothing was built in this turn
-    ticker = QTimer(interval=0)                                     # counts event-loop turns
+    assert page.panel is None and page.placeholder.isVisible()  # nothing was built in this turn
+    ticker = QTimer(interval=0)  # counts event-loop turns
 
     def tick():
         p = page._pending or page.panel
@@ -249,9 +254,9 @@ def test_a_tab_is_built_in_pieces_behind_its_placeholder(make_window, qtbot, tmp
     ticker.start()
     qtbot.waitUntil(lambda: page.panel is not None and page.panel.demo_done, timeout=30000)
     ticker.stop()
-    assert dummy_paper.CLASS_THREAD is not threading.main_thread()   # the module import ran in a worker
+    assert dummy_paper.CLASS_THREAD is not threading.main_thread()  # the module import ran in a worker
     turns = [t for t, _ in dummy_paper.BUILD_TURNS]
-    assert len(turns) == 3 and len(set(turns)) == 3, turns           # one piece per turn
+    assert len(turns) == 3 and len(set(turns)) == 3, turns  # one piece per turn
     assert not any(visible for _, visible in dummy_paper.BUILD_TURNS)  # hidden while built
     assert page.panel.isVisible() and page.panel.model is not None
 
@@ -269,7 +274,7 @@ def test_a_replaced_checkpoint_load_still_starts_the_demo(make_window, qtbot, tm
     w = make_window(tab="dummy", specs=[dummy_paper.SPEC])
     page = w.show_tab("dummy")
     qtbot.waitUntil(lambda: page.panel is not None and page.panel.runner.is_busy("checkpoint"), timeout=30000)
-    page.open_checkpoint(str(tmp_path / "mine.safetensors"))       # replaces the bundled load
+    page.open_checkpoint(str(tmp_path / "mine.safetensors"))  # replaces the bundled load
     gate.set()
     qtbot.waitUntil(lambda: page.panel.demo_done, timeout=30000)
     assert page.panel.model_meta.name == "mine.safetensors" and page.panel.demo_result == 42

@@ -1,4 +1,5 @@
 """Open every registered tab in a separate process, wait for each default demo, and fail on any traceback."""
+
 import os
 import subprocess
 import sys
@@ -20,7 +21,8 @@ for pid, page in w.pages.items():
             break
         time.sleep(0.02)
     err = page.build_error or (page.panel.banner.message() if page.panel else "")
-    print(f"TAB {pid} built={page.panel is not None} done={page.panel is not None and page.panel.demo_done} error={err!r}", flush=True)
+    done = page.panel is not None and page.panel.demo_done
+    print(f"TAB {pid} built={page.panel is not None} done={done} error={err!r}", flush=True)
 ok = w.shutdown(10.0)
 w.close(); app.processEvents()
 print("SHUTDOWN", ok, flush=True)

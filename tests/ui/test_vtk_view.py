@@ -37,7 +37,7 @@ def test_vtk_work_waits_for_the_event_loop(qtbot):
     qtbot.addWidget(view)
     renders = []
     view.renderer.AddObserver("EndEvent", lambda *_: renders.append(1))
-    view.render()                          # not shown yet: nothing to do
+    view.render()  # not shown yet: nothing to do
     view.resize(120, 100)
     view.show()
     assert not view.initialized and not renders
@@ -46,11 +46,11 @@ def test_vtk_work_waits_for_the_event_loop(qtbot):
     n = len(renders)
     view.render()
     view.render()
-    assert len(renders) == n               # asked for, not done yet
+    assert len(renders) == n  # asked for, not done yet
     qtbot.waitUntil(lambda: len(renders) > n, timeout=10000)
     qtbot.wait(50)
-    assert len(renders) == n + 1           # two requests, one render
+    assert len(renders) == n + 1  # two requests, one render
     assert view.capture().shape[:2] == (view.height(), view.width())
     view.close_view()
-    view.render()                          # closed: nothing queued
+    view.render()  # closed: nothing queued
     view.close()

@@ -1,4 +1,5 @@
 """The runner's outcomes: every task ends with exactly one of result / error / cancelled, then on_finished."""
+
 from __future__ import annotations
 
 import threading
@@ -20,10 +21,12 @@ def runner():
 
 
 def _recorder(events, tag):
-    return dict(on_result=lambda v: events.append((tag, "result", v)),
-                on_error=lambda exc, tb: events.append((tag, "error", str(exc))),
-                on_cancelled=lambda: events.append((tag, "cancelled")),
-                on_finished=lambda: events.append((tag, "finished")))
+    return dict(
+        on_result=lambda v: events.append((tag, "result", v)),
+        on_error=lambda exc, tb: events.append((tag, "error", str(exc))),
+        on_cancelled=lambda: events.append((tag, "cancelled")),
+        on_finished=lambda: events.append((tag, "finished")),
+    )
 
 
 def _boom():
@@ -43,7 +46,7 @@ def test_error_then_finished(runner, qtbot):
     runner.submit(_boom, **_recorder(events, "a"))
     qtbot.waitUntil(lambda: ("a", "finished") in events, timeout=5000)
     assert events == [("a", "error", "kaboom"), ("a", "finished")]
-    assert runner.default_errors == []          # the task's own handler took it
+    assert runner.default_errors == []  # the task's own handler took it
 
 
 def test_cancel_gives_the_cancelled_outcome_once(runner, qtbot):
@@ -77,13 +80,13 @@ def test_latest_wins_cancels_the_replaced_tasks(runner, qtbot):
     assert [e[1:] for e in events if e[0] == 200] == [("cancelled",), ("finished",)]
     assert [e[1:] for e in events if e[0] == 5] == [("result", 5), ("finished",)]
     assert tasks[0].superseded and tasks[1].superseded and not tasks[2].superseded
-    assert not runner.latest_cancelled("slider")      # the newest one was not cancelled: it reported a result
+    assert not runner.latest_cancelled("slider")  # the newest one was not cancelled: it reported a result
 
 
 def test_a_result_that_arrives_after_the_cancel_counts_as_cancelled(runner, qtbot):
     events = []
     task = runner.submit(lambda: 1, **_recorder(events, "a"))
-    task.thread.join(5)                   # the worker has emitted its result; the GUI has not seen it yet
+    task.thread.join(5)  # the worker has emitted its result; the GUI has not seen it yet
     task.cancel()
     qtbot.waitUntil(lambda: ("a", "finished") in events, timeout=5000)
     assert events == [("a", "cancelled"), ("a", "finished")]
@@ -95,7 +98,7 @@ def test_an_error_after_the_cancel_counts_as_cancelled(runner, qtbot):
 
     def fails_late():
         go.wait(5)
-        raise OSError("device gone")      # e.g. a stream whose source was closed by the cancel
+        raise OSError("device gone")  # e.g. a stream whose source was closed by the cancel
 
     task = runner.submit(fails_late, **_recorder(events, "a"))
     task.cancel()
@@ -171,7 +174,7 @@ def test_tasks_run_on_qts_thread_pool(runner, qtbot):
     runner.submit(on_thread, on_result=seen.append)
     qtbot.waitUntil(lambda: bool(seen), timeout=5000)
     thread, name = seen[0]
-    assert thread != QThread.currentThread()                    # not the GUI thread
+    assert thread != QThread.currentThread()  # not the GUI thread
     assert name.startswith("explorer-worker-") and name.endswith("on_thread")
     pool = worker_pool()
     assert pool.maxThreadCount() >= 16

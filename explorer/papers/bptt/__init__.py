@@ -1,4 +1,5 @@
 """Memory-Efficient Backpropagation Through Time (Gruslys, Munos, Danihelka, Lanctot, Graves; NIPS 2016)."""
+
 from explorer.core.registry import PaperSpec
 
 SPEC = PaperSpec(

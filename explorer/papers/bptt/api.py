@@ -14,14 +14,15 @@ step, so neither the outputs ``[T, B, H]`` nor the read-out's activations ever e
 
 Tests and benchmarks can look inside with :func:`memory_probe`.
 """
+
 from __future__ import annotations
 
 import contextlib
 import functools
 import math
 import numbers
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -32,18 +33,25 @@ from .planner import MAX_SCHEDULE_ACTIONS, POLICIES, InfeasibleBudget, Plan, Pla
 from .replay import Replay, Step, needs_graph
 from .schedule import full_bptt_memory
 
-State = Union[torch.Tensor, Tuple[torch.Tensor, ...]]
-LossParams = Union[None, nn.Module, torch.Tensor, Iterable[Union[nn.Module, torch.Tensor]]]
+State = torch.Tensor | tuple[torch.Tensor, ...]
+LossParams = None | nn.Module | torch.Tensor | Iterable[nn.Module | torch.Tensor]
 EPS = 1e-9
 
 __all__ = ["checkpointed_rnn", "memory_probe", "plan_for", "CallRecord"]
 
 
 # --------------------------------------------------------------------------------------------- public API
-def checkpointed_rnn(cell: nn.Module, inputs: torch.Tensor, state: State, memory_fraction: Optional[float] = None,
-                     policy: str = "msm", memory: Optional[float] = None, *,
-                     step_loss: Optional[Callable[[torch.Tensor, int], torch.Tensor]] = None,
-                     loss_params: LossParams = None) -> Tuple[torch.Tensor, State]:
+def checkpointed_rnn(
+    cell: nn.Module,
+    inputs: torch.Tensor,
+    state: State,
+    memory_fraction: float | None = None,
+    policy: str = "msm",
+    memory: float | None = None,
+    *,
+    step_loss: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
+    loss_params: LossParams = None,
+) -> tuple[torch.Tensor, State]:
     """Run ``cell`` over ``inputs`` like a Python loop, storing only what a memory budget allows.
 
     Equivalent to::
@@ -177,8 +185,9 @@ def checkpointed_rnn(cell: nn.Module, inputs: torch.Tensor, state: State, memory
     wants_grad = torch.is_grad_enabled() and (inputs.requires_grad or params or any(s.requires_grad for s in states))
     if not wants_grad:
         return _plain(cell, inputs, states, is_tensor, step_loss)
-    spec = _Spec(cell, is_tensor, len(states), memory_fraction, memory, policy, inputs.requires_grad,
-                 list(_PROBES), step_loss)
+    spec = _Spec(
+        cell, is_tensor, len(states), memory_fraction, memory, policy, inputs.requires_grad, list(_PROBES), step_loss
+    )
     res = _CheckpointedRNN.apply(spec, inputs, *states, *params)
     outputs, final = res[0], tuple(res[1:])
     return outputs, (final[0] if is_tensor else final)
@@ -205,7 +214,7 @@ class CallRecord:
     forward_steps: int = 0
     loss_evaluations: int = 0
     bytes_after_forward: int = 0
-    bytes_after_backward: Optional[int] = None
+    bytes_after_backward: int | None = None
 
     @property
     def full_memory(self) -> float:
@@ -216,7 +225,7 @@ class CallRecord:
 def memory_probe():
     """Record every ``checkpointed_rnn`` call started inside the block as a :class:`CallRecord` (a test and
     benchmark hook: it adds saved-tensor hooks to every step, so it slows training down a little)."""
-    records: List[CallRecord] = []
+    records: list[CallRecord] = []
     _PROBES.append(records)
     try:
         yield records
@@ -224,8 +233,9 @@ def memory_probe():
         _PROBES.remove(records)
 
 
-def plan_for(length: int, alpha: float, memory_fraction: Optional[float] = None, policy: str = "msm",
-             memory: Optional[float] = None) -> Plan:
+def plan_for(
+    length: int, alpha: float, memory_fraction: float | None = None, policy: str = "msm", memory: float | None = None
+) -> Plan:
     """The plan ``checkpointed_rnn`` uses for a sequence length, an internal-state size ``alpha`` (in slots)
     and a budget (cached). Raises ``ValueError`` naming the smallest feasible budget when none fits."""
     if policy not in POLICIES:
@@ -235,14 +245,16 @@ def plan_for(length: int, alpha: float, memory_fraction: Optional[float] = None,
 
 
 # --------------------------------------------------------------------------------------------- budgets and plans
-_PROBES: List[List[CallRecord]] = []
+_PROBES: list[list[CallRecord]] = []
 
 
-def _check_budget_args(memory_fraction, memory) -> Tuple[Optional[float], Optional[float]]:
+def _check_budget_args(memory_fraction, memory) -> tuple[float | None, float | None]:
     """Exactly one positive finite budget, returned as floats."""
     if (memory_fraction is None) == (memory is None):
-        raise ValueError("give exactly one budget: memory_fraction (a fraction of full BPTT's memory) or memory "
-                         "(in slots of the size of the state)")
+        raise ValueError(
+            "give exactly one budget: memory_fraction (a fraction of full BPTT's memory) or memory "
+            "(in slots of the size of the state)"
+        )
     v = memory_fraction if memory is None else memory
     if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v <= 0:
         name = "memory_fraction" if memory is None else "memory"
@@ -256,24 +268,28 @@ def _planner(T: int, policy: str, alpha: float) -> Planner:
 
 
 @functools.lru_cache(maxsize=64)
-def _plan(T: int, policy: str, alpha: float, memory_fraction, memory) -> Tuple[Plan, List[bool]]:
+def _plan(T: int, policy: str, alpha: float, memory_fraction, memory) -> tuple[Plan, list[bool]]:
     full = full_bptt_memory(T, alpha)
     M = float(memory) if memory is not None else float(memory_fraction) * full
     asked = f"memory={M:.4g}" if memory is not None else f"memory_fraction={memory_fraction:.4g} ({M:.4g} slots)"
     if M < 1.0 - EPS:
-        raise ValueError(f"the budget {asked} is infeasible for T={T}: the smallest feasible budget is memory=1 "
-                         f"slot (the initial state), i.e. memory_fraction={1.0 / full:.4g} of full BPTT's "
-                         f"{full:.4g} slots")
+        raise ValueError(
+            f"the budget {asked} is infeasible for T={T}: the smallest feasible budget is memory=1 "
+            f"slot (the initial state), i.e. memory_fraction={1.0 / full:.4g} of full BPTT's "
+            f"{full:.4g} slots"
+        )
     planner = _planner(T, policy, alpha)
     if planner.cost(M) > MAX_SCHEDULE_ACTIONS:
         least = _least_listable(planner)
-        raise ValueError(f"the budget {asked} is infeasible for T={T} with policy {policy!r}: its plan needs "
-                         f"{planner.cost(M):,} forward steps, more than the {MAX_SCHEDULE_ACTIONS:,} this "
-                         f"implementation runs; the smallest feasible budget is memory={least:g} slots, i.e. "
-                         f"memory_fraction={least / full:.4g}")
+        raise ValueError(
+            f"the budget {asked} is infeasible for T={T} with policy {policy!r}: its plan needs "
+            f"{planner.cost(M):,} forward steps, more than the {MAX_SCHEDULE_ACTIONS:,} this "
+            f"implementation runs; the smallest feasible budget is memory={least:g} slots, i.e. "
+            f"memory_fraction={least / full:.4g}"
+        )
     try:
         plan = planner.plan(M)
-    except InfeasibleBudget as exc:   # pragma: no cover - excluded by the checks above
+    except InfeasibleBudget as exc:  # pragma: no cover - excluded by the checks above
         raise ValueError(str(exc)) from None
     return plan, needs_graph(plan.schedule.ops.tolist())
 
@@ -281,7 +297,7 @@ def _plan(T: int, policy: str, alpha: float, memory_fraction, memory) -> Tuple[P
 def _least_listable(planner: Planner) -> float:
     """The smallest budget on the planner's grid whose optimal cost is at most MAX_SCHEDULE_ACTIONS."""
     bud = planner.budgets()
-    lo, hi = 0, bud.size - 1           # the cost is non-increasing in the budget; at saturation it is <= 2T
+    lo, hi = 0, bud.size - 1  # the cost is non-increasing in the budget; at saturation it is <= 2T
     while lo < hi:
         mid = (lo + hi) // 2
         if planner.cost(float(bud[mid])) <= MAX_SCHEDULE_ACTIONS:
@@ -292,24 +308,27 @@ def _least_listable(planner: Planner) -> float:
 
 
 # --------------------------------------------------------------------------------------------- the cell
-def _call(cell: nn.Module, x: torch.Tensor, state: Tuple[torch.Tensor, ...], is_tensor: bool
-          ) -> Tuple[torch.Tensor, ...]:
+def _call(
+    cell: nn.Module, x: torch.Tensor, state: tuple[torch.Tensor, ...], is_tensor: bool
+) -> tuple[torch.Tensor, ...]:
     out = cell(x, state[0] if is_tensor else state)
     if torch.is_tensor(out):
         return (out,)
     return tuple(out)
 
 
-def _check_structure(out: Tuple, states: Tuple, is_tensor: bool) -> None:
+def _check_structure(out: tuple, states: tuple, is_tensor: bool) -> None:
     ok = len(out) == len(states) and all(torch.is_tensor(o) and o.shape == s.shape for o, s in zip(out, states))
     if not ok:
         got = ", ".join(f"{tuple(o.shape)}" if torch.is_tensor(o) else type(o).__name__ for o in out)
         want = ", ".join(f"{tuple(s.shape)}" for s in states)
-        raise ValueError(f"the cell must return a state like the one it is given ({want}"
-                         f"{'' if not is_tensor else ', a tensor'}), it returned ({got})")
+        raise ValueError(
+            f"the cell must return a state like the one it is given ({want}"
+            f"{'' if not is_tensor else ', a tensor'}), it returned ({got})"
+        )
 
 
-def _unique(tensors) -> Tuple[torch.Tensor, ...]:
+def _unique(tensors) -> tuple[torch.Tensor, ...]:
     seen, out = set(), []
     for t in tensors:
         if id(t) not in seen:
@@ -318,19 +337,20 @@ def _unique(tensors) -> Tuple[torch.Tensor, ...]:
     return tuple(out)
 
 
-def _loss_parameters(step_loss, loss_params: LossParams) -> List[torch.Tensor]:
+def _loss_parameters(step_loss, loss_params: LossParams) -> list[torch.Tensor]:
     """The tensors requiring grad named by ``loss_params`` (modules' parameters, tensors) and, when
     ``step_loss`` is a module, its own parameters."""
-    items: List = [step_loss] if isinstance(step_loss, nn.Module) else []
+    items: list = [step_loss] if isinstance(step_loss, nn.Module) else []
     if isinstance(loss_params, (nn.Module, torch.Tensor)):
         items.append(loss_params)
     elif loss_params is not None:
         try:
             items.extend(loss_params)
         except TypeError:
-            raise ValueError("loss_params must be an nn.Module, a tensor or an iterable of them, not "
-                             f"{type(loss_params).__name__}") from None
-    out: List[torch.Tensor] = []
+            raise ValueError(
+                f"loss_params must be an nn.Module, a tensor or an iterable of them, not {type(loss_params).__name__}"
+            ) from None
+    out: list[torch.Tensor] = []
     for it in items:
         if isinstance(it, nn.Module):
             out.extend(it.parameters())
@@ -343,8 +363,11 @@ def _loss_parameters(step_loss, loss_params: LossParams) -> List[torch.Tensor]:
 
 def _check_loss_value(loss) -> None:
     if not torch.is_tensor(loss) or loss.dim() != 0 or not (loss.is_floating_point() or loss.is_complex()):
-        got = (f"a tensor of shape {tuple(loss.shape)} and dtype {loss.dtype}" if torch.is_tensor(loss)
-               else type(loss).__name__)
+        got = (
+            f"a tensor of shape {tuple(loss.shape)} and dtype {loss.dtype}"
+            if torch.is_tensor(loss)
+            else type(loss).__name__
+        )
         raise ValueError(f"step_loss must return a scalar (0-dim) floating-point tensor, it returned {got}")
 
 
@@ -378,7 +401,7 @@ def _leaf(s: torch.Tensor) -> torch.Tensor:
     return t
 
 
-def _rng_snapshot(device: torch.device) -> List[torch.Tensor]:
+def _rng_snapshot(device: torch.device) -> list[torch.Tensor]:
     snaps = [torch.get_rng_state()]
     if device.type == "cuda":
         snaps.append(torch.cuda.get_rng_state(device))
@@ -412,8 +435,7 @@ def _sequence_nr() -> int:
         return (torch.zeros((), requires_grad=True) * 1).grad_fn._sequence_nr()
 
 
-def _check_closed(outs: Sequence[torch.Tensor], allowed: Sequence[torch.Tensor], first_seq: int,
-                  loss_of=None) -> None:
+def _check_closed(outs: Sequence[torch.Tensor], allowed: Sequence[torch.Tensor], first_seq: int, loss_of=None) -> None:
     """Refuse a step graph that reaches a tensor requiring grad other than the parameters, input and state
     (its gradient would be lost, and its graph freed after the first backward step). With ``loss_of`` (the step's
     output given to ``step_loss``) the graph is the loss's: the walk ends at that output."""
@@ -427,33 +449,41 @@ def _check_closed(outs: Sequence[torch.Tensor], allowed: Sequence[torch.Tensor],
             continue
         seen.add(id(fn))
         var = getattr(fn, "variable", None)
-        if var is not None:                       # AccumulateGrad: a leaf tensor
+        if var is not None:  # AccumulateGrad: a leaf tensor
             if id(var) in allowed_ids:
                 continue
             if loss_of is None:
-                raise ValueError(f"the cell uses a tensor of shape {tuple(var.shape)} that requires grad but is "
-                                 "none of its parameters, the input or the state; register it in the cell "
-                                 "(nn.Parameter) or pass it in through the inputs")
-            raise ValueError(f"step_loss uses a tensor of shape {tuple(var.shape)} that requires grad but is "
-                             "none of the parameters of loss_params or of the cell; pass the module (or the "
-                             "tensor) that holds it as loss_params, so that it receives its gradient")
+                raise ValueError(
+                    f"the cell uses a tensor of shape {tuple(var.shape)} that requires grad but is "
+                    "none of its parameters, the input or the state; register it in the cell "
+                    "(nn.Parameter) or pass it in through the inputs"
+                )
+            raise ValueError(
+                f"step_loss uses a tensor of shape {tuple(var.shape)} that requires grad but is "
+                "none of the parameters of loss_params or of the cell; pass the module (or the "
+                "tensor) that holds it as loss_params, so that it receives its gradient"
+            )
         if fn._sequence_nr() < first_seq:
             if loss_of is None:
-                raise ValueError(f"the cell uses a tensor computed outside it that requires grad ({fn.name()}); "
-                                 "compute it inside the cell or pass it in through the inputs")
-            raise ValueError(f"step_loss uses a tensor computed outside it that requires grad ({fn.name()}) "
-                             "other than the step's output; compute it inside step_loss (from parameters "
-                             "given as loss_params)")
+                raise ValueError(
+                    f"the cell uses a tensor computed outside it that requires grad ({fn.name()}); "
+                    "compute it inside the cell or pass it in through the inputs"
+                )
+            raise ValueError(
+                f"step_loss uses a tensor computed outside it that requires grad ({fn.name()}) "
+                "other than the step's output; compute it inside step_loss (from parameters "
+                "given as loss_params)"
+            )
         todo.extend(nxt for nxt, _ in fn.next_functions if nxt is not None)
 
 
 # --------------------------------------------------------------------------------------------- the function
 class _Spec:
-    __slots__ = ("cell", "is_tensor", "n_state", "memory_fraction", "memory", "policy", "x_grad", "probes",
-                 "step_loss")
+    __slots__ = ("cell", "is_tensor", "n_state", "memory_fraction", "memory", "policy", "x_grad", "probes", "step_loss")
 
-    def __init__(self, cell, is_tensor, n_state, memory_fraction, memory, policy, x_grad, probes,
-                 step_loss=None) -> None:
+    def __init__(
+        self, cell, is_tensor, n_state, memory_fraction, memory, policy, x_grad, probes, step_loss=None
+    ) -> None:
         self.cell, self.is_tensor, self.n_state = cell, is_tensor, n_state
         self.memory_fraction, self.memory, self.policy = memory_fraction, memory, policy
         self.x_grad, self.probes, self.step_loss = x_grad, probes, step_loss
@@ -462,30 +492,30 @@ class _Spec:
 class _Run:
     """The state of one call between its forward and its backward."""
 
-    def __init__(self, spec: _Spec, xs: torch.Tensor, params: Tuple[torch.Tensor, ...]) -> None:
+    def __init__(self, spec: _Spec, xs: torch.Tensor, params: tuple[torch.Tensor, ...]) -> None:
         self.spec = spec
-        self.xs = xs                                  # detached inputs
+        self.xs = xs  # detached inputs
         self.params = params
         self.tracker = MemoryTracker(list(params) + [xs])
         self.hooks = self.tracker.hooks() if spec.probes else contextlib.nullcontext()
         self.amp = _autocast_state(xs.device.type)
-        self.record: Optional[CallRecord] = None
+        self.record: CallRecord | None = None
         self.calls = 0
-        self.replay: Optional[Replay] = None
+        self.replay: Replay | None = None
         self.forward_phase = True
-        self.outputs: Optional[torch.Tensor] = None
-        self.final: Optional[Tuple] = None
-        self.first: Optional[Step] = None
-        self.carry: List[Optional[torch.Tensor]] = []
-        self.grad_outputs: Optional[torch.Tensor] = None
-        self.grad_inputs: Optional[torch.Tensor] = None
-        self.acc: List[Optional[torch.Tensor]] = [None] * len(params)
-        self.loss_total: Optional[torch.Tensor] = None   # with step_loss: the sum of the steps' losses so far
-        self.next_loss = 1                               # the step whose loss value is added next
-        self.grad_loss: Optional[torch.Tensor] = None    # with step_loss: d(result)/d(each step's loss)
+        self.outputs: torch.Tensor | None = None
+        self.final: tuple | None = None
+        self.first: Step | None = None
+        self.carry: list[torch.Tensor | None] = []
+        self.grad_outputs: torch.Tensor | None = None
+        self.grad_inputs: torch.Tensor | None = None
+        self.acc: list[torch.Tensor | None] = [None] * len(params)
+        self.loss_total: torch.Tensor | None = None  # with step_loss: the sum of the steps' losses so far
+        self.next_loss = 1  # the step whose loss value is added next
+        self.grad_loss: torch.Tensor | None = None  # with step_loss: d(result)/d(each step's loss)
         self.loss_calls = 0
 
-    def __del__(self) -> None:            # dropped without backward: tell the tracker
+    def __del__(self) -> None:  # dropped without backward: tell the tracker
         try:
             if self.replay is not None:
                 self.replay.release()
@@ -493,7 +523,7 @@ class _Run:
             pass
 
     # ---- steps
-    def step(self, k: int, state: Tuple, graph: bool) -> Step:
+    def step(self, k: int, state: tuple, graph: bool) -> Step:
         spec = self.spec
         self.calls += 1
         x = self.xs[k - 1]
@@ -506,7 +536,7 @@ class _Run:
             out = _call(spec.cell, xl, leaves, spec.is_tensor)
         return Step(k, out, leaves, xl if spec.x_grad else None)
 
-    def _first_step(self, h0: Tuple) -> Tuple[Step, float, int]:
+    def _first_step(self, h0: tuple) -> tuple[Step, float, int]:
         """Step 1 with its graph: the cell's structure, determinism and closure are checked, alpha measured."""
         spec = self.spec
         device = self.xs.device
@@ -520,9 +550,11 @@ class _Run:
         self.calls += 1
         _check_structure(out, h0, spec.is_tensor)
         if any(not torch.equal(a, b) for a, b in zip(rng, _rng_snapshot(device))):
-            raise ValueError("the cell draws random numbers (dropout in training mode?); checkpointed_rnn "
-                             "computes steps again during backward, so the cell must be deterministic: call "
-                             "cell.eval() or apply a dropout mask drawn outside the cell")
+            raise ValueError(
+                "the cell draws random numbers (dropout in training mode?); checkpointed_rnn "
+                "computes steps again during backward, so the cell must be deterministic: call "
+                "cell.eval() or apply a dropout mask drawn outside the cell"
+            )
         _check_closed(out, list(self.params) + list(leaves) + ([xl] if spec.x_grad else []), first_seq)
         self.tracker.add(out)
         internal = self.tracker.current - before
@@ -531,10 +563,10 @@ class _Run:
         alpha = max(1.0, internal / max(1, state_bytes))
         return Step(1, out, leaves, xl if spec.x_grad else None), alpha, state_bytes
 
-    def _forward_action(self, k: int, state: Tuple, graph: bool) -> Step:
+    def _forward_action(self, k: int, state: tuple, graph: bool) -> Step:
         if k == 1 and self.first is not None:
             st, self.first = self.first, None
-            if not graph:            # the plan does not keep step 1's graph: drop it
+            if not graph:  # the plan does not keep step 1's graph: drop it
                 st = Step(1, tuple(o.detach() for o in st.out))
         else:
             st = self.step(k, state, graph)
@@ -564,9 +596,11 @@ class _Run:
                 loss = fn(leaf, 0)
             _check_loss_value(loss)
             if any(not torch.equal(a, b) for a, b in zip(rng, _rng_snapshot(self.xs.device))):
-                raise ValueError("step_loss draws random numbers (dropout in training mode?); checkpointed_rnn "
-                                 "computes it again during backward, so it must be deterministic: call .eval() on "
-                                 "its modules or apply a dropout mask drawn outside")
+                raise ValueError(
+                    "step_loss draws random numbers (dropout in training mode?); checkpointed_rnn "
+                    "computes it again during backward, so it must be deterministic: call .eval() on "
+                    "its modules or apply a dropout mask drawn outside"
+                )
             _check_closed([loss], list(self.params) + [leaf], first_seq, loss_of=leaf)
             value = loss.detach()
             del loss, leaf
@@ -577,7 +611,7 @@ class _Run:
         self.next_loss += 1
 
     # ---- forward
-    def forward(self, h0: Tuple) -> Tuple[torch.Tensor, Tuple]:
+    def forward(self, h0: tuple) -> tuple[torch.Tensor, tuple]:
         spec = self.spec
         T = self.xs.shape[0]
         first, alpha, state_bytes = self._first_step(h0)
@@ -592,8 +626,9 @@ class _Run:
             del o
         self.first = first
         del first
-        self.replay = Replay(plan.schedule, h0, self._forward_action, self._backward_action,
-                             tracker=self.tracker, need=need)
+        self.replay = Replay(
+            plan.schedule, h0, self._forward_action, self._backward_action, tracker=self.tracker, need=need
+        )
         self.replay.run(stop_before_backward=True)
         self.forward_phase = False
         if self.record is not None:
@@ -628,8 +663,9 @@ class _Run:
             with torch.enable_grad(), _autocast(self.amp), self.hooks:
                 loss = self.spec.step_loss(o0, k - 1)
             self.loss_calls += 1
-            _check_closed([loss], list(self.params) + [leaf for leaf in leaves if leaf is not None], first_seq,
-                          loss_of=o0)
+            _check_closed(
+                [loss], list(self.params) + [leaf for leaf in leaves if leaf is not None], first_seq, loss_of=o0
+            )
             if loss.requires_grad:
                 outs.append(loss)
                 grads.append(self.grad_loss)
@@ -651,13 +687,13 @@ class _Run:
                 if self.grad_inputs is None:
                     self.grad_inputs = torch.zeros_like(self.xs)
                 self.grad_inputs[k - 1].copy_(gx)
-        for i, g in enumerate(res[len(targets) - len(self.params):]):
+        for i, g in enumerate(res[len(targets) - len(self.params) :]):
             if g is not None:
                 if self.acc[i] is None:
                     self.acc[i] = torch.zeros_like(self.params[i])
                 self.acc[i].add_(g)
 
-    def backward(self, grad_result: Optional[torch.Tensor], grad_final: Sequence[Optional[torch.Tensor]]):
+    def backward(self, grad_result: torch.Tensor | None, grad_final: Sequence[torch.Tensor | None]):
         if self.spec.step_loss is not None:
             self.grad_loss = grad_result
         else:
@@ -690,7 +726,7 @@ class _CheckpointedRNN(torch.autograd.Function):
             run.record.forward_steps = run.calls
             run.record.loss_evaluations = run.loss_calls
         ctx.run = run
-        ctx.save_for_backward(inputs)       # for autograd's in-place modification check only
+        ctx.save_for_backward(inputs)  # for autograd's in-place modification check only
         return (result, *final)
 
     @staticmethod
@@ -698,13 +734,14 @@ class _CheckpointedRNN(torch.autograd.Function):
     def backward(ctx, grad_result, *grad_final):
         run = ctx.run
         if run is None:
-            raise RuntimeError("checkpointed_rnn's backward can run only once per forward (retain_graph is not "
-                               "supported)")
+            raise RuntimeError(
+                "checkpointed_rnn's backward can run only once per forward (retain_graph is not supported)"
+            )
         ctx.run = None
-        ctx.saved_tensors                   # raises if inputs were modified in place since forward
+        _ = ctx.saved_tensors  # raises if inputs were modified in place since forward
         grad_inputs, grad_h0, grad_params = run.backward(grad_result, grad_final)
         spec = run.spec
-        grad_h0 = [g if need else None for g, need in zip(grad_h0, ctx.needs_input_grad[2:2 + spec.n_state])]
+        grad_h0 = [g if need else None for g, need in zip(grad_h0, ctx.needs_input_grad[2 : 2 + spec.n_state])]
         if not ctx.needs_input_grad[1]:
             grad_inputs = None
         return (None, grad_inputs, *grad_h0, *grad_params)

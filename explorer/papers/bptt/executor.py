@@ -14,12 +14,13 @@ state the executor stores, is counted once per underlying storage while it is al
 the loss weights g are excluded: all methods hold them anyway). On CUDA ``torch.cuda.max_memory_allocated``
 is reported as well.
 """
+
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -43,12 +44,13 @@ class Core(nn.Module):
         self.cell = nn.LSTMCell(input_size, hidden) if kind == "lstm" else nn.GRUCell(input_size, hidden)
         self.calls = 0
 
-    def initial_state(self, batch: int, generator: torch.Generator, dtype, device) -> Tuple[torch.Tensor, ...]:
+    def initial_state(self, batch: int, generator: torch.Generator, dtype, device) -> tuple[torch.Tensor, ...]:
         n = 2 if self.kind == "lstm" else 1
-        return tuple((0.5 * torch.randn(batch, self.hidden, generator=generator, dtype=dtype)).to(device)
-                     for _ in range(n))
+        return tuple(
+            (0.5 * torch.randn(batch, self.hidden, generator=generator, dtype=dtype)).to(device) for _ in range(n)
+        )
 
-    def forward(self, x: torch.Tensor, state: Tuple[torch.Tensor, ...]) -> Tuple[torch.Tensor, ...]:
+    def forward(self, x: torch.Tensor, state: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
         self.calls += 1
         if self.kind == "lstm":
             h, c = self.cell(x, (state[0], state[1]))
@@ -59,32 +61,40 @@ class Core(nn.Module):
 @dataclass
 class Problem:
     core: Core
-    xs: torch.Tensor          # (T, batch, input)
-    gs: torch.Tensor          # (T, batch, hidden): dL/dh_k of the per-step loss
-    h0: Tuple[torch.Tensor, ...]
+    xs: torch.Tensor  # (T, batch, input)
+    gs: torch.Tensor  # (T, batch, hidden): dL/dh_k of the per-step loss
+    h0: tuple[torch.Tensor, ...]
 
     @property
     def length(self) -> int:
         return int(self.xs.shape[0])
 
 
-def make_problem(kind: str = "lstm", length: int = 100, hidden: int = 64, batch: int = 8, input_size: int = 32,
-                 dtype=torch.float32, device="cpu", seed: int = 0) -> Problem:
+def make_problem(
+    kind: str = "lstm",
+    length: int = 100,
+    hidden: int = 64,
+    batch: int = 8,
+    input_size: int = 32,
+    dtype=torch.float32,
+    device="cpu",
+    seed: int = 0,
+) -> Problem:
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     core = Core(kind, input_size, hidden)
     with torch.no_grad():
         for p in core.parameters():
-            p.copy_(torch.empty_like(p).uniform_(-1.0, 1.0, generator=gen) / hidden ** 0.5)
+            p.copy_(torch.empty_like(p).uniform_(-1.0, 1.0, generator=gen) / hidden**0.5)
     core = core.to(device=device, dtype=dtype)
     xs = torch.randn(length, batch, input_size, generator=gen, dtype=dtype).to(device)
-    gs = (torch.randn(length, batch, hidden, generator=gen, dtype=dtype) / length ** 0.5).to(device)
+    gs = (torch.randn(length, batch, hidden, generator=gen, dtype=dtype) / length**0.5).to(device)
     h0 = core.initial_state(batch, gen, dtype, device)
     return Problem(core, xs, gs, h0)
 
 
 # --------------------------------------------------------------------------------------------- accounting
-def _key(t: torch.Tensor) -> Tuple[int, int]:
+def _key(t: torch.Tensor) -> tuple[int, int]:
     st = t.untyped_storage()
     return st.data_ptr(), st.nbytes()
 
@@ -92,7 +102,7 @@ def _key(t: torch.Tensor) -> Tuple[int, int]:
 class _Packed:
     __slots__ = ("tensor", "tracker", "key")
 
-    def __init__(self, tensor: torch.Tensor, tracker: "MemoryTracker", key) -> None:
+    def __init__(self, tensor: torch.Tensor, tracker: MemoryTracker, key) -> None:
         self.tensor = tensor
         self.tracker = tracker
         self.key = key
@@ -109,7 +119,7 @@ class MemoryTracker:
 
     def __init__(self, exclude: Sequence[torch.Tensor] = ()) -> None:
         self._excluded = {_key(t)[0] for t in exclude}
-        self._live: Dict[Tuple[int, int], int] = {}
+        self._live: dict[tuple[int, int], int] = {}
         self.current = 0
         self.peak = 0
         self.packs = 0
@@ -149,7 +159,7 @@ class MemoryTracker:
                 return t
             self.packs += 1
             self._hold(k)
-            return _Packed(t.detach(), self, k)   # detached: a saved output would make a cycle
+            return _Packed(t.detach(), self, k)  # detached: a saved output would make a cycle
 
         def unpack(obj):
             return obj.tensor if isinstance(obj, _Packed) else obj
@@ -157,11 +167,11 @@ class MemoryTracker:
         return torch.autograd.graph.saved_tensors_hooks(pack, unpack)
 
 
-def _exclusions(pb: Problem) -> List[torch.Tensor]:
+def _exclusions(pb: Problem) -> list[torch.Tensor]:
     return list(pb.core.parameters()) + [pb.xs, pb.gs]
 
 
-def measure_alpha(pb: Problem) -> Dict[str, float]:
+def measure_alpha(pb: Problem) -> dict[str, float]:
     """alpha = bytes of one step's internal state (its saved activations and outputs) / bytes of a hidden state."""
     tr = MemoryTracker(_exclusions(pb))
     leaves = tuple(s.detach().clone().requires_grad_(True) for s in pb.h0)
@@ -178,13 +188,13 @@ def measure_alpha(pb: Problem) -> Dict[str, float]:
 @dataclass
 class RunResult:
     method: str
-    grads: Dict[str, torch.Tensor]
-    grad_h0: Tuple[torch.Tensor, ...]
+    grads: dict[str, torch.Tensor]
+    grad_h0: tuple[torch.Tensor, ...]
     forward_steps: int
     peak_bytes: int
     seconds: float
-    cuda_peak_bytes: Optional[int] = None
-    info: Dict = field(default_factory=dict)
+    cuda_peak_bytes: int | None = None
+    info: dict = field(default_factory=dict)
 
 
 def _cuda_reset(device) -> None:
@@ -193,7 +203,7 @@ def _cuda_reset(device) -> None:
         torch.cuda.reset_peak_memory_stats()
 
 
-def _cuda_peak(device, base: int) -> Optional[int]:
+def _cuda_peak(device, base: int) -> int | None:
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize()
         return int(torch.cuda.max_memory_allocated() - base)
@@ -214,7 +224,7 @@ def run_schedule(pb: Problem, schedule: Schedule, token=None, progress=None) -> 
     _cuda_reset(device)
     core.calls = 0
     acc = [torch.zeros_like(p) for p in params]
-    carry: List[Optional[Tuple[torch.Tensor, ...]]] = [None]
+    carry: list[tuple[torch.Tensor, ...] | None] = [None]
     hooks = tr.hooks()
 
     def forward(k: int, state, graph: bool) -> Step:
@@ -233,8 +243,8 @@ def run_schedule(pb: Problem, schedule: Schedule, token=None, progress=None) -> 
         for j in range(1, len(step.out)):
             grad_out.append(c[j] if c is not None else torch.zeros_like(step.out[j]))
         res = torch.autograd.grad(step.out, list(step.leaves) + params, grad_outputs=grad_out, allow_unused=True)
-        carry[0] = tuple(r.detach() for r in res[:len(step.leaves)])
-        for a, g in zip(acc, res[len(step.leaves):]):
+        carry[0] = tuple(r.detach() for r in res[: len(step.leaves)])
+        for a, g in zip(acc, res[len(step.leaves) :]):
             if g is not None:
                 a.add_(g)
 
@@ -243,8 +253,9 @@ def run_schedule(pb: Problem, schedule: Schedule, token=None, progress=None) -> 
     replay.run(token=token, progress=progress)
     seconds = time.perf_counter() - t0
     cuda = _cuda_peak(device, base)
-    result = RunResult("schedule", dict(zip(names, acc)), carry[0], core.calls, tr.peak, seconds, cuda,
-                       {"actions": len(schedule)})
+    result = RunResult(
+        "schedule", dict(zip(names, acc)), carry[0], core.calls, tr.peak, seconds, cuda, {"actions": len(schedule)}
+    )
     replay.release()
     return result
 
@@ -271,8 +282,9 @@ def full_bptt(pb: Problem) -> RunResult:
     grads = torch.autograd.grad(loss, params + list(h0))
     seconds = time.perf_counter() - t0
     cuda = _cuda_peak(device, base)
-    return RunResult("full", dict(zip(names, grads[:len(params)])), tuple(grads[len(params):]), core.calls,
-                     tr.peak, seconds, cuda)
+    return RunResult(
+        "full", dict(zip(names, grads[: len(params)])), tuple(grads[len(params) :]), core.calls, tr.peak, seconds, cuda
+    )
 
 
 def uniform_checkpoint(pb: Problem, segments: int) -> RunResult:
@@ -312,14 +324,22 @@ def uniform_checkpoint(pb: Problem, segments: int) -> RunResult:
         for p_ in params:
             p_.grad = None
         packs_forward = tr.packs
-        total.backward()       # reentrant checkpointing does not support autograd.grad
+        total.backward()  # reentrant checkpointing does not support autograd.grad
     seconds = time.perf_counter() - t0
     cuda = _cuda_peak(device, base)
     grads = {n: p_.grad.detach().clone() for n, p_ in zip(names, params)}
     for p_ in params:
         p_.grad = None
-    return RunResult("checkpoint", grads, tuple(s.grad for s in h0), core.calls, tr.peak, seconds, cuda,
-                     {"segments": segments, "packs_forward": packs_forward, "packs_total": tr.packs})
+    return RunResult(
+        "checkpoint",
+        grads,
+        tuple(s.grad for s in h0),
+        core.calls,
+        tr.peak,
+        seconds,
+        cuda,
+        {"segments": segments, "packs_forward": packs_forward, "packs_total": tr.packs},
+    )
 
 
 def max_abs_diff(a: RunResult, b: RunResult) -> float:

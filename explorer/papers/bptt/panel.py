@@ -6,17 +6,31 @@ the summary). A real run executes the plan on an LSTM/GRU cell next to full BPTT
 shows the cost model's memory and time beside the measured ones (:class:`ModelVsMeasured`); it is offered while
 T x hidden keeps full BPTT's activations moderate. torch is imported inside the worker functions only.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Dict, Optional
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, QSize, Qt, QTimer
 from PySide6.QtGui import QColor, QFontMetrics, QPainter, QPen
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QFrame, QGroupBox, QHBoxLayout,
-                               QLabel, QPushButton, QScrollArea, QSlider, QSpinBox, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QFrame,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QScrollArea,
+    QSlider,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
 
 from explorer.ui.panel_base import PaperPanel
 from explorer.ui.widgets.fit_scroll import shrinkable
@@ -24,27 +38,27 @@ from explorer.ui.widgets.plots import log_plot_widget, set_title, with_legend
 from explorer.ui.widgets.task_bar import TaskBar
 
 from .planner import MAX_SCHEDULE_ACTIONS, POLICIES, InfeasibleBudget, Planner, time_ratio
-from .schedule import B, F, SH, SI, full_bptt_memory
+from .schedule import SH, SI, B, F, full_bptt_memory
 
 COLORS = {"hsm": (40, 90, 220), "ism": (240, 150, 20), "msm": (30, 160, 70)}
 LABELS = {"hsm": "HSM (hidden states)", "ism": "ISM (internal states)", "msm": "MSM (mixed)"}
 SCHED_TITLE = "The schedule"
 MEM_TITLE = "Memory occupancy"
-PLAN_MAX_T = 10000        # the length spin box's top: every policy, MSM included, is planned up to here
+PLAN_MAX_T = 10000  # the length spin box's top: every policy, MSM included, is planned up to here
 # A real run also runs full BPTT (the gradient check and the measured baseline), which keeps every step's
 # activations: about 224 bytes per step and hidden unit for nn.LSTMCell with batch 8 (measured: 115 MB at T=2000
 # and 573 MB at T=10000, hidden 256; that run took 55 s on a shared CPU for full BPTT, the plan and
 # torch.utils.checkpoint). The run is offered while T x hidden stays under this.
-RUN_MAX_T_X_HIDDEN = 1_280_000      # T=5000 at hidden 256, T=10000 at hidden 128 (about 300 MB for full BPTT)
+RUN_MAX_T_X_HIDDEN = 1_280_000  # T=5000 at hidden 256, T=10000 at hidden 128 (about 300 MB for full BPTT)
 SLIDER_STEPS = 1000
 PAPER_POINT = (0.05, 4.0 / 3.0)
 CONTROLS_W = 330
-MAX_MARKERS = 20000       # store markers drawn per kind (evenly thinned beyond)
+MAX_MARKERS = 20000  # store markers drawn per kind (evenly thinned beyond)
 PLOT_MIN_H = {"cost": 170, "sched": 130, "mem": 140}
 
 
 # ----------------------------------------------------------------------------------------- worker functions
-def compute_curves(length: int, alpha: float, token=None, progress=None) -> Dict:
+def compute_curves(length: int, alpha: float, token=None, progress=None) -> dict:
     """Planners and cost curves of the three policies for one (T, alpha)."""
     out = {"length": length, "alpha": alpha, "planners": {}, "curves": {}, "notes": []}
     for policy in POLICIES:
@@ -53,7 +67,7 @@ def compute_curves(length: int, alpha: float, token=None, progress=None) -> Dict
         if policy == "msm":
             try:
                 pl.build(progress=progress, token=token)
-            except InfeasibleBudget as exc:       # a table too large for memory: the other policies are shown
+            except InfeasibleBudget as exc:  # a table too large for memory: the other policies are shown
                 out["notes"].append(f"MSM is not computed: {exc}")
                 continue
         out["planners"][policy] = pl
@@ -61,7 +75,7 @@ def compute_curves(length: int, alpha: float, token=None, progress=None) -> Dict
     return out
 
 
-def compute_plan(planner: Planner, memory: float, token=None) -> Dict:
+def compute_plan(planner: Planner, memory: float, token=None) -> dict:
     plan = planner.plan(memory, token=token)
     sched = plan.schedule
     return {"plan": plan, "occupancy": sched.occupancy(), "policy": planner.policy, "memory": memory}
@@ -77,8 +91,17 @@ def run_allowed(length: int, hidden: int) -> bool:
     return length * hidden <= RUN_MAX_T_X_HIDDEN
 
 
-def run_real(kind: str, length: int, hidden: int, policy: str, fraction: float, device=None, token=None,
-             progress=None, backward_ratio: float = 2.0) -> Dict:
+def run_real(
+    kind: str,
+    length: int,
+    hidden: int,
+    policy: str,
+    fraction: float,
+    device=None,
+    token=None,
+    progress=None,
+    backward_ratio: float = 2.0,
+) -> dict:
     """Plan for the core's own alpha at the same fraction of full BPTT's memory, run it, compare.
 
     Besides the raw figures it returns the model's and the measured memory and time, each relative to full BPTT
@@ -101,25 +124,46 @@ def run_real(kind: str, length: int, hidden: int, policy: str, fraction: float, 
     progress(0.05, "full BPTT")
     ref = full_bptt(pb)
     token.check()
-    res = run_schedule(pb, plan.schedule, token=token,
-                       progress=lambda f, m="": progress(0.1 + 0.7 * (f or 0), f"planned schedule: {m}"))
+    res = run_schedule(
+        pb,
+        plan.schedule,
+        token=token,
+        progress=lambda f, m="": progress(0.1 + 0.7 * (f or 0), f"planned schedule: {m}"),
+    )
     progress(0.85, "torch.utils.checkpoint at the same memory")
     S = _segments_for(res.peak_bytes, length, a["alpha"], a["state_bytes"])
     ck = uniform_checkpoint(pb, S)
     progress(1.0, "done")
     return {
-        "kind": kind, "length": length, "hidden": hidden, "alpha": a["alpha"], "policy": plan.policy,
-        "memory": memory, "fraction": fraction, "cost": plan.cost, "forward_steps": res.forward_steps,
-        "grad_diff": max_abs_diff(res, ref), "ck_grad_diff": max_abs_diff(ck, ref),
-        "predicted_bytes": plan.peak_memory * a["state_bytes"], "register_bytes": a["internal_bytes"],
-        "peak_bytes": res.peak_bytes, "full_bytes": ref.peak_bytes, "seconds": res.seconds,
-        "full_seconds": ref.seconds, "ck_segments": S, "ck_bytes": ck.peak_bytes, "ck_seconds": ck.seconds,
-        "ck_forward": ck.forward_steps, "model_ratio": time_ratio(plan.cost, length, backward_ratio),
-        "backward_ratio": backward_ratio, "device": str(device),
+        "kind": kind,
+        "length": length,
+        "hidden": hidden,
+        "alpha": a["alpha"],
+        "policy": plan.policy,
+        "memory": memory,
+        "fraction": fraction,
+        "cost": plan.cost,
+        "forward_steps": res.forward_steps,
+        "grad_diff": max_abs_diff(res, ref),
+        "ck_grad_diff": max_abs_diff(ck, ref),
+        "predicted_bytes": plan.peak_memory * a["state_bytes"],
+        "register_bytes": a["internal_bytes"],
+        "peak_bytes": res.peak_bytes,
+        "full_bytes": ref.peak_bytes,
+        "seconds": res.seconds,
+        "full_seconds": ref.seconds,
+        "ck_segments": S,
+        "ck_bytes": ck.peak_bytes,
+        "ck_seconds": ck.seconds,
+        "ck_forward": ck.forward_steps,
+        "model_ratio": time_ratio(plan.cost, length, backward_ratio),
+        "backward_ratio": backward_ratio,
+        "device": str(device),
         "model_memory_fraction": (plan.peak_memory + a["alpha"]) / (full_units + a["alpha"]),
         "measured_memory_fraction": res.peak_bytes / ref.peak_bytes,
         "measured_time_ratio": res.seconds / ref.seconds,
-        "ck_memory_fraction": ck.peak_bytes / ref.peak_bytes, "ck_time_ratio": ck.seconds / ref.seconds,
+        "ck_memory_fraction": ck.peak_bytes / ref.peak_bytes,
+        "ck_time_ratio": ck.seconds / ref.seconds,
     }
 
 
@@ -145,17 +189,18 @@ class ModelVsMeasured(QWidget):
     MODEL = QColor(120, 150, 215)
     MEASURED = QColor(30, 150, 70)
 
-    def __init__(self, parent: Optional[QWidget] = None) -> None:
+    def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.values: Dict[str, tuple] = {}           # "memory" / "time" -> (model, measured)
+        self.values: dict[str, tuple] = {}  # "memory" / "time" -> (model, measured)
         self.setVisible(False)
 
     def set_values(self, memory: tuple, time: tuple, note: str = "") -> None:
         self.values = {"memory": tuple(memory), "time": tuple(time)}
         (mm, xm), (mt, xt) = self.values["memory"], self.values["time"]
-        self.setToolTip(f"memory: model {self.fmt('memory', mm)}, measured {self.fmt('memory', xm)}\n"
-                        f"time: model {self.fmt('time', mt)}, measured {self.fmt('time', xt)}"
-                        + (f"\n{note}" if note else ""))
+        self.setToolTip(
+            f"memory: model {self.fmt('memory', mm)}, measured {self.fmt('memory', xm)}\n"
+            f"time: model {self.fmt('time', mt)}, measured {self.fmt('time', xt)}" + (f"\n{note}" if note else "")
+        )
         self.setVisible(True)
         self.updateGeometry()
         self.update()
@@ -212,7 +257,7 @@ class ModelVsMeasured(QWidget):
                 p.setPen(text)
                 p.drawText(QRectF(x1 + 4, y, value_w, lh), Qt.AlignLeft | Qt.AlignVCenter, self.fmt(key, v))
                 y += lh + 3
-            one = x0 + (x1 - x0) * 1.0 / top                  # full BPTT
+            one = x0 + (x1 - x0) * 1.0 / top  # full BPTT
             pen = QPen(QColor(90, 90, 90))
             pen.setStyle(Qt.DashLine)
             p.setPen(pen)
@@ -221,8 +266,11 @@ class ModelVsMeasured(QWidget):
         small.setPointSizeF(max(6.0, small.pointSizeF() * 0.9))
         p.setFont(small)
         p.setPen(self.palette().color(self.palette().ColorRole.PlaceholderText))
-        p.drawText(QRectF(0, y, w, 2 * lh + 2), Qt.AlignLeft | Qt.AlignTop | Qt.TextWordWrap,
-                   "dashed line: full BPTT on the same core (= 1). Hover for how each figure is computed.")
+        p.drawText(
+            QRectF(0, y, w, 2 * lh + 2),
+            Qt.AlignLeft | Qt.AlignTop | Qt.TextWordWrap,
+            "dashed line: full BPTT on the same core (= 1). Hover for how each figure is computed.",
+        )
         p.end()
 
 
@@ -230,13 +278,13 @@ class ModelVsMeasured(QWidget):
 class BPTTPanel(PaperPanel):
     def __init__(self, spec, context, parent=None) -> None:
         super().__init__(spec, context, parent)
-        self._curves: Optional[Dict] = None
-        self._plan: Optional[Dict] = None
+        self._curves: dict | None = None
+        self._plan: dict | None = None
         self._demo_pending = True
-        self.shown_plan = None      # (policy, T, alpha, memory) of the schedule the plots show
+        self.shown_plan = None  # (policy, T, alpha, memory) of the schedule the plots show
         row = QHBoxLayout()
         self.body.addLayout(row, 1)
-        controls = QScrollArea()          # the plan, its summary and a run's result scroll, never cut off
+        controls = QScrollArea()  # the plan, its summary and a run's result scroll, never cut off
         controls.setFrameShape(QFrame.NoFrame)
         controls.setWidgetResizable(True)
         controls.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
@@ -265,21 +313,26 @@ class BPTTPanel(PaperPanel):
         self.length_spin.setRange(10, PLAN_MAX_T)
         self.length_spin.setValue(1000)
         self.length_spin.setKeyboardTracking(False)
-        self.length_spin.setToolTip(f"Sequence length T (number of recurrent steps to backpropagate through). "
-                                    f"Every policy is planned up to T={PLAN_MAX_T:,}; the real run below is "
-                                    f"offered while T x hidden <= {RUN_MAX_T_X_HIDDEN:,}")
+        self.length_spin.setToolTip(
+            f"Sequence length T (number of recurrent steps to backpropagate through). "
+            f"Every policy is planned up to T={PLAN_MAX_T:,}; the real run below is "
+            f"offered while T x hidden <= {RUN_MAX_T_X_HIDDEN:,}"
+        )
         form.addRow("Length T", self.length_spin)
         self.policy_combo = QComboBox()
         for p in POLICIES:
             self.policy_combo.addItem(LABELS[p], p)
         self.policy_combo.setCurrentIndex(POLICIES.index("msm"))
-        self.policy_combo.setToolTip("HSM stores hidden states only, ISM internal states only, MSM mixes both "
-                                     "(chosen by the dynamic program at every split)")
+        self.policy_combo.setToolTip(
+            "HSM stores hidden states only, ISM internal states only, MSM mixes both "
+            "(chosen by the dynamic program at every split)"
+        )
         form.addRow("Policy", self.policy_combo)
         self.budget_slider = QSlider(Qt.Horizontal)
         self.budget_slider.setRange(0, SLIDER_STEPS)
-        self.budget_slider.setToolTip("Memory budget (log scale) from 1 slot (h_0 only) to the point where more "
-                                      "memory stops helping")
+        self.budget_slider.setToolTip(
+            "Memory budget (log scale) from 1 slot (h_0 only) to the point where more memory stops helping"
+        )
         form.addRow("Memory", self.budget_slider)
         self.budget_label = QLabel("")
         self.budget_label.setWordWrap(True)
@@ -290,8 +343,9 @@ class BPTTPanel(PaperPanel):
         self.alpha_spin.setDecimals(2)
         self.alpha_spin.setValue(4.5)
         self.alpha_spin.setKeyboardTracking(False)
-        self.alpha_spin.setToolTip("Size of one step's internal state (all activations backprop needs) in "
-                                   "hidden-state units")
+        self.alpha_spin.setToolTip(
+            "Size of one step's internal state (all activations backprop needs) in hidden-state units"
+        )
         self.alpha_auto = QCheckBox("from core")
         self.alpha_auto.setChecked(True)
         self.alpha_auto.setToolTip("Measure alpha from the real tensors the chosen core saves for backward")
@@ -304,8 +358,9 @@ class BPTTPanel(PaperPanel):
         self.backward_spin.setRange(0.0, 10.0)
         self.backward_spin.setSingleStep(0.5)
         self.backward_spin.setValue(2.0)
-        self.backward_spin.setToolTip("Cost of a backward step in forward steps, for the time axis: "
-                                      "time = (Q + b T) / ((1 + b) T)")
+        self.backward_spin.setToolTip(
+            "Cost of a backward step in forward steps, for the time axis: time = (Q + b T) / ((1 + b) T)"
+        )
         form.addRow("Backward cost", self.backward_spin)
         self.summary = QLabel("")
         self.summary.setWordWrap(True)
@@ -326,9 +381,11 @@ class BPTTPanel(PaperPanel):
         self.hidden_spin.setToolTip("Hidden size of the core")
         rform.addRow("Hidden", self.hidden_spin)
         self.run_button = QPushButton("Run on a real LSTM")
-        self.run_button.setToolTip("Execute the plan with real tensors (same fraction of full BPTT's memory, "
-                                   "alpha measured from the core), compare gradients with full BPTT, measure "
-                                   "memory and time, and run torch.utils.checkpoint at the same memory")
+        self.run_button.setToolTip(
+            "Execute the plan with real tensors (same fraction of full BPTT's memory, "
+            "alpha measured from the core), compare gradients with full BPTT, measure "
+            "memory and time, and run torch.utils.checkpoint at the same memory"
+        )
         self.run_button.clicked.connect(self.run_real)
         self._run_tip = self.run_button.toolTip()
         rform.addRow(self.run_button)
@@ -336,8 +393,9 @@ class BPTTPanel(PaperPanel):
         rform.addRow(self.task)
         self.model_vs_measured = ModelVsMeasured()
         rform.addRow(self.model_vs_measured)
-        self.run_result = QLabel("<span style='color:gray'>Run the plan to see the model's memory and time "
-                                 "beside the measured ones.</span>")
+        self.run_result = QLabel(
+            "<span style='color:gray'>Run the plan to see the model's memory and time beside the measured ones.</span>"
+        )
         self.run_result.setWordWrap(True)
         self.run_result.setTextInteractionFlags(Qt.TextSelectableByMouse)
         rform.addRow(self.run_result)
@@ -366,17 +424,26 @@ class BPTTPanel(PaperPanel):
         set_title(self.cost_plot, "Optimal cost for every budget")
         shrinkable(self.cost_plot, PLOT_MIN_H["cost"])
         self.cost_items = {p: self.cost_plot.plot([], [], pen=pg.mkPen(COLORS[p], width=2)) for p in POLICIES}
-        self.marker = self.cost_plot.plot([], [], pen=None, symbol="o", symbolSize=12,
-                                          symbolBrush=(220, 30, 30), symbolPen="k")
-        self.paper_marker = self.cost_plot.plot([PAPER_POINT[0]], [PAPER_POINT[1]], pen=None, symbol="star",
-                                                symbolSize=16, symbolBrush=(250, 200, 0), symbolPen="k")
+        self.marker = self.cost_plot.plot(
+            [], [], pen=None, symbol="o", symbolSize=12, symbolBrush=(220, 30, 30), symbolPen="k"
+        )
+        self.paper_marker = self.cost_plot.plot(
+            [PAPER_POINT[0]],
+            [PAPER_POINT[1]],
+            pen=None,
+            symbol="star",
+            symbolSize=16,
+            symbolBrush=(250, 200, 0),
+            symbolPen="k",
+        )
         self.paper_text = pg.TextItem("paper", color=(120, 90, 0), anchor=(0, 1))
         self.paper_text.setPos(math.log10(PAPER_POINT[0]), math.log10(PAPER_POINT[1]))
         self.cost_plot.addItem(self.paper_text)
         box, self.cost_legend = with_legend(self.cost_plot)
-        self.cost_legend.set_entries([(COLORS[p], "line", LABELS[p]) for p in POLICIES]
-                                     + [((220, 30, 30), "dot", "current plan"),
-                                        ((230, 170, 0), "star", "paper: T=1000, 5% memory, +33% time")])
+        self.cost_legend.set_entries(
+            [(COLORS[p], "line", LABELS[p]) for p in POLICIES]
+            + [((220, 30, 30), "dot", "current plan"), ((230, 170, 0), "star", "paper: T=1000, 5% memory, +33% time")]
+        )
         lay.addWidget(box, 3)
 
         self.sched_plot = pg.PlotWidget()
@@ -387,19 +454,26 @@ class BPTTPanel(PaperPanel):
         shrinkable(self.sched_plot, PLOT_MIN_H["sched"])
         self.fwd_item = self.sched_plot.plot([], [], pen=pg.mkPen((20, 60, 200), width=2))
         self.bwd_item = self.sched_plot.plot([], [], pen=pg.mkPen((220, 30, 30), width=2))
-        self.sh_item = self.sched_plot.plot([], [], pen=None, symbol="t1", symbolSize=7,
-                                            symbolBrush=(30, 160, 70), symbolPen=None)
-        self.si_item = self.sched_plot.plot([], [], pen=None, symbol="s", symbolSize=4,
-                                            symbolBrush=(150, 40, 180, 160), symbolPen=None)
+        self.sh_item = self.sched_plot.plot(
+            [], [], pen=None, symbol="t1", symbolSize=7, symbolBrush=(30, 160, 70), symbolPen=None
+        )
+        self.si_item = self.sched_plot.plot(
+            [], [], pen=None, symbol="s", symbolSize=4, symbolBrush=(150, 40, 180, 160), symbolPen=None
+        )
         for it in (self.fwd_item, self.bwd_item):
             it.setDownsampling(auto=True, method="peak")
             it.setClipToView(True)
         self.sched_note = pg.TextItem("", color=(90, 90, 90), anchor=(0.5, 0.5))
         self.sched_plot.addItem(self.sched_note, ignoreBounds=True)
         box, self.sched_legend = with_legend(self.sched_plot)
-        self.sched_legend.set_entries([((20, 60, 200), "line", "forward F"), ((220, 30, 30), "line", "backward B"),
-                                       ((30, 160, 70), "triangle", "store h (SH)"),
-                                       ((150, 40, 180), "square", "store I (SI)")])
+        self.sched_legend.set_entries(
+            [
+                ((20, 60, 200), "line", "forward F"),
+                ((220, 30, 30), "line", "backward B"),
+                ((30, 160, 70), "triangle", "store h (SH)"),
+                ((150, 40, 180), "square", "store I (SI)"),
+            ]
+        )
         lay.addWidget(box, 3)
 
         self.mem_plot = pg.PlotWidget()
@@ -408,8 +482,9 @@ class BPTTPanel(PaperPanel):
         self.mem_plot.setLabel("left", "stored")
         set_title(self.mem_plot, MEM_TITLE)
         shrinkable(self.mem_plot, PLOT_MIN_H["mem"])
-        self.mem_item = self.mem_plot.plot([], [], pen=pg.mkPen((30, 160, 70), width=1.5),
-                                           fillLevel=0, brush=(30, 160, 70, 60))
+        self.mem_item = self.mem_plot.plot(
+            [], [], pen=pg.mkPen((30, 160, 70), width=1.5), fillLevel=0, brush=(30, 160, 70, 60)
+        )
         self.mem_item.setDownsampling(auto=True, method="peak")
         self.budget_line = pg.InfiniteLine(angle=0, pen=pg.mkPen((220, 30, 30), width=1.5, style=Qt.DashLine))
         self.mem_plot.addItem(self.budget_line)
@@ -431,7 +506,7 @@ class BPTTPanel(PaperPanel):
     def alpha(self) -> float:
         return float(self.alpha_spin.value())
 
-    def _planner(self) -> Optional[Planner]:
+    def _planner(self) -> Planner | None:
         if not self._curves:
             return None
         pl = self._curves["planners"]
@@ -470,7 +545,8 @@ class BPTTPanel(PaperPanel):
                 f"LSTM, batch 8: about {_fmt_bytes(224 * T * hidden)} here; T=10,000 at hidden 256 took 573 MB "
                 f"and about a minute on a CPU). Runs are "
                 f"offered while T x hidden <= {RUN_MAX_T_X_HIDDEN:,} (at hidden {hidden}: T <= {top_t:,}). "
-                f"Planning is not limited.")
+                f"Planning is not limited."
+            )
 
     # ------------------------------------------------------------------ events
     def start_default_demo(self) -> None:
@@ -507,13 +583,19 @@ class BPTTPanel(PaperPanel):
         self._pending_fraction = fraction
         self.summary.setText("Computing the cost curves…")
         T = self.length
-        self.runner.submit(compute_curves, T, self.alpha, key="curves", name="cost curves",
-                           on_result=self._on_curves,
-                           on_progress=lambda f, _m="", T=T: self.summary.setText(
-                               f"Computing the cost curves (T={T:,})… MSM table "
-                               f"{'' if f is None else f'{100 * f:.0f}%'}"))
+        self.runner.submit(
+            compute_curves,
+            T,
+            self.alpha,
+            key="curves",
+            name="cost curves",
+            on_result=self._on_curves,
+            on_progress=lambda f, _m="", T=T: self.summary.setText(
+                f"Computing the cost curves (T={T:,})… MSM table {'' if f is None else f'{100 * f:.0f}%'}"
+            ),
+        )
 
-    def _on_curves(self, res: Dict) -> None:
+    def _on_curves(self, res: dict) -> None:
         self._curves = res
         note = " ".join(res["notes"])
         if self.policy not in res["planners"]:
@@ -544,7 +626,7 @@ class BPTTPanel(PaperPanel):
             self.mark_demo_done()
             return
         self._draw_marker(cost, M)
-        if cost > MAX_SCHEDULE_ACTIONS:          # known at once: no schedule to compute or draw
+        if cost > MAX_SCHEDULE_ACTIONS:  # known at once: no schedule to compute or draw
             self._debounce.stop()
             self.runner.cancel("plan")
             self._show_no_plan(planner, M, "")
@@ -570,21 +652,28 @@ class BPTTPanel(PaperPanel):
             what = self._plan_words(planner.policy, planner.T, M)
             set_title(self.sched_plot, f"{SCHED_TITLE} of {what}: computing…")
             set_title(self.mem_plot, f"{MEM_TITLE} of {what}: computing…")
-        self.runner.submit(compute_plan, planner, M, key="plan", name="plan",
-                           on_result=lambda res, k=key: self._on_plan(res, k),
-                           on_error=lambda exc, tb, pl=planner, m=M: self._on_plan_error(exc, tb, pl, m))
+        self.runner.submit(
+            compute_plan,
+            planner,
+            M,
+            key="plan",
+            name="plan",
+            on_result=lambda res, k=key: self._on_plan(res, k),
+            on_error=lambda exc, tb, pl=planner, m=M: self._on_plan_error(exc, tb, pl, m),
+        )
 
-    def _on_plan_error(self, exc: BaseException, tb: str, planner: Optional[Planner] = None,
-                       memory: Optional[float] = None) -> None:
+    def _on_plan_error(
+        self, exc: BaseException, tb: str, planner: Planner | None = None, memory: float | None = None
+    ) -> None:
         if isinstance(exc, InfeasibleBudget) and planner is not None:
-            self._show_no_plan(planner, memory, str(exc))       # a budget too small to list: not an app error
+            self._show_no_plan(planner, memory, str(exc))  # a budget too small to list: not an app error
         else:
             self._clear_schedule(None)
             self.show_exception(exc, tb)
         self._demo_pending = False
         self.mark_demo_done()
 
-    def _clear_schedule(self, note: Optional[str], memory: Optional[float] = None) -> None:
+    def _clear_schedule(self, note: str | None, memory: float | None = None) -> None:
         """No schedule on screen (none fits, or it could not be computed); ``note`` says why, in the plot; the
         memory plot keeps only the budget line (``memory``)."""
         self._plan = None
@@ -610,12 +699,15 @@ class BPTTPanel(PaperPanel):
         except Exception:  # noqa: BLE001 - below the least memory any schedule needs
             cost = None
         if cost is not None and cost > MAX_SCHEDULE_ACTIONS:
-            why = (f"At {_units(memory)} this schedule has {cost:,} forward steps: too many to draw.\n"
-                   f"Give it more memory (the Memory slider) or a shorter T.")
+            why = (
+                f"At {_units(memory)} this schedule has {cost:,} forward steps: too many to draw.\n"
+                f"Give it more memory (the Memory slider) or a shorter T."
+            )
             self.summary.setText(
                 f"<b>{planner.policy.upper()}</b>, T={T:,}, budget {_units(memory)}: cost Q = <b>{cost:,}</b> "
                 f"forward steps = {cost / T:,.1f} T; time vs BPTT "
-                f"<b>{time_ratio(cost, T, self.backward_spin.value()):,.1f}x</b>. The schedule is too long to draw.")
+                f"<b>{time_ratio(cost, T, self.backward_spin.value()):,.1f}x</b>. The schedule is too long to draw."
+            )
         else:
             why = f"No schedule fits {_units(memory)}: {reason.rstrip('.')}.\nGive it more memory."
             self.summary.setText(why.replace("\n", " "))
@@ -625,7 +717,7 @@ class BPTTPanel(PaperPanel):
         else:
             self.marker.setData([], [])
 
-    def _on_plan(self, res: Dict, key=None) -> None:
+    def _on_plan(self, res: dict, key=None) -> None:
         self.clear_error()
         self._plan = res
         self.shown_plan = key
@@ -649,7 +741,7 @@ class BPTTPanel(PaperPanel):
         self.bwd_item.setData(idx[b], ks[b])
         sh, si = ops == SH, ops == SI
         for item, mask in ((self.sh_item, sh), (self.si_item, si)):
-            step = max(1, int(np.ceil(mask.sum() / MAX_MARKERS)))     # evenly thinned, never cut off
+            step = max(1, int(np.ceil(mask.sum() / MAX_MARKERS)))  # evenly thinned, never cut off
             item.setData(idx[mask][::step], ks[mask][::step])
         self.sched_plot.setYRange(0, T, padding=0.02)
         self.sched_plot.setXRange(0, max(1, len(sched)), padding=0.01)
@@ -673,7 +765,8 @@ class BPTTPanel(PaperPanel):
             f"time vs BPTT: <b>{time_ratio(plan.cost, T, bw):.3f}x</b> (backward = {bw:g} forwards)<br>"
             f"peak stored {_units(plan.peak_memory)}; {n_sh} hidden and {n_si} internal stores; "
             f"{len(sched):,} actions, validated"
-            + (f"<br>alpha planned as {plan.alpha_used:g}" if plan.alpha_used != plan.alpha else ""))
+            + (f"<br>alpha planned as {plan.alpha_used:g}" if plan.alpha_used != plan.alpha else "")
+        )
         self._demo_pending = False
         self.mark_demo_done()
 
@@ -698,7 +791,7 @@ class BPTTPanel(PaperPanel):
             y = (costs[keep] + bw * T) / ((1 + bw) * T)
             self.cost_items[p].setData(x, y, stepMode=None)
 
-    def _draw_marker(self, cost: Optional[int] = None, memory: Optional[float] = None) -> None:
+    def _draw_marker(self, cost: int | None = None, memory: float | None = None) -> None:
         planner = self._planner()
         if planner is None:
             return
@@ -730,8 +823,17 @@ class BPTTPanel(PaperPanel):
         bw = float(self.backward_spin.value())
 
         def job(token=None, progress=None):
-            return run_real(kind, T, hidden, planner.policy, fraction,
-                            device=context.device(), token=token, progress=progress, backward_ratio=bw)
+            return run_real(
+                kind,
+                T,
+                hidden,
+                planner.policy,
+                fraction,
+                device=context.device(),
+                token=token,
+                progress=progress,
+                backward_ratio=bw,
+            )
 
         task = None
 
@@ -740,12 +842,19 @@ class BPTTPanel(PaperPanel):
                 task.cancel()
 
         self.run_button.setEnabled(False)
-        self.run_result.setText("")      # the result shown is always the one of the last run started
+        self.run_result.setText("")  # the result shown is always the one of the last run started
         self.model_vs_measured.clear()
         self.task.start(f"Running {planner.policy.upper()} on a real {kind.upper()}…", on_cancel=cancel)
-        task = self.runner.submit(job, key="run", name="real run", on_result=self._on_run,
-                                  on_progress=self.task.set_progress, on_error=self._on_run_error,
-                                  on_cancelled=self._on_run_cancelled, on_finished=self._on_run_finished)
+        task = self.runner.submit(
+            job,
+            key="run",
+            name="real run",
+            on_result=self._on_run,
+            on_progress=self.task.set_progress,
+            on_error=self._on_run_error,
+            on_cancelled=self._on_run_cancelled,
+            on_finished=self._on_run_finished,
+        )
 
     def _on_run_finished(self) -> None:
         self.run_button.setEnabled(True)
@@ -759,15 +868,16 @@ class BPTTPanel(PaperPanel):
         if self.runner.latest_cancelled("run"):
             self.task.finish("Cancelled.")
 
-    def _on_run(self, r: Dict) -> None:
+    def _on_run(self, r: dict) -> None:
         self.task.finish("Done.")
         ok = r["forward_steps"] == r["cost"]
         self.model_vs_measured.set_values(
             (r["model_memory_fraction"], r["measured_memory_fraction"]),
             (r["model_ratio"], r["measured_time_ratio"]),
             note=f"model memory: the plan's peak plus the working step, over full BPTT's; model time: "
-                 f"(Q + bT) / (1 + b)T with b = {r['backward_ratio']:g}; measured: saved-tensor bytes and wall "
-                 f"time of the planned run over full BPTT's on the same core")
+            f"(Q + bT) / (1 + b)T with b = {r['backward_ratio']:g}; measured: saved-tensor bytes and wall "
+            f"time of the planned run over full BPTT's on the same core",
+        )
         self.run_result.setText(
             f"<b>{r['kind'].upper()}</b> hidden {r['hidden']}, T={r['length']:,}, alpha={r['alpha']:.2f} "
             f"(measured), {r['policy'].upper()} at {100 * r['fraction']:.1f}% ({_units(r['memory'])}) on "
@@ -781,7 +891,8 @@ class BPTTPanel(PaperPanel):
             f"(model: backward = {r['backward_ratio']:g} forwards)<br>"
             f"torch.utils.checkpoint, {r['ck_segments']} uniform segments: "
             f"{100 * r['ck_memory_fraction']:.1f}% memory, {r['ck_time_ratio']:.2f}x time, "
-            f"{r['ck_forward']:,} forward steps")
+            f"{r['ck_forward']:,} forward steps"
+        )
 
     def shutdown(self, timeout: float = 5.0) -> bool:
         self._debounce.stop()

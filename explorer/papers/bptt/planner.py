@@ -25,24 +25,24 @@ column is iterated from the next-smaller budget's until it is a fixed point (uni
 The budget grid is in units of 1/q of a hidden state (alpha rounded *up* to p/q when it is not a multiple of
 1/q: plans always fit), and the MSM table stops where the ISM closed form reaches a lower bound (``cut_cells``).
 """
+
 from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from .schedule import B, DH, DI, F, SH, SI, Schedule, full_bptt_memory
+from .schedule import DH, DI, SH, SI, B, F, Schedule, full_bptt_memory
 
-POLICIES: Tuple[str, ...] = ("hsm", "ism", "msm")
-POLICY_NAMES = {"hsm": "BPTT-HSM (hidden states)", "ism": "BPTT-ISM (internal states)",
-                "msm": "BPTT-MSM (mixed)"}
+POLICIES: tuple[str, ...] = ("hsm", "ism", "msm")
+POLICY_NAMES = {"hsm": "BPTT-HSM (hidden states)", "ism": "BPTT-ISM (internal states)", "msm": "BPTT-MSM (mixed)"}
 GRID_CHOICES = (1, 2, 4, 5, 8, 10)
 MAX_SCHEDULE_ACTIONS = 30_000_000
-MSM_MAX_CELLS = 40_000_000       # (T+1) x (budget grid) table cells for MSM
+MSM_MAX_CELLS = 40_000_000  # (T+1) x (budget grid) table cells for MSM
 EPS = 1e-9
 
 
@@ -74,7 +74,7 @@ def numforw(length: int, snaps: int) -> int:
 
 
 @lru_cache(maxsize=4096)
-def _hsm_breaks(m: int, tmax: int) -> Tuple[np.ndarray, np.ndarray]:
+def _hsm_breaks(m: int, tmax: int) -> tuple[np.ndarray, np.ndarray]:
     """For m slots: beta_r = C(m+r, m) for r = 0.. until >= tmax, and C(m+r, m+1)."""
     betas, tails = [], []
     r = 0
@@ -118,7 +118,7 @@ def hsm_cost(t: int, m: int) -> int:
 
 
 @lru_cache(maxsize=4096)
-def _ism_breaks(s: int, tmax: int) -> Tuple[np.ndarray, np.ndarray]:
+def _ism_breaks(s: int, tmax: int) -> tuple[np.ndarray, np.ndarray]:
     """L_r = C(s+r+1, s+1) - 1 (steps whose cost increment is <= r) and base_r = (s+1) C(s+r, s+2)."""
     ls, bases = [], []
     r = 0
@@ -154,7 +154,6 @@ def ism_cost(t: int, s: int) -> int:
     return int(ism_costs(np.asarray([t]), s)[0])
 
 
-
 def ism_costs_over_slots(t: int, slots: np.ndarray) -> np.ndarray:
     """ISM(t, s) for one length and an array of slot counts (the closed form above, vectorised over s).
 
@@ -169,16 +168,17 @@ def ism_costs_over_slots(t: int, slots: np.ndarray) -> np.ndarray:
     if big.size:
         sb = s[big]
         # L_r = C(s+r+1, r) - 1; find the least r >= 1 with L_r >= t; C(s+r, r-1) and C(s+r, r-2) on the way
-        c_prev2 = np.zeros(sb.size, dtype=np.int64)      # C(s+r, r-2)
+        c_prev2 = np.zeros(sb.size, dtype=np.int64)  # C(s+r, r-2)
         res = np.zeros(sb.size, dtype=np.int64)
         todo = np.ones(sb.size, dtype=bool)
-        c_r1 = np.ones(sb.size, dtype=np.int64)           # C(s+r, r-1): C(s+1, 0) = 1 for r = 1
+        c_r1 = np.ones(sb.size, dtype=np.int64)  # C(s+r, r-1): C(s+1, 0) = 1 for r = 1
         for rr in range(1, 64):
             # C(s+rr+1, rr) = C(s+rr, rr-1) * (s+rr+1) / rr
             c_new = c_r1 * (sb + rr + 1) // rr
             hit = todo & (c_new - 1 >= t)
             if hit.any():
-                # cost = (s+1) C(s+rr, s+2) + rr (t - L_{rr-1}),  C(s+rr, s+2) = C(s+rr, rr-2), L_{rr-1} = C(s+rr, rr-1) - 1
+                # cost = (s+1) C(s+rr, s+2) + rr (t - L_{rr-1}),
+                # C(s+rr, s+2) = C(s+rr, rr-2), L_{rr-1} = C(s+rr, rr-1) - 1
                 c_rm2 = c_prev2[hit] if rr >= 2 else np.zeros(int(hit.sum()), dtype=np.int64)
                 res[hit] = (sb[hit] + 1) * c_rm2 + rr * (t - (c_r1[hit] - 1))
                 todo &= ~hit
@@ -187,11 +187,12 @@ def ism_costs_over_slots(t: int, slots: np.ndarray) -> np.ndarray:
             # shift: for rr+1, C(s+rr+1, rr-1) = C(s+rr, rr-1) * (s+rr+1) / (s+2)
             c_prev2 = c_r1 * (sb + rr + 1) // (sb + 2)
             c_r1 = c_new
-        if todo.any():                                    # pragma: no cover - only for astronomically long t
+        if todo.any():  # pragma: no cover - only for astronomically long t
             for i in np.flatnonzero(todo).tolist():
                 res[i] = ism_cost(t, int(sb[i]))
         out[big] = np.where(t == 0, 0, res)
     return out
+
 
 # --------------------------------------------------------------------------------------------- grids
 @dataclass(frozen=True)
@@ -230,7 +231,7 @@ def make_grid(alpha: float, max_q: int = 4) -> Grid:
 
 
 # --------------------------------------------------------------------------------------------- DP tables
-def reference_table(T: int, G: int, q: int, p: int, policy: str) -> List[List[float]]:
+def reference_table(T: int, G: int, q: int, p: int, policy: str) -> list[list[float]]:
     """Plain-Python O(T^2 G) DP straight from the recurrences (tests only). Budget cells g in 0..G."""
     inf = float("inf")
     C = [[inf] * (G + 1) for _ in range(T + 1)]
@@ -248,8 +249,16 @@ def reference_table(T: int, G: int, q: int, p: int, policy: str) -> List[List[fl
     return C
 
 
-def dp_table(T: int, G: int, q: int, p: int, policy: str = "msm", prune: bool = True,
-             progress: Optional[Callable[[Optional[float], str], None]] = None, token=None) -> np.ndarray:
+def dp_table(
+    T: int,
+    G: int,
+    q: int,
+    p: int,
+    policy: str = "msm",
+    prune: bool = True,
+    progress: Callable[[float | None, str], None] | None = None,
+    token=None,
+) -> np.ndarray:
     """Vectorised exact DP table C[t, g] (t = 0..T, budget g = 0..G cells of 1/q); huge values = infeasible.
 
     Loops over t only; each iteration takes the min over all split points y for all budgets at once.
@@ -280,7 +289,7 @@ def dp_table(T: int, G: int, q: int, p: int, policy: str = "msm", prune: bool = 
         if use_i:
             sat = q + (t - 1) * p
             if sat <= G:
-                C[t, max(sat, q):] = t
+                C[t, max(sat, q) :] = t
                 hi = max(sat, q)
         lo = q
         if hi <= lo:
@@ -316,23 +325,27 @@ def dp_table(T: int, G: int, q: int, p: int, policy: str = "msm", prune: bool = 
                 while j < hi:
                     y0 = int(ymax[j - lo])
                     if y0 <= 0:
-                        nz = np.flatnonzero(ymax[j - lo:hi - lo] > 0)
+                        nz = np.flatnonzero(ymax[j - lo : hi - lo] > 0)
                         if nz.size == 0:
                             break
                         j += int(nz[0])
                         continue
                     # extend block while ymax stays above 0.7 * y0 (and cap width)
-                    seg = ymax[j - lo:hi - lo]
-                    stop = int(np.argmax(seg < max(1, int(0.7 * y0)))) if (seg < max(1, int(0.7 * y0))).any() \
-                        else seg.size
+                    seg = ymax[j - lo : hi - lo]
+                    stop = (
+                        int(np.argmax(seg < max(1, int(0.7 * y0)))) if (seg < max(1, int(0.7 * y0))).any() else seg.size
+                    )
                     stop = max(1, min(stop, 4096))
                     e = j + stop
-                    left = C[1 - yoff:y0 + 1 - yoff, j:e]           # C[y, g] (H) or C[y-1, g] (I)
-                    right = C[t - 1:t - 1 - y0:-1, j - shift:e - shift] if t - 1 - y0 >= 0 else \
-                        C[t - 1::-1, j - shift:e - shift][:y0]
+                    left = C[1 - yoff : y0 + 1 - yoff, j:e]  # C[y, g] (H) or C[y-1, g] (I)
+                    right = (
+                        C[t - 1 : t - 1 - y0 : -1, j - shift : e - shift]
+                        if t - 1 - y0 >= 0
+                        else C[t - 1 :: -1, j - shift : e - shift][:y0]
+                    )
                     v = left + right
                     v += ys[:y0]
-                    np.minimum(best[j - lo:e - lo], v.min(axis=0), out=best[j - lo:e - lo])
+                    np.minimum(best[j - lo : e - lo], v.min(axis=0), out=best[j - lo : e - lo])
                     j = e
         C[t, lo:hi] = best
     if progress is not None:
@@ -352,9 +365,9 @@ def _window_hi(sf: np.ndarray, pm: np.ndarray, t: np.ndarray) -> np.ndarray:
     ``sf`` is non-decreasing (a suffix minimum), ``pm[z]`` (z >= 1) non-decreasing (a prefix maximum); both are
     step functions with few steps, so the search runs over their levels."""
     a = np.flatnonzero(sf[1:] != sf[:-1]) + 1
-    a = np.concatenate((np.zeros(1, dtype=a.dtype), a))         # first u of each level of sf
-    zb = np.searchsorted(pm[1:], sf[a], "right") + 1              # first z with pm(z) > that level
-    k = np.searchsorted(a + zb, t, "left")                        # first level where u >= a and u >= t - zb meet
+    a = np.concatenate((np.zeros(1, dtype=a.dtype), a))  # first u of each level of sf
+    zb = np.searchsorted(pm[1:], sf[a], "right") + 1  # first z with pm(z) > that level
+    k = np.searchsorted(a + zb, t, "left")  # first level where u >= a and u >= t - zb meet
     n = a.size
     r1 = np.where(k < n, a[np.minimum(k, n - 1)], t)
     r2 = np.where(k > 0, t - zb[np.maximum(k - 1, 0)], t)
@@ -364,8 +377,8 @@ def _window_hi(sf: np.ndarray, pm: np.ndarray, t: np.ndarray) -> np.ndarray:
 def _window_lo(pf: np.ndarray, sm: np.ndarray, t: np.ndarray) -> np.ndarray:
     """For each t: 1 + the last u in [0, t-2] with pf[u] <= sm[t-u-1] (0 when there is none)."""
     c = np.flatnonzero(pf[1:] != pf[:-1])
-    c = np.concatenate((c, np.full(1, pf.size - 1, dtype=c.dtype)))   # last u of each level of pf
-    ze = np.searchsorted(sm[1:], pf[c], "left") + 1                     # first z with sm(z) >= that level
+    c = np.concatenate((c, np.full(1, pf.size - 1, dtype=c.dtype)))  # last u of each level of pf
+    ze = np.searchsorted(sm[1:], pf[c], "left") + 1  # first z with sm(z) >= that level
     k = np.searchsorted(c + ze, t - 1, "left")
     n = c.size
     x1 = np.where(k < n, t - 1 - ze[np.minimum(k, n - 1)], -1)
@@ -373,7 +386,7 @@ def _window_lo(pf: np.ndarray, sm: np.ndarray, t: np.ndarray) -> np.ndarray:
     return np.maximum(np.minimum(np.maximum(x1, x2), t - 2) + 1, 0)
 
 
-def _conv_windows(A: np.ndarray, pmM: np.ndarray, smM: np.ndarray, t: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+def _conv_windows(A: np.ndarray, pmM: np.ndarray, smM: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For ``min_{0 <= y < t} A[y] + M[t-y]`` (A, M increasing integer arrays): a window (lo, hi) per t that holds
     the minimum, in [lo, hi] when lo <= hi, else at lo or hi.
 
@@ -389,8 +402,9 @@ def _conv_windows(A: np.ndarray, pmM: np.ndarray, smM: np.ndarray, t: np.ndarray
     return lo, hi
 
 
-def _conv_eval(A: np.ndarray, M: np.ndarray, Mr: np.ndarray, t: np.ndarray, lo: np.ndarray,
-               hi: np.ndarray) -> np.ndarray:
+def _conv_eval(
+    A: np.ndarray, M: np.ndarray, Mr: np.ndarray, t: np.ndarray, lo: np.ndarray, hi: np.ndarray
+) -> np.ndarray:
     """min of A[y] + M[t-y] over each row's window (see :func:`_conv_windows`); ``Mr`` is M reversed.
 
     Wide windows are grouped by width (powers of two) and read as whole rows of sliding-window views of A and
@@ -401,12 +415,12 @@ def _conv_eval(A: np.ndarray, M: np.ndarray, Mr: np.ndarray, t: np.ndarray, lo: 
     wide = np.flatnonzero(w > 2)
     if wide.size:
         T = A.size - 1
-        bucket = np.maximum(3, np.ceil(np.log2(w[wide])).astype(np.int64))   # window width <= 2**bucket
+        bucket = np.maximum(3, np.ceil(np.log2(w[wide])).astype(np.int64))  # window width <= 2**bucket
         for b in np.unique(bucket).tolist():
             sel = wide[bucket == b]
             W = 1 << b
             tt = t[sel]
-            small = tt < W                       # W more split points than exist: read what there is
+            small = tt < W  # W more split points than exist: read what there is
             if small.any():
                 for i in sel[small].tolist():
                     ys = np.arange(lo[i], hi[i] + 1)
@@ -414,16 +428,17 @@ def _conv_eval(A: np.ndarray, M: np.ndarray, Mr: np.ndarray, t: np.ndarray, lo: 
                 sel, tt = sel[~small], tt[~small]
                 if not sel.size:
                     continue
-            a = np.minimum(lo[sel], tt - W)           # W consecutive split points from a, all <= t-1
+            a = np.minimum(lo[sel], tt - W)  # W consecutive split points from a, all <= t-1
             Av = np.lib.stride_tricks.sliding_window_view(A, W)
             Mv = np.lib.stride_tricks.sliding_window_view(Mr, W)
-            vals = Av[a] + Mv[T - tt + a]             # A[a+j] + M[t-a-j]
+            vals = Av[a] + Mv[T - tt + a]  # A[a+j] + M[t-a-j]
             best[sel] = np.minimum(best[sel], vals.min(axis=1))
     return best
 
 
-def msm_table(T: int, G: int, q: int, p: int, progress: Optional[Callable[[Optional[float], str], None]] = None,
-              token=None) -> np.ndarray:
+def msm_table(
+    T: int, G: int, q: int, p: int, progress: Callable[[float | None, str], None] | None = None, token=None
+) -> np.ndarray:
     """The exact MSM table C[t, g] (t = 0..T, budget cells g = 0..G of 1/q unit), as :func:`dp_table` computes
     it, in far less time; huge values = infeasible. Returns a (T+1, G+1) view of a budget-major array.
 
@@ -438,7 +453,7 @@ def msm_table(T: int, G: int, q: int, p: int, progress: Optional[Callable[[Optio
     big_cost = T * (T + 1) // 2
     dtype = np.int32 if big_cost < (1 << 28) else np.int64
     inf = (1 << 29) if dtype == np.int32 else (1 << 60)
-    out = np.empty((G + 1, T + 1), dtype=dtype)         # every column below is written whole
+    out = np.empty((G + 1, T + 1), dtype=dtype)  # every column below is written whole
     out[:q] = inf
     ts = np.arange(T + 1, dtype=dtype)
     ts64 = np.arange(T + 1, dtype=np.int64)
@@ -449,13 +464,13 @@ def msm_table(T: int, G: int, q: int, p: int, progress: Optional[Callable[[Optio
         if progress is not None and (g - q) % 16 == 0:
             progress((g - q) / n_cols, f"MSM budget {g}/{G}")
         m = g // q
-        if g < q + p or T < 2:                 # no internal state fits beside h_0's slot: hidden states only
+        if g < q + p or T < 2:  # no internal state fits beside h_0's slot: hidden states only
             out[g] = np.minimum(hsm_costs(ts64, m), inf)
             continue
         s = (g - q) // p
         ism = ism_costs(ts64, s)
         over = np.flatnonzero(ism != ts64 + np.maximum(0, ts64 - 1 - s))
-        if over.size == 0:                     # ISM meets the lower bound on every row
+        if over.size == 0:  # ISM meets the lower bound on every row
             out[g] = ism
             continue
         t0 = max(int(over[0]), 2)
@@ -475,7 +490,7 @@ def msm_table(T: int, G: int, q: int, p: int, progress: Optional[Callable[[Optio
         A = ts + U
         lo, hi = _conv_windows(A, pmM, smM, rows)
         R = _conv_eval(A, M, Mr, rows, lo, hi)
-        while True:                            # Jacobi passes until nothing changes
+        while True:  # Jacobi passes until nothing changes
             changed = R != U[t0:]
             if not changed.any():
                 break
@@ -486,7 +501,7 @@ def msm_table(T: int, G: int, q: int, p: int, progress: Optional[Callable[[Optio
             lo2, hi2 = _conv_windows(A, pmM, smM, rows)
             # a row needs a new minimum only where its window moved or an A inside it changed
             cnt = np.zeros(T + 2, dtype=np.int64)
-            np.cumsum(np.concatenate((np.zeros(t0, dtype=bool), changed)), out=cnt[1:])   # cnt[y+1] = #changed <= y
+            np.cumsum(np.concatenate((np.zeros(t0, dtype=bool), changed)), out=cnt[1:])  # cnt[y+1] = #changed <= y
             a_, b_ = np.minimum(lo2, hi2), np.maximum(lo2, hi2)
             redo = np.flatnonzero((lo2 != lo) | (hi2 != hi) | (cnt[b_ + 1] != cnt[a_]))
             lo, hi = lo2, hi2
@@ -504,8 +519,8 @@ def _upper_bounds(T: int, G: int, q: int, p: int, use_h: bool, use_i: bool):
     g_all = np.arange(G + 1)
     ts = np.arange(T + 1, dtype=np.int64)
     big = np.int64(1 << 40)
-    slots = np.clip(g_all // q, 0, T)                         # hidden slots (more than T never help)
-    islots = np.clip(np.where(g_all >= q, (g_all - q) // p, -1), -1, T) + 1   # +1: column 0 = infeasible
+    slots = np.clip(g_all // q, 0, T)  # hidden slots (more than T never help)
+    islots = np.clip(np.where(g_all >= q, (g_all - q) // p, -1), -1, T) + 1  # +1: column 0 = infeasible
     ubh = ubi = None
     if use_h:
         ubh = np.full((T + 1, int(slots.max()) + 1), big, dtype=np.int64)
@@ -518,23 +533,22 @@ def _upper_bounds(T: int, G: int, q: int, p: int, use_h: bool, use_i: bool):
     return ubh, ubi, slots, islots
 
 
-
 # The MSM table does not depend on T: C(t, g) for t <= T is the same for every longer sequence. The largest table
 # built recently on each budget grid is kept (read-only; at most TABLE_CACHE_GRIDS grids, the least recently used
 # goes first), so shorter lengths and smaller budgets on that grid are views of it (the tab recomputes its curves
 # whenever T changes; going from T=10000 down costs nothing).
 TABLE_CACHE_GRIDS = 2
-_TABLE_CACHE: Dict[Tuple[int, int], np.ndarray] = {}
+_TABLE_CACHE: dict[tuple[int, int], np.ndarray] = {}
 _TABLE_LOCK = threading.Lock()
 
 
-def _cached_table(T: int, G: int, q: int, p: int) -> Optional[np.ndarray]:
+def _cached_table(T: int, G: int, q: int, p: int) -> np.ndarray | None:
     with _TABLE_LOCK:
         C = _TABLE_CACHE.pop((q, p), None)
         if C is not None:
-            _TABLE_CACHE[(q, p)] = C             # most recently used last
+            _TABLE_CACHE[(q, p)] = C  # most recently used last
     if C is not None and C.shape[0] > T and C.shape[1] > G:
-        return C[:T + 1, :G + 1]
+        return C[: T + 1, : G + 1]
     return None
 
 
@@ -552,6 +566,7 @@ def clear_table_cache() -> None:
     with _TABLE_LOCK:
         _TABLE_CACHE.clear()
 
+
 # --------------------------------------------------------------------------------------------- the planner
 @dataclass
 class Plan:
@@ -567,9 +582,15 @@ class Plan:
     def peak_memory(self) -> float:
         return self.schedule.peak_memory
 
-    def to_json(self, with_schedule: bool = True) -> Dict:
-        out = {"length": self.length, "memory": self.memory, "policy": self.policy, "alpha": self.alpha,
-               "cost": self.cost, "peak_memory": self.peak_memory}
+    def to_json(self, with_schedule: bool = True) -> dict:
+        out = {
+            "length": self.length,
+            "memory": self.memory,
+            "policy": self.policy,
+            "alpha": self.alpha,
+            "cost": self.cost,
+            "peak_memory": self.peak_memory,
+        }
         if self.alpha_used != self.alpha:
             out["alpha_used"] = self.alpha_used
         if with_schedule:
@@ -586,8 +607,16 @@ class Planner:
     largest MSM table built recently on the same budget grid (``cache=False``: always build).
     """
 
-    def __init__(self, length: int, policy: str = "hsm", alpha: float = 1.0, method: str = "auto",
-                 max_q: int = 4, table_budget: Optional[float] = None, cache: bool = True) -> None:
+    def __init__(
+        self,
+        length: int,
+        policy: str = "hsm",
+        alpha: float = 1.0,
+        method: str = "auto",
+        max_q: int = 4,
+        table_budget: float | None = None,
+        cache: bool = True,
+    ) -> None:
         if int(length) < 1:
             raise ValueError("the sequence length must be at least 1")
         if policy not in POLICIES:
@@ -599,10 +628,10 @@ class Planner:
         self.method = method if method != "auto" else ("table" if policy == "msm" else "closed")
         if self.policy == "msm" and self.method != "table":
             raise ValueError("MSM has no closed form; use method='table'")
-        self._table: Optional[np.ndarray] = None
-        self._cut: Optional[int] = None
+        self._table: np.ndarray | None = None
+        self._cut: int | None = None
         self._table_cells = None if table_budget is None else self.grid.cells(table_budget)
-        self.cache = bool(cache)        # MSM: reuse (and keep) the largest table built on this grid
+        self.cache = bool(cache)  # MSM: reuse (and keep) the largest table built on this grid
 
     # ---- budgets
     @property
@@ -633,7 +662,7 @@ class Planner:
 
     # ---- the table
     @property
-    def cut_cells(self) -> Optional[int]:
+    def cut_cells(self) -> int | None:
         """MSM only: from this budget cell on, the ISM closed form equals a lower bound, so it is optimal
         (C(t, g) = ISM(t, (g - q) // p) for every t <= T) and the table need not go further."""
         if self.policy != "msm":
@@ -646,9 +675,16 @@ class Planner:
             self._cut = q + s * p
         return self._cut
 
-    def build(self, progress=None, token=None, cells: Optional[int] = None) -> np.ndarray:
-        need = cells if cells is not None else (self._table_cells if self._table_cells is not None
-                                                else int(math.ceil(self.saturation * self.grid.q - 1e-9)))
+    def build(self, progress=None, token=None, cells: int | None = None) -> np.ndarray:
+        need = (
+            cells
+            if cells is not None
+            else (
+                self._table_cells
+                if self._table_cells is not None
+                else int(math.ceil(self.saturation * self.grid.q - 1e-9))
+            )
+        )
         need = max(need, self.grid.q)
         if self.cut_cells is not None:
             need = min(need, self.cut_cells)
@@ -657,7 +693,8 @@ class Planner:
         if (self.T + 1) * (need + 1) > MSM_MAX_CELLS:
             raise InfeasibleBudget(
                 f"the {self.policy.upper()} table for T={self.T} up to {need / self.grid.q:g} units would need "
-                f"{(self.T + 1) * (need + 1) / 1e6:.0f}M cells; use a shorter sequence or a smaller budget")
+                f"{(self.T + 1) * (need + 1) / 1e6:.0f}M cells; use a shorter sequence or a smaller budget"
+            )
         if self.policy == "msm":
             q, p = self.grid.q, self.grid.p
             C = _cached_table(self.T, need, q, p) if self.cache else None
@@ -667,8 +704,7 @@ class Planner:
                     _keep_table(C, q, p)
             self._table = C
         else:
-            self._table = dp_table(self.T, need, self.grid.q, self.grid.p, self.policy, progress=progress,
-                                   token=token)
+            self._table = dp_table(self.T, need, self.grid.q, self.grid.p, self.policy, progress=progress, token=token)
         return self._table
 
     def _costs(self, ts: np.ndarray, g: int) -> np.ndarray:
@@ -687,7 +723,8 @@ class Planner:
     def _check(self, memory: float) -> None:
         if not math.isfinite(memory) or memory < 1.0 - EPS:
             raise InfeasibleBudget(
-                f"a memory budget of {memory:g} is infeasible: at least 1 hidden-state slot is needed for h_0")
+                f"a memory budget of {memory:g} is infeasible: at least 1 hidden-state slot is needed for h_0"
+            )
 
     # ---- costs
     def cost(self, memory: float) -> int:
@@ -701,7 +738,7 @@ class Planner:
         self.build(cells=max(g, self._table_cells or 0))
         return int(self._costs(np.asarray([self.T]), g)[0])
 
-    def curve(self, progress=None, token=None) -> Tuple[np.ndarray, np.ndarray]:
+    def curve(self, progress=None, token=None) -> tuple[np.ndarray, np.ndarray]:
         """(budgets, costs) for every budget from 1 to the saturation point."""
         bud = self.budgets()
         if self.method == "closed":
@@ -724,7 +761,7 @@ class Planner:
         return bud, costs
 
     # ---- schedules
-    def _choose(self, t: int, b, total: int) -> Tuple[str, int]:
+    def _choose(self, t: int, b, total: int) -> tuple[str, int]:
         """('fused'|'H'|'I', y) for a segment of t steps with budget b (slots / I-slots / cells)."""
         if t <= 1:
             return "fused", t
@@ -768,27 +805,27 @@ class Planner:
         M = float(memory)
         cost = self.cost(M)
         if cost > MAX_SCHEDULE_ACTIONS:
-            raise InfeasibleBudget(f"this schedule has {cost:,} forward steps, too many to list; "
-                                   f"give more memory")
+            raise InfeasibleBudget(f"this schedule has {cost:,} forward steps, too many to list; give more memory")
         eff = min(M, self.saturation)
         if self.method == "closed":
-            root = int(math.floor(eff + EPS)) if self.policy == "hsm" else \
-                int(math.floor((eff - 1) / self.alpha + EPS))
+            root = int(math.floor(eff + EPS)) if self.policy == "hsm" else int(math.floor((eff - 1) / self.alpha + EPS))
             h_cost, i_cost = 1, 1
         else:
             root = self.grid.cells(eff)
             self.build(cells=max(root, self._table_cells or 0))
             h_cost, i_cost = self.grid.q, self.grid.p
         # events: (op, a, b): F runs a..b, or single actions with a == b
-        ev_op: List[int] = []
-        ev_a: List[int] = []
-        ev_b: List[int] = []
-        stack: List[Tuple] = [("node", 0, self.T, root)]
+        ev_op: list[int] = []
+        ev_a: list[int] = []
+        ev_b: list[int] = []
+        stack: list[tuple] = [("node", 0, self.T, root)]
         n = 0
         while stack:
             item = stack.pop()
             if item[0] == "emit":
-                ev_op.append(item[1]); ev_a.append(item[2]); ev_b.append(item[2])
+                ev_op.append(item[1])
+                ev_a.append(item[2])
+                ev_b.append(item[2])
                 continue
             _, k0, t, b = item
             if t == 0:
@@ -798,16 +835,22 @@ class Planner:
                 token.check()
             kind, y = self._choose(t, b, self.T)
             if kind == "fused":
-                ev_op += [F, B]; ev_a += [k0 + 1, k0 + t]; ev_b += [k0 + t, k0 + t]
+                ev_op += [F, B]
+                ev_a += [k0 + 1, k0 + t]
+                ev_b += [k0 + t, k0 + t]
                 stack.append(("node", k0, t - 1, b))
             elif kind == "H":
-                ev_op += [F, SH]; ev_a += [k0 + 1, k0 + y]; ev_b += [k0 + y, k0 + y]
+                ev_op += [F, SH]
+                ev_a += [k0 + 1, k0 + y]
+                ev_b += [k0 + y, k0 + y]
                 right_b = b - (1 if self.method == "closed" else h_cost)
                 stack.append(("node", k0, y, b))
                 stack.append(("emit", DH, k0 + y))
                 stack.append(("node", k0 + y, t - y, right_b))
             else:  # "I"
-                ev_op += [F, SI]; ev_a += [k0 + 1, k0 + y]; ev_b += [k0 + y, k0 + y]
+                ev_op += [F, SI]
+                ev_a += [k0 + 1, k0 + y]
+                ev_b += [k0 + y, k0 + y]
                 right_b = b - (1 if self.method == "closed" else i_cost)
                 stack.append(("node", k0, y - 1, b))
                 stack.append(("emit", DI, k0 + y))
@@ -819,7 +862,7 @@ class Planner:
         return Plan(self.T, M, self.policy, self.alpha, self.alpha_used, cost, sched)
 
 
-def _expand(ev_op: List[int], ev_a: List[int], ev_b: List[int], T: int, alpha: float) -> Schedule:
+def _expand(ev_op: list[int], ev_a: list[int], ev_b: list[int], T: int, alpha: float) -> Schedule:
     op = np.asarray(ev_op, dtype=np.uint8)
     a = np.asarray(ev_a, dtype=np.int64)
     b = np.asarray(ev_b, dtype=np.int64)

@@ -14,11 +14,12 @@ whose graph is alive) and the working register, exactly as the schedule says, an
 before the first backward action (``run(stop_before_backward=True)``) and be resumed later: that is how the
 training API splits the schedule into an autograd forward and backward.
 """
+
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from collections.abc import Callable, Sequence
 
-from .schedule import B, DH, DI, F, SH, SI, Schedule
+from .schedule import DH, DI, SH, SI, B, F, Schedule
 
 
 class Step:
@@ -28,11 +29,11 @@ class Step:
 
     __slots__ = ("k", "out", "leaves", "extra")
 
-    def __init__(self, k: int, out: Tuple, leaves: Optional[Tuple] = None, extra=None) -> None:
+    def __init__(self, k: int, out: tuple, leaves: tuple | None = None, extra=None) -> None:
         self.k, self.out, self.leaves, self.extra = k, out, leaves, extra
 
 
-def needs_graph(ops: Sequence[int]) -> List[bool]:
+def needs_graph(ops: Sequence[int]) -> list[bool]:
     """For each action: is it an F whose graph is used (the next action other than SH/DH/DI is SI or B)?"""
     need = [False] * len(ops)
     nxt = None
@@ -52,17 +53,24 @@ class Replay:
     DH/DI (see :class:`explorer.papers.bptt.executor.MemoryTracker`).
     """
 
-    def __init__(self, schedule: Schedule, h0: Tuple, forward: Callable[[int, Tuple, bool], Step],
-                 backward: Callable[[Step], None], tracker=None, need: Optional[List[bool]] = None) -> None:
-        self.ops: List[int] = schedule.ops.tolist()
-        self.ks: List[int] = schedule.ks.tolist()
+    def __init__(
+        self,
+        schedule: Schedule,
+        h0: tuple,
+        forward: Callable[[int, tuple, bool], Step],
+        backward: Callable[[Step], None],
+        tracker=None,
+        need: list[bool] | None = None,
+    ) -> None:
+        self.ops: list[int] = schedule.ops.tolist()
+        self.ks: list[int] = schedule.ks.tolist()
         self.need = need if need is not None else needs_graph(self.ops)
         self.forward = forward
         self.backward = backward
         self.tracker = tracker
-        self.stored_h: Dict[int, Tuple] = {0: tuple(h0)}
-        self.stored_i: Dict[int, Step] = {}
-        self.reg: Optional[Step] = None
+        self.stored_h: dict[int, tuple] = {0: tuple(h0)}
+        self.stored_i: dict[int, Step] = {}
+        self.reg: Step | None = None
         self.pos = 0
         if tracker is not None:
             tracker.add(self.stored_h[0])
@@ -100,7 +108,7 @@ class Replay:
                     state = stored_h[k - 1]
                 else:
                     state = stored_i[k - 1].out
-                self.reg = None            # the old register is dropped before the new step is computed
+                self.reg = None  # the old register is dropped before the new step is computed
                 del reg
                 self.reg = self.forward(k, state, need[i])
                 del state
@@ -127,7 +135,7 @@ class Replay:
                 st = reg if (reg is not None and reg.k == k and reg.leaves is not None) else stored_i[k]
                 del reg
                 self.backward(st)
-                st.leaves = None       # the graph is consumed; the outputs stay while I_k is stored
+                st.leaves = None  # the graph is consumed; the outputs stay while I_k is stored
                 st.extra = None
                 self.reg = None
                 del st

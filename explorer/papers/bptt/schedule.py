@@ -22,14 +22,15 @@ Actions are ``(op, k)`` with op one of::
     B  k   backward step k: needs I_k in the register or stored; must come in the order T, T-1, ..., 1;
            it consumes the register
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-OPS: Tuple[str, ...] = ("F", "SH", "SI", "DH", "DI", "B")
+OPS: tuple[str, ...] = ("F", "SH", "SI", "DH", "DI", "B")
 OP_CODE = {name: i for i, name in enumerate(OPS)}
 F, SH, SI, DH, DI, B = range(6)
 EPS = 1e-9
@@ -45,14 +46,14 @@ class Schedule:
 
     length: int
     alpha: float
-    ops: np.ndarray            # uint8 codes into OPS
-    ks: np.ndarray             # int64 step indices
+    ops: np.ndarray  # uint8 codes into OPS
+    ks: np.ndarray  # int64 step indices
 
     def __len__(self) -> int:
         return int(self.ops.size)
 
     @classmethod
-    def from_actions(cls, actions: Iterable[Sequence], length: int, alpha: float) -> "Schedule":
+    def from_actions(cls, actions: Iterable[Sequence], length: int, alpha: float) -> Schedule:
         ops, ks = [], []
         for a in actions:
             op, k = a[0], a[1]
@@ -62,7 +63,7 @@ class Schedule:
             ks.append(int(k))
         return cls(length, float(alpha), np.asarray(ops, dtype=np.uint8), np.asarray(ks, dtype=np.int64))
 
-    def actions(self) -> List[List]:
+    def actions(self) -> list[list]:
         names = [OPS[c] for c in self.ops.tolist()]
         return [[n, k] for n, k in zip(names, self.ks.tolist())]
 
@@ -90,10 +91,10 @@ class ValidationReport:
     cost: int
     peak_memory: float
     n_actions: int
-    stored_at_end: List[str] = field(default_factory=list)
+    stored_at_end: list[str] = field(default_factory=list)
 
 
-def validate(schedule: Schedule, memory: Optional[float] = None) -> ValidationReport:
+def validate(schedule: Schedule, memory: float | None = None) -> ValidationReport:
     """Check a schedule; raise ScheduleError naming the first offending action.
 
     Checks: known ops and step indices in range; stored memory (h_0 slot included) never above ``memory``;
@@ -110,7 +111,7 @@ def validate(schedule: Schedule, memory: Optional[float] = None) -> ValidationRe
     stored_i = set()
     mem = 1.0
     peak = 1.0
-    reg: Optional[int] = None      # step whose outputs / internal state are in the working register
+    reg: int | None = None  # step whose outputs / internal state are in the working register
     prev_op, prev_k = None, None
     next_b = T
     cost = 0
@@ -176,7 +177,7 @@ def validate(schedule: Schedule, memory: Optional[float] = None) -> ValidationRe
 
 def full_bptt_schedule(length: int, alpha: float) -> Schedule:
     """Standard BPTT as a schedule: one forward sweep storing every internal state, then T backward steps."""
-    acts: List[Tuple[str, int]] = []
+    acts: list[tuple[str, int]] = []
     for k in range(1, length + 1):
         acts.append(("F", k))
         if k < length:

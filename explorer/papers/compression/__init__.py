@@ -1,4 +1,5 @@
 """Towards Conceptual Compression: convolutional DRAW (Gregor, Besse, Rezende, Danihelka, Wierstra; NIPS 2016)."""
+
 from explorer.core.registry import PaperSpec
 
 SPEC = PaperSpec(

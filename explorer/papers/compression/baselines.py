@@ -9,12 +9,12 @@
   refined until the real file (JP2 container included) lands within 2% of the target.
 Rates are real file sizes in bits divided by the number of pixels (width x height).
 """
+
 from __future__ import annotations
 
 import io
 import math
 from dataclasses import dataclass
-from typing import Dict, Optional
 
 import numpy as np
 
@@ -23,7 +23,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
     if mse <= 1e-12:
         return 100.0
-    return 10.0 * math.log10(255.0 ** 2 / mse)
+    return 10.0 * math.log10(255.0**2 / mse)
 
 
 def ssim(a: np.ndarray, b: np.ndarray) -> float:
@@ -72,12 +72,12 @@ class CodecResult:
     codec: str
     bpp: float
     nbytes: int
-    image: np.ndarray      # decoded, uint8 (H, W, C)
-    setting: float         # JPEG quality or JPEG 2000 compression ratio
+    image: np.ndarray  # decoded, uint8 (H, W, C)
+    setting: float  # JPEG quality or JPEG 2000 compression ratio
     psnr: float
     ssim: float
 
-    def summary(self) -> Dict[str, float]:
+    def summary(self) -> dict[str, float]:
         return {"bpp": self.bpp, "bytes": self.nbytes, "psnr": self.psnr, "ssim": self.ssim, "setting": self.setting}
 
 
@@ -104,7 +104,7 @@ def jpeg_at_bpp(img: np.ndarray, target_bpp: float) -> CodecResult:
     """JPEG with the quality whose real size is closest (in ratio) to ``target_bpp``. Below the rate of
     quality 1 (JPEG cannot go lower) the quality-1 file is returned; its bpp shows the overshoot."""
     h, w = img.shape[:2]
-    cache: Dict[int, bytes] = {}
+    cache: dict[int, bytes] = {}
 
     def size(q: int) -> float:
         if q not in cache:
@@ -132,7 +132,7 @@ def jpeg2000_at_bpp(img: np.ndarray, target_bpp: float, tol: float = 0.02, max_i
     channels = img.shape[2] if img.ndim == 3 else 1
     raw_bpp = 8.0 * channels
     ratio = max(1.0, raw_bpp / max(target_bpp, 1e-4))
-    best: Optional[tuple] = None
+    best: tuple | None = None
     for _ in range(max_iter):
         data = jpeg2000_bytes(img, ratio)
         bpp = len(data) * 8.0 / (h * w)

@@ -10,6 +10,7 @@ waits for the answer without holding the lock.
 process starts on first use (``start()`` starts it early), serves one request at a time, and ends when its pipe
 closes (``close()``, or the app's exit). Where it cannot start or dies, the work runs in this process instead.
 """
+
 from __future__ import annotations
 
 import logging
@@ -19,25 +20,25 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any
 
 import numpy as np
 
 log = logging.getLogger(__name__)
-_ROOT = Path(__file__).resolve().parents[3]        # the folder holding the ``explorer`` package
+_ROOT = Path(__file__).resolve().parents[3]  # the folder holding the ``explorer`` package
 
 
 class CodecProcess:
     def __init__(self) -> None:
-        self._proc: Optional[subprocess.Popen] = None
+        self._proc: subprocess.Popen | None = None
         self._lock = threading.Lock()
-        self._failed = False           # it could not start (or died): work in-process from then on
+        self._failed = False  # it could not start (or died): work in-process from then on
 
     def start(self) -> None:
         with self._lock:
             self._ensure()
 
-    def _ensure(self) -> Optional[subprocess.Popen]:
+    def _ensure(self) -> subprocess.Popen | None:
         if self._proc is not None and self._proc.poll() is None:
             return self._proc
         if self._failed:
@@ -45,21 +46,21 @@ class CodecProcess:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join([str(_ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
         try:
-            self._proc = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE,
-                                          stdout=subprocess.PIPE, env=env, cwd=str(_ROOT))
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", __name__], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd=str(_ROOT)
+            )
         except OSError as exc:
             log.warning("codec helper process could not start (%s): JPEG baselines run in the app", exc)
             self._failed = True
             self._proc = None
         return self._proc
 
-    def baselines_at(self, image: np.ndarray, bpp: float) -> Dict[str, Any]:
+    def baselines_at(self, image: np.ndarray, bpp: float) -> dict[str, Any]:
         with self._lock:
             proc = self._ensure()
             if proc is not None:
                 try:
-                    pickle.dump((np.ascontiguousarray(image), float(bpp)), proc.stdin,
-                                protocol=pickle.HIGHEST_PROTOCOL)
+                    pickle.dump((np.ascontiguousarray(image), float(bpp)), proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
                     proc.stdin.flush()
                     ok, payload = pickle.load(proc.stdout)
                 except (OSError, EOFError, pickle.UnpicklingError, ValueError) as exc:
@@ -89,7 +90,7 @@ class CodecProcess:
             proc.kill()
 
 
-_shared: Optional[CodecProcess] = None
+_shared: CodecProcess | None = None
 _shared_lock = threading.Lock()
 
 

@@ -8,13 +8,14 @@ other plasma wallpapers are artwork). Four photos are held out and never trained
 
 No torch at import time (the panel imports the image helpers on the GUI side).
 """
+
 from __future__ import annotations
 
 import gzip
 import os
 import struct
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -24,10 +25,32 @@ PLASMA_DIR = Path("/usr/share/wallpapers")
 MATE_DIR = Path("/usr/share/backgrounds/mate/nature")
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 
-PLASMA_PHOTOS = ("BytheWater", "ColdRipple", "DarkestHour", "EveningGlow", "FallenLeaf", "Grey", "Kite",
-                 "OneStandsOut", "Path", "summer_1am")
-MATE_PHOTOS = ("Aqua", "Blinds", "Dune", "FreshFlower", "Garden", "GreenMeadow", "LadyBird", "RainDrops",
-               "Storm", "TwoWings", "Wood", "YellowFlower")
+PLASMA_PHOTOS = (
+    "BytheWater",
+    "ColdRipple",
+    "DarkestHour",
+    "EveningGlow",
+    "FallenLeaf",
+    "Grey",
+    "Kite",
+    "OneStandsOut",
+    "Path",
+    "summer_1am",
+)
+MATE_PHOTOS = (
+    "Aqua",
+    "Blinds",
+    "Dune",
+    "FreshFlower",
+    "Garden",
+    "GreenMeadow",
+    "LadyBird",
+    "RainDrops",
+    "Storm",
+    "TwoWings",
+    "Wood",
+    "YellowFlower",
+)
 # Held out: never seen in training; the eval set and the bundled samples come from these.
 HOLDOUT = ("Kite", "Path", "Garden", "LadyBird")
 PHOTO_SHORT_SIDE = 400
@@ -36,9 +59,9 @@ IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm",
 APT_HINT = "apt-get install -y plasma-workspace-wallpapers mate-backgrounds"
 
 
-def photo_files(plasma_dir: Path = PLASMA_DIR, mate_dir: Path = MATE_DIR) -> Dict[str, Path]:
+def photo_files(plasma_dir: Path = PLASMA_DIR, mate_dir: Path = MATE_DIR) -> dict[str, Path]:
     """{name: path} of the photographic wallpapers that are installed (largest plasma rendition)."""
-    found: Dict[str, Path] = {}
+    found: dict[str, Path] = {}
     for name in PLASMA_PHOTOS:
         folder = Path(plasma_dir) / name / "contents" / "images"
         if not folder.is_dir():
@@ -61,7 +84,7 @@ def photo_files(plasma_dir: Path = PLASMA_DIR, mate_dir: Path = MATE_DIR) -> Dic
     return found
 
 
-def split_photos(plasma_dir: Path = PLASMA_DIR, mate_dir: Path = MATE_DIR) -> Tuple[Dict[str, Path], Dict[str, Path]]:
+def split_photos(plasma_dir: Path = PLASMA_DIR, mate_dir: Path = MATE_DIR) -> tuple[dict[str, Path], dict[str, Path]]:
     """(train, holdout) photo dicts; raises UserError when the packages are missing."""
     files = photo_files(plasma_dir, mate_dir)
     if len(files) < 6:
@@ -108,7 +131,7 @@ def resize_short_side(img: np.ndarray, short: int) -> np.ndarray:
     return out[:, :, None] if out.ndim == 2 else out
 
 
-def fit_max_side(img: np.ndarray, max_side: int) -> Tuple[np.ndarray, Optional[str]]:
+def fit_max_side(img: np.ndarray, max_side: int) -> tuple[np.ndarray, str | None]:
     """Scale down so that neither side exceeds ``max_side``; returns (image, note or None)."""
     from PIL import Image
 
@@ -123,16 +146,16 @@ def fit_max_side(img: np.ndarray, max_side: int) -> Tuple[np.ndarray, Optional[s
     return out, f"scaled from {w}x{h} to {size[0]}x{size[1]}"
 
 
-def load_photo_set(files: Dict[str, Path], short_side: int = PHOTO_SHORT_SIDE) -> Dict[str, np.ndarray]:
+def load_photo_set(files: dict[str, Path], short_side: int = PHOTO_SHORT_SIDE) -> dict[str, np.ndarray]:
     return {name: _scaled(load_image(p), short_side) for name, p in sorted(files.items())}
 
 
-def _scaled(img: np.ndarray, short_side: Optional[int]) -> np.ndarray:
+def _scaled(img: np.ndarray, short_side: int | None) -> np.ndarray:
     return resize_short_side(img, short_side) if short_side else img
 
 
 # ----- a folder of photos (train compression --data DIR) ---------------------------------------------------
-def folder_images(folder: os.PathLike | str, exclude: Sequence[str] = ()) -> Tuple[List[Path], List[Path]]:
+def folder_images(folder: os.PathLike | str, exclude: Sequence[str] = ()) -> tuple[list[Path], list[Path]]:
     """(images, excluded): the image files under ``folder`` (recursively, by extension, hidden entries skipped),
     sorted; files whose name matches one of the ``exclude`` glob patterns are set aside (never trained on nor
     validated on: keep them for your own evaluation)."""
@@ -141,16 +164,22 @@ def folder_images(folder: os.PathLike | str, exclude: Sequence[str] = ()) -> Tup
     d = Path(folder)
     if not d.is_dir():
         raise UserError(f"{d}: not a folder")
-    found = sorted(p for p in d.rglob("*")
-                   if p.suffix.lower() in IMAGE_EXTS and p.is_file()
-                   and not any(part.startswith(".") for part in p.relative_to(d).parts))
+    found = sorted(
+        p
+        for p in d.rglob("*")
+        if p.suffix.lower() in IMAGE_EXTS
+        and p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(d).parts)
+    )
     out, excluded = [], []
     for p in found:
         (excluded if any(fnmatch.fnmatch(p.name, pat) for pat in exclude) else out).append(p)
     if len(out) < 2:
         left = " left after --exclude" if excluded else ""
-        raise UserError(f"{d}: {len(out)} image file(s) (PNG, JPEG, ...){left}; at least 2 are needed "
-                        "(one is held out for validation)")
+        raise UserError(
+            f"{d}: {len(out)} image file(s) (PNG, JPEG, ...){left}; at least 2 are needed "
+            "(one is held out for validation)"
+        )
     return out, excluded
 
 
@@ -158,11 +187,12 @@ def name_hash(name: str) -> float:
     """A file name's place in [0, 1): the first 64 bits of its SHA-256, over 2**64."""
     import hashlib
 
-    return int(hashlib.sha256(name.encode("utf-8")).hexdigest()[:16], 16) / 2.0 ** 64
+    return int(hashlib.sha256(name.encode("utf-8")).hexdigest()[:16], 16) / 2.0**64
 
 
-def split_by_name_hash(files: Sequence[Path], folder: os.PathLike | str,
-                       fraction: float) -> Tuple[Dict[str, Path], Dict[str, Path], str]:
+def split_by_name_hash(
+    files: Sequence[Path], folder: os.PathLike | str, fraction: float
+) -> tuple[dict[str, Path], dict[str, Path], str]:
     """(train, holdout, rule): a file is held out when the hash of its file name (not its folder: the same
     photo is held out wherever the folder lies or whichever parent folder is given) is below ``fraction``.
     At least one file is held out and at least one kept. Keys are paths relative to ``folder``."""
@@ -175,18 +205,17 @@ def split_by_name_hash(files: Sequence[Path], folder: os.PathLike | str,
         hold = {order[0]}
     if len(hold) == len(keyed):
         hold.discard(order[-1])
-    rule = (f"held out when sha256(file name)[:16 hex] / 2**64 < {fraction:g} "
-            "(at least one held out and one kept)")
-    return ({k: keyed[k] for k in sorted(keyed) if k not in hold},
-            {k: keyed[k] for k in sorted(hold)}, rule)
+    rule = f"held out when sha256(file name)[:16 hex] / 2**64 < {fraction:g} (at least one held out and one kept)"
+    return ({k: keyed[k] for k in sorted(keyed) if k not in hold}, {k: keyed[k] for k in sorted(hold)}, rule)
 
 
-def load_folder_set(files: Dict[str, Path], folder: os.PathLike | str, short_side: Optional[int],
-                    log=None) -> Tuple[Dict[str, np.ndarray], List[str]]:
+def load_folder_set(
+    files: dict[str, Path], folder: os.PathLike | str, short_side: int | None, log=None
+) -> tuple[dict[str, np.ndarray], list[str]]:
     """({name: uint8 RGB image scaled to ``short_side``}, [unreadable names]): files that cannot be read as
     images are skipped with a note."""
-    imgs: Dict[str, np.ndarray] = {}
-    bad: List[str] = []
+    imgs: dict[str, np.ndarray] = {}
+    bad: list[str] = []
     for name, p in sorted(files.items()):
         try:
             imgs[name] = _scaled(load_image(p), short_side)
@@ -217,7 +246,7 @@ class CropSampler:
             im = self.images[i]
             y = rng.integers(0, im.shape[0] - c + 1)
             x = rng.integers(0, im.shape[1] - c + 1)
-            patch = im[y:y + c, x:x + c]
+            patch = im[y : y + c, x : x + c]
             if rng.random() < 0.5:
                 patch = patch[:, ::-1]
             out[j] = patch
@@ -246,7 +275,7 @@ def read_idx_images(path: os.PathLike | str) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=16, count=n * h * w).reshape(n, h, w)
 
 
-def fashion_mnist(root: Path = FASHION_DIR) -> Tuple[np.ndarray, np.ndarray]:
+def fashion_mnist(root: Path = FASHION_DIR) -> tuple[np.ndarray, np.ndarray]:
     """(train (60000, 28, 28, 1), test (10000, 28, 28, 1)) uint8."""
     root = Path(root)
     tr, te = root / "train-images-idx3-ubyte.gz", root / "t10k-images-idx3-ubyte.gz"
@@ -255,7 +284,7 @@ def fashion_mnist(root: Path = FASHION_DIR) -> Tuple[np.ndarray, np.ndarray]:
     return read_idx_images(tr)[..., None], read_idx_images(te)[..., None]
 
 
-def list_images(folder: os.PathLike | str) -> List[Path]:
+def list_images(folder: os.PathLike | str) -> list[Path]:
     d = Path(folder)
     if not d.is_dir():
         raise UserError(f"{d}: not a folder")

@@ -6,11 +6,13 @@ decoded trajectory, with the transmitted latents set to the posterior means. The
 iterations take their latents from the learned prior (its mean for the reconstruction, samples for
 "imagine the rest").
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any
 
 import numpy as np
 
@@ -78,18 +80,23 @@ class Analysis:
             rec = model.reconstructions(x)
         self.enc = rec["encoded"]
         kl_bits = (rec["kl"][0] / math.log(2.0)).cpu().numpy().astype(np.float64)
-        self.kl_bits = kl_bits                                   # per iteration, whole image
+        self.kl_bits = kl_bits  # per iteration, whole image
         self.kl_bpp = kl_bits / (self.height * self.width)
         self.rate_bpp = np.concatenate([[0.0], np.cumsum(self.kl_bpp)])  # index k
         self.recons = {k: _image(c, self.hw) for k, c in rec["canvas"].items()}
         self.T = model.iterations
 
-    def point(self, k: int) -> Dict[str, Any]:
+    def point(self, k: int) -> dict[str, Any]:
         r = self.recons[k]
-        return {"k": k, "bpp": float(self.rate_bpp[k]), "bits": float(self.rate_bpp[k] * self.height * self.width),
-                "psnr": psnr(self.image, r), "ssim": ssim(self.image, r)}
+        return {
+            "k": k,
+            "bpp": float(self.rate_bpp[k]),
+            "bits": float(self.rate_bpp[k] * self.height * self.width),
+            "psnr": psnr(self.image, r),
+            "ssim": ssim(self.image, r),
+        }
 
-    def samples(self, k: int, n: int = 4, seed: int = 0, temperature: float = 1.0) -> List[np.ndarray]:
+    def samples(self, k: int, n: int = 4, seed: int = 0, temperature: float = 1.0) -> list[np.ndarray]:
         """n completions: the first k iterations as sent, the rest sampled from the learned prior."""
         import torch
 
@@ -105,18 +112,17 @@ class Analysis:
         return out
 
 
-def baselines_at(image: np.ndarray, bpp: float) -> Dict[str, Any]:
+def baselines_at(image: np.ndarray, bpp: float) -> dict[str, Any]:
     """JPEG and JPEG 2000 of ``image`` at (about) ``bpp`` bits per pixel."""
     if bpp <= 0:
         return {"jpeg": None, "jpeg2000": None}
     return {"jpeg": jpeg_at_bpp(image, bpp), "jpeg2000": jpeg2000_at_bpp(image, bpp)}
 
 
-def analyse_points(model, img: np.ndarray, device, ks: Optional[List[int]] = None,
-                   token=None) -> Iterator[Dict[str, Any]]:
+def analyse_points(model, img: np.ndarray, device, ks: list[int] | None = None, token=None) -> Iterator[dict[str, Any]]:
     """Yield one record per k (1..T by default): model point plus JPEG and JPEG 2000 at the same bpp."""
     an = Analysis(model, img, device)
-    for k in (ks or range(1, an.T + 1)):
+    for k in ks or range(1, an.T + 1):
         if token is not None:
             token.check()
         p = an.point(k)
@@ -129,7 +135,7 @@ def analyse_points(model, img: np.ndarray, device, ks: Optional[List[int]] = Non
         yield p
 
 
-def compress_file(model, image_path, k: int, out: Path, device, max_side: int = 1024) -> Dict[str, Any]:
+def compress_file(model, image_path, k: int, out: Path, device, max_side: int = 1024) -> dict[str, Any]:
     from PIL import Image
 
     from .data import fit_max_side, load_image
@@ -151,6 +157,17 @@ def compress_file(model, image_path, k: int, out: Path, device, max_side: int = 
         raise UserError(f"{out.name}: unknown image type '{ext or '(none)'}' (use .png, .jpg, ...)")
     with atomic_output(out, "image file") as tmp:
         Image.fromarray(rec[:, :, 0] if rec.shape[2] == 1 else rec).save(tmp, format=Image.EXTENSION[ext])
-    return {"image": str(image_path), "out": str(out), "width": an.width, "height": an.height, "k": k,
-            "iterations": T, "bpp": p["bpp"], "bytes": p["bits"] / 8.0, "psnr": p["psnr"], "ssim": p["ssim"],
-            "rate": "ideal code length (sum of KL_1..k, bits-back)", "note": note}
+    return {
+        "image": str(image_path),
+        "out": str(out),
+        "width": an.width,
+        "height": an.height,
+        "k": k,
+        "iterations": T,
+        "bpp": p["bpp"],
+        "bytes": p["bits"] / 8.0,
+        "psnr": p["psnr"],
+        "ssim": p["ssim"],
+        "rate": "ideal code length (sum of KL_1..k, bits-back)",
+        "note": note,
+    }

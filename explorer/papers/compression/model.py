@@ -14,10 +14,11 @@ log-scale from the last decoder state. Loss = -log p(x | canvas_T) + sum_t KL(q_
 KL_t is the ideal code length of iteration t's latents (bits-back); sending the first k iterations costs
 sum_{t<=k} KL_t. Fully convolutional: any image size (padded to the stride by reflection).
 """
+
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -25,7 +26,7 @@ import torch.nn.functional as F
 
 LN2 = math.log(2.0)
 
-DEFAULT_CONFIG: Dict[str, Any] = {
+DEFAULT_CONFIG: dict[str, Any] = {
     "in_channels": 3,
     "hidden": 32,
     "z_channels": 8,
@@ -36,12 +37,16 @@ DEFAULT_CONFIG: Dict[str, Any] = {
 }
 
 
-def build(config: Dict[str, Any]) -> "ConvDRAW":
+def build(config: dict[str, Any]) -> ConvDRAW:
     cfg = dict(DEFAULT_CONFIG)
     cfg.update(config or {})
     return ConvDRAW(
-        in_channels=int(cfg["in_channels"]), hidden=int(cfg["hidden"]), z_channels=int(cfg["z_channels"]),
-        iterations=int(cfg["iterations"]), stride=int(cfg["stride"]), kernel=int(cfg["kernel"]),
+        in_channels=int(cfg["in_channels"]),
+        hidden=int(cfg["hidden"]),
+        z_channels=int(cfg["z_channels"]),
+        iterations=int(cfg["iterations"]),
+        stride=int(cfg["stride"]),
+        kernel=int(cfg["kernel"]),
         read_channels=int(cfg["read_channels"]),
     )
 
@@ -55,7 +60,7 @@ class ConvLSTMCell(nn.Module):
         self.conv = nn.Conv2d(in_ch + hidden, 4 * hidden, kernel, padding=kernel // 2)
         with torch.no_grad():  # forget-gate bias 1: remember by default
             self.conv.bias.zero_()
-            self.conv.bias[hidden:2 * hidden].fill_(1.0)
+            self.conv.bias[hidden : 2 * hidden].fill_(1.0)
 
     def forward(self, inp: torch.Tensor, h: torch.Tensor, c: torch.Tensor):
         gates = self.conv(torch.cat([inp, h], dim=1))
@@ -81,15 +86,13 @@ def discretized_logistic_nll(x: torch.Tensor, mean: torch.Tensor, log_scale: tor
     minus = inv_s * (centered - 1.0 / 255.0)
     cdf_plus = torch.sigmoid(plus)
     cdf_minus = torch.sigmoid(minus)
-    log_cdf_plus = plus - F.softplus(plus)          # log sigmoid(plus): bottom bin (x = -1)
-    log_one_minus_cdf_minus = -F.softplus(minus)    # log(1 - sigmoid(minus)): top bin (x = 1)
+    log_cdf_plus = plus - F.softplus(plus)  # log sigmoid(plus): bottom bin (x = -1)
+    log_one_minus_cdf_minus = -F.softplus(minus)  # log(1 - sigmoid(minus)): top bin (x = 1)
     cdf_delta = cdf_plus - cdf_minus
     mid = inv_s * centered
     log_pdf_mid = mid - log_scale - 2.0 * F.softplus(mid)  # fallback when the bin mass underflows
-    log_prob_mid = torch.where(cdf_delta > 1e-5, torch.log(cdf_delta.clamp(min=1e-12)),
-                               log_pdf_mid - math.log(127.5))
-    log_prob = torch.where(x < -0.999, log_cdf_plus,
-                           torch.where(x > 0.999, log_one_minus_cdf_minus, log_prob_mid))
+    log_prob_mid = torch.where(cdf_delta > 1e-5, torch.log(cdf_delta.clamp(min=1e-12)), log_pdf_mid - math.log(127.5))
+    log_prob = torch.where(x < -0.999, log_cdf_plus, torch.where(x > 0.999, log_one_minus_cdf_minus, log_prob_mid))
     return -log_prob
 
 
@@ -110,13 +113,21 @@ class DrawState:
     def __init__(self, h_enc, c_enc, h_dec, c_dec, canvas):
         self.h_enc, self.c_enc, self.h_dec, self.c_dec, self.canvas = h_enc, c_enc, h_dec, c_dec, canvas
 
-    def clone_decoder(self) -> "DrawState":
+    def clone_decoder(self) -> DrawState:
         return DrawState(None, None, self.h_dec, self.c_dec, self.canvas)
 
 
 class ConvDRAW(nn.Module):
-    def __init__(self, in_channels: int = 3, hidden: int = 32, z_channels: int = 8, iterations: int = 8,
-                 stride: int = 4, kernel: int = 3, read_channels: int = 32) -> None:
+    def __init__(
+        self,
+        in_channels: int = 3,
+        hidden: int = 32,
+        z_channels: int = 8,
+        iterations: int = 8,
+        stride: int = 4,
+        kernel: int = 3,
+        read_channels: int = 32,
+    ) -> None:
         super().__init__()
         self.in_channels, self.hidden, self.z_channels = in_channels, hidden, z_channels
         self.iterations, self.stride = iterations, stride
@@ -139,10 +150,16 @@ class ConvDRAW(nn.Module):
             self.scale.bias.fill_(-2.5)
 
     # ----- helpers -------------------------------------------------------------------------------------
-    def config(self) -> Dict[str, Any]:
-        return {"in_channels": self.in_channels, "hidden": self.hidden, "z_channels": self.z_channels,
-                "iterations": self.iterations, "stride": self.stride,
-                "kernel": self.encoder.conv.kernel_size[0], "read_channels": self.read_channels}
+    def config(self) -> dict[str, Any]:
+        return {
+            "in_channels": self.in_channels,
+            "hidden": self.hidden,
+            "z_channels": self.z_channels,
+            "iterations": self.iterations,
+            "stride": self.stride,
+            "kernel": self.encoder.conv.kernel_size[0],
+            "read_channels": self.read_channels,
+        }
 
     def pad(self, x: torch.Tensor):
         """Reflect-pad H and W up to multiples of the stride; returns (padded, (H, W))."""
@@ -180,7 +197,7 @@ class ConvDRAW(nn.Module):
         return F.pixel_shuffle(self.scale(st.h_dec), self.stride)
 
     # ----- training ------------------------------------------------------------------------------------
-    def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """x in [-1, 1] (N, C, H, W) with H, W multiples of the stride. Returns per-image nats:
         ``kl`` (N, T), ``nll`` (N,), and ``canvas`` (the mean of p(x | z))."""
         st = self.init_state(x)
@@ -196,7 +213,7 @@ class ConvDRAW(nn.Module):
 
     # ----- compression ---------------------------------------------------------------------------------
     @torch.no_grad()
-    def encode(self, x: torch.Tensor) -> Dict[str, Any]:
+    def encode(self, x: torch.Tensor) -> dict[str, Any]:
         """Posterior pass with z_t = posterior mean (the transmitted latent). Returns KL per iteration
         (nats, (N, T)), the latents, and the decoder state after every iteration (states[k] = after k)."""
         st = self.init_state(x)
@@ -211,8 +228,14 @@ class ConvDRAW(nn.Module):
         return {"kl": torch.stack(kls, dim=1), "z": zs, "states": states}
 
     @torch.no_grad()
-    def continue_from(self, st: DrawState, start: int, sample: bool = False, temperature: float = 1.0,
-                      generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    def continue_from(
+        self,
+        st: DrawState,
+        start: int,
+        sample: bool = False,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         """Finish the iterations start+1..T from the prior (its mean, or samples); returns the canvas."""
         for _ in range(start, self.iterations):
             mu_p, ls_p = self.prior_params(st)
@@ -224,7 +247,7 @@ class ConvDRAW(nn.Module):
         return st.canvas
 
     @torch.no_grad()
-    def reconstructions(self, x: torch.Tensor, ks: Optional[List[int]] = None) -> Dict[str, Any]:
+    def reconstructions(self, x: torch.Tensor, ks: list[int] | None = None) -> dict[str, Any]:
         """For each k in ks (default 0..T): the canvas when the first k iterations' latents are sent and
         the rest come from the prior mean. Returns {"kl": (N, T) nats, "canvas": {k: tensor}}."""
         enc = self.encode(x)
@@ -233,8 +256,9 @@ class ConvDRAW(nn.Module):
         return {"kl": enc["kl"], "canvas": out, "encoded": enc}
 
     @torch.no_grad()
-    def sample(self, n: int, height: int, width: int, temperature: float = 1.0,
-               generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    def sample(
+        self, n: int, height: int, width: int, temperature: float = 1.0, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         x = torch.zeros(n, self.in_channels, height, width, device=self.write.weight.device)
         st = self.init_state(x)
         return self.continue_from(st, 0, sample=True, temperature=temperature, generator=generator)

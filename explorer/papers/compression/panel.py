@@ -4,17 +4,29 @@ All work runs in workers: per image, one task computes the reconstructions for e
 and then JPEG / JPEG 2000 at each k's rate (streamed in as partial results); the slider only reads caches.
 "Imagine the rest" samples are computed per k in another task and cached too.
 """
+
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 import numpy as np
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage, QPixmap
-from PySide6.QtWidgets import (QComboBox, QFileDialog, QGridLayout, QGroupBox, QHBoxLayout, QLabel,
-                               QPushButton, QSizePolicy, QSlider, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSizePolicy,
+    QSlider,
+    QVBoxLayout,
+    QWidget,
+)
 
 from explorer.core.tasks import Progress
 from explorer.ui.dialogs import input_folder, remember_folder
@@ -27,7 +39,7 @@ SAMPLE_TILE = 92
 N_SAMPLES = 4
 MAX_SIDE = 512
 DEFAULT_SAMPLE = "path.png"
-TARGET_BPP = 0.15       # the default k is the one whose rate is closest to this
+TARGET_BPP = 0.15  # the default k is the one whose rate is closest to this
 CAPTION_LINES = 3
 IMAGE_DIR_KEY = "compression/last_dir"
 
@@ -48,7 +60,7 @@ def to_pixmap(img: np.ndarray, size: int) -> QPixmap:
 class ImageTile(QWidget):
     """A title, an image and a caption."""
 
-    def __init__(self, title: str, tooltip: str, size: int = TILE, parent: Optional[QWidget] = None) -> None:
+    def __init__(self, title: str, tooltip: str, size: int = TILE, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
@@ -78,7 +90,7 @@ class ImageTile(QWidget):
             self.caption.hide()
         self.has_image = False
 
-    def set_image(self, img: Optional[np.ndarray], caption: str = "") -> None:
+    def set_image(self, img: np.ndarray | None, caption: str = "") -> None:
         if img is None:
             self.image.clear()
             self.image.setText("computing…")
@@ -106,7 +118,7 @@ def _analyse(model, img: np.ndarray, device_fn, token=None):
     from .infer import Analysis
 
     codec = shared()
-    codec.start()             # the helper process starts while the model works
+    codec.start()  # the helper process starts while the model works
     device = device_fn()
     t0 = time.perf_counter()
     with torch.no_grad():
@@ -117,7 +129,7 @@ def _analyse(model, img: np.ndarray, device_fn, token=None):
     order = sorted(range(1, an.T + 1), key=lambda k: abs(an.rate_bpp[k] - TARGET_BPP))
     for i, k in enumerate(order):
         token.check()
-        b = codec.baselines_at(an.image, float(an.rate_bpp[k]))     # in its own process: no GIL held here
+        b = codec.baselines_at(an.image, float(an.rate_bpp[k]))  # in its own process: no GIL held here
         yield Progress((i + 1) / an.T, f"JPEG / JPEG 2000 at the rate of k={k}")
         yield ("baseline", k, b)
     return an
@@ -132,13 +144,13 @@ class CompressionPanel(PaperPanel):
     def __init__(self, spec, context, parent=None):
         super().__init__(spec, context, parent)
         self.analysis = None
-        self.points: Dict[int, Dict[str, Any]] = {}
-        self.baselines: Dict[int, Dict[str, Any]] = {}
-        self.sample_cache: Dict[int, List[np.ndarray]] = {}
+        self.points: dict[int, dict[str, Any]] = {}
+        self.baselines: dict[int, dict[str, Any]] = {}
+        self.sample_cache: dict[int, list[np.ndarray]] = {}
         self.sample_seed = 0
-        self.image: Optional[np.ndarray] = None
+        self.image: np.ndarray | None = None
         self.image_name = ""
-        self.image_note: Optional[str] = None
+        self.image_note: str | None = None
         self._pending_demo = False
         self._analysis_done = False
 
@@ -164,8 +176,10 @@ class CompressionPanel(PaperPanel):
         self.slider.setPageStep(1)
         self.slider.setTickPosition(QSlider.TicksBelow)
         self.slider.setMinimumWidth(220)
-        self.slider.setToolTip("Send the latents of the first k DRAW iterations; the rest come from the learned "
-                               "prior. More iterations, more bits, more detail.")
+        self.slider.setToolTip(
+            "Send the latents of the first k DRAW iterations; the rest come from the learned "
+            "prior. More iterations, more bits, more detail."
+        )
         self.slider.valueChanged.connect(self._on_slider)
         top.addWidget(self.slider, 1)
         self.k_label = QLabel("")
@@ -179,14 +193,21 @@ class CompressionPanel(PaperPanel):
 
         tiles = QHBoxLayout()
         self.tile_orig = ImageTile("Original", "The image being compressed")
-        self.tile_draw = ImageTile("Conv DRAW, first k iterations",
-                                   "Reconstruction from the latents of the first k iterations (posterior means); "
-                                   "the remaining iterations use the learned prior's mean. Rate: the ideal code "
-                                   "length, sum of KL_1..k (what bits-back coding would reach)")
-        self.tile_jpeg = ImageTile("JPEG, same bits", "Pillow JPEG (4:2:0, optimised Huffman), quality bisected "
-                                   "to the model's rate; real file size. JPEG cannot go below its quality-1 size")
-        self.tile_jp2 = ImageTile("JPEG 2000, same bits", "Pillow/OpenJPEG JPEG 2000 (9/7 wavelet), ratio refined "
-                                  "until the real file matches the model's rate")
+        self.tile_draw = ImageTile(
+            "Conv DRAW, first k iterations",
+            "Reconstruction from the latents of the first k iterations (posterior means); "
+            "the remaining iterations use the learned prior's mean. Rate: the ideal code "
+            "length, sum of KL_1..k (what bits-back coding would reach)",
+        )
+        self.tile_jpeg = ImageTile(
+            "JPEG, same bits",
+            "Pillow JPEG (4:2:0, optimised Huffman), quality bisected "
+            "to the model's rate; real file size. JPEG cannot go below its quality-1 size",
+        )
+        self.tile_jp2 = ImageTile(
+            "JPEG 2000, same bits",
+            "Pillow/OpenJPEG JPEG 2000 (9/7 wavelet), ratio refined until the real file matches the model's rate",
+        )
         for t in (self.tile_orig, self.tile_draw, self.tile_jpeg, self.tile_jp2):
             tiles.addWidget(t)
         self.body.addLayout(tiles)
@@ -204,17 +225,40 @@ class CompressionPanel(PaperPanel):
         # bottom right: rate-distortion curves rise to the right, so that corner stays empty
         self.plot.addLegend(offset=(-10, -10), labelTextColor="#333", brush=pg.mkBrush(255, 255, 255, 200))
         self.plot.getAxis("bottom").enableAutoSIPrefix(False)
-        self.plot.setToolTip("PSNR against rate. Conv DRAW: ideal code length of k iterations; JPEG and "
-                             "JPEG 2000: real file sizes at the matched rate. Big markers: the current k")
+        self.plot.setToolTip(
+            "PSNR against rate. Conv DRAW: ideal code length of k iterations; JPEG and "
+            "JPEG 2000: real file sizes at the matched rate. Big markers: the current k"
+        )
         shrinkable(self.plot, 180)
         colors = {"draw": (31, 119, 180), "jpeg": (214, 39, 40), "jp2": (44, 160, 44)}
         self.curves = {
-            "draw": self.plot.plot([], [], pen=pg.mkPen(colors["draw"], width=2), symbol="o", symbolSize=6,
-                                   symbolBrush=colors["draw"], name="conv DRAW (ideal code length)"),
-            "jpeg": self.plot.plot([], [], pen=pg.mkPen(colors["jpeg"], width=2), symbol="s", symbolSize=6,
-                                   symbolBrush=colors["jpeg"], name="JPEG"),
-            "jp2": self.plot.plot([], [], pen=pg.mkPen(colors["jp2"], width=2), symbol="t", symbolSize=6,
-                                  symbolBrush=colors["jp2"], name="JPEG 2000"),
+            "draw": self.plot.plot(
+                [],
+                [],
+                pen=pg.mkPen(colors["draw"], width=2),
+                symbol="o",
+                symbolSize=6,
+                symbolBrush=colors["draw"],
+                name="conv DRAW (ideal code length)",
+            ),
+            "jpeg": self.plot.plot(
+                [],
+                [],
+                pen=pg.mkPen(colors["jpeg"], width=2),
+                symbol="s",
+                symbolSize=6,
+                symbolBrush=colors["jpeg"],
+                name="JPEG",
+            ),
+            "jp2": self.plot.plot(
+                [],
+                [],
+                pen=pg.mkPen(colors["jp2"], width=2),
+                symbol="t",
+                symbolSize=6,
+                symbolBrush=colors["jp2"],
+                name="JPEG 2000",
+            ),
         }
         self.current = pg.ScatterPlotItem(size=14, pen=pg.mkPen("k", width=1.5))
         self.plot.addItem(self.current)
@@ -223,8 +267,10 @@ class CompressionPanel(PaperPanel):
         yield
 
         box = QGroupBox("Imagine the rest")
-        box.setToolTip("Keep the first k iterations as sent and sample the remaining ones from the learned prior: "
-                       "what the model 'imagines' for the bits not sent")
+        box.setToolTip(
+            "Keep the first k iterations as sent and sample the remaining ones from the learned prior: "
+            "what the model 'imagines' for the bits not sent"
+        )
         bl = QVBoxLayout(box)
         self.samples_label = QLabel("Samples for the iterations not sent")
         self.samples_label.setWordWrap(True)
@@ -250,7 +296,7 @@ class CompressionPanel(PaperPanel):
         self.reveal_later(self.plot)
 
     @staticmethod
-    def _bundled_images(channels: int = 3) -> List[Path]:
+    def _bundled_images(channels: int = 3) -> list[Path]:
         """Held-out photos for an RGB model; Fashion-MNIST test mosaics for a grey one."""
         from explorer.core.paths import resources_dir
 
@@ -277,7 +323,7 @@ class CompressionPanel(PaperPanel):
         self.slider.setRange(1, model.iterations)
         self.slider.blockSignals(False)
         if self._fill_picker(model.in_channels) and self.image is not None and not self._pending_demo:
-            self._on_pick(self.picker.currentIndex())      # a photo model <-> Fashion-MNIST model switch
+            self._on_pick(self.picker.currentIndex())  # a photo model <-> Fashion-MNIST model switch
         elif self.image is not None:
             self._start_analysis()
 
@@ -289,12 +335,12 @@ class CompressionPanel(PaperPanel):
             self.mark_demo_done()
             return
         if self.picker.currentIndex() != idx:
-            self.picker.setCurrentIndex(idx)   # triggers _on_pick
+            self.picker.setCurrentIndex(idx)  # triggers _on_pick
         else:
             self._on_pick(idx)
 
     def shutdown(self, timeout: float = 5.0) -> bool:
-        ok = super().shutdown(timeout)          # the analysis has stopped: its codec process is idle
+        ok = super().shutdown(timeout)  # the analysis has stopped: its codec process is idle
         from . import codec_process
 
         if codec_process._shared is not None:
@@ -314,8 +360,9 @@ class CompressionPanel(PaperPanel):
         return input_folder(self.context.settings, IMAGE_DIR_KEY, "compression", "fashion" if grey else "")
 
     def _ask_open_image(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open an image", self.image_start_folder(),
-                                              "Images (*.png *.jpg *.jpeg *.bmp *.tif *.tiff *.webp)")
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Open an image", self.image_start_folder(), "Images (*.png *.jpg *.jpeg *.bmp *.tif *.tiff *.webp)"
+        )
         if path:
             remember_folder(self.context.settings, IMAGE_DIR_KEY, path)
             self._open_path(path)
@@ -336,8 +383,9 @@ class CompressionPanel(PaperPanel):
                 self._pending_demo = False
                 self.mark_demo_done()
 
-        self.runner.submit(_load_image_file, path, channels, key="load", name="load image",
-                           on_result=loaded, on_error=failed)
+        self.runner.submit(
+            _load_image_file, path, channels, key="load", name="load image", on_result=loaded, on_error=failed
+        )
 
     def _start_analysis(self) -> None:
         if self.model is None or self.image is None:
@@ -350,16 +398,28 @@ class CompressionPanel(PaperPanel):
             t.set_image(None)
         for t in self.sample_tiles:
             t.set_image(None)
-        self.tile_orig.set_image(self.image, f"{self.image_name}: {self.image.shape[1]}x{self.image.shape[0]}"
-                                 + (f" ({self.image_note})" if self.image_note else ""))
+        self.tile_orig.set_image(
+            self.image,
+            f"{self.image_name}: {self.image.shape[1]}x{self.image.shape[0]}"
+            + (f" ({self.image_note})" if self.image_note else ""),
+        )
         for c in self.curves.values():
             c.setData([], [])
         self.current.setData([], [])
         self.task_bar.start("Compressing with conv DRAW…", on_cancel=lambda: self.runner.cancel("analysis"))
-        self.runner.submit(_analyse, self.model, self.image, self.context.device, key="analysis",
-                           name="conv DRAW analysis", on_partial=self._on_partial,
-                           on_progress=self.task_bar.set_progress, on_result=self._on_analysis_done,
-                           on_error=self._on_analysis_error, on_cancelled=self._on_analysis_cancelled)
+        self.runner.submit(
+            _analyse,
+            self.model,
+            self.image,
+            self.context.device,
+            key="analysis",
+            name="conv DRAW analysis",
+            on_partial=self._on_partial,
+            on_progress=self.task_bar.set_progress,
+            on_result=self._on_analysis_done,
+            on_error=self._on_analysis_error,
+            on_cancelled=self._on_analysis_cancelled,
+        )
 
     def _on_partial(self, item) -> None:
         if item[0] == "model":
@@ -395,7 +455,7 @@ class CompressionPanel(PaperPanel):
 
     def _on_analysis_cancelled(self) -> None:
         if not self.runner.latest_cancelled("analysis"):
-            return                     # replaced by the analysis of another image or model
+            return  # replaced by the analysis of another image or model
         self.task_bar.finish("Analysis cancelled.")
         if self._pending_demo:
             self._pending_demo = False
@@ -428,13 +488,14 @@ class CompressionPanel(PaperPanel):
 
         def failed(exc, tb):
             self.show_exception(exc, tb)
-            if self._pending_demo:          # no samples are coming: the demo shows what it has
+            if self._pending_demo:  # no samples are coming: the demo shows what it has
                 self._pending_demo = False
                 self.mark_demo_done()
 
         # cancelled (a new image or model): the new analysis asks for its own samples
-        self.runner.submit(_samples, an, k, self.sample_seed, key="samples", name="imagine the rest",
-                           on_result=done, on_error=failed)
+        self.runner.submit(
+            _samples, an, k, self.sample_seed, key="samples", name="imagine the rest", on_result=done, on_error=failed
+        )
 
     def _maybe_finish_demo(self) -> None:
         if self._pending_demo and self._analysis_done and self.slider.value() in self.sample_cache:
@@ -447,9 +508,11 @@ class CompressionPanel(PaperPanel):
         for t, im in zip(self.sample_tiles, imgs):
             t.set_image(im, "")
         T = self.analysis.T if self.analysis else 0
-        self.samples_label.setText(f"First {k} iteration(s) as sent, iterations {k + 1}..{T} sampled from the "
-                                   "learned prior" if k < T else "All iterations sent: nothing left to imagine "
-                                   "(the samples equal the reconstruction)")
+        self.samples_label.setText(
+            f"First {k} iteration(s) as sent, iterations {k + 1}..{T} sampled from the learned prior"
+            if k < T
+            else "All iterations sent: nothing left to imagine (the samples equal the reconstruction)"
+        )
 
     def _update_view(self) -> None:
         an = self.analysis
@@ -458,11 +521,11 @@ class CompressionPanel(PaperPanel):
         k = self.slider.value()
         p = self.points[k]
         bits = p["bits"]
-        self.k_label.setText(f"k = {k} of {an.T}: <b>{p['bpp']:.3f} bpp</b> ({bits / 8:.0f} bytes, ideal code "
-                             "length)")
+        self.k_label.setText(f"k = {k} of {an.T}: <b>{p['bpp']:.3f} bpp</b> ({bits / 8:.0f} bytes, ideal code length)")
         self.tile_draw.title.setText(f"<b>Conv DRAW, first {k} of {an.T} iterations</b>")
-        self.tile_draw.set_image(an.recons[k], f"{p['bpp']:.3f} bpp (ideal code length)<br>"
-                                                f"PSNR {p['psnr']:.2f} dB · SSIM {p['ssim']:.3f}")
+        self.tile_draw.set_image(
+            an.recons[k], f"{p['bpp']:.3f} bpp (ideal code length)<br>PSNR {p['psnr']:.2f} dB · SSIM {p['ssim']:.3f}"
+        )
         b = self.baselines.get(k)
         for tile, name in ((self.tile_jpeg, "jpeg"), (self.tile_jp2, "jpeg2000")):
             r = b.get(name) if b else None
@@ -473,8 +536,10 @@ class CompressionPanel(PaperPanel):
                 if name == "jpeg" and r.bpp > 1.05 * p["bpp"]:
                     extra = " (JPEG cannot go this low)"
                 setting = f"q={int(r.setting)}" if name == "jpeg" else f"ratio {r.setting:.0f}:1"
-                tile.set_image(r.image, f"{r.bpp:.3f} bpp ({r.nbytes} bytes, {setting}){extra}<br>"
-                                        f"PSNR {r.psnr:.2f} dB · SSIM {r.ssim:.3f}")
+                tile.set_image(
+                    r.image,
+                    f"{r.bpp:.3f} bpp ({r.nbytes} bytes, {setting}){extra}<br>PSNR {r.psnr:.2f} dB · SSIM {r.ssim:.3f}",
+                )
         self._update_plot()
         if k in self.sample_cache:
             self._show_samples(k)
@@ -489,7 +554,8 @@ class CompressionPanel(PaperPanel):
             f"Model: {meta.name if meta else '?'} ({meta.data_summary() if meta else ''}; "
             f"held-out ELBO {m.get('val_bits_per_dim', float('nan')):.3f} bits/dim). "
             f"KL per iteration on this image (bpp): {kl}. Rates are ideal code lengths (sum of KL, as bits-back "
-            "coding would reach), not files written; JPEG / JPEG 2000 rates are real file sizes.")
+            "coding would reach), not files written; JPEG / JPEG 2000 rates are real file sizes."
+        )
 
     def _update_plot(self) -> None:
         an = self.analysis
@@ -498,8 +564,11 @@ class CompressionPanel(PaperPanel):
         ks = list(range(1, an.T + 1))
         self.curves["draw"].setData([self.points[k]["bpp"] for k in ks], [self.points[k]["psnr"] for k in ks])
         for key, name in (("jpeg", "jpeg"), ("jp2", "jpeg2000")):
-            pts = sorted((self.baselines[k][name].bpp, self.baselines[k][name].psnr) for k in ks
-                         if k in self.baselines and self.baselines[k].get(name) is not None)
+            pts = sorted(
+                (self.baselines[k][name].bpp, self.baselines[k][name].psnr)
+                for k in ks
+                if k in self.baselines and self.baselines[k].get(name) is not None
+            )
             self.curves[key].setData([a for a, _ in pts], [b for _, b in pts])
         k = self.slider.value()
         spots = [{"pos": (self.points[k]["bpp"], self.points[k]["psnr"]), "brush": self._colors["draw"]}]

@@ -6,24 +6,27 @@ rank and the step: nothing to carry in a resume file), the Fashion-MNIST array i
 the global batch stays ``config.batch`` (``batch / world_size`` per rank), so the loss per sample seen is the same
 on any number of processes. Rank 0 alone validates, logs and writes checkpoints.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 from explorer.core.tasks import CancelToken, ProgressFn
+
 from .model import LN2, ConvDRAW, to_model_range
 
 
 @dataclass
 class TrainConfig:
-    steps: int = 100000           # upper bound; the wall-clock limit usually ends training first
+    steps: int = 100000  # upper bound; the wall-clock limit usually ends training first
     time_limit_s: float = 1500.0
-    batch: int = 16               # the global batch (all processes together)
+    batch: int = 16  # the global batch (all processes together)
     lr: float = 2e-3
     min_lr: float = 1e-4
     warmup: int = 100
@@ -35,9 +38,9 @@ class TrainConfig:
 
 @dataclass
 class TrainData:
-    sampler: Any                    # .sample(n, rng) -> uint8 (N, H, W, C)
-    val: np.ndarray                 # fixed uint8 (N, H, W, C) held-out batch
-    description: Dict[str, Any] = field(default_factory=dict)
+    sampler: Any  # .sample(n, rng) -> uint8 (N, H, W, C)
+    val: np.ndarray  # fixed uint8 (N, H, W, C) held-out batch
+    description: dict[str, Any] = field(default_factory=dict)
 
 
 def to_tensor(batch: np.ndarray, device) -> torch.Tensor:
@@ -45,17 +48,17 @@ def to_tensor(batch: np.ndarray, device) -> torch.Tensor:
     return to_model_range(t).to(device)
 
 
-def elbo_terms(model: ConvDRAW, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+def elbo_terms(model: ConvDRAW, x: torch.Tensor) -> dict[str, torch.Tensor]:
     out = model(x)
     dims = x[0].numel()
     pixels = x.shape[-1] * x.shape[-2]
     kl, nll = out["kl"], out["nll"]
-    loss = (kl.sum(1) + nll).mean() / dims           # nats per sub-pixel
+    loss = (kl.sum(1) + nll).mean() / dims  # nats per sub-pixel
     return {"loss": loss, "kl": kl, "nll": nll, "dims": dims, "pixels": pixels}
 
 
 @torch.no_grad()
-def validate(model: ConvDRAW, val: np.ndarray, device, batch: int = 32, seed: int = 1234) -> Dict[str, Any]:
+def validate(model: ConvDRAW, val: np.ndarray, device, batch: int = 32, seed: int = 1234) -> dict[str, Any]:
     """Held-out ELBO in bits/dim and the KL of each iteration in bits per pixel (sampled latents). The latents'
     noise comes from its own seed; the caller's random streams (CPU and GPU) are left as they were."""
     was_training = model.training
@@ -66,7 +69,7 @@ def validate(model: ConvDRAW, val: np.ndarray, device, batch: int = 32, seed: in
     with torch.random.fork_rng(devices=gpus):
         torch.manual_seed(seed)
         for i in range(0, len(val), batch):
-            x = to_tensor(val[i:i + batch], device)
+            x = to_tensor(val[i : i + batch], device)
             t = elbo_terms(model, x)
             tot += float((t["kl"].sum(1) + t["nll"]).sum()) / t["dims"]
             k = t["kl"].sum(0) / t["pixels"]
@@ -74,8 +77,11 @@ def validate(model: ConvDRAW, val: np.ndarray, device, batch: int = 32, seed: in
             n += x.shape[0]
     model.train(was_training)
     kl_bpp = (kls / n / LN2).tolist()
-    return {"val_bits_per_dim": tot / n / LN2, "val_kl_bpp_per_iteration": [round(v, 5) for v in kl_bpp],
-            "val_kl_bpp_total": float(sum(kl_bpp))}
+    return {
+        "val_bits_per_dim": tot / n / LN2,
+        "val_kl_bpp_per_iteration": [round(v, 5) for v in kl_bpp],
+        "val_kl_bpp_total": float(sum(kl_bpp)),
+    }
 
 
 def lr_at(cfg: TrainConfig, frac: float, step: int) -> float:
@@ -102,10 +108,18 @@ def _agree(world, frac: float, bad: bool):
     return float(t[0]), bool(t[1] > 0)
 
 
-def fit(model: ConvDRAW, data: TrainData, device, config: TrainConfig,
-        progress: Optional[ProgressFn] = None, token: Optional[CancelToken] = None,
-        on_checkpoint: Optional[Callable[[ConvDRAW, Dict[str, Any]], None]] = None,
-        run=None, resume: Optional[str] = None, options: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+def fit(
+    model: ConvDRAW,
+    data: TrainData,
+    device,
+    config: TrainConfig,
+    progress: ProgressFn | None = None,
+    token: CancelToken | None = None,
+    on_checkpoint: Callable[[ConvDRAW, dict[str, Any]], None] | None = None,
+    run=None,
+    resume: str | None = None,
+    options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Train ``model`` on ``data``; returns {"history", "validation", "final"}.
 
     ``run`` (a :class:`explorer.core.training.Run`, as the CLI makes it) sets the budget, the world and the resume
@@ -120,16 +134,23 @@ def fit(model: ConvDRAW, data: TrainData, device, config: TrainConfig,
 
     if run is None:
         world = World(device=torch.device(device))
-        run = Run(world, paper="compression", minutes=config.time_limit_s / 60.0, steps=config.steps,
-                  progress=progress, token=token, seed=config.seed)
+        run = Run(
+            world,
+            paper="compression",
+            minutes=config.time_limit_s / 60.0,
+            steps=config.steps,
+            progress=progress,
+            token=token,
+            seed=config.seed,
+        )
     world = run.world
     device = world.device
-    torch.manual_seed(world.rank_seed(config.seed))    # the latents' noise: a stream of each rank's own
+    torch.manual_seed(world.rank_seed(config.seed))  # the latents' noise: a stream of each rank's own
     model.to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     per_rank = world.split_batch(config.batch)
-    history: List[Dict[str, Any]] = []
-    vals: List[Dict[str, Any]] = []
+    history: list[dict[str, Any]] = []
+    vals: list[dict[str, Any]] = []
     acc = {"loss": 0.0, "n": 0}
     started = dict(options or {})
     run.attach(model=model, optimizer=opt)
@@ -140,8 +161,10 @@ def fit(model: ConvDRAW, data: TrainData, device, config: TrainConfig,
         diff = sorted(k for k in set(before) | set(started) if before.get(k) != started.get(k))
         if diff:
             was = ", ".join(f"{k}={before.get(k)!r}" for k in diff)
-            raise UserError(f"--resume: this run's options differ from the run that wrote {run.resumed_from} "
-                            f"({was}); resume with the same options")
+            raise UserError(
+                f"--resume: this run's options differ from the run that wrote {run.resumed_from} "
+                f"({was}); resume with the same options"
+            )
         history.extend(user.get("history") or [])
         vals.extend(user.get("validation") or [])
         acc.update(user.get("running") or {})
@@ -171,8 +194,13 @@ def fit(model: ConvDRAW, data: TrainData, device, config: TrainConfig,
                 kl_bpp = float(terms["kl"].detach().sum(1).mean()) / terms["pixels"] / LN2
                 train_bpd = world.mean(acc["loss"] / acc["n"])
                 kl_bpp = world.mean(kl_bpp)
-                rec = {"step": step + 1, "time_s": round(run.wall_s, 1), "train_bits_per_dim": train_bpd,
-                       "train_kl_bpp": kl_bpp, "lr": opt.param_groups[0]["lr"]}
+                rec = {
+                    "step": step + 1,
+                    "time_s": round(run.wall_s, 1),
+                    "train_bits_per_dim": train_bpd,
+                    "train_kl_bpp": kl_bpp,
+                    "lr": opt.param_groups[0]["lr"],
+                }
                 history.append(rec)
                 acc.update(loss=0.0, n=0)
                 msg = f"step {step + 1} {train_bpd:.3f} bits/dim, KL {kl_bpp:.3f} bpp"
@@ -187,7 +215,7 @@ def fit(model: ConvDRAW, data: TrainData, device, config: TrainConfig,
     if world.distributed and world.any(bad):
         raise FloatingPointError(f"training diverged at step {run.step_count} (loss not finite)")
     model.eval()
-    info: Dict[str, Any] = {"steps": run.step_count, "train_wall_s": round(run.wall_s, 1), "stop": run.stop_reason}
+    info: dict[str, Any] = {"steps": run.step_count, "train_wall_s": round(run.wall_s, 1), "stop": run.stop_reason}
     if world.is_main:
         v = validate(model, data.val, device)
         v["step"] = run.step_count
@@ -201,21 +229,50 @@ def fit(model: ConvDRAW, data: TrainData, device, config: TrainConfig,
 
 
 # ----- data set up for the CLI ------------------------------------------------------------------------------
-PRESETS: Dict[str, Dict[str, Any]] = {
-    "photos": {"model": {"in_channels": 3, "hidden": 32, "z_channels": 8, "iterations": 8, "stride": 4,
-                         "kernel": 3, "read_channels": 32},
-               "train": {"batch": 8, "crop": 48, "time_limit_s": 1500.0},
-               "file": "compression_photos.safetensors"},
-    "fashion": {"model": {"in_channels": 1, "hidden": 32, "z_channels": 4, "iterations": 8, "stride": 2,
-                          "kernel": 3, "read_channels": 16},
-                "train": {"batch": 12, "crop": 28, "time_limit_s": 420.0},
-                "file": "compression_fashion.safetensors"},
+PRESETS: dict[str, dict[str, Any]] = {
+    "photos": {
+        "model": {
+            "in_channels": 3,
+            "hidden": 32,
+            "z_channels": 8,
+            "iterations": 8,
+            "stride": 4,
+            "kernel": 3,
+            "read_channels": 32,
+        },
+        "train": {"batch": 8, "crop": 48, "time_limit_s": 1500.0},
+        "file": "compression_photos.safetensors",
+    },
+    "fashion": {
+        "model": {
+            "in_channels": 1,
+            "hidden": 32,
+            "z_channels": 4,
+            "iterations": 8,
+            "stride": 2,
+            "kernel": 3,
+            "read_channels": 16,
+        },
+        "train": {"batch": 12, "crop": 28, "time_limit_s": 420.0},
+        "file": "compression_fashion.safetensors",
+    },
 }
 
 
-def make_data(dataset: str, crop: int, seed: int = 0, val_count: int = 64, *, folder: Optional[str] = None,
-              val_fraction: float = 0.1, exclude: Sequence[str] = (), short_side: Optional[int] = None,
-              rank: int = 0, world_size: int = 1, log: Optional[Callable[[str], None]] = None) -> TrainData:
+def make_data(
+    dataset: str,
+    crop: int,
+    seed: int = 0,
+    val_count: int = 64,
+    *,
+    folder: str | None = None,
+    val_fraction: float = 0.1,
+    exclude: Sequence[str] = (),
+    short_side: int | None = None,
+    rank: int = 0,
+    world_size: int = 1,
+    log: Callable[[str], None] | None = None,
+) -> TrainData:
     """The training sampler and the fixed held-out batch. ``folder``: a folder of photos (searched recursively)
     instead of the installed wallpapers; a deterministic part of its files, chosen by a hash of their names, is
     held out (:func:`data.split_by_name_hash`). ``rank``/``world_size``: the Fashion-MNIST training array is
@@ -237,16 +294,26 @@ def make_data(dataset: str, crop: int, seed: int = 0, val_count: int = 64, *, fo
         if not train_imgs or not hold_imgs:
             from explorer.core.errors import UserError
 
-            raise UserError(f"{folder}: {len(train_imgs)} readable training and {len(hold_imgs)} held-out images; "
-                            "need at least one of each")
+            raise UserError(
+                f"{folder}: {len(train_imgs)} readable training and {len(hold_imgs)} held-out images; "
+                "need at least one of each"
+            )
         sampler = D.CropSampler(list(train_imgs.values()), crop)
         val = D.CropSampler(list(hold_imgs.values()), crop, what="held-out").sample(val_count, rng)
-        desc = {"name": f"photos from {folder}", "folder": str(folder), "files": len(files),
-                "train_files": len(train_imgs), "holdout_files": len(hold_imgs), "holdout_rule": rule,
-                "holdout_photos": sorted(hold_imgs), "excluded": {"patterns": list(exclude), "files": len(excluded)},
-                "unreadable": sorted(bad_train + bad_hold),
-                "scale": f"short side {side} px" if side else "as found", "crop": crop,
-                "validation": f"{val_count} crops of the held-out photos (seed {seed + 99})"}
+        desc = {
+            "name": f"photos from {folder}",
+            "folder": str(folder),
+            "files": len(files),
+            "train_files": len(train_imgs),
+            "holdout_files": len(hold_imgs),
+            "holdout_rule": rule,
+            "holdout_photos": sorted(hold_imgs),
+            "excluded": {"patterns": list(exclude), "files": len(excluded)},
+            "unreadable": sorted(bad_train + bad_hold),
+            "scale": f"short side {side} px" if side else "as found",
+            "crop": crop,
+            "validation": f"{val_count} crops of the held-out photos (seed {seed + 99})",
+        }
         return TrainData(sampler, val, desc)
     if dataset == "photos":
         train_files, hold_files = D.split_photos()
@@ -254,16 +321,28 @@ def make_data(dataset: str, crop: int, seed: int = 0, val_count: int = 64, *, fo
         hold_imgs = D.load_photo_set(hold_files, side)
         sampler = D.CropSampler(list(train_imgs.values()), crop)
         val = D.CropSampler(list(hold_imgs.values()), crop, what="held-out").sample(val_count, rng)
-        desc = {"name": "photos (Debian wallpapers)", "train_photos": sorted(train_files),
-                "holdout_photos": sorted(hold_files), "scale": f"short side {side} px",
-                "crop": crop, "packages": ["plasma-workspace-wallpapers", "mate-backgrounds"]}
+        desc = {
+            "name": "photos (Debian wallpapers)",
+            "train_photos": sorted(train_files),
+            "holdout_photos": sorted(hold_files),
+            "scale": f"short side {side} px",
+            "crop": crop,
+            "packages": ["plasma-workspace-wallpapers", "mate-backgrounds"],
+        }
         return TrainData(sampler, val, desc)
     if dataset == "fashion":
         tr, te = D.fashion_mnist()
         val = te[rng.choice(len(te), size=max(val_count, 256), replace=False)]
-        return TrainData(D.ArraySampler(tr[rank::world_size]), val,
-                         {"name": "Fashion-MNIST", "train": int(len(tr)), "validation": "256 test images",
-                          "packages": ["dataset-fashion-mnist"]})
+        return TrainData(
+            D.ArraySampler(tr[rank::world_size]),
+            val,
+            {
+                "name": "Fashion-MNIST",
+                "train": int(len(tr)),
+                "validation": "256 test images",
+                "packages": ["dataset-fashion-mnist"],
+            },
+        )
     from explorer.core.errors import UserError
 
     raise UserError(f"unknown dataset '{dataset}' (choose photos or fashion)")

@@ -1,4 +1,5 @@
 """Learning to learn by gradient descent by gradient descent (Andrychowicz et al., NIPS 2016)."""
+
 from explorer.core.registry import PaperSpec
 
 SPEC = PaperSpec(

@@ -2,43 +2,76 @@
 
 Kept apart from problems.py / optimizers.py so the panel (GUI thread) can read them without importing torch.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict
 
 
 @dataclass(frozen=True)
 class ProblemInfo:
     name: str
     label: str
-    family: str          # which learned optimizer applies: "quadratic" or "mnist"
+    family: str  # which learned optimizer applies: "quadratic" or "mnist"
     description: str
-    eval_runs: int       # independent runs in `eval` (quadratics: instances in one batch)
+    eval_runs: int  # independent runs in `eval` (quadratics: instances in one batch)
     tune_runs: int
 
 
-PROBLEMS: Dict[str, ProblemInfo] = {
-    "quadratic": ProblemInfo("quadratic", "10-D quadratics", "quadratic",
-                             "random ||Wθ − y||², W 10×10 and y Gaussian, 100 steps", 100, 100),
-    "mnist": ProblemInfo("mnist", "MNIST MLP (20 sigmoid)", "mnist",
-                         "MLP 784-20-10 with sigmoid, minibatch 128, 100 steps (training distribution)", 10, 3),
-    "mnist-200steps": ProblemInfo("mnist-200steps", "MNIST, 200 steps", "mnist",
-                                  "the same net trained for 200 steps (twice the meta-training horizon)", 10, 3),
-    "mnist-40": ProblemInfo("mnist-40", "MNIST, 40 hidden units", "mnist",
-                            "MLP 784-40-10 with sigmoid, 100 steps", 10, 3),
-    "mnist-2layer": ProblemInfo("mnist-2layer", "MNIST, 2 hidden layers", "mnist",
-                                "MLP 784-20-20-10 with sigmoid, 100 steps", 10, 3),
-    "mnist-relu": ProblemInfo("mnist-relu", "MNIST, ReLU", "mnist",
-                              "MLP 784-20-10 with ReLU instead of sigmoid, 100 steps", 10, 3),
-    "fashion": ProblemInfo("fashion", "Fashion-MNIST MLP", "mnist",
-                           "MLP 784-20-10 with sigmoid on Fashion-MNIST test images, 100 steps", 10, 3),
-    "quad2d": ProblemInfo("quad2d", "2-D random quadratic", "quadratic",
-                          "one 2-D member of the training family ||Wθ − y||², W 2×2 and y Gaussian", 1, 20),
-    "valley2d": ProblemInfo("valley2d", "2-D rotated valley", "quadratic",
-                            "rotated ill-conditioned 2-D quadratic (condition number 100)", 1, 3),
-    "rosenbrock": ProblemInfo("rosenbrock", "2-D Rosenbrock", "quadratic",
-                              "Rosenbrock's banana function", 1, 3),
+PROBLEMS: dict[str, ProblemInfo] = {
+    "quadratic": ProblemInfo(
+        "quadratic", "10-D quadratics", "quadratic", "random ||Wθ − y||², W 10×10 and y Gaussian, 100 steps", 100, 100
+    ),
+    "mnist": ProblemInfo(
+        "mnist",
+        "MNIST MLP (20 sigmoid)",
+        "mnist",
+        "MLP 784-20-10 with sigmoid, minibatch 128, 100 steps (training distribution)",
+        10,
+        3,
+    ),
+    "mnist-200steps": ProblemInfo(
+        "mnist-200steps",
+        "MNIST, 200 steps",
+        "mnist",
+        "the same net trained for 200 steps (twice the meta-training horizon)",
+        10,
+        3,
+    ),
+    "mnist-40": ProblemInfo(
+        "mnist-40", "MNIST, 40 hidden units", "mnist", "MLP 784-40-10 with sigmoid, 100 steps", 10, 3
+    ),
+    "mnist-2layer": ProblemInfo(
+        "mnist-2layer", "MNIST, 2 hidden layers", "mnist", "MLP 784-20-20-10 with sigmoid, 100 steps", 10, 3
+    ),
+    "mnist-relu": ProblemInfo(
+        "mnist-relu", "MNIST, ReLU", "mnist", "MLP 784-20-10 with ReLU instead of sigmoid, 100 steps", 10, 3
+    ),
+    "fashion": ProblemInfo(
+        "fashion",
+        "Fashion-MNIST MLP",
+        "mnist",
+        "MLP 784-20-10 with sigmoid on Fashion-MNIST test images, 100 steps",
+        10,
+        3,
+    ),
+    "quad2d": ProblemInfo(
+        "quad2d",
+        "2-D random quadratic",
+        "quadratic",
+        "one 2-D member of the training family ||Wθ − y||², W 2×2 and y Gaussian",
+        1,
+        20,
+    ),
+    "valley2d": ProblemInfo(
+        "valley2d",
+        "2-D rotated valley",
+        "quadratic",
+        "rotated ill-conditioned 2-D quadratic (condition number 100)",
+        1,
+        3,
+    ),
+    "rosenbrock": ProblemInfo("rosenbrock", "2-D Rosenbrock", "quadratic", "Rosenbrock's banana function", 1, 3),
 }
 
 EVAL_PROBLEMS = ("quadratic", "mnist", "mnist-40", "mnist-2layer", "mnist-relu", "mnist-200steps", "fashion")

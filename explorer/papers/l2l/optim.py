@@ -19,10 +19,12 @@ works for any model size; it was meta-trained for 100-step runs of small sigmoid
 ``checkpoint="models/l2l_quadratic.safetensors"``) and, as the paper shows, it may fail on other regimes
 (e.g. ReLU networks). There is no learning rate: the step size is what the LSTM outputs.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional
+from typing import Any
 
 import torch
 
@@ -39,7 +41,7 @@ class LearnedOptimizer(torch.optim.Optimizer):
     count; the LSTM weights themselves come from the checkpoint, whose file name is kept in the param groups.
     """
 
-    def __init__(self, params: Iterable[Any], checkpoint: Optional[str | Path] = None, scale: float = 1.0) -> None:
+    def __init__(self, params: Iterable[Any], checkpoint: str | Path | None = None, scale: float = 1.0) -> None:
         from .infer import load_learned
 
         defaults = {"scale": float(scale)}
@@ -59,7 +61,7 @@ class LearnedOptimizer(torch.optim.Optimizer):
         return self._devices[device]
 
     @torch.no_grad()
-    def step(self, closure: Optional[Callable[[], Any]] = None):
+    def step(self, closure: Callable[[], Any] | None = None):
         loss = None
         if closure is not None:
             with torch.enable_grad():

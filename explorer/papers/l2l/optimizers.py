@@ -8,10 +8,12 @@ defaults except the learning rate, which is tuned by a grid search on separate t
 A :class:`Run` steps one optimizer on one problem explicitly, so the panel can race several of them step by
 step; :func:`run_optimizer` runs one to the end. Loss curves have T+1 entries: curve[t] = f_t(θ_t) per instance.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,8 +21,7 @@ import torch
 from .problems import PROBLEMS, TUNE_SEED_BASE, Problem, make_problem
 
 BASELINES = ("sgd", "rmsprop", "adam", "nag")
-OPTIMIZER_LABELS = {"learned": "LSTM (learned)", "sgd": "SGD", "rmsprop": "RMSprop", "adam": "Adam",
-                    "nag": "NAG"}
+OPTIMIZER_LABELS = {"learned": "LSTM (learned)", "sgd": "SGD", "rmsprop": "RMSprop", "adam": "Adam", "nag": "NAG"}
 from .catalog import FALLBACK_LR, LR_GRID, TUNED_LR_2D  # noqa: E402,F401  (re-exported)
 
 
@@ -39,12 +40,13 @@ def make_baseline(kind: str, params: Iterable[torch.Tensor], lr: float) -> torch
 class Run:
     """One optimizer on one problem. ``step()`` evaluates f_t(θ_t), records it and moves to θ_{t+1}."""
 
-    def __init__(self, problem: Problem, kind: str, lr: Optional[float] = None, net: Any = None,
-                 record_path: bool = False) -> None:
+    def __init__(
+        self, problem: Problem, kind: str, lr: float | None = None, net: Any = None, record_path: bool = False
+    ) -> None:
         self.problem, self.kind, self.lr, self.net = problem, kind, lr, net
         self.t = 0
-        self.curve: List[torch.Tensor] = []
-        self.path: Optional[List[np.ndarray]] = [] if record_path else None
+        self.curve: list[torch.Tensor] = []
+        self.path: list[np.ndarray] | None = [] if record_path else None
         theta = problem.init_params()
         if kind == "learned":
             if net is None:
@@ -87,7 +89,7 @@ class Run:
         self._record_point()
         return out
 
-    def finish(self) -> Dict[str, Any]:
+    def finish(self) -> dict[str, Any]:
         """After the steps: append f_T(θ_T) to the curve and compute the full-data final loss per instance."""
         with torch.no_grad():
             th = self.theta.detach()
@@ -108,8 +110,15 @@ class Run:
         return out
 
 
-def run_optimizer(problem: Problem, kind: str, lr: Optional[float] = None, net: Any = None,
-                  steps: Optional[int] = None, record_path: bool = False, token: Any = None) -> Dict[str, Any]:
+def run_optimizer(
+    problem: Problem,
+    kind: str,
+    lr: float | None = None,
+    net: Any = None,
+    steps: int | None = None,
+    record_path: bool = False,
+    token: Any = None,
+) -> dict[str, Any]:
     run = Run(problem, kind, lr=lr, net=net, record_path=record_path)
     for _ in range(steps or problem.steps):
         if token is not None:
@@ -130,9 +139,15 @@ def _score(values: np.ndarray) -> float:
     return v if math.isfinite(v) else math.inf
 
 
-def tune_learning_rates(problem_name: str, device: Any = "cpu", grid: Sequence[float] = LR_GRID,
-                        kinds: Sequence[str] = BASELINES, runs: Optional[int] = None, token: Any = None,
-                        progress: Any = None) -> Dict[str, Any]:
+def tune_learning_rates(
+    problem_name: str,
+    device: Any = "cpu",
+    grid: Sequence[float] = LR_GRID,
+    kinds: Sequence[str] = BASELINES,
+    runs: int | None = None,
+    token: Any = None,
+    progress: Any = None,
+) -> dict[str, Any]:
     """Grid-search each baseline's learning rate on tuning problems (seeds disjoint from eval and training).
 
     Criterion: mean final loss over the tuning runs (a diverged run counts as +inf). Returns
@@ -144,8 +159,8 @@ def tune_learning_rates(problem_name: str, device: Any = "cpu", grid: Sequence[f
         problems = [make_problem("quadratic", TUNE_SEED_BASE, device=device, batch=n)]
     else:
         problems = [make_problem(problem_name, TUNE_SEED_BASE + i, split="test", device=device) for i in range(n)]
-    best: Dict[str, float] = {}
-    scores: Dict[str, Dict[str, float]] = {}
+    best: dict[str, float] = {}
+    scores: dict[str, dict[str, float]] = {}
     total, done = len(kinds) * len(grid), 0
     for kind in kinds:
         scores[kind] = {}

@@ -3,17 +3,29 @@
 All computation runs in workers (``self.runner``); the GUI only draws what they yield. torch is imported
 inside the worker functions.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt, QTimer
-from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QGraphicsPathItem, QHBoxLayout, QHeaderView, QLabel,
-                               QPushButton, QSpinBox, QSplitter, QStackedWidget, QTableWidget, QTableWidgetItem,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QGraphicsPathItem,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QSpinBox,
+    QSplitter,
+    QStackedWidget,
+    QTableWidget,
+    QTableWidgetItem,
+)
 
 from explorer.core.tasks import Progress
 from explorer.ui.panel_base import PaperPanel
@@ -22,19 +34,41 @@ from explorer.ui.widgets.plots import log_plot_widget, set_title, with_legend
 from explorer.ui.widgets.task_bar import TaskBar
 
 REDRAW_MS = 50
-PANEL_PROBLEMS = ("quad2d", "valley2d", "rosenbrock", "quadratic", "mnist", "mnist-200steps", "mnist-40", "mnist-2layer",
-                  "mnist-relu", "fashion")
+PANEL_PROBLEMS = (
+    "quad2d",
+    "valley2d",
+    "rosenbrock",
+    "quadratic",
+    "mnist",
+    "mnist-200steps",
+    "mnist-40",
+    "mnist-2layer",
+    "mnist-relu",
+    "fashion",
+)
 TWO_D = ("quad2d", "valley2d", "rosenbrock")
-COLORS = {"learned": (220, 40, 40), "fresh": (200, 0, 200), "sgd": (140, 140, 140), "rmsprop": (40, 160, 60),
-          "adam": (40, 90, 220), "nag": (240, 150, 20)}
+COLORS = {
+    "learned": (220, 40, 40),
+    "fresh": (200, 0, 200),
+    "sgd": (140, 140, 140),
+    "rmsprop": (40, 160, 60),
+    "adam": (40, 90, 220),
+    "nag": (240, 150, 20),
+}
 BASELINE_KINDS = ("sgd", "rmsprop", "adam", "nag")
 BASELINE_LABELS = {"sgd": "SGD", "rmsprop": "RMSprop", "adam": "Adam", "nag": "NAG (momentum 0.9)"}
 PLOT_MIN_H = 200
 
 
 # ----------------------------------------------------------------------------------------- worker functions
-def race_job(problem_name: str, seed: int, entries: List[Tuple[str, str, Optional[float], Any]], pace: float,
-             device: Any = None, token: Any = None):
+def race_job(
+    problem_name: str,
+    seed: int,
+    entries: list[tuple[str, str, float | None, Any]],
+    pace: float,
+    device: Any = None,
+    token: Any = None,
+):
     """Generator: step every optimizer once per round; yields ('grid', ...), ('step', ...), Progress.
 
     ``entries``: (key, kind, lr, net). Returns {key: summary}.
@@ -59,8 +93,8 @@ def race_job(problem_name: str, seed: int, entries: List[Tuple[str, str, Optiona
     steps = problem.steps
     for t in range(steps):
         token.check()
-        losses: Dict[str, float] = {}
-        points: Dict[str, List[float]] = {}
+        losses: dict[str, float] = {}
+        points: dict[str, list[float]] = {}
         for key in list(alive):
             run = runs[key]
             loss = float(run.step().mean())
@@ -74,14 +108,19 @@ def race_job(problem_name: str, seed: int, entries: List[Tuple[str, str, Optiona
         yield Progress((t + 1) / steps, f"step {t + 1}/{steps}")
         if pace > 0 and token.wait(pace):
             token.check()
-    out: Dict[str, Any] = {}
+    out: dict[str, Any] = {}
     for key, run in runs.items():
         res = run.finish()
         final = float(np.mean(res["final"]))
         avg = float(np.mean(res["avg"]))
         diverged = key not in alive or not math.isfinite(final)
-        out[key] = {"final": final if not diverged else math.inf, "avg": avg if not diverged else math.inf,
-                    "diverged": diverged, "accuracy": res.get("accuracy"), "lr": run.lr}
+        out[key] = {
+            "final": final if not diverged else math.inf,
+            "avg": avg if not diverged else math.inf,
+            "diverged": diverged,
+            "accuracy": res.get("accuracy"),
+            "lr": run.lr,
+        }
     return out
 
 
@@ -95,8 +134,8 @@ def contour_lines(Z: Any, n: int = N_CONTOURS):
     logz = np.log10(np.maximum(np.asarray(Z, np.float64), 1e-8))
     out = []
     for level in np.linspace(np.percentile(logz, 2), np.percentile(logz, 98), n):
-        xs: List[np.ndarray] = []
-        ys: List[np.ndarray] = []
+        xs: list[np.ndarray] = []
+        ys: list[np.ndarray] = []
         for line in pg.functions.isocurve(logz, float(level), connected=True, extendToEdge=True):
             a = np.asarray(line, np.float64).reshape(-1, 2)
             xs += [a[:, 0], np.array([np.nan])]
@@ -133,7 +172,7 @@ def meta_train_job(epochs: int, seed: int, device: Any = None, token: Any = None
     return {"net": net, "epochs": epochs, "wall_s": time.perf_counter() - t0}
 
 
-def tuned_rates_job(meta: Any, problem: str) -> Dict[str, float]:
+def tuned_rates_job(meta: Any, problem: str) -> dict[str, float]:
     from .infer import tuned_rates
 
     return tuned_rates(meta, problem)
@@ -144,22 +183,22 @@ class L2LPanel(PaperPanel):
     def __init__(self, spec, context, parent=None) -> None:
         super().__init__(spec, context, parent)
         self.bundle: Any = None
-        self.fresh: Optional[Dict[str, Any]] = None
-        self.last_results: Optional[Dict[str, Any]] = None
-        self._curves: Dict[str, pg.PlotDataItem] = {}
-        self._curve_data: Dict[str, Tuple[List[float], List[float]]] = {}
-        self._paths: Dict[str, pg.PlotDataItem] = {}
-        self._path_data: Dict[str, List[List[float]]] = {}
-        self._labels: Dict[str, str] = {}
-        self._race_info: Dict[str, Any] = {}
-        self._meta_x: List[int] = []
-        self._meta_y: List[float] = []
+        self.fresh: dict[str, Any] | None = None
+        self.last_results: dict[str, Any] | None = None
+        self._curves: dict[str, pg.PlotDataItem] = {}
+        self._curve_data: dict[str, tuple[list[float], list[float]]] = {}
+        self._paths: dict[str, pg.PlotDataItem] = {}
+        self._path_data: dict[str, list[list[float]]] = {}
+        self._labels: dict[str, str] = {}
+        self._race_info: dict[str, Any] = {}
+        self._meta_x: list[int] = []
+        self._meta_y: list[float] = []
         self._demo_pending = False
         self._dirty: set = set()
         self._dirty_paths: set = set()
         self._redraw = QTimer(self, singleShot=True, interval=REDRAW_MS)
         self._redraw.timeout.connect(self._flush_race)
-        self._bar_key: Optional[str] = None    # whose progress the task bar shows: "race" or "meta"
+        self._bar_key: str | None = None  # whose progress the task bar shows: "race" or "meta"
 
     def build_steps(self):
         """The widgets in pieces (the shell runs one per event-loop turn): each plot is one piece."""
@@ -167,23 +206,27 @@ class L2LPanel(PaperPanel):
         row = QHBoxLayout()
         row.addWidget(QLabel("Problem:"))
         self.problem_box = QComboBox()
-        from .data import fashion_available
         from .catalog import PROBLEMS
+        from .data import fashion_available
 
         for name in PANEL_PROBLEMS:
             if name == "fashion" and not fashion_available():
                 continue
             self.problem_box.addItem(PROBLEMS[name].label, name)
-            self.problem_box.setItemData(self.problem_box.count() - 1, PROBLEMS[name].description,
-                                         Qt.ItemDataRole.ToolTipRole)
-        self.problem_box.setToolTip("The optimizee: 2-D functions (trajectories drawn on the contour map), random "
-                                    "10-D quadratics, or small MLPs on held-out MNIST images")
+            self.problem_box.setItemData(
+                self.problem_box.count() - 1, PROBLEMS[name].description, Qt.ItemDataRole.ToolTipRole
+            )
+        self.problem_box.setToolTip(
+            "The optimizee: 2-D functions (trajectories drawn on the contour map), random "
+            "10-D quadratics, or small MLPs on held-out MNIST images"
+        )
         row.addWidget(self.problem_box)
         row.addWidget(QLabel("Seed:"))
         self.seed_box = QSpinBox()
         self.seed_box.setRange(0, 99999)
-        self.seed_box.setToolTip("Seed of the problem: data, starting point and minibatches are the same for every "
-                                 "optimizer")
+        self.seed_box.setToolTip(
+            "Seed of the problem: data, starting point and minibatches are the same for every optimizer"
+        )
         row.addWidget(self.seed_box)
         self.race_button = QPushButton("Race")
         self.race_button.setToolTip("Run all optimizers step by step on this problem; loss curves grow live")
@@ -193,11 +236,14 @@ class L2LPanel(PaperPanel):
         self.meta_epochs.setRange(5, 2000)
         self.meta_epochs.setValue(60)
         self.meta_epochs.setSuffix(" runs")
-        self.meta_epochs.setToolTip("How many optimizee runs (100 steps on 32 random quadratics each) to "
-                                    "meta-train the fresh LSTM on")
+        self.meta_epochs.setToolTip(
+            "How many optimizee runs (100 steps on 32 random quadratics each) to meta-train the fresh LSTM on"
+        )
         self.meta_button = QPushButton("Meta-train live")
-        self.meta_button.setToolTip("Meta-train a new LSTM optimizer from scratch on random quadratics (live "
-                                    "meta-loss curve), then race it; Cancel stops it")
+        self.meta_button.setToolTip(
+            "Meta-train a new LSTM optimizer from scratch on random quadratics (live "
+            "meta-loss curve), then race it; Cancel stops it"
+        )
         row.addWidget(self.meta_button)
         row.addWidget(self.meta_epochs)
         row.addStretch(1)
@@ -231,9 +277,8 @@ class L2LPanel(PaperPanel):
         set_title(self.map_plot, "Trajectories on log-loss contours")
         self.map_image = pg.ImageItem(axisOrder="col-major")
         self.map_plot.addItem(self.map_image)
-        self._isos: List[QGraphicsPathItem] = []
-        self.map_opt = pg.ScatterPlotItem(symbol="star", size=16, brush=pg.mkBrush(255, 255, 255),
-                                          pen=pg.mkPen("k"))
+        self._isos: list[QGraphicsPathItem] = []
+        self.map_opt = pg.ScatterPlotItem(symbol="star", size=16, brush=pg.mkBrush(255, 255, 255), pen=pg.mkPen("k"))
         self.map_plot.addItem(self.map_opt)
         self.right.addWidget(self.map_plot)
         yield
@@ -250,15 +295,18 @@ class L2LPanel(PaperPanel):
         yield
 
         self.table = QTableWidget(0, 5)
-        self.table.setHorizontalHeaderLabels(["Optimizer", "Learning rate", "Final loss", "Mean loss over steps",
-                                              "Notes"])
+        self.table.setHorizontalHeaderLabels(
+            ["Optimizer", "Learning rate", "Final loss", "Mean loss over steps", "Notes"]
+        )
         self.table.verticalHeader().setVisible(False)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.horizontalHeader().setSectionResizeMode(4, QHeaderView.ResizeMode.Stretch)
         self.table.setMaximumHeight(190)
         self.table.setMinimumHeight(110)
-        self.table.setToolTip("Final loss: on the full held-out image set for MNIST problems, the loss itself "
-                              "otherwise. Baseline learning rates were tuned on separate problems.")
+        self.table.setToolTip(
+            "Final loss: on the full held-out image set for MNIST problems, the loss itself "
+            "otherwise. Baseline learning rates were tuned on separate problems."
+        )
         self.body.addWidget(self.table)
         self.taskbar = TaskBar()
         self.body.addWidget(self.taskbar)
@@ -272,7 +320,7 @@ class L2LPanel(PaperPanel):
     def on_model_loaded(self, model: Any, meta: Any) -> None:
         self.bundle = model
         self._update_info()
-        if self._race_info:             # a race of the previous checkpoints is on screen: it is not this one's
+        if self._race_info:  # a race of the previous checkpoints is on screen: it is not this one's
             self._clear_race(f"Checkpoint {meta.name} loaded: press Race")
 
     def checkpoint_in_use(self) -> Any:
@@ -286,9 +334,8 @@ class L2LPanel(PaperPanel):
         return self.model_meta
 
     def _update_info(self) -> None:
-        from .infer import describe_checkpoint
-
         from .catalog import PROBLEMS
+        from .infer import describe_checkpoint
 
         fam = PROBLEMS[self.problem()].family
         if self.bundle is None:
@@ -300,8 +347,7 @@ class L2LPanel(PaperPanel):
         if others:
             text += f" Also loaded: {'; '.join(others)}."
         if self.fresh is not None:
-            text += (f" <b>Live-trained LSTM</b>: {self.fresh['epochs']} quadratic runs in "
-                     f"{self.fresh['wall_s']:.0f} s.")
+            text += f" <b>Live-trained LSTM</b>: {self.fresh['epochs']} quadratic runs in {self.fresh['wall_s']:.0f} s."
         self.info.setText(text)
 
     def problem(self) -> str:
@@ -310,7 +356,7 @@ class L2LPanel(PaperPanel):
     def _problem_changed(self) -> None:
         self._update_info()
         if self.model_meta is not None:
-            self.checkpoint_changed.emit(self.checkpoint_in_use())   # the header names what a race here uses
+            self.checkpoint_changed.emit(self.checkpoint_in_use())  # the header names what a race here uses
         self._clear_race(f"Press Race to race on {self.problem_box.currentText()}")
         self.right.setCurrentWidget(self.map_plot if self.problem() in TWO_D else self.meta_plot)
         if self.problem() not in TWO_D and not self._meta_y:
@@ -335,8 +381,8 @@ class L2LPanel(PaperPanel):
         self.start_race()
 
     def _entries(self, problem: str):
-        from .infer import training_problem, tuned_rates
         from .catalog import PROBLEMS
+        from .infer import training_problem, tuned_rates
 
         entries, labels, notes = [], {}, {}
         meta = None
@@ -378,18 +424,23 @@ class L2LPanel(PaperPanel):
         ctx = self.context
         set_title(self.loss_plot, f"Race on {self.problem_box.currentText()} (seed {seed})")
         if self.model_meta is not None:
-            self.checkpoint_changed.emit(self.checkpoint_in_use())   # the header names the raced checkpoint
+            self.checkpoint_changed.emit(self.checkpoint_in_use())  # the header names the raced checkpoint
         self._bar_key = "race"
-        self.taskbar.start(f"Racing on {self.problem_box.currentText()} (seed {seed})…",
-                           on_cancel=self._cancel_race)
+        self.taskbar.start(f"Racing on {self.problem_box.currentText()} (seed {seed})…", on_cancel=self._cancel_race)
 
         def job(token=None):
             return race_job(problem, seed, entries, pace, device=ctx.device(), token=token)
 
-        self._race_task = self.runner.submit(job, key="race", name="race", on_partial=self._on_race_partial,
-                                             on_progress=self.taskbar.set_progress, on_result=self._on_race_done,
-                                             on_error=lambda exc, tb: self._on_task_error(exc, tb, "race"),
-                                             on_cancelled=self._on_race_cancelled)
+        self._race_task = self.runner.submit(
+            job,
+            key="race",
+            name="race",
+            on_partial=self._on_race_partial,
+            on_progress=self.taskbar.set_progress,
+            on_result=self._on_race_done,
+            on_error=lambda exc, tb: self._on_task_error(exc, tb, "race"),
+            on_cancelled=self._on_race_cancelled,
+        )
 
     def _bar_end(self, key: str, text: str = "") -> None:
         if self._bar_key == key:
@@ -397,11 +448,11 @@ class L2LPanel(PaperPanel):
             self.taskbar.finish(text)
 
     def _cancel_race(self) -> None:
-        self.runner.cancel("race")       # the cancelled outcome ends the task bar
+        self.runner.cancel("race")  # the cancelled outcome ends the task bar
 
     def _on_race_cancelled(self) -> None:
         if not self.runner.latest_cancelled("race"):
-            return                       # replaced by a newer race, which reports for itself
+            return  # replaced by a newer race, which reports for itself
         self._bar_end("race", "Race cancelled")
         if self._demo_pending:
             self._demo_pending = False
@@ -440,8 +491,9 @@ class L2LPanel(PaperPanel):
         self._path_data.clear()
         for key, _, _, _ in entries:
             pen = pg.mkPen(COLORS[key], width=2)
-            item = pg.PlotDataItem([], [], pen=pen, symbol="o", symbolSize=4, symbolBrush=pg.mkBrush(COLORS[key]),
-                                   symbolPen=None)
+            item = pg.PlotDataItem(
+                [], [], pen=pen, symbol="o", symbolSize=4, symbolBrush=pg.mkBrush(COLORS[key]), symbolPen=None
+            )
             self.map_plot.addItem(item)
             self._paths[key] = item
             self._path_data[key] = []
@@ -490,8 +542,9 @@ class L2LPanel(PaperPanel):
         self.map_image.setLookupTable(pg.colormap.get("viridis").getLookupTable(nPts=256))
         dx = (xs[-1] - xs[0]) / (len(xs) - 1)
         dy = (ys[-1] - ys[0]) / (len(ys) - 1)
-        self.map_image.setRect(QRectF(float(xs[0] - dx / 2), float(ys[0] - dy / 2), float(dx * len(xs)),
-                                      float(dy * len(ys))))
+        self.map_image.setRect(
+            QRectF(float(xs[0] - dx / 2), float(ys[0] - dy / 2), float(dx * len(xs)), float(dy * len(ys)))
+        )
         for iso in self._isos:
             iso.setParentItem(None)
             if iso.scene() is not None:
@@ -508,7 +561,7 @@ class L2LPanel(PaperPanel):
         self.map_opt.setData([float(optimum[0])], [float(optimum[1])])
         self.map_plot.setRange(xRange=(float(xs[0]), float(xs[-1])), yRange=(float(ys[0]), float(ys[-1])), padding=0)
 
-    def _on_race_done(self, results: Dict[str, Any]) -> None:
+    def _on_race_done(self, results: dict[str, Any]) -> None:
         self._redraw.stop()
         self._flush_race()
         self.last_results = results
@@ -557,14 +610,20 @@ class L2LPanel(PaperPanel):
         def job(token=None):
             return meta_train_job(epochs, seed, device=ctx.device(), token=token)
 
-        self._meta_task = self.runner.submit(job, key="meta", name="meta-train", on_partial=self._on_meta_partial,
-                                             on_progress=self.taskbar.set_progress, on_result=self._on_meta_done,
-                                             on_error=lambda exc, tb: self._on_task_error(exc, tb, "meta"),
-                                             on_cancelled=self._on_meta_cancelled,
-                                             on_finished=lambda: self.meta_button.setEnabled(True))
+        self._meta_task = self.runner.submit(
+            job,
+            key="meta",
+            name="meta-train",
+            on_partial=self._on_meta_partial,
+            on_progress=self.taskbar.set_progress,
+            on_result=self._on_meta_done,
+            on_error=lambda exc, tb: self._on_task_error(exc, tb, "meta"),
+            on_cancelled=self._on_meta_cancelled,
+            on_finished=lambda: self.meta_button.setEnabled(True),
+        )
 
     def _cancel_meta(self) -> None:
-        self.runner.cancel("meta")       # the cancelled outcome ends the task bar; on_finished the button
+        self.runner.cancel("meta")  # the cancelled outcome ends the task bar; on_finished the button
 
     def _on_meta_cancelled(self) -> None:
         if self.runner.latest_cancelled("meta"):
@@ -576,7 +635,7 @@ class L2LPanel(PaperPanel):
             self._meta_y.append(max(float(item[2]), 1e-12))
             self.meta_curve.setData(self._meta_x, self._meta_y)
 
-    def _on_meta_done(self, result: Dict[str, Any]) -> None:
+    def _on_meta_done(self, result: dict[str, Any]) -> None:
         self.fresh = result
         self.meta_button.setEnabled(True)
         self._update_info()

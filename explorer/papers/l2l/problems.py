@@ -6,24 +6,26 @@ comparison sees exactly the same problems. ``loss(θ, t)`` returns per-instance 
 batched instance gets its own gradient) and report the mean. ``final_loss(θ)`` is the noise-free loss used for
 the "final loss" numbers: the full held-out image set for MNIST problems, the loss itself otherwise.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from .catalog import EVAL_PROBLEMS, PROBLEMS, ProblemInfo  # noqa: F401  (re-exported)
 
-TRAIN_SEED_BASE = 0               # meta-training draws seeds base + k
-TUNE_SEED_BASE = 1_000_000_000    # baseline learning-rate tuning problems
-EVAL_SEED_BASE = 2_000_000_000    # held-out evaluation problems
+TRAIN_SEED_BASE = 0  # meta-training draws seeds base + k
+TUNE_SEED_BASE = 1_000_000_000  # baseline learning-rate tuning problems
+EVAL_SEED_BASE = 2_000_000_000  # held-out evaluation problems
 
 
 def _gen(seed: int) -> torch.Generator:
     g = torch.Generator()
-    g.manual_seed(int(seed) % (2 ** 63))
+    g.manual_seed(int(seed) % (2**63))
     return g
 
 
@@ -49,8 +51,15 @@ class QuadraticProblem(Problem):
     θ0 ~ N(0, 0.01²) as in the official code. The flat parameter vector holds all instances: (batch·d,).
     """
 
-    def __init__(self, batch: int = 128, dim: int = 10, seed: int = 0, steps: int = 100,
-                 device: Any = "cpu", dtype: torch.dtype = torch.float32) -> None:
+    def __init__(
+        self,
+        batch: int = 128,
+        dim: int = 10,
+        seed: int = 0,
+        steps: int = 100,
+        device: Any = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
         g = _gen(seed)
         self.name = "quadratic"
         self.batch, self.dim, self.steps = int(batch), int(dim), int(steps)
@@ -74,7 +83,7 @@ class QuadraticProblem(Problem):
         r = torch.bmm(self.W, th) - self.y.unsqueeze(2)
         return (2 * torch.bmm(self.W.transpose(1, 2), r)).reshape(-1)
 
-    def select(self, lo: int, hi: int) -> "QuadraticProblem":
+    def select(self, lo: int, hi: int) -> QuadraticProblem:
         """Instances ``lo:hi`` of this batch as a problem of their own (one process's share of a batch drawn
         from one seed: the shares of all processes together are exactly the whole batch)."""
         q = object.__new__(QuadraticProblem)
@@ -82,7 +91,7 @@ class QuadraticProblem(Problem):
         q.batch = q.n_instances = int(hi) - int(lo)
         q.n_params = q.batch * self.dim
         q.W, q.y = self.W[lo:hi].clone(), self.y[lo:hi].clone()
-        q.theta0 = self.theta0[lo * self.dim:hi * self.dim].clone()
+        q.theta0 = self.theta0[lo * self.dim : hi * self.dim].clone()
         return q
 
 
@@ -96,9 +105,18 @@ class MLPProblem(Problem):
     (uniform ±1/√fan_in), drawn from the problem's seed; minibatch t is drawn with replacement from the images.
     """
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, hidden: Sequence[int] = (20,),
-                 activation: str = "sigmoid", batch_size: int = 128, steps: int = 100, seed: int = 0,
-                 device: Any = "cpu", name: str = "mnist") -> None:
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        hidden: Sequence[int] = (20,),
+        activation: str = "sigmoid",
+        batch_size: int = 128,
+        steps: int = 100,
+        seed: int = 0,
+        device: Any = "cpu",
+        name: str = "mnist",
+    ) -> None:
         g = _gen(seed)
         self.name = name
         self.steps = int(steps)
@@ -107,7 +125,7 @@ class MLPProblem(Problem):
         self.activation = activation
         sizes = [images.shape[1], *[int(h) for h in hidden], int(labels.max()) + 1 if len(labels) else 10]
         sizes[-1] = max(sizes[-1], 10)
-        self.shapes: List[Tuple[int, int]] = list(zip(sizes[:-1], sizes[1:]))
+        self.shapes: list[tuple[int, int]] = list(zip(sizes[:-1], sizes[1:]))
         parts = []
         for fin, fout in self.shapes:
             bound = 1.0 / math.sqrt(fin)
@@ -122,12 +140,12 @@ class MLPProblem(Problem):
     def init_params(self) -> torch.Tensor:
         return self.theta0.clone()
 
-    def unflatten(self, theta: torch.Tensor) -> List[Tuple[torch.Tensor, torch.Tensor]]:
+    def unflatten(self, theta: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         out, off = [], 0
         for fin, fout in self.shapes:
-            w = theta[off:off + fin * fout].view(fin, fout)
+            w = theta[off : off + fin * fout].view(fin, fout)
             off += fin * fout
-            b = theta[off:off + fout]
+            b = theta[off : off + fout]
             off += fout
             out.append((w, b))
         return out
@@ -173,7 +191,7 @@ class ConcatProblem(Problem):
     def init_params(self) -> torch.Tensor:
         return torch.cat([p.init_params() for p in self.parts])
 
-    def _split(self, theta: torch.Tensor) -> List[torch.Tensor]:
+    def _split(self, theta: torch.Tensor) -> list[torch.Tensor]:
         return [theta[a:b] for a, b in zip(self._offsets[:-1], self._offsets[1:])]
 
     def loss(self, theta: torch.Tensor, t: int) -> torch.Tensor:
@@ -186,9 +204,16 @@ class ConcatProblem(Problem):
 class TwoDProblem(Problem):
     """A 2-D function whose trajectories can be drawn on a contour map."""
 
-    def __init__(self, name: str, fn: Callable[[torch.Tensor], torch.Tensor], start: Tuple[float, float],
-                 optimum: Tuple[float, float], bounds: Tuple[float, float, float, float], steps: int = 100,
-                 device: Any = "cpu") -> None:
+    def __init__(
+        self,
+        name: str,
+        fn: Callable[[torch.Tensor], torch.Tensor],
+        start: tuple[float, float],
+        optimum: tuple[float, float],
+        bounds: tuple[float, float, float, float],
+        steps: int = 100,
+        device: Any = "cpu",
+    ) -> None:
         self.name = name
         self.fn = fn
         self.n_instances, self.n_params, self.steps = 1, 2, int(steps)
@@ -254,8 +279,9 @@ def quad2d(seed: int = 0, steps: int = 100, device: Any = "cpu") -> TwoDProblem:
     half = max(1.0, 0.65 * max(max(xs) - min(xs), max(ys) - min(ys)))
     half = min(half, 20.0)
     cx, cy = (max(xs) + min(xs)) / 2, (max(ys) + min(ys)) / 2
-    return TwoDProblem("quad2d", fn, start, (opt[0], opt[1]), (cx - half, cx + half, cy - half, cy + half), steps,
-                       device)
+    return TwoDProblem(
+        "quad2d", fn, start, (opt[0], opt[1]), (cx - half, cx + half, cy - half, cy + half), steps, device
+    )
 
 
 def rosenbrock(seed: int = 0, steps: int = 100, device: Any = "cpu") -> TwoDProblem:
@@ -280,8 +306,9 @@ _MLP_VARIANTS = {
 }
 
 
-def make_problem(name: str, seed: int, split: str = "test", device: Any = "cpu", batch: Optional[int] = None,
-                 steps: Optional[int] = None) -> Problem:
+def make_problem(
+    name: str, seed: int, split: str = "test", device: Any = "cpu", batch: int | None = None, steps: int | None = None
+) -> Problem:
     """Build problem ``name`` from ``seed``. ``split`` selects the MNIST images ('train' for meta-training)."""
     from .data import load_images
 
@@ -296,6 +323,14 @@ def make_problem(name: str, seed: int, split: str = "test", device: Any = "cpu",
     if name in _MLP_VARIANTS:
         v = _MLP_VARIANTS[name]
         x, y = load_images(v["dataset"], split)
-        return MLPProblem(x, y, hidden=v["hidden"], activation=v["activation"], steps=steps or v["steps"],
-                          seed=seed, device=device, name=name)
+        return MLPProblem(
+            x,
+            y,
+            hidden=v["hidden"],
+            activation=v["activation"],
+            steps=steps or v["steps"],
+            seed=seed,
+            device=device,
+            name=name,
+        )
     raise ValueError(f"unknown problem {name!r}")

@@ -16,11 +16,13 @@ checkpoints are rank 0's. A resume file holds, besides the LSTM, Adam and the co
 weights and every process's optimizees in flight (θ, LSTM states, position in the episode): a resumed run
 continues mid-episode.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,19 +32,46 @@ from .model import LSTMOptimizer, State, detach_state
 from .optimizers import run_optimizer
 from .problems import TRAIN_SEED_BASE, ConcatProblem, Problem, make_problem
 
-DEFAULT_TRAIN: Dict[str, Dict[str, Any]] = {
-    "quadratic": {"epochs": 2000, "steps": 100, "unroll": 20, "meta_lr": 0.003, "batch": 128, "val_every": 50,
-                  "val_runs": 128, "seed": 0, "time_limit_s": 0, "clip": 0.0},
-    "mnist": {"epochs": 400, "steps": 100, "unroll": 20, "meta_lr": 0.003, "batch": 1, "val_every": 20,
-              "val_runs": 3, "seed": 0, "time_limit_s": 0, "clip": 0.0},
+DEFAULT_TRAIN: dict[str, dict[str, Any]] = {
+    "quadratic": {
+        "epochs": 2000,
+        "steps": 100,
+        "unroll": 20,
+        "meta_lr": 0.003,
+        "batch": 128,
+        "val_every": 50,
+        "val_runs": 128,
+        "seed": 0,
+        "time_limit_s": 0,
+        "clip": 0.0,
+    },
+    "mnist": {
+        "epochs": 400,
+        "steps": 100,
+        "unroll": 20,
+        "meta_lr": 0.003,
+        "batch": 1,
+        "val_every": 20,
+        "val_runs": 3,
+        "seed": 0,
+        "time_limit_s": 0,
+        "clip": 0.0,
+    },
 }
 
 # what must not change between a run and its resumption (the optimizees drawn and how they are cut)
 RESUME_KEYS = ("problem", "batch", "steps", "unroll", "seed")
 
 
-def unroll(net: LSTMOptimizer, problem: Problem, theta: torch.Tensor, state: State, t0: int, length: int,
-           second_derivatives: bool = False):
+def unroll(
+    net: LSTMOptimizer,
+    problem: Problem,
+    theta: torch.Tensor,
+    state: State,
+    t0: int,
+    length: int,
+    second_derivatives: bool = False,
+):
     """Unroll ``length`` optimizer steps from θ_{t0}. Returns (meta_loss, θ_{t0+length}, state, losses).
 
     meta_loss = Σ_{t=t0+1}^{t0+length} mean_i f_t(θ_t)_i carries the graph to the LSTM's weights through the
@@ -53,7 +82,7 @@ def unroll(net: LSTMOptimizer, problem: Problem, theta: torch.Tensor, state: Sta
     if not th.requires_grad:
         th = th.detach().requires_grad_(True)
     meta_loss = th.new_zeros(())
-    losses: List[float] = []
+    losses: list[float] = []
     for k in range(length):
         loss = problem.loss(th, t0 + k)
         if k > 0:
@@ -87,12 +116,12 @@ class TrainData:
     fixed validation problems. ``batch``: optimizees per meta-step over all processes."""
 
     sample: Callable[[int], Problem]
-    val: List[Problem] = field(default_factory=list)
+    val: list[Problem] = field(default_factory=list)
     name: str = ""
     batch: int = 1
 
 
-def make_train_data(problem: str, device: Any, config: Dict[str, Any], world: Any = None) -> TrainData:
+def make_train_data(problem: str, device: Any, config: dict[str, Any], world: Any = None) -> TrainData:
     """Training problems from the meta-training distribution (MNIST: the 4,000 'train' images only).
 
     ``world`` (a :class:`explorer.core.training.World`): this process's share of every episode's ``batch``
@@ -112,17 +141,28 @@ def make_train_data(problem: str, device: Any, config: Dict[str, Any], world: An
             q = make_problem("quadratic", base + k, device=device, batch=batch, steps=config["steps"])
             return q if per == batch else q.select(lo, hi)
 
-        val = [make_problem("quadratic", base + 9_000_000, device=device, batch=int(config.get("val_runs", 128)),
-                            steps=config["steps"])]
+        val = [
+            make_problem(
+                "quadratic",
+                base + 9_000_000,
+                device=device,
+                batch=int(config.get("val_runs", 128)),
+                steps=config["steps"],
+            )
+        ]
     elif problem == "mnist":
 
         def sample(k: int) -> Problem:
-            parts = [make_problem("mnist", base + k * batch + j, split="train", device=device, steps=config["steps"])
-                     for j in range(lo, hi)]
+            parts = [
+                make_problem("mnist", base + k * batch + j, split="train", device=device, steps=config["steps"])
+                for j in range(lo, hi)
+            ]
             return parts[0] if len(parts) == 1 else ConcatProblem(parts)
 
-        val = [make_problem("mnist", base + 9_000_000 + i, split="train", device=device, steps=config["steps"])
-               for i in range(int(config.get("val_runs", 3)))]
+        val = [
+            make_problem("mnist", base + 9_000_000 + i, split="train", device=device, steps=config["steps"])
+            for i in range(int(config.get("val_runs", 3)))
+        ]
     else:
         raise ValueError(f"meta-training supports 'quadratic' and 'mnist', not {problem!r}")
     return TrainData(sample=sample, val=val, name=problem, batch=batch)
@@ -137,15 +177,20 @@ class Episode:
     theta: torch.Tensor
     state: State
     t0: int = 0
-    total: float = 0.0      # Σ of the meta-steps' meta-loss per unrolled step so far
-    n: int = 0              # meta-steps taken in this episode
+    total: float = 0.0  # Σ of the meta-steps' meta-loss per unrolled step so far
+    n: int = 0  # meta-steps taken in this episode
     abandoned: bool = False
 
-    def snapshot(self) -> Dict[str, Any]:
+    def snapshot(self) -> dict[str, Any]:
         """What a resume file keeps of it (the problem itself is redrawn from its seed)."""
-        return {"k": self.k, "t0": self.t0, "total": self.total, "n": self.n,
-                "theta": self.theta.detach().to("cpu").clone(),
-                "state": [[h.detach().to("cpu").clone(), c.detach().to("cpu").clone()] for h, c in self.state]}
+        return {
+            "k": self.k,
+            "t0": self.t0,
+            "total": self.total,
+            "n": self.n,
+            "theta": self.theta.detach().to("cpu").clone(),
+            "state": [[h.detach().to("cpu").clone(), c.detach().to("cpu").clone()] for h, c in self.state],
+        }
 
 
 class MetaTrainer:
@@ -154,14 +199,15 @@ class MetaTrainer:
     Step by step: ``start(k)``, then ``meta_step()`` until ``finished``, then ``end_episode()``. ``world``
     (optional): the processes agree on the meta-loss (its mean over all of them) and so on skipping."""
 
-    def __init__(self, net: LSTMOptimizer, data: TrainData, device: Any, config: Dict[str, Any],
-                 world: Any = None) -> None:
+    def __init__(
+        self, net: LSTMOptimizer, data: TrainData, device: Any, config: dict[str, Any], world: Any = None
+    ) -> None:
         self.net, self.data, self.device, self.config = net, data, device, config
         self.opt = torch.optim.Adam(net.parameters(), lr=float(config["meta_lr"]))
         self.skipped = 0
         self.world = world
-        self.loss_fn: nn.Module = UnrollLoss(net)     # replaced by its DDP wrapper in a multi-process run
-        self.episode: Optional[Episode] = None
+        self.loss_fn: nn.Module = UnrollLoss(net)  # replaced by its DDP wrapper in a multi-process run
+        self.episode: Episode | None = None
 
     def start(self, k: int) -> Episode:
         problem = self.data.sample(k)
@@ -170,7 +216,7 @@ class MetaTrainer:
         self.episode = Episode(k=k, problem=problem, theta=theta, state=state)
         return self.episode
 
-    def restore(self, snap: Dict[str, Any]) -> Episode:
+    def restore(self, snap: dict[str, Any]) -> Episode:
         """Continue the episode a resume file stopped in."""
         ep = self.start(int(snap["k"]))
         ref = ep.theta
@@ -184,7 +230,7 @@ class MetaTrainer:
         ep = self.episode
         return ep is None or ep.abandoned or ep.t0 >= int(self.config["steps"])
 
-    def meta_step(self) -> Optional[float]:
+    def meta_step(self) -> float | None:
         """One truncation of the current episode: unroll, meta-gradient, one Adam step. Returns the meta-loss per
         unrolled step (mean over every process's optimizees), or None when it was not finite (on any process):
         then the episode is abandoned and the weights are untouched."""
@@ -194,10 +240,10 @@ class MetaTrainer:
         meta_loss, theta, state, _ = self.loss_fn(ep.problem, ep.theta, ep.state, ep.t0, length)
         value = float(meta_loss.detach())
         if self.world is not None:
-            value = self.world.mean(value)     # one collective: the logged mean, and a NaN anywhere is seen by all
+            value = self.world.mean(value)  # one collective: the logged mean, and a NaN anywhere is seen by all
         if not math.isfinite(value):
             self.skipped += 1
-            ep.abandoned = True                # abandon these optimizees; the weights are untouched
+            ep.abandoned = True  # abandon these optimizees; the weights are untouched
             return None
         self.opt.zero_grad(set_to_none=True)
         meta_loss.backward()
@@ -225,7 +271,7 @@ class MetaTrainer:
         return self.end_episode()
 
 
-def validate(net: LSTMOptimizer, problems: List[Problem], token: Any = None) -> Dict[str, float]:
+def validate(net: LSTMOptimizer, problems: list[Problem], token: Any = None) -> dict[str, float]:
     """Run the learned optimizer (no meta-gradient) on fixed problems: mean final and mean-over-steps loss."""
     net.eval()
     finals, avgs = [], []
@@ -237,13 +283,23 @@ def validate(net: LSTMOptimizer, problems: List[Problem], token: Any = None) -> 
     return {"val_final_loss": f if math.isfinite(f) else math.inf, "val_avg_loss": a if math.isfinite(a) else math.inf}
 
 
-def steps_per_epoch(config: Dict[str, Any]) -> int:
+def steps_per_epoch(config: dict[str, Any]) -> int:
     return max(1, math.ceil(int(config["steps"]) / int(config["unroll"])))
 
 
-def fit(model: LSTMOptimizer, data: TrainData, device: Any, config: Dict[str, Any], progress: Any = None,
-        token: Any = None, on_checkpoint: Optional[Callable[[LSTMOptimizer, Dict[str, Any]], None]] = None,
-        rank: int = 0, *, run: Any = None, resume: Any = None) -> Dict[str, Any]:
+def fit(
+    model: LSTMOptimizer,
+    data: TrainData,
+    device: Any,
+    config: dict[str, Any],
+    progress: Any = None,
+    token: Any = None,
+    on_checkpoint: Callable[[LSTMOptimizer, dict[str, Any]], None] | None = None,
+    rank: int = 0,
+    *,
+    run: Any = None,
+    resume: Any = None,
+) -> dict[str, Any]:
     """Meta-train ``model`` in place; keeps the weights with the best validation mean-over-steps loss.
 
     ``config``: epochs, steps, unroll, meta_lr, val_every, time_limit_s (0 = none), clip, seed, batch.
@@ -258,9 +314,15 @@ def fit(model: LSTMOptimizer, data: TrainData, device: Any, config: Dict[str, An
     if run is None:
         torch.manual_seed(int(config.get("seed", 0)))
         limit = float(config.get("time_limit_s") or 0)
-        run = Run(World(device=torch.device(device)), paper="l2l", epochs=int(config["epochs"]),
-                  minutes=limit / 60.0 if limit > 0 else None, progress=progress, token=token,
-                  seed=int(config.get("seed", 0)))
+        run = Run(
+            World(device=torch.device(device)),
+            paper="l2l",
+            epochs=int(config["epochs"]),
+            minutes=limit / 60.0 if limit > 0 else None,
+            progress=progress,
+            token=token,
+            seed=int(config.get("seed", 0)),
+        )
     world = run.world
     model.to(device)
     trainer = MetaTrainer(model, data, device, config, world=world)
@@ -272,7 +334,7 @@ def fit(model: LSTMOptimizer, data: TrainData, device: Any, config: Dict[str, An
 
     run.attach(model=model, optimizer=trainer.opt)
     user = run.resume(resume)
-    hist: Dict[str, Any] = user.get("history") or {"meta_loss": [], "val": [], "best": None, "epochs_done": 0}
+    hist: dict[str, Any] = user.get("history") or {"meta_loss": [], "val": [], "best": None, "epochs_done": 0}
     hist.setdefault("val", [])
     hist.setdefault("meta_loss", [])
     best_state = None
@@ -280,8 +342,11 @@ def fit(model: LSTMOptimizer, data: TrainData, device: Any, config: Dict[str, An
         was = user.get("config") or {}
         diff = [k for k in RESUME_KEYS if k in was and was[k] != keyed[k]]
         if diff:
-            raise UserError("the resume file was written with other options: " + ", ".join(
-                f"{k} {was[k]} (now {keyed[k]})" for k in diff) + "; resume with the same ones")
+            raise UserError(
+                "the resume file was written with other options: "
+                + ", ".join(f"{k} {was[k]} (now {keyed[k]})" for k in diff)
+                + "; resume with the same ones"
+            )
         trainer.skipped = int(user.get("skipped", 0))
         if world.is_main and user.get("best_state"):
             best_state = {k: t.to(device) for k, t in user["best_state"].items()}
@@ -293,13 +358,18 @@ def fit(model: LSTMOptimizer, data: TrainData, device: Any, config: Dict[str, An
             elif any(e is not None for e in eps):
                 run.info(f"note: the episode in flight (written by {len(eps)} process(es)) starts over")
 
-    def state() -> Dict[str, Any]:
+    def state() -> dict[str, Any]:
         # called on every process whenever the core writes a resume file (periodically, at a stop): each one's
         # optimizees in flight are gathered, so that a resumed run continues in the middle of an episode
         ep = trainer.episode
         snap = ep.snapshot() if ep is not None and not trainer.finished else None
-        return {"history": hist, "best_state": best_state, "skipped": trainer.skipped,
-                "episodes": world.gather_objects(snap), "config": keyed}
+        return {
+            "history": hist,
+            "best_state": best_state,
+            "skipped": trainer.skipped,
+            "episodes": world.gather_objects(snap),
+            "config": keyed,
+        }
 
     run.state_fn = state
 
@@ -322,11 +392,11 @@ def fit(model: LSTMOptimizer, data: TrainData, device: Any, config: Dict[str, An
         if world.is_main and not hist["val"]:
             do_val(0)
         elif trainer.episode is None and val_due() and hist["val"][-1].get("epoch") != run.epoch:
-            do_val(run.step_count)     # a resume file written at an episode end, before its validation
+            do_val(run.step_count)  # a resume file written at an episode end, before its validation
         while not run.done():
             if trainer.episode is None:
                 trainer.start(run.epoch)
-            value = trainer.meta_step()        # None: not finite anywhere, nothing stepped, the episode abandoned
+            value = trainer.meta_step()  # None: not finite anywhere, nothing stepped, the episode abandoned
             ended = trainer.finished
             if ended:
                 hist["meta_loss"].append(trainer.end_episode())
@@ -334,8 +404,10 @@ def fit(model: LSTMOptimizer, data: TrainData, device: Any, config: Dict[str, An
                 hist["epochs_done"] = run.epoch
             if value is not None:
                 best = hist["best"]["val_avg_loss"] if hist["best"] else float("nan")
-                run.step(samples=data.batch, message=f"epoch {run.epoch + (not ended)} "
-                                                     f"meta-loss {value:.4g} best val {best:.4g}")
+                run.step(
+                    samples=data.batch,
+                    message=f"epoch {run.epoch + (not ended)} meta-loss {value:.4g} best val {best:.4g}",
+                )
             if ended and val_due():
                 do_val(run.step_count)
     # stopped between validations (time, signal, --steps): validate the weights it stopped with, for the
@@ -352,12 +424,23 @@ def fit(model: LSTMOptimizer, data: TrainData, device: Any, config: Dict[str, An
     return hist
 
 
-def train_problem(problem: str, device: Any, config: Dict[str, Any], out: Any, progress: Any = None,
-                  token: Any = None, model_config: Optional[Dict[str, Any]] = None,
-                  init: Optional[str] = None, *, world: Any = None, resume: Any = None,
-                  minutes: Optional[float] = None, steps: Optional[int] = None,
-                  checkpoint_every: Optional[float] = None, log: Optional[Callable[[str], None]] = None
-                  ) -> Dict[str, Any]:
+def train_problem(
+    problem: str,
+    device: Any,
+    config: dict[str, Any],
+    out: Any,
+    progress: Any = None,
+    token: Any = None,
+    model_config: dict[str, Any] | None = None,
+    init: str | None = None,
+    *,
+    world: Any = None,
+    resume: Any = None,
+    minutes: float | None = None,
+    steps: int | None = None,
+    checkpoint_every: float | None = None,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """Build a fresh LSTM optimizer, meta-train it on ``problem`` and save the best weights to ``out``.
 
     The checkpoint is rewritten whenever validation improves (periodic checkpoints), and once at the end with
@@ -376,16 +459,18 @@ def train_problem(problem: str, device: Any, config: Dict[str, Any], out: Any, p
         world = World(device=torch.device(device))
     cfg = dict(DEFAULT_CONFIG)
     cfg.update(model_config or {})
-    seed_all(int(config.get("seed", 0)))        # the same on every process: identical initial weights
+    seed_all(int(config.get("seed", 0)))  # the same on every process: identical initial weights
     net = build(cfg)
-    prior: Dict[str, Any] = {}
+    prior: dict[str, Any] = {}
     if init:
         from explorer.core.checkpoints import load_model
 
         net, init_meta = load_model(init, "l2l", build, device="cpu")
-        prior = {"epochs": int((init_meta.metrics or {}).get("epochs") or 0),
-                 "train_wall_s": float((init_meta.metrics or {}).get("train_wall_s") or 0.0),
-                 "history": (init_meta.extra or {}).get("history") or {}}
+        prior = {
+            "epochs": int((init_meta.metrics or {}).get("epochs") or 0),
+            "train_wall_s": float((init_meta.metrics or {}).get("train_wall_s") or 0.0),
+            "history": (init_meta.extra or {}).get("history") or {},
+        }
         # continue the run's own seed stream past the optimizees it has already seen
         config = dict(config)
         config["seed"] = int(config.get("seed", 0)) + 1
@@ -393,11 +478,23 @@ def train_problem(problem: str, device: Any, config: Dict[str, Any], out: Any, p
     if minutes is None and float(config.get("time_limit_s") or 0) > 0:
         minutes = float(config["time_limit_s"]) / 60.0
     extra_run = {"checkpoint_every_min": checkpoint_every} if checkpoint_every else {}
-    run = Run(world, paper="l2l", out=out, minutes=minutes, steps=steps, epochs=int(config["epochs"]),
-              steps_per_epoch=steps_per_epoch(config), log=log, progress=progress,
-              progress_desc=f"meta-train {problem}", token=token, seed=int(config.get("seed", 0)), **extra_run)
+    run = Run(
+        world,
+        paper="l2l",
+        out=out,
+        minutes=minutes,
+        steps=steps,
+        epochs=int(config["epochs"]),
+        steps_per_epoch=steps_per_epoch(config),
+        log=log,
+        progress=progress,
+        progress_desc=f"meta-train {problem}",
+        token=token,
+        seed=int(config.get("seed", 0)),
+        **extra_run,
+    )
 
-    def save(model: LSTMOptimizer, hist: Dict[str, Any], final: bool = False) -> None:
+    def save(model: LSTMOptimizer, hist: dict[str, Any], final: bool = False) -> None:
         best = hist.get("best") or {}
         metrics = {
             "headline": "val_final_loss",
@@ -412,13 +509,24 @@ def train_problem(problem: str, device: Any, config: Dict[str, Any], out: Any, p
         ml = [v for v in ph.get("meta_loss", []) for _ in range(int(ph.get("stride") or 1))] + hist.get("meta_loss", [])
         stride = max(1, len(ml) // 400)
         run.save_model(
-            out, model.state_dict(), model_config={**model.config(), "problem": problem},
+            out,
+            model.state_dict(),
+            model_config={**model.config(), "problem": problem},
             metrics=metrics,
-            data={"name": dataset_note("mnist") if problem == "mnist" else "random 10-D quadratics ||Wθ−y||²",
-                  "problem": problem, "batch": data.batch},
-            extra={"train_config": dict(config), "continued_from": prior.get("epochs") or None,
-                   "history": {"meta_loss": [round(float(v), 5) for v in ml[::stride]], "stride": stride,
-                               "val": hist.get("val", [])}},
+            data={
+                "name": dataset_note("mnist") if problem == "mnist" else "random 10-D quadratics ||Wθ−y||²",
+                "problem": problem,
+                "batch": data.batch,
+            },
+            extra={
+                "train_config": dict(config),
+                "continued_from": prior.get("epochs") or None,
+                "history": {
+                    "meta_loss": [round(float(v), 5) for v in ml[::stride]],
+                    "stride": stride,
+                    "val": hist.get("val", []),
+                },
+            },
         )
 
     hist = fit(net, data, world.device, config, token=token, on_checkpoint=save, run=run, resume=resume)

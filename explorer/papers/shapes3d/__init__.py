@@ -1,4 +1,8 @@
-"""Unsupervised Learning of 3D Structure from Images (Rezende, Eslami, Mohamed, Battaglia, Jaderberg, Heess; NIPS 2016)."""
+"""Unsupervised Learning of 3D Structure from Images.
+
+Rezende, Eslami, Mohamed, Battaglia, Jaderberg, Heess; NIPS 2016.
+"""
+
 from explorer.core.registry import PaperSpec
 
 SPEC = PaperSpec(

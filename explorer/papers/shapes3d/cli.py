@@ -1,10 +1,11 @@
 """Command line of the 3D structure tab (no torch at import time).
 
-    nips-explorer train shapes3d [--dataset primitives|furniture] [--minutes M] [--steps N] [--resume CKPT] ...
-    torchrun --standalone --nproc_per_node N -m explorer train shapes3d ...   (DDP; --batch is the global batch)
-    nips-explorer eval shapes3d [--dataset primitives|furniture] [--checkpoint F] [--json]
-    nips-explorer reconstruct IMAGE.png --out shape.obj [--checkpoint F] [--level 0.5]
+nips-explorer train shapes3d [--dataset primitives|furniture] [--minutes M] [--steps N] [--resume CKPT] ...
+torchrun --standalone --nproc_per_node N -m explorer train shapes3d ...   (DDP; --batch is the global batch)
+nips-explorer eval shapes3d [--dataset primitives|furniture] [--checkpoint F] [--json]
+nips-explorer reconstruct IMAGE.png --out shape.obj [--checkpoint F] [--level 0.5]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,13 +29,23 @@ def _default_checkpoint(dataset: str = "primitives") -> Path:
 
 
 def _data_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", choices=("primitives", "furniture"), default="primitives",
-                        help="primitives: boxes, spheres, cylinders, cones, tori under random pose and scale "
-                             "(trimesh.creation); furniture: Sweet Home 3D models (apt sweethome3d-furniture)")
-    parser.add_argument("--n-train", type=POSITIVE_INT, default=None, help="number of training primitives (default 2000)")
+    parser.add_argument(
+        "--dataset",
+        choices=("primitives", "furniture"),
+        default="primitives",
+        help="primitives: boxes, spheres, cylinders, cones, tori under random pose and scale "
+        "(trimesh.creation); furniture: Sweet Home 3D models (apt sweethome3d-furniture)",
+    )
+    parser.add_argument(
+        "--n-train", type=POSITIVE_INT, default=None, help="number of training primitives (default 2000)"
+    )
     parser.add_argument("--n-test", type=POSITIVE_INT, default=None, help="number of held-out primitives (default 250)")
-    parser.add_argument("--data-dir", metavar="DIR", default=None,
-                        help="cache folder for the rendered data sets (default: the user cache folder)")
+    parser.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        default=None,
+        help="cache folder for the rendered data sets (default: the user cache folder)",
+    )
 
 
 def _load_data(args, progress=None):
@@ -64,18 +75,34 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
     from explorer.core.training import add_training_options
 
     _data_args(parser)
-    parser.add_argument("--batch", type=POSITIVE_INT, default=None,
-                        help="global minibatch size, split evenly over torchrun's processes (default 32)")
+    parser.add_argument(
+        "--batch",
+        type=POSITIVE_INT,
+        default=None,
+        help="global minibatch size, split evenly over torchrun's processes (default 32)",
+    )
     parser.add_argument("--draw-steps", type=POSITIVE_INT, default=None, help="DRAW steps T writing into the canvas")
     parser.add_argument("--hidden", type=POSITIVE_INT, default=None, help="LSTM size")
     parser.add_argument("--lr", type=POSITIVE, default=None, help="peak Adam learning rate (cosine decay)")
-    parser.add_argument("--init", metavar="CHECKPOINT", default=None,
-                        help="start from this checkpoint's weights (same architecture)")
-    parser.add_argument("--gallery", type=COUNT, default=0, metavar="N",
-                        help="also write N held-out shapes to resources/shapes3d/gallery.npz for the app")
-    add_training_options(parser, steps=100000, epochs=None, minutes=DEFAULT_MINUTES, seed=0,
-                         out_help="where to save (default models/shapes3d_<dataset>.safetensors); the resume "
-                              "file goes beside it (<out>.resume.safetensors)")
+    parser.add_argument(
+        "--init", metavar="CHECKPOINT", default=None, help="start from this checkpoint's weights (same architecture)"
+    )
+    parser.add_argument(
+        "--gallery",
+        type=COUNT,
+        default=0,
+        metavar="N",
+        help="also write N held-out shapes to resources/shapes3d/gallery.npz for the app",
+    )
+    add_training_options(
+        parser,
+        steps=100000,
+        epochs=None,
+        minutes=DEFAULT_MINUTES,
+        seed=0,
+        out_help="where to save (default models/shapes3d_<dataset>.safetensors); the resume "
+        "file goes beside it (<out>.resume.safetensors)",
+    )
 
 
 def train(args) -> int:
@@ -112,7 +139,7 @@ def _train(args, world) -> int:
         raise UserError("--minutes must be positive")
     t0 = time.monotonic()
     # The first process renders (or reads) the cached data set; the others read it once it is written.
-    for turn in ((0,) if not world.distributed else (0, 1)):
+    for turn in (0,) if not world.distributed else (0, 1):
         if (turn == 0) == main:
             with TerminalProgress("shapes3d data", disable=not main) as bar:
                 train_set, test_set = _load_data(args, bar)
@@ -137,7 +164,7 @@ def _train(args, world) -> int:
     minutes = args.minutes if args.minutes is not None else preset["train"]["time_limit_s"] / 60.0
     tcfg.time_limit_s = minutes * 60.0
     out = Path(args.out) if args.out else training_output(preset["file"])
-    seed_all(args.seed)                       # the same initial weights on every process
+    seed_all(args.seed)  # the same initial weights on every process
     if args.init:
         # Same architecture; tensors whose shapes match are copied (the class embedding is new when the
         # data set has other classes, e.g. furniture started from the primitives model).
@@ -150,8 +177,10 @@ def _train(args, world) -> int:
         own = model.state_dict()
         copied = {k: v for k, v in ck.state_dict.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
         if len(copied) < len(own) // 2:
-            raise UserError(f"{Path(args.init).name}: its architecture does not fit (only {len(copied)} of "
-                            f"{len(own)} tensors match)")
+            raise UserError(
+                f"{Path(args.init).name}: its architecture does not fit (only {len(copied)} of "
+                f"{len(own)} tensors match)"
+            )
         model.load_state_dict(copied, strict=False)
         say(f"started from {args.init}: {len(copied)} of {len(own)} tensors")
         mcfg = model.config()
@@ -171,44 +200,86 @@ def _train(args, world) -> int:
         n_val = int(val_models.sum())
     from .data import ViewSet
 
-    val = ViewSet(views.views[perm[:n_val]], views.labels[perm[:n_val]], views.class_names, views.cameras) if n_val else None
+    val = (
+        ViewSet(views.views[perm[:n_val]], views.labels[perm[:n_val]], views.class_names, views.cameras)
+        if n_val
+        else None
+    )
     fit_set = ViewSet(views.views[perm[n_val:]], views.labels[perm[n_val:]], views.class_names, views.cameras)
-    if tcfg.batch > len(fit_set):             # a tiny data set: the largest batch that splits over the processes
+    if tcfg.batch > len(fit_set):  # a tiny data set: the largest batch that splits over the processes
         tcfg.batch = len(fit_set) - len(fit_set) % world.world_size
         if tcfg.batch < 1:
             raise UserError(f"{len(fit_set)} training shapes cannot be shared by {world.world_size} processes")
     world.split_batch(tcfg.batch)
-    data_desc = {"name": args.dataset, "train_shapes": len(fit_set), "val_shapes": n_val,
-                 "train_models": train_models,
-                 "test_shapes": len(test_set), "cameras": mcfg["cameras"], "image_size": 32,
-                 "trainer_sees": "pictures from the training cameras and class labels; no voxels"}
+    data_desc = {
+        "name": args.dataset,
+        "train_shapes": len(fit_set),
+        "val_shapes": n_val,
+        "train_models": train_models,
+        "test_shapes": len(test_set),
+        "cameras": mcfg["cameras"],
+        "image_size": 32,
+        "trainer_sees": "pictures from the training cameras and class labels; no voxels",
+    }
     if args.dataset == "furniture":
         from .data import furniture_credits
 
-        data_desc["credits"] = ("Sweet Home 3D furniture libraries (Debian sweethome3d-furniture, "
-                                "/usr/share/doc/sweethome3d-furniture/copyright); models by pack below")
+        data_desc["credits"] = (
+            "Sweet Home 3D furniture libraries (Debian sweethome3d-furniture, "
+            "/usr/share/doc/sweethome3d-furniture/copyright); models by pack below"
+        )
         try:
             data_desc["packs"] = furniture_credits()
         except UserError:
             pass
 
-    run = Run(world, paper=PAPER, out=out, minutes=minutes, steps=args.steps,
-              checkpoint_every_min=args.checkpoint_every, log=say, progress_desc="shapes3d train", seed=args.seed)
+    run = Run(
+        world,
+        paper=PAPER,
+        out=out,
+        minutes=minutes,
+        steps=args.steps,
+        checkpoint_every_min=args.checkpoint_every,
+        log=say,
+        progress_desc="shapes3d train",
+        seed=args.seed,
+    )
 
     def save(m, summary):
-        metrics = {"headline": "train_elbo", "train_elbo": round(float(summary.get("train_elbo", 0.0)), 2),
-                   "train_steps": summary.get("steps", 0), "train_time_s": round(summary.get("train_time_s", 0.0), 1)}
+        metrics = {
+            "headline": "train_elbo",
+            "train_elbo": round(float(summary.get("train_elbo", 0.0)), 2),
+            "train_steps": summary.get("steps", 0),
+            "train_time_s": round(summary.get("train_time_s", 0.0), 1),
+        }
         for k in ("val_elbo", "val_image_error"):
             if k in summary:
                 metrics[k] = round(float(summary[k]), 4)
-        run.save_model(out, m.state_dict(), model_config=m.config(), metrics=metrics, data=data_desc,
-                       extra={"train_config": summary["config"]})
+        run.save_model(
+            out,
+            m.state_dict(),
+            model_config=m.config(),
+            metrics=metrics,
+            data=data_desc,
+            extra={"train_config": summary["config"]},
+        )
 
-    say(f"training on {world.describe()}: {len(fit_set)} shapes x {len(fit_set.cameras)} views, batch "
-        f"{tcfg.batch} (data ready in {data_s:.0f}s); saving to {out}")
-    summary = fit(model, fit_set, device, tcfg, val=val, on_checkpoint=save, run=run, resume=args.resume,
-                  log=say if args.debug else None)
-    world.close()             # training is over for every process; rank 0 evaluates and writes alone
+    say(
+        f"training on {world.describe()}: {len(fit_set)} shapes x {len(fit_set.cameras)} views, batch "
+        f"{tcfg.batch} (data ready in {data_s:.0f}s); saving to {out}"
+    )
+    summary = fit(
+        model,
+        fit_set,
+        device,
+        tcfg,
+        val=val,
+        on_checkpoint=save,
+        run=run,
+        resume=args.resume,
+        log=say if args.debug else None,
+    )
+    world.close()  # training is over for every process; rank 0 evaluates and writes alone
     if not main:
         return 0
     if run.stop_reason == "signal":
@@ -219,26 +290,54 @@ def _train(args, world) -> int:
         result = run_eval(model, test_set, device, progress=bar, extra=more)
     from explorer.core.checkpoints import update_metrics
 
-    update_metrics(out, {"headline": "test_iou", "test_iou": result["iou"], "test_iou_baseline": result["iou_baseline"],
-                         "test_iou_without_filling": more["iou_raw"],
-                         "test_elbo": result["elbo"], "test_image_error_input_view": result["image_error_input_view"],
-                         "test_image_error_new_views": result["image_error_new_views"],
-                         **({"test_image_error_novel_cameras": more["image_error_novel_cameras"]}
-                            if "image_error_novel_cameras" in more else {}),
-                         "per_class": result["per_class"]})
+    update_metrics(
+        out,
+        {
+            "headline": "test_iou",
+            "test_iou": result["iou"],
+            "test_iou_baseline": result["iou_baseline"],
+            "test_iou_without_filling": more["iou_raw"],
+            "test_elbo": result["elbo"],
+            "test_image_error_input_view": result["image_error_input_view"],
+            "test_image_error_new_views": result["image_error_new_views"],
+            **(
+                {"test_image_error_novel_cameras": more["image_error_novel_cameras"]}
+                if "image_error_novel_cameras" in more
+                else {}
+            ),
+            "per_class": result["per_class"],
+        },
+    )
     if args.gallery:
-        idx = [i for c in range(len(test_set.class_names)) for i in np.nonzero(test_set.labels == c)[0][:max(1, args.gallery // len(test_set.class_names))]]
+        idx = [
+            i
+            for c in range(len(test_set.class_names))
+            for i in np.nonzero(test_set.labels == c)[0][: max(1, args.gallery // len(test_set.class_names))]
+        ]
         save_gallery(test_set, sorted(idx), gallery_path(args.dataset))
-    print(json.dumps({"checkpoint": str(out), "steps": summary["steps"],
-                      "train_time_s": round(summary["train_time_s"], 1), **result}, indent=2))
+    print(
+        json.dumps(
+            {
+                "checkpoint": str(out),
+                "steps": summary["steps"],
+                "train_time_s": round(summary["train_time_s"], 1),
+                **result,
+            },
+            indent=2,
+        )
+    )
     return 0
 
 
 # ----- eval -----------------------------------------------------------------------------------------------
 def configure_eval(parser: argparse.ArgumentParser) -> None:
     _data_args(parser)
-    parser.add_argument("--checkpoint", metavar="FILE", default=None,
-                        help="checkpoint to evaluate (default: the bundled one for the dataset)")
+    parser.add_argument(
+        "--checkpoint",
+        metavar="FILE",
+        default=None,
+        help="checkpoint to evaluate (default: the bundled one for the dataset)",
+    )
     parser.add_argument("--limit", type=POSITIVE_INT, default=None, help="evaluate only the first N held-out shapes")
     parser.add_argument("--json", action="store_true", help="print JSON")
 
@@ -271,8 +370,10 @@ def evaluate(args) -> int:
     print(f"  IoU {result['iou']:.3f}   visual-hull baseline {result['iou_baseline']:.3f}")
     for name, r in result["per_class"].items():
         print(f"    {name:10s} {r['shapes']:4d} shapes   IoU {r['iou']:.3f}   baseline {r['iou_baseline']:.3f}")
-    print(f"  image error: input view {result['image_error_input_view']:.4f}, new views "
-          f"{result['image_error_new_views']:.4f}   ELBO {result['elbo']:.1f} nats/shape")
+    print(
+        f"  image error: input view {result['image_error_input_view']:.4f}, new views "
+        f"{result['image_error_new_views']:.4f}   ELBO {result['elbo']:.1f} nats/shape"
+    )
     return 0
 
 
@@ -281,10 +382,19 @@ def configure_reconstruct(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("image", metavar="IMAGE", help="a picture of one object (PNG/JPEG; dark or bright background)")
     parser.add_argument("--out", required=True, metavar="SHAPE.obj", help="mesh to write (.obj, .stl or .ply)")
     parser.add_argument("--checkpoint", metavar="FILE", default=None, help="default: the bundled primitives model")
-    parser.add_argument("--level", type=number(float, 0, 1, low_open=True, high_open=True), default=0.5, help="iso-level of the occupancy (0..1, default 0.5)")
+    parser.add_argument(
+        "--level",
+        type=number(float, 0, 1, low_open=True, high_open=True),
+        default=0.5,
+        help="iso-level of the occupancy (0..1, default 0.5)",
+    )
     parser.add_argument("--label", default=None, help="class name to condition on (default: none)")
-    parser.add_argument("--views-out", metavar="VIEWS.png", default=None,
-                        help="also save the input and the re-projections (input camera + turntable) as a PNG strip")
+    parser.add_argument(
+        "--views-out",
+        metavar="VIEWS.png",
+        default=None,
+        help="also save the input and the re-projections (input camera + turntable) as a PNG strip",
+    )
 
 
 def reconstruct(args) -> int:
@@ -316,11 +426,16 @@ def reconstruct(args) -> int:
         strip = np.concatenate([img, res["reprojection"]] + list(res["turntable"]), axis=1)
         save_image(strip, args.views_out, scale=4)
     occ = res["occupancy"] > args.level
-    print(f"wrote {out} ({len(verts)} vertices, {len(faces)} triangles; {int(occ.sum())} of "
-          f"{occ.size} voxels filled)")
+    print(f"wrote {out} ({len(verts)} vertices, {len(faces)} triangles; {int(occ.sum())} of {occ.size} voxels filled)")
     return 0
 
 
 def commands():
-    return [("reconstruct", "infer a 3D shape from one picture and write a mesh (shapes3d tab)",
-             configure_reconstruct, reconstruct)]
+    return [
+        (
+            "reconstruct",
+            "infer a 3D shape from one picture and write a mesh (shapes3d tab)",
+            configure_reconstruct,
+            reconstruct,
+        )
+    ]

@@ -6,6 +6,7 @@ projection the model uses (at 64^3, pooled to 32 x 32 pixels). The 32^3 ground-t
 a separate array for *evaluation only*: :meth:`ShapeSet.training_views` hands the trainer a
 :class:`ViewSet`, which has pictures and class labels and no volumes at all.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -14,9 +15,10 @@ import json
 import os
 import re
 import zipfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any
 
 import numpy as np
 
@@ -54,14 +56,15 @@ def primitive_mesh(kind: str, rng: np.random.Generator):
     elif kind == "sphere":
         mesh = trimesh.creation.icosphere(subdivisions=3, radius=1.0)
         mesh.apply_scale(1.0)
-        mesh.vertices *= rng.uniform(0.8, 1.2, size=3)   # mildly ellipsoidal
+        mesh.vertices *= rng.uniform(0.8, 1.2, size=3)  # mildly ellipsoidal
     elif kind == "cylinder":
         mesh = trimesh.creation.cylinder(radius=rng.uniform(0.3, 0.7), height=rng.uniform(0.7, 2.0), sections=32)
     elif kind == "cone":
         mesh = trimesh.creation.cone(radius=rng.uniform(0.45, 0.9), height=rng.uniform(0.9, 2.0), sections=32)
     elif kind == "torus":
-        mesh = trimesh.creation.torus(major_radius=1.0, minor_radius=rng.uniform(0.3, 0.5),
-                                      major_sections=48, minor_sections=16)
+        mesh = trimesh.creation.torus(
+            major_radius=1.0, minor_radius=rng.uniform(0.3, 0.5), major_sections=48, minor_sections=16
+        )
     else:
         raise ValueError(f"unknown primitive '{kind}'")
     mesh.vertices = mesh.vertices @ random_rotation(rng).T
@@ -89,7 +92,7 @@ def voxelize(mesh, res: int = FINE_RES, seed: int = 0) -> np.ndarray:
     from scipy import ndimage
 
     pitch = 2.0 / res
-    n = int(np.clip(mesh.area / pitch ** 2 * 6.0, 20000, 600000))
+    n = int(np.clip(mesh.area / pitch**2 * 6.0, 20000, 600000))
     try:
         pts, _ = trimesh.sample.sample_surface(mesh, n, seed=seed)
     except TypeError:  # older trimesh without a seed argument
@@ -112,8 +115,9 @@ def downsample(fine: np.ndarray, factor: int = 2, at_least: float = 0.5) -> np.n
     return f.mean(axis=(-5, -3, -1)) >= at_least
 
 
-def render_fine(fine: np.ndarray, cameras: Sequence[Sequence[float]], image_size: int = 32,
-                batch: int = 8) -> np.ndarray:
+def render_fine(
+    fine: np.ndarray, cameras: Sequence[Sequence[float]], image_size: int = 32, batch: int = 8
+) -> np.ndarray:
     """Pictures (N, K, image_size, image_size) float32 of fine occupancy grids (N, R, R, R) bool."""
     import torch
 
@@ -123,13 +127,13 @@ def render_fine(fine: np.ndarray, cameras: Sequence[Sequence[float]], image_size
     out = []
     with torch.no_grad():
         for i in range(0, len(fine), batch):
-            v = torch.from_numpy(fine[i:i + batch].astype(np.float32)).unsqueeze(1)
+            v = torch.from_numpy(fine[i : i + batch].astype(np.float32)).unsqueeze(1)
             out.append(project(v, th, logits=False, out_size=image_size).numpy())
     return np.concatenate(out, 0) if out else np.zeros((0, len(cameras), image_size, image_size), np.float32)
 
 
 # ------------------------------------------------------------------------------------------ symmetries
-def rig_symmetries(cameras: Sequence[Sequence[float]]) -> List[np.ndarray]:
+def rig_symmetries(cameras: Sequence[Sequence[float]]) -> list[np.ndarray]:
     """World transforms G (signed permutations: turns about the vertical axis, mirror) that map the camera
     rig onto itself: the pictures of the moved shape G S are a reshuffle of the pictures of S."""
     from .model import camera_matrix
@@ -147,18 +151,18 @@ def rig_symmetries(cameras: Sequence[Sequence[float]]) -> List[np.ndarray]:
     return out
 
 
-def view_shuffle(g: np.ndarray, cameras: Sequence[Sequence[float]], size: int) -> List[Tuple[int, np.ndarray]]:
+def view_shuffle(g: np.ndarray, cameras: Sequence[Sequence[float]], size: int) -> list[tuple[int, np.ndarray]]:
     """For the world transform g: per camera k, (j, idx) such that view_k(g S) = view_j(S).flat[idx]."""
     from .model import camera_matrix
 
     mats = [camera_matrix(*c) for c in cameras]
     lin = (np.arange(size) + 0.5) / size * 2.0 - 1.0
-    qx, qy = np.meshgrid(lin, lin, indexing="xy")                  # (row = y, col = x)
+    qx, qy = np.meshgrid(lin, lin, indexing="xy")  # (row = y, col = x)
     out = []
     for mk in mats:
-        c = g.T @ mk                                              # camera (frame of S) seeing g S like mk
+        c = g.T @ mk  # camera (frame of S) seeing g S like mk
         j = next(i for i, mj in enumerate(mats) if np.allclose(mj[:, 2], c[:, 2]))
-        a = mats[j].T @ c                                         # in-plane map: q_j = a q
+        a = mats[j].T @ c  # in-plane map: q_j = a q
         px = a[0, 0] * qx + a[0, 1] * qy
         py = a[1, 0] * qx + a[1, 1] * qy
         ix = np.clip(np.round((px + 1.0) / 2.0 * size - 0.5).astype(np.int64), 0, size - 1)
@@ -172,16 +176,17 @@ def view_shuffle(g: np.ndarray, cameras: Sequence[Sequence[float]], size: int) -
 class ViewSet:
     """What the trainer may see: pictures from known cameras and class labels. No volumes."""
 
-    views: np.ndarray            # (N, K, H, W) uint8 grey levels
-    labels: np.ndarray           # (N,) int64
-    class_names: List[str]
-    cameras: List[List[float]]
+    views: np.ndarray  # (N, K, H, W) uint8 grey levels
+    labels: np.ndarray  # (N,) int64
+    class_names: list[str]
+    cameras: list[list[float]]
 
     def __len__(self) -> int:
         return len(self.views)
 
-    def batches(self, batch: int, rng: np.random.Generator, augment: bool = True, rank: int = 0,
-                world_size: int = 1) -> "BatchStream":
+    def batches(
+        self, batch: int, rng: np.random.Generator, augment: bool = True, rank: int = 0, world_size: int = 1
+    ) -> BatchStream:
         """Endless shuffled minibatches: dicts with "views" (B, K, H, W) float32 in [0, 1] and "labels".
 
         ``augment``: each shape is turned about the vertical axis by a random quarter turn and maybe
@@ -200,7 +205,6 @@ class ViewSet:
         return out.reshape(b, k, h, w)
 
 
-
 class BatchStream:
     """The endless shuffled minibatches of a :class:`ViewSet`, resumable and shardable.
 
@@ -210,8 +214,15 @@ class BatchStream:
     (the generator's state, the current permutation and the position in it) lets a resumed run continue the
     same stream."""
 
-    def __init__(self, data: ViewSet, batch: int, rng: np.random.Generator, augment: bool = True,
-                 rank: int = 0, world_size: int = 1) -> None:
+    def __init__(
+        self,
+        data: ViewSet,
+        batch: int,
+        rng: np.random.Generator,
+        augment: bool = True,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
         n, k, h, w = data.views.shape
         if batch < 1 or batch > n:
             raise ValueError(f"batch {batch} does not fit {n} shapes")
@@ -221,18 +232,18 @@ class BatchStream:
         self.per = self.batch // world_size
         self.lo = rank * self.per
         self.tables = [view_shuffle(g, data.cameras, h) for g in rig_symmetries(data.cameras)] if augment else []
-        self.order: Optional[np.ndarray] = None
+        self.order: np.ndarray | None = None
         self.pos = 0
 
-    def __iter__(self) -> "BatchStream":
+    def __iter__(self) -> BatchStream:
         return self
 
-    def __next__(self) -> Dict[str, np.ndarray]:
+    def __next__(self) -> dict[str, np.ndarray]:
         n = len(self.data)
         if self.order is None or self.pos + self.batch > n:
             self.order = self.rng.permutation(n)
             self.pos = 0
-        idx = np.sort(self.order[self.pos:self.pos + self.batch])
+        idx = np.sort(self.order[self.pos : self.pos + self.batch])
         self.pos += self.batch
         pick = self.rng.integers(len(self.tables), size=len(idx)) if self.tables else None
         mine = slice(self.lo, self.lo + self.per)
@@ -241,33 +252,40 @@ class BatchStream:
             v = ViewSet.augment(v, [self.tables[t] for t in pick[mine]])
         return {"views": v.astype(np.float32) / 255.0, "labels": self.data.labels[idx[mine]]}
 
-    def state_dict(self) -> Dict[str, Any]:
+    def state_dict(self) -> dict[str, Any]:
         import torch
 
-        return {"rng": self.rng.bit_generator.state, "pos": self.pos,
-                "order": None if self.order is None else torch.from_numpy(self.order.astype(np.int64))}
+        return {
+            "rng": self.rng.bit_generator.state,
+            "pos": self.pos,
+            "order": None if self.order is None else torch.from_numpy(self.order.astype(np.int64)),
+        }
 
-    def load_state_dict(self, state: Dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         self.rng.bit_generator.state = state["rng"]
         order = state.get("order")
-        self.order = None if order is None else np.asarray(order.cpu().numpy() if hasattr(order, "numpy") else order,
-                                                           dtype=np.int64)
+        self.order = (
+            None
+            if order is None
+            else np.asarray(order.cpu().numpy() if hasattr(order, "numpy") else order, dtype=np.int64)
+        )
         if self.order is not None and len(self.order) != len(self.data):
             raise ValueError(f"the saved data stream has {len(self.order)} shapes, this data set {len(self.data)}")
         self.pos = int(state["pos"])
+
 
 @dataclass
 class ShapeSet:
     """Shapes with pictures (training + novel cameras), labels, 32^3 ground-truth voxels and names."""
 
-    views: np.ndarray            # (N, K_train + K_novel, H, W) uint8
-    labels: np.ndarray           # (N,) int64
-    voxels: np.ndarray           # (N, 32, 32, 32) bool: evaluation only
-    class_names: List[str]
-    cameras: List[List[float]]   # training cameras (input view first)
-    novel_cameras: List[List[float]]
-    names: List[str] = field(default_factory=list)
-    info: Dict[str, Any] = field(default_factory=dict)
+    views: np.ndarray  # (N, K_train + K_novel, H, W) uint8
+    labels: np.ndarray  # (N,) int64
+    voxels: np.ndarray  # (N, 32, 32, 32) bool: evaluation only
+    class_names: list[str]
+    cameras: list[list[float]]  # training cameras (input view first)
+    novel_cameras: list[list[float]]
+    names: list[str] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.views)
@@ -275,44 +293,82 @@ class ShapeSet:
     def training_views(self) -> ViewSet:
         """The trainer's view of this set: training-camera pictures and labels only (copies)."""
         k = len(self.cameras)
-        return ViewSet(views=np.ascontiguousarray(self.views[:, :k]), labels=self.labels.copy(),
-                       class_names=list(self.class_names), cameras=[list(c) for c in self.cameras])
+        return ViewSet(
+            views=np.ascontiguousarray(self.views[:, :k]),
+            labels=self.labels.copy(),
+            class_names=list(self.class_names),
+            cameras=[list(c) for c in self.cameras],
+        )
 
-    def subset(self, idx) -> "ShapeSet":
+    def subset(self, idx) -> ShapeSet:
         idx = np.asarray(idx)
-        return ShapeSet(self.views[idx], self.labels[idx], self.voxels[idx], list(self.class_names),
-                        self.cameras, self.novel_cameras, [self.names[i] for i in idx] if self.names else [],
-                        dict(self.info))
+        return ShapeSet(
+            self.views[idx],
+            self.labels[idx],
+            self.voxels[idx],
+            list(self.class_names),
+            self.cameras,
+            self.novel_cameras,
+            [self.names[i] for i in idx] if self.names else [],
+            dict(self.info),
+        )
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez_compressed(tmp, views=self.views, labels=self.labels, voxels=np.packbits(self.voxels, axis=-1),
-                            meta=np.array(json.dumps(dict(class_names=self.class_names, cameras=self.cameras,
-                                                          novel_cameras=self.novel_cameras, names=self.names,
-                                                          info=self.info))))
+        np.savez_compressed(
+            tmp,
+            views=self.views,
+            labels=self.labels,
+            voxels=np.packbits(self.voxels, axis=-1),
+            meta=np.array(
+                json.dumps(
+                    dict(
+                        class_names=self.class_names,
+                        cameras=self.cameras,
+                        novel_cameras=self.novel_cameras,
+                        names=self.names,
+                        info=self.info,
+                    )
+                )
+            ),
+        )
         os.replace(tmp, path)
 
     @staticmethod
-    def load(path: Path) -> "ShapeSet":
+    def load(path: Path) -> ShapeSet:
         z = np.load(path, allow_pickle=False)
         meta = json.loads(str(z["meta"]))
         vox = np.unpackbits(z["voxels"], axis=-1).astype(bool)
-        return ShapeSet(z["views"], z["labels"].astype(np.int64), vox, meta["class_names"], meta["cameras"],
-                        meta["novel_cameras"], meta.get("names", []), meta.get("info", {}))
+        return ShapeSet(
+            z["views"],
+            z["labels"].astype(np.int64),
+            vox,
+            meta["class_names"],
+            meta["cameras"],
+            meta["novel_cameras"],
+            meta.get("names", []),
+            meta.get("info", {}),
+        )
 
 
-def build_set(meshes: Sequence[Tuple[Any, int, str]], class_names: Sequence[str],
-              cameras: Optional[Sequence[Sequence[float]]] = None,
-              novel_cameras: Optional[Sequence[Sequence[float]]] = None, image_size: int = 32,
-              progress: Optional[Callable] = None, token=None, info: Optional[Dict[str, Any]] = None) -> ShapeSet:
+def build_set(
+    meshes: Sequence[tuple[Any, int, str]],
+    class_names: Sequence[str],
+    cameras: Sequence[Sequence[float]] | None = None,
+    novel_cameras: Sequence[Sequence[float]] | None = None,
+    image_size: int = 32,
+    progress: Callable | None = None,
+    token=None,
+    info: dict[str, Any] | None = None,
+) -> ShapeSet:
     """Voxelise and render (mesh, label, name) triples into a ShapeSet."""
     from .model import NOVEL_CAMERAS, TRAIN_CAMERAS
 
     cameras = [list(c) for c in (cameras or TRAIN_CAMERAS)]
     novel = [list(c) for c in (NOVEL_CAMERAS if novel_cameras is None else novel_cameras)]
     views, vox, labels, names = [], [], [], []
-    chunk: List[np.ndarray] = []
+    chunk: list[np.ndarray] = []
 
     def flush():
         if chunk:
@@ -338,11 +394,15 @@ def build_set(meshes: Sequence[Tuple[Any, int, str]], class_names: Sequence[str]
         views=np.concatenate(views) if views else np.zeros((0, k, image_size, image_size), np.uint8),
         labels=np.asarray(labels, np.int64),
         voxels=np.concatenate(vox) if vox else np.zeros((0, 32, 32, 32), bool),
-        class_names=list(class_names), cameras=cameras, novel_cameras=novel, names=names, info=dict(info or {}),
+        class_names=list(class_names),
+        cameras=cameras,
+        novel_cameras=novel,
+        names=names,
+        info=dict(info or {}),
     )
 
 
-def primitive_meshes(n: int, seed: int) -> List[Tuple[Any, int, str]]:
+def primitive_meshes(n: int, seed: int) -> list[tuple[Any, int, str]]:
     """n primitives, classes in turn, from the given seed (train and test use different seeds)."""
     rng = np.random.default_rng(seed)
     out = []
@@ -352,16 +412,24 @@ def primitive_meshes(n: int, seed: int) -> List[Tuple[Any, int, str]]:
     return out
 
 
-def make_primitives(n: int, seed: int, progress=None, token=None, novel: bool = True,
-                    cameras: Optional[Sequence[Sequence[float]]] = None) -> ShapeSet:
+def make_primitives(
+    n: int, seed: int, progress=None, token=None, novel: bool = True, cameras: Sequence[Sequence[float]] | None = None
+) -> ShapeSet:
     """``novel=False`` skips the pictures from the (evaluation-only) novel cameras, as for training sets;
     ``cameras``: the training rig (default: the axis cameras)."""
-    return build_set(primitive_meshes(n, seed), PRIMITIVE_CLASSES, cameras=cameras, progress=progress, token=token,
-                     novel_cameras=None if novel else [], info={"dataset": "primitives", "seed": seed, "n": n})
+    return build_set(
+        primitive_meshes(n, seed),
+        PRIMITIVE_CLASSES,
+        cameras=cameras,
+        progress=progress,
+        token=token,
+        novel_cameras=None if novel else [],
+        info={"dataset": "primitives", "seed": seed, "n": n},
+    )
 
 
 # ------------------------------------------------------------------------------------------ furniture
-def furniture_class(name: str) -> Optional[int]:
+def furniture_class(name: str) -> int | None:
     """Class index of a Sweet Home 3D model from its name (keywords), or None for other furniture."""
     n = name.lower()
     if "armchair" in n or "chair" in n or "stool" in n:
@@ -379,7 +447,7 @@ def furniture_class(name: str) -> Optional[int]:
     return None
 
 
-def furniture_catalog(folder: Path = FURNITURE_DIR) -> List[Dict[str, Any]]:
+def furniture_catalog(folder: Path = FURNITURE_DIR) -> list[dict[str, Any]]:
     """Entries (archive, model path, name, class, creator, licence hint) of the Sweet Home 3D furniture packs."""
     if not folder.is_dir():
         from explorer.core.errors import UserError
@@ -392,7 +460,7 @@ def furniture_catalog(folder: Path = FURNITURE_DIR) -> List[Dict[str, Any]]:
                 props = z.read("PluginFurnitureCatalog.properties").decode("latin-1")
             except KeyError:
                 continue
-        kv: Dict[str, str] = {}
+        kv: dict[str, str] = {}
         for line in props.splitlines():
             if "=" in line and not line.lstrip().startswith("#"):
                 k, v = line.split("=", 1)
@@ -407,15 +475,23 @@ def furniture_catalog(folder: Path = FURNITURE_DIR) -> List[Dict[str, Any]]:
             cls = furniture_class(name)
             if cls is None:
                 continue
-            out.append(dict(archive=str(arc), model=kv[f"model#{i}"], name=name, label=cls,
-                            creator=kv.get(f"creator#{i}", ""), pack=arc.name))
+            out.append(
+                dict(
+                    archive=str(arc),
+                    model=kv[f"model#{i}"],
+                    name=name,
+                    label=cls,
+                    creator=kv.get(f"creator#{i}", ""),
+                    pack=arc.name,
+                )
+            )
     return out
 
 
-def furniture_credits(entries: Optional[Sequence[Dict[str, Any]]] = None) -> Dict[str, Dict[str, Any]]:
+def furniture_credits(entries: Sequence[dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
     """Per pack of the models used: copyright holder, licence, number of models and their creators."""
     entries = furniture_catalog() if entries is None else entries
-    out: Dict[str, Dict[str, Any]] = {}
+    out: dict[str, dict[str, Any]] = {}
     for e in entries:
         pack = Path(e["pack"]).stem
         holder, licence = FURNITURE_LICENCES.get(pack, ("see the package's copyright file", "unknown"))
@@ -426,7 +502,7 @@ def furniture_credits(entries: Optional[Sequence[Dict[str, Any]]] = None) -> Dic
     return {k: {**v, "creators": sorted(v["creators"])} for k, v in sorted(out.items())}
 
 
-def load_furniture(entries: Sequence[Dict[str, Any]]) -> List[Tuple[np.ndarray, np.ndarray, Dict[str, Any]]]:
+def load_furniture(entries: Sequence[dict[str, Any]]) -> list[tuple[np.ndarray, np.ndarray, dict[str, Any]]]:
     """Read the OBJ models (y-up) and flip them to our -y-up frame: (vertices, faces, entry); broken ones skipped."""
     import trimesh
 
@@ -444,7 +520,7 @@ def load_furniture(entries: Sequence[Dict[str, Any]]) -> List[Tuple[np.ndarray, 
     return loaded
 
 
-def pose_furniture(loaded, rng: np.random.Generator, copies: int = 1) -> List[Tuple[Any, int, str]]:
+def pose_furniture(loaded, rng: np.random.Generator, copies: int = 1) -> list[tuple[Any, int, str]]:
     """Models from :func:`load_furniture` under a random yaw each, normalised; ``copies`` > 1: every model again
     under a new random yaw (copy c of all models after copy c - 1)."""
     import trimesh
@@ -459,25 +535,34 @@ def pose_furniture(loaded, rng: np.random.Generator, copies: int = 1) -> List[Tu
     return out
 
 
-def furniture_meshes(entries: Sequence[Dict[str, Any]], rng: np.random.Generator,
-                     copies: int = 1) -> List[Tuple[Any, int, str]]:
+def furniture_meshes(
+    entries: Sequence[dict[str, Any]], rng: np.random.Generator, copies: int = 1
+) -> list[tuple[Any, int, str]]:
     """Load the OBJ models, random yaw, normalise (:func:`load_furniture` then :func:`pose_furniture`)."""
     return pose_furniture(load_furniture(entries), rng, copies)
 
 
-def furniture_split(entries: Sequence[Dict[str, Any]], test_fraction: float = 0.15):
+def furniture_split(entries: Sequence[dict[str, Any]], test_fraction: float = 0.15):
     """(train, test) catalogue entries: per class, models ordered by a hash of their archive and path; about
     ``test_fraction`` of each class is held out."""
-    test: List[Dict[str, Any]] = []
+    test: list[dict[str, Any]] = []
     for c in range(len(FURNITURE_CLASSES)):
-        members = sorted((e for e in entries if e["label"] == c),
-                         key=lambda e: hashlib.md5((e["pack"] + e["model"]).encode()).hexdigest())
-        test += members[:max(1, int(round(test_fraction * len(members))))] if members else []
+        members = sorted(
+            (e for e in entries if e["label"] == c),
+            key=lambda e: hashlib.md5((e["pack"] + e["model"]).encode()).hexdigest(),
+        )
+        test += members[: max(1, int(round(test_fraction * len(members))))] if members else []
     return [e for e in entries if e not in test], test
 
 
-def make_furniture(seed: int = 0, test_fraction: float = 0.15, progress=None, token=None, train_copies: int = 1,
-                   cameras: Optional[Sequence[Sequence[float]]] = None):
+def make_furniture(
+    seed: int = 0,
+    test_fraction: float = 0.15,
+    progress=None,
+    token=None,
+    train_copies: int = 1,
+    cameras: Sequence[Sequence[float]] | None = None,
+):
     """(train, test) ShapeSets of furniture; whole models are held out (by a hash of their name).
 
     ``train_copies`` > 1: the training models again under further random yaws (more pictures of the same
@@ -485,10 +570,10 @@ def make_furniture(seed: int = 0, test_fraction: float = 0.15, progress=None, to
     i % models)."""
     train, test = furniture_split(furniture_catalog(), test_fraction)
     rng = np.random.default_rng(seed)
-    train_loaded = load_furniture(train)                   # read once, posed for every copy
+    train_loaded = load_furniture(train)  # read once, posed for every copy
     meshes = {"train": pose_furniture(train_loaded, rng)}
     n_models = len(meshes["train"])
-    meshes["test"] = furniture_meshes(test, rng)           # drawn before the copies: the same held-out set
+    meshes["test"] = furniture_meshes(test, rng)  # drawn before the copies: the same held-out set
     if train_copies > 1:
         meshes["train"] += pose_furniture(train_loaded, rng, copies=train_copies - 1)
     sets = []
@@ -496,8 +581,17 @@ def make_furniture(seed: int = 0, test_fraction: float = 0.15, progress=None, to
         info = {"dataset": "furniture", "part": part, "creators": sorted({e["creator"] for e in ents})}
         if part == "train":
             info.update(models=n_models, copies=train_copies)
-        sets.append(build_set(meshes[part], FURNITURE_CLASSES, cameras=cameras, progress=progress, token=token,
-                              novel_cameras=None if part == "test" else [], info=info))
+        sets.append(
+            build_set(
+                meshes[part],
+                FURNITURE_CLASSES,
+                cameras=cameras,
+                progress=progress,
+                token=token,
+                novel_cameras=None if part == "test" else [],
+                info=info,
+            )
+        )
     return sets[0], sets[1]
 
 
@@ -508,8 +602,16 @@ def cache_dir() -> Path:
     return data_cache() / "shapes3d"
 
 
-def load_dataset(name: str, n_train: int = 2000, n_test: int = 250, progress=None, token=None,
-                 folder: Optional[Path] = None, train_copies: int = 1, rig: str = "axes") -> Tuple[ShapeSet, ShapeSet]:
+def load_dataset(
+    name: str,
+    n_train: int = 2000,
+    n_test: int = 250,
+    progress=None,
+    token=None,
+    folder: Path | None = None,
+    train_copies: int = 1,
+    rig: str = "axes",
+) -> tuple[ShapeSet, ShapeSet]:
     """(train, test) ShapeSets, built once and cached as .npz under the cache folder.
 
     ``train_copies`` (furniture): pictures of the training models under that many random yaws.
@@ -526,19 +628,21 @@ def load_dataset(name: str, n_train: int = 2000, n_test: int = 250, progress=Non
     tags = None
     if name == "primitives":
         tag = f"primitives_v{DATA_VERSION}_{n_train}_{n_test}{rig_tag}"
-        makers = (lambda: make_primitives(n_train, seed=1, progress=progress, token=token, novel=False, cameras=cams),
-                  lambda: make_primitives(n_test, seed=2, progress=progress, token=token, cameras=cams))
+        makers = (
+            lambda: make_primitives(n_train, seed=1, progress=progress, token=token, novel=False, cameras=cams),
+            lambda: make_primitives(n_test, seed=2, progress=progress, token=token, cameras=cams),
+        )
     elif name == "furniture":
         tag = f"furniture_v{DATA_VERSION}b{rig_tag}"
-        if train_copies > 1:                   # the held-out file is the same for any number of copies
+        if train_copies > 1:  # the held-out file is the same for any number of copies
             tags = (f"{tag}_x{train_copies}", tag)
         both = {}
 
         def mk(i):
             if not both:
-                both["sets"] = make_furniture(progress=progress, token=token, train_copies=train_copies,
-                                              cameras=cams)
+                both["sets"] = make_furniture(progress=progress, token=token, train_copies=train_copies, cameras=cams)
             return both["sets"][i]
+
         makers = (lambda: mk(0), lambda: mk(1))
     else:
         raise UserError(f"unknown dataset '{name}' (choose primitives or furniture)")

@@ -9,9 +9,10 @@
 * elbo: the evidence lower bound of the data set's training-camera pictures given the input view, nats per shape
   (one latent sample per shape; grey levels scored as Bernoulli probabilities, as in DRAW on MNIST).
 """
+
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,8 +22,16 @@ from .model import Shapes3D, camera_thetas, image_nll, iou, project, solidify, v
 
 
 @torch.no_grad()
-def evaluate(model: Shapes3D, test: ShapeSet, device, batch: int = 50, progress=None, token=None,
-             seed: int = 7, extra: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+def evaluate(
+    model: Shapes3D,
+    test: ShapeSet,
+    device,
+    batch: int = 50,
+    progress=None,
+    token=None,
+    seed: int = 7,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """The issue's JSON layout. ``extra`` (a dict), when given, receives further numbers
     (``iou_raw``: IoU without filling enclosed cavities; ``image_error_novel_cameras``: the picture error from
     the cameras never used in training only)."""
@@ -37,8 +46,8 @@ def evaluate(model: Shapes3D, test: ShapeSet, device, batch: int = 50, progress=
     for i in range(0, n, batch):
         if token is not None:
             token.check()
-        v = torch.from_numpy(test.views[i:i + batch].astype(np.float32) / 255.0).to(device)
-        gt = torch.from_numpy(test.voxels[i:i + batch]).to(device)
+        v = torch.from_numpy(test.views[i : i + batch].astype(np.float32) / 255.0).to(device)
+        gt = torch.from_numpy(test.voxels[i : i + batch]).to(device)
         x = v[:, model.input_view]
         out = model(x, None, sample=False)
         logits = out["logits"]
@@ -47,7 +56,7 @@ def evaluate(model: Shapes3D, test: ShapeSet, device, batch: int = 50, progress=
         ious_raw.append(iou(raw, gt.cpu().numpy()))
         base.append(iou(visual_hull(x, th_all[model.input_view], gt.shape[-1]), gt).cpu().numpy())
         pred = project(logits, th_all, logits=True, out_size=v.shape[-1])
-        e = (pred - v).abs().mean(dim=(2, 3))                                  # (B, K_all)
+        e = (pred - v).abs().mean(dim=(2, 3))  # (B, K_all)
         err_in.append(e[:, model.input_view].cpu().numpy())
         others = [k for k in range(len(cams)) if k != model.input_view]
         err_new.append(e[:, others].mean(1).cpu().numpy())
@@ -64,12 +73,15 @@ def evaluate(model: Shapes3D, test: ShapeSet, device, batch: int = 50, progress=
         if err_novel:
             extra["image_error_novel_cameras"] = round(float(np.concatenate(err_novel).mean()), 5)
     ious_a, base_a = np.concatenate(ious), np.concatenate(base)
-    per_class: Dict[str, Dict[str, Any]] = {}
+    per_class: dict[str, dict[str, Any]] = {}
     for c, name in enumerate(test.class_names):
         m = test.labels == c
         if m.any():
-            per_class[name] = {"shapes": int(m.sum()), "iou": round(float(ious_a[m].mean()), 4),
-                               "iou_baseline": round(float(base_a[m].mean()), 4)}
+            per_class[name] = {
+                "shapes": int(m.sum()),
+                "iou": round(float(ious_a[m].mean()), 4),
+                "iou_baseline": round(float(base_a[m].mean()), 4),
+            }
     return {
         "dataset": str(test.info.get("dataset", "")),
         "shapes": int(n),

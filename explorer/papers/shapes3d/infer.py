@@ -1,9 +1,11 @@
 """Inference helpers shared by the CLI and the panel (headless: no Qt, no VTK)."""
+
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any
 
 import numpy as np
 
@@ -21,7 +23,7 @@ def load_for_app(path: str, device):
 
 
 # ------------------------------------------------------------------------------------------- images
-def prepare_image(img: np.ndarray, size: int = 32, autocrop: Optional[bool] = None) -> np.ndarray:
+def prepare_image(img: np.ndarray, size: int = 32, autocrop: bool | None = None) -> np.ndarray:
     """Any grey or RGB picture -> (size, size) float32 in [0, 1] in the training style (dark background).
 
     A bright background is inverted. ``autocrop`` (default: when the picture is not already size x size)
@@ -36,8 +38,10 @@ def prepare_image(img: np.ndarray, size: int = 32, autocrop: Optional[bool] = No
         from explorer.core.errors import UserError
 
         if a.ndim == 2:
-            raise UserError(f"the picture is {a.shape[1]}x{a.shape[0]} pixels; it needs at least 4x4 (one object, "
-                            "about 32x32 or larger)")
+            raise UserError(
+                f"the picture is {a.shape[1]}x{a.shape[0]} pixels; it needs at least 4x4 (one object, "
+                "about 32x32 or larger)"
+            )
         raise UserError("this is not a picture with rows and columns of pixels; open a PNG or JPEG of one object")
     if a.size == 0 or not np.all(np.isfinite(a)):
         from explorer.core.errors import UserError
@@ -59,10 +63,12 @@ def prepare_image(img: np.ndarray, size: int = 32, autocrop: Optional[bool] = No
             pad = int(np.ceil(half)) + 2
             a = np.pad(a, pad)
             cy, cx = cy + pad, cx + pad
-            a = a[int(round(cy - half)):int(round(cy + half)), int(round(cx - half)):int(round(cx + half))]
+            a = a[int(round(cy - half)) : int(round(cy + half)), int(round(cx - half)) : int(round(cx + half))]
     if a.shape != (size, size):
-        a = np.asarray(Image.fromarray((a * 255).astype(np.uint8)).resize((size, size), Image.BILINEAR),
-                       np.float32) / 255.0
+        a = (
+            np.asarray(Image.fromarray((a * 255).astype(np.uint8)).resize((size, size), Image.BILINEAR), np.float32)
+            / 255.0
+        )
     return a.astype(np.float32)
 
 
@@ -104,7 +110,7 @@ def save_image(img: np.ndarray, path: str | Path, scale: int = 1) -> None:
 
 
 # ---------------------------------------------------------------------------------------- inference
-def turntable_cameras(n: int = 8, elevation: float = TURNTABLE_ELEVATION) -> List[List[float]]:
+def turntable_cameras(n: int = 8, elevation: float = TURNTABLE_ELEVATION) -> list[list[float]]:
     return [[360.0 * i / n, elevation] for i in range(n)]
 
 
@@ -116,8 +122,9 @@ def solid_occupancy(occ: np.ndarray, level: float = 0.5) -> np.ndarray:
     return np.where(inside, 1.0, occ).astype(np.float32)
 
 
-def infer_volume(model, image: np.ndarray, device, label: Optional[int] = None, turntable: int = 8,
-                 sample: bool = False) -> Dict[str, Any]:
+def infer_volume(
+    model, image: np.ndarray, device, label: int | None = None, turntable: int = 8, sample: bool = False
+) -> dict[str, Any]:
     """One picture -> occupancy (R, R, R), canvases per step (T, R, R, R), re-projections."""
     import torch
 
@@ -128,9 +135,14 @@ def infer_volume(model, image: np.ndarray, device, label: Optional[int] = None, 
         lab = None if label is None else torch.tensor([int(label)], device=device)
         out = model(x, lab, sample=sample, keep_canvases=True)
         logits = out["logits"]
-        reproj = model.render(logits, model.thetas[model.input_view:model.input_view + 1])[0, 0]
-        tt = project(logits, camera_thetas(turntable_cameras(turntable)).to(device), logits=True,
-                     out_size=model.image_size)[0] if turntable else None
+        reproj = model.render(logits, model.thetas[model.input_view : model.input_view + 1])[0, 0]
+        tt = (
+            project(
+                logits, camera_thetas(turntable_cameras(turntable)).to(device), logits=True, out_size=model.image_size
+            )[0]
+            if turntable
+            else None
+        )
     return {
         "occupancy": solid_occupancy(torch.sigmoid(logits[0, 0]).cpu().numpy()),
         "canvases": torch.sigmoid(out["canvases"][0, :, 0]).cpu().numpy(),
@@ -140,8 +152,15 @@ def infer_volume(model, image: np.ndarray, device, label: Optional[int] = None, 
     }
 
 
-def sample_volumes(model, n: int, device, label: Optional[int] = None, temperature: float = 1.0,
-                   seed: Optional[int] = None, turntable: int = 4) -> Dict[str, Any]:
+def sample_volumes(
+    model,
+    n: int,
+    device,
+    label: int | None = None,
+    temperature: float = 1.0,
+    seed: int | None = None,
+    turntable: int = 4,
+) -> dict[str, Any]:
     """n volumes from the prior (class-conditional when ``label`` is given) with their canvas steps."""
     import torch
 
@@ -151,8 +170,12 @@ def sample_volumes(model, n: int, device, label: Optional[int] = None, temperatu
         torch.manual_seed(seed)
     out = model.sample_prior(n, label, temperature, keep_canvases=True, device=device)
     with torch.no_grad():
-        views = project(out["logits"], camera_thetas(turntable_cameras(turntable)).to(device), logits=True,
-                        out_size=model.image_size)
+        views = project(
+            out["logits"],
+            camera_thetas(turntable_cameras(turntable)).to(device),
+            logits=True,
+            out_size=model.image_size,
+        )
     return {
         "occupancy": np.stack([solid_occupancy(o) for o in torch.sigmoid(out["logits"][:, 0]).cpu().numpy()]),
         "canvases": torch.sigmoid(out["canvases"][:, :, 0]).cpu().numpy(),
@@ -161,7 +184,7 @@ def sample_volumes(model, n: int, device, label: Optional[int] = None, temperatu
 
 
 # ---------------------------------------------------------------------------------------------- meshes
-def mesh_from_volume(occ: np.ndarray, level: float = 0.5) -> Tuple[np.ndarray, np.ndarray]:
+def mesh_from_volume(occ: np.ndarray, level: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
     """Marching cubes of an occupancy volume (z, y, x) in [-1, 1]^3 -> (vertices (N, 3) as x, y, z, faces).
 
     Returns empty arrays when the level is not crossed."""
@@ -185,13 +208,13 @@ def write_mesh(verts: np.ndarray, faces: np.ndarray, path: str | Path) -> Path:
     suffix = p.suffix.lower()
     if len(faces) == 0:
         raise UserError("the inferred volume is empty at this iso-level; nothing to write")
-    v = np.asarray(verts, np.float64) * np.array([1.0, -1.0, 1.0])     # y up
-    f = np.asarray(faces)[:, ::-1]                                      # the flip mirrors: keep faces outward
+    v = np.asarray(verts, np.float64) * np.array([1.0, -1.0, 1.0])  # y up
+    f = np.asarray(faces)[:, ::-1]  # the flip mirrors: keep faces outward
     if suffix not in (".obj", ".stl", ".ply"):
         raise UserError(f"{p.name}: unsupported mesh format '{suffix or '(none)'}' (use .obj, .stl or .ply)")
     from explorer.core.validate import atomic_output
 
-    with atomic_output(p, "mesh file") as tmp:     # a full disk leaves no truncated mesh that looks valid
+    with atomic_output(p, "mesh file") as tmp:  # a full disk leaves no truncated mesh that looks valid
         if suffix == ".obj":
             with open(tmp, "w") as fh:
                 fh.write("# nips-explorer shapes3d: inferred shape (marching cubes)\n")
@@ -212,19 +235,27 @@ def gallery_path(dataset: str = "primitives") -> Path:
     return resources_dir() / "shapes3d" / name
 
 
-def load_gallery(path: Optional[Path] = None) -> Dict[str, Any]:
+def load_gallery(path: Path | None = None) -> dict[str, Any]:
     """Bundled held-out test shapes: pictures (N, K, H, W) uint8, voxels (N, R, R, R) bool, labels, names."""
     p = Path(path) if path else gallery_path()
     z = np.load(p, allow_pickle=False)
     meta = json.loads(str(z["meta"]))
-    return {"views": z["views"], "voxels": np.unpackbits(z["voxels"], axis=-1).astype(bool),
-            "labels": z["labels"], "names": meta["names"], "class_names": meta["class_names"]}
+    return {
+        "views": z["views"],
+        "voxels": np.unpackbits(z["voxels"], axis=-1).astype(bool),
+        "labels": z["labels"],
+        "names": meta["names"],
+        "class_names": meta["class_names"],
+    }
 
 
 def save_gallery(test, idx: Sequence[int], path: Path) -> None:
     idx = np.asarray(idx)
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, views=test.views[idx, :len(test.cameras)], labels=test.labels[idx],
-                        voxels=np.packbits(test.voxels[idx], axis=-1),
-                        meta=np.array(json.dumps({"names": [test.names[i] for i in idx],
-                                                  "class_names": list(test.class_names)})))
+    np.savez_compressed(
+        path,
+        views=test.views[idx, : len(test.cameras)],
+        labels=test.labels[idx],
+        voxels=np.packbits(test.voxels[idx], axis=-1),
+        meta=np.array(json.dumps({"names": [test.names[i] for i in idx], "class_names": list(test.class_names)})),
+    )

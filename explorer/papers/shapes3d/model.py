@@ -11,10 +11,12 @@ absorbs a fraction ``alpha`` (its occupancy) of the light and emits a grey level
 the training pictures (from a fine 64^3 occupancy grid) and the model's re-projections (from its 32^3 canvas),
 and it is differentiable end to end.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,17 +26,17 @@ import torch.nn.functional as F
 # Known cameras (azimuth, elevation in degrees) in the canvas frame. The training cameras are axis-aligned
 # (the input view looks along +z; then the sides, the back and the top), so projecting to them is an exact
 # permutation of the volume's axes followed by compositing; other cameras resample trilinearly.
-TRAIN_CAMERAS: List[List[float]] = [[0.0, 0.0], [90.0, 0.0], [180.0, 0.0], [270.0, 0.0], [0.0, 90.0]]
+TRAIN_CAMERAS: list[list[float]] = [[0.0, 0.0], [90.0, 0.0], [180.0, 0.0], [270.0, 0.0], [0.0, 90.0]]
 # Cameras never used in training: only for the "new views" error of the evaluation and for turntables.
-NOVEL_CAMERAS: List[List[float]] = [[45.0, 30.0], [135.0, -20.0], [225.0, 45.0]]
+NOVEL_CAMERAS: list[list[float]] = [[45.0, 30.0], [135.0, -20.0], [225.0, 45.0]]
 # The larger rig adds four level cameras on the diagonals (never the novel cameras above); they constrain the
 # shape between the axis views (a box turned 45 degrees looks like its axis-view hull from the axes alone).
 # The four share one resampled copy of the volume (a 2D resampling of the horizontal slices), so a training
 # step costs 1.1-1.4x one with the axis rig, not 4x (bench/shapes3d_step.py).
-DIAGONAL_CAMERAS: List[List[float]] = [[45.0, 0.0], [135.0, 0.0], [225.0, 0.0], [315.0, 0.0]]
-RIGS: Dict[str, List[List[float]]] = {"axes": TRAIN_CAMERAS, "axes+diagonals": TRAIN_CAMERAS + DIAGONAL_CAMERAS}
-SHADE = 0.7            # grey level = 1 - SHADE * depth (depth in [0, 1] along the ray)
-_LOGIT_PAD = 30.0      # logits are shifted before resampling so that "outside the cube" means empty
+DIAGONAL_CAMERAS: list[list[float]] = [[45.0, 0.0], [135.0, 0.0], [225.0, 0.0], [315.0, 0.0]]
+RIGS: dict[str, list[list[float]]] = {"axes": TRAIN_CAMERAS, "axes+diagonals": TRAIN_CAMERAS + DIAGONAL_CAMERAS}
+SHADE = 0.7  # grey level = 1 - SHADE * depth (depth in [0, 1] along the ray)
+_LOGIT_PAD = 30.0  # logits are shifted before resampling so that "outside the cube" means empty
 
 
 def camera_matrix(azimuth: float, elevation: float) -> np.ndarray:
@@ -69,9 +71,9 @@ def _axis_permutation(m: np.ndarray):
     """For a signed permutation matrix: (dims to permute to, dims to flip) of a (B, C, D, H, W) volume."""
     if not np.allclose(np.abs(m), np.round(np.abs(m)), atol=1e-6) or not np.allclose(np.abs(m).sum(0), 1):
         return None
-    tensor_dim = {0: 4, 1: 3, 2: 2}                 # world axis x, y, z -> tensor dim W, H, D
+    tensor_dim = {0: 4, 1: 3, 2: 2}  # world axis x, y, z -> tensor dim W, H, D
     perm, flips = [0, 1], []
-    for out_pos, j in zip((2, 3, 4), (2, 1, 0)):    # camera axes: depth (z), down (y), right (x)
+    for out_pos, j in zip((2, 3, 4), (2, 1, 0)):  # camera axes: depth (z), down (y), right (x)
         i = int(np.argmax(np.abs(m[:, j])))
         perm.append(tensor_dim[i])
         if m[i, j] < 0:
@@ -114,7 +116,7 @@ def to_camera(volume: torch.Tensor, theta: torch.Tensor, pad: float = 0.0) -> to
 
 def _composite_logs(log_a: torch.Tensor, log_t: torch.Tensor, shade: float) -> torch.Tensor:
     s = log_a.shape[1]
-    log_trans = torch.cumsum(log_t, dim=1) - log_t        # light reaching each sample (exclusive product)
+    log_trans = torch.cumsum(log_t, dim=1) - log_t  # light reaching each sample (exclusive product)
     w = torch.exp(log_a + log_trans)
     depth = (torch.arange(s, dtype=log_a.dtype, device=log_a.device) + 0.5) / s
     return torch.einsum("nshw,s->nhw", w, 1.0 - shade * depth)
@@ -122,7 +124,7 @@ def _composite_logs(log_a: torch.Tensor, log_t: torch.Tensor, shade: float) -> t
 
 def composite_logits(logits: torch.Tensor, shade: float = SHADE) -> torch.Tensor:
     """Same as :func:`composite` for occupancy logits, in log space (cheaper and stabler gradients)."""
-    log_a = F.logsigmoid(logits)                 # log alpha;  log(1 - alpha) = log alpha - logit
+    log_a = F.logsigmoid(logits)  # log alpha;  log(1 - alpha) = log alpha - logit
     return _composite_logs(log_a, log_a - logits, shade)
 
 
@@ -151,9 +153,12 @@ def _yaw_frame(volume: torch.Tensor, yaw: float, pad: float) -> torch.Tensor:
     # with the y slices as channels (the same samples as the trilinear to_camera, at a fraction of the cost).
     g = camera_matrix(yaw, 0.0)
     b, c, d, h, w = volume.shape
-    th = torch.tensor([[g[0, 0], g[0, 2], 0.0], [g[2, 0], g[2, 2], 0.0]], dtype=volume.dtype,
-                      device=volume.device).unsqueeze(0).expand(b, 2, 3)
-    planes = volume.permute(0, 1, 3, 2, 4).reshape(b, c * h, d, w) - pad         # (B, C*y, z, x)
+    th = (
+        torch.tensor([[g[0, 0], g[0, 2], 0.0], [g[2, 0], g[2, 2], 0.0]], dtype=volume.dtype, device=volume.device)
+        .unsqueeze(0)
+        .expand(b, 2, 3)
+    )
+    planes = volume.permute(0, 1, 3, 2, 4).reshape(b, c * h, d, w) - pad  # (B, C*y, z, x)
     grid = F.affine_grid(th, [b, c * h, d, w], align_corners=False)
     out = F.grid_sample(planes, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + pad
     return out.view(b, c, h, d, w).permute(0, 1, 3, 2, 4)
@@ -166,8 +171,8 @@ class _AxisCompositor:
     def __init__(self, volume: torch.Tensor, shade: float) -> None:
         self.volume, self.shade = volume, shade
         la = F.logsigmoid(volume)
-        self.log_a, self.log_t = la, la - volume          # log alpha, log (1 - alpha)
-        self.cums: Dict[int, torch.Tensor] = {}
+        self.log_a, self.log_t = la, la - volume  # log alpha, log (1 - alpha)
+        self.cums: dict[int, torch.Tensor] = {}
 
     def __call__(self, ap) -> torch.Tensor:
         volume, perm, flips = self.volume, ap[0], ap[1]
@@ -179,29 +184,30 @@ class _AxisCompositor:
         shape = [1] * 5
         shape[d] = n
         idx = (torch.arange(n, dtype=volume.dtype, device=volume.device) + 0.5) / n
-        if 2 in flips:                                 # looking towards -axis: light enters at the end
+        if 2 in flips:  # looking towards -axis: light enters at the end
             log_trans = c.narrow(d, n - 1, 1) - c
             depth = 1.0 - idx
         else:
             log_trans = c - self.log_t
             depth = idx
         w = torch.exp(self.log_a + log_trans)
-        img = (w * (1.0 - self.shade * depth).view(shape)).sum(d)[:, 0]   # (B, a, b), remaining dims in order
+        img = (w * (1.0 - self.shade * depth).view(shape)).sum(d)[:, 0]  # (B, a, b), remaining dims in order
         rest = [x for x in (2, 3, 4) if x != d]
         img = img.permute(0, 1 + rest.index(perm[3]), 1 + rest.index(perm[4]))
         fl = [{3: 1, 4: 2}[f] for f in flips if f != 2]
         return img.flip(fl) if fl else img
 
 
-def project(volume: torch.Tensor, thetas: torch.Tensor, logits: bool = False, out_size: Optional[int] = None,
-            shade: float = SHADE) -> torch.Tensor:
+def project(
+    volume: torch.Tensor, thetas: torch.Tensor, logits: bool = False, out_size: int | None = None, shade: float = SHADE
+) -> torch.Tensor:
     """Render volumes (B, 1, S, S, S) from K cameras (thetas (K, 3, 4)) -> images (B, K, out, out).
 
     ``logits=True``: the volume holds occupancy logits (resampled, then squashed: sharper edges); otherwise
     occupancies in [0, 1]. ``out_size`` < S average-pools the S x S image (anti-aliasing).
     """
     imgs = []
-    frames: Dict[float, _AxisCompositor] = {}
+    frames: dict[float, _AxisCompositor] = {}
     for k in range(thetas.shape[0]):
         split = _yaw_split(thetas[k, :, :3].detach().cpu().double().numpy()) if logits else None
         if split is not None:
@@ -226,7 +232,7 @@ class ImageEncoder(nn.Module):
     def __init__(self, image_size: int, feat: int) -> None:
         super().__init__()
         ch = [1, 32, 64, 128]
-        layers: List[nn.Module] = []
+        layers: list[nn.Module] = []
         for i in range(3):
             layers += [nn.Conv2d(ch[i], ch[i + 1], 4, 2, 1), nn.ELU()]
         self.conv = nn.Sequential(*layers)
@@ -243,7 +249,7 @@ def silhouettes(logits: torch.Tensor, thetas: torch.Tensor) -> torch.Tensor:
     out, frames = [], {}
     for k in range(thetas.shape[0]):
         split = _yaw_split(thetas[k, :, :3].detach().cpu().double().numpy())
-        if split is not None:                           # cameras sharing a yaw share one resampling
+        if split is not None:  # cameras sharing a yaw share one resampling
             yaw, ap = split
             if yaw not in frames:
                 frames[yaw] = _yaw_frame(occ, yaw, 0.0)
@@ -271,14 +277,14 @@ class VolumeWriter(nn.Module):
     def __init__(self, hidden: int, patch: int, res: int, kind: str = "mlp") -> None:
         super().__init__()
         self.res, self.patch, self.kind = res, patch, kind
-        if kind == "conv":   # h -> (P/2)^3 x 16 -> transposed 3D conv -> P^3 x 8 -> 3D conv -> P^3
+        if kind == "conv":  # h -> (P/2)^3 x 16 -> transposed 3D conv -> P^3 x 8 -> 3D conv -> P^3
             self.hid = nn.Linear(hidden, 16 * (patch // 2) ** 3)
             self.up = nn.ConvTranspose3d(16, 8, 4, 2, 1)
             self.out = nn.Conv3d(8, 1, 3, padding=1)
             self.fc = None
         else:
             self.hid = nn.Linear(hidden, 2 * hidden)
-            self.fc = nn.Linear(2 * hidden, patch ** 3)
+            self.fc = nn.Linear(2 * hidden, patch**3)
         if self.fc is not None:
             nn.init.normal_(self.fc.weight, std=0.01)
             nn.init.zeros_(self.fc.bias)
@@ -293,10 +299,10 @@ class VolumeWriter(nn.Module):
             q = p // 2
             patch = self.out(F.elu(self.up(F.elu(self.hid(h)).view(b, 16, q, q, q)))).view(b, p, p, p)
         else:
-            patch = self.fc(F.elu(self.hid(h))).view(b, p, p, p)    # (z, y, x)
+            patch = self.fc(F.elu(self.hid(h))).view(b, p, p, p)  # (z, y, x)
         w = self.where(h)
-        scale = 0.3 + 0.7 * torch.sigmoid(w[:, :3])             # (x, y, z) extent as a fraction of the cube
-        shift = torch.tanh(w[:, 3:]) * (1.0 - scale)             # keep the patch inside the cube
+        scale = 0.3 + 0.7 * torch.sigmoid(w[:, :3])  # (x, y, z) extent as a fraction of the cube
+        shift = torch.tanh(w[:, 3:]) * (1.0 - scale)  # keep the patch inside the cube
         stride = scale * 2.0 / p
         fx, fy, fz = (tent_filters(shift[:, i], stride[:, i], p, r) for i in range(3))
         out = torch.einsum("bzc,bcyx->bzyx", fz, patch.reshape(b, p, p * p).view(b, p, p, p))
@@ -317,11 +323,22 @@ class Shapes3D(nn.Module):
     mean latents.
     """
 
-    def __init__(self, class_names: Sequence[str] = ("box", "sphere", "cylinder", "cone", "torus"),
-                 res: int = 32, image_size: int = 32, steps: int = 6, hidden: int = 256, z_dim: int = 16,
-                 patch: int = 16, feat: int = 256, ctx_dim: int = 16,
-                 cameras: Sequence[Sequence[float]] = TRAIN_CAMERAS, input_view: int = 0,
-                 view_context: bool = True, writer: str = "mlp") -> None:
+    def __init__(
+        self,
+        class_names: Sequence[str] = ("box", "sphere", "cylinder", "cone", "torus"),
+        res: int = 32,
+        image_size: int = 32,
+        steps: int = 6,
+        hidden: int = 256,
+        z_dim: int = 16,
+        patch: int = 16,
+        feat: int = 256,
+        ctx_dim: int = 16,
+        cameras: Sequence[Sequence[float]] = TRAIN_CAMERAS,
+        input_view: int = 0,
+        view_context: bool = True,
+        writer: str = "mlp",
+    ) -> None:
         super().__init__()
         self.class_names = list(class_names)
         self.n_classes = len(self.class_names)
@@ -341,21 +358,40 @@ class Shapes3D(nn.Module):
         self.canvas0 = nn.Parameter(torch.tensor(-3.0))
         self.register_buffer("thetas", camera_thetas(self.cameras), persistent=False)
 
-    def config(self) -> Dict[str, Any]:
-        return dict(class_names=self.class_names, res=self.res, image_size=self.image_size, steps=self.steps,
-                    hidden=self.hidden, z_dim=self.z_dim, patch=self.patch, feat=self.feat, ctx_dim=self.ctx_dim,
-                    cameras=self.cameras, input_view=self.input_view,
-                    view_context=self.view_context, writer=self.writer_kind)
+    def config(self) -> dict[str, Any]:
+        return dict(
+            class_names=self.class_names,
+            res=self.res,
+            image_size=self.image_size,
+            steps=self.steps,
+            hidden=self.hidden,
+            z_dim=self.z_dim,
+            patch=self.patch,
+            feat=self.feat,
+            ctx_dim=self.ctx_dim,
+            cameras=self.cameras,
+            input_view=self.input_view,
+            view_context=self.view_context,
+            writer=self.writer_kind,
+        )
 
     # ------------------------------------------------------------------------------------------ helpers
-    def _ctx(self, labels: Optional[torch.Tensor], b: int, device) -> torch.Tensor:
+    def _ctx(self, labels: torch.Tensor | None, b: int, device) -> torch.Tensor:
         if labels is None:
             labels = torch.full((b,), self.n_classes, dtype=torch.long, device=device)
         return self.context(labels.to(device).long())
 
-    def _run(self, b: int, device, ctx: torch.Tensor, feat: Optional[torch.Tensor], sample: bool,
-             temperature: float = 1.0, keep_canvases: bool = False,
-             view_ctx: Optional[torch.Tensor] = None) -> Dict[str, Any]:
+    def _run(
+        self,
+        b: int,
+        device,
+        ctx: torch.Tensor,
+        feat: torch.Tensor | None,
+        sample: bool,
+        temperature: float = 1.0,
+        keep_canvases: bool = False,
+        view_ctx: torch.Tensor | None = None,
+    ) -> dict[str, Any]:
         h_dec = c_dec = torch.zeros(b, self.hidden, device=device)
         h_enc = c_enc = torch.zeros(b, self.hidden, device=device)
         canvas = self.canvas0.expand(b, 1, self.res, self.res, self.res)
@@ -378,7 +414,7 @@ class Shapes3D(nn.Module):
             wheres.append(where)
             if keep_canvases:
                 canvases.append(canvas.detach())
-        out: Dict[str, Any] = {"logits": canvas, "where": torch.stack(wheres, 1)}
+        out: dict[str, Any] = {"logits": canvas, "where": torch.stack(wheres, 1)}
         if kls:
             out["kl"] = torch.stack(kls, 1)
         if keep_canvases:
@@ -386,32 +422,46 @@ class Shapes3D(nn.Module):
         return out
 
     # ------------------------------------------------------------------------------------------- API
-    def forward(self, image: torch.Tensor, labels: Optional[torch.Tensor] = None, sample: bool = True,
-                keep_canvases: bool = False, view_mask: Optional[torch.Tensor] = None) -> Dict[str, Any]:
+    def forward(
+        self,
+        image: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        sample: bool = True,
+        keep_canvases: bool = False,
+        view_mask: torch.Tensor | None = None,
+    ) -> dict[str, Any]:
         """Infer a volume from input pictures (B, H, W) in [0, 1]. Returns logits (B,1,R,R,R) and kl (B,T).
 
         ``view_mask`` (B,) of 0/1: which items get the picture as generative context (default: all)."""
         b = image.shape[0]
         feat = self.encoder(image.unsqueeze(1))
         view_ctx = feat if view_mask is None else feat * view_mask.view(b, 1).to(feat.dtype)
-        return self._run(b, image.device, self._ctx(labels, b, image.device), feat, sample,
-                         keep_canvases=keep_canvases, view_ctx=view_ctx)
+        return self._run(
+            b,
+            image.device,
+            self._ctx(labels, b, image.device),
+            feat,
+            sample,
+            keep_canvases=keep_canvases,
+            view_ctx=view_ctx,
+        )
 
-    def render(self, logits: torch.Tensor, thetas: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def render(self, logits: torch.Tensor, thetas: torch.Tensor | None = None) -> torch.Tensor:
         """The fixed projection of canvases to every training camera (or to ``thetas``): (B, K, H, W)."""
         th = self.thetas if thetas is None else thetas
         return project(logits, th, logits=True, out_size=self.image_size)
 
     @torch.no_grad()
-    def sample_prior(self, n: int, label: Optional[int] = None, temperature: float = 1.0,
-                     keep_canvases: bool = False, device=None) -> Dict[str, Any]:
+    def sample_prior(
+        self, n: int, label: int | None = None, temperature: float = 1.0, keep_canvases: bool = False, device=None
+    ) -> dict[str, Any]:
         """New volumes from the prior; ``label`` None = unconditional."""
         device = device or self.canvas0.device
         labels = None if label is None else torch.full((n,), int(label), dtype=torch.long, device=device)
         return self._run(n, device, self._ctx(labels, n, device), None, True, temperature, keep_canvases)
 
 
-def build(config: Dict[str, Any]) -> Shapes3D:
+def build(config: dict[str, Any]) -> Shapes3D:
     return Shapes3D(**config)
 
 
@@ -460,10 +510,10 @@ def visual_hull(image: torch.Tensor, theta: torch.Tensor, res: int, threshold: f
     b = image.shape[0]
     lin = (torch.arange(res, dtype=torch.float32, device=image.device) + 0.5) / res * 2.0 - 1.0
     z, y, x = torch.meshgrid(lin, lin, lin, indexing="ij")
-    p = torch.stack([x, y, z], -1).reshape(-1, 3)                     # world points (x, y, z)
+    p = torch.stack([x, y, z], -1).reshape(-1, 3)  # world points (x, y, z)
     m = theta[:, :3].to(image.device, torch.float32)
-    q = p @ m                                                        # camera coordinates = M^T p
+    q = p @ m  # camera coordinates = M^T p
     grid = q[:, :2].view(1, 1, -1, 2).expand(b, 1, -1, 2)
     sil = (image > threshold).float().unsqueeze(1)
     v = F.grid_sample(sil, grid, mode="nearest", padding_mode="zeros", align_corners=False)
-    return (v.view(b, res, res, res) > 0.5)
+    return v.view(b, res, res, res) > 0.5

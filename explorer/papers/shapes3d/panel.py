@@ -1,16 +1,28 @@
 """The 3D structure tab: pick a held-out picture (or open one), infer its 3D shape in a worker, turn the
 isosurface in a VTK view beside the ground truth, see re-projections, sample new shapes from the prior and
 watch the canvas being built step by step."""
+
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QSize, Qt, QTimer
 from PySide6.QtGui import QIcon, QImage, QPixmap
-from PySide6.QtWidgets import (QComboBox, QFileDialog, QGridLayout, QGroupBox, QHBoxLayout, QLabel, QListWidget,
-                               QListWidgetItem, QPushButton, QSlider, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QSlider,
+    QVBoxLayout,
+)
 
 from explorer.ui.dialogs import input_folder, remember_folder
 from explorer.ui.panel_base import PaperPanel
@@ -18,8 +30,8 @@ from explorer.ui.widgets.fit_scroll import shrinkable
 from explorer.ui.widgets.vtk_view import VtkView
 
 log = logging.getLogger(__name__)
-_STRIP = 8 + 2   # input, re-projection, 8 turntable views
-THUMB_PX = 64    # a 32-pixel view drawn twice as large
+_STRIP = 8 + 2  # input, re-projection, 8 turntable views
+THUMB_PX = 64  # a 32-pixel view drawn twice as large
 PICTURE_DIR_KEY = "shapes3d/dir"
 N_TURNTABLE = _STRIP - 2
 # what an empty thumbnail says (a black square would look like a broken picture)
@@ -45,11 +57,11 @@ class IsoSurfaceView(VtkView):
 
     def __init__(self, caption: str, color=(0.95, 0.6, 0.25), parent=None) -> None:
         super().__init__(parent)
+        import vtkmodules.vtkRenderingFreeType  # noqa: F401  (text rendering)
         from vtkmodules.vtkCommonDataModel import vtkImageData
         from vtkmodules.vtkFiltersCore import vtkFlyingEdges3D
-        from vtkmodules.vtkRenderingCore import vtkActor, vtkPolyDataMapper, vtkTextActor
         from vtkmodules.vtkFiltersSources import vtkOutlineSource
-        import vtkmodules.vtkRenderingFreeType  # noqa: F401  (text rendering)
+        from vtkmodules.vtkRenderingCore import vtkActor, vtkPolyDataMapper, vtkTextActor
 
         self.image = vtkImageData()
         self.surface = vtkFlyingEdges3D()
@@ -85,7 +97,7 @@ class IsoSurfaceView(VtkView):
     def reset_camera(self) -> None:
         cam = self.renderer.GetActiveCamera()
         cam.SetFocalPoint(0, 0, 0)
-        cam.SetPosition(0, 0, -5.5)          # the input camera looks along +z; world y points down
+        cam.SetPosition(0, 0, -5.5)  # the input camera looks along +z; world y points down
         cam.SetViewUp(0, -1, 0)
         cam.Azimuth(-35)
         cam.Elevation(25)
@@ -96,7 +108,7 @@ class IsoSurfaceView(VtkView):
         self.caption.SetInput(text)
         self.render()
 
-    def set_volume(self, occ: Optional[np.ndarray], caption: Optional[str] = None) -> None:
+    def set_volume(self, occ: np.ndarray | None, caption: str | None = None) -> None:
         """Show a (R, R, R) occupancy (z, y, x) in [-1, 1]^3, or nothing (None), with its caption if given.
 
         Caption and volume change in one render, so the view never shows one with the other's caption."""
@@ -146,15 +158,15 @@ def _read_gallery(dataset: str):
 class Shapes3DPanel(PaperPanel):
     def __init__(self, spec, context, parent=None) -> None:
         super().__init__(spec, context, parent)
-        self.gallery: Optional[Dict[str, Any]] = None
-        self.current: Optional[Dict[str, Any]] = None      # last result: occupancy, canvases, ...
-        self.current_image: Optional[np.ndarray] = None
-        self.current_truth: Optional[np.ndarray] = None
-        self._gallery_problem: Optional[str] = None    # a banner about the gallery stays until it is fixed
+        self.gallery: dict[str, Any] | None = None
+        self.current: dict[str, Any] | None = None  # last result: occupancy, canvases, ...
+        self.current_image: np.ndarray | None = None
+        self.current_truth: np.ndarray | None = None
+        self._gallery_problem: str | None = None  # a banner about the gallery stays until it is fixed
         self._anim_step = 0
         self._gallery_dataset = "primitives"
         self._gallery_loading = False
-        self._after_gallery: List[Any] = []     # what waits for the gallery being loaded (the default demo)
+        self._after_gallery: list[Any] = []  # what waits for the gallery being loaded (the default demo)
 
     # ------------------------------------------------------------------------------------------ layout
     def build_steps(self):
@@ -178,9 +190,11 @@ class Shapes3DPanel(PaperPanel):
         self.gallery_list.setResizeMode(QListWidget.Adjust)
         self.gallery_list.setMovement(QListWidget.Static)
         self.gallery_list.setMinimumWidth(280)
-        shrinkable(self.gallery_list, 150)           # it scrolls: a small window gives it less height
+        shrinkable(self.gallery_list, 150)  # it scrolls: a small window gives it less height
         self.gallery_list.setMaximumWidth(330)
-        self.gallery_list.setToolTip("Pictures of held-out shapes from the input camera; click one to infer its 3D shape")
+        self.gallery_list.setToolTip(
+            "Pictures of held-out shapes from the input camera; click one to infer its 3D shape"
+        )
         self.gallery_list.currentRowChanged.connect(self._on_gallery_row)
         gl.addWidget(self.gallery_list)
         self.open_btn = QPushButton("Open picture…")
@@ -241,18 +255,18 @@ class Shapes3DPanel(PaperPanel):
         self.truth_view = IsoSurfaceView("ground truth", color=(0.35, 0.7, 0.95))
         yield
         for v in (self.pred_view, self.truth_view):
-            v.setMinimumSize(260, 240)         # VtkView's size hint is its minimum: it takes the room there is
+            v.setMinimumSize(260, 240)  # VtkView's size hint is its minimum: it takes the room there is
             views.addWidget(v, 1)
         # Both views share one camera: turning one turns the other.
         self.truth_view.renderer.SetActiveCamera(self.pred_view.renderer.GetActiveCamera())
         for a, b in ((self.pred_view, self.truth_view), (self.truth_view, self.pred_view)):
-            a.interactor.AddObserver("InteractionEvent", lambda *_ , other=b: other.render())
+            a.interactor.AddObserver("InteractionEvent", lambda *_, other=b: other.render())
         right.addLayout(views, 1)
 
         sbox = QGroupBox("Input picture · re-projection from the input camera · turntable of new views")
         sl = QHBoxLayout(sbox)
-        sl.setSpacing(3)         # ten thumbnails fit beside the gallery in a 1024-pixel-wide window
-        self.strip: List[QLabel] = []
+        sl.setSpacing(3)  # ten thumbnails fit beside the gallery in a 1024-pixel-wide window
+        self.strip: list[QLabel] = []
         for i in range(_STRIP):
             lab = QLabel()
             lab.setFixedSize(THUMB_PX, THUMB_PX)
@@ -291,9 +305,15 @@ class Shapes3DPanel(PaperPanel):
         self._gallery_loading = True
         if then is not None:
             self._after_gallery.append(then)
-        self.runner.submit(_read_gallery, dataset, key="gallery", name="read gallery",
-                           on_result=self._gallery_read, on_error=self._gallery_failed,
-                           on_cancelled=self._gallery_cancelled)
+        self.runner.submit(
+            _read_gallery,
+            dataset,
+            key="gallery",
+            name="read gallery",
+            on_result=self._gallery_read,
+            on_error=self._gallery_failed,
+            on_cancelled=self._gallery_cancelled,
+        )
 
     def _gallery_read(self, result) -> None:
         problem, g = result
@@ -303,8 +323,9 @@ class Shapes3DPanel(PaperPanel):
         else:
             self.gallery = g
             for i in range(len(g["labels"])):
-                item = QListWidgetItem(QIcon(to_pixmap(g["views"][i, 0] / 255.0, 2)),
-                                       g["class_names"][int(g["labels"][i])])
+                item = QListWidgetItem(
+                    QIcon(to_pixmap(g["views"][i, 0] / 255.0, 2)), g["class_names"][int(g["labels"][i])]
+                )
                 item.setToolTip(g["names"][i])
                 self.gallery_list.addItem(item)
         self._gallery_done()
@@ -315,7 +336,7 @@ class Shapes3DPanel(PaperPanel):
         self._gallery_done()
 
     def _gallery_cancelled(self) -> None:
-        if self.runner.latest_cancelled("gallery"):     # not replaced by a newer read: nothing more is coming
+        if self.runner.latest_cancelled("gallery"):  # not replaced by a newer read: nothing more is coming
             self._gallery_done()
 
     def _gallery_done(self) -> None:
@@ -326,7 +347,7 @@ class Shapes3DPanel(PaperPanel):
 
     def on_model_loaded(self, model, meta) -> None:
         dataset = str((meta.data or {}).get("name") or "primitives")
-        shown = self.current is not None or self.current_image is not None   # not the first model
+        shown = self.current is not None or self.current_image is not None  # not the first model
         new_gallery = False
         if dataset != self._gallery_dataset:
             from .infer import gallery_path
@@ -344,9 +365,11 @@ class Shapes3DPanel(PaperPanel):
         self.step_slider.setValue(model.steps)
         m = meta.metrics or {}
         if "test_iou" in m:
-            self.info.setText(f"Held-out single-view IoU {m['test_iou']:.3f} (visual-hull baseline "
-                              f"{m.get('test_iou_baseline', float('nan')):.3f}) on {meta.data.get('test_shapes', '?')} "
-                              f"{meta.data.get('name', '')} shapes. Trained from pictures only.")
+            self.info.setText(
+                f"Held-out single-view IoU {m['test_iou']:.3f} (visual-hull baseline "
+                f"{m.get('test_iou_baseline', float('nan')):.3f}) on {meta.data.get('test_shapes', '?')} "
+                f"{meta.data.get('name', '')} shapes. Trained from pictures only."
+            )
         else:
             self.info.setText("")
         if new_gallery:
@@ -367,8 +390,9 @@ class Shapes3DPanel(PaperPanel):
         else:
             self.sample()
 
-    def _clear_views(self, picture: Optional[np.ndarray] = None,
-                     caption: str = "pick a held-out shape, open a picture or sample") -> None:
+    def _clear_views(
+        self, picture: np.ndarray | None = None, caption: str = "pick a held-out shape, open a picture or sample"
+    ) -> None:
         """Nothing stale on screen: empty views, captions saying so, the strip reset (but ``picture``)."""
         self.anim_timer.stop()
         self.current = None
@@ -382,17 +406,17 @@ class Shapes3DPanel(PaperPanel):
         if msg and msg != self._gallery_problem:
             self.clear_error()
 
-    def _action_failed(self, exc, tb, what: str, picture: Optional[np.ndarray] = None) -> None:
+    def _action_failed(self, exc, tb, what: str, picture: np.ndarray | None = None) -> None:
         self.show_exception(exc, tb)
         self._clear_views(picture, f"{what} failed (see the message above)")
         self.mark_demo_done()
 
     def start_default_demo(self) -> None:
         if self._gallery_loading:
-            self._after_gallery.append(self.start_default_demo)     # it is read in a worker: then
+            self._after_gallery.append(self.start_default_demo)  # it is read in a worker: then
             return
         if self.gallery is not None and len(self.gallery["labels"]):
-            self.select_gallery(0)                  # infers it; the demo is done when it is shown
+            self.select_gallery(0)  # infers it; the demo is done when it is shown
         else:
             self.sample(demo=True)
 
@@ -415,8 +439,9 @@ class Shapes3DPanel(PaperPanel):
         return input_folder(self.context.settings, PICTURE_DIR_KEY, "shapes3d")
 
     def _open_image(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open a picture", self.picture_start_folder(),
-                                              "Images (*.png *.jpg *.jpeg *.bmp)")
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Open a picture", self.picture_start_folder(), "Images (*.png *.jpg *.jpeg *.bmp)"
+        )
         if path:
             self.open_image(path)
 
@@ -447,17 +472,21 @@ class Shapes3DPanel(PaperPanel):
 
         def work():
             res = infer_volume(model, img, ctx.device(), label=label)
-            if truth is not None:      # a smooth display of the binary ground truth (no staircase stripes)
+            if truth is not None:  # a smooth display of the binary ground truth (no staircase stripes)
                 from scipy import ndimage
 
                 res["truth_display"] = ndimage.gaussian_filter(truth.astype(np.float32), 1.0)
             return res
 
         self.infer_btn.setEnabled(False)
-        self.runner.submit(work, key="infer", name="infer shape",
-                           on_result=lambda r, i=img, t=truth: self._show_inferred(r, i, t),
-                           on_error=lambda exc, tb, i=img: self._action_failed(exc, tb, "inference", i),
-                           on_finished=lambda: self.infer_btn.setEnabled(True))
+        self.runner.submit(
+            work,
+            key="infer",
+            name="infer shape",
+            on_result=lambda r, i=img, t=truth: self._show_inferred(r, i, t),
+            on_error=lambda exc, tb, i=img: self._action_failed(exc, tb, "inference", i),
+            on_finished=lambda: self.infer_btn.setEnabled(True),
+        )
 
     def _show_inferred(self, res, img, truth) -> None:
         from .model import iou
@@ -493,9 +522,13 @@ class Shapes3DPanel(PaperPanel):
         def work():
             return sample_volumes(model, 1, ctx.device(), label=label, turntable=N_TURNTABLE)
 
-        self.runner.submit(work, key="infer", name="sample prior",
-                           on_result=lambda r, n=name: self._show_sample(r, n),
-                           on_error=lambda exc, tb: self._action_failed(exc, tb, "sampling"))
+        self.runner.submit(
+            work,
+            key="infer",
+            name="sample prior",
+            on_result=lambda r, n=name: self._show_sample(r, n),
+            on_error=lambda exc, tb: self._action_failed(exc, tb, "sampling"),
+        )
 
     def _show_sample(self, res, name) -> None:
         self._action_ok()

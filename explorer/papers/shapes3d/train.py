@@ -7,26 +7,30 @@ on the shared training core (:mod:`explorer.core.training`): budget, resume, sig
 each process takes its share of every global batch (:class:`~.data.BatchStream`) and the free-bits threshold is
 applied to the KL averaged over the global batch, so that one and several processes optimise the same objective.
 """
+
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Dict, Optional, Union
+from typing import Any
 
 import numpy as np
 import torch
 
 from explorer.core.tasks import CancelToken, ProgressFn
+
 from .data import BatchStream, ViewSet
 from .model import Shapes3D, image_nll, silhouettes
 
-PRESETS: Dict[str, Dict[str, Any]] = {
+PRESETS: dict[str, dict[str, Any]] = {
     "primitives": {
         "file": "shapes3d_primitives.safetensors",
         "model": dict(steps=6, hidden=256, z_dim=16, patch=16, feat=256, ctx_dim=16, writer="mlp"),
         "train": dict(batch=32, lr=1e-3, time_limit_s=1200.0, kl_max=0.1),
-        "n_train": 2000, "n_test": 250,
+        "n_train": 2000,
+        "n_test": 250,
         # Pictures from the 5 axis cameras and the 4 level diagonals (model.RIGS); the axis rig alone left
         # turned boxes and cones as fat as their axis-view hulls.
         "rig": "axes+diagonals",
@@ -45,21 +49,21 @@ PRESETS: Dict[str, Dict[str, Any]] = {
 
 @dataclass
 class TrainConfig:
-    steps: int = 100000            # upper bound; the wall-clock limit usually ends training first
+    steps: int = 100000  # upper bound; the wall-clock limit usually ends training first
     time_limit_s: float = 1200.0
     batch: int = 32
     lr: float = 1e-3
     min_lr: float = 5e-5
     warmup: int = 50
     clip: float = 20.0
-    class_dropout: float = 0.3     # fraction of shapes trained without their class (unconditional model)
-    view_dropout: float = 0.25     # fraction trained without the picture as generative context (prior sampling)
-    free_bits: float = 1.0         # nats per DRAW step below which the (batch-mean) KL is not penalised
-    silhouette_weight: float = 1.0 # extra loss: max-projection silhouettes vs the pictures' silhouettes (2D only)
-    kl_warmup: int = 1500          # KL weight rises linearly from 0 to kl_max over these steps (avoids posterior collapse)
-    kl_max: float = 1.0            # final KL weight (1 = the ELBO; below 1 a beta-VAE: sharper reconstructions)
-    logit_noise: float = 0.0       # optional Gaussian noise on the canvas logits before projecting (training
-                                   # only); it slowed learning in our runs, the silhouette term is used instead
+    class_dropout: float = 0.3  # fraction of shapes trained without their class (unconditional model)
+    view_dropout: float = 0.25  # fraction trained without the picture as generative context (prior sampling)
+    free_bits: float = 1.0  # nats per DRAW step below which the (batch-mean) KL is not penalised
+    silhouette_weight: float = 1.0  # extra loss: max-projection silhouettes vs the pictures' silhouettes (2D only)
+    kl_warmup: int = 1500  # KL weight rises linearly from 0 to kl_max over these steps (avoids posterior collapse)
+    kl_max: float = 1.0  # final KL weight (1 = the ELBO; below 1 a beta-VAE: sharper reconstructions)
+    logit_noise: float = 0.0  # optional Gaussian noise on the canvas logits before projecting (training
+    # only); it slowed learning in our runs, the silhouette term is used instead
     augment: bool = True
     seed: int = 0
     log_every: int = 25
@@ -67,11 +71,18 @@ class TrainConfig:
     checkpoint_every_s: float = 120.0  # on_checkpoint's period when fit() makes its own Run (else the Run's)
 
 
-def batch_loss(model: Shapes3D, views: torch.Tensor, labels: Optional[torch.Tensor],
-               sample: bool = True, kl_weight: float = 1.0, logit_noise: float = 0.0,
-               view_mask: Optional[torch.Tensor] = None, free_bits: float = 0.0,
-               silhouette_weight: float = 0.0,
-               global_mean: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> Dict[str, torch.Tensor]:
+def batch_loss(
+    model: Shapes3D,
+    views: torch.Tensor,
+    labels: torch.Tensor | None,
+    sample: bool = True,
+    kl_weight: float = 1.0,
+    logit_noise: float = 0.0,
+    view_mask: torch.Tensor | None = None,
+    free_bits: float = 0.0,
+    silhouette_weight: float = 0.0,
+    global_mean: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> dict[str, torch.Tensor]:
     """ELBO terms of a batch of pictures (B, K, H, W): nll (B,), kl (B, T), loss (scalar, nats per pixel;
     the KL scaled by ``kl_weight``, 1 = the ELBO), elbo (scalar, detached: mean over the batch).
 
@@ -94,7 +105,7 @@ def batch_loss(model: Shapes3D, views: torch.Tensor, labels: Optional[torch.Tens
         m = kl.mean(0)
         if kl_ref is None:
             kl_term = m.clamp(min=free_bits).sum()
-        else:   # the clamp of the global mean: its value and (averaged over processes) its gradient
+        else:  # the clamp of the global mean: its value and (averaged over processes) its gradient
             kl_term = torch.where(kl_ref >= free_bits, m, torch.full_like(m, free_bits)).sum()
     else:
         kl_term = kl.sum(1).mean()
@@ -112,22 +123,32 @@ class Objective(torch.nn.Module):
     """One training step's whole differentiable loss as one module call (what DDP wraps: its parameters are
     the model's, and DDP needs exactly one forward per backward)."""
 
-    def __init__(self, model: Shapes3D, config: "TrainConfig",
-                 global_mean: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> None:
+    def __init__(
+        self, model: Shapes3D, config: TrainConfig, global_mean: Callable[[torch.Tensor], torch.Tensor] | None = None
+    ) -> None:
         super().__init__()
         self.model = model
         self.config = config
         self.global_mean = global_mean
 
-    def forward(self, views: torch.Tensor, labels: torch.Tensor, view_mask: torch.Tensor,
-                kl_weight: float) -> Dict[str, torch.Tensor]:
+    def forward(
+        self, views: torch.Tensor, labels: torch.Tensor, view_mask: torch.Tensor, kl_weight: float
+    ) -> dict[str, torch.Tensor]:
         c = self.config
-        return batch_loss(self.model, views, labels, kl_weight=kl_weight, logit_noise=c.logit_noise,
-                          view_mask=view_mask, free_bits=c.free_bits, silhouette_weight=c.silhouette_weight,
-                          global_mean=self.global_mean)
+        return batch_loss(
+            self.model,
+            views,
+            labels,
+            kl_weight=kl_weight,
+            logit_noise=c.logit_noise,
+            view_mask=view_mask,
+            free_bits=c.free_bits,
+            silhouette_weight=c.silhouette_weight,
+            global_mean=self.global_mean,
+        )
 
 
-def _global_mean(world) -> Optional[Callable[[torch.Tensor], torch.Tensor]]:
+def _global_mean(world) -> Callable[[torch.Tensor], torch.Tensor] | None:
     if not world.distributed:
         return None
     import torch.distributed as dist
@@ -138,11 +159,12 @@ def _global_mean(world) -> Optional[Callable[[torch.Tensor], torch.Tensor]]:
             x = x.cpu()
         dist.all_reduce(x)
         return (x / world.world_size).to(t.device)
+
     return mean
 
 
 @torch.no_grad()
-def validate(model: Shapes3D, data: ViewSet, device, batch: int = 50, seed: int = 123) -> Dict[str, float]:
+def validate(model: Shapes3D, data: ViewSet, device, batch: int = 50, seed: int = 123) -> dict[str, float]:
     """Held-out ELBO (nats per shape, negative) and picture error from pictures only (no volumes)."""
     was = model.training
     model.eval()
@@ -150,7 +172,7 @@ def validate(model: Shapes3D, data: ViewSet, device, batch: int = 50, seed: int 
     torch.manual_seed(seed)
     tot_elbo, tot_err, n = 0.0, 0.0, 0
     for i in range(0, len(data), batch):
-        v = torch.from_numpy(data.views[i:i + batch].astype(np.float32) / 255.0).to(device)
+        v = torch.from_numpy(data.views[i : i + batch].astype(np.float32) / 255.0).to(device)
         terms = batch_loss(model, v, None, sample=True)
         tot_elbo += float(-(terms["nll"] + terms["kl"].sum(1)).sum())
         tot_err += float((terms["pred"] - v).abs().mean(dim=(1, 2, 3)).sum())
@@ -160,11 +182,19 @@ def validate(model: Shapes3D, data: ViewSet, device, batch: int = 50, seed: int 
     return {"val_elbo": tot_elbo / max(n, 1), "val_image_error": tot_err / max(n, 1)}
 
 
-def fit(model: Shapes3D, data: ViewSet, device, config: TrainConfig, progress: Optional[ProgressFn] = None,
-        token: Optional[CancelToken] = None, val: Optional[ViewSet] = None,
-        on_checkpoint: Optional[Callable[[Shapes3D, Dict[str, Any]], None]] = None,
-        log: Optional[Callable[[str], None]] = None, run: Optional[Any] = None,
-        resume: Optional[Union[str, Any]] = None) -> Dict[str, Any]:
+def fit(
+    model: Shapes3D,
+    data: ViewSet,
+    device,
+    config: TrainConfig,
+    progress: ProgressFn | None = None,
+    token: CancelToken | None = None,
+    val: ViewSet | None = None,
+    on_checkpoint: Callable[[Shapes3D, dict[str, Any]], None] | None = None,
+    log: Callable[[str], None] | None = None,
+    run: Any | None = None,
+    resume: str | Any | None = None,
+) -> dict[str, Any]:
     """Train ``model`` on the pictures of ``data`` (a ViewSet: no volumes). Returns a summary dict.
 
     ``run``: an :class:`explorer.core.training.Run` (budget, resume files, signals, DDP); without one, fit makes
@@ -180,29 +210,38 @@ def fit(model: Shapes3D, data: ViewSet, device, config: TrainConfig, progress: O
         raise TypeError("fit() trains from pictures only: pass a ViewSet (ShapeSet.training_views())")
     if run is None:
         dev = torch.device(device) if not isinstance(device, torch.device) else device
-        run = Run(World(device=dev), paper="shapes3d", minutes=config.time_limit_s / 60.0, steps=config.steps,
-                  checkpoint_every_min=config.checkpoint_every_s / 60.0, progress=progress or (lambda f, m: None),
-                  token=token, seed=config.seed)
+        run = Run(
+            World(device=dev),
+            paper="shapes3d",
+            minutes=config.time_limit_s / 60.0,
+            steps=config.steps,
+            checkpoint_every_min=config.checkpoint_every_s / 60.0,
+            progress=progress or (lambda f, m: None),
+            token=token,
+            seed=config.seed,
+        )
     world = run.world
     device = world.device if world.device is not None else device
-    world.split_batch(config.batch, "the batch")      # a UserError when it does not split evenly
+    world.split_batch(config.batch, "the batch")  # a UserError when it does not split evenly
     torch.manual_seed(world.rank_seed(config.seed))
-    rng = np.random.default_rng(config.seed)          # the same on every process: each takes its share
+    rng = np.random.default_rng(config.seed)  # the same on every process: each takes its share
     model.to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
-    batches = BatchStream(data, config.batch, rng, augment=config.augment, rank=world.rank,
-                          world_size=world.world_size)
+    batches = BatchStream(data, config.batch, rng, augment=config.augment, rank=world.rank, world_size=world.world_size)
     run.attach(model=model, optimizer=opt)
     user = run.resume(resume)
-    summary: Dict[str, Any] = {"config": asdict(config), "steps": run.step_count, "history": []}
-    ema: Optional[float] = None
+    summary: dict[str, Any] = {"config": asdict(config), "steps": run.step_count, "history": []}
+    ema: float | None = None
     if user:
         batches.load_state_dict(user["stream"])
         ema = user.get("ema")
         summary.update(user.get("summary", {}))
         summary["config"] = asdict(config)
-    run.state_fn = lambda: {"stream": batches.state_dict(), "ema": ema,
-                            "summary": {k: v for k, v in summary.items() if k != "config"}}
+    run.state_fn = lambda: {
+        "stream": batches.state_dict(),
+        "ema": ema,
+        "summary": {k: v for k, v in summary.items() if k != "config"},
+    }
     net = run.wrap(Objective(model, config, _global_mean(world)))
     last_ckpt = time.monotonic()
     every_s = run.checkpoint_every_s
@@ -215,7 +254,7 @@ def fit(model: Shapes3D, data: ViewSet, device, config: TrainConfig, progress: O
             frac = 0.0
             if run.max_steps:
                 frac = step / run.max_steps
-            if run.minutes:     # every process's own clock: agree on one value, else their weights drift apart
+            if run.minutes:  # every process's own clock: agree on one value, else their weights drift apart
                 frac = max(frac, world.mean(run.wall_s) / (60.0 * run.minutes))
             frac = min(1.0, frac)
             lr = config.lr * min(1.0, step / config.warmup)

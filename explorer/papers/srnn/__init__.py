@@ -1,4 +1,5 @@
 """SRNN: Sequential Neural Models with Stochastic Layers (Fraccaro, Sønderby, Paquet, Winther; NIPS 2016)."""
+
 from explorer.core.registry import PaperSpec
 
 SPEC = PaperSpec(

@@ -1,11 +1,12 @@
 """`nips-explorer train srnn ...` and `nips-explorer eval srnn ...`. Imported at startup: no torch at top level."""
+
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
+
 from explorer.core.validate import COUNT, FRACTION, NON_NEGATIVE, POSITIVE, POSITIVE_INT, SEED, THREADS, number
 
 DATASETS = ("jsb", "nottingham", "muse", "piano")
@@ -19,39 +20,83 @@ def default_checkpoint_name(dataset: str, model: str = "srnn", inference: str = 
 
 def configure_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", choices=DATASETS, default="jsb", help="music benchmark (default jsb)")
-    parser.add_argument("--data", required=True, metavar="DIR",
-                        help="folder with the authors' <dataset>_raw_batchsize16_seqlen100.npz files")
-    parser.add_argument("--model", choices=("srnn", "gru"), default="srnn",
-                        help="srnn (default) or the plain GRU baseline (the paper's 'RNN' row)")
-    parser.add_argument("--inference", choices=("smooth", "filter"), default="smooth",
-                        help="inference network: backward GRU (smooth, default) or MLP without look-ahead (filter)")
-    parser.add_argument("--resq", action=argparse.BooleanOptionalAction, default=True,
-                        help="residual posterior mean mu_q = mu_p + NN (default on)")
+    parser.add_argument(
+        "--data",
+        required=True,
+        metavar="DIR",
+        help="folder with the authors' <dataset>_raw_batchsize16_seqlen100.npz files",
+    )
+    parser.add_argument(
+        "--model",
+        choices=("srnn", "gru"),
+        default="srnn",
+        help="srnn (default) or the plain GRU baseline (the paper's 'RNN' row)",
+    )
+    parser.add_argument(
+        "--inference",
+        choices=("smooth", "filter"),
+        default="smooth",
+        help="inference network: backward GRU (smooth, default) or MLP without look-ahead (filter)",
+    )
+    parser.add_argument(
+        "--resq",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="residual posterior mean mu_q = mu_p + NN (default on)",
+    )
     parser.add_argument("--d-dim", type=POSITIVE_INT, default=300, help="deterministic GRU size (paper 300)")
     parser.add_argument("--z-dim", type=POSITIVE_INT, default=100, help="latent size (paper 100)")
     parser.add_argument("--a-dim", type=POSITIVE_INT, default=300, help="inference GRU/MLP size (paper 300)")
     parser.add_argument("--hidden", type=POSITIVE_INT, default=500, help="MLP width (paper 500)")
     parser.add_argument("--lr", type=POSITIVE, default=1e-3, help="Adam learning rate (paper 1e-3)")
-    parser.add_argument("--kl-epochs", type=NON_NEGATIVE, default=None,
-                        help="epochs of linear KL annealing from 0.2 to 1 (default 40%% of --epochs, as 20/50 in "
-                             "the authors' code)")
-    parser.add_argument("--constant-epochs", type=NON_NEGATIVE, default=None,
-                        help="epochs at the initial learning rate before the exponential decay (default 40%%)")
+    parser.add_argument(
+        "--kl-epochs",
+        type=NON_NEGATIVE,
+        default=None,
+        help="epochs of linear KL annealing from 0.2 to 1 (default 40%% of --epochs, as 20/50 in the authors' code)",
+    )
+    parser.add_argument(
+        "--constant-epochs",
+        type=NON_NEGATIVE,
+        default=None,
+        help="epochs at the initial learning rate before the exponential decay (default 40%%)",
+    )
     parser.add_argument("--kl-start", type=FRACTION, default=0.2, help="initial KL weight of the annealing (paper 0.2)")
-    parser.add_argument("--init", default=None, metavar="CKPT",
-                        help="start from the weights of this checkpoint (same model options), e.g. to train longer")
-    parser.add_argument("--lr-decay", type=number(float, 1), default=1.2,
-                        help="learning-rate divisor per epoch after the constant phase (paper code 1.2)")
-    parser.add_argument("--iwae-samples", type=COUNT, default=32,
-                        help="importance samples for the final test evaluation (0: skip the test evaluation)")
-    parser.add_argument("--bptt-memory", type=number(float, 0, 1, low_open=True), default=None, metavar="F",
-                        help="train the GRUs by memory-efficient BPTT (Gruslys et al.) storing at most this fraction "
-                             "of full BPTT's activations, e.g. 0.1; same gradients, slower (default: plain BPTT)")
+    parser.add_argument(
+        "--init",
+        default=None,
+        metavar="CKPT",
+        help="start from the weights of this checkpoint (same model options), e.g. to train longer",
+    )
+    parser.add_argument(
+        "--lr-decay",
+        type=number(float, 1),
+        default=1.2,
+        help="learning-rate divisor per epoch after the constant phase (paper code 1.2)",
+    )
+    parser.add_argument(
+        "--iwae-samples",
+        type=COUNT,
+        default=32,
+        help="importance samples for the final test evaluation (0: skip the test evaluation)",
+    )
+    parser.add_argument(
+        "--bptt-memory",
+        type=number(float, 0, 1, low_open=True),
+        default=None,
+        metavar="F",
+        help="train the GRUs by memory-efficient BPTT (Gruslys et al.) storing at most this fraction "
+        "of full BPTT's activations, e.g. 0.1; same gradients, slower (default: plain BPTT)",
+    )
     from explorer.core.training import add_training_options
 
-    add_training_options(parser, epochs=50, seed=123,
-                         out_help="checkpoint to write (default models/srnn_<dataset>_<variant>.safetensors); the "
-                                  "resume file goes beside it")
+    add_training_options(
+        parser,
+        epochs=50,
+        seed=123,
+        out_help="checkpoint to write (default models/srnn_<dataset>_<variant>.safetensors); the "
+        "resume file goes beside it",
+    )
 
 
 def _setup(args):
@@ -79,8 +124,15 @@ def train(args) -> int:
     try:
         say = (lambda s: print(s, file=sys.stderr, flush=True)) if world.is_main else (lambda s: None)
         data = data_mod.load(args.data, args.dataset)
-        cfg = make_config(kind=args.model, inference=args.inference, resq=bool(args.resq), d_dim=args.d_dim,
-                          z_dim=args.z_dim, a_dim=args.a_dim, hidden=args.hidden)
+        cfg = make_config(
+            kind=args.model,
+            inference=args.inference,
+            resq=bool(args.resq),
+            d_dim=args.d_dim,
+            z_dim=args.z_dim,
+            a_dim=args.a_dim,
+            hidden=args.hidden,
+        )
         seed_all(args.seed)
         model = build(cfg)
         if args.init:
@@ -90,29 +142,52 @@ def train(args) -> int:
 
             init, init_meta = load_model_file(args.init, "cpu")
             if init.config != model.config:
-                raise UserError(f"--init {args.init}: its model options differ from this run's "
-                                f"({init.config} vs {model.config})")
+                raise UserError(
+                    f"--init {args.init}: its model options differ from this run's ({init.config} vs {model.config})"
+                )
             model.load_state_dict(init.state_dict())
             say(f"starting from the weights of {init_meta.name}")
-        out = Path(args.out) if args.out else training_output(default_checkpoint_name(
-            args.dataset, args.model, args.inference, bool(args.resq)))
-        tcfg = train_config(epochs=args.epochs, lr=args.lr, seed=args.seed, lr_decay=args.lr_decay,
-                            bptt_memory=args.bptt_memory,
-                            kl_start=args.kl_start,
-                            kl_frac=None if args.kl_epochs is None else args.kl_epochs / max(1, args.epochs),
-                            no_decay_frac=None if args.constant_epochs is None
-                            else args.constant_epochs / max(1, args.epochs))
-        say(f"training {args.model} on {data.title}: {count_parameters(model):,} parameters, {tcfg['epochs']} "
-            f"epochs, {world.describe()}, out {out}")
+        out = (
+            Path(args.out)
+            if args.out
+            else training_output(default_checkpoint_name(args.dataset, args.model, args.inference, bool(args.resq)))
+        )
+        tcfg = train_config(
+            epochs=args.epochs,
+            lr=args.lr,
+            seed=args.seed,
+            lr_decay=args.lr_decay,
+            bptt_memory=args.bptt_memory,
+            kl_start=args.kl_start,
+            kl_frac=None if args.kl_epochs is None else args.kl_epochs / max(1, args.epochs),
+            no_decay_frac=None if args.constant_epochs is None else args.constant_epochs / max(1, args.epochs),
+        )
+        say(
+            f"training {args.model} on {data.title}: {count_parameters(model):,} parameters, {tcfg['epochs']} "
+            f"epochs, {world.describe()}, out {out}"
+        )
         info = data.describe()
         info.pop("source", None)
-        summary = fit(model, data, world.device, tcfg, out_path=out, log=say, data_info=info, resume=args.resume,
-                      world=world, minutes=args.minutes, checkpoint_every_min=args.checkpoint_every)
-        world.close()         # training is over for every process; rank 0 evaluates alone
+        summary = fit(
+            model,
+            data,
+            world.device,
+            tcfg,
+            out_path=out,
+            log=say,
+            data_info=info,
+            resume=args.resume,
+            world=world,
+            minutes=args.minutes,
+            checkpoint_every_min=args.checkpoint_every,
+        )
+        world.close()  # training is over for every process; rank 0 evaluates alone
         if not world.is_main:
             return 0
-        say(f"{summary['stop']}: {summary['epochs_run']} epochs in {summary['wall_s']:.0f} s; best valid ELBO/step "
-            f"{summary['best_valid_elbo_per_step']:.4f}")
+        say(
+            f"{summary['stop']}: {summary['epochs_run']} epochs in {summary['wall_s']:.0f} s; best valid ELBO/step "
+            f"{summary['best_valid_elbo_per_step']:.4f}"
+        )
         if not summary["stopped_early"] and args.iwae_samples > 0 and out.exists():
             from explorer.core.checkpoints import update_metrics
             from explorer.core.progress import TerminalProgress
@@ -131,8 +206,17 @@ def train(args) -> int:
 
 def _metrics_from(res, summary=None):
     m = {"headline": "test_elbo_per_step"}
-    for k in ("test_elbo_per_step", "test_iwae_per_step", "iwae_samples", "test_kl_per_step",
-              "test_elbo_per_step_pooled", "test_iwae_per_step_pooled", "paper_per_step", "steps", "sequences"):
+    for k in (
+        "test_elbo_per_step",
+        "test_iwae_per_step",
+        "iwae_samples",
+        "test_kl_per_step",
+        "test_elbo_per_step_pooled",
+        "test_iwae_per_step_pooled",
+        "paper_per_step",
+        "steps",
+        "sequences",
+    ):
         m[k] = res[k]
     for k in ("test_predictive_per_step", "predictive_particles"):
         if k in res:
@@ -146,14 +230,20 @@ def _metrics_from(res, summary=None):
 def configure_eval(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", choices=DATASETS, default="jsb")
     parser.add_argument("--data", required=True, metavar="DIR", help="folder with the authors' npz files")
-    parser.add_argument("--checkpoint", default=None,
-                        help="checkpoint file (default: the bundled SRNN smooth+Resq model of --dataset)")
+    parser.add_argument(
+        "--checkpoint", default=None, help="checkpoint file (default: the bundled SRNN smooth+Resq model of --dataset)"
+    )
     parser.add_argument("--samples", type=POSITIVE_INT, default=32, help="importance samples K for the IWAE bound")
     parser.add_argument("--seed", type=SEED, default=0)
     parser.add_argument("--threads", type=THREADS, default=None, help="torch CPU threads")
-    parser.add_argument("--particles", type=COUNT, default=0, metavar="K",
-                        help="also the one-step predictive log p(x_t | x_<t) per step by a particle filter with K "
-                             "particles (exact for the GRU; 0: skip, the default)")
+    parser.add_argument(
+        "--particles",
+        type=COUNT,
+        default=0,
+        metavar="K",
+        help="also the one-step predictive log p(x_t | x_<t) per step by a particle filter with K "
+        "particles (exact for the GRU; 0: skip, the default)",
+    )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--record", action="store_true", help="write the numbers into the checkpoint's metrics")
 
@@ -172,8 +262,10 @@ def evaluate(args) -> int:
     device = _setup(args)
     ckpt = Path(args.checkpoint) if args.checkpoint else models_dir() / default_checkpoint_name(args.dataset)
     if not ckpt.exists():
-        raise UserError(f"{ckpt}: no such checkpoint (train one with `nips-explorer train srnn --dataset "
-                        f"{args.dataset} --data DIR`, or pass --checkpoint)")
+        raise UserError(
+            f"{ckpt}: no such checkpoint (train one with `nips-explorer train srnn --dataset "
+            f"{args.dataset} --data DIR`, or pass --checkpoint)"
+        )
     model, meta = load_model_file(ckpt, device)
     trained_on = (meta.data or {}).get("name")
     data = data_mod.load(args.data, args.dataset)
@@ -199,8 +291,10 @@ def evaluate(args) -> int:
         if res["iwae_samples"]:
             print(f"  IWAE ({res['iwae_samples']}) per step   {res['test_iwae_per_step']:.4f}")
         if "test_predictive_per_step" in res:
-            print(f"  one-step predictive {res['test_predictive_per_step']:.4f} "
-                  f"({res['predictive_particles'] or 'exact'} particles)")
+            print(
+                f"  one-step predictive {res['test_predictive_per_step']:.4f} "
+                f"({res['predictive_particles'] or 'exact'} particles)"
+            )
         print(f"  paper ({res['paper_row']}): {res['paper_per_step']}")
     return 0
 
@@ -217,7 +311,7 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     for name, conf in (("train", configure_train), ("eval", configure_eval)):
         p = sub.add_parser(name)
-        if name == "eval":   # train has --device among the shared training options
+        if name == "eval":  # train has --device among the shared training options
             p.add_argument("--device", default="auto")
         p.add_argument("--debug", action="store_true")
         conf(p)

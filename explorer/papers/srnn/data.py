@@ -10,12 +10,12 @@ Each ``<name>_raw_batchsize16_seqlen100.npz`` holds binary 88-key piano rolls:
 
 The files are never shipped with the project; commands take ``--data DIR``.
 """
+
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -49,7 +49,7 @@ class MusicData:
     u_test: np.ndarray
     mask_test: np.ndarray
     source: str = ""
-    info: Dict[str, object] = field(default_factory=dict)
+    info: dict[str, object] = field(default_factory=dict)
 
     @property
     def title(self) -> str:
@@ -63,7 +63,7 @@ class MusicData:
         n = int(self.mask_test[i].sum())
         return self.u_test[i, :n], self.x_test[i, :n]
 
-    def describe(self) -> Dict[str, object]:
+    def describe(self) -> dict[str, object]:
         return {
             "name": self.name,
             "title": self.title,
@@ -106,7 +106,7 @@ def load(data: os.PathLike | str, name: str) -> MusicData:
     except UserError:
         raise
     except Exception as exc:  # corrupt zip, pickle refused, ...
-        raise UserError(f"{path.name}: not a readable npz file ({type(exc).__name__}: {str(exc)[:200]})")
+        raise UserError(f"{path.name}: not a readable npz file ({type(exc).__name__}: {str(exc)[:200]})") from exc
     for k in ("x_train", "u_train", "x_valid", "u_valid", "x_test", "u_test"):
         a = arrays[k]
         if a.ndim != 3 or a.shape[-1] != N_KEYS:
@@ -119,8 +119,16 @@ def load(data: os.PathLike | str, name: str) -> MusicData:
     return MusicData(name=name, source=str(path), **arrays)
 
 
-def synthetic(name: str = "jsb", n_train: int = 32, n_valid: int = 16, n_test: int = 5, t_chunk: int = 100,
-              t_test: int = 40, seed: int = 0, keys: int = N_KEYS) -> Dict[str, np.ndarray]:
+def synthetic(
+    name: str = "jsb",
+    n_train: int = 32,
+    n_valid: int = 16,
+    n_test: int = 5,
+    t_chunk: int = 100,
+    t_test: int = 40,
+    seed: int = 0,
+    keys: int = N_KEYS,
+) -> dict[str, np.ndarray]:
     """A tiny random data set in the same layout (for tests): arpeggiated chords with some noise."""
     rng = np.random.default_rng(seed)
 
@@ -152,8 +160,15 @@ def synthetic(name: str = "jsb", n_train: int = 32, n_valid: int = 16, n_test: i
         x_test[i, n:] = 0
     u_test = shift(x_test)
     u_test[mask == 0] = np.nan
-    return {"x_train": x_train, "u_train": shift(x_train), "x_valid": x_valid, "u_valid": shift(x_valid),
-            "x_test": x_test, "u_test": u_test, "mask_test": mask}
+    return {
+        "x_train": x_train,
+        "u_train": shift(x_train),
+        "x_valid": x_valid,
+        "u_valid": shift(x_valid),
+        "x_test": x_test,
+        "u_test": u_test,
+        "mask_test": mask,
+    }
 
 
 def write_synthetic(folder: os.PathLike | str, name: str = "jsb", **kw) -> Path:
@@ -172,7 +187,7 @@ def roll_from_music21(max_pieces: int = 12, steps_per_quarter: int = 2, progress
     try:
         from music21 import corpus  # optional dependency
     except Exception:
-        raise UserError("the optional 'music21' package is not installed (pip install music21)")
+        raise UserError("the optional 'music21' package is not installed (pip install music21)") from None
     out = []
     paths = corpus.getComposer("bach")
     for path in paths:
@@ -216,7 +231,7 @@ def inputs_for(x: np.ndarray) -> np.ndarray:
     return u
 
 
-DEMO_PIECES = 40   # test pieces per data set bundled in resources/srnn (the first ones of the authors' test split)
+DEMO_PIECES = 40  # test pieces per data set bundled in resources/srnn (the first ones of the authors' test split)
 
 
 def demo_pieces_path(name: str) -> Path:
@@ -225,7 +240,7 @@ def demo_pieces_path(name: str) -> Path:
     return resources_dir() / "srnn" / f"{name}_test_pieces.npz"
 
 
-def write_demo_pieces(md: "MusicData", out: os.PathLike | str, n: int = DEMO_PIECES) -> Path:
+def write_demo_pieces(md: MusicData, out: os.PathLike | str, n: int = DEMO_PIECES) -> Path:
     """Save the first ``n`` test pieces of ``md`` as bit-packed piano rolls (a few KB) for the bundled demo."""
     arrays = {"index": np.arange(min(n, len(md.x_test)), dtype=np.int32)}
     for i in arrays["index"]:
@@ -237,17 +252,16 @@ def write_demo_pieces(md: "MusicData", out: os.PathLike | str, n: int = DEMO_PIE
     return out
 
 
-def read_demo_pieces(name: str) -> List[Tuple[int, np.ndarray]]:
+def read_demo_pieces(name: str) -> list[tuple[int, np.ndarray]]:
     """The bundled test pieces of data set ``name``: [(index in the test split, x (T, 88) float32)], or []."""
     path = demo_pieces_path(name)
     if not path.exists():
         return []
     with np.load(path, allow_pickle=False) as z:
-        return [(int(i), np.unpackbits(z[f"roll_{i}"], axis=1, count=N_KEYS).astype(np.float32))
-                for i in z["index"]]
+        return [(int(i), np.unpackbits(z[f"roll_{i}"], axis=1, count=N_KEYS).astype(np.float32)) for i in z["index"]]
 
 
-def find_data_dir(candidates: Optional[list] = None) -> Optional[Path]:
+def find_data_dir(candidates: list | None = None) -> Path | None:
     """A folder with the authors' npz files: $SRNN_MUSIC_DATA, then the usual shared location, or None."""
     cands = list(candidates or [])
     env = os.environ.get("SRNN_MUSIC_DATA")

@@ -8,10 +8,12 @@ importance-sampled bound with K samples of the whole z path per piece,
 a one-sample ELBO estimate with the sampled instead of the analytic KL). For the GRU baseline every number is
 the exact log-likelihood.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Dict, Optional
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,9 +22,18 @@ from .data import PAPER_PER_STEP, PAPER_RNN_PER_STEP, MusicData
 
 
 @torch.no_grad()
-def sequence_scores(model, u: np.ndarray, x: np.ndarray, mask: np.ndarray, device, samples: int = 0,
-                    batch_steps: int = 40000, seed: int = 0, progress: Optional[Callable] = None,
-                    token=None) -> Dict[str, np.ndarray]:
+def sequence_scores(
+    model,
+    u: np.ndarray,
+    x: np.ndarray,
+    mask: np.ndarray,
+    device,
+    samples: int = 0,
+    batch_steps: int = 40000,
+    seed: int = 0,
+    progress: Callable | None = None,
+    token=None,
+) -> dict[str, np.ndarray]:
     """Per-piece sums over real steps: elbo, ll, kl (one sample), and the IWAE log-mean-weight (K samples).
 
     Pieces are sorted by length and batched (trimmed to the batch's longest piece); ``samples`` K copies of each
@@ -42,7 +53,7 @@ def sequence_scores(model, u: np.ndarray, x: np.ndarray, mask: np.ndarray, devic
     while i < N:
         T = int(lengths[order[i]])
         nb = max(1, min(N - i, batch_steps // max(T, 1)))
-        idx = order[i:i + nb]
+        idx = order[i : i + nb]
         ub = torch.from_numpy(np.nan_to_num(u[idx, :T])).to(device)
         xb = torch.from_numpy(x[idx, :T]).to(device)
         mb = torch.from_numpy(mask[idx, :T]).to(device)
@@ -53,7 +64,7 @@ def sequence_scores(model, u: np.ndarray, x: np.ndarray, mask: np.ndarray, devic
         res["ll"][idx] = (out["ll"] * mb).sum(1).cpu().numpy()
         res["kl"][idx] = (out["kl"] * mb).sum(1).cpu().numpy()
         res["elbo"][idx] = res["ll"][idx] - res["kl"][idx]
-        done += int(mb.sum()) 
+        done += int(mb.sum())
         if progress is not None:
             progress(done / total, "ELBO")
         if is_srnn and K > 0:
@@ -84,11 +95,21 @@ def sequence_scores(model, u: np.ndarray, x: np.ndarray, mask: np.ndarray, devic
     return res
 
 
-def evaluate_test(model, data: MusicData, device, samples: int = 100, seed: int = 0, progress=None,
-                  token=None) -> Dict[str, Any]:
+def evaluate_test(
+    model, data: MusicData, device, samples: int = 100, seed: int = 0, progress=None, token=None
+) -> dict[str, Any]:
     """The eval command's numbers for one data set (see the module docstring)."""
-    sc = sequence_scores(model, data.u_test, data.x_test, data.mask_test, device, samples=samples, seed=seed,
-                         progress=progress, token=token)
+    sc = sequence_scores(
+        model,
+        data.u_test,
+        data.x_test,
+        data.mask_test,
+        device,
+        samples=samples,
+        seed=seed,
+        progress=progress,
+        token=token,
+    )
     steps = sc["steps"]
     keep = steps > 0
     per = lambda k: float(np.mean(sc[k][keep] / steps[keep]))  # noqa: E731
@@ -112,8 +133,9 @@ def evaluate_test(model, data: MusicData, device, samples: int = 100, seed: int 
     }
 
 
-def predictive_test(model, data: MusicData, device, particles: int = 256, seed: int = 0, progress=None,
-                    token=None) -> Dict[str, Any]:
+def predictive_test(
+    model, data: MusicData, device, particles: int = 256, seed: int = 0, progress=None, token=None
+) -> dict[str, Any]:
     """The test set's one-step predictive log-likelihood, log p(x_t | x_<t) summed over each piece and divided by
     its length, averaged over the pieces (the paper's per-step convention): by a particle filter for SRNN
     (``SRNN.predictive``; its sum is a stochastic lower bound on log p(x_1:T) in expectation, tighter with more
@@ -140,13 +162,18 @@ def predictive_test(model, data: MusicData, device, particles: int = 256, seed: 
             steps += len(x)
             if progress is not None:
                 progress((i + 1) / n, f"piece {i + 1}/{n}")
-    return {"test_predictive_per_step": float(np.mean(per_piece)),
-            "predictive_particles": int(particles) if model.config["kind"] == "srnn" else 0,
-            "predictive_pieces": len(per_piece), "predictive_steps": steps}
+    return {
+        "test_predictive_per_step": float(np.mean(per_piece)),
+        "predictive_particles": int(particles) if model.config["kind"] == "srnn" else 0,
+        "predictive_pieces": len(per_piece),
+        "predictive_steps": steps,
+    }
 
 
-def describe_model(cfg: Dict[str, Any]) -> str:
+def describe_model(cfg: dict[str, Any]) -> str:
     if cfg.get("kind") == "gru":
         return f"GRU baseline (d={cfg['d_dim']})"
-    return (f"SRNN {cfg['inference']}{'+Resq' if cfg.get('resq') else ''} "
-            f"(d={cfg['d_dim']}, z={cfg['z_dim']}, a={cfg['a_dim']}, mlp={cfg['hidden']})")
+    return (
+        f"SRNN {cfg['inference']}{'+Resq' if cfg.get('resq') else ''} "
+        f"(d={cfg['d_dim']}, z={cfg['z_dim']}, a={cfg['a_dim']}, mlp={cfg['hidden']})"
+    )

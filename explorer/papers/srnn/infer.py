@@ -3,11 +3,12 @@
 Every function takes plain numpy inputs, returns plain numpy/dicts, and accepts ``token``/``progress`` where it
 loops, so the panel can cancel it.
 """
+
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 
 import numpy as np
 
@@ -34,7 +35,7 @@ def load_for_app(path, device="cpu"):
     return load_model_file(path, device)
 
 
-def load_companions(dataset: str, device="cpu", skip: Optional[str] = None, token=None) -> Dict[str, Any]:
+def load_companions(dataset: str, device="cpu", skip: str | None = None, token=None) -> dict[str, Any]:
     """The bundled models for ``dataset`` that exist: {'smooth': (model, meta), 'filter': ..., 'gru': ...}."""
     from explorer.core.paths import models_dir
 
@@ -54,8 +55,9 @@ def load_companions(dataset: str, device="cpu", skip: Optional[str] = None, toke
 
 
 # -- pieces ---------------------------------------------------------------------------------------------------
-def load_pieces(dataset: str, data_dir=None, max_pieces: int = 40, token=None, progress=None
-                ) -> Tuple[List[Tuple[str, np.ndarray]], str]:
+def load_pieces(
+    dataset: str, data_dir=None, max_pieces: int = 40, token=None, progress=None
+) -> tuple[list[tuple[str, np.ndarray]], str]:
     """Test pieces to look at: [(title, x (T, 88))], and a description of the source.
 
     From the authors' npz files when found (``data_dir``, $SRNN_MUSIC_DATA or the shared folder), else the test
@@ -84,8 +86,9 @@ def load_pieces(dataset: str, data_dir=None, max_pieces: int = 40, token=None, p
 
 
 # -- analysis ---------------------------------------------------------------------------------------------------
-def analyse(model, x: np.ndarray, samples: int = 16, seed: int = 0, device="cpu", token=None,
-            particles: int = 256) -> Dict[str, Any]:
+def analyse(
+    model, x: np.ndarray, samples: int = 16, seed: int = 0, device="cpu", token=None, particles: int = 256
+) -> dict[str, Any]:
     """Everything the tab plots for one piece x (T, 88) and one model.
 
     * probs (T, 88): p(x_t = 1 | z_t, d_t) averaged over ``samples`` posterior paths (the reconstruction the
@@ -118,7 +121,7 @@ def analyse(model, x: np.ndarray, samples: int = 16, seed: int = 0, device="cpu"
             token.check()
         probs = torch.sigmoid(out["logits"]).mean(0)
         ll, kl = out["ll"].mean(0), out["kl"].mean(0)
-        res: Dict[str, Any] = {
+        res: dict[str, Any] = {
             "kind": model.config["kind"],
             "probs": probs.cpu().numpy(),
             "ll": ll.cpu().numpy(),
@@ -130,12 +133,14 @@ def analyse(model, x: np.ndarray, samples: int = 16, seed: int = 0, device="cpu"
         }
         if is_srnn:
             mean = model(ub, xb, sample=False)
-            res.update({
-                "mu_q": mean["mu_q"][0].cpu().numpy(),
-                "std_q": torch.exp(0.5 * mean["logvar_q"][0]).cpu().numpy(),
-                "mu_p": mean["mu_p"][0].cpu().numpy(),
-                "std_p": torch.exp(0.5 * mean["logvar_p"][0]).cpu().numpy(),
-            })
+            res.update(
+                {
+                    "mu_q": mean["mu_q"][0].cpu().numpy(),
+                    "std_q": torch.exp(0.5 * mean["logvar_q"][0]).cpu().numpy(),
+                    "mu_p": mean["mu_p"][0].cpu().numpy(),
+                    "std_p": torch.exp(0.5 * mean["logvar_p"][0]).cpu().numpy(),
+                }
+            )
             from .model import gaussian_kl
 
             kl_dims = gaussian_kl(out["mu_q"], out["logvar_q"], out["mu_p"], out["logvar_p"]).mean((0, 1))
@@ -145,17 +150,24 @@ def analyse(model, x: np.ndarray, samples: int = 16, seed: int = 0, device="cpu"
                 token.check()
             # the honest one-step view: p(x_t | x_<t) by a particle filter (nothing has seen x_t)
             log_pred, pred_probs, ess = model.predictive(ub[0], xb[0], particles=particles, generator=gen)
-            res.update({"pred_ll": log_pred.cpu().numpy(), "pred_probs": pred_probs.cpu().numpy(),
-                        "pred_ll_per_step": float(log_pred.mean()), "particles": int(particles),
-                        "min_ess": float(ess.min())})
+            res.update(
+                {
+                    "pred_ll": log_pred.cpu().numpy(),
+                    "pred_probs": pred_probs.cpu().numpy(),
+                    "pred_ll_per_step": float(log_pred.mean()),
+                    "particles": int(particles),
+                    "min_ess": float(ess.min()),
+                }
+            )
         else:
             # the GRU's output is already the one-step prediction: its ll is log p(x_t | x_<t), exactly
             res.update({"pred_ll": res["ll"], "pred_probs": res["probs"], "pred_ll_per_step": res["elbo_per_step"]})
     return res
 
 
-def continue_music(model, x: np.ndarray, prime_steps: int, steps: int, seed: int = 0, temperature: float = 1.0,
-                   device="cpu") -> Dict[str, np.ndarray]:
+def continue_music(
+    model, x: np.ndarray, prime_steps: int, steps: int, seed: int = 0, temperature: float = 1.0, device="cpu"
+) -> dict[str, np.ndarray]:
     """Prime the model with the first ``prime_steps`` frames of x and sample ``steps`` more from the generative
     model. Returns {'prime': (P, 88), 'generated': (steps, 88), 'probs': (steps, 88)}."""
     import torch
@@ -170,8 +182,9 @@ def continue_music(model, x: np.ndarray, prime_steps: int, steps: int, seed: int
     with torch.no_grad():
         if model.config["kind"] == "srnn":
             torch.manual_seed(seed)  # the priming posterior sample
-            frames, probs = model.generate(ub, steps, x_prime=torch.from_numpy(xp).unsqueeze(0).to(device),
-                                           generator=gen, temperature=temperature)
+            frames, probs = model.generate(
+                ub, steps, x_prime=torch.from_numpy(xp).unsqueeze(0).to(device), generator=gen, temperature=temperature
+            )
         else:
             # the GRU reads x_{1..P} as inputs to predict x_{P+1}
             u_all = torch.from_numpy(np.concatenate([up, xp[-1:]], 0)).unsqueeze(0).to(device)
@@ -179,7 +192,7 @@ def continue_music(model, x: np.ndarray, prime_steps: int, steps: int, seed: int
     return {"prime": xp, "generated": frames[0].cpu().numpy(), "probs": probs[0].cpu().numpy()}
 
 
-def sample_pieces(model, n: int = 4, steps: int = 120, seed: int = 0, device="cpu") -> List[Tuple[str, np.ndarray]]:
+def sample_pieces(model, n: int = 4, steps: int = 120, seed: int = 0, device="cpu") -> list[tuple[str, np.ndarray]]:
     """Pieces sampled from the model itself (for a tab without any music data): primed with one silent frame."""
     pieces = []
     for i in range(n):
@@ -218,8 +231,8 @@ def synthesize(roll: np.ndarray, step_s: float = 0.3, sr: int = 22050, lowest_mi
             env = np.exp(-tt * 2.5) * np.minimum(1.0, tt / 0.005)
             if m > dur:
                 env[dur:] *= np.exp(-(tt[dur:] - tt[dur]) * 30.0)
-            tone = (np.sin(2 * np.pi * f * tt) + 0.4 * np.sin(4 * np.pi * f * tt) + 0.15 * np.sin(6 * np.pi * f * tt))
-            audio[s * n:s * n + m] += env * tone
+            tone = np.sin(2 * np.pi * f * tt) + 0.4 * np.sin(4 * np.pi * f * tt) + 0.15 * np.sin(6 * np.pi * f * tt)
+            audio[s * n : s * n + m] += env * tone
     peak = np.max(np.abs(audio)) if audio.size else 0.0
     if peak > 0:
         audio *= 0.8 / peak

@@ -19,10 +19,11 @@ The four MLPs of the stochastic layer (prior mean/log-variance, posterior mean/l
 fused weights so that one time step costs one matmul for z_{t-1} and one batched matmul for the outputs; the
 maths is that of four separate 1-hidden-layer MLPs.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Optional, Tuple
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -30,21 +31,21 @@ import torch.nn.functional as F
 
 LOG_2PI = math.log(2 * math.pi)
 
-DEFAULT_CONFIG: Dict[str, Any] = {
-    "kind": "srnn",          # "srnn" or "gru" (the baseline)
+DEFAULT_CONFIG: dict[str, Any] = {
+    "kind": "srnn",  # "srnn" or "gru" (the baseline)
     "x_dim": 88,
-    "hidden": 500,           # MLP width (embedding, stochastic-layer MLPs, emission)
-    "d_dim": 300,            # deterministic GRU
-    "z_dim": 100,            # stochastic layer
-    "a_dim": 300,            # inference GRU / MLP
-    "inference": "smooth",   # "smooth" or "filter"
+    "hidden": 500,  # MLP width (embedding, stochastic-layer MLPs, emission)
+    "d_dim": 300,  # deterministic GRU
+    "z_dim": 100,  # stochastic layer
+    "a_dim": 300,  # inference GRU / MLP
+    "inference": "smooth",  # "smooth" or "filter"
     "resq": True,
-    "clip": 3.0,             # range of the clipped leaky ReLU
+    "clip": 3.0,  # range of the clipped leaky ReLU
     "var_eps": 1e-6,
 }
 
 
-def make_config(**overrides) -> Dict[str, Any]:
+def make_config(**overrides) -> dict[str, Any]:
     cfg = dict(DEFAULT_CONFIG)
     cfg.update({k: v for k, v in overrides.items() if v is not None})
     if cfg["kind"] not in ("srnn", "gru"):
@@ -54,7 +55,7 @@ def make_config(**overrides) -> Dict[str, Any]:
     return cfg
 
 
-def build(config: Dict[str, Any]) -> nn.Module:
+def build(config: dict[str, Any]) -> nn.Module:
     cfg = make_config(**config)
     return SRNN(cfg) if cfg["kind"] == "srnn" else GRUBaseline(cfg)
 
@@ -93,7 +94,7 @@ def _bernoulli(p: torch.Tensor, generator=None) -> torch.Tensor:
     return torch.bernoulli(p.cpu(), generator=generator).to(p.device)
 
 
-def reverse_padded(x, lengths: Optional[torch.Tensor]):
+def reverse_padded(x, lengths: torch.Tensor | None):
     """Reverse each sequence of ``x`` (B, T, ...) within its own length; padding stays at the end."""
     if lengths is None:
         return x.flip(1)
@@ -121,19 +122,20 @@ def _mlp_init(layer: nn.Linear) -> None:
 
 
 class _Base(nn.Module):
-    def __init__(self, cfg: Dict[str, Any]) -> None:
+    def __init__(self, cfg: dict[str, Any]) -> None:
         super().__init__()
         self.config = dict(cfg)
         h, xd = cfg["hidden"], cfg["x_dim"]
         self.clip = float(cfg["clip"])
-        self.emb = nn.Sequential(nn.Linear(xd, h), ClippedLeakyReLU(self.clip), nn.Linear(h, h),
-                                 ClippedLeakyReLU(self.clip))
+        self.emb = nn.Sequential(
+            nn.Linear(xd, h), ClippedLeakyReLU(self.clip), nn.Linear(h, h), ClippedLeakyReLU(self.clip)
+        )
         self.d_rnn = nn.GRU(h, cfg["d_dim"], batch_first=True)
 
     #: memory budget of the deterministic GRU's backpropagation through time, as a fraction of full BPTT's
     #: (``train srnn --bptt-memory F``): when set, training runs the GRU step by step through
     #: ``explorer.papers.bptt.checkpointed_rnn`` (Gruslys et al.), same gradients, less stored activation
-    bptt_memory: Optional[float] = None
+    bptt_memory: float | None = None
 
     def deterministic(self, u, d0=None):
         """d_{1:T} (B, T, D) and the last state (B, D)."""
@@ -146,8 +148,9 @@ class _Base(nn.Module):
             from explorer.papers.bptt import checkpointed_rnn
 
             h = h0 if h0 is not None else inputs.new_zeros(inputs.shape[0], gru.hidden_size)
-            out, hT = checkpointed_rnn(_GRUStep(gru), inputs.transpose(0, 1), h,
-                                       memory_fraction=float(self.bptt_memory))
+            out, hT = checkpointed_rnn(
+                _GRUStep(gru), inputs.transpose(0, 1), h, memory_fraction=float(self.bptt_memory)
+            )
             return out.transpose(0, 1), hT
         out, hT = gru(inputs, None if h0 is None else h0.unsqueeze(0).contiguous())
         return out, hT[0]
@@ -168,7 +171,7 @@ class _GRUStep(nn.Module):
 class GRUBaseline(_Base):
     """The paper's 'RNN' row, with a GRU: d_t = GRU(d_{t-1}, e(u_t)), p(x_t | d_t) Bernoulli from an MLP."""
 
-    def __init__(self, cfg: Dict[str, Any]) -> None:
+    def __init__(self, cfg: dict[str, Any]) -> None:
         super().__init__(cfg)
         h = cfg["hidden"]
         self.out = nn.Sequential(nn.Linear(cfg["d_dim"], h), ClippedLeakyReLU(self.clip), nn.Linear(h, cfg["x_dim"]))
@@ -207,7 +210,7 @@ class GRUBaseline(_Base):
 
 
 class SRNN(_Base):
-    def __init__(self, cfg: Dict[str, Any]) -> None:
+    def __init__(self, cfg: dict[str, Any]) -> None:
         super().__init__(cfg)
         h, D, Z, A, X = cfg["hidden"], cfg["d_dim"], cfg["z_dim"], cfg["a_dim"], cfg["x_dim"]
         self.smooth = cfg["inference"] == "smooth"
@@ -236,7 +239,7 @@ class SRNN(_Base):
             self.prior_in.weight.normal_(0, std_p)
             self.post_in.weight.normal_(0, std_q)
             self.z_in.weight[: 2 * h].normal_(0, std_p)
-            self.z_in.weight[2 * h:].normal_(0, std_q)
+            self.z_in.weight[2 * h :].normal_(0, std_q)
             self.out_w.normal_(0, math.sqrt(2.0 / (h + Z)))
         _init_gru(self.d_rnn)
         if self.smooth:
@@ -280,8 +283,8 @@ class SRNN(_Base):
         pre_t = pre.unbind(1)  # unbind, not pre[:, t]: the latter's backward zero-fills (B, T, 4h) every step
         noise_t = noise.unbind(1) if sample else None
         for t in range(T):
-            hid = act(pre_t[t] + F.linear(z, w_z), self.clip)                        # (B, 4h)
-            o = torch.baddbmm(out_b, hid.view(B, 4, h).transpose(0, 1), out_w)     # (4, B, Z)
+            hid = act(pre_t[t] + F.linear(z, w_z), self.clip)  # (B, 4h)
+            o = torch.baddbmm(out_b, hid.view(B, 4, h).transpose(0, 1), out_w)  # (4, B, Z)
             o_mp, _, o_mq, o_lq = o.unbind(0)
             mu_q = o_mq + o_mp if self.resq else o_mq
             if sample:
@@ -317,8 +320,9 @@ class SRNN(_Base):
         logits = self.emit(torch.cat([d, st["z"]], -1))
         ll = bernoulli_loglik(logits, x)
         kl = gaussian_kl(st["mu_q"], st["logvar_q"], st["mu_p"], st["logvar_p"]).sum(-1)
-        log_w = ll + (gaussian_logpdf(st["z"], st["mu_p"], st["logvar_p"])
-                      - gaussian_logpdf(st["z"], st["mu_q"], st["logvar_q"])).sum(-1)
+        log_w = ll + (
+            gaussian_logpdf(st["z"], st["mu_p"], st["logvar_p"]) - gaussian_logpdf(st["z"], st["mu_q"], st["logvar_q"])
+        ).sum(-1)
         if lengths is not None and state is None:
             new_state = None
         else:
@@ -328,8 +332,10 @@ class SRNN(_Base):
         return out
 
     def initial_state(self, batch: int, device=None):
-        return (torch.zeros(batch, self.config["d_dim"], device=device),
-                torch.zeros(batch, self.config["z_dim"], device=device))
+        return (
+            torch.zeros(batch, self.config["d_dim"], device=device),
+            torch.zeros(batch, self.config["z_dim"], device=device),
+        )
 
     @torch.no_grad()
     def predictive(self, u, x, particles: int = 256, generator=None):
@@ -404,7 +410,7 @@ def per_sequence(values, mask=None):
     return (values * mask).sum(1) / mask.sum(1).clamp_min(1.0)
 
 
-def elbo_loss(out: Dict[str, torch.Tensor], mask=None, kl_weight: float = 1.0):
+def elbo_loss(out: dict[str, torch.Tensor], mask=None, kl_weight: float = 1.0):
     """Training loss: minus the mean over sequences of the per-step annealed ELBO (the authors' f_train).
 
     Returns (loss, elbo_per_step (unannealed, float), kl_per_step (float))."""

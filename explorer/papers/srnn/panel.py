@@ -3,18 +3,28 @@
 
 All computation runs in workers (``self.runner``); torch is imported inside the worker functions (infer.py).
 """
+
 from __future__ import annotations
 
 import os
 import re
 import tempfile
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QUrl
-from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QSpinBox,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSizePolicy,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
 
 from explorer.ui.panel_base import PaperPanel
 from explorer.ui.widgets.fit_scroll import shrinkable
@@ -24,13 +34,22 @@ from explorer.ui.widgets.task_bar import TaskBar
 
 from .data import DATASET_TITLES, DATASETS, PAPER_PER_STEP
 
-COL = {"smooth": (40, 110, 230), "filter": (240, 140, 20), "gru": (120, 120, 120), "smooth_noresq": (40, 170, 90),
-       "prior": (200, 40, 40)}
-LABEL = {"smooth": "SRNN smoothing+Resq", "filter": "SRNN filtering+Resq", "smooth_noresq": "SRNN smoothing",
-         "gru": "GRU baseline (exact)"}
+COL = {
+    "smooth": (40, 110, 230),
+    "filter": (240, 140, 20),
+    "gru": (120, 120, 120),
+    "smooth_noresq": (40, 170, 90),
+    "prior": (200, 40, 40),
+}
+LABEL = {
+    "smooth": "SRNN smoothing+Resq",
+    "filter": "SRNN filtering+Resq",
+    "smooth_noresq": "SRNN smoothing",
+    "gru": "GRU baseline (exact)",
+}
 N_LATENT_PLOTS = 3
-ROW_MIN_PX = 80           # least height of a row of plots (title, data; the time axis is written once, below)
-BOTTOM_ROW_MIN_PX = 110   # the lowest row also holds the time axis
+ROW_MIN_PX = 80  # least height of a row of plots (title, data; the time axis is written once, below)
+BOTTOM_ROW_MIN_PX = 110  # the lowest row also holds the time axis
 COL_MIN_PX = 360
 PROB_TITLE = "Predicted p(note on | earlier steps)"
 LL_TITLE = "log p(x_t | earlier steps): one-step prediction (nats)"
@@ -39,7 +58,7 @@ CONT_TITLE = "Continue the music"
 
 
 # ---------------------------------------------------------------------------------------------- worker functions
-def prepare_job(dataset: str, main_name: Optional[str], context=None, token=None, progress=None):
+def prepare_job(dataset: str, main_name: str | None, context=None, token=None, progress=None):
     """Pieces for ``dataset`` and the companion models (smoothing, filtering, GRU) that exist in models/."""
     from . import infer
 
@@ -49,7 +68,7 @@ def prepare_job(dataset: str, main_name: Optional[str], context=None, token=None
     return {"dataset": dataset, "pieces": pieces, "source": source, "companions": comps}
 
 
-def analyse_job(models: Dict[str, Any], x: np.ndarray, samples: int, context=None, token=None, progress=None):
+def analyse_job(models: dict[str, Any], x: np.ndarray, samples: int, context=None, token=None, progress=None):
     """Generator: yields (key, analysis) per model, the main one first."""
     from . import infer
 
@@ -63,8 +82,18 @@ def analyse_job(models: Dict[str, Any], x: np.ndarray, samples: int, context=Non
     return len(keys)
 
 
-def continue_job(model, x: np.ndarray, prime: int, steps: int, seed: int, temperature: float, step_s: float,
-                 wav_dir: str, context=None, token=None):
+def continue_job(
+    model,
+    x: np.ndarray,
+    prime: int,
+    steps: int,
+    seed: int,
+    temperature: float,
+    step_s: float,
+    wav_dir: str,
+    context=None,
+    token=None,
+):
     from . import infer
 
     device = context.device() if context is not None else "cpu"
@@ -78,8 +107,10 @@ def continue_job(model, x: np.ndarray, prime: int, steps: int, seed: int, temper
 def chorales_job(token=None, progress=None):
     from . import data as D
 
-    return [(f"music21 chorale {t} ({len(r)} steps)", r)
-            for t, r in D.roll_from_music21(max_pieces=12, token=token, progress=progress)]
+    return [
+        (f"music21 chorale {t} ({len(r)} steps)", r)
+        for t, r in D.roll_from_music21(max_pieces=12, token=token, progress=progress)
+    ]
 
 
 def samples_job(model, context=None, token=None):
@@ -92,22 +123,22 @@ def samples_job(model, context=None, token=None):
 class SRNNPanel(PaperPanel):
     def __init__(self, spec, context, parent=None):
         super().__init__(spec, context, parent)
-        self.models: Dict[str, Any] = {}        # key -> model ('smooth' is the one the big number is about)
-        self.pieces: List[Tuple[str, np.ndarray]] = []
-        self.dataset: Optional[str] = None
-        self.results: Dict[str, Dict[str, Any]] = {}
+        self.models: dict[str, Any] = {}  # key -> model ('smooth' is the one the big number is about)
+        self.pieces: list[tuple[str, np.ndarray]] = []
+        self.dataset: str | None = None
+        self.results: dict[str, dict[str, Any]] = {}
         self._player = None
         self._audio = None
         self._wav_dir = tempfile.mkdtemp(prefix="nips-srnn-")
-        self._last_wav: Optional[str] = None
+        self._last_wav: str | None = None
         self._cont_seed = 0
-        self.main_key: Optional[str] = None
+        self.main_key: str | None = None
         self.source = ""
         self.continuation = None
-        self._started = False                   # the default demo ran: later checkpoints redo the views
-        self._bar_key: Optional[str] = None     # whose progress the task bar shows
-        self._keep_piece: Optional[int] = None
-        self._draw_gen = 0                      # see _clear_curves
+        self._started = False  # the default demo ran: later checkpoints redo the views
+        self._bar_key: str | None = None  # whose progress the task bar shows
+        self._keep_piece: int | None = None
+        self._draw_gen = 0  # see _clear_curves
 
     def build_steps(self):
         yield from self._build_ui()
@@ -125,8 +156,9 @@ class SRNNPanel(PaperPanel):
         self.samples_spin = QSpinBox()
         self.samples_spin.setRange(1, 256)
         self.samples_spin.setValue(16)
-        self.samples_spin.setToolTip("Posterior samples of the z path: averaged for the curves, and the K of the "
-                                     "importance-sampled bound")
+        self.samples_spin.setToolTip(
+            "Posterior samples of the z path: averaged for the curves, and the K of the importance-sampled bound"
+        )
         self.source_box = QComboBox()
         self.source_box.addItem("test set", "test")
         self.source_box.addItem("Bach chorales (music21)", "music21")
@@ -135,8 +167,10 @@ class SRNNPanel(PaperPanel):
         if importlib.util.find_spec("music21") is None:
             self.source_box.model().item(1).setEnabled(False)
             self.source_box.setItemData(1, "install the optional music21 package to use its chorales", Qt.ToolTipRole)
-        self.source_box.setToolTip("Pieces from the data set's held-out test split, or Bach chorales that the "
-                                   "optional music21 package ships (quantised to eighth notes like JSB)")
+        self.source_box.setToolTip(
+            "Pieces from the data set's held-out test split, or Bach chorales that the "
+            "optional music21 package ships (quantised to eighth notes like JSB)"
+        )
         row.addWidget(QLabel("Data set"))
         row.addWidget(self.dataset_box)
         row.addWidget(QLabel("Pieces"))
@@ -150,10 +184,12 @@ class SRNNPanel(PaperPanel):
         head = QHBoxLayout()
         self.elbo_label = QLabel("…")
         self.elbo_label.setFont(bold_font(16))
-        self.elbo_label.setToolTip("ELBO per time step of this piece (nats): the sum over its steps of "
-                                   "log p(x_t|z_t,d_t) - KL_t, divided by its length; the paper averages this over "
-                                   "the test pieces. In brackets: the paper's figure for SRNN smoothing+Resq on "
-                                   "this data set's whole test set")
+        self.elbo_label.setToolTip(
+            "ELBO per time step of this piece (nats): the sum over its steps of "
+            "log p(x_t|z_t,d_t) - KL_t, divided by its length; the paper averages this over "
+            "the test pieces. In brackets: the paper's figure for SRNN smoothing+Resq on "
+            "this data set's whole test set"
+        )
         self.info_label = QLabel("")
         self.info_label.setWordWrap(True)
         # room for its usual two lines from the start: filled in, it does not push the plots down (a resize of
@@ -176,8 +212,9 @@ class SRNNPanel(PaperPanel):
         self.glw.setMinimumWidth(2 * COL_MIN_PX)
         # the legend of the curves: a row of coloured names above the plots, never a box over the data
         self.legend = LegendRow()
-        self.legend.setToolTip("Colours of the models in the KL and log-likelihood plots, and of the latent "
-                               "plots' curves")
+        self.legend.setToolTip(
+            "Colours of the models in the KL and log-likelihood plots, and of the latent plots' curves"
+        )
         plots = QWidget()
         pl = QVBoxLayout(plots)
         pl.setContentsMargins(0, 0, 0, 0)
@@ -202,8 +239,13 @@ class SRNNPanel(PaperPanel):
         yield
         self.p_cont = self.glw.addPlot(row=N_LATENT_PLOTS, col=1)
         yield
-        for p, title in ((self.p_roll, "Piano roll (test piece)"), (self.p_prob, PROB_TITLE),
-                         (self.p_kl, KL_TITLE), (self.p_ll, LL_TITLE), (self.p_cont, CONT_TITLE)):
+        for p, title in (
+            (self.p_roll, "Piano roll (test piece)"),
+            (self.p_prob, PROB_TITLE),
+            (self.p_kl, KL_TITLE),
+            (self.p_ll, LL_TITLE),
+            (self.p_cont, CONT_TITLE),
+        ):
             self._title(p, title)
         for i, p in enumerate(self.p_lat):
             self._title(p, f"latent z[{i}]")
@@ -238,7 +280,7 @@ class SRNNPanel(PaperPanel):
             p.addItem(line, ignoreBounds=True)
             self.cursors.append(line)
         self.hover_label = QLabel("")
-        status = QHBoxLayout()              # what the mouse points at, and the progress of the work running
+        status = QHBoxLayout()  # what the mouse points at, and the progress of the work running
         status.addWidget(self.hover_label, 1)
         status.addWidget(self.taskbar, 1)
         self.body.addLayout(status)
@@ -270,15 +312,22 @@ class SRNNPanel(PaperPanel):
         self.play_button.setToolTip("Play the primer (grey) and the continuation (orange) with a simple synth")
         self.stop_button = QPushButton("Stop")
         self.play_button.setEnabled(False)
-        for w, t in ((QLabel("Prime"), None), (self.prime_spin, None), (QLabel("Generate"), None),
-                     (self.gen_spin, None), (QLabel("Temperature"), None), (self.temp_spin, None),
-                     (QLabel("s/step"), None), (self.step_spin, None)):
+        for w, _t in (
+            (QLabel("Prime"), None),
+            (self.prime_spin, None),
+            (QLabel("Generate"), None),
+            (self.gen_spin, None),
+            (QLabel("Temperature"), None),
+            (self.temp_spin, None),
+            (QLabel("s/step"), None),
+            (self.step_spin, None),
+        ):
             cont.addWidget(w)
         cont.addWidget(self.continue_button)
         cont.addWidget(self.play_button)
         cont.addWidget(self.stop_button)
         self.audio_label = QLabel("")
-        self.audio_label.setWordWrap(True)          # a long path wraps instead of widening the whole tab
+        self.audio_label.setWordWrap(True)  # a long path wraps instead of widening the whole tab
         self.audio_label.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
         cont.addWidget(self.audio_label, 1)
         self.body.addLayout(cont)
@@ -290,8 +339,9 @@ class SRNNPanel(PaperPanel):
         self.continue_button.clicked.connect(self._continue)
         self.play_button.clicked.connect(self._play)
         self.stop_button.clicked.connect(self._stop_audio)
-        self.reveal_later(self.p_roll, self.p_lat[0], self.p_prob, self.p_lat[1], self.p_kl, self.p_lat[2],
-                          self.p_ll, self.p_cont)
+        self.reveal_later(
+            self.p_roll, self.p_lat[0], self.p_prob, self.p_lat[1], self.p_kl, self.p_lat[2], self.p_ll, self.p_cont
+        )
 
     @staticmethod
     def _title(plot, text: str) -> None:
@@ -299,11 +349,14 @@ class SRNNPanel(PaperPanel):
 
     def _update_legend(self) -> None:
         """The colours of what is drawn: one entry per analysed model, then the latent plots' curves."""
-        entries = [(COL[k], "line", LABEL[k]) for k in ("smooth", "filter", "smooth_noresq", "gru")
-                   if k in self.results]
+        entries = [
+            (COL[k], "line", LABEL[k]) for k in ("smooth", "filter", "smooth_noresq", "gru") if k in self.results
+        ]
         if any(p.listDataItems() for p in self.p_lat):
-            entries += [((40, 110, 230), "band", "latents: posterior mean ±1 std"), (COL["prior"], "dash",
-                                                                                     "prior mean")]
+            entries += [
+                ((40, 110, 230), "band", "latents: posterior mean ±1 std"),
+                (COL["prior"], "dash", "prior mean"),
+            ]
         self.legend.set_entries(entries)
 
     # ---------------------------------------------------------------------------------------- model/data
@@ -338,8 +391,9 @@ class SRNNPanel(PaperPanel):
     def _fill_datasets(self):
         from explorer.core.paths import models_dir
 
-        avail = [d for d in DATASETS if (models_dir() / f"srnn_{d}_smooth_resq.safetensors").exists()
-                 or d == self.dataset]
+        avail = [
+            d for d in DATASETS if (models_dir() / f"srnn_{d}_smooth_resq.safetensors").exists() or d == self.dataset
+        ]
         self.dataset_box.blockSignals(True)
         self.dataset_box.clear()
         for d in avail:
@@ -366,16 +420,21 @@ class SRNNPanel(PaperPanel):
         because its views were cleared for new work, says nothing: the newer work owns the bar."""
         if self.runner.latest_cancelled(key) and self._bar_key == key:
             self._bar_end(key, f"{what} cancelled.")
-            self.mark_demo_done()           # nothing more is coming for the default demo
+            self.mark_demo_done()  # nothing more is coming for the default demo
 
     def _on_source_changed(self, _i):
         if self.source_box.currentData() == "music21":
             self._clear_views()
             self._bar_start("pieces", "reading Bach chorales from music21…")
-            self.runner.submit(chorales_job, key="pieces", name="srnn chorales",
-                               on_result=lambda p: self._set_pieces(p, "Bach chorales from music21", "pieces"),
-                               on_progress=self.taskbar.set_progress, on_error=self._error_of("pieces"),
-                               on_cancelled=lambda: self._cancelled("pieces", "Reading the chorales"))
+            self.runner.submit(
+                chorales_job,
+                key="pieces",
+                name="srnn chorales",
+                on_result=lambda p: self._set_pieces(p, "Bach chorales from music21", "pieces"),
+                on_progress=self.taskbar.set_progress,
+                on_error=self._error_of("pieces"),
+                on_cancelled=lambda: self._cancelled("pieces", "Reading the chorales"),
+            )
         elif self.dataset:
             self.runner.cancel("pieces")
             self._clear_views()
@@ -389,18 +448,27 @@ class SRNNPanel(PaperPanel):
             return
         path = models_dir() / f"srnn_{ds}_smooth_resq.safetensors"
         if not path.exists():
-            self._fill_datasets()     # not offered without its model; put the box back
+            self._fill_datasets()  # not offered without its model; put the box back
             return
         # the data set follows the checkpoint: open this data set's model; on_model_loaded redoes the views
         self.open_checkpoint(path, on_done=lambda ok: None if ok else self._fill_datasets())
 
     def _prepare(self, dataset):
-        self._bar_start("prepare", f"loading {DATASET_TITLES.get(dataset, dataset)} pieces and models…",
-                        cancellable=False)
+        self._bar_start(
+            "prepare", f"loading {DATASET_TITLES.get(dataset, dataset)} pieces and models…", cancellable=False
+        )
         main_name = self.model_meta.name if (self.model_meta is not None and self.models) else None
-        self.runner.submit(prepare_job, dataset, main_name, self.context, key="prepare",
-                           name="srnn prepare", on_result=self._on_prepared, on_progress=self.taskbar.set_progress,
-                           on_error=self._error_of("prepare"))
+        self.runner.submit(
+            prepare_job,
+            dataset,
+            main_name,
+            self.context,
+            key="prepare",
+            name="srnn prepare",
+            on_result=self._on_prepared,
+            on_progress=self.taskbar.set_progress,
+            on_error=self._error_of("prepare"),
+        )
 
     def _error_of(self, key):
         return lambda exc, tb="": self._on_error(exc, tb, key)
@@ -417,17 +485,28 @@ class SRNNPanel(PaperPanel):
             self.main_key = "smooth" if "smooth" in self.models else next(iter(self.models), None)
         if not self.models:
             self._bar_end("prepare")
-            self.show_error(f"No SRNN model for {DATASET_TITLES.get(res['dataset'])} in models/; train one with "
-                            f"'nips-explorer train srnn --dataset {res['dataset']} --data DIR'.")
+            self.show_error(
+                f"No SRNN model for {DATASET_TITLES.get(res['dataset'])} in models/; train one with "
+                f"'nips-explorer train srnn --dataset {res['dataset']} --data DIR'."
+            )
             self.mark_demo_done()
             return
         self.source = res["source"]
         if not res["pieces"]:
             self._bar_start("prepare", "no music data found: sampling pieces from the model…", cancellable=False)
-            self.runner.submit(samples_job, self.models[self.main_key], self.context, key="prepare",
-                               name="srnn samples", on_result=lambda p: self._set_pieces(p, "pieces sampled from the "
-                               "model (no music data found; set SRNN_MUSIC_DATA or install music21)", "prepare"),
-                               on_error=self._error_of("prepare"))
+            self.runner.submit(
+                samples_job,
+                self.models[self.main_key],
+                self.context,
+                key="prepare",
+                name="srnn samples",
+                on_result=lambda p: self._set_pieces(
+                    p,
+                    "pieces sampled from the model (no music data found; set SRNN_MUSIC_DATA or install music21)",
+                    "prepare",
+                ),
+                on_error=self._error_of("prepare"),
+            )
             return
         self._set_pieces(res["pieces"], res["source"], "prepare")
 
@@ -477,14 +556,14 @@ class SRNNPanel(PaperPanel):
         self.audio_label.setText("")
 
     # ------------------------------------------------------------------------------------------- analysis
-    def current_piece(self) -> Optional[np.ndarray]:
+    def current_piece(self) -> np.ndarray | None:
         i = self.piece_box.currentIndex()
         if 0 <= i < len(self.pieces):
             return self.pieces[i][1]
         return None
 
     def _on_piece_changed(self):
-        self._clear_continuation()     # it continued another piece
+        self._clear_continuation()  # it continued another piece
         self._analyse()
 
     def _analyse(self):
@@ -492,8 +571,9 @@ class SRNNPanel(PaperPanel):
         if x is None or not self.models:
             return
         self.results = {}
-        order = [self.main_key] + [k for k in ("smooth", "filter", "smooth_noresq", "gru")
-                                   if k in self.models and k != self.main_key]
+        order = [self.main_key] + [
+            k for k in ("smooth", "filter", "smooth_noresq", "gru") if k in self.models and k != self.main_key
+        ]
         models = {k: self.models[k] for k in order}
         self._draw_roll(x)
         self.prob_img.clear()
@@ -501,11 +581,20 @@ class SRNNPanel(PaperPanel):
         self.elbo_label.setText("…")
         self.info_label.setText("")
         self._bar_start("analyse", "analysing…")
-        self.runner.submit(analyse_job, models, x, int(self.samples_spin.value()), self.context,
-                           key="analyse", name="srnn analyse", on_partial=self._on_analysis,
-                           on_progress=self.taskbar.set_progress, on_result=self._on_analysis_done,
-                           on_error=self._error_of("analyse"),
-                           on_cancelled=lambda: self._cancelled("analyse", "Analysis"))
+        self.runner.submit(
+            analyse_job,
+            models,
+            x,
+            int(self.samples_spin.value()),
+            self.context,
+            key="analyse",
+            name="srnn analyse",
+            on_partial=self._on_analysis,
+            on_progress=self.taskbar.set_progress,
+            on_result=self._on_analysis_done,
+            on_error=self._error_of("analyse"),
+            on_cancelled=lambda: self._cancelled("analyse", "Analysis"),
+        )
 
     def _on_analysis_done(self, _n):
         self._bar_end("analyse")
@@ -522,7 +611,7 @@ class SRNNPanel(PaperPanel):
             p.setYRange(max(0, lo), min(88, hi), padding=0)
 
     def _clear_curves(self):
-        self._draw_gen += 1          # plot pieces still queued (``later``) belong to the cleared results
+        self._draw_gen += 1  # plot pieces still queued (``later``) belong to the cleared results
         for p in [self.p_kl, self.p_ll] + self.p_lat:
             for item in list(p.listDataItems()):
                 p.removeItem(item)
@@ -546,7 +635,7 @@ class SRNNPanel(PaperPanel):
 
     def _draw_analysis(self, gen, key, r):
         if gen != self._draw_gen:
-            return                  # the views were cleared for other work since
+            return  # the views were cleared for other work since
         T = len(r["ll"])
         t = np.arange(T) + 0.5
         pen = pg.mkPen(COL.get(key, (0, 0, 0)), width=2)
@@ -555,8 +644,11 @@ class SRNNPanel(PaperPanel):
         # exact output. The ELBO's terms stay in the KL plot and the hover text, named as such.
         if key == self.main_key or (key == "smooth"):
             self.prob_img.setImage(r["pred_probs"], levels=(0, 1), autoLevels=False)
-            self._title(self.p_prob, f"{PROB_TITLE} — {LABEL.get(key, key)}"
-                        + (f" (particle filter, {r['particles']} particles)" if r["kind"] == "srnn" else ""))
+            self._title(
+                self.p_prob,
+                f"{PROB_TITLE} — {LABEL.get(key, key)}"
+                + (f" (particle filter, {r['particles']} particles)" if r["kind"] == "srnn" else ""),
+            )
         if r["kind"] == "srnn":
             self.p_kl.plot(t, r["kl"], pen=pen)
         self.p_ll.plot(t, r["pred_ll"], pen=pen)
@@ -574,17 +666,18 @@ class SRNNPanel(PaperPanel):
                 r = self.results[k]
                 s = f"{LABEL[k]}: {r['elbo_per_step']:.2f}"
                 if r["kind"] == "srnn":
-                    s += (f" (IWAE-{r['samples']} {r['iwae_per_step']:.2f}, KL {np.mean(r['kl']):.2f}; one-step "
-                          f"prediction {r['pred_ll_per_step']:.2f})")
+                    s += (
+                        f" (IWAE-{r['samples']} {r['iwae_per_step']:.2f}, KL {np.mean(r['kl']):.2f}; one-step "
+                        f"prediction {r['pred_ll_per_step']:.2f})"
+                    )
                 parts.append(s)
         meta = self.model_meta.metrics if self.model_meta is not None else {}
         test = ""
         if meta.get("test_elbo_per_step") is not None and self.dataset == (self.model_meta.data or {}).get("name"):
             test = f" Our whole test set: {meta['test_elbo_per_step']:.2f}."
         source = getattr(self, "source", "")
-        short = re.sub(r"\s*\((?:/|[A-Za-z]:\\)[^)]*\)", "", source)     # the file's path goes to the tooltip
-        self.info_label.setText(
-            "This piece, per step: " + "; ".join(parts) + f".{test}  Source: {short}")
+        short = re.sub(r"\s*\((?:/|[A-Za-z]:\\)[^)]*\)", "", source)  # the file's path goes to the tooltip
+        self.info_label.setText("This piece, per step: " + "; ".join(parts) + f".{test}  Source: {short}")
         self.info_label.setToolTip(f"Source: {source}")
 
     def _draw_latent(self, gen, r, i):
@@ -613,7 +706,7 @@ class SRNNPanel(PaperPanel):
                 break
         self.highlight(t)
 
-    def highlight(self, t: Optional[float]):
+    def highlight(self, t: float | None):
         """Show a cursor at time step ``t`` in every plot (None hides it) and describe that step."""
         x = self.current_piece()
         if t is None or x is None or not (0 <= t < len(x)):
@@ -645,11 +738,23 @@ class SRNNPanel(PaperPanel):
         self._cont_seed += 1
         self._stop_audio()
         self._bar_start("continue", "sampling a continuation…")
-        self.runner.submit(continue_job, model, x, int(self.prime_spin.value()), int(self.gen_spin.value()),
-                           self._cont_seed, float(self.temp_spin.value()), float(self.step_spin.value()),
-                           self._wav_dir, self.context, key="continue", name="srnn continue",
-                           on_result=self._on_continued, on_error=self._error_of("continue"),
-                           on_cancelled=lambda: self._cancelled("continue", "Continuation"))
+        self.runner.submit(
+            continue_job,
+            model,
+            x,
+            int(self.prime_spin.value()),
+            int(self.gen_spin.value()),
+            self._cont_seed,
+            float(self.temp_spin.value()),
+            float(self.step_spin.value()),
+            self._wav_dir,
+            self.context,
+            key="continue",
+            name="srnn continue",
+            on_result=self._on_continued,
+            on_error=self._error_of("continue"),
+            on_cancelled=lambda: self._cancelled("continue", "Continuation"),
+        )
 
     def _on_continued(self, res):
         self._bar_end("continue")
@@ -687,8 +792,11 @@ class SRNNPanel(PaperPanel):
             self._player = QMediaPlayer(self)
             self._audio = QAudioOutput(self)
             self._player.setAudioOutput(self._audio)
-            self._player.errorOccurred.connect(lambda *_: self.audio_label.setText(
-                f"Playback failed: {self._player.errorString()}; the WAV is at {self._last_wav}"))
+            self._player.errorOccurred.connect(
+                lambda *_: self.audio_label.setText(
+                    f"Playback failed: {self._player.errorString()}; the WAV is at {self._last_wav}"
+                )
+            )
         self._player.setSource(QUrl.fromLocalFile(self._last_wav))
         self._player.play()
         self.audio_label.setText("Playing…")

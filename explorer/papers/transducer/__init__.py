@@ -1,4 +1,5 @@
 """Neural Transducer: An Online Sequence-to-Sequence Model Using Partial Conditioning (Jaitly et al., NIPS 2016)."""
+
 from explorer.core.registry import PaperSpec
 
 SPEC = PaperSpec(

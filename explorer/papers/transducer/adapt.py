@@ -10,11 +10,12 @@ unheard speaker's error before and after enrollment, on recordings that are not 
 
 Plain PyTorch/NumPy: the panel runs :func:`adapt` in a worker, the CLI (``transducer-adapt``) in a terminal.
 """
+
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -26,10 +27,11 @@ from .model import Transducer
 from .train import TrainData, fit
 
 ENROLLED = "enrolled"
-ADAPT_DEFAULTS: Dict = dict(steps=600, batch=16, lr=1e-3, lr_final=1e-4, synthetic_weight=0.2,
-                            fluent_weight=0.15, seed=0, minutes=None)
-MIN_S, MAX_S = 0.12, 3.0           # a spoken digit, after its silence is trimmed
-MIN_PEAK = 10 ** (-45 / 20)        # quieter than -45 dBFS at its loudest: nothing was said
+ADAPT_DEFAULTS: dict = dict(
+    steps=600, batch=16, lr=1e-3, lr_final=1e-4, synthetic_weight=0.2, fluent_weight=0.15, seed=0, minutes=None
+)
+MIN_S, MAX_S = 0.12, 3.0  # a spoken digit, after its silence is trimmed
+MIN_PEAK = 10 ** (-45 / 20)  # quieter than -45 dBFS at its loudest: nothing was said
 
 
 def spoken_part(x: np.ndarray, digit: int, label: str) -> np.ndarray:
@@ -43,29 +45,34 @@ def spoken_part(x: np.ndarray, digit: int, label: str) -> np.ndarray:
     if len(y) < MIN_S * SAMPLE_RATE:
         raise UserError(f"{label}: the recording of {digit} is too short ({len(y) / SAMPLE_RATE:.2f} s of sound)")
     if len(y) > MAX_S * SAMPLE_RATE:
-        raise UserError(f"{label}: the recording of {digit} has {len(y) / SAMPLE_RATE:.1f} s of sound; say only the "
-                        f"one word ({D.DIGIT_WORDS[digit]}) in a quiet room")
+        raise UserError(
+            f"{label}: the recording of {digit} has {len(y) / SAMPLE_RATE:.1f} s of sound; say only the "
+            f"one word ({D.DIGIT_WORDS[digit]}) in a quiet room"
+        )
     return y
 
 
-def enrollment_clips(recordings: Mapping[int, Sequence[np.ndarray]], speaker: str = ENROLLED,
-                     label: str = "enrollment") -> List[D.Clip]:
+def enrollment_clips(
+    recordings: Mapping[int, Sequence[np.ndarray]], speaker: str = ENROLLED, label: str = "enrollment"
+) -> list[D.Clip]:
     """``{digit: [audio at 8 kHz, ...]}`` for all ten digits -> trimmed clips of one speaker."""
     from explorer.core.errors import UserError
 
     missing = [d for d in range(10) if not recordings.get(d)]
     if missing:
-        raise UserError(f"{label}: no recording of {', '.join(str(d) for d in missing)}; enrollment needs one "
-                        "recording of each digit 0-9")
+        raise UserError(
+            f"{label}: no recording of {', '.join(str(d) for d in missing)}; enrollment needs one "
+            "recording of each digit 0-9"
+        )
     return clips_of({d: [spoken_part(x, d, label) for x in recordings[d]] for d in range(10)}, speaker)
 
 
-def clips_of(takes: Mapping[int, Sequence[np.ndarray]], speaker: str = ENROLLED) -> List[D.Clip]:
+def clips_of(takes: Mapping[int, Sequence[np.ndarray]], speaker: str = ENROLLED) -> list[D.Clip]:
     """Takes already cut and checked by :func:`spoken_part` -> clips of one speaker (nothing is cut again)."""
     return [D.Clip(x, d, speaker, i) for d in sorted(takes) for i, x in enumerate(takes[d])]
 
 
-def read_enrollment_dir(folder) -> List[D.Clip]:
+def read_enrollment_dir(folder) -> list[D.Clip]:
     """Recordings named like FSDD's (``3_anyname.wav``: the digit before the first underscore), any sample rate."""
     from explorer.core.errors import UserError
 
@@ -74,9 +81,9 @@ def read_enrollment_dir(folder) -> List[D.Clip]:
         raise UserError(f"{folder}: no such folder")
     from .evaluate import reference_from_name
 
-    recs: Dict[int, List[np.ndarray]] = {}
+    recs: dict[int, list[np.ndarray]] = {}
     for f in sorted(p.iterdir()):
-        ref = reference_from_name(f)          # the digits before the first underscore, as eval reads them
+        ref = reference_from_name(f)  # the digits before the first underscore, as eval reads them
         if f.suffix.lower() not in (".wav", ".flac", ".ogg") or ref is None or len(ref) != 1:
             continue
         recs.setdefault(ref[0], []).append(read_audio(f))
@@ -85,7 +92,7 @@ def read_enrollment_dir(folder) -> List[D.Clip]:
     return enrollment_clips(recs, label=p.name)
 
 
-def save_recordings(clips: Sequence[D.Clip], folder) -> List[Path]:
+def save_recordings(clips: Sequence[D.Clip], folder) -> list[Path]:
     """Write clips as ``<digit>_<speaker>_<i>.wav`` (8 kHz, 16 bit) so an enrollment can be repeated or shared."""
     import soundfile as sf
 
@@ -100,41 +107,57 @@ def save_recordings(clips: Sequence[D.Clip], folder) -> List[Path]:
     return files
 
 
-def adaptation_source(clips: Sequence[D.Clip], config: Dict, progress: Optional[Callable] = None) -> D.UtteranceSource:
+def adaptation_source(clips: Sequence[D.Clip], config: dict, progress: Callable | None = None) -> D.UtteranceSource:
     """Utterances of the enrolled voice, mixed with whatever synthetic voices this machine has (none is needed)."""
-    others: List[D.Clip] = []
+    others: list[D.Clip] = []
     fluent = []
     if config["synthetic_weight"] > 0:
         others = D.espeak_clips(progress=progress) + D.tts_clips(progress=progress) + D.extra_voice_clips()
     if config["fluent_weight"] > 0:
         fluent = D.fluent_phrases(progress=progress)
     speakers = sorted({c.speaker for c in clips})
-    return D.UtteranceSource(list(clips) + others, D.Augment(), espeak_weight=config["synthetic_weight"] if others else 0.0,
-                             fluent=fluent, fluent_weight=config["fluent_weight"], real=speakers)
+    return D.UtteranceSource(
+        list(clips) + others,
+        D.Augment(),
+        espeak_weight=config["synthetic_weight"] if others else 0.0,
+        fluent=fluent,
+        fluent_weight=config["fluent_weight"],
+        real=speakers,
+    )
 
 
-def adapt(model: Transducer, clips: Sequence[D.Clip], device, config: Optional[Dict] = None,
-          progress: Optional[Callable] = None, token=None) -> tuple:
+def adapt(
+    model: Transducer,
+    clips: Sequence[D.Clip],
+    device,
+    config: dict | None = None,
+    progress: Callable | None = None,
+    token=None,
+) -> tuple:
     """Fine-tune a copy of ``model`` on ``clips`` of one new voice; returns ``(adapted model, history)``.
 
     ``model`` itself is left untouched (the app keeps it to fall back on)."""
     cfg = dict(ADAPT_DEFAULTS)
     cfg.update(config or {})
     source = adaptation_source(clips, cfg, progress)
-    new = copy.deepcopy(model)           # fit() moves it to the device
+    new = copy.deepcopy(model)  # fit() moves it to the device
     tcfg = {k: cfg[k] for k in ("steps", "batch", "lr", "lr_final", "seed", "minutes")}
-    tcfg.update(log_every=max(1, int(cfg["steps"]) // 20), checkpoint_every=10 ** 9)
+    tcfg.update(log_every=max(1, int(cfg["steps"]) // 20), checkpoint_every=10**9)
     hist = fit(new, TrainData(source, seed=cfg["seed"]), device, tcfg, progress=progress, token=token)
     new.to("cpu").eval()
     enrolled = sorted({c.speaker for c in clips})
-    hist["enrollment"] = {"clips": len(clips), "speakers": enrolled,
-                          "audio_s": round(sum(len(c.audio) for c in clips) / SAMPLE_RATE, 2),
-                          "other_voices": len(source.speakers) - len(enrolled),
-                          "fluent_phrases": len(source.fluent), "config": cfg}
+    hist["enrollment"] = {
+        "clips": len(clips),
+        "speakers": enrolled,
+        "audio_s": round(sum(len(c.audio) for c in clips) / SAMPLE_RATE, 2),
+        "other_voices": len(source.speakers) - len(enrolled),
+        "fluent_phrases": len(source.fluent),
+        "config": cfg,
+    }
     return new, hist
 
 
-def adapted_meta(base_meta, model: Transducer, hist: Dict):
+def adapted_meta(base_meta, model: Transducer, hist: dict):
     """Metadata of an adapted model: what it was adapted from and on what; no held-out score exists for one
     enrolled voice, and the headline says so instead of showing a training loss as if it were one."""
     from explorer.core.checkpoints import FORMAT_VERSION, CheckpointMeta
@@ -142,22 +165,44 @@ def adapted_meta(base_meta, model: Transducer, hist: Dict):
     from .infer import PAPER
 
     e = hist["enrollment"]
-    metrics = {"headline": "adapted", "adapted": "(no error rate for this voice)",
-               "train_loss": hist["final_loss"], "train_steps": hist["steps_done"],
-               "train_wall_s": round(hist["wall_s"], 1),
-               "note": "adapted to one enrolled voice; its error rate on that voice is not measured here "
-                       "(bench/transducer_enroll.py measures enrollment on FSDD's leave-one-out folds)"}
-    data = {"name": f"{base_meta.name} adapted to one voice ({e['clips']} takes)",
-            "base_checkpoint": base_meta.name, "base_data": base_meta.data.get("name"),
-            "enrollment_clips": e["clips"], "enrollment_audio_s": e["audio_s"], "other_voices": e["other_voices"],
-            "fluent_phrases": e["fluent_phrases"]}
-    return CheckpointMeta(paper=PAPER, format_version=FORMAT_VERSION, model_config=dict(model.cfg), metrics=metrics,
-                          data=data, extra={"adapt": {k: v for k, v in e["config"].items() if v is not None}})
+    metrics = {
+        "headline": "adapted",
+        "adapted": "(no error rate for this voice)",
+        "train_loss": hist["final_loss"],
+        "train_steps": hist["steps_done"],
+        "train_wall_s": round(hist["wall_s"], 1),
+        "note": "adapted to one enrolled voice; its error rate on that voice is not measured here "
+        "(bench/transducer_enroll.py measures enrollment on FSDD's leave-one-out folds)",
+    }
+    data = {
+        "name": f"{base_meta.name} adapted to one voice ({e['clips']} takes)",
+        "base_checkpoint": base_meta.name,
+        "base_data": base_meta.data.get("name"),
+        "enrollment_clips": e["clips"],
+        "enrollment_audio_s": e["audio_s"],
+        "other_voices": e["other_voices"],
+        "fluent_phrases": e["fluent_phrases"],
+    }
+    return CheckpointMeta(
+        paper=PAPER,
+        format_version=FORMAT_VERSION,
+        model_config=dict(model.cfg),
+        metrics=metrics,
+        data=data,
+        extra={"adapt": {k: v for k, v in e["config"].items() if v is not None}},
+    )
 
 
-def save_adapted(path, model: Transducer, base_meta, hist: Dict) -> Path:
+def save_adapted(path, model: Transducer, base_meta, hist: dict) -> Path:
     from explorer.core.checkpoints import save_checkpoint
 
     m = adapted_meta(base_meta, model, hist)
-    return save_checkpoint(path, model.state_dict(), paper=m.paper, model_config=m.model_config, metrics=m.metrics,
-                           data=m.data, extra=m.extra)
+    return save_checkpoint(
+        path,
+        model.state_dict(),
+        paper=m.paper,
+        model_config=m.model_config,
+        metrics=m.metrics,
+        data=m.data,
+        extra=m.extra,
+    )

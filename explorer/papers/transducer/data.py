@@ -5,6 +5,7 @@ random gaps, per-digit gain, speed perturbation and background noise; each digit
 which gives the initial block alignment (a digit belongs to the block holding its last frame, as the paper does
 with forced alignments).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -13,9 +14,9 @@ import re
 import shutil
 import subprocess
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -26,8 +27,16 @@ DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "e
 _FSDD_RE = re.compile(r"^(\d)_([a-z]+)_(\d+)\.wav$")
 
 # espeak-ng voices for training; DEMO_VOICES are kept out of training (the demo is heard fresh).
-ESPEAK_ACCENTS = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-029",
-                  "en-us-nyc")
+ESPEAK_ACCENTS = (
+    "en-us",
+    "en-gb",
+    "en-gb-scotland",
+    "en-gb-x-rp",
+    "en-gb-x-gbclan",
+    "en-gb-x-gbcwmd",
+    "en-029",
+    "en-us-nyc",
+)
 ESPEAK_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "croak")
 DEMO_VOICES = (("en-us", "m8", 150, 40), ("en-gb", "f5", 140, 55), ("en-gb-scotland", "m8", 165, 45))
 
@@ -43,8 +52,8 @@ class Clip:
 @dataclass
 class Utterance:
     audio: np.ndarray
-    digits: List[int]
-    bounds: List[Tuple[int, int]]     # (start, end) samples of each digit
+    digits: list[int]
+    bounds: list[tuple[int, int]]  # (start, end) samples of each digit
     speaker: str = ""
 
     @property
@@ -52,7 +61,7 @@ class Utterance:
         return "".join(str(d) for d in self.digits)
 
 
-_HOP = 80   # 10 ms at 8 kHz
+_HOP = 80  # 10 ms at 8 kHz
 
 
 def _loud_frames(x: np.ndarray, rel_db: float) -> np.ndarray:
@@ -88,7 +97,7 @@ def fsdd_dir(path) -> Path:
     return rec
 
 
-def load_fsdd(path, speakers: Optional[Sequence[str]] = None, indices: Optional[Sequence[int]] = None) -> List[Clip]:
+def load_fsdd(path, speakers: Sequence[str] | None = None, indices: Sequence[int] | None = None) -> list[Clip]:
     """Read FSDD clips (8 kHz mono) filtered by speaker names and recording indices."""
     import soundfile as sf
 
@@ -112,8 +121,9 @@ def load_fsdd(path, speakers: Optional[Sequence[str]] = None, indices: Optional[
 _DIGIT_FILE_RE = re.compile(r"^(\d)_([A-Za-z0-9]+)_(\d+)\.wav$")
 
 
-def load_digit_folders(paths: Sequence, exclude_speakers: Sequence[str] = (), only_speakers=None,
-                       min_s: float = 0.1, progress=None) -> Tuple[List[Clip], List[str]]:
+def load_digit_folders(
+    paths: Sequence, exclude_speakers: Sequence[str] = (), only_speakers=None, min_s: float = 0.1, progress=None
+) -> tuple[list[Clip], list[str]]:
     """Isolated digits named ``{digit}_{speaker}_{index}.wav`` anywhere under ``paths`` (e.g. the Speech Commands
     speakers and the extra FSDD speaker of shared/data/digits): read as recorded (any rate, checked by
     ``explorer.core.validate``), resampled to 8 kHz, trimmed to the word. Returns the clips and one line per file
@@ -152,7 +162,9 @@ def load_digit_folders(paths: Sequence, exclude_speakers: Sequence[str] = (), on
     return clips, skipped
 
 
-def split_speakers(speakers: Sequence[str], test_share: float, salt: str = "nips-explorer") -> Tuple[List[str], List[str]]:
+def split_speakers(
+    speakers: Sequence[str], test_share: float, salt: str = "nips-explorer"
+) -> tuple[list[str], list[str]]:
     """A fixed speaker-disjoint split: (train, test). The test speakers are the ``test_share`` of the names that
     come first in the order of a hash of each name: the split depends only on the set of speaker names, not on
     file order, clip counts or a random seed."""
@@ -176,13 +188,17 @@ def espeak_say(text: str, voice: str, rate: int = 160, pitch: int = 50) -> np.nd
 
     import soundfile as sf
 
-    out = subprocess.run(["espeak-ng", "-v", voice, "-s", str(rate), "-p", str(pitch), "--stdout", text],
-                         capture_output=True, check=True, timeout=30).stdout
+    out = subprocess.run(
+        ["espeak-ng", "-v", voice, "-s", str(rate), "-p", str(pitch), "--stdout", text],
+        capture_output=True,
+        check=True,
+        timeout=30,
+    ).stdout
     x, sr = sf.read(io.BytesIO(out), dtype="float32", always_2d=False)
     return resample(to_mono_float(x), sr, SAMPLE_RATE)
 
 
-def _cached_clips(name: str, key: str, make, cache: Optional[Path] = None) -> List[Clip]:
+def _cached_clips(name: str, key: str, make, cache: Path | None = None) -> list[Clip]:
     """Clips built once by ``make()`` and kept as ``transducer_{name}_{key}.npz`` in the cache folder."""
     from explorer.core.paths import cache_dir
 
@@ -193,20 +209,24 @@ def _cached_clips(name: str, key: str, make, cache: Optional[Path] = None) -> Li
         return [Clip(z[f"a{i}"], int(d), str(s), i) for i, (d, s) in enumerate(zip(z["digits"], speakers))]
     clips = make()
     f.parent.mkdir(parents=True, exist_ok=True)
-    tmp = f.with_name(f"{f.stem}.part{os.getpid()}.npz")   # written whole, then renamed: no half-written cache
-    np.savez(tmp, digits=np.array([c.digit for c in clips]), speakers=np.array([c.speaker for c in clips]),
-             **{f"a{i}": c.audio for i, c in enumerate(clips)})
+    tmp = f.with_name(f"{f.stem}.part{os.getpid()}.npz")  # written whole, then renamed: no half-written cache
+    np.savez(
+        tmp,
+        digits=np.array([c.digit for c in clips]),
+        speakers=np.array([c.speaker for c in clips]),
+        **{f"a{i}": c.audio for i, c in enumerate(clips)},
+    )
     tmp.replace(f)
     return clips
 
 
-def espeak_clips(cache: Optional[Path] = None, seed: int = 0, n_per_digit: int = 40, progress=None) -> List[Clip]:
+def espeak_clips(cache: Path | None = None, seed: int = 0, n_per_digit: int = 40, progress=None) -> list[Clip]:
     """Isolated digits from training voices (accent x variant x rate x pitch), cached as .npz."""
     if not espeak_available():
         return []
     combos = [(a, v) for a in ESPEAK_ACCENTS for v in ESPEAK_VARIANTS]
 
-    def make() -> List[Clip]:
+    def make() -> list[Clip]:
         rng = np.random.default_rng(seed)
         clips = []
         total = 10 * n_per_digit
@@ -227,8 +247,8 @@ def espeak_clips(cache: Optional[Path] = None, seed: int = 0, n_per_digit: int =
 # Joined isolated digits always have a pause between them; people say "two nine three four" as one phrase, with
 # coarticulation and ~4 digits per second. espeak-ng's library speaks a whole string and reports where each word
 # starts (synth callback word events), which gives every digit's boundaries without any alignment model.
-_ESPEAK_LIB: Dict = {}
-_ESPEAK_LOCK = threading.Lock()      # the library keeps one global synthesizer state
+_ESPEAK_LIB: dict = {}
+_ESPEAK_LOCK = threading.Lock()  # the library keeps one global synthesizer state
 
 
 def _espeak_lib():
@@ -238,10 +258,17 @@ def _espeak_lib():
     import ctypes
     import ctypes.util
 
-    class Event(ctypes.Structure):   # espeak_EVENT (speak_lib.h)
-        _fields_ = [("type", ctypes.c_int), ("unique_identifier", ctypes.c_uint), ("text_position", ctypes.c_int),
-                    ("length", ctypes.c_int), ("audio_position", ctypes.c_int), ("sample", ctypes.c_int),
-                    ("user_data", ctypes.c_void_p), ("id", ctypes.c_char * 8)]
+    class Event(ctypes.Structure):  # espeak_EVENT (speak_lib.h)
+        _fields_ = [
+            ("type", ctypes.c_int),
+            ("unique_identifier", ctypes.c_uint),
+            ("text_position", ctypes.c_int),
+            ("length", ctypes.c_int),
+            ("audio_position", ctypes.c_int),
+            ("sample", ctypes.c_int),
+            ("user_data", ctypes.c_void_p),
+            ("id", ctypes.c_char * 8),
+        ]
 
     lib = None
     for name in ("libespeak-ng.so.1", ctypes.util.find_library("espeak-ng")):
@@ -254,7 +281,7 @@ def _espeak_lib():
     if lib is None:
         _ESPEAK_LIB["lib"] = None
         return None
-    sr = lib.espeak_Initialize(2, 0, None, 0)          # AUDIO_OUTPUT_SYNCHRONOUS; returns the sample rate
+    sr = lib.espeak_Initialize(2, 0, None, 0)  # AUDIO_OUTPUT_SYNCHRONOUS; returns the sample rate
     if sr <= 0:
         _ESPEAK_LIB["lib"] = None
         return None
@@ -264,21 +291,29 @@ def _espeak_lib():
         if n > 0:
             state["audio"].append(np.ctypeslib.as_array(wav, shape=(n,)).astype(np.float32) / 32768.0)
         i = 0
-        while events[i].type != 0:                    # espeakEVENT_LIST_TERMINATED
-            if events[i].type == 1:                   # espeakEVENT_WORD: (character position, start sample)
+        while events[i].type != 0:  # espeakEVENT_LIST_TERMINATED
+            if events[i].type == 1:  # espeakEVENT_WORD: (character position, start sample)
                 state["words"].append((int(events[i].text_position), int(events[i].sample)))
             i += 1
         return 0
 
     cb = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(Event))(collect)
     lib.espeak_SetSynthCallback(cb)
-    lib.espeak_Synth.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint,
-                                 ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
+    lib.espeak_Synth.argtypes = [
+        ctypes.c_char_p,
+        ctypes.c_size_t,
+        ctypes.c_uint,
+        ctypes.c_int,
+        ctypes.c_uint,
+        ctypes.c_uint,
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+    ]
     _ESPEAK_LIB.update(lib=lib, sr=int(sr), state=state, cb=cb)
     return lib
 
 
-def _word_ends(x: np.ndarray, starts: List[int], rel_db: float = -35.0) -> List[int]:
+def _word_ends(x: np.ndarray, starts: list[int], rel_db: float = -35.0) -> list[int]:
     """Each word ends at its last 10 ms frame above ``rel_db`` of the loudest frame, before the next word starts
     (a comma pause is not part of the word)."""
     hop = _HOP
@@ -286,13 +321,14 @@ def _word_ends(x: np.ndarray, starts: List[int], rel_db: float = -35.0) -> List[
     ends = []
     for k, a in enumerate(starts):
         b = starts[k + 1] if k + 1 < len(starts) else len(x)
-        fr = np.nonzero(loud[a // hop: max(a // hop + 1, b // hop)])[0]
+        fr = np.nonzero(loud[a // hop : max(a // hop + 1, b // hop)])[0]
         ends.append(min(b, a + (int(fr[-1]) + 1) * hop) if len(fr) else b)
     return ends
 
 
-def espeak_fluent(digits: Sequence[int], voice: str, rate: int = 160, pitch: int = 50,
-                  pauses: Sequence[int] = ()) -> Optional[Utterance]:
+def espeak_fluent(
+    digits: Sequence[int], voice: str, rate: int = 160, pitch: int = 50, pauses: Sequence[int] = ()
+) -> Utterance | None:
     """Speak ``digits`` as one phrase (a comma after the digit positions in ``pauses``) with libespeak-ng:
     8 kHz audio and each digit's (start, end) sample. None when the library is missing or the word events do
     not match the digits."""
@@ -302,15 +338,15 @@ def espeak_fluent(digits: Sequence[int], voice: str, rate: int = 160, pitch: int
     words = [DIGIT_WORDS[d] + ("," if i in pauses else "") for i, d in enumerate(digits)]
     text = " ".join(words).encode()
     accent, _, variant = voice.partition("+")
-    name = {"en-gb": "en"}.get(accent, accent) + (f"+{variant}" if variant else "")   # the library's name for en-gb
+    name = {"en-gb": "en"}.get(accent, accent) + (f"+{variant}" if variant else "")  # the library's name for en-gb
     st, sr = _ESPEAK_LIB["state"], _ESPEAK_LIB["sr"]
     with _ESPEAK_LOCK:
         st["audio"].clear()
         st["words"].clear()
         if lib.espeak_SetVoiceByName(name.encode()) != 0:
             return None
-        lib.espeak_SetParameter(1, int(rate), 0)           # espeakRATE (words per minute)
-        lib.espeak_SetParameter(3, int(pitch), 0)          # espeakPITCH (0-99)
+        lib.espeak_SetParameter(1, int(rate), 0)  # espeakRATE (words per minute)
+        lib.espeak_SetParameter(3, int(pitch), 0)  # espeakPITCH (0-99)
         lib.espeak_Synth(text, len(text) + 1, 0, 1, 0, 0, None, None)
         chunks, events = list(st["audio"]), list(st["words"])
     # the event's text position (1-based) names the word; the library sometimes adds events of its own
@@ -328,7 +364,7 @@ def espeak_fluent(digits: Sequence[int], voice: str, rate: int = 160, pitch: int
     return Utterance(x, list(digits), bounds, f"espeak-{voice}")
 
 
-def _random_fluent(rng: np.random.Generator, voice, rates: Tuple[int, int], pitch, p_pause: float = 0.0):
+def _random_fluent(rng: np.random.Generator, voice, rates: tuple[int, int], pitch, p_pause: float = 0.0):
     """A random 2-7 digit string spoken fluently at a random rate in ``rates``; ``voice(rng)`` and ``pitch(rng)``
     pick the voice and the pitch (in this order, after the digits and pauses, so a seed gives the same strings)."""
     digits = [int(d) for d in rng.integers(0, 10, size=int(rng.integers(2, 8)))]
@@ -337,8 +373,14 @@ def _random_fluent(rng: np.random.Generator, voice, rates: Tuple[int, int], pitc
     return espeak_fluent(digits, v, int(rng.integers(*rates)), pitch(rng), pauses)
 
 
-def fluent_phrases(cache: Optional[Path] = None, seed: int = 0, n: int = 2000, voices: Optional[Sequence] = None,
-                   rates: Tuple[int, int] = (130, 300), progress=None) -> List[Utterance]:
+def fluent_phrases(
+    cache: Path | None = None,
+    seed: int = 0,
+    n: int = 2000,
+    voices: Sequence | None = None,
+    rates: tuple[int, int] = (130, 300),
+    progress=None,
+) -> list[Utterance]:
     """``n`` fluent digit strings (2-7 digits, about one in five gaps a comma pause) in the training voices
     (accent x variant, random rate and pitch), cached as .npz; empty without libespeak-ng."""
     if _espeak_lib() is None:
@@ -352,16 +394,23 @@ def fluent_phrases(cache: Optional[Path] = None, seed: int = 0, n: int = 2000, v
         z = np.load(f, allow_pickle=False)
         cut, dcut = z["offsets"], z["digit_offsets"]
         audio = z["audio"].astype(np.float32) / 32767.0
-        return [Utterance(audio[cut[i]:cut[i + 1]], [int(d) for d in z["digits"][dcut[i]:dcut[i + 1]]],
-                          [tuple(int(v) for v in b) for b in z["bounds"][dcut[i]:dcut[i + 1]]], "espeak-fluent")
-                for i in range(len(cut) - 1)]
+        return [
+            Utterance(
+                audio[cut[i] : cut[i + 1]],
+                [int(d) for d in z["digits"][dcut[i] : dcut[i + 1]]],
+                [tuple(int(v) for v in b) for b in z["bounds"][dcut[i] : dcut[i + 1]]],
+                "espeak-fluent",
+            )
+            for i in range(len(cut) - 1)
+        ]
     rng = np.random.default_rng(seed)
-    out: List[Utterance] = []
+    out: list[Utterance] = []
     for _ in range(3 * n):
         if len(out) >= n:
             break
-        u = _random_fluent(rng, lambda r: combos[int(r.integers(len(combos)))], rates,
-                           lambda r: int(r.integers(20, 80)), p_pause=0.2)
+        u = _random_fluent(
+            rng, lambda r: combos[int(r.integers(len(combos)))], rates, lambda r: int(r.integers(20, 80)), p_pause=0.2
+        )
         if u is not None:
             u.speaker = "espeak-fluent"
             out.append(u)
@@ -370,16 +419,20 @@ def fluent_phrases(cache: Optional[Path] = None, seed: int = 0, n: int = 2000, v
     if not out:
         return out
     f.parent.mkdir(parents=True, exist_ok=True)
-    tmp = f.with_name(f.stem + ".part.npz")           # written whole, then renamed: no half-written cache
-    np.savez(tmp, audio=np.concatenate([np.clip(u.audio, -1, 1) * 32767 for u in out]).astype(np.int16),
-             offsets=np.cumsum([0] + [len(u.audio) for u in out]),
-             digits=np.concatenate([u.digits for u in out]), bounds=np.concatenate([u.bounds for u in out]),
-             digit_offsets=np.cumsum([0] + [len(u.digits) for u in out]))
+    tmp = f.with_name(f.stem + ".part.npz")  # written whole, then renamed: no half-written cache
+    np.savez(
+        tmp,
+        audio=np.concatenate([np.clip(u.audio, -1, 1) * 32767 for u in out]).astype(np.int16),
+        offsets=np.cumsum([0] + [len(u.audio) for u in out]),
+        digits=np.concatenate([u.digits for u in out]),
+        bounds=np.concatenate([u.bounds for u in out]),
+        digit_offsets=np.cumsum([0] + [len(u.digits) for u in out]),
+    )
     tmp.replace(f)
     return out
 
 
-def fluent_test_phrases(n_per_voice: int = 10, seed: int = 4321) -> List[Utterance]:
+def fluent_test_phrases(n_per_voice: int = 10, seed: int = 4321) -> list[Utterance]:
     """Fluent digit strings in the held-out demo voices (never used for training), 2-7 digits, rates 140-260,
     with the demo files' silences, level and light noise."""
     out = []
@@ -387,7 +440,7 @@ def fluent_test_phrases(n_per_voice: int = 10, seed: int = 4321) -> List[Utteran
         rng = np.random.default_rng([seed, vi])
         got = 0
         for _ in range(3 * n_per_voice):
-            u = _random_fluent(rng, lambda r: f"{accent}+{variant}", (140, 260), lambda r: pitch)
+            u = _random_fluent(rng, lambda r, v=f"{accent}+{variant}": v, (140, 260), lambda r, p=pitch: p)
             if u is not None:
                 u = fluent_utterance(rng, u, DEMO_AUG)
                 u.speaker = f"{accent}-{variant}-fluent"
@@ -408,7 +461,7 @@ EXTRA_VOICES = {
 }
 
 
-def extra_voice_clips() -> List[Clip]:
+def extra_voice_clips() -> list[Clip]:
     """The digits of every installed EXTRA_VOICES voice (speaker names ``allison``, ``saytime``)."""
     import soundfile as sf
 
@@ -440,7 +493,7 @@ PICO_VOICES = ("en-US", "en-GB")
 RHVOICE_VOICES = ("alan", "bdl", "clb", "evgeniy-eng", "lyubov")
 
 
-def more_voices() -> List[Tuple[str, str]]:
+def more_voices() -> list[tuple[str, str]]:
     """(engine, voice) pairs of the optional MBROLA, Pico and RHVoice voices installed here."""
     out = []
     if shutil.which("espeak-ng") and shutil.which("mbrola"):
@@ -452,7 +505,7 @@ def more_voices() -> List[Tuple[str, str]]:
     return out
 
 
-def tts_voices() -> List[Tuple[str, str]]:
+def tts_voices() -> list[tuple[str, str]]:
     """(engine, voice) pairs that can be synthesized here: Debian's flite and festival voices."""
     out = []
     if shutil.which("flite"):
@@ -464,7 +517,7 @@ def tts_voices() -> List[Tuple[str, str]]:
     return out
 
 
-def tts_say(text: str, engine: str, voice: str, stretch: float = 1.0, f0: Optional[int] = None) -> np.ndarray:
+def tts_say(text: str, engine: str, voice: str, stretch: float = 1.0, f0: int | None = None) -> np.ndarray:
     """Synthesize with flite (duration stretch, mean pitch) or festival's text2wave -> mono float32 at 8 kHz."""
     import tempfile
 
@@ -477,28 +530,60 @@ def tts_say(text: str, engine: str, voice: str, stretch: float = 1.0, f0: Option
             if f0:
                 cmd += ["--setf", f"int_f0_target_mean={int(f0)}"]
             subprocess.run(cmd, capture_output=True, check=True, timeout=30)
-        elif engine == "mbrola":       # espeak-ng drives the diphone voice; pitch 0-99 from the mean f0
+        elif engine == "mbrola":  # espeak-ng drives the diphone voice; pitch 0-99 from the mean f0
             pitch = int(np.clip(20 + (f0 - 80) / 180 * 60, 10, 90)) if f0 else 50
-            subprocess.run(["espeak-ng", "-v", f"mb-{voice}", "-s", str(int(160 / stretch)), "-p", str(pitch),
-                            "-w", str(out), text], capture_output=True, check=True, timeout=30)
-        elif engine == "pico":         # SSML speed and pitch in percent
+            subprocess.run(
+                [
+                    "espeak-ng",
+                    "-v",
+                    f"mb-{voice}",
+                    "-s",
+                    str(int(160 / stretch)),
+                    "-p",
+                    str(pitch),
+                    "-w",
+                    str(out),
+                    text,
+                ],
+                capture_output=True,
+                check=True,
+                timeout=30,
+            )
+        elif engine == "pico":  # SSML speed and pitch in percent
             pitch = int(np.clip(100 * f0 / 170, 70, 140)) if f0 else 100
             ssml = f"<speed level='{int(100 / stretch)}'><pitch level='{pitch}'>{text}</pitch></speed>"
-            subprocess.run(["pico2wave", "-l", voice, "-w", str(out), ssml], capture_output=True, check=True,
-                           timeout=30)
-        elif engine == "rhvoice":      # rate in percent; its pitch setting barely moves these voices
-            subprocess.run(["RHVoice-test", "-p", voice, "-r", str(int(100 / stretch)), "-o", str(out)],
-                           input=text.encode(), capture_output=True, check=True, timeout=30)
+            subprocess.run(
+                ["pico2wave", "-l", voice, "-w", str(out), ssml], capture_output=True, check=True, timeout=30
+            )
+        elif engine == "rhvoice":  # rate in percent; its pitch setting barely moves these voices
+            subprocess.run(
+                ["RHVoice-test", "-p", voice, "-r", str(int(100 / stretch)), "-o", str(out)],
+                input=text.encode(),
+                capture_output=True,
+                check=True,
+                timeout=30,
+            )
         else:
             scm = f"(voice_{voice})(Parameter.set 'Duration_Stretch {stretch:.3f})"
-            subprocess.run(["text2wave", "-eval", scm, "-o", str(out)], input=text.encode(), capture_output=True,
-                           check=True, timeout=60)
+            subprocess.run(
+                ["text2wave", "-eval", scm, "-o", str(out)],
+                input=text.encode(),
+                capture_output=True,
+                check=True,
+                timeout=60,
+            )
         x, sr = sf.read(str(out), dtype="float32", always_2d=False)
     return resample(to_mono_float(x), sr, SAMPLE_RATE)
 
 
-def tts_clips(cache: Optional[Path] = None, seed: int = 0, n_flite: int = 16, n_festival: int = 6,
-              progress=None, voices: Optional[Sequence[Tuple[str, str]]] = None) -> List[Clip]:
+def tts_clips(
+    cache: Path | None = None,
+    seed: int = 0,
+    n_flite: int = 16,
+    n_festival: int = 6,
+    progress=None,
+    voices: Sequence[tuple[str, str]] | None = None,
+) -> list[Clip]:
     """Isolated digits from flite (5 voices; random speaking rate and mean pitch 80-260 Hz) and festival
     (3 voices; random rate), one pseudo-speaker per voice, cached as .npz. Empty when neither is installed.
     ``voices`` (e.g. ``more_voices()``) replaces that list: ``n_festival`` digits of each for festival,
@@ -507,10 +592,11 @@ def tts_clips(cache: Optional[Path] = None, seed: int = 0, n_flite: int = 16, n_
     if not voices:
         return []
 
-    def make() -> List[Clip]:
+    def make() -> list[Clip]:
         rng = np.random.default_rng([seed, 17])
-        jobs = [(e, v, d) for e, v in voices for d in range(10)
-                for _ in range(n_festival if e == "festival" else n_flite)]
+        jobs = [
+            (e, v, d) for e, v in voices for d in range(10) for _ in range(n_festival if e == "festival" else n_flite)
+        ]
         clips = []
         for e, v, d in jobs:
             stretch = float(rng.uniform(0.8, 1.3))
@@ -525,17 +611,17 @@ def tts_clips(cache: Optional[Path] = None, seed: int = 0, n_flite: int = 16, n_
 
 
 # ------------------------------------------------------------------------------------------ utterances
-@dataclass
+@dataclass(frozen=True)
 class Augment:
     min_digits: int = 1
     max_digits: int = 7
-    gap: Tuple[float, float] = (0.03, 0.45)        # seconds between digits
-    lead: Tuple[float, float] = (0.05, 0.6)
-    tail: Tuple[float, float] = (0.3, 0.7)
-    gain_db: Tuple[float, float] = (-6.0, 6.0)     # per digit
-    level_db: Tuple[float, float] = (-30.0, -10.0) # utterance RMS target, dBFS
-    speed: Tuple[float, float] = (0.9, 1.1)
-    snr_db: Tuple[float, float] = (8.0, 40.0)
+    gap: tuple[float, float] = (0.03, 0.45)  # seconds between digits
+    lead: tuple[float, float] = (0.05, 0.6)
+    tail: tuple[float, float] = (0.3, 0.7)
+    gain_db: tuple[float, float] = (-6.0, 6.0)  # per digit
+    level_db: tuple[float, float] = (-30.0, -10.0)  # utterance RMS target, dBFS
+    speed: tuple[float, float] = (0.9, 1.1)
+    snr_db: tuple[float, float] = (8.0, 40.0)
     p_noise: float = 0.8
     # channel bandwidth: with probability p_channel the audio goes through a random shelf, everything above a
     # corner frequency (log-uniform in shelf_hz) scaled by shelf_db, *before* the background noise is added, so
@@ -543,14 +629,14 @@ class Augment:
     # removed by the running-mean normalisation; what differs between FSDD's microphones is this per-band SNR
     # (nicolas: 0-7 dB above 2 kHz, the others 15-30 dB).
     p_channel: float = 0.0
-    shelf_hz: Tuple[float, float] = (500.0, 3000.0)
-    shelf_db: Tuple[float, float] = (-35.0, 10.0)
+    shelf_hz: tuple[float, float] = (500.0, 3000.0)
+    shelf_db: tuple[float, float] = (-35.0, 10.0)
     # vocal-tract length: with probability p_formant the utterance's spectral envelope (formants) is stretched
     # along the frequency axis by a log-uniform factor in ``formant``, pitch and timing unchanged, so each
     # utterance is said by a pseudo-speaker with a shorter or longer vocal tract (speed perturbation moves pitch,
     # formants and tempo together; this moves the formants alone).
     p_formant: float = 0.0
-    formant: Tuple[float, float] = (0.87, 1.15)
+    formant: tuple[float, float] = (0.87, 1.15)
     # clipped recordings: with probability p_crop a digit clip loses up to ``crop_s`` seconds at its start and
     # (independently) at its end, at most a fifth of it each. Many FSDD files start or stop mid-word (the first
     # 10 ms within 20 dB of the peak: nicolas 77%, theo 67%, jackson 50%, george 34%, lucas 3%), so a speaker's
@@ -580,7 +666,7 @@ def _crop(rng: np.random.Generator, x: np.ndarray, crop_s: float, sr: int = SAMP
     """Cut a random 0..crop_s seconds (at most a fifth of the clip) off each end."""
     most = min(int(crop_s * sr), len(x) // 5)
     a, b = (int(rng.integers(0, most + 1)) for _ in range(2))
-    return x[a: len(x) - b]
+    return x[a : len(x) - b]
 
 
 def _noise(rng, n: int) -> np.ndarray:
@@ -591,11 +677,16 @@ def _noise(rng, n: int) -> np.ndarray:
         from scipy.signal import lfilter
 
         w = lfilter([1.0 - a], [1.0, -a], w).astype(np.float32)
-    return w / (np.sqrt((w ** 2).mean()) + 1e-9)
+    return w / (np.sqrt((w**2).mean()) + 1e-9)
 
 
-def build_utterance(rng: np.random.Generator, by_digit: Dict[int, List[Clip]], aug: Augment = Augment(),
-                    digits: Optional[Sequence[int]] = None, sr: int = SAMPLE_RATE) -> Utterance:
+def build_utterance(
+    rng: np.random.Generator,
+    by_digit: dict[int, list[Clip]],
+    aug: Augment = Augment(),
+    digits: Sequence[int] | None = None,
+    sr: int = SAMPLE_RATE,
+) -> Utterance:
     """Join isolated digit clips into one utterance; returns the audio and each digit's (start, end) sample."""
     if digits is None and len(by_digit) < 10:
         # a speaker with only some digits recorded (most Speech Commands voices have one to three clips):
@@ -621,7 +712,7 @@ def build_utterance(rng: np.random.Generator, by_digit: Dict[int, List[Clip]], a
         if aug.p_crop and rng.random() < aug.p_crop:
             x = _crop(rng, x, aug.crop_s)
         x = _speed(x, float(rng.uniform(*aug.speed)))
-        x = x / (np.sqrt((x ** 2).mean()) + 1e-9) * 10 ** (rng.uniform(*aug.gain_db) / 20)
+        x = x / (np.sqrt((x**2).mean()) + 1e-9) * 10 ** (rng.uniform(*aug.gain_db) / 20)
         bounds.append((pos, pos + len(x)))
         parts.append(x.astype(np.float32))
         pos += len(x)
@@ -651,29 +742,35 @@ def _formant_warp(x: np.ndarray, factor: float, n_fft: int = 256, hop: int = 64,
         return x
     _, _, spec = stft(x, nperseg=n_fft, noverlap=n_fft - hop, boundary="even")
     cep = np.fft.irfft(np.log(np.abs(spec) + 1e-7), n=n_fft, axis=0)
-    cep[lifter: n_fft - lifter + 1] = 0.0
-    env = np.fft.rfft(cep, axis=0).real                        # (bins, frames) log envelope
+    cep[lifter : n_fft - lifter + 1] = 0.0
+    env = np.fft.rfft(cep, axis=0).real  # (bins, frames) log envelope
     bins = np.arange(env.shape[0])
-    src = np.clip(bins / factor, 0, bins[-1])                  # envelope at f/factor moves to f
+    src = np.clip(bins / factor, 0, bins[-1])  # envelope at f/factor moves to f
     lo = np.floor(src).astype(int)
     hi = np.minimum(lo + 1, bins[-1])
     w = (src - lo)[:, None]
     warped = (1 - w) * env[lo] + w * env[hi]
-    gain = np.exp(np.clip(warped - env, -3.0, 3.0))            # at most +-26 dB per bin
+    gain = np.exp(np.clip(warped - env, -3.0, 3.0))  # at most +-26 dB per bin
     _, y = istft(spec * gain, nperseg=n_fft, noverlap=n_fft - hop, boundary=True)
     y = y[: len(x)]
     return np.pad(y, (0, len(x) - len(y))).astype(np.float32)
 
 
-def _finish(rng: np.random.Generator, audio: np.ndarray, digits: List[int], bounds: List[Tuple[int, int]],
-            speaker: str, aug: Augment) -> Utterance:
+def _finish(
+    rng: np.random.Generator,
+    audio: np.ndarray,
+    digits: list[int],
+    bounds: list[tuple[int, int]],
+    speaker: str,
+    aug: Augment,
+) -> Utterance:
     """Random vocal-tract length, channel bandwidth, speech level, background noise at a random SNR; no clipping."""
     if aug.p_formant and rng.random() < aug.p_formant:
         audio = _formant_warp(audio, float(np.exp(rng.uniform(*np.log(aug.formant)))))
     if aug.p_channel and rng.random() < aug.p_channel:
         audio = _shelf(audio, float(np.exp(rng.uniform(*np.log(aug.shelf_hz)))), float(rng.uniform(*aug.shelf_db)))
     speech = np.concatenate([audio[a:b] for a, b in bounds])
-    rms = np.sqrt((speech ** 2).mean()) + 1e-9
+    rms = np.sqrt((speech**2).mean()) + 1e-9
     audio = audio * (10 ** (rng.uniform(*aug.level_db) / 20) / rms)
     if rng.random() < aug.p_noise:
         srms = 10 ** (rng.uniform(*aug.level_db) / 20)
@@ -692,7 +789,7 @@ def _input_fault(rng: np.random.Generator, audio: np.ndarray, sr: int = SAMPLE_R
     peak = float(np.abs(audio).max()) + 1e-9
     if kind == 0:
         audio = audio / peak * 10 ** (rng.uniform(-65.0, -40.0) / 20)
-        audio = np.round(audio * 32767) / 32767                     # what a 16-bit file keeps of it
+        audio = np.round(audio * 32767) / 32767  # what a 16-bit file keeps of it
     elif kind == 1:
         audio = np.clip(audio / peak * rng.uniform(1.5, 10.0), -1.0, 1.0)
     elif kind == 2:
@@ -713,7 +810,7 @@ def nonspeech_utterance(rng: np.random.Generator, sr: int = SAMPLE_RATE) -> Utte
     audio = np.zeros(n, np.float32)
     if rng.random() < 0.85:
         audio += _noise(rng, n) * 10 ** (rng.uniform(-75.0, -25.0) / 20)
-    if rng.random() < 0.4:                                          # breaths
+    if rng.random() < 0.4:  # breaths
         from scipy.signal import lfilter
 
         for _ in range(int(rng.integers(1, 4))):
@@ -722,13 +819,13 @@ def nonspeech_utterance(rng: np.random.Generator, sr: int = SAMPLE_RATE) -> Utte
             burst = lfilter([1.0], [1.0, -float(rng.uniform(0.5, 0.97))], rng.standard_normal(L))
             burst *= np.sin(np.linspace(0, np.pi, L)) ** 2
             burst /= np.abs(burst).max() + 1e-9
-            seg = audio[s:s + L]
-            seg += (burst[:len(seg)] * 10 ** (rng.uniform(-45.0, -15.0) / 20)).astype(np.float32)
-    if rng.random() < 0.3:                                          # clicks and pops
+            seg = audio[s : s + L]
+            seg += (burst[: len(seg)] * 10 ** (rng.uniform(-45.0, -15.0) / 20)).astype(np.float32)
+    if rng.random() < 0.3:  # clicks and pops
         for s in rng.integers(0, n - 8, int(rng.integers(1, 8))):
             k = int(rng.integers(1, 6))
-            audio[s:s + k] += (rng.uniform(-1, 1, k) * 10 ** (rng.uniform(-30.0, -3.0) / 20)).astype(np.float32)
-    if rng.random() < 0.2:                                          # mains hum and its harmonics
+            audio[s : s + k] += (rng.uniform(-1, 1, k) * 10 ** (rng.uniform(-30.0, -3.0) / 20)).astype(np.float32)
+    if rng.random() < 0.2:  # mains hum and its harmonics
         f0 = 50.0 if rng.random() < 0.5 else 60.0
         tt = np.arange(n) / sr
         hum = sum(rng.uniform(0.2, 1.0) / h * np.sin(2 * np.pi * f0 * h * tt + rng.uniform(0, 6.3)) for h in (1, 2, 3))
@@ -736,7 +833,7 @@ def nonspeech_utterance(rng: np.random.Generator, sr: int = SAMPLE_RATE) -> Utte
     return Utterance(np.clip(audio, -0.99, 0.99).astype(np.float32), [], [], "nonspeech")
 
 
-def open_microphone_cases(seed: int = 0, seconds: float = 16.0) -> Dict[str, np.ndarray]:
+def open_microphone_cases(seed: int = 0, seconds: float = 16.0) -> dict[str, np.ndarray]:
     """Fixed test signals of what an open microphone hears with nobody speaking (16 s each, 8 kHz): a quiet and a
     noisy room, breathing, clicks, mains hum, digital silence. Not used in training (``nonspeech_utterance`` draws
     its own)."""
@@ -752,13 +849,19 @@ def open_microphone_cases(seed: int = 0, seconds: float = 16.0) -> Dict[str, np.
     breath = np.zeros(n)
     for s in range(0, n - 6400, int(3.5 * sr)):
         env = np.sin(np.linspace(0, np.pi, 6400)) ** 2
-        breath[s:s + 6400] += lfilter([1], [1, -0.9], rng.standard_normal(6400)) * env
+        breath[s : s + 6400] += lfilter([1], [1, -0.9], rng.standard_normal(6400)) * env
     clicks = pink(-60)
     for s in rng.integers(0, n - 4, 6):
-        clicks[s:s + 3] += (0.4, -0.3, 0.1)
+        clicks[s : s + 3] += (0.4, -0.3, 0.1)
     hum = 0.02 * np.sin(2 * np.pi * 50 * np.arange(n) / sr) + pink(-60)
-    cases = {"quiet room": pink(-50), "noisy room": pink(-35), "breathing": breath / np.abs(breath).max() * 0.05
-             + pink(-60), "clicks": clicks, "mains hum": hum, "digital silence": np.zeros(n)}
+    cases = {
+        "quiet room": pink(-50),
+        "noisy room": pink(-35),
+        "breathing": breath / np.abs(breath).max() * 0.05 + pink(-60),
+        "clicks": clicks,
+        "mains hum": hum,
+        "digital silence": np.zeros(n),
+    }
     return {k: v.astype(np.float32) for k, v in cases.items()}
 
 
@@ -775,10 +878,10 @@ def fluent_utterance(rng: np.random.Generator, phrase: Utterance, aug: Augment =
     return _finish(rng, audio, list(phrase.digits), bounds, phrase.speaker, aug)
 
 
-def group_by_speaker_digit(clips: Sequence[Clip], partial: Sequence[str] = ()) -> Dict[str, Dict[int, List[Clip]]]:
+def group_by_speaker_digit(clips: Sequence[Clip], partial: Sequence[str] = ()) -> dict[str, dict[int, list[Clip]]]:
     """{speaker: {digit: clips}} for the speakers with all ten digits, and for those named in ``partial`` with
     whatever digits they have."""
-    out: Dict[str, Dict[int, List[Clip]]] = {}
+    out: dict[str, dict[int, list[Clip]]] = {}
     for c in clips:
         out.setdefault(c.speaker, {}).setdefault(c.digit, []).append(c)
     keep = set(partial)
@@ -792,10 +895,18 @@ class UtteranceSource:
     With ``fluent`` phrases, a share ``fluent_weight`` of the utterances is one of them instead (spoken as one
     phrase, no pauses needed between digits), augmented like the rest."""
 
-    def __init__(self, clips: Sequence[Clip], aug: Augment = Augment(), espeak_weight: float = 0.0,
-                 fluent: Sequence[Utterance] = (), fluent_weight: float = 0.0,
-                 real: Sequence[str] = SPEAKERS, more: Sequence[str] = (), more_weight: float = 0.0,
-                 nonspeech_weight: float = 0.0) -> None:
+    def __init__(
+        self,
+        clips: Sequence[Clip],
+        aug: Augment = Augment(),
+        espeak_weight: float = 0.0,
+        fluent: Sequence[Utterance] = (),
+        fluent_weight: float = 0.0,
+        real: Sequence[str] = SPEAKERS,
+        more: Sequence[str] = (),
+        more_weight: float = 0.0,
+        nonspeech_weight: float = 0.0,
+    ) -> None:
         """``more``: further real speakers (Speech Commands, ...), kept even with only some digits recorded; they
         share ``more_weight`` of the speaker draws equally, the synthetic voices ``espeak_weight``, and ``real``
         (FSDD's) the rest. ``nonspeech_weight``: share of utterances with no digit at all (noise, breaths,
@@ -833,12 +944,13 @@ class UtteranceSource:
         s = self.speakers[int(rng.choice(len(self.speakers), p=self.p))]
         return build_utterance(rng, self.groups[s], self.aug)
 
-    def batch(self, rng: np.random.Generator, n: int) -> List[Utterance]:
+    def batch(self, rng: np.random.Generator, n: int) -> list[Utterance]:
         return [self.sample(rng) for _ in range(n)]
 
 
-def test_utterances(clips: Sequence[Clip], n_per_speaker: int, seed: int = 1234,
-                    aug: Augment = Augment()) -> List[Utterance]:
+def test_utterances(
+    clips: Sequence[Clip], n_per_speaker: int, seed: int = 1234, aug: Augment = Augment()
+) -> list[Utterance]:
     """A fixed, reproducible evaluation set: n utterances per speaker (same seed -> same audio)."""
     groups = group_by_speaker_digit(clips)
     out = []
@@ -848,21 +960,37 @@ def test_utterances(clips: Sequence[Clip], n_per_speaker: int, seed: int = 1234,
     return out
 
 
-def demo_clips(voices=DEMO_VOICES) -> List[Clip]:
+def demo_clips(voices=DEMO_VOICES) -> list[Clip]:
     """Isolated digits in the demo voices (never used for training)."""
     clips = []
     for vi, (accent, variant, rate, pitch) in enumerate(voices):
         for d in range(10):
-            clips.append(Clip(_trim(espeak_say(DIGIT_WORDS[d], f"{accent}+{variant}", rate, pitch)), d,
-                              f"espeak-{accent}+{variant}", vi))
+            clips.append(
+                Clip(
+                    _trim(espeak_say(DIGIT_WORDS[d], f"{accent}+{variant}", rate, pitch)),
+                    d,
+                    f"espeak-{accent}+{variant}",
+                    vi,
+                )
+            )
     return clips
 
 
-DEMO_AUG = Augment(min_digits=4, max_digits=6, gap=(0.15, 0.4), lead=(0.4, 0.5), tail=(0.6, 0.7),
-                   gain_db=(-2.0, 2.0), level_db=(-24.0, -22.0), speed=(1.0, 1.0), snr_db=(30.0, 35.0), p_noise=1.0)
+DEMO_AUG = Augment(
+    min_digits=4,
+    max_digits=6,
+    gap=(0.15, 0.4),
+    lead=(0.4, 0.5),
+    tail=(0.6, 0.7),
+    gain_db=(-2.0, 2.0),
+    level_db=(-24.0, -22.0),
+    speed=(1.0, 1.0),
+    snr_db=(30.0, 35.0),
+    p_noise=1.0,
+)
 
 
-def demo_utterances(n_per_voice: int = 2, seed: int = 7) -> List[Utterance]:
+def demo_utterances(n_per_voice: int = 2, seed: int = 7) -> list[Utterance]:
     """Connected digits in held-out espeak-ng voices (used for resources/transducer/ demo WAVs)."""
     clips = demo_clips()
     out = []

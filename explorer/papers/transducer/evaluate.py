@@ -1,12 +1,13 @@
 """Evaluation: digit error rate (edit distance / reference length), sequence accuracy, emission delay and
 real-time factor, on generated connected-digit utterances or on a folder of WAV files."""
+
 from __future__ import annotations
 
 import logging
 import re
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -19,7 +20,7 @@ log = logging.getLogger(__name__)
 _REF_RE = re.compile(r"^\d+$")
 
 
-def score(pairs: Sequence[tuple]) -> Dict:
+def score(pairs: Sequence[tuple]) -> dict:
     """pairs of (reference digits, hypothesis digits) -> error counts and rates. Nothing to score is an error
     (a rate of 0.0 over no digits would read as a perfect result)."""
     from explorer.core.errors import UserError
@@ -28,18 +29,21 @@ def score(pairs: Sequence[tuple]) -> Dict:
         raise UserError("nothing to score: no utterance with a digit reference")
     errs = sum(edit_distance(r, h) for r, h in pairs)
     n = sum(len(r) for r, _ in pairs)
-    return {"utterances": len(pairs), "digits": n, "digit_errors": errs,
-            "digit_error_rate": errs / max(1, n),
-            "sequence_accuracy": sum(list(r) == list(h) for r, h in pairs) / max(1, len(pairs))}
+    return {
+        "utterances": len(pairs),
+        "digits": n,
+        "digit_errors": errs,
+        "digit_error_rate": errs / max(1, n),
+        "sequence_accuracy": sum(list(r) == list(h) for r, h in pairs) / max(1, len(pairs)),
+    }
 
 
 @torch.no_grad()
-def evaluate_utterances(model: Transducer, utts: Sequence[Utterance], beam: int = 1, progress=None,
-                        token=None) -> Dict:
+def evaluate_utterances(model: Transducer, utts: Sequence[Utterance], beam: int = 1, progress=None, token=None) -> dict:
     """Decode generated utterances; per-speaker rates, emission delays (correctly decoded utterances)."""
     pairs: list = []
-    by_spk: Dict[str, list] = {}
-    delays: List[float] = []
+    by_spk: dict[str, list] = {}
+    delays: list[float] = []
     audio_s, dec_s = 0.0, 0.0
     W_s = model.block_frames(1) * model.frame_seconds if model.online else None
     for i, u in enumerate(utts):
@@ -52,7 +56,7 @@ def evaluate_utterances(model: Transducer, utts: Sequence[Utterance], beam: int 
         pairs.append((u.digits, hyp))
         by_spk.setdefault(u.speaker, []).append((u.digits, hyp))
         if hyp == u.digits:
-            for (d, b), (_, end) in zip(emissions, u.bounds):
+            for (_d, b), (_, end) in zip(emissions, u.bounds):
                 # an online model emits when block b is complete; an offline one only after the whole utterance
                 at = model.block_end_sample(b, n_enc) if model.online else len(u.audio)
                 delays.append((at - end) / SAMPLE_RATE)
@@ -63,9 +67,14 @@ def evaluate_utterances(model: Transducer, utts: Sequence[Utterance], beam: int 
     out["real_time_factor"] = dec_s / max(1e-9, audio_s)
     if delays:
         d = np.array(delays)
-        out["emission_delay_s"] = {"mean": float(d.mean()), "median": float(np.median(d)),
-                                   "p90": float(np.percentile(d, 90)), "max": float(d.max()),
-                                   "min": float(d.min()), "n": int(len(d))}
+        out["emission_delay_s"] = {
+            "mean": float(d.mean()),
+            "median": float(np.median(d)),
+            "p90": float(np.percentile(d, 90)),
+            "max": float(d.max()),
+            "min": float(d.min()),
+            "n": int(len(d)),
+        }
         if W_s:
             # one block of audio plus the analysis window of its last frame (25 ms)
             tol = W_s + model.logmel.cfg.win / SAMPLE_RATE
@@ -74,7 +83,7 @@ def evaluate_utterances(model: Transducer, utts: Sequence[Utterance], beam: int 
     return out
 
 
-def reference_from_name(path: Path) -> Optional[List[int]]:
+def reference_from_name(path: Path) -> list[int] | None:
     head = path.name.split("_", 1)[0]
     if head.lower().endswith(".wav"):
         head = head[:-4]
@@ -82,7 +91,7 @@ def reference_from_name(path: Path) -> Optional[List[int]]:
 
 
 @torch.no_grad()
-def evaluate_dir(model: Transducer, folder, beam: int = 1, progress=None) -> Dict:
+def evaluate_dir(model: Transducer, folder, beam: int = 1, progress=None) -> dict:
     """Every *.wav in ``folder``: reference = file name before the first underscore (FSDD naming)."""
     from explorer.core.errors import UserError
 
@@ -96,15 +105,14 @@ def evaluate_dir(model: Transducer, folder, beam: int = 1, progress=None) -> Dic
 
 
 @torch.no_grad()
-def evaluate_files(model: Transducer, files: Sequence[Path], beam: int = 1, progress=None, what: str = "files"
-                   ) -> Dict:
+def evaluate_files(model: Transducer, files: Sequence[Path], beam: int = 1, progress=None, what: str = "files") -> dict:
     """Decode each file as recorded (whole file, then the end-of-input silence), score it against the digits in
     its name; per-file problems are listed under "errors" and the rest still scored. Also counts the files that
     hold a digit and were given an empty transcript, and the error rate per speaker (the name's second field)."""
     from explorer.core.errors import UserError
 
     results, errors, pairs = [], [], []
-    by_spk: Dict[str, list] = {}
+    by_spk: dict[str, list] = {}
     audio_s, dec_s = 0.0, 0.0
     for i, f in enumerate(files):
         ref = reference_from_name(f)
@@ -122,8 +130,11 @@ def evaluate_files(model: Transducer, files: Sequence[Path], beam: int = 1, prog
             continue
         dec_s += time.perf_counter() - t0
         audio_s += len(audio) / SAMPLE_RATE
-        row = {"file": f.name, "hypothesis": "".join(map(str, hyp)),
-               "reference": None if ref is None else "".join(map(str, ref))}
+        row = {
+            "file": f.name,
+            "hypothesis": "".join(map(str, hyp)),
+            "reference": None if ref is None else "".join(map(str, ref)),
+        }
         if ref is None:
             row["note"] = "no digit reference in the file name; not scored"
         else:
@@ -137,8 +148,14 @@ def evaluate_files(model: Transducer, files: Sequence[Path], beam: int = 1, prog
     if not results:
         raise UserError(f"{what}: none of the {len(files)} .wav files could be read (first: {errors[0]['error']})")
     s = score(pairs) if pairs else None
-    return {"files": len(files), "scored": len(pairs), "digit_error_rate": s["digit_error_rate"] if s else None,
-            "sequence_accuracy": s["sequence_accuracy"] if s else None,
-            "empty_transcripts": sum(1 for r, h in pairs if r and not h),
-            "per_speaker_digit_error_rate": {k: score(v)["digit_error_rate"] for k, v in sorted(by_spk.items())},
-            "real_time_factor": dec_s / audio_s if audio_s else None, "results": results, "errors": errors}
+    return {
+        "files": len(files),
+        "scored": len(pairs),
+        "digit_error_rate": s["digit_error_rate"] if s else None,
+        "sequence_accuracy": s["sequence_accuracy"] if s else None,
+        "empty_transcripts": sum(1 for r, h in pairs if r and not h),
+        "per_speaker_digit_error_rate": {k: score(v)["digit_error_rate"] for k, v in sorted(by_spk.items())},
+        "real_time_factor": dec_s / audio_s if audio_s else None,
+        "results": results,
+        "errors": errors,
+    }

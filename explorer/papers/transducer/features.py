@@ -4,11 +4,11 @@ Frames are not centred: frame i covers samples [i*hop, i*hop + win). A signal of
 1 + (n - win) // hop frames (0 when n < win). The streaming extractor keeps the samples that do not yet fill a
 frame, so pushing a signal in any chunking yields exactly the batch frames.
 """
+
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 import torch
@@ -19,14 +19,14 @@ SAMPLE_RATE = 8000
 @dataclass(frozen=True)
 class FeatureConfig:
     sample_rate: int = SAMPLE_RATE
-    win: int = 200          # 25 ms at 8 kHz
-    hop: int = 80           # 10 ms
+    win: int = 200  # 25 ms at 8 kHz
+    hop: int = 80  # 10 ms
     n_fft: int = 256
     n_mels: int = 40
     fmin: float = 20.0
-    fmax: Optional[float] = None   # None: Nyquist
+    fmax: float | None = None  # None: Nyquist
     floor: float = 1e-6
-    remove_dc: bool = False        # subtract each frame's mean before the window (a DC offset leaks into the low bands)
+    remove_dc: bool = False  # subtract each frame's mean before the window (a DC offset leaks into the low bands)
 
     @property
     def frame_seconds(self) -> float:
@@ -103,11 +103,11 @@ class LogMel(torch.nn.Module):
         n = self.n_frames(audio.shape[-1])
         if n == 0:
             return audio.new_zeros(audio.shape[0], 0, c.n_mels)
-        frames = audio[..., : (n - 1) * c.hop + c.win].unfold(-1, c.win, c.hop)   # (B, n, win)
+        frames = audio[..., : (n - 1) * c.hop + c.win].unfold(-1, c.win, c.hop)  # (B, n, win)
         if c.remove_dc:
             frames = frames - frames.mean(-1, keepdim=True)
         spec = torch.fft.rfft(frames * self.window, n=c.n_fft)
-        power = spec.real ** 2 + spec.imag ** 2
+        power = spec.real**2 + spec.imag**2
         fb = self.fb if warp == 1.0 else self.warped_filterbank(warp)
         mel = power @ fb.t()
         return torch.log(mel + c.floor)
@@ -134,7 +134,7 @@ class StreamingLogMel:
         used = (n - 1) * c.hop + c.win
         with torch.no_grad():
             out = self.logmel(torch.from_numpy(self._buf[:used].copy()))[0]
-        self._buf = self._buf[n * c.hop:]
+        self._buf = self._buf[n * c.hop :]
         self.frames_out += n
         return out
 

@@ -4,12 +4,12 @@ Features are computed incrementally (identical to the batch features), the encod
 across chunks, and the transducer decodes a block as soon as its W encoder frames exist: nothing is ever decoded
 from audio beyond the current block.
 """
+
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional
 
 import numpy as np
 import torch
@@ -33,11 +33,11 @@ class StreamingRecognizer:
 
     def reset(self) -> None:
         self.feat = StreamingLogMel(self.model.logmel)
-        self._norm_state: Dict = {}
+        self._norm_state: dict = {}
         self.decoder = BlockDecoder(self.model, self.beam)
         self._stack = torch.zeros(0, self.model.cfg["n_mels"])
-        self._enc: List[torch.Tensor] = []
-        self._keys: List[torch.Tensor] = []
+        self._enc: list[torch.Tensor] = []
+        self._keys: list[torch.Tensor] = []
         self._hidden = None
         self.samples_in = 0
         self.frames_out = 0
@@ -45,11 +45,11 @@ class StreamingRecognizer:
         self.blocks_done = 0
 
     @property
-    def digits(self) -> List[int]:
+    def digits(self) -> list[int]:
         return self.decoder.digits
 
     @torch.no_grad()
-    def accept(self, samples: np.ndarray) -> Dict:
+    def accept(self, samples: np.ndarray) -> dict:
         """Feed audio (float32 mono at 8 kHz). Returns new normalised log-mel frames and finished blocks."""
         t0 = time.perf_counter()
         m = self.model
@@ -67,7 +67,7 @@ class StreamingRecognizer:
             n = self._stack.shape[0] // s
             if n:
                 enc, keys, _, self._hidden = m.encode(self._stack[None, : n * s], None, self._hidden)
-                self._stack = self._stack[n * s:]
+                self._stack = self._stack[n * s :]
                 self._enc += list(enc[0])
                 self._keys += list(keys[0])
                 while len(self._enc) >= self.W:
@@ -75,7 +75,7 @@ class StreamingRecognizer:
         self.compute_s += time.perf_counter() - t0
         return {"frames": frames.cpu().numpy(), "frame_start": start, "blocks": blocks}
 
-    def _decode_block(self, n: int) -> Dict:
+    def _decode_block(self, n: int) -> dict:
         m = self.model
         W = self.W
         hb = torch.stack(self._enc[:n])
@@ -89,22 +89,35 @@ class StreamingRecognizer:
         new = self.decoder.push_block(hb, kb, mb)
         self.blocks_done += 1
         fs = m.frame_seconds
-        t_end = min(m.block_end_sample(b, 10 ** 9), self.samples_in) / SAMPLE_RATE
-        return {"block": b, "start_s": b * W * fs, "end_s": (b * W + n) * fs, "time_s": t_end,
-                "digits": [d for d, _ in new], "attention": [a for _, a in new], "frames": n,
-                "transcript": "".join(str(d) for d in self.decoder.digits)}
+        t_end = min(m.block_end_sample(b, 10**9), self.samples_in) / SAMPLE_RATE
+        return {
+            "block": b,
+            "start_s": b * W * fs,
+            "end_s": (b * W + n) * fs,
+            "time_s": t_end,
+            "digits": [d for d, _ in new],
+            "attention": [a for _, a in new],
+            "frames": n,
+            "transcript": "".join(str(d) for d in self.decoder.digits),
+        }
 
     @torch.no_grad()
-    def finish(self) -> Dict:
+    def finish(self) -> dict:
         """End of input: the end-of-input silence goes through like audio, then the last, partial block is decoded,
         exactly as the whole-file decode does. The silence's frames are not returned, and the blocks it completes
         are reported as ending with the audio (nothing was heard after it)."""
         n = self.model.flush_samples
         samples_in = self.samples_in
-        out = self.accept(np.zeros(n, np.float32)) if n else {
-            "frames": np.zeros((0, self.model.cfg["n_mels"]), np.float32), "frame_start": self.frames_out,
-            "blocks": []}
-        self.samples_in = samples_in        # the silence was not heard: block times stay within the audio
+        out = (
+            self.accept(np.zeros(n, np.float32))
+            if n
+            else {
+                "frames": np.zeros((0, self.model.cfg["n_mels"]), np.float32),
+                "frame_start": self.frames_out,
+                "blocks": [],
+            }
+        )
+        self.samples_in = samples_in  # the silence was not heard: block times stay within the audio
         end_s = samples_in / SAMPLE_RATE
         out["frames"] = np.zeros((0, self.model.cfg["n_mels"]), np.float32)
         out["frame_start"] = self.frames_out
@@ -121,8 +134,9 @@ class StreamingRecognizer:
 @dataclass
 class ModelBundle:
     """What the app holds: the online model and, when bundled, the offline comparison model."""
+
     online: Transducer
-    offline: Optional[Transducer] = None
+    offline: Transducer | None = None
     offline_meta: object = None
 
 
@@ -155,7 +169,7 @@ def warm_up(model: Transducer) -> None:
 
 
 @torch.no_grad()
-def offline_transcribe(model: Transducer, audio: np.ndarray) -> Dict:
+def offline_transcribe(model: Transducer, audio: np.ndarray) -> dict:
     t0 = time.perf_counter()
     digits, _, _ = decode_utterance(model, torch.from_numpy(np.asarray(audio, dtype=np.float32)))
     return {"digits": digits, "compute_s": time.perf_counter() - t0, "audio_s": len(audio) / SAMPLE_RATE}
@@ -176,8 +190,8 @@ def stream_file(bundle: ModelBundle, audio: np.ndarray, pace: float = 1.0, chunk
     for i in range(0, len(audio), n):
         if token is not None:
             token.check()
-        chunk = audio[i:i + n]
-        if pace > 0:   # wait until this chunk "has been spoken"
+        chunk = audio[i : i + n]
+        if pace > 0:  # wait until this chunk "has been spoken"
             due = t0 + (i + len(chunk)) / SAMPLE_RATE / pace
             while True:
                 left = due - time.perf_counter()
@@ -215,7 +229,7 @@ def stream_queue(bundle: ModelBundle, q, sample_rate: int, token=None, keep_audi
 
     rec = StreamingRecognizer(bundle.online)
     rs = StreamResampler(sample_rate, SAMPLE_RATE)
-    kept: List[np.ndarray] = []
+    kept: list[np.ndarray] = []
     kept_n = 0
     while True:
         if token is not None:

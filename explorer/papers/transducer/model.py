@@ -12,19 +12,20 @@
   emitted targets at every block boundary), batched over hypotheses and utterances.
 * Decoding (greedy or beam) processes one block at a time and only ever reads the current block.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Optional, Sequence, Tuple
+from collections.abc import Sequence
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 from .features import FeatureConfig, LogMel
 
-EOB = 10        # end-of-block token <e>
-SOS = 11        # start token (input only)
+EOB = 10  # end-of-block token <e>
+SOS = 11  # start token (input only)
 N_OUT = 11
 
 # End of input: when a file, a replay or a microphone stream ends, ``flush_s`` seconds of silence (digital zeros)
@@ -33,10 +34,29 @@ N_OUT = 11
 # it in which the transducer emits. Training appends the same silence, and checkpoints made before it existed read
 # it too: the shipped model left about half of tightly trimmed clips empty without it.
 FLUSH_S = 0.5
-DEFAULT_CONFIG: Dict = dict(n_mels=40, stack=3, enc_hidden=128, enc_layers=2, bidirectional=False, dec_hidden=128,
-                            embed=32, att_hidden=64, attention="mlp", block=8, max_per_block=4,
-                            norm="causal", norm_prior=100, norm_gate=True, fmin=20.0, ceps=0, dropout=0.0,
-                            frontend="linear", flush_s=FLUSH_S, log_floor=1e-10, remove_dc=True)
+DEFAULT_CONFIG: dict = dict(
+    n_mels=40,
+    stack=3,
+    enc_hidden=128,
+    enc_layers=2,
+    bidirectional=False,
+    dec_hidden=128,
+    embed=32,
+    att_hidden=64,
+    attention="mlp",
+    block=8,
+    max_per_block=4,
+    norm="causal",
+    norm_prior=100,
+    norm_gate=True,
+    fmin=20.0,
+    ceps=0,
+    dropout=0.0,
+    frontend="linear",
+    flush_s=FLUSH_S,
+    log_floor=1e-10,
+    remove_dc=True,
+)
 # Feature normalisation: "global" subtracts the training set's per-mel mean; "causal" subtracts a running mean
 # of the utterance heard so far (frames 1..t, with ``norm_prior`` frames' worth of the training mean as the
 # prior), which removes a speaker's or microphone's fixed spectral colouring without looking ahead.
@@ -57,14 +77,24 @@ DEFAULT_CONFIG: Dict = dict(n_mels=40, stack=3, enc_hidden=128, enc_layers=2, bi
 # higher or lower for another speaker gives nearly the same features.
 # Neither these three nor fmin moved the unheard-speaker error beyond the run-to-run spread on 11-minute
 # leave-one-out folds (README), so all are off by default.
-LEGACY_CONFIG: Dict = dict(norm="global", norm_prior=100, norm_gate=False, fmin=20.0, ceps=0, dropout=0.0,
-                           frontend="linear", flush_s=FLUSH_S, log_floor=1e-6, remove_dc=False)
+LEGACY_CONFIG: dict = dict(
+    norm="global",
+    norm_prior=100,
+    norm_gate=False,
+    fmin=20.0,
+    ceps=0,
+    dropout=0.0,
+    frontend="linear",
+    flush_s=FLUSH_S,
+    log_floor=1e-6,
+    remove_dc=False,
+)
 CONV_FILTERS, CONV_KERNEL, CONV_POOL = 32, 7, 3
 # Offline variant: a bidirectional encoder, so every block is decoded only after the whole utterance is heard.
 # (block=0 makes the whole utterance one block: a plain attention seq2seq, much slower to train here.)
-OFFLINE_CONFIG: Dict = dict(DEFAULT_CONFIG, bidirectional=True)
+OFFLINE_CONFIG: dict = dict(DEFAULT_CONFIG, bidirectional=True)
 
-Alignment = List[List[int]]   # digits emitted in each block
+Alignment = list[list[int]]  # digits emitted in each block
 
 
 def dct_matrix(n: int, k: int) -> torch.Tensor:
@@ -76,7 +106,7 @@ def dct_matrix(n: int, k: int) -> torch.Tensor:
     return m.float()
 
 
-def build(config: Dict):
+def build(config: dict):
     """A Transducer from its config, or an :class:`Ensemble` from ``{"ensemble": [member configs]}``."""
     if config and "ensemble" in config:
         return Ensemble([build(c) for c in config["ensemble"]])
@@ -88,7 +118,7 @@ def build(config: Dict):
 
 
 class Transducer(nn.Module):
-    def __init__(self, cfg: Dict) -> None:
+    def __init__(self, cfg: dict) -> None:
         super().__init__()
         self.cfg = dict(cfg)
         c = self.cfg
@@ -98,8 +128,11 @@ class Transducer(nn.Module):
             raise ValueError(f"norm must be 'global' or 'causal', not {c['norm']!r}")
         if c["attention"] not in ("mlp", "dot"):
             raise ValueError(f"attention must be 'mlp' or 'dot', not {c['attention']!r}")
-        self.logmel = LogMel(FeatureConfig(n_mels=c["n_mels"], fmin=float(c["fmin"]), floor=float(c["log_floor"]),
-                                           remove_dc=bool(c["remove_dc"])))
+        self.logmel = LogMel(
+            FeatureConfig(
+                n_mels=c["n_mels"], fmin=float(c["fmin"]), floor=float(c["log_floor"]), remove_dc=bool(c["remove_dc"])
+            )
+        )
         self.register_buffer("feat_mean", torch.zeros(c["n_mels"]))
         self.register_buffer("feat_std", torch.ones(c["n_mels"]))
         n_in = c["n_mels"]
@@ -117,9 +150,14 @@ class Transducer(nn.Module):
             n_flat = n_in * c["stack"]
         self.inp = nn.Linear(n_flat, c["enc_hidden"])
         self.drop = nn.Dropout(float(c["dropout"]))
-        self.enc = nn.GRU(c["enc_hidden"], c["enc_hidden"], c["enc_layers"], batch_first=True,
-                          bidirectional=bool(c["bidirectional"]),
-                          dropout=float(c["dropout"]) if c["enc_layers"] > 1 else 0.0)
+        self.enc = nn.GRU(
+            c["enc_hidden"],
+            c["enc_hidden"],
+            c["enc_layers"],
+            batch_first=True,
+            bidirectional=bool(c["bidirectional"]),
+            dropout=float(c["dropout"]) if c["enc_layers"] > 1 else 0.0,
+        )
         H = self.enc_dim
         D = c["dec_hidden"]
         self.embed = nn.Embedding(12, c["embed"])
@@ -135,7 +173,7 @@ class Transducer(nn.Module):
 
     # ------------------------------------------------------------------ properties
     @property
-    def config(self) -> Dict:
+    def config(self) -> dict:
         """The model config under the name the training core reads (it goes into resume files)."""
         return self.cfg
 
@@ -183,20 +221,20 @@ class Transducer(nn.Module):
         n = self.flush_samples
         return torch.cat([audio, audio.new_zeros(n)]) if n else audio
 
-    def features(self, audios: Sequence[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+    def features(self, audios: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """List of 1-D audio tensors (whole inputs: each is followed by the end-of-input silence) -> normalised
         log-mel (B, T, n_mels) zero-padded, lengths (B,)."""
         feats = [self.logmel(self.with_flush(a.to(self.feat_mean.device))[None])[0] for a in audios]
         return self.pad_normalize(feats)
 
-    def pad_normalize(self, feats: Sequence[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+    def pad_normalize(self, feats: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Raw log-mel (T_i, n_mels) list -> normalised (B, T, n_mels) and lengths (B,); padding comes after each
         utterance's end, so it changes none of its frames (both normalisations are causal)."""
         lengths = torch.tensor([f.shape[0] for f in feats])
         x = nn.utils.rnn.pad_sequence(feats, batch_first=True)
         return self.normalize(x), lengths
 
-    def normalize(self, feats: torch.Tensor, state: Optional[Dict] = None) -> torch.Tensor:
+    def normalize(self, feats: torch.Tensor, state: dict | None = None) -> torch.Tensor:
         """Raw log-mel (..., T, n_mels) -> normalised. With ``norm="causal"`` frame t is centred on the mean of
         frames 1..t (plus the prior); ``state`` (a dict, for streaming) carries the running sum and count
         between calls, so chunked and whole-utterance normalisation agree."""
@@ -210,7 +248,7 @@ class Transducer(nn.Module):
             prev_sum, prev_n = state["sum"].to(feats.device), state["n"].to(feats.device)
         if self.cfg["norm_gate"]:
             floor = math.log(self.logmel.cfg.floor) + 1.0
-            w = (feats.mean(-1, keepdim=True) > floor).to(feats.dtype)     # 0 for digital silence
+            w = (feats.mean(-1, keepdim=True) > floor).to(feats.dtype)  # 0 for digital silence
         else:
             w = torch.ones_like(feats[..., :1])
         csum = torch.cumsum(feats * w, dim=-2) + prev_sum
@@ -227,20 +265,21 @@ class Transducer(nn.Module):
         T = x.shape[1] // s
         return x[:, : T * s].reshape(x.shape[0], T, s * x.shape[2])
 
-    def encode(self, x: torch.Tensor, lengths: Optional[torch.Tensor] = None, hidden=None):
+    def encode(self, x: torch.Tensor, lengths: torch.Tensor | None = None, hidden=None):
         """Normalised features (B, T, F) -> encoder outputs (B, T', H), attention keys, T' lengths, hidden."""
         if self.cfg["ceps"]:
             x = x @ self.dct
         z = self.stack_frames(x)
         if self.cfg["frontend"] == "conv":
             b, t = z.shape[:2]
-            f = torch.relu(self.fconv(z.reshape(b * t, self.cfg["stack"], -1)))      # (B*T', filters, bands)
+            f = torch.relu(self.fconv(z.reshape(b * t, self.cfg["stack"], -1)))  # (B*T', filters, bands)
             z = F.max_pool1d(f, CONV_POOL).reshape(b, t, -1)
         z = self.drop(torch.relu(self.inp(z)))
         enc_len = None if lengths is None else torch.div(lengths, self.cfg["stack"], rounding_mode="floor")
         if self.cfg["bidirectional"] and enc_len is not None and z.shape[0] > 1:
-            packed = nn.utils.rnn.pack_padded_sequence(z, enc_len.clamp(min=1).cpu(), batch_first=True,
-                                                       enforce_sorted=False)
+            packed = nn.utils.rnn.pack_padded_sequence(
+                z, enc_len.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False
+            )
             out, hidden = self.enc(packed, hidden)
             out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=z.shape[1])
         else:
@@ -299,7 +338,7 @@ class Transducer(nn.Module):
         return (enc.reshape(B, NB, W, H), keys.reshape(B, NB, W, keys.shape[-1]), valid.reshape(B, NB, W), W, nb)
 
     # ------------------------------------------------------------------ training loss
-    def alignment_nll(self, enc, keys, enc_len, alignments: Sequence[Alignment]) -> Tuple[torch.Tensor, int]:
+    def alignment_nll(self, enc, keys, enc_len, alignments: Sequence[Alignment]) -> tuple[torch.Tensor, int]:
         """Sum of -log p(alignment) over the batch and the number of predicted tokens."""
         eb, kb, vb, W, nb = self.blockify(enc, keys, enc_len)
         B = enc.shape[0]
@@ -320,7 +359,7 @@ class Transducer(nn.Module):
         for i, (t, bl) in enumerate(zip(seqs, blks)):
             tgt[i, : len(t)] = torch.tensor(t)
             blk[i, : len(bl)] = torch.tensor(bl)
-            blk[i, len(bl):] = bl[-1]
+            blk[i, len(bl) :] = bl[-1]
             mask[i, : len(t)] = True
         ar = torch.arange(B, device=dev)
         state = self.init_state(B)
@@ -328,7 +367,7 @@ class Transducer(nn.Module):
         for m in range(L):
             b = blk[:, m]
             logp, _, pre = self.step(state, eb[ar, b], kb[ar, b], vb[ar, b])
-            nll = -logp.gather(1, tgt[:, m:m + 1])[:, 0]
+            nll = -logp.gather(1, tgt[:, m : m + 1])[:, 0]
             total = total + (nll * mask[:, m]).sum()
             state = self.feed(pre, tgt[:, m])
         return total, int(mask.sum())
@@ -376,10 +415,11 @@ class Ensemble(nn.Module):
         for m in members[1:]:
             bad = [k for k in _SHARED if m.cfg[k] != first[k]]
             if bad:
-                raise ValueError("ensemble members differ in " + ", ".join(f"{k} ({first[k]} vs {m.cfg[k]})"
-                                                                            for k in bad))
+                raise ValueError(
+                    "ensemble members differ in " + ", ".join(f"{k} ({first[k]} vs {m.cfg[k]})" for k in bad)
+                )
         self.members = nn.ModuleList(members)
-        self.cfg = dict(first)     # member 0's geometry (shared by all), read by decoding and streaming
+        self.cfg = dict(first)  # member 0's geometry (shared by all), read by decoding and streaming
         self.logmel = members[0].logmel
         self.register_buffer("feat_mean", members[0].feat_mean.clone(), persistent=False)
         self.register_buffer("feat_std", members[0].feat_std.clone(), persistent=False)
@@ -400,10 +440,10 @@ class Ensemble(nn.Module):
     pad_normalize = Transducer.pad_normalize
     feed = staticmethod(Transducer.feed)
 
-    def normalize(self, feats: torch.Tensor, state: Optional[Dict] = None) -> torch.Tensor:
+    def normalize(self, feats: torch.Tensor, state: dict | None = None) -> torch.Tensor:
         return (feats - self.feat_mean) / self.feat_std
 
-    def encode(self, x: torch.Tensor, lengths: Optional[torch.Tensor] = None, hidden=None):
+    def encode(self, x: torch.Tensor, lengths: torch.Tensor | None = None, hidden=None):
         raw = x * self.feat_std + self.feat_mean
         hidden = hidden or [(None, {}) for _ in self.members]
         encs, keys, new = [], [], []
@@ -421,8 +461,14 @@ class Ensemble(nn.Module):
 
     def step(self, state, hb: torch.Tensor, kb: torch.Tensor, mb: torch.Tensor):
         s, h2, c, y = state
-        parts = zip(self.members, s.split(self._dec_dims, -1), h2.split(self._dec_dims, -1),
-                    c.split(self._enc_dims, -1), hb.split(self._enc_dims, -1), kb.split(self._key_dims, -1))
+        parts = zip(
+            self.members,
+            s.split(self._dec_dims, -1),
+            h2.split(self._dec_dims, -1),
+            c.split(self._enc_dims, -1),
+            hb.split(self._enc_dims, -1),
+            kb.split(self._key_dims, -1),
+        )
         logps, atts, pres = [], [], []
         for m, s_k, h2_k, c_k, hb_k, kb_k in parts:
             lp, a, pre = m.step((s_k, h2_k, c_k, y), hb_k, kb_k, mb)
@@ -454,9 +500,9 @@ def align_search(scorer, init_state, feed, targets: Sequence[Sequence[int]], n_b
     rows_u = list(range(U))
     rows_j = [0] * U
     rows_lp = [0.0] * U
-    rows_al: List[Alignment] = [[] for _ in range(U)]
+    rows_al: list[Alignment] = [[] for _ in range(U)]
     state = init_state(U)
-    result: List[Optional[Tuple[Alignment, float]]] = [None] * U
+    result: list[tuple[Alignment, float] | None] = [None] * U
     for b in range(max(n_blocks)):
         act = [r for r in range(len(rows_u)) if b < n_blocks[rows_u[r]]]
         if not act:
@@ -466,9 +512,9 @@ def align_search(scorer, init_state, feed, targets: Sequence[Sequence[int]], n_b
         fr_u = [rows_u[r] for r in act]
         fr_j = [rows_j[r] for r in act]
         fr_lp = [rows_lp[r] for r in act]
-        fr_cur: List[List[int]] = [[] for _ in act]
+        fr_cur: list[list[int]] = [[] for _ in act]
         fr_prev = [rows_al[r] for r in act]
-        best: Dict[Tuple[int, int], Tuple[float, int, int, Alignment]] = {}   # (u, j') -> (lp, k, row, al)
+        best: dict[tuple[int, int], tuple[float, int, int, Alignment]] = {}  # (u, j') -> (lp, k, row, al)
         pres = []
         for k in range(M):
             if not fr_u:
@@ -526,8 +572,9 @@ def align_search(scorer, init_state, feed, targets: Sequence[Sequence[int]], n_b
     return result
 
 
-def boundary_alignment(bounds_end_samples: Sequence[int], digits: Sequence[int], n_enc: int, model: Transducer
-                       ) -> Alignment:
+def boundary_alignment(
+    bounds_end_samples: Sequence[int], digits: Sequence[int], n_enc: int, model: Transducer
+) -> Alignment:
     """Each digit goes to the block holding its last frame; overfull blocks spill into the next block."""
     fc = model.logmel.cfg
     W = model.block_frames(n_enc)
@@ -564,19 +611,18 @@ class BlockDecoder:
         self.block = 0
 
     @torch.no_grad()
-    def push_block(self, hb: torch.Tensor, kb: torch.Tensor, mb: torch.Tensor) -> List[Tuple[int, List[float]]]:
+    def push_block(self, hb: torch.Tensor, kb: torch.Tensor, mb: torch.Tensor) -> list[tuple[int, list[float]]]:
         """Decode one block (hb (W, H), kb (W, A), mb (W,)); returns the best hypothesis' new digits."""
         m = self.model
         M = m.M
         frontier = [(lp, ds, st, 0) for lp, ds, st in self.hyps]
-        closed: Dict[Tuple[int, ...], Tuple[float, list, tuple]] = {}
+        closed: dict[tuple[int, ...], tuple[float, list, tuple]] = {}
         for k in range(M):
             if not frontier:
                 break
             st = tuple(torch.cat([f[2][i] for f in frontier]) for i in range(4))
             n = len(frontier)
-            logp, att, pre = m.step(st, hb[None].expand(n, -1, -1), kb[None].expand(n, -1, -1),
-                                    mb[None].expand(n, -1))
+            logp, att, pre = m.step(st, hb[None].expand(n, -1, -1), kb[None].expand(n, -1, -1), mb[None].expand(n, -1))
             lp = logp.cpu()
             cands = []
             for r, (flp, ds, _, _) in enumerate(frontier):
@@ -588,16 +634,28 @@ class BlockDecoder:
                     if tok == EOB:
                         closed[key] = (end_lp, ds, self.model.feed(_index_state(pre, ri), torch.tensor([EOB])))
                     else:
-                        cands.append((flp + float(lp[r, tok]), ds + [(tok, self.block, att[r].cpu().tolist())],
-                                      self.model.feed(_index_state(pre, ri), torch.tensor([tok])), k + 1))
+                        cands.append(
+                            (
+                                flp + float(lp[r, tok]),
+                                ds + [(tok, self.block, att[r].cpu().tolist())],
+                                self.model.feed(_index_state(pre, ri), torch.tensor([tok])),
+                                k + 1,
+                            )
+                        )
                     continue
                 if key not in closed or end_lp > closed[key][0]:
                     closed[key] = (end_lp, ds, self.model.feed(_index_state(pre, ri), torch.tensor([EOB])))
                 if k < M - 1:
                     top = torch.topk(lp[r, :EOB], min(self.beam, 10))
                     for v, d in zip(top.values.tolist(), top.indices.tolist()):
-                        cands.append((flp + v, ds + [(d, self.block, att[r].cpu().tolist())],
-                                      self.model.feed(_index_state(pre, ri), torch.tensor([d])), k + 1))
+                        cands.append(
+                            (
+                                flp + v,
+                                ds + [(d, self.block, att[r].cpu().tolist())],
+                                self.model.feed(_index_state(pre, ri), torch.tensor([d])),
+                                k + 1,
+                            )
+                        )
             cands.sort(key=lambda c: -c[0])
             frontier = cands[: self.beam]
         ranked = sorted(closed.values(), key=lambda h: -h[0])[: self.beam]
@@ -606,11 +664,11 @@ class BlockDecoder:
         return [(d, a) for d, b, a in self.hyps[0][1] if b == self.block - 1]
 
     @property
-    def digits(self) -> List[int]:
+    def digits(self) -> list[int]:
         return [d for d, _, _ in self.hyps[0][1]]
 
     @property
-    def emissions(self) -> List[Tuple[int, int]]:
+    def emissions(self) -> list[tuple[int, int]]:
         """(digit, block) of the best hypothesis."""
         return [(d, b) for d, b, _ in self.hyps[0][1]]
 

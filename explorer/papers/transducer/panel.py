@@ -3,18 +3,27 @@
 The GUI thread only moves audio bytes into a queue and draws; features, encoder and transducer run in a worker
 (``infer.stream_file`` / ``infer.stream_queue``) that yields new spectrogram frames and finished blocks.
 """
+
 from __future__ import annotations
 
 import queue
 from pathlib import Path
-from typing import List, Optional
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt, QTimer, Slot
 from PySide6.QtGui import QKeySequence
-from PySide6.QtWidgets import (QComboBox, QFileDialog, QGridLayout, QHBoxLayout, QLabel, QPushButton,
-                               QSplitter, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
 
 from explorer.core.errors import UserError
 from explorer.ui.dialogs import input_folder, remember_folder
@@ -22,12 +31,20 @@ from explorer.ui.panel_base import PaperPanel
 from explorer.ui.widgets.fit_scroll import shrinkable
 from explorer.ui.widgets.small import bold_font, level_meter
 
-from .panel_mic import NO_MIC  # noqa: F401 - the message, for callers of this module
-from .panel_mic import (DeviceBox, audio_error, audio_inputs, close_microphone, decode_pcm, err_name, no_mic_message,
-                        open_microphone)
+from .panel_mic import (
+    NO_MIC,  # noqa: F401 - the message, for callers of this module
+    DeviceBox,
+    audio_error,
+    audio_inputs,
+    close_microphone,
+    decode_pcm,
+    err_name,
+    no_mic_message,
+    open_microphone,
+)
 
-WINDOW_S = 6.0            # seconds of spectrogram on screen
-FRAME_S = 0.01            # log-mel hop
+WINDOW_S = 6.0  # seconds of spectrogram on screen
+FRAME_S = 0.01  # log-mel hop
 N_MELS = 40
 SOURCES = ("Demo utterance", "WAV file", "Microphone")
 PACES = (("real time", 1.0), ("2x", 2.0), ("4x", 4.0), ("as fast as possible", 0.0))
@@ -35,7 +52,7 @@ ATT_TITLE = "Attention of the latest emission over its block"
 WAV_DIR_KEY = "transducer_wav_dir"
 
 
-def demo_files() -> List[Path]:
+def demo_files() -> list[Path]:
     from explorer.core.paths import resources_dir
 
     d = resources_dir() / "transducer"
@@ -55,25 +72,25 @@ class TransducerPanel(PaperPanel):
     def __init__(self, spec, context, parent=None):
         super().__init__(spec, context, parent)
         self.source_kind = SOURCES[0]
-        self.wav_path: Optional[Path] = None
+        self.wav_path: Path | None = None
         self.pace = 1.0
         self.running = False
         self.overruns = 0
         self.transcript = ""
         self.offline_text = ""
         self.last_summary = None
-        self._stream_name = "the audio"    # what the last run streamed (a file name or a microphone)
+        self._stream_name = "the audio"  # what the last run streamed (a file name or a microphone)
         self._is_default_demo = False
-        self._q: Optional[queue.Queue] = None
+        self._q: queue.Queue | None = None
         self._audio_source = None
         self._audio_io = None
         self._mic_format = None
         self._frames = np.zeros((0, N_MELS), np.float32)
-        self._frame0 = 0          # index of the first frame kept in _frames
+        self._frame0 = 0  # index of the first frame kept in _frames
         self._t = 0.0
         self._dirty = False
-        self._block_items: List = []
-        self._base = None           # (bundle, meta) of the loaded checkpoint while an adapted model is in use
+        self._block_items: list = []
+        self._base = None  # (bundle, meta) of the loaded checkpoint while an adapted model is in use
         self._enroll = None
         # The audio devices are first looked for when the microphone is chosen (not when the tab opens): Qt
         # looks for a sound server only once, so a server started after the tab was opened is still found.
@@ -93,14 +110,18 @@ class TransducerPanel(PaperPanel):
         row = QHBoxLayout()
         self.source_box = QComboBox()
         self.source_box.addItems(SOURCES)
-        self.source_box.setToolTip("Where the audio comes from: a built-in demo utterance, a WAV file replayed at "
-                                   "real-time pace, or your microphone")
+        self.source_box.setToolTip(
+            "Where the audio comes from: a built-in demo utterance, a WAV file replayed at "
+            "real-time pace, or your microphone"
+        )
         self.demo_box = QComboBox()
         for f in demo_files():
             self.demo_box.addItem(demo_label(f), str(f))
-        self.demo_box.setToolTip("Connected digits spoken by espeak-ng voices the model never heard in training, "
-                                 "either digit by digit with pauses or fluently as one phrase; the digits before "
-                                 "the voice name are the reference")
+        self.demo_box.setToolTip(
+            "Connected digits spoken by espeak-ng voices the model never heard in training, "
+            "either digit by digit with pauses or fluently as one phrase; the digits before "
+            "the voice name are the reference"
+        )
         self.open_button = QPushButton("Open WAV…")
         self.open_button.setToolTip("Choose a WAV file (any sample rate, mono or stereo) to replay")
         self.file_label = QLabel("no file")
@@ -123,15 +144,28 @@ class TransducerPanel(PaperPanel):
         self.stop_button.setToolTip("Stop (for the microphone: finish the utterance and show the offline answer)")
         self.stop_button.setEnabled(False)
         self.teach_button = QPushButton("Teach it my voice…")
-        self.teach_button.setToolTip("Record each digit a few times (or load recordings) and adapt the model to your "
-                                     "voice in the background (Ctrl+E)")
+        self.teach_button.setToolTip(
+            "Record each digit a few times (or load recordings) and adapt the model to your "
+            "voice in the background (Ctrl+E)"
+        )
         self.teach_button.setShortcut(QKeySequence("Ctrl+E"))
         self.revert_button = QPushButton("Original model")
         self.revert_button.setToolTip("Switch back from the model adapted to your voice to the loaded checkpoint")
         self.revert_button.setVisible(False)
-        for w in (QLabel("Source:"), self.source_box, self.demo_box, self.open_button, self.file_label,
-                  self.device_box, self.refresh_devices, self.level, QLabel("Replay:"), self.pace_box,
-                  self.start_button, self.stop_button):
+        for w in (
+            QLabel("Source:"),
+            self.source_box,
+            self.demo_box,
+            self.open_button,
+            self.file_label,
+            self.device_box,
+            self.refresh_devices,
+            self.level,
+            QLabel("Replay:"),
+            self.pace_box,
+            self.start_button,
+            self.stop_button,
+        ):
             row.addWidget(w)
         row.addStretch(1)
         row.addWidget(self.teach_button)
@@ -151,8 +185,10 @@ class TransducerPanel(PaperPanel):
         self.image.setColorMap(pg.colormap.get("viridis"))
         self.spec_plot.addItem(self.image)
         yield
-        self.spec_plot.setToolTip("Log-mel spectrogram as it streams in; dashed lines are block boundaries "
-                                  "(W encoder frames); each digit is written under the block that emitted it")
+        self.spec_plot.setToolTip(
+            "Log-mel spectrogram as it streams in; dashed lines are block boundaries "
+            "(W encoder frames); each digit is written under the block that emitted it"
+        )
         self.att_plot = pg.PlotWidget()
         self.att_plot.setBackground("w")
         self.att_plot.setLabel("bottom", "encoder frame in the block")
@@ -187,8 +223,9 @@ class TransducerPanel(PaperPanel):
         self.reference_label = QLabel("")
         self.offline_label = QLabel("")
         self.offline_label.setWordWrap(True)
-        self.offline_label.setToolTip("The offline variant (same transducer, bidirectional encoder) can only "
-                                      "answer after the audio has ended")
+        self.offline_label.setToolTip(
+            "The offline variant (same transducer, bidirectional encoder) can only answer after the audio has ended"
+        )
         self.status_label = QLabel("")
         self.status_label.setWordWrap(True)
         self.status_label.setStyleSheet("color: #555;")
@@ -220,7 +257,7 @@ class TransducerPanel(PaperPanel):
         self.refresh_devices.setVisible(mic)
         self.pace_box.setEnabled(not mic)
         if mic:
-            self._populate_devices()       # also shows or clears the "no microphone" message
+            self._populate_devices()  # also shows or clears the "no microphone" message
         else:
             self.clear_error()
 
@@ -264,8 +301,9 @@ class TransducerPanel(PaperPanel):
         return input_folder(self.context.settings, WAV_DIR_KEY, "transducer")
 
     def _ask_wav(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open a WAV file", self.wav_start_folder(),
-                                              "Audio (*.wav *.flac *.ogg);;All files (*)")
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Open a WAV file", self.wav_start_folder(), "Audio (*.wav *.flac *.ogg);;All files (*)"
+        )
         if path:
             remember_folder(self.context.settings, WAV_DIR_KEY, path)
             self.set_wav(path)
@@ -277,9 +315,9 @@ class TransducerPanel(PaperPanel):
 
     # ------------------------------------------------------------------ model / demo
     def on_model_loaded(self, model, meta) -> None:
-        self._base = None                    # a newly opened checkpoint replaces any adapted model
+        self._base = None  # a newly opened checkpoint replaces any adapted model
         self.revert_button.setVisible(False)
-        if self.running:                     # what streams and what is shown came from the previous model
+        if self.running:  # what streams and what is shown came from the previous model
             self.stop()
         self._reset_view()
         self.transcript_label.setText("—")
@@ -288,9 +326,11 @@ class TransducerPanel(PaperPanel):
     def _show_model(self, model, name: str) -> None:
         off = "with" if model.offline is not None else "without"
         cfg = model.online.cfg
-        self.status_label.setText(f"Model {name}: W = {cfg['block']} encoder frames "
-                                  f"({cfg['block'] * model.online.frame_seconds * 1000:.0f} ms) per block, "
-                                  f"M = {cfg['max_per_block']}, {off} the offline comparison model.")
+        self.status_label.setText(
+            f"Model {name}: W = {cfg['block']} encoder frames "
+            f"({cfg['block'] * model.online.frame_seconds * 1000:.0f} ms) per block, "
+            f"M = {cfg['max_per_block']}, {off} the offline comparison model."
+        )
 
     # ------------------------------------------------------------------ enrollment ("teach it my voice")
     def base_model(self):
@@ -321,12 +361,14 @@ class TransducerPanel(PaperPanel):
         base = self._base[0]
         self.model = ModelBundle(model, base.offline, base.offline_meta)
         e = hist["enrollment"]
-        self._show_model(self.model, f"{self._base[1].name} adapted to your voice ({e['clips']} recordings, "
-                                     f"{hist['steps_done']} steps)")
+        self._show_model(
+            self.model,
+            f"{self._base[1].name} adapted to your voice ({e['clips']} recordings, {hist['steps_done']} steps)",
+        )
         self.revert_button.setVisible(True)
         from .adapt import adapted_meta
 
-        self.checkpoint_changed.emit(adapted_meta(self._base[1], model, hist))   # the checkpoint bar says so
+        self.checkpoint_changed.emit(adapted_meta(self._base[1], model, hist))  # the checkpoint bar says so
 
     def revert_adaptation(self) -> None:
         if self._base is None:
@@ -413,9 +455,15 @@ class TransducerPanel(PaperPanel):
             return (yield from stream_file(bundle, audio, pace=pace, token=token))
 
         self._set_running(True, f"replaying {name}")
-        self.runner.submit(job, key="stream", name="transducer stream", on_partial=self._on_partial,
-                           on_result=self._on_done, on_error=self._on_stream_error,
-                           on_cancelled=self._on_stream_cancelled)
+        self.runner.submit(
+            job,
+            key="stream",
+            name="transducer stream",
+            on_partial=self._on_partial,
+            on_result=self._on_done,
+            on_error=self._on_stream_error,
+            on_cancelled=self._on_stream_cancelled,
+        )
 
     def _start_mic(self) -> None:
         if self.device_box.count() == 0:
@@ -445,9 +493,15 @@ class TransducerPanel(PaperPanel):
             return (yield from stream_queue(bundle, q, rate, token=token))
 
         self._set_running(True, f"listening to {dev.description()} ({fmt.sampleRate()} Hz)")
-        self.runner.submit(job, key="stream", name="transducer microphone", on_partial=self._on_partial,
-                           on_result=self._on_done, on_error=self._on_stream_error,
-                           on_cancelled=self._on_stream_cancelled)
+        self.runner.submit(
+            job,
+            key="stream",
+            name="transducer microphone",
+            on_partial=self._on_partial,
+            on_result=self._on_done,
+            on_error=self._on_stream_error,
+            on_cancelled=self._on_stream_cancelled,
+        )
 
     def _mic_ready(self) -> None:
         if self._audio_io is None or self._q is None:
@@ -457,8 +511,10 @@ class TransducerPanel(PaperPanel):
             return
         x = decode_pcm(data, self._mic_format)
         if x is None:
-            self.show_error(f"The microphone delivers an unsupported sample format "
-                            f"({err_name(self._mic_format.sampleFormat())}); choose another device.")
+            self.show_error(
+                f"The microphone delivers an unsupported sample format "
+                f"({err_name(self._mic_format.sampleFormat())}); choose another device."
+            )
             self.stop()
             return
         try:
@@ -468,8 +524,7 @@ class TransducerPanel(PaperPanel):
 
     @Slot()
     def _mic_state(self) -> None:
-        if self._audio_source is not None and err_name(self._audio_source.error()) not in ("NoError",
-                                                                                          "UnderrunError"):
+        if self._audio_source is not None and err_name(self._audio_source.error()) not in ("NoError", "UnderrunError"):
             if err_name(self._audio_source.error()) == "IOError":
                 self.overruns += 1
                 return
@@ -488,7 +543,7 @@ class TransducerPanel(PaperPanel):
 
     def stop(self) -> None:
         if self._audio_source is not None:
-            self._stop_mic()        # the worker finishes the last block and runs the offline model
+            self._stop_mic()  # the worker finishes the last block and runs the offline model
         else:
             self.runner.cancel("stream")
             self._set_running(False, f"{self._stream_name}: stopped at {self._t:.2f} s")
@@ -521,8 +576,10 @@ class TransducerPanel(PaperPanel):
         self.level.setValue(int(max(-60, min(0, item.get("level_db", -60)))))
         for ev in item["blocks"]:
             self._add_block(ev)
-        self.status_label.setText(f"{getattr(self, '_status_extra', '')} · {self._t:.2f} s · streaming RTF "
-                                  f"{item.get('rtf', 0):.3f} · overruns {self.overruns}")
+        self.status_label.setText(
+            f"{getattr(self, '_status_extra', '')} · {self._t:.2f} s · streaming RTF "
+            f"{item.get('rtf', 0):.3f} · overruns {self.overruns}"
+        )
         self._dirty = True
 
     def _add_block(self, ev) -> None:
@@ -538,8 +595,9 @@ class TransducerPanel(PaperPanel):
             att = np.asarray(ev["attention"][-1])
             self.att_bars.setOpts(x=np.arange(len(att)), height=att, width=0.8)
             self.att_plot.setXRange(-0.5, len(att) - 0.5, padding=0)
-            self.att_title.setText(f"Attention of digit {ev['digits'][-1]} over block {ev['block']} "
-                                   f"(emitted at {ev['time_s']:.2f} s)")
+            self.att_title.setText(
+                f"Attention of digit {ev['digits'][-1]} over block {ev['block']} (emitted at {ev['time_s']:.2f} s)"
+            )
         self._block_items += [(ev["end_s"], it) for it in items]
         self.transcript = ev["transcript"]
         self.transcript_label.setText(" ".join(self.transcript) or "…")
@@ -555,7 +613,8 @@ class TransducerPanel(PaperPanel):
         self.offline_label.setText(
             f"Offline variant (bidirectional encoder: needs the whole utterance): <b>{digits}</b> — it can "
             f"only answer after the audio ends, at {off['audio_s']:.2f} s (+{off['compute_s'] * 1000:.0f} ms "
-            f"compute); the online transducer emitted each digit within a block of hearing it.")
+            f"compute); the online transducer emitted each digit within a block of hearing it."
+        )
 
     def _on_done(self, summary) -> None:
         self.last_summary = summary
@@ -572,7 +631,7 @@ class TransducerPanel(PaperPanel):
 
     def _on_stream_error(self, exc, tb) -> None:
         self._stop_mic()
-        self._reset_view()                     # nothing half-drawn, nothing of an earlier run
+        self._reset_view()  # nothing half-drawn, nothing of an earlier run
         self.transcript_label.setText("—")
         self._set_running(False, f"{self._stream_name}: failed (see the message above)")
         self._refresh()
@@ -583,9 +642,9 @@ class TransducerPanel(PaperPanel):
 
     def _on_stream_cancelled(self) -> None:
         if not self.runner.latest_cancelled("stream"):
-            return                             # replaced by a newer run, which reports for itself
-        self._stop_mic()                       # nothing more comes from this run
-        if self.running:                       # (stop() already said so when it was the Stop button)
+            return  # replaced by a newer run, which reports for itself
+        self._stop_mic()  # nothing more comes from this run
+        if self.running:  # (stop() already said so when it was the Stop button)
             self._set_running(False, f"{self._stream_name}: stopped at {self._t:.2f} s")
         if self._is_default_demo:
             self._is_default_demo = False
@@ -606,5 +665,5 @@ class TransducerPanel(PaperPanel):
         self._refresh_timer.stop()
         self._stop_mic()
         if self._enroll is not None:
-            self._enroll.close()          # stops its recording and cancels an adaptation
+            self._enroll.close()  # stops its recording and cancels an adaptation
         return super().shutdown(timeout)

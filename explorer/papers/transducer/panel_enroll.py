@@ -1,21 +1,31 @@
-""""Teach it my voice": record each digit a few times (or load recordings), then adapt the model in a worker.
+""" "Teach it my voice": record each digit a few times (or load recordings), then adapt the model in a worker.
 
 The dialog only records (the GUI thread moves microphone bytes into a list for two seconds) and shows progress;
 cutting, checking and fine-tuning are :mod:`.adapt` (plain PyTorch), run by the panel's task runner. When the
 adaptation finishes, the panel switches to the adapted model and can switch back.
 """
+
 from __future__ import annotations
 
 import re
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
 
 import numpy as np
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
-from PySide6.QtWidgets import (QDialog, QFileDialog, QGridLayout, QHBoxLayout, QLabel, QLayout, QProgressBar,
-                               QPushButton, QSpinBox, QVBoxLayout)
+from PySide6.QtWidgets import (
+    QDialog,
+    QFileDialog,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QLayout,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+)
 
 from explorer.core.errors import UserError
 from explorer.ui.dialogs import remember_folder, start_folder
@@ -27,14 +37,16 @@ from .features import SAMPLE_RATE, resample
 from .panel_mic import close_microphone, decode_pcm, no_mic_message, open_microphone
 
 RECORD_S = 2.0
-RECORD_WAIT_S = 3.0      # how much longer to wait for a slow device's samples
-INTRO = ("Say the digit shown, alone, after pressing <b>Record</b> (or Space); the prompts go round 0-9 once per "
-         "take. Then <b>Adapt</b>: the model fine-tunes itself on your takes in the background and the tab switches "
-         "to it. That takes a few minutes: about 2 on a fast, idle CPU, 6-7 on a laptop or a busy machine, and "
-         "longer the first time, while the practice voices are synthesized; the window shows the time passed and "
-         "an estimate of the time left.<br><br>On FSDD speakers it never heard, the model misreads {before} of "
-         "the digits; after one take of each digit {after1}, after three {after3} "
-         "(<i>bench/transducer_enroll.py</i>).")
+RECORD_WAIT_S = 3.0  # how much longer to wait for a slow device's samples
+INTRO = (
+    "Say the digit shown, alone, after pressing <b>Record</b> (or Space); the prompts go round 0-9 once per "
+    "take. Then <b>Adapt</b>: the model fine-tunes itself on your takes in the background and the tab switches "
+    "to it. That takes a few minutes: about 2 on a fast, idle CPU, 6-7 on a laptop or a busy machine, and "
+    "longer the first time, while the practice voices are synthesized; the window shows the time passed and "
+    "an estimate of the time left.<br><br>On FSDD speakers it never heard, the model misreads {before} of "
+    "the digits; after one take of each digit {after1}, after three {after3} "
+    "(<i>bench/transducer_enroll.py</i>)."
+)
 # measured by bench/transducer_enroll.py (mean over the five leave-one-out folds); see the README
 MEASURED = {"before": "12.7%", "after1": "6-8%", "after3": "5-6%"}
 DEFAULT_TAKES = 3
@@ -42,7 +54,7 @@ ENROLL_DIR_KEY = "transducer_enroll_dir"
 INTRO_W = 640
 
 
-PREPARE_SHARE = 0.1      # of the progress bar: synthesizing and loading the practice voices (the rest: training)
+PREPARE_SHARE = 0.1  # of the progress bar: synthesizing and loading the practice voices (the rest: training)
 
 
 def _clock(seconds: float) -> str:
@@ -62,14 +74,14 @@ class AdaptProgress:
         self.steps = max(1, int(steps))
         self.clock = clock
         self.t0 = clock()
-        self.value = 0.0                 # 0..1, never decreasing
-        self._phase: Optional[str] = None
+        self.value = 0.0  # 0..1, never decreasing
+        self._phase: str | None = None
         self._last_f = 0.0
         self._phase_lo, self._phase_hi = 0.0, PREPARE_SHARE / 2
-        self._train_start: Optional[tuple] = None     # (time, fraction) of the first training report
+        self._train_start: tuple | None = None  # (time, fraction) of the first training report
         self.text = "preparing the practice voices…"
 
-    def update(self, fraction: Optional[float], message: str = "") -> float:
+    def update(self, fraction: float | None, message: str = "") -> float:
         """A report from the worker -> the bar's value (0..1)."""
         msg = (message or "").strip()
         now = self.clock()
@@ -88,15 +100,17 @@ class AdaptProgress:
         else:
             kind = re.sub(r"[\d%.,:()]+", "", msg).strip() or "preparing"
             f = min(1.0, max(0.0, fraction or 0.0))
-            if kind != self._phase or f < self._last_f - 0.05:   # a new phase: half of what is left of the share
+            if kind != self._phase or f < self._last_f - 0.05:  # a new phase: half of what is left of the share
                 if self._phase is not None:
                     self._phase_lo = self._phase_hi
                     self._phase_hi += (PREPARE_SHARE - self._phase_hi) / 2
                 self._phase = kind
             self._last_f = f
             target = self._phase_lo + (self._phase_hi - self._phase_lo) * f
-            self.text = (f"preparing the practice voices ({msg or 'loading'}): {_clock(now - self.t0)} passed; "
-                         "the training comes next")
+            self.text = (
+                f"preparing the practice voices ({msg or 'loading'}): {_clock(now - self.t0)} passed; "
+                "the training comes next"
+            )
         self.value = max(self.value, min(1.0, target))
         return self.value
 
@@ -112,24 +126,24 @@ def _warm_imports() -> None:
 
 
 class EnrollDialog(QDialog):
-    adapted = Signal(object, object)          # adapted model, training history
+    adapted = Signal(object, object)  # adapted model, training history
 
-    def __init__(self, panel, config: Optional[Dict] = None) -> None:
+    def __init__(self, panel, config: dict | None = None) -> None:
         super().__init__(panel)
         self.panel = panel
         self.config = dict(ADAPT_DEFAULTS, **(config or {}))
-        self.recordings: Dict[int, List[np.ndarray]] = {d: [] for d in range(10)}
+        self.recordings: dict[int, list[np.ndarray]] = {d: [] for d in range(10)}
         self.current = 0
         self.adapting = False
-        self.result = None                      # (model, history) after a successful adaptation
+        self.result = None  # (model, history) after a successful adaptation
         self._src = self._io = self._fmt = None
-        self._chunks: List[np.ndarray] = []
+        self._chunks: list[np.ndarray] = []
         self._rec_t0 = 0.0
-        self._from = None                       # the panel's model the running adaptation started from
-        self.adapt_progress: Optional[AdaptProgress] = None
+        self._from = None  # the panel's model the running adaptation started from
+        self.adapt_progress: AdaptProgress | None = None
         self.setWindowTitle("Teach it your voice")
         self._build_ui()
-        self.layout().setSizeConstraint(QLayout.SetMinimumSize)     # room for the wrapped introduction
+        self.layout().setSizeConstraint(QLayout.SetMinimumSize)  # room for the wrapped introduction
         self._select(0)
         # the resampler (scipy.signal) and the training code are imported in a worker now, not by the GUI thread
         # on the first take from a 48 kHz microphone or at the first adaptation
@@ -174,8 +188,10 @@ class EnrollDialog(QDialog):
         self.record_bar.setToolTip("Recording time")
         self.level = level_meter()
         self.load_button = QPushButton("Load recordings…")
-        self.load_button.setToolTip("Use recordings from a folder instead: files named like 3_you_0.wav (the digit "
-                                    "before the first underscore), any sample rate")
+        self.load_button.setToolTip(
+            "Use recordings from a folder instead: files named like 3_you_0.wav (the digit "
+            "before the first underscore), any sample rate"
+        )
         self.load_button.clicked.connect(self._ask_folder)
         grid.addWidget(self.record_button, 0, 0)
         grid.addWidget(self.record_bar, 0, 1)
@@ -185,14 +201,17 @@ class EnrollDialog(QDialog):
         self.takes_box = QSpinBox()
         self.takes_box.setRange(1, 5)
         self.takes_box.setValue(DEFAULT_TAKES)
-        self.takes_box.setToolTip("Recordings of each digit to ask for: more takes, fewer errors (one take: about 10 "
-                                  "s of speech)")
+        self.takes_box.setToolTip(
+            "Recordings of each digit to ask for: more takes, fewer errors (one take: about 10 s of speech)"
+        )
         self.takes_box.valueChanged.connect(lambda _: (self._select(self._next_digit(-1)), self._update_buttons()))
         grid.addWidget(QLabel("takes of each digit"), 1, 3)
         grid.addWidget(self.takes_box, 1, 4)
         self.save_takes_button = QPushButton("Save takes…")
-        self.save_takes_button.setToolTip("Write your takes to a folder as WAV files (3_you_0.wav, …), to adapt "
-                                          "again later with Load recordings… or nips-explorer transducer-adapt")
+        self.save_takes_button.setToolTip(
+            "Write your takes to a folder as WAV files (3_you_0.wav, …), to adapt "
+            "again later with Load recordings… or nips-explorer transducer-adapt"
+        )
         self.save_takes_button.clicked.connect(self._ask_save_takes)
         grid.addWidget(self.save_takes_button, 1, 0)
         grid.setColumnStretch(1, 1)
@@ -225,7 +244,7 @@ class EnrollDialog(QDialog):
         self._timer = QTimer(self)
         self._timer.setInterval(50)
         self._timer.timeout.connect(self._tick)
-        self._clock_timer = QTimer(self)       # the time passed, brought up to date while adapting
+        self._clock_timer = QTimer(self)  # the time passed, brought up to date while adapting
         self._clock_timer.setInterval(1000)
         self._clock_timer.timeout.connect(self._tick_clock)
         self._update_buttons()
@@ -251,8 +270,11 @@ class EnrollDialog(QDialog):
             b.setChecked(i == d)
         n = len(self.recordings[d])
         self.prompt.setText(f"Say:  {d}  ({DIGIT_WORDS[d]})")
-        self.take_label.setText(f"take {n + 1} of {self.takes}" if n < self.takes else
-                                f"all {self.takes} takes of {d} recorded; recording it again replaces the oldest")
+        self.take_label.setText(
+            f"take {n + 1} of {self.takes}"
+            if n < self.takes
+            else f"all {self.takes} takes of {d} recorded; recording it again replaces the oldest"
+        )
 
     def _update_buttons(self) -> None:
         recording = self._src is not None
@@ -260,15 +282,18 @@ class EnrollDialog(QDialog):
             n = len(self.recordings[d])
             b.setText(f"{d} " + "✓" * min(n, self.takes) if n else str(d))
             b.setStyleSheet("background: #cfe8cf;" if n >= self.takes else "background: #eef6ee;" if n else "")
-            b.setToolTip(f"{d} ({DIGIT_WORDS[d]}): {n} take(s) recorded; click to record " +
-                         ("another" if n < self.takes else "it again (replaces the oldest take)"))
+            b.setToolTip(
+                f"{d} ({DIGIT_WORDS[d]}): {n} take(s) recorded; click to record "
+                + ("another" if n < self.takes else "it again (replaces the oldest take)")
+            )
             b.setEnabled(not recording and not self.adapting)
         self.record_button.setEnabled(not recording and not self.adapting)
         self.load_button.setEnabled(not recording and not self.adapting)
         self.takes_box.setEnabled(not recording and not self.adapting)
         self.save_takes_button.setEnabled(any(self.recordings.values()) and not recording)
-        self.adapt_button.setEnabled(self.complete() and not recording and not self.adapting
-                                     and self.panel.model is not None)
+        self.adapt_button.setEnabled(
+            self.complete() and not recording and not self.adapting and self.panel.model is not None
+        )
         self.cancel_button.setEnabled(self.adapting)
         self.save_button.setEnabled(self.result is not None and not self.adapting)
 
@@ -285,7 +310,7 @@ class EnrollDialog(QDialog):
         except UserError as exc:
             self._say(str(exc), error=True)
             return False
-        self.recordings[digit] = (self.recordings[digit] + [x])[-self.takes:]
+        self.recordings[digit] = (self.recordings[digit] + [x])[-self.takes :]
         self.result = None
         have = sum(min(len(v), self.takes) for v in self.recordings.values())
         msg = f"Recorded {digit} ({len(x) / SAMPLE_RATE:.2f} s of sound); {have} of {10 * self.takes} takes. "
@@ -302,7 +327,7 @@ class EnrollDialog(QDialog):
         if self._src is not None or self.adapting:
             return
         if self.panel.device_box.count() == 0:
-            self.panel._populate_devices()      # a device plugged in since the tab looked (as the live source does)
+            self.panel._populate_devices()  # a device plugged in since the tab looked (as the live source does)
         dev = self.panel.device_box.currentData()
         if dev is None:
             self._say(no_mic_message("Load recordings from a folder instead."), error=True)
@@ -325,8 +350,10 @@ class EnrollDialog(QDialog):
         x = decode_pcm(bytes(self._io.readAll().data()), self._fmt)
         if x is None:
             self._stop_mic()
-            self._say("The microphone delivers a sample format this app cannot read; choose another device in the "
-                      "tab.", error=True)
+            self._say(
+                "The microphone delivers a sample format this app cannot read; choose another device in the tab.",
+                error=True,
+            )
             return
         if len(x):
             self._chunks.append(x)
@@ -345,8 +372,11 @@ class EnrollDialog(QDialog):
         audio = np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.float32)
         self._stop_mic()
         if got < 0.5 * RECORD_S:
-            self._say(f"The microphone delivered only {got:.1f} s of audio in {waited:.0f} s; check the device in "
-                      "the tab, or load recordings from a folder.", error=True)
+            self._say(
+                f"The microphone delivered only {got:.1f} s of audio in {waited:.0f} s; check the device in "
+                "the tab, or load recordings from a folder.",
+                error=True,
+            )
             return
         self.set_recording(self.current, audio, rate)
 
@@ -382,9 +412,16 @@ class EnrollDialog(QDialog):
             self._update_buttons()
 
         self._say(f"Reading {path}…")
-        self.panel.runner.submit(read_enrollment_dir, path, key="enroll-load", name="read enrollment", on_result=done,
-                                 on_error=lambda exc, tb: self._say(str(exc) if isinstance(exc, UserError) else
-                                                                    f"Could not read {path}: {exc}", error=True))
+        self.panel.runner.submit(
+            read_enrollment_dir,
+            path,
+            key="enroll-load",
+            name="read enrollment",
+            on_result=done,
+            on_error=lambda exc, tb: self._say(
+                str(exc) if isinstance(exc, UserError) else f"Could not read {path}: {exc}", error=True
+            ),
+        )
 
     def _ask_save_takes(self) -> None:
         path = self._pick_folder("Folder for your takes")
@@ -396,9 +433,15 @@ class EnrollDialog(QDialog):
         from .adapt import save_recordings
 
         clips = clips_of(self.recordings, "you")
-        self.panel.runner.submit(save_recordings, clips, folder, key="enroll-save-takes", name="save takes",
-                                 on_result=lambda files: self._say(f"Saved {len(files)} takes to {folder}"),
-                                 on_error=lambda exc, tb: self._say(f"Could not save the takes: {exc}", error=True))
+        self.panel.runner.submit(
+            save_recordings,
+            clips,
+            folder,
+            key="enroll-save-takes",
+            name="save takes",
+            on_result=lambda files: self._say(f"Saved {len(files)} takes to {folder}"),
+            on_error=lambda exc, tb: self._say(f"Could not save the takes: {exc}", error=True),
+        )
 
     # ------------------------------------------------------------------ adaptation
     def start_adapt(self) -> None:
@@ -407,7 +450,7 @@ class EnrollDialog(QDialog):
         from .adapt import adapt
         from .infer import warm_up
 
-        clips = clips_of(self.recordings)      # each take was cut and checked when it was kept
+        clips = clips_of(self.recordings)  # each take was cut and checked when it was kept
         self._from = self.panel.base_model()
         base = self._from.online
         device = self.panel.context.device()
@@ -425,9 +468,16 @@ class EnrollDialog(QDialog):
         self._say("Adapting… (the tab stays usable; closing this window cancels)")
         self._clock_timer.start()
         self._update_buttons()
-        self.panel.runner.submit(job, key="adapt", name="transducer enrollment", on_progress=self._on_progress,
-                                 on_result=self._on_adapted, on_error=self._on_failed,
-                                 on_cancelled=self._on_cancelled, on_finished=self._on_finished)
+        self.panel.runner.submit(
+            job,
+            key="adapt",
+            name="transducer enrollment",
+            on_progress=self._on_progress,
+            on_result=self._on_adapted,
+            on_error=self._on_failed,
+            on_cancelled=self._on_cancelled,
+            on_finished=self._on_finished,
+        )
 
     def _on_progress(self, frac, msg) -> None:
         """One bar over the whole adaptation (the worker's phases each restart at 0), never moving back."""
@@ -448,12 +498,15 @@ class EnrollDialog(QDialog):
         self.progress.setValue(1000)
         self.adapted.emit(model, hist)
         took = self.adapt_progress.clock() - self.adapt_progress.t0 if self.adapt_progress else hist["wall_s"]
-        self._say(f"Adapted in {_clock(took)} (min:s; {hist['steps_done']} training steps). The tab now uses the "
-                  "adapted model: try the microphone. 'Original model' in the tab switches back.")
+        self._say(
+            f"Adapted in {_clock(took)} (min:s; {hist['steps_done']} training steps). The tab now uses the "
+            "adapted model: try the microphone. 'Original model' in the tab switches back."
+        )
 
     def _on_failed(self, exc, tb) -> None:
-        self._say(str(exc) if isinstance(exc, UserError) else f"Adaptation failed: {type(exc).__name__}: {exc}",
-                  error=True)
+        self._say(
+            str(exc) if isinstance(exc, UserError) else f"Adaptation failed: {type(exc).__name__}: {exc}", error=True
+        )
 
     def _on_cancelled(self) -> None:
         if self.panel.runner.latest_cancelled("adapt"):
@@ -475,8 +528,9 @@ class EnrollDialog(QDialog):
         if self.result is None:
             return
         start = start_folder(self.panel.context.settings, ENROLL_DIR_KEY)
-        path, _ = QFileDialog.getSaveFileName(self, "Save the adapted model", str(Path(start) / "my_voice.safetensors"),
-                                              "Checkpoints (*.safetensors)")
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Save the adapted model", str(Path(start) / "my_voice.safetensors"), "Checkpoints (*.safetensors)"
+        )
         if path:
             self.save(path)
 
@@ -487,11 +541,19 @@ class EnrollDialog(QDialog):
             path = f"{path}.safetensors"
         model, hist = self.result
         meta = self.panel.base_meta()
-        self.panel.runner.submit(save_adapted, path, model, meta, hist, key="enroll-save", name="save adapted model",
-                                 on_result=lambda p: self._say(f"Saved {p}"),
-                                 on_error=lambda exc, tb: self._say(f"Could not save: {exc}", error=True))
+        self.panel.runner.submit(
+            save_adapted,
+            path,
+            model,
+            meta,
+            hist,
+            key="enroll-save",
+            name="save adapted model",
+            on_result=lambda p: self._say(f"Saved {p}"),
+            on_error=lambda exc, tb: self._say(f"Could not save: {exc}", error=True),
+        )
 
-    def closeEvent(self, event) -> None:   # noqa: N802 - Qt override
+    def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
         self._stop_mic()
         self.cancel_adapt()
         super().closeEvent(event)

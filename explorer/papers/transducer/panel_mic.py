@@ -2,12 +2,12 @@
 message when it is missing or busy, and decoding its PCM bytes. The live stream and the enrollment recorder both
 use it; the GUI thread only moves bytes from here into a queue or a list.
 """
+
 from __future__ import annotations
 
 import logging
 import os
 import socket
-from typing import List, Optional
 
 import numpy as np
 from PySide6.QtCore import Signal
@@ -29,7 +29,7 @@ def audio_inputs():
         return [], None
 
 
-def _server_sockets() -> List[str]:
+def _server_sockets() -> list[str]:
     """Where a PulseAudio (or PipeWire's PulseAudio) server listens, by the usual rules."""
     paths = []
     server = os.environ.get("PULSE_SERVER", "")
@@ -64,9 +64,11 @@ def sound_server_running() -> bool:
 
 
 NO_MIC_WHY = "No microphone found: this machine has no audio input device (or no sound server is running)."
-LATE_SERVER_WHY = ("No microphone found, although a sound server is running now: it started after the app first "
-                   "looked for audio devices, and Qt does not look for a sound server again. Restart NIPS Explorer "
-                   "to use its microphones.")
+LATE_SERVER_WHY = (
+    "No microphone found, although a sound server is running now: it started after the app first "
+    "looked for audio devices, and Qt does not look for a sound server again. Restart NIPS Explorer "
+    "to use its microphones."
+)
 OTHER_SOURCES = "The WAV file and demo sources still work."
 NO_MIC = f"{NO_MIC_WHY} {OTHER_SOURCES}"
 
@@ -105,8 +107,10 @@ def open_microphone(dev, parent, sample_rate: int = 8000):
     if io is None or err_name(src.error()) != "NoError":
         err = src.error()
         src.deleteLater()
-        raise UserError(f"Could not open the microphone '{dev.description()}' ({audio_error(err)}). It may be busy "
-                        "or not support recording; the WAV file and demo sources still work.")
+        raise UserError(
+            f"Could not open the microphone '{dev.description()}' ({audio_error(err)}). It may be busy "
+            "or not support recording; the WAV file and demo sources still work."
+        )
     return src, io, fmt
 
 
@@ -128,11 +132,14 @@ def err_name(err) -> str:
 
 def audio_error(err) -> str:
     name = err_name(err)
-    return {"OpenError": "the device could not be opened", "IOError": "read error",
-            "FatalError": "fatal audio error"}.get(name, name)
+    return {
+        "OpenError": "the device could not be opened",
+        "IOError": "read error",
+        "FatalError": "fatal audio error",
+    }.get(name, name)
 
 
-def decode_pcm(data: bytes, fmt) -> Optional[np.ndarray]:
+def decode_pcm(data: bytes, fmt) -> np.ndarray | None:
     """Raw bytes in ``fmt`` -> mono float32 in [-1, 1]; None for a sample format we cannot read."""
     from PySide6.QtMultimedia import QAudioFormat
 

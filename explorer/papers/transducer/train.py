@@ -11,13 +11,15 @@ without one and get a private single-process run. Under torchrun every rank draw
 (``TrainData.rank``) for ``batch / world_size`` utterances per step, and the loss is normalised by the tokens of
 the whole global batch, so that the averaged gradient is the one of a single process reading all of it.
 """
+
 from __future__ import annotations
 
 import contextlib
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,22 +27,39 @@ import torch
 from .data import Utterance, UtteranceSource
 from .model import Transducer, boundary_alignment
 
-TRAIN_DEFAULTS: Dict = dict(steps=3000, batch=24, lr=2e-3, lr_final=1e-4, clip=1.0, seed=0, align="boundary",
-                            dp_start=0, minutes=None, checkpoint_every=250, log_every=25, augment=False,
-                            vtlp=(0.88, 1.12), eq_std=(1.0, 0.6, 0.4, 0.3), freq_masks=2, freq_mask_max=6,
-                            time_masks=2, time_mask_max=8, ema=0.0)
+TRAIN_DEFAULTS: dict = dict(
+    steps=3000,
+    batch=24,
+    lr=2e-3,
+    lr_final=1e-4,
+    clip=1.0,
+    seed=0,
+    align="boundary",
+    dp_start=0,
+    minutes=None,
+    checkpoint_every=250,
+    log_every=25,
+    augment=False,
+    vtlp=(0.88, 1.12),
+    eq_std=(1.0, 0.6, 0.4, 0.3),
+    freq_masks=2,
+    freq_mask_max=6,
+    time_masks=2,
+    time_mask_max=8,
+    ema=0.0,
+)
 
 
 @dataclass
 class TrainData:
     source: UtteranceSource
     seed: int = 0
-    rank: int = 0           # for data-parallel runs: each rank draws its own stream
+    rank: int = 0  # for data-parallel runs: each rank draws its own stream
 
     def __post_init__(self) -> None:
         self.rng = np.random.default_rng([self.seed, self.rank])
 
-    def batch(self, n: int) -> List[Utterance]:
+    def batch(self, n: int) -> list[Utterance]:
         return self.source.batch(self.rng, n)
 
 
@@ -53,7 +72,7 @@ def set_normalization(model: Transducer, data: TrainData, n: int = 150) -> None:
     model.feat_std.copy_(feats.std(0).clamp(min=1e-3))
 
 
-def augmented_features(model: Transducer, utts: List[Utterance], rng: np.random.Generator, cfg: Dict):
+def augmented_features(model: Transducer, utts: list[Utterance], rng: np.random.Generator, cfg: dict):
     """Training features with speaker and channel augmentation, for voices never heard in training:
 
     * VTLP: each utterance's spectrum warped by a random factor (vocal tract length);
@@ -75,13 +94,13 @@ def augmented_features(model: Transducer, utts: List[Utterance], rng: np.random.
         for _ in range(cfg["freq_masks"]):
             w = int(rng.integers(0, cfg["freq_mask_max"] + 1))
             f0 = int(rng.integers(0, n_mels - w + 1))
-            x[i, :, f0:f0 + w] = 0.0
+            x[i, :, f0 : f0 + w] = 0.0
         T = int(lengths[i])
         for _ in range(cfg["time_masks"]):
             w = int(rng.integers(0, cfg["time_mask_max"] + 1))
             if T > w:
                 t0 = int(rng.integers(0, T - w + 1))
-                x[i, t0:t0 + w] = 0.0
+                x[i, t0 : t0 + w] = 0.0
     return x, lengths
 
 
@@ -107,7 +126,7 @@ class _WeightAverage:
             p.copy_(self.params[k])
 
 
-def alignments_for(model: Transducer, utts: List[Utterance], enc, keys, enc_len, mode: str):
+def alignments_for(model: Transducer, utts: list[Utterance], enc, keys, enc_len, mode: str):
     base = [boundary_alignment([e for _, e in u.bounds], u.digits, int(n), model) for u, n in zip(utts, enc_len)]
     if mode != "dp":
         return base, {}
@@ -127,7 +146,6 @@ def alignments_for(model: Transducer, utts: List[Utterance], enc, keys, enc_len,
     return out, {"dp_moved": moved / max(1, total), "dp_shift_blocks": shift / max(1, total)}
 
 
-
 class AlignedLoss(torch.nn.Module):
     """The differentiable part of one step as one module (what DDP wraps: one forward per backward): encode,
     align with the current weights (no gradient; the DP search or the digit boundaries), and the summed
@@ -137,21 +155,29 @@ class AlignedLoss(torch.nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor, utts: List[Utterance], mode: str):
-        lengths = lengths.cpu()          # DDP moves tensor inputs to the GPU; the lengths are read on the host
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor, utts: list[Utterance], mode: str):
+        lengths = lengths.cpu()  # DDP moves tensor inputs to the GPU; the lengths are read on the host
         enc, keys, enc_len, _ = self.model.encode(x, lengths)
         als, stats = alignments_for(self.model, utts, enc, keys, enc_len, mode)
         nll, n_tok = self.model.alignment_nll(enc, keys, enc_len, als)
         return nll, n_tok, stats
 
 
-def _rng_states(data: TrainData, aug_rng: np.random.Generator) -> Dict[str, Any]:
+def _rng_states(data: TrainData, aug_rng: np.random.Generator) -> dict[str, Any]:
     return {"data": data.rng.bit_generator.state, "aug": aug_rng.bit_generator.state}
 
 
-def fit(model: Transducer, data: TrainData, device, config: Dict, progress: Optional[Callable] = None,
-        token=None, on_checkpoint: Optional[Callable[[Transducer, Dict], None]] = None, run=None,
-        resume: Optional[str] = None) -> Dict:
+def fit(
+    model: Transducer,
+    data: TrainData,
+    device,
+    config: dict,
+    progress: Callable | None = None,
+    token=None,
+    on_checkpoint: Callable[[Transducer, dict], None] | None = None,
+    run=None,
+    resume: str | None = None,
+) -> dict:
     """Train ``model`` on ``data``; returns a history dict. Stops at ``steps`` or after ``minutes``.
 
     ``config["batch"]`` is the global batch: each of the run's ``world_size`` processes draws its share.
@@ -166,8 +192,14 @@ def fit(model: Transducer, data: TrainData, device, config: Dict, progress: Opti
     steps = int(cfg["steps"])
     own = run is None
     if own:
-        run = Run(World(device=torch.device(device)), paper="transducer", minutes=cfg["minutes"] or None,
-                  steps=steps, token=token, seed=cfg["seed"])
+        run = Run(
+            World(device=torch.device(device)),
+            paper="transducer",
+            minutes=cfg["minutes"] or None,
+            steps=steps,
+            token=token,
+            seed=cfg["seed"],
+        )
     world = run.world
     device = world.device
     per_rank = world.split_batch(int(cfg["batch"]))
@@ -175,15 +207,19 @@ def fit(model: Transducer, data: TrainData, device, config: Dict, progress: Opti
     aug_rng = np.random.default_rng([cfg["seed"], 7919, data.rank])
     model.to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
-    hist: Dict = {"loss": [], "step_s": [], "dp_moved": []}
+    hist: dict = {"loss": [], "step_s": [], "dp_moved": []}
     ema, dp_ema = None, None
     avg = _WeightAverage(model, float(cfg["ema"])) if cfg["ema"] else None
 
     run.attach(model=model, optimizer=opt)
     # the core calls state_fn on every rank when it saves: each rank's data streams are gathered then
-    run.state_fn = lambda: {"loss_ema": ema, "dp_ema": dp_ema, "hist": hist,
-                            "rank_rngs": world.gather_objects(_rng_states(data, aug_rng)),
-                            "avg": None if avg is None else {"n": avg.n, "params": avg.params}}
+    run.state_fn = lambda: {
+        "loss_ema": ema,
+        "dp_ema": dp_ema,
+        "hist": hist,
+        "rank_rngs": world.gather_objects(_rng_states(data, aug_rng)),
+        "avg": None if avg is None else {"n": avg.n, "params": avg.params},
+    }
     user = run.resume(resume)
     if user:
         ema, dp_ema = user.get("loss_ema"), user.get("dp_ema")
@@ -195,12 +231,12 @@ def fit(model: Transducer, data: TrainData, device, config: Dict, progress: Opti
         if len(saved) == world.world_size:
             data.rng.bit_generator.state = saved[world.rank]["data"]
             aug_rng.bit_generator.state = saved[world.rank]["aug"]
-        else:    # another number of processes wrote it: fresh streams, distinct from the ones already used
+        else:  # another number of processes wrote it: fresh streams, distinct from the ones already used
             data.rng = np.random.default_rng([data.seed, data.rank, run.step_count])
             aug_rng = np.random.default_rng([cfg["seed"], 7919, data.rank, run.step_count])
     net = run.wrap(AlignedLoss(model))
 
-    with (contextlib.nullcontext() if own else run):
+    with contextlib.nullcontext() if own else run:
         while not run.done():
             if token is not None:
                 token.check()
@@ -219,7 +255,7 @@ def fit(model: Transducer, data: TrainData, device, config: Dict, progress: Opti
             x = x.to(device)
             mode = cfg["align"] if step > cfg["dp_start"] else "boundary"
             nll, n_tok, stats = net(x, lengths, utts, mode)
-            if world.distributed:   # normalise by the global batch's tokens: DDP's mean is then sum(nll) / sum(n)
+            if world.distributed:  # normalise by the global batch's tokens: DDP's mean is then sum(nll) / sum(n)
                 loss = nll * (world.world_size / (world.mean(n_tok) * world.world_size))
             else:
                 loss = nll / n_tok
@@ -247,7 +283,7 @@ def fit(model: Transducer, data: TrainData, device, config: Dict, progress: Opti
             if own and progress is not None:
                 progress(run.fraction(), msg)
     model.eval()
-    if avg is not None:   # the averaged weights become the model; the last iterate is kept for comparison
+    if avg is not None:  # the averaged weights become the model; the last iterate is kept for comparison
         hist["last_iterate"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
         avg.copy_to(model)
     hist["steps_done"] = run.step_count

@@ -1,4 +1,5 @@
 """An inline error banner (never a modal during a run), with a Details button showing the traceback."""
+
 from __future__ import annotations
 
 from PySide6.QtCore import Qt

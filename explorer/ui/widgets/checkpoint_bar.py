@@ -1,4 +1,5 @@
 """The checkpoint bar of a tab: name, training data, headline metric, Open…, Reset to bundled."""
+
 from __future__ import annotations
 
 from PySide6.QtCore import Signal

@@ -6,9 +6,8 @@ one sizes the panel to the viewport, or to the least height its layout allows at
 get their lines, plots their minimum heights) when the viewport is smaller: then it scrolls, and nothing is
 squeezed below its minimum or drawn over its neighbour.
 """
-from __future__ import annotations
 
-from typing import Optional
+from __future__ import annotations
 
 from PySide6.QtCore import QEvent, QObject
 from PySide6.QtWidgets import QFrame, QScrollArea, QSizePolicy, QWidget
@@ -48,7 +47,7 @@ def shrinkable(widget: QWidget, min_height: int = 0, min_width: int = 0) -> QWid
 
 
 class FitScrollArea(QScrollArea):
-    def __init__(self, parent: Optional[QWidget] = None) -> None:
+    def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setFrameShape(QFrame.NoFrame)
         self.setWidgetResizable(False)
@@ -61,8 +60,9 @@ class FitScrollArea(QScrollArea):
         self.fit()
 
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt override
-        if ((obj is self.viewport() and event.type() == QEvent.Resize)
-                or (obj is self.widget() and event.type() == QEvent.LayoutRequest)):
+        if (obj is self.viewport() and event.type() == QEvent.Resize) or (
+            obj is self.widget() and event.type() == QEvent.LayoutRequest
+        ):
             self.fit()
         return super().eventFilter(obj, event)
 
@@ -73,18 +73,18 @@ class FitScrollArea(QScrollArea):
             return
         self._fitting = True
         try:
-            full = self.maximumViewportSize()               # the viewport without scroll bars
+            full = self.maximumViewportSize()  # the viewport without scroll bars
             vbar = self.verticalScrollBar().sizeHint().width()
             hbar = self.horizontalScrollBar().sizeHint().height()
             min_w = max(w.minimumSizeHint().width(), w.minimumWidth())
             width = max(full.width(), min_w)
             need = least_height(w, width)
             avail_h = full.height()
-            if need > avail_h:                              # a vertical bar takes some of the width
+            if need > avail_h:  # a vertical bar takes some of the width
                 width = max(full.width() - vbar, min_w)
                 need = least_height(w, width)
             if width > full.width() - (vbar if need > avail_h else 0):
-                avail_h -= hbar                             # and a horizontal one some of the height
+                avail_h -= hbar  # and a horizontal one some of the height
             height = max(avail_h, need)
             if w.size().width() != width or w.size().height() != height:
                 w.resize(width, height)

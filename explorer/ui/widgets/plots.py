@@ -6,10 +6,11 @@
   no legend box is ever drawn over the curves.
 * :func:`legend_html` is the same row as rich text, for a plot's title.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Iterable, List, Optional, Sequence, Tuple
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pyqtgraph as pg
@@ -17,7 +18,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 _SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
-LABEL_PX = {"h": 46, "v": 22}       # least room one tick label needs along a horizontal / vertical axis
+LABEL_PX = {"h": 46, "v": 22}  # least room one tick label needs along a horizontal / vertical axis
 
 
 def format_power(value: float) -> str:
@@ -25,19 +26,19 @@ def format_power(value: float) -> str:
     if value <= 0 or not math.isfinite(value):
         return ""
     exp = math.floor(math.log10(value) + 1e-9)
-    mant = value / 10 ** exp
+    mant = value / 10**exp
     if -3 <= exp <= 3:
         return f"{value:.{max(0, -exp)}f}" if exp < 0 else f"{value:g}"
     m = f"{mant:.2g}"
     return f"10{str(exp).translate(_SUPERSCRIPT)}" if m == "1" else f"{m}·10{str(exp).translate(_SUPERSCRIPT)}"
 
 
-def log_ticks(lo: float, hi: float, length_px: float, label_px: float) -> Tuple[List[float], List[float]]:
+def log_ticks(lo: float, hi: float, length_px: float, label_px: float) -> tuple[list[float], list[float]]:
     """Labelled and unlabelled tick positions (log10 units) for a log axis showing ``lo..hi`` (log10 units)
     along ``length_px`` pixels, labels at least ``label_px`` apart."""
     if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
         return [], []
-    room = max(1, int(length_px // max(1.0, label_px)))        # how many labels fit
+    room = max(1, int(length_px // max(1.0, label_px)))  # how many labels fit
     decades = list(range(math.ceil(lo - 1e-9), math.floor(hi + 1e-9) + 1))
     minor = [d + math.log10(m) for d in range(math.floor(lo), math.ceil(hi) + 1) for m in range(1, 10)]
     minor = [v for v in minor if lo <= v <= hi]
@@ -71,8 +72,7 @@ class LogAxis(pg.AxisItem):
         return [(None, major), (None, minor)]
 
     def logTickStrings(self, values, scale, spacing):  # noqa: N802 - pyqtgraph's name
-        return [format_power(10 ** float(v) * scale) if round(float(v), 6) in self._labelled else ""
-                for v in values]
+        return [format_power(10 ** float(v) * scale) if round(float(v), 6) in self._labelled else "" for v in values]
 
 
 def log_plot_widget(x: bool = False, y: bool = True, **kwargs) -> pg.PlotWidget:
@@ -105,37 +105,36 @@ def _hex(color) -> str:
     return pg.mkColor(color).name()
 
 
-def legend_html(entries: Iterable[Tuple[object, str, str]]) -> str:
+def legend_html(entries: Iterable[tuple[object, str, str]]) -> str:
     """``(colour, mark, label)`` entries as rich text: a coloured mark ('line', 'dash', 'dot', 'square',
     'star', 'triangle' or any text) followed by the label."""
     marks = {"line": "━━", "dash": "╍╍", "dot": "●", "square": "■", "star": "★", "triangle": "▲", "band": "▆"}
     parts = []
     for color, mark, label in entries:
-        parts.append(f"<span style='color:{_hex(color)}; font-weight:bold'>{marks.get(mark, mark)}</span>"
-                     f"&nbsp;{label}")
+        parts.append(f"<span style='color:{_hex(color)}; font-weight:bold'>{marks.get(mark, mark)}</span>&nbsp;{label}")
     return "&nbsp;&nbsp;&nbsp; ".join(parts)
 
 
 class LegendRow(QLabel):
     """A legend as a wrapped row of coloured marks and labels, placed above (never on) a plot."""
 
-    def __init__(self, parent: Optional[QWidget] = None) -> None:
+    def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWordWrap(True)
         self.setTextFormat(Qt.RichText)
         self.setStyleSheet("color: #333; font-size: 9pt; background: white; padding: 2px 6px;")
-        self.setMinimumHeight(self.fontMetrics().height() + 6)     # one line even while empty: no jumps
-        self.entries: List[Tuple[object, str, str]] = []
+        self.setMinimumHeight(self.fontMetrics().height() + 6)  # one line even while empty: no jumps
+        self.entries: list[tuple[object, str, str]] = []
 
-    def set_entries(self, entries: Sequence[Tuple[object, str, str]]) -> None:
+    def set_entries(self, entries: Sequence[tuple[object, str, str]]) -> None:
         self.entries = list(entries)
         self.setText(legend_html(self.entries))
 
-    def labels(self) -> List[str]:
+    def labels(self) -> list[str]:
         return [label for _, _, label in self.entries]
 
 
-def with_legend(plot: QWidget, legend: Optional[LegendRow] = None) -> Tuple[QWidget, LegendRow]:
+def with_legend(plot: QWidget, legend: LegendRow | None = None) -> tuple[QWidget, LegendRow]:
     """``plot`` under a :class:`LegendRow` in one widget (no gap between them)."""
     legend = legend or LegendRow()
     box = QWidget()
@@ -147,7 +146,7 @@ def with_legend(plot: QWidget, legend: Optional[LegendRow] = None) -> Tuple[QWid
     return box, legend
 
 
-def finite_range(values: np.ndarray) -> Optional[Tuple[float, float]]:
+def finite_range(values: np.ndarray) -> tuple[float, float] | None:
     """(min, max) of the finite values as Python floats (None when there are none): ranges handed to pyqtgraph
     as float64, never as float32 scalars that overflow its float64 limits."""
     v = np.asarray(values, dtype=np.float64)

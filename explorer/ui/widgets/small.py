@@ -1,7 +1,6 @@
 """Small widget helpers shared by the panels: a bold font, an input level meter."""
-from __future__ import annotations
 
-from typing import Optional
+from __future__ import annotations
 
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import QProgressBar
@@ -14,7 +13,7 @@ def bold_font(points: int) -> QFont:
     return f
 
 
-def level_meter(width: Optional[int] = None) -> QProgressBar:
+def level_meter(width: int | None = None) -> QProgressBar:
     """An audio input level bar from -60 to 0 dBFS, resting at -60."""
     bar = QProgressBar()
     bar.setRange(-60, 0)

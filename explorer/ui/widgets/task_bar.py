@@ -4,14 +4,15 @@
 ``finish(text)`` from the job's outcome (result, error, or the runner's ``on_cancelled``), which hides the bar
 and the button and leaves a short message.
 """
+
 from __future__ import annotations
 
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
 
-REPAINT_MS = 50   # progress reports arrive up to thousands of times a second; the bar is drawn at most 20 times
+REPAINT_MS = 50  # progress reports arrive up to thousands of times a second; the bar is drawn at most 20 times
 
 
 class TaskBar(QWidget):
@@ -37,13 +38,13 @@ class TaskBar(QWidget):
         lay.addWidget(self.bar, 1)
         lay.addWidget(self.cancel_button)
         self.cancel_button.clicked.connect(self._cancel)
-        self._on_cancel: Optional[Callable[[], None]] = None
-        self._pending = None                    # the latest (fraction, text) not drawn yet
+        self._on_cancel: Callable[[], None] | None = None
+        self._pending = None  # the latest (fraction, text) not drawn yet
         self._repaint = QTimer(self, singleShot=True, interval=REPAINT_MS)
         self._repaint.timeout.connect(self._apply)
         self.finish("")
 
-    def start(self, text: str, on_cancel: Optional[Callable[[], None]] = None) -> None:
+    def start(self, text: str, on_cancel: Callable[[], None] | None = None) -> None:
         self._pending = None
         self._on_cancel = on_cancel
         self.label.setText(text)
@@ -52,7 +53,7 @@ class TaskBar(QWidget):
         self.cancel_button.setVisible(on_cancel is not None)
         self.cancel_button.setEnabled(True)
 
-    def set_progress(self, fraction: Optional[float], text: str = "") -> None:
+    def set_progress(self, fraction: float | None, text: str = "") -> None:
         """Record the latest progress; it is drawn within REPAINT_MS (the GUI thread is not kept busy repainting)."""
         self._pending = (fraction, text or (self._pending[1] if self._pending else ""))
         if not self._repaint.isActive():

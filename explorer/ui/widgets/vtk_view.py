@@ -10,6 +10,7 @@
   only asks for a render, which runs in a later turn (one view per turn, repeated requests coalesced). Until its
   context exists a view does not paint. ``capture()`` renders at once (screenshots, tests).
 """
+
 from __future__ import annotations
 
 import logging
@@ -21,7 +22,7 @@ from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 log = logging.getLogger(__name__)
-_jobs: "OrderedDict[int, tuple]" = OrderedDict()     # id(view) -> (view, "init" | "render"), oldest first
+_jobs: OrderedDict[int, tuple] = OrderedDict()  # id(view) -> (view, "init" | "render"), oldest first
 _armed = False
 
 
@@ -29,7 +30,7 @@ def _offscreen_platform() -> bool:
     return QGuiApplication.platformName() in ("offscreen", "minimal")
 
 
-def _schedule(view: "VtkView", kind: str) -> None:
+def _schedule(view: VtkView, kind: str) -> None:
     """Queue one VTK job of ``view`` (a render asked for before a queued initialisation follows it anyway)."""
     key = id(view)
     if key in _jobs and _jobs[key][1] == "init":
@@ -38,7 +39,7 @@ def _schedule(view: "VtkView", kind: str) -> None:
     _arm()
 
 
-def _unschedule(view: "VtkView") -> None:
+def _unschedule(view: VtkView) -> None:
     _jobs.pop(id(view), None)
 
 
@@ -57,7 +58,7 @@ def _run_one() -> None:
         _, (view, kind) = _jobs.popitem(last=False)
         try:
             view._initialize_now() if kind == "init" else view._render_now()
-        except RuntimeError:          # its widget was deleted meanwhile
+        except RuntimeError:  # its widget was deleted meanwhile
             log.debug("VTK job of a deleted view", exc_info=True)
         except Exception:  # noqa: BLE001 - a failing view must not stop the others
             log.exception("VTK %s failed", kind)
@@ -134,7 +135,7 @@ class VtkView(QWidget):
         self.interactor.Initialize()
         self._initialized = True
         self.interactor.ready = True
-        _schedule(self, "render")          # the first render (shaders compiled) takes a turn of its own
+        _schedule(self, "render")  # the first render (shaders compiled) takes a turn of its own
 
     def render(self) -> None:
         """Ask for a render (GUI thread): it runs in a later turn of the event loop, one view per turn, however

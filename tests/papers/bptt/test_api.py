@@ -1,4 +1,5 @@
 """checkpointed_rnn: gradients of full BPTT for any cell, policy and budget; memory as planned; errors."""
+
 from __future__ import annotations
 
 import doctest
@@ -16,8 +17,14 @@ from explorer.papers.bptt.api import checkpointed_rnn, memory_probe, plan_for
 from explorer.papers.bptt.planner import Planner
 
 POLICIES = ("hsm", "ism", "msm")
-BUDGETS = ({"memory": 1}, {"memory": 2.5}, {"memory": 6}, {"memory_fraction": 0.1}, {"memory_fraction": 0.5},
-           {"memory_fraction": 1.0})
+BUDGETS = (
+    {"memory": 1},
+    {"memory": 2.5},
+    {"memory": 6},
+    {"memory_fraction": 0.1},
+    {"memory_fraction": 0.5},
+    {"memory_fraction": 1.0},
+)
 
 
 @pytest.fixture(autouse=True)
@@ -42,8 +49,17 @@ class TwoSizeCell(nn.Module):
         return h2, 0.9 * m + torch.sigmoid(self.mem(h2))
 
 
-def make(kind: str, T: int = 13, batch: int = 2, n_in: int = 3, hidden: int = 5, dtype=torch.float64, seed: int = 0,
-         x_grad: bool = True, h_grad: bool = True):
+def make(
+    kind: str,
+    T: int = 13,
+    batch: int = 2,
+    n_in: int = 3,
+    hidden: int = 5,
+    dtype=torch.float64,
+    seed: int = 0,
+    x_grad: bool = True,
+    h_grad: bool = True,
+):
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     if kind == "lstm":
@@ -111,15 +127,16 @@ def test_gradients_equal_full_bptt(kind, policy):
     o_ref, f_ref, g_ref = grads(loop, cell, x, state, w_out, w_fin)
     for budget in BUDGETS:
         with memory_probe() as rec:
-            o, f, g = grads(lambda c, xx, s: checkpointed_rnn(c, xx, s, policy=policy, **budget),
-                            cell, x, state, w_out, w_fin)
+            o, f, g = grads(
+                lambda c, xx, s: checkpointed_rnn(c, xx, s, policy=policy, **budget), cell, x, state, w_out, w_fin
+            )
         assert torch.equal(o, o_ref), budget
         assert all(torch.equal(a, b) for a, b in zip(as_tuple(f), as_tuple(f_ref))), budget
         assert type(f) is type(f_ref)
         assert len(g) == len(g_ref) == 1 + len(as_tuple(state)) + len(list(cell.parameters()))
         assert max(float((a - b).abs().max()) for a, b in zip(g, g_ref)) < 1e-12, (budget, policy)
         r = rec[0]
-        assert r.forward_steps == r.plan.cost, budget            # the plan's forward steps, no more
+        assert r.forward_steps == r.plan.cost, budget  # the plan's forward steps, no more
         assert r.plan.peak_memory <= r.memory + 1e-9
         assert r.bytes_after_backward == 0
 
@@ -129,8 +146,7 @@ def test_float32_relative_error(policy):
     cell, x, state, w_out, w_fin = make("lstm", T=60, batch=3, n_in=4, hidden=16, dtype=torch.float32, seed=3)
     _, _, g_ref = grads(loop, cell, x, state, w_out, w_fin)
     for frac in (0.05, 0.25):
-        _, _, g = grads(lambda c, xx, s: checkpointed_rnn(c, xx, s, frac, policy=policy), cell, x, state,
-                        w_out, w_fin)
+        _, _, g = grads(lambda c, xx, s: checkpointed_rnn(c, xx, s, frac, policy=policy), cell, x, state, w_out, w_fin)
         assert rel_err(g, g_ref) < 1e-5
         for a, b in zip(g, g_ref):
             assert rel_err([a], [b]) < 1e-5
@@ -143,8 +159,9 @@ def test_loss_on_final_state_only_or_outputs_only(kind, on):
     _, _, g_ref = grads(loop, cell, x, state, w_out, w_fin, on)
     for policy in POLICIES:
         for budget in ({"memory": 2}, {"memory_fraction": 0.3}):
-            _, _, g = grads(lambda c, xx, s: checkpointed_rnn(c, xx, s, policy=policy, **budget), cell, x, state,
-                            w_out, w_fin, on)
+            _, _, g = grads(
+                lambda c, xx, s: checkpointed_rnn(c, xx, s, policy=policy, **budget), cell, x, state, w_out, w_fin, on
+            )
             assert max(float((a - b).abs().max()) for a, b in zip(g, g_ref)) < 1e-12, (policy, budget)
 
 
@@ -161,8 +178,7 @@ def test_loss_on_the_first_state_tensor_of_the_last_step_only():
 def test_inputs_and_state_with_or_without_grad(kind, x_grad, h_grad):
     cell, x, state, w_out, w_fin = make(kind, T=10, seed=6, x_grad=x_grad, h_grad=h_grad)
     _, _, g_ref = grads(loop, cell, x, state, w_out, w_fin)
-    o, f, g = grads(lambda c, xx, s: checkpointed_rnn(c, xx, s, memory=3, policy="msm"), cell, x, state,
-                    w_out, w_fin)
+    o, f, g = grads(lambda c, xx, s: checkpointed_rnn(c, xx, s, memory=3, policy="msm"), cell, x, state, w_out, w_fin)
     assert len(g) == len(g_ref)
     assert max(float((a - b).abs().max()) for a, b in zip(g, g_ref)) < 1e-12
     assert o.requires_grad and all(t.requires_grad for t in as_tuple(f))
@@ -181,7 +197,7 @@ def test_frozen_parameters_and_only_the_state_requires_grad():
     _, _, g = grads(lambda c, xx, s: checkpointed_rnn(c, xx, s, memory=2), cell, x, state, w_out, w_fin)
     assert len(g) == 2
     assert max(float((a - b).abs().max()) for a, b in zip(g, g_ref)) < 1e-12
-    cell.weight_hh.requires_grad_(True)           # some parameters trained, some frozen
+    cell.weight_hh.requires_grad_(True)  # some parameters trained, some frozen
     _, _, g_ref = grads(loop, cell, x, state, w_out, w_fin)
     _, _, g = grads(lambda c, xx, s: checkpointed_rnn(c, xx, s, memory=2), cell, x, state, w_out, w_fin)
     assert len(g) == 3
@@ -195,10 +211,11 @@ def test_short_sequences_and_the_smallest_budget(kind, T):
     _, _, g_ref = grads(loop, cell, x, state, w_out, w_fin)
     for policy in POLICIES:
         with memory_probe() as rec:
-            _, _, g = grads(lambda c, xx, s: checkpointed_rnn(c, xx, s, memory=1, policy=policy), cell, x, state,
-                            w_out, w_fin)
+            _, _, g = grads(
+                lambda c, xx, s: checkpointed_rnn(c, xx, s, memory=1, policy=policy), cell, x, state, w_out, w_fin
+            )
         assert max(float((a - b).abs().max()) for a, b in zip(g, g_ref)) < 1e-12
-        assert rec[0].forward_steps == T * (T + 1) // 2          # one slot: every step recomputed from h_0
+        assert rec[0].forward_steps == T * (T + 1) // 2  # one slot: every step recomputed from h_0
 
 
 def test_training_loop_matches_full_bptt_step_for_step():
@@ -236,7 +253,7 @@ def test_autocast_is_reentered_for_recomputed_steps(api_first):
         _, _, g_cached = grads(loop, cell, x, state, w_out, w_fin)
         if not api_first:
             o, f, g = grads(api_fn, cell, x, state, w_out, w_fin)
-    assert f_ref[0].dtype == torch.bfloat16 and f[0].dtype == torch.bfloat16     # the cell ran under autocast
+    assert f_ref[0].dtype == torch.bfloat16 and f[0].dtype == torch.bfloat16  # the cell ran under autocast
     assert torch.equal(o.float(), o_ref.float())
     assert max(float((a - b).abs().max()) for a, b in zip(g, g_ref)) == 0.0
     assert rel_err(g, g_cached) < 0.05
@@ -269,12 +286,12 @@ def test_forward_keeps_only_what_the_plan_stores(policy, budget):
     n_si = int((r.plan.schedule.ops == 2).sum())
     alive_graph = [t for ref, g in cell.made if g and (t := ref()) is not None]
     alive_plain = [t for ref, g in cell.made if not g and (t := ref()) is not None]
-    assert not alive_plain                              # states computed without grad are not kept as such
-    assert len(alive_graph) <= 2 * (n_si + 1)           # stored internal states + the register (h, c each)
+    assert not alive_plain  # states computed without grad are not kept as such
+    assert len(alive_graph) <= 2 * (n_si + 1)  # stored internal states + the register (h, c each)
     assert all(t.grad_fn is not None for t in alive_graph)
     # live bytes between forward and backward: at most the plan's stored states plus the last step's graph
     assert r.bytes_after_forward <= (r.plan.peak_memory + r.alpha) * r.state_bytes
-    assert r.bytes_after_forward < 0.1 * (r.full_memory * r.state_bytes)   # full BPTT: every step's graph
+    assert r.bytes_after_forward < 0.1 * (r.full_memory * r.state_bytes)  # full BPTT: every step's graph
     # the outputs hold no graph of their own: their only node is the function's
     assert out.grad_fn is not None and "CheckpointedRNN" in out.grad_fn.name()
     assert all(t.grad_fn is out.grad_fn for t in fin)
@@ -303,9 +320,9 @@ def test_memory_fraction_is_of_full_bptt():
     with memory_probe() as rec:
         checkpointed_rnn(cell, x, state, memory_fraction=0.1)
     r = rec[0]
-    assert r.alpha == pytest.approx(4.5)                 # nn.LSTMCell: (h, c, 4H gates, 1H, outputs h, c) / 2H
+    assert r.alpha == pytest.approx(4.5)  # nn.LSTMCell: (h, c, 4H gates, 1H, outputs h, c) / 2H
     assert r.memory == pytest.approx(0.1 * (1 + 39 * 4.5))
-    assert r.plan is plan_for(40, 4.5, 0.1)                # cached
+    assert r.plan is plan_for(40, 4.5, 0.1)  # cached
     import numpy as np
 
     with memory_probe() as rec2:
@@ -321,7 +338,7 @@ def test_under_no_grad_it_just_runs():
     ref_o, ref_f = loop(base, x, state)
     with torch.no_grad(), memory_probe() as rec:
         o, f = checkpointed_rnn(cell, x, state, memory_fraction=0.05)
-    assert not rec and len(cell.made) == 2 * 12         # no plan, each step once
+    assert not rec and len(cell.made) == 2 * 12  # no plan, each step once
     assert not o.requires_grad and torch.equal(o, ref_o)
     assert all(torch.equal(a, b) for a, b in zip(f, ref_f))
     with torch.inference_mode():
@@ -333,9 +350,12 @@ def test_infeasible_budgets_name_the_smallest_feasible_one(monkeypatch):
     cell, x, state, *_ = make("lstm", T=3, seed=13)
     with pytest.raises(ValueError, match=r"smallest feasible budget is memory=1 slot"):
         checkpointed_rnn(cell, x, state, memory=0.5)
-    with pytest.raises(ValueError, match=r"memory_fraction=0.05 .*smallest feasible budget is memory=1 slot .*"
-                                         r"memory_fraction=0.1 of full BPTT's 10 slots"):
-        checkpointed_rnn(cell, x, state, memory_fraction=0.05)          # full BPTT: 1 + 2 * 4.5 = 10 slots
+    with pytest.raises(
+        ValueError,
+        match=r"memory_fraction=0.05 .*smallest feasible budget is memory=1 slot .*"
+        r"memory_fraction=0.1 of full BPTT's 10 slots",
+    ):
+        checkpointed_rnn(cell, x, state, memory_fraction=0.05)  # full BPTT: 1 + 2 * 4.5 = 10 slots
     checkpointed_rnn(cell, x, state, memory_fraction=0.1)
     # a plan with more forward steps than the executor runs
     monkeypatch.setattr(api, "MAX_SCHEDULE_ACTIONS", 40)
@@ -347,13 +367,16 @@ def test_infeasible_budgets_name_the_smallest_feasible_one(monkeypatch):
     api._plan.cache_clear()
 
 
-@pytest.mark.parametrize("kwargs,msg", [
-    ({}, "exactly one budget"),
-    ({"memory": 2, "memory_fraction": 0.1}, "exactly one budget"),
-    ({"memory": -1}, "positive finite"),
-    ({"memory_fraction": float("nan")}, "positive finite"),
-    ({"memory": 2, "policy": "revolve"}, "unknown policy"),
-])
+@pytest.mark.parametrize(
+    "kwargs,msg",
+    [
+        ({}, "exactly one budget"),
+        ({"memory": 2, "memory_fraction": 0.1}, "exactly one budget"),
+        ({"memory": -1}, "positive finite"),
+        ({"memory_fraction": float("nan")}, "positive finite"),
+        ({"memory": 2, "policy": "revolve"}, "unknown policy"),
+    ],
+)
 def test_bad_arguments(kwargs, msg):
     cell, x, state, *_ = make("gru", T=4, seed=14)
     with pytest.raises(ValueError, match=msg):
@@ -435,8 +458,9 @@ class Head(nn.Module):
     """A read-out and its loss at every step: cross-entropy for a state of 5 (LSTM, GRU), a squared error
     through tanh for the custom cell (so every kind has a non-linear loss of the output)."""
 
-    def __init__(self, kind: str, T: int, batch: int = 2, hidden: int = 5, classes: int = 4,
-                 dtype=torch.float64, seed: int = 0) -> None:
+    def __init__(
+        self, kind: str, T: int, batch: int = 2, hidden: int = 5, classes: int = 4, dtype=torch.float64, seed: int = 0
+    ) -> None:
         super().__init__()
         g = torch.Generator().manual_seed(100 + seed)
         self.kind = kind
@@ -479,21 +503,28 @@ def test_step_loss_gradients_equal_full_bptt(kind, policy):
     cell, x, state, _, w_fin = make(kind, T=13)
     head = Head(kind, T=13)
     for final_too in (False, True):
-        l_ref, f_ref, g_ref = grads_loss(lambda c, xx, s: loop_loss(c, xx, s, head), cell, x, state, head,
-                                         w_fin if final_too else None, scale=1 / 13)
+        l_ref, f_ref, g_ref = grads_loss(
+            lambda c, xx, s: loop_loss(c, xx, s, head), cell, x, state, head, w_fin if final_too else None, scale=1 / 13
+        )
         for budget in BUDGETS:
             with memory_probe() as rec:
-                l, f, g = grads_loss(lambda c, xx, s: checkpointed_rnn(c, xx, s, policy=policy, step_loss=head,
-                                                                       **budget),
-                                     cell, x, state, head, w_fin if final_too else None, scale=1 / 13)
-            assert torch.equal(l, l_ref), budget                 # the same sum, in the same order
+                l, f, g = grads_loss(
+                    lambda c, xx, s: checkpointed_rnn(c, xx, s, policy=policy, step_loss=head, **budget),
+                    cell,
+                    x,
+                    state,
+                    head,
+                    w_fin if final_too else None,
+                    scale=1 / 13,
+                )
+            assert torch.equal(l, l_ref), budget  # the same sum, in the same order
             assert all(torch.equal(a, b) for a, b in zip(as_tuple(f), as_tuple(f_ref)))
             assert len(g) == len(g_ref) == 1 + len(as_tuple(state)) + len(list(cell.parameters())) + 2
-            assert all(a is not None for a in g)                 # the read-out's weight and bias too
+            assert all(a is not None for a in g)  # the read-out's weight and bias too
             assert max(float((a - b).abs().max()) for a, b in zip(g, g_ref)) < 1e-12, (budget, policy)
             r = rec[0]
-            assert r.forward_steps == r.plan.cost                # the loss adds no cell step
-            assert r.loss_evaluations == 2 * 13                  # once forward (value), once in backward
+            assert r.forward_steps == r.plan.cost  # the loss adds no cell step
+            assert r.loss_evaluations == 2 * 13  # once forward (value), once in backward
             assert r.bytes_after_backward == 0
 
 
@@ -533,10 +564,13 @@ def test_step_loss_backward_fills_grad_of_the_readout_like_full_bptt():
         return [t.grad.clone() for t in (x, *state, *cell.parameters(), *head.parameters())]
 
     ref = run(lambda: loop_loss(cell, x, state, fn))
-    for kwargs in ({"step_loss": fn, "loss_params": head.lin}, {"step_loss": fn, "loss_params": head},
-                   {"step_loss": fn, "loss_params": [head.lin.weight, head.lin.bias]},
-                   {"step_loss": fn, "loss_params": (m for m in [head.lin])},
-                   {"step_loss": head}):
+    for kwargs in (
+        {"step_loss": fn, "loss_params": head.lin},
+        {"step_loss": fn, "loss_params": head},
+        {"step_loss": fn, "loss_params": [head.lin.weight, head.lin.bias]},
+        {"step_loss": fn, "loss_params": (m for m in [head.lin])},
+        {"step_loss": head},
+    ):
         got = run(lambda: checkpointed_rnn(cell, x, state, memory_fraction=0.1, **kwargs))
         assert max(float((a - b).abs().max()) for a, b in zip(got, ref)) < 1e-12, kwargs
 
@@ -591,7 +625,7 @@ def test_step_loss_short_sequences_and_the_smallest_budget(T):
     head = Head("two", T=T, seed=29)
     ts = wrt(cell, x, state) + list(head.parameters())
     ref = loop_loss(cell, x, state, head)[0]
-    g_ref = torch.autograd.grad(ref, ts, allow_unused=True)      # T=1: the memory's layer is not used
+    g_ref = torch.autograd.grad(ref, ts, allow_unused=True)  # T=1: the memory's layer is not used
     for policy in POLICIES:
         loss = checkpointed_rnn(cell, x, state, memory=1, policy=policy, step_loss=head)[0]
         assert torch.equal(loss, ref)
@@ -605,7 +639,7 @@ def test_step_loss_keeps_the_budget_including_the_readout(policy, budget):
     """Saved-tensor accounting: the call never holds more than the plan's stored states, one step's graph in
     forward and one more in backward (alpha each) and one step's loss graph; the outputs and the logits of the
     whole sequence never exist."""
-    T, hidden, classes = 40, 16, 64             # a read-out larger than the state: its graph is visible
+    T, hidden, classes = 40, 16, 64  # a read-out larger than the state: its graph is visible
     cell, x, state, *_ = make("lstm", T=T, hidden=hidden, batch=4, seed=25)
     head = Head("lstm", T=T, batch=4, hidden=hidden, classes=classes, seed=25)
     # one step's loss graph, measured the same way
@@ -615,7 +649,7 @@ def test_step_loss_keeps_the_budget_including_the_readout(policy, budget):
         step = head(h * 1, 0)
     loss_bytes = tracker.current
     del step
-    assert loss_bytes >= 4 * (hidden + classes) * 8                 # h and the log-softmax of the logits
+    assert loss_bytes >= 4 * (hidden + classes) * 8  # h and the log-softmax of the logits
     with memory_probe() as rec:
         loss, fin = checkpointed_rnn(cell, x, state, memory=budget, policy=policy, step_loss=head)
     r = rec[0]
@@ -623,7 +657,7 @@ def test_step_loss_keeps_the_budget_including_the_readout(policy, budget):
     (loss + sum(f.sum() for f in fin)).backward()
     bound = (r.plan.peak_memory + r.alpha) * r.state_bytes + loss_bytes
     assert r.tracker.peak <= bound
-    assert r.tracker.peak < 0.15 * (r.full_memory * r.state_bytes + T * loss_bytes)   # full BPTT keeps all
+    assert r.tracker.peak < 0.15 * (r.full_memory * r.state_bytes + T * loss_bytes)  # full BPTT keeps all
     assert r.bytes_after_backward == 0
 
 
@@ -639,7 +673,7 @@ def test_step_loss_never_materialises_the_outputs():
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             out = func(*args, **(kwargs or {}))
-            for t in (out if isinstance(out, (tuple, list)) else (out,)):
+            for t in out if isinstance(out, (tuple, list)) else (out,):
                 if torch.is_tensor(t):
                     self.numel = max(self.numel, t.numel())
             return out
@@ -651,7 +685,7 @@ def test_step_loss_never_materialises_the_outputs():
         loss, _ = checkpointed_rnn(cell, x, state, memory_fraction=0.1, step_loss=head)
         loss.backward()
     largest_given = max([x.numel()] + [p.numel() for p in (*cell.parameters(), *head.parameters())])
-    assert mode.numel <= largest_given < T * B * min(H, V) / 2     # x's gradient [T, B, 3] or a weight's
+    assert mode.numel <= largest_given < T * B * min(H, V) / 2  # x's gradient [T, B, 3] or a weight's
     with Largest() as mode:
         out, _ = checkpointed_rnn(cell, x, state, memory_fraction=0.1)
         nn.functional.cross_entropy(head.lin(out).flatten(0, 1), head.y.flatten()).backward()
@@ -683,9 +717,9 @@ def test_step_loss_errors():
     head = Head("gru", T=5, seed=28)
     fn = lambda h, t: nn.functional.cross_entropy(head.lin(h), head.y[t])  # noqa: E731
     with pytest.raises(ValueError, match="pass the module .* as loss_params"):
-        checkpointed_rnn(cell, x, state, memory=2, step_loss=fn)          # the read-out's weight not named
+        checkpointed_rnn(cell, x, state, memory=2, step_loss=fn)  # the read-out's weight not named
     with pytest.raises(ValueError, match="pass the module .* as loss_params"):
-        checkpointed_rnn(cell, x, state, memory=2, step_loss=fn, loss_params=[head.lin.weight])   # bias missing
+        checkpointed_rnn(cell, x, state, memory=2, step_loss=fn, loss_params=[head.lin.weight])  # bias missing
     # a parameter used only at some steps is caught at that step's backward
     late = lambda h, t: fn(h, t) + (0 if t < 3 else head.target[0, 0, 0] * 0 + h.sum() * x[t].sum())  # noqa: E731
     loss, _ = checkpointed_rnn(cell, x, state, memory=2, step_loss=late, loss_params=head)
@@ -720,8 +754,10 @@ def test_docstring_example_runs():
 
 
 def test_import_is_lazy_and_exports_the_api():
-    code = ("import sys\nimport explorer.papers.bptt as b\nassert 'torch' not in sys.modules\n"
-            "f = b.checkpointed_rnn\nassert 'torch' in sys.modules and f.__module__ == 'explorer.papers.bptt.api'\n"
-            "assert b.memory_probe and b.plan_for\n")
+    code = (
+        "import sys\nimport explorer.papers.bptt as b\nassert 'torch' not in sys.modules\n"
+        "f = b.checkpointed_rnn\nassert 'torch' in sys.modules and f.__module__ == 'explorer.papers.bptt.api'\n"
+        "assert b.memory_probe and b.plan_for\n"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr

@@ -1,4 +1,5 @@
 """bptt CLI: bptt-plan (JSON and summary), infeasible budgets, no training, a tiny eval."""
+
 from __future__ import annotations
 
 import json
@@ -11,8 +12,7 @@ from explorer.cli import main
 def test_bptt_plan_json_passes_validator(capsys):
     from explorer.papers.bptt.schedule import Schedule, validate
 
-    assert main(["bptt-plan", "--length", "30", "--memory", "6.5", "--policy", "msm", "--alpha", "2.5",
-                 "--json"]) == 0
+    assert main(["bptt-plan", "--length", "30", "--memory", "6.5", "--policy", "msm", "--alpha", "2.5", "--json"]) == 0
     d = json.loads(capsys.readouterr().out)
     assert set(d) >= {"length", "memory", "policy", "alpha", "cost", "peak_memory", "schedule"}
     rep = validate(Schedule.from_actions(d["schedule"], d["length"], d["alpha"]), d["memory"])
@@ -39,8 +39,26 @@ def test_train_is_refused(capsys):
 
 
 def test_eval_json_tiny(capsys):
-    assert main(["--device", "cpu", "eval", "bptt", "--length", "40", "--hidden", "8", "--batch", "2",
-                 "--fractions", "0.1", "--json"]) == 0
+    assert (
+        main(
+            [
+                "--device",
+                "cpu",
+                "eval",
+                "bptt",
+                "--length",
+                "40",
+                "--hidden",
+                "8",
+                "--batch",
+                "2",
+                "--fractions",
+                "0.1",
+                "--json",
+            ]
+        )
+        == 0
+    )
     d = json.loads(capsys.readouterr().out)
     assert d["alpha"] == pytest.approx(4.5)
     for r in d["runs"]:

@@ -1,11 +1,18 @@
 """The executor on real torch cores: exact gradients, forward counts, honest memory."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 
-from explorer.papers.bptt.executor import (full_bptt, make_problem, max_abs_diff, measure_alpha, run_schedule,
-                                           uniform_checkpoint)
+from explorer.papers.bptt.executor import (
+    full_bptt,
+    make_problem,
+    max_abs_diff,
+    measure_alpha,
+    run_schedule,
+    uniform_checkpoint,
+)
 from explorer.papers.bptt.planner import Planner
 from explorer.papers.bptt.schedule import full_bptt_schedule
 
@@ -37,11 +44,11 @@ def test_full_bptt_as_a_schedule_and_alpha(problem64):
     pb, ref, a = problem64
     assert a["alpha"] > 1.0
     if pb.core.kind == "lstm":
-        assert a["alpha"] == pytest.approx(4.5)      # h,c in; 4H gates, tanh(c); h,c out -> 9H / 2H
+        assert a["alpha"] == pytest.approx(4.5)  # h,c in; 4H gates, tanh(c); h,c out -> 9H / 2H
     res = run_schedule(pb, full_bptt_schedule(T, a["alpha"]))
     assert res.forward_steps == T
     assert max_abs_diff(res, ref) < 1e-10
-    assert res.peak_bytes == ref.peak_bytes       # same activations kept: the accounting agrees
+    assert res.peak_bytes == ref.peak_bytes  # same activations kept: the accounting agrees
 
 
 def test_small_budget_saves_memory_and_checkpoint_baseline(problem64):
@@ -53,7 +60,7 @@ def test_small_budget_saves_memory_and_checkpoint_baseline(problem64):
     assert ck.forward_steps == 2 * T
     assert max_abs_diff(ck, ref) < 1e-10
     assert ck.peak_bytes < ref.peak_bytes
-    assert ck.info["packs_total"] > ck.info["packs_forward"]   # recomputation is seen by the hooks
+    assert ck.info["packs_total"] > ck.info["packs_forward"]  # recomputation is seen by the hooks
 
 
 @pytest.mark.parametrize("policy", ["hsm", "ism", "msm"])

@@ -1,4 +1,5 @@
 """The BPTT tab in a real window: default demo, slider recompute (latest wins), a real run."""
+
 from __future__ import annotations
 
 
@@ -39,8 +40,8 @@ def test_bptt_panel_demo_slider_and_real_run(make_panel, qtbot):
     assert 0 < mm < 1 and 0 < xm < 1.5 and mt >= 1 and xt > 0
     assert f"model {box.fmt('memory', mm)}, measured {box.fmt('memory', xm)}" in box.toolTip()
     assert f"model {box.fmt('time', mt)}, measured {box.fmt('time', xt)}" in box.toolTip()
-    assert box.height() >= box.sizeHint().height()               # laid out at its full size, not squeezed
-    panel.run_button.click()                                     # a new run clears the last one's figures
+    assert box.height() >= box.sizeHint().height()  # laid out at its full size, not squeezed
+    panel.run_button.click()  # a new run clears the last one's figures
     assert not box.isVisible() and box.values == {}
     qtbot.waitUntil(lambda: "gradient check" in panel.run_result.text(), timeout=60000)
     assert box.isVisible()
@@ -55,10 +56,9 @@ def test_cancel_returns_the_task_bar_to_idle_and_says_so(make_panel, qtbot, monk
 
     running = threading.Event()
 
-    def endless_run(kind, length, hidden, policy, fraction, device=None, token=None, progress=None,
-                    backward_ratio=2.0):
+    def endless_run(kind, length, hidden, policy, fraction, device=None, token=None, progress=None, backward_ratio=2.0):
         progress(0.0, "building the problem")
-        while True:                      # stops only when cancelled (progress() raises Cancelled then)
+        while True:  # stops only when cancelled (progress() raises Cancelled then)
             running.set()
             token.wait(0.02)
             progress(0.5, "planned schedule")
@@ -87,8 +87,9 @@ def test_every_new_plan_redraws_the_schedule_plots_and_a_too_long_one_empties_th
     from explorer.ui.widgets.plots import LogAxis
 
     panel = make_panel("bptt")
-    assert isinstance(panel.cost_plot.getAxis("bottom"), LogAxis) and isinstance(panel.cost_plot.getAxis("left"),
-                                                                                 LogAxis)
+    assert isinstance(panel.cost_plot.getAxis("bottom"), LogAxis) and isinstance(
+        panel.cost_plot.getAxis("left"), LogAxis
+    )
     assert "T=1,000" in panel.sched_plot.getPlotItem().titleLabel.text
 
     def settled():
@@ -98,19 +99,19 @@ def test_every_new_plan_redraws_the_schedule_plots_and_a_too_long_one_empties_th
     qtbot.waitUntil(lambda: panel._curves["length"] == 10000 and settled(), timeout=120000)
     plan = panel._plan["plan"]
     assert plan.length == 10000
-    assert panel.fwd_item.yData.max() == 10000                                   # the new schedule is drawn, not the old one
+    assert panel.fwd_item.yData.max() == 10000  # the new schedule is drawn, not the old one
     assert panel.mem_item.xData.size == len(plan.schedule)
     title = panel.sched_plot.getPlotItem().titleLabel.text
     assert "T=10,000" in title and plan.policy.upper() in title
-    assert plan.policy == "msm" and panel.summary.text().startswith("<b>MSM</b>")   # no fallback to HSM any more
+    assert plan.policy == "msm" and panel.summary.text().startswith("<b>MSM</b>")  # no fallback to HSM any more
 
-    panel.budget_slider.setValue(0)                            # 1 unit: 50 million forward steps
+    panel.budget_slider.setValue(0)  # 1 unit: 50 million forward steps
     qtbot.waitUntil(settled, timeout=60000)
     assert panel._plan is None and _points(panel.fwd_item) == 0 and _points(panel.mem_item) == 0
     assert "too many to draw" in panel.sched_note.toPlainText()
     assert "50,005,000" in panel.summary.text() and not panel.banner.isVisible()
 
-    panel.budget_slider.setValue(600)                          # and a drawable budget draws again
+    panel.budget_slider.setValue(600)  # and a drawable budget draws again
     qtbot.waitUntil(lambda: settled() and panel._plan is not None, timeout=60000)
     assert panel._plan["memory"] == panel.budget() and panel.fwd_item.yData.max() == 10000
     assert panel.sched_note.toPlainText() == ""
@@ -120,8 +121,9 @@ def _points(item):
     return 0 if item.xData is None else item.xData.size
 
 
-def test_msm_at_t10000_is_planned_in_a_worker_while_the_gui_runs_and_the_real_run_is_capped(make_panel, qtbot,
-                                                                                             monkeypatch):
+def test_msm_at_t10000_is_planned_in_a_worker_while_the_gui_runs_and_the_real_run_is_capped(
+    make_panel, qtbot, monkeypatch
+):
     """T=10000 is planned with MSM (no cap any more); the table is built in a worker thread while the GUI thread
     keeps handling events; the real run is offered only while T x hidden is moderate, and says why not."""
     import threading
@@ -140,7 +142,7 @@ def test_msm_at_t10000_is_planned_in_a_worker_while_the_gui_runs_and_the_real_ru
 
     def spy(*args, **kwargs):
         ticked.clear()
-        seen.append((threading.current_thread().name, ticked.wait(30)))   # the GUI thread ticked meanwhile
+        seen.append((threading.current_thread().name, ticked.wait(30)))  # the GUI thread ticked meanwhile
         return build(*args, **kwargs)
 
     monkeypatch.setattr(PL, "msm_table", spy)
@@ -167,5 +169,5 @@ def test_msm_at_t10000_is_planned_in_a_worker_while_the_gui_runs_and_the_real_ru
     assert tip.startswith("Not offered") and "full BPTT" in tip and "T <= 5,000" in tip
     panel.hidden_spin.setValue(64)
     assert panel.run_button.isEnabled() and "Not offered" not in panel.run_button.toolTip()
-    panel.length_spin.setValue(20000)                            # the spin box stops at the planning limit
+    panel.length_spin.setValue(20000)  # the spin box stops at the planning limit
     assert panel.length == 10000

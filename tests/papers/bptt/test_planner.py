@@ -1,4 +1,5 @@
 """The BPTT planner: recurrences, closed forms (Griewank's Revolve), schedules and the validator."""
+
 from __future__ import annotations
 
 import math
@@ -8,15 +9,27 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from explorer.papers.bptt.planner import (InfeasibleBudget, Planner, dp_table, hsm_cost, ism_cost, ism_costs,
-                                          clear_table_cache, ism_costs_over_slots, make_grid, msm_table, numforw, reference_table, revolve_beta)
-from explorer.papers.bptt.schedule import (Schedule, ScheduleError, full_bptt_memory, full_bptt_schedule,
-                                           validate)
+from explorer.papers.bptt.planner import (
+    InfeasibleBudget,
+    Planner,
+    clear_table_cache,
+    dp_table,
+    hsm_cost,
+    ism_cost,
+    ism_costs,
+    ism_costs_over_slots,
+    make_grid,
+    msm_table,
+    numforw,
+    reference_table,
+    revolve_beta,
+)
+from explorer.papers.bptt.schedule import Schedule, ScheduleError, full_bptt_memory, full_bptt_schedule, validate
 
 
 def test_hsm_dp_equals_griewank_revolve_closed_form():
     T, Mmax = 300, 12
-    C = dp_table(T, Mmax, 1, 1, "hsm", prune=False)   # the plain recurrence, no closed-form help
+    C = dp_table(T, Mmax, 1, 1, "hsm", prune=False)  # the plain recurrence, no closed-form help
     for t in range(1, T + 1):
         for m in range(1, Mmax + 1):
             # Revolve: r minimal with beta(m, r) >= t; C = t + numforw(t, m) = (r+1) t - beta(m+1, r-1)
@@ -28,14 +41,26 @@ def test_hsm_boundaries_and_the_t1000_table():
     for t in (1, 2, 7, 50):
         assert hsm_cost(t, 1) == t * (t + 1) // 2
         assert hsm_cost(t, t + 5) == 2 * t - 1
-    expected = {1: 500500, 2: 29820, 5: 7284, 10: 4636, 20: 3747, 31: 3439, 44: 2954, 100: 2898, 250: 2748, 500: 2498, 999: 1999}
+    expected = {
+        1: 500500,
+        2: 29820,
+        5: 7284,
+        10: 4636,
+        20: 3747,
+        31: 3439,
+        44: 2954,
+        100: 2898,
+        250: 2748,
+        500: 2498,
+        999: 1999,
+    }
     for m, c in expected.items():
         assert hsm_cost(1000, m) == c
 
 
 def test_ism_closed_form_equals_dp():
     T = 150
-    C = dp_table(T, T, 1, 1, "ism", prune=False)      # q = p = 1: budget 1 + s units = s internal slots
+    C = dp_table(T, T, 1, 1, "ism", prune=False)  # q = p = 1: budget 1 + s units = s internal slots
     for s in range(0, T):
         assert np.array_equal(C[:, 1 + s], ism_costs(np.arange(T + 1), s)), s
     for t in (1, 5, 40):
@@ -56,7 +81,7 @@ def test_msm_sanity_values():
     assert Planner(60, "msm", 2.0).cost(5) == 202
     for alpha in (1.0, 2.0, 4.5):
         P = Planner(40, "msm", alpha)
-        assert P.cost(alpha * 40) == 40                    # standard BPTT cost once m >= alpha t
+        assert P.cost(alpha * 40) == 40  # standard BPTT cost once m >= alpha t
         assert P.cost(P.saturation) == 40
         assert P.cost(P.saturation - 0.5) > 40
 
@@ -67,13 +92,13 @@ def test_fast_dp_equals_reference(policy, q, p):
     T, G = 30, 60
     ref = np.array(reference_table(T, G, q, p, policy), dtype=float)
     fast = dp_table(T, G, q, p, policy, prune=True).astype(float)
-    fast[fast >= 2 ** 29] = np.inf
+    fast[fast >= 2**29] = np.inf
     assert np.array_equal(ref[:, q:], fast[:, q:])
 
 
 def _finite(C):
     C = np.asarray(C, dtype=float)
-    C[C >= 2 ** 29] = np.inf
+    C[C >= 2**29] = np.inf
     return C
 
 
@@ -88,7 +113,7 @@ def test_msm_table_equals_the_plain_python_reference(q, p):
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(T=st.integers(1, 45), q=st.sampled_from([1, 2, 4, 5]), extra=st.integers(0, 12), G=st.integers(1, 90))
 def test_msm_table_equals_reference_on_random_grids(T, q, extra, G):
-    p = q + extra                                         # alpha = p / q >= 1
+    p = q + extra  # alpha = p / q >= 1
     ref = _finite(reference_table(T, G, q, p, "msm"))
     got = _finite(msm_table(T, G, q, p))
     assert np.array_equal(ref[:, q:], got[:, q:])
@@ -103,13 +128,13 @@ def test_msm_table_equals_the_numpy_dp_at_larger_t(T, alpha):
     G = P.cut_cells
     slow = dp_table(T, G, g.q, g.p, "msm", prune=True)
     fast = msm_table(T, G, g.q, g.p)
-    assert np.array_equal(_finite(slow)[:, g.q:], _finite(fast)[:, g.q:])
+    assert np.array_equal(_finite(slow)[:, g.q :], _finite(fast)[:, g.q :])
 
 
 def test_msm_table_equals_the_unpruned_numpy_dp():
     T, q, p = 300, 2, 9
     G = 150
-    plain = dp_table(T, G, q, p, "msm", prune=False)      # every split point of every row, no bounds
+    plain = dp_table(T, G, q, p, "msm", prune=False)  # every split point of every row, no bounds
     assert np.array_equal(_finite(plain)[:, q:], _finite(msm_table(T, G, q, p))[:, q:])
 
 
@@ -118,7 +143,7 @@ def test_msm_curve_with_cut_equals_unpruned_table():
     P = Planner(T, "msm", alpha)
     bud, costs = P.curve()
     full = dp_table(T, int(round(P.saturation * 2)), 2, 9, "msm", prune=False)
-    assert P._table.shape[1] < full.shape[1]                # the cut really cuts
+    assert P._table.shape[1] < full.shape[1]  # the cut really cuts
     assert all(full[T, int(round(b * 2))] == c for b, c in zip(bud, costs))
     assert np.all(np.diff(costs) <= 0)
 
@@ -147,7 +172,7 @@ def test_msm_never_worse_than_hsm_or_ism(T, frac, alpha):
     M = 1.0 + frac * (msm.saturation - 1.0)
     c = msm.cost(M)
     assert c <= Planner(T, "hsm", alpha).cost(M)
-    assert c <= Planner(T, "ism", alpha).cost(M)        # these alphas are exact on the MSM grid
+    assert c <= Planner(T, "ism", alpha).cost(M)  # these alphas are exact on the MSM grid
     assert T <= c <= T * (T + 1) // 2
 
 
@@ -175,16 +200,19 @@ def test_full_bptt_schedule():
         validate(s, full_bptt_memory(10, 3.0) - 0.5)
 
 
-@pytest.mark.parametrize("actions,message", [
-    ([["F", 2], ["B", 2], ["F", 1], ["B", 1]], "h_1 is neither"),
-    ([["F", 1], ["F", 2], ["B", 1], ["B", 2]], "expected backward step 2"),
-    ([["F", 1], ["F", 2], ["SI", 1], ["B", 2], ["B", 1]], "directly after F"),
-    ([["F", 1], ["SH", 2]], "register does not hold"),
-    ([["F", 1], ["F", 2], ["B", 2]], "ends before backward step 1"),
-    ([["F", 1], ["SI", 1], ["F", 2], ["B", 2], ["B", 1], ["DH", 1]], "not stored"),
-    ([["F", 1], ["SI", 1], ["F", 2], ["B", 2], ["B", 1], ["F", 1]], "already backpropagated"),
-    ([["X", 1]], "unknown operation"),
-])
+@pytest.mark.parametrize(
+    "actions,message",
+    [
+        ([["F", 2], ["B", 2], ["F", 1], ["B", 1]], "h_1 is neither"),
+        ([["F", 1], ["F", 2], ["B", 1], ["B", 2]], "expected backward step 2"),
+        ([["F", 1], ["F", 2], ["SI", 1], ["B", 2], ["B", 1]], "directly after F"),
+        ([["F", 1], ["SH", 2]], "register does not hold"),
+        ([["F", 1], ["F", 2], ["B", 2]], "ends before backward step 1"),
+        ([["F", 1], ["SI", 1], ["F", 2], ["B", 2], ["B", 1], ["DH", 1]], "not stored"),
+        ([["F", 1], ["SI", 1], ["F", 2], ["B", 2], ["B", 1], ["F", 1]], "already backpropagated"),
+        ([["X", 1]], "unknown operation"),
+    ],
+)
 def test_validator_rejects(actions, message):
     with pytest.raises(ScheduleError, match=message):
         validate(Schedule.from_actions(actions, 2, 2.0), memory=10)
@@ -210,12 +238,12 @@ def test_msm_tables_are_reused_for_shorter_lengths_on_the_same_grid(monkeypatch)
     assert len(built) == 1
     small = Planner(250, "msm", 4.5)
     bud, costs = small.curve()
-    assert len(built) == 1                                          # a view of the T=400 table
+    assert len(built) == 1  # a view of the T=400 table
     cold = Planner(250, "msm", 4.5, cache=False)
     assert np.array_equal(cold.curve()[1], costs) and len(built) == 2
-    Planner(250, "msm", 8.0).curve()                               # another grid: built, both kept
+    Planner(250, "msm", 8.0).curve()  # another grid: built, both kept
     Planner(300, "msm", 4.5).curve()
     assert len(built) == 3
     with pytest.raises(ValueError):
-        small._table[0, 0] = 1                                      # read-only
+        small._table[0, 0] = 1  # read-only
     clear_table_cache()

@@ -1,4 +1,5 @@
 """The JPEG / JPEG 2000 baselines computed in the helper process equal those computed here."""
+
 import io
 import pickle
 
@@ -19,7 +20,7 @@ def test_serve_answers_requests_until_the_pipe_closes():
     img = _image()
     inp = io.BytesIO()
     pickle.dump((img, 1.0), inp)
-    pickle.dump((img, -1.0), inp)          # no rate: no baselines
+    pickle.dump((img, -1.0), inp)  # no rate: no baselines
     pickle.dump(("not an image", 1.0), inp)
     inp.seek(0)
     out = io.BytesIO()
@@ -36,7 +37,7 @@ def test_the_helper_process_gives_what_the_app_would_compute():
     proc = codec_process.CodecProcess()
     try:
         got = proc.baselines_at(img, 1.0)
-        assert proc._proc is not None and proc._proc.poll() is None and not proc._failed   # a real child
+        assert proc._proc is not None and proc._proc.poll() is None and not proc._failed  # a real child
         want = baselines_at(img, 1.0)
         for name in ("jpeg", "jpeg2000"):
             assert got[name].nbytes == want[name].nbytes and got[name].setting == want[name].setting

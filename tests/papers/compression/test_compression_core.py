@@ -1,4 +1,5 @@
 """Headless tests of the conceptual compression tab: conv DRAW, rates, baselines, CLI. Tiny images only."""
+
 from __future__ import annotations
 
 import json
@@ -11,8 +12,7 @@ torch = pytest.importorskip("torch")
 
 from explorer.papers.compression import baselines as B  # noqa: E402
 from explorer.papers.compression.data import CropSampler, synthetic_image  # noqa: E402
-from explorer.papers.compression.model import (build, discretized_logistic_nll,  # noqa: E402
-                                               to_model_range)
+from explorer.papers.compression.model import build, discretized_logistic_nll, to_model_range  # noqa: E402
 
 TINY = {"in_channels": 3, "hidden": 8, "z_channels": 2, "iterations": 3, "stride": 4, "kernel": 3}
 
@@ -32,11 +32,20 @@ def tiny_trained(tmp_path_factory):
     model = build(TINY)
     imgs = [synthetic_image(40, 40, seed=s) for s in range(4)]
     data = TrainData(CropSampler(imgs, 16), CropSampler(imgs, 16).sample(8, np.random.default_rng(1)))
-    res = fit(model, data, "cpu", TrainConfig(steps=60, time_limit_s=120, batch=8, lr=3e-3, warmup=5,
-                                              log_every=10, val_every=1000))
+    res = fit(
+        model,
+        data,
+        "cpu",
+        TrainConfig(steps=60, time_limit_s=120, batch=8, lr=3e-3, warmup=5, log_every=10, val_every=1000),
+    )
     path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
-    save_checkpoint(path, model.state_dict(), paper="compression", model_config=model.config(),
-                    metrics={"headline": "val_bits_per_dim", **res["final"]})
+    save_checkpoint(
+        path,
+        model.state_dict(),
+        paper="compression",
+        model_config=model.config(),
+        metrics={"headline": "val_bits_per_dim", **res["final"]},
+    )
     return model, res, path
 
 
@@ -63,7 +72,7 @@ def test_kl_per_iteration_nonnegative_and_sums_to_total():
     out = model(x)
     assert out["kl"].shape == (1, 3)
     assert torch.all(out["kl"] >= 0)
-    an = Analysis(model, synthetic_image(22, 18, seed=4), "cpu")   # not a multiple of the stride: padded
+    an = Analysis(model, synthetic_image(22, 18, seed=4), "cpu")  # not a multiple of the stride: padded
     assert np.all(an.kl_bpp >= 0)
     assert an.rate_bpp[0] == 0.0
     assert math.isclose(an.rate_bpp[-1], float(an.kl_bpp.sum()), rel_tol=1e-9)
@@ -89,7 +98,7 @@ def test_grey_and_odd_sizes_round_trip():
 
     model = build(TINY).eval()
     grey = synthetic_image(13, 9, seed=1, channels=1)
-    an = Analysis(model, grey, "cpu")                  # grey replicated to RGB for an RGB model
+    an = Analysis(model, grey, "cpu")  # grey replicated to RGB for an RGB model
     assert an.recons[3].shape == (13, 9, 3)
     gmodel = build({**TINY, "in_channels": 1}).eval()
     an = Analysis(gmodel, synthetic_image(8, 12, seed=2), "cpu")  # RGB converted to grey
@@ -118,7 +127,7 @@ def test_jpeg_and_jpeg2000_rate_matching_within_5_percent(target):
 
 def test_jpeg_below_its_floor_reports_the_real_rate():
     img = synthetic_image(64, 64, seed=1)
-    j = B.jpeg_at_bpp(img, 0.01)       # far below what JPEG can reach (headers alone cost more)
+    j = B.jpeg_at_bpp(img, 0.01)  # far below what JPEG can reach (headers alone cost more)
     assert j.setting == 1 and j.bpp > 0.01
 
 
@@ -139,8 +148,18 @@ def test_eval_cli_on_two_small_images(tiny_trained, tmp_path, capsys):
     assert out["checkpoint"] == str(ckpt)
     assert [im["file"] for im in out["images"]] == ["a.png", "b.jpg"]
     assert out["images"][0]["width"] == 48 and out["images"][0]["height"] == 40
-    fields = {"k", "bpp", "psnr", "ssim", "jpeg_bpp", "jpeg_psnr", "jpeg_ssim",
-              "jpeg2000_bpp", "jpeg2000_psnr", "jpeg2000_ssim"}
+    fields = {
+        "k",
+        "bpp",
+        "psnr",
+        "ssim",
+        "jpeg_bpp",
+        "jpeg_psnr",
+        "jpeg_ssim",
+        "jpeg2000_bpp",
+        "jpeg2000_psnr",
+        "jpeg2000_ssim",
+    }
     for im in out["images"]:
         assert [p["k"] for p in im["points"]] == [1, 2, 3]
         for p in im["points"]:
@@ -159,8 +178,21 @@ def test_compress_cli_writes_png(tiny_trained, tmp_path, capsys):
     src = tmp_path / "in.png"
     Image.fromarray(synthetic_image(30, 34, seed=2)).save(src)
     out = tmp_path / "rec.png"
-    rc = main(["--device", "cpu", "compress", str(src), "--iterations", "2", "--out", str(out),
-               "--checkpoint", str(ckpt), "--json"])
+    rc = main(
+        [
+            "--device",
+            "cpu",
+            "compress",
+            str(src),
+            "--iterations",
+            "2",
+            "--out",
+            str(out),
+            "--checkpoint",
+            str(ckpt),
+            "--json",
+        ]
+    )
     assert rc == 0
     res = json.loads(capsys.readouterr().out)
     assert res["k"] == 2 and res["bpp"] >= 0 and res["psnr"] > 0

@@ -1,4 +1,5 @@
 """GUI test of the conceptual compression tab: opens with its default demo, the slider updates the view."""
+
 from __future__ import annotations
 
 import pytest
@@ -78,7 +79,7 @@ def test_captions_sit_below_their_pictures_at_every_window_size(make_panel, qtbo
     if panel.model is None:
         pytest.skip("bundled checkpoint models/compression_photos.safetensors is missing")
     qtbot.waitUntil(lambda: panel.slider.value() in panel.baselines, timeout=120000)
-    panel.slider.setValue(1)                          # the lowest rate: JPEG's longest caption
+    panel.slider.setValue(1)  # the lowest rate: JPEG's longest caption
     w = panel.window()
     w.setMinimumSize(300, 300)
     for size in ((1024, 560), (1177, 736), (1280, 800), (1900, 1040)):

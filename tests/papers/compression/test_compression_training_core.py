@@ -1,6 +1,7 @@
 """conv DRAW on the shared training core: resume continues bit for bit, the 'training' record, a folder of photos
 with its held-out files (--data), 2 gloo processes under torchrun, and the shared options' checks. Tiny images
 generated in tmp_path only."""
+
 from __future__ import annotations
 
 import os
@@ -45,8 +46,22 @@ def photos(tmp_path_factory):
 
 
 def _train(photos, out, *extra):
-    return main(["--device", "cpu", "train", "compression", "--data", str(photos), *TINY, "--out", str(out),
-                 "--val-fraction", "0.25", *extra])
+    return main(
+        [
+            "--device",
+            "cpu",
+            "train",
+            "compression",
+            "--data",
+            str(photos),
+            *TINY,
+            "--out",
+            str(out),
+            "--val-fraction",
+            "0.25",
+            *extra,
+        ]
+    )
 
 
 class _CtrlCHalfway:
@@ -135,14 +150,40 @@ def test_two_processes_under_torchrun(photos, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "NIPS_EXPLORER_THREADS": "1"}
     for k in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(k, None)
-    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                          "-m", "explorer", "--device", "cpu", "train", "compression", "--data", str(photos),
-                          *TINY, "--val-fraction", "0.25", "--steps", "2", "--out", str(out)],
-                         env=env, cwd=str(tmp_path), capture_output=True, text=True, timeout=240)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "explorer",
+            "--device",
+            "cpu",
+            "train",
+            "compression",
+            "--data",
+            str(photos),
+            *TINY,
+            "--val-fraction",
+            "0.25",
+            "--steps",
+            "2",
+            "--out",
+            str(out),
+        ],
+        env=env,
+        cwd=str(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     rec = load_checkpoint(out).meta.extra["training"]
     assert rec["world_size"] == 2 and rec["ranks_in_sync"] is True
-    assert rec["steps"] == 2 and rec["samples"] == 8          # the global batch of 4, 2 per process
+    assert rec["steps"] == 2 and rec["samples"] == 8  # the global batch of 4, 2 per process
     assert load_checkpoint(out).meta.extra["train_config"]["batch"] == 4
 
 
@@ -151,7 +192,7 @@ def test_shared_options_are_checked(photos, tmp_path, capsys):
     assert _train(photos, out, "--minutes", "0") == 2
     assert "--minutes" in capsys.readouterr().err
     assert main(["train", "compression", "--data", str(photos), "--max-minutes", "-1"]) == 2
-    assert main(["train", "compression", "--exclude", "a*"]) == 2              # --exclude needs --data
+    assert main(["train", "compression", "--exclude", "a*"]) == 2  # --exclude needs --data
     assert main(["train", "compression", "--dataset", "fashion", "--data", str(photos)]) == 2
     assert not out.exists()
 
@@ -180,8 +221,31 @@ def test_fashion_preset_splits_its_array_between_ranks(tmp_path, monkeypatch):
     d1 = make_data("fashion", 28, rank=1, world_size=2)
     assert np.array_equal(d1.sampler.images, tr[1::2]) and len(d1.val) == 256
     out = tmp_path / "f.safetensors"
-    assert main(["--device", "cpu", "train", "compression", "--dataset", "fashion", "--hidden", "8",
-                 "--z-channels", "2", "--iterations", "2", "--batch", "4", "--steps", "2", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "--device",
+                "cpu",
+                "train",
+                "compression",
+                "--dataset",
+                "fashion",
+                "--hidden",
+                "8",
+                "--z-channels",
+                "2",
+                "--iterations",
+                "2",
+                "--batch",
+                "4",
+                "--steps",
+                "2",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     meta = load_checkpoint(out).meta
     assert meta.model_config["in_channels"] == 1 and meta.model_config["stride"] == 2
     assert meta.extra["training"]["steps"] == 2 and meta.data["dataset"] == "fashion"

@@ -1,4 +1,5 @@
 """LearnedOptimizer (torch.optim API), checkpoints and the eval command, on tiny problems."""
+
 from __future__ import annotations
 
 import copy
@@ -25,8 +26,13 @@ def ckpt(tmp_path):
     for k in range(3):
         tr.epoch(k)
     path = tmp_path / "l2l_test.safetensors"
-    save_checkpoint(path, net.state_dict(), paper="l2l", model_config={**net.config(), "problem": "quadratic"},
-                    metrics={"headline": "val_final_loss", "val_final_loss": 1.0})
+    save_checkpoint(
+        path,
+        net.state_dict(),
+        paper="l2l",
+        model_config={**net.config(), "problem": "quadratic"},
+        metrics={"headline": "val_final_loss", "val_final_loss": 1.0},
+    )
     return path
 
 
@@ -97,8 +103,9 @@ def test_eval_runs_and_saves_metrics(ckpt, tmp_path):
     from explorer.papers.l2l.evaluate import evaluate_problems
 
     curves = tmp_path / "curves.json"
-    res = evaluate_problems(["quadratic"], "cpu", checkpoint=str(ckpt), runs=6, tune_runs=6, save=True,
-                            curves_path=str(curves))
+    res = evaluate_problems(
+        ["quadratic"], "cpu", checkpoint=str(ckpt), runs=6, tune_runs=6, save=True, curves_path=str(curves)
+    )
     q = res["problems"]["quadratic"]
     assert q["runs"] == 6 and set(q["optimizers"]) == {"learned", "sgd", "rmsprop", "adam", "nag"}
     for s in q["optimizers"].values():
@@ -125,7 +132,7 @@ def test_train_cli_writes_a_checkpoint(tmp_path):
     meta = read_metadata(out)
     assert meta.paper == "l2l" and meta.model_config["problem"] == "quadratic"
     assert meta.metrics["epochs"] == 2 and meta.metrics["finished"] is True
-    with pytest.raises(SystemExit):        # refused by the parser: --epochs takes a whole number of at least 1
+    with pytest.raises(SystemExit):  # refused by the parser: --epochs takes a whole number of at least 1
         p.parse_args(["--epochs", "0", "--out", str(out)])
 
 

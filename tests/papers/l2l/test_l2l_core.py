@@ -1,4 +1,5 @@
 """Headless tests of the learned optimizer (tiny configs; the whole file runs in a few seconds)."""
+
 from __future__ import annotations
 
 import math
@@ -14,17 +15,20 @@ from explorer.papers.l2l.train import MetaTrainer, TrainData, unroll, validate
 
 
 def test_spec_and_cli_import_without_torch():
-    code = ("import sys, explorer.papers.l2l as m, explorer.papers.l2l.cli, explorer.papers.l2l.panel, "
-            "explorer.papers.l2l.catalog, explorer.papers.l2l.infer; "
-            "assert m.SPEC.id == 'l2l'; assert 'torch' not in sys.modules, 'torch imported'")
+    code = (
+        "import sys, explorer.papers.l2l as m, explorer.papers.l2l.cli, explorer.papers.l2l.panel, "
+        "explorer.papers.l2l.catalog, explorer.papers.l2l.infer; "
+        "assert m.SPEC.id == 'l2l'; assert 'torch' not in sys.modules, 'torch imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_preprocessing_matches_formula_at_edges():
     p = 10.0
     thr = math.exp(-p)
-    g = torch.tensor([0.0, 1e-10, -1e-10, thr * 0.999, thr * 1.001, -thr * 1.001, 1.0, -3.5, 1e10, -1e30],
-                     dtype=torch.float64)
+    g = torch.tensor(
+        [0.0, 1e-10, -1e-10, thr * 0.999, thr * 1.001, -thr * 1.001, 1.0, -3.5, 1e10, -1e30], dtype=torch.float64
+    )
     out = preprocess_gradient(g, p)
     assert out.shape == (10, 2) and torch.isfinite(out).all()
     for i, v in enumerate(g.tolist()):
@@ -72,8 +76,9 @@ def _tiny_quadratic(seed=3):
 def _meta_grads(net, problem, length, second):
     net.zero_grad()
     theta = problem.init_params()
-    ml, _, _, _ = unroll(net, problem, theta, net.initial_state(theta.numel(), dtype=torch.float64), 0, length,
-                         second_derivatives=second)
+    ml, _, _, _ = unroll(
+        net, problem, theta, net.initial_state(theta.numel(), dtype=torch.float64), 0, length, second_derivatives=second
+    )
     ml.backward()
     return [q.grad.detach().clone() for q in net.parameters()]
 
@@ -91,7 +96,7 @@ def test_meta_gradients_flow_to_weights_without_second_derivatives():
     th = prob.init_params()
     state = net.initial_state(th.numel(), dtype=torch.float64)
     meta = th.new_zeros(())
-    for k in range(3):
+    for _k in range(3):
         grad = prob.gradient(th).detach()
         upd, state = net(grad, state)
         th = th + upd

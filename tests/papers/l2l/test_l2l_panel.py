@@ -1,4 +1,5 @@
 """The l2l tab opens, its default race finishes, a quadratic race and a short live meta-training work."""
+
 from __future__ import annotations
 
 import math
@@ -83,8 +84,8 @@ def test_the_header_names_the_checkpoint_the_race_uses(make_panel, qtbot, monkey
         pytest.skip("bundled l2l checkpoints missing")
     panel = make_panel("l2l", timeout=120)
     bar = _bar(panel)
-    assert panel.model_meta.name == "l2l_mnist.safetensors"          # the file opened...
-    assert panel.problem() == "quad2d"                                 # ...but the race is on a quadratic
+    assert panel.model_meta.name == "l2l_mnist.safetensors"  # the file opened...
+    assert panel.problem() == "quad2d"  # ...but the race is on a quadratic
     assert "l2l_quadratic.safetensors" in bar.name.text() and "quadratic" in bar.data.text()
     assert _learned_row(panel)[0] == "LSTM (quadratic-trained)"
     assert _learned_row(panel)[4].startswith("l2l_quadratic.safetensors")
@@ -137,7 +138,7 @@ def test_the_race_legend_is_a_row_above_the_plot_and_no_overflow_warnings(make_p
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         panel = make_panel("l2l", timeout=120)
-        qtbot.wait(300)                     # paint what the demo drew
+        qtbot.wait(300)  # paint what the demo drew
     overflow = [str(w.message) for w in caught if "overflow" in str(w.message)]
     assert not overflow, overflow
     assert panel.map_image.image is not None
@@ -154,7 +155,7 @@ def test_contour_lines_are_traced_in_the_worker_function():
     from explorer.papers.l2l.panel import N_CONTOURS, contour_lines
 
     x = np.linspace(-1, 1, 41)
-    Z = 10 ** (x[:, None] ** 2 + x[None, :] ** 2)          # log10 Z is a paraboloid
+    Z = 10 ** (x[:, None] ** 2 + x[None, :] ** 2)  # log10 Z is a paraboloid
     logz, lines = contour_lines(Z)
     assert np.allclose(logz, np.log10(Z)) and len(lines) == N_CONTOURS
     for cx, cy in lines:

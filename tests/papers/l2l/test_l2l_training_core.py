@@ -1,6 +1,7 @@
 """The l2l trainer on the shared training core: a resumed run continues bit for bit (also from the middle of an
 optimizee episode, and after a SIGINT), the checkpoint records how it was trained, two torchrun processes on CPU
 agree with each other and with one process, and a zero time budget is refused."""
+
 from __future__ import annotations
 
 import os
@@ -20,14 +21,24 @@ from explorer.papers.l2l.train import make_train_data, train_problem
 REPO = Path(__file__).resolve().parents[3]
 
 # 20-step optimizees cut into unrolls of 5: 4 meta-steps per episode, 8 quadratics per meta-step
-TINY = {"epochs": 50, "steps": 20, "unroll": 5, "meta_lr": 0.01, "batch": 8, "val_every": 1, "val_runs": 8,
-        "seed": 0, "time_limit_s": 0, "clip": 0.0}
+TINY = {
+    "epochs": 50,
+    "steps": 20,
+    "unroll": 5,
+    "meta_lr": 0.01,
+    "batch": 8,
+    "val_every": 1,
+    "val_runs": 8,
+    "seed": 0,
+    "time_limit_s": 0,
+    "clip": 0.0,
+}
 
 
 def _train(out, steps, resume=None, interrupt_at=None):
     calls = []
 
-    def progress(frac, msg):          # called once per meta-step, inside the run's signal handling
+    def progress(frac, msg):  # called once per meta-step, inside the run's signal handling
         calls.append(frac)
         if len(calls) == interrupt_at:
             os.kill(os.getpid(), signal.SIGINT)
@@ -44,10 +55,10 @@ def _same_file(a, b, skip=()):
 
 
 def test_resume_continues_bit_for_bit_from_mid_episode_and_after_sigint(tmp_path):
-    straight = _train(tmp_path / "a.safetensors", steps=7)                  # 1 episode and 3/4 of the next
+    straight = _train(tmp_path / "a.safetensors", steps=7)  # 1 episode and 3/4 of the next
     assert straight["steps"] == 7 and straight["epochs_done"] == 1 and straight["stop"] == "steps"
 
-    first = _train(tmp_path / "b.safetensors", steps=7, interrupt_at=3)     # Ctrl+C during meta-step 3
+    first = _train(tmp_path / "b.safetensors", steps=7, interrupt_at=3)  # Ctrl+C during meta-step 3
     assert first["stop"] == "signal" and first["steps"] == 3
     resume = resume_path_for(tmp_path / "b.safetensors")
     assert resume.exists()
@@ -82,7 +93,7 @@ def test_a_crash_after_a_periodic_resume_file_at_an_episode_end_loses_nothing(tm
     orig_step, orig_validate = core.Run.step, l2l_train.validate
 
     def step(self, *args, **kwargs):
-        if self.step_count + 1 == 4:          # the end of the first episode: a periodic resume file falls here
+        if self.step_count + 1 == 4:  # the end of the first episode: a periodic resume file falls here
             self._last_save = -1e9
         return orig_step(self, *args, **kwargs)
 
@@ -90,7 +101,7 @@ def test_a_crash_after_a_periodic_resume_file_at_an_episode_end_loses_nothing(tm
 
     def validate(*args, **kwargs):
         calls.append(1)
-        if len(calls) == 2:                    # the first episode's validation: the process dies here
+        if len(calls) == 2:  # the first episode's validation: the process dies here
             raise RuntimeError("killed")
         return orig_validate(*args, **kwargs)
 
@@ -102,8 +113,9 @@ def test_a_crash_after_a_periodic_resume_file_at_an_episode_end_loses_nothing(tm
     resume = resume_path_for(tmp_path / "b.safetensors")
     assert core.read_resume(resume)["counters"]["step"] == 4
     again = _train(tmp_path / "b.safetensors", steps=7, resume=resume)
-    assert [(v["step"], v["val_avg_loss"]) for v in again["val"]] == \
-        [(v["step"], v["val_avg_loss"]) for v in straight["val"]]
+    assert [(v["step"], v["val_avg_loss"]) for v in again["val"]] == [
+        (v["step"], v["val_avg_loss"]) for v in straight["val"]
+    ]
     _same_file(tmp_path / "a.resume.safetensors", resume)
     _same_file(tmp_path / "a.safetensors", tmp_path / "b.safetensors")
 
@@ -112,8 +124,14 @@ def test_resume_refuses_other_data_options(tmp_path):
     _train(tmp_path / "a.safetensors", steps=2)
     cfg = dict(TINY, batch=4)
     with pytest.raises(UserError, match="batch 8"):
-        train_problem("quadratic", "cpu", cfg, tmp_path / "a.safetensors", steps=4,
-                      resume=resume_path_for(tmp_path / "a.safetensors"))
+        train_problem(
+            "quadratic",
+            "cpu",
+            cfg,
+            tmp_path / "a.safetensors",
+            steps=4,
+            resume=resume_path_for(tmp_path / "a.safetensors"),
+        )
 
 
 def test_the_processes_split_each_batch_of_optimizees():
@@ -126,7 +144,7 @@ def test_the_processes_split_each_batch_of_optimizees():
         make_train_data("quadratic", "cpu", dict(TINY, batch=7), World(rank=0, world_size=2))
     # MNIST: batch MLPs per meta-step, per-MLP seeds, a rank's share side by side as one problem
     mn = make_train_data("mnist", "cpu", dict(TINY, batch=2, val_runs=1), World(rank=1, world_size=2)).sample(0)
-    one = make_train_data("mnist", "cpu", dict(TINY, batch=1, val_runs=1)).sample(1)   # seed base + 0·2 + 1
+    one = make_train_data("mnist", "cpu", dict(TINY, batch=1, val_runs=1)).sample(1)  # seed base + 0·2 + 1
     assert torch.equal(mn.init_params(), one.init_params())
     two = make_train_data("mnist", "cpu", dict(TINY, batch=2, val_runs=1)).sample(0)
     assert two.n_instances == 2 and two.loss(two.init_params(), 0).shape == (2,)
@@ -140,14 +158,32 @@ def _env():
     return env
 
 
-TRAIN_ARGS = ["train", "l2l", "--problem", "quadratic", "--batch", "8", "--unroll", "10", "--val-every", "1",
-              "--epochs", "1"]
+TRAIN_ARGS = [
+    "train",
+    "l2l",
+    "--problem",
+    "quadratic",
+    "--batch",
+    "8",
+    "--unroll",
+    "10",
+    "--val-every",
+    "1",
+    "--epochs",
+    "1",
+]
 
 
 def _cli(args, out, procs=1):
     launch = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(procs)] if procs > 1 else []
-    r = subprocess.run([sys.executable, *launch, "-m", "explorer", "--device", "cpu", *TRAIN_ARGS, *args,
-                        "--out", str(out)], env=_env(), cwd=out.parent, capture_output=True, text=True, timeout=240)
+    r = subprocess.run(
+        [sys.executable, *launch, "-m", "explorer", "--device", "cpu", *TRAIN_ARGS, *args, "--out", str(out)],
+        env=_env(),
+        cwd=out.parent,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     return r
 
@@ -160,8 +196,9 @@ def test_two_processes_on_cpu_agree_with_each_other_and_with_one(tmp_path):
     assert rec["world_size"] == 2 and rec["ranks_in_sync"] is True and rec["backend"] == "gloo"
     assert rec["steps"] == 2 and rec["samples"] == 2 * 8 and ck.meta.data["batch"] == 8
     # stopped in the middle of an episode: both processes' optimizees are in the resume file; continue there
-    assert {k.split(".")[2] for k in load_checkpoint(resume_path_for(out2)).state_dict
-            if k.startswith("user.episodes.")} == {"0", "1"}
+    assert {
+        k.split(".")[2] for k in load_checkpoint(resume_path_for(out2)).state_dict if k.startswith("user.episodes.")
+    } == {"0", "1"}
     r = _cli(["--steps", "3", "--resume", str(resume_path_for(out2))], out2, procs=2)
     assert "resumed from two.resume.safetensors: step 2" in r.stdout and "starts over" not in r.stdout
     rec = load_checkpoint(out2).meta.extra["training"]
@@ -178,8 +215,24 @@ def test_two_processes_on_cpu_agree_with_each_other_and_with_one(tmp_path):
 
 
 def test_zero_minutes_is_refused(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "explorer", "--device", "cpu", "train", "l2l", "--minutes", "0",
-                        "--out", str(tmp_path / "x.safetensors")], env=_env(), capture_output=True, text=True,
-                       timeout=120)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "explorer",
+            "--device",
+            "cpu",
+            "train",
+            "l2l",
+            "--minutes",
+            "0",
+            "--out",
+            str(tmp_path / "x.safetensors"),
+        ],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 2 and "--minutes" in r.stderr
     assert not (tmp_path / "x.safetensors").exists()

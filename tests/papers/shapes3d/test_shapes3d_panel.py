@@ -1,5 +1,6 @@
 """The 3D tab opens, infers a held-out shape in a worker and draws a non-blank isosurface (checked on the VTK
 render itself, not on QWidget.grab), survives sampling, slider moves, resizing and closing."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -9,10 +10,9 @@ import pytest
 @pytest.fixture
 def bundled_or_tiny(tmp_path, monkeypatch):
     """Use the bundled checkpoint and gallery; without them (a fresh clone before training), a tiny stand-in."""
+    from explorer.core.paths import bundled
     from explorer.papers.shapes3d import SPEC
     from explorer.papers.shapes3d.infer import gallery_path
-
-    from explorer.core.paths import bundled
 
     if bundled(SPEC.default_checkpoint).exists() and gallery_path().exists():
         return
@@ -29,10 +29,15 @@ def bundled_or_tiny(tmp_path, monkeypatch):
     z, y, x = np.meshgrid(lin, lin, lin, indexing="ij")
     with torch.no_grad():  # a blob, so that the isosurface is not empty
         model.canvas0.fill_(0.0)
-        model.writer.fc.bias.copy_(torch.from_numpy(np.where(x ** 2 + y ** 2 + z ** 2 < 0.36, 3.0, -3.0).ravel()))
+        model.writer.fc.bias.copy_(torch.from_numpy(np.where(x**2 + y**2 + z**2 < 0.36, 3.0, -3.0).ravel()))
     (tmp_path / "models").mkdir()
-    save_checkpoint(tmp_path / "models" / SPEC.default_checkpoint, model.state_dict(), paper="shapes3d",
-                    model_config=model.config(), metrics={"headline": "test_iou", "test_iou": 0.0})
+    save_checkpoint(
+        tmp_path / "models" / SPEC.default_checkpoint,
+        model.state_dict(),
+        paper="shapes3d",
+        model_config=model.config(),
+        metrics={"headline": "test_iou", "test_iou": 0.0},
+    )
     test = D.make_primitives(5, seed=2)
     save_gallery(test, range(5), tmp_path / "resources" / "shapes3d" / "gallery.npz")
     monkeypatch.setenv("NIPS_EXPLORER_MODELS", str(tmp_path / "models"))
@@ -41,8 +46,8 @@ def bundled_or_tiny(tmp_path, monkeypatch):
 
 def _surface_pixels(view) -> int:
     img = view.capture().astype(int)
-    r, g, b = img[..., 0], img[..., 1], img[..., 2]
-    return int(((r > 90) & (r > b + 40)).sum())          # orange isosurface on a dark blue-grey background
+    r, _g, b = img[..., 0], img[..., 1], img[..., 2]
+    return int(((r > 90) & (r > b + 40)).sum())  # orange isosurface on a dark blue-grey background
 
 
 def _blue_pixels(view) -> int:
@@ -94,8 +99,8 @@ def test_panel_infers_and_shows_isosurface(make_panel, qtbot, bundled_or_tiny):
     assert panel.pred_view.capture().std() > 1.0
 
     panel.shutdown()
-    panel.shutdown()            # idempotent
-    panel.pred_view.render()    # no-op after close
+    panel.shutdown()  # idempotent
+    panel.pred_view.render()  # no-op after close
 
 
 def test_panel_opens_the_furniture_checkpoint_with_its_gallery(make_panel, qtbot, bundled_or_tiny):
@@ -109,7 +114,7 @@ def test_panel_opens_the_furniture_checkpoint_with_its_gallery(make_panel, qtbot
     done = {}
     panel.open_checkpoint(str(furniture), on_done=lambda ok: done.update(ok=ok))
     qtbot.waitUntil(lambda: "ok" in done, timeout=60000)
-    qtbot.waitUntil(lambda: panel.gallery is not None, timeout=30000)    # the gallery is read in a worker
+    qtbot.waitUntil(lambda: panel.gallery is not None, timeout=30000)  # the gallery is read in a worker
     assert done["ok"] and "chair" in panel.model.class_names
     assert panel.gallery is not None and set(panel.gallery["class_names"]) == set(panel.model.class_names)
     assert panel.gallery_list.count() == len(panel.gallery["labels"])
@@ -147,16 +152,18 @@ def _spy_rendered_captions(panel):
 
 
 def _strip_state(panel):
-    return [("picture" if lab.pixmap() is not None and not lab.pixmap().isNull() else lab.text())
-            for lab in panel.strip]
+    return [
+        ("picture" if lab.pixmap() is not None and not lab.pixmap().isNull() else lab.text()) for lab in panel.strip
+    ]
 
 
 def _wait_idle(qtbot, panel):
     qtbot.waitUntil(lambda: not panel.runner.is_busy(), timeout=30000)
 
 
-def test_captions_thumbnails_and_banners_follow_the_last_action(make_panel, qtbot, bundled_or_tiny, tmp_path,
-                                                                monkeypatch):
+def test_captions_thumbnails_and_banners_follow_the_last_action(
+    make_panel, qtbot, bundled_or_tiny, tmp_path, monkeypatch
+):
     """Regressions: the truth view's caption was one action behind (an empty view captioned "ground truth (IoU
     0.84)", a shape with its ground truth captioned "no ground truth"); Sample left black thumbnails; a banner
     from a failed action stayed after later actions succeeded."""

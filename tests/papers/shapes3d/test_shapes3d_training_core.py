@@ -1,6 +1,7 @@
 """The shapes3d trainer on the shared training core: a resumed run continues (bit for bit), the checkpoint records
 how it was trained, two torchrun processes on CPU end in sync, --minutes 0 is refused; the data stream's
 sharding and the free-bits objective on the global batch."""
+
 from __future__ import annotations
 
 import os
@@ -29,8 +30,25 @@ def data_dir(tmp_path_factory):
 
 
 def _cli(data_dir, *more):
-    return ["--device", "cpu", "train", "shapes3d", "--n-train", "12", "--n-test", "5", "--data-dir", str(data_dir),
-            "--batch", "4", "--draw-steps", "2", "--hidden", "32", *more]
+    return [
+        "--device",
+        "cpu",
+        "train",
+        "shapes3d",
+        "--n-train",
+        "12",
+        "--n-test",
+        "5",
+        "--data-dir",
+        str(data_dir),
+        "--batch",
+        "4",
+        "--draw-steps",
+        "2",
+        "--hidden",
+        "32",
+        *more,
+    ]
 
 
 class _SigintHalfway:
@@ -75,21 +93,35 @@ def test_a_resumed_run_continues_bit_for_bit_and_records_its_training(tmp_path, 
     assert a.state_dict.keys() == b.state_dict.keys()
     for k, v in a.state_dict.items():
         assert torch.equal(v, b.state_dict[k]), k
-    assert a.meta.metrics["train_elbo"] == b.meta.metrics["train_elbo"]      # the smoothed ELBO was restored too
+    assert a.meta.metrics["train_elbo"] == b.meta.metrics["train_elbo"]  # the smoothed ELBO was restored too
     ra, rb = a.meta.extra["training"], b.meta.extra["training"]
     for rec in (ra, rb):
         assert {"world_size", "steps", "epochs", "wall_s", "resumed_from", "samples"} <= set(rec)
         assert rec["world_size"] == 1 and rec["steps"] == 6 and rec["samples"] == 24 and rec["stop"] == "steps"
     assert ra["resumed_from"] is None and rb["resumed_from"] == resume.name
-    assert "test_iou" in b.meta.metrics                                       # a finished run is evaluated
+    assert "test_iou" in b.meta.metrics  # a finished run is evaluated
 
 
 def _torchrun(tmp_path, data_dir, *more):
     out = tmp_path / "two.safetensors"
     env = dict(os.environ, PYTHONPATH=str(ROOT), NIPS_EXPLORER_THREADS="1")
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                        "-m", "explorer", *_cli(data_dir, *more, "--out", str(out))],
-                       env=env, capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "explorer",
+            *_cli(data_dir, *more, "--out", str(out)),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     return load_checkpoint(out).meta.extra["training"]
 
@@ -97,7 +129,7 @@ def _torchrun(tmp_path, data_dir, *more):
 def test_two_torchrun_processes_on_cpu_end_in_sync(tmp_path, data_dir):
     rec = _torchrun(tmp_path, data_dir, "--steps", "2")
     assert rec["world_size"] == 2 and rec["backend"] == "gloo" and rec["ranks_in_sync"] is True
-    assert rec["steps"] == 2 and rec["samples"] == 8                      # the global batch: 2 x 2 per process
+    assert rec["steps"] == 2 and rec["samples"] == 8  # the global batch: 2 x 2 per process
 
 
 def test_two_processes_share_a_time_driven_schedule(tmp_path, data_dir):
@@ -117,11 +149,15 @@ def test_zero_minutes_is_refused_with_exit_2(tmp_path, data_dir):
 
 def test_batch_stream_shares_every_global_batch_and_resumes():
     rng = np.random.default_rng(0)
-    views = D.ViewSet(rng.integers(0, 256, size=(11, len(M.TRAIN_CAMERAS), 32, 32), dtype=np.uint8),
-                      np.arange(11) % 5, list(D.PRIMITIVE_CLASSES), [list(c) for c in M.TRAIN_CAMERAS])
+    views = D.ViewSet(
+        rng.integers(0, 256, size=(11, len(M.TRAIN_CAMERAS), 32, 32), dtype=np.uint8),
+        np.arange(11) % 5,
+        list(D.PRIMITIVE_CLASSES),
+        [list(c) for c in M.TRAIN_CAMERAS],
+    )
     one = views.batches(4, np.random.default_rng(7))
     ranks = [views.batches(4, np.random.default_rng(7), rank=r, world_size=2) for r in range(2)]
-    for _ in range(5):                                  # across epoch boundaries (2 batches of 4 in 11 shapes)
+    for _ in range(5):  # across epoch boundaries (2 batches of 4 in 11 shapes)
         full = next(one)
         parts = [next(s) for s in ranks]
         assert np.array_equal(np.concatenate([p["views"] for p in parts]), full["views"])
@@ -153,15 +189,16 @@ def test_free_bits_on_the_global_batch_gives_one_process_gradients():
         return [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in params]
 
     with torch.no_grad():
-        stats = [torch.cat([t["kl"].mean(0), t["elbo"].view(1)])
-                 for t in (batch_loss(model, h, None, sample=False) for h in halves)]
+        stats = [
+            torch.cat([t["kl"].mean(0), t["elbo"].view(1)])
+            for t in (batch_loss(model, h, None, sample=False) for h in halves)
+        ]
     glob = (stats[0] + stats[1]) / 2
     lo = min(float(stats[0][0]), float(stats[1][0]))
-    free_bits = (lo + float(glob[0])) / 2               # the whole batch's step-0 KL is above, one half's below
+    free_bits = (lo + float(glob[0])) / 2  # the whole batch's step-0 KL is above, one half's below
     full = batch_loss(model, views, None, sample=False, free_bits=free_bits)
     g_full = grads(full["loss"])
-    shared = [batch_loss(model, h, None, sample=False, free_bits=free_bits, global_mean=lambda t: glob)
-              for h in halves]
+    shared = [batch_loss(model, h, None, sample=False, free_bits=free_bits, global_mean=lambda t: glob) for h in halves]
     assert float(shared[0]["elbo"]) == pytest.approx(float(full["elbo"]), rel=1e-5)
     g_shared = [grads(t["loss"]) for t in shared]
     own = [grads(batch_loss(model, h, None, sample=False, free_bits=free_bits)["loss"]) for h in halves]

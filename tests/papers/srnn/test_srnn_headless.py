@@ -1,4 +1,5 @@
 """SRNN headless tests: ELBO pieces, KL, inference look-ahead, training, eval CLI. Tiny shapes, CPU, seeded."""
+
 from __future__ import annotations
 
 import json
@@ -11,8 +12,16 @@ import pytest
 import torch
 
 from explorer.papers.srnn import data as D
-from explorer.papers.srnn.model import (bernoulli_loglik, build, elbo_loss, gaussian_kl, gaussian_logpdf,
-                                        iwae_per_sequence, per_sequence, reverse_padded)
+from explorer.papers.srnn.model import (
+    bernoulli_loglik,
+    build,
+    elbo_loss,
+    gaussian_kl,
+    gaussian_logpdf,
+    iwae_per_sequence,
+    per_sequence,
+    reverse_padded,
+)
 
 TINY = {"hidden": 12, "d_dim": 10, "z_dim": 3, "a_dim": 8}
 
@@ -40,7 +49,7 @@ def _roll(B, T, seed=0):
 # -- ELBO pieces against hand computation ---------------------------------------------------------------------
 def test_gaussian_kl_and_logpdf_by_hand():
     mq, lq, mp, lp = 0.3, math.log(0.5), -0.2, math.log(2.0)
-    hand = 0.5 * (math.log(2.0 / 0.5) + (0.5 + 0.5 ** 2) / 2.0 - 1.0)
+    hand = 0.5 * (math.log(2.0 / 0.5) + (0.5 + 0.5**2) / 2.0 - 1.0)
     got = gaussian_kl(*(torch.tensor([v]) for v in (mq, lq, mp, lp)))
     assert got.item() == pytest.approx(hand, rel=1e-6)
     z = 0.7
@@ -65,8 +74,10 @@ def test_bernoulli_and_per_step_normalisation_by_hand():
 
 def test_iwae_is_log_mean_exp():
     lw = torch.tensor([[-3.0, -10.0], [-1.0, -12.0], [-2.0, -11.0]])  # (K=3, B=2)
-    hand = [math.log((math.exp(-3) + math.exp(-1) + math.exp(-2)) / 3),
-            math.log((math.exp(-10) + math.exp(-12) + math.exp(-11)) / 3)]
+    hand = [
+        math.log((math.exp(-3) + math.exp(-1) + math.exp(-2)) / 3),
+        math.log((math.exp(-10) + math.exp(-12) + math.exp(-11)) / 3),
+    ]
     assert iwae_per_sequence(lw).tolist() == pytest.approx(hand, rel=1e-6)
 
 
@@ -92,8 +103,9 @@ def test_model_elbo_terms_recomputed_by_hand():
         for t in range(5):
             mu_p, lv_p = m.prior_step(d[:, t], z)
             h = m.config["hidden"]
-            hid = torch.clamp(torch.nn.functional.leaky_relu(
-                m.post_in(a[:, t]) + z @ m.z_in.weight[2 * h:].T, 1 / 3), -3, 3).view(2, 2, h)
+            hid = torch.clamp(
+                torch.nn.functional.leaky_relu(m.post_in(a[:, t]) + z @ m.z_in.weight[2 * h :].T, 1 / 3), -3, 3
+            ).view(2, 2, h)
             mu_q = hid[:, 0] @ m.out_w[2] + m.out_b[2] + mu_p
             lv_q = torch.logaddexp(hid[:, 1] @ m.out_w[3] + m.out_b[3], torch.tensor(math.log(1e-6)))
             z = mu_q + torch.exp(0.5 * lv_q) * noise[:, t]
@@ -123,14 +135,15 @@ def test_posterior_lookahead(inference, changes):
     m = _model(inference=inference)
     u, x = _roll(1, 12)
     x2 = x.clone()
-    x2[:, 7:] = 1.0 - x2[:, 7:]           # change x_{8..T}
+    x2[:, 7:] = 1.0 - x2[:, 7:]  # change x_{8..T}
     u2 = torch.zeros_like(x2)
     u2[:, 1:] = x2[:, :-1]
     noise = torch.randn(1, 12, 3)
     with torch.no_grad():
         a, b = m(u, x, noise=noise), m(u2, x2, noise=noise)
-    same = torch.allclose(a["mu_q"][:, :7], b["mu_q"][:, :7]) and torch.allclose(a["logvar_q"][:, :7],
-                                                                                   b["logvar_q"][:, :7])
+    same = torch.allclose(a["mu_q"][:, :7], b["mu_q"][:, :7]) and torch.allclose(
+        a["logvar_q"][:, :7], b["logvar_q"][:, :7]
+    )
     assert same != changes
     assert not torch.allclose(a["mu_q"][:, 7:], b["mu_q"][:, 7:])
 
@@ -211,7 +224,7 @@ def test_resume_inside_an_epoch_continues_bit_for_bit(tmp_path):
 
     orig = tc.Run.step
 
-    def step(self, *a_, **k):   # stands in for Ctrl+C during the 3rd step (of 4 per epoch)
+    def step(self, *a_, **k):  # stands in for Ctrl+C during the 3rd step (of 4 per epoch)
         if self.step_count == 2:
             self._signal = True
         return orig(self, *a_, **k)
@@ -223,8 +236,14 @@ def test_resume_inside_an_epoch_continues_bit_for_bit(tmp_path):
         tc.Run.step = orig
     assert s1["stop"] == "signal" and s1["training"]["steps"] == 3 and s1["epochs_run"] == 0
     c = _model()
-    s2 = fit(c, data, "cpu", {"epochs": 2}, out_path=tmp_path / "b" / "m.safetensors",
-             resume=tmp_path / "b" / "m.resume.safetensors")
+    s2 = fit(
+        c,
+        data,
+        "cpu",
+        {"epochs": 2},
+        out_path=tmp_path / "b" / "m.safetensors",
+        resume=tmp_path / "b" / "m.resume.safetensors",
+    )
     assert s2["training"]["steps"] == sa["training"]["steps"]
     assert [h["valid_elbo_per_step"] for h in s2["history"]] == [h["valid_elbo_per_step"] for h in sa["history"]]
     for k, v in a.state_dict().items():
@@ -243,10 +262,42 @@ def test_two_processes_under_torchrun(tmp_path):
     D.write_synthetic(tmp_path, "jsb", n_train=32, n_valid=4, n_test=3, t_chunk=20, t_test=20)
     out = tmp_path / "two.safetensors"
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[3]), NIPS_EXPLORER_THREADS="1")
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                        "-m", "explorer", "--device", "cpu", "train", "srnn", "--data", str(tmp_path), "--epochs", "1",
-                        "--d-dim", "8", "--z-dim", "2", "--a-dim", "8", "--hidden", "8", "--iwae-samples", "0",
-                        "--out", str(out)], env=env, capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "explorer",
+            "--device",
+            "cpu",
+            "train",
+            "srnn",
+            "--data",
+            str(tmp_path),
+            "--epochs",
+            "1",
+            "--d-dim",
+            "8",
+            "--z-dim",
+            "2",
+            "--a-dim",
+            "8",
+            "--hidden",
+            "8",
+            "--iwae-samples",
+            "0",
+            "--out",
+            str(out),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     rec = read_metadata(out).extra["training"]
     assert rec["world_size"] == 2 and rec["backend"] == "gloo" and rec["steps"] == 2
@@ -303,12 +354,37 @@ def test_eval_cli_on_tiny_npz(tmp_path, capsys):
 
     D.write_synthetic(tmp_path, "jsb", n_train=16, n_valid=4, n_test=3, t_chunk=100, t_test=20)
     ck = tmp_path / "tiny.safetensors"
-    assert cli.main(["train", "--data", str(tmp_path), "--epochs", "1", "--d-dim", "8", "--z-dim", "2",
-                     "--a-dim", "8", "--hidden", "8", "--out", str(ck), "--iwae-samples", "2",
-                     "--threads", "1"]) == 0
+    assert (
+        cli.main(
+            [
+                "train",
+                "--data",
+                str(tmp_path),
+                "--epochs",
+                "1",
+                "--d-dim",
+                "8",
+                "--z-dim",
+                "2",
+                "--a-dim",
+                "8",
+                "--hidden",
+                "8",
+                "--out",
+                str(ck),
+                "--iwae-samples",
+                "2",
+                "--threads",
+                "1",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
-    assert cli.main(["eval", "--data", str(tmp_path), "--checkpoint", str(ck), "--samples", "3", "--json",
-                     "--record"]) == 0
+    assert (
+        cli.main(["eval", "--data", str(tmp_path), "--checkpoint", str(ck), "--samples", "3", "--json", "--record"])
+        == 0
+    )
     res = json.loads(capsys.readouterr().out)
     for k in ("dataset", "test_elbo_per_step", "test_iwae_per_step", "paper_per_step", "steps", "sequences"):
         assert k in res
@@ -322,13 +398,15 @@ def test_eval_cli_on_tiny_npz(tmp_path, capsys):
 
 
 def test_headless_modules_do_not_import_qt():
-    code = ("import sys\n"
-            "import explorer.papers.srnn, explorer.papers.srnn.cli\n"
-            "assert 'torch' not in sys.modules, 'cli/__init__ must not import torch'\n"
-            "import explorer.papers.srnn.model, explorer.papers.srnn.data, explorer.papers.srnn.train\n"
-            "import explorer.papers.srnn.evaluate, explorer.papers.srnn.infer\n"
-            "bad = [m for m in ('PySide6', 'pyqtgraph', 'vtkmodules') if m in sys.modules]\n"
-            "sys.exit(1 if bad else 0)\n")
+    code = (
+        "import sys\n"
+        "import explorer.papers.srnn, explorer.papers.srnn.cli\n"
+        "assert 'torch' not in sys.modules, 'cli/__init__ must not import torch'\n"
+        "import explorer.papers.srnn.model, explorer.papers.srnn.data, explorer.papers.srnn.train\n"
+        "import explorer.papers.srnn.evaluate, explorer.papers.srnn.infer\n"
+        "bad = [m for m in ('PySide6', 'pyqtgraph', 'vtkmodules') if m in sys.modules]\n"
+        "sys.exit(1 if bad else 0)\n"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
 
@@ -351,7 +429,7 @@ def test_predictive_never_sees_the_frame_it_predicts():
     assert lp.shape == (12,) and probs.shape == (12, 88) and torch.isfinite(lp).all()
     assert ((probs > 0) & (probs < 1)).all() and (ess >= 1 - 1e-4).all() and (ess <= 32 + 1e-3).all()
     x2 = x.clone()
-    x2[7:] = 1 - x2[7:]                     # change frames 7.. (and so the inputs from 8 on)
+    x2[7:] = 1 - x2[7:]  # change frames 7.. (and so the inputs from 8 on)
     u2 = torch.from_numpy(D.inputs_for(x2.numpy()))
     lp2, probs2, _ = model.predictive(u2, x2, particles=32, generator=torch.Generator().manual_seed(1))
     assert torch.allclose(probs2[:8], probs[:8]) and torch.allclose(lp2[:7], lp[:7])
@@ -378,8 +456,26 @@ def test_eval_cli_reports_the_one_step_predictive(tmp_path, capsys):
     D.write_synthetic(tmp_path, "jsb", n_train=4, n_valid=2, n_test=2, t_test=12)
     model = _model(kind="srnn", inference="filter", resq=True)
     ck = save_checkpoint(tmp_path / "m.safetensors", model.state_dict(), paper="srnn", model_config=model.config)
-    assert cli_main(["eval", "srnn", "--dataset", "jsb", "--data", str(tmp_path), "--checkpoint", str(ck),
-                     "--samples", "2", "--particles", "8", "--json"]) == 0
+    assert (
+        cli_main(
+            [
+                "eval",
+                "srnn",
+                "--dataset",
+                "jsb",
+                "--data",
+                str(tmp_path),
+                "--checkpoint",
+                str(ck),
+                "--samples",
+                "2",
+                "--particles",
+                "8",
+                "--json",
+            ]
+        )
+        == 0
+    )
     res = json.loads(capsys.readouterr().out)
     assert res["predictive_particles"] == 8 and res["predictive_pieces"] == 2
     assert math.isfinite(res["test_predictive_per_step"])
@@ -407,4 +503,4 @@ def test_bptt_memory_gives_the_gradients_of_full_bptt(kind):
     for k in grads[0]:
         for g in grads[1:]:
             assert torch.allclose(g[k], grads[0][k], rtol=1e-4, atol=1e-6), k
-    assert stored[0] == 0 and 0 < stored[2] < 0.5 * stored[1]   # plain nn.GRU: no checkpointed call
+    assert stored[0] == 0 and 0 < stored[2] < 0.5 * stored[1]  # plain nn.GRU: no checkpointed call

@@ -1,4 +1,5 @@
 """The SRNN tab opens, analyses a piece with the bundled models, continues it and writes a WAV."""
+
 from __future__ import annotations
 
 import os
@@ -8,8 +9,9 @@ import pytest
 
 from explorer.core.paths import bundled
 
-pytestmark = pytest.mark.skipif(not bundled("srnn_jsb_smooth_resq.safetensors").exists(),
-                                reason="bundled SRNN checkpoint missing")
+pytestmark = pytest.mark.skipif(
+    not bundled("srnn_jsb_smooth_resq.safetensors").exists(), reason="bundled SRNN checkpoint missing"
+)
 
 
 def test_panel_opens_and_renders(make_panel, qtbot):
@@ -58,8 +60,7 @@ def _page_of(panel):
 
 
 def _settled(panel):
-    return (not panel.runner.is_busy() and panel.main_key in panel.results
-            and "nats/step" in panel.elbo_label.text())
+    return not panel.runner.is_busy() and panel.main_key in panel.results and "nats/step" in panel.elbo_label.text()
 
 
 def _assert_every_view_agrees(panel, ds):
@@ -81,8 +82,9 @@ def _assert_every_view_agrees(panel, ds):
     assert f"{title} test set" in panel.info_label.text()
 
 
-@pytest.mark.skipif(not bundled("srnn_nottingham_smooth_resq.safetensors").exists(),
-                    reason="bundled Nottingham checkpoint missing")
+@pytest.mark.skipif(
+    not bundled("srnn_nottingham_smooth_resq.safetensors").exists(), reason="bundled Nottingham checkpoint missing"
+)
 def test_opening_another_data_sets_checkpoint_switches_every_view(make_panel, qtbot):
     """Regression: after opening the Nottingham checkpoint while JSB was shown, the header said Nottingham while
     the data set box, the piece list, the ELBO and the plots stayed on JSB (and Reset to bundled did not help)."""

@@ -1,4 +1,5 @@
 """Synthetic 'digits' (tone patterns) so the tests need neither FSDD nor espeak-ng."""
+
 import numpy as np
 
 from explorer.papers.transducer.data import Clip

@@ -1,6 +1,7 @@
 """Run by test_panel.py in a fresh process (QtMultimedia must see the PulseAudio server from its first use):
 open the app's Neural Transducer tab, record from the virtual microphone 'vmic', play a WAV into it with paplay,
 stop, print the panel's transcript as JSON."""
+
 import json
 import os
 import subprocess
@@ -33,8 +34,7 @@ def main(wav: str) -> int:
     panel = page.panel
     panel._populate_devices()
     names = [panel.device_box.itemText(i) for i in range(panel.device_box.count())]
-    idx = next((i for i in range(panel.device_box.count())
-                if bytes(panel.device_box.itemData(i).id()) == b"vmic"), -1)
+    idx = next((i for i in range(panel.device_box.count()) if bytes(panel.device_box.itemData(i).id()) == b"vmic"), -1)
     if idx < 0:
         print(json.dumps({"error": "no vmic device", "devices": names}))
         return 3
@@ -50,8 +50,18 @@ def main(wav: str) -> int:
     spin(lambda: not panel.running, 30)
     spin(lambda: False, 0.3)
     enrolled = _enroll_one_digit(panel, spin)
-    print(json.dumps({"transcript": panel.transcript, "offline": panel.offline_text, "overruns": panel.overruns,
-                      "devices": names, "error": panel.banner.message(), **enrolled}))
+    print(
+        json.dumps(
+            {
+                "transcript": panel.transcript,
+                "offline": panel.offline_text,
+                "overruns": panel.overruns,
+                "devices": names,
+                "error": panel.banner.message(),
+                **enrolled,
+            }
+        )
+    )
     w.shutdown(10.0)
     w.close()
     return 0
@@ -79,8 +89,11 @@ def _enroll_one_digit(panel, spin) -> dict:
     spin(lambda: play.poll() is not None and dlg._src is None, 10)
     os.unlink(f)
     got = dlg.recordings[0][-1] if dlg.recordings[0] else None
-    return {"enrolled": got is not None, "enroll_s": 0 if got is None else len(got) / SR,
-            "enroll_status": dlg.status.text()}
+    return {
+        "enrolled": got is not None,
+        "enroll_s": 0 if got is None else len(got) / SR,
+        "enroll_status": dlg.status.text(),
+    }
 
 
 if __name__ == "__main__":

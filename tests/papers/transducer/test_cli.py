@@ -29,7 +29,7 @@ def test_demo_utterances_are_bundled():
     for f in DEMOS:
         assert f.name.split("_")[0].isdigit()
         info = sf.info(str(f))
-        assert info.samplerate == 8000 and 1.0 < info.duration < 8.0   # fluent strings are short
+        assert info.samplerate == 8000 and 1.0 < info.duration < 8.0  # fluent strings are short
 
 
 def test_eval_audio_dir_json(tmp_path, tiny_ckpt, capsys):
@@ -66,16 +66,29 @@ def test_eval_with_several_checkpoints_decodes_with_their_ensemble(tmp_path, tin
     d = tmp_path / "wavs"
     d.mkdir()
     shutil.copy(DEMOS[0], d / DEMOS[0].name)
-    rc = main(["eval", "transducer", "--audio-dir", str(d), "--checkpoint", str(tiny_ckpt), "--checkpoint",
-               str(tiny_ckpt), "--json"])
+    rc = main(
+        [
+            "eval",
+            "transducer",
+            "--audio-dir",
+            str(d),
+            "--checkpoint",
+            str(tiny_ckpt),
+            "--checkpoint",
+            str(tiny_ckpt),
+            "--json",
+        ]
+    )
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
     assert out["checkpoint"] == "tiny.safetensors + tiny.safetensors" and out["scored"] == 1
     other = tmp_path / "other.safetensors"
     m = build(dict(TINY, block=6))
     save_checkpoint(other, m.state_dict(), paper="transducer", model_config=m.cfg, metrics={"headline": "x", "x": 0})
-    assert main(["eval", "transducer", "--audio-dir", str(d), "--checkpoint", str(tiny_ckpt), "--checkpoint",
-                 str(other)]) == 2
+    assert (
+        main(["eval", "transducer", "--audio-dir", str(d), "--checkpoint", str(tiny_ckpt), "--checkpoint", str(other)])
+        == 2
+    )
     assert "cannot form an ensemble" in capsys.readouterr().err
 
 
@@ -91,9 +104,32 @@ def test_transcribe_streams_with_times(tiny_ckpt, capsys):
 def test_train_cli_tiny_with_holdout(tmp_path, capsys):
     data = write_fake_fsdd(tmp_path / "fsdd")
     out = tmp_path / "t.safetensors"
-    rc = main(["train", "transducer", "--data", str(data), "--holdout", "george", "--steps", "3", "--batch", "2",
-               "--hidden", "16", "--block", "4", "--eval-utts", "1", "--espeak-weight", "0", "--fluent-weight", "0",
-               "--out", str(out)])
+    rc = main(
+        [
+            "train",
+            "transducer",
+            "--data",
+            str(data),
+            "--holdout",
+            "george",
+            "--steps",
+            "3",
+            "--batch",
+            "2",
+            "--hidden",
+            "16",
+            "--block",
+            "4",
+            "--eval-utts",
+            "1",
+            "--espeak-weight",
+            "0",
+            "--fluent-weight",
+            "0",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     res = json.loads(capsys.readouterr().out)
     assert res["heldout_speaker"] == "george" and set(res["per_speaker_digit_error_rate"]) == {"george", "jackson"}
@@ -108,9 +144,34 @@ def test_train_cli_several_held_out_speakers(tmp_path, capsys):
     """Fewer real training voices (a learning curve over speakers): the error rate is pooled over the held-out."""
     data = write_fake_fsdd(tmp_path / "fsdd", speakers=("george", "jackson", "lucas"))
     out = tmp_path / "t.safetensors"
-    rc = main(["train", "transducer", "--data", str(data), "--holdout", "George, lucas", "--steps", "2", "--batch",
-               "2", "--hidden", "16", "--block", "4", "--eval-utts", "1", "--espeak-weight", "0", "--fluent-weight", "0",
-               "--ema", "0.9", "--out", str(out)])
+    rc = main(
+        [
+            "train",
+            "transducer",
+            "--data",
+            str(data),
+            "--holdout",
+            "George, lucas",
+            "--steps",
+            "2",
+            "--batch",
+            "2",
+            "--hidden",
+            "16",
+            "--block",
+            "4",
+            "--eval-utts",
+            "1",
+            "--espeak-weight",
+            "0",
+            "--fluent-weight",
+            "0",
+            "--ema",
+            "0.9",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     res = json.loads(capsys.readouterr().out)
     per = res["per_speaker_digit_error_rate"]
@@ -121,8 +182,19 @@ def test_train_cli_several_held_out_speakers(tmp_path, capsys):
 
     assert read_metadata(out).data["train_speakers"] == ["jackson", "nicolas", "theo"]
     assert main(["train", "transducer", "--data", str(data), "--holdout", "george,bob"]) == 2
-    assert main(["train", "transducer", "--data", str(data), "--holdout", ",".join(
-        ["george", "jackson", "lucas", "nicolas", "theo"])]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "transducer",
+                "--data",
+                str(data),
+                "--holdout",
+                ",".join(["george", "jackson", "lucas", "nicolas", "theo"]),
+            ]
+        )
+        == 2
+    )
 
 
 @pytest.mark.skipif(not bundled("transducer_fsdd_online.safetensors").exists(), reason="bundled checkpoint missing")

@@ -1,5 +1,6 @@
 """Enrollment ("teach it my voice"): recordings checked and cut, a copy of the model fine-tuned, the panel switches
 to it and back; no microphone gives a message and folder recordings still work."""
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -37,7 +38,7 @@ def test_recordings_are_cut_to_the_word_and_odd_ones_get_a_clear_message():
     rng = np.random.default_rng(1)
     x = _spoken(4, rng)
     y = A.spoken_part(x, 4, "t")
-    assert 0.25 * SR < len(y) < 0.5 * SR < len(x)             # the quiet around the word is gone
+    assert 0.25 * SR < len(y) < 0.5 * SR < len(x)  # the quiet around the word is gone
     with pytest.raises(UserError, match="silent"):
         A.spoken_part(np.zeros(SR, np.float32), 3, "t")
     with pytest.raises(UserError, match="too short"):
@@ -96,9 +97,27 @@ def test_transducer_adapt_cli_writes_a_checkpoint_the_app_opens(tmp_path, capsys
     m = build(TINY)
     save_checkpoint(base, m.state_dict(), paper="transducer", model_config=m.cfg, metrics={"headline": "x", "x": 0})
     out = tmp_path / "me.safetensors"
-    rc = main(["transducer-adapt", "--enroll", str(_write_takes(tmp_path / "takes")), "--checkpoint", str(base),
-               "--out", str(out), "--steps", "2", "--synth-weight", "0", "--fluent-weight", "0", "--threads", "1",
-               "--device", "cpu"])
+    rc = main(
+        [
+            "transducer-adapt",
+            "--enroll",
+            str(_write_takes(tmp_path / "takes")),
+            "--checkpoint",
+            str(base),
+            "--out",
+            str(out),
+            "--steps",
+            "2",
+            "--synth-weight",
+            "0",
+            "--fluent-weight",
+            "0",
+            "--threads",
+            "1",
+            "--device",
+            "cpu",
+        ]
+    )
     assert rc == 0 and out.exists()
     meta = read_metadata(out)
     assert meta.paper == "transducer" and meta.data["enrollment_clips"] == 10
@@ -108,20 +127,45 @@ def test_transducer_adapt_cli_writes_a_checkpoint_the_app_opens(tmp_path, capsys
 
     bundle, _ = load_for_app(str(out), "cpu")
     assert bundle.online.cfg == m.cfg
-    rc = main(["transducer-adapt", "--enroll", str(_write_takes(tmp_path / "few", digits=[1, 2])), "--checkpoint",
-               str(base), "--out", str(tmp_path / "x.safetensors")])
+    rc = main(
+        [
+            "transducer-adapt",
+            "--enroll",
+            str(_write_takes(tmp_path / "few", digits=[1, 2])),
+            "--checkpoint",
+            str(base),
+            "--out",
+            str(tmp_path / "x.safetensors"),
+        ]
+    )
     assert rc != 0 and "no recording of 0, 3, 4" in capsys.readouterr().err
     assert not (tmp_path / "x.safetensors").exists()
     off = build(dict(TINY, bidirectional=True))
-    save_checkpoint(tmp_path / "off.safetensors", off.state_dict(), paper="transducer", model_config=off.cfg,
-                    metrics={"headline": "x", "x": 0})
-    rc = main(["transducer-adapt", "--enroll", str(tmp_path / "takes"), "--checkpoint", str(tmp_path / "off.safetensors"),
-               "--out", str(tmp_path / "y.safetensors")])
+    save_checkpoint(
+        tmp_path / "off.safetensors",
+        off.state_dict(),
+        paper="transducer",
+        model_config=off.cfg,
+        metrics={"headline": "x", "x": 0},
+    )
+    rc = main(
+        [
+            "transducer-adapt",
+            "--enroll",
+            str(tmp_path / "takes"),
+            "--checkpoint",
+            str(tmp_path / "off.safetensors"),
+            "--out",
+            str(tmp_path / "y.safetensors"),
+        ]
+    )
     assert rc != 0 and "offline variant" in capsys.readouterr().err
 
 
-needs_model = pytest.mark.skipif(not bundled("transducer_fsdd_online.safetensors").exists(),
-                                 reason="the bundled transducer checkpoint is missing (train it first)")
+needs_model = pytest.mark.skipif(
+    not bundled("transducer_fsdd_online.safetensors").exists(),
+    reason="the bundled transducer checkpoint is missing (train it first)",
+)
 
 
 @needs_model
@@ -130,14 +174,14 @@ def test_panel_adapts_to_recordings_switches_model_and_back(make_panel, qtbot, m
 
     monkeypatch.setattr(P, "audio_inputs", lambda: ([], None))
     panel = make_panel("transducer")
-    panel.device_box.clear()                               # as on a machine without any audio input
+    panel.device_box.clear()  # as on a machine without any audio input
     shipped = panel.model
     dlg = panel.open_enrollment()
     dlg.config.update(FAST)
     assert not dlg.adapt_button.isEnabled()
-    dlg.record()                                           # no microphone: a message, nothing breaks
+    dlg.record()  # no microphone: a message, nothing breaks
     assert "No microphone" in dlg.status.text() and dlg._src is None
-    assert not dlg.set_recording(3, np.zeros(SR, np.float32))      # silence is refused with a reason
+    assert not dlg.set_recording(3, np.zeros(SR, np.float32))  # silence is refused with a reason
     assert "silent" in dlg.status.text() and not dlg.recordings[3]
     dlg.load_folder(_write_takes(tmp_path / "takes", rate=16000))  # recordings from files instead
     qtbot.waitUntil(dlg.complete, timeout=20000)
@@ -146,7 +190,7 @@ def test_panel_adapts_to_recordings_switches_model_and_back(make_panel, qtbot, m
     dlg.progress.valueChanged.connect(shown.append)
     dlg.adapt_button.click()
     qtbot.waitUntil(lambda: dlg.result is not None and not dlg.adapting, timeout=60000)
-    assert shown == sorted(shown) and shown[-1] == 1000, shown     # one bar, forward only, full at the end
+    assert shown == sorted(shown) and shown[-1] == 1000, shown  # one bar, forward only, full at the end
     assert dlg.status.text().startswith("Adapted in ")
     assert panel.model is not shipped and panel.model.online is dlg.result[0]
     assert panel.model.offline is shipped.offline
@@ -157,7 +201,7 @@ def test_panel_adapts_to_recordings_switches_model_and_back(make_panel, qtbot, m
     bar = page.checkpoint_bar
     assert "adapted" in bar.data.text() and "no error rate" in bar.metric.text()
     panel.pace = 0.0
-    panel.start()                                         # the adapted model streams like the shipped one
+    panel.start()  # the adapted model streams like the shipped one
     qtbot.waitUntil(lambda: not panel.running, timeout=30000)
     assert panel.transcript.isdigit()
     dlg.save(tmp_path / "mine")
@@ -178,14 +222,16 @@ def test_closing_the_dialog_cancels_the_adaptation_and_keeps_the_model(make_pane
     dlg.config.update(FAST, steps=100000)
     dlg.takes_box.setValue(2)
     rng = np.random.default_rng(4)
-    for i in range(10):                                   # the prompts go round the digits, one take each
+    for i in range(10):  # the prompts go round the digits, one take each
         assert dlg.current == i
         assert dlg.set_recording(dlg.current, _spoken(dlg.current, rng))
-    assert dlg.complete() and dlg.adapt_button.isEnabled() and dlg.current == 0 and "take 2 of 2" in dlg.take_label.text()
+    assert (
+        dlg.complete() and dlg.adapt_button.isEnabled() and dlg.current == 0 and "take 2 of 2" in dlg.take_label.text()
+    )
     assert dlg.set_recording(0, _spoken(0, rng)) and dlg.current == 1
     dlg._select(0)
-    assert dlg.set_recording(0, _spoken(0, rng)) and len(dlg.recordings[0]) == 2   # the oldest take goes
-    dlg.save_takes(tmp_path / "mine")                     # the takes can be kept and read back
+    assert dlg.set_recording(0, _spoken(0, rng)) and len(dlg.recordings[0]) == 2  # the oldest take goes
+    dlg.save_takes(tmp_path / "mine")  # the takes can be kept and read back
     qtbot.waitUntil(lambda: "Saved 11 takes" in dlg.status.text(), timeout=10000)
     again = A.read_enrollment_dir(tmp_path / "mine")
     assert len(again) == 11 and sorted({c.digit for c in again}) == list(range(10))
@@ -200,7 +246,7 @@ def test_closing_the_dialog_cancels_the_adaptation_and_keeps_the_model(make_pane
 def test_a_microphone_that_delivers_too_little_audio_gets_a_message(make_panel, qtbot):
     import time
 
-    class Silent:                                         # a device that opened but sends (almost) nothing
+    class Silent:  # a device that opened but sends (almost) nothing
         def stop(self):
             pass
 
@@ -225,23 +271,25 @@ def test_adaptation_progress_is_one_bar_that_only_moves_forward_with_time_left()
 
     now = [100.0]
     prog = AdaptProgress(steps=600, clock=lambda: now[0])
-    reports = ([(i / 400, "synthesizing espeak-ng digits") for i in range(1, 401, 40)]
-               + [(i / 160, "synthesizing flite digits") for i in range(1, 161, 20)]
-               + [(i / 160, "synthesizing festival digits") for i in range(80, 161, 20)]
-               + [(i / 2000, "synthesizing fluent espeak-ng digit strings") for i in range(1, 2001, 250)]
-               + [(s / 600, f"step {s} loss 0.5{s % 10} lr 1.0e-03 dp-moved 0.1") for s in range(1, 601, 7)]
-               + [(1.0, "step 600 loss 0.41 lr 1.0e-04")])
+    reports = (
+        [(i / 400, "synthesizing espeak-ng digits") for i in range(1, 401, 40)]
+        + [(i / 160, "synthesizing flite digits") for i in range(1, 161, 20)]
+        + [(i / 160, "synthesizing festival digits") for i in range(80, 161, 20)]
+        + [(i / 2000, "synthesizing fluent espeak-ng digit strings") for i in range(1, 2001, 250)]
+        + [(s / 600, f"step {s} loss 0.5{s % 10} lr 1.0e-03 dp-moved 0.1") for s in range(1, 601, 7)]
+        + [(1.0, "step 600 loss 0.41 lr 1.0e-04")]
+    )
     values = []
     for frac, msg in reports:
         now[0] += 0.5
         values.append(prog.update(frac, msg))
     assert values == sorted(values) and 0 < values[0] and values[-1] == 1.0
     prepare = [v for v, (_, m) in zip(values, reports) if not m.startswith("step")]
-    assert max(prepare) <= PREPARE_SHARE                    # the practice voices take a tenth of the bar
+    assert max(prepare) <= PREPARE_SHARE  # the practice voices take a tenth of the bar
     assert "training step 600 of 600" in prog.text and "passed" in prog.text
     prog2 = AdaptProgress(steps=600, clock=lambda: now[0])
     t0 = now[0]
-    for s in (1, 60, 120):                                  # 2 s per step: 480 steps left take about 16 min
+    for s in (1, 60, 120):  # 2 s per step: 480 steps left take about 16 min
         now[0] = t0 + 2 * s
         prog2.update(s / 600, f"step {s} loss 1.0")
     assert "4:00 passed, about 16:00 left" in prog2.text, prog2.text

@@ -1,23 +1,34 @@
 import numpy as np
 import torch
 
-from explorer.papers.transducer.features import (FeatureConfig, LogMel, StreamingLogMel, StreamResampler,
-                                                 mel_filterbank, resample)
+from explorer.papers.transducer.features import (
+    FeatureConfig,
+    LogMel,
+    StreamingLogMel,
+    StreamResampler,
+    mel_filterbank,
+    resample,
+)
 
 
 def _reference_logmel(x, cfg):
     """Independent numpy computation: framing by index, periodic Hann, |rfft|^2, HTK-mel triangles."""
     n = 1 + (len(x) - cfg.win) // cfg.hop
     win = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(cfg.win) / cfg.win)
-    frames = np.stack([x[i * cfg.hop: i * cfg.hop + cfg.win] * win for i in range(n)])
+    frames = np.stack([x[i * cfg.hop : i * cfg.hop + cfg.win] * win for i in range(n)])
     power = np.abs(np.fft.rfft(frames, n=cfg.n_fft)) ** 2
-    mel = lambda f: 1127.0 * np.log(1 + f / 700.0)  # same HTK scale, written with ln
-    inv = lambda m: 700.0 * (np.exp(m / 1127.0) - 1)
+
+    def mel(f):
+        return 1127.0 * np.log(1 + f / 700.0)  # same HTK scale, written with ln
+
+    def inv(m):
+        return 700.0 * (np.exp(m / 1127.0) - 1)
+
     pts = inv(np.linspace(mel(cfg.fmin), mel(cfg.sample_rate / 2), cfg.n_mels + 2))
     freqs = np.arange(cfg.n_fft // 2 + 1) * cfg.sample_rate / cfg.n_fft
     fb = np.zeros((cfg.n_mels, len(freqs)))
     for m in range(cfg.n_mels):
-        l, c, r = pts[m:m + 3]
+        l, c, r = pts[m : m + 3]
         fb[m] = np.maximum(0, np.minimum((freqs - l) / (c - l), (r - freqs) / (r - c)))
     return np.log(power @ fb.T + cfg.floor)
 
@@ -47,7 +58,7 @@ def test_streaming_features_equal_batch_features():
         out, i, k = [], 0, 0
         while i < len(x):
             n = chunks[k % len(chunks)]
-            out.append(st.push(x[i:i + n]))
+            out.append(st.push(x[i : i + n]))
             i += n
             k += 1
         got = torch.cat(out)
@@ -63,7 +74,7 @@ def test_resampling_preserves_a_tone():
     spec = np.abs(np.fft.rfft(y))
     assert abs(np.argmax(spec) - 440) <= 1
     r = StreamResampler(16000, 8000)
-    z = np.concatenate([r.push(x[i:i + 517]) for i in range(0, len(x), 517)])
+    z = np.concatenate([r.push(x[i : i + 517]) for i in range(0, len(x), 517)])
     assert abs(len(z) - 8000) <= 1
     np.testing.assert_allclose(z[:7990], x[::2][:7990], atol=1e-4)
 
@@ -75,11 +86,14 @@ def test_vtlp_warp_is_identity_at_one_and_moves_a_tone_up_for_larger_factors():
     np.testing.assert_allclose(vtlp_warp(f, 1.0, 4000.0), f)
     for a in (0.88, 1.12):
         w = vtlp_warp(f, a, 4000.0)
-        assert w[0] == 0 and abs(w[-1] - 4000.0) < 1e-9 and np.all(np.diff(w) > 0)   # monotone, ends fixed
+        assert w[0] == 0 and abs(w[-1] - 4000.0) < 1e-9 and np.all(np.diff(w) > 0)  # monotone, ends fixed
         np.testing.assert_allclose(w[f < 2000], a * f[f < 2000])
     t = np.arange(8000) / 8000.0
     x = torch.from_numpy((0.5 * np.sin(2 * np.pi * 800.0 * t)).astype(np.float32))
     lm = LogMel()
     torch.testing.assert_close(lm(x, warp=1.0), lm(x))
-    peak = lambda w: int(lm(x, warp=w)[0].mean(0).argmax())
+
+    def peak(w):
+        return int(lm(x, warp=w)[0].mean(0).argmax())
+
     assert peak(0.88) < peak(1.0) < peak(1.12)

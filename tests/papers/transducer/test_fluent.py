@@ -1,4 +1,5 @@
 """Fluent digit strings: libespeak-ng speaks a whole string; its word events give each digit's boundaries."""
+
 import json
 
 import numpy as np
@@ -9,8 +10,9 @@ from explorer.papers.transducer import data as D
 
 from .helpers import tone_clips
 
-needs_espeak = pytest.mark.skipif(D._espeak_lib() is None, reason="libespeak-ng is not installed "
-                                  "(apt-get install espeak-ng)")
+needs_espeak = pytest.mark.skipif(
+    D._espeak_lib() is None, reason="libespeak-ng is not installed (apt-get install espeak-ng)"
+)
 
 
 @needs_espeak
@@ -20,7 +22,7 @@ def test_fluent_string_has_ordered_digit_bounds_inside_the_audio(voice):
     assert u is not None and u.digits == [2, 9, 3, 4, 0]
     assert len(u.bounds) == 5 and 0 <= u.bounds[0][0]
     for (a, b), (c, _) in zip(u.bounds, u.bounds[1:]):
-        assert a < b <= c                     # a word ends before (or where) the next one starts
+        assert a < b <= c  # a word ends before (or where) the next one starts
     assert u.bounds[-1][1] <= len(u.audio)
     # every word holds sound: its RMS is far above that of digital silence
     for a, b in u.bounds:
@@ -42,7 +44,7 @@ def test_fluent_phrases_are_cached_and_read_back_identically(tmp_path):
     b = D.fluent_phrases(cache=tmp_path, n=6, seed=3)
     for x, y in zip(a, b):
         assert x.digits == y.digits and x.bounds == y.bounds
-        assert np.abs(x.audio - y.audio).max() < 1e-4      # int16 storage
+        assert np.abs(x.audio - y.audio).max() < 1e-4  # int16 storage
         assert 2 <= len(x.digits) <= 7
 
 

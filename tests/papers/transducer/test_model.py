@@ -21,7 +21,7 @@ def _compositions(S, B, cap):
 def _split(targets, comp):
     out, i = [], 0
     for k in comp:
-        out.append(list(targets[i:i + k]))
+        out.append(list(targets[i : i + k]))
         i += k
     return out
 
@@ -32,7 +32,9 @@ def test_alignment_search_is_exact_when_scores_depend_on_block_and_position():
     B, S, M_ = 4, 3, 3
     table = torch.log_softmax(torch.randn(B, S + 1, M.N_OUT) * 2, -1)
     targets = [[3, 1, 4]]
-    state0 = lambda n: (torch.zeros(n, dtype=torch.long), torch.full((n,), M.SOS))
+
+    def state0(n):
+        return (torch.zeros(n, dtype=torch.long), torch.full((n,), M.SOS))
 
     def scorer(state, rows_u, b):
         j = state[0]
@@ -42,7 +44,7 @@ def test_alignment_search_is_exact_when_scores_depend_on_block_and_position():
         j = pre[0] + (tokens != M.EOB).long()
         return (j, tokens)
 
-    (al, lp), = M.align_search(scorer, state0, feed, targets, [B], M_)
+    ((al, lp),) = M.align_search(scorer, state0, feed, targets, [B], M_)
     best = None
     for comp in _compositions(S, B, M_ - 1):
         a = _split(targets[0], comp)
@@ -63,10 +65,10 @@ def test_alignment_search_on_the_real_model_tiny_case():
     model's own log-probability of that alignment."""
     torch.manual_seed(3)
     m = M.build(dict(TINY, block=3)).eval()
-    x = torch.randn(1, 27, 40)            # 9 encoder frames -> 3 blocks of 3
+    x = torch.randn(1, 27, 40)  # 9 encoder frames -> 3 blocks of 3
     enc, keys, enc_len, _ = m.encode(x, torch.tensor([27]))
     targets = [[7, 2]]
-    (al, lp), = m.best_alignments(enc, keys, enc_len, targets)
+    ((al, lp),) = m.best_alignments(enc, keys, enc_len, targets)
     scores = {}
     for comp in _compositions(2, 3, m.M - 1):
         a = _split(targets[0], comp)
@@ -79,14 +81,21 @@ def test_alignment_search_on_the_real_model_tiny_case():
 
 def test_boundary_alignment_puts_digits_in_the_block_of_their_last_frame():
     m = M.build(TINY)  # W = 4 encoder frames = 12 feature frames = 960 samples
-    n_enc = 20         # 5 blocks
+    n_enc = 20  # 5 blocks
     al = M.boundary_alignment([900, 1000, 1900, 4790], [1, 2, 3, 4], n_enc, m)
     assert al == [[1], [2, 3], [], [], [4]]
 
 
-@pytest.mark.parametrize("extra", [dict(norm="global"), dict(norm="causal"), dict(norm="causal", ceps=8, dropout=0.3),
-                                   dict(norm="causal", frontend="conv")],
-                         ids=["global", "causal", "causal-ceps-dropout", "causal-conv-frontend"])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        dict(norm="global"),
+        dict(norm="causal"),
+        dict(norm="causal", ceps=8, dropout=0.3),
+        dict(norm="causal", frontend="conv"),
+    ],
+    ids=["global", "causal", "causal-ceps-dropout", "causal-conv-frontend"],
+)
 def test_decoding_never_looks_beyond_the_current_block(extra):
     torch.manual_seed(1)
     m = M.build(dict(TINY, **extra)).eval()
@@ -99,10 +108,10 @@ def test_decoding_never_looks_beyond_the_current_block(extra):
     rec = StreamingRecognizer(m)
     fed, events = 0, []
     for i in range(0, len(audio), 97):
-        chunk = audio[i:i + 97]
+        chunk = audio[i : i + 97]
         fed += len(chunk)
         for ev in rec.accept(chunk)["blocks"]:
-            assert m.block_end_sample(ev["block"], 10 ** 9) <= fed
+            assert m.block_end_sample(ev["block"], 10**9) <= fed
             events.append(ev)
     events += rec.finish()["blocks"]
     assert rec.decoder.emissions == full_em
@@ -133,7 +142,7 @@ def test_training_reduces_the_loss_and_offline_variant_runs():
     # DP-refreshed alignments run inside training too
     h2 = fit(m, data, "cpu", dict(steps=2, batch=4, align="dp", log_every=1))
     assert h2["dp_moved_final"] is not None
-    off = M.build(dict(M.OFFLINE_CONFIG, **TINY))          # bidirectional encoder, same blocks
+    off = M.build(dict(M.OFFLINE_CONFIG, **TINY))  # bidirectional encoder, same blocks
     assert not off.online and off.cfg["bidirectional"]
     set_normalization(off, data, n=4)
     fit(off, data, "cpu", dict(steps=2, batch=4))
@@ -151,14 +160,14 @@ def test_weight_average_becomes_the_model_and_keeps_the_last_iterate():
     last = h["last_iterate"]
     assert set(last) == set(m.state_dict())
     assert any(not torch.allclose(p, last[k]) for k, p in m.named_parameters())
-    assert torch.equal(m.feat_mean, last["feat_mean"])       # buffers are not averaged
+    assert torch.equal(m.feat_mean, last["feat_mean"])  # buffers are not averaged
     assert "last_iterate" not in fit(m, data, "cpu", dict(steps=1, batch=2))
 
 
 def test_ensemble_of_a_model_with_itself_is_the_model_and_streams_like_the_whole_file():
     torch.manual_seed(0)
     a = M.build(TINY).eval()
-    b = M.build(dict(TINY, enc_hidden=12, attention="dot", norm="global")).eval()   # members may differ in sizes
+    b = M.build(dict(TINY, enc_hidden=12, attention="dot", norm="global")).eval()  # members may differ in sizes
     audio = build_utterance(np.random.default_rng(0), group_by_speaker_digit(tone_clips())["tones"]).audio
     x = torch.from_numpy(audio)
     assert M.decode_utterance(M.Ensemble([a, a]).eval(), x)[:2] == M.decode_utterance(a, x)[:2]
@@ -166,12 +175,15 @@ def test_ensemble_of_a_model_with_itself_is_the_model_and_streams_like_the_whole
     ens.members[0].load_state_dict(a.state_dict())
     ens.members[1].load_state_dict(b.state_dict())
     ens.eval()
-    assert ens.online and ens.M == a.M and set(ens.state_dict()) == {f"members.{i}.{k}" for i, m in enumerate(
-        (a, b)) for k in m.state_dict()}
+    assert (
+        ens.online
+        and ens.M == a.M
+        and set(ens.state_dict()) == {f"members.{i}.{k}" for i, m in enumerate((a, b)) for k in m.state_dict()}
+    )
     digits, emissions, _ = M.decode_utterance(ens, x)
     rec = StreamingRecognizer(ens)
     for i in range(0, len(audio), 173):
-        rec.accept(audio[i:i + 173])
+        rec.accept(audio[i : i + 173])
     rec.finish()
     assert rec.decoder.emissions == emissions
     # the mixture: log of the members' mean probability
@@ -203,8 +215,8 @@ def test_causal_normalisation_streams_exactly_and_removes_a_fixed_colouring():
     batch, _ = m.features([torch.from_numpy(audio)])
     for step in (37, 800, 5000):
         rec = StreamingRecognizer(m)
-        got = np.concatenate([rec.accept(audio[i:i + step])["frames"] for i in range(0, len(audio), step)])
-        np.testing.assert_allclose(got, batch[0, :len(got)].numpy(), atol=1e-4)
+        got = np.concatenate([rec.accept(audio[i : i + step])["frames"] for i in range(0, len(audio), step)])
+        np.testing.assert_allclose(got, batch[0, : len(got)].numpy(), atol=1e-4)
     # a fixed per-band offset (a microphone's colouring) fades out of the normalised features over time
     raw = m.logmel(torch.from_numpy(audio)[None])[0]
     shift = torch.linspace(-2.0, 2.0, raw.shape[1])
@@ -220,7 +232,11 @@ def test_checkpoints_without_a_norm_key_read_as_global_and_new_models_are_causal
     assert M.build({k: v for k, v in TINY.items() if k not in ("norm", "norm_prior")}).cfg["norm"] == "global"
     assert M.build({}).cfg["norm"] == "causal" == M.DEFAULT_CONFIG["norm"]
     old = M.build({k: v for k, v in TINY.items()})
-    assert old.cfg["fmin"] == 20.0 and old.logmel.cfg.fmin == 20.0 and M.build(dict(TINY, fmin=150.0)).logmel.cfg.fmin == 150.0
+    assert (
+        old.cfg["fmin"] == 20.0
+        and old.logmel.cfg.fmin == 20.0
+        and M.build(dict(TINY, fmin=150.0)).logmel.cfg.fmin == 150.0
+    )
     assert old.cfg["ceps"] == 0 and old.cfg["dropout"] == 0.0 and old.cfg["frontend"] == "linear"
     with pytest.raises(ValueError):
         M.build(dict(TINY, frontend="bogus"))
@@ -272,12 +288,18 @@ def test_channel_shelf_cuts_the_band_above_its_corner_before_the_noise():
     y = _shelf(x, 1000.0, -30.0)
     assert abs(_band_db(y, 100, 500) - _band_db(x, 100, 500)) < 0.5
     assert _band_db(y, 2000, 3500) - _band_db(x, 2000, 3500) == pytest.approx(-30.0, abs=1.0)
-    assert np.argmax(np.correlate(y[:4000], x[:4000], "full")) == 3999          # zero phase: nothing moves
+    assert np.argmax(np.correlate(y[:4000], x[:4000], "full")) == 3999  # zero phase: nothing moves
     # in an utterance: same digits and bounds, less signal above the corner
     groups = group_by_speaker_digit(tone_clips())["tones"]
     plain = Augment(p_noise=0.0, gain_db=(0.0, 0.0), level_db=(-20.0, -20.0))
-    cut = Augment(p_noise=0.0, gain_db=(0.0, 0.0), level_db=(-20.0, -20.0), p_channel=1.0,
-                  shelf_hz=(600.0, 600.0), shelf_db=(-40.0, -40.0))
+    cut = Augment(
+        p_noise=0.0,
+        gain_db=(0.0, 0.0),
+        level_db=(-20.0, -20.0),
+        p_channel=1.0,
+        shelf_hz=(600.0, 600.0),
+        shelf_db=(-40.0, -40.0),
+    )
     a = build_utterance(np.random.default_rng(3), groups, plain)
     b = build_utterance(np.random.default_rng(3), groups, cut)
     assert a.digits == b.digits and a.bounds == b.bounds
@@ -304,7 +326,7 @@ def _first_formant(x, sr=8000):
 
 def _pitch_lag(x):
     seg = x[2000:4000]
-    ac = np.correlate(seg, seg, "full")[len(seg) - 1:]
+    ac = np.correlate(seg, seg, "full")[len(seg) - 1 :]
     return 40 + int(np.argmax(ac[40:120]))
 
 
@@ -315,7 +337,7 @@ def test_formant_warp_moves_the_formants_not_the_pitch_or_the_timing():
     down, up = _formant_warp(x, 0.87), _formant_warp(x, 1.15)
     assert len(down) == len(up) == len(x)
     assert _first_formant(down) < _first_formant(x) - 60 and _first_formant(up) > _first_formant(x) + 60
-    assert _pitch_lag(down) == _pitch_lag(up) == _pitch_lag(x)                     # 120 Hz stays 120 Hz
+    assert _pitch_lag(down) == _pitch_lag(up) == _pitch_lag(x)  # 120 Hz stays 120 Hz
     assert np.array_equal(_formant_warp(x, 1.0), x)
     # in an utterance: same digits and bounds
     groups = group_by_speaker_digit(tone_clips())["tones"]
@@ -328,7 +350,7 @@ def test_formant_warp_moves_the_formants_not_the_pitch_or_the_timing():
 
 
 def test_crop_shortens_digit_clips_at_both_ends_and_the_bounds_follow():
-    groups = group_by_speaker_digit(tone_clips(n_per_digit=1))["tones"]      # one clip per digit: same clips
+    groups = group_by_speaker_digit(tone_clips(n_per_digit=1))["tones"]  # one clip per digit: same clips
     plain = Augment(p_noise=0.0, gain_db=(0.0, 0.0), speed=(1.0, 1.0), gap=(0.1, 0.1), lead=(0.1, 0.1))
     cut = Augment(p_noise=0.0, gain_db=(0.0, 0.0), speed=(1.0, 1.0), gap=(0.1, 0.1), lead=(0.1, 0.1), p_crop=1.0)
     a = build_utterance(np.random.default_rng(5), groups, plain, digits=[1, 2, 3])
@@ -359,7 +381,9 @@ def test_more_voices_say_a_digit_at_the_model_rate():
         assert len(slow) > 1.15 * len(fast), (engine, voice)
 
 
-@pytest.mark.skipif(__import__("shutil").which("flite") is None, reason="flite is not installed (apt-get install flite)")
+@pytest.mark.skipif(
+    __import__("shutil").which("flite") is None, reason="flite is not installed (apt-get install flite)"
+)
 def test_flite_says_a_digit_at_the_model_rate_with_the_requested_pitch_and_rate():
     from explorer.papers.transducer.data import tts_say
 
@@ -379,11 +403,15 @@ def test_extra_real_voices_are_read_when_installed_and_skipped_otherwise(tmp_pat
     partial.mkdir()
     rng = np.random.default_rng(0)
     from .helpers import tone_digit
+
     for d in range(10):
         sf.write(str(good / f"{d}.wav"), tone_digit(d, rng), 16000)
     sf.write(str(partial / "0.wav"), tone_digit(0, rng), 8000)
-    monkeypatch.setattr(D, "EXTRA_VOICES", {"a": (str(good), "{d}.wav"), "b": (str(partial), "{d}.wav"),
-                                            "c": (str(tmp_path / "missing"), "{d}.au")})
+    monkeypatch.setattr(
+        D,
+        "EXTRA_VOICES",
+        {"a": (str(good), "{d}.wav"), "b": (str(partial), "{d}.wav"), "c": (str(tmp_path / "missing"), "{d}.au")},
+    )
     clips = D.extra_voice_clips()
     assert [c.digit for c in clips] == list(range(10)) and {c.speaker for c in clips} == {"a"}
     assert all(c.audio.dtype == np.float32 and len(c.audio) > 100 for c in clips)
@@ -393,7 +421,7 @@ def test_digital_silence_before_speech_does_not_move_the_running_mean():
     m = M.build(dict(TINY, norm="causal", norm_gate=True)).eval()
     rng = np.random.default_rng(5)
     speech = (rng.standard_normal(8000) * 0.1).astype(np.float32)
-    lead = np.zeros(80 * 150, np.float32)                  # 1.5 s of exact zeros (a muted or null input)
+    lead = np.zeros(80 * 150, np.float32)  # 1.5 s of exact zeros (a muted or null input)
     a, _ = m.features([torch.from_numpy(speech)])
     b, _ = m.features([torch.from_numpy(np.concatenate([lead, speech]))])
     n = a.shape[1] - 3
@@ -401,4 +429,4 @@ def test_digital_silence_before_speech_does_not_move_the_running_mean():
     assert float((b[0, -n:] - a[0, -n:]).abs().mean()) < 0.1
     ungated = M.build(dict(TINY, norm="causal", norm_gate=False)).eval()
     c, _ = ungated.features([torch.from_numpy(np.concatenate([lead, speech]))])
-    assert float((c[0, -n:] - a[0, -n:]).abs().mean()) > 1.0     # without the gate the zeros drag the mean down
+    assert float((c[0, -n:] - a[0, -n:]).abs().mean()) > 1.0  # without the gate the zeros drag the mean down

@@ -14,8 +14,10 @@ from explorer.papers.transducer.model import edit_distance
 
 DEMOS = sorted((resources_dir() / "transducer").glob("*.wav"))
 ROOT = Path(__file__).resolve().parents[3]
-pytestmark = pytest.mark.skipif(not bundled("transducer_fsdd_online.safetensors").exists(),
-                                reason="the bundled transducer checkpoint is missing (train it first)")
+pytestmark = pytest.mark.skipif(
+    not bundled("transducer_fsdd_online.safetensors").exists(),
+    reason="the bundled transducer checkpoint is missing (train it first)",
+)
 
 
 def _ref(path):
@@ -27,8 +29,8 @@ def test_panel_replays_the_demo_and_shows_the_transcript(make_panel, qtbot):
     assert not panel.banner.message()
     assert panel.transcript and panel.transcript.isdigit()
     assert panel.transcript_label.text().replace(" ", "") == panel.transcript
-    assert len(panel._frames) > 100                      # spectrogram filled
-    assert panel._block_items                            # block boundaries drawn
+    assert len(panel._frames) > 100  # spectrogram filled
+    assert panel._block_items  # block boundaries drawn
     ref = _ref(panel.demo_box.currentData())
     errors = edit_distance(ref, [int(c) for c in panel.transcript])
     assert errors <= 1, (panel.transcript, ref)
@@ -50,7 +52,7 @@ def test_a_second_replay_clears_the_first_ones_blocks_and_digits(make_panel, qtb
     from pyqtgraph import InfiniteLine, TextItem
 
     drawn = {id(it) for it in panel.spec_plot.items() if isinstance(it, (InfiniteLine, TextItem))}
-    assert drawn == mine                                  # nothing left over from the default demo
+    assert drawn == mine  # nothing left over from the default demo
     assert all(end <= panel._t + 1e-6 for end, _ in panel._block_items)
 
 
@@ -81,18 +83,33 @@ def pulse_mic():
     os.chmod(run, 0o700)
     env = dict(os.environ, XDG_RUNTIME_DIR=run, PULSE_RUNTIME_PATH=os.path.join(run, "pulse"))
     env.pop("PULSE_SERVER", None)
-    proc = subprocess.Popen(["pulseaudio", "-n", "--daemonize=no", "--exit-idle-time=-1", "--disable-shm=yes",
-                             "-L", "module-native-protocol-unix", "-L", "module-always-sink"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            "pulseaudio",
+            "-n",
+            "--daemonize=no",
+            "--exit-idle-time=-1",
+            "--disable-shm=yes",
+            "-L",
+            "module-native-protocol-unix",
+            "-L",
+            "module-always-sink",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         end = time.monotonic() + 10
         while subprocess.run(["pactl", "info"], env=env, capture_output=True).returncode != 0:
             if time.monotonic() > end or proc.poll() is not None:
                 pytest.skip("PulseAudio did not start here")
             time.sleep(0.1)
-        for cmd in (["load-module", "module-null-sink", "sink_name=vmic_sink"],
-                    ["load-module", "module-remap-source", "source_name=vmic", "master=vmic_sink.monitor"],
-                    ["set-default-source", "vmic"]):
+        for cmd in (
+            ["load-module", "module-null-sink", "sink_name=vmic_sink"],
+            ["load-module", "module-remap-source", "source_name=vmic", "master=vmic_sink.monitor"],
+            ["set-default-source", "vmic"],
+        ):
             subprocess.run(["pactl", *cmd], env=env, check=True, capture_output=True)
         yield env
     finally:
@@ -107,8 +124,14 @@ def pulse_mic():
 def test_microphone_end_to_end_with_a_virtual_pulseaudio_mic(pulse_mic):
     wav = DEMOS[0]
     env = dict(pulse_mic, PYTHONPATH=str(ROOT), QT_QPA_PLATFORM="offscreen")
-    r = subprocess.run([sys.executable, "-m", "tests.papers.transducer.mic_e2e", str(wav)], cwd=ROOT, env=env,
-                       capture_output=True, text=True, timeout=180)
+    r = subprocess.run(
+        [sys.executable, "-m", "tests.papers.transducer.mic_e2e", str(wav)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
     assert r.returncode == 0 and lines, r.stdout[-2000:] + r.stderr[-2000:]
     # regression: every start and stop of the microphone printed "TypeError: Cannot call meta function
@@ -122,10 +145,11 @@ def test_microphone_end_to_end_with_a_virtual_pulseaudio_mic(pulse_mic):
 
 
 def _shows_nothing_of_an_earlier_run(panel):
-    from explorer.papers.transducer.panel import ATT_TITLE
     from pyqtgraph import InfiniteLine, TextItem
 
-    assert len(panel._frames) == 0 and panel.image.image is None         # no spectrogram
+    from explorer.papers.transducer.panel import ATT_TITLE
+
+    assert len(panel._frames) == 0 and panel.image.image is None  # no spectrogram
     assert not panel._block_items
     assert not [it for it in panel.spec_plot.items() if isinstance(it, (InfiniteLine, TextItem))]
     assert panel.att_title.text() == ATT_TITLE
@@ -146,7 +170,7 @@ def test_a_new_or_failed_replay_replaces_everything_of_the_previous_one(make_pan
     second = Path(panel.demo_box.currentData()).name
     assert second != first
     panel.start()
-    _shows_nothing_of_an_earlier_run(panel)          # the moment the new replay starts
+    _shows_nothing_of_an_earlier_run(panel)  # the moment the new replay starts
     assert second in panel.status_label.text() and first not in panel.status_label.text()
     assert panel.reference_label.text().endswith(second.split("_")[0])
     qtbot.waitUntil(lambda: not panel.running, timeout=30000)
@@ -159,7 +183,7 @@ def test_a_new_or_failed_replay_replaces_everything_of_the_previous_one(make_pan
     assert panel.file_label.text() == bad.name
     panel.start()
     qtbot.waitUntil(lambda: not panel.running, timeout=30000)
-    assert panel.banner.message()                    # why it failed
+    assert panel.banner.message()  # why it failed
     _shows_nothing_of_an_earlier_run(panel)
     assert panel.transcript_label.text() == "—" and panel.reference_label.text() == ""
     assert panel.status_label.text() == f"{bad.name}: failed (see the message above)"
@@ -208,17 +232,17 @@ def test_the_microphone_list_is_read_late_and_again_each_time_it_opens(make_pane
     monkeypatch.setattr(P, "audio_inputs", inputs)
     monkeypatch.setattr(M, "sound_server_running", lambda: True)
     panel = make_panel("transducer")
-    assert not looked              # building the tab does not look (Qt looks for a sound server only once)
+    assert not looked  # building the tab does not look (Qt looks for a sound server only once)
     panel.source_box.setCurrentIndex(P.SOURCES.index("Microphone"))
     assert looked and panel.device_box.count() == 0
-    assert "Restart NIPS Explorer" in panel.banner.message()       # a server came too late for Qt: said so
+    assert "Restart NIPS Explorer" in panel.banner.message()  # a server came too late for Qt: said so
     devices.append(_Device("USB microphone", b"usb"))
-    panel.device_box.showPopup()                                  # opening the list looks again
+    panel.device_box.showPopup()  # opening the list looks again
     panel.device_box.hidePopup()
     assert panel.device_box.count() == 1 and panel.device_box.currentText() == "USB microphone"
     assert not panel.banner.message()
     devices.insert(0, _Device("Built-in", b"builtin"))
-    panel.refresh_devices.click()                                 # and so does the ↻ button
+    panel.refresh_devices.click()  # and so does the ↻ button
     assert panel.device_box.count() == 2 and panel.device_box.currentText() == "USB microphone"
     monkeypatch.setattr(M, "sound_server_running", lambda: False)
     devices.clear()

@@ -1,5 +1,6 @@
 """Reading what a visitor gives it: clips trimmed tight to the word, any sample rate, an open microphone with
 nobody speaking; and the data machinery for more real voices (loader, speaker-disjoint split, sparse speakers)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -61,9 +62,9 @@ def test_an_open_microphone_with_nobody_speaking_stays_silent(model, case):
 
     audio = D.open_microphone_cases()[case]
     assert _digits(model, audio) == []
-    rec = StreamingRecognizer(model)                 # the live path, in 40 ms chunks
+    rec = StreamingRecognizer(model)  # the live path, in 40 ms chunks
     for i in range(0, len(audio), 320):
-        rec.accept(audio[i:i + 320])
+        rec.accept(audio[i : i + 320])
     rec.finish()
     assert rec.digits == []
 
@@ -75,10 +76,10 @@ def test_streaming_with_the_end_of_input_silence_equals_the_whole_file(model):
     audio = D._trim(read_audio(DEMOS[0]), -35.0, pad=0)
     rec = StreamingRecognizer(model)
     for i in range(0, len(audio), 333):
-        rec.accept(audio[i:i + 333])
+        rec.accept(audio[i : i + 333])
     done = rec.finish()
     assert rec.digits == _digits(model, audio)
-    assert done["frames"].shape[0] == 0                        # the silence is not drawn as heard audio
+    assert done["frames"].shape[0] == 0  # the silence is not drawn as heard audio
     assert all(b["end_s"] <= len(audio) / 8000 + 1e-9 for b in done["blocks"])
 
 
@@ -88,8 +89,7 @@ def test_nonspeech_utterances_have_no_digits_and_stay_in_range():
         u = D.nonspeech_utterance(rng)
         assert u.digits == [] and u.bounds == [] and 0.5 <= len(u.audio) / 8000 <= 4.0
         assert np.isfinite(u.audio).all() and np.abs(u.audio).max() < 1.0
-    src = D.UtteranceSource([D.Clip(np.ones(800, np.float32), d, "theo", 0) for d in range(10)],
-                            nonspeech_weight=1.0)
+    src = D.UtteranceSource([D.Clip(np.ones(800, np.float32), d, "theo", 0) for d in range(10)], nonspeech_weight=1.0)
     assert src.sample(rng).digits == []
 
 
@@ -117,13 +117,13 @@ def test_more_voices_are_read_from_any_folder_trimmed_and_resampled(tmp_path):
     _write(tmp_path / "sc", "3_sc1a2b3c4d_0.wav")
     _write(tmp_path / "sc", "7_sc1a2b3c4d_1.wav", sr=8000)
     _write(tmp_path / "other", "5_jason_2.wav", sr=44100)
-    _write(tmp_path / "other", "5_jason_3.wav", seconds=0.01)                 # too short: skipped
-    (tmp_path / "other" / "1_jason_4.wav").write_bytes(b"RIFF junk")          # unreadable: skipped
-    (tmp_path / "other" / "notes.wav").write_bytes(b"")                       # not named like a digit: ignored
+    _write(tmp_path / "other", "5_jason_3.wav", seconds=0.01)  # too short: skipped
+    (tmp_path / "other" / "1_jason_4.wav").write_bytes(b"RIFF junk")  # unreadable: skipped
+    (tmp_path / "other" / "notes.wav").write_bytes(b"")  # not named like a digit: ignored
     clips, skipped = D.load_digit_folders([tmp_path])
     assert sorted((c.digit, c.speaker) for c in clips) == [(3, "sc1a2b3c4d"), (5, "jason"), (7, "sc1a2b3c4d")]
     assert len(skipped) == 2
-    for c in clips:      # 0.4 s of tone, trimmed from 0.9 s, at 8 kHz
+    for c in clips:  # 0.4 s of tone, trimmed from 0.9 s, at 8 kHz
         assert 0.38 * 8000 <= len(c.audio) <= 0.45 * 8000
     only, _ = D.load_digit_folders([tmp_path], only_speakers={"jason"})
     assert {c.speaker for c in only} == {"jason"}
@@ -133,15 +133,18 @@ def test_speaker_split_is_disjoint_and_fixed_by_the_names():
     names = [f"sc{i:08x}" for i in range(100)]
     train, test = D.split_speakers(names, 0.25)
     assert len(test) == 25 and not set(train) & set(test) and sorted(train + test) == sorted(names)
-    assert D.split_speakers(list(reversed(names)) + names[:3], 0.25) == (train, test)   # order, repeats
+    assert D.split_speakers(list(reversed(names)) + names[:3], 0.25) == (train, test)  # order, repeats
     assert D.split_speakers(names, 0.25, salt="other") != (train, test)
 
 
 def test_sparse_speakers_give_short_strings_of_their_own_digits_and_get_their_share():
     rng = np.random.default_rng(0)
     fsdd = [D.Clip(np.ones(800, np.float32), d, "theo", 0) for d in range(10)]
-    sparse = [D.Clip(np.ones(800, np.float32), 4, "scaaaa", 0), D.Clip(np.ones(800, np.float32), 9, "scaaaa", 1),
-              D.Clip(np.ones(800, np.float32), 2, "scbbbb", 0)]
+    sparse = [
+        D.Clip(np.ones(800, np.float32), 4, "scaaaa", 0),
+        D.Clip(np.ones(800, np.float32), 9, "scaaaa", 1),
+        D.Clip(np.ones(800, np.float32), 2, "scbbbb", 0),
+    ]
     src = D.UtteranceSource(fsdd + sparse, more=["scaaaa", "scbbbb"], more_weight=0.5)
     assert set(src.speakers) == {"theo", "scaaaa", "scbbbb"}
     p = dict(zip(src.speakers, src.p))

@@ -33,8 +33,23 @@ def test_corrupt_settings_start_fresh(tmp_path):
     assert Settings(tmp_path / "s.json").get("x", 5) == 5
 
 
-def test_device_cpu():
-    from explorer.core.devices import choose_device
+def test_device_choice(monkeypatch):
+    """auto prefers a CUDA device that really computes, falls back to the CPU when CUDA is listed but broken;
+    a named device that is missing, or an unknown name, is one readable UserError."""
+    import torch
 
-    assert choose_device("cpu").type == "cpu"
-    assert choose_device("auto").type in ("cpu", "cuda", "mps")
+    from explorer.core import devices
+    from explorer.core.errors import UserError
+
+    assert devices.choose_device("cpu").type == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    tried = []
+    monkeypatch.setattr(devices, "_works", lambda name: tried.append(name) or name == "cuda")
+    assert devices.choose_device("auto").type == "cuda" and tried == ["cuda"]
+    monkeypatch.setattr(devices, "_works", lambda name: False)  # listed, but allocation fails (driver, memory)
+    assert devices.choose_device("auto").type == "cpu"
+    with pytest.raises(UserError, match="not available"):
+        devices.choose_device("cuda")
+    with pytest.raises(UserError, match="unknown device 'tpu'"):
+        devices.choose_device("tpu")

@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import Utterance
+from .data import SPEAKERS, Utterance, load_fsdd, speaker_list
 from .decode import decode_utterance
 from .features import SAMPLE_RATE, read_audio
 from .model import Transducer
+from .testsets import test_utterances
 
 log = logging.getLogger(__name__)
 _REF_RE = re.compile(r"^\d+$")
@@ -176,8 +177,6 @@ def evaluate_files(model: Transducer, files: Sequence[Path], beam: int = 1, prog
 
 def main(args) -> int:
     """``nips-explorer eval transducer``: decode a folder of WAVs or generated FSDD test utterances."""
-    import torch
-
     from explorer.core.progress import TerminalProgress
 
     from .infer import load_checkpoints, set_threads
@@ -188,11 +187,8 @@ def main(args) -> int:
         if args.audio_dir:
             res = evaluate_dir(model, args.audio_dir, beam=args.beam, progress=bar)
         else:
-            from . import data as D
-            from .testsets import test_utterances
-
-            spk = D.speaker_list(args.speakers) or list(D.SPEAKERS)
-            clips = D.load_fsdd(args.data, speakers=spk, indices=range(0, 5) if args.indices == "test" else None)
+            spk = speaker_list(args.speakers) or list(SPEAKERS)
+            clips = load_fsdd(args.data, speakers=spk, indices=range(0, 5) if args.indices == "test" else None)
             res = evaluate_utterances(model, test_utterances(clips, args.utts), beam=args.beam, progress=bar)
     res["checkpoint"] = label
     if args.json:

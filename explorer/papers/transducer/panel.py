@@ -1,7 +1,7 @@
 """Neural Transducer tab: speak digits (or replay a file / a demo) and watch them appear block by block.
 
 The GUI thread only moves audio bytes into a queue and draws; features, encoder and transducer run in a worker
-(``infer.stream_file`` / ``infer.stream_queue``) that yields new spectrogram frames and finished blocks.
+(``infer.stream_path`` / ``infer.stream_queue``) that yields new spectrogram frames and finished blocks.
 """
 
 from __future__ import annotations

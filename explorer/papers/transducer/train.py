@@ -352,20 +352,20 @@ def _run(args, world, held, train_spk, resume_cfg) -> int:
     from .evaluate import evaluate_utterances
     from .model import DEFAULT_CONFIG, OFFLINE_CONFIG, build
 
-    main = world.is_main
+    is_main = world.is_main
 
     def say(msg: str) -> None:  # rank 0 alone talks
-        if main:
+        if is_main:
             print(msg, file=sys.stderr)
 
     def bar(desc: str) -> TerminalProgress:
-        return TerminalProgress(desc, disable=not main)
+        return TerminalProgress(desc, disable=not is_main)
 
     world.split_batch(args.batch)
     seed_all(args.seed)
     holdout = ",".join(held)
     t_start = time.perf_counter()
-    if not main:
+    if not is_main:
         world.barrier()  # rank 0 synthesizes the voices and fills the caches first; the others then read them
     clips = D.load_fsdd(args.data, speakers=train_spk, indices=range(5, 50))
     n_fsdd = len(clips)
@@ -424,7 +424,7 @@ def _run(args, world, held, train_spk, resume_cfg) -> int:
             fluent = V.fluent_phrases(n=args.fluent_phrases, progress=b)
         if not fluent:
             say("libespeak-ng not found: no fluent digit strings")
-    if main:
+    if is_main:
         world.barrier()
     aug = Augment(
         p_channel=args.channel,
@@ -530,7 +530,7 @@ def _run(args, world, held, train_spk, resume_cfg) -> int:
     hist = fit(model, data, world.device, tcfg, on_checkpoint=save, run=run, resume=args.resume)
     train_wall = time.perf_counter() - t_start
     world.close()  # the processes are done together; rank 0 evaluates and writes alone
-    if not main:
+    if not is_main:
         return 0
     model.to("cpu").eval()
     if hist["stop"] == "signal":  # stopped by Ctrl+C / SIGTERM: the weights so far, no evaluation

@@ -761,7 +761,7 @@ def _make_trainers(size: str) -> list[TrainCheck]:
         return clips
 
     def transducer_data(seed=0):
-        from explorer.papers.transducer.data import Augment, UtteranceSource
+        from explorer.papers.transducer.augment import Augment, UtteranceSource
         from explorer.papers.transducer.train import TrainData
 
         return TrainData(UtteranceSource(tone_clips(), Augment(min_digits=1, max_digits=4, p_noise=0.0)), seed=seed)

@@ -23,6 +23,7 @@ import torch
 
 from explorer.core.checkpoints import load_model
 from explorer.papers.transducer import data as D
+from explorer.papers.transducer import testsets as T
 from explorer.papers.transducer.adapt import adapt, enrollment_clips
 from explorer.papers.transducer.evaluate import evaluate_utterances
 from explorer.papers.transducer.model import build
@@ -42,7 +43,7 @@ if not (1 <= args.takes and 0 <= args.first and args.first + args.takes <= 10):
     raise SystemExit("--first/--takes: the takes must lie within recordings 0-9 (the test set uses 10-49)")
 
 rows = {}
-fluent = D.fluent_test_phrases(20)
+fluent = T.fluent_test_phrases(20)
 for spk in args.speakers.split(","):
     f = Path(args.models) / f"transducer_loso_{spk}_{args.run}.safetensors"
     if not f.exists():
@@ -50,7 +51,7 @@ for spk in args.speakers.split(","):
     model, meta = load_model(f, "transducer", build, "cpu")
     if spk not in (meta.data.get("holdout") or "").split(","):
         raise SystemExit(f"{f.name} was not trained with {spk} held out (holdout: {meta.data.get('holdout')})")
-    test = D.test_utterances(D.load_fsdd(args.data, speakers=[spk], indices=range(10, 50)), args.utts)
+    test = T.test_utterances(D.load_fsdd(args.data, speakers=[spk], indices=range(10, 50)), args.utts)
     takes = D.load_fsdd(args.data, speakers=[spk], indices=range(args.first, args.first + args.takes))
     clips = enrollment_clips({d: [c.audio for c in takes if c.digit == d] for d in range(10)}, speaker=spk)
     t0 = time.perf_counter()

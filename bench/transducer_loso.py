@@ -21,6 +21,7 @@ import torch
 
 from explorer.core.checkpoints import load_model
 from explorer.papers.transducer import data as D
+from explorer.papers.transducer import testsets as T
 from explorer.papers.transducer.evaluate import evaluate_utterances
 from explorer.papers.transducer.model import Ensemble, build
 
@@ -48,7 +49,7 @@ for spk in args.speakers.split(","):
         members.append((run, m))
     if not members:
         continue
-    utts = D.test_utterances(D.load_fsdd(args.data, speakers=[spk]), args.utts)
+    utts = T.test_utterances(D.load_fsdd(args.data, speakers=[spk]), args.utts)
     row = {run: evaluate_utterances(m, utts)["digit_error_rate"] for run, m in members}
     if len(members) > 1:
         ev = evaluate_utterances(Ensemble([m for _, m in members]).eval(), utts)

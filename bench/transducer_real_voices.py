@@ -24,9 +24,11 @@ import torch
 from explorer.core.checkpoints import load_model, read_metadata
 from explorer.core.paths import resources_dir
 from explorer.papers.transducer import data as D
-from explorer.papers.transducer.evaluate import evaluate_files, evaluate_utterances, reference_from_name
+from explorer.papers.transducer import testsets as T
+from explorer.papers.transducer.decode import decode_utterance
+from explorer.papers.transducer.evaluate import edit_distance, evaluate_files, evaluate_utterances, reference_from_name
 from explorer.papers.transducer.features import read_audio
-from explorer.papers.transducer.model import build, decode_utterance, edit_distance
+from explorer.papers.transducer.model import build
 
 FAULTS = {
     "-40 dB": lambda x: x * 0.01,
@@ -51,7 +53,7 @@ def collections(more, speakers):
     keep = set(speakers)
     for d in more:
         for f in Path(d).rglob("*.wav"):
-            m = D._DIGIT_FILE_RE.match(f.name)
+            m = D.DIGIT_FILE_RE.match(f.name)
             if m and m.group(2) in keep:
                 rel = f.relative_to(d).parts
                 out.setdefault(rel[0] if len(rel) > 1 else Path(d).name, set()).add(m.group(2))
@@ -64,15 +66,15 @@ def bench_voices(model, more, speakers, utts: int):
         f
         for d in more
         for f in Path(d).rglob("*.wav")
-        if D._DIGIT_FILE_RE.match(f.name) and f.name.split("_")[1] in keep
+        if D.DIGIT_FILE_RE.match(f.name) and f.name.split("_")[1] in keep
     )
     iso = evaluate_files(model, files)
     per = iso["per_speaker_digit_error_rate"]
     clips, _ = D.load_digit_folders(more, only_speakers=keep)
-    tight_pairs = [([c.digit], digits(model, D._trim(c.audio, -35.0, pad=0))) for c in clips]
+    tight_pairs = [([c.digit], digits(model, D.trim(c.audio, -35.0, pad=0))) for c in clips]
     full = D.group_by_speaker_digit(clips)
     conn = (
-        evaluate_utterances(model, D.test_utterances([c for c in clips if c.speaker in full], utts)) if full else None
+        evaluate_utterances(model, T.test_utterances([c for c in clips if c.speaker in full], utts)) if full else None
     )
     return {
         "speakers": len(keep),
@@ -93,7 +95,7 @@ def bench(path: Path, more, speakers, utts: int):
     faults = {}
     for name, f in FAULTS.items():
         faults[name] = rate([(reference_from_name(p), digits(model, f(read_audio(p)))) for p in demos])
-    silent = {k: len(digits(model, v)) for k, v in D.open_microphone_cases().items()}
+    silent = {k: len(digits(model, v)) for k, v in T.open_microphone_cases().items()}
     return {
         "checkpoint": path.name,
         "collections": {k: bench_voices(model, more, v, utts) for k, v in groups.items()},

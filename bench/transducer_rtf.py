@@ -33,8 +33,8 @@ def main() -> int:
     torch.set_num_threads(1)
     from explorer.core.checkpoints import load_model
     from explorer.core.paths import bundled, resources_dir
+    from explorer.papers.transducer.decode import StreamingRecognizer
     from explorer.papers.transducer.features import read_audio
-    from explorer.papers.transducer.infer import StreamingRecognizer
     from explorer.papers.transducer.model import build
 
     ck = Path(args.checkpoint) if args.checkpoint else bundled("transducer_fsdd_online.safetensors")

@@ -22,8 +22,10 @@ import torch
 
 from explorer.core.checkpoints import load_model
 from explorer.papers.transducer import data as D
+from explorer.papers.transducer import testsets as T
+from explorer.papers.transducer.decode import decode_utterance
 from explorer.papers.transducer.evaluate import evaluate_utterances
-from explorer.papers.transducer.model import build, decode_utterance
+from explorer.papers.transducer.model import build
 
 p = argparse.ArgumentParser()
 p.add_argument("--data", required=True)
@@ -47,7 +49,7 @@ print("ref\\hyp " + " ".join(f"{j:>3}" for j in [*range(10), "-", "+"]))
 for i in range(10):
     print(f"{i:>7} " + " ".join(f"{v:>3}" for v in C[i]))
 
-utts = D.test_utterances(clips, args.utts)
+utts = T.test_utterances(clips, args.utts)
 err, cnt = np.zeros(7), np.zeros(7)
 for u in utts:
     hyp, _, _ = decode_utterance(model, torch.from_numpy(u.audio))

@@ -8,7 +8,8 @@ speed and noise, exactly as in training), mixed with the synthetic voices and fl
 that it keeps reading other voices. ``bench/transducer_enroll.py`` measures it on each leave-one-out fold: the
 unheard speaker's error before and after enrollment, on recordings that are not the enrollment takes.
 
-Plain PyTorch/NumPy: the panel runs :func:`adapt` in a worker, the CLI (``transducer-adapt``) in a terminal.
+Plain PyTorch/NumPy: the enrollment dialog cuts each take with :func:`take_from_recording` and runs
+:func:`adapt_for_app` in a worker; the ``transducer-adapt`` command (:func:`main`) runs :func:`adapt` in a terminal.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ import numpy as np
 
 from explorer.core.validate import atomic_output
 
-from . import data as D
-from .features import SAMPLE_RATE, read_audio
+from .augment import Augment, UtteranceSource
+from .data import DIGIT_WORDS, Clip, trim
+from .features import SAMPLE_RATE, read_audio, resample
 from .model import Transducer
 from .train import TrainData, fit
+from .voices import espeak_clips, extra_voice_clips, fluent_phrases, tts_clips
 
 ENROLLED = "enrolled"
 ADAPT_DEFAULTS: dict = dict(
@@ -40,21 +43,26 @@ def spoken_part(x: np.ndarray, digit: int, label: str) -> np.ndarray:
 
     x = np.asarray(x, dtype=np.float32).reshape(-1)
     if x.size == 0 or not np.all(np.isfinite(x)) or float(np.abs(x).max()) < MIN_PEAK:
-        raise UserError(f"{label}: the recording of {digit} ({D.DIGIT_WORDS[digit]}) is silent; record it again")
-    y = D._trim(x, rel_db=-35.0)
+        raise UserError(f"{label}: the recording of {digit} ({DIGIT_WORDS[digit]}) is silent; record it again")
+    y = trim(x, rel_db=-35.0)
     if len(y) < MIN_S * SAMPLE_RATE:
         raise UserError(f"{label}: the recording of {digit} is too short ({len(y) / SAMPLE_RATE:.2f} s of sound)")
     if len(y) > MAX_S * SAMPLE_RATE:
         raise UserError(
             f"{label}: the recording of {digit} has {len(y) / SAMPLE_RATE:.1f} s of sound; say only the "
-            f"one word ({D.DIGIT_WORDS[digit]}) in a quiet room"
+            f"one word ({DIGIT_WORDS[digit]}) in a quiet room"
         )
     return y
 
 
+def take_from_recording(audio: np.ndarray, sample_rate: int, digit: int, label: str) -> np.ndarray:
+    """A microphone take of ``digit`` (any rate) -> its spoken part at 8 kHz; UserError when it holds no word."""
+    return spoken_part(resample(np.asarray(audio, np.float32), sample_rate), digit, label)
+
+
 def enrollment_clips(
     recordings: Mapping[int, Sequence[np.ndarray]], speaker: str = ENROLLED, label: str = "enrollment"
-) -> list[D.Clip]:
+) -> list[Clip]:
     """``{digit: [audio at 8 kHz, ...]}`` for all ten digits -> trimmed clips of one speaker."""
     from explorer.core.errors import UserError
 
@@ -67,12 +75,12 @@ def enrollment_clips(
     return clips_of({d: [spoken_part(x, d, label) for x in recordings[d]] for d in range(10)}, speaker)
 
 
-def clips_of(takes: Mapping[int, Sequence[np.ndarray]], speaker: str = ENROLLED) -> list[D.Clip]:
+def clips_of(takes: Mapping[int, Sequence[np.ndarray]], speaker: str = ENROLLED) -> list[Clip]:
     """Takes already cut and checked by :func:`spoken_part` -> clips of one speaker (nothing is cut again)."""
-    return [D.Clip(x, d, speaker, i) for d in sorted(takes) for i, x in enumerate(takes[d])]
+    return [Clip(x, d, speaker, i) for d in sorted(takes) for i, x in enumerate(takes[d])]
 
 
-def read_enrollment_dir(folder) -> list[D.Clip]:
+def read_enrollment_dir(folder) -> list[Clip]:
     """Recordings named like FSDD's (``3_anyname.wav``: the digit before the first underscore), any sample rate."""
     from explorer.core.errors import UserError
 
@@ -92,7 +100,7 @@ def read_enrollment_dir(folder) -> list[D.Clip]:
     return enrollment_clips(recs, label=p.name)
 
 
-def save_recordings(clips: Sequence[D.Clip], folder) -> list[Path]:
+def save_recordings(clips: Sequence[Clip], folder) -> list[Path]:
     """Write clips as ``<digit>_<speaker>_<i>.wav`` (8 kHz, 16 bit) so an enrollment can be repeated or shared."""
     import soundfile as sf
 
@@ -107,18 +115,18 @@ def save_recordings(clips: Sequence[D.Clip], folder) -> list[Path]:
     return files
 
 
-def adaptation_source(clips: Sequence[D.Clip], config: dict, progress: Callable | None = None) -> D.UtteranceSource:
+def adaptation_source(clips: Sequence[Clip], config: dict, progress: Callable | None = None) -> UtteranceSource:
     """Utterances of the enrolled voice, mixed with whatever synthetic voices this machine has (none is needed)."""
-    others: list[D.Clip] = []
+    others: list[Clip] = []
     fluent = []
     if config["synthetic_weight"] > 0:
-        others = D.espeak_clips(progress=progress) + D.tts_clips(progress=progress) + D.extra_voice_clips()
+        others = espeak_clips(progress=progress) + tts_clips(progress=progress) + extra_voice_clips()
     if config["fluent_weight"] > 0:
-        fluent = D.fluent_phrases(progress=progress)
+        fluent = fluent_phrases(progress=progress)
     speakers = sorted({c.speaker for c in clips})
-    return D.UtteranceSource(
+    return UtteranceSource(
         list(clips) + others,
-        D.Augment(),
+        Augment(),
         espeak_weight=config["synthetic_weight"] if others else 0.0,
         fluent=fluent,
         fluent_weight=config["fluent_weight"],
@@ -128,7 +136,7 @@ def adaptation_source(clips: Sequence[D.Clip], config: dict, progress: Callable 
 
 def adapt(
     model: Transducer,
-    clips: Sequence[D.Clip],
+    clips: Sequence[Clip],
     device,
     config: dict | None = None,
     progress: Callable | None = None,
@@ -155,6 +163,25 @@ def adapt(
         "config": cfg,
     }
     return new, hist
+
+
+def adapt_for_app(base: Transducer, clips: Sequence[Clip], device, config: dict, progress=None, token=None):
+    """The enrollment dialog's job: :func:`adapt`, then the adapted model on ``device`` and warmed up (its first
+    live stream runs at its steady speed). Returns ``(model, history)``."""
+    from .infer import warm_up
+
+    new, hist = adapt(base, clips, device, config, progress=progress, token=token)
+    new = new.to(device)
+    warm_up(new)
+    return new, hist
+
+
+def warm_imports() -> None:
+    """Import what a take and an adaptation need (the resampler's scipy.signal, the training code) in a worker,
+    before the first take from a 48 kHz microphone or the first adaptation would import it on the GUI thread."""
+    import scipy.signal  # noqa: F401
+
+    from . import train  # noqa: F401
 
 
 def adapted_meta(base_meta, model: Transducer, hist: dict):
@@ -206,3 +233,36 @@ def save_adapted(path, model: Transducer, base_meta, hist: dict) -> Path:
         data=m.data,
         extra=m.extra,
     )
+
+
+def main(args) -> int:
+    """``nips-explorer transducer-adapt``: adapt a checkpoint to the recordings in ``--enroll`` and save it."""
+    from explorer.core.devices import choose_device
+    from explorer.core.errors import UserError
+    from explorer.core.progress import TerminalProgress
+
+    from .infer import load_checkpoints, set_threads
+
+    set_threads(args.threads)
+    out = Path(args.out)
+    if out.suffix.lower() != ".safetensors":
+        raise UserError(f"--out {out}: write the adapted model as a .safetensors file")
+    model, meta, _ = load_checkpoints(args.checkpoint)
+    if not model.online:
+        raise UserError(f"{meta.name} is the offline variant: enrollment adapts an online (streaming) model")
+    clips = read_enrollment_dir(args.enroll)
+    cfg = {
+        "steps": args.steps,
+        "lr": args.lr,
+        "synthetic_weight": args.synth_weight,
+        "fluent_weight": args.fluent_weight,
+    }
+    with TerminalProgress("adapt to the enrolled voice") as bar:
+        new, hist = adapt(model, clips, choose_device(args.device), cfg, progress=bar)
+    save_adapted(out, new, meta, hist)
+    e = hist["enrollment"]
+    print(
+        f"adapted {meta.name} to {e['clips']} recordings ({e['audio_s']:.1f} s of speech) in "
+        f"{hist['wall_s']:.0f} s ({hist['steps_done']} steps): {out}"
+    )
+    return 0

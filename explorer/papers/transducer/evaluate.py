@@ -3,6 +3,7 @@ real-time factor, on generated connected-digit utterances or on a folder of WAV 
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -12,12 +13,25 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import Utterance
+from .data import SPEAKERS, Utterance, load_fsdd, speaker_list
+from .decode import decode_utterance
 from .features import SAMPLE_RATE, read_audio
-from .model import Transducer, decode_utterance, edit_distance
+from .model import Transducer
+from .testsets import test_utterances
 
 log = logging.getLogger(__name__)
 _REF_RE = re.compile(r"^\d+$")
+
+
+def edit_distance(a: Sequence, b: Sequence) -> int:
+    """Levenshtein distance: the fewest insertions, deletions and substitutions that turn ``a`` into ``b``."""
+    prev = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        cur = [i] + [0] * len(b)
+        for j, y in enumerate(b, 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y))
+        prev = cur
+    return prev[-1]
 
 
 def score(pairs: Sequence[tuple]) -> dict:
@@ -159,3 +173,41 @@ def evaluate_files(model: Transducer, files: Sequence[Path], beam: int = 1, prog
         "results": results,
         "errors": errors,
     }
+
+
+def main(args) -> int:
+    """``nips-explorer eval transducer``: decode a folder of WAVs or generated FSDD test utterances."""
+    from explorer.core.progress import TerminalProgress
+
+    from .infer import load_checkpoints, set_threads
+
+    set_threads(args.threads) if getattr(args, "threads", None) else torch.set_num_threads(1)
+    model, meta, label = load_checkpoints(args.checkpoint)
+    with TerminalProgress("decode", disable=None) as bar:
+        if args.audio_dir:
+            res = evaluate_dir(model, args.audio_dir, beam=args.beam, progress=bar)
+        else:
+            spk = speaker_list(args.speakers) or list(SPEAKERS)
+            clips = load_fsdd(args.data, speakers=spk, indices=range(0, 5) if args.indices == "test" else None)
+            res = evaluate_utterances(model, test_utterances(clips, args.utts), beam=args.beam, progress=bar)
+    res["checkpoint"] = label
+    if args.json:
+        keys = ("files", "digit_error_rate", "sequence_accuracy", "real_time_factor")
+        ordered = {k: res[k] for k in keys if k in res}
+        ordered.update({k: v for k, v in res.items() if k not in ordered})
+        print(json.dumps(ordered, indent=2))
+    else:
+        for r in res.get("results", []):
+            print(
+                f"{r['file']}: {r['hypothesis'] or '(nothing)'}"
+                + (f"  (ref {r['reference']}, {r['errors']} errors)" if r.get("reference") else "")
+            )
+        for e in res.get("errors", []):
+            print(f"ERROR {e['file']}: {e['error']}")
+        der = res.get("digit_error_rate")
+        print(f"digit error rate {der:.4f}" if der is not None else "digit error rate: n/a (no references)")
+        if res.get("sequence_accuracy") is not None:
+            print(f"sequence accuracy {res['sequence_accuracy']:.4f}")
+        if res.get("real_time_factor") is not None:
+            print(f"real-time factor {res['real_time_factor']:.4f}")
+    return 0

@@ -147,6 +147,25 @@ def to_mono_float(data: np.ndarray) -> np.ndarray:
     return x
 
 
+def pcm_to_float(data: bytes, sample_format: str, channels: int = 1) -> np.ndarray | None:
+    """Raw interleaved PCM bytes (a microphone's) -> mono float32 in [-1, 1]. ``sample_format`` names the sample
+    type as Qt does ("Int16", "Int32", "Float", "UInt8"); None for any other."""
+    if sample_format == "Int16":
+        x = np.frombuffer(data[: len(data) // 2 * 2], dtype="<i2").astype(np.float32) / 32768.0
+    elif sample_format == "Int32":
+        x = np.frombuffer(data[: len(data) // 4 * 4], dtype="<i4").astype(np.float32) / 2147483648.0
+    elif sample_format == "Float":
+        x = np.frombuffer(data[: len(data) // 4 * 4], dtype="<f4").astype(np.float32)
+    elif sample_format == "UInt8":
+        x = (np.frombuffer(data, dtype=np.uint8).astype(np.float32) - 128.0) / 128.0
+    else:
+        return None
+    ch = max(1, int(channels))
+    if ch > 1:
+        x = x[: len(x) // ch * ch].reshape(-1, ch).mean(1)
+    return x
+
+
 def resample(x: np.ndarray, sr_in: int, sr_out: int = SAMPLE_RATE) -> np.ndarray:
     """Band-limited polyphase resampling (scipy), exact ratio."""
     if sr_in == sr_out:

@@ -1,12 +1,13 @@
-"""Live inference: a streaming recogniser fed audio chunks (microphone, file at real-time pace) and the loader.
-
-Features are computed incrementally (identical to the batch features), the encoder GRU carries its hidden state
-across chunks, and the transducer decodes a block as soon as its W encoder frames exist: nothing is ever decoded
-from audio beyond the current block.
+"""Running a trained transducer for a user: loading checkpoints (the app's bundle, the commands' models and
+ensembles), and the jobs the tab hands to a worker: a file or a microphone queue streamed through
+:class:`~.decode.StreamingRecognizer` chunk by chunk, with the offline model's answer at the end. Plain
+PyTorch/NumPy (no Qt); generators yield partial results and check the cancel token between chunks. Also the
+``transcribe`` command (:func:`main`), the same stream in a terminal.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,121 +15,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .features import SAMPLE_RATE, StreamingLogMel
-from .model import BlockDecoder, Transducer, build, decode_utterance
+from . import SPEC
+from .decode import StreamingRecognizer, decode_utterance
+from .features import SAMPLE_RATE
+from .model import Transducer, build
 
-PAPER = "transducer"
+PAPER = SPEC.id
 OFFLINE_FILE = "transducer_offline.safetensors"
-
-
-class StreamingRecognizer:
-    def __init__(self, model: Transducer, beam: int = 1) -> None:
-        if not model.online:
-            raise ValueError("the offline variant cannot stream")
-        self.model = model
-        self.beam = beam
-        self.sample_rate = SAMPLE_RATE
-        self.W = model.cfg["block"]
-        self.reset()
-
-    def reset(self) -> None:
-        self.feat = StreamingLogMel(self.model.logmel)
-        self._norm_state: dict = {}
-        self.decoder = BlockDecoder(self.model, self.beam)
-        self._stack = torch.zeros(0, self.model.cfg["n_mels"])
-        self._enc: list[torch.Tensor] = []
-        self._keys: list[torch.Tensor] = []
-        self._hidden = None
-        self.samples_in = 0
-        self.frames_out = 0
-        self.compute_s = 0.0
-        self.blocks_done = 0
-
-    @property
-    def digits(self) -> list[int]:
-        return self.decoder.digits
-
-    @torch.no_grad()
-    def accept(self, samples: np.ndarray) -> dict:
-        """Feed audio (float32 mono at 8 kHz). Returns new normalised log-mel frames and finished blocks."""
-        t0 = time.perf_counter()
-        m = self.model
-        dev = m.feat_mean.device
-        samples = np.asarray(samples, dtype=np.float32).reshape(-1)
-        self.samples_in += len(samples)
-        raw = self.feat.push(samples).to(dev)
-        frames = m.normalize(raw, self._norm_state)
-        start = self.frames_out
-        self.frames_out += frames.shape[0]
-        blocks = []
-        if frames.shape[0]:
-            self._stack = torch.cat([self._stack.to(dev), frames])
-            s = m.cfg["stack"]
-            n = self._stack.shape[0] // s
-            if n:
-                enc, keys, _, self._hidden = m.encode(self._stack[None, : n * s], None, self._hidden)
-                self._stack = self._stack[n * s :]
-                self._enc += list(enc[0])
-                self._keys += list(keys[0])
-                while len(self._enc) >= self.W:
-                    blocks.append(self._decode_block(self.W))
-        self.compute_s += time.perf_counter() - t0
-        return {"frames": frames.cpu().numpy(), "frame_start": start, "blocks": blocks}
-
-    def _decode_block(self, n: int) -> dict:
-        m = self.model
-        W = self.W
-        hb = torch.stack(self._enc[:n])
-        kb = torch.stack(self._keys[:n])
-        if n < W:
-            hb = torch.cat([hb, hb.new_zeros(W - n, hb.shape[1])])
-            kb = torch.cat([kb, kb.new_zeros(W - n, kb.shape[1])])
-        mb = torch.arange(W, device=hb.device) < n
-        del self._enc[:n], self._keys[:n]
-        b = self.blocks_done
-        new = self.decoder.push_block(hb, kb, mb)
-        self.blocks_done += 1
-        fs = m.frame_seconds
-        t_end = min(m.block_end_sample(b, 10**9), self.samples_in) / SAMPLE_RATE
-        return {
-            "block": b,
-            "start_s": b * W * fs,
-            "end_s": (b * W + n) * fs,
-            "time_s": t_end,
-            "digits": [d for d, _ in new],
-            "attention": [a for _, a in new],
-            "frames": n,
-            "transcript": "".join(str(d) for d in self.decoder.digits),
-        }
-
-    @torch.no_grad()
-    def finish(self) -> dict:
-        """End of input: the end-of-input silence goes through like audio, then the last, partial block is decoded,
-        exactly as the whole-file decode does. The silence's frames are not returned, and the blocks it completes
-        are reported as ending with the audio (nothing was heard after it)."""
-        n = self.model.flush_samples
-        samples_in = self.samples_in
-        out = (
-            self.accept(np.zeros(n, np.float32))
-            if n
-            else {
-                "frames": np.zeros((0, self.model.cfg["n_mels"]), np.float32),
-                "frame_start": self.frames_out,
-                "blocks": [],
-            }
-        )
-        self.samples_in = samples_in  # the silence was not heard: block times stay within the audio
-        end_s = samples_in / SAMPLE_RATE
-        out["frames"] = np.zeros((0, self.model.cfg["n_mels"]), np.float32)
-        out["frame_start"] = self.frames_out
-        t0 = time.perf_counter()
-        if self._enc:
-            out["blocks"].append(self._decode_block(len(self._enc)))
-        for b in out["blocks"]:
-            for k in ("time_s", "end_s", "start_s"):
-                b[k] = min(b[k], end_s)
-        self.compute_s += time.perf_counter() - t0
-        return out
 
 
 @dataclass
@@ -158,6 +51,34 @@ def load_for_app(path: str, device):
     if off is not None:
         offline_transcribe(off, np.zeros(SAMPLE_RATE, np.float32))
     return ModelBundle(model, off, off_meta), meta
+
+
+def load_checkpoints(paths):
+    """One checkpoint, or the ensemble of several (each one checked and loaded on its own first).
+    Returns (model, metadata of the first, a label naming them all)."""
+    from explorer.core.checkpoints import load_model
+    from explorer.core.errors import UserError
+    from explorer.core.paths import bundled
+
+    from .model import Ensemble
+
+    paths = [paths] if isinstance(paths, str) else list(paths or [])
+    if len(paths) <= 1:
+        model, meta = load_model(Path(paths[0]) if paths else bundled(SPEC.default_checkpoint), PAPER, build, "cpu")
+        return model, meta, meta.name
+    loaded = [load_model(Path(p), PAPER, build, "cpu") for p in paths]
+    try:
+        model = Ensemble([m for m, _ in loaded]).eval()
+    except ValueError as exc:
+        raise UserError(f"these checkpoints cannot form an ensemble: {exc}") from None
+    return model, loaded[0][1], " + ".join(mt.name for _, mt in loaded)
+
+
+def set_threads(threads: int | None) -> None:
+    """torch CPU threads for a command: ``threads``, else NIPS_EXPLORER_THREADS, else every core."""
+    import os
+
+    torch.set_num_threads(threads or int(os.environ.get("NIPS_EXPLORER_THREADS", 0)) or (os.cpu_count() or 1))
 
 
 def warm_up(model: Transducer) -> None:
@@ -214,6 +135,15 @@ def stream_file(bundle: ModelBundle, audio: np.ndarray, pace: float = 1.0, chunk
     return summary
 
 
+def stream_path(bundle: ModelBundle, path, pace: float = 1.0, token=None):
+    """Generator for a worker: read the audio file ``path`` (any rate, mono or stereo) and stream it like
+    :func:`stream_file`."""
+    from .features import read_audio
+
+    audio = read_audio(path)
+    return (yield from stream_file(bundle, audio, pace=pace, token=token))
+
+
 def _annotate(out: dict, rec, level_db: float) -> None:
     """Add the stream time, input level and running real-time factor to a recognizer update."""
     audio_s = rec.samples_in / SAMPLE_RATE
@@ -258,3 +188,53 @@ def stream_queue(bundle: ModelBundle, q, sample_rate: int, token=None, keep_audi
         yield {"offline": off}
         summary["offline"] = off
     return summary
+
+
+# ------------------------------------------------ the command: nips-explorer transcribe FILE.wav
+def main(args) -> int:
+    """``nips-explorer transcribe FILE.wav``: stream a file in chunks and print each digit as it is emitted."""
+    from .features import read_audio
+
+    torch.set_num_threads(1)
+    model, meta, _ = load_checkpoints(args.checkpoint)
+    if not model.online:
+        from explorer.core.errors import UserError
+
+        raise UserError(
+            f"{meta.name} is an offline model (it reads the whole utterance before its first "
+            f"digit), so it cannot stream; decode the file with: nips-explorer eval transducer "
+            f"--audio-dir DIR --checkpoint {args.checkpoint or meta.name}"
+        )
+    audio = read_audio(args.file)
+    rec = StreamingRecognizer(model, beam=args.beam)
+    step = max(1, int(args.chunk_ms / 1000 * rec.sample_rate))
+    events = []
+    t0 = time.perf_counter()
+    for i in range(0, len(audio), step):
+        for ev in rec.accept(audio[i : i + step])["blocks"]:
+            events += _print_block(ev, args.json)
+    for ev in rec.finish()["blocks"]:
+        events += _print_block(ev, args.json)
+    wall = time.perf_counter() - t0
+    dur = len(audio) / rec.sample_rate
+    summary = {
+        "file": str(args.file),
+        "transcript": "".join(str(d) for d in rec.digits),
+        "emissions": events,
+        "audio_seconds": dur,
+        "real_time_factor": wall / dur,
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"transcript: {summary['transcript'] or '(nothing)'}   ({dur:.2f} s audio, RTF {wall / dur:.4f})")
+    return 0
+
+
+def _print_block(ev, quiet):
+    out = []
+    for d in ev["digits"]:
+        out.append({"digit": d, "time_s": round(ev["time_s"], 3), "block": ev["block"]})
+        if not quiet:
+            print(f"{ev['time_s']:7.2f} s  block {ev['block']:3d}  {d}", flush=True)
+    return out

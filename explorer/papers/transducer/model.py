@@ -1,4 +1,4 @@
-"""The Neural Transducer (Jaitly et al. 2016) for spoken digits.
+"""The Neural Transducer (Jaitly et al. 2016) for spoken digits: the network.
 
 * Features: log-mel (own filterbank), global mean/variance normalisation (buffers in the checkpoint), 3 frames
   stacked -> one encoder frame every 30 ms.
@@ -8,9 +8,10 @@
   h'_m = GRU(h'_{m-1}, [c_m; s_m]); softmax(h'_m) over 10 digits + <e> (end of block). At most M tokens per block
   (M-1 digits and <e>). The state (s, h', c, y) is carried across blocks.
 * Training targets: per-block digit lists ("alignments"); loss = -log p(alignment).
-* ``best_alignments``: the paper's approximate best-alignment dynamic programme (best hypothesis per number of
-  emitted targets at every block boundary), batched over hypotheses and utterances.
-* Decoding (greedy or beam) processes one block at a time and only ever reads the current block.
+* :class:`Ensemble`: several transducers decoded in lockstep as one.
+
+The alignments the loss reads are found in ``align.py`` (the paper's approximate best-alignment search, or the
+known digit boundaries); decoding, one block at a time, is ``decode.py``.
 """
 
 from __future__ import annotations
@@ -372,20 +373,6 @@ class Transducer(nn.Module):
             state = self.feed(pre, tgt[:, m])
         return total, int(mask.sum())
 
-    # ------------------------------------------------------------------ alignment search (paper Sec. 3.5)
-    @torch.no_grad()
-    def best_alignments(self, enc, keys, enc_len, targets: Sequence[Sequence[int]]):
-        """Approximate best alignment of each target sequence (paper's DP); returns [(alignment, log p)]."""
-        eb, kb, vb, W, nb = self.blockify(enc, keys, enc_len)
-
-        def scorer(state, rows_u, b):
-            u = torch.as_tensor(rows_u, device=enc.device)
-            bb = torch.full_like(u, b)
-            logp, _, pre = self.step(state, eb[u, bb], kb[u, bb], vb[u, bb])
-            return logp, pre
-
-        return align_search(scorer, self.init_state, self.feed, targets, nb, self.M)
-
 
 # ---------------------------------------------------------------------- ensembles
 # Geometry the members of an ensemble must share: same features, frame rate, blocks and tokens per block.
@@ -480,216 +467,6 @@ class Ensemble(nn.Module):
         return logp, torch.stack(atts).mean(0), pre
 
 
-def _index_state(state, idx: torch.Tensor):
+def index_state(state, idx: torch.Tensor):
+    """The rows ``idx`` of a transducer state (or of the pre-state that ``step`` returns)."""
     return tuple(t[idx] for t in state)
-
-
-def align_search(scorer, init_state, feed, targets: Sequence[Sequence[int]], n_blocks: Sequence[int], M: int):
-    """Approximate best alignments by dynamic programming over blocks (Jaitly et al., Sec. 3.5).
-
-    At every block boundary keep, for every j = number of targets emitted so far, the single best partial
-    alignment (and its decoder state). Extending h(j, b) into block b+1 emits 0..M-1 further targets and then <e>.
-    Exact when the model's scores depend only on (block, j); approximate otherwise (the state depends on the
-    path), as in the paper.
-
-    ``scorer(state, rows_u, b) -> (logp (n, 11), pre_state)`` scores a batch of hypotheses (utterance rows_u)
-    in block b; ``init_state(n)`` and ``feed(pre_state, tokens)`` build states. Returns [(alignment, logp)].
-    """
-    U = len(targets)
-    # hypotheses at a block boundary: lists over rows
-    rows_u = list(range(U))
-    rows_j = [0] * U
-    rows_lp = [0.0] * U
-    rows_al: list[Alignment] = [[] for _ in range(U)]
-    state = init_state(U)
-    result: list[tuple[Alignment, float] | None] = [None] * U
-    for b in range(max(n_blocks)):
-        act = [r for r in range(len(rows_u)) if b < n_blocks[rows_u[r]]]
-        if not act:
-            break
-        idx = torch.as_tensor(act, dtype=torch.long)
-        st = _index_state(state, idx.to(state[0].device))
-        fr_u = [rows_u[r] for r in act]
-        fr_j = [rows_j[r] for r in act]
-        fr_lp = [rows_lp[r] for r in act]
-        fr_cur: list[list[int]] = [[] for _ in act]
-        fr_prev = [rows_al[r] for r in act]
-        best: dict[tuple[int, int], tuple[float, int, int, Alignment]] = {}  # (u, j') -> (lp, k, row, al)
-        pres = []
-        for k in range(M):
-            if not fr_u:
-                break
-            logp, pre = scorer(st, fr_u, b)
-            pres.append(pre)
-            lp = logp.detach().cpu()
-            nxt_rows, nxt_tok = [], []
-            n_u, n_j, n_lp, n_cur, n_prev = [], [], [], [], []
-            for r in range(len(fr_u)):
-                u, j = fr_u[r], fr_j[r]
-                S = len(targets[u])
-                remaining_blocks = n_blocks[u] - b - 1
-                # close the block with <e>: feasible if the rest fits in the remaining blocks
-                if S - j <= remaining_blocks * (M - 1) and (remaining_blocks > 0 or j == S):
-                    cand = fr_lp[r] + float(lp[r, EOB])
-                    key = (u, j)
-                    if key not in best or cand > best[key][0]:
-                        best[key] = (cand, k, r, fr_prev[r] + [fr_cur[r]])
-                if k < M - 1 and j < S:
-                    y = int(targets[u][j])
-                    nxt_rows.append(r)
-                    nxt_tok.append(y)
-                    n_u.append(u)
-                    n_j.append(j + 1)
-                    n_lp.append(fr_lp[r] + float(lp[r, y]))
-                    n_cur.append(fr_cur[r] + [y])
-                    n_prev.append(fr_prev[r])
-            if nxt_rows:
-                ridx = torch.as_tensor(nxt_rows, dtype=torch.long, device=pre[0].device)
-                st = feed(_index_state(pre, ridx), torch.as_tensor(nxt_tok, dtype=torch.long, device=pre[0].device))
-            fr_u, fr_j, fr_lp, fr_cur, fr_prev = n_u, n_j, n_lp, n_cur, n_prev
-        # hypotheses of utterances not in this block stay as they are
-        keep = [r for r in range(len(rows_u)) if b >= n_blocks[rows_u[r]]]
-        new_u = [rows_u[r] for r in keep]
-        new_j = [rows_j[r] for r in keep]
-        new_lp = [rows_lp[r] for r in keep]
-        new_al = [rows_al[r] for r in keep]
-        parts = [_index_state(state, torch.as_tensor(keep, dtype=torch.long, device=state[0].device))] if keep else []
-        for (u, j), (lpv, k, r, al) in sorted(best.items()):
-            new_u.append(u)
-            new_j.append(j)
-            new_lp.append(lpv)
-            new_al.append(al)
-            pre = pres[k]
-            ri = torch.as_tensor([r], dtype=torch.long, device=pre[0].device)
-            parts.append(feed(_index_state(pre, ri), torch.full((1,), EOB, dtype=torch.long, device=pre[0].device)))
-        rows_u, rows_j, rows_lp, rows_al = new_u, new_j, new_lp, new_al
-        state = tuple(torch.cat([p[i] for p in parts]) for i in range(len(parts[0])))
-    for r in range(len(rows_u)):
-        u = rows_u[r]
-        if rows_j[r] == len(targets[u]) and len(rows_al[r]) == n_blocks[u]:
-            if result[u] is None or rows_lp[r] > result[u][1]:
-                result[u] = (rows_al[r], rows_lp[r])
-    return result
-
-
-def boundary_alignment(
-    bounds_end_samples: Sequence[int], digits: Sequence[int], n_enc: int, model: Transducer
-) -> Alignment:
-    """Each digit goes to the block holding its last frame; overfull blocks spill into the next block."""
-    fc = model.logmel.cfg
-    W = model.block_frames(n_enc)
-    NB = model.n_blocks(n_enc)
-    al: Alignment = [[] for _ in range(NB)]
-    b_prev = 0
-    for d, end in zip(digits, bounds_end_samples):
-        last_feat = max(0, (int(end) - 1) // fc.hop)
-        b = min(NB - 1, (last_feat // model.cfg["stack"]) // W)
-        b = max(b, b_prev)
-        while b < NB - 1 and len(al[b]) >= model.M - 1:
-            b += 1
-        al[b].append(int(d))
-        b_prev = b
-    # a final overfull block (only possible at the very end) pushes digits back into earlier blocks
-    for b in range(NB - 1, 0, -1):
-        while len(al[b]) > model.M - 1:
-            al[b - 1].append(al[b].pop(0))
-    return al
-
-
-# ---------------------------------------------------------------------- decoding
-class BlockDecoder:
-    """Greedy or beam decoding one block at a time; reads only the block it is given."""
-
-    def __init__(self, model: Transducer, beam: int = 1) -> None:
-        self.model = model
-        self.beam = max(1, int(beam))
-        self.reset()
-
-    def reset(self) -> None:
-        # each hypothesis: (logp, digits [(digit, block, attention)], state)
-        self.hyps = [(0.0, [], self.model.init_state(1))]
-        self.block = 0
-
-    @torch.no_grad()
-    def push_block(self, hb: torch.Tensor, kb: torch.Tensor, mb: torch.Tensor) -> list[tuple[int, list[float]]]:
-        """Decode one block (hb (W, H), kb (W, A), mb (W,)); returns the best hypothesis' new digits."""
-        m = self.model
-        M = m.M
-        frontier = [(lp, ds, st, 0) for lp, ds, st in self.hyps]
-        closed: dict[tuple[int, ...], tuple[float, list, tuple]] = {}
-        for k in range(M):
-            if not frontier:
-                break
-            st = tuple(torch.cat([f[2][i] for f in frontier]) for i in range(4))
-            n = len(frontier)
-            logp, att, pre = m.step(st, hb[None].expand(n, -1, -1), kb[None].expand(n, -1, -1), mb[None].expand(n, -1))
-            lp = logp.cpu()
-            cands = []
-            for r, (flp, ds, _, _) in enumerate(frontier):
-                ri = torch.tensor([r])
-                end_lp = flp + float(lp[r, EOB])
-                key = tuple(d for d, _, _ in ds)
-                if self.beam == 1:
-                    tok = int(lp[r].argmax()) if k < M - 1 else EOB
-                    if tok == EOB:
-                        closed[key] = (end_lp, ds, self.model.feed(_index_state(pre, ri), torch.tensor([EOB])))
-                    else:
-                        cands.append(
-                            (
-                                flp + float(lp[r, tok]),
-                                ds + [(tok, self.block, att[r].cpu().tolist())],
-                                self.model.feed(_index_state(pre, ri), torch.tensor([tok])),
-                                k + 1,
-                            )
-                        )
-                    continue
-                if key not in closed or end_lp > closed[key][0]:
-                    closed[key] = (end_lp, ds, self.model.feed(_index_state(pre, ri), torch.tensor([EOB])))
-                if k < M - 1:
-                    top = torch.topk(lp[r, :EOB], min(self.beam, 10))
-                    for v, d in zip(top.values.tolist(), top.indices.tolist()):
-                        cands.append(
-                            (
-                                flp + v,
-                                ds + [(d, self.block, att[r].cpu().tolist())],
-                                self.model.feed(_index_state(pre, ri), torch.tensor([d])),
-                                k + 1,
-                            )
-                        )
-            cands.sort(key=lambda c: -c[0])
-            frontier = cands[: self.beam]
-        ranked = sorted(closed.values(), key=lambda h: -h[0])[: self.beam]
-        self.hyps = [(lp, ds, st) for lp, ds, st in ranked]
-        self.block += 1
-        return [(d, a) for d, b, a in self.hyps[0][1] if b == self.block - 1]
-
-    @property
-    def digits(self) -> list[int]:
-        return [d for d, _, _ in self.hyps[0][1]]
-
-    @property
-    def emissions(self) -> list[tuple[int, int]]:
-        """(digit, block) of the best hypothesis."""
-        return [(d, b) for d, b, _ in self.hyps[0][1]]
-
-
-@torch.no_grad()
-def decode_utterance(model: Transducer, audio: torch.Tensor, beam: int = 1):
-    """Whole-file decode (same computation as streaming, block by block). Returns digits and (digit, block)."""
-    x, lengths = model.features([audio])
-    enc, keys, enc_len, _ = model.encode(x, lengths)
-    eb, kb, vb, W, nb = model.blockify(enc, keys, enc_len)
-    dec = BlockDecoder(model, beam)
-    for b in range(nb[0]):
-        dec.push_block(eb[0, b], kb[0, b], vb[0, b])
-    return dec.digits, dec.emissions, int(enc_len[0])
-
-
-def edit_distance(a: Sequence, b: Sequence) -> int:
-    prev = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        cur = [i] + [0] * len(b)
-        for j, y in enumerate(b, 1):
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y))
-        prev = cur
-    return prev[-1]

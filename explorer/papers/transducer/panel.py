@@ -1,7 +1,7 @@
 """Neural Transducer tab: speak digits (or replay a file / a demo) and watch them appear block by block.
 
 The GUI thread only moves audio bytes into a queue and draws; features, encoder and transducer run in a worker
-(``infer.stream_file`` / ``infer.stream_queue``) that yields new spectrogram frames and finished blocks.
+(``infer.stream_path`` / ``infer.stream_queue``) that yields new spectrogram frames and finished blocks.
 """
 
 from __future__ import annotations
@@ -444,19 +444,15 @@ class TransducerPanel(PaperPanel):
         self._reset_view()
         if ref.isdigit():
             self.reference_label.setText(f"reference (from the file name): {ref}")
-        bundle, pace = self.model, self.pace
         self._stream_name = name
-
-        def job(token=None):
-            from .features import read_audio
-            from .infer import stream_file
-
-            audio = read_audio(path)
-            return (yield from stream_file(bundle, audio, pace=pace, token=token))
+        from .infer import stream_path  # loaded already, with the model (the app's loader lives there)
 
         self._set_running(True, f"replaying {name}")
         self.runner.submit(
-            job,
+            stream_path,
+            self.model,
+            path,
+            pace=self.pace,
             key="stream",
             name="transducer stream",
             on_partial=self._on_partial,
@@ -485,16 +481,14 @@ class TransducerPanel(PaperPanel):
         src.stateChanged.connect(self._mic_state)
         self._reset_view()
         self._stream_name = dev.description()
-        bundle, q, rate = self.model, self._q, fmt.sampleRate()
-
-        def job(token=None):
-            from .infer import stream_queue
-
-            return (yield from stream_queue(bundle, q, rate, token=token))
+        from .infer import stream_queue  # loaded already, with the model
 
         self._set_running(True, f"listening to {dev.description()} ({fmt.sampleRate()} Hz)")
         self.runner.submit(
-            job,
+            stream_queue,
+            self.model,
+            self._q,
+            fmt.sampleRate(),
             key="stream",
             name="transducer microphone",
             on_partial=self._on_partial,

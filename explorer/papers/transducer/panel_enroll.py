@@ -31,9 +31,9 @@ from explorer.core.errors import UserError
 from explorer.ui.dialogs import remember_folder, start_folder
 from explorer.ui.widgets.small import bold_font, level_meter
 
-from .adapt import ADAPT_DEFAULTS, clips_of, spoken_part
+from .adapt import ADAPT_DEFAULTS, adapt_for_app, clips_of, take_from_recording, warm_imports
 from .data import DIGIT_WORDS
-from .features import SAMPLE_RATE, resample
+from .features import SAMPLE_RATE
 from .panel_mic import close_microphone, decode_pcm, no_mic_message, open_microphone
 
 RECORD_S = 2.0
@@ -119,12 +119,6 @@ class AdaptProgress:
         return re.sub(r"\d+:\d\d passed", f"{_clock(self.clock() - self.t0)} passed", self.text, count=1)
 
 
-def _warm_imports() -> None:
-    import scipy.signal  # noqa: F401
-
-    from . import train  # noqa: F401
-
-
 class EnrollDialog(QDialog):
     adapted = Signal(object, object)  # adapted model, training history
 
@@ -147,7 +141,7 @@ class EnrollDialog(QDialog):
         self._select(0)
         # the resampler (scipy.signal) and the training code are imported in a worker now, not by the GUI thread
         # on the first take from a 48 kHz microphone or at the first adaptation
-        panel.runner.submit(_warm_imports, key="enroll-warm", name="enrollment imports")
+        panel.runner.submit(warm_imports, key="enroll-warm", name="enrollment imports")
 
     # ------------------------------------------------------------------ UI
     def _build_ui(self) -> None:
@@ -306,7 +300,7 @@ class EnrollDialog(QDialog):
         """Keep a take of ``digit`` (any rate) if it holds a spoken word (the oldest goes once there are
         ``takes``); says why not otherwise."""
         try:
-            x = spoken_part(resample(np.asarray(audio, np.float32), sample_rate), digit, "microphone")
+            x = take_from_recording(audio, sample_rate, digit, "microphone")
         except UserError as exc:
             self._say(str(exc), error=True)
             return False
@@ -447,20 +441,9 @@ class EnrollDialog(QDialog):
     def start_adapt(self) -> None:
         if self.adapting or not self.complete() or self.panel.model is None:
             return
-        from .adapt import adapt
-        from .infer import warm_up
-
         clips = clips_of(self.recordings)  # each take was cut and checked when it was kept
         self._from = self.panel.base_model()
-        base = self._from.online
-        device = self.panel.context.device()
         cfg = dict(self.config)
-
-        def job(progress=None, token=None):
-            new, hist = adapt(base, clips, device, cfg, progress=progress, token=token)
-            new = new.to(device)
-            warm_up(new)
-            return new, hist
 
         self.adapting = True
         self.progress.setValue(0)
@@ -469,7 +452,11 @@ class EnrollDialog(QDialog):
         self._clock_timer.start()
         self._update_buttons()
         self.panel.runner.submit(
-            job,
+            adapt_for_app,
+            self._from.online,
+            clips,
+            self.panel.context.device(),
+            cfg,
             key="adapt",
             name="transducer enrollment",
             on_progress=self._on_progress,

@@ -15,6 +15,8 @@ from PySide6.QtWidgets import QComboBox
 
 from explorer.core.errors import UserError
 
+from .features import pcm_to_float
+
 log = logging.getLogger(__name__)
 
 
@@ -140,21 +142,5 @@ def audio_error(err) -> str:
 
 
 def decode_pcm(data: bytes, fmt) -> np.ndarray | None:
-    """Raw bytes in ``fmt`` -> mono float32 in [-1, 1]; None for a sample format we cannot read."""
-    from PySide6.QtMultimedia import QAudioFormat
-
-    sf = fmt.sampleFormat()
-    if sf == QAudioFormat.Int16:
-        x = np.frombuffer(data[: len(data) // 2 * 2], dtype="<i2").astype(np.float32) / 32768.0
-    elif sf == QAudioFormat.Int32:
-        x = np.frombuffer(data[: len(data) // 4 * 4], dtype="<i4").astype(np.float32) / 2147483648.0
-    elif sf == QAudioFormat.Float:
-        x = np.frombuffer(data[: len(data) // 4 * 4], dtype="<f4").astype(np.float32)
-    elif sf == QAudioFormat.UInt8:
-        x = (np.frombuffer(data, dtype=np.uint8).astype(np.float32) - 128.0) / 128.0
-    else:
-        return None
-    ch = max(1, fmt.channelCount())
-    if ch > 1:
-        x = x[: len(x) // ch * ch].reshape(-1, ch).mean(1)
-    return x
+    """Raw bytes in the QAudioFormat ``fmt`` -> mono float32 in [-1, 1]; None for a sample format we cannot read."""
+    return pcm_to_float(data, err_name(fmt.sampleFormat()), fmt.channelCount())

@@ -15,17 +15,28 @@ the whole global batch, so that the averaged gradient is the one of a single pro
 from __future__ import annotations
 
 import contextlib
+import json
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from .data import Utterance, UtteranceSource
-from .model import Transducer, boundary_alignment
+from . import SPEC
+from . import data as D
+from . import voices as V
+from .align import best_alignments, boundary_alignment
+from .augment import Augment, UtteranceSource
+from .data import Utterance
+from .model import Transducer
+from .testsets import fluent_test_phrases, test_utterances
+
+PAPER = SPEC.id
 
 TRAIN_DEFAULTS: dict = dict(
     steps=3000,
@@ -130,7 +141,7 @@ def alignments_for(model: Transducer, utts: list[Utterance], enc, keys, enc_len,
     base = [boundary_alignment([e for _, e in u.bounds], u.digits, int(n), model) for u, n in zip(utts, enc_len)]
     if mode != "dp":
         return base, {}
-    res = model.best_alignments(enc.detach(), keys.detach(), enc_len, [u.digits for u in utts])
+    res = best_alignments(model, enc.detach(), keys.detach(), enc_len, [u.digits for u in utts])
     out, moved, total, shift = [], 0, 0, 0
     for b_al, r in zip(base, res):
         if r is None:
@@ -194,7 +205,7 @@ def fit(
     if own:
         run = Run(
             World(device=torch.device(device)),
-            paper="transducer",
+            paper=PAPER,
             minutes=cfg["minutes"] or None,
             steps=steps,
             token=token,
@@ -292,3 +303,346 @@ def fit(
     hist["dp_moved_final"] = dp_ema
     hist["stop"] = run.stop_reason
     return hist
+
+
+# ---------------------------------------------------------------- the command: nips-explorer train transducer
+def main(args) -> int:
+    """``nips-explorer train transducer``: gather the voices, train, evaluate on the held-out sets, save."""
+    from explorer.core.errors import UserError
+    from explorer.core.training import init_world
+
+    held = [s.strip() for s in args.holdout.lower().split(",") if s.strip()]
+    for s in held:
+        if s not in D.SPEAKERS:
+            raise UserError(f"--holdout {s}: not an FSDD speaker (one of {', '.join(D.SPEAKERS)})")
+    train_spk = [s for s in D.SPEAKERS if s not in held]
+    if not train_spk:
+        raise UserError("--holdout: at least one FSDD speaker must stay in training")
+    resume_cfg = resume_config(args.resume) if args.resume else None
+    world = init_world(getattr(args, "device", "auto"), args.threads)
+    try:
+        return _run(args, world, held, train_spk, resume_cfg)
+    finally:
+        world.close()
+
+
+def resume_config(path) -> dict:
+    """The model config recorded in the resume file ``path`` (or the one beside checkpoint ``path``), read before
+    any data is loaded: a resumed run rebuilds the model it continues, whatever the architecture options say."""
+    from explorer.core.checkpoints import read_metadata
+    from explorer.core.errors import UserError
+    from explorer.core.training import is_resume_file, resume_path_for
+
+    p = Path(path)
+    if not is_resume_file(p) and resume_path_for(p).exists():
+        p = resume_path_for(p)
+    meta = read_metadata(p)
+    if meta.paper != PAPER:
+        raise UserError(f"--resume {p.name}: a {meta.paper or 'unknown'} file, not a transducer run")
+    return dict(meta.model_config or {})
+
+
+def _run(args, world, held, train_spk, resume_cfg) -> int:
+    from explorer.core.checkpoints import load_model
+    from explorer.core.errors import UserError
+    from explorer.core.paths import training_output
+    from explorer.core.progress import TerminalProgress
+    from explorer.core.training import Run, seed_all
+
+    from .evaluate import evaluate_utterances
+    from .model import DEFAULT_CONFIG, OFFLINE_CONFIG, build
+
+    is_main = world.is_main
+
+    def say(msg: str) -> None:  # rank 0 alone talks
+        if is_main:
+            print(msg, file=sys.stderr)
+
+    def bar(desc: str) -> TerminalProgress:
+        return TerminalProgress(desc, disable=not is_main)
+
+    world.split_batch(args.batch)
+    seed_all(args.seed)
+    holdout = ",".join(held)
+    t_start = time.perf_counter()
+    if not is_main:
+        world.barrier()  # rank 0 synthesizes the voices and fills the caches first; the others then read them
+    clips = D.load_fsdd(args.data, speakers=train_spk, indices=range(5, 50))
+    n_fsdd = len(clips)
+    n_other = {"espeak": 0, "tts": 0, "extra": 0, "more": 0}
+    more_voices = []
+    if args.espeak_weight > 0:
+        voices = [("espeak", "espeak-ng", V.espeak_available(), V.espeak_clips)]
+        if not args.no_tts:
+            voices.append(("tts", "flite/festival", bool(V.tts_voices()), V.tts_clips))
+        if args.more_voices:
+            more_voices = V.more_voices()
+            voices.append(
+                (
+                    "more",
+                    "MBROLA/Pico/RHVoice",
+                    bool(more_voices),
+                    lambda progress: V.tts_clips(voices=more_voices, progress=progress),
+                )
+            )
+        for key, label, available, load in voices:
+            if not available:
+                say(f"{label} not found: no {label} voices")
+                continue
+            with bar(f"{label} digits") as b:
+                more = load(progress=b)
+            clips += more
+            n_other[key] = len(more)
+        if not args.no_extra_voices:
+            extra = V.extra_voice_clips()
+            clips += extra
+            n_other["extra"] = len(extra)
+    other_weight = args.espeak_weight if sum(n_other.values()) else 0.0
+    more_train, more_test, more_skipped, n_more = [], [], [], 0
+    if args.more_data:
+        with bar("more real voices") as b:
+            more_clips, more_skipped = D.load_digit_folders(args.more_data, progress=b)
+        names = sorted({c.speaker for c in more_clips})
+        more_train, more_test = D.split_speakers(names, args.more_test_share)
+        for s in D.speaker_list(args.more_holdout):
+            if s not in names:
+                raise UserError(f"--more-holdout {s}: no such speaker in --more-data")
+            if s in more_train:
+                more_train.remove(s)
+                more_test.append(s)
+        train_set = set(more_train)
+        more_clips = [c for c in more_clips if c.speaker in train_set]
+        n_more = len(more_clips)
+        clips += more_clips
+        say(
+            f"more real voices: {len(more_train)} speakers ({n_more} clips) train, {len(more_test)} held out; "
+            f"{len(more_skipped)} files skipped"
+        )
+    fluent = []
+    if args.fluent_weight > 0:
+        with bar("fluent digit strings") as b:
+            fluent = V.fluent_phrases(n=args.fluent_phrases, progress=b)
+        if not fluent:
+            say("libespeak-ng not found: no fluent digit strings")
+    if is_main:
+        world.barrier()
+    aug = Augment(
+        p_channel=args.channel,
+        p_formant=args.formant,
+        p_crop=args.crop,
+        p_tight=args.tight,
+        p_robust=args.robust,
+        **({"speed": (0.85, 1.15)} if args.augment else {}),
+    )
+    source = UtteranceSource(
+        clips,
+        aug,
+        espeak_weight=other_weight,
+        fluent=fluent,
+        fluent_weight=args.fluent_weight,
+        more=more_train,
+        more_weight=args.more_weight if more_train else 0.0,
+        nonspeech_weight=args.nonspeech,
+    )
+    data = TrainData(source, seed=args.seed, rank=world.rank)  # each rank its own utterance stream
+    if resume_cfg:  # the weights, normalisation included, come from the resume file
+        model = build(resume_cfg)
+    elif args.init:
+        model, meta = load_model(args.init, PAPER, build, "cpu")
+    else:
+        cfg = dict(OFFLINE_CONFIG if args.offline else DEFAULT_CONFIG)
+        cfg.update(enc_hidden=args.hidden, dec_hidden=args.hidden, attention=args.attention)
+        cfg.update(block=args.block, max_per_block=args.max_per_block if args.block > 0 else 10, norm=args.norm)
+        for key in ("ceps", "dropout", "frontend"):
+            if getattr(args, key) is not None:
+                cfg[key] = getattr(args, key)
+        model = build(cfg)
+        set_normalization(model, data)  # rank 0's is used: DDP hands its buffers to every rank
+    out = (
+        Path(args.out)
+        if args.out
+        else training_output("transducer_offline.safetensors" if args.offline else SPEC.default_checkpoint)
+    )
+    data_meta = {
+        "name": "FSDD connected digits" + (f" (leave out {holdout})" if holdout else ""),
+        "train_speakers": train_spk,
+        "train_indices": "5-49",
+        "fsdd_clips": n_fsdd,
+        "espeak_clips": n_other["espeak"],
+        "tts_clips": n_other["tts"],
+        "tts_voices": sorted({c.speaker for c in clips if c.speaker.startswith(("flite-", "festival-"))}),
+        "more_voices": sorted({f"{e}-{v}" for e, v in more_voices} & {c.speaker for c in clips}),
+        "extra_voices": sorted({c.speaker for c in clips if c.speaker in V.EXTRA_VOICES}),
+        "espeak_weight": other_weight,
+        "fluent_phrases": len(fluent),
+        "fluent_weight": source.fluent_weight,
+        "holdout": holdout or None,
+        "channel_shelf_share": args.channel,
+        "formant_warp_share": args.formant,
+        "clip_crop_share": args.crop,
+        "tight_share": args.tight,
+        "nonspeech_share": args.nonspeech,
+        "input_fault_share": args.robust,
+        "more_data": [Path(d).name for d in args.more_data],
+        "more_train_speakers": len(more_train),
+        "more_clips": n_more,
+        "more_weight": args.more_weight if more_train else 0.0,
+        "more_test_speakers": sorted(more_test),
+        "more_files_skipped": len(more_skipped),
+    }
+    tcfg = dict(
+        steps=args.steps,
+        batch=args.batch,
+        lr=args.lr,
+        seed=args.seed,
+        minutes=args.minutes,
+        align=args.align,
+        dp_start=args.dp_start,
+        augment=bool(args.augment),
+        ema=args.ema,
+    )
+    run = Run(
+        world,
+        paper=PAPER,
+        out=out,
+        minutes=args.minutes,
+        steps=args.steps,
+        checkpoint_every_min=args.checkpoint_every,
+        log=say,
+        progress_desc="train transducer",
+        seed=args.seed,
+    )
+
+    def save(m, info, metrics=None):
+        run.save_model(
+            out,
+            m.state_dict(),
+            model_config=m.cfg,
+            metrics=metrics or {"headline": "train_loss", "train_loss": info.get("loss"), "step": info.get("step")},
+            data=data_meta,
+            extra={"train": tcfg},
+        )
+
+    say(
+        f"training on {world.describe()}: {args.batch} utterances per step"
+        + (f" ({args.batch // world.world_size} per process)" if world.distributed else "")
+    )
+    hist = fit(model, data, world.device, tcfg, on_checkpoint=save, run=run, resume=args.resume)
+    train_wall = time.perf_counter() - t_start
+    world.close()  # the processes are done together; rank 0 evaluates and writes alone
+    if not is_main:
+        return 0
+    model.to("cpu").eval()
+    if hist["stop"] == "signal":  # stopped by Ctrl+C / SIGTERM: the weights so far, no evaluation
+        save(model, {"step": hist["steps_done"], "loss": hist["final_loss"]})
+        print(
+            json.dumps(
+                {
+                    "checkpoint": str(out),
+                    "stopped": "signal",
+                    "train_steps": hist["steps_done"],
+                    "resume": str(run.resume_file),
+                },
+                indent=2,
+            )
+        )
+        return 0
+    # held-out evaluation: FSDD test recordings (indices 0-4) of the training speakers; all recordings of the
+    # held-out speaker
+    test = D.load_fsdd(args.data, speakers=train_spk, indices=range(0, 5))
+    utts = test_utterances(test, args.eval_utts)
+    for s in held:
+        utts += test_utterances(D.load_fsdd(args.data, speakers=[s]), args.eval_utts * 2)
+    fluent_test = fluent_test_phrases(args.eval_utts // 3) if args.eval_utts >= 3 else []
+    with TerminalProgress("evaluate") as b:
+        ev = evaluate_utterances(model, utts, progress=b)
+        ev_fluent = evaluate_utterances(model, fluent_test) if fluent_test else None
+    metrics = {
+        "headline": "digit_error_rate",
+        "train_steps": hist["steps_done"],
+        "train_wall_s": round(train_wall, 1),
+        "train_final_loss": hist["final_loss"],
+        "dp_moved_final": hist.get("dp_moved_final"),
+        "real_time_factor": ev["real_time_factor"],
+        "emission_delay_s": ev.get("emission_delay_s"),
+    }
+    per = ev["per_speaker"]
+    if held:
+        hs = [per[s] for s in held]
+        metrics["digit_error_rate"] = sum(h["digit_errors"] for h in hs) / max(1, sum(h["digits"] for h in hs))
+        metrics["sequence_accuracy"] = sum(h["sequence_accuracy"] * h["utterances"] for h in hs) / max(
+            1, sum(h["utterances"] for h in hs)
+        )
+        metrics["heldout_speaker"] = holdout
+    else:
+        metrics["digit_error_rate"] = ev["digit_error_rate"]
+        metrics["sequence_accuracy"] = ev["sequence_accuracy"]
+    metrics["per_speaker_digit_error_rate"] = {s: v["digit_error_rate"] for s, v in per.items()}
+    if "last_iterate" in hist:  # --ema: the same test sets, read by the last iterate instead of the average
+        ema_state = {k: v.clone() for k, v in model.state_dict().items()}
+        model.load_state_dict(hist["last_iterate"])
+        with TerminalProgress("evaluate last iterate") as b:
+            ev_last = evaluate_utterances(model, utts, progress=b)
+        model.load_state_dict(ema_state)
+        metrics["last_iterate_per_speaker_digit_error_rate"] = {
+            s: v["digit_error_rate"] for s, v in ev_last["per_speaker"].items()
+        }
+        metrics["ema_decay"] = args.ema
+    if more_test:
+        metrics.update(unheard_metrics(model, args, more_test))
+    if ev_fluent:
+        metrics["fluent_digit_error_rate"] = ev_fluent["digit_error_rate"]
+        metrics["fluent_eval_set"] = (
+            f"{len(fluent_test)} fluent digit strings (libespeak-ng, rates 140-260 wpm) in the 3 held-out demo voices"
+        )
+    metrics["eval_set"] = f"{args.eval_utts} generated utterances per training speaker from FSDD test indices 0-4" + (
+        f"; {2 * args.eval_utts} from all recordings of held-out {holdout}" if holdout else ""
+    )
+    save(model, {}, metrics)
+    print(json.dumps({"checkpoint": str(out), **metrics}, indent=2))
+    return 0
+
+
+def unheard_metrics(model, args, speakers) -> dict:
+    """The held-out --more-data speakers: every clip decoded as recorded (isolated digits), and connected digits
+    joined from the clips of those with all ten digits."""
+    from explorer.core.progress import TerminalProgress
+
+    from .evaluate import evaluate_files, evaluate_utterances
+
+    keep = set(speakers)
+    files = sorted(
+        f
+        for d in args.more_data
+        for f in Path(d).expanduser().rglob("*.wav")
+        if D.DIGIT_FILE_RE.match(f.name) and f.name.split("_")[1] in keep
+    )
+    with TerminalProgress("unheard voices, isolated digits") as bar:
+        iso = evaluate_files(model, files, progress=bar, what="held-out --more-data speakers")
+    per = iso["per_speaker_digit_error_rate"]
+    out = {
+        "unheard_isolated_digit_error_rate": iso["digit_error_rate"],
+        "unheard_isolated": {
+            "files": iso["files"],
+            "scored": iso["scored"],
+            "speakers": len(keep),
+            "speaker_mean_digit_error_rate": sum(per.values()) / max(1, len(per)),
+            "per_speaker": per,
+            "empty_transcripts": iso["empty_transcripts"],
+            "unreadable": len(iso["errors"]),
+            "set": "every clip of the held-out --more-data speakers, as recorded",
+        },
+    }
+    clips, _ = D.load_digit_folders(args.more_data, only_speakers=keep)
+    full = D.group_by_speaker_digit(clips)
+    if full:
+        utts = test_utterances([c for c in clips if c.speaker in full], args.eval_utts * 2)
+        with TerminalProgress("unheard voices, connected digits") as bar:
+            ev = evaluate_utterances(model, utts, progress=bar)
+        out["unheard_connected_digit_error_rate"] = ev["digit_error_rate"]
+        out["unheard_connected"] = {
+            "speakers": sorted(full),
+            "utterances": len(utts),
+            "per_speaker": {s: v["digit_error_rate"] for s, v in ev["per_speaker"].items()},
+        }
+    return out

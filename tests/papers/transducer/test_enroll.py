@@ -77,12 +77,13 @@ def test_adapt_fine_tunes_a_copy_and_leaves_the_model_alone():
 
 
 def test_the_enrolled_voice_gets_the_real_voices_share():
+    from explorer.papers.transducer.augment import UtteranceSource
     from explorer.papers.transducer.data import Clip
 
     rng = np.random.default_rng(3)
     clips = A.enrollment_clips({d: [_spoken(d, rng)] for d in range(10)})
     synth = [Clip(tone_digit(d, rng), d, f"voice{v}", 0) for v in range(4) for d in range(10)]
-    src = A.D.UtteranceSource(clips + synth, espeak_weight=0.2, real=[A.ENROLLED])
+    src = UtteranceSource(clips + synth, espeak_weight=0.2, real=[A.ENROLLED])
     assert src.p[src.speakers.index(A.ENROLLED)] == pytest.approx(0.8)
 
 

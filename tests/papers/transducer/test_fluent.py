@@ -6,19 +6,21 @@ import numpy as np
 import pytest
 
 from explorer.cli import main
+from explorer.papers.transducer import augment as G
 from explorer.papers.transducer import data as D
+from explorer.papers.transducer import voices as V
 
 from .helpers import tone_clips
 
 needs_espeak = pytest.mark.skipif(
-    D._espeak_lib() is None, reason="libespeak-ng is not installed (apt-get install espeak-ng)"
+    not V.fluent_available(), reason="libespeak-ng is not installed (apt-get install espeak-ng)"
 )
 
 
 @needs_espeak
 @pytest.mark.parametrize("voice", ["en-us+m3", "en-gb+f2", "en-gb-scotland+m1"])
 def test_fluent_string_has_ordered_digit_bounds_inside_the_audio(voice):
-    u = D.espeak_fluent([2, 9, 3, 4, 0], voice, rate=220, pitch=50)
+    u = V.espeak_fluent([2, 9, 3, 4, 0], voice, rate=220, pitch=50)
     assert u is not None and u.digits == [2, 9, 3, 4, 0]
     assert len(u.bounds) == 5 and 0 <= u.bounds[0][0]
     for (a, b), (c, _) in zip(u.bounds, u.bounds[1:]):
@@ -31,17 +33,17 @@ def test_fluent_string_has_ordered_digit_bounds_inside_the_audio(voice):
 
 @needs_espeak
 def test_a_comma_pause_is_left_out_of_the_word_before_it():
-    plain = D.espeak_fluent([1, 2, 3], "en-us+m3", rate=180)
-    paused = D.espeak_fluent([1, 2, 3], "en-us+m3", rate=180, pauses=[0])
+    plain = V.espeak_fluent([1, 2, 3], "en-us+m3", rate=180)
+    paused = V.espeak_fluent([1, 2, 3], "en-us+m3", rate=180, pauses=[0])
     gap = lambda u: u.bounds[1][0] - u.bounds[0][1]  # noqa: E731
     assert gap(paused) > gap(plain) + 0.05 * D.SAMPLE_RATE
 
 
 @needs_espeak
 def test_fluent_phrases_are_cached_and_read_back_identically(tmp_path):
-    a = D.fluent_phrases(cache=tmp_path, n=6, seed=3)
+    a = V.fluent_phrases(cache=tmp_path, n=6, seed=3)
     assert len(a) == 6 and len(list(tmp_path.glob("transducer_fluent_*.npz"))) == 1
-    b = D.fluent_phrases(cache=tmp_path, n=6, seed=3)
+    b = V.fluent_phrases(cache=tmp_path, n=6, seed=3)
     for x, y in zip(a, b):
         assert x.digits == y.digits and x.bounds == y.bounds
         assert np.abs(x.audio - y.audio).max() < 1e-4  # int16 storage
@@ -51,7 +53,7 @@ def test_fluent_phrases_are_cached_and_read_back_identically(tmp_path):
 def test_the_fluent_share_of_a_source_and_its_augmentation():
     audio = np.random.default_rng(0).standard_normal(4000).astype(np.float32) * 0.1
     phrase = D.Utterance(audio, [4, 2], [(0, 2000), (2100, 3900)], "espeak-fluent")
-    src = D.UtteranceSource(tone_clips(speaker="george"), fluent=[phrase], fluent_weight=0.5)
+    src = G.UtteranceSource(tone_clips(speaker="george"), fluent=[phrase], fluent_weight=0.5)
     rng = np.random.default_rng(1)
     utts = src.batch(rng, 200)
     fl = [u for u in utts if u.speaker == "espeak-fluent"]
@@ -60,7 +62,7 @@ def test_the_fluent_share_of_a_source_and_its_augmentation():
         assert u.digits == [4, 2] and u.bounds[0][0] > 0 and u.bounds[-1][1] <= len(u.audio)
         assert u.bounds[0][1] < u.bounds[1][0]
     # no fluent phrases: the weight is ignored
-    assert D.UtteranceSource(tone_clips(speaker="george"), fluent_weight=0.5).fluent_weight == 0.0
+    assert G.UtteranceSource(tone_clips(speaker="george"), fluent_weight=0.5).fluent_weight == 0.0
 
 
 @needs_espeak

@@ -4,9 +4,12 @@ import numpy as np
 import pytest
 import torch
 
+from explorer.papers.transducer import align as AL
 from explorer.papers.transducer import model as M
-from explorer.papers.transducer.data import Augment, UtteranceSource, build_utterance, group_by_speaker_digit
-from explorer.papers.transducer.infer import StreamingRecognizer
+from explorer.papers.transducer.augment import Augment, UtteranceSource, build_utterance
+from explorer.papers.transducer.data import group_by_speaker_digit
+from explorer.papers.transducer.decode import StreamingRecognizer, decode_utterance
+from explorer.papers.transducer.evaluate import edit_distance
 from explorer.papers.transducer.train import TrainData, fit, set_normalization
 
 from .helpers import TINY, tone_clips
@@ -44,7 +47,7 @@ def test_alignment_search_is_exact_when_scores_depend_on_block_and_position():
         j = pre[0] + (tokens != M.EOB).long()
         return (j, tokens)
 
-    ((al, lp),) = M.align_search(scorer, state0, feed, targets, [B], M_)
+    ((al, lp),) = AL.align_search(scorer, state0, feed, targets, [B], M_)
     best = None
     for comp in _compositions(S, B, M_ - 1):
         a = _split(targets[0], comp)
@@ -68,7 +71,7 @@ def test_alignment_search_on_the_real_model_tiny_case():
     x = torch.randn(1, 27, 40)  # 9 encoder frames -> 3 blocks of 3
     enc, keys, enc_len, _ = m.encode(x, torch.tensor([27]))
     targets = [[7, 2]]
-    ((al, lp),) = m.best_alignments(enc, keys, enc_len, targets)
+    ((al, lp),) = AL.best_alignments(m, enc, keys, enc_len, targets)
     scores = {}
     for comp in _compositions(2, 3, m.M - 1):
         a = _split(targets[0], comp)
@@ -82,7 +85,7 @@ def test_alignment_search_on_the_real_model_tiny_case():
 def test_boundary_alignment_puts_digits_in_the_block_of_their_last_frame():
     m = M.build(TINY)  # W = 4 encoder frames = 12 feature frames = 960 samples
     n_enc = 20  # 5 blocks
-    al = M.boundary_alignment([900, 1000, 1900, 4790], [1, 2, 3, 4], n_enc, m)
+    al = AL.boundary_alignment([900, 1000, 1900, 4790], [1, 2, 3, 4], n_enc, m)
     assert al == [[1], [2, 3], [], [], [4]]
 
 
@@ -103,7 +106,7 @@ def test_decoding_never_looks_beyond_the_current_block(extra):
     groups = group_by_speaker_digit(tone_clips())
     u = build_utterance(rng, groups["tones"], Augment(min_digits=4, max_digits=4))
     audio = u.audio
-    full_digits, full_em, n_enc = M.decode_utterance(m, torch.from_numpy(audio))
+    full_digits, full_em, n_enc = decode_utterance(m, torch.from_numpy(audio))
     # streaming: every block is decoded as soon as (and only when) its audio has arrived
     rec = StreamingRecognizer(m)
     fed, events = 0, []
@@ -119,10 +122,10 @@ def test_decoding_never_looks_beyond_the_current_block(extra):
     # truncating the audio after block k changes nothing in blocks < k (no look-ahead)
     for k in (1, 3, 5):
         cut = m.block_end_sample(k - 1, n_enc)
-        d, em, _ = M.decode_utterance(m, torch.from_numpy(audio[:cut]))
+        d, em, _ = decode_utterance(m, torch.from_numpy(audio[:cut]))
         assert [e for e in full_em if e[1] < k] == [e for e in em if e[1] < k]
     # beam search keeps the same property for the best hypothesis' finished blocks
-    d3, em3, _ = M.decode_utterance(m, torch.from_numpy(audio), beam=3)
+    d3, em3, _ = decode_utterance(m, torch.from_numpy(audio), beam=3)
     assert all(b < m.n_blocks(n_enc) for _, b in em3)
 
 
@@ -150,7 +153,7 @@ def test_training_reduces_the_loss_and_offline_variant_runs():
     assert not whole.online
     set_normalization(whole, data, n=4)
     fit(whole, data, "cpu", dict(steps=2, batch=4))
-    d, em, n_enc = M.decode_utterance(whole.eval(), torch.from_numpy(data.batch(1)[0].audio))
+    d, em, n_enc = decode_utterance(whole.eval(), torch.from_numpy(data.batch(1)[0].audio))
     assert all(b == 0 for _, b in em)
 
 
@@ -170,7 +173,7 @@ def test_ensemble_of_a_model_with_itself_is_the_model_and_streams_like_the_whole
     b = M.build(dict(TINY, enc_hidden=12, attention="dot", norm="global")).eval()  # members may differ in sizes
     audio = build_utterance(np.random.default_rng(0), group_by_speaker_digit(tone_clips())["tones"]).audio
     x = torch.from_numpy(audio)
-    assert M.decode_utterance(M.Ensemble([a, a]).eval(), x)[:2] == M.decode_utterance(a, x)[:2]
+    assert decode_utterance(M.Ensemble([a, a]).eval(), x)[:2] == decode_utterance(a, x)[:2]
     ens = M.build({"ensemble": [a.cfg, b.cfg]})
     ens.members[0].load_state_dict(a.state_dict())
     ens.members[1].load_state_dict(b.state_dict())
@@ -180,7 +183,7 @@ def test_ensemble_of_a_model_with_itself_is_the_model_and_streams_like_the_whole
         and ens.M == a.M
         and set(ens.state_dict()) == {f"members.{i}.{k}" for i, m in enumerate((a, b)) for k in m.state_dict()}
     )
-    digits, emissions, _ = M.decode_utterance(ens, x)
+    digits, emissions, _ = decode_utterance(ens, x)
     rec = StreamingRecognizer(ens)
     for i in range(0, len(audio), 173):
         rec.accept(audio[i : i + 173])
@@ -202,9 +205,9 @@ def test_ensemble_of_a_model_with_itself_is_the_model_and_streams_like_the_whole
 
 
 def test_edit_distance():
-    assert M.edit_distance([1, 2, 3], [1, 3]) == 1
-    assert M.edit_distance([], [4, 4]) == 2
-    assert M.edit_distance([1, 2], [2, 1]) == 2
+    assert edit_distance([1, 2, 3], [1, 3]) == 1
+    assert edit_distance([], [4, 4]) == 2
+    assert edit_distance([1, 2], [2, 1]) == 2
 
 
 def test_causal_normalisation_streams_exactly_and_removes_a_fixed_colouring():
@@ -282,7 +285,7 @@ def _band_db(x, lo, hi, sr=8000):
 
 
 def test_channel_shelf_cuts_the_band_above_its_corner_before_the_noise():
-    from explorer.papers.transducer.data import _shelf
+    from explorer.papers.transducer.augment import _shelf
 
     x = np.random.default_rng(1).standard_normal(40000).astype(np.float32)
     y = _shelf(x, 1000.0, -30.0)
@@ -331,7 +334,7 @@ def _pitch_lag(x):
 
 
 def test_formant_warp_moves_the_formants_not_the_pitch_or_the_timing():
-    from explorer.papers.transducer.data import _formant_warp
+    from explorer.papers.transducer.augment import _formant_warp
 
     x = _vowel(700.0, 1200.0)
     down, up = _formant_warp(x, 0.87), _formant_warp(x, 1.15)
@@ -369,14 +372,15 @@ def test_synthetic_voices_share_the_synthetic_weight():
 
 
 def test_more_voices_say_a_digit_at_the_model_rate():
-    from explorer.papers.transducer.data import _trim, more_voices, tts_say
+    from explorer.papers.transducer.data import trim
+    from explorer.papers.transducer.voices import more_voices, tts_say
 
     voices = more_voices()
     if not voices:
         pytest.skip("no MBROLA, Pico or RHVoice voice installed (Debian contrib/non-free; optional)")
     for engine, voice in voices[:: max(1, len(voices) // 4)]:
-        slow = _trim(tts_say("seven", engine, voice, stretch=1.3, f0=120))
-        fast = _trim(tts_say("seven", engine, voice, stretch=0.8, f0=200))
+        slow = trim(tts_say("seven", engine, voice, stretch=1.3, f0=120))
+        fast = trim(tts_say("seven", engine, voice, stretch=0.8, f0=200))
         assert slow.dtype == np.float32 and slow.ndim == 1 and np.abs(slow).max() > 0.01, (engine, voice)
         assert len(slow) > 1.15 * len(fast), (engine, voice)
 
@@ -385,7 +389,7 @@ def test_more_voices_say_a_digit_at_the_model_rate():
     __import__("shutil").which("flite") is None, reason="flite is not installed (apt-get install flite)"
 )
 def test_flite_says_a_digit_at_the_model_rate_with_the_requested_pitch_and_rate():
-    from explorer.papers.transducer.data import tts_say
+    from explorer.papers.transducer.voices import tts_say
 
     slow = tts_say("seven", "flite", "slt", stretch=1.3, f0=120)
     fast = tts_say("seven", "flite", "slt", stretch=0.8, f0=120)
@@ -396,7 +400,7 @@ def test_flite_says_a_digit_at_the_model_rate_with_the_requested_pitch_and_rate(
 def test_extra_real_voices_are_read_when_installed_and_skipped_otherwise(tmp_path, monkeypatch):
     import soundfile as sf
 
-    from explorer.papers.transducer import data as D
+    from explorer.papers.transducer import voices as V
 
     good, partial = tmp_path / "good", tmp_path / "partial"
     good.mkdir()
@@ -408,11 +412,11 @@ def test_extra_real_voices_are_read_when_installed_and_skipped_otherwise(tmp_pat
         sf.write(str(good / f"{d}.wav"), tone_digit(d, rng), 16000)
     sf.write(str(partial / "0.wav"), tone_digit(0, rng), 8000)
     monkeypatch.setattr(
-        D,
+        V,
         "EXTRA_VOICES",
         {"a": (str(good), "{d}.wav"), "b": (str(partial), "{d}.wav"), "c": (str(tmp_path / "missing"), "{d}.au")},
     )
-    clips = D.extra_voice_clips()
+    clips = V.extra_voice_clips()
     assert [c.digit for c in clips] == list(range(10)) and {c.speaker for c in clips} == {"a"}
     assert all(c.audio.dtype == np.float32 and len(c.audio) > 100 for c in clips)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from explorer.core.paths import bundled, resources_dir
-from explorer.papers.transducer.model import edit_distance
+from explorer.papers.transducer.evaluate import edit_distance
 
 DEMOS = sorted((resources_dir() / "transducer").glob("*.wav"))
 ROOT = Path(__file__).resolve().parents[3]

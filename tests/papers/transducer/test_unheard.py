@@ -8,10 +8,13 @@ import pytest
 import torch
 
 from explorer.core.paths import bundled, resources_dir
+from explorer.papers.transducer import augment as G
 from explorer.papers.transducer import data as D
-from explorer.papers.transducer.evaluate import reference_from_name
+from explorer.papers.transducer import testsets as T
+from explorer.papers.transducer.decode import decode_utterance
+from explorer.papers.transducer.evaluate import edit_distance, reference_from_name
 from explorer.papers.transducer.features import read_audio
-from explorer.papers.transducer.model import DEFAULT_CONFIG, build, decode_utterance, edit_distance
+from explorer.papers.transducer.model import DEFAULT_CONFIG, build
 
 DEMOS = sorted((resources_dir() / "transducer").glob("*.wav"))
 CKPT = bundled("transducer_fsdd_online.safetensors")
@@ -36,7 +39,7 @@ def test_a_clip_trimmed_tight_to_its_words_keeps_its_digits(model):
     errors = n = 0
     for f in DEMOS:
         ref = reference_from_name(f)
-        tight = D._trim(read_audio(f), -35.0, pad=0)
+        tight = D.trim(read_audio(f), -35.0, pad=0)
         assert len(tight) < len(read_audio(f))
         errors += edit_distance(ref, _digits(model, tight))
         n += len(ref)
@@ -56,11 +59,11 @@ def test_16k_and_8k_files_give_the_same_digits(model, tmp_path):
 
 
 @needs_model
-@pytest.mark.parametrize("case", list(D.open_microphone_cases(seconds=0.1)))
+@pytest.mark.parametrize("case", list(T.open_microphone_cases(seconds=0.1)))
 def test_an_open_microphone_with_nobody_speaking_stays_silent(model, case):
-    from explorer.papers.transducer.infer import StreamingRecognizer
+    from explorer.papers.transducer.decode import StreamingRecognizer
 
-    audio = D.open_microphone_cases()[case]
+    audio = T.open_microphone_cases()[case]
     assert _digits(model, audio) == []
     rec = StreamingRecognizer(model)  # the live path, in 40 ms chunks
     for i in range(0, len(audio), 320):
@@ -71,9 +74,9 @@ def test_an_open_microphone_with_nobody_speaking_stays_silent(model, case):
 
 @needs_model
 def test_streaming_with_the_end_of_input_silence_equals_the_whole_file(model):
-    from explorer.papers.transducer.infer import StreamingRecognizer
+    from explorer.papers.transducer.decode import StreamingRecognizer
 
-    audio = D._trim(read_audio(DEMOS[0]), -35.0, pad=0)
+    audio = D.trim(read_audio(DEMOS[0]), -35.0, pad=0)
     rec = StreamingRecognizer(model)
     for i in range(0, len(audio), 333):
         rec.accept(audio[i : i + 333])
@@ -86,10 +89,10 @@ def test_streaming_with_the_end_of_input_silence_equals_the_whole_file(model):
 def test_nonspeech_utterances_have_no_digits_and_stay_in_range():
     rng = np.random.default_rng(1)
     for _ in range(20):
-        u = D.nonspeech_utterance(rng)
+        u = G.nonspeech_utterance(rng)
         assert u.digits == [] and u.bounds == [] and 0.5 <= len(u.audio) / 8000 <= 4.0
         assert np.isfinite(u.audio).all() and np.abs(u.audio).max() < 1.0
-    src = D.UtteranceSource([D.Clip(np.ones(800, np.float32), d, "theo", 0) for d in range(10)], nonspeech_weight=1.0)
+    src = G.UtteranceSource([D.Clip(np.ones(800, np.float32), d, "theo", 0) for d in range(10)], nonspeech_weight=1.0)
     assert src.sample(rng).digits == []
 
 
@@ -98,7 +101,7 @@ def test_training_on_empty_utterances_runs():
 
     rng = np.random.default_rng(0)
     clips = [D.Clip((rng.standard_normal(1600) * 0.1).astype(np.float32), d, "theo", 0) for d in range(10)]
-    src = D.UtteranceSource(clips, D.Augment(p_tight=0.5), nonspeech_weight=0.5)
+    src = G.UtteranceSource(clips, G.Augment(p_tight=0.5), nonspeech_weight=0.5)
     model = build(dict(DEFAULT_CONFIG, enc_hidden=8, dec_hidden=8, att_hidden=8, embed=4))
     hist = fit(model, TrainData(src), "cpu", dict(steps=3, batch=4))
     assert hist["steps_done"] == 3 and np.isfinite(hist["final_loss"])
@@ -145,7 +148,7 @@ def test_sparse_speakers_give_short_strings_of_their_own_digits_and_get_their_sh
         D.Clip(np.ones(800, np.float32), 9, "scaaaa", 1),
         D.Clip(np.ones(800, np.float32), 2, "scbbbb", 0),
     ]
-    src = D.UtteranceSource(fsdd + sparse, more=["scaaaa", "scbbbb"], more_weight=0.5)
+    src = G.UtteranceSource(fsdd + sparse, more=["scaaaa", "scbbbb"], more_weight=0.5)
     assert set(src.speakers) == {"theo", "scaaaa", "scbbbb"}
     p = dict(zip(src.speakers, src.p))
     assert p["theo"] == pytest.approx(0.5) and p["scaaaa"] == pytest.approx(0.25)
@@ -156,13 +159,13 @@ def test_sparse_speakers_give_short_strings_of_their_own_digits_and_get_their_sh
         if u.speaker == "scbbbb":
             assert set(u.digits) == {2}
     # without `more`, a speaker lacking digits is left out as before
-    assert D.UtteranceSource(fsdd + sparse).speakers == ["theo"]
+    assert G.UtteranceSource(fsdd + sparse).speakers == ["theo"]
 
 
 def test_tight_utterances_start_and_end_at_their_words():
     rng = np.random.default_rng(3)
     by_digit = {d: [D.Clip(np.full(800, 0.1, np.float32), d, "theo", 0)] for d in range(10)}
-    aug = D.Augment(p_tight=1.0, p_noise=0.0, speed=(1.0, 1.0))
+    aug = G.Augment(p_tight=1.0, p_noise=0.0, speed=(1.0, 1.0))
     for _ in range(10):
-        u = D.build_utterance(rng, by_digit, aug)
+        u = G.build_utterance(rng, by_digit, aug)
         assert u.bounds[0][0] <= 0.02 * 8000 and len(u.audio) - u.bounds[-1][1] <= 0.02 * 8000

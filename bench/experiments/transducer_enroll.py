@@ -21,21 +21,14 @@ import json
 import time
 from pathlib import Path
 
-import torch
-
 from bench._util import add_quick, run, skip
-from explorer.core.checkpoints import load_model
-from explorer.papers.transducer import data as D
-from explorer.papers.transducer.adapt import adapt, enrollment_clips
-from explorer.papers.transducer.evaluate import evaluate_utterances
-from explorer.papers.transducer.model import build
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default=None, help="the FSDD recordings folder (required without --quick)")
     p.add_argument("--run", default="channel_30min", help="fold checkpoints' suffix after the speaker")
-    p.add_argument("--speakers", default=",".join(D.SPEAKERS))
+    p.add_argument("--speakers", default=None, help="comma-separated (default: all five FSDD speakers)")
     p.add_argument("--models", default="models", help="folder with the transducer_loso_* checkpoints")
     p.add_argument("--takes", type=int, default=1, help="enrollment recordings per digit (FSDD indices first..)")
     p.add_argument("--first", type=int, default=0, help="index of the first enrollment take (default 0)")
@@ -51,13 +44,21 @@ def main(argv=None) -> int:
             return skip(f"no transducer_loso_*_{args.run} checkpoints in {args.models} (not bundled; see --help)")
     elif not args.data:
         p.error("--data is required")
+    import torch
+
+    from explorer.core.checkpoints import load_model
+    from explorer.papers.transducer import data as D
+    from explorer.papers.transducer.adapt import adapt, enrollment_clips
+    from explorer.papers.transducer.evaluate import evaluate_utterances
+    from explorer.papers.transducer.model import build
+
     torch.set_num_threads(1)
     if not (1 <= args.takes and 0 <= args.first and args.first + args.takes <= 10):
         raise SystemExit("--first/--takes: the takes must lie within recordings 0-9 (the test set uses 10-49)")
 
     rows = {}
     fluent = D.fluent_test_phrases(20)
-    for spk in args.speakers.split(","):
+    for spk in (args.speakers or ",".join(D.SPEAKERS)).split(","):
         f = Path(args.models) / f"transducer_loso_{spk}_{args.run}.safetensors"
         if not f.exists():
             continue

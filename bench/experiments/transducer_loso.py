@@ -18,21 +18,15 @@ import argparse
 import json
 from pathlib import Path
 
-import torch
-
 from bench._util import add_quick, skip
 from bench._util import run as run_main
-from explorer.core.checkpoints import load_model
-from explorer.papers.transducer import data as D
-from explorer.papers.transducer.evaluate import evaluate_utterances
-from explorer.papers.transducer.model import Ensemble, build
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default=None, help="the FSDD recordings folder (required without --quick)")
     p.add_argument("--runs", default=None, help="comma-separated run names (file suffixes after the speaker)")
-    p.add_argument("--speakers", default=",".join(D.SPEAKERS))
+    p.add_argument("--speakers", default=None, help="comma-separated (default: all five FSDD speakers)")
     p.add_argument("--models", default="models", help="folder with the transducer_loso_* checkpoints")
     p.add_argument("--utts", type=int, default=120)
     add_quick(p, "10 utterances per speaker; skips when --data or the checkpoints are absent")
@@ -46,11 +40,18 @@ def main(argv=None) -> int:
         args.runs = args.runs or "fluent_30min,channel_30min"
     elif not (args.data and args.runs):
         p.error("--data and --runs are required")
+    import torch
+
+    from explorer.core.checkpoints import load_model
+    from explorer.papers.transducer import data as D
+    from explorer.papers.transducer.evaluate import evaluate_utterances
+    from explorer.papers.transducer.model import Ensemble, build
+
     torch.set_num_threads(1)
     runs = args.runs.split(",")
 
     rows = {}
-    for spk in args.speakers.split(","):
+    for spk in (args.speakers or ",".join(D.SPEAKERS)).split(","):
         members = []
         for run in runs:
             f = Path(args.models) / f"transducer_loso_{spk}_{run}.safetensors"

@@ -20,13 +20,8 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from bench._util import add_quick, run, skip
-from explorer.core.checkpoints import load_model
-from explorer.papers.transducer import data as D
-from explorer.papers.transducer.evaluate import evaluate_utterances
-from explorer.papers.transducer.model import build, decode_utterance
 
 
 def main(argv=None) -> int:
@@ -46,6 +41,13 @@ def main(argv=None) -> int:
             return skip("no leave-out checkpoint given (--checkpoint; they are not bundled, see --help)")
     elif not (args.data and args.checkpoint and args.speaker):
         p.error("--data, --checkpoint and --speaker are required")
+    import torch
+
+    from explorer.core.checkpoints import load_model
+    from explorer.papers.transducer import data as D
+    from explorer.papers.transducer.evaluate import evaluate_utterances
+    from explorer.papers.transducer.model import build, decode_utterance
+
     torch.set_num_threads(1)
     model, meta = load_model(args.checkpoint, "transducer", build, "cpu")
     args.speaker = args.speaker or (meta.data.get("holdout") or "george").split(",")[0]

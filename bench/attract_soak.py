@@ -1,34 +1,24 @@
 """Attract-mode soak: the app left alone at a booth for a long time.
 
-    python bench/attract_soak.py [--minutes 60] [--dwell 20] [--size 1280x800] [--out soak.json]
+    python -m bench.attract_soak [--minutes 60] [--dwell 20] [--size 1280x800] [--out soak.json] [--quick]
 
 Opens the real window (offscreen unless a display is set), turns attract mode on after 1 s, and lets it cycle every
 tab with its demo every ``--dwell`` seconds. Every 30 s it records the process's resident memory (RSS) and, from a
 10 ms QTimer on the GUI thread, how late the timer fired (worst and 99th percentile over that interval): a flat
 memory line and no long stall are the goal. Prints one row per interval and a summary (memory at 2 minutes, at the
-end, and the growth; the worst stall after the first full cycle, when every tab is built).
+end, and the growth; the worst stall after the first full cycle, when every tab is built). ``--quick``: 8 s,
+2 s per tab, a sample every 3 s.
 """
 
 import argparse
 import json
 import os
 import resource
-import sys
 import time
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-p.add_argument("--minutes", type=float, default=60.0)
-p.add_argument("--dwell", type=float, default=20.0, help="seconds per tab")
-p.add_argument("--size", default="1280x800")
-p.add_argument("--every", type=float, default=30.0, help="seconds between samples")
-p.add_argument("--out", default=None, help="write the samples as JSON")
-args = p.parse_args()
 
-from gui_probe import LatenessProbe  # noqa: E402
-from PySide6.QtCore import QTimer  # noqa: E402
-
-from explorer.ui.app import _make_app, build_window  # noqa: E402
+from bench._util import add_quick, run  # noqa: E402
 
 
 def rss_mb() -> float:
@@ -36,58 +26,77 @@ def rss_mb() -> float:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-app = _make_app()
-w, h = (int(v) for v in args.size.split("x"))
-window = build_window(device="cpu", kiosk=False, attract_s=1.0)
-window.context.settings.persist = False
-window.attract._cycle.setInterval(int(args.dwell * 1000))
-window.resize(w, h)
-window.show()
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--minutes", type=float, default=60.0)
+    p.add_argument("--dwell", type=float, default=20.0, help="seconds per tab")
+    p.add_argument("--size", default="1280x800")
+    p.add_argument("--every", type=float, default=30.0, help="seconds between samples")
+    p.add_argument("--out", default=None, help="write the samples as JSON")
+    add_quick(p, "8 s, 2 s per tab, a sample every 3 s")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.minutes, args.dwell, args.every = min(args.minutes, 0.13), min(args.dwell, 2.0), min(args.every, 3.0)
 
-probe = LatenessProbe()
-samples = []
-t0 = time.monotonic()
+    from PySide6.QtCore import QTimer
 
+    from bench.gui_probe import LatenessProbe
+    from explorer.ui.app import _make_app, build_window
 
-def sample():
-    worst, p99 = probe.take()
-    row = {
-        "t_s": round(time.monotonic() - t0, 1),
-        "rss_mb": round(rss_mb(), 1),
-        "worst_ms": worst,
-        "p99_ms": p99,
-        "tab": window.current_page().spec.id,
-        "attract": window.attract.active,
-        "steps": window.attract.steps,
+    app = _make_app()
+    w, h = (int(v) for v in args.size.split("x"))
+    window = build_window(device="cpu", kiosk=False, attract_s=1.0)
+    window.context.settings.persist = False
+    window.attract._cycle.setInterval(int(args.dwell * 1000))
+    window.resize(w, h)
+    window.show()
+
+    probe = LatenessProbe()
+    samples = []
+    t0 = time.monotonic()
+
+    def sample():
+        worst, p99 = probe.take()
+        row = {
+            "t_s": round(time.monotonic() - t0, 1),
+            "rss_mb": round(rss_mb(), 1),
+            "worst_ms": worst,
+            "p99_ms": p99,
+            "tab": window.current_page().spec.id,
+            "attract": window.attract.active,
+            "steps": window.attract.steps,
+        }
+        samples.append(row)
+        print(json.dumps(row), flush=True)
+        if time.monotonic() - t0 >= args.minutes * 60:
+            app.quit()
+
+    sampler = QTimer(interval=int(args.every * 1000))
+    sampler.timeout.connect(sample)
+    sampler.start()
+    app.exec()
+    window.shutdown(10.0)
+
+    cycle_s = args.dwell * window.tabs.count() + 30
+    after = [s for s in samples if s["t_s"] >= cycle_s] or samples
+    base = next((s for s in samples if s["t_s"] >= 120), samples[0])
+    summary = {
+        "minutes": args.minutes,
+        "dwell_s": args.dwell,
+        "tabs_shown": samples[-1]["steps"],
+        "rss_at_2min_mb": base["rss_mb"],
+        "rss_end_mb": samples[-1]["rss_mb"],
+        "rss_growth_mb": round(samples[-1]["rss_mb"] - base["rss_mb"], 1),
+        "worst_stall_after_first_cycle_ms": max(s["worst_ms"] for s in after),
+        "p99_after_first_cycle_ms": max(s["p99_ms"] for s in after),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
-    samples.append(row)
-    print(json.dumps(row), flush=True)
-    if time.monotonic() - t0 >= args.minutes * 60:
-        app.quit()
+    print(json.dumps(summary))
+    if args.out:
+        with open(args.out, "w") as fh:
+            json.dump({"summary": summary, "samples": samples}, fh, indent=1)
+    return 0
 
 
-sampler = QTimer(interval=int(args.every * 1000))
-sampler.timeout.connect(sample)
-sampler.start()
-app.exec()
-window.shutdown(10.0)
-
-cycle_s = args.dwell * window.tabs.count() + 30
-after = [s for s in samples if s["t_s"] >= cycle_s] or samples
-base = next((s for s in samples if s["t_s"] >= 120), samples[0])
-summary = {
-    "minutes": args.minutes,
-    "dwell_s": args.dwell,
-    "tabs_shown": samples[-1]["steps"],
-    "rss_at_2min_mb": base["rss_mb"],
-    "rss_end_mb": samples[-1]["rss_mb"],
-    "rss_growth_mb": round(samples[-1]["rss_mb"] - base["rss_mb"], 1),
-    "worst_stall_after_first_cycle_ms": max(s["worst_ms"] for s in after),
-    "p99_after_first_cycle_ms": max(s["p99_ms"] for s in after),
-    "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-}
-print(json.dumps(summary))
-if args.out:
-    with open(args.out, "w") as fh:
-        json.dump({"summary": summary, "samples": samples}, fh, indent=1)
-sys.exit(0)
+if __name__ == "__main__":
+    run(main)

@@ -1,8 +1,8 @@
 """Planner speed: the whole cost curve (every budget from 1 to saturation) for HSM/ISM/MSM, one schedule, and
 MSM against the numpy DPs of the same recurrence.
 
-    python bench/bptt_planner.py [--lengths 1000,2000,5000,10000] [--alpha 4.5] [--repeat 3]
-                                 [--dp-max-t 2000] [--plain-max-t 2000] [--json]
+    python -m bench.bptt_planner [--lengths 1000,2000,5000,10000] [--alpha 4.5] [--repeat 3]
+                                 [--dp-max-t 2000] [--plain-max-t 2000] [--json] [--quick]
 
 HSM and ISM use closed forms. MSM builds its table with ``msm_table`` (one windowed convolution per budget);
 "numpy DP" is ``dp_table`` (row by row, every budget and split point vectorised, with the closed-form bounds
@@ -10,7 +10,7 @@ that prune split points: the implementation before ``msm_table``) and "plain DP"
 DPs build the same table up to the same budget and the bench checks the three tables are equal. They are slow
 (minutes at T=10000), so they run only up to --dp-max-t / --plain-max-t. Times: wall clock on one thread,
 min-max over --repeat runs (the DPs once), and the process's CPU time (the dev machine is shared: wall time
-there includes waiting for a core).
+there includes waiting for a core). ``--quick``: T = 200 and 500, one run, the DPs at T = 200.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # one thread (numpy's BLAS is not
 
 import numpy as np  # noqa: E402
 
+from bench._util import add_quick, run  # noqa: E402
 from explorer.papers.bptt.planner import POLICIES, Planner, dp_table, msm_table  # noqa: E402
 
 
@@ -75,7 +76,7 @@ def bench(length: int, alpha: float, repeat: int, dp_max_t: int, plain_max_t: in
     return out
 
 
-def main() -> None:
+def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--lengths", default="1000,2000,5000,10000")
     ap.add_argument("--alpha", type=float, default=4.5)
@@ -83,11 +84,14 @@ def main() -> None:
     ap.add_argument("--dp-max-t", type=int, default=2000, help="run the pruned numpy DP up to this T")
     ap.add_argument("--plain-max-t", type=int, default=2000, help="run the plain numpy DP up to this T")
     ap.add_argument("--json", action="store_true")
-    args = ap.parse_args()
+    add_quick(ap, "T = 200 and 500, one run, the DPs at T = 200")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.lengths, args.repeat, args.dp_max_t, args.plain_max_t = "200,500", 1, 200, 200
     rows = [bench(int(t), args.alpha, args.repeat, args.dp_max_t, args.plain_max_t) for t in args.lengths.split(",")]
     if args.json:
         print(json.dumps(rows, indent=2))
-        return
+        return 0
     print(
         f"alpha = {args.alpha}; curve = every budget from 1 to saturation (seconds, min-max of {args.repeat}); "
         f"plan = schedule at 5% memory"
@@ -121,7 +125,8 @@ def main() -> None:
                 f"{d['plan5pct_seconds']:7.3f} "
                 f"{d['cost_at_5pct']:8}   {extra}"
             )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

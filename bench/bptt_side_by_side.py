@@ -1,8 +1,8 @@
 """Full BPTT vs torch.utils.checkpoint vs checkpointed_rnn on one training iteration of an LSTM.
 
-    python bench/bptt_side_by_side.py [--length 1000] [--hidden 512] [--batch 32] [--input 64] [--classes 64]
+    python -m bench.bptt_side_by_side [--length 1000] [--hidden 512] [--batch 32] [--input 64] [--classes 64]
                                       [--fractions 0.05,0.1,0.25] [--rounds 5] [--threads 1] [--device cpu]
-                                      [--only NAME,NAME...] [--profile NAME] [--save FILE.json]
+                                      [--only NAME,NAME...] [--profile NAME] [--save FILE.json] [--quick]
 
 The task: nn.LSTMCell(input -> hidden) over T steps, a linear read-out at every step and cross-entropy against
 random classes, averaged over steps and batch (one iteration = forward + backward, no optimizer step). Two
@@ -42,6 +42,9 @@ and read-out), against ``full`` (and, for the read-out inside, against ``fullste
 (wall, user and system time, page faults), then one under torch.profiler, and prints the operators' self time
 (the cell's matmuls forward and backward, the read-out's, ``_CheckpointedRNNBackward`` for the Python side of
 checkpointed_rnn's backward). Single iterations vary by 20-30% on a shared machine: compare within one run.
+
+``--quick``: T=40, hidden 32, batch 4, budget 25%, one round, only full BPTT and checkpointed_rnn (unless --only
+is given).
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from bench._util import ROOT, add_quick, run
 
 
 # --------------------------------------------------------------------------------------------- worker
@@ -413,7 +416,8 @@ def run_time(args, names, tmp: str, rows) -> None:
 def _child(args, name: str, out: str, mode: str, extra_env: dict) -> dict:
     cmd = [
         sys.executable,
-        os.path.abspath(__file__),
+        "-m",
+        "bench.bptt_side_by_side",
         "--worker",
         name,
         "--out",
@@ -437,14 +441,14 @@ def _child(args, name: str, out: str, mode: str, extra_env: dict) -> dict:
         "--device",
         args.device,
     ]
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), **extra_env)
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), **extra_env)
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
     if r.returncode != 0:
         raise RuntimeError(f"{name} ({mode}) failed:\n{r.stderr[-3000:]}")
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
+def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--length", type=int, default=1000)
     ap.add_argument("--hidden", type=int, default=512)
@@ -462,13 +466,18 @@ def main() -> None:
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     ap.add_argument("--mode", choices=("memory", "time", "profile"), help=argparse.SUPPRESS)
-    args = ap.parse_args()
+    add_quick(ap, "T=40, hidden 32, batch 4, budget 25%%, one round, full BPTT and checkpointed_rnn only")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.length, args.hidden, args.batch, args.input, args.classes = 40, 32, 4, 8, 8
+        args.fractions, args.rounds = "0.25", 1
+        args.only = args.only or "api:0.25"
     if args.worker:
         print(json.dumps(worker(args)))
-        return
+        return 0
     if args.profile:
         print_profile(args)
-        return
+        return 0
 
     import torch
 
@@ -520,8 +529,9 @@ def main() -> None:
             json.dump(result, fh, indent=2)
     if args.json:
         print(json.dumps(result, indent=2))
-        return
+        return 0
     print_table(args, rows)
+    return 0
 
 
 def print_table(args, rows) -> None:
@@ -620,4 +630,4 @@ def print_profile(args) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -1,11 +1,13 @@
 """Rate-distortion of the bundled conv DRAW against JPEG and JPEG 2000 on the held-out photos.
 
-    python bench/compression_rd.py [--checkpoint models/compression_photos.safetensors]
-        [--images DIR] [--json OUT.json] [--png OUT.png]
+    python -m bench.compression_rd [--checkpoint models/compression_photos.safetensors]
+        [--images DIR] [--json OUT.json] [--png OUT.png] [--quick]
 
 Without --images, the four held-out photos (Kite, Path, Garden, LadyBird; never trained on) are taken from
 the Debian packages plasma-workspace-wallpapers and mate-backgrounds, scaled to a short side of 400 pixels
 (the training scale, 640x400) and written to a temporary folder. Needs matplotlib for the PNG.
+``--quick``: one of the same photos as bundled (resources/compression/kite.png, 256x256) scaled to 96x96;
+the JSON and PNG go to a temporary folder.
 """
 
 from __future__ import annotations
@@ -17,8 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from bench._util import ROOT, add_quick, run, scratch
 
 
 def holdout_folder() -> Path:
@@ -30,6 +31,19 @@ def holdout_folder() -> Path:
     out = Path(tempfile.mkdtemp(prefix="compression-holdout-"))
     for name, arr in D.load_photo_set(hold).items():
         Image.fromarray(arr).save(out / f"{name}.png")
+    return out
+
+
+def quick_folder() -> Path:
+    """The bundled crop of the held-out Kite photo, at 96x96, in a temporary folder."""
+    from PIL import Image
+
+    from explorer.core.paths import resources_dir
+
+    out = scratch("compression-rd")
+    Image.open(resources_dir() / "compression" / "kite.png").convert("RGB").resize((96, 96), Image.LANCZOS).save(
+        out / "kite.png"
+    )
     return out
 
 
@@ -64,20 +78,24 @@ def plot(result: dict, png: Path) -> None:
     fig.savefig(png, dpi=110)
 
 
-def main() -> int:
+def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", default=str(ROOT / "models" / "compression_photos.safetensors"))
     ap.add_argument("--images", default=None)
     ap.add_argument("--json", default="/tmp/compression_rd.json")
     ap.add_argument("--png", default="/tmp/compression_rd.png")
-    args = ap.parse_args()
+    add_quick(ap, "the bundled Kite crop at 96x96; outputs in a temporary folder")
+    args = ap.parse_args(argv)
+    if args.quick:
+        tmp = scratch("compression-rd-out")
+        args.json, args.png = str(tmp / "compression_rd.json"), str(tmp / "compression_rd.png")
     import torch
 
     from explorer.papers.compression.evaluate import evaluate_folder, format_table, interpolate_psnr
     from explorer.papers.compression.infer import load
 
     torch.set_num_threads(1)
-    folder = Path(args.images) if args.images else holdout_folder()
+    folder = Path(args.images) if args.images else quick_folder() if args.quick else holdout_folder()
     model, meta = load(args.checkpoint, "cpu")
     t0 = time.time()
     result = {"checkpoint": args.checkpoint, **evaluate_folder(model, folder, "cpu")}
@@ -94,15 +112,15 @@ def main() -> int:
         }
     result["psnr_at_bpp_mean_curve"] = summary
     Path(args.json).write_text(json.dumps(result, indent=2))
-    print(format_table(result))
-    print(json.dumps(summary, indent=2))
     try:
         plot(result, Path(args.png))
         print(f"wrote {args.png}")
     except ImportError:
         print("matplotlib missing: no plot", file=sys.stderr)
+    print(format_table(result))
+    print(json.dumps(summary, indent=2))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

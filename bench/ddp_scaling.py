@@ -1,6 +1,6 @@
 """One process against two under torchrun (DDP, gloo on CPU): samples per second and loss per sample seen.
 
-    python bench/ddp_scaling.py --data DIR [--dataset jsb] [--epochs 4] [--procs 1,2] [--threads 1] [--json FILE]
+    python -m bench.ddp_scaling --data DIR [--dataset jsb] [--epochs 4] [--procs 1,2] [--threads 1] [--json FILE]
 
 Trains the SRNN (paper sizes, smoothing + Resq) with ``python -m torch.distributed.run --standalone
 --nproc_per_node N -m explorer train srnn`` for each N, the same seed and the same global batch of 16 streams
@@ -8,6 +8,9 @@ Trains the SRNN (paper sizes, smoothing + Resq) with ``python -m torch.distribut
 per second over the epochs' training time (validation excluded: rank 0 alone runs it), and the train/valid ELBO
 per step after each epoch, i.e. after the same number of samples seen. The ratio of samples per second is what
 the second process buys; the ELBO columns should agree within noise.
+
+``--quick``: a tiny SRNN (d=z=a=8, MLPs of 16) for one epoch on a synthetic data set of 32 training chunks (no
+--data needed), 1 and 2 processes: a check that the DDP path runs, not a measurement.
 """
 
 from __future__ import annotations
@@ -20,7 +23,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench._util import ROOT, add_quick
+from bench._util import run as run_main
+
+QUICK_SIZES = ["--d-dim", "8", "--z-dim", "8", "--a-dim", "8", "--hidden", "16"]
 
 
 def run(procs: int, args, tmp: Path) -> dict:
@@ -57,8 +63,8 @@ def run(procs: int, args, tmp: Path) -> dict:
         str(out),
         "--seed",
         str(args.seed),
-    ]
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    ] + (QUICK_SIZES if args.quick else [])
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT)
     if r.returncode != 0:
         raise SystemExit(f"{procs} process(es) failed:\n{r.stderr[-3000:]}")
     state = read_resume(tmp / f"srnn_{procs}.resume.safetensors")
@@ -75,19 +81,26 @@ def run(procs: int, args, tmp: Path) -> dict:
     }
 
 
-def main() -> int:
+def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", required=True)
+    ap.add_argument("--data", default=None, help="folder with the SRNN authors' npz files (required without --quick)")
     ap.add_argument("--dataset", default="jsb")
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--procs", default="1,2")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=123)
     ap.add_argument("--json", default=None)
-    args = ap.parse_args()
-    sys.path.insert(0, str(ROOT))
+    add_quick(ap, "a tiny SRNN, one epoch on synthetic data, 1 and 2 processes")
+    args = ap.parse_args(argv)
+    if not args.data and not args.quick:
+        ap.error("--data is required (or --quick: synthetic data)")
     rows = []
     with tempfile.TemporaryDirectory() as d:
+        if args.quick:
+            from explorer.papers.srnn.data import write_synthetic
+
+            args.epochs = 1
+            args.data = args.data or str(write_synthetic(d, args.dataset).parent)
         for n in [int(x) for x in args.procs.split(",")]:
             rows.append(run(n, args, Path(d)))
             print(json.dumps(rows[-1]), flush=True)
@@ -115,4 +128,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

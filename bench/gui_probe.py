@@ -1,17 +1,24 @@
-"""GUI-thread probes for the benches.
+"""GUI-thread probes for the benches (bench.gui_stall, bench.attract_soak import them).
 
 * :class:`LatenessProbe`: a 10 ms QTimer on the GUI thread that records how late each tick fires (ms).
 * :class:`StackSampler`: a helper thread that samples the GUI thread's Python stack every few ms, so each stall the
   probe saw can be attributed to the code that ran on the GUI thread meanwhile (``explain``).
+
+Run on its own, it measures the machine's noise: the lateness of the probe on an idle GUI thread.
+
+    python -m bench.gui_probe [--seconds 10] [--quick]
 """
 
+import argparse
 import collections
 import os
 import sys
 import threading
 import time
 
-from PySide6.QtCore import QElapsedTimer, QTimer
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from PySide6.QtCore import QElapsedTimer, QTimer  # noqa: E402
 
 
 class LatenessProbe:
@@ -106,3 +113,30 @@ def _condense(stack, depth):
         if f.startswith(("explorer", "bench")) and len(keep) < depth:
             keep.append(f)
     return tuple(keep)
+
+
+def main(argv=None) -> int:
+    from PySide6.QtWidgets import QApplication
+
+    from bench._util import add_quick
+
+    ap = argparse.ArgumentParser(description="Lateness of a 10 ms timer on an idle GUI thread (the machine's noise)")
+    ap.add_argument("--seconds", type=float, default=10.0)
+    add_quick(ap, "1 second")
+    args = ap.parse_args(argv)
+    seconds = 1.0 if args.quick else args.seconds
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    probe = LatenessProbe()
+    QTimer.singleShot(int(seconds * 1000), app.quit)
+    app.exec()
+    ticks = len(probe.late)
+    worst, p99 = probe.take()
+    print(
+        f"idle GUI thread, {seconds:g} s: {ticks} ticks of a {probe.interval} ms timer, "
+        f"worst {worst} ms late, p99 {p99} ms"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

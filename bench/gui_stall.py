@@ -1,6 +1,6 @@
 """Worst GUI-thread stall while a worker runs a CPU-heavy torch job (QTimer probe).
 
-    python bench/gui_stall.py [--seconds 10] [--threads N] [--job lstm|enroll|tabs]
+    python -m bench.gui_stall [--seconds 10] [--threads N] [--job lstm|enroll|tabs] [--quick]
 
 A 10 ms QTimer on the GUI thread records how late each tick fires while a TaskRunner worker runs matrix
 products and an LSTM training loop (``--job enroll``: the Neural Transducer's enrollment, i.e. the bundled model
@@ -26,28 +26,34 @@ import sys
 import time
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-p = argparse.ArgumentParser()
-p.add_argument("--seconds", type=float, default=10.0)
-p.add_argument("--threads", type=int, default=0, help="torch threads (0: the app's setting)")
-p.add_argument("--baseline", action="store_true", help="no worker: the probe alone (machine noise)")
-p.add_argument("--job", choices=("lstm", "enroll", "tabs"), default="lstm")
-p.add_argument("--timeout", type=float, default=180.0, help="--job tabs: seconds to wait for each tab's demo")
-p.add_argument(
-    "--train",
-    action="store_true",
-    help="--job tabs: an LSTM trains in a worker all along (as a training or an adaptation would)",
-)
-p.add_argument(
-    "--explain",
-    type=float,
-    default=0.0,
-    metavar="MS",
-    help="--job tabs: sample the GUI thread's stack and print what ran during each stall over MS ms",
-)
-args = p.parse_args()
 
-from PySide6.QtCore import QElapsedTimer, QTimer  # noqa: E402
-from PySide6.QtWidgets import QApplication  # noqa: E402
+from bench._util import add_quick, run  # noqa: E402
+
+
+def parse(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: the app's setting)")
+    p.add_argument("--baseline", action="store_true", help="no worker: the probe alone (machine noise)")
+    p.add_argument("--job", choices=("lstm", "enroll", "tabs"), default="lstm")
+    p.add_argument("--timeout", type=float, default=180.0, help="--job tabs: seconds to wait for each tab's demo")
+    p.add_argument(
+        "--train",
+        action="store_true",
+        help="--job tabs: an LSTM trains in a worker all along (as a training or an adaptation would)",
+    )
+    p.add_argument(
+        "--explain",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="--job tabs: sample the GUI thread's stack and print what ran during each stall over MS ms",
+    )
+    add_quick(p, "the job runs 2 s (--job tabs: not shortened)")
+    args = p.parse_args(argv)
+    if args.quick and args.job != "tabs":
+        args.seconds = min(args.seconds, 2.0)
+    return args
 
 
 def heavy(seconds, token=None, progress=None):
@@ -70,8 +76,29 @@ def heavy(seconds, token=None, progress=None):
     return steps
 
 
-def tab_stalls() -> None:
+def enroll(seconds, token=None, progress=None):
+    import numpy as np
+
+    from explorer.core.checkpoints import load_model
+    from explorer.core.paths import bundled
+    from explorer.papers.transducer.adapt import adapt, enrollment_clips
+    from explorer.papers.transducer.model import build
+
+    model, _ = load_model(bundled("transducer_fsdd_online.safetensors"), "transducer", build, "cpu")
+    np.random.default_rng(0)
+    t = np.arange(int(0.35 * 8000)) / 8000
+    takes = {
+        d: [(0.3 * np.sin(2 * np.pi * (300 + 250 * d) * t) * np.hanning(len(t))).astype(np.float32)] for d in range(10)
+    }
+    _, hist = adapt(
+        model, enrollment_clips(takes), "cpu", {"steps": 10**6, "minutes": seconds / 60}, progress=progress, token=token
+    )
+    return hist["steps_done"]
+
+
+def tab_stalls(args) -> None:
     """--job tabs: per-tab worst GUI-thread lateness while the tab is built and runs its default demo."""
+    from bench.gui_probe import LatenessProbe, StackSampler
     from explorer.ui.app import _make_app, build_window
 
     app = _make_app()
@@ -79,7 +106,6 @@ def tab_stalls() -> None:
     window.context.settings.persist = False
     window.resize(1280, 800)
     window.show()
-    from gui_probe import LatenessProbe, StackSampler
 
     if args.train:  # once the app has warmed up (torch loaded), as a training a visitor starts would run
         t0 = time.perf_counter()
@@ -116,88 +142,77 @@ def tab_stalls() -> None:
     print(f"worst over all tabs: {max(r[2] for r in rows)} ms ({max(rows, key=lambda r: r[2])[0]})")
 
 
-if args.job == "tabs":
-    tab_stalls()
-    sys.exit(0)
+def main(argv=None) -> int:
+    args = parse(argv)
+    if args.job == "tabs":
+        tab_stalls(args)
+        return 0
+    from PySide6.QtCore import QElapsedTimer, QTimer
+    from PySide6.QtWidgets import QApplication
 
-from explorer.core.warmup import quiet_gc  # noqa: E402
+    from explorer.core.warmup import quiet_gc
 
-with quiet_gc():  # as the app's start-up warm-up: the libraries imported, then the objects they made frozen
-    import torch  # noqa: E402
+    with quiet_gc():  # as the app's start-up warm-up: the libraries imported, then the objects they made frozen
+        import torch
 
-    from explorer.core.checkpoints import loader_imports  # noqa: E402
-    from explorer.core.devices import configure_threads  # noqa: E402
-    from explorer.core.warmup import import_quietly  # noqa: E402
-    from explorer.ui.main_window import LAZY_LIBRARIES  # noqa: E402
-    from explorer.ui.workers import TaskRunner  # noqa: E402
+        from explorer.core.checkpoints import loader_imports
+        from explorer.core.devices import configure_threads
+        from explorer.core.warmup import import_quietly
+        from explorer.ui.main_window import LAZY_LIBRARIES
+        from explorer.ui.workers import TaskRunner
 
-    import_quietly(loader_imports() + list(LAZY_LIBRARIES) + ["explorer.papers.transducer.panel"])
+        import_quietly(loader_imports() + list(LAZY_LIBRARIES) + ["explorer.papers.transducer.panel"])
 
-n = torch.set_num_threads(args.threads) or args.threads if args.threads else configure_threads()
-from explorer.ui.app import GIL_SWITCH_S  # noqa: E402
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    else:
+        configure_threads()
+    from explorer.ui.app import GIL_SWITCH_S
 
-sys.setswitchinterval(GIL_SWITCH_S)  # as the app sets it
-app = QApplication(sys.argv)
+    sys.setswitchinterval(GIL_SWITCH_S)  # as the app sets it
+    app = QApplication(sys.argv)
 
+    lateness = []
+    when = []
+    clock = QElapsedTimer()
+    clock.start()
+    last = [clock.elapsed()]
 
-def enroll(seconds, token=None, progress=None):
-    import numpy as np
+    def tick():
+        now = clock.elapsed()
+        if now > 500:  # skip the first half second (thread start, first allocations)
+            lateness.append(max(0, now - last[0] - 10))
+            when.append(now)
+        last[0] = now
 
-    from explorer.core.checkpoints import load_model
-    from explorer.core.paths import bundled
-    from explorer.papers.transducer.adapt import adapt, enrollment_clips
-    from explorer.papers.transducer.model import build
-
-    model, _ = load_model(bundled("transducer_fsdd_online.safetensors"), "transducer", build, "cpu")
-    np.random.default_rng(0)
-    t = np.arange(int(0.35 * 8000)) / 8000
-    takes = {
-        d: [(0.3 * np.sin(2 * np.pi * (300 + 250 * d) * t) * np.hanning(len(t))).astype(np.float32)] for d in range(10)
-    }
-    _, hist = adapt(
-        model, enrollment_clips(takes), "cpu", {"steps": 10**6, "minutes": seconds / 60}, progress=progress, token=token
+    timer = QTimer()
+    timer.setInterval(10)
+    timer.timeout.connect(tick)
+    runner = TaskRunner()
+    result = {}
+    if args.baseline:
+        QTimer.singleShot(int(args.seconds * 1000), app.quit)
+    else:
+        runner.submit(
+            enroll if args.job == "enroll" else heavy,
+            args.seconds,
+            on_result=lambda s: (result.setdefault("steps", s), app.quit()),
+        )
+    timer.start()
+    app.exec()
+    runner.shutdown()
+    worst_at = when[lateness.index(max(lateness))] / 1000 if lateness else 0
+    top = sorted(zip(lateness, when), reverse=True)[:5]
+    lat = sorted(lateness)
+    p99 = lat[int(0.99 * (len(lat) - 1))]
+    print(
+        f"torch threads {torch.get_num_threads()}, cores {os.cpu_count()}: {len(lat)} ticks, worst stall "
+        f"{lat[-1]} ms, p99 {p99} ms, mean {sum(lat) / len(lat):.2f} ms; worker did {result.get('steps')} steps "
+        f"in {args.seconds:.0f} s; worst stall at t={worst_at:.2f} s"
     )
-    return hist["steps_done"]
+    print("five worst stalls (ms @ s): " + ", ".join(f"{a} @ {b / 1000:.2f}" for a, b in top))
+    return 0
 
 
-lateness = []
-when = []
-clock = QElapsedTimer()
-clock.start()
-last = [clock.elapsed()]
-
-
-def tick():
-    now = clock.elapsed()
-    if now > 500:  # skip the first half second (thread start, first allocations)
-        lateness.append(max(0, now - last[0] - 10))
-        when.append(now)
-    last[0] = now
-
-
-timer = QTimer()
-timer.setInterval(10)
-timer.timeout.connect(tick)
-runner = TaskRunner()
-result = {}
-if args.baseline:
-    QTimer.singleShot(int(args.seconds * 1000), app.quit)
-else:
-    runner.submit(
-        enroll if args.job == "enroll" else heavy,
-        args.seconds,
-        on_result=lambda s: (result.setdefault("steps", s), app.quit()),
-    )
-timer.start()
-app.exec()
-runner.shutdown()
-worst_at = when[lateness.index(max(lateness))] / 1000 if lateness else 0
-top = sorted(zip(lateness, when), reverse=True)[:5]
-lat = sorted(lateness)
-p99 = lat[int(0.99 * (len(lat) - 1))]
-print(
-    f"torch threads {torch.get_num_threads()}, cores {os.cpu_count()}: {len(lat)} ticks, worst stall "
-    f"{lat[-1]} ms, p99 {p99} ms, mean {sum(lat) / len(lat):.2f} ms; worker did {result.get('steps')} steps "
-    f"in {args.seconds:.0f} s; worst stall at t={worst_at:.2f} s"
-)
-print("five worst stalls (ms @ s): " + ", ".join(f"{a} @ {b / 1000:.2f}" for a, b in top))
+if __name__ == "__main__":
+    run(main)

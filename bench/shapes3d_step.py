@@ -2,7 +2,9 @@
 diagonals, cameras sharing a yaw share one slice-wise 2D resampling), and the same 9 cameras if each diagonal
 camera were resampled on its own (trilinear, the general path). Prints seconds per step and ratios.
 
-    python bench/shapes3d_step.py [--batch 32] [--threads 1] [--repeats 5]
+    python -m bench.shapes3d_step [--batch 32] [--threads 1] [--repeats 5] [--quick]
+
+``--quick``: batch 2, one timed step.
 """
 
 from __future__ import annotations
@@ -10,13 +12,18 @@ from __future__ import annotations
 import argparse
 import time
 
+from bench._util import add_quick, run
 
-def main() -> int:
+
+def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=5)
-    args = ap.parse_args()
+    add_quick(ap, "batch 2, one timed step")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.batch, args.repeats = 2, 1
 
     import torch
 
@@ -63,4 +70,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run(main)

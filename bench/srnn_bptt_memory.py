@@ -1,15 +1,16 @@
 """SRNN training step with and without ``--bptt-memory``: activation memory held between forward and backward,
 and time per step.
 
-    python bench/srnn_bptt_memory.py [--model srnn|gru] [--length 100] [--batch 16] [--budgets 1,0.5,0.2,0.1]
-                                     [--repeats 5] [--threads 1] [--json FILE]
+    python -m bench.srnn_bptt_memory [--model srnn|gru] [--length 100] [--batch 16] [--budgets 1,0.5,0.2,0.1]
+                                     [--repeats 5] [--threads 1] [--json FILE] [--quick]
 
 The model is the paper's SRNN (smoothing + Resq, d=300, z=100, a=300, MLPs of 500) on random piano rolls of
 ``--length`` steps (the music benchmarks' chunks are 100 steps). Memory is counted exactly, not sampled: the bytes
 of every tensor the step's autograd graph saves for backward (each storage once; parameters and inputs
 excluded), plus what ``checkpointed_rnn`` stores for the two GRUs (its ``memory_probe``). "plain" is the trainer
 without the option (cuDNN-style ``nn.GRU``); budget 1.0 is the same step-by-step GRU cell storing everything.
-Time is the median wall time of a forward+backward over ``--repeats`` runs after a warm-up.
+Time is the median wall time of a forward+backward over ``--repeats`` runs after a warm-up. ``--quick``: 20 steps,
+batch 4, budget 0.5, one timed run.
 """
 
 from __future__ import annotations
@@ -17,12 +18,10 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from bench._util import add_quick, run
 
 
 def saved_bytes_of_step(model, u, x, exclude):
@@ -49,7 +48,7 @@ def saved_bytes_of_step(model, u, x, exclude):
     return total[0], ckpt
 
 
-def main() -> int:
+def main(argv=None) -> int:
     import torch
 
     from explorer.papers.srnn.model import build, elbo_loss
@@ -62,7 +61,10 @@ def main() -> int:
     ap.add_argument("--model", choices=("srnn", "gru"), default="srnn", help="SRNN (default) or the GRU baseline")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", default=None)
-    args = ap.parse_args()
+    add_quick(ap, "20 steps, batch 4, budget 0.5, one timed run")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.length, args.batch, args.budgets, args.repeats = 20, 4, "0.5", 1
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model = build({"kind": args.model}).train()
@@ -115,4 +117,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

@@ -1,7 +1,7 @@
 """Voices the model never heard, as a visitor gives them: one table per checkpoint.
 
-    python bench/transducer_real_voices.py --more-data ../shared/data/digits --checkpoint A.safetensors \
-        [--checkpoint B.safetensors ...] [--speakers-from A.safetensors] [--json out.json]
+    python -m bench.transducer_real_voices --more-data ../shared/data/digits --checkpoint A.safetensors \
+        [--checkpoint B.safetensors ...] [--speakers-from A.safetensors] [--json out.json] [--quick]
 
 Rows, each on the speakers the checkpoint's training held out (read from its metadata, `more_test_speakers`, or from
 ``--speakers-from`` so that several checkpoints are scored on one set):
@@ -12,6 +12,10 @@ Rows, each on the speakers the checkpoint's training held out (read from its met
 * input faults on the bundled demo utterances: -40 dB, clipping, a DC offset, mains hum;
 * an open microphone with nobody speaking: 16 s each of room noise, breathing, clicks, hum, silence: digits emitted
   (should be none).
+
+``--quick``: the bundled checkpoint (unless --checkpoint is given), three bundled demos with the input faults and
+4 s of each open-microphone case; the held-out voices only when --more-data is given (then 2 speakers, 10
+connected utterances).
 """
 
 import argparse
@@ -21,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench._util import add_quick, run
 from explorer.core.checkpoints import load_model, read_metadata
 from explorer.core.paths import resources_dir
 from explorer.papers.transducer import data as D
@@ -88,14 +93,15 @@ def bench_voices(model, more, speakers, utts: int):
     }
 
 
-def bench(path: Path, more, speakers, utts: int):
+def bench(path: Path, more, speakers, utts: int, quick: bool = False):
     model, meta = load_model(path, "transducer", build)
     groups = collections(more, speakers)
-    demos = sorted((resources_dir() / "transducer").glob("*.wav"))
+    demos = sorted((resources_dir() / "transducer").glob("*.wav"))[: 3 if quick else None]
     faults = {}
     for name, f in FAULTS.items():
         faults[name] = rate([(reference_from_name(p), digits(model, f(read_audio(p)))) for p in demos])
-    silent = {k: len(digits(model, v)) for k, v in T.open_microphone_cases().items()}
+    cases = T.open_microphone_cases(seconds=4.0) if quick else T.open_microphone_cases()
+    silent = {k: len(digits(model, v)) for k, v in cases.items()}
     return {
         "checkpoint": path.name,
         "collections": {k: bench_voices(model, more, v, utts) for k, v in groups.items()},
@@ -106,20 +112,32 @@ def bench(path: Path, more, speakers, utts: int):
     }
 
 
-def main() -> None:
+def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--more-data", action="append", required=True)
-    p.add_argument("--checkpoint", action="append", required=True)
+    p.add_argument("--more-data", action="append", default=[], help="required without --quick")
+    p.add_argument("--checkpoint", action="append", default=[], help="required without --quick")
     p.add_argument("--speakers-from", default=None, help="take the held-out speakers from this checkpoint")
     p.add_argument("--utts", type=int, default=120, help="connected-digit utterances per full speaker")
     p.add_argument("--json", default=None)
-    args = p.parse_args()
+    add_quick(p, "the bundled model, 3 demos, 4 s per open-microphone case, held-out voices only with --more-data")
+    args = p.parse_args(argv)
+    if not args.quick and not (args.more_data and args.checkpoint):
+        p.error("--more-data and --checkpoint are required (or --quick: the bundled model and demos)")
     torch.set_num_threads(1)
+    if args.quick:
+        from explorer.core.paths import bundled
+
+        args.checkpoint = args.checkpoint or [str(bundled("transducer_fsdd_online.safetensors"))]
+        args.utts = min(args.utts, 10)
     src = args.speakers_from or args.checkpoint[0]
     speakers = read_metadata(src).data.get("more_test_speakers") or []
     if not speakers:
         raise SystemExit(f"{src}: no held-out --more-data speakers in its metadata; give --speakers-from")
-    rows = [bench(Path(c), args.more_data, speakers, args.utts) for c in args.checkpoint]
+    if args.quick:
+        speakers = speakers[:2]
+        if not args.more_data:
+            print("held-out voices: no --more-data folder given, only the bundled demos and synthetic signals")
+    rows = [bench(Path(c), args.more_data, speakers, args.utts, args.quick) for c in args.checkpoint]
     print(f"held-out speakers: {len(speakers)} (from {Path(src).name})")
     print(
         "| checkpoint | collection | speakers / clips | isolated as recorded (clips; speaker mean) | empty | "
@@ -142,7 +160,7 @@ def main() -> None:
     print()
     print(
         "| checkpoint | demos at -40 dB / clipped / DC offset / hum | open microphone, nobody speaking: digits "
-        "in 6 x 16 s | seen FSDD speakers | fluent strings, unheard synthetic voices |"
+        f"in 6 x {4 if args.quick else 16} s | seen FSDD speakers | fluent strings, unheard synthetic voices |"
     )
     print("|---|---|---|---|---|")
     for r in rows:
@@ -158,7 +176,8 @@ def main() -> None:
         )
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

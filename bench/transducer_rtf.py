@@ -2,8 +2,8 @@
 
 Feeds audio in 40 ms chunks through StreamingRecognizer (features, encoder, block decoding) as the app does,
 and reports compute time / audio time, plus per-chunk latency percentiles.
-Usage: python bench/transducer_rtf.py [--checkpoint F] [--audio-dir DIR] [--repeat 3] [--json]
-(default: the bundled checkpoint on the bundled demo utterances).
+Usage: python -m bench.transducer_rtf [--checkpoint F] [--audio-dir DIR] [--repeat 3] [--json] [--quick]
+(default: the bundled checkpoint on the bundled demo utterances). ``--quick``: the first two files, one timed pass.
 """
 
 from __future__ import annotations
@@ -14,11 +14,10 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from bench._util import add_quick, run
 
 
-def main() -> int:
+def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", default=None)
     ap.add_argument("--audio-dir", default=None)
@@ -26,7 +25,10 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--beam", type=int, default=1)
     ap.add_argument("--json", action="store_true")
-    args = ap.parse_args()
+    add_quick(ap, "the first two files, one timed pass")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.repeat = 1
     import numpy as np
     import torch
 
@@ -40,7 +42,7 @@ def main() -> int:
     ck = Path(args.checkpoint) if args.checkpoint else bundled("transducer_fsdd_online.safetensors")
     model, meta = load_model(ck, "transducer", build, "cpu")
     folder = Path(args.audio_dir) if args.audio_dir else resources_dir() / "transducer"
-    audios = [read_audio(f) for f in sorted(folder.glob("*.wav"))]
+    audios = [read_audio(f) for f in sorted(folder.glob("*.wav"))[: 2 if args.quick else None]]
     if not audios:
         print(f"no .wav files in {folder}", file=sys.stderr)
         return 2
@@ -87,4 +89,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

@@ -84,7 +84,8 @@ FALLBACK_LR = {
     "mnist": {"sgd": 3.0, "rmsprop": 0.01, "adam": 0.03, "nag": 1.0},
 }
 # The 2-D panel problems are not part of `eval`; their rates come from the same grid search
-# (tune_learning_rates(name) on ProblemInfo.tune_runs seeds disjoint from the panel's), by bench/l2l_tune2d.py.
+# (tune_learning_rates(name) on ProblemInfo.tune_runs seeds disjoint from the panel's), by
+# bench/experiments/l2l_tune2d.py.
 TUNED_LR_2D = {
     "quad2d": {"sgd": 0.1, "rmsprop": 0.3, "adam": 3.0, "nag": 0.03},
     "valley2d": {"sgd": 0.1, "rmsprop": 0.3, "adam": 1.0, "nag": 0.1},

@@ -401,7 +401,7 @@ class L2LPanel(PaperPanel):
         if problem in evals:
             src = "rate tuned by `eval` on separate problems"
         elif problem in TWO_D:
-            src = "rate grid-searched on separate seeds (bench/l2l_tune2d.py)"
+            src = "rate grid-searched on separate seeds (bench/experiments/l2l_tune2d.py)"
         else:
             src = "default rate (run `eval l2l --save` to tune for this problem)"
         for k in BASELINE_KINDS:

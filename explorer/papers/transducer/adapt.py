@@ -5,8 +5,8 @@ training voices are too few for every way of saying a digit. Dictation software 
 read a few prompts; this does the same with the ten digits. The model is fine-tuned with the paper's own training
 loop (``train.fit``) on connected-digit utterances joined from the enrollment clips (random order, gaps, gain,
 speed and noise, exactly as in training), mixed with the synthetic voices and fluent strings it was trained on, so
-that it keeps reading other voices. ``bench/transducer_enroll.py`` measures it on each leave-one-out fold: the
-unheard speaker's error before and after enrollment, on recordings that are not the enrollment takes.
+that it keeps reading other voices. ``bench/experiments/transducer_enroll.py`` measures it on each leave-one-out
+fold: the unheard speaker's error before and after enrollment, on recordings that are not the enrollment takes.
 
 Plain PyTorch/NumPy: the enrollment dialog cuts each take with :func:`take_from_recording` and runs
 :func:`adapt_for_app` in a worker; the ``transducer-adapt`` command (:func:`main`) runs :func:`adapt` in a terminal.
@@ -199,7 +199,7 @@ def adapted_meta(base_meta, model: Transducer, hist: dict):
         "train_steps": hist["steps_done"],
         "train_wall_s": round(hist["wall_s"], 1),
         "note": "adapted to one enrolled voice; its error rate on that voice is not measured here "
-        "(bench/transducer_enroll.py measures enrollment on FSDD's leave-one-out folds)",
+        "(bench/experiments/transducer_enroll.py measures enrollment on FSDD's leave-one-out folds)",
     }
     data = {
         "name": f"{base_meta.name} adapted to one voice ({e['clips']} takes)",

@@ -45,9 +45,9 @@ INTRO = (
     "longer the first time, while the practice voices are synthesized; the window shows the time passed and "
     "an estimate of the time left.<br><br>On FSDD speakers it never heard, the model misreads {before} of "
     "the digits; after one take of each digit {after1}, after three {after3} "
-    "(<i>bench/transducer_enroll.py</i>)."
+    "(<i>bench/experiments/transducer_enroll.py</i>)."
 )
-# measured by bench/transducer_enroll.py (mean over the five leave-one-out folds); see the README
+# measured by bench/experiments/transducer_enroll.py (mean over the five leave-one-out folds); see the README
 MEASURED = {"before": "12.7%", "after1": "6-8%", "after3": "5-6%"}
 DEFAULT_TAKES = 3
 ENROLL_DIR_KEY = "transducer_enroll_dir"

@@ -1,7 +1,7 @@
 """Digit error on an unheard FSDD speaker against the number of real FSDD voices the model trained on.
 
-    QT_QPA_PLATFORM=offscreen python bench/transducer_learning_curve.py [--models DIR] \
-        [--out resources/screenshots/transducer_learning_curve.png]
+    python -m bench.figures.transducer_learning_curve [--models DIR] \
+        [--out resources/screenshots/transducer_learning_curve.png] [--quick]
 
 Reads the metadata of the leave-out checkpoints ``transducer_loso_*30min*.safetensors`` of the fluent-string recipe
 (from bench/results/transducer_experiments.json, or from the files themselves in ``--models DIR``; 30
@@ -10,7 +10,7 @@ speakers it never heard and the digit error the train command measured on each o
 utterances from all 500 of that speaker's recordings, the same utterances for every run), prints one row per held-out
 speaker (the runs at 1, 2, 3 and 4 real training voices) and draws the points with a line through each speaker's mean.
 Every model also heard the same synthetic voices (espeak-ng, flite, festival, fluent strings) and the two single-take
-human voices; only the number of FSDD speakers changes.
+human voices; only the number of FSDD speakers changes. ``--quick``: the same, drawn into a temporary folder.
 """
 
 import argparse
@@ -23,6 +23,7 @@ from types import SimpleNamespace
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+from bench._util import add_quick, run, scratch  # noqa: E402
 from explorer.core.checkpoints import read_metadata  # noqa: E402
 from explorer.papers.transducer.data import SPEAKERS  # noqa: E402
 
@@ -35,7 +36,7 @@ COLORS = {
 }
 
 
-RUNS = Path(__file__).resolve().parent / "results" / "transducer_experiments.json"
+RUNS = Path(__file__).resolve().parents[1] / "results" / "transducer_experiments.json"
 
 
 def run_metadata(models: Path | None):
@@ -113,16 +114,25 @@ def draw(curve, dst: Path) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
     win.show()
     app.processEvents()
-    win.grab().save(str(dst))  # as bench/l2l_plot_curves.py does
+    win.grab().save(str(dst))  # as bench/figures/l2l_plot_curves.py does
     win.close()
 
 
-def main() -> None:
-    p = argparse.ArgumentParser()
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default=None, help="a folder of the leave-out checkpoints (default: the runs table)")
-    p.add_argument("--out", default="resources/screenshots/transducer_learning_curve.png")
-    args = p.parse_args()
+    p.add_argument("--out", default=None, help="default resources/screenshots/transducer_learning_curve.png")
+    add_quick(p, "the figure into a temporary folder")
+    args = p.parse_args(argv)
+    if args.out is None:
+        args.out = str(
+            scratch("transducer-curve") / "transducer_learning_curve.png"
+            if args.quick
+            else "resources/screenshots/transducer_learning_curve.png"
+        )
     curve = collect(Path(args.models) if args.models else None)
+    draw(curve, Path(args.out))
+    print(f"figure: {args.out}")
     print("held-out speaker: digit error % per run, by number of real FSDD training voices")
     for s in SPEAKERS:
         if s in curve:
@@ -130,9 +140,8 @@ def main() -> None:
                 f"  {s:8s} "
                 + "   ".join(f"{n}: " + ", ".join(f"{v:.1f}" for v in curve[s][n]) for n in sorted(curve[s]))
             )
-    draw(curve, Path(args.out))
-    print(f"figure: {args.out}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

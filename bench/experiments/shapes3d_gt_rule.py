@@ -4,18 +4,25 @@ pictures show them. This rebuilds the held-out furniture at 64^3 (the same model
 stored ground truth) and prints the model's IoU against both rules: "half" (the evaluation's) and "any" (a voxel is
 filled when any of its sub-voxels is).
 
-    python bench/shapes3d_gt_rule.py [--checkpoint models/shapes3d_furniture.safetensors]
+    python -m bench.experiments.shapes3d_gt_rule [--checkpoint models/shapes3d_furniture.safetensors] [--quick]
+
+Needs the Sweet Home 3D furniture (apt-get install sweethome3d-furniture); the first run builds the furniture data
+set into the cache folder (minutes). ``--quick``: the first 6 held-out models; skips with one line without the
+furniture.
 """
 
 from __future__ import annotations
 
 import argparse
 
+from bench._util import add_quick, run, skip
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__)
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", default="models/shapes3d_furniture.safetensors")
-    args = ap.parse_args()
+    add_quick(ap, "the first 6 held-out models; skips without the furniture")
+    args = ap.parse_args(argv)
 
     import numpy as np
     import torch
@@ -25,12 +32,17 @@ def main() -> int:
     from explorer.papers.shapes3d.model import build, iou, solidify
     from explorer.papers.shapes3d.train import PRESETS
 
+    if args.quick and not D.FURNITURE_DIR.is_dir():
+        return skip(f"{D.FURNITURE_DIR} not found (apt-get install sweethome3d-furniture)")
     preset = PRESETS["furniture"]
     train, test = D.load_dataset("furniture", train_copies=preset["train_copies"], rig=preset["rig"])
     # make_furniture's draws: one yaw per loaded training model, then the held-out models' yaws
     _, held = D.furniture_split(D.furniture_catalog())
     rng = np.random.default_rng(0)
     rng.uniform(0, 2 * np.pi, size=int(train.info["models"]))
+    if args.quick:  # the first models only (their yaws are drawn first), and the same ground truth
+        held = held[:6]
+        test = test.subset(range(len(held)))
     meshes = D.furniture_meshes(held, rng)
     fine = np.stack([D.voxelize(m, D.FINE_RES, seed=i) for i, (m, _, _) in enumerate(meshes)])
     half = D.downsample(fine, 2)
@@ -59,4 +71,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run(main)

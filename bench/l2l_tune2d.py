@@ -7,7 +7,7 @@ import json
 
 import torch
 
-from explorer.papers.l2l.optimizers import tune_learning_rates
+from explorer.papers.l2l.optimizer_runs import tune_learning_rates
 
 if __name__ == "__main__":
     torch.set_num_threads(1)

@@ -1,6 +1,6 @@
 """Torch-free tables of the l2l tab: the problems, the baselines' learning-rate grid and known tuned rates.
 
-Kept apart from problems.py / optimizers.py so the panel (GUI thread) can read them without importing torch.
+Kept apart from problems.py / optimizer_runs.py so the panel (GUI thread) can read them without importing torch.
 """
 
 from __future__ import annotations

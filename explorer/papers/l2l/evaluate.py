@@ -1,7 +1,7 @@
 """Evaluation: the learned optimizer against the tuned baselines on held-out problems.
 
 For each problem: (1) tune each baseline's learning rate on separate tuning problems
-(:func:`~explorer.papers.l2l.optimizers.tune_learning_rates`), (2) run the learned optimizer and the tuned
+(:func:`~explorer.papers.l2l.optimizer_runs.tune_learning_rates`), (2) run the learned optimizer and the tuned
 baselines on the same held-out problems (fixed seeds; MNIST optimizees train on the 1,000 images never used in
 meta-training), (3) report per optimizer the mean and standard error of the final loss (full held-out image set
 for MNIST) and of the loss averaged over all steps.
@@ -20,7 +20,7 @@ import numpy as np
 
 from explorer.core.errors import UserError
 
-from .optimizers import BASELINES, OPTIMIZER_LABELS, run_optimizer, tune_learning_rates
+from .optimizer_runs import BASELINES, OPTIMIZER_LABELS, run_optimizer, tune_learning_rates
 from .problems import EVAL_SEED_BASE, PROBLEMS, make_problem
 
 

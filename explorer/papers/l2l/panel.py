@@ -75,7 +75,7 @@ def race_job(
     """
     import torch
 
-    from .optimizers import Run
+    from .optimizer_runs import Run
     from .problems import make_problem
 
     if device is None:

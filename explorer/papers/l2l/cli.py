@@ -8,7 +8,8 @@ from explorer.core.errors import UserError
 from explorer.core.validate import POSITIVE, POSITIVE_INT
 
 TRAIN_PROBLEMS = ("quadratic", "mnist")
-EVAL_CHOICES = ("quadratic", "mnist", "mnist-40", "mnist-2layer", "mnist-relu", "mnist-200steps", "fashion", "all")
+EVAL_PROBLEM_NAMES = ("quadratic", "mnist", "mnist-40", "mnist-2layer", "mnist-relu", "mnist-200steps", "fashion")
+EVAL_CHOICES = (*EVAL_PROBLEM_NAMES, "transfer", "all")
 
 
 def configure_train(parser) -> None:
@@ -134,7 +135,9 @@ def configure_eval(parser) -> None:
         "--problem",
         choices=EVAL_CHOICES,
         default="quadratic",
-        help="evaluation problem (held-out seeds/images); 'all' runs every one",
+        help="evaluation problem (held-out seeds/images); 'all' runs every one; 'transfer': the learned optimizer "
+        "as a plain torch.optim optimizer on small sigmoid MLPs over real data sets it never saw (Fashion-MNIST, "
+        "digits, breast cancer, wine) against the baselines at their best rates (always the fair protocol)",
     )
     parser.add_argument(
         "--protocol",
@@ -180,7 +183,16 @@ def evaluate(args) -> int:
     protocol = getattr(args, "protocol", "legacy")
     if protocol == "legacy" and len(checkpoints) > 1:
         raise UserError("several --checkpoint need --protocol fair (which chooses among them on tuning problems)")
-    names = list(EVAL_CHOICES[:-1]) if args.problem == "all" else [args.problem]
+    names = list(EVAL_PROBLEM_NAMES) if args.problem == "all" else [args.problem]
+    if args.problem == "transfer":
+        from .transfer import evaluate_transfer, format_transfer_table
+
+        with TerminalProgress("eval transfer") as bar:
+            results = evaluate_transfer(
+                checkpoints=checkpoints or None, runs=args.runs or 10, tune_runs=args.tune_runs or 5, progress=bar
+            )
+        print(json.dumps(results, indent=2) if args.json else format_transfer_table(results))
+        return 0
     with TerminalProgress(f"eval {args.problem}") as bar:
         if protocol == "fair":
             results = evaluate_fair_problems(

@@ -32,6 +32,7 @@ from .optimizer_runs import (
     OPTIMIZER_LABELS,
     metric_scores,
     run_optimizer,
+    span,
     tune_learning_rates,
     tune_rates,
 )
@@ -324,17 +325,16 @@ def evaluate_fair(
     info = PROBLEMS[name]
     n_tune = int(tune_runs or max(info.tune_runs, 5 if name != "quadratic" else 100))
     tune_probs = tuning_problems(name, device, n_tune)
-    sub = (lambda a, b: lambda f, m: progress(a + (b - a) * f, m)) if progress else (lambda a, b: None)
 
     def score(kind: str, lr: float) -> dict[str, float]:
         return metric_scores([run_optimizer(p, kind, lr=lr, token=token) for p in tune_probs])
 
-    tune = tune_rates(score, kinds=kinds, grid=grid, token=token, progress=sub(0.0, 0.45))
+    tune = tune_rates(score, kinds=kinds, grid=grid, token=token, progress=span(progress, 0.0, 0.45))
     cand_scores: dict[str, dict[str, float]] = {}
     if len(candidates) > 1:
         for i, (cname, net) in enumerate(candidates.items()):
             cand_scores[cname] = metric_scores([run_optimizer(p, "learned", net=net, token=token) for p in tune_probs])
-            sub(0.45, 0.55)(((i + 1) / len(candidates)), f"tuning: checkpoint {cname}")
+            span(progress, 0.45, 0.55)(((i + 1) / len(candidates)), f"tuning: checkpoint {cname}")
     chosen = {m: min(candidates, key=lambda c, m=m: cand_scores.get(c, {}).get(m, 0.0)) for m in METRICS}
 
     problems, n = eval_problems_for(name, device, runs)
@@ -355,7 +355,7 @@ def evaluate_fair(
     for j, (m, kind) in enumerate(jobs):
         sel = chosen[m] if kind == "learned" else tune["lr"][m][kind]
         res = held_out(kind, sel)
-        sub(0.55, 1.0)((j + 1) / len(jobs), f"{name}: {kind} ({METRIC_LABELS[m]})")
+        span(progress, 0.55, 1.0)((j + 1) / len(jobs), f"{name}: {kind} ({METRIC_LABELS[m]})")
         vals = np.concatenate([np.atleast_1d(r[m]) for r in res])
         st = _stats(vals)
         rec: dict[str, Any] = {

@@ -265,3 +265,10 @@ def tune_rates(
 def metric_scores(results: Sequence[dict[str, Any]], metrics: Sequence[str] = METRICS) -> dict[str, float]:
     """Mean of each metric over ``run_optimizer`` results (one +inf, i.e. one divergence, makes it +inf)."""
     return {m: _score(np.concatenate([np.atleast_1d(r[m]) for r in results])) for m in metrics}
+
+
+def span(progress: Any, a: float, b: float) -> Any:
+    """A progress callback mapping [0, 1] onto [a, b] of ``progress`` (a no-op when there is none)."""
+    if progress is None:
+        return lambda f, m: None
+    return lambda f, m: progress(a + (b - a) * f, m)

@@ -104,6 +104,22 @@ FAIR_LR: dict[str, dict[str, dict[str, float]]] = {
         "final": {"sgd": 3.0, "rmsprop": 0.01, "adam": 0.03, "nag": 1.0},
         "avg": {"sgd": 3.0, "rmsprop": 0.01, "adam": 0.03, "nag": 1.0},
     },
+    "mnist-200steps": {
+        "final": {"sgd": 3.0, "rmsprop": 0.01, "adam": 0.03, "nag": 1.0},
+        "avg": {"sgd": 3.0, "rmsprop": 0.01, "adam": 0.03, "nag": 1.0},
+    },
+    "mnist-40": {
+        "final": {"sgd": 3.0, "rmsprop": 0.01, "adam": 0.03, "nag": 1.0},
+        "avg": {"sgd": 3.0, "rmsprop": 0.01, "adam": 0.03, "nag": 1.0},
+    },
+    "mnist-2layer": {
+        "final": {"sgd": 3.0, "rmsprop": 0.01, "adam": 0.03, "nag": 1.0},
+        "avg": {"sgd": 3.0, "rmsprop": 0.01, "adam": 0.03, "nag": 1.0},
+    },
+    "mnist-relu": {
+        "final": {"sgd": 0.3, "rmsprop": 0.01, "adam": 0.03, "nag": 0.3},
+        "avg": {"sgd": 0.3, "rmsprop": 0.003, "adam": 0.03, "nag": 0.3},
+    },
     "fashion": {
         "final": {"sgd": 1.0, "rmsprop": 0.01, "adam": 0.03, "nag": 0.3},
         "avg": {"sgd": 3.0, "rmsprop": 0.01, "adam": 0.03, "nag": 1.0},

@@ -313,7 +313,7 @@ def _l2l_race(problem_name: str):
         """race_job of the tab (pace 0): every optimizer steps once per round on the same problem."""
         from explorer.papers.l2l.catalog import PROBLEMS
         from explorer.papers.l2l.infer import tuned_rates
-        from explorer.papers.l2l.optimizers import Run
+        from explorer.papers.l2l.optimizer_runs import Run
         from explorer.papers.l2l.problems import make_problem
 
         net, meta = bundle.for_family(PROBLEMS[problem_name].family)

@@ -11,7 +11,7 @@ import json
 import torch
 
 from bench._util import add_quick, run
-from explorer.papers.l2l.optimizers import tune_learning_rates
+from explorer.papers.l2l.optimizer_runs import tune_learning_rates
 
 
 def main(argv=None) -> int:

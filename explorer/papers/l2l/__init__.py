@@ -25,7 +25,7 @@ SPEC = PaperSpec(
 def __getattr__(name):
     """``explorer.papers.l2l.LearnedOptimizer`` without importing torch when only SPEC is needed."""
     if name == "LearnedOptimizer":
-        from .optim import LearnedOptimizer
+        from .learned_optimizer import LearnedOptimizer
 
         return LearnedOptimizer
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

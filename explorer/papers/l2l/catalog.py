@@ -1,6 +1,6 @@
 """Torch-free tables of the l2l tab: the problems, the baselines' learning-rate grid and known tuned rates.
 
-Kept apart from problems.py / optimizers.py so the panel (GUI thread) can read them without importing torch.
+Kept apart from problems.py / optimizer_runs.py so the panel (GUI thread) can read them without importing torch.
 """
 
 from __future__ import annotations
@@ -90,4 +90,51 @@ TUNED_LR_2D = {
     "quad2d": {"sgd": 0.1, "rmsprop": 0.3, "adam": 3.0, "nag": 0.03},
     "valley2d": {"sgd": 0.1, "rmsprop": 0.3, "adam": 1.0, "nag": 0.1},
     "rosenbrock": {"sgd": 0.001, "rmsprop": 0.03, "adam": 1.0, "nag": 0.001},
+}
+
+# The fair protocol's rates, per metric the race can be set to ("final": final loss, "avg": loss averaged over
+# steps): each chosen by that metric on tuning problems disjoint from the reported ones, over a log grid widened at
+# its edges (`nips-explorer eval l2l --protocol fair`; the 2-D problems: the same tuner, tuning seeds). Used by the
+# tab when the checkpoint carries none of its own (`eval l2l --protocol fair --save` stores them there).
+FAIR_LR: dict[str, dict[str, dict[str, float]]] = {
+    "quadratic": {
+        "final": {"sgd": 0.01, "rmsprop": 0.03, "adam": 0.3, "nag": 0.01},
+        "avg": {"sgd": 0.01, "rmsprop": 0.03, "adam": 0.3, "nag": 0.01},
+    },
+    "mnist": {
+        "final": {"sgd": 3.0, "rmsprop": 0.01, "adam": 0.03, "nag": 1.0},
+        "avg": {"sgd": 3.0, "rmsprop": 0.01, "adam": 0.03, "nag": 1.0},
+    },
+    "mnist-200steps": {
+        "final": {"sgd": 3.0, "rmsprop": 0.01, "adam": 0.03, "nag": 1.0},
+        "avg": {"sgd": 3.0, "rmsprop": 0.01, "adam": 0.03, "nag": 1.0},
+    },
+    "mnist-40": {
+        "final": {"sgd": 3.0, "rmsprop": 0.01, "adam": 0.03, "nag": 1.0},
+        "avg": {"sgd": 3.0, "rmsprop": 0.01, "adam": 0.03, "nag": 1.0},
+    },
+    "mnist-2layer": {
+        "final": {"sgd": 3.0, "rmsprop": 0.01, "adam": 0.03, "nag": 1.0},
+        "avg": {"sgd": 3.0, "rmsprop": 0.01, "adam": 0.03, "nag": 1.0},
+    },
+    "mnist-relu": {
+        "final": {"sgd": 0.3, "rmsprop": 0.01, "adam": 0.03, "nag": 0.3},
+        "avg": {"sgd": 0.3, "rmsprop": 0.003, "adam": 0.03, "nag": 0.3},
+    },
+    "fashion": {
+        "final": {"sgd": 1.0, "rmsprop": 0.01, "adam": 0.03, "nag": 0.3},
+        "avg": {"sgd": 3.0, "rmsprop": 0.01, "adam": 0.03, "nag": 1.0},
+    },
+    "quad2d": {
+        "final": {"sgd": 0.1, "rmsprop": 0.3, "adam": 3.0, "nag": 0.03},
+        "avg": {"sgd": 0.1, "rmsprop": 0.1, "adam": 0.3, "nag": 0.03},
+    },
+    "valley2d": {
+        "final": {"sgd": 0.1, "rmsprop": 0.3, "adam": 1.0, "nag": 0.1},
+        "avg": {"sgd": 0.1, "rmsprop": 0.1, "adam": 1.0, "nag": 0.1},
+    },
+    "rosenbrock": {
+        "final": {"sgd": 0.001, "rmsprop": 3.0, "adam": 1.0, "nag": 0.0003},
+        "avg": {"sgd": 0.001, "rmsprop": 0.01, "adam": 0.1, "nag": 0.0003},
+    },
 }

@@ -8,7 +8,8 @@ from explorer.core.errors import UserError
 from explorer.core.validate import POSITIVE, POSITIVE_INT
 
 TRAIN_PROBLEMS = ("quadratic", "mnist")
-EVAL_CHOICES = ("quadratic", "mnist", "mnist-40", "mnist-2layer", "mnist-relu", "mnist-200steps", "fashion", "all")
+EVAL_PROBLEM_NAMES = ("quadratic", "mnist", "mnist-40", "mnist-2layer", "mnist-relu", "mnist-200steps", "fashion")
+EVAL_CHOICES = (*EVAL_PROBLEM_NAMES, "transfer", "all")
 
 
 def configure_train(parser) -> None:
@@ -134,12 +135,25 @@ def configure_eval(parser) -> None:
         "--problem",
         choices=EVAL_CHOICES,
         default="quadratic",
-        help="evaluation problem (held-out seeds/images); 'all' runs every one",
+        help="evaluation problem (held-out seeds/images); 'all' runs every one; 'transfer': the learned optimizer "
+        "as a plain torch.optim optimizer on small sigmoid MLPs over real data sets it never saw (Fashion-MNIST, "
+        "digits, breast cancer, wine) against the baselines at their best rates (always the fair protocol)",
+    )
+    parser.add_argument(
+        "--protocol",
+        choices=("legacy", "fair"),
+        default="legacy",
+        help="fair: every optimizer (baseline learning rates on a widened grid, the learned checkpoint among "
+        "several --checkpoint) is selected on tuning problems (other seeds, other images) by the metric it is "
+        "reported on, for final loss and averaged loss separately; legacy (default): the original comparison "
+        "(rates tuned for final loss only, on the held-out images)",
     )
     parser.add_argument(
         "--checkpoint",
         default=None,
-        help="learned optimizer to use (default: the bundled one for the problem's family)",
+        action="append",
+        help="learned optimizer to use (default: the bundled one for the problem's family); with --protocol "
+        "fair, repeat it to let the tuning problems choose among several",
     )
     parser.add_argument(
         "--runs",
@@ -159,28 +173,53 @@ def evaluate(args) -> int:
     from explorer.core.devices import choose_device, configure_threads
     from explorer.core.progress import TerminalProgress
 
-    from .evaluate import evaluate_problems, format_table
+    from .evaluate import evaluate_fair_problems, evaluate_problems, format_fair_table, format_table
 
     configure_threads(for_gui=False)
     device = choose_device(getattr(args, "device", "auto"))
     if args.runs is not None and args.runs <= 0:
         raise UserError("--runs must be positive")
-    names = list(EVAL_CHOICES[:-1]) if args.problem == "all" else [args.problem]
+    checkpoints = list(args.checkpoint or [])
+    protocol = getattr(args, "protocol", "legacy")
+    if protocol == "legacy" and len(checkpoints) > 1:
+        raise UserError("several --checkpoint need --protocol fair (which chooses among them on tuning problems)")
+    names = list(EVAL_PROBLEM_NAMES) if args.problem == "all" else [args.problem]
+    if args.problem == "transfer":
+        from .transfer import evaluate_transfer, format_transfer_table
+
+        with TerminalProgress("eval transfer") as bar:
+            results = evaluate_transfer(
+                checkpoints=checkpoints or None, runs=args.runs or 10, tune_runs=args.tune_runs or 5, progress=bar
+            )
+        print(json.dumps(results, indent=2) if args.json else format_transfer_table(results))
+        return 0
     with TerminalProgress(f"eval {args.problem}") as bar:
-        results = evaluate_problems(
-            names,
-            device,
-            checkpoint=args.checkpoint,
-            runs=args.runs,
-            tune_runs=args.tune_runs,
-            save=args.save,
-            curves_path=args.curves,
-            progress=bar,
-        )
+        if protocol == "fair":
+            results = evaluate_fair_problems(
+                names,
+                device,
+                checkpoints=checkpoints or None,
+                runs=args.runs,
+                tune_runs=args.tune_runs,
+                save=args.save,
+                curves_path=args.curves,
+                progress=bar,
+            )
+        else:
+            results = evaluate_problems(
+                names,
+                device,
+                checkpoint=checkpoints[0] if checkpoints else None,
+                runs=args.runs,
+                tune_runs=args.tune_runs,
+                save=args.save,
+                curves_path=args.curves,
+                progress=bar,
+            )
     if args.json:
         print(json.dumps(results, indent=2))
     else:
-        print(format_table(results))
+        print(format_fair_table(results) if protocol == "fair" else format_table(results))
     return 0
 
 

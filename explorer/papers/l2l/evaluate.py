@@ -1,7 +1,11 @@
 """Evaluation: the learned optimizer against the tuned baselines on held-out problems.
 
+Two protocols. ``fair`` (:func:`evaluate_fair`): for each reported metric separately, every optimizer (each
+baseline's learning rate over a log grid widened at its edges, the learned optimizer's checkpoint among the
+candidates) is selected by that metric on tuning problems disjoint from the reported ones (other seeds, and for
+images another data split), then both metrics are reported over >= 10 held-out runs. ``legacy`` (the original):
 For each problem: (1) tune each baseline's learning rate on separate tuning problems
-(:func:`~explorer.papers.l2l.optimizers.tune_learning_rates`), (2) run the learned optimizer and the tuned
+(:func:`~explorer.papers.l2l.optimizer_runs.tune_learning_rates`), (2) run the learned optimizer and the tuned
 baselines on the same held-out problems (fixed seeds; MNIST optimizees train on the 1,000 images never used in
 meta-training), (3) report per optimizer the mean and standard error of the final loss (full held-out image set
 for MNIST) and of the loss averaged over all steps.
@@ -20,8 +24,19 @@ import numpy as np
 
 from explorer.core.errors import UserError
 
-from .optimizers import BASELINES, OPTIMIZER_LABELS, run_optimizer, tune_learning_rates
-from .problems import EVAL_SEED_BASE, PROBLEMS, make_problem
+from .catalog import LR_GRID
+from .optimizer_runs import (
+    BASELINES,
+    METRIC_LABELS,
+    METRICS,
+    OPTIMIZER_LABELS,
+    metric_scores,
+    run_optimizer,
+    span,
+    tune_learning_rates,
+    tune_rates,
+)
+from .problems import EVAL_SEED_BASE, PROBLEMS, TUNE_SEED_BASE, make_problem
 
 
 def _stats(values: np.ndarray) -> dict[str, float]:
@@ -255,4 +270,247 @@ def format_table(results: dict[str, Any]) -> str:
             f"  learned beats every tuned baseline (mean final loss): "
             f"{'yes' if res['learned_beats_all_baselines_final'] else 'no'}"
         )
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------ the fair protocol
+def tuning_problems(name: str, device: Any, runs: int):
+    """Problems on which rates and checkpoints are chosen, disjoint from the reported ones: tuning seeds, and for
+    image problems the other data split (MNIST: the 4,000 meta-training images, never the 1,000 held-out ones;
+    Fashion-MNIST: 10,000 of its training images, never its test set)."""
+    if name == "quadratic":
+        return [make_problem("quadratic", TUNE_SEED_BASE, device=device, batch=runs)]
+    split = "train" if name in IMAGE_PROBLEMS else "test"
+    return [make_problem(name, TUNE_SEED_BASE + i, split=split, device=device) for i in range(runs)]
+
+
+IMAGE_PROBLEMS = ("mnist", "mnist-200steps", "mnist-40", "mnist-2layer", "mnist-relu", "fashion")
+TUNING_NOTE = {
+    "quadratic": "tuning: one batch of random quadratics from a tuning seed (reported: another seed)",
+    "fashion": "tuning: 10,000 Fashion-MNIST training images, tuning seeds (reported: the test set, held-out seeds)",
+}
+MNIST_TUNING_NOTE = "tuning: the 4,000 meta-training images, tuning seeds (reported: the 1,000 held-out images)"
+
+
+def _paired(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
+    """Mean and standard error of the paired difference a - b (same problems), +inf when either diverged."""
+    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+    if not np.all(np.isfinite(d)):
+        return {"mean": math.nan, "se": math.nan}
+    se = float(d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else 0.0
+    return {"mean": float(d.mean()), "se": se}
+
+
+def evaluate_fair(
+    name: str,
+    candidates: dict[str, Any],
+    device: Any,
+    runs: int | None = None,
+    tune_runs: int | None = None,
+    grid: Sequence[float] = LR_GRID,
+    kinds: Sequence[str] = BASELINES,
+    progress: Any = None,
+    token: Any = None,
+) -> dict[str, Any]:
+    """The fair protocol on problem ``name``: every optimizer is selected on the metric it is reported on.
+
+    For each metric (final loss; loss averaged over steps): each baseline's learning rate is the best of a log
+    grid (widened while the best sits at an edge) by THAT metric on the tuning problems
+    (:func:`tuning_problems`: other seeds, other images); the learned optimizer's checkpoint, when there are
+    several ``candidates`` ({name: net}), is chosen the same way. Then every selected optimizer runs on the
+    held-out problems and the metric is reported as mean, standard error (over runs) and median, with the paired
+    difference to the best baseline. Returns one record per metric, the tuning tables and mean curves.
+    """
+    t0 = time.perf_counter()
+    info = PROBLEMS[name]
+    n_tune = int(tune_runs or max(info.tune_runs, 5 if name != "quadratic" else 100))
+    tune_probs = tuning_problems(name, device, n_tune)
+
+    def score(kind: str, lr: float) -> dict[str, float]:
+        return metric_scores([run_optimizer(p, kind, lr=lr, token=token) for p in tune_probs])
+
+    tune = tune_rates(score, kinds=kinds, grid=grid, token=token, progress=span(progress, 0.0, 0.45))
+    cand_scores: dict[str, dict[str, float]] = {}
+    if len(candidates) > 1:
+        for i, (cname, net) in enumerate(candidates.items()):
+            cand_scores[cname] = metric_scores([run_optimizer(p, "learned", net=net, token=token) for p in tune_probs])
+            span(progress, 0.45, 0.55)(((i + 1) / len(candidates)), f"tuning: checkpoint {cname}")
+    chosen = {m: min(candidates, key=lambda c, m=m: cand_scores.get(c, {}).get(m, 0.0)) for m in METRICS}
+
+    problems, n = eval_problems_for(name, device, runs)
+    cache: dict[tuple[str, Any], list[dict[str, Any]]] = {}
+
+    def held_out(kind: str, sel: Any) -> list[dict[str, Any]]:
+        key = (kind, sel)
+        if key not in cache:
+            net = candidates[sel] if kind == "learned" else None
+            lr = None if kind == "learned" else sel
+            cache[key] = [run_optimizer(p, kind, lr=lr, net=net, token=token) for p in problems]
+        return cache[key]
+
+    order = ["learned", *kinds]
+    jobs = [(m, k) for m in METRICS for k in order]
+    per_metric: dict[str, Any] = {}
+    curves: dict[str, dict[str, list[float]]] = {}
+    for j, (m, kind) in enumerate(jobs):
+        sel = chosen[m] if kind == "learned" else tune["lr"][m][kind]
+        res = held_out(kind, sel)
+        span(progress, 0.55, 1.0)((j + 1) / len(jobs), f"{name}: {kind} ({METRIC_LABELS[m]})")
+        vals = np.concatenate([np.atleast_1d(r[m]) for r in res])
+        st = _stats(vals)
+        rec: dict[str, Any] = {
+            "label": OPTIMIZER_LABELS[kind],
+            "mean": st["mean"],
+            "se": st["se"],
+            "median": st["median"],
+            "n": st["n"],
+            "diverged": st["diverged"],
+            "values": [float(v) for v in vals],
+        }
+        if kind == "learned":
+            rec["checkpoint"] = sel
+        else:
+            rec["lr"] = sel
+            rec["lr_at_grid_edge"] = kind in tune["at_edge"][m]
+        accs = [r["accuracy"] for r in res if "accuracy" in r]
+        if accs:
+            rec["accuracy_mean"] = float(np.mean(accs))
+        per_metric.setdefault(m, {"optimizers": {}})["optimizers"][kind] = rec
+        c = np.concatenate([r["curve"] for r in res], axis=1)
+        with np.errstate(invalid="ignore", over="ignore"):
+            curves.setdefault(m, {})[kind] = [float(x) for x in np.mean(c, axis=1)]
+    for m in METRICS:
+        opts = per_metric[m]["optimizers"]
+        best = min(kinds, key=lambda k: (opts[k]["mean"], k))
+        learned = opts["learned"]
+        per_metric[m].update(
+            {
+                "metric": METRIC_LABELS[m],
+                "best_baseline": best,
+                "learned_at_most_best_baseline": bool(learned["mean"] <= opts[best]["mean"]),
+                "learned_minus_best_baseline": _paired(np.array(learned["values"]), np.array(opts[best]["values"])),
+                "paired_win_rate_vs_best": float(np.mean(np.array(learned["values"]) < np.array(opts[best]["values"]))),
+                "rank_of_learned": 1 + sum(opts[k]["mean"] < learned["mean"] for k in kinds),
+            }
+        )
+    return {
+        "protocol": "fair",
+        "problem": name,
+        "description": info.description,
+        "runs": n,
+        "tune_runs": n_tune,
+        "tuning_data": TUNING_NOTE.get(name, MNIST_TUNING_NOTE if name in IMAGE_PROBLEMS else "tuning seeds"),
+        "metrics": per_metric,
+        "tuning": {
+            "grid": list(grid),
+            "lr": tune["lr"],
+            "scores": tune["scores"],
+            "widened": tune["widened"],
+            "at_edge": tune["at_edge"],
+            "checkpoints": cand_scores or {next(iter(candidates)): "the only candidate"},
+        },
+        "wall_s": round(time.perf_counter() - t0, 1),
+        "curves": curves,
+    }
+
+
+def evaluate_fair_problems(
+    names: Sequence[str],
+    device: Any,
+    checkpoints: Sequence[str] | None = None,
+    runs: int | None = None,
+    tune_runs: int | None = None,
+    save: bool = False,
+    curves_path: str | None = None,
+    progress: Any = None,
+    token: Any = None,
+) -> dict[str, Any]:
+    """:func:`evaluate_fair` on each problem. Candidates: ``checkpoints`` (all of them, for every problem) or else
+    the bundled checkpoint of the problem's family. ``save`` stores the selections and results in the metrics of
+    each problem's family checkpoint (``fair``), where the tab reads its rates."""
+    from explorer.core.checkpoints import read_metadata, update_metrics
+    from explorer.core.paths import bundled
+
+    from .data import fashion_available
+    from .infer import CHECKPOINTS, load_learned, training_problem
+
+    out: dict[str, Any] = {"protocol": "fair", "problems": {}, "checkpoints": {}}
+    all_curves: dict[str, Any] = {}
+    loaded: dict[str, Any] = {}
+    saved: dict[str, dict[str, Any]] = {}
+    for i, name in enumerate(names):
+        if name not in PROBLEMS:
+            raise UserError(f"unknown problem {name!r}")
+        if name == "fashion" and not (fashion_available("test") and fashion_available("train")):
+            out["problems"][name] = {
+                "problem": name,
+                "skipped": "Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)",
+            }
+            continue
+        paths = list(checkpoints or [str(bundled(CHECKPOINTS[PROBLEMS[name].family]))])
+        cands: dict[str, Any] = {}
+        for path in paths:
+            if path not in loaded:
+                if not Path(path).exists():
+                    raise UserError(f"no learned optimizer at {path}; train one or pass --checkpoint")
+                loaded[path] = load_learned(path, device)
+                out["checkpoints"][Path(path).name] = training_problem(loaded[path][1])
+            cands[Path(path).name] = loaded[path][0]
+        sub = (lambda f, m, i=i: progress((i + f) / len(names), m)) if progress else None
+        res = evaluate_fair(name, cands, device, runs=runs, tune_runs=tune_runs, progress=sub, token=token)
+        all_curves[name] = res.pop("curves")
+        out["problems"][name] = res
+        if save:
+            home = paths[0] if checkpoints else str(bundled(CHECKPOINTS[PROBLEMS[name].family]))
+            saved.setdefault(home, {})[name] = compact_fair(res)
+    for path, evals in saved.items():
+        meta = read_metadata(path)
+        merged = dict((meta.metrics or {}).get("fair", {}))
+        merged.update(evals)
+        update_metrics(path, {"fair": merged})
+    if curves_path:
+        from explorer.core.validate import atomic_output
+
+        with atomic_output(curves_path, "JSON file") as tmp:
+            tmp.write_text(json.dumps(all_curves))
+    return out
+
+
+def compact_fair(res: dict[str, Any]) -> dict[str, Any]:
+    """What a checkpoint keeps of a fair evaluation: per metric the selections and mean +- s.e."""
+
+    def r6(v: Any) -> Any:
+        return round(v, 6) if isinstance(v, float) and math.isfinite(v) else v
+
+    out: dict[str, Any] = {"runs": res["runs"], "tune_runs": res["tune_runs"]}
+    for m, rec in res["metrics"].items():
+        out[m] = {
+            "lr": {k: v["lr"] for k, v in rec["optimizers"].items() if "lr" in v},
+            "checkpoint": rec["optimizers"]["learned"]["checkpoint"],
+            "mean": {k: r6(v["mean"]) for k, v in rec["optimizers"].items()},
+            "se": {k: r6(v["se"]) for k, v in rec["optimizers"].items()},
+            "best_baseline": rec["best_baseline"],
+            "learned_at_most_best_baseline": rec["learned_at_most_best_baseline"],
+        }
+    return out
+
+
+def format_fair_table(results: dict[str, Any]) -> str:
+    lines = []
+    for name, res in results["problems"].items():
+        if "skipped" in res:
+            lines.append(f"{name}: skipped ({res['skipped']})")
+            continue
+        lines.append(f"{name}: {res['runs']} held-out runs; {res['tuning_data']} ({res['tune_runs']} runs)")
+        for rec in res["metrics"].values():
+            lines.append(f"  {rec['metric']} (every optimizer selected by it):")
+            for s in rec["optimizers"].values():
+                sel = s.get("checkpoint") or f"lr {s['lr']:g}{' (grid edge)' if s.get('lr_at_grid_edge') else ''}"
+                lines.append(f"    {s['label']:16s} {s['mean']:12.4g} ± {s['se']:<9.2g} {sel}")
+            d = rec["learned_minus_best_baseline"]
+            lines.append(
+                f"    learned at most the best baseline ({OPTIMIZER_LABELS[rec['best_baseline']]}): "
+                f"{'yes' if rec['learned_at_most_best_baseline'] else 'no'}; paired difference "
+                f"{d['mean']:+.4g} ± {d['se']:.2g}"
+            )
     return "\n".join(lines)

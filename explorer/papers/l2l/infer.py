@@ -75,18 +75,54 @@ def load_for_app(path: str | Path, device: Any = "cpu") -> tuple[L2LBundle, Chec
     return bundle, meta
 
 
-def tuned_rates(meta: CheckpointMeta | None, problem: str) -> dict[str, float]:
-    """Baseline learning rates tuned for ``problem`` (recorded by `eval --save`), else the fallback table."""
-    from .catalog import FALLBACK_LR, PROBLEMS, TUNED_LR_2D
+def tuned_rates(meta: CheckpointMeta | None, problem: str, metric: str | None = None) -> dict[str, float]:
+    """Baseline learning rates for ``problem``: see :func:`rates_and_source`."""
+    return rates_and_source(meta, problem, metric)[0]
 
+
+def rates_and_source(
+    meta: CheckpointMeta | None, problem: str, metric: str | None = None
+) -> tuple[dict[str, float], str]:
+    """(baseline learning rates, where they come from) for ``problem``.
+
+    ``metric`` ("final" or "avg"): the fair protocol's rates chosen by that metric on tuning problems, from the
+    checkpoint (`eval --protocol fair --save`) or else the catalog's table. ``metric=None``: the original protocol
+    (`eval --save`'s rates, the 2-D table, the fallback table), as before.
+    """
+    from .catalog import FAIR_LR, FALLBACK_LR, PROBLEMS, TUNED_LR_2D
+
+    label = {"final": "final loss", "avg": "loss averaged over steps"}
+    if metric is not None:
+        fair = ((meta.metrics or {}).get("fair") or {}).get(problem) if meta is not None else None
+        if isinstance(fair, dict) and isinstance(fair.get(metric), dict) and fair[metric].get("lr"):
+            rates = {k: float(v) for k, v in fair[metric]["lr"].items()}
+            return rates, f"rate chosen for {label[metric]} on tuning problems (fair protocol, {meta.name})"
+        if problem in FAIR_LR:
+            return dict(FAIR_LR[problem][metric]), f"rate chosen for {label[metric]} on tuning problems (fair protocol)"
     if problem in TUNED_LR_2D:
-        return dict(TUNED_LR_2D[problem])
+        return dict(TUNED_LR_2D[problem]), "rate grid-searched on separate seeds (bench/experiments/l2l_tune2d.py)"
     if meta is not None:
         ev = (meta.metrics or {}).get("eval", {}).get(problem)
         if isinstance(ev, dict) and isinstance(ev.get("tuned_lr"), dict):
-            return {k: float(v) for k, v in ev["tuned_lr"].items()}
+            return {k: float(v) for k, v in ev["tuned_lr"].items()}, "rate tuned by `eval` on separate problems"
     fam = PROBLEMS[problem].family if problem in PROBLEMS else "quadratic"
-    return dict(FALLBACK_LR[fam])
+    return dict(FALLBACK_LR[fam]), "default rate (run `eval l2l --protocol fair --save` to tune for this problem)"
+
+
+def fair_summary(meta: CheckpointMeta | None, problem: str, metric: str) -> str | None:
+    """One line of the checkpoint's fair held-out result for ``problem`` and ``metric`` (None if not stored)."""
+    fair = ((meta.metrics or {}).get("fair") or {}).get(problem) if meta is not None else None
+    rec = fair.get(metric) if isinstance(fair, dict) else None
+    if not isinstance(rec, dict) or "mean" not in rec:
+        return None
+    mean, se, best = rec["mean"], rec.get("se", {}), rec.get("best_baseline")
+    if "learned" not in mean or best not in mean:
+        return None
+    verdict = "at most" if rec.get("learned_at_most_best_baseline") else "above"
+    return (
+        f"held-out ({fair.get('runs', '?')} runs): LSTM {mean['learned']:.4g} ± {se.get('learned', 0):.2g}, "
+        f"{verdict} the best tuned baseline ({best} {mean[best]:.4g} ± {se.get(best, 0):.2g})"
+    )
 
 
 def describe_checkpoint(meta: CheckpointMeta | None) -> str:

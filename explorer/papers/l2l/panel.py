@@ -58,6 +58,10 @@ COLORS = {
 BASELINE_KINDS = ("sgd", "rmsprop", "adam", "nag")
 BASELINE_LABELS = {"sgd": "SGD", "rmsprop": "RMSprop", "adam": "Adam", "nag": "NAG (momentum 0.9)"}
 PLOT_MIN_H = 200
+METRIC_CHOICES = (("final loss", "final"), ("loss averaged over steps", "avg"))
+# a racer whose loss exceeds this many times its first loss (or is not finite) has diverged: it leaves the race,
+# and the loss axis is fitted to the others (one diverging curve otherwise stretched it to 1e12)
+DIVERGE_FACTOR = 1e4
 
 
 # ----------------------------------------------------------------------------------------- worker functions
@@ -75,7 +79,7 @@ def race_job(
     """
     import torch
 
-    from .optimizers import Run
+    from .optimizer_runs import Run
     from .problems import make_problem
 
     if device is None:
@@ -90,16 +94,21 @@ def race_job(
     if two_d:
         yield ("points", {k: r.path[-1].tolist() for k, r in runs.items()})
     alive = set(runs)
+    first: dict[str, float] = {}
+    diverged_at: dict[str, int] = {}
     steps = problem.steps
     for t in range(steps):
         token.check()
         losses: dict[str, float] = {}
         points: dict[str, list[float]] = {}
-        for key in list(alive):
+        for key in sorted(alive):
             run = runs[key]
             loss = float(run.step().mean())
-            if not math.isfinite(loss) or run.diverged:
+            ref = first.setdefault(key, abs(loss) if math.isfinite(loss) else math.inf)
+            if not math.isfinite(loss) or run.diverged or loss > DIVERGE_FACTOR * max(ref, 1e-12):
                 alive.discard(key)
+                diverged_at[key] = t
+                yield ("diverged", key, t)
                 continue
             losses[key] = loss
             if two_d:
@@ -118,10 +127,28 @@ def race_job(
             "final": final if not diverged else math.inf,
             "avg": avg if not diverged else math.inf,
             "diverged": diverged,
+            "diverged_at": diverged_at.get(key),
             "accuracy": res.get("accuracy"),
             "lr": run.lr,
         }
     return out
+
+
+def loss_view_range(
+    curves: dict[str, tuple[list[float], list[float]]], diverged: Any = ()
+) -> tuple[float, float] | None:
+    """The race plot's loss range (log10 units, with a margin) fitted to the curves that have not diverged, so
+    one diverging optimizer does not flatten every other curve; None when there is nothing to fit."""
+    ys = [y for key, (_, vals) in curves.items() if key not in diverged for y in vals]
+    if not ys:
+        ys = [y for _, vals in curves.values() for y in vals]
+    v = np.asarray(ys, np.float64)
+    v = v[np.isfinite(v) & (v > 0)]
+    if not v.size:
+        return None
+    lo, hi = float(np.log10(v.min())), float(np.log10(v.max()))
+    pad = max(0.05 * (hi - lo), 0.1)
+    return lo - pad, hi + pad
 
 
 N_CONTOURS = 9
@@ -199,6 +226,9 @@ class L2LPanel(PaperPanel):
         self._redraw = QTimer(self, singleShot=True, interval=REDRAW_MS)
         self._redraw.timeout.connect(self._flush_race)
         self._bar_key: str | None = None  # whose progress the task bar shows: "race" or "meta"
+        self._diverged: dict[str, int] = {}  # racer -> the step it diverged at
+        self._marks: dict[str, pg.TextItem] = {}
+        self._entry_keys: list[str] = []
 
     def build_steps(self):
         """The widgets in pieces (the shell runs one per event-loop turn): each plot is one piece."""
@@ -228,6 +258,15 @@ class L2LPanel(PaperPanel):
             "Seed of the problem: data, starting point and minibatches are the same for every optimizer"
         )
         row.addWidget(self.seed_box)
+        row.addWidget(QLabel("Rates for:"))
+        self.metric_box = QComboBox()
+        for label, key in METRIC_CHOICES:
+            self.metric_box.addItem(label, key)
+        self.metric_box.setToolTip(
+            "Fair protocol: the baselines' learning rates (and the learned optimizer's checkpoint) were chosen on "
+            "separate tuning problems by this metric, the one to compare them on"
+        )
+        row.addWidget(self.metric_box)
         self.race_button = QPushButton("Race")
         self.race_button.setToolTip("Run all optimizers step by step on this problem; loss curves grow live")
         row.addWidget(self.race_button)
@@ -305,7 +344,8 @@ class L2LPanel(PaperPanel):
         self.table.setMinimumHeight(110)
         self.table.setToolTip(
             "Final loss: on the full held-out image set for MNIST problems, the loss itself "
-            "otherwise. Baseline learning rates were tuned on separate problems."
+            "otherwise. Baseline learning rates were chosen on separate tuning problems by the metric "
+            "selected above (fair protocol)."
         )
         self.body.addWidget(self.table)
         self.taskbar = TaskBar()
@@ -314,6 +354,7 @@ class L2LPanel(PaperPanel):
         self.race_button.clicked.connect(self.start_race)
         self.meta_button.clicked.connect(self.start_meta_train)
         self.problem_box.currentIndexChanged.connect(self._problem_changed)
+        self.metric_box.currentIndexChanged.connect(self._problem_changed)
         self.reveal_later(self.loss_plot, self.map_plot, self.meta_plot)
 
     # ------------------------------------------------------------------ model
@@ -335,7 +376,7 @@ class L2LPanel(PaperPanel):
 
     def _update_info(self) -> None:
         from .catalog import PROBLEMS
-        from .infer import describe_checkpoint
+        from .infer import describe_checkpoint, fair_summary
 
         fam = PROBLEMS[self.problem()].family
         if self.bundle is None:
@@ -343,6 +384,9 @@ class L2LPanel(PaperPanel):
             return
         net, meta = self.bundle.for_family(fam)
         text = f"<b>Learned optimizer for this problem</b>: {describe_checkpoint(meta)}."
+        summary = fair_summary(meta, self.problem(), self.rate_metric())
+        if summary:
+            text += f" <b>Fair protocol, {self.metric_box.currentText()}</b>: {summary}."
         others = [describe_checkpoint(m) for k, m in self.bundle.metas.items() if m is not meta]
         if others:
             text += f" Also loaded: {'; '.join(others)}."
@@ -352,6 +396,10 @@ class L2LPanel(PaperPanel):
 
     def problem(self) -> str:
         return str(self.problem_box.currentData())
+
+    def rate_metric(self) -> str:
+        """The metric the race's baselines were tuned for: "final" or "avg"."""
+        return str(self.metric_box.currentData())
 
     def _problem_changed(self) -> None:
         self._update_info()
@@ -382,7 +430,7 @@ class L2LPanel(PaperPanel):
 
     def _entries(self, problem: str):
         from .catalog import PROBLEMS
-        from .infer import training_problem, tuned_rates
+        from .infer import rates_and_source, training_problem
 
         entries, labels, notes = [], {}, {}
         meta = None
@@ -396,14 +444,7 @@ class L2LPanel(PaperPanel):
             entries.append(("fresh", "learned", None, self.fresh["net"]))
             labels["fresh"] = "LSTM (live-trained)"
             notes["fresh"] = f"meta-trained here on {self.fresh['epochs']} quadratic runs"
-        rates = tuned_rates(meta, problem)
-        evals = ((meta.metrics or {}).get("eval") or {}) if meta is not None else {}
-        if problem in evals:
-            src = "rate tuned by `eval` on separate problems"
-        elif problem in TWO_D:
-            src = "rate grid-searched on separate seeds (bench/experiments/l2l_tune2d.py)"
-        else:
-            src = "default rate (run `eval l2l --save` to tune for this problem)"
+        rates, src = rates_and_source(meta, problem, self.rate_metric())
         for k in BASELINE_KINDS:
             entries.append((k, k, rates[k], None))
             labels[k] = BASELINE_LABELS[k]
@@ -422,7 +463,10 @@ class L2LPanel(PaperPanel):
             self._show_checkpoint_history()
         pace = 0.02 if two_d else (0.01 if problem == "quadratic" else 0.0)
         ctx = self.context
-        set_title(self.loss_plot, f"Race on {self.problem_box.currentText()} (seed {seed})")
+        set_title(
+            self.loss_plot,
+            f"Race on {self.problem_box.currentText()} (seed {seed}); rates chosen for {self.metric_box.currentText()}",
+        )
         if self.model_meta is not None:
             self.checkpoint_changed.emit(self.checkpoint_in_use())  # the header names the raced checkpoint
         self._bar_key = "race"
@@ -480,11 +524,15 @@ class L2LPanel(PaperPanel):
         self.loss_plot.clear()
         self._curves.clear()
         self._curve_data.clear()
+        self._diverged.clear()
+        self._marks.clear()
+        self._entry_keys = [key for key, _, _, _ in entries]
+        self.loss_plot.enableAutoRange(axis="y")
         for key, _, _, _ in entries:
             pen = pg.mkPen(COLORS[key], width=3 if key in ("learned", "fresh") else 2)
             self._curves[key] = self.loss_plot.plot([], [], pen=pen)
             self._curve_data[key] = ([], [])
-        self.legend.set_entries([(COLORS[key], "line", self._labels[key]) for key, _, _, _ in entries])
+        self._set_legend()
         for item in self._paths.values():
             self.map_plot.removeItem(item)
         self._paths.clear()
@@ -499,9 +547,26 @@ class L2LPanel(PaperPanel):
             self._path_data[key] = []
         self.table.setRowCount(0)
 
+    def _set_legend(self) -> None:
+        def label(key: str) -> str:
+            k = self._diverged.get(key)
+            return self._labels[key] if k is None else f"{self._labels[key]} (diverged at step {k})"
+
+        self.legend.set_entries([(COLORS[key], "line", label(key)) for key in self._entry_keys])
+
     def _on_race_partial(self, item: Any) -> None:
         kind = item[0]
-        if kind == "grid":
+        if kind == "diverged":
+            _, key, t = item
+            self._diverged[key] = int(t)
+            self._set_legend()
+            mark = pg.TextItem(f"{self._labels.get(key, key)} diverged at step {t}", color=COLORS[key], anchor=(0, 0))
+            self.loss_plot.addItem(mark)
+            self._marks[key] = mark
+            self._dirty.add(key)
+            if not self._redraw.isActive():
+                self._redraw.start()
+        elif kind == "grid":
             _, xs, ys, logz, start, optimum, contours = item
             self._draw_contours(xs, ys, logz, contours, optimum)
         elif kind == "points":
@@ -533,6 +598,19 @@ class L2LPanel(PaperPanel):
                 self._paths[key].setData(arr[:, 0], arr[:, 1])
         self._dirty.clear()
         self._dirty_paths.clear()
+        self._fit_loss_axis()
+
+    def _fit_loss_axis(self) -> None:
+        """With a diverged racer: the loss axis fitted to the others, the diverged one marked where it left."""
+        if not self._diverged:
+            return
+        rng = loss_view_range(self._curve_data, self._diverged)
+        if rng is None:
+            return
+        lo, hi = rng
+        self.loss_plot.setYRange(lo, hi, padding=0)
+        for i, (key, mark) in enumerate(self._marks.items()):
+            mark.setPos(float(self._diverged[key]), hi - 0.08 * (hi - lo) * i)
 
     def _draw_contours(self, xs, ys, logz, contours, optimum) -> None:
         """The log-loss map and its contour lines (both computed in the worker: ``contour_lines``)."""
@@ -571,8 +649,9 @@ class L2LPanel(PaperPanel):
         for r, key in enumerate(order):
             res = results[key]
             lr = "—" if res["lr"] is None else f"{res['lr']:g}"
-            fin = "diverged" if res["diverged"] else f"{res['final']:.4g}"
-            avg = "diverged" if res["diverged"] else f"{res['avg']:.4g}"
+            gone = "diverged" if res.get("diverged_at") is None else f"diverged at step {res['diverged_at']}"
+            fin = gone if res["diverged"] else f"{res['final']:.4g}"
+            avg = gone if res["diverged"] else f"{res['avg']:.4g}"
             note = notes.get(key, "")
             if res.get("accuracy") is not None and not res["diverged"]:
                 note = f"accuracy {100 * res['accuracy']:.1f}% · " + note

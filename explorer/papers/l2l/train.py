@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from .model import LSTMOptimizer, State, detach_state
-from .optimizers import run_optimizer
+from .optimizer_runs import run_optimizer
 from .problems import TRAIN_SEED_BASE, ConcatProblem, Problem, make_problem
 
 DEFAULT_TRAIN: dict[str, dict[str, Any]] = {

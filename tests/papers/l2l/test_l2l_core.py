@@ -152,7 +152,7 @@ def test_mnist_split_is_disjoint_and_sized():
 
 
 def test_baseline_tuning_picks_the_best_rate():
-    from explorer.papers.l2l.optimizers import tune_learning_rates
+    from explorer.papers.l2l.optimizer_runs import tune_learning_rates
 
     res = tune_learning_rates("quadratic", grid=(1e-4, 1e-2, 10.0), kinds=("sgd", "adam"), runs=8)
     assert res["lr"]["sgd"] == 1e-2  # 1e-4 barely moves, 10 diverges

@@ -164,3 +164,46 @@ def test_contour_lines_are_traced_in_the_worker_function():
         assert len(fx) > 4 and fx.min() >= -1 and fx.max() <= 41 and fy.min() >= -1 and fy.max() <= 41
     cx, cy = lines[0]
     assert np.sum(np.isnan(cx)) == 1 and abs(np.nanmean(cx) - 20) < 2 and abs(np.nanmean(cy) - 20) < 2
+
+
+def test_loss_view_range_ignores_a_diverged_curve():
+    from explorer.papers.l2l.panel import loss_view_range
+
+    curves = {"adam": ([0, 1, 2], [12.0, 3.0, 0.5]), "nag": ([0, 1, 2], [12.0, 4e5, 1e12])}
+    lo, hi = loss_view_range(curves, {"nag"})
+    assert lo < math.log10(0.5) and math.log10(12.0) < hi < math.log10(12.0) + 0.5
+    assert loss_view_range(curves, ())[1] > 11  # without the mark, everything
+    assert loss_view_range({}, ()) is None
+
+
+def test_a_diverging_baseline_keeps_the_race_axis_readable(make_panel, qtbot, monkeypatch):
+    """Regression: NAG diverging on Rosenbrock stretched the loss axis to 1e12 and flattened every curve. Now it
+    leaves the race marked "diverged at step k" and the axis is fitted to the others."""
+    from explorer.papers.l2l import catalog
+
+    panel = make_panel("l2l", timeout=120)
+    monkeypatch.setitem(catalog.FAIR_LR["rosenbrock"], "final", {**catalog.FAIR_LR["rosenbrock"]["final"], "nag": 0.05})
+    panel.problem_box.setCurrentIndex(panel.problem_box.findData("rosenbrock"))
+    assert panel.rate_metric() == "final"
+    panel.last_results = None
+    panel.race_button.click()
+    qtbot.waitUntil(lambda: panel.last_results is not None, timeout=120_000)
+    res = panel.last_results
+    k = res["nag"]["diverged_at"]
+    assert res["nag"]["diverged"] and isinstance(k, int)
+    assert f"(diverged at step {k})" in " ".join(panel.legend.labels())
+    assert any(f"diverged at step {k}" in m.textItem.toPlainText() for m in panel._marks.values())
+    rows = {panel.table.item(r, 0).text(): panel.table.item(r, 2).text() for r in range(panel.table.rowCount())}
+    assert rows["NAG (momentum 0.9)"] == f"diverged at step {k}"
+    others = [y for key, (_, ys) in panel._curve_data.items() if key != "nag" for y in ys]
+    lo, hi = panel.loss_plot.getPlotItem().getViewBox().viewRange()[1]
+    assert hi <= math.log10(max(others)) + 0.5  # log10 units: fitted to the curves still racing
+    assert lo <= math.log10(min(others))
+
+    # the other metric: the baselines' rates follow it
+    panel.metric_box.setCurrentIndex(panel.metric_box.findData("avg"))
+    assert panel.table.rowCount() == 0 and panel.last_results is None
+    entries, _, notes = panel._entries("rosenbrock")
+    rates = {key: lr for key, _, lr, _ in entries if lr is not None}
+    assert rates["adam"] == catalog.FAIR_LR["rosenbrock"]["avg"]["adam"]
+    assert "loss averaged over steps" in notes["adam"]

@@ -148,10 +148,11 @@ def tune_learning_rates(
     token: Any = None,
     progress: Any = None,
 ) -> dict[str, Any]:
-    """Grid-search each baseline's learning rate on tuning problems (seeds disjoint from eval and training).
+    """The original protocol's tuning (``eval --protocol legacy``): a fixed grid, criterion mean final loss.
 
-    Criterion: mean final loss over the tuning runs (a diverged run counts as +inf). Returns
-    ``{"lr": {kind: best}, "scores": {kind: {lr: score}}, "runs": n, "grid": [...]}``.
+    Tuning problems: seeds disjoint from eval and training, on the same (held-out) images as the evaluation.
+    A diverged run counts as +inf. Returns ``{"lr": {kind: best}, "scores": {kind: {lr: score}}, "runs": n,
+    "grid": [...]}``. The fair protocol uses :func:`tune_rates` instead.
     """
     info = PROBLEMS[problem_name]
     n = runs or info.tune_runs
@@ -175,3 +176,99 @@ def tune_learning_rates(
                 progress(done / total, f"tuning {kind} lr={lr:g}")
         best[kind] = float(min(grid, key=lambda lr: scores[kind][repr(lr)]))
     return {"lr": best, "scores": scores, "runs": n, "grid": list(grid), "criterion": "mean final loss"}
+
+
+# ------------------------------------------------------------------------------------------ the fair protocol
+METRICS = ("final", "avg")
+METRIC_LABELS = {"final": "final loss", "avg": "loss averaged over steps"}
+LR_MIN, LR_MAX = 1e-8, 1e4  # how far a grid is ever widened
+
+
+def next_rate(lr: float, up: bool) -> float:
+    """The neighbour of ``lr`` on the 1-3-10 log grid (…, 1e-3, 3e-3, 1e-2, …), above or below it."""
+    e = math.floor(math.log10(lr) + 1e-9)
+    m = lr / 10.0**e
+    if abs(m - 1.0) < 1e-6:
+        return float(f"{3 * 10.0**e:.3g}") if up else float(f"{3 * 10.0 ** (e - 1):.3g}")
+    if abs(m - 3.0) < 1e-6:
+        return float(f"{10.0 ** (e + 1):.3g}") if up else float(f"{10.0**e:.3g}")
+    return float(f"{lr * math.sqrt(10.0) if up else lr / math.sqrt(10.0):.3g}")
+
+
+def tune_rates(
+    score: Any,
+    kinds: Sequence[str] = BASELINES,
+    grid: Sequence[float] = LR_GRID,
+    metrics: Sequence[str] = METRICS,
+    widen: bool = True,
+    token: Any = None,
+    progress: Any = None,
+) -> dict[str, Any]:
+    """Pick each optimizer's learning rate separately for every metric, on tuning problems only.
+
+    ``score(kind, lr) -> {metric: value}``: the mean of each metric over the tuning runs (+inf when any run
+    diverged). For each kind and metric the best rate is the grid's argmin; when it sits at an edge of the
+    grid (and ``widen``), the grid is extended past that edge one 1-3-10 step at a time until it does not (or
+    it reaches ``LR_MIN``/``LR_MAX``). Returns ``{"lr": {metric: {kind: best}}, "scores": {kind: {repr(lr):
+    {metric: value}}}, "widened": {kind: [added rates]}, "at_edge": {metric: [kinds whose best is still at an
+    edge]}}``.
+    """
+    scores: dict[str, dict[str, dict[str, float]]] = {}
+    widened: dict[str, list[float]] = {}
+    best: dict[str, dict[str, float]] = {m: {} for m in metrics}
+    at_edge: dict[str, list[str]] = {m: [] for m in metrics}
+    total = len(kinds) * len(grid)
+    done = 0
+    for kind in kinds:
+        table: dict[float, dict[str, float]] = {}
+        added: list[float] = []
+
+        def measure(lr: float, kind: str = kind, table: dict = table) -> None:
+            nonlocal done
+            if token is not None:
+                token.check()
+            table[lr] = {m: float(v) for m, v in score(kind, lr).items()}
+            done += 1
+            if progress is not None:
+                progress(min(1.0, done / total), f"tuning {kind} lr={lr:g}")
+
+        for lr in grid:
+            measure(float(lr))
+        while widen:
+            lrs = sorted(table)
+            new = set()
+            for m in metrics:
+                b = min(lrs, key=lambda lr, m=m: (table[lr][m], lr))
+                if not math.isfinite(table[b][m]):
+                    continue  # every rate diverged: nothing to widen towards
+                if b == lrs[0] and b > LR_MIN:
+                    new.add(next_rate(b, up=False))
+                elif b == lrs[-1] and b < LR_MAX:
+                    new.add(next_rate(b, up=True))
+            new -= set(table)
+            if not new:
+                break
+            for lr in sorted(new):
+                measure(lr)
+                added.append(lr)
+        lrs = sorted(table)
+        for m in metrics:
+            b = min(lrs, key=lambda lr, m=m: (table[lr][m], lr))
+            best[m][kind] = b
+            if len(lrs) > 1 and b in (lrs[0], lrs[-1]):
+                at_edge[m].append(kind)
+        scores[kind] = {repr(lr): table[lr] for lr in lrs}
+        widened[kind] = added
+    return {"lr": best, "scores": scores, "widened": widened, "at_edge": at_edge, "grid": list(grid)}
+
+
+def metric_scores(results: Sequence[dict[str, Any]], metrics: Sequence[str] = METRICS) -> dict[str, float]:
+    """Mean of each metric over ``run_optimizer`` results (one +inf, i.e. one divergence, makes it +inf)."""
+    return {m: _score(np.concatenate([np.atleast_1d(r[m]) for r in results])) for m in metrics}
+
+
+def span(progress: Any, a: float, b: float) -> Any:
+    """A progress callback mapping [0, 1] onto [a, b] of ``progress`` (a no-op when there is none)."""
+    if progress is None:
+        return lambda f, m: None
+    return lambda f, m: progress(a + (b - a) * f, m)

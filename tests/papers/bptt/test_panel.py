@@ -52,7 +52,7 @@ def test_cancel_returns_the_task_bar_to_idle_and_says_so(make_panel, qtbot, monk
     outcome, so the panel's cancelled branch never ran)."""
     import threading
 
-    from explorer.papers.bptt import panel as P
+    from explorer.papers.bptt import infer
 
     running = threading.Event()
 
@@ -63,7 +63,7 @@ def test_cancel_returns_the_task_bar_to_idle_and_says_so(make_panel, qtbot, monk
             token.wait(0.02)
             progress(0.5, "planned schedule")
 
-    monkeypatch.setattr(P, "run_real", endless_run)
+    monkeypatch.setattr(infer, "run_real", endless_run)
     panel = make_panel("bptt")
     panel.length_spin.setValue(40)
     qtbot.waitUntil(lambda: panel._curves["length"] == 40 and panel._plan["plan"].length == 40, timeout=20000)
@@ -93,7 +93,7 @@ def test_every_new_plan_redraws_the_schedule_plots_and_a_too_long_one_empties_th
     assert "T=1,000" in panel.sched_plot.getPlotItem().titleLabel.text
 
     def settled():
-        return not panel.runner.is_busy() and not panel._debounce.isActive()
+        return panel.idle()
 
     panel.length_spin.setValue(10000)
     qtbot.waitUntil(lambda: panel._curves["length"] == 10000 and settled(), timeout=120000)
@@ -151,7 +151,7 @@ def test_msm_at_t10000_is_planned_in_a_worker_while_the_gui_runs_and_the_real_ru
     panel.length_spin.setValue(10000)
 
     def settled():
-        return not panel.runner.is_busy() and not panel._debounce.isActive()
+        return panel.idle()
 
     qtbot.waitUntil(lambda: panel._curves["length"] == 10000 and settled(), timeout=180000)
     timer.stop()

@@ -337,8 +337,9 @@ class BPTTPanel(PaperPanel):
         shrinkable(self.cost_plot, PLOT_MIN_H["cost"])
         self.cost_items = {p: self.cost_plot.plot([], [], pen=pg.mkPen(COLORS[p], width=2)) for p in POLICIES}
         self.marker = self.cost_plot.plot(
-            [], [], pen=None, symbol="o", symbolSize=12, symbolBrush=(220, 30, 30), symbolPen="k"
+            [], [], pen=None, symbol="o", symbolSize=10, symbolBrush=(220, 30, 30), symbolPen="k"
         )
+        self.marker.setZValue(10)  # over the paper's star (the default plan is the paper's point): both show
         self.paper_marker = self.cost_plot.plot(
             [PAPER_POINT[0]],
             [PAPER_POINT[1]],
@@ -385,6 +386,7 @@ class BPTTPanel(PaperPanel):
         for it in (self.fwd_item, self.bwd_item):
             it.setDownsampling(auto=True, method="peak")
             it.setClipToView(True)
+            it.setZValue(1)  # the sweeps over the store markers (thousands of them at T=10000 hid the backward line)
         self.sched_note = pg.TextItem("", color=(90, 90, 90), anchor=(0.5, 0.5))
         self.sched_plot.addItem(self.sched_note, ignoreBounds=True)
         box, self.sched_legend = with_legend(self.sched_plot)

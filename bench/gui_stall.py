@@ -13,6 +13,8 @@ loaded, default demo run) and the worst and p99 lateness while each one builds a
 tab (torch is not imported beforehand, as at a real start), with how many ticks were over 50 and 100 ms late.
 ``--train``: the same while an LSTM trains in a worker all along (started once the app's warm-up has loaded torch;
 the first tab is then already built).
+``--tabs ID[,ID]``: only these tabs (e.g. ``--tabs bptt``), shown once the app's warm-up has loaded torch and the
+window has painted (as for a tab that is not the first).
 ``--explain MS``: also sample the GUI thread's Python stack and print, for each stall over MS ms, what ran on it
 meanwhile (a stall with a single sample: another thread held the GIL meanwhile).
 
@@ -42,6 +44,7 @@ def parse(argv=None) -> argparse.Namespace:
         action="store_true",
         help="--job tabs: an LSTM trains in a worker all along (as a training or an adaptation would)",
     )
+    p.add_argument("--tabs", default="", help="--job tabs: only these tab ids, comma-separated (default: all)")
     p.add_argument(
         "--explain",
         type=float,
@@ -107,17 +110,30 @@ def tab_stalls(args) -> None:
     window.resize(1280, 800)
     window.show()
 
-    if args.train:  # once the app has warmed up (torch loaded), as a training a visitor starts would run
+    def settled(page) -> bool:
+        panel = page.panel if page is not None else None
+        return page is None or page.build_error is not None or (panel is not None and panel.demo_done)
+
+    if args.train or args.tabs:  # once the app has warmed up (torch loaded): as for a tab that is not the first
         t0 = time.perf_counter()
-        while window.device_label.text().startswith("Device: loading") and time.perf_counter() - t0 < 120:
+        first = window.current_page()  # the tab the window opened on (built at start)
+        while (
+            window.device_label.text().startswith("Device: loading")
+            or time.perf_counter() - t0 < 1.0
+            or (args.tabs and not settled(first))
+        ) and time.perf_counter() - t0 < 120:
             app.processEvents()
             time.sleep(0.01)
+    if args.train:  # as a training a visitor starts would run
         window.runner.submit(heavy, 1e9, name="bench training")
 
     probe = LatenessProbe()
     sampler = StackSampler() if args.explain else None
     rows = []
+    wanted = {t.strip() for t in args.tabs.split(",") if t.strip()}
     for spec in window.specs:
+        if wanted and spec.id not in wanted:
+            continue
         probe.take()
         t0 = time.perf_counter()
         page = window.show_tab(spec.id)

@@ -54,6 +54,31 @@ def _segments_for(target_bytes: float, length: int, alpha: float, state_bytes: i
     return best if best is not None else fallback
 
 
+def measure_plan(pb, ref, plan, state_bytes: int, checkpoint: bool = True, token=None, progress=None) -> dict:
+    """Run ``plan``'s schedule on the problem ``pb`` and compare its gradients with full BPTT's run ``ref`` (same
+    problem); with ``checkpoint``, also torch.utils.checkpoint over the uniform segment count whose predicted peak
+    is the largest not above the schedule's measured one (``state_bytes``: one hidden state's bytes).
+
+    Raw figures: ``run`` (and ``checkpoint``) are the executor's RunResults, ``grad_max_abs_diff`` (and
+    ``checkpoint_grad_max_abs_diff``) the largest gradient differences from full BPTT, ``segments`` the count.
+    ``progress(fraction, message)``: the schedule's run up to 0.8, the checkpointed run at 0.85."""
+    from .executor import max_abs_diff, run_schedule, uniform_checkpoint
+
+    prog = progress or (lambda f=None, m="": None)
+    res = run_schedule(
+        pb, plan.schedule, token=token, progress=lambda f, m="": prog(0.8 * (f or 0.0), f"planned schedule: {m}")
+    )
+    out = {"run": res, "grad_max_abs_diff": max_abs_diff(res, ref)}
+    if checkpoint:
+        if token is not None:
+            token.check()
+        prog(0.85, "torch.utils.checkpoint at the same memory")
+        S = _segments_for(res.peak_bytes, plan.length, plan.alpha, state_bytes)
+        ck = uniform_checkpoint(pb, S)
+        out.update(segments=S, checkpoint=ck, checkpoint_grad_max_abs_diff=max_abs_diff(ck, ref))
+    return out
+
+
 def evaluate_executor(
     kind: str = "lstm",
     length: int = 1000,
@@ -70,7 +95,7 @@ def evaluate_executor(
     """Measure the executor against full BPTT and uniform checkpointing on a real recurrent core."""
     import torch
 
-    from .executor import full_bptt, make_problem, max_abs_diff, measure_alpha, run_schedule, uniform_checkpoint
+    from .executor import full_bptt, make_problem, measure_alpha
 
     dtype = dtype or torch.float32
     prog = progress or (lambda f, m="": None)
@@ -95,9 +120,10 @@ def evaluate_executor(
         what = f"{policy.upper()} at {M:g} units"
 
         def sub(f, m="", _i=i, _what=what):
-            prog((_i + 0.8 * (f or 0.0)) / n, f"{_what}: {m}")
+            prog((_i + (f or 0.0)) / n, f"{_what}: {m}")
 
-        res = run_schedule(pb, plan.schedule, token=token, progress=sub)
+        m = measure_plan(pb, ref, plan, a["state_bytes"], checkpoint=checkpoint, token=token, progress=sub)
+        res = m["run"]
         row = {
             "policy": policy,
             "budget": spec,
@@ -106,7 +132,7 @@ def evaluate_executor(
             "cost": plan.cost,
             "forward_steps": res.forward_steps,
             "forward_count_matches": res.forward_steps == plan.cost,
-            "grad_max_abs_diff": max_abs_diff(res, ref),
+            "grad_max_abs_diff": m["grad_max_abs_diff"],
             "peak_bytes": res.peak_bytes,
             "memory_ratio": round(res.peak_bytes / ref.peak_bytes, 4),
             "seconds": round(res.seconds, 3),
@@ -116,18 +142,16 @@ def evaluate_executor(
         if res.cuda_peak_bytes is not None and ref.cuda_peak_bytes:
             row["cuda_memory_ratio"] = round(res.cuda_peak_bytes / ref.cuda_peak_bytes, 4)
         if checkpoint:
-            prog((i + 0.85) / n, "uniform checkpointing at the same memory")
-            S = _segments_for(res.peak_bytes, length, alpha, a["state_bytes"])
-            ck = uniform_checkpoint(pb, S)
+            ck = m["checkpoint"]
             row["checkpoint"] = {
-                "segments": S,
+                "segments": m["segments"],
                 "forward_steps": ck.forward_steps,
                 "peak_bytes": ck.peak_bytes,
                 "memory_ratio": round(ck.peak_bytes / ref.peak_bytes, 4),
                 "seconds": round(ck.seconds, 3),
                 "time_ratio": round(ck.seconds / ref.seconds, 3),
                 "time_ratio_model": round(time_ratio(ck.forward_steps, length, BACKWARD_RATIO), 4),
-                "grad_max_abs_diff": max_abs_diff(ck, ref),
+                "grad_max_abs_diff": m["checkpoint_grad_max_abs_diff"],
             }
             if ck.cuda_peak_bytes is not None and ref.cuda_peak_bytes:
                 row["checkpoint"]["cuda_memory_ratio"] = round(ck.cuda_peak_bytes / ref.cuda_peak_bytes, 4)

@@ -1,17 +1,18 @@
 """The memory-efficient BPTT tab: optimal cost curves, the schedule ("sawtooth") and its memory, and a real run.
 
-Every control change recomputes in a worker (``self.runner``, latest wins); the GUI thread only draws. All three
-policies, MSM included, are planned up to T = 10000 (the MSM table is built in the worker, with its progress in
-the summary). A real run executes the plan on an LSTM/GRU cell next to full BPTT and torch.utils.checkpoint and
-shows the cost model's memory and time beside the measured ones (:class:`ModelVsMeasured`); it is offered while
-T x hidden keeps full BPTT's activations moderate. torch is imported inside the worker functions only.
+Every control change recomputes in a worker (``self.runner``, latest wins) with the functions of ``infer.py``
+(planners and curves, a plan with the arrays its plots draw, alpha measured on a core, the real run); the GUI
+thread only draws, one plot per event-loop turn. All three policies, MSM included, are planned up to T = 10000
+(the MSM table is built in the worker, with its progress in the summary). A real run executes the plan on an
+LSTM/GRU cell next to full BPTT and torch.utils.checkpoint and shows the cost model's memory and time beside the
+measured ones (:class:`ModelVsMeasured`); it is offered while T x hidden keeps full BPTT's activations moderate.
+The widgets are built in pieces (``build_steps``) behind the tab's placeholder, the plots revealed one by one.
 """
 
 from __future__ import annotations
 
 import math
 
-import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, QSize, Qt, QTimer
 from PySide6.QtGui import QColor, QFontMetrics, QPainter, QPen
@@ -37,134 +38,23 @@ from explorer.ui.widgets.fit_scroll import shrinkable
 from explorer.ui.widgets.plots import log_plot_widget, set_title, with_legend
 from explorer.ui.widgets.task_bar import TaskBar
 
+from . import infer
+from .infer import BYTES_PER_STEP_AND_UNIT, RUN_MAX_T_X_HIDDEN, run_allowed
 from .planner import MAX_SCHEDULE_ACTIONS, POLICIES, InfeasibleBudget, Planner, time_ratio
-from .schedule import SH, SI, B, F, full_bptt_memory
+from .schedule import full_bptt_memory
 
 COLORS = {"hsm": (40, 90, 220), "ism": (240, 150, 20), "msm": (30, 160, 70)}
 LABELS = {"hsm": "HSM (hidden states)", "ism": "ISM (internal states)", "msm": "MSM (mixed)"}
 SCHED_TITLE = "The schedule"
 MEM_TITLE = "Memory occupancy"
 PLAN_MAX_T = 10000  # the length spin box's top: every policy, MSM included, is planned up to here
-# A real run also runs full BPTT (the gradient check and the measured baseline), which keeps every step's
-# activations: about 224 bytes per step and hidden unit for nn.LSTMCell with batch 8 (measured: 115 MB at T=2000
-# and 573 MB at T=10000, hidden 256; that run took 55 s on a shared CPU for full BPTT, the plan and
-# torch.utils.checkpoint). The run is offered while T x hidden stays under this.
-RUN_MAX_T_X_HIDDEN = 1_280_000  # T=5000 at hidden 256, T=10000 at hidden 128 (about 300 MB for full BPTT)
 SLIDER_STEPS = 1000
 PAPER_POINT = (0.05, 4.0 / 3.0)
 CONTROLS_W = 330
-MAX_MARKERS = 20000  # store markers drawn per kind (evenly thinned beyond)
 PLOT_MIN_H = {"cost": 170, "sched": 130, "mem": 140}
-
-
-# ----------------------------------------------------------------------------------------- worker functions
-def compute_curves(length: int, alpha: float, token=None, progress=None) -> dict:
-    """Planners and cost curves of the three policies for one (T, alpha)."""
-    out = {"length": length, "alpha": alpha, "planners": {}, "curves": {}, "notes": []}
-    for policy in POLICIES:
-        token.check() if token is not None else None
-        pl = Planner(length, policy, alpha)
-        if policy == "msm":
-            try:
-                pl.build(progress=progress, token=token)
-            except InfeasibleBudget as exc:  # a table too large for memory: the other policies are shown
-                out["notes"].append(f"MSM is not computed: {exc}")
-                continue
-        out["planners"][policy] = pl
-        out["curves"][policy] = pl.curve()
-    return out
-
-
-def compute_plan(planner: Planner, memory: float, token=None) -> dict:
-    plan = planner.plan(memory, token=token)
-    sched = plan.schedule
-    return {"plan": plan, "occupancy": sched.occupancy(), "policy": planner.policy, "memory": memory}
-
-
-def measure_core_alpha(kind: str, hidden: int) -> float:
-    from .executor import make_problem, measure_alpha
-
-    return measure_alpha(make_problem(kind, 2, hidden=hidden, batch=2, input_size=8))["alpha"]
-
-
-def run_allowed(length: int, hidden: int) -> bool:
-    return length * hidden <= RUN_MAX_T_X_HIDDEN
-
-
-def run_real(
-    kind: str,
-    length: int,
-    hidden: int,
-    policy: str,
-    fraction: float,
-    device=None,
-    token=None,
-    progress=None,
-    backward_ratio: float = 2.0,
-) -> dict:
-    """Plan for the core's own alpha at the same fraction of full BPTT's memory, run it, compare.
-
-    Besides the raw figures it returns the model's and the measured memory and time, each relative to full BPTT
-    on the same core: memory as the plan's peak plus the working step (the step being computed, which every
-    method holds and the planner's budget leaves out) over full BPTT's, the same way; time as (Q + bT) / (1 + b)T
-    with b = ``backward_ratio``; measured: saved-tensor bytes at the peak and wall time, planned run over full
-    BPTT's."""
-    import torch
-
-    from .evaluate import _segments_for
-    from .executor import full_bptt, make_problem, max_abs_diff, measure_alpha, run_schedule, uniform_checkpoint
-
-    device = device or torch.device("cpu")
-    progress(0.0, "building the problem")
-    pb = make_problem(kind, length, hidden=hidden, batch=8, input_size=32, device=device, seed=0)
-    a = measure_alpha(pb)
-    full_units = full_bptt_memory(length, a["alpha"])
-    memory = max(1.0, fraction * full_units)
-    plan = Planner(length, policy, a["alpha"]).plan(memory, token)
-    progress(0.05, "full BPTT")
-    ref = full_bptt(pb)
-    token.check()
-    res = run_schedule(
-        pb,
-        plan.schedule,
-        token=token,
-        progress=lambda f, m="": progress(0.1 + 0.7 * (f or 0), f"planned schedule: {m}"),
-    )
-    progress(0.85, "torch.utils.checkpoint at the same memory")
-    S = _segments_for(res.peak_bytes, length, a["alpha"], a["state_bytes"])
-    ck = uniform_checkpoint(pb, S)
-    progress(1.0, "done")
-    return {
-        "kind": kind,
-        "length": length,
-        "hidden": hidden,
-        "alpha": a["alpha"],
-        "policy": plan.policy,
-        "memory": memory,
-        "fraction": fraction,
-        "cost": plan.cost,
-        "forward_steps": res.forward_steps,
-        "grad_diff": max_abs_diff(res, ref),
-        "ck_grad_diff": max_abs_diff(ck, ref),
-        "predicted_bytes": plan.peak_memory * a["state_bytes"],
-        "register_bytes": a["internal_bytes"],
-        "peak_bytes": res.peak_bytes,
-        "full_bytes": ref.peak_bytes,
-        "seconds": res.seconds,
-        "full_seconds": ref.seconds,
-        "ck_segments": S,
-        "ck_bytes": ck.peak_bytes,
-        "ck_seconds": ck.seconds,
-        "ck_forward": ck.forward_steps,
-        "model_ratio": time_ratio(plan.cost, length, backward_ratio),
-        "backward_ratio": backward_ratio,
-        "device": str(device),
-        "model_memory_fraction": (plan.peak_memory + a["alpha"]) / (full_units + a["alpha"]),
-        "measured_memory_fraction": res.peak_bytes / ref.peak_bytes,
-        "measured_time_ratio": res.seconds / ref.seconds,
-        "ck_memory_fraction": ck.peak_bytes / ref.peak_bytes,
-        "ck_time_ratio": ck.seconds / ref.seconds,
-    }
+# The left axes have one fixed width (tick labels up to "10000" and the axis name): the three plots line up, and a
+# new range does not resize an axis, relayout its plot and paint it again
+LEFT_AXIS_W = 64
 
 
 def _units(m: float) -> str:
@@ -281,32 +171,53 @@ class BPTTPanel(PaperPanel):
         self._curves: dict | None = None
         self._plan: dict | None = None
         self._demo_pending = True
+        self._pending_fraction: float | None = None
+        self._curves_pct: int | None = None  # the MSM table's progress last written in the summary
+        self._draw_gen = 0  # bumped whenever the schedule plots are redrawn or cleared: queued pieces of an older
+        # drawing (see later()) then do nothing
         self.shown_plan = None  # (policy, T, alpha, memory) of the schedule the plots show
+
+    def build_steps(self):
+        """The widgets in pieces (the shell runs one per event-loop turn): the plan's controls, the run's, then
+        each plot; the plots are revealed one per turn once the tab shows."""
         row = QHBoxLayout()
         self.body.addLayout(row, 1)
         controls = QScrollArea()  # the plan, its summary and a run's result scroll, never cut off
         controls.setFrameShape(QFrame.NoFrame)
         controls.setWidgetResizable(True)
         controls.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
-        controls.setWidget(self._build_controls())
+        box = QWidget()
+        box.setFixedWidth(CONTROLS_W)
+        lay = QVBoxLayout(box)
+        lay.setContentsMargins(4, 4, 4, 4)
+        lay.addWidget(self._build_plan_box())
+        lay.addWidget(self.summary)
         controls.setFixedWidth(CONTROLS_W + controls.verticalScrollBar().sizeHint().width() + 2)
         self.controls_scroll = controls
         row.addWidget(controls)
         plots = QVBoxLayout()
         row.addLayout(plots, 1)
-        self._build_plots(plots)
+        yield
+        lay.addWidget(self._build_run_box())
+        lay.addStretch(1)
+        controls.setWidget(box)
+        yield
+        self._build_cost_plot(plots)
+        yield
+        self._build_sched_plot(plots)
+        yield
+        self._build_mem_plot(plots)
+        yield
         self._debounce = QTimer(self)
         self._debounce.setSingleShot(True)
         self._debounce.setInterval(40)
         self._debounce.timeout.connect(self._submit_plan)
+        self._connect_controls()
         self._update_run_allowed()
+        self.reveal_later(self.cost_plot, self.sched_plot, self.mem_plot)
 
     # ------------------------------------------------------------------ widgets
-    def _build_controls(self) -> QWidget:
-        box = QWidget()
-        box.setFixedWidth(CONTROLS_W)
-        lay = QVBoxLayout(box)
-        lay.setContentsMargins(4, 4, 4, 4)
+    def _build_plan_box(self) -> QGroupBox:
         plan_box = QGroupBox("Plan")
         form = QFormLayout(plan_box)
         self.length_spin = QSpinBox()
@@ -365,9 +276,9 @@ class BPTTPanel(PaperPanel):
         self.summary = QLabel("")
         self.summary.setWordWrap(True)
         self.summary.setTextInteractionFlags(Qt.TextSelectableByMouse)
-        lay.addWidget(plan_box)
-        lay.addWidget(self.summary)
+        return plan_box
 
+    def _build_run_box(self) -> QGroupBox:
         run_box = QGroupBox("Run on a real recurrent core")
         rform = QFormLayout(run_box)
         self.core_combo = QComboBox()
@@ -386,7 +297,6 @@ class BPTTPanel(PaperPanel):
             "alpha measured from the core), compare gradients with full BPTT, measure "
             "memory and time, and run torch.utils.checkpoint at the same memory"
         )
-        self.run_button.clicked.connect(self.run_real)
         self._run_tip = self.run_button.toolTip()
         rform.addRow(self.run_button)
         self.task = TaskBar()
@@ -399,9 +309,11 @@ class BPTTPanel(PaperPanel):
         self.run_result.setWordWrap(True)
         self.run_result.setTextInteractionFlags(Qt.TextSelectableByMouse)
         rform.addRow(self.run_result)
-        lay.addWidget(run_box)
-        lay.addStretch(1)
+        return run_box
 
+    def _connect_controls(self) -> None:
+        """Once every widget exists (the handlers draw on the plots)."""
+        self.run_button.clicked.connect(self.run_real)
         self.length_spin.valueChanged.connect(self._params_changed)
         self.length_spin.valueChanged.connect(lambda _v: self._update_run_allowed())
         self.hidden_spin.valueChanged.connect(lambda _v: self._update_run_allowed())
@@ -411,9 +323,8 @@ class BPTTPanel(PaperPanel):
         self.policy_combo.currentIndexChanged.connect(lambda _i: self._budget_changed())
         self.budget_slider.valueChanged.connect(lambda _v: self._budget_changed())
         self.backward_spin.valueChanged.connect(lambda _v: (self._draw_curves(), self._draw_marker()))
-        return box
 
-    def _build_plots(self, lay: QVBoxLayout) -> None:
+    def _build_cost_plot(self, lay: QVBoxLayout) -> None:
         pg.setConfigOptions(antialias=True)
         # Legends are rows of coloured names above the plots (never a box over the curves or the markers) and
         # the log axes label whole decades only, so their numbers never run together.
@@ -422,11 +333,13 @@ class BPTTPanel(PaperPanel):
         self.cost_plot.setLabel("bottom", "memory / full BPTT's memory")
         self.cost_plot.setLabel("left", "time / BPTT's")
         set_title(self.cost_plot, "Optimal cost for every budget")
+        self.cost_plot.getAxis("left").setWidth(LEFT_AXIS_W)
         shrinkable(self.cost_plot, PLOT_MIN_H["cost"])
         self.cost_items = {p: self.cost_plot.plot([], [], pen=pg.mkPen(COLORS[p], width=2)) for p in POLICIES}
         self.marker = self.cost_plot.plot(
-            [], [], pen=None, symbol="o", symbolSize=12, symbolBrush=(220, 30, 30), symbolPen="k"
+            [], [], pen=None, symbol="o", symbolSize=10, symbolBrush=(220, 30, 30), symbolPen="k"
         )
+        self.marker.setZValue(10)  # over the paper's star (the default plan is the paper's point): both show
         self.paper_marker = self.cost_plot.plot(
             [PAPER_POINT[0]],
             [PAPER_POINT[1]],
@@ -446,23 +359,34 @@ class BPTTPanel(PaperPanel):
         )
         lay.addWidget(box, 3)
 
+    def _build_sched_plot(self, lay: QVBoxLayout) -> None:
         self.sched_plot = pg.PlotWidget()
         self.sched_plot.setBackground("w")
         # its x axis is the memory plot's (linked): the name "operation index" is written once, down there
         self.sched_plot.setLabel("left", "time step k")
         set_title(self.sched_plot, SCHED_TITLE)
+        self.sched_plot.getAxis("left").setWidth(LEFT_AXIS_W)
         shrinkable(self.sched_plot, PLOT_MIN_H["sched"])
-        self.fwd_item = self.sched_plot.plot([], [], pen=pg.mkPen((20, 60, 200), width=2))
-        self.bwd_item = self.sched_plot.plot([], [], pen=pg.mkPen((220, 30, 30), width=2))
+        # thousands of steep segments: drawn without antialiasing (several times faster, no visible difference)
+        self.fwd_item = self.sched_plot.plot([], [], pen=pg.mkPen((20, 60, 200), width=2), antialias=False)
+        self.bwd_item = self.sched_plot.plot([], [], pen=pg.mkPen((220, 30, 30), width=2), antialias=False)
         self.sh_item = self.sched_plot.plot(
-            [], [], pen=None, symbol="t1", symbolSize=7, symbolBrush=(30, 160, 70), symbolPen=None
+            [], [], pen=None, symbol="t1", symbolSize=7, symbolBrush=(30, 160, 70), symbolPen=None, antialias=False
         )
         self.si_item = self.sched_plot.plot(
-            [], [], pen=None, symbol="s", symbolSize=4, symbolBrush=(150, 40, 180, 160), symbolPen=None
+            [],
+            [],
+            pen=None,
+            symbol="s",
+            symbolSize=4,
+            symbolBrush=(150, 40, 180, 160),
+            symbolPen=None,
+            antialias=False,
         )
         for it in (self.fwd_item, self.bwd_item):
             it.setDownsampling(auto=True, method="peak")
             it.setClipToView(True)
+            it.setZValue(1)  # the sweeps over the store markers (thousands of them at T=10000 hid the backward line)
         self.sched_note = pg.TextItem("", color=(90, 90, 90), anchor=(0.5, 0.5))
         self.sched_plot.addItem(self.sched_note, ignoreBounds=True)
         box, self.sched_legend = with_legend(self.sched_plot)
@@ -476,14 +400,16 @@ class BPTTPanel(PaperPanel):
         )
         lay.addWidget(box, 3)
 
+    def _build_mem_plot(self, lay: QVBoxLayout) -> None:
         self.mem_plot = pg.PlotWidget()
         self.mem_plot.setBackground("w")
         self.mem_plot.setLabel("bottom", "operation index")
         self.mem_plot.setLabel("left", "stored")
         set_title(self.mem_plot, MEM_TITLE)
+        self.mem_plot.getAxis("left").setWidth(LEFT_AXIS_W)
         shrinkable(self.mem_plot, PLOT_MIN_H["mem"])
         self.mem_item = self.mem_plot.plot(
-            [], [], pen=pg.mkPen((30, 160, 70), width=1.5), fillLevel=0, brush=(30, 160, 70, 60)
+            [], [], pen=pg.mkPen((30, 160, 70), width=1.5), fillLevel=0, brush=(30, 160, 70, 60), antialias=False
         )
         self.mem_item.setDownsampling(auto=True, method="peak")
         self.budget_line = pg.InfiniteLine(angle=0, pen=pg.mkPen((220, 30, 30), width=1.5, style=Qt.DashLine))
@@ -494,6 +420,11 @@ class BPTTPanel(PaperPanel):
         lay.addWidget(box, 2)
 
     # ------------------------------------------------------------------ state
+    def idle(self) -> bool:
+        """Nothing computing, waiting or left to draw: every view shows the current controls' state."""
+        debounce = getattr(self, "_debounce", None)
+        return not self.runner.is_busy() and not (debounce is not None and debounce.isActive()) and not self._later
+
     @property
     def policy(self) -> str:
         return self.policy_combo.currentData()
@@ -542,8 +473,8 @@ class BPTTPanel(PaperPanel):
             self.run_button.setToolTip(
                 f"Not offered for T={T:,} at hidden {hidden}: the run also executes full BPTT (for the gradient "
                 f"check and the measured baseline), which keeps every step's activations (measured for an "
-                f"LSTM, batch 8: about {_fmt_bytes(224 * T * hidden)} here; T=10,000 at hidden 256 took 573 MB "
-                f"and about a minute on a CPU). Runs are "
+                f"LSTM, batch 8: about {_fmt_bytes(BYTES_PER_STEP_AND_UNIT * T * hidden)} here; T=10,000 at "
+                f"hidden 256 took 573 MB and about a minute on a CPU). Runs are "
                 f"offered while T x hidden <= {RUN_MAX_T_X_HIDDEN:,} (at hidden {hidden}: T <= {top_t:,}). "
                 f"Planning is not limited."
             )
@@ -572,7 +503,7 @@ class BPTTPanel(PaperPanel):
             if self.alpha_auto.isChecked() and abs(alpha - self.alpha) > 1e-9:
                 self.alpha_spin.setValue(alpha)
 
-        self.runner.submit(measure_core_alpha, kind, 16, key="alpha", name="measure alpha", on_result=done)
+        self.runner.submit(infer.measure_core_alpha, kind, 16, key="alpha", name="measure alpha", on_result=done)
 
     def _params_changed(self, *_args) -> None:
         fraction = None
@@ -581,26 +512,34 @@ class BPTTPanel(PaperPanel):
         elif self._demo_pending:
             fraction = 0.05
         self._pending_fraction = fraction
+        self._curves_pct = None
         self.summary.setText("Computing the cost curves…")
         T = self.length
         self.runner.submit(
-            compute_curves,
+            infer.compute_curves,
             T,
             self.alpha,
             key="curves",
             name="cost curves",
             on_result=self._on_curves,
-            on_progress=lambda f, _m="", T=T: self.summary.setText(
-                f"Computing the cost curves (T={T:,})… MSM table {'' if f is None else f'{100 * f:.0f}%'}"
-            ),
+            on_progress=lambda f, _m="", T=T: self._curves_progress(T, f),
         )
+
+    def _curves_progress(self, T: int, fraction: float | None) -> None:
+        """The MSM table's progress in the summary, rewritten only when its percentage changes (a label's relayout
+        per report would keep the GUI thread busy)."""
+        pct = None if fraction is None else int(100 * fraction)
+        if pct == self._curves_pct and pct is not None:
+            return
+        self._curves_pct = pct
+        self.summary.setText(f"Computing the cost curves (T={T:,})… MSM table {'' if pct is None else f'{pct}%'}")
 
     def _on_curves(self, res: dict) -> None:
         self._curves = res
         note = " ".join(res["notes"])
         if self.policy not in res["planners"]:
             self.summary.setText(note)
-        frac = getattr(self, "_pending_fraction", None)
+        frac = self._pending_fraction
         if frac is not None:
             self.budget_slider.blockSignals(True)
             self.set_budget(frac * full_bptt_memory(res["length"], res["alpha"]))
@@ -653,7 +592,7 @@ class BPTTPanel(PaperPanel):
             set_title(self.sched_plot, f"{SCHED_TITLE} of {what}: computing…")
             set_title(self.mem_plot, f"{MEM_TITLE} of {what}: computing…")
         self.runner.submit(
-            compute_plan,
+            infer.compute_plan,
             planner,
             M,
             key="plan",
@@ -676,6 +615,7 @@ class BPTTPanel(PaperPanel):
     def _clear_schedule(self, note: str | None, memory: float | None = None) -> None:
         """No schedule on screen (none fits, or it could not be computed); ``note`` says why, in the plot; the
         memory plot keeps only the budget line (``memory``)."""
+        self._draw_gen += 1  # an older plan's pieces still queued are not drawn
         self._plan = None
         self.shown_plan = None
         for it in (self.fwd_item, self.bwd_item, self.sh_item, self.si_item, self.mem_item):
@@ -718,41 +658,54 @@ class BPTTPanel(PaperPanel):
             self.marker.setData([], [])
 
     def _on_plan(self, res: dict, key=None) -> None:
+        """A new plan: its state at once, its drawing in three event-loop turns (schedule, memory, summary) so
+        that Qt paints one plot at a time; the arrays were prepared in the worker (infer.compute_plan)."""
         self.clear_error()
-        self._plan = res
-        self.shown_plan = key
-        plan = res["plan"]
-        sched = plan.schedule
+        self._draw_gen += 1
+        gen = self._draw_gen
+        self.later(self._draw_schedule, res, gen)
+        self.later(self._draw_memory, res, gen)
+        self.later(self._write_summary, res, gen, key)
+
+    def _draw_schedule(self, res: dict, gen: int) -> None:
+        if gen != self._draw_gen:
+            return
+        plan, d = res["plan"], res["draw"]
         T = plan.length
         what = self._plan_words(plan.policy, T, res["memory"])
         set_title(self.sched_plot, f"{SCHED_TITLE} of {what}")
-        set_title(self.mem_plot, f"{MEM_TITLE} of {what}, against its budget")
         self.sched_note.setText("")
-        idx = np.arange(len(sched), dtype=np.float64)
-        ops, ks = sched.ops, sched.ks.astype(np.float64)
-        f = ops == F
-        xf, yf = idx[f], ks[f]
-        # connect consecutive forward steps of one sweep (adjacent F k, F k+1 with only stores between)
-        conn = np.zeros(xf.size, dtype=bool)
-        if xf.size > 1:
-            conn[:-1] = (np.diff(yf) == 1) & (np.diff(xf) <= 2)
+        xf, yf, conn = d["fwd"]
         self.fwd_item.setData(xf, yf, connect=conn)
-        b = ops == B
-        self.bwd_item.setData(idx[b], ks[b])
-        sh, si = ops == SH, ops == SI
-        for item, mask in ((self.sh_item, sh), (self.si_item, si)):
-            step = max(1, int(np.ceil(mask.sum() / MAX_MARKERS)))  # evenly thinned, never cut off
-            item.setData(idx[mask][::step], ks[mask][::step])
+        self.bwd_item.setData(*d["bwd"])
+        self.sh_item.setData(*d["sh"])
+        self.si_item.setData(*d["si"])
         self.sched_plot.setYRange(0, T, padding=0.02)
-        self.sched_plot.setXRange(0, max(1, len(sched)), padding=0.01)
-        occ = res["occupancy"]
-        self.mem_item.setData(idx, occ)
+        self.sched_plot.setXRange(0, max(1, d["actions"]), padding=0.01)
+
+    def _draw_memory(self, res: dict, gen: int) -> None:
+        if gen != self._draw_gen:
+            return
+        plan, d = res["plan"], res["draw"]
+        set_title(
+            self.mem_plot,
+            f"{MEM_TITLE} of {self._plan_words(plan.policy, plan.length, res['memory'])}, against its budget",
+        )
+        self.mem_item.setData(*d["mem"])
         self.budget_line.setValue(res["memory"])
         self.budget_line.setVisible(True)
-        self.mem_plot.setYRange(0, max(res["memory"], float(occ.max()) if occ.size else 1.0) * 1.1, padding=0)
+        self.mem_plot.setYRange(0, max(res["memory"], d["peak"]) * 1.1, padding=0)
+
+    def _write_summary(self, res: dict, gen: int, key=None) -> None:
+        """The last piece of a plan's drawing: from here on it is the plan shown."""
+        if gen != self._draw_gen:
+            return
+        self._plan = res
+        self.shown_plan = key
+        plan, d = res["plan"], res["draw"]
+        T = plan.length
         full = full_bptt_memory(T, plan.alpha)
         bw = self.backward_spin.value()
-        n_sh, n_si = int(sh.sum()), int(si.sum())
         fallback = ""
         if plan.policy != self.policy:
             why = " ".join(self._curves["notes"]) if self._curves else ""
@@ -763,8 +716,8 @@ class BPTTPanel(PaperPanel):
             f"cost Q = <b>{plan.cost:,}</b> forward steps = {plan.cost / T:.3f} T "
             f"(BPTT: T; recomputation {plan.cost - T:,})<br>"
             f"time vs BPTT: <b>{time_ratio(plan.cost, T, bw):.3f}x</b> (backward = {bw:g} forwards)<br>"
-            f"peak stored {_units(plan.peak_memory)}; {n_sh} hidden and {n_si} internal stores; "
-            f"{len(sched):,} actions, validated"
+            f"peak stored {_units(plan.peak_memory)}; {d['n_sh']} hidden and {d['n_si']} internal stores; "
+            f"{d['actions']:,} actions, validated"
             + (f"<br>alpha planned as {plan.alpha_used:g}" if plan.alpha_used != plan.alpha else "")
         )
         self._demo_pending = False
@@ -772,24 +725,19 @@ class BPTTPanel(PaperPanel):
 
     # ------------------------------------------------------------------ drawing
     def _draw_curves(self) -> None:
+        """The cost curves (computed in the worker, at the budgets where the cost changes) on the time axis of
+        the current backward cost."""
         if not self._curves:
             return
-        T, alpha = self._curves["length"], self._curves["alpha"]
-        full = full_bptt_memory(T, alpha)
+        T = self._curves["length"]
         bw = self.backward_spin.value()
         for p in POLICIES:
             cur = self._curves["curves"].get(p)
             if cur is None:
                 self.cost_items[p].setData([], [])
                 continue
-            bud, costs = cur
-            # keep only the budgets where the cost changes (the curve is a staircase)
-            keep = np.ones(bud.size, dtype=bool)
-            keep[1:] = np.diff(costs) != 0
-            keep[-1] = True
-            x = bud[keep] / full
-            y = (costs[keep] + bw * T) / ((1 + bw) * T)
-            self.cost_items[p].setData(x, y, stepMode=None)
+            x, costs = cur
+            self.cost_items[p].setData(x, (costs + bw * T) / ((1 + bw) * T))
 
     def _draw_marker(self, cost: int | None = None, memory: float | None = None) -> None:
         planner = self._planner()
@@ -823,7 +771,7 @@ class BPTTPanel(PaperPanel):
         bw = float(self.backward_spin.value())
 
         def job(token=None, progress=None):
-            return run_real(
+            return infer.run_real(
                 kind,
                 T,
                 hidden,
@@ -865,7 +813,8 @@ class BPTTPanel(PaperPanel):
         self.show_exception(exc, tb)
 
     def _on_run_cancelled(self) -> None:
-        if self.runner.latest_cancelled("run"):
+        # (on_cancelled runs once the task no longer counts as busy: none busy means no newer run took over)
+        if not self.runner.is_busy("run"):
             self.task.finish("Cancelled.")
 
     def _on_run(self, r: dict) -> None:
@@ -895,5 +844,6 @@ class BPTTPanel(PaperPanel):
         )
 
     def shutdown(self, timeout: float = 5.0) -> bool:
-        self._debounce.stop()
+        if hasattr(self, "_debounce"):  # (built)
+            self._debounce.stop()
         return super().shutdown(timeout)

@@ -52,7 +52,7 @@ def test_cancel_returns_the_task_bar_to_idle_and_says_so(make_panel, qtbot, monk
     outcome, so the panel's cancelled branch never ran)."""
     import threading
 
-    from explorer.papers.bptt import panel as P
+    from explorer.papers.bptt import infer
 
     running = threading.Event()
 
@@ -63,7 +63,7 @@ def test_cancel_returns_the_task_bar_to_idle_and_says_so(make_panel, qtbot, monk
             token.wait(0.02)
             progress(0.5, "planned schedule")
 
-    monkeypatch.setattr(P, "run_real", endless_run)
+    monkeypatch.setattr(infer, "run_real", endless_run)
     panel = make_panel("bptt")
     panel.length_spin.setValue(40)
     qtbot.waitUntil(lambda: panel._curves["length"] == 40 and panel._plan["plan"].length == 40, timeout=20000)
@@ -93,7 +93,7 @@ def test_every_new_plan_redraws_the_schedule_plots_and_a_too_long_one_empties_th
     assert "T=1,000" in panel.sched_plot.getPlotItem().titleLabel.text
 
     def settled():
-        return not panel.runner.is_busy() and not panel._debounce.isActive()
+        return panel.idle()
 
     panel.length_spin.setValue(10000)
     qtbot.waitUntil(lambda: panel._curves["length"] == 10000 and settled(), timeout=120000)
@@ -151,7 +151,7 @@ def test_msm_at_t10000_is_planned_in_a_worker_while_the_gui_runs_and_the_real_ru
     panel.length_spin.setValue(10000)
 
     def settled():
-        return not panel.runner.is_busy() and not panel._debounce.isActive()
+        return panel.idle()
 
     qtbot.waitUntil(lambda: panel._curves["length"] == 10000 and settled(), timeout=180000)
     timer.stop()
@@ -171,3 +171,42 @@ def test_msm_at_t10000_is_planned_in_a_worker_while_the_gui_runs_and_the_real_ru
     assert panel.run_button.isEnabled() and "Not offered" not in panel.run_button.toolTip()
     panel.length_spin.setValue(20000)  # the spin box stops at the planning limit
     assert panel.length == 10000
+
+
+def test_the_tab_is_built_in_pieces_and_its_plots_are_revealed_one_per_turn(qtbot):
+    """The constructor builds no widget; build_steps() makes them piece by piece (one plot per piece) and the
+    plots stay transparent until the event loop reveals them."""
+    import pyqtgraph as pg
+    from PySide6.QtWidgets import QSpinBox
+
+    from explorer.core.registry import get_spec
+    from explorer.core.settings import Settings
+    from explorer.papers.bptt.panel import BPTTPanel
+    from explorer.ui.context import AppContext
+
+    panel = BPTTPanel(get_spec("bptt"), AppContext(Settings()))
+    qtbot.addWidget(panel)
+    assert not panel.findChildren(pg.PlotWidget) and not panel.findChildren(QSpinBox)
+    pieces, made = 0, 0
+    for _ in panel.build_steps():
+        pieces += 1
+        now = len(panel.findChildren(pg.PlotWidget))
+        assert now - made <= 1  # at most one plot made per piece
+        made = now
+    assert pieces >= 5 and len(panel.findChildren(pg.PlotWidget)) == 3
+    items = [p.getPlotItem() for p in (panel.cost_plot, panel.sched_plot, panel.mem_plot)]
+    assert all(it.opacity() == 0.0 for it in items)
+    qtbot.waitUntil(lambda: all(it.opacity() == 1.0 for it in items), timeout=5000)
+    panel.shutdown()
+
+
+def test_a_plan_cleared_while_its_drawing_is_queued_is_not_drawn(make_panel, qtbot):
+    """A plan is drawn over several event-loop turns; emptied meanwhile (a budget with no drawable schedule), its
+    remaining pieces do nothing and the plots stay empty."""
+    panel = make_panel("bptt")
+    res = panel._plan
+    panel._on_plan(res, panel.shown_plan)
+    panel._clear_schedule("nothing to draw")
+    qtbot.waitUntil(panel.idle, timeout=10000)
+    assert panel._plan is None and _points(panel.fwd_item) == 0 and _points(panel.mem_item) == 0
+    assert panel.sched_note.toPlainText() == "nothing to draw"

@@ -299,8 +299,8 @@ class BPTTPanel(PaperPanel):
         )
         self._run_tip = self.run_button.toolTip()
         rform.addRow(self.run_button)
-        self.task = TaskBar()
-        rform.addRow(self.task)
+        self.task_bar = TaskBar()
+        rform.addRow(self.task_bar)
         self.model_vs_measured = ModelVsMeasured()
         rform.addRow(self.model_vs_measured)
         self.run_result = QLabel(
@@ -792,13 +792,13 @@ class BPTTPanel(PaperPanel):
         self.run_button.setEnabled(False)
         self.run_result.setText("")  # the result shown is always the one of the last run started
         self.model_vs_measured.clear()
-        self.task.start(f"Running {planner.policy.upper()} on a real {kind.upper()}…", on_cancel=cancel)
+        self.task_bar.start(f"Running {planner.policy.upper()} on a real {kind.upper()}…", on_cancel=cancel)
         task = self.runner.submit(
             job,
             key="run",
             name="real run",
             on_result=self._on_run,
-            on_progress=self.task.set_progress,
+            on_progress=self.task_bar.set_progress,
             on_error=self._on_run_error,
             on_cancelled=self._on_run_cancelled,
             on_finished=self._on_run_finished,
@@ -809,16 +809,16 @@ class BPTTPanel(PaperPanel):
         self._update_run_allowed()
 
     def _on_run_error(self, exc: BaseException, tb: str) -> None:
-        self.task.finish("Failed.")
+        self.task_bar.finish("Failed.")
         self.show_exception(exc, tb)
 
     def _on_run_cancelled(self) -> None:
         # (on_cancelled runs once the task no longer counts as busy: none busy means no newer run took over)
         if not self.runner.is_busy("run"):
-            self.task.finish("Cancelled.")
+            self.task_bar.finish("Cancelled.")
 
     def _on_run(self, r: dict) -> None:
-        self.task.finish("Done.")
+        self.task_bar.finish("Done.")
         ok = r["forward_steps"] == r["cost"]
         self.model_vs_measured.set_values(
             (r["model_memory_fraction"], r["measured_memory_fraction"]),

@@ -348,8 +348,8 @@ class L2LPanel(PaperPanel):
             "selected above (fair protocol)."
         )
         self.body.addWidget(self.table)
-        self.taskbar = TaskBar()
-        self.body.addWidget(self.taskbar)
+        self.task_bar = TaskBar()
+        self.body.addWidget(self.task_bar)
 
         self.race_button.clicked.connect(self.start_race)
         self.meta_button.clicked.connect(self.start_meta_train)
@@ -470,7 +470,7 @@ class L2LPanel(PaperPanel):
         if self.model_meta is not None:
             self.checkpoint_changed.emit(self.checkpoint_in_use())  # the header names the raced checkpoint
         self._bar_key = "race"
-        self.taskbar.start(f"Racing on {self.problem_box.currentText()} (seed {seed})…", on_cancel=self._cancel_race)
+        self.task_bar.start(f"Racing on {self.problem_box.currentText()} (seed {seed})…", on_cancel=self._cancel_race)
 
         def job(token=None):
             return race_job(problem, seed, entries, pace, device=ctx.device(), token=token)
@@ -480,7 +480,7 @@ class L2LPanel(PaperPanel):
             key="race",
             name="race",
             on_partial=self._on_race_partial,
-            on_progress=self.taskbar.set_progress,
+            on_progress=self.task_bar.set_progress,
             on_result=self._on_race_done,
             on_error=lambda exc, tb: self._on_task_error(exc, tb, "race"),
             on_cancelled=self._on_race_cancelled,
@@ -489,7 +489,7 @@ class L2LPanel(PaperPanel):
     def _bar_end(self, key: str, text: str = "") -> None:
         if self._bar_key == key:
             self._bar_key = None
-            self.taskbar.finish(text)
+            self.task_bar.finish(text)
 
     def _cancel_race(self) -> None:
         self.runner.cancel("race")  # the cancelled outcome ends the task bar
@@ -518,7 +518,7 @@ class L2LPanel(PaperPanel):
         self.map_opt.setData([], [])
         if self._bar_key in (None, "race"):
             self._bar_key = None
-            self.taskbar.finish(message)
+            self.task_bar.finish(message)
 
     def _reset_race_plots(self, entries) -> None:
         self.loss_plot.clear()
@@ -683,7 +683,7 @@ class L2LPanel(PaperPanel):
         self.right.setCurrentWidget(self.meta_plot)
         ctx = self.context
         self._bar_key = "meta"
-        self.taskbar.start("Meta-training a fresh LSTM optimizer…", on_cancel=self._cancel_meta)
+        self.task_bar.start("Meta-training a fresh LSTM optimizer…", on_cancel=self._cancel_meta)
         self.meta_button.setEnabled(False)
 
         def job(token=None):
@@ -694,7 +694,7 @@ class L2LPanel(PaperPanel):
             key="meta",
             name="meta-train",
             on_partial=self._on_meta_partial,
-            on_progress=self.taskbar.set_progress,
+            on_progress=self.task_bar.set_progress,
             on_result=self._on_meta_done,
             on_error=lambda exc, tb: self._on_task_error(exc, tb, "meta"),
             on_cancelled=self._on_meta_cancelled,

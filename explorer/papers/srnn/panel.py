@@ -200,7 +200,7 @@ class SRNNPanel(PaperPanel):
         self.body.addLayout(head)
         yield
 
-        self.taskbar = TaskBar()
+        self.task_bar = TaskBar()
 
         self.glw = pg.GraphicsLayoutWidget()
         self.glw.setBackground("w")
@@ -282,7 +282,7 @@ class SRNNPanel(PaperPanel):
         self.hover_label = QLabel("")
         status = QHBoxLayout()  # what the mouse points at, and the progress of the work running
         status.addWidget(self.hover_label, 1)
-        status.addWidget(self.taskbar, 1)
+        status.addWidget(self.task_bar, 1)
         self.body.addLayout(status)
         self._mouse = pg.SignalProxy(self.glw.scene().sigMouseMoved, rateLimit=30, slot=self._on_mouse)
         yield
@@ -408,12 +408,12 @@ class SRNNPanel(PaperPanel):
     def _bar_start(self, key, text, cancellable=True):
         """The task bar shows the job of ``key`` until that job ends (or another one takes the bar over)."""
         self._bar_key = key
-        self.taskbar.start(text, on_cancel=(lambda: self.runner.cancel(key)) if cancellable else None)
+        self.task_bar.start(text, on_cancel=(lambda: self.runner.cancel(key)) if cancellable else None)
 
     def _bar_end(self, key, text=""):
         if self._bar_key == key:
             self._bar_key = None
-            self.taskbar.finish(text)
+            self.task_bar.finish(text)
 
     def _cancelled(self, key, what):
         """on_cancelled of a job of ``key``: Cancel on the task bar. A job replaced by a newer one, or cancelled
@@ -431,7 +431,7 @@ class SRNNPanel(PaperPanel):
                 key="pieces",
                 name="srnn chorales",
                 on_result=lambda p: self._set_pieces(p, "Bach chorales from music21", "pieces"),
-                on_progress=self.taskbar.set_progress,
+                on_progress=self.task_bar.set_progress,
                 on_error=self._error_of("pieces"),
                 on_cancelled=lambda: self._cancelled("pieces", "Reading the chorales"),
             )
@@ -466,7 +466,7 @@ class SRNNPanel(PaperPanel):
             key="prepare",
             name="srnn prepare",
             on_result=self._on_prepared,
-            on_progress=self.taskbar.set_progress,
+            on_progress=self.task_bar.set_progress,
             on_error=self._error_of("prepare"),
         )
 
@@ -474,7 +474,7 @@ class SRNNPanel(PaperPanel):
         return lambda exc, tb="": self._on_error(exc, tb, key)
 
     def _on_error(self, exc, tb="", key=None):
-        self._bar_end(key) if key else self.taskbar.finish("")
+        self._bar_end(key) if key else self.task_bar.finish("")
         self.show_exception(exc, tb)
         self.mark_demo_done()
 
@@ -590,7 +590,7 @@ class SRNNPanel(PaperPanel):
             key="analyse",
             name="srnn analyse",
             on_partial=self._on_analysis,
-            on_progress=self.taskbar.set_progress,
+            on_progress=self.task_bar.set_progress,
             on_result=self._on_analysis_done,
             on_error=self._error_of("analyse"),
             on_cancelled=lambda: self._cancelled("analyse", "Analysis"),

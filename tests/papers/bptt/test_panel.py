@@ -70,13 +70,13 @@ def test_cancel_returns_the_task_bar_to_idle_and_says_so(make_panel, qtbot, monk
     panel.run_result.setText("an earlier run")
     panel.run_button.click()
     assert not panel.run_button.isEnabled() and panel.run_result.text() == ""
-    assert panel.task.bar.isVisible() and panel.task.cancel_button.isVisible()
+    assert panel.task_bar.bar.isVisible() and panel.task_bar.cancel_button.isVisible()
     qtbot.waitUntil(running.is_set, timeout=20000)
-    panel.task.cancel_button.click()
-    assert panel.task.label.text() == "Cancelling…"
+    panel.task_bar.cancel_button.click()
+    assert panel.task_bar.label.text() == "Cancelling…"
     qtbot.waitUntil(lambda: not panel.runner.is_busy("run"), timeout=20000)
-    assert panel.task.label.text() == "Cancelled."
-    assert not panel.task.bar.isVisible() and not panel.task.cancel_button.isVisible()
+    assert panel.task_bar.label.text() == "Cancelled."
+    assert not panel.task_bar.bar.isVisible() and not panel.task_bar.cancel_button.isVisible()
     assert panel.run_button.isEnabled()
     assert panel.run_result.text() == "" and not panel.banner.isVisible()
 

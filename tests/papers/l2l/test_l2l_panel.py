@@ -55,11 +55,11 @@ def test_panel_race_and_meta_train(make_panel, qtbot):
     panel.meta_epochs.setValue(500)
     panel.meta_button.click()
     qtbot.waitUntil(lambda: len(panel._meta_y) >= 1, timeout=30_000)
-    panel.taskbar.cancel_button.click()
+    panel.task_bar.cancel_button.click()
     qtbot.waitUntil(lambda: panel.meta_button.isEnabled(), timeout=10_000)
     assert len(panel._meta_y) < 500
-    assert panel.taskbar.label.text().startswith("Meta-training cancelled after ")
-    assert not panel.taskbar.bar.isVisible() and not panel.taskbar.cancel_button.isVisible()
+    assert panel.task_bar.label.text().startswith("Meta-training cancelled after ")
+    assert not panel.task_bar.bar.isVisible() and not panel.task_bar.cancel_button.isVisible()
 
 
 def _bar(panel):
@@ -97,7 +97,7 @@ def test_the_header_names_the_checkpoint_the_race_uses(make_panel, qtbot, monkey
     assert "for this problem</b>: l2l_mnist.safetensors" in panel.info.text()
     assert panel.table.rowCount() == 0 and not panel._curves and panel.last_results is None
     assert not any(len(d) for d in panel._path_data.values()) and panel.map_image.image is None
-    assert panel.taskbar.label.text() == "Press Race to race on " + panel.problem_box.currentText()
+    assert panel.task_bar.label.text() == "Press Race to race on " + panel.problem_box.currentText()
     panel.race_button.click()
     qtbot.waitUntil(lambda: panel.last_results is not None, timeout=120_000)
     assert "l2l_mnist.safetensors" in bar.name.text()
@@ -121,10 +121,10 @@ def test_the_header_names_the_checkpoint_the_race_uses(make_panel, qtbot, monkey
     panel.problem_box.setCurrentIndex(panel.problem_box.findData("quadratic"))
     panel.race_button.click()
     qtbot.waitUntil(lambda: len(panel._curve_data["adam"][0]) > 3, timeout=30_000)
-    panel.taskbar.cancel_button.click()
+    panel.task_bar.cancel_button.click()
     qtbot.waitUntil(lambda: not panel.runner.is_busy("race"), timeout=30_000)
-    assert panel.taskbar.label.text() == "Race cancelled"
-    assert not panel.taskbar.bar.isVisible() and not panel.taskbar.cancel_button.isVisible()
+    assert panel.task_bar.label.text() == "Race cancelled"
+    assert not panel.task_bar.bar.isVisible() and not panel.task_bar.cancel_button.isVisible()
     assert "l2l_quadratic.safetensors" in bar.name.text() and not panel.banner.isVisible()
 
 

@@ -126,11 +126,11 @@ def test_cancelling_an_analysis_returns_the_task_bar_to_idle(make_panel, qtbot, 
 
     monkeypatch.setattr(P, "analyse_job", endless)
     panel.piece_box.setCurrentIndex(1)
-    assert panel.taskbar.cancel_button.isVisible() and panel.elbo_label.text() == "…"
-    panel.taskbar.cancel_button.click()
+    assert panel.task_bar.cancel_button.isVisible() and panel.elbo_label.text() == "…"
+    panel.task_bar.cancel_button.click()
     qtbot.waitUntil(lambda: not panel.runner.is_busy(), timeout=30000)
-    assert panel.taskbar.label.text() == "Analysis cancelled."
-    assert not panel.taskbar.bar.isVisible() and not panel.taskbar.cancel_button.isVisible()
+    assert panel.task_bar.label.text() == "Analysis cancelled."
+    assert not panel.task_bar.bar.isVisible() and not panel.task_bar.cancel_button.isVisible()
     assert not panel.results and not panel.banner.isVisible()
 
 

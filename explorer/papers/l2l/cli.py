@@ -53,6 +53,19 @@ def configure_train(parser) -> None:
         "--val-every", type=POSITIVE_INT, default=None, help="validate (and checkpoint the best) every N runs"
     )
     parser.add_argument(
+        "--val-runs",
+        type=POSITIVE_INT,
+        default=None,
+        help="optimizee runs per validation (default 128 quadratic, 3 mnist)",
+    )
+    parser.add_argument(
+        "--select",
+        choices=("avg", "final"),
+        default="avg",
+        help="keep the weights with the best validation loss averaged over the steps (avg, the meta-training "
+        "objective; default) or after the last step (final)",
+    )
+    parser.add_argument(
         "--init",
         default=None,
         metavar="CHECKPOINT",
@@ -85,12 +98,14 @@ def train(args) -> int:
         ("meta_lr", args.meta_lr),
         ("unroll", args.unroll),
         ("val_every", args.val_every),
+        ("val_runs", args.val_runs),
         ("batch", args.batch),
     ):
         if val is not None:
             if val <= 0:
                 raise UserError(f"--{key.replace('_', '-')} must be positive")
             cfg[key] = val
+    cfg["select"] = args.select
     cfg["seed"] = int(args.seed)
     cfg["time_limit_s"] = 60.0 * float(args.minutes) if args.minutes else 0.0
     world = init_world(getattr(args, "device", "auto"), args.threads)

@@ -41,6 +41,7 @@ DEFAULT_TRAIN: dict[str, dict[str, Any]] = {
         "batch": 128,
         "val_every": 50,
         "val_runs": 128,
+        "select": "avg",
         "seed": 0,
         "time_limit_s": 0,
         "clip": 0.0,
@@ -53,6 +54,7 @@ DEFAULT_TRAIN: dict[str, dict[str, Any]] = {
         "batch": 1,
         "val_every": 20,
         "val_runs": 3,
+        "select": "avg",
         "seed": 0,
         "time_limit_s": 0,
         "clip": 0.0,
@@ -300,9 +302,11 @@ def fit(
     run: Any = None,
     resume: Any = None,
 ) -> dict[str, Any]:
-    """Meta-train ``model`` in place; keeps the weights with the best validation mean-over-steps loss.
+    """Meta-train ``model`` in place; keeps the weights with the best validation loss: averaged over the steps
+    (``config["select"] == "avg"``, the meta-training objective) or after the last step (``"final"``).
 
-    ``config``: epochs, steps, unroll, meta_lr, val_every, time_limit_s (0 = none), clip, seed, batch.
+    ``config``: epochs, steps, unroll, meta_lr, val_every, val_runs, select, time_limit_s (0 = none), clip, seed,
+    batch.
     ``run``: a fresh :class:`explorer.core.training.Run` (budget, resume file, processes); without one, a
     one-process run of ``config["epochs"]`` episodes (and ``time_limit_s``) that writes no files. ``resume``: a
     resume file to continue. ``on_checkpoint(best_model, history)`` is called (rank 0 only) whenever validation
@@ -329,6 +333,10 @@ def fit(
     run.steps_per_epoch = steps_per_epoch(config)
     max_epochs = run.max_epochs
     val_every = int(config.get("val_every", 50))
+    select = str(config.get("select", "avg"))
+    if select not in ("avg", "final"):
+        raise UserError(f"select must be 'avg' or 'final', not {select!r}")
+    sel_key = f"val_{select}_loss"
     keyed = {k: (data.name if k == "problem" else config.get(k)) for k in RESUME_KEYS}
     keyed["batch"] = data.batch
 
@@ -378,7 +386,7 @@ def fit(
         v = validate(model, data.val, token)
         v.update(epoch=run.epoch, step=step, wall_s=round(run.wall_s, 1))
         hist["val"].append(v)
-        if hist["best"] is None or v["val_avg_loss"] < hist["best"]["val_avg_loss"]:
+        if hist["best"] is None or v[sel_key] < hist["best"][sel_key]:
             hist["best"] = v
             best_state = {k2: t.detach().clone() for k2, t in model.state_dict().items()}
             if on_checkpoint is not None:
@@ -403,7 +411,7 @@ def fit(
                 run.end_epoch()
                 hist["epochs_done"] = run.epoch
             if value is not None:
-                best = hist["best"]["val_avg_loss"] if hist["best"] else float("nan")
+                best = hist["best"][sel_key] if hist["best"] else float("nan")
                 run.step(
                     samples=data.batch,
                     message=f"epoch {run.epoch + (not ended)} meta-loss {value:.4g} best val {best:.4g}",

@@ -236,3 +236,14 @@ def test_zero_minutes_is_refused(tmp_path):
     )
     assert r.returncode == 2 and "--minutes" in r.stderr
     assert not (tmp_path / "x.safetensors").exists()
+
+
+@pytest.mark.parametrize("select", ["avg", "final"])
+def test_the_kept_weights_are_the_best_by_the_selected_metric(tmp_path, select):
+    cfg = dict(TINY, select=select)
+    hist = train_problem("quadratic", "cpu", cfg, tmp_path / "s.safetensors", steps=12)
+    key = f"val_{select}_loss"
+    assert len(hist["val"]) >= 2
+    assert hist["best"][key] == min(v[key] for v in hist["val"])
+    with pytest.raises(UserError, match="select"):
+        train_problem("quadratic", "cpu", dict(TINY, select="median"), tmp_path / "x.safetensors", steps=1)

@@ -52,3 +52,89 @@ def exception_text(exc: BaseException) -> str:
         return "the computer ran out of memory"
     msg = str(exc).strip()
     return msg or f"an unexpected error ({type(exc).__name__})"
+
+
+# ------------------------------------------------------------------------------------------ declared messages
+class Msg:
+    """One kind of message a panel can show in its banner: a template whose ``{fields}`` the caller fills.
+
+    Declared in a panel's ``Messages`` table (in the spirit of Orange3's widget messages), so that code and tests
+    name the kind (``panel.banner.kind is panel.Messages.no_model``), never its wording::
+
+        class Messages(PaperPanel.Messages):
+            bad_audio = Msg("Could not read {file}: {reason}.")
+
+        self.show_msg(self.Messages.bad_audio, file=path.name, reason=why)
+    """
+
+    def __init__(self, template: str) -> None:
+        self.template = template
+        self.name = "?"
+        self.owner = "?"
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+        self.owner = owner.__qualname__
+
+    def text(self, **fields: object) -> str:
+        """The words shown: the template with ``fields`` filled in (a field left out reads as nothing)."""
+        return self.template.format_map(_Blank(fields)).strip()
+
+    def __repr__(self) -> str:
+        return f"<Msg {self.owner}.{self.name}>"
+
+
+class _Nothing:
+    """A field left out: reads as nothing, whatever its format (``{T:,}``)."""
+
+    def __format__(self, spec: str) -> str:
+        return ""
+
+
+class _Blank(dict):
+    def __missing__(self, key: str) -> _Nothing:
+        return _Nothing()
+
+
+class Messages:
+    """The message kinds every panel has (a panel's own table subclasses this one, so ``SRNNPanel.Messages.
+    unexpected is PaperPanel.Messages.unexpected``)."""
+
+    # opening a checkpoint failed; {previous} says which model is still loaded (or is empty)
+    checkpoint_unreadable = Msg("Could not open {file}: {reason}.{previous}")
+    wrong_tab = Msg("Could not open {file}: it is a checkpoint for {other_tab}, not for {this_tab}.{previous}")
+    bundled_missing = Msg(
+        "The bundled checkpoint {file} is missing from {folder}. Train it with 'nips-explorer train {paper}' or open "
+        "a checkpoint file."
+    )
+    no_checkpoints = Msg("The {tab} tab does not use checkpoints.")
+    # a worker's failure: a UserError is worded by the headless code ({reason}); anything else is unexpected
+    user_error = Msg("{reason}")
+    out_of_memory = Msg("Something went wrong: {what} ran out of memory")
+    unexpected = Msg("Something went wrong: {reason}")
+    cancelled = Msg("{what} cancelled.")
+    # words a panel has not declared (panels not yet ported to declared messages)
+    undeclared = Msg("{text}")
+
+    @classmethod
+    def kinds(cls) -> dict[str, Msg]:
+        """Every kind of this table, its own and inherited, by name."""
+        out: dict[str, Msg] = {}
+        for klass in reversed(cls.__mro__):
+            out.update({k: v for k, v in vars(klass).items() if isinstance(v, Msg)})
+        return out
+
+
+def wrong_tab_ids(text: str) -> tuple[str, str] | None:
+    """(the checkpoint's paper id, this tab's id) when ``text`` is the checkpoint loader's wrong-tab refusal."""
+    m = _WRONG_TAB.search(str(text))
+    return (m.group(1), m.group(2)) if m else None
+
+
+def out_of_memory(exc: BaseException) -> str | None:
+    """What ran out of memory ("the computer", "the graphics card") when ``exc`` says so, else None."""
+    if isinstance(exc, MemoryError):
+        return "the computer"
+    if type(exc).__name__ == "OutOfMemoryError" or "CUDA out of memory" in str(exc):
+        return "the graphics card"
+    return None

@@ -3,13 +3,28 @@
 Gives each panel: an error banner, a TaskRunner whose errors land in the banner, checkpoint loading in a
 worker (a wrong file leaves the previous model loaded), timing reports for the status bar, and the hooks
 the shell calls (default demo, VTK views for screenshots, shutdown).
+
+The two conventions every panel follows:
+
+* **Jobs and the device.** The work a panel starts is a plain function of its paper's ``infer.py`` (no Qt), sent
+  with ``self.runner.submit(infer.f, ...)``. A job that computes on the device declares a ``device`` parameter and
+  the panel leaves it out: the panel's runner passes ``device=`` the app's device (``context.device()``), resolved
+  in the worker when the job starts, never on the GUI thread (the first call imports torch and may initialise
+  CUDA). A panel never calls ``self.context.device()`` itself nor hands the function to a job.
+* **Declared messages.** The banner's messages are declared in one table per panel, a nested ``Messages`` class
+  (``class Messages(PaperPanel.Messages): no_model = Msg("No model is loaded: ...")``, see ui/messages.py) that
+  inherits the generic kinds (checkpoint unreadable, wrong tab, out of memory, unexpected error, cancelled, ...).
+  ``self.show_msg(self.Messages.no_model, **fields)`` shows one; ``self.banner.kind`` tells which is shown, so
+  tests assert the kind, not the wording. ``show_exception`` picks the generic kind of a worker's failure.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +34,59 @@ from PySide6.QtWidgets import QVBoxLayout, QWidget
 from ..core.errors import UserError
 from ..core.registry import PaperSpec, load_attr
 from .context import AppContext
-from .messages import exception_text, plain, tab_titles
+from .messages import Messages, Msg, exception_text, out_of_memory, plain, tab_name, tab_titles, wrong_tab_ids
 from .widgets.banner import ErrorBanner
 from .workers import TaskRunner
 
 log = logging.getLogger(__name__)
+_RUNNER_OPTIONS = frozenset(inspect.signature(TaskRunner.submit).parameters) - {"self", "fn", "args", "kwargs"}
+
+
+def wants_device(fn: Callable, args: tuple = (), kwargs: dict | None = None) -> bool:
+    """True when ``fn`` has a ``device`` parameter that ``args``/``kwargs`` leave unset."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return False
+    if "device" not in sig.parameters:
+        return False
+    try:
+        bound = sig.bind_partial(*args, **(kwargs or {}))
+    except TypeError:
+        return False  # the call itself is wrong: it fails in the worker with its own error
+    return "device" not in bound.arguments
+
+
+class PanelRunner(TaskRunner):
+    """A panel's TaskRunner: a job with a ``device`` parameter left unset is called with ``device=device_fn()``,
+    evaluated in the worker thread as the job starts (see the module's docstring)."""
+
+    def __init__(self, parent: Any, on_error: Any, device_fn: Callable[[], Any]) -> None:
+        super().__init__(parent, on_error=on_error)
+        self._device_fn = device_fn
+
+    def submit(self, fn: Callable, *args: Any, **kwargs: Any) -> Any:
+        job_kwargs = {k: v for k, v in kwargs.items() if k not in _RUNNER_OPTIONS}
+        if wants_device(fn, args, job_kwargs):
+            fn = _with_device(fn, self._device_fn)
+        return super().submit(fn, *args, **kwargs)
+
+
+def _with_device(fn: Callable, device_fn: Callable[[], Any]) -> Callable:
+    @functools.wraps(fn)  # keeps its name and signature (the runner looks for token/progress parameters in it)
+    def job(*args: Any, **kwargs: Any) -> Any:
+        return fn(*args, device=device_fn(), **kwargs)
+
+    return job
+
+
+def _cpu() -> str:
+    return "cpu"
 
 
 class PaperPanel(QWidget):
+    Messages = Messages  # the generic kinds; a panel declares its own in a subclass of this table
+
     checkpoint_changed = Signal(object)  # CheckpointMeta
     checkpoint_failed = Signal(str)  # message
     timing = Signal(str, float)  # what, milliseconds
@@ -44,7 +104,7 @@ class PaperPanel(QWidget):
         self._later: deque = deque()
         self._checkpoint_waiters: list = []  # on_done of loads a newer load replaced: they get its outcome
         self.banner = ErrorBanner(self)
-        self.runner = TaskRunner(self, on_error=self.show_exception)
+        self.runner = PanelRunner(self, self.show_exception, getattr(context, "device", None) or _cpu)
         self.runner.task_timed.connect(self._on_task_timed)
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
@@ -88,19 +148,34 @@ class PaperPanel(QWidget):
                 QTimer.singleShot(0, self._run_later)
 
     # ------------------------------------------------------------ messages
-    def show_error(self, message: str, details: str = "") -> None:
+    def show_msg(self, kind: Msg, details: str = "", **fields: Any) -> str:
+        """Show the declared message ``kind`` (filled with ``fields``) in the banner; returns its words."""
+        text = kind.text(**fields)
         if not self._closed:
-            self.banner.show_message(message, details)
+            self.banner.show_message(text, details, kind=kind, fields=fields)
+        return text
+
+    def show_error(self, message: str, details: str = "") -> None:
+        """Words no table declares (panels not yet ported to declared messages): ``Messages.undeclared``."""
+        self.show_msg(self.Messages.undeclared, details, text=message)
 
     def clear_error(self) -> None:
         self.banner.clear()
 
+    def clear_msg(self, *kinds: Msg) -> None:
+        """Hide the banner if it shows one of ``kinds`` (any message when none is given)."""
+        if not kinds or self.banner.kind in kinds:
+            self.banner.clear()
+
     def show_exception(self, exc: BaseException, tb: str = "") -> None:
+        details = tb or f"{type(exc).__name__}: {exc}"
+        memory = out_of_memory(exc)
         if isinstance(exc, UserError):
-            msg = self.plain(str(exc))
+            self.show_msg(self.Messages.user_error, details, reason=self.plain(str(exc)))
+        elif memory:
+            self.show_msg(self.Messages.out_of_memory, details, what=memory)
         else:
-            msg = f"Something went wrong: {exception_text(exc)}"
-        self.show_error(msg, tb or f"{type(exc).__name__}: {exc}")
+            self.show_msg(self.Messages.unexpected, details, reason=exception_text(exc))
 
     def plain(self, text: str, file_name: str = "") -> str:
         """A message for people: tabs named by their titles, ``file_name`` said once (see ui/messages.py)."""
@@ -125,15 +200,14 @@ class PaperPanel(QWidget):
     def open_checkpoint(self, path: str | Path, on_done=None) -> None:
         """Load a checkpoint in a worker; on failure show why and keep the previous model."""
         if not self.spec.loader:
-            self.show_error(f"The {self.spec.short_title} tab does not use checkpoints.")
+            self.show_msg(self.Messages.no_checkpoints, tab=self.spec.short_title)
             return
         ref = self.spec.loader
-        context = self.context
         path = Path(path)
 
-        def load(token=None):
+        def load(device, token=None):
             # the loader's module (model code, torch) is imported here, in the worker, never on the GUI thread
-            return load_attr(ref)(str(path), context.device())
+            return load_attr(ref)(str(path), device)
 
         def ok(result):
             model, meta = result
@@ -150,9 +224,22 @@ class PaperPanel(QWidget):
         def failed(exc, tb):
             in_use = self.checkpoint_in_use() if self.model_meta else None
             prev = f" The previous model ({in_use.name}) is still loaded." if in_use else ""
-            reason = self.plain(str(exc) if isinstance(exc, UserError) else exception_text(exc), path.name)
-            msg = f"Could not open {path.name}: {reason.rstrip('.')}.{prev}"
-            self.show_error(msg, tb)
+            ids = wrong_tab_ids(str(exc)) if isinstance(exc, UserError) else None
+            if ids:
+                titles = tab_titles({self.spec.id: self.spec.short_title})
+                msg = self.show_msg(
+                    self.Messages.wrong_tab,
+                    tb,
+                    file=path.name,
+                    other_tab=tab_name(ids[0], titles),
+                    this_tab=tab_name(ids[1], titles),
+                    previous=prev,
+                )
+            else:
+                reason = self.plain(str(exc) if isinstance(exc, UserError) else exception_text(exc), path.name)
+                msg = self.show_msg(
+                    self.Messages.checkpoint_unreadable, tb, file=path.name, reason=reason.rstrip("."), previous=prev
+                )
             self.checkpoint_failed.emit(msg)
             if on_done:
                 on_done(False)
@@ -184,10 +271,7 @@ class PaperPanel(QWidget):
                 on_done(False)
             return
         if not p.exists():
-            self.show_error(
-                f"The bundled checkpoint {p.name} is missing from {p.parent}. Train it with "
-                f"'nips-explorer train {self.spec.id}' or open a checkpoint file."
-            )
+            self.show_msg(self.Messages.bundled_missing, file=p.name, folder=str(p.parent), paper=self.spec.id)
             if on_done:
                 on_done(False)
             return
@@ -210,10 +294,15 @@ class PaperPanel(QWidget):
                 if ok:
                     self._start_demo(True)
                 else:
-                    msg = self.banner.message()
-                    self.load_bundled(
-                        on_done=lambda ok2: (self._start_demo(ok2), self.show_error(msg) if msg and ok2 else None)
-                    )
+                    shown = (self.banner.kind, self.banner.fields, self.banner.details()) if self.banner.kind else None
+
+                    def after_bundled(ok2: bool) -> None:
+                        self._start_demo(ok2)
+                        if shown and ok2:  # why the given file was not used stays on screen
+                            kind, fields, details = shown
+                            self.show_msg(kind, details, **fields)
+
+                    self.load_bundled(on_done=after_bundled)
 
             self.open_checkpoint(checkpoint, on_done=after_user)
         else:

@@ -51,13 +51,17 @@ def test_checkpoint_bar_shows_bundled(dummy_window):
     assert page.panel.demo_result == 42
 
 
-def _open_and_wait(qtbot, page, path):
+def _open_and_wait(qtbot, page, path, kind="checkpoint_unreadable"):
+    from explorer.ui.panel_base import PaperPanel
+
     before = page.panel.model
     with qtbot.waitSignal(page.panel.checkpoint_failed, timeout=30000) as blocker:
         page.open_checkpoint(str(path))
+    banner = page.panel.banner
     assert page.panel.model is before, "the previous model must stay loaded"
-    assert page.panel.banner.isVisible()
-    assert "still loaded" in page.panel.banner.message()
+    assert banner.isVisible() and banner.kind is getattr(PaperPanel.Messages, kind), banner.kind
+    assert banner.fields["file"] == path.name and "dummy.safetensors" in banner.fields["previous"]  # still loaded
+    assert blocker.args[0] == banner.message()
     return blocker.args[0]
 
 
@@ -65,7 +69,7 @@ def test_bad_checkpoints_keep_previous_model(dummy_window, qtbot, tmp_path, monk
     w, page = dummy_window
     # wrong paper
     dummy_paper.save(tmp_path / "other.safetensors", paper="srnn")
-    msg = _open_and_wait(qtbot, page, tmp_path / "other.safetensors")
+    msg = _open_and_wait(qtbot, page, tmp_path / "other.safetensors", kind="wrong_tab")
     # in words for people: the tabs by their titles (no internal ids), the file named once
     assert "a checkpoint for the “SRNN (music)” tab, not for the “Dummy” tab" in msg, msg
     assert "'srnn'" not in msg and "'dummy'" not in msg and msg.count("other.safetensors") == 1, msg
@@ -97,7 +101,7 @@ def test_bad_checkpoints_keep_previous_model(dummy_window, qtbot, tmp_path, monk
     with qtbot.waitSignal(page.panel.checkpoint_changed, timeout=30000):
         page.open_checkpoint(str(tmp_path / "good.safetensors"))
     assert "good.safetensors" in page.checkpoint_bar.name.text()
-    assert not page.panel.banner.isVisible()
+    assert not page.panel.banner.isVisible() and page.panel.banner.kind is None
 
 
 def test_reset_to_bundled(dummy_window, qtbot, tmp_path):
@@ -174,7 +178,8 @@ def test_worker_exception_goes_to_banner_and_app_keeps_working(dummy_window, qtb
     panel = page.panel
     panel.runner.submit(_boom)
     qtbot.waitUntil(lambda: panel.banner.isVisible(), timeout=5000)
-    assert "kaboom" in panel.banner.message()
+    assert panel.banner.kind is panel.Messages.unexpected and panel.banner.fields["reason"] == "kaboom"
+    assert panel.banner.message() == "Something went wrong: kaboom"
     assert "ValueError" not in panel.banner.message()  # words for people; the class is in Details
     assert panel.banner.details_button.isVisible() and "ValueError" in panel.banner._details
     results = []

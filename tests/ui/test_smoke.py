@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 SCRIPT = r"""
 import sys, time
 from PySide6.QtWidgets import QApplication
@@ -29,6 +31,7 @@ print("SHUTDOWN", ok, flush=True)
 """
 
 
+@pytest.mark.slow  # every tab's default demo, one after the other
 def test_every_tab_opens_without_traceback():
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
     r = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=900, env=env)

@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from explorer.ui.messages import Msg
 from explorer.ui.panel_base import PaperPanel
 from explorer.ui.widgets.fit_scroll import shrinkable
 from explorer.ui.widgets.plots import log_plot_widget, set_title, with_legend
@@ -166,6 +167,15 @@ class ModelVsMeasured(QWidget):
 
 # ----------------------------------------------------------------------------------------- the panel
 class BPTTPanel(PaperPanel):
+    class Messages(PaperPanel.Messages):
+        # also the Run button's tooltip while the run is not offered
+        run_too_long = Msg(
+            "Not offered for T={T:,} at hidden {hidden}: the run also executes full BPTT (for the gradient check and "
+            "the measured baseline), which keeps every step's activations (measured for an LSTM, batch 8: about "
+            "{size} here; T=10,000 at hidden 256 took 573 MB and about a minute on a CPU). Runs are offered while "
+            "T x hidden <= {limit:,} (at hidden {hidden}: T <= {top_t:,}). Planning is not limited."
+        )
+
     def __init__(self, spec, context, parent=None) -> None:
         super().__init__(spec, context, parent)
         self._curves: dict | None = None
@@ -468,16 +478,19 @@ class BPTTPanel(PaperPanel):
             self.run_button.setToolTip(self._run_tip)
             self.run_button.setEnabled(not busy)
         else:
-            top_t = RUN_MAX_T_X_HIDDEN // hidden
             self.run_button.setEnabled(False)
-            self.run_button.setToolTip(
-                f"Not offered for T={T:,} at hidden {hidden}: the run also executes full BPTT (for the gradient "
-                f"check and the measured baseline), which keeps every step's activations (measured for an "
-                f"LSTM, batch 8: about {_fmt_bytes(BYTES_PER_STEP_AND_UNIT * T * hidden)} here; T=10,000 at "
-                f"hidden 256 took 573 MB and about a minute on a CPU). Runs are "
-                f"offered while T x hidden <= {RUN_MAX_T_X_HIDDEN:,} (at hidden {hidden}: T <= {top_t:,}). "
-                f"Planning is not limited."
-            )
+            self.run_button.setToolTip(self.Messages.run_too_long.text(**self._run_limit(T, hidden)))
+
+    @staticmethod
+    def _run_limit(T: int, hidden: int) -> dict:
+        """The fields of ``Messages.run_too_long``: why a run of ``T`` steps at ``hidden`` units is not offered."""
+        return {
+            "T": T,
+            "hidden": hidden,
+            "size": _fmt_bytes(BYTES_PER_STEP_AND_UNIT * T * hidden),
+            "limit": RUN_MAX_T_X_HIDDEN,
+            "top_t": RUN_MAX_T_X_HIDDEN // hidden,
+        }
 
     # ------------------------------------------------------------------ events
     def start_default_demo(self) -> None:
@@ -760,29 +773,14 @@ class BPTTPanel(PaperPanel):
         hidden = int(self.hidden_spin.value())
         if not run_allowed(T, hidden):
             self._update_run_allowed()
-            self.show_error(self.run_button.toolTip())
+            self.show_msg(self.Messages.run_too_long, **self._run_limit(T, hidden))
             return
         planner = self._planner()
         if planner is None:
             return
         kind = self.core_combo.currentData()
         fraction = self.budget() / full_bptt_memory(planner.T, planner.alpha)
-        context = self.context
         bw = float(self.backward_spin.value())
-
-        def job(token=None, progress=None):
-            return infer.run_real(
-                kind,
-                T,
-                hidden,
-                planner.policy,
-                fraction,
-                device=context.device(),
-                token=token,
-                progress=progress,
-                backward_ratio=bw,
-            )
-
         task = None
 
         def cancel():
@@ -794,7 +792,13 @@ class BPTTPanel(PaperPanel):
         self.model_vs_measured.clear()
         self.task_bar.start(f"Running {planner.policy.upper()} on a real {kind.upper()}…", on_cancel=cancel)
         task = self.runner.submit(
-            job,
+            infer.run_real,
+            kind,
+            T,
+            hidden,
+            planner.policy,
+            fraction,
+            backward_ratio=bw,
             key="run",
             name="real run",
             on_result=self._on_run,

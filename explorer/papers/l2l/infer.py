@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -139,3 +140,114 @@ def describe_checkpoint(meta: CheckpointMeta | None) -> str:
 
 def read_meta(path: str | Path) -> CheckpointMeta:
     return read_metadata(path)
+
+
+# -- the tab's jobs (generators the panel runs in workers; ``device`` is filled by the panel's runner) ----------
+TWO_D = ("quad2d", "valley2d", "rosenbrock")  # problems drawn on a contour map with the optimizers' paths
+# a racer whose loss exceeds this many times its first loss (or is not finite) has diverged: it leaves the race,
+# and the loss axis is fitted to the others (one diverging curve otherwise stretched it to 1e12)
+DIVERGE_FACTOR = 1e4
+
+
+def race(
+    problem_name: str,
+    seed: int,
+    entries: list[tuple[str, str, float | None, Any]],
+    pace: float,
+    device: Any = "cpu",
+    token: Any = None,
+    contours: Callable[[Any], tuple[Any, list]] | None = None,
+):
+    """Generator: step every optimizer once per round on the same held-out problem; yields ('grid', ...) and
+    ('points', ...) for a 2-D problem, then ('step', t, losses, points) per round, ('diverged', key, t) when a
+    racer leaves, and Progress. ``entries``: (key, kind, lr, net); ``pace``: seconds to wait between rounds;
+    ``contours(Z) -> (log10 Z, contour polylines)`` traces the 2-D map (no lines without it).
+    Returns {key: summary}."""
+    import math
+
+    import numpy as np
+
+    from explorer.core.tasks import CancelToken, Progress
+
+    from .optimizer_runs import Run
+    from .problems import make_problem
+
+    token = token if token is not None else CancelToken()
+    problem = make_problem(problem_name, int(seed), split="test", device=device, batch=1)
+    two_d = problem_name in TWO_D
+    if two_d:
+        xs, ys, Z = problem.grid(160)
+        logz, lines = contours(Z) if contours is not None else (np.log10(np.maximum(Z, 1e-8)), [])
+        yield ("grid", xs, ys, logz, problem.start.tolist(), problem.optimum, lines)
+    runs = {key: Run(problem, kind, lr=lr, net=net, record_path=two_d) for key, kind, lr, net in entries}
+    if two_d:
+        yield ("points", {k: r.path[-1].tolist() for k, r in runs.items()})
+    alive = set(runs)
+    first: dict[str, float] = {}
+    diverged_at: dict[str, int] = {}
+    steps = problem.steps
+    for t in range(steps):
+        token.check()
+        losses: dict[str, float] = {}
+        points: dict[str, list[float]] = {}
+        for key in sorted(alive):
+            run = runs[key]
+            loss = float(run.step().mean())
+            ref = first.setdefault(key, abs(loss) if math.isfinite(loss) else math.inf)
+            if not math.isfinite(loss) or run.diverged or loss > DIVERGE_FACTOR * max(ref, 1e-12):
+                alive.discard(key)
+                diverged_at[key] = t
+                yield ("diverged", key, t)
+                continue
+            losses[key] = loss
+            if two_d:
+                points[key] = run.path[-1].tolist()
+        yield ("step", t, losses, points)
+        yield Progress((t + 1) / steps, f"step {t + 1}/{steps}")
+        if pace > 0 and token.wait(pace):
+            token.check()
+    out: dict[str, Any] = {}
+    for key, run in runs.items():
+        res = run.finish()
+        final = float(np.mean(res["final"]))
+        avg = float(np.mean(res["avg"]))
+        diverged = key not in alive or not math.isfinite(final)
+        out[key] = {
+            "final": final if not diverged else math.inf,
+            "avg": avg if not diverged else math.inf,
+            "diverged": diverged,
+            "diverged_at": diverged_at.get(key),
+            "accuracy": res.get("accuracy"),
+            "lr": run.lr,
+        }
+    return out
+
+
+def meta_train(epochs: int, seed: int, device: Any = "cpu", token: Any = None):
+    """Generator: meta-train a fresh LSTM optimizer on batches of 32 random 10-D quadratics; yields ('meta', run,
+    meta-loss) and Progress per run; returns {"net", "epochs", "wall_s"}."""
+    import time
+
+    import torch
+
+    from explorer.core.tasks import CancelToken, Progress
+
+    from .model import LSTMOptimizer
+    from .train import MetaTrainer, make_train_data
+
+    token = token if token is not None else CancelToken()
+    torch.manual_seed(seed)
+    cfg = {"steps": 100, "unroll": 20, "meta_lr": 0.01, "batch": 32, "val_runs": 32, "seed": 1000 + int(seed)}
+    net = LSTMOptimizer().to(device)
+    data = make_train_data("quadratic", device, cfg)
+    trainer = MetaTrainer(net, data, device, cfg)
+    t0 = time.perf_counter()
+    for k in range(epochs):
+        token.check()
+        ml = trainer.epoch(k, token)
+        yield ("meta", k + 1, ml)
+        yield Progress((k + 1) / epochs, f"meta-training: run {k + 1}/{epochs}, meta-loss {ml:.3g}")
+    net.eval()
+    for q in net.parameters():
+        q.requires_grad_(False)
+    return {"net": net, "epochs": epochs, "wall_s": time.perf_counter() - t0}

@@ -1,12 +1,11 @@
 """The learned-optimizer tab: race the LSTM optimizer against SGD, RMSprop, Adam and NAG; meta-train one live.
 
-All computation runs in workers (``self.runner``); the GUI only draws what they yield. torch is imported
-inside the worker functions.
+All computation runs in workers (``self.runner``): the race and the live meta-training are generators of infer.py
+(no Qt; torch is imported inside them); the GUI only draws what they yield.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -27,11 +26,13 @@ from PySide6.QtWidgets import (
     QTableWidgetItem,
 )
 
-from explorer.core.tasks import Progress
 from explorer.ui.panel_base import PaperPanel
 from explorer.ui.widgets.fit_scroll import shrinkable
 from explorer.ui.widgets.plots import log_plot_widget, set_title, with_legend
 from explorer.ui.widgets.task_bar import TaskBar
+
+from . import infer
+from .infer import TWO_D
 
 REDRAW_MS = 50
 PANEL_PROBLEMS = (
@@ -46,7 +47,6 @@ PANEL_PROBLEMS = (
     "mnist-relu",
     "fashion",
 )
-TWO_D = ("quad2d", "valley2d", "rosenbrock")
 COLORS = {
     "learned": (220, 40, 40),
     "fresh": (200, 0, 200),
@@ -59,81 +59,9 @@ BASELINE_KINDS = ("sgd", "rmsprop", "adam", "nag")
 BASELINE_LABELS = {"sgd": "SGD", "rmsprop": "RMSprop", "adam": "Adam", "nag": "NAG (momentum 0.9)"}
 PLOT_MIN_H = 200
 METRIC_CHOICES = (("final loss", "final"), ("loss averaged over steps", "avg"))
-# a racer whose loss exceeds this many times its first loss (or is not finite) has diverged: it leaves the race,
-# and the loss axis is fitted to the others (one diverging curve otherwise stretched it to 1e12)
-DIVERGE_FACTOR = 1e4
 
 
-# ----------------------------------------------------------------------------------------- worker functions
-def race_job(
-    problem_name: str,
-    seed: int,
-    entries: list[tuple[str, str, float | None, Any]],
-    pace: float,
-    device: Any = None,
-    token: Any = None,
-):
-    """Generator: step every optimizer once per round; yields ('grid', ...), ('step', ...), Progress.
-
-    ``entries``: (key, kind, lr, net). Returns {key: summary}.
-    """
-    import torch
-
-    from .optimizer_runs import Run
-    from .problems import make_problem
-
-    if device is None:
-        device = torch.device("cpu")
-    problem = make_problem(problem_name, int(seed), split="test", device=device, batch=1)
-    two_d = problem_name in TWO_D
-    if two_d:
-        xs, ys, Z = problem.grid(160)
-        logz, contours = contour_lines(Z)
-        yield ("grid", xs, ys, logz, problem.start.tolist(), problem.optimum, contours)
-    runs = {key: Run(problem, kind, lr=lr, net=net, record_path=two_d) for key, kind, lr, net in entries}
-    if two_d:
-        yield ("points", {k: r.path[-1].tolist() for k, r in runs.items()})
-    alive = set(runs)
-    first: dict[str, float] = {}
-    diverged_at: dict[str, int] = {}
-    steps = problem.steps
-    for t in range(steps):
-        token.check()
-        losses: dict[str, float] = {}
-        points: dict[str, list[float]] = {}
-        for key in sorted(alive):
-            run = runs[key]
-            loss = float(run.step().mean())
-            ref = first.setdefault(key, abs(loss) if math.isfinite(loss) else math.inf)
-            if not math.isfinite(loss) or run.diverged or loss > DIVERGE_FACTOR * max(ref, 1e-12):
-                alive.discard(key)
-                diverged_at[key] = t
-                yield ("diverged", key, t)
-                continue
-            losses[key] = loss
-            if two_d:
-                points[key] = run.path[-1].tolist()
-        yield ("step", t, losses, points)
-        yield Progress((t + 1) / steps, f"step {t + 1}/{steps}")
-        if pace > 0 and token.wait(pace):
-            token.check()
-    out: dict[str, Any] = {}
-    for key, run in runs.items():
-        res = run.finish()
-        final = float(np.mean(res["final"]))
-        avg = float(np.mean(res["avg"]))
-        diverged = key not in alive or not math.isfinite(final)
-        out[key] = {
-            "final": final if not diverged else math.inf,
-            "avg": avg if not diverged else math.inf,
-            "diverged": diverged,
-            "diverged_at": diverged_at.get(key),
-            "accuracy": res.get("accuracy"),
-            "lr": run.lr,
-        }
-    return out
-
-
+# ------------------------------------------------------------------------------------------ view helpers
 def loss_view_range(
     curves: dict[str, tuple[list[float], list[float]]], diverged: Any = ()
 ) -> tuple[float, float] | None:
@@ -156,8 +84,9 @@ N_CONTOURS = 9
 
 def contour_lines(Z: Any, n: int = N_CONTOURS):
     """log10 of the loss grid and ``n`` of its contour lines as (x, y) polylines in grid-index units, NaN between
-    pieces (a PlotCurveItem draws them with ``connect="finite"``). In the worker: pyqtgraph's marching squares
-    (IsocurveItem) ran in Python on the GUI thread at the first paint, 100-270 ms for 9 levels."""
+    pieces (a PlotCurveItem draws them with ``connect="finite"``). The race (infer.race) calls it in the worker:
+    pyqtgraph's marching squares (IsocurveItem) ran in Python on the GUI thread at the first paint, 100-270 ms for
+    9 levels."""
     logz = np.log10(np.maximum(np.asarray(Z, np.float64), 1e-8))
     out = []
     for level in np.linspace(np.percentile(logz, 2), np.percentile(logz, 98), n):
@@ -169,40 +98,6 @@ def contour_lines(Z: Any, n: int = N_CONTOURS):
             ys += [a[:, 1], np.array([np.nan])]
         out.append((np.concatenate(xs) if xs else np.zeros(0), np.concatenate(ys) if ys else np.zeros(0)))
     return logz, out
-
-
-def meta_train_job(epochs: int, seed: int, device: Any = None, token: Any = None):
-    """Generator: meta-train a fresh LSTM optimizer on batches of 32 random 10-D quadratics."""
-    import time
-
-    import torch
-
-    from .model import LSTMOptimizer
-    from .train import MetaTrainer, make_train_data
-
-    if device is None:
-        device = torch.device("cpu")
-    torch.manual_seed(seed)
-    cfg = {"steps": 100, "unroll": 20, "meta_lr": 0.01, "batch": 32, "val_runs": 32, "seed": 1000 + int(seed)}
-    net = LSTMOptimizer().to(device)
-    data = make_train_data("quadratic", device, cfg)
-    trainer = MetaTrainer(net, data, device, cfg)
-    t0 = time.perf_counter()
-    for k in range(epochs):
-        token.check()
-        ml = trainer.epoch(k, token)
-        yield ("meta", k + 1, ml)
-        yield Progress((k + 1) / epochs, f"meta-training: run {k + 1}/{epochs}, meta-loss {ml:.3g}")
-    net.eval()
-    for q in net.parameters():
-        q.requires_grad_(False)
-    return {"net": net, "epochs": epochs, "wall_s": time.perf_counter() - t0}
-
-
-def tuned_rates_job(meta: Any, problem: str) -> dict[str, float]:
-    from .infer import tuned_rates
-
-    return tuned_rates(meta, problem)
 
 
 # ---------------------------------------------------------------------------------------------- the panel
@@ -462,7 +357,6 @@ class L2LPanel(PaperPanel):
         if not two_d and not self._meta_y:
             self._show_checkpoint_history()
         pace = 0.02 if two_d else (0.01 if problem == "quadratic" else 0.0)
-        ctx = self.context
         set_title(
             self.loss_plot,
             f"Race on {self.problem_box.currentText()} (seed {seed}); rates chosen for {self.metric_box.currentText()}",
@@ -472,11 +366,13 @@ class L2LPanel(PaperPanel):
         self._bar_key = "race"
         self.task_bar.start(f"Racing on {self.problem_box.currentText()} (seed {seed})…", on_cancel=self._cancel_race)
 
-        def job(token=None):
-            return race_job(problem, seed, entries, pace, device=ctx.device(), token=token)
-
         self._race_task = self.runner.submit(
-            job,
+            infer.race,
+            problem,
+            seed,
+            entries,
+            pace,
+            contours=contour_lines,
             key="race",
             name="race",
             on_partial=self._on_race_partial,
@@ -681,16 +577,14 @@ class L2LPanel(PaperPanel):
         self.meta_curve.setData([], [])
         set_title(self.meta_plot, "Live meta-training on random quadratics (mean loss per step, per run)")
         self.right.setCurrentWidget(self.meta_plot)
-        ctx = self.context
         self._bar_key = "meta"
         self.task_bar.start("Meta-training a fresh LSTM optimizer…", on_cancel=self._cancel_meta)
         self.meta_button.setEnabled(False)
 
-        def job(token=None):
-            return meta_train_job(epochs, seed, device=ctx.device(), token=token)
-
         self._meta_task = self.runner.submit(
-            job,
+            infer.meta_train,
+            epochs,
+            seed,
             key="meta",
             name="meta-train",
             on_partial=self._on_meta_partial,

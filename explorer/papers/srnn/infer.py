@@ -1,7 +1,8 @@
 """What the SRNN tab runs in its workers (headless; no Qt): loading, per-piece analysis, continuation, audio.
 
 Every function takes plain numpy inputs, returns plain numpy/dicts, and accepts ``token``/``progress`` where it
-loops, so the panel can cancel it.
+loops, so the panel can cancel it. The tab's jobs (``prepare``, ``analyse_models``, ``continue_and_write``,
+``chorales``, ``sample_pieces``) take ``device``, which the panel's runner fills in the worker.
 """
 
 from __future__ import annotations
@@ -18,6 +19,12 @@ COMPANIONS = {  # the models the tab compares, per data set (file names in model
     "filter": "srnn_{ds}_filter_resq.safetensors",
     "smooth_noresq": "srnn_{ds}_smooth.safetensors",
     "gru": "srnn_{ds}_gru.safetensors",
+}
+LABELS = {  # the companions' names, as the tab and its progress messages say them
+    "smooth": "SRNN smoothing+Resq",
+    "filter": "SRNN filtering+Resq",
+    "smooth_noresq": "SRNN smoothing",
+    "gru": "GRU baseline (exact)",
 }
 
 
@@ -200,6 +207,63 @@ def sample_pieces(model, n: int = 4, steps: int = 120, seed: int = 0, device="cp
         r = continue_music(model, start, 1, steps, seed=seed + i, device=device)
         pieces.append((f"sampled from the model (seed {seed + i})", r["generated"]))
     return pieces
+
+
+# -- the tab's jobs ---------------------------------------------------------------------------------------------
+def prepare(dataset: str, main_name: str | None, device="cpu", token=None, progress=None) -> dict[str, Any]:
+    """Pieces for ``dataset`` and the companion models (smoothing, filtering, GRU) that exist in models/ (the one
+    named ``main_name``, already loaded, is skipped)."""
+    pieces, source = load_pieces(dataset, token=token, progress=progress)
+    comps = load_companions(dataset, device=device, skip=main_name, token=token)
+    return {"dataset": dataset, "pieces": pieces, "source": source, "companions": comps}
+
+
+def analyse_models(models: dict[str, Any], x: np.ndarray, samples: int, device="cpu", token=None, progress=None):
+    """Generator: yields ``(key, analyse(...))`` per model in the order given (the main one first); returns how
+    many were analysed."""
+    keys = list(models)
+    for i, key in enumerate(keys):
+        if token is not None:
+            token.check()
+        if progress is not None:
+            progress(i / len(keys), f"analysing with {LABELS.get(key, key)}")
+        yield (key, analyse(models[key], x, samples=samples, device=device, token=token))
+    return len(keys)
+
+
+def continue_and_write(
+    model,
+    x: np.ndarray,
+    prime: int,
+    steps: int,
+    seed: int,
+    temperature: float,
+    step_s: float,
+    wav_dir: str,
+    device="cpu",
+    token=None,
+) -> dict[str, Any]:
+    """``continue_music``, and the primer with its continuation written as a WAV in ``wav_dir`` (``res["wav"]``)."""
+    import os
+
+    res: dict[str, Any] = dict(
+        continue_music(model, x, prime, steps, seed=seed, temperature=temperature, device=device)
+    )
+    if token is not None:
+        token.check()
+    roll = np.concatenate([res["prime"], res["generated"]], 0)
+    res["wav"] = str(write_wav(os.path.join(wav_dir, f"srnn_continuation_{seed}.wav"), roll, step_s=step_s))
+    return res
+
+
+def chorales(max_pieces: int = 12, token=None, progress=None) -> list[tuple[str, np.ndarray]]:
+    """Bach chorales from the optional music21 package, as (title, roll) pieces."""
+    from . import data as D
+
+    return [
+        (f"music21 chorale {t} ({len(r)} steps)", r)
+        for t, r in D.roll_from_music21(max_pieces=max_pieces, token=token, progress=progress)
+    ]
 
 
 # -- audio ------------------------------------------------------------------------------------------------------

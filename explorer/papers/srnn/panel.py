@@ -1,7 +1,8 @@
 """The SRNN tab: a piano roll, what the model predicts for it, how much information the latent carries per step
 (smoothing vs filtering), the latent trajectories, and "Continue the music" with playback.
 
-All computation runs in workers (``self.runner``); torch is imported inside the worker functions (infer.py).
+All computation runs in workers (``self.runner``): the jobs are functions of infer.py (no Qt; torch is imported
+inside them); this module only draws what they return.
 """
 
 from __future__ import annotations
@@ -26,12 +27,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from explorer.ui.messages import Msg
 from explorer.ui.panel_base import PaperPanel
 from explorer.ui.widgets.fit_scroll import shrinkable
 from explorer.ui.widgets.plots import LegendRow, set_title
 from explorer.ui.widgets.small import bold_font
 from explorer.ui.widgets.task_bar import TaskBar
 
+from . import infer
 from .data import DATASET_TITLES, DATASETS, PAPER_PER_STEP
 
 COL = {
@@ -41,12 +44,7 @@ COL = {
     "smooth_noresq": (40, 170, 90),
     "prior": (200, 40, 40),
 }
-LABEL = {
-    "smooth": "SRNN smoothing+Resq",
-    "filter": "SRNN filtering+Resq",
-    "smooth_noresq": "SRNN smoothing",
-    "gru": "GRU baseline (exact)",
-}
+LABEL = infer.LABELS
 N_LATENT_PLOTS = 3
 ROW_MIN_PX = 80  # least height of a row of plots (title, data; the time axis is written once, below)
 BOTTOM_ROW_MIN_PX = 110  # the lowest row also holds the time axis
@@ -57,70 +55,15 @@ KL_TITLE = "KL_t (an ELBO term): information in z_t (nats)"
 CONT_TITLE = "Continue the music"
 
 
-# ---------------------------------------------------------------------------------------------- worker functions
-def prepare_job(dataset: str, main_name: str | None, context=None, token=None, progress=None):
-    """Pieces for ``dataset`` and the companion models (smoothing, filtering, GRU) that exist in models/."""
-    from . import infer
-
-    device = context.device() if context is not None else "cpu"
-    pieces, source = infer.load_pieces(dataset, token=token, progress=progress)
-    comps = infer.load_companions(dataset, device=device, skip=main_name, token=token)
-    return {"dataset": dataset, "pieces": pieces, "source": source, "companions": comps}
-
-
-def analyse_job(models: dict[str, Any], x: np.ndarray, samples: int, context=None, token=None, progress=None):
-    """Generator: yields (key, analysis) per model, the main one first."""
-    from . import infer
-
-    device = context.device() if context is not None else "cpu"
-
-    keys = list(models)
-    for i, key in enumerate(keys):
-        token.check()
-        progress(i / len(keys), f"analysing with {LABEL.get(key, key)}")
-        yield (key, infer.analyse(models[key], x, samples=samples, device=device, token=token))
-    return len(keys)
-
-
-def continue_job(
-    model,
-    x: np.ndarray,
-    prime: int,
-    steps: int,
-    seed: int,
-    temperature: float,
-    step_s: float,
-    wav_dir: str,
-    context=None,
-    token=None,
-):
-    from . import infer
-
-    device = context.device() if context is not None else "cpu"
-    res = infer.continue_music(model, x, prime, steps, seed=seed, temperature=temperature, device=device)
-    token.check()
-    roll = np.concatenate([res["prime"], res["generated"]], 0)
-    res["wav"] = str(infer.write_wav(os.path.join(wav_dir, f"srnn_continuation_{seed}.wav"), roll, step_s=step_s))
-    return res
-
-
-def chorales_job(token=None, progress=None):
-    from . import data as D
-
-    return [
-        (f"music21 chorale {t} ({len(r)} steps)", r)
-        for t, r in D.roll_from_music21(max_pieces=12, token=token, progress=progress)
-    ]
-
-
-def samples_job(model, context=None, token=None):
-    from . import infer
-
-    return infer.sample_pieces(model, n=4, steps=120, device=context.device() if context is not None else "cpu")
-
-
 # ---------------------------------------------------------------------------------------------------- the panel
 class SRNNPanel(PaperPanel):
+    class Messages(PaperPanel.Messages):
+        no_model_for_dataset = Msg(
+            "No SRNN model for {dataset} in models/; train one with "
+            "'nips-explorer train srnn --dataset {dataset_id} --data DIR'."
+        )
+        nothing_to_continue = Msg("No piece or model loaded yet.")
+
     def __init__(self, spec, context, parent=None):
         super().__init__(spec, context, parent)
         self.models: dict[str, Any] = {}  # key -> model ('smooth' is the one the big number is about)
@@ -419,7 +362,7 @@ class SRNNPanel(PaperPanel):
         """on_cancelled of a job of ``key``: Cancel on the task bar. A job replaced by a newer one, or cancelled
         because its views were cleared for new work, says nothing: the newer work owns the bar."""
         if self.runner.latest_cancelled(key) and self._bar_key == key:
-            self._bar_end(key, f"{what} cancelled.")
+            self._bar_end(key, self.Messages.cancelled.text(what=what))
             self.mark_demo_done()  # nothing more is coming for the default demo
 
     def _on_source_changed(self, _i):
@@ -427,7 +370,7 @@ class SRNNPanel(PaperPanel):
             self._clear_views()
             self._bar_start("pieces", "reading Bach chorales from music21…")
             self.runner.submit(
-                chorales_job,
+                infer.chorales,
                 key="pieces",
                 name="srnn chorales",
                 on_result=lambda p: self._set_pieces(p, "Bach chorales from music21", "pieces"),
@@ -459,10 +402,9 @@ class SRNNPanel(PaperPanel):
         )
         main_name = self.model_meta.name if (self.model_meta is not None and self.models) else None
         self.runner.submit(
-            prepare_job,
+            infer.prepare,
             dataset,
             main_name,
-            self.context,
             key="prepare",
             name="srnn prepare",
             on_result=self._on_prepared,
@@ -485,9 +427,10 @@ class SRNNPanel(PaperPanel):
             self.main_key = "smooth" if "smooth" in self.models else next(iter(self.models), None)
         if not self.models:
             self._bar_end("prepare")
-            self.show_error(
-                f"No SRNN model for {DATASET_TITLES.get(res['dataset'])} in models/; train one with "
-                f"'nips-explorer train srnn --dataset {res['dataset']} --data DIR'."
+            self.show_msg(
+                self.Messages.no_model_for_dataset,
+                dataset=DATASET_TITLES.get(res["dataset"]),
+                dataset_id=res["dataset"],
             )
             self.mark_demo_done()
             return
@@ -495,9 +438,10 @@ class SRNNPanel(PaperPanel):
         if not res["pieces"]:
             self._bar_start("prepare", "no music data found: sampling pieces from the model…", cancellable=False)
             self.runner.submit(
-                samples_job,
+                infer.sample_pieces,
                 self.models[self.main_key],
-                self.context,
+                n=4,
+                steps=120,
                 key="prepare",
                 name="srnn samples",
                 on_result=lambda p: self._set_pieces(
@@ -582,11 +526,10 @@ class SRNNPanel(PaperPanel):
         self.info_label.setText("")
         self._bar_start("analyse", "analysing…")
         self.runner.submit(
-            analyse_job,
+            infer.analyse_models,
             models,
             x,
             int(self.samples_spin.value()),
-            self.context,
             key="analyse",
             name="srnn analyse",
             on_partial=self._on_analysis,
@@ -732,14 +675,14 @@ class SRNNPanel(PaperPanel):
     def _continue(self):
         x = self.current_piece()
         if x is None or not self.models:
-            self.show_error("No piece or model loaded yet.")
+            self.show_msg(self.Messages.nothing_to_continue)
             return
         model = self.models.get("smooth") or self.models[self.main_key]
         self._cont_seed += 1
         self._stop_audio()
         self._bar_start("continue", "sampling a continuation…")
         self.runner.submit(
-            continue_job,
+            infer.continue_and_write,
             model,
             x,
             int(self.prime_spin.value()),
@@ -748,7 +691,6 @@ class SRNNPanel(PaperPanel):
             float(self.temp_spin.value()),
             float(self.step_spin.value()),
             self._wav_dir,
-            self.context,
             key="continue",
             name="srnn continue",
             on_result=self._on_continued,

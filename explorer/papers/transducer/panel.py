@@ -27,19 +27,23 @@ from PySide6.QtWidgets import (
 
 from explorer.core.errors import UserError
 from explorer.ui.dialogs import input_folder, remember_folder
+from explorer.ui.messages import Msg
 from explorer.ui.panel_base import PaperPanel
 from explorer.ui.widgets.fit_scroll import shrinkable
 from explorer.ui.widgets.small import bold_font, level_meter
 
+from . import panel_mic
 from .panel_mic import (
+    LATE_SERVER_WHY,
     NO_MIC,  # noqa: F401 - the message, for callers of this module
+    NO_MIC_WHY,
+    OTHER_SOURCES,
     DeviceBox,
     audio_error,
     audio_inputs,
     close_microphone,
     decode_pcm,
     err_name,
-    no_mic_message,
     open_microphone,
 )
 
@@ -69,6 +73,16 @@ def demo_label(f: Path) -> str:
 
 
 class TransducerPanel(PaperPanel):
+    class Messages(PaperPanel.Messages):
+        no_model = Msg("No model is loaded: open a Neural Transducer checkpoint first.")
+        no_demos = Msg("No demo utterances found in resources/transducer/.")
+        no_demo_utterance = Msg("No demo utterance available.")
+        no_microphone = Msg(NO_MIC_WHY + " {instead}")
+        mic_server_too_late = Msg(LATE_SERVER_WHY + " {instead}")  # a sound server Qt started too early to see
+        mic_unavailable = Msg("{reason}")  # open_microphone's words: busy, gone, or no recording support
+        mic_bad_format = Msg("The microphone delivers an unsupported sample format ({format}); choose another device.")
+        mic_stopped = Msg("The microphone stopped: {reason}.")
+
     def __init__(self, spec, context, parent=None):
         super().__init__(spec, context, parent)
         self.source_kind = SOURCES[0]
@@ -281,9 +295,14 @@ class TransducerPanel(PaperPanel):
         self._watch_devices()
         if self.source_kind == "Microphone":
             if self.device_box.count() == 0:
-                self.show_error(no_mic_message())
-            elif self.banner.message().startswith("No microphone found"):
-                self.clear_error()
+                self._show_no_mic()
+            else:
+                self.clear_msg(self.Messages.no_microphone, self.Messages.mic_server_too_late)
+
+    def _show_no_mic(self) -> None:
+        """Why the microphone list is empty: no device or server, or a server that came too late for Qt."""
+        late = panel_mic.sound_server_running()
+        self.show_msg(self.Messages.mic_server_too_late if late else self.Messages.no_microphone, instead=OTHER_SOURCES)
 
     def _watch_devices(self) -> None:
         """Refresh the list when Qt reports that audio inputs came or went."""
@@ -344,7 +363,7 @@ class TransducerPanel(PaperPanel):
         from .panel_enroll import EnrollDialog
 
         if self.model is None:
-            self.show_error("No model is loaded: open a Neural Transducer checkpoint first.")
+            self.show_msg(self.Messages.no_model)
             return None
         if self._enroll is None:
             self._enroll = EnrollDialog(self)
@@ -381,7 +400,7 @@ class TransducerPanel(PaperPanel):
 
     def start_default_demo(self) -> None:
         if self.demo_box.count() == 0:
-            self.show_error("No demo utterances found in resources/transducer/.")
+            self.show_msg(self.Messages.no_demos)
             self.mark_demo_done()
             return
         self._is_default_demo = True
@@ -419,7 +438,7 @@ class TransducerPanel(PaperPanel):
 
     def start(self) -> None:
         if self.model is None:
-            self.show_error("No model is loaded: open a Neural Transducer checkpoint first.")
+            self.show_msg(self.Messages.no_model)
             return
         if self.running:
             self.stop()
@@ -431,7 +450,7 @@ class TransducerPanel(PaperPanel):
         if kind == "Demo utterance":
             path = self.demo_box.currentData()
             if not path:
-                self.show_error("No demo utterance available.")
+                self.show_msg(self.Messages.no_demo_utterance)
                 return
         else:
             if self.wav_path is None:
@@ -465,13 +484,13 @@ class TransducerPanel(PaperPanel):
         if self.device_box.count() == 0:
             self._populate_devices()
         if self.device_box.count() == 0:
-            self.show_error(no_mic_message())
+            self._show_no_mic()
             return
         dev = self.device_box.currentData()
         try:
             src, io, fmt = open_microphone(dev, self)
         except UserError as exc:
-            self.show_error(str(exc))
+            self.show_msg(self.Messages.mic_unavailable, reason=str(exc))
             return
         self._audio_source, self._audio_io, self._mic_format = src, io, fmt
         self._q = queue.Queue(maxsize=200)
@@ -505,10 +524,7 @@ class TransducerPanel(PaperPanel):
             return
         x = decode_pcm(data, self._mic_format)
         if x is None:
-            self.show_error(
-                f"The microphone delivers an unsupported sample format "
-                f"({err_name(self._mic_format.sampleFormat())}); choose another device."
-            )
+            self.show_msg(self.Messages.mic_bad_format, format=err_name(self._mic_format.sampleFormat()))
             self.stop()
             return
         try:
@@ -522,7 +538,7 @@ class TransducerPanel(PaperPanel):
             if err_name(self._audio_source.error()) == "IOError":
                 self.overruns += 1
                 return
-            self.show_error(f"The microphone stopped: {audio_error(self._audio_source.error())}.")
+            self.show_msg(self.Messages.mic_stopped, reason=audio_error(self._audio_source.error()))
             self.stop()
 
     def _stop_mic(self) -> None:

@@ -455,8 +455,7 @@ class EnrollDialog(QDialog):
             adapt_for_app,
             self._from.online,
             clips,
-            self.panel.context.device(),
-            cfg,
+            config=cfg,  # device: the panel's runner passes it, resolved in the worker
             key="adapt",
             name="transducer enrollment",
             on_progress=self._on_progress,

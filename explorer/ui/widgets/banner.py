@@ -1,6 +1,12 @@
-"""An inline error banner (never a modal during a run), with a Details button showing the traceback."""
+"""An inline error banner (never a modal during a run), with a Details button showing the traceback.
+
+It remembers which declared message it shows (``kind``, a :class:`explorer.ui.messages.Msg`, and the ``fields``
+that filled it), so code and tests ask what is shown, not how it is worded.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QMessageBox, QPushButton, QWidget
@@ -32,20 +38,29 @@ class ErrorBanner(QFrame):
         self.details_button.clicked.connect(self._show_details)
         self.dismiss_button.clicked.connect(self.clear)
         self._details = ""
+        self.kind: Any = None  # the Msg shown (None: nothing, or words no table declares)
+        self.fields: dict[str, Any] = {}
         self.hide()
 
-    def show_message(self, message: str, details: str = "") -> None:
+    def show_message(self, message: str, details: str = "", kind: Any = None, fields: dict | None = None) -> None:
         self.label.setText(message)
         self._details = details
+        self.kind = kind
+        self.fields = dict(fields or {})
         self.details_button.setVisible(bool(details))
         self.show()
 
     def message(self) -> str:
         return self.label.text() if self.isVisible() else ""
 
+    def details(self) -> str:
+        return self._details
+
     def clear(self) -> None:
         self.label.clear()
         self._details = ""
+        self.kind = None
+        self.fields = {}
         self.hide()
 
     def _show_details(self) -> None:

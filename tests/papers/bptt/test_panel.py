@@ -210,3 +210,27 @@ def test_a_plan_cleared_while_its_drawing_is_queued_is_not_drawn(make_panel, qtb
     qtbot.waitUntil(panel.idle, timeout=10000)
     assert panel._plan is None and _points(panel.fwd_item) == 0 and _points(panel.mem_item) == 0
     assert panel.sched_note.toPlainText() == "nothing to draw"
+
+
+def test_a_run_too_long_to_offer_says_why_in_its_declared_message(make_panel, qtbot):
+    """The Run button's tooltip and the banner (Run asked for anyway, e.g. by a shortcut) are one declared message;
+    no run starts."""
+    from explorer.papers.bptt.infer import RUN_MAX_T_X_HIDDEN
+    from explorer.papers.bptt.panel import BPTTPanel
+
+    panel = make_panel("bptt")
+    assert panel.run_button.isEnabled() and panel.banner.kind is None
+    panel.hidden_spin.setValue(1024)
+    T = RUN_MAX_T_X_HIDDEN // 1024 + 1
+    panel.length_spin.setValue(T)
+    qtbot.waitUntil(lambda: panel._curves["length"] == T and panel.idle(), timeout=60000)
+    assert not panel.run_button.isEnabled()
+    panel.run_real()
+    banner = panel.banner
+    assert banner.kind is BPTTPanel.Messages.run_too_long
+    assert banner.fields["T"] == T and banner.fields["hidden"] == 1024 and banner.fields["top_t"] == T - 1
+    assert banner.message() == panel.run_button.toolTip()
+    assert banner.message().startswith(f"Not offered for T={T:,} at hidden 1024: ")
+    assert not panel.runner.is_busy("run") and "gradient check" not in panel.run_result.text()
+    panel.hidden_spin.setValue(8)  # a size that is offered: the button comes back
+    assert panel.run_button.isEnabled() and "Not offered" not in panel.run_button.toolTip()

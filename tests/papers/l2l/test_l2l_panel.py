@@ -107,9 +107,9 @@ def test_the_header_names_the_checkpoint_the_race_uses(make_panel, qtbot, monkey
 
     # Cancel: the task bar ends as "Race cancelled", the header still names the raced checkpoint
     from explorer.core.tasks import Progress
-    from explorer.papers.l2l import panel as P
+    from explorer.papers.l2l import infer
 
-    def endless(problem_name, seed, entries, pace, device=None, token=None):
+    def endless(problem_name, seed, entries, pace, device="cpu", token=None, contours=None):
         t = 0
         while True:
             token.wait(0.01)
@@ -117,7 +117,7 @@ def test_the_header_names_the_checkpoint_the_race_uses(make_panel, qtbot, monkey
             yield Progress(None, f"step {t}")
             t += 1
 
-    monkeypatch.setattr(P, "race_job", endless)
+    monkeypatch.setattr(infer, "race", endless)
     panel.problem_box.setCurrentIndex(panel.problem_box.findData("quadratic"))
     panel.race_button.click()
     qtbot.waitUntil(lambda: len(panel._curve_data["adam"][0]) > 3, timeout=30_000)

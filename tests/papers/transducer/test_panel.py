@@ -26,7 +26,7 @@ def _ref(path):
 
 def test_panel_replays_the_demo_and_shows_the_transcript(make_panel, qtbot):
     panel = make_panel("transducer")
-    assert not panel.banner.message()
+    assert panel.banner.kind is None and not panel.banner.isVisible()
     assert panel.transcript and panel.transcript.isdigit()
     assert panel.transcript_label.text().replace(" ", "") == panel.transcript
     assert len(panel._frames) > 100  # spectrogram filled
@@ -58,20 +58,25 @@ def test_a_second_replay_clears_the_first_ones_blocks_and_digits(make_panel, qtb
 
 def test_without_audio_devices_the_panel_says_so_and_files_still_work(make_panel, qtbot, monkeypatch):
     from explorer.papers.transducer import panel as P
+    from explorer.papers.transducer import panel_mic as M
 
     monkeypatch.setattr(P, "audio_inputs", lambda: ([], None))
+    monkeypatch.setattr(M, "sound_server_running", lambda: False)
     panel = make_panel("transducer")
+    Msgs = P.TransducerPanel.Messages
     panel._populate_devices()
+    assert panel.banner.kind is None  # the demo source is chosen: nothing to say about microphones
     panel.source_box.setCurrentIndex(P.SOURCES.index("Microphone"))
-    assert "No microphone" in panel.banner.message()
+    assert panel.banner.kind is Msgs.no_microphone and panel.banner.isVisible()
+    panel.banner.clear()
     panel.start()
-    assert not panel.running and "No microphone" in panel.banner.message()
+    assert not panel.running and panel.banner.kind is Msgs.no_microphone
     # the other sources still work: a WAV file replayed as fast as possible
     panel.pace = 0.0
     panel.set_wav(DEMOS[-1])
     panel.start()
     qtbot.waitUntil(lambda: not panel.running, timeout=30000)
-    assert not panel.banner.message()
+    assert panel.banner.kind is None and not panel.banner.isVisible()
     assert panel.transcript.isdigit()
 
 
@@ -160,6 +165,8 @@ def _shows_nothing_of_an_earlier_run(panel):
 def test_a_new_or_failed_replay_replaces_everything_of_the_previous_one(make_panel, qtbot, tmp_path):
     """Regression: the spectrogram, the file name (status line) and the attention title of the previous replay
     stayed on screen after a new replay started, and after one that failed."""
+    from explorer.papers.transducer import panel as P
+
     panel = make_panel("transducer")
     first = Path(panel.demo_box.currentData()).name
     assert len(panel._frames) and panel.image.image is not None
@@ -183,7 +190,10 @@ def test_a_new_or_failed_replay_replaces_everything_of_the_previous_one(make_pan
     assert panel.file_label.text() == bad.name
     panel.start()
     qtbot.waitUntil(lambda: not panel.running, timeout=30000)
-    assert panel.banner.message()  # why it failed
+    # why it failed: the reader's words about this file (a UserError), not an unexpected error
+    assert panel.banner.kind is P.TransducerPanel.Messages.user_error, panel.banner.message()
+    assert panel.banner.message().startswith(f"{bad.name}: not a readable audio file")
+    assert "UserError" not in panel.banner.message() and "Traceback" not in panel.banner.message()
     _shows_nothing_of_an_earlier_run(panel)
     assert panel.transcript_label.text() == "—" and panel.reference_label.text() == ""
     assert panel.status_label.text() == f"{bad.name}: failed (see the message above)"
@@ -199,7 +209,7 @@ def test_stop_gives_a_stopped_state_and_a_new_replay_follows(make_panel, qtbot):
     assert not panel.running and panel.start_button.isEnabled() and not panel.stop_button.isEnabled()
     assert "stopped at" in panel.status_label.text()
     qtbot.waitUntil(lambda: not panel.runner.is_busy("stream"), timeout=30000)
-    assert "stopped at" in panel.status_label.text() and not panel.banner.message()
+    assert "stopped at" in panel.status_label.text() and panel.banner.kind is None
     panel.pace = 0.0
     panel.start()
     qtbot.waitUntil(lambda: not panel.running, timeout=30000)
@@ -235,12 +245,13 @@ def test_the_microphone_list_is_read_late_and_again_each_time_it_opens(make_pane
     assert not looked  # building the tab does not look (Qt looks for a sound server only once)
     panel.source_box.setCurrentIndex(P.SOURCES.index("Microphone"))
     assert looked and panel.device_box.count() == 0
-    assert "Restart NIPS Explorer" in panel.banner.message()  # a server came too late for Qt: said so
+    Msgs = P.TransducerPanel.Messages
+    assert panel.banner.kind is Msgs.mic_server_too_late  # a server came too late for Qt: said so
     devices.append(_Device("USB microphone", b"usb"))
     panel.device_box.showPopup()  # opening the list looks again
     panel.device_box.hidePopup()
     assert panel.device_box.count() == 1 and panel.device_box.currentText() == "USB microphone"
-    assert not panel.banner.message()
+    assert panel.banner.kind is None and not panel.banner.isVisible()
     devices.insert(0, _Device("Built-in", b"builtin"))
     panel.refresh_devices.click()  # and so does the ↻ button
     assert panel.device_box.count() == 2 and panel.device_box.currentText() == "USB microphone"
@@ -248,4 +259,5 @@ def test_the_microphone_list_is_read_late_and_again_each_time_it_opens(make_pane
     devices.clear()
     panel.device_box.showPopup()
     panel.device_box.hidePopup()
-    assert panel.banner.message() == M.NO_MIC
+    assert panel.banner.kind is Msgs.no_microphone
+    assert panel.banner.message() == M.NO_MIC  # the words: plain, as before

@@ -17,7 +17,8 @@ What it measures
     srnn-continue  ``infer.continue_music`` (prime 32 frames, sample 64), the demo's continuation (sampled:
                    timing only, nothing to compare)
     l2l            the race on the tab's default problem (2-D quadratic, seed 0): the quadratic-trained LSTM
-                   optimizer and SGD / RMSprop / Adam / NAG at their tuned rates, 100 steps each, as the tab's race (l2l infer.race)
+                   optimizer and SGD / RMSprop / Adam / NAG at their tuned rates, 100 steps each, as the tab's
+                   race (l2l infer.race)
     l2l-mnist      the same race on the MNIST MLP with the bundled (MNIST-trained) optimizer: not the demo, but
                    the heaviest race the tab offers
     transducer     the demo utterance (first WAV of resources/transducer) streamed through the online
@@ -310,7 +311,7 @@ def _l2l_load(dev):
 
 def _l2l_race(problem_name: str):
     def run(bundle, _inp, dev):
-        """The tab's race (infer.race) (pace 0): every optimizer steps once per round on the same problem."""
+        """The tab's race (l2l infer.race, pace 0): every optimizer steps once per round on the same problem."""
         from explorer.papers.l2l.catalog import PROBLEMS
         from explorer.papers.l2l.infer import tuned_rates
         from explorer.papers.l2l.optimizer_runs import Run

@@ -31,10 +31,18 @@ def _default_checkpoint(dataset: str = "primitives") -> Path:
 def _data_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dataset",
-        choices=("primitives", "furniture"),
+        choices=("primitives", "furniture", "modelnet"),
         default="primitives",
         help="primitives: boxes, spheres, cylinders, cones, tori under random pose and scale "
-        "(trimesh.creation); furniture: Sweet Home 3D models (apt sweethome3d-furniture)",
+        "(trimesh.creation); furniture: Sweet Home 3D models (apt sweethome3d-furniture); modelnet: the "
+        "voxel grids in --shapes DIR (e.g. ModelNet10 chairs and monitors, CLASS.npy.gz)",
+    )
+    parser.add_argument(
+        "--shapes",
+        metavar="DIR",
+        default=None,
+        help="folder of ModelNet voxel grids (CLASS.npy.gz, (N, 1, 32, 32, 32)) for --dataset modelnet; pictures "
+        "are rendered from them, the grids are only the evaluation's ground truth",
     )
     parser.add_argument(
         "--n-train", type=POSITIVE_INT, default=None, help="number of training primitives (default 2000)"
@@ -59,6 +67,8 @@ def _load_data(args, progress=None):
         for k, v in kw.items():
             if v < 1:
                 raise UserError(f"--{k.replace('_', '-')} must be positive")
+    elif args.dataset == "modelnet":
+        kw = dict(shapes=args.shapes)
     else:
         kw = dict(train_copies=preset.get("train_copies", 1))
     kw["rig"] = preset.get("rig", "axes")
@@ -84,6 +94,13 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--draw-steps", type=POSITIVE_INT, default=None, help="DRAW steps T writing into the canvas")
     parser.add_argument("--hidden", type=POSITIVE_INT, default=None, help="LSTM size")
     parser.add_argument("--lr", type=POSITIVE, default=None, help="peak Adam learning rate (cosine decay)")
+    parser.add_argument(
+        "--writer",
+        choices=("scale-shift", "rotation"),
+        default=None,
+        help="how each step's patch is placed: per-axis scale and shift (separable), or the full 3D spatial "
+        "transformer with a rotation too (default: the preset's; modelnet: rotation)",
+    )
     parser.add_argument(
         "--init", metavar="CHECKPOINT", default=None, help="start from this checkpoint's weights (same architecture)"
     )
@@ -153,6 +170,8 @@ def _train(args, world) -> int:
             if val < 1:
                 raise UserError(f"--{'draw-steps' if key == 'steps' else key} must be positive")
             mcfg[key] = val
+    if args.writer is not None:
+        mcfg["writer_rotation"] = args.writer == "rotation"
     tcfg = TrainConfig(**preset["train"])
     tcfg.steps, tcfg.seed = args.steps, args.seed
     if args.batch is not None:
@@ -173,6 +192,7 @@ def _train(args, world) -> int:
         ck = load_checkpoint(args.init, expected_paper=PAPER)
         cfg = dict(ck.meta.model_config)
         cfg["class_names"], cfg["cameras"] = mcfg["class_names"], mcfg["cameras"]
+        cfg["writer_rotation"] = bool(mcfg.get("writer_rotation", False))  # new rotation layers start at zero
         model = build(cfg)
         own = model.state_dict()
         copied = {k: v for k, v in ck.state_dict.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
@@ -193,6 +213,9 @@ def _train(args, world) -> int:
     n_val = min(100, max(1, n_models // 10)) if n_models > 1 else 0
     rng = np.random.default_rng(args.seed)
     perm = rng.permutation(n_models)
+    if "valid" in train_set.info:  # a fixed hashed split (modelnet): its 'valid' shapes come first
+        n_val = int(train_set.info["valid"])
+        perm = np.concatenate([np.arange(n_val), n_val + rng.permutation(n_models - n_val)])
     train_models = n_models - n_val
     if n_models < len(views):
         val_models = np.isin(np.arange(len(views)) % n_models, perm[:n_val])
@@ -221,6 +244,11 @@ def _train(args, world) -> int:
         "image_size": 32,
         "trainer_sees": "pictures from the training cameras and class labels; no voxels",
     }
+    if args.dataset == "modelnet":
+        data_desc["shapes_dir"] = str(Path(args.shapes).resolve())
+        data_desc["split"] = "whole shapes by an MD5 hash of CLASS_INDEX: 75% train, 10% valid, 15% test"
+        data_desc["fill_for_rendering"] = True
+        data_desc["credits"] = "ModelNet10 (Wu et al., 3D ShapeNets, CVPR 2015), 32^3 voxel grids"
     if args.dataset == "furniture":
         from .data import furniture_credits
 

@@ -879,3 +879,33 @@ def export_voxels(test: ShapeSet, folder: str | Path) -> int:
             name = f"{cls}_{name}"
         np.save(out / f"{name}.npy", internal_to_grid(vox))
     return len(test)
+
+
+def load_voxel_folder(folder: str | Path) -> list[tuple[str, str, np.ndarray]]:
+    """The grids of an `eval --voxels` folder: (class, name, grid [x, y(up), z] bool), sorted by file name.
+
+    Every ``*.npy`` file must hold one cubic 3D array (bool or 0/1 numbers, any size); its class is the file
+    name before the first underscore."""
+    from explorer.core.errors import UserError
+
+    root = Path(folder)
+    if not root.is_dir():
+        raise UserError(f"{root}: not a folder (expected a folder of CLASS_ID.npy voxel grids)")
+    files = sorted(root.glob("*.npy"))
+    if not files:
+        raise UserError(f"{root}: no .npy voxel grids found (expected files named CLASS_ID.npy)")
+    out = []
+    for f in files:
+        try:
+            a = np.load(f, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise UserError(f"{f.name}: not a NumPy .npy array ({exc})") from None
+        a = np.squeeze(np.asarray(a))
+        if a.ndim != 3 or len(set(a.shape)) != 1 or a.shape[0] < 2:
+            raise UserError(f"{f.name}: expected one cubic occupancy grid (R x R x R), found shape {a.shape}")
+        if a.dtype != bool:
+            if not np.issubdtype(a.dtype, np.number) or not np.all(np.isfinite(a)):
+                raise UserError(f"{f.name}: the grid must hold booleans or 0/1 numbers")
+            a = a > 0.5
+        out.append((f.stem.split("_", 1)[0], f.stem, a))
+    return out

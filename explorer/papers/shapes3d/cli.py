@@ -2,7 +2,9 @@
 
 nips-explorer train shapes3d [--dataset primitives|furniture] [--minutes M] [--steps N] [--resume CKPT] ...
 torchrun --standalone --nproc_per_node N -m explorer train shapes3d ...   (DDP; --batch is the global batch)
-nips-explorer eval shapes3d [--dataset primitives|furniture] [--checkpoint F] [--json]
+nips-explorer eval shapes3d [--dataset primitives|furniture|modelnet] [--checkpoint F] [--json]
+nips-explorer eval shapes3d --voxels DIR [--checkpoint F] [--shapes MODELNET_DIR] --json   (any CLASS_ID.npy grids)
+nips-explorer eval shapes3d --dataset modelnet --shapes DIR --export-voxels OUT   (held-out grids for --voxels)
 nips-explorer reconstruct IMAGE.png --out shape.obj [--checkpoint F] [--level 0.5]
 """
 
@@ -31,10 +33,18 @@ def _default_checkpoint(dataset: str = "primitives") -> Path:
 def _data_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dataset",
-        choices=("primitives", "furniture"),
+        choices=("primitives", "furniture", "modelnet"),
         default="primitives",
         help="primitives: boxes, spheres, cylinders, cones, tori under random pose and scale "
-        "(trimesh.creation); furniture: Sweet Home 3D models (apt sweethome3d-furniture)",
+        "(trimesh.creation); furniture: Sweet Home 3D models (apt sweethome3d-furniture); modelnet: the "
+        "voxel grids in --shapes DIR (e.g. ModelNet10 chairs and monitors, CLASS.npy.gz)",
+    )
+    parser.add_argument(
+        "--shapes",
+        metavar="DIR",
+        default=None,
+        help="folder of ModelNet voxel grids (CLASS.npy.gz, (N, 1, 32, 32, 32)) for --dataset modelnet; pictures "
+        "are rendered from them, the grids are only the evaluation's ground truth",
     )
     parser.add_argument(
         "--n-train", type=POSITIVE_INT, default=None, help="number of training primitives (default 2000)"
@@ -59,6 +69,8 @@ def _load_data(args, progress=None):
         for k, v in kw.items():
             if v < 1:
                 raise UserError(f"--{k.replace('_', '-')} must be positive")
+    elif args.dataset == "modelnet":
+        kw = dict(shapes=args.shapes)
     else:
         kw = dict(train_copies=preset.get("train_copies", 1))
     kw["rig"] = preset.get("rig", "axes")
@@ -84,6 +96,13 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--draw-steps", type=POSITIVE_INT, default=None, help="DRAW steps T writing into the canvas")
     parser.add_argument("--hidden", type=POSITIVE_INT, default=None, help="LSTM size")
     parser.add_argument("--lr", type=POSITIVE, default=None, help="peak Adam learning rate (cosine decay)")
+    parser.add_argument(
+        "--writer",
+        choices=("scale-shift", "rotation"),
+        default=None,
+        help="how each step's patch is placed: per-axis scale and shift (separable), or the full 3D spatial "
+        "transformer with a rotation too (default: the preset's; modelnet: rotation)",
+    )
     parser.add_argument(
         "--init", metavar="CHECKPOINT", default=None, help="start from this checkpoint's weights (same architecture)"
     )
@@ -153,6 +172,8 @@ def _train(args, world) -> int:
             if val < 1:
                 raise UserError(f"--{'draw-steps' if key == 'steps' else key} must be positive")
             mcfg[key] = val
+    if args.writer is not None:
+        mcfg["writer_rotation"] = args.writer == "rotation"
     tcfg = TrainConfig(**preset["train"])
     tcfg.steps, tcfg.seed = args.steps, args.seed
     if args.batch is not None:
@@ -173,6 +194,7 @@ def _train(args, world) -> int:
         ck = load_checkpoint(args.init, expected_paper=PAPER)
         cfg = dict(ck.meta.model_config)
         cfg["class_names"], cfg["cameras"] = mcfg["class_names"], mcfg["cameras"]
+        cfg["writer_rotation"] = bool(mcfg.get("writer_rotation", False))  # new rotation layers start at zero
         model = build(cfg)
         own = model.state_dict()
         copied = {k: v for k, v in ck.state_dict.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
@@ -193,6 +215,9 @@ def _train(args, world) -> int:
     n_val = min(100, max(1, n_models // 10)) if n_models > 1 else 0
     rng = np.random.default_rng(args.seed)
     perm = rng.permutation(n_models)
+    if "valid" in train_set.info:  # a fixed hashed split (modelnet): its 'valid' shapes come first
+        n_val = int(train_set.info["valid"])
+        perm = np.concatenate([np.arange(n_val), n_val + rng.permutation(n_models - n_val)])
     train_models = n_models - n_val
     if n_models < len(views):
         val_models = np.isin(np.arange(len(views)) % n_models, perm[:n_val])
@@ -221,6 +246,11 @@ def _train(args, world) -> int:
         "image_size": 32,
         "trainer_sees": "pictures from the training cameras and class labels; no voxels",
     }
+    if args.dataset == "modelnet":
+        data_desc["shapes_dir"] = str(Path(args.shapes).resolve())
+        data_desc["split"] = "whole shapes by an MD5 hash of CLASS_INDEX: 75% train, 10% valid, 15% test"
+        data_desc["fill_for_rendering"] = True
+        data_desc["credits"] = "ModelNet10 (Wu et al., 3D ShapeNets, CVPR 2015), 32^3 voxel grids"
     if args.dataset == "furniture":
         from .data import furniture_credits
 
@@ -339,7 +369,79 @@ def configure_eval(parser: argparse.ArgumentParser) -> None:
         help="checkpoint to evaluate (default: the bundled one for the dataset)",
     )
     parser.add_argument("--limit", type=POSITIVE_INT, default=None, help="evaluate only the first N held-out shapes")
+    parser.add_argument(
+        "--voxels",
+        metavar="DIR",
+        default=None,
+        help="score the model on any voxel grids instead: DIR holds CLASS_ID.npy cubic boolean grids (any size, "
+        "axes x, y, z with y up, centred); each grid's input picture is rendered with the project's renderer and "
+        "camera, the inferred shape scored by IoU at the model's resolution (classes the model never saw: "
+        "unconditional). JSON: shapes, iou (no post-processing), iou_filled (enclosed cavities filled), "
+        "iou_baseline (visual hull), iou_nearest (nearest training picture's shape), per_class",
+    )
+    parser.add_argument(
+        "--export-voxels",
+        metavar="DIR",
+        default=None,
+        help="write the --dataset's held-out shapes into DIR as CLASS_ID.npy grids for --voxels, then stop",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _nearest_bank(args, meta, model):
+    """The training set's pictures and shapes for the nearest-picture baseline: the ModelNet folder given by
+    --shapes or recorded in the checkpoint, its training split read from the data cache (rendered once). None
+    when there is none (models trained on the generated primitives or furniture)."""
+    from .data import cache_dir, load_dataset
+    from .evaluate import nearest_bank
+    from .train import PRESETS
+
+    shapes = args.shapes or (meta.data or {}).get("shapes_dir")
+    if not shapes or not Path(shapes).is_dir():
+        return None
+    folder = Path(args.data_dir) / "shapes3d" if args.data_dir else cache_dir()
+    train_set, _ = load_dataset("modelnet", shapes=shapes, rig=PRESETS["modelnet"]["rig"], folder=folder)
+    n_val = int(train_set.info.get("valid", 0))
+    if n_val:
+        train_set = train_set.subset(range(n_val, len(train_set)))
+    return nearest_bank(train_set, model.res)
+
+
+def _evaluate_voxels(args, model, meta, ckpt, device) -> int:
+    from explorer.core.progress import TerminalProgress
+
+    from .data import load_voxel_folder
+    from .evaluate import evaluate_grids
+
+    grids = load_voxel_folder(args.voxels)
+    if args.limit is not None:
+        grids = grids[: args.limit]
+    bank = _nearest_bank(args, meta, model)
+    if bank is None:
+        print(
+            "note: no training collection found for the nearest-picture baseline (iou_nearest is null); "
+            "give --shapes DIR",
+            file=sys.stderr,
+        )
+    with TerminalProgress("shapes3d eval") as bar:
+        result = evaluate_grids(model, grids, device, bank=bank, progress=bar)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    near = "n/a" if result["iou_nearest"] is None else f"{result['iou_nearest']:.3f}"
+    print(f"{ckpt.name} on {result['shapes']} grids from {args.voxels} (single view):")
+    print(
+        f"  IoU {result['iou']:.3f} (cavities filled {result['iou_filled']:.3f})   visual hull "
+        f"{result['iou_baseline']:.3f}   nearest training picture {near}"
+    )
+    for name, r in result["per_class"].items():
+        near = "n/a" if r["iou_nearest"] is None else f"{r['iou_nearest']:.3f}"
+        cond = "" if r["conditioned"] else "  (class unknown to the model: unconditional)"
+        print(
+            f"    {name:10s} {r['shapes']:4d} shapes   IoU {r['iou']:.3f} (filled {r['iou_filled']:.3f})   "
+            f"hull {r['iou_baseline']:.3f}   nearest {near}{cond}"
+        )
+    return 0
 
 
 def evaluate(args) -> int:
@@ -349,10 +451,22 @@ def evaluate(args) -> int:
     from .evaluate import evaluate as run_eval
     from .infer import load_for_app
 
+    if args.export_voxels:
+        from .data import export_voxels
+
+        with TerminalProgress("shapes3d data", disable=None) as bar:
+            _, test_set = _load_data(args, bar)
+        if args.limit is not None:
+            test_set = test_set.subset(range(min(args.limit, len(test_set))))
+        n = export_voxels(test_set, args.export_voxels)
+        print(f"wrote {n} held-out {args.dataset} grids to {args.export_voxels} (CLASS_ID.npy, x y z, y up)")
+        return 0
     ckpt = Path(args.checkpoint) if args.checkpoint else _default_checkpoint(args.dataset)
     configure_threads(for_gui=False)
     device = choose_device(getattr(args, "device", "auto"))
     model, meta = load_for_app(str(ckpt), device)
+    if args.voxels:
+        return _evaluate_voxels(args, model, meta, ckpt, device)
     with TerminalProgress("shapes3d data", disable=None) as bar:
         _, test_set = _load_data(args, bar)
     if list(model.class_names) != list(test_set.class_names):

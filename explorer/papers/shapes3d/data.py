@@ -611,11 +611,13 @@ def load_dataset(
     folder: Path | None = None,
     train_copies: int = 1,
     rig: str = "axes",
+    shapes: str | Path | None = None,
 ) -> tuple[ShapeSet, ShapeSet]:
     """(train, test) ShapeSets, built once and cached as .npz under the cache folder.
 
     ``train_copies`` (furniture): pictures of the training models under that many random yaws.
-    ``rig``: the training cameras, a key of ``model.RIGS``; the shapes are the same for any rig."""
+    ``rig``: the training cameras, a key of ``model.RIGS``; the shapes are the same for any rig.
+    ``shapes`` (modelnet): the folder of ModelNet grids (``CLASS.npy.gz``)."""
     from explorer.core.errors import UserError
 
     from .model import RIGS
@@ -644,8 +646,25 @@ def load_dataset(
             return both["sets"][i]
 
         makers = (lambda: mk(0), lambda: mk(1))
+    elif name == "modelnet":
+        if shapes is None:
+            raise UserError("--dataset modelnet needs --shapes DIR (the folder of ModelNet CLASS.npy.gz grids)")
+        src = Path(shapes)
+        files = sorted(src.glob("*.npy.gz")) + sorted(src.glob("*.npy")) if src.is_dir() else []
+        if not files:
+            raise UserError(f"{src}: no ModelNet grids (CLASS.npy.gz files) found there")
+        key = json.dumps([[f.name, f.stat().st_size] for f in files])
+        tag = f"modelnet_v{DATA_VERSION}_{hashlib.md5(key.encode()).hexdigest()[:10]}{rig_tag}"
+        both = {}
+
+        def mk(i):
+            if not both:
+                both["sets"] = make_modelnet(src, cameras=cams, progress=progress, token=token)
+            return both["sets"][i]
+
+        makers = (lambda: mk(0), lambda: mk(1))
     else:
-        raise UserError(f"unknown dataset '{name}' (choose primitives or furniture)")
+        raise UserError(f"unknown dataset '{name}' (choose primitives, furniture or modelnet)")
     out = []
     for part, make, t in zip(("train", "test"), makers, tags or (tag, tag)):
         p = folder / f"{t}_{part}.npz"
@@ -656,3 +675,237 @@ def load_dataset(
             s.save(p)
             out.append(s)
     return out[0], out[1]
+
+
+# ------------------------------------------------------------------------------------------ voxel grids
+# Grids from other collections (ModelNet, or any folder of CLASS_ID.npy files) use the exchange convention of
+# `nips-explorer eval shapes3d --voxels`: a cubic boolean array indexed [x, y, z] with y up and the shape centred.
+# The model's own frame is (z, y, x) with y DOWN (model.py); ``grid_to_internal`` is the proper rotation
+# (180 degrees about x: y -> -y, z -> -z) between the two, so nothing is mirrored and the front of a shape (+z in
+# the exchange frame, as in OpenGL) faces the input camera.
+MODELNET_CLASSES = ("chair", "monitor")
+
+
+def grid_to_internal(grid: np.ndarray) -> np.ndarray:
+    """An exchange grid [x, y(up), z] -> the model's frame [z, y(down), x] (a rotation, no mirror)."""
+    g = np.asarray(grid)
+    return np.ascontiguousarray(np.flip(np.transpose(g, (2, 1, 0)), axis=(0, 1)))
+
+
+def internal_to_grid(vol: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`grid_to_internal`."""
+    v = np.flip(np.asarray(vol), axis=(0, 1))
+    return np.ascontiguousarray(np.transpose(v, (2, 1, 0)))
+
+
+def _overlap(n: int, r: int) -> np.ndarray:
+    """(r, n) float32: 1 where output cell j (of r over [0, 1]) and input cell i (of n) overlap (by more than a
+    rounding error), else 0."""
+    lo_o, hi_o = np.arange(r) / r, (np.arange(r) + 1) / r
+    lo_i, hi_i = np.arange(n) / n, (np.arange(n) + 1) / n
+    ov = np.minimum(hi_o[:, None], hi_i[None]) - np.maximum(lo_o[:, None], lo_i[None])
+    return (ov > 1e-3 / max(n, r)).astype(np.float32)
+
+
+def resample_grid(grid: np.ndarray, res: int) -> np.ndarray:
+    """A cubic boolean grid of any size -> (res, res, res) bool; axes kept.
+
+    A coarse cell is occupied when ANY finer cell it overlaps is (max-pooling, so one-voxel legs and surfaces
+    survive; a solid grows by under one coarse cell at most); a finer cell copies the coarse cell it lies in."""
+    g = np.asarray(grid).astype(bool)
+    n = g.shape[0]
+    if g.ndim != 3 or g.shape != (n, n, n):
+        raise ValueError(f"not a cubic grid: shape {g.shape}")
+    if n == res:
+        return g.copy()
+    if res % n == 0:
+        f = res // n
+        return g.repeat(f, 0).repeat(f, 1).repeat(f, 2)
+    if n % res == 0:
+        f = n // res
+        return g.reshape(res, f, res, f, res, f).any(axis=(1, 3, 5))
+    a = _overlap(n, res)
+    out = np.einsum("ai,bj,ck,ijk->abc", a, a, a, g.astype(np.float32), optimize=True)
+    return out > 0.5
+
+
+def centre_grid(grid: np.ndarray) -> np.ndarray:
+    """Shift the occupied voxels by whole voxels so that their bounding box is centred (empty grids unchanged)."""
+    g = np.asarray(grid, bool)
+    idx = np.nonzero(g)
+    if not len(idx[0]):
+        return g.copy()
+    out = np.zeros_like(g)
+    n = g.shape[0]
+    shifts = [int((n - 1 - int(i.max()) - int(i.min())) // 2) for i in idx]
+    out[tuple(i + s for i, s in zip(idx, shifts))] = True
+    return out
+
+
+def fine_internal(grid: np.ndarray, fill: bool = True) -> np.ndarray:
+    """The FINE_RES^3 grid in the model's frame that the renderer draws for an exchange grid.
+
+    ``fill``: enclosed cavities filled first (rendering only: pictures show the outer surface either way, but a
+    filled solid stays opaque under the trilinear resampling of the diagonal cameras, a one-voxel shell does not).
+    """
+    from scipy import ndimage
+
+    g = resample_grid(grid, FINE_RES)
+    if fill:
+        g = ndimage.binary_fill_holes(g)
+    return grid_to_internal(g)
+
+
+def render_grids(
+    grids: Sequence[np.ndarray], cameras: Sequence[Sequence[float]], image_size: int = 32, fill: bool = True
+):
+    """Pictures (N, K, H, W) uint8 of exchange grids, rendered by the project's renderer from ``cameras``."""
+    out = []
+    for i in range(0, len(grids), 16):
+        fine = np.stack([fine_internal(g, fill) for g in grids[i : i + 16]])
+        out.append(np.round(render_fine(fine, cameras, image_size) * 255).astype(np.uint8))
+    return np.concatenate(out) if out else np.zeros((0, len(cameras), image_size, image_size), np.uint8)
+
+
+def load_modelnet(folder: str | Path) -> dict[str, list[tuple[str, np.ndarray]]]:
+    """ModelNet grids per class from ``CLASS.npy.gz`` files ((N, 1, 32, 32, 32) 0/1): {class: [(name, grid)]}.
+
+    Each grid comes back in the exchange convention [x, y(up), z], centred; empty grids are skipped. In the
+    distributed files the third axis is up (checked on renders of chairs and monitors: legs and stands at its
+    low end), the first and second are horizontal; the front faces +/- the second axis depending on the class,
+    which the training's quarter-turn augmentation makes immaterial.
+    """
+    import gzip
+
+    from explorer.core.errors import UserError
+
+    root = Path(folder)
+    files = sorted(root.glob("*.npy.gz")) + sorted(root.glob("*.npy"))
+    if not root.is_dir() or not files:
+        raise UserError(f"{root}: no ModelNet grids (CLASS.npy.gz files) found there")
+    out: dict[str, list[tuple[str, np.ndarray]]] = {}
+    for f in files:
+        cls = f.name.split(".")[0]
+        try:
+            with gzip.open(f) if f.suffix == ".gz" else open(f, "rb") as fh:
+                a = np.load(fh, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise UserError(f"{f.name}: not a NumPy array file ({exc})") from None
+        a = np.asarray(a)
+        if a.ndim == 5:
+            a = a[:, 0]
+        if a.ndim != 4 or len(set(a.shape[1:])) != 1:
+            raise UserError(f"{f.name}: expected (N, 1, R, R, R) grids, found shape {a.shape}")
+        shapes = []
+        for i, raw in enumerate(a > 0.5):
+            if not raw.any():
+                continue
+            g = np.transpose(raw, (0, 2, 1))  # raw (a0, a1, a2 = up) -> (x, y = up, z)
+            shapes.append((f"{cls}_{i:04d}", centre_grid(g)))
+        out[cls] = shapes
+    return out
+
+
+def hashed_split(name: str, valid: float = 0.1, test: float = 0.15) -> str:
+    """'train', 'valid' or 'test' for a whole shape, from a hash of its name (stable across runs and machines)."""
+    u = int(hashlib.md5(name.encode()).hexdigest()[:8], 16) / 16**8
+    return "test" if u < test else "valid" if u < test + valid else "train"
+
+
+def make_modelnet(
+    folder: str | Path,
+    cameras: Sequence[Sequence[float]] | None = None,
+    image_size: int = 32,
+    fill: bool = True,
+    progress=None,
+    token=None,
+) -> tuple[ShapeSet, ShapeSet]:
+    """(train, test) ShapeSets of ModelNet grids, whole shapes held out by :func:`hashed_split`.
+
+    The train set holds the 'valid' shapes first (``info["valid"]`` of them: the trainer's validation ELBO,
+    pictures only), then the 'train' shapes. Pictures are rendered from the grids (interior filled when
+    ``fill``); the 32^3 voxels are the grids as they are (surfaces unfilled): evaluation only."""
+    from .model import NOVEL_CAMERAS, TRAIN_CAMERAS
+
+    cams = [list(c) for c in (cameras or TRAIN_CAMERAS)]
+    by_class = load_modelnet(folder)
+    class_names = sorted(by_class)
+    parts: dict[str, list[tuple[str, int, np.ndarray]]] = {"valid": [], "train": [], "test": []}
+    for c, cls in enumerate(class_names):
+        for name, g in by_class[cls]:
+            parts[hashed_split(name)].append((name, c, g))
+    sets = []
+    total = sum(len(v) for v in parts.values())
+    done = 0
+    for part_names, novel in ((("valid", "train"), []), (("test",), NOVEL_CAMERAS)):
+        items = [x for p in part_names for x in parts[p]]
+        allcams = cams + [list(c) for c in novel]
+        views = []
+        for i in range(0, len(items), 64):
+            if token is not None:
+                token.check()
+            views.append(render_grids([g for _, _, g in items[i : i + 64]], allcams, image_size, fill))
+            done += len(items[i : i + 64])
+            if progress:
+                progress(done / total, f"shape {done}/{total}")
+        info: dict[str, Any] = {"dataset": "modelnet", "source": str(folder), "fill_for_rendering": fill}
+        if "valid" in part_names:
+            info["valid"] = len(parts["valid"])
+        sets.append(
+            ShapeSet(
+                views=np.concatenate(views) if views else np.zeros((0, len(allcams), image_size, image_size), np.uint8),
+                labels=np.asarray([c for _, c, _ in items], np.int64),
+                voxels=np.stack([grid_to_internal(resample_grid(g, 32)) for _, _, g in items])
+                if items
+                else np.zeros((0, 32, 32, 32), bool),
+                class_names=class_names,
+                cameras=cams,
+                novel_cameras=[list(c) for c in novel],
+                names=[n for n, _, _ in items],
+                info=info,
+            )
+        )
+    return sets[0], sets[1]
+
+
+def export_voxels(test: ShapeSet, folder: str | Path) -> int:
+    """Write a ShapeSet's ground truth as an `eval --voxels` folder: CLASS_NAME.npy exchange grids. Returns N."""
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    for i, vox in enumerate(test.voxels):
+        cls = test.class_names[int(test.labels[i])]
+        name = test.names[i] if test.names else f"{cls}_{i:04d}"
+        if not name.startswith(cls + "_"):
+            name = f"{cls}_{name}"
+        np.save(out / f"{name}.npy", internal_to_grid(vox))
+    return len(test)
+
+
+def load_voxel_folder(folder: str | Path) -> list[tuple[str, str, np.ndarray]]:
+    """The grids of an `eval --voxels` folder: (class, name, grid [x, y(up), z] bool), sorted by file name.
+
+    Every ``*.npy`` file must hold one cubic 3D array (bool or 0/1 numbers, any size); its class is the file
+    name before the first underscore."""
+    from explorer.core.errors import UserError
+
+    root = Path(folder)
+    if not root.is_dir():
+        raise UserError(f"{root}: not a folder (expected a folder of CLASS_ID.npy voxel grids)")
+    files = sorted(root.glob("*.npy"))
+    if not files:
+        raise UserError(f"{root}: no .npy voxel grids found (expected files named CLASS_ID.npy)")
+    out = []
+    for f in files:
+        try:
+            a = np.load(f, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise UserError(f"{f.name}: not a NumPy .npy array ({exc})") from None
+        a = np.squeeze(np.asarray(a))
+        if a.ndim != 3 or len(set(a.shape)) != 1 or a.shape[0] < 2:
+            raise UserError(f"{f.name}: expected one cubic occupancy grid (R x R x R), found shape {a.shape}")
+        if a.dtype != bool:
+            if not np.issubdtype(a.dtype, np.number) or not np.all(np.isfinite(a)):
+                raise UserError(f"{f.name}: the grid must hold booleans or 0/1 numbers")
+            a = a > 0.5
+        out.append((f.stem.split("_", 1)[0], f.stem, a))
+    return out

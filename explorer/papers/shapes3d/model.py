@@ -269,14 +269,40 @@ def tent_filters(center: torch.Tensor, stride: torch.Tensor, patch: int, res: in
     return torch.relu(1.0 - (x - mu).abs() / stride.view(-1, 1, 1))
 
 
+def axis_angle_matrix(r: torch.Tensor) -> torch.Tensor:
+    """(B, 3) axis-angle vectors (radians) -> (B, 3, 3) rotation matrices (Rodrigues; smooth at zero)."""
+    theta = torch.sqrt((r * r).sum(1, keepdim=True) + 1e-12)
+    k = r / theta
+    zero = torch.zeros_like(k[:, 0])
+    kx, ky, kz = k.unbind(1)
+    big_k = torch.stack([zero, -kz, ky, kz, zero, -kx, -ky, kx, zero], 1).view(-1, 3, 3)
+    eye = torch.eye(3, dtype=r.dtype, device=r.device).expand_as(big_k)
+    s, c = torch.sin(theta).view(-1, 1, 1), torch.cos(theta).view(-1, 1, 1)
+    return eye + s * big_k + (1.0 - c) * (big_k @ big_k)
+
+
+def place_patch(patch: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, rot: torch.Tensor, res: int):
+    """The volumetric spatial transformer: patches (B, P, P, P) in (z, y, x) order placed into (B, 1, R, R, R)
+    canvases by ``affine_grid``/``grid_sample`` (trilinear, zero outside the patch).
+
+    The patch spans [-1, 1]^3 in its own frame; a canvas point p (world x, y, z) reads the patch at
+    u = diag(1 / scale) R^T (p - shift). With R = I this is exactly the separable scale + shift writer (the
+    same trilinear tents)."""
+    b = patch.shape[0]
+    inv = rot.transpose(1, 2) / scale.unsqueeze(2)  # rows of R^T divided by the scale of that patch axis
+    theta = torch.cat([inv, -(inv @ shift.unsqueeze(2))], 2)  # (B, 3, 4)
+    grid = F.affine_grid(theta, [b, 1, res, res, res], align_corners=False)
+    return F.grid_sample(patch.unsqueeze(1), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
 class VolumeWriter(nn.Module):
     """write(h): a P^3 patch of logits (an MLP of h) placed into the R^3 canvas by a separable
     volumetric attention (3D spatial transformer restricted to per-axis scale and translation, trilinear
     kernels). Initialised to cover the whole canvas; the model learns where to zoom in."""
 
-    def __init__(self, hidden: int, patch: int, res: int, kind: str = "mlp") -> None:
+    def __init__(self, hidden: int, patch: int, res: int, kind: str = "mlp", rotation: bool = False) -> None:
         super().__init__()
-        self.res, self.patch, self.kind = res, patch, kind
+        self.res, self.patch, self.kind, self.rotation = res, patch, kind, bool(rotation)
         if kind == "conv":  # h -> (P/2)^3 x 16 -> transposed 3D conv -> P^3 x 8 -> 3D conv -> P^3
             self.hid = nn.Linear(hidden, 16 * (patch // 2) ** 3)
             self.up = nn.ConvTranspose3d(16, 8, 4, 2, 1)
@@ -292,6 +318,12 @@ class VolumeWriter(nn.Module):
         nn.init.zeros_(self.where.weight)
         with torch.no_grad():
             self.where.bias.copy_(torch.tensor([3.0, 3.0, 3.0, 0.0, 0.0, 0.0]))
+        # The full 3D spatial transformer (``rotation``): an axis-angle rotation of the patch per step, zero at
+        # initialisation, so a new writer starts as the scale + shift one (and can start from its weights).
+        self.turn = nn.Linear(hidden, 3) if self.rotation else None
+        if self.turn is not None:
+            nn.init.zeros_(self.turn.weight)
+            nn.init.zeros_(self.turn.bias)
 
     def forward(self, h: torch.Tensor):
         b, p, r = h.shape[0], self.patch, self.res
@@ -303,6 +335,10 @@ class VolumeWriter(nn.Module):
         w = self.where(h)
         scale = 0.3 + 0.7 * torch.sigmoid(w[:, :3])  # (x, y, z) extent as a fraction of the cube
         shift = torch.tanh(w[:, 3:]) * (1.0 - scale)  # keep the patch inside the cube
+        if self.turn is not None:
+            rot = axis_angle_matrix(self.turn(h))
+            out = place_patch(patch, scale, shift, rot, r)
+            return out, torch.cat([scale, shift, rot.flatten(1)], 1)
         stride = scale * 2.0 / p
         fx, fy, fz = (tent_filters(shift[:, i], stride[:, i], p, r) for i in range(3))
         out = torch.einsum("bzc,bcyx->bzyx", fz, patch.reshape(b, p, p * p).view(b, p, p, p))
@@ -338,6 +374,7 @@ class Shapes3D(nn.Module):
         input_view: int = 0,
         view_context: bool = True,
         writer: str = "mlp",
+        writer_rotation: bool = False,
     ) -> None:
         super().__init__()
         self.class_names = list(class_names)
@@ -349,12 +386,13 @@ class Shapes3D(nn.Module):
         self.input_view = input_view
         self.view_context = bool(view_context)
         self.writer_kind = writer
+        self.writer_rotation = bool(writer_rotation)
         self.encoder = ImageEncoder(image_size, feat)
         self.context = nn.Embedding(self.n_classes + 1, ctx_dim)
         self.enc_rnn = nn.LSTMCell(feat + hidden + ctx_dim, hidden)
         self.q_params = nn.Linear(hidden, 2 * z_dim)
         self.dec_rnn = nn.LSTMCell(z_dim + ctx_dim + (feat if self.view_context else 0), hidden)
-        self.writer = VolumeWriter(hidden, patch, res, writer)
+        self.writer = VolumeWriter(hidden, patch, res, writer, rotation=self.writer_rotation)
         self.canvas0 = nn.Parameter(torch.tensor(-3.0))
         self.register_buffer("thetas", camera_thetas(self.cameras), persistent=False)
 
@@ -373,6 +411,7 @@ class Shapes3D(nn.Module):
             input_view=self.input_view,
             view_context=self.view_context,
             writer=self.writer_kind,
+            **({"writer_rotation": True} if self.writer_rotation else {}),
         )
 
     # ------------------------------------------------------------------------------------------ helpers

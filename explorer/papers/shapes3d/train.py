@@ -44,6 +44,16 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train_copies": 4,
         "rig": "axes+diagonals",
     },
+    "modelnet": {
+        "file": "shapes3d_modelnet.safetensors",
+        # The primitives architecture (so --init can start from it) with the full 3D spatial transformer writer:
+        # each step's patch is rotated as well as scaled and shifted.
+        "model": dict(
+            steps=6, hidden=256, z_dim=16, patch=16, feat=256, ctx_dim=16, writer="mlp", writer_rotation=True
+        ),
+        "train": dict(batch=32, lr=1e-3, time_limit_s=1200.0, kl_max=0.1),
+        "rig": "axes+diagonals",
+    },
 }
 
 

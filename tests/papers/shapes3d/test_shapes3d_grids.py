@@ -1,0 +1,208 @@
+"""Voxel grids from other collections (ModelNet, `eval --voxels`) and the rotating writer: headless, tiny, CPU."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from explorer.papers.shapes3d import data as D
+from explorer.papers.shapes3d import model as M
+
+torch.set_num_threads(1)
+
+TINY = dict(steps=2, hidden=32, z_dim=4, patch=8, feat=32, ctx_dim=4)
+
+
+def _raw_l_shape(n: int = 32) -> np.ndarray:
+    """An L in the ModelNet files' layout (axis 0, axis 1 horizontal; axis 2 up), off centre: a tall post
+    standing on a foot that reaches out along axis 1 at the bottom."""
+    g = np.zeros((n, n, n), bool)
+    g[4:8, 2:6, 0:24] = True  # the post: from the floor (axis 2 = 0) up to 24
+    g[4:8, 2:20, 0:4] = True  # the foot, along axis 1, on the floor
+    return g
+
+
+def _write_modelnet(folder, grids_by_class):
+    folder.mkdir(parents=True, exist_ok=True)
+    for cls, grids in grids_by_class.items():
+        a = np.stack(grids)[:, None].astype(np.float64)
+        with gzip.open(folder / f"{cls}.npy.gz", "wb") as fh:
+            np.save(fh, a)
+
+
+def test_modelnet_loader_keeps_y_up_centres_and_skips_empty(tmp_path):
+    _write_modelnet(tmp_path / "mn", {"chair": [_raw_l_shape(), np.zeros((32, 32, 32))]})
+    shapes = D.load_modelnet(tmp_path / "mn")
+    assert list(shapes) == ["chair"] and len(shapes["chair"]) == 1  # the empty grid is skipped
+    name, g = shapes["chair"][0]
+    assert name == "chair_0000" and g.shape == (32, 32, 32)
+    # exchange frame [x, y, z], y up: the post is tall along y, the foot sits at the LOW end of y
+    xs, ys, zs = np.nonzero(g)
+    assert np.ptp(ys) + 1 == 24 and np.ptp(xs) + 1 == 4 and np.ptp(zs) + 1 == 18
+    foot_y = ys[zs == zs.max()]
+    assert foot_y.max() < ys.min() + 4
+    # centred (bounding box)
+    for a in (xs, ys, zs):
+        assert abs((a.min() + a.max()) / 2 - 15.5) <= 0.5
+    # the model's frame has y DOWN: the foot is at the high end of the internal y axis, and the picture from the
+    # input camera shows the post upright with its foot at the bottom rows
+    v = D.grid_to_internal(g)
+    zi, yi, xi = np.nonzero(v)
+    assert yi[zi == zi.min()].min() > yi.max() - 4 or yi[zi == zi.max()].min() > yi.max() - 4
+    assert np.array_equal(D.internal_to_grid(v), g)
+    pic = D.render_grids([g], [[90.0, 0.0]])[0, 0] > 0
+    rows = np.nonzero(pic.any(1))[0]
+    wide = [int(pic[r].sum()) for r in rows]
+    assert wide[-1] > 2 * wide[0]  # the foot (wide) is in the bottom rows of the side picture
+
+
+def test_grid_to_internal_is_a_rotation_not_a_mirror():
+    rng = np.random.default_rng(0)
+    g = rng.random((6, 6, 6)) > 0.5
+    # a proper rotation keeps the handedness: compare with applying two 180-degree flips in the model frame
+    v = D.grid_to_internal(g)
+    assert np.array_equal(v, np.transpose(g, (2, 1, 0))[::-1, ::-1, :])
+
+
+def test_resample_grid_keeps_thin_parts_and_any_size():
+    g = np.zeros((64, 64, 64), bool)
+    g[:, 31, :] = True  # a one-voxel plane
+    assert D.resample_grid(g, 32)[:, 15, :].all()
+    g48 = np.zeros((48, 48, 48), bool)
+    g48[10:20, 10:20, 10:20] = True
+    r = D.resample_grid(g48, 32)
+    assert r.shape == (32, 32, 32) and r[8:12, 8:12, 8:12].all() and not r[0].any()
+    up = D.resample_grid(np.ones((16, 16, 16), bool), 32)
+    assert up.all()
+    with pytest.raises(ValueError):
+        D.resample_grid(np.zeros((4, 4, 5)), 32)
+
+
+def test_hashed_split_is_stable_and_holds_out_whole_shapes():
+    names = [f"chair_{i:04d}" for i in range(400)]
+    parts = [D.hashed_split(n) for n in names]
+    assert parts == [D.hashed_split(n) for n in names]
+    frac = {p: parts.count(p) / len(parts) for p in ("train", "valid", "test")}
+    assert 0.05 < frac["test"] < 0.25 and 0.03 < frac["valid"] < 0.2 and frac["train"] > 0.6
+
+
+def test_identity_rotation_writer_equals_the_scale_shift_writer():
+    torch.manual_seed(0)
+    rot = M.VolumeWriter(32, 8, 16, "mlp", rotation=True)
+    with torch.no_grad():
+        rot.where.weight.normal_(0.0, 0.5)
+        rot.fc.weight.normal_(0.0, 0.5)
+    old = M.VolumeWriter(32, 8, 16, "mlp")
+    old.load_state_dict({k: v for k, v in rot.state_dict().items() if not k.startswith("turn")})
+    h = torch.randn(3, 32)
+    a, _ = rot(h)
+    b, _ = old(h)
+    assert b.abs().max() > 0.01
+    assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_rotation_writer_turns_the_patch():
+    # an elongated patch along x, turned 90 degrees about y, lies along z
+    patch = torch.zeros(1, 8, 8, 8)
+    patch[0, 3:5, 3:5, :] = 1.0  # (z, y, x): a bar along x
+    scale, shift = torch.ones(1, 3), torch.zeros(1, 3)
+    out0 = M.place_patch(patch, scale, shift, torch.eye(3).unsqueeze(0), 8)[0, 0]
+    turned = M.place_patch(patch, scale, shift, M.axis_angle_matrix(torch.tensor([[0.0, np.pi / 2, 0.0]])), 8)[0, 0]
+    assert torch.allclose(out0, patch[0], atol=1e-5)
+    assert torch.allclose(turned, patch[0].permute(2, 1, 0), atol=1e-4)
+    r = M.axis_angle_matrix(torch.randn(5, 3))
+    assert torch.allclose(r @ r.transpose(1, 2), torch.eye(3).expand(5, 3, 3), atol=1e-5)
+
+
+def test_old_checkpoints_load_and_score_as_before(tmp_path):
+    from explorer.core.checkpoints import load_checkpoint, save_checkpoint
+    from explorer.core.paths import bundled
+    from explorer.papers.shapes3d import SPEC
+    from explorer.papers.shapes3d.infer import load_for_app
+
+    torch.manual_seed(0)
+    old = M.build(dict(TINY))
+    cfg = old.config()
+    assert "writer_rotation" not in cfg  # a scale + shift model writes the same config as before
+    p = tmp_path / "old.safetensors"
+    save_checkpoint(p, old.state_dict(), paper="shapes3d", model_config=cfg)
+    model, _ = load_for_app(str(p), "cpu")
+    assert not model.writer_rotation and model.writer.turn is None
+    x = torch.rand(2, 32, 32)
+    ref = old.eval()(x, None, sample=False)["logits"]
+    assert torch.allclose(model(x, None, sample=False)["logits"], ref, atol=1e-6)
+    # the same weights in a rotating writer (as --init does) start from the same shapes
+    rot = M.build({**cfg, "writer_rotation": True}).eval()
+    missing = rot.load_state_dict(load_checkpoint(p, expected_paper="shapes3d").state_dict, strict=False).missing_keys
+    assert sorted(missing) == ["writer.turn.bias", "writer.turn.weight"]
+    assert torch.allclose(rot(x, None, sample=False)["logits"], ref, atol=1e-5)
+    if bundled(SPEC.default_checkpoint).exists():
+        m, meta = load_for_app(str(bundled(SPEC.default_checkpoint)), "cpu")
+        assert not m.writer_rotation and meta.model_config.get("writer", "mlp") == "mlp"
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path):
+    from explorer.core.checkpoints import save_checkpoint
+
+    torch.manual_seed(1)
+    model = M.build(dict(TINY, class_names=["chair", "monitor"], writer_rotation=True))
+    p = tmp_path / "tiny.safetensors"
+    save_checkpoint(p, model.state_dict(), paper="shapes3d", model_config=model.config(), data={"name": "modelnet"})
+    return p
+
+
+def test_eval_voxels_json_on_grids_of_two_sizes_and_an_unknown_class(tmp_path, tiny_checkpoint, capsys):
+    from explorer.cli import main
+
+    vox = tmp_path / "vox"
+    vox.mkdir()
+    a = np.zeros((24, 24, 24), bool)
+    a[6:18, 2:22, 8:16] = True
+    b = np.zeros((40, 40, 40), np.uint8)
+    b[10:30, 5:35, 10:30] = 1
+    np.save(vox / "chair_a1.npy", a)
+    np.save(vox / "vase_0001.npy", b)  # a class the model never saw
+    # a ModelNet-style folder for the nearest-picture baseline (its training split)
+    _write_modelnet(tmp_path / "mn", {"chair": [_raw_l_shape()] * 6, "monitor": [np.roll(_raw_l_shape(), 5, 0)] * 6})
+    args = ["--device", "cpu", "eval", "shapes3d", "--checkpoint", str(tiny_checkpoint), "--voxels", str(vox)]
+    args += ["--data-dir", str(tmp_path / "cache"), "--json"]
+    assert main(args + ["--shapes", str(tmp_path / "mn")]) == 0
+    out = json.loads(capsys.readouterr().out)
+    keys = {"iou", "iou_filled", "iou_baseline", "iou_nearest"}
+    assert set(out) == keys | {"shapes", "per_class"} and out["shapes"] == 2
+    assert set(out["per_class"]) == {"chair", "vase"}
+    assert out["per_class"]["chair"]["conditioned"] and not out["per_class"]["vase"]["conditioned"]
+    for r in [out, *out["per_class"].values()]:
+        assert all(0.0 <= r[k] <= 1.0 for k in keys)
+    assert out["per_class"]["vase"]["iou_baseline"] > 0.3  # the visual hull of a box is most of the box
+    # without a training collection the nearest baseline is null, the rest unchanged
+    assert main(args) == 0
+    out2 = json.loads(capsys.readouterr().out)
+    assert out2["iou_nearest"] is None and out2["iou_baseline"] == out["iou_baseline"]
+    # bad input is one line and exit 2
+    np.save(vox / "bad_1.npy", np.zeros((3, 4, 5)))
+    assert main(args) == 2
+    assert "bad_1.npy" in capsys.readouterr().err
+
+
+def test_export_voxels_writes_the_held_out_modelnet_shapes(tmp_path, capsys):
+    from explorer.cli import main
+
+    grids = [np.roll(_raw_l_shape(), i, 0) for i in range(12)]
+    _write_modelnet(tmp_path / "mn", {"chair": grids})
+    out = tmp_path / "held"
+    rc = main(
+        ["eval", "shapes3d", "--dataset", "modelnet", "--shapes", str(tmp_path / "mn")]
+        + ["--data-dir", str(tmp_path / "cache"), "--export-voxels", str(out)]
+    )
+    assert rc == 0
+    files = sorted(out.glob("*.npy"))
+    expected = [f"chair_{i:04d}" for i in range(12) if D.hashed_split(f"chair_{i:04d}") == "test"]
+    assert [f.stem for f in files] == expected
+    loaded = D.load_voxel_folder(out)
+    assert all(c == "chair" and g.shape == (32, 32, 32) for c, _, g in loaded)

@@ -359,34 +359,51 @@ def dp_table(
 #     C(t, m) = min_{0 <= y < t}  [y + C(y, m)] + M_m(t - y),    M_m(z) = min(C(z, m-1), 1 + C(z-1, m-alpha))
 # (y = 0 gives C(t, m-1) >= C(t, m): harmless). One min-plus convolution per budget column, whose right
 # factor M_m is known from smaller budgets; the left factor is the column itself (a prefix of it).
-def _window_hi(sf: np.ndarray, pm: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """For each t: the first u in [0, t-2] with sf[u] >= pm[t-u-1] (t-1 when there is none).
-
-    ``sf`` is non-decreasing (a suffix minimum), ``pm[z]`` (z >= 1) non-decreasing (a prefix maximum); both are
-    step functions with few steps, so the search runs over their levels."""
-    a = np.flatnonzero(sf[1:] != sf[:-1]) + 1
-    a = np.concatenate((np.zeros(1, dtype=a.dtype), a))  # first u of each level of sf
-    zb = np.searchsorted(pm[1:], sf[a], "right") + 1  # first z with pm(z) > that level
-    k = np.searchsorted(a + zb, t, "left")  # first level where u >= a and u >= t - zb meet
-    n = a.size
-    r1 = np.where(k < n, a[np.minimum(k, n - 1)], t)
-    r2 = np.where(k > 0, t - zb[np.maximum(k - 1, 0)], t)
-    return np.minimum(np.minimum(r1, r2), t - 1)
+_EVAL_CELLS = 1 << 15  # split points evaluated per block of rows (two int32 blocks stay in the CPU cache)
+_WIDTHS = np.array(sorted({1 << k for k in range(2, 40)} | {3 << k for k in range(1, 40)}), dtype=np.int64)
 
 
-def _window_lo(pf: np.ndarray, sm: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """For each t: 1 + the last u in [0, t-2] with pf[u] <= sm[t-u-1] (0 when there is none)."""
+def _window_hi(sf: np.ndarray, pm1: np.ndarray, t: np.ndarray, big: int) -> np.ndarray:
+    """For each t: the first u in [0, t-2] with sf[u] >= pm(t-u-1) (t-1 when there is none).
+
+    ``sf`` is non-decreasing (a suffix minimum), ``pm1[z-1] = pm(z)`` (z >= 1) non-decreasing (a prefix maximum);
+    both are step functions with few steps, so the search runs over their levels: u in the level of sf starting
+    at a_k qualifies from u >= t - zb_k on (zb_k = first z with pm(z) > the level), and a_k + zb_k increases with
+    k, so the answer is min(a_k, t - zb_{k-1}) for the first level k with a_k + zb_k >= t (sentinels: big)."""
+    a = np.flatnonzero(sf[1:] != sf[:-1])
+    a += 1
+    a = np.concatenate((np.zeros(1, dtype=a.dtype), a, np.full(1, big, dtype=a.dtype)))  # first u of each level
+    zb = np.empty(a.size, dtype=a.dtype)
+    zb[0] = -big
+    zb[1:] = np.searchsorted(pm1, sf[a[:-1]], "right")
+    zb[1:] += 1  # zb[k + 1]: first z with pm(z) > level k
+    k = np.searchsorted(a[:-1] + zb[1:], t, "left")
+    hi = t - zb[k]
+    np.minimum(hi, a[k], out=hi)
+    np.minimum(hi, t - 1, out=hi)
+    return hi
+
+
+def _window_lo(pf: np.ndarray, sm1: np.ndarray, t: np.ndarray, big: int) -> np.ndarray:
+    """For each t: 1 + the last u in [0, t-2] with pf[u] <= sm(t-u-1) (0 when there is none); ``pf``
+    non-decreasing (a prefix maximum), ``sm1[z-1] = sm(z)`` non-decreasing (a suffix minimum)."""
     c = np.flatnonzero(pf[1:] != pf[:-1])
-    c = np.concatenate((c, np.full(1, pf.size - 1, dtype=c.dtype)))  # last u of each level of pf
-    ze = np.searchsorted(sm[1:], pf[c], "left") + 1  # first z with sm(z) >= that level
-    k = np.searchsorted(c + ze, t - 1, "left")
-    n = c.size
-    x1 = np.where(k < n, t - 1 - ze[np.minimum(k, n - 1)], -1)
-    x2 = np.where(k > 0, c[np.maximum(k - 1, 0)], -1)
-    return np.maximum(np.minimum(np.maximum(x1, x2), t - 2) + 1, 0)
+    c = np.concatenate((np.full(1, -1, dtype=c.dtype), c, np.full(1, pf.size - 1, dtype=c.dtype)))
+    ze = np.empty(c.size, dtype=c.dtype)  # ze[k]: first z with sm(z) >= level k-1 (the level ending at c[k])
+    ze[:-1] = np.searchsorted(sm1, pf[c[1:]], "left")
+    ze[:-1] += 1
+    ze[-1] = big
+    k = np.searchsorted(c[1:] + ze[:-1], t - 1, "left")
+    lo = t - 1 - ze[k]
+    np.maximum(lo, c[k], out=lo)
+    np.minimum(lo, t - 2, out=lo)
+    lo += 1
+    return lo
 
 
-def _conv_windows(A: np.ndarray, pmM: np.ndarray, smM: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _conv_windows(
+    A: np.ndarray, pm1: np.ndarray, sm1: np.ndarray, t: np.ndarray, big: int
+) -> tuple[np.ndarray, np.ndarray]:
     """For ``min_{0 <= y < t} A[y] + M[t-y]`` (A, M increasing integer arrays): a window (lo, hi) per t that holds
     the minimum, in [lo, hi] when lo <= hi, else at lo or hi.
 
@@ -397,42 +414,46 @@ def _conv_windows(A: np.ndarray, pmM: np.ndarray, smM: np.ndarray, t: np.ndarray
     window is one or two points where the costs are convex and a band where their increments mix.
     """
     DA = A[1:] - A[:-1]
-    hi = _window_hi(np.minimum.accumulate(DA[::-1])[::-1], pmM, t)
-    lo = _window_lo(np.maximum.accumulate(DA), smM, t)
+    hi = _window_hi(np.minimum.accumulate(DA[::-1])[::-1], pm1, t, big)
+    lo = _window_lo(np.maximum.accumulate(DA, out=DA), sm1, t, big)
     return lo, hi
 
 
-def _conv_eval(
-    A: np.ndarray, M: np.ndarray, Mr: np.ndarray, t: np.ndarray, lo: np.ndarray, hi: np.ndarray
-) -> np.ndarray:
-    """min of A[y] + M[t-y] over each row's window (see :func:`_conv_windows`); ``Mr`` is M reversed.
+def _conv_eval(Ab: np.ndarray, Mb: np.ndarray, T: int, t: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """min of A[y] + M[t-y] over each row's window (see :func:`_conv_windows`).
 
-    Wide windows are grouped by width (powers of two) and read as whole rows of sliding-window views of A and
-    reversed M (contiguous copies instead of element gathers). A row may read a few more split points than its
-    window, all valid (0 <= y <= t-1), which cannot change the minimum."""
-    best = np.minimum(A[hi] + M[t - hi], A[lo] + M[t - lo])
-    w = hi - lo + 1
-    wide = np.flatnonzero(w > 2)
-    if wide.size:
-        T = A.size - 1
-        bucket = np.maximum(3, np.ceil(np.log2(w[wide])).astype(np.int64))  # window width <= 2**bucket
-        for b in np.unique(bucket).tolist():
-            sel = wide[bucket == b]
-            W = 1 << b
-            tt = t[sel]
-            small = tt < W  # W more split points than exist: read what there is
-            if small.any():
-                for i in sel[small].tolist():
-                    ys = np.arange(lo[i], hi[i] + 1)
-                    best[i] = min(int(best[i]), int((A[ys] + M[t[i] - ys]).min()))
-                sel, tt = sel[~small], tt[~small]
-                if not sel.size:
-                    continue
-            a = np.minimum(lo[sel], tt - W)  # W consecutive split points from a, all <= t-1
-            Av = np.lib.stride_tricks.sliding_window_view(A, W)
-            Mv = np.lib.stride_tricks.sliding_window_view(Mr, W)
-            vals = Av[a] + Mv[T - tt + a]  # A[a+j] + M[t-a-j]
-            best[sel] = np.minimum(best[sel], vals.min(axis=1))
+    ``Ab`` is A and ``Mb`` is M reversed (``Mb[T - z] = M[z]``), both followed by at least 2T+2 huge values.
+    Rows with a wide window are grouped by width (steps of 1.5x-2x) and read as whole rows of sliding-window
+    views of Ab and Mb, a block of rows at a time (small enough for the CPU cache). A row may read more split
+    points than its window: those up to t-1 are valid and cannot change the minimum, those from t on read the
+    huge padding."""
+    base = T - t
+    best = np.minimum(Ab[hi] + Mb[base + hi], Ab[lo] + Mb[base + lo])
+    w = hi - lo
+    wide = np.flatnonzero(w > 1)
+    if not wide.size:
+        return best
+    bucket = np.searchsorted(_WIDTHS, w[wide] + 1, "left")
+    order = np.argsort(bucket, kind="stable")
+    wide, bucket = wide[order], bucket[order]
+    cuts = np.flatnonzero(bucket[1:] != bucket[:-1]) + 1
+    starts = np.concatenate((np.zeros(1, dtype=cuts.dtype), cuts))
+    ends = np.concatenate((cuts, np.full(1, wide.size, dtype=cuts.dtype)))
+    item = Ab.itemsize
+    res = np.empty(wide.size, dtype=best.dtype)
+    for s0, e0 in zip(starts.tolist(), ends.tolist()):
+        W = int(_WIDTHS[bucket[s0]])
+        n_view = Ab.size - W + 1
+        Av = np.ndarray((n_view, W), dtype=Ab.dtype, buffer=Ab, strides=(item, item))
+        Mv = np.ndarray((n_view, W), dtype=Mb.dtype, buffer=Mb, strides=(item, item))
+        ia = lo[wide[s0:e0]]
+        ib = base[wide[s0:e0]] + ia
+        step = max(1, _EVAL_CELLS // W)
+        for s in range(0, e0 - s0, step):
+            x = Av[ia[s : s + step]]
+            x += Mv[ib[s : s + step]]
+            x.min(axis=1, out=res[s0 + s : s0 + s + x.shape[0]])
+    best[wide] = np.minimum(best[wide], res)
     return best
 
 
@@ -457,6 +478,14 @@ def msm_table(
     out[:q] = inf
     ts = np.arange(T + 1, dtype=dtype)
     ts64 = np.arange(T + 1, dtype=np.int64)
+    big = 3 * (T + 2)  # index sentinel for the window searches
+    Ab = np.full(3 * (T + 1), inf, dtype=dtype)  # A = t + C(t) then padding (see _conv_eval)
+    Mb = np.full(3 * (T + 1), inf, dtype=dtype)  # M reversed then padding
+    A = Ab[: T + 1]
+    M = np.empty(T + 1, dtype=dtype)
+    hsm: dict[int, np.ndarray] = {}  # the closed forms of the current budget, as budgets grow
+    ism: dict[int, tuple[np.ndarray, int]] = {}
+    ub: dict[tuple[int, int], np.ndarray] = {}
     n_cols = max(1, G + 1 - q)
     for g in range(q, G + 1):
         if token is not None:
@@ -464,32 +493,41 @@ def msm_table(
         if progress is not None and (g - q) % 16 == 0:
             progress((g - q) / n_cols, f"MSM budget {g}/{G}")
         m = g // q
+        if m not in hsm:
+            hsm.clear()
+            hsm[m] = np.minimum(hsm_costs(ts64, m), inf).astype(dtype)
         if g < q + p or T < 2:  # no internal state fits beside h_0's slot: hidden states only
-            out[g] = np.minimum(hsm_costs(ts64, m), inf)
+            out[g] = hsm[m]
             continue
         s = (g - q) // p
-        ism = ism_costs(ts64, s)
-        over = np.flatnonzero(ism != ts64 + np.maximum(0, ts64 - 1 - s))
-        if over.size == 0:  # ISM meets the lower bound on every row
-            out[g] = ism
+        if s not in ism:
+            ism.clear()
+            ic = ism_costs(ts64, s)
+            over = np.flatnonzero(ic != ts64 + np.maximum(0, ts64 - 1 - s))
+            ism[s] = ic.astype(dtype), (int(over[0]) if over.size else -1)
+        ic_d, first_over = ism[s]
+        if first_over < 0:  # ISM meets the lower bound on every row
+            out[g] = ic_d
             continue
-        t0 = max(int(over[0]), 2)
-        U = np.minimum(out[g - 1].astype(np.int64), np.minimum(ism, hsm_costs(ts64, m))).astype(dtype)
-        M = np.empty(T + 1, dtype=dtype)
+        if (s, m) not in ub:
+            ub.clear()
+            ub[(s, m)] = np.minimum(ic_d, hsm[m])
+        t0 = max(first_over, 2)
+        U = out[g]
+        np.minimum(out[g - 1], ub[(s, m)], out=U)  # an upper bound, exact below t0
         M[0] = 0
-        M[1:] = np.minimum(out[g - q, 1:], 1 + out[g - p, :-1])
+        np.add(out[g - p, :-1], 1, out=M[1:])
+        np.minimum(M[1:], out[g - q, 1:], out=M[1:])
         M[1] = 1
-        DM = np.zeros(T, dtype=dtype)
-        DM[1:] = M[2:] - M[1:-1]
-        pmM = DM.copy()
-        pmM[1:] = np.maximum.accumulate(DM[1:])
-        smM = DM.copy()
-        smM[1:] = np.minimum.accumulate(DM[1:][::-1])[::-1]
-        Mr = np.ascontiguousarray(M[::-1])
-        rows = ts[t0:]
-        A = ts + U
-        lo, hi = _conv_windows(A, pmM, smM, rows)
-        R = _conv_eval(A, M, Mr, rows, lo, hi)
+        Mb[: T + 1] = M[::-1]
+        DM1 = M[2:] - M[1:-1]  # D_M(z) for z >= 1
+        sm1 = np.minimum.accumulate(DM1[::-1])[::-1]
+        pm1 = np.maximum.accumulate(DM1, out=DM1)
+        rows = ts64[t0:]
+        np.add(ts, U, out=A)
+        lo, hi = _conv_windows(A, pm1, sm1, rows, big)
+        R = _conv_eval(Ab, Mb, T, rows, lo, hi)
+        cnt = np.zeros(T + 2, dtype=np.int64)
         while True:  # Jacobi passes until nothing changes
             changed = R != U[t0:]
             if not changed.any():
@@ -497,18 +535,16 @@ def msm_table(
             if token is not None:
                 token.check()
             U[t0:] = R
-            A = ts + U
-            lo2, hi2 = _conv_windows(A, pmM, smM, rows)
+            np.add(ts[t0:], R, out=A[t0:])
+            lo2, hi2 = _conv_windows(A, pm1, sm1, rows, big)
             # a row needs a new minimum only where its window moved or an A inside it changed
-            cnt = np.zeros(T + 2, dtype=np.int64)
-            np.cumsum(np.concatenate((np.zeros(t0, dtype=bool), changed)), out=cnt[1:])  # cnt[y+1] = #changed <= y
+            np.cumsum(changed, out=cnt[t0 + 1 :])  # cnt[y+1] = #changed <= y
             a_, b_ = np.minimum(lo2, hi2), np.maximum(lo2, hi2)
             redo = np.flatnonzero((lo2 != lo) | (hi2 != hi) | (cnt[b_ + 1] != cnt[a_]))
             lo, hi = lo2, hi2
             if redo.size:
                 R = R.copy()
-                R[redo] = _conv_eval(A, M, Mr, rows[redo], lo[redo], hi[redo])
-        out[g] = U
+                R[redo] = _conv_eval(Ab, Mb, T, rows[redo], lo[redo], hi[redo])
     if progress is not None:
         progress(1.0, "MSM table done")
     return out.T

@@ -359,8 +359,9 @@ def dp_table(
 #     C(t, m) = min_{0 <= y < t}  [y + C(y, m)] + M_m(t - y),    M_m(z) = min(C(z, m-1), 1 + C(z-1, m-alpha))
 # (y = 0 gives C(t, m-1) >= C(t, m): harmless). One min-plus convolution per budget column, whose right
 # factor M_m is known from smaller budgets; the left factor is the column itself (a prefix of it).
-_EVAL_CELLS = 1 << 15  # split points evaluated per block of rows (two int32 blocks stay in the CPU cache)
+_EVAL_CELLS = 1 << 16  # split points evaluated per block of rows (two int32 blocks stay in the CPU cache)
 _WIDTHS = np.array(sorted({1 << k for k in range(2, 40)} | {3 << k for k in range(1, 40)}), dtype=np.int64)
+_MAX_LEVELS = 8  # up to this many levels per envelope, windows come straight from the levels (else: searches)
 
 
 def _window_hi(sf: np.ndarray, pm1: np.ndarray, t: np.ndarray, big: int) -> np.ndarray:
@@ -401,21 +402,102 @@ def _window_lo(pf: np.ndarray, sm1: np.ndarray, t: np.ndarray, big: int) -> np.n
     return lo
 
 
+def _levels(DA: np.ndarray, cap: int) -> tuple[list[int], list[int], list[int], list[int]] | None:
+    """The steps of DA's suffix minimum sf and prefix maximum pf, found without scanning them whole:
+    (first u of each level of sf, its value, last u of each level of pf, its value), values increasing;
+    None when either has more than ``cap`` levels."""
+    n = DA.size
+    a: list[int] = []
+    av: list[int] = []
+    s = 0
+    while s < n:
+        if len(a) == cap:
+            return None
+        last = n - 1 - int(np.argmin(DA[s:][::-1]))  # the last place of the rest's minimum ends its level
+        a.append(s)
+        av.append(int(DA[last]))
+        s = last + 1
+    c: list[int] = []
+    cv: list[int] = []
+    s = 0
+    v = int(DA[0])
+    while True:
+        if len(c) == cap:
+            return None
+        cv.append(v)
+        nxt = int(np.argmax(DA[s:] > v))  # the next new maximum (0: none)
+        if nxt == 0:
+            c.append(n - 1)
+            return a, av, c, cv
+        c.append(s + nxt - 1)
+        s += nxt
+        v = int(DA[s])
+
+
+class _MSteps:
+    """The right factor's side of the windows for one column, from D_M(z) = DM1[z-1] (z >= 1):
+    zb(v) = first z with max(D_M(1..z)) > v and ze(v) = first z with min(D_M(z..)) >= v (T when none),
+    looked up per level value (memoised); the prefix maximum / suffix minimum arrays only when needed."""
+
+    def __init__(self, DM1: np.ndarray) -> None:
+        self.DM1 = DM1
+        self.T = DM1.size + 1
+        self._zb: dict[int, int] = {}
+        self._ze: dict[int, int] = {}
+        self._env: tuple[np.ndarray, np.ndarray] | None = None
+
+    def zb(self, v: int) -> int:
+        r = self._zb.get(v)
+        if r is None:
+            above = self.DM1 > v
+            i = int(np.argmax(above))
+            r = self._zb[v] = i + 1 if above[i] else self.T
+        return r
+
+    def ze(self, v: int) -> int:
+        r = self._ze.get(v)
+        if r is None:
+            below = self.DM1[::-1] < v
+            i = int(np.argmax(below))  # from the end: the last z with D_M(z) < v is z = DM1.size - i
+            r = self._ze[v] = self.DM1.size - i + 1 if below[i] else 1
+        return r
+
+    def envelopes(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._env is None:
+            self._env = (np.maximum.accumulate(self.DM1), np.minimum.accumulate(self.DM1[::-1])[::-1])
+        return self._env
+
+
 def _conv_windows(
-    A: np.ndarray, pm1: np.ndarray, sm1: np.ndarray, t: np.ndarray, big: int
+    A: np.ndarray, ms: _MSteps, t: np.ndarray, lev: tuple[list[int], list[int], list[int], list[int]] | None, big: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """For ``min_{0 <= y < t} A[y] + M[t-y]`` (A, M increasing integer arrays): a window (lo, hi) per t that holds
-    the minimum, in [lo, hi] when lo <= hi, else at lo or hi.
+    the minimum, in [lo, hi] when lo <= hi, else at lo or hi. ``lev``: :func:`_levels` of A's increments.
 
     With D_A(u) = A[u+1] - A[u] and D_M(z) = M[z+1] - M[z], cost(y+1) - cost(y) = D_A(y) - D_M(t-y-1). Every
     y above hi costs at least cost(hi): from hi on, the least later D_A is at least the largest earlier D_M
     (``_window_hi``); every y below lo costs at least cost(lo): up to lo, the largest D_A is at most the least
     later D_M (``_window_lo``). Both come from prefix maxima / suffix minima (exact bounds, no assumption); the
-    window is one or two points where the costs are convex and a band where their increments mix.
+    window is one or two points where the costs are convex and a band where their increments mix. With few
+    levels: hi = min over the levels (a_k, v_k) of sf of max(a_k, t - zb(v_k)), and lo = 1 + max(-1, max over the
+    levels (c_k, v_k) of pf of min(c_k, t - 1 - ze(v_k))), the same numbers as the searches.
     """
-    DA = A[1:] - A[:-1]
-    hi = _window_hi(np.minimum.accumulate(DA[::-1])[::-1], pm1, t, big)
-    lo = _window_lo(np.maximum.accumulate(DA, out=DA), sm1, t, big)
+    if lev is None:
+        DA = A[1:] - A[:-1]
+        pm1, sm1 = ms.envelopes()
+        hi = _window_hi(np.minimum.accumulate(DA[::-1])[::-1], pm1, t, big)
+        lo = _window_lo(np.maximum.accumulate(DA, out=DA), sm1, t, big)
+        return lo, hi
+    a, av, c, cv = lev
+    hi = np.maximum(t - ms.zb(av[0]), a[0])
+    for aj, vj in zip(a[1:], av[1:]):
+        np.minimum(hi, np.maximum(t - ms.zb(vj), aj), out=hi)
+    tm1 = t - 1
+    lo = np.minimum(tm1 - ms.ze(cv[0]), c[0])
+    for cj, vj in zip(c[1:], cv[1:]):
+        np.maximum(lo, np.minimum(tm1 - ms.ze(vj), cj), out=lo)
+    np.maximum(lo, -1, out=lo)
+    lo += 1
     return lo, hi
 
 
@@ -428,7 +510,7 @@ def _conv_eval(Ab: np.ndarray, Mb: np.ndarray, T: int, t: np.ndarray, lo: np.nda
     points than its window: those up to t-1 are valid and cannot change the minimum, those from t on read the
     huge padding."""
     base = T - t
-    best = np.minimum(Ab[hi] + Mb[base + hi], Ab[lo] + Mb[base + lo])
+    best = np.minimum(Ab.take(hi) + Mb.take(base + hi), Ab.take(lo) + Mb.take(base + lo))
     w = hi - lo
     wide = np.flatnonzero(w > 1)
     if not wide.size:
@@ -465,11 +547,14 @@ def msm_table(
 
     Budget by budget (column by column): below one internal state plus a hidden slot only hidden states fit
     (Revolve's closed form); above, the rows where the ISM closed form meets the lower bound t + (t-1-s) are
-    exact, and the rest solves C = min_y [y + C(y)] + M(t-y) (see above) by iteration from the column of one
-    cell less (an upper bound): each pass evaluates the right-hand side exactly for all t at once
-    (:func:`_conv_windows`, :func:`_conv_eval`; after the first pass only rows whose window moved or holds a
-    changed value), and the column is done when a pass changes nothing. The recurrence is causal (row t depends
-    on rows < t only), so its fixed point is unique: the result is the DP's, not an approximation.
+    exact, and the rest solves C = F(C), F(C)(t) = min_y [y + C(y)] + M(t-y) (see above), by passes from
+    U = min(column of one cell less, HSM and ISM closed forms): each pass evaluates F exactly for all t at once
+    (:func:`_conv_windows`, :func:`_conv_eval`), and the column is done when a pass changes nothing. The
+    recurrence is causal (row t depends on rows < t only), so its fixed point is unique: the result is the DP's,
+    not an approximation. F is monotone and F(U) <= U for that start (a cell more budget, or the closed forms'
+    own moves, never cost more), so the passes only lower values; hence after the first pass a row's minimum can
+    only move to a split point whose value just fell: only rows whose window holds one are evaluated again
+    (the windows themselves are recomputed only when the levels of A's increments changed).
     """
     big_cost = T * (T + 1) // 2
     dtype = np.int32 if big_cost < (1 << 28) else np.int64
@@ -483,6 +568,8 @@ def msm_table(
     Mb = np.full(3 * (T + 1), inf, dtype=dtype)  # M reversed then padding
     A = Ab[: T + 1]
     M = np.empty(T + 1, dtype=dtype)
+    fell = np.zeros(T + 1, dtype=bool)  # rows whose value fell in the last pass
+    n_fell = np.zeros(T + 2, dtype=np.int64)
     hsm: dict[int, np.ndarray] = {}  # the closed forms of the current budget, as budgets grow
     ism: dict[int, tuple[np.ndarray, int]] = {}
     ub: dict[tuple[int, int], np.ndarray] = {}
@@ -504,15 +591,14 @@ def msm_table(
             ism.clear()
             ic = ism_costs(ts64, s)
             over = np.flatnonzero(ic != ts64 + np.maximum(0, ts64 - 1 - s))
-            ism[s] = ic.astype(dtype), (int(over[0]) if over.size else -1)
-        ic_d, first_over = ism[s]
-        if first_over < 0:  # ISM meets the lower bound on every row
+            ism[s] = ic.astype(dtype), (max(int(over[0]), 2) if over.size else -1)
+        ic_d, t0 = ism[s]
+        if t0 < 0:  # ISM meets the lower bound on every row
             out[g] = ic_d
             continue
         if (s, m) not in ub:
             ub.clear()
             ub[(s, m)] = np.minimum(ic_d, hsm[m])
-        t0 = max(first_over, 2)
         U = out[g]
         np.minimum(out[g - 1], ub[(s, m)], out=U)  # an upper bound, exact below t0
         M[0] = 0
@@ -520,15 +606,13 @@ def msm_table(
         np.minimum(M[1:], out[g - q, 1:], out=M[1:])
         M[1] = 1
         Mb[: T + 1] = M[::-1]
-        DM1 = M[2:] - M[1:-1]  # D_M(z) for z >= 1
-        sm1 = np.minimum.accumulate(DM1[::-1])[::-1]
-        pm1 = np.maximum.accumulate(DM1, out=DM1)
+        ms = _MSteps(M[2:] - M[1:-1])
         rows = ts64[t0:]
         np.add(ts, U, out=A)
-        lo, hi = _conv_windows(A, pm1, sm1, rows, big)
+        lev = _levels(A[1:] - A[:-1], _MAX_LEVELS)
+        lo, hi = _conv_windows(A, ms, rows, lev, big)
         R = _conv_eval(Ab, Mb, T, rows, lo, hi)
-        cnt = np.zeros(T + 2, dtype=np.int64)
-        while True:  # Jacobi passes until nothing changes
+        while True:  # passes until nothing changes
             changed = R != U[t0:]
             if not changed.any():
                 break
@@ -536,15 +620,22 @@ def msm_table(
                 token.check()
             U[t0:] = R
             np.add(ts[t0:], R, out=A[t0:])
-            lo2, hi2 = _conv_windows(A, pm1, sm1, rows, big)
-            # a row needs a new minimum only where its window moved or an A inside it changed
-            np.cumsum(changed, out=cnt[t0 + 1 :])  # cnt[y+1] = #changed <= y
-            a_, b_ = np.minimum(lo2, hi2), np.maximum(lo2, hi2)
-            redo = np.flatnonzero((lo2 != lo) | (hi2 != hi) | (cnt[b_ + 1] != cnt[a_]))
-            lo, hi = lo2, hi2
+            lev2 = _levels(A[1:] - A[:-1], _MAX_LEVELS)
+            if lev2 is None or lev2 != lev:
+                lo, hi = _conv_windows(A, ms, rows, lev2, big)
+            lev = lev2
+            # a row's minimum can only change if a split point in its window fell
+            fell[t0:] = changed
+            redo = fell.take(lo) | fell.take(hi)
+            wide = np.flatnonzero(hi - lo > 1)
+            if wide.size:
+                np.cumsum(fell, out=n_fell[1:])  # n_fell[y + 1] = number of rows <= y that fell
+                redo[wide] |= n_fell.take(hi[wide] + 1) != n_fell.take(lo[wide])
+            redo = np.flatnonzero(redo)
             if redo.size:
                 R = R.copy()
                 R[redo] = _conv_eval(Ab, Mb, T, rows[redo], lo[redo], hi[redo])
+        fell[t0:] = False
     if progress is not None:
         progress(1.0, "MSM table done")
     return out.T

@@ -364,6 +364,8 @@ def dp_table(
 _EVAL_CELLS = 1 << 16  # split points evaluated per block of rows (two int32 blocks stay in the CPU cache)
 _WIDTHS = np.array(sorted({1 << k for k in range(2, 40)} | {3 << k for k in range(1, 40)}), dtype=np.int64)
 _MAX_LEVELS = 8  # up to this many levels per envelope, windows come straight from the levels (else: searches)
+_BLOCK_ROWS = 256  # first block of the block-by-block first pass (blocks then double)
+_BLOCK_WIDE = 4  # ... used when the last column's windows were this wide on average (else one pass over all rows)
 
 
 def _window_hi(sf: np.ndarray, pm1: np.ndarray, t: np.ndarray, big: int) -> np.ndarray:
@@ -416,7 +418,7 @@ def _levels(DA: np.ndarray, cap: int) -> tuple[list[int], list[int], list[int], 
     while s < n:
         if len(a) == cap:
             return None
-        last = n - 1 - int(np.argmin(rev[: n - s]))  # the last place of the rest's minimum ends its level
+        last = n - 1 - int(rev[: n - s].argmin())  # the last place of the rest's minimum ends its level
         a.append(s)
         av.append(int(DA[last]))
         s = last + 1
@@ -428,7 +430,7 @@ def _levels(DA: np.ndarray, cap: int) -> tuple[list[int], list[int], list[int], 
         if len(c) == cap:
             return None
         cv.append(v)
-        nxt = int(np.argmax(DA[s:] > v))  # the next new maximum (0: none)
+        nxt = int((DA[s:] > v).argmax())  # the next new maximum (0: none)
         if nxt == 0:
             c.append(n - 1)
             return a, av, c, cv
@@ -454,7 +456,7 @@ class _MSteps:
         r = self._zb.get(v)
         if r is None:
             above = self.DM1 > v
-            i = int(np.argmax(above))
+            i = int(above.argmax())
             r = self._zb[v] = i + 1 if above[i] else self.T
         return r
 
@@ -462,7 +464,7 @@ class _MSteps:
         r = self._ze.get(v)
         if r is None:
             below = self.rev < v
-            i = int(np.argmax(below))  # from the end: the last z with D_M(z) < v is z = DM1.size - i
+            i = int(below.argmax())  # from the end: the last z with D_M(z) < v is z = DM1.size - i
             r = self._ze[v] = self.DM1.size - i + 1 if below[i] else 1
         return r
 
@@ -516,7 +518,7 @@ def _conv_eval(Ab: np.ndarray, Mb: np.ndarray, T: int, t: np.ndarray, lo: np.nda
     base = T - t
     best = np.minimum(Ab.take(hi) + Mb.take(base + hi), Ab.take(lo) + Mb.take(base + lo))
     w = hi - lo
-    wide = np.flatnonzero(w > 1)
+    wide = (w > 1).nonzero()[0]
     if not wide.size:
         return best
     bucket = np.searchsorted(_WIDTHS, w[wide] + 1, "left")
@@ -558,7 +560,9 @@ def msm_table(
     not an approximation. F is monotone and F(U) <= U for that start (a cell more budget, or the closed forms'
     own moves, never cost more), so the passes only lower values; hence after the first pass a row's minimum can
     only move to a split point whose value just fell: only rows whose window holds one are evaluated again
-    (the windows themselves are recomputed only when the levels of A's increments changed).
+    (the windows themselves are recomputed only when the levels of A's increments changed). Where windows are
+    wide (small budgets) the first pass goes block by block, rows [b, 2b) at a time, each block reading the
+    values this pass gave the blocks below (Gauss-Seidel; the same fixed point), so that few rows change later.
     """
     big_cost = T * (T + 1) // 2
     dtype = np.int32 if big_cost < (1 << 28) else np.int64
@@ -578,6 +582,7 @@ def msm_table(
     ism: dict[int, tuple[np.ndarray, int]] = {}
     ub: dict[tuple[int, int], np.ndarray] = {}
     n_cols = max(1, G + 1 - q)
+    wide_prev = True
     for g in range(q, G + 1):
         if token is not None:
             token.check()
@@ -613,9 +618,27 @@ def msm_table(
         ms = _MSteps(M[2:] - M[1:-1])
         rows = ts64[t0:]
         np.add(ts, U, out=A)
+        since: np.ndarray | None = None
+        if wide_prev:
+            # first pass block by block, rows [b, 2b) at a time (Gauss-Seidel): a row's window mostly ends below
+            # half its length, where this pass has already lowered the values, so few rows change afterwards
+            R = U[t0:].copy()
+            since = np.empty(rows.size, dtype=np.int64)  # where each row's block starts
+            b1 = t0
+            while b1 <= T:
+                b2 = min(T + 1, max(2 * b1, b1 + _BLOCK_ROWS))
+                if T + 1 - b2 < _BLOCK_ROWS:
+                    b2 = T + 1
+                rb = rows[b1 - t0 : b2 - t0]
+                lob, hib = _conv_windows(A[:b2], ms, rb, _levels(A[1:b2] - A[: b2 - 1], _MAX_LEVELS), big)
+                Rb = R[b1 - t0 : b2 - t0] = _conv_eval(Ab, Mb, T, rb, lob, hib)
+                since[b1 - t0 : b2 - t0] = b1
+                np.add(ts[b1:b2], Rb, out=A[b1:b2])  # the next blocks read the lowered values
+                b1 = b2
         lev = _levels(A[1:] - A[:-1], _MAX_LEVELS)
         lo, hi = _conv_windows(A, ms, rows, lev, big)
-        R = _conv_eval(Ab, Mb, T, rows, lo, hi)
+        if since is None:
+            R = _conv_eval(Ab, Mb, T, rows, lo, hi)
         while True:  # passes until nothing changes
             changed = R != U[t0:]
             if not changed.any():
@@ -628,18 +651,27 @@ def msm_table(
             if lev2 is None or lev2 != lev:
                 lo, hi = _conv_windows(A, ms, rows, lev2, big)
             lev = lev2
-            # a row's minimum can only change if a split point in its window fell
+            # a row's minimum can only change if a split point in its window fell after the row was evaluated
+            # (after the block pass: in the row's own block)
             fell[t0:] = changed
-            redo = fell.take(lo) | fell.take(hi)
-            wide = np.flatnonzero(hi - lo > 1)
+            wide = (hi - lo > 1).nonzero()[0]
             if wide.size:
                 np.cumsum(fell, out=n_fell[1:])  # n_fell[y + 1] = number of rows <= y that fell
-                redo[wide] |= n_fell.take(hi[wide] + 1) != n_fell.take(lo[wide])
-            redo = np.flatnonzero(redo)
+            if since is None:
+                redo = fell.take(lo) | fell.take(hi)
+                if wide.size:
+                    redo[wide] |= n_fell.take(hi[wide] + 1) != n_fell.take(lo[wide])
+            else:
+                redo = (fell.take(lo) & (lo >= since)) | (fell.take(hi) & (hi >= since))
+                if wide.size:
+                    redo[wide] |= n_fell.take(hi[wide] + 1) > n_fell.take(np.maximum(lo[wide], since[wide]))
+                since = None
+            redo = redo.nonzero()[0]
             if redo.size:
                 R = R.copy()
                 R[redo] = _conv_eval(Ab, Mb, T, rows[redo], lo[redo], hi[redo])
         fell[t0:] = False
+        wide_prev = bool(np.maximum(hi - lo, 0).sum() > _BLOCK_WIDE * rows.size)
     if progress is not None:
         progress(1.0, "MSM table done")
     return out.T

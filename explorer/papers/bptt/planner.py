@@ -19,8 +19,10 @@ schedules cost nothing even at T = 10000. MSM mixes both and has no closed form 
 the left part, so each budget column is one self-referential min-plus convolution
 ``C(t, m) = min_y [y + C(y, m)] + M_m(t - y)`` with ``M_m(z) = min(C(z, m-1), 1 + C(z-1, m-alpha))`` known from
 smaller budgets (:func:`msm_table`): every row's minimum is searched only inside a window proved to hold it
-(prefix maxima and suffix minima of the increments; exact, no assumption), all rows of a column at once, and a
-column is iterated from the next-smaller budget's until it is a fixed point (unique: row t only reads rows < t).
+(prefix maxima and suffix minima of the increments, read off their few levels; exact, no assumption), all rows
+of a column at once in cache-sized blocks, and a column is iterated from the next-smaller budget's until it is a
+fixed point (unique: row t only reads rows < t); values only fall, so a pass re-reads only the rows whose window
+holds a split point that fell. The whole curve at T = 10000 (alpha 4.5) takes about half a second of one core.
 :func:`dp_table` is the plain row-by-row numpy DP of the recurrences (kept as the tests' second reference).
 The budget grid is in units of 1/q of a hidden state (alpha rounded *up* to p/q when it is not a multiple of
 1/q: plans always fit), and the MSM table stops where the ISM closed form reaches a lower bound (``cut_cells``).
@@ -359,80 +361,187 @@ def dp_table(
 #     C(t, m) = min_{0 <= y < t}  [y + C(y, m)] + M_m(t - y),    M_m(z) = min(C(z, m-1), 1 + C(z-1, m-alpha))
 # (y = 0 gives C(t, m-1) >= C(t, m): harmless). One min-plus convolution per budget column, whose right
 # factor M_m is known from smaller budgets; the left factor is the column itself (a prefix of it).
-def _window_hi(sf: np.ndarray, pm: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """For each t: the first u in [0, t-2] with sf[u] >= pm[t-u-1] (t-1 when there is none).
-
-    ``sf`` is non-decreasing (a suffix minimum), ``pm[z]`` (z >= 1) non-decreasing (a prefix maximum); both are
-    step functions with few steps, so the search runs over their levels."""
-    a = np.flatnonzero(sf[1:] != sf[:-1]) + 1
-    a = np.concatenate((np.zeros(1, dtype=a.dtype), a))  # first u of each level of sf
-    zb = np.searchsorted(pm[1:], sf[a], "right") + 1  # first z with pm(z) > that level
-    k = np.searchsorted(a + zb, t, "left")  # first level where u >= a and u >= t - zb meet
-    n = a.size
-    r1 = np.where(k < n, a[np.minimum(k, n - 1)], t)
-    r2 = np.where(k > 0, t - zb[np.maximum(k - 1, 0)], t)
-    return np.minimum(np.minimum(r1, r2), t - 1)
+_EVAL_CELLS = 1 << 16  # split points evaluated per block of rows (two int32 blocks stay in the CPU cache)
+_WIDTHS = np.array(sorted({1 << k for k in range(2, 40)} | {3 << k for k in range(1, 40)}), dtype=np.int64)
+_MAX_LEVELS = 8  # up to this many levels per envelope, windows come straight from the levels (else: searches)
+_BLOCK_ROWS = 256  # first block of the block-by-block first pass (blocks then double)
+_BLOCK_WIDE = 4  # ... used when the last column's windows were this wide on average (else one pass over all rows)
 
 
-def _window_lo(pf: np.ndarray, sm: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """For each t: 1 + the last u in [0, t-2] with pf[u] <= sm[t-u-1] (0 when there is none)."""
+def _window_hi(sf: np.ndarray, pm1: np.ndarray, t: np.ndarray, big: int) -> np.ndarray:
+    """For each t: the first u in [0, t-2] with sf[u] >= pm(t-u-1) (t-1 when there is none).
+
+    ``sf`` is non-decreasing (a suffix minimum), ``pm1[z-1] = pm(z)`` (z >= 1) non-decreasing (a prefix maximum);
+    both are step functions with few steps, so the search runs over their levels: u in the level of sf starting
+    at a_k qualifies from u >= t - zb_k on (zb_k = first z with pm(z) > the level), and a_k + zb_k increases with
+    k, so the answer is min(a_k, t - zb_{k-1}) for the first level k with a_k + zb_k >= t (sentinels: big)."""
+    a = np.flatnonzero(sf[1:] != sf[:-1])
+    a += 1
+    a = np.concatenate((np.zeros(1, dtype=a.dtype), a, np.full(1, big, dtype=a.dtype)))  # first u of each level
+    zb = np.empty(a.size, dtype=a.dtype)
+    zb[0] = -big
+    zb[1:] = np.searchsorted(pm1, sf[a[:-1]], "right")
+    zb[1:] += 1  # zb[k + 1]: first z with pm(z) > level k
+    k = np.searchsorted(a[:-1] + zb[1:], t, "left")
+    hi = t - zb[k]
+    np.minimum(hi, a[k], out=hi)
+    np.minimum(hi, t - 1, out=hi)
+    return hi
+
+
+def _window_lo(pf: np.ndarray, sm1: np.ndarray, t: np.ndarray, big: int) -> np.ndarray:
+    """For each t: 1 + the last u in [0, t-2] with pf[u] <= sm(t-u-1) (0 when there is none); ``pf``
+    non-decreasing (a prefix maximum), ``sm1[z-1] = sm(z)`` non-decreasing (a suffix minimum)."""
     c = np.flatnonzero(pf[1:] != pf[:-1])
-    c = np.concatenate((c, np.full(1, pf.size - 1, dtype=c.dtype)))  # last u of each level of pf
-    ze = np.searchsorted(sm[1:], pf[c], "left") + 1  # first z with sm(z) >= that level
-    k = np.searchsorted(c + ze, t - 1, "left")
-    n = c.size
-    x1 = np.where(k < n, t - 1 - ze[np.minimum(k, n - 1)], -1)
-    x2 = np.where(k > 0, c[np.maximum(k - 1, 0)], -1)
-    return np.maximum(np.minimum(np.maximum(x1, x2), t - 2) + 1, 0)
+    c = np.concatenate((np.full(1, -1, dtype=c.dtype), c, np.full(1, pf.size - 1, dtype=c.dtype)))
+    ze = np.empty(c.size, dtype=c.dtype)  # ze[k]: first z with sm(z) >= level k-1 (the level ending at c[k])
+    ze[:-1] = np.searchsorted(sm1, pf[c[1:]], "left")
+    ze[:-1] += 1
+    ze[-1] = big
+    k = np.searchsorted(c[1:] + ze[:-1], t - 1, "left")
+    lo = t - 1 - ze[k]
+    np.maximum(lo, c[k], out=lo)
+    np.minimum(lo, t - 2, out=lo)
+    lo += 1
+    return lo
 
 
-def _conv_windows(A: np.ndarray, pmM: np.ndarray, smM: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _levels(DA: np.ndarray, cap: int) -> tuple[list[int], list[int], list[int], list[int]] | None:
+    """The steps of DA's suffix minimum sf and prefix maximum pf, found without scanning them whole:
+    (first u of each level of sf, its value, last u of each level of pf, its value), values increasing;
+    None when either has more than ``cap`` levels."""
+    n = DA.size
+    a: list[int] = []
+    av: list[int] = []
+    rev = DA[::-1].copy()  # rev[: n - s] is DA[s:] backwards
+    s = 0
+    while s < n:
+        if len(a) == cap:
+            return None
+        last = n - 1 - int(rev[: n - s].argmin())  # the last place of the rest's minimum ends its level
+        a.append(s)
+        av.append(int(DA[last]))
+        s = last + 1
+    c: list[int] = []
+    cv: list[int] = []
+    s = 0
+    v = int(DA[0])
+    while True:
+        if len(c) == cap:
+            return None
+        cv.append(v)
+        nxt = int((DA[s:] > v).argmax())  # the next new maximum (0: none)
+        if nxt == 0:
+            c.append(n - 1)
+            return a, av, c, cv
+        c.append(s + nxt - 1)
+        s += nxt
+        v = int(DA[s])
+
+
+class _MSteps:
+    """The right factor's side of the windows for one column, from D_M(z) = DM1[z-1] (z >= 1):
+    zb(v) = first z with max(D_M(1..z)) > v and ze(v) = first z with min(D_M(z..)) >= v (T when none),
+    looked up per level value (memoised); the prefix maximum / suffix minimum arrays only when needed."""
+
+    def __init__(self, DM1: np.ndarray) -> None:
+        self.DM1 = DM1
+        self.rev = DM1[::-1].copy()
+        self.T = DM1.size + 1
+        self._zb: dict[int, int] = {}
+        self._ze: dict[int, int] = {}
+        self._env: tuple[np.ndarray, np.ndarray] | None = None
+
+    def zb(self, v: int) -> int:
+        r = self._zb.get(v)
+        if r is None:
+            above = self.DM1 > v
+            i = int(above.argmax())
+            r = self._zb[v] = i + 1 if above[i] else self.T
+        return r
+
+    def ze(self, v: int) -> int:
+        r = self._ze.get(v)
+        if r is None:
+            below = self.rev < v
+            i = int(below.argmax())  # from the end: the last z with D_M(z) < v is z = DM1.size - i
+            r = self._ze[v] = self.DM1.size - i + 1 if below[i] else 1
+        return r
+
+    def envelopes(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._env is None:
+            self._env = (np.maximum.accumulate(self.DM1), np.minimum.accumulate(self.DM1[::-1])[::-1])
+        return self._env
+
+
+def _conv_windows(
+    A: np.ndarray, ms: _MSteps, t: np.ndarray, lev: tuple[list[int], list[int], list[int], list[int]] | None, big: int
+) -> tuple[np.ndarray, np.ndarray]:
     """For ``min_{0 <= y < t} A[y] + M[t-y]`` (A, M increasing integer arrays): a window (lo, hi) per t that holds
-    the minimum, in [lo, hi] when lo <= hi, else at lo or hi.
+    the minimum, in [lo, hi] when lo <= hi, else at lo or hi. ``lev``: :func:`_levels` of A's increments.
 
     With D_A(u) = A[u+1] - A[u] and D_M(z) = M[z+1] - M[z], cost(y+1) - cost(y) = D_A(y) - D_M(t-y-1). Every
     y above hi costs at least cost(hi): from hi on, the least later D_A is at least the largest earlier D_M
     (``_window_hi``); every y below lo costs at least cost(lo): up to lo, the largest D_A is at most the least
     later D_M (``_window_lo``). Both come from prefix maxima / suffix minima (exact bounds, no assumption); the
-    window is one or two points where the costs are convex and a band where their increments mix.
+    window is one or two points where the costs are convex and a band where their increments mix. With few
+    levels: hi = min over the levels (a_k, v_k) of sf of max(a_k, t - zb(v_k)), and lo = 1 + max(-1, max over the
+    levels (c_k, v_k) of pf of min(c_k, t - 1 - ze(v_k))), the same numbers as the searches.
     """
-    DA = A[1:] - A[:-1]
-    hi = _window_hi(np.minimum.accumulate(DA[::-1])[::-1], pmM, t)
-    lo = _window_lo(np.maximum.accumulate(DA), smM, t)
+    if lev is None:
+        DA = A[1:] - A[:-1]
+        pm1, sm1 = ms.envelopes()
+        hi = _window_hi(np.minimum.accumulate(DA[::-1])[::-1], pm1, t, big)
+        lo = _window_lo(np.maximum.accumulate(DA, out=DA), sm1, t, big)
+        return lo, hi
+    a, av, c, cv = lev
+    hi = np.maximum(t - ms.zb(av[0]), a[0])
+    for aj, vj in zip(a[1:], av[1:]):
+        np.minimum(hi, np.maximum(t - ms.zb(vj), aj), out=hi)
+    tm1 = t - 1
+    lo = np.minimum(tm1 - ms.ze(cv[0]), c[0])
+    for cj, vj in zip(c[1:], cv[1:]):
+        np.maximum(lo, np.minimum(tm1 - ms.ze(vj), cj), out=lo)
+    np.maximum(lo, -1, out=lo)
+    lo += 1
     return lo, hi
 
 
-def _conv_eval(
-    A: np.ndarray, M: np.ndarray, Mr: np.ndarray, t: np.ndarray, lo: np.ndarray, hi: np.ndarray
-) -> np.ndarray:
-    """min of A[y] + M[t-y] over each row's window (see :func:`_conv_windows`); ``Mr`` is M reversed.
+def _conv_eval(Ab: np.ndarray, Mb: np.ndarray, T: int, t: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """min of A[y] + M[t-y] over each row's window (see :func:`_conv_windows`).
 
-    Wide windows are grouped by width (powers of two) and read as whole rows of sliding-window views of A and
-    reversed M (contiguous copies instead of element gathers). A row may read a few more split points than its
-    window, all valid (0 <= y <= t-1), which cannot change the minimum."""
-    best = np.minimum(A[hi] + M[t - hi], A[lo] + M[t - lo])
-    w = hi - lo + 1
-    wide = np.flatnonzero(w > 2)
-    if wide.size:
-        T = A.size - 1
-        bucket = np.maximum(3, np.ceil(np.log2(w[wide])).astype(np.int64))  # window width <= 2**bucket
-        for b in np.unique(bucket).tolist():
-            sel = wide[bucket == b]
-            W = 1 << b
-            tt = t[sel]
-            small = tt < W  # W more split points than exist: read what there is
-            if small.any():
-                for i in sel[small].tolist():
-                    ys = np.arange(lo[i], hi[i] + 1)
-                    best[i] = min(int(best[i]), int((A[ys] + M[t[i] - ys]).min()))
-                sel, tt = sel[~small], tt[~small]
-                if not sel.size:
-                    continue
-            a = np.minimum(lo[sel], tt - W)  # W consecutive split points from a, all <= t-1
-            Av = np.lib.stride_tricks.sliding_window_view(A, W)
-            Mv = np.lib.stride_tricks.sliding_window_view(Mr, W)
-            vals = Av[a] + Mv[T - tt + a]  # A[a+j] + M[t-a-j]
-            best[sel] = np.minimum(best[sel], vals.min(axis=1))
+    ``Ab`` is A and ``Mb`` is M reversed (``Mb[T - z] = M[z]``), both followed by at least 2T+2 huge values.
+    Rows with a wide window are grouped by width (steps of 1.5x-2x) and read as whole rows of sliding-window
+    views of Ab and Mb, a block of rows at a time (small enough for the CPU cache). A row may read more split
+    points than its window: those up to t-1 are valid and cannot change the minimum, those from t on read the
+    huge padding."""
+    base = T - t
+    best = np.minimum(Ab.take(hi) + Mb.take(base + hi), Ab.take(lo) + Mb.take(base + lo))
+    w = hi - lo
+    wide = (w > 1).nonzero()[0]
+    if not wide.size:
+        return best
+    bucket = np.searchsorted(_WIDTHS, w[wide] + 1, "left")
+    order = np.argsort(bucket, kind="stable")
+    wide, bucket = wide[order], bucket[order]
+    cuts = np.flatnonzero(bucket[1:] != bucket[:-1]) + 1
+    starts = np.concatenate((np.zeros(1, dtype=cuts.dtype), cuts))
+    ends = np.concatenate((cuts, np.full(1, wide.size, dtype=cuts.dtype)))
+    item = Ab.itemsize
+    res = np.empty(wide.size, dtype=best.dtype)
+    for s0, e0 in zip(starts.tolist(), ends.tolist()):
+        W = int(_WIDTHS[bucket[s0]])
+        n_view = Ab.size - W + 1
+        Av = np.ndarray((n_view, W), dtype=Ab.dtype, buffer=Ab, strides=(item, item))
+        Mv = np.ndarray((n_view, W), dtype=Mb.dtype, buffer=Mb, strides=(item, item))
+        ia = lo[wide[s0:e0]]
+        ib = base[wide[s0:e0]] + ia
+        step = max(1, _EVAL_CELLS // W)
+        for s in range(0, e0 - s0, step):
+            x = Av[ia[s : s + step]]
+            x += Mv[ib[s : s + step]]
+            x.min(axis=1, out=res[s0 + s : s0 + s + x.shape[0]])
+    best[wide] = np.minimum(best[wide], res)
     return best
 
 
@@ -444,11 +553,16 @@ def msm_table(
 
     Budget by budget (column by column): below one internal state plus a hidden slot only hidden states fit
     (Revolve's closed form); above, the rows where the ISM closed form meets the lower bound t + (t-1-s) are
-    exact, and the rest solves C = min_y [y + C(y)] + M(t-y) (see above) by iteration from the column of one
-    cell less (an upper bound): each pass evaluates the right-hand side exactly for all t at once
-    (:func:`_conv_windows`, :func:`_conv_eval`; after the first pass only rows whose window moved or holds a
-    changed value), and the column is done when a pass changes nothing. The recurrence is causal (row t depends
-    on rows < t only), so its fixed point is unique: the result is the DP's, not an approximation.
+    exact, and the rest solves C = F(C), F(C)(t) = min_y [y + C(y)] + M(t-y) (see above), by passes from
+    U = min(column of one cell less, HSM and ISM closed forms): each pass evaluates F exactly for all t at once
+    (:func:`_conv_windows`, :func:`_conv_eval`), and the column is done when a pass changes nothing. The
+    recurrence is causal (row t depends on rows < t only), so its fixed point is unique: the result is the DP's,
+    not an approximation. F is monotone and F(U) <= U for that start (a cell more budget, or the closed forms'
+    own moves, never cost more), so the passes only lower values; hence after the first pass a row's minimum can
+    only move to a split point whose value just fell: only rows whose window holds one are evaluated again
+    (the windows themselves are recomputed only when the levels of A's increments changed). Where windows are
+    wide (small budgets) the first pass goes block by block, rows [b, 2b) at a time, each block reading the
+    values this pass gave the blocks below (Gauss-Seidel; the same fixed point), so that few rows change later.
     """
     big_cost = T * (T + 1) // 2
     dtype = np.int32 if big_cost < (1 << 28) else np.int64
@@ -457,58 +571,107 @@ def msm_table(
     out[:q] = inf
     ts = np.arange(T + 1, dtype=dtype)
     ts64 = np.arange(T + 1, dtype=np.int64)
+    big = 3 * (T + 2)  # index sentinel for the window searches
+    Ab = np.full(3 * (T + 1), inf, dtype=dtype)  # A = t + C(t) then padding (see _conv_eval)
+    Mb = np.full(3 * (T + 1), inf, dtype=dtype)  # M reversed then padding
+    A = Ab[: T + 1]
+    M = np.empty(T + 1, dtype=dtype)
+    fell = np.zeros(T + 1, dtype=bool)  # rows whose value fell in the last pass
+    n_fell = np.zeros(T + 2, dtype=np.int64)
+    hsm: dict[int, np.ndarray] = {}  # the closed forms of the current budget, as budgets grow
+    ism: dict[int, tuple[np.ndarray, int]] = {}
+    ub: dict[tuple[int, int], np.ndarray] = {}
     n_cols = max(1, G + 1 - q)
+    wide_prev = True
     for g in range(q, G + 1):
         if token is not None:
             token.check()
         if progress is not None and (g - q) % 16 == 0:
             progress((g - q) / n_cols, f"MSM budget {g}/{G}")
         m = g // q
+        if m not in hsm:
+            hsm.clear()
+            hsm[m] = np.minimum(hsm_costs(ts64, m), inf).astype(dtype)
         if g < q + p or T < 2:  # no internal state fits beside h_0's slot: hidden states only
-            out[g] = np.minimum(hsm_costs(ts64, m), inf)
+            out[g] = hsm[m]
             continue
         s = (g - q) // p
-        ism = ism_costs(ts64, s)
-        over = np.flatnonzero(ism != ts64 + np.maximum(0, ts64 - 1 - s))
-        if over.size == 0:  # ISM meets the lower bound on every row
-            out[g] = ism
+        if s not in ism:
+            ism.clear()
+            ic = ism_costs(ts64, s)
+            over = np.flatnonzero(ic != ts64 + np.maximum(0, ts64 - 1 - s))
+            ism[s] = ic.astype(dtype), (max(int(over[0]), 2) if over.size else -1)
+        ic_d, t0 = ism[s]
+        if t0 < 0:  # ISM meets the lower bound on every row
+            out[g] = ic_d
             continue
-        t0 = max(int(over[0]), 2)
-        U = np.minimum(out[g - 1].astype(np.int64), np.minimum(ism, hsm_costs(ts64, m))).astype(dtype)
-        M = np.empty(T + 1, dtype=dtype)
+        if (s, m) not in ub:
+            ub.clear()
+            ub[(s, m)] = np.minimum(ic_d, hsm[m])
+        U = out[g]
+        np.minimum(out[g - 1], ub[(s, m)], out=U)  # an upper bound, exact below t0
         M[0] = 0
-        M[1:] = np.minimum(out[g - q, 1:], 1 + out[g - p, :-1])
+        np.add(out[g - p, :-1], 1, out=M[1:])
+        np.minimum(M[1:], out[g - q, 1:], out=M[1:])
         M[1] = 1
-        DM = np.zeros(T, dtype=dtype)
-        DM[1:] = M[2:] - M[1:-1]
-        pmM = DM.copy()
-        pmM[1:] = np.maximum.accumulate(DM[1:])
-        smM = DM.copy()
-        smM[1:] = np.minimum.accumulate(DM[1:][::-1])[::-1]
-        Mr = np.ascontiguousarray(M[::-1])
-        rows = ts[t0:]
-        A = ts + U
-        lo, hi = _conv_windows(A, pmM, smM, rows)
-        R = _conv_eval(A, M, Mr, rows, lo, hi)
-        while True:  # Jacobi passes until nothing changes
+        Mb[: T + 1] = M[::-1]
+        ms = _MSteps(M[2:] - M[1:-1])
+        rows = ts64[t0:]
+        np.add(ts, U, out=A)
+        since: np.ndarray | None = None
+        if wide_prev:
+            # first pass block by block, rows [b, 2b) at a time (Gauss-Seidel): a row's window mostly ends below
+            # half its length, where this pass has already lowered the values, so few rows change afterwards
+            R = U[t0:].copy()
+            since = np.empty(rows.size, dtype=np.int64)  # where each row's block starts
+            b1 = t0
+            while b1 <= T:
+                b2 = min(T + 1, max(2 * b1, b1 + _BLOCK_ROWS))
+                if T + 1 - b2 < _BLOCK_ROWS:
+                    b2 = T + 1
+                rb = rows[b1 - t0 : b2 - t0]
+                lob, hib = _conv_windows(A[:b2], ms, rb, _levels(A[1:b2] - A[: b2 - 1], _MAX_LEVELS), big)
+                Rb = R[b1 - t0 : b2 - t0] = _conv_eval(Ab, Mb, T, rb, lob, hib)
+                since[b1 - t0 : b2 - t0] = b1
+                np.add(ts[b1:b2], Rb, out=A[b1:b2])  # the next blocks read the lowered values
+                b1 = b2
+        lev = _levels(A[1:] - A[:-1], _MAX_LEVELS)
+        lo, hi = _conv_windows(A, ms, rows, lev, big)
+        if since is None:
+            R = _conv_eval(Ab, Mb, T, rows, lo, hi)
+        while True:  # passes until nothing changes
             changed = R != U[t0:]
             if not changed.any():
                 break
             if token is not None:
                 token.check()
             U[t0:] = R
-            A = ts + U
-            lo2, hi2 = _conv_windows(A, pmM, smM, rows)
-            # a row needs a new minimum only where its window moved or an A inside it changed
-            cnt = np.zeros(T + 2, dtype=np.int64)
-            np.cumsum(np.concatenate((np.zeros(t0, dtype=bool), changed)), out=cnt[1:])  # cnt[y+1] = #changed <= y
-            a_, b_ = np.minimum(lo2, hi2), np.maximum(lo2, hi2)
-            redo = np.flatnonzero((lo2 != lo) | (hi2 != hi) | (cnt[b_ + 1] != cnt[a_]))
-            lo, hi = lo2, hi2
+            np.add(ts[t0:], R, out=A[t0:])
+            lev2 = _levels(A[1:] - A[:-1], _MAX_LEVELS)
+            if lev2 is None or lev2 != lev:
+                lo, hi = _conv_windows(A, ms, rows, lev2, big)
+            lev = lev2
+            # a row's minimum can only change if a split point in its window fell after the row was evaluated
+            # (after the block pass: in the row's own block)
+            fell[t0:] = changed
+            wide = (hi - lo > 1).nonzero()[0]
+            if wide.size:
+                np.cumsum(fell, out=n_fell[1:])  # n_fell[y + 1] = number of rows <= y that fell
+            if since is None:
+                redo = fell.take(lo) | fell.take(hi)
+                if wide.size:
+                    redo[wide] |= n_fell.take(hi[wide] + 1) != n_fell.take(lo[wide])
+            else:
+                redo = (fell.take(lo) & (lo >= since)) | (fell.take(hi) & (hi >= since))
+                if wide.size:
+                    redo[wide] |= n_fell.take(hi[wide] + 1) > n_fell.take(np.maximum(lo[wide], since[wide]))
+                since = None
+            redo = redo.nonzero()[0]
             if redo.size:
                 R = R.copy()
-                R[redo] = _conv_eval(A, M, Mr, rows[redo], lo[redo], hi[redo])
-        out[g] = U
+                R[redo] = _conv_eval(Ab, Mb, T, rows[redo], lo[redo], hi[redo])
+        fell[t0:] = False
+        wide_prev = bool(np.maximum(hi - lo, 0).sum() > _BLOCK_WIDE * rows.size)
     if progress is not None:
         progress(1.0, "MSM table done")
     return out.T

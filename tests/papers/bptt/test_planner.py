@@ -138,6 +138,70 @@ def test_msm_table_equals_the_unpruned_numpy_dp():
     assert np.array_equal(_finite(plain)[:, q:], _finite(msm_table(T, G, q, p))[:, q:])
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_msm_fast_path_equals_the_plain_dps_on_random_lengths_and_alphas(seed):
+    """The fast MSM table, its curve and a plan against the plain DPs (numpy, every split point; plain Python on
+    short sequences) at random lengths up to 300 and random alphas (exact on the grid or rounded up)."""
+    rng = np.random.default_rng(seed)
+    T = int(rng.integers(150, 301))
+    alpha = float(rng.choice([1.0, 1.25, 2.0, 3.5, 4.5, 6.75, 10.0, 2.3, 5.1]))
+    P = Planner(T, "msm", alpha, cache=False)
+    q, p = P.grid.q, P.grid.p
+    G = P.cut_cells
+    fast = msm_table(T, G, q, p)
+    plain = dp_table(T, G, q, p, "msm", prune=False)
+    assert np.array_equal(_finite(plain)[:, q:], _finite(fast)[:, q:])
+    bud, costs = P.curve()
+    cells = np.round(bud * q).astype(int)
+    inside = cells <= G
+    assert np.array_equal(costs[inside], plain[T, cells[inside]])
+    assert np.all(np.diff(costs) <= 0) and costs[-1] == T
+    M = float(rng.uniform(1.0, P.saturation))
+    plan = P.plan(M)
+    assert plan.cost == P.cost(M) and validate(plan.schedule, M).cost == plan.cost
+    Ts = int(rng.integers(20, 41))
+    ref = _finite(reference_table(Ts, 8 * q + 3 * p, q, p, "msm"))
+    assert np.array_equal(ref[:, q:], _finite(msm_table(Ts, 8 * q + 3 * p, q, p))[:, q:])
+
+
+def test_msm_windows_from_levels_equal_the_searches():
+    """The windows read off the few levels of the increments' envelopes equal the ones found by searches."""
+    from explorer.papers.bptt import planner as PL
+
+    rng = np.random.default_rng(5)
+    for _ in range(400):
+        T = int(rng.integers(3, 120))
+        DA = np.sort(rng.integers(1, 6, T))
+        DA[rng.integers(0, T, rng.integers(0, 5))] = rng.integers(1, 7)  # a few increments out of order
+        DM1 = np.sort(rng.integers(1, 6, T - 1))
+        DM1[rng.integers(0, T - 1, rng.integers(0, 5))] = rng.integers(1, 7)
+        A = np.concatenate(([0], np.cumsum(DA)))
+        t = np.arange(2, T + 1)
+        levels = PL._levels(np.diff(A), 100)
+        got = PL._conv_windows(A, PL._MSteps(DM1), t, levels, 3 * (T + 2))
+        want = PL._conv_windows(A, PL._MSteps(DM1), t, None, 3 * (T + 2))
+        assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+
+
+def test_msm_curve_at_t10000():
+    """The whole MSM curve at T = 10000 (alpha 4.5, the tab's default): monotone, from T(T+1)/2 down to T, and
+    the same values as the implementation before the speed-up (numbers it computed, checked against the numpy
+    DP there up to T = 2000)."""
+    P = Planner(10000, "msm", 4.5, cache=False)
+    bud, costs = P.curve()
+    assert bud.size == 89992 and bud[0] == 1.0 and bud[-1] == P.saturation == 44996.5
+    assert np.all(np.diff(costs) <= 0)
+    assert costs[0] == 50005000 and costs[-1] == 10000
+    assert int(costs.sum()) == 1458192874
+    assert int((costs * np.arange(costs.size)).sum()) == 53991114986338
+    expected = {2: 942820, 5: 122868, 10: 67413, 20: 46950, 50: 34542, 100: 28842, 250: 22942, 500: 19898}
+    expected.update({1000: 19777, 5000: 18889})
+    for m, c in expected.items():
+        assert P.cost(m) == c, m
+    plan = P.plan(50)
+    assert plan.cost == 34542 and validate(plan.schedule, 50).cost == 34542
+
+
 def test_msm_curve_with_cut_equals_unpruned_table():
     T, alpha = 120, 4.5
     P = Planner(T, "msm", alpha)

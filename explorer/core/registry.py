@@ -9,8 +9,6 @@ import importlib
 from dataclasses import dataclass
 from typing import Any
 
-PAPER_IDS: tuple[str, ...] = ("srnn", "l2l", "transducer", "bptt", "compression", "shapes3d")
-
 
 @dataclass(frozen=True)
 class PaperSpec:
@@ -25,6 +23,38 @@ class PaperSpec:
     cli: str | None = None  # module with configure_train/train/configure_eval/evaluate/commands (headless)
     default_checkpoint: str | None = None  # file name in models/, or None when the tab needs no model
     loader: str | None = None  # "module:attr": load(path, device) -> (model_or_bundle, CheckpointMeta)
+    order: int = 100  # the tab's position (smaller first); ties by id
+
+
+_ids: tuple[str, ...] | None = None
+
+
+def paper_ids() -> tuple[str, ...]:
+    """The papers this app has, in tab order: every package under ``explorer.papers`` whose ``__init__`` holds a
+    ``SPEC`` (the one place a paper is registered). Importing a spec is cheap (no torch, no Qt)."""
+    global _ids
+    if _ids is None:
+        import pkgutil
+
+        import explorer.papers as papers
+
+        specs = []
+        for info in pkgutil.iter_modules(papers.__path__):
+            if not info.ispkg:
+                continue
+            spec = getattr(importlib.import_module(f"explorer.papers.{info.name}"), "SPEC", None)
+            if isinstance(spec, PaperSpec):
+                if spec.id != info.name:
+                    raise RuntimeError(f"explorer.papers.{info.name}: SPEC.id is '{spec.id}', not the package name")
+                specs.append(spec)
+        _ids = tuple(s.id for s in sorted(specs, key=lambda s: (s.order, s.id)))
+    return _ids
+
+
+def __getattr__(name: str) -> Any:
+    if name == "PAPER_IDS":  # the ids in tab order, found on first use
+        return paper_ids()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def load_attr(ref: str) -> Any:
@@ -37,10 +67,10 @@ def load_attr(ref: str) -> Any:
 
 
 def get_spec(paper_id: str) -> PaperSpec:
-    if paper_id not in PAPER_IDS:
+    if paper_id not in paper_ids():
         from .errors import UserError
 
-        raise UserError(f"unknown paper id '{paper_id}' (choose one of {', '.join(PAPER_IDS)})")
+        raise UserError(f"unknown paper id '{paper_id}' (choose one of {', '.join(paper_ids())})")
     mod = importlib.import_module(f"explorer.papers.{paper_id}")
     spec = getattr(mod, "SPEC", None)
     if spec is None:
@@ -49,13 +79,5 @@ def get_spec(paper_id: str) -> PaperSpec:
 
 
 def all_specs() -> list[PaperSpec]:
-    """Registered papers, in the fixed tab order. A paper package that is missing is skipped."""
-    specs = []
-    for pid in PAPER_IDS:
-        try:
-            specs.append(get_spec(pid))
-        except ModuleNotFoundError as exc:
-            if exc.name and exc.name.startswith(f"explorer.papers.{pid}"):
-                continue
-            raise
-    return specs
+    """Registered papers, in tab order."""
+    return [get_spec(pid) for pid in paper_ids()]

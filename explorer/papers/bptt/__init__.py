@@ -19,6 +19,7 @@ SPEC = PaperSpec(
     cli="explorer.papers.bptt.cli",
     default_checkpoint=None,
     loader=None,
+    order=4,
 )
 
 

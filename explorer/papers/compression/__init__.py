@@ -20,4 +20,5 @@ SPEC = PaperSpec(
     cli="explorer.papers.compression.cli",
     default_checkpoint="compression_photos.safetensors",
     loader="explorer.papers.compression.infer:load_for_app",
+    order=5,
 )

@@ -19,6 +19,7 @@ SPEC = PaperSpec(
     cli="explorer.papers.l2l.cli",
     default_checkpoint="l2l_mnist.safetensors",
     loader="explorer.papers.l2l.infer:load_for_app",
+    order=2,
 )
 
 

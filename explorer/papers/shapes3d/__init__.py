@@ -23,4 +23,5 @@ SPEC = PaperSpec(
     cli="explorer.papers.shapes3d.cli",
     default_checkpoint="shapes3d_primitives.safetensors",
     loader="explorer.papers.shapes3d.infer:load_for_app",
+    order=6,
 )

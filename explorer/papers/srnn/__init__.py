@@ -19,4 +19,5 @@ SPEC = PaperSpec(
     cli="explorer.papers.srnn.cli",
     default_checkpoint="srnn_jsb_smooth_resq.safetensors",
     loader="explorer.papers.srnn.infer:load_for_app",
+    order=1,
 )

@@ -20,4 +20,5 @@ SPEC = PaperSpec(
     cli="explorer.papers.transducer.cli",
     default_checkpoint="transducer_fsdd_online.safetensors",
     loader="explorer.papers.transducer.infer:load_for_app",
+    order=3,
 )

@@ -152,6 +152,28 @@ def infer_volume(
     }
 
 
+def infer_for_app(model, image: np.ndarray, device, label: int | None = None, truth: np.ndarray | None = None):
+    """The tab's inference job: :func:`infer_volume` with the turntable, plus a smooth display of the binary ground
+    truth when there is one (no staircase stripes)."""
+    res = infer_volume(model, image, device, label=label)
+    if truth is not None:
+        from scipy import ndimage
+
+        res["truth_display"] = ndimage.gaussian_filter(truth.astype(np.float32), 1.0)
+    return res
+
+
+def read_gallery(dataset: str) -> tuple[str | None, dict[str, Any], dict[str, Any] | None]:
+    """The tab's gallery job: (problem, its fields, gallery). problem is None, "missing" or "unreadable"."""
+    p = gallery_path(dataset)
+    if not p.exists():
+        return "missing", {"file": p.name, "folder": str(p.parent)}, None
+    try:
+        return None, {}, load_gallery(p)
+    except Exception as exc:  # noqa: BLE001 - a message in the banner, not a crash
+        return "unreadable", {"file": p.name, "reason": str(exc)}, None
+
+
 def sample_volumes(
     model,
     n: int,

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from explorer.ui.dialogs import input_folder, remember_folder
+from explorer.ui.messages import Msg
 from explorer.ui.panel_base import PaperPanel
 from explorer.ui.widgets.fit_scroll import shrinkable
 from explorer.ui.widgets.vtk_view import VtkView
@@ -142,27 +143,19 @@ class IsoSurfaceView(VtkView):
         return int(self.surface.GetOutput().GetNumberOfCells())
 
 
-def _read_gallery(dataset: str):
-    """Worker: (problem message or None, the gallery or None)."""
-    from .infer import gallery_path, load_gallery
-
-    p = gallery_path(dataset)
-    if not p.exists():
-        return f"The held-out gallery {p.name} is missing from {p.parent}; open a picture instead.", None
-    try:
-        return None, load_gallery(p)
-    except Exception as exc:  # noqa: BLE001 - a message in the banner, not a crash
-        return f"Could not read the gallery {p.name}: {exc}", None
-
-
 class Shapes3DPanel(PaperPanel):
+    class Messages(PaperPanel.Messages):
+        gallery_missing = Msg("The held-out gallery {file} is missing from {folder}; open a picture instead.")
+        gallery_unreadable = Msg("Could not read the gallery {file}: {reason}")
+        no_model = Msg("No model loaded: open a checkpoint first.")
+
     def __init__(self, spec, context, parent=None) -> None:
         super().__init__(spec, context, parent)
         self.gallery: dict[str, Any] | None = None
         self.current: dict[str, Any] | None = None  # last result: occupancy, canvases, ...
         self.current_image: np.ndarray | None = None
         self.current_truth: np.ndarray | None = None
-        self._gallery_problem: str | None = None  # a banner about the gallery stays until it is fixed
+        self._gallery_problem: tuple[Any, dict[str, Any]] | None = None  # (kind, fields): stays until fixed
         self._anim_step = 0
         self._gallery_dataset = "primitives"
         self._gallery_loading = False
@@ -305,8 +298,10 @@ class Shapes3DPanel(PaperPanel):
         self._gallery_loading = True
         if then is not None:
             self._after_gallery.append(then)
+        from . import infer
+
         self.runner.submit(
-            _read_gallery,
+            infer.read_gallery,
             dataset,
             key="gallery",
             name="read gallery",
@@ -316,10 +311,11 @@ class Shapes3DPanel(PaperPanel):
         )
 
     def _gallery_read(self, result) -> None:
-        problem, g = result
-        self._gallery_problem = problem
-        if problem:
-            self.show_error(problem)
+        problem, fields, g = result
+        kind = {"missing": self.Messages.gallery_missing, "unreadable": self.Messages.gallery_unreadable}.get(problem)
+        self._gallery_problem = (kind, fields) if kind is not None else None
+        if kind is not None:
+            self.show_msg(kind, **fields)
         else:
             self.gallery = g
             for i in range(len(g["labels"])):
@@ -331,8 +327,8 @@ class Shapes3DPanel(PaperPanel):
         self._gallery_done()
 
     def _gallery_failed(self, exc, tb) -> None:
-        self._gallery_problem = f"Could not read the gallery: {exc}"
-        self.show_error(self._gallery_problem, tb)
+        self._gallery_problem = (self.Messages.gallery_unreadable, {"file": "", "reason": str(exc)})
+        self.show_msg(self.Messages.gallery_unreadable, tb, file="", reason=str(exc))
         self._gallery_done()
 
     def _gallery_cancelled(self) -> None:
@@ -346,6 +342,9 @@ class Shapes3DPanel(PaperPanel):
             fn()
 
     def on_model_loaded(self, model, meta) -> None:
+        if self._gallery_problem is not None and self.banner.kind is None:  # loading cleared the banner: not fixed
+            kind, fields = self._gallery_problem
+            self.show_msg(kind, **fields)
         dataset = str((meta.data or {}).get("name") or "primitives")
         shown = self.current is not None or self.current_image is not None  # not the first model
         new_gallery = False
@@ -402,9 +401,9 @@ class Shapes3DPanel(PaperPanel):
 
     def _action_ok(self) -> None:
         """A later action succeeded: a banner left by a failed one goes (not the gallery's own problem)."""
-        msg = self.banner.message()
-        if msg and msg != self._gallery_problem:
-            self.clear_error()
+        gallery = (self.Messages.gallery_missing, self.Messages.gallery_unreadable)
+        if self.banner.kind is not None and self.banner.kind not in gallery:
+            self.clear_msg()
 
     def _action_failed(self, exc, tb, what: str, picture: np.ndarray | None = None) -> None:
         self.show_exception(exc, tb)
@@ -463,24 +462,19 @@ class Shapes3DPanel(PaperPanel):
     def infer_current(self) -> None:
         if self.model is None or self.current_image is None:
             return
-        from .infer import infer_volume
+        from . import infer
 
-        model, img, ctx = self.model, self.current_image, self.context
+        model, img = self.model, self.current_image
         cond = self.cond_combo.currentIndex() - 1
         label = cond if cond >= 0 else None
         truth = self.current_truth
-
-        def work():
-            res = infer_volume(model, img, ctx.device(), label=label)
-            if truth is not None:  # a smooth display of the binary ground truth (no staircase stripes)
-                from scipy import ndimage
-
-                res["truth_display"] = ndimage.gaussian_filter(truth.astype(np.float32), 1.0)
-            return res
-
         self.infer_btn.setEnabled(False)
         self.runner.submit(
-            work,
+            infer.infer_for_app,
+            model,
+            img,
+            label=label,
+            truth=truth,
             key="infer",
             name="infer shape",
             on_result=lambda r, i=img, t=truth: self._show_inferred(r, i, t),
@@ -508,22 +502,22 @@ class Shapes3DPanel(PaperPanel):
 
     def sample(self, demo: bool = False) -> None:
         if self.model is None:
-            self.show_error("No model loaded: open a checkpoint first.")
+            self.show_msg(self.Messages.no_model)
             if demo:
                 self.mark_demo_done()
             return
-        from .infer import sample_volumes
+        from . import infer
 
-        model, ctx = self.model, self.context
+        model = self.model
         c = self.sample_combo.currentIndex() - 1
         label = c if c >= 0 else None
         name = model.class_names[label] if label is not None else "any class"
-
-        def work():
-            return sample_volumes(model, 1, ctx.device(), label=label, turntable=N_TURNTABLE)
-
         self.runner.submit(
-            work,
+            infer.sample_volumes,
+            model,
+            1,
+            label=label,
+            turntable=N_TURNTABLE,
             key="infer",
             name="sample prior",
             on_result=lambda r, n=name: self._show_sample(r, n),

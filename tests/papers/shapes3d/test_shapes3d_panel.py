@@ -3,6 +3,8 @@ render itself, not on QWidget.grab), survives sampling, slider moves, resizing a
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -194,7 +196,7 @@ def test_captions_thumbnails_and_banners_follow_the_last_action(
     bad.write_text("hello")
     panel.open_image(str(bad))
     _wait_idle(qtbot, panel)
-    assert "not a readable image" in panel.banner.message()
+    assert panel.banner.kind is panel.Messages.user_error and "not a readable image" in panel.banner.message()
     # ... and it goes once a later action succeeds
     panel.select_gallery(0)
     _wait_idle(qtbot, panel)
@@ -210,7 +212,7 @@ def test_captions_thumbnails_and_banners_follow_the_last_action(
     monkeypatch.setattr(I, "infer_volume", broken)
     panel.select_gallery(2)
     _wait_idle(qtbot, panel)
-    assert "out of memory" in panel.banner.message()
+    assert panel.banner.kind is panel.Messages.unexpected and "out of memory" in panel.banner.message()
     assert panel.current is None and not panel.pred_view.actor.GetVisibility()
     assert not panel.truth_view.actor.GetVisibility()
     assert shown[panel.pred_view].startswith("inference failed") and shown[panel.truth_view] == "ground truth"
@@ -219,4 +221,17 @@ def test_captions_thumbnails_and_banners_follow_the_last_action(
     panel.sample()
     _wait_idle(qtbot, panel)
     assert not panel.banner.isVisible() and shown[panel.truth_view] == "a new shape: no ground truth"
+    panel.shutdown()
+
+
+def test_a_missing_gallery_is_its_declared_message_and_stays_after_other_actions(make_panel, qtbot, monkeypatch):
+    from explorer.papers.shapes3d import infer as I
+
+    monkeypatch.setattr(I, "gallery_path", lambda dataset="primitives": Path("/nonexistent/gallery_x.npz"))
+    panel = make_panel("shapes3d")
+    qtbot.waitUntil(lambda: panel.demo_done, timeout=120_000)
+    assert panel.banner.kind is panel.Messages.gallery_missing
+    assert "gallery_x.npz" in panel.banner.message()
+    panel._action_ok()  # a later action succeeding does not hide the gallery's own problem
+    assert panel.banner.kind is panel.Messages.gallery_missing
     panel.shutdown()

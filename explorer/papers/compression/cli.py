@@ -98,6 +98,14 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
         "so that every prefix of iterations is a good picture (default 0: the plain ELBO)",
     )
     parser.add_argument(
+        "--rate-weight",
+        type=number(float, 0, 100, low_open=True),
+        default=1.0,
+        metavar="BETA",
+        help="weigh the latents' code length by BETA in the loss (above 1: fewer bits, a lower-rate operating "
+        "point for lossy coding; default 1: the ELBO)",
+    )
+    parser.add_argument(
         "--init", metavar="CHECKPOINT", default=None, help="start from this checkpoint's weights (same architecture)"
     )
     add_training_options(
@@ -188,6 +196,7 @@ def train(args) -> int:
             lr=args.lr,
             seed=args.seed,
             progressive=args.progressive,
+            rate_weight=args.rate_weight,
         )
         argv = sys.argv[1:]
         tail = argv[argv.index(PAPER) + 1 :] if PAPER in argv else ["--dataset", args.dataset]
@@ -215,6 +224,7 @@ def train(args) -> int:
             "crop": tcfg["crop"],
             "lr": args.lr,
             "progressive": args.progressive,
+            "rate_weight": args.rate_weight,
         }
 
         def save(m, info):

@@ -77,6 +77,7 @@ class Coded:
     data: bytes
     image: np.ndarray  # uint8 (H, W, C): what decode(data) returns, bit for bit
     canvas: Any = field(repr=False, default=None)  # the float canvas (for tests)
+    state: Any = field(repr=False, default=None)  # the decoder state after k iterations (ladder(keep_state=True))
 
     @property
     def nbytes(self) -> int:
@@ -212,8 +213,11 @@ def encode(model, img: np.ndarray, k: int, step: float | None = None, name: str 
     raise AssertionError("unreachable")
 
 
-def ladder(model, img: np.ndarray, step: float | None = None, name: str = "unnamed", token=None) -> list[Coded]:
-    """The files for k = 1..T at one step (one encoder pass; every prefix of the range coder is a file)."""
+def ladder(
+    model, img: np.ndarray, step: float | None = None, name: str = "unnamed", token=None, keep_state: bool = False
+) -> list[Coded]:
+    """The files for k = 1..T at one step (one encoder pass; every prefix of the range coder is a file).
+    ``keep_state``: each keeps the decoder state after its k iterations (to sample the iterations not sent)."""
     from .infer import _image
 
     model = _cpu_model(model)
@@ -223,7 +227,7 @@ def ladder(model, img: np.ndarray, step: float | None = None, name: str = "unnam
     for t, st, words in _trajectory(model, x, step, token):
         canvas = _finish(model, st, t)
         header = _header(model, img, t, step, name)
-        out.append(Coded(header, _pack(header, words), _image(canvas, hw), canvas))
+        out.append(Coded(header, _pack(header, words), _image(canvas, hw), canvas, st if keep_state else None))
     return out
 
 

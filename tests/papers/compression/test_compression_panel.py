@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 pytest.importorskip("PySide6")
@@ -18,19 +19,29 @@ def test_panel_opens_and_slider_updates_view(make_panel, qtbot):
     k0 = panel.slider.value()
     assert k0 in panel.sample_cache and all(t.has_image for t in panel.sample_tiles)
     # every k is cached: moving the slider updates the view at once, without a worker
-    assert set(panel.points) == set(range(T + 1))
+    assert set(panel.points) == set(range(1, T + 1))
+    sizes = [panel.points[k]["bytes"] for k in range(1, T + 1)]
+    assert sizes == sorted(sizes) and all(isinstance(b, int) and b > 0 for b in sizes)  # real files
+    from explorer.papers.compression.codec import decode
+
+    k = panel.slider.value()  # the picture shown is what the file decodes to
+    assert np.array_equal(decode(panel.model, panel.analysis.files[k].data)[0], panel.analysis.recons[k])
     k1 = 1 if k0 != 1 else T
     panel.slider.setValue(k1)
     assert f"k = {k1} of {T}" in panel.k_label.text()
     assert f"first {k1} of {T}" in panel.tile_draw.title.text()
-    assert "bpp" in panel.tile_draw.caption.text()
-    # JPEG / JPEG 2000 for every k stream in; the plot has all three curves and the current markers
+    assert "bpp" in panel.tile_draw.caption.text() and "bytes" in panel.tile_draw.caption.text()
+    assert f"{panel.points[k1]['bytes']} bytes" in panel.k_label.text()
+    # the peers for every k stream in; the plot has all five curves and the current markers
     qtbot.waitUntil(lambda: len(panel.baselines) == T, timeout=120000)
     panel.slider.setValue(k0)
-    assert panel.tile_jpeg.has_image and panel.tile_jp2.has_image
+    assert panel.tile_jp2.has_image and panel.tile_webp.has_image and panel.tile_avif.has_image
     assert len(panel.curves["draw"].getData()[0]) == T
-    assert len(panel.curves["jp2"].getData()[0]) == T
-    assert len(panel.current.data) == 3
+    assert len(panel.curves["jpeg2000"].getData()[0]) == T
+    for k in range(1, T + 1):
+        for name, r in panel.baselines[k].items():
+            assert r is None or r.nbytes <= panel.points[k]["bytes"], (k, name)
+    assert len(panel.current.data) >= 4
     qtbot.waitUntil(lambda: k1 in panel.sample_cache, timeout=60000)
 
 
@@ -85,7 +96,7 @@ def test_captions_sit_below_their_pictures_at_every_window_size(make_panel, qtbo
     for size in ((1024, 560), (1177, 736), (1280, 800), (1900, 1040)):
         w.resize(*size)
         qtbot.wait(200)
-        for tile in (panel.tile_orig, panel.tile_draw, panel.tile_jpeg, panel.tile_jp2):
+        for tile in (panel.tile_orig, panel.tile_draw, *panel.peer_tiles.values()):
             img, cap = tile.image.geometry(), tile.caption.geometry()
             assert cap.top() > img.bottom(), (size, tile.title.text(), img, cap)
             assert cap.height() >= tile.caption.heightForWidth(cap.width()), (size, tile.caption.text())

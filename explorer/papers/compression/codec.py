@@ -47,7 +47,7 @@ LOGSTD_GRID = 16.0  # prior log-scales rounded to 1/16
 _FIXED = struct.Struct("<4sBBHHBf8s")  # magic, version, channels, width, height, k, step, model id
 CRC_BYTES = 4
 DEFAULT_STEP = 1.0  # for a model trained without quantisation (its config's quant_step is 0)
-STEP_FACTORS = (0.7, 1.0, 1.4, 2.0)  # --bpp tries these multiples of the model's step
+STEP_FACTORS = (0.7, 1.0, 1.4, 2.0, 2.8, 4.0)  # --bpp tries these multiples of the model's step
 
 
 @dataclass
@@ -228,6 +228,40 @@ def ladder(
         canvas = _finish(model, st, t)
         header = _header(model, img, t, step, name)
         out.append(Coded(header, _pack(header, words), _image(canvas, hw), canvas, st if keep_state else None))
+    return out
+
+
+def rd_files(
+    model,
+    img: np.ndarray,
+    steps: Sequence[float] | None = None,
+    name: str = "unnamed",
+    token=None,
+    max_files: int | None = None,
+) -> list[Coded]:
+    """The files worth having, smallest first: over k = 1..T and the quantisation ``steps`` (default:
+    :data:`STEP_FACTORS` times the model's step), each file whose decoded PSNR is higher than that of every
+    smaller file (the rate-distortion envelope), thinned to ``max_files`` spread evenly in log(size). Each keeps
+    its decoder state (to sample the iterations not sent)."""
+    from .baselines import psnr
+
+    base = default_step(model)
+    every = []
+    for s in steps or [f * base for f in STEP_FACTORS]:
+        for c in ladder(model, img, step=s, name=name, token=token, keep_state=True):
+            every.append((c.nbytes, -psnr(img, c.image), c))
+    every.sort(key=lambda e: (e[0], e[1]))
+    out: list[Coded] = []
+    best = -math.inf
+    for _, neg, c in every:
+        if -neg > best + 0.01:
+            out.append(c)
+            best = -neg
+    if max_files is not None and len(out) > max_files >= 2:
+        logs = np.log([c.nbytes for c in out])
+        grid = np.linspace(logs[0], logs[-1], max_files)
+        keep = sorted({int(np.argmin(np.abs(logs - g))) for g in grid})
+        out = [out[i] for i in keep]
     return out
 
 

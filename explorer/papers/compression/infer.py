@@ -110,40 +110,47 @@ class Analysis:
 
 
 class CodecAnalysis:
-    """The .cdraw files of one image for k = 1..T at the model's quantisation step, decoded."""
+    """The .cdraw files of one image along its rate-distortion envelope (:func:`.codec.rd_files`: over k = 1..T
+    and a few quantisation steps, each file better than every smaller one), smallest first, decoded. ``files[i]``,
+    ``recons[i]`` and ``point(i)`` are indexed by the position i = 0..n-1."""
 
-    def __init__(self, model, img: np.ndarray, token=None, name: str = "unnamed") -> None:
-        from .codec import _cpu_model, ladder
+    def __init__(self, model, img: np.ndarray, token=None, name: str = "unnamed", max_files: int = 12) -> None:
+        from .codec import _cpu_model, rd_files
 
         self.model = _cpu_model(model)
         self.image = match_channels(img, model.in_channels)
         self.height, self.width = self.image.shape[:2]
         self.T = model.iterations
-        coded = ladder(self.model, self.image, name=name, token=token, keep_state=True)
-        self.files = {c.header.k: c for c in coded}
-        self.step = coded[0].header.step
-        self.recons = {c.header.k: c.image for c in coded}
+        self.files = rd_files(self.model, self.image, name=name, token=token, max_files=max_files)
+        self.recons = [c.image for c in self.files]
 
-    def point(self, k: int) -> dict[str, Any]:
-        c = self.files[k]
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def point(self, i: int) -> dict[str, Any]:
+        c = self.files[i]
         return {
-            "k": k,
+            "k": c.header.k,
+            "step": c.header.step,
             "bytes": c.nbytes,
             "bpp": c.bpp,
             "psnr": psnr(self.image, c.image),
             "ssim": ssim(self.image, c.image),
         }
 
-    def samples(self, k: int, n: int = 4, seed: int = 0, temperature: float = 1.0) -> list[np.ndarray]:
-        """n completions: the first k iterations as the file sends them, the rest sampled from the learned prior."""
+    def samples(self, i: int, n: int = 4, seed: int = 0, temperature: float = 1.0) -> list[np.ndarray]:
+        """n completions of file i: its k iterations as decoded, the rest sampled from the learned prior."""
         import torch
 
         g = torch.Generator(device="cpu").manual_seed(seed)
-        st = self.files[k].state
+        c = self.files[i]
         hw = (self.height, self.width)
         with torch.no_grad():
             return [
-                _image(self.model.continue_from(st, k, sample=True, temperature=temperature, generator=g), hw)
+                _image(
+                    self.model.continue_from(c.state, c.header.k, sample=True, temperature=temperature, generator=g),
+                    hw,
+                )
                 for _ in range(n)
             ]
 

@@ -123,14 +123,14 @@ def _analyse(model, img: np.ndarray, device_fn, token=None):
     t0 = time.perf_counter()
     an = CodecAnalysis(model, img, token=token)
     an.elapsed_ms = (time.perf_counter() - t0) * 1000.0
-    points = {k: an.point(k) for k in range(1, an.T + 1)}
+    points = {i: an.point(i) for i in range(len(an))}
     yield ("model", an, points)
-    order = sorted(range(1, an.T + 1), key=lambda k: abs(points[k]["bpp"] - TARGET_BPP))
-    for i, k in enumerate(order):
+    order = sorted(points, key=lambda i: abs(points[i]["bpp"] - TARGET_BPP))
+    for n, i in enumerate(order):
         token.check()
-        b = codec.peers_within(an.image, points[k]["bytes"])  # in its own process: no GIL held here
-        yield Progress((i + 1) / an.T, f"JPEG / JPEG 2000 / WebP / AVIF within the {points[k]['bytes']} bytes of k={k}")
-        yield ("baseline", k, b)
+        b = codec.peers_within(an.image, points[i]["bytes"])  # in its own process: no GIL held here
+        yield Progress((n + 1) / len(order), f"JPEG / JPEG 2000 / WebP / AVIF within {points[i]['bytes']} bytes")
+        yield ("baseline", i, b)
     return an
 
 
@@ -168,16 +168,17 @@ class CompressionPanel(PaperPanel):
         self.open_button.clicked.connect(self._ask_open_image)
         top.addWidget(self.open_button)
         top.addSpacing(16)
-        top.addWidget(QLabel("Iterations sent k:"))
+        top.addWidget(QLabel("File size:"))
         self.slider = QSlider(Qt.Horizontal)
-        self.slider.setRange(1, 8)
-        self.slider.setValue(2)
+        self.slider.setRange(0, 0)
+        self.slider.setValue(0)
         self.slider.setPageStep(1)
         self.slider.setTickPosition(QSlider.TicksBelow)
         self.slider.setMinimumWidth(220)
         self.slider.setToolTip(
-            "The .cdraw file that sends the latents of the first k DRAW iterations (quantised, range-coded under "
-            "the learned prior); the rest come from the prior's mean. More iterations: a larger file, more detail."
+            "The .cdraw files of this image, smallest first: each sends the latents of the first k DRAW "
+            "iterations (quantised with a step D, range-coded under the learned prior; the rest come from the "
+            "prior's mean). Only files that look better than every smaller one are kept."
         )
         self.slider.valueChanged.connect(self._on_slider)
         top.addWidget(self.slider, 1)
@@ -328,9 +329,6 @@ class CompressionPanel(PaperPanel):
 
     # ------------------------------------------------------------------------------------- hooks
     def on_model_loaded(self, model, meta) -> None:
-        self.slider.blockSignals(True)
-        self.slider.setRange(1, model.iterations)
-        self.slider.blockSignals(False)
         if self._fill_picker(model.in_channels) and self.image is not None and not self._pending_demo:
             self._on_pick(self.picker.currentIndex())  # a photo model <-> Fashion-MNIST model switch
         elif self.image is not None:
@@ -435,12 +433,13 @@ class CompressionPanel(PaperPanel):
             _, an, points = item
             self.analysis, self.points = an, points
             self.tile_orig.image.setPixmap(to_pixmap(an.image, self.tile_orig.size_px))
-            self.report_timing(an.elapsed_ms, "conv DRAW files, all k")
-            k = int(np.argmin([abs(points[k]["bpp"] - TARGET_BPP) for k in range(1, an.T + 1)])) + 1
+            self.report_timing(an.elapsed_ms, "conv DRAW files")
+            i = int(np.argmin([abs(points[i]["bpp"] - TARGET_BPP) for i in range(len(points))]))
+            self.slider.blockSignals(True)
+            self.slider.setRange(0, len(points) - 1)
             if self._pending_demo:
-                self.slider.blockSignals(True)
-                self.slider.setValue(k)
-                self.slider.blockSignals(False)
+                self.slider.setValue(i)
+            self.slider.blockSignals(False)
             self._update_view()
         elif item[0] == "baseline":
             _, k, b = item
@@ -512,11 +511,12 @@ class CompressionPanel(PaperPanel):
             self.mark_demo_done()
 
     # ------------------------------------------------------------------------------------ views
-    def _show_samples(self, k: int) -> None:
-        imgs = self.sample_cache.get(k, [])
+    def _show_samples(self, i: int) -> None:
+        imgs = self.sample_cache.get(i, [])
         for t, im in zip(self.sample_tiles, imgs):
             t.set_image(im, "")
         T = self.analysis.T if self.analysis else 0
+        k = self.points[i]["k"] if i in self.points else T
         self.samples_label.setText(
             f"First {k} iteration(s) as decoded from the file; iterations {k + 1}..{T} are samples from the learned "
             "prior, beyond what was sent"
@@ -530,17 +530,19 @@ class CompressionPanel(PaperPanel):
         an = self.analysis
         if an is None:
             return
-        k = self.slider.value()
-        p = self.points[k]
+        i = self.slider.value()
+        p = self.points[i]
+        k = p["k"]
         self.k_label.setText(
-            f"k = {k} of {an.T}: <b>{p['bytes']} bytes, {p['bpp']:.3f} bpp</b> (the .cdraw file, step {an.step:g})"
+            f"<b>{p['bytes']} bytes, {p['bpp']:.3f} bpp</b>: k = {k} of {an.T} iterations, step {p['step']:g} "
+            f"(file {i + 1} of {len(self.points)})"
         )
         self.tile_draw.title.setText(f"<b>Conv DRAW, first {k} of {an.T} iterations</b>")
         self.tile_draw.set_image(
-            an.recons[k],
+            an.recons[i],
             f"{p['bytes']} bytes, {p['bpp']:.3f} bpp (decoded file)<br>PSNR {p['psnr']:.2f} dB · SSIM {p['ssim']:.3f}",
         )
-        b = self.baselines.get(k)
+        b = self.baselines.get(i)
         for name, tile in self.peer_tiles.items():
             if b is None:
                 tile.set_image(None, "")
@@ -558,8 +560,8 @@ class CompressionPanel(PaperPanel):
                 f"{r.nbytes} bytes, {r.bpp:.3f} bpp ({setting})<br>PSNR {r.psnr:.2f} dB · SSIM {r.ssim:.3f}",
             )
         self._update_plot()
-        if k in self.sample_cache:
-            self._show_samples(k)
+        if i in self.sample_cache:
+            self._show_samples(i)
         else:
             for t in self.sample_tiles:
                 t.set_image(None)
@@ -577,7 +579,7 @@ class CompressionPanel(PaperPanel):
         an = self.analysis
         if an is None:
             return
-        ks = list(range(1, an.T + 1))
+        ks = sorted(self.points)
         self.curves["draw"].setData([self.points[k]["bpp"] for k in ks], [self.points[k]["psnr"] for k in ks])
         for name in self.peer_tiles:
             pts = sorted(

@@ -220,3 +220,17 @@ def _write_png16(path, arr):
     path.write_bytes(
         b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
     )
+
+
+def test_rate_distortion_envelope(tiny):
+    from explorer.papers.compression.baselines import psnr
+
+    img = synthetic_image(20, 28, seed=10)
+    files = C.rd_files(tiny, img, steps=[1.0, 2.0, 4.0])
+    sizes = [c.nbytes for c in files]
+    quality = [psnr(img, c.image) for c in files]
+    assert sizes == sorted(sizes) and quality == sorted(quality)
+    for c in files:  # each one is a real file that decodes to its picture
+        assert np.array_equal(C.decode(tiny, c.data)[0], c.image)
+    few = C.rd_files(tiny, img, steps=[1.0, 2.0, 4.0], max_files=2)
+    assert len(few) == min(2, len(files)) and few[0].nbytes == sizes[0]

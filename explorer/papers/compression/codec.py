@@ -47,7 +47,10 @@ LOGSTD_GRID = 16.0  # prior log-scales rounded to 1/16
 _FIXED = struct.Struct("<4sBBHHBf8s")  # magic, version, channels, width, height, k, step, model id
 CRC_BYTES = 4
 DEFAULT_STEP = 1.0  # for a model trained without quantisation (its config's quant_step is 0)
-STEP_FACTORS = (0.7, 1.0, 1.4, 2.0, 2.8, 4.0)  # --bpp tries these multiples of the model's step
+# --bpp tries these multiples of the model's step: 2**(i/3) for i = -2..10, 0.63 to 10.1 (the file size falls with
+# the step; the model then sends the first iterations of a coarser grid)
+STEP_FACTORS = tuple(round(2.0 ** (i / 3.0), 4) for i in range(-2, 11))
+ENVELOPE_STEP_FACTORS = STEP_FACTORS[::2]  # rd_files (the tab): every file of every k at these
 
 
 @dataclass
@@ -240,14 +243,14 @@ def rd_files(
     max_files: int | None = None,
 ) -> list[Coded]:
     """The files worth having, smallest first: over k = 1..T and the quantisation ``steps`` (default:
-    :data:`STEP_FACTORS` times the model's step), each file whose decoded PSNR is higher than that of every
+    :data:`ENVELOPE_STEP_FACTORS` times the model's step), each file whose decoded PSNR is higher than that of every
     smaller file (the rate-distortion envelope), thinned to ``max_files`` spread evenly in log(size). Each keeps
     its decoder state (to sample the iterations not sent)."""
     from .baselines import psnr
 
     base = default_step(model)
     every = []
-    for s in steps or [f * base for f in STEP_FACTORS]:
+    for s in steps or [f * base for f in ENVELOPE_STEP_FACTORS]:
         for c in ladder(model, img, step=s, name=name, token=token, keep_state=True):
             every.append((c.nbytes, -psnr(img, c.image), c))
     every.sort(key=lambda e: (e[0], e[1]))

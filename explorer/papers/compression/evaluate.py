@@ -132,8 +132,9 @@ def evaluate_folder(model, folder, device=None, max_side: int = 768, progress=No
 
 
 def mean_points(images: list[dict[str, Any]], targets=TARGETS) -> list[dict[str, Any]]:
-    """Per target: each codec's mean bytes-derived bpp, PSNR and SSIM over the images where both it and conv DRAW
-    have a file (``n``), and how many images it could not reach (``missing``: its smallest file is larger)."""
+    """Per target: each codec's mean bytes-derived bpp, PSNR and SSIM over the images where it has a file (``n``;
+    a peer's files are those no larger than the .cdraw file, so only images where conv DRAW has one count), and
+    how many images it could not reach (``missing``: its smallest file is larger)."""
     out = []
     for i, b in enumerate(targets):
         row: dict[str, Any] = {"target_bpp": b}
@@ -142,7 +143,7 @@ def mean_points(images: list[dict[str, Any]], targets=TARGETS) -> list[dict[str,
             have = [p[codec] for p in pts if p.get(codec) is not None]
             row[codec] = {
                 "n": len(have),
-                "missing": len(pts) - len(have),
+                "missing": (len(images) if codec == "draw" else len(pts)) - len(have),
                 **{
                     f: (round(float(np.mean([h[f] for h in have])), 4) if have else None)
                     for f in ("bpp", "psnr", "ssim")
@@ -169,7 +170,10 @@ def format_table(result: dict[str, Any]) -> str:
                 miss = f"*{m['missing']}" if m["missing"] else ""
                 cells.append(f"{m['bpp']:.3f} {m['psnr']:6.2f} {m['ssim']:.3f}{miss:>4s}")
         lines.append(f"{row['target_bpp']:6.2f} | " + " | ".join(cells))
-    lines.append("(*n: the codec could not make a file that small for n images; its mean leaves them out)")
+    lines.append(
+        "(*n: the codec could not make a file that small for n images (a peer: no larger than the .cdraw file); "
+        "its mean leaves them out)"
+    )
     for e in result.get("errors", []):
         lines.append(f"skipped {e['file']}: {e['error']}")
     return "\n".join(lines)

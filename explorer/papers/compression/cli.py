@@ -419,7 +419,7 @@ def _run_compress(args) -> int:
     else:
         print(
             f"{out}: {res['bytes']} bytes, {res['bpp']:.4f} bpp ({w}x{h}, k={res['k']} of {res['iterations']}, "
-            f"step {res['step']:g}), decodes to PSNR {res['psnr']:.2f} dB, SSIM {res['ssim']:.4f}"
+            f"step {res['step']:.3g}), decodes to PSNR {res['psnr']:.2f} dB, SSIM {res['ssim']:.4f}"
             + (f" ({note})" if note else "")
         )
     return 0

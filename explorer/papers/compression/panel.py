@@ -534,7 +534,7 @@ class CompressionPanel(PaperPanel):
         p = self.points[i]
         k = p["k"]
         self.k_label.setText(
-            f"<b>{p['bytes']} bytes, {p['bpp']:.3f} bpp</b>: k = {k} of {an.T} iterations, step {p['step']:g} "
+            f"<b>{p['bytes']} bytes, {p['bpp']:.3f} bpp</b>: k = {k} of {an.T} iterations, step {p['step']:.3g} "
             f"(file {i + 1} of {len(self.points)})"
         )
         self.tile_draw.title.setText(f"<b>Conv DRAW, first {k} of {an.T} iterations</b>")

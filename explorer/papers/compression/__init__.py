@@ -13,8 +13,9 @@ SPEC = PaperSpec(
         "Convolutional DRAW refines an image over several recurrent iterations, each adding to a canvas and "
         "each paying for its spatial latent variables with a KL cost measured against a learned prior. "
         "Sending only the first k iterations' latents is a lossy code: the early bits fix the global "
-        "'concept' of the picture, the later ones the details. Here it is compared with JPEG and JPEG 2000 "
-        "at the same number of bits on held-out photos."
+        "'concept' of the picture, the later ones the details. Here the latents are quantised and range-coded "
+        "under the learned prior into real .cdraw files, compared with JPEG, JPEG 2000, WebP and AVIF files of "
+        "the same size on held-out photos."
     ),
     panel="explorer.papers.compression.panel:CompressionPanel",
     cli="explorer.papers.compression.cli",

@@ -7,7 +7,12 @@
   bisected so that the real file size lands as close as possible to the target bits per pixel.
 * JPEG 2000: Pillow's OpenJPEG, 9/7 irreversible wavelet, ``quality_mode="rates"``; the compression ratio is
   refined until the real file (JP2 container included) lands within 2% of the target.
+* WebP (libwebp, lossy, ``method=6``: its slowest, best compression) and AVIF (libavif/AV1, Pillow's default
+  speed), integer quality 0..100.
 Rates are real file sizes in bits divided by the number of pixels (width x height).
+
+:func:`largest_within` gives each codec's best file that is no larger than a byte budget (the conv DRAW file's
+size): the quality (JPEG 2000: compression ratio) is bisected to the largest file of at most that many bytes.
 """
 
 from __future__ import annotations
@@ -91,6 +96,76 @@ def jpeg2000_bytes(img: np.ndarray, ratio: float) -> bytes:
     buf = io.BytesIO()
     _to_pil(img).save(buf, "JPEG2000", quality_mode="rates", quality_layers=[float(ratio)], irreversible=True)
     return buf.getvalue()
+
+
+def webp_bytes(img: np.ndarray, quality: int) -> bytes:
+    buf = io.BytesIO()
+    _to_pil(img).save(buf, "WEBP", quality=int(quality), method=6)
+    return buf.getvalue()
+
+
+def avif_bytes(img: np.ndarray, quality: int) -> bytes:
+    buf = io.BytesIO()
+    _to_pil(img).save(buf, "AVIF", quality=int(quality))
+    return buf.getvalue()
+
+
+PEERS = ("jpeg", "jpeg2000", "webp", "avif")
+PEER_NAMES = {"jpeg": "JPEG", "jpeg2000": "JPEG 2000", "webp": "WebP", "avif": "AVIF"}
+_QUALITY = {"jpeg": (jpeg_bytes, 1, 95), "webp": (webp_bytes, 0, 100), "avif": (avif_bytes, 0, 100)}
+
+
+def largest_within(codec: str, img: np.ndarray, max_bytes: int) -> CodecResult | None:
+    """``codec``'s file of ``img`` with the highest quality setting whose size is at most ``max_bytes``;
+    None when even its lowest setting makes a larger file."""
+    if codec == "jpeg2000":
+        return _jpeg2000_within(img, max_bytes)
+    encode, lo, hi = _QUALITY[codec]
+    cache: dict[int, bytes] = {}
+
+    def size(q: int) -> int:
+        if q not in cache:
+            cache[q] = encode(img, q)
+        return len(cache[q])
+
+    if size(lo) > max_bytes:
+        return None
+    if size(hi) <= max_bytes:
+        return _result(codec, img, cache[hi], hi)
+    while hi - lo > 1:  # invariant: size(lo) <= max_bytes < size(hi)
+        mid = (lo + hi) // 2
+        if size(mid) <= max_bytes:
+            lo = mid
+        else:
+            hi = mid
+    return _result(codec, img, cache[lo], lo)
+
+
+def _jpeg2000_within(img: np.ndarray, max_bytes: int, iters: int = 10) -> CodecResult | None:
+    """JPEG 2000 by bisection of log(compression ratio) for the largest file of at most ``max_bytes``."""
+    h, w = img.shape[:2]
+    channels = img.shape[2] if img.ndim == 3 else 1
+    raw = h * w * channels
+    best: tuple[int, bytes, float] | None = None
+    lo, hi = math.log(max(1.0, raw / max(1, max_bytes) * 0.7)), math.log(max(2.0, raw / max(1, max_bytes) * 2.0))
+    for _ in range(3):  # widen until the top ratio fits
+        data = jpeg2000_bytes(img, math.exp(hi))
+        if len(data) <= max_bytes:
+            best = (len(data), data, math.exp(hi))
+            break
+        hi += math.log(4.0)
+    if best is None:
+        return None
+    for _ in range(iters):
+        mid = 0.5 * (lo + hi)
+        data = jpeg2000_bytes(img, math.exp(mid))
+        if len(data) <= max_bytes:
+            if len(data) > best[0]:
+                best = (len(data), data, math.exp(mid))
+            hi = mid
+        else:
+            lo = mid
+    return _result("jpeg2000", img, best[1], best[2])
 
 
 def _result(codec: str, img: np.ndarray, data: bytes, setting: float) -> CodecResult:

@@ -3,7 +3,8 @@
 nips-explorer train compression [--dataset photos|fashion | --data DIR] [--minutes M] [--resume F] ...
 torchrun --nproc_per_node N -m explorer train compression ...      (DDP; the global --batch is kept)
 nips-explorer eval compression --images DIR [--checkpoint F] [--json]
-nips-explorer compress IMAGE --iterations K --out FILE.png [--checkpoint F]
+nips-explorer compress IMAGE (--bpp B | --iterations K) --out FILE.cdraw [--model F] [--preview P.png]
+nips-explorer decompress FILE.cdraw --out IMAGE.png [--model F]
 """
 
 from __future__ import annotations
@@ -79,6 +80,31 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--z-channels", type=POSITIVE_INT, default=None, help="latent channels per iteration")
     parser.add_argument("--iterations", type=POSITIVE_INT, default=None, help="DRAW iterations T")
     parser.add_argument("--lr", type=POSITIVE, default=2e-3, help="peak Adam learning rate (cosine decay)")
+    parser.add_argument(
+        "--quant-step",
+        type=number(float, 0, 16),
+        default=None,
+        metavar="D",
+        help="train the latents for the real codec: uniform noise of width D stands for rounding to a grid of "
+        "step D, and the rate is the code length under the prior discretised to that grid (0: Gaussian "
+        "posteriors and the KL, as in the paper; default: the --init model's, else 0)",
+    )
+    parser.add_argument(
+        "--progressive",
+        type=number(float, 0, 100),
+        default=0.0,
+        metavar="W",
+        help="add W times the mean negative log-likelihood of the canvases after iterations 1..T-1 to the loss, "
+        "so that every prefix of iterations is a good picture (default 0: the plain ELBO)",
+    )
+    parser.add_argument(
+        "--rate-weight",
+        type=number(float, 0, 100, low_open=True),
+        default=1.0,
+        metavar="BETA",
+        help="weigh the latents' code length by BETA in the loss (above 1: fewer bits, a lower-rate operating "
+        "point for lossy coding; default 1: the ELBO)",
+    )
     parser.add_argument(
         "--init", metavar="CHECKPOINT", default=None, help="start from this checkpoint's weights (same architecture)"
     )
@@ -158,11 +184,19 @@ def train(args) -> int:
         seed_all(args.seed)  # identical initial weights on every rank
         if args.init:
             model, _ = load_model(args.init, PAPER, build, world.device)
-            mcfg = model.config()
         else:
             model = build(mcfg)
+        if args.quant_step is not None:
+            model.quant_step = float(args.quant_step)
+        mcfg = model.config()
         cfg = TrainConfig(
-            steps=args.steps, time_limit_s=minutes * 60.0, batch=tcfg["batch"], lr=args.lr, seed=args.seed
+            steps=args.steps,
+            time_limit_s=minutes * 60.0,
+            batch=tcfg["batch"],
+            lr=args.lr,
+            seed=args.seed,
+            progressive=args.progressive,
+            rate_weight=args.rate_weight,
         )
         argv = sys.argv[1:]
         tail = argv[argv.index(PAPER) + 1 :] if PAPER in argv else ["--dataset", args.dataset]
@@ -189,6 +223,8 @@ def train(args) -> int:
             "batch": tcfg["batch"],
             "crop": tcfg["crop"],
             "lr": args.lr,
+            "progressive": args.progressive,
+            "rate_weight": args.rate_weight,
         }
 
         def save(m, info):
@@ -233,6 +269,23 @@ def configure_eval(parser: argparse.ArgumentParser) -> None:
         help="folder of PNG/JPEG images (default: the bundled held-out samples: 4 photo crops, "
         "or 2 Fashion-MNIST test mosaics for a grey model)",
     )
+    parser.add_argument(
+        "--holdout",
+        type=number(float, 0, 0.5, low_open=True),
+        default=None,
+        metavar="F",
+        help="with --images DIR: only the files that 'train compression --data DIR --val-fraction F' holds out "
+        "(by a hash of their names; subfolders searched)",
+    )
+    parser.add_argument(
+        "--bpp",
+        type=number(float, 0, 24, low_open=True),
+        nargs="+",
+        default=None,
+        metavar="B",
+        help="target rates in bits per pixel (default 0.1 0.25 0.5): per image, the best .cdraw file of at most "
+        "B bpp and each peer's largest file no larger than it",
+    )
     parser.add_argument("--checkpoint", metavar="FILE", default=None, help="default: the bundled photo model")
     parser.add_argument(
         "--max-side",
@@ -244,23 +297,39 @@ def configure_eval(parser: argparse.ArgumentParser) -> None:
 
 
 def evaluate(args) -> int:
-    from explorer.core.devices import choose_device, configure_threads
+    import torch
+
     from explorer.core.paths import resources_dir
     from explorer.core.progress import TerminalProgress
 
-    from .evaluate import evaluate_folder, format_table
+    from .codec import model_name
+    from .data import folder_images, list_images, split_by_name_hash
+    from .evaluate import TARGETS, evaluate_files, format_table
     from .infer import load
 
-    configure_threads(for_gui=False)
-    device = choose_device(getattr(args, "device", "auto"))
+    torch.set_num_threads(1)  # the codec's arithmetic is defined on one CPU thread
     ckpt = Path(args.checkpoint) if args.checkpoint else _default_checkpoint()
-    model, meta = load(ckpt, device)
+    model, meta = load(ckpt, "cpu")
     folder = Path(args.images) if args.images else resources_dir() / "compression"
     if not args.images and model.in_channels == 1:
         folder = folder / "fashion"  # the Fashion-MNIST model: its held-out test mosaics
+    root, rule = None, None
+    if args.holdout is not None:
+        if not args.images:
+            raise UserError("--holdout goes with --images DIR")
+        found, _ = folder_images(folder)
+        _, hold, rule = split_by_name_hash(found, folder, args.holdout)
+        files, root = list(hold.values()), folder
+    else:
+        files = list_images(folder)
+    targets = tuple(args.bpp) if args.bpp else TARGETS
     with TerminalProgress("eval compression") as bar:
-        result = evaluate_folder(model, folder, device, max_side=args.max_side, progress=bar)
-    result = {"checkpoint": str(ckpt), **result}
+        result = evaluate_files(model, files, args.max_side, targets, progress=bar, root=root, name=model_name(ckpt))
+    head = {"checkpoint": str(ckpt), "images_folder": str(folder), "max_side": args.max_side}
+    if rule:
+        head["holdout_rule"] = rule
+        head["holdout_files"] = sorted(f.relative_to(folder).as_posix() for f in files)
+    result = {**head, **result}
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -268,39 +337,188 @@ def evaluate(args) -> int:
     return 0 if result["images"] else 2
 
 
-# ----- compress -------------------------------------------------------------------------------------------
+# ----- compress / decompress -------------------------------------------------------------------------------
 def _configure_compress(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("image", metavar="IMAGE", help="a PNG or JPEG image (RGB or grey)")
-    parser.add_argument(
-        "--iterations", "-k", type=POSITIVE_INT, required=True, help="send the latents of the first K iterations (1..T)"
+    parser.add_argument("image", metavar="IMAGE", help="a PNG or JPEG image (RGB or grey; any size)")
+    rate = parser.add_mutually_exclusive_group(required=True)
+    rate.add_argument(
+        "--bpp",
+        type=number(float, 0, 24, low_open=True),
+        metavar="B",
+        help="the best file (highest PSNR over the iterations sent and the quantisation step) whose real size, "
+        "header included, is at most B bits per pixel",
     )
-    parser.add_argument("--out", required=True, metavar="FILE.png", help="where to write the reconstruction")
-    parser.add_argument("--checkpoint", metavar="FILE", default=None, help="default: the bundled photo model")
-    parser.add_argument("--max-side", type=number(int, 16, 16384), default=1024, help="scale larger images down first")
+    rate.add_argument("--iterations", "-k", type=POSITIVE_INT, help="send the latents of the first K iterations (1..T)")
+    parser.add_argument(
+        "--step",
+        type=number(float, 0.01, 100),
+        default=None,
+        metavar="D",
+        help="--iterations: the latents' quantisation step (default: the model's own, 1 for a model trained "
+        "without quantisation)",
+    )
+    parser.add_argument("--out", required=True, metavar="FILE.cdraw", help="where to write the compressed file")
+    parser.add_argument("--preview", metavar="FILE.png", default=None, help="also write the decoded picture")
+    parser.add_argument(
+        "--checkpoint",
+        "--model",
+        dest="checkpoint",
+        metavar="FILE",
+        default=None,
+        help="default: the bundled photo model",
+    )
+    parser.add_argument(
+        "--max-side",
+        type=number(int, 0, 65535),
+        default=0,
+        help="scale images larger than this down first (default 0: code the image at its own size)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON to stdout")
 
 
 def _run_compress(args) -> int:
-    from explorer.core.devices import choose_device, configure_threads
+    import time
 
-    from .infer import compress_file, load
+    import torch
 
-    configure_threads(for_gui=False)
+    from .codec import SUFFIX, encode, encode_within, model_name
+    from .data import fit_max_side, load_image
+    from .infer import load, match_channels
+
+    torch.set_num_threads(1)  # the format is defined by one thread's float32 arithmetic on the CPU
     out = Path(args.out)
-    if out.suffix.lower() != ".png":
-        raise UserError(f"{out.name}: --out must be a .png file (lossless, so the reconstruction is what you see)")
-    device = choose_device(getattr(args, "device", "auto"))
+    if out.suffix.lower() != SUFFIX:
+        raise UserError(f"{out.name}: --out must be a {SUFFIX} file (use --preview FILE.png for the picture)")
+    if args.step is not None and args.bpp is not None:
+        raise UserError("--step goes with --iterations (--bpp chooses the step itself)")
+    preview = Path(args.preview) if args.preview else None
+    if preview is not None and preview.suffix.lower() != ".png":
+        raise UserError(f"{preview.name}: --preview must be a .png file (lossless)")
     ckpt = Path(args.checkpoint) if args.checkpoint else _default_checkpoint()
-    model, _ = load(ckpt, device)
-    res = compress_file(model, args.image, args.iterations, out, device, max_side=args.max_side)
+    model, _ = load(ckpt, "cpu")
+    img = load_image(args.image, channels=model.in_channels)
+    note = None
+    if args.max_side:
+        img, note = fit_max_side(img, args.max_side)
+    img = match_channels(img, model.in_channels)
+    h, w = img.shape[:2]
+    t0 = time.perf_counter()
+    if args.bpp is not None:
+        coded = encode_within(model, img, int(args.bpp * h * w / 8.0), name=model_name(ckpt))
+    else:
+        coded = encode(model, img, args.iterations, step=args.step, name=model_name(ckpt))
+    seconds = time.perf_counter() - t0
+    _write(out, coded.data, "compressed file")
+    if preview is not None:
+        _save_png(preview, coded.image)
+    res = _report(args.image, out, coded, img, seconds, model.iterations)
+    if note:
+        res["note"] = note
     if args.json:
         print(json.dumps(res, indent=2))
     else:
-        note = f" ({res['note']})" if res.get("note") else ""
         print(
-            f"{out}: k={res['k']} of {res['iterations']} iterations, {res['bpp']:.4f} bpp "
-            f"(ideal code length, {res['bytes']:.0f} bytes), PSNR {res['psnr']:.2f} dB, "
-            f"SSIM {res['ssim']:.4f}{note}"
+            f"{out}: {res['bytes']} bytes, {res['bpp']:.4f} bpp ({w}x{h}, k={res['k']} of {res['iterations']}, "
+            f"step {res['step']:.3g}), decodes to PSNR {res['psnr']:.2f} dB, SSIM {res['ssim']:.4f}"
+            + (f" ({note})" if note else "")
+        )
+    return 0
+
+
+def _report(image, out: Path, coded, img, seconds: float, iterations: int) -> dict:
+    from .baselines import psnr, ssim
+
+    h = coded.header
+    return {
+        "image": str(image),
+        "out": str(out),
+        "width": h.width,
+        "height": h.height,
+        "k": h.k,
+        "iterations": iterations,
+        "step": h.step,
+        "bytes": coded.nbytes,
+        "bpp": coded.bpp,
+        "psnr": psnr(img, coded.image),
+        "ssim": ssim(img, coded.image),
+        "seconds": round(seconds, 3),
+        "model": h.model_name,
+        "model_id": h.model_id.hex(),
+    }
+
+
+def _write(path: Path, data: bytes, what: str) -> None:
+    from explorer.core.validate import atomic_output
+
+    with atomic_output(path, what) as tmp:
+        Path(tmp).write_bytes(data)
+
+
+def _save_png(path: Path, img) -> None:
+    from PIL import Image
+
+    from explorer.core.validate import atomic_output
+
+    with atomic_output(path, "image file") as tmp:
+        Image.fromarray(img[:, :, 0] if img.shape[2] == 1 else img).save(tmp, format="PNG")
+
+
+def _configure_decompress(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", metavar="FILE.cdraw", help="a file written by 'nips-explorer compress'")
+    parser.add_argument("--out", required=True, metavar="IMAGE.png", help="where to write the decoded picture")
+    parser.add_argument(
+        "--model",
+        "--checkpoint",
+        dest="checkpoint",
+        metavar="FILE",
+        default=None,
+        help="the checkpoint the file was made with (default: found among the bundled models by the weights' hash)",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON to stdout")
+
+
+def _run_decompress(args) -> int:
+    import time
+
+    import torch
+
+    from explorer.core.paths import models_dir
+    from explorer.core.validate import regular_file
+
+    from .codec import decode, find_model, read_header
+    from .infer import load
+
+    torch.set_num_threads(1)
+    out = Path(args.out)
+    if out.suffix.lower() != ".png":
+        raise UserError(f"{out.name}: --out must be a .png file (lossless, so the picture is what was decoded)")
+    src = regular_file(args.file, "compressed file")
+    data = src.read_bytes()
+    header, _ = read_header(data, src.name)
+    ckpt = Path(args.checkpoint) if args.checkpoint else find_model(header, [models_dir()], src.name)
+    model, _ = load(ckpt, "cpu")
+    t0 = time.perf_counter()
+    img, header = decode(model, data, src.name)
+    seconds = time.perf_counter() - t0
+    _save_png(out, img)
+    res = {
+        "file": str(src),
+        "out": str(out),
+        "bytes": len(data),
+        "bpp": 8.0 * len(data) / (header.width * header.height),
+        "width": header.width,
+        "height": header.height,
+        "k": header.k,
+        "step": header.step,
+        "model": str(ckpt),
+        "seconds": round(seconds, 3),
+    }
+    if args.json:
+        print(json.dumps(res, indent=2))
+    else:
+        print(
+            f"{out}: {header.width}x{header.height} from {len(data)} bytes ({res['bpp']:.4f} bpp, k={header.k}, "
+            f"model {Path(ckpt).name})"
         )
     return 0
 
@@ -309,8 +527,14 @@ def commands():
     return [
         (
             "compress",
-            "conceptual compression of one image with conv DRAW (writes the reconstruction)",
+            "compress an image into a .cdraw file with conv DRAW (real bits: quantised latents, range-coded)",
             _configure_compress,
             _run_compress,
-        )
+        ),
+        (
+            "decompress",
+            "rebuild the picture from a .cdraw file",
+            _configure_decompress,
+            _run_decompress,
+        ),
     ]

@@ -1,12 +1,12 @@
-"""JPEG / JPEG 2000 at a matched rate, computed in a helper process (numpy + Pillow; no torch, no Qt).
+"""JPEG / JPEG 2000 / WebP / AVIF at a byte budget, computed in a helper process (numpy + Pillow; no torch, no Qt).
 
 Pillow's encoders and decoders keep Python's global interpreter lock while they run: OpenJPEG takes 40-150 ms per
-JPEG 2000 encode of a 256x256 photo on a slow CPU, and a rate is matched with up to 8 of them. In the app's own
-process every such call stalls the GUI thread as long (any thread that wants to run Python waits for the lock).
-A child process has an interpreter and a lock of its own: the tab's worker sends it the image and the rate and
+JPEG 2000 encode of a 256x256 photo on a slow CPU (AVIF more), and a size is matched with up to 13 of them. In the
+app's own process every such call stalls the GUI thread as long (any thread that wants to run Python waits for the
+lock). A child process has an interpreter and a lock of its own: the tab's worker sends it the image and the size and
 waits for the answer without holding the lock.
 
-``CodecProcess.baselines_at(image, bpp)`` returns what :func:`.infer.baselines_at` returns (it is run there). The
+``CodecProcess.peers_within(image, max_bytes)`` returns what :func:`.infer.peers_within` returns (it is run there). The
 process starts on first use (``start()`` starts it early), serves one request at a time, and ends when its pipe
 closes (``close()``, or the app's exit). Where it cannot start or dies, the work runs in this process instead.
 """
@@ -50,30 +50,32 @@ class CodecProcess:
                 [sys.executable, "-m", __name__], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd=str(_ROOT)
             )
         except OSError as exc:
-            log.warning("codec helper process could not start (%s): JPEG baselines run in the app", exc)
+            log.warning("codec helper process could not start (%s): the peer codecs run in the app", exc)
             self._failed = True
             self._proc = None
         return self._proc
 
-    def baselines_at(self, image: np.ndarray, bpp: float) -> dict[str, Any]:
+    def peers_within(self, image: np.ndarray, max_bytes: int) -> dict[str, Any]:
         with self._lock:
             proc = self._ensure()
             if proc is not None:
                 try:
-                    pickle.dump((np.ascontiguousarray(image), float(bpp)), proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+                    pickle.dump(
+                        (np.ascontiguousarray(image), int(max_bytes)), proc.stdin, protocol=pickle.HIGHEST_PROTOCOL
+                    )
                     proc.stdin.flush()
                     ok, payload = pickle.load(proc.stdout)
                 except (OSError, EOFError, pickle.UnpicklingError, ValueError) as exc:
-                    log.warning("codec helper process failed (%s): JPEG baselines run in the app", exc)
+                    log.warning("codec helper process failed (%s): the peer codecs run in the app", exc)
                     self._failed = True
                     self._stop(proc)
                 else:
                     if ok:
                         return payload
                     raise payload
-        from .infer import baselines_at
+        from .infer import peers_within
 
-        return baselines_at(image, bpp)
+        return peers_within(image, max_bytes)
 
     def close(self) -> None:
         with self._lock:
@@ -104,18 +106,18 @@ def shared() -> CodecProcess:
 
 
 def serve(inp=None, out=None) -> None:
-    """The child's loop: (image, bpp) in, (True, result) or (False, exception) out, until the pipe closes."""
-    from .infer import baselines_at
+    """The child's loop: (image, max_bytes) in, (True, result) or (False, exception) out, until the pipe closes."""
+    from .infer import peers_within
 
     inp = inp or sys.stdin.buffer
     out = out or sys.stdout.buffer
     while True:
         try:
-            image, bpp = pickle.load(inp)
+            image, max_bytes = pickle.load(inp)
         except EOFError:
             return
         try:
-            reply = (True, baselines_at(image, bpp))
+            reply = (True, peers_within(image, max_bytes))
         except Exception as exc:  # noqa: BLE001 - the parent raises it in the worker (banner)
             reply = (False, exc)
         pickle.dump(reply, out, protocol=pickle.HIGHEST_PROTOCOL)

@@ -1,24 +1,21 @@
-"""Inference for the app and the CLI: conceptual compression of one image at every k, with baselines.
+"""Inference for the app and the CLI: conceptual compression of one image at every k, with the peer codecs.
 
-The rate of k iterations is sum_{t<=k} KL(q_t || p_t) in bits over the image's pixels: the ideal code length
-that bits-back coding (or an entropy coder matched to the prior) would reach. It is computed along the
-decoded trajectory, with the transmitted latents set to the posterior means. The remaining T - k
-iterations take their latents from the learned prior (its mean for the reconstruction, samples for
-"imagine the rest").
+:class:`CodecAnalysis` (what the tab shows): the real .cdraw files of k = 1..T iterations (:mod:`.codec`), their
+sizes in bytes and the pictures they decode to, and samples for the iterations not sent ("imagine the rest":
+the first k iterations as decoded from the file, the rest drawn from the learned prior).
+
+:class:`Analysis`: the continuous model's ideal code length, sum_{t<=k} KL(q_t || p_t) in bits along the trajectory
+of the posterior means (what bits-back coding would approach; no file has that size), for comparison only.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from explorer.core.errors import UserError
-
-from .baselines import jpeg2000_at_bpp, jpeg_at_bpp, psnr, ssim
+from .baselines import PEERS, largest_within, psnr, ssim
 
 PAPER = "compression"
 
@@ -112,62 +109,55 @@ class Analysis:
         return out
 
 
-def baselines_at(image: np.ndarray, bpp: float) -> dict[str, Any]:
-    """JPEG and JPEG 2000 of ``image`` at (about) ``bpp`` bits per pixel."""
-    if bpp <= 0:
-        return {"jpeg": None, "jpeg2000": None}
-    return {"jpeg": jpeg_at_bpp(image, bpp), "jpeg2000": jpeg2000_at_bpp(image, bpp)}
+class CodecAnalysis:
+    """The .cdraw files of one image along its rate-distortion envelope (:func:`.codec.rd_files`: over k = 1..T
+    and a few quantisation steps, each file better than every smaller one), smallest first, decoded. ``files[i]``,
+    ``recons[i]`` and ``point(i)`` are indexed by the position i = 0..n-1."""
+
+    def __init__(self, model, img: np.ndarray, token=None, name: str = "unnamed", max_files: int = 12) -> None:
+        from .codec import _cpu_model, rd_files
+
+        self.model = _cpu_model(model)
+        self.image = match_channels(img, model.in_channels)
+        self.height, self.width = self.image.shape[:2]
+        self.T = model.iterations
+        self.files = rd_files(self.model, self.image, name=name, token=token, max_files=max_files)
+        self.recons = [c.image for c in self.files]
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def point(self, i: int) -> dict[str, Any]:
+        c = self.files[i]
+        return {
+            "k": c.header.k,
+            "step": c.header.step,
+            "bytes": c.nbytes,
+            "bpp": c.bpp,
+            "psnr": psnr(self.image, c.image),
+            "ssim": ssim(self.image, c.image),
+        }
+
+    def samples(self, i: int, n: int = 4, seed: int = 0, temperature: float = 1.0) -> list[np.ndarray]:
+        """n completions of file i: its k iterations as decoded, the rest sampled from the learned prior."""
+        import torch
+
+        g = torch.Generator(device="cpu").manual_seed(seed)
+        c = self.files[i]
+        hw = (self.height, self.width)
+        with torch.no_grad():
+            return [
+                _image(
+                    self.model.continue_from(c.state, c.header.k, sample=True, temperature=temperature, generator=g),
+                    hw,
+                )
+                for _ in range(n)
+            ]
 
 
-def analyse_points(model, img: np.ndarray, device, ks: list[int] | None = None, token=None) -> Iterator[dict[str, Any]]:
-    """Yield one record per k (1..T by default): model point plus JPEG and JPEG 2000 at the same bpp."""
-    an = Analysis(model, img, device)
-    for k in ks or range(1, an.T + 1):
-        if token is not None:
-            token.check()
-        p = an.point(k)
-        b = baselines_at(an.image, p["bpp"])
-        for name in ("jpeg", "jpeg2000"):
-            r = b[name]
-            p[f"{name}_bpp"] = r.bpp if r else None
-            p[f"{name}_psnr"] = r.psnr if r else None
-            p[f"{name}_ssim"] = r.ssim if r else None
-        yield p
-
-
-def compress_file(model, image_path, k: int, out: Path, device, max_side: int = 1024) -> dict[str, Any]:
-    from PIL import Image
-
-    from .data import fit_max_side, load_image
-
-    T = model.iterations
-    if not 1 <= k <= T:
-        raise UserError(f"--iterations must be between 1 and {T} for this model (got {k})")
-    img = load_image(image_path, channels=model.in_channels)
-    img, note = fit_max_side(img, max_side)
-    an = Analysis(model, img, device)
-    p = an.point(k)
-    rec = an.recons[k]
-    out = Path(out)
-    from explorer.core.validate import atomic_output
-
-    ext = out.suffix.lower()
-    Image.init()
-    if ext not in Image.EXTENSION:
-        raise UserError(f"{out.name}: unknown image type '{ext or '(none)'}' (use .png, .jpg, ...)")
-    with atomic_output(out, "image file") as tmp:
-        Image.fromarray(rec[:, :, 0] if rec.shape[2] == 1 else rec).save(tmp, format=Image.EXTENSION[ext])
-    return {
-        "image": str(image_path),
-        "out": str(out),
-        "width": an.width,
-        "height": an.height,
-        "k": k,
-        "iterations": T,
-        "bpp": p["bpp"],
-        "bytes": p["bits"] / 8.0,
-        "psnr": p["psnr"],
-        "ssim": p["ssim"],
-        "rate": "ideal code length (sum of KL_1..k, bits-back)",
-        "note": note,
-    }
+def peers_within(image: np.ndarray, max_bytes: int) -> dict[str, Any]:
+    """JPEG, JPEG 2000, WebP and AVIF: each one's largest file of ``image`` of at most ``max_bytes`` bytes (None
+    where its smallest file is larger)."""
+    if max_bytes <= 0:
+        return {name: None for name in PEERS}
+    return {name: largest_within(name, image, int(max_bytes)) for name in PEERS}

@@ -13,6 +13,12 @@ Likelihood: discretized logistic over the 256 levels of each 8-bit sub-pixel, me
 log-scale from the last decoder state. Loss = -log p(x | canvas_T) + sum_t KL(q_t || p_t) (the ELBO).
 KL_t is the ideal code length of iteration t's latents (bits-back); sending the first k iterations costs
 sum_{t<=k} KL_t. Fully convolutional: any image size (padded to the stride by reflection).
+
+Quantised latents (config ``quant_step`` = D > 0, for the real codec in codec.py): the transmitted latent is
+z_t = mu_p + n * D with n = round((mu_q - mu_p) / D), entropy-coded with the prior discretised to that grid,
+P(n) = Phi((n + 1/2) D / sigma_p) - Phi((n - 1/2) D / sigma_p). Training replaces the rounding by additive uniform
+noise, z_t = mu_q + D u with u ~ U(-1/2, 1/2) (Balle et al. 2017), and the KL_t term by -log P of the noisy
+latent: the ELBO of a uniform posterior of width D, whose rate term is what the coder pays.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "stride": 4,
     "kernel": 3,
     "read_channels": 32,
+    "quant_step": 0.0,  # > 0: latents trained for quantisation on a grid of this step (see the module docstring)
 }
 
 
@@ -48,6 +55,7 @@ def build(config: dict[str, Any]) -> ConvDRAW:
         stride=int(cfg["stride"]),
         kernel=int(cfg["kernel"]),
         read_channels=int(cfg["read_channels"]),
+        quant_step=float(cfg.get("quant_step") or 0.0),
     )
 
 
@@ -75,6 +83,16 @@ def gaussian_kl(mu_q, logstd_q, mu_p, logstd_p) -> torch.Tensor:
     var_ratio = torch.exp(2.0 * (logstd_q - logstd_p))
     t = ((mu_q - mu_p) * torch.exp(-logstd_p)) ** 2
     return 0.5 * (var_ratio + t - 1.0) - (logstd_q - logstd_p)
+
+
+def quantized_gaussian_nll(r: torch.Tensor, std: torch.Tensor, step: float) -> torch.Tensor:
+    """-log P(bin of width ``step`` centred at offset ``r`` from the mean) under N(0, std), in nats; computed in
+    the lower tail (|r| mirrored) with erfc so that far bins keep their precision."""
+    a = -r.abs()
+    inv = 1.0 / (std * math.sqrt(2.0))
+    upper = 0.5 * torch.special.erfc(-(a + 0.5 * step) * inv)
+    lower = 0.5 * torch.special.erfc(-(a - 0.5 * step) * inv)
+    return -torch.log((upper - lower).clamp(min=1e-9))
 
 
 def discretized_logistic_nll(x: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
@@ -127,8 +145,10 @@ class ConvDRAW(nn.Module):
         stride: int = 4,
         kernel: int = 3,
         read_channels: int = 32,
+        quant_step: float = 0.0,
     ) -> None:
         super().__init__()
+        self.quant_step = float(quant_step)
         self.in_channels, self.hidden, self.z_channels = in_channels, hidden, z_channels
         self.iterations, self.stride = iterations, stride
         s2 = stride * stride
@@ -159,6 +179,7 @@ class ConvDRAW(nn.Module):
             "stride": self.stride,
             "kernel": self.encoder.conv.kernel_size[0],
             "read_channels": self.read_channels,
+            "quant_step": self.quant_step,
         }
 
     def pad(self, x: torch.Tensor):
@@ -197,19 +218,31 @@ class ConvDRAW(nn.Module):
         return F.pixel_shuffle(self.scale(st.h_dec), self.stride)
 
     # ----- training ------------------------------------------------------------------------------------
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, progressive: bool = False) -> dict[str, torch.Tensor]:
         """x in [-1, 1] (N, C, H, W) with H, W multiples of the stride. Returns per-image nats:
-        ``kl`` (N, T), ``nll`` (N,), and ``canvas`` (the mean of p(x | z))."""
+        ``kl`` (N, T) (with ``quant_step``: the code length of the noisy latents under the discretised prior),
+        ``nll`` (N,), and ``canvas`` (the mean of p(x | z)). ``progressive``: also ``nll_steps`` (N, T - 1), the
+        likelihood of x under the canvas after each of the first T - 1 iterations."""
         st = self.init_state(x)
-        kls = []
-        for _ in range(self.iterations):
+        kls, steps = [], []
+        D = self.quant_step
+        for t in range(self.iterations):
             mu_p, ls_p = self.prior_params(st)
             mu_q, ls_q = self.encode_step(x, st)
-            z = mu_q + torch.exp(ls_q) * torch.randn_like(mu_q)
-            kls.append(gaussian_kl(mu_q, ls_q, mu_p, ls_p).flatten(1).sum(1))
+            if D > 0:
+                z = mu_q + D * (torch.rand_like(mu_q) - 0.5)
+                kls.append(quantized_gaussian_nll(z - mu_p, torch.exp(ls_p), D).flatten(1).sum(1))
+            else:
+                z = mu_q + torch.exp(ls_q) * torch.randn_like(mu_q)
+                kls.append(gaussian_kl(mu_q, ls_q, mu_p, ls_p).flatten(1).sum(1))
             st = self.decode_step(z, st)
+            if progressive and t < self.iterations - 1:
+                steps.append(discretized_logistic_nll(x, st.canvas, self.log_scale(st)).flatten(1).sum(1))
         nll = discretized_logistic_nll(x, st.canvas, self.log_scale(st)).flatten(1).sum(1)
-        return {"kl": torch.stack(kls, dim=1), "nll": nll, "canvas": st.canvas}
+        out = {"kl": torch.stack(kls, dim=1), "nll": nll, "canvas": st.canvas}
+        if progressive:
+            out["nll_steps"] = torch.stack(steps, dim=1) if steps else nll.new_zeros(nll.shape[0], 0)
+        return out
 
     # ----- compression ---------------------------------------------------------------------------------
     @torch.no_grad()

@@ -1,8 +1,10 @@
-"""The conceptual compression tab: a slider over the iterations sent, with JPEG and JPEG 2000 at the same bits.
+"""The conceptual compression tab: a slider over real .cdraw file sizes, with JPEG, JPEG 2000, WebP and AVIF files
+no larger than each.
 
-All work runs in workers: per image, one task computes the reconstructions for every k (fast, shown at once)
-and then JPEG / JPEG 2000 at each k's rate (streamed in as partial results); the slider only reads caches.
-"Imagine the rest" samples are computed per k in another task and cached too.
+All work runs in workers: per image, one task writes the .cdraw files of k = 1..T iterations in memory and decodes
+them (shown at once), then finds each peer codec's largest file no larger than each .cdraw file (in a helper
+process, streamed in as partial results); the slider only reads caches. "Imagine the rest" samples (the first k
+iterations as decoded from the file, the rest drawn from the prior) are computed per k in another task and cached.
 """
 
 from __future__ import annotations
@@ -34,12 +36,12 @@ from explorer.ui.panel_base import PaperPanel
 from explorer.ui.widgets.fit_scroll import shrinkable
 from explorer.ui.widgets.task_bar import TaskBar
 
-TILE = 200
+TILE = 168
 SAMPLE_TILE = 92
 N_SAMPLES = 4
 MAX_SIDE = 512
 DEFAULT_SAMPLE = "path.png"
-TARGET_BPP = 0.15  # the default k is the one whose rate is closest to this
+TARGET_BPP = 0.25  # the default k is the one whose file size is closest to this
 CAPTION_LINES = 3
 IMAGE_DIR_KEY = "compression/last_dir"
 
@@ -111,27 +113,24 @@ def _load_image_file(path: str, channels: int):
 
 
 def _analyse(model, img: np.ndarray, device_fn, token=None):
-    """Generator: yields ("model", Analysis) first, then ("baseline", k, {...}) for k = 1..T."""
-    import torch
-
+    """Generator: yields ("model", CodecAnalysis, points) first, then ("baseline", k, {...}) for k = 1..T. The
+    codec runs on the CPU whatever ``device_fn`` says (the file format is defined by its float32 arithmetic)."""
     from .codec_process import shared
-    from .infer import Analysis
+    from .infer import CodecAnalysis
 
     codec = shared()
     codec.start()  # the helper process starts while the model works
-    device = device_fn()
     t0 = time.perf_counter()
-    with torch.no_grad():
-        an = Analysis(model, img, device)
+    an = CodecAnalysis(model, img, token=token)
     an.elapsed_ms = (time.perf_counter() - t0) * 1000.0
-    points = {k: an.point(k) for k in range(0, an.T + 1)}
+    points = {i: an.point(i) for i in range(len(an))}
     yield ("model", an, points)
-    order = sorted(range(1, an.T + 1), key=lambda k: abs(an.rate_bpp[k] - TARGET_BPP))
-    for i, k in enumerate(order):
+    order = sorted(points, key=lambda i: abs(points[i]["bpp"] - TARGET_BPP))
+    for n, i in enumerate(order):
         token.check()
-        b = codec.baselines_at(an.image, float(an.rate_bpp[k]))  # in its own process: no GIL held here
-        yield Progress((i + 1) / an.T, f"JPEG / JPEG 2000 at the rate of k={k}")
-        yield ("baseline", k, b)
+        b = codec.peers_within(an.image, points[i]["bytes"])  # in its own process: no GIL held here
+        yield Progress((n + 1) / len(order), f"JPEG / JPEG 2000 / WebP / AVIF within {points[i]['bytes']} bytes")
+        yield ("baseline", i, b)
     return an
 
 
@@ -169,16 +168,17 @@ class CompressionPanel(PaperPanel):
         self.open_button.clicked.connect(self._ask_open_image)
         top.addWidget(self.open_button)
         top.addSpacing(16)
-        top.addWidget(QLabel("Iterations sent k:"))
+        top.addWidget(QLabel("File size:"))
         self.slider = QSlider(Qt.Horizontal)
-        self.slider.setRange(1, 8)
-        self.slider.setValue(2)
+        self.slider.setRange(0, 0)
+        self.slider.setValue(0)
         self.slider.setPageStep(1)
         self.slider.setTickPosition(QSlider.TicksBelow)
         self.slider.setMinimumWidth(220)
         self.slider.setToolTip(
-            "Send the latents of the first k DRAW iterations; the rest come from the learned "
-            "prior. More iterations, more bits, more detail."
+            "The .cdraw files of this image, smallest first: each sends the latents of the first k DRAW "
+            "iterations (quantised with a step D, range-coded under the learned prior; the rest come from the "
+            "prior's mean). Only files that look better than every smaller one are kept."
         )
         self.slider.valueChanged.connect(self._on_slider)
         top.addWidget(self.slider, 1)
@@ -195,20 +195,34 @@ class CompressionPanel(PaperPanel):
         self.tile_orig = ImageTile("Original", "The image being compressed")
         self.tile_draw = ImageTile(
             "Conv DRAW, first k iterations",
-            "Reconstruction from the latents of the first k iterations (posterior means); "
-            "the remaining iterations use the learned prior's mean. Rate: the ideal code "
-            "length, sum of KL_1..k (what bits-back coding would reach)",
+            "The picture decoded from the .cdraw file of the first k iterations (the remaining iterations use "
+            "the learned prior's mean); its size is the file's, header and checksum included",
         )
         self.tile_jpeg = ImageTile(
-            "JPEG, same bits",
-            "Pillow JPEG (4:2:0, optimised Huffman), quality bisected "
-            "to the model's rate; real file size. JPEG cannot go below its quality-1 size",
+            "JPEG, same bytes",
+            "Pillow JPEG (4:2:0, optimised Huffman): the highest quality whose file is no larger than the .cdraw "
+            "file. JPEG cannot go below its quality-1 size",
         )
         self.tile_jp2 = ImageTile(
-            "JPEG 2000, same bits",
-            "Pillow/OpenJPEG JPEG 2000 (9/7 wavelet), ratio refined until the real file matches the model's rate",
+            "JPEG 2000, same bytes",
+            "Pillow/OpenJPEG JPEG 2000 (9/7 wavelet): the compression ratio bisected to the largest file no "
+            "larger than the .cdraw file",
         )
-        for t in (self.tile_orig, self.tile_draw, self.tile_jpeg, self.tile_jp2):
+        self.tile_webp = ImageTile(
+            "WebP, same bytes",
+            "Pillow/libwebp lossy WebP (method 6): the highest quality whose file is no larger than the .cdraw file",
+        )
+        self.tile_avif = ImageTile(
+            "AVIF, same bytes",
+            "Pillow/libavif AVIF (AV1 intra): the highest quality whose file is no larger than the .cdraw file",
+        )
+        self.peer_tiles = {
+            "jpeg": self.tile_jpeg,
+            "jpeg2000": self.tile_jp2,
+            "webp": self.tile_webp,
+            "avif": self.tile_avif,
+        }
+        for t in (self.tile_orig, self.tile_draw, *self.peer_tiles.values()):
             tiles.addWidget(t)
         self.body.addLayout(tiles)
         yield
@@ -226,39 +240,35 @@ class CompressionPanel(PaperPanel):
         self.plot.addLegend(offset=(-10, -10), labelTextColor="#333", brush=pg.mkBrush(255, 255, 255, 200))
         self.plot.getAxis("bottom").enableAutoSIPrefix(False)
         self.plot.setToolTip(
-            "PSNR against rate. Conv DRAW: ideal code length of k iterations; JPEG and "
-            "JPEG 2000: real file sizes at the matched rate. Big markers: the current k"
+            "PSNR against real file size (bits per pixel = 8 x bytes / pixels). Conv DRAW: the .cdraw files of "
+            "k = 1..T iterations; the others: their largest file no larger than each. Big markers: the current k"
         )
         shrinkable(self.plot, 180)
-        colors = {"draw": (31, 119, 180), "jpeg": (214, 39, 40), "jp2": (44, 160, 44)}
+        colors = {
+            "draw": (31, 119, 180),
+            "jpeg": (214, 39, 40),
+            "jpeg2000": (44, 160, 44),
+            "webp": (148, 103, 189),
+            "avif": (255, 127, 14),
+        }
+        styles = {
+            "draw": ("o", "conv DRAW (.cdraw files)"),
+            "jpeg": ("s", "JPEG"),
+            "jpeg2000": ("t", "JPEG 2000"),
+            "webp": ("d", "WebP"),
+            "avif": ("star", "AVIF"),
+        }
         self.curves = {
-            "draw": self.plot.plot(
+            key: self.plot.plot(
                 [],
                 [],
-                pen=pg.mkPen(colors["draw"], width=2),
-                symbol="o",
+                pen=pg.mkPen(colors[key], width=2),
+                symbol=sym,
                 symbolSize=6,
-                symbolBrush=colors["draw"],
-                name="conv DRAW (ideal code length)",
-            ),
-            "jpeg": self.plot.plot(
-                [],
-                [],
-                pen=pg.mkPen(colors["jpeg"], width=2),
-                symbol="s",
-                symbolSize=6,
-                symbolBrush=colors["jpeg"],
-                name="JPEG",
-            ),
-            "jp2": self.plot.plot(
-                [],
-                [],
-                pen=pg.mkPen(colors["jp2"], width=2),
-                symbol="t",
-                symbolSize=6,
-                symbolBrush=colors["jp2"],
-                name="JPEG 2000",
-            ),
+                symbolBrush=colors[key],
+                name=label,
+            )
+            for key, (sym, label) in styles.items()
         }
         self.current = pg.ScatterPlotItem(size=14, pen=pg.mkPen("k", width=1.5))
         self.plot.addItem(self.current)
@@ -272,7 +282,7 @@ class CompressionPanel(PaperPanel):
             "what the model 'imagines' for the bits not sent"
         )
         bl = QVBoxLayout(box)
-        self.samples_label = QLabel("Samples for the iterations not sent")
+        self.samples_label = QLabel("Samples for the iterations not sent (beyond what the file holds)")
         self.samples_label.setWordWrap(True)
         bl.addWidget(self.samples_label)
         grid = QGridLayout()
@@ -319,9 +329,6 @@ class CompressionPanel(PaperPanel):
 
     # ------------------------------------------------------------------------------------- hooks
     def on_model_loaded(self, model, meta) -> None:
-        self.slider.blockSignals(True)
-        self.slider.setRange(1, model.iterations)
-        self.slider.blockSignals(False)
         if self._fill_picker(model.in_channels) and self.image is not None and not self._pending_demo:
             self._on_pick(self.picker.currentIndex())  # a photo model <-> Fashion-MNIST model switch
         elif self.image is not None:
@@ -394,7 +401,7 @@ class CompressionPanel(PaperPanel):
         self.analysis, self.points, self.baselines, self.sample_cache = None, {}, {}, {}
         self._analysis_done = False
         self.runner.cancel("samples")
-        for t in (self.tile_draw, self.tile_jpeg, self.tile_jp2):
+        for t in (self.tile_draw, *self.peer_tiles.values()):
             t.set_image(None)
         for t in self.sample_tiles:
             t.set_image(None)
@@ -406,7 +413,7 @@ class CompressionPanel(PaperPanel):
         for c in self.curves.values():
             c.setData([], [])
         self.current.setData([], [])
-        self.task_bar.start("Compressing with conv DRAW…", on_cancel=lambda: self.runner.cancel("analysis"))
+        self.task_bar.start("Writing the conv DRAW files…", on_cancel=lambda: self.runner.cancel("analysis"))
         self.runner.submit(
             _analyse,
             self.model,
@@ -426,12 +433,13 @@ class CompressionPanel(PaperPanel):
             _, an, points = item
             self.analysis, self.points = an, points
             self.tile_orig.image.setPixmap(to_pixmap(an.image, self.tile_orig.size_px))
-            self.report_timing(an.elapsed_ms, "conv DRAW, all k")
-            k = int(np.argmin([abs(an.rate_bpp[k] - TARGET_BPP) for k in range(1, an.T + 1)])) + 1
+            self.report_timing(an.elapsed_ms, "conv DRAW files")
+            i = int(np.argmin([abs(points[i]["bpp"] - TARGET_BPP) for i in range(len(points))]))
+            self.slider.blockSignals(True)
+            self.slider.setRange(0, len(points) - 1)
             if self._pending_demo:
-                self.slider.blockSignals(True)
-                self.slider.setValue(k)
-                self.slider.blockSignals(False)
+                self.slider.setValue(i)
+            self.slider.blockSignals(False)
             self._update_view()
         elif item[0] == "baseline":
             _, k, b = item
@@ -503,78 +511,88 @@ class CompressionPanel(PaperPanel):
             self.mark_demo_done()
 
     # ------------------------------------------------------------------------------------ views
-    def _show_samples(self, k: int) -> None:
-        imgs = self.sample_cache.get(k, [])
+    def _show_samples(self, i: int) -> None:
+        imgs = self.sample_cache.get(i, [])
         for t, im in zip(self.sample_tiles, imgs):
             t.set_image(im, "")
         T = self.analysis.T if self.analysis else 0
+        k = self.points[i]["k"] if i in self.points else T
         self.samples_label.setText(
-            f"First {k} iteration(s) as sent, iterations {k + 1}..{T} sampled from the learned prior"
+            f"First {k} iteration(s) as decoded from the file; iterations {k + 1}..{T} are samples from the learned "
+            "prior, beyond what was sent"
             if k < T
-            else "All iterations sent: nothing left to imagine (the samples equal the reconstruction)"
+            else "All iterations sent: nothing left to imagine (the samples equal the decoded picture)"
         )
 
     def _update_view(self) -> None:
+        from .baselines import PEER_NAMES
+
         an = self.analysis
         if an is None:
             return
-        k = self.slider.value()
-        p = self.points[k]
-        bits = p["bits"]
-        self.k_label.setText(f"k = {k} of {an.T}: <b>{p['bpp']:.3f} bpp</b> ({bits / 8:.0f} bytes, ideal code length)")
+        i = self.slider.value()
+        p = self.points[i]
+        k = p["k"]
+        self.k_label.setText(
+            f"<b>{p['bytes']} bytes, {p['bpp']:.3f} bpp</b>: k = {k} of {an.T} iterations, step {p['step']:.3g} "
+            f"(file {i + 1} of {len(self.points)})"
+        )
         self.tile_draw.title.setText(f"<b>Conv DRAW, first {k} of {an.T} iterations</b>")
         self.tile_draw.set_image(
-            an.recons[k], f"{p['bpp']:.3f} bpp (ideal code length)<br>PSNR {p['psnr']:.2f} dB · SSIM {p['ssim']:.3f}"
+            an.recons[i],
+            f"{p['bytes']} bytes, {p['bpp']:.3f} bpp (decoded file)<br>PSNR {p['psnr']:.2f} dB · SSIM {p['ssim']:.3f}",
         )
-        b = self.baselines.get(k)
-        for tile, name in ((self.tile_jpeg, "jpeg"), (self.tile_jp2, "jpeg2000")):
-            r = b.get(name) if b else None
-            if r is None:
+        b = self.baselines.get(i)
+        for name, tile in self.peer_tiles.items():
+            if b is None:
                 tile.set_image(None, "")
-            else:
-                extra = ""
-                if name == "jpeg" and r.bpp > 1.05 * p["bpp"]:
-                    extra = " (JPEG cannot go this low)"
-                setting = f"q={int(r.setting)}" if name == "jpeg" else f"ratio {r.setting:.0f}:1"
-                tile.set_image(
-                    r.image,
-                    f"{r.bpp:.3f} bpp ({r.nbytes} bytes, {setting}){extra}<br>PSNR {r.psnr:.2f} dB · SSIM {r.ssim:.3f}",
-                )
+                continue
+            r = b.get(name)
+            if r is None:
+                tile.image.clear()
+                tile.image.setText(f"{PEER_NAMES[name]} cannot\nmake a file\nthis small")
+                tile.has_image = False
+                tile.caption.setText(f"its smallest file is larger than {p['bytes']} bytes")
+                continue
+            setting = f"ratio {r.setting:.0f}:1" if name == "jpeg2000" else f"q={int(r.setting)}"
+            tile.set_image(
+                r.image,
+                f"{r.nbytes} bytes, {r.bpp:.3f} bpp ({setting})<br>PSNR {r.psnr:.2f} dB · SSIM {r.ssim:.3f}",
+            )
         self._update_plot()
-        if k in self.sample_cache:
-            self._show_samples(k)
+        if i in self.sample_cache:
+            self._show_samples(i)
         else:
             for t in self.sample_tiles:
                 t.set_image(None)
             self._request_samples()
         meta = self.model_meta
         m = meta.metrics if meta else {}
-        kl = ", ".join(f"{v:.3f}" for v in an.kl_bpp)
         self.info.setText(
             f"Model: {meta.name if meta else '?'} ({meta.data_summary() if meta else ''}; "
-            f"held-out ELBO {m.get('val_bits_per_dim', float('nan')):.3f} bits/dim). "
-            f"KL per iteration on this image (bpp): {kl}. Rates are ideal code lengths (sum of KL, as bits-back "
-            "coding would reach), not files written; JPEG / JPEG 2000 rates are real file sizes."
+            f"held-out ELBO {m.get('val_bits_per_dim', float('nan')):.3f} bits/dim). Sizes are real files: the "
+            ".cdraw file (header, range-coded latents, checksum; 'nips-explorer compress' writes the same bytes) "
+            "and each peer's largest file no larger than it. Every picture shown is decoded from its file."
         )
 
     def _update_plot(self) -> None:
         an = self.analysis
         if an is None:
             return
-        ks = list(range(1, an.T + 1))
+        ks = sorted(self.points)
         self.curves["draw"].setData([self.points[k]["bpp"] for k in ks], [self.points[k]["psnr"] for k in ks])
-        for key, name in (("jpeg", "jpeg"), ("jp2", "jpeg2000")):
+        for name in self.peer_tiles:
             pts = sorted(
                 (self.baselines[k][name].bpp, self.baselines[k][name].psnr)
                 for k in ks
                 if k in self.baselines and self.baselines[k].get(name) is not None
             )
-            self.curves[key].setData([a for a, _ in pts], [b for _, b in pts])
+            self.curves[name].setData([a for a, _ in pts], [b for _, b in pts])
         k = self.slider.value()
         spots = [{"pos": (self.points[k]["bpp"], self.points[k]["psnr"]), "brush": self._colors["draw"]}]
         b = self.baselines.get(k)
         if b:
-            for key, name in (("jpeg", "jpeg"), ("jp2", "jpeg2000")):
+            for name in self.peer_tiles:
                 if b.get(name) is not None:
-                    spots.append({"pos": (b[name].bpp, b[name].psnr), "brush": self._colors[key]})
+                    spots.append({"pos": (b[name].bpp, b[name].psnr), "brush": self._colors[name]})
         self.current.setData(spots)

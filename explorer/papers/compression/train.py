@@ -34,6 +34,8 @@ class TrainConfig:
     seed: int = 0
     log_every: int = 50
     val_every: int = 400
+    progressive: float = 0.0  # weight of the mean likelihood of the intermediate canvases (0: the plain ELBO)
+    rate_weight: float = 1.0  # beta: the loss weighs the latents' code length by this (1: the ELBO)
 
 
 @dataclass
@@ -48,13 +50,22 @@ def to_tensor(batch: np.ndarray, device) -> torch.Tensor:
     return to_model_range(t).to(device)
 
 
-def elbo_terms(model: ConvDRAW, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    out = model(x)
+def elbo_terms(
+    model: ConvDRAW, x: torch.Tensor, progressive: float = 0.0, rate_weight: float = 1.0
+) -> dict[str, torch.Tensor]:
+    """The negative ELBO in nats per sub-pixel (``elbo``) and the training loss: the same with the code length
+    weighed by ``rate_weight`` (a rate-distortion Lagrangian; 1: the ELBO), plus, with ``progressive`` > 0, that
+    weight times the mean negative log-likelihood of x under the canvases of iterations 1..T-1: it asks every
+    prefix of iterations to be a good picture, which is what a lossy code that stops after k iterations shows."""
+    out = model(x, progressive=True) if progressive > 0 else model(x)
     dims = x[0].numel()
     pixels = x.shape[-1] * x.shape[-2]
     kl, nll = out["kl"], out["nll"]
-    loss = (kl.sum(1) + nll).mean() / dims  # nats per sub-pixel
-    return {"loss": loss, "kl": kl, "nll": nll, "dims": dims, "pixels": pixels}
+    elbo = (kl.sum(1) + nll).mean() / dims  # nats per sub-pixel
+    loss = elbo if rate_weight == 1.0 else (rate_weight * kl.sum(1) + nll).mean() / dims
+    if progressive > 0 and out["nll_steps"].shape[1]:
+        loss = loss + progressive * out["nll_steps"].mean() / dims
+    return {"elbo": elbo, "loss": loss, "kl": kl, "nll": nll, "dims": dims, "pixels": pixels}
 
 
 @torch.no_grad()
@@ -179,12 +190,12 @@ def fit(
             for group in opt.param_groups:
                 group["lr"] = lr_at(config, frac, step)
             x = to_tensor(data.sampler.sample(per_rank, step_rng(config.seed, world.rank, step)), device)
-            terms = elbo_terms(net, x)
+            terms = elbo_terms(net, x, config.progressive, config.rate_weight)
             opt.zero_grad(set_to_none=True)
             terms["loss"].backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)
             opt.step()
-            bpd = float(terms["loss"].detach()) / LN2
+            bpd = float(terms["elbo"].detach()) / LN2
             bad = not math.isfinite(bpd)
             if bad and not world.distributed:
                 raise FloatingPointError(f"training diverged at step {step} (loss {bpd})")

@@ -2,36 +2,49 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 pytest.importorskip("PySide6")
 
 
 def test_panel_opens_and_slider_updates_view(make_panel, qtbot):
+    from explorer.papers.compression.codec import decode
+
     panel = make_panel("compression", timeout=240)
     if panel.model is None:
         pytest.skip("bundled checkpoint models/compression_photos.safetensors is missing")
     assert panel.analysis is not None, panel.banner.message()
-    T = panel.analysis.T
-    assert panel.slider.maximum() == T
+    T, n = panel.analysis.T, len(panel.analysis)
+    assert 2 <= n <= 12 and panel.slider.minimum() == 0 and panel.slider.maximum() == n - 1
     assert panel.tile_orig.has_image and panel.tile_draw.has_image
-    k0 = panel.slider.value()
-    assert k0 in panel.sample_cache and all(t.has_image for t in panel.sample_tiles)
-    # every k is cached: moving the slider updates the view at once, without a worker
-    assert set(panel.points) == set(range(T + 1))
-    k1 = 1 if k0 != 1 else T
-    panel.slider.setValue(k1)
+    i0 = panel.slider.value()
+    assert i0 in panel.sample_cache and all(t.has_image for t in panel.sample_tiles)
+    # every file is cached: moving the slider updates the view at once, without a worker
+    assert set(panel.points) == set(range(n))
+    sizes = [panel.points[i]["bytes"] for i in range(n)]
+    psnrs = [panel.points[i]["psnr"] for i in range(n)]
+    assert sizes == sorted(sizes) and psnrs == sorted(psnrs) and all(isinstance(b, int) and b > 0 for b in sizes)
+    # the picture shown is what the file decodes to
+    assert np.array_equal(decode(panel.model, panel.analysis.files[i0].data)[0], panel.analysis.recons[i0])
+    i1 = 0 if i0 != 0 else n - 1
+    panel.slider.setValue(i1)
+    k1 = panel.points[i1]["k"]
+    assert f"{panel.points[i1]['bytes']} bytes" in panel.k_label.text()
     assert f"k = {k1} of {T}" in panel.k_label.text()
     assert f"first {k1} of {T}" in panel.tile_draw.title.text()
-    assert "bpp" in panel.tile_draw.caption.text()
-    # JPEG / JPEG 2000 for every k stream in; the plot has all three curves and the current markers
-    qtbot.waitUntil(lambda: len(panel.baselines) == T, timeout=120000)
-    panel.slider.setValue(k0)
-    assert panel.tile_jpeg.has_image and panel.tile_jp2.has_image
-    assert len(panel.curves["draw"].getData()[0]) == T
-    assert len(panel.curves["jp2"].getData()[0]) == T
-    assert len(panel.current.data) == 3
-    qtbot.waitUntil(lambda: k1 in panel.sample_cache, timeout=60000)
+    assert "bpp" in panel.tile_draw.caption.text() and "bytes" in panel.tile_draw.caption.text()
+    # the peers for every file stream in; the plot has the curves and the current markers
+    qtbot.waitUntil(lambda: len(panel.baselines) == n, timeout=240000)
+    panel.slider.setValue(i0)
+    assert panel.tile_jp2.has_image and panel.tile_webp.has_image and panel.tile_avif.has_image
+    assert len(panel.curves["draw"].getData()[0]) == n
+    assert 1 <= len(panel.curves["jpeg2000"].getData()[0]) <= n  # none where JPEG 2000 cannot go that small
+    for i in range(n):
+        for name, r in panel.baselines[i].items():
+            assert r is None or r.nbytes <= panel.points[i]["bytes"], (i, name)
+    assert len(panel.current.data) >= 4
+    qtbot.waitUntil(lambda: i1 in panel.sample_cache, timeout=60000)
 
 
 def test_panel_switches_to_fashion_model(make_panel, qtbot):
@@ -79,13 +92,14 @@ def test_captions_sit_below_their_pictures_at_every_window_size(make_panel, qtbo
     if panel.model is None:
         pytest.skip("bundled checkpoint models/compression_photos.safetensors is missing")
     qtbot.waitUntil(lambda: panel.slider.value() in panel.baselines, timeout=120000)
-    panel.slider.setValue(1)  # the lowest rate: JPEG's longest caption
+    panel.slider.setValue(0)  # the lowest rate: the peers' longest captions
+    qtbot.waitUntil(lambda: 0 in panel.baselines, timeout=240000)
     w = panel.window()
     w.setMinimumSize(300, 300)
     for size in ((1024, 560), (1177, 736), (1280, 800), (1900, 1040)):
         w.resize(*size)
         qtbot.wait(200)
-        for tile in (panel.tile_orig, panel.tile_draw, panel.tile_jpeg, panel.tile_jp2):
+        for tile in (panel.tile_orig, panel.tile_draw, *panel.peer_tiles.values()):
             img, cap = tile.image.geometry(), tile.caption.geometry()
             assert cap.top() > img.bottom(), (size, tile.title.text(), img, cap)
             assert cap.height() >= tile.caption.heightForWidth(cap.width()), (size, tile.caption.text())

@@ -161,3 +161,46 @@ def peers_within(image: np.ndarray, max_bytes: int) -> dict[str, Any]:
     if max_bytes <= 0:
         return {name: None for name in PEERS}
     return {name: largest_within(name, image, int(max_bytes)) for name in PEERS}
+
+
+# ----- the tab's worker jobs (plain Python, no Qt) -----------------------------------------------------------
+def load_image_for_app(path: str, max_side: int) -> tuple[np.ndarray, str]:
+    """An image file as RGB at most ``max_side`` pixels on its longer side, and a note on what was done to it."""
+    from .data import fit_max_side, load_image
+
+    img = load_image(path, channels=3)
+    return fit_max_side(img, max_side)
+
+
+def analyse_for_app(model, img: np.ndarray, target_bpp: float, token=None):
+    """Generator: yields ("model", CodecAnalysis, points) first, then ("baseline", k, {...}) for every file, the
+    ones nearest ``target_bpp`` first, with progress in between. The codec runs on the CPU whatever the app's device
+    (the file format is defined by its float32 arithmetic); the peers are encoded in a helper process."""
+    import time
+
+    from explorer.core.tasks import Progress
+
+    from .codec_process import shared
+
+    codec = shared()
+    codec.start()  # the helper process starts while the model works
+    t0 = time.perf_counter()
+    an = CodecAnalysis(model, img, token=token)
+    an.elapsed_ms = (time.perf_counter() - t0) * 1000.0
+    points = {i: an.point(i) for i in range(len(an))}
+    yield ("model", an, points)
+    order = sorted(points, key=lambda i: abs(points[i]["bpp"] - target_bpp))
+    for n, i in enumerate(order):
+        if token is not None:
+            token.check()
+        b = codec.peers_within(an.image, points[i]["bytes"])  # in its own process: no GIL held here
+        yield Progress((n + 1) / len(order), f"JPEG / JPEG 2000 / WebP / AVIF within {points[i]['bytes']} bytes")
+        yield ("baseline", i, b)
+    return an
+
+
+def samples_for_app(an, k: int, seed: int, n: int, token=None):
+    """(k, n pictures imagined beyond the first k iterations sent) for the tab."""
+    if token is not None:
+        token.check()
+    return k, an.samples(k, n=n, seed=seed)

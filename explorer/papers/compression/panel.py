@@ -9,7 +9,6 @@ iterations as decoded from the file, the rest drawn from the prior) are computed
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +29,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from explorer.core.tasks import Progress
 from explorer.ui.dialogs import input_folder, remember_folder
+from explorer.ui.messages import Msg
 from explorer.ui.panel_base import PaperPanel
 from explorer.ui.widgets.fit_scroll import shrinkable
 from explorer.ui.widgets.task_bar import TaskBar
@@ -103,43 +102,10 @@ class ImageTile(QWidget):
         self.caption.setText(caption)
 
 
-# ----- worker functions (plain Python, no Qt) ----------------------------------------------------------------
-def _load_image_file(path: str, channels: int):
-    from .data import fit_max_side, load_image
-
-    img = load_image(path, channels=3)
-    img, note = fit_max_side(img, MAX_SIDE)
-    return img, note
-
-
-def _analyse(model, img: np.ndarray, device_fn, token=None):
-    """Generator: yields ("model", CodecAnalysis, points) first, then ("baseline", k, {...}) for k = 1..T. The
-    codec runs on the CPU whatever ``device_fn`` says (the file format is defined by its float32 arithmetic)."""
-    from .codec_process import shared
-    from .infer import CodecAnalysis
-
-    codec = shared()
-    codec.start()  # the helper process starts while the model works
-    t0 = time.perf_counter()
-    an = CodecAnalysis(model, img, token=token)
-    an.elapsed_ms = (time.perf_counter() - t0) * 1000.0
-    points = {i: an.point(i) for i in range(len(an))}
-    yield ("model", an, points)
-    order = sorted(points, key=lambda i: abs(points[i]["bpp"] - TARGET_BPP))
-    for n, i in enumerate(order):
-        token.check()
-        b = codec.peers_within(an.image, points[i]["bytes"])  # in its own process: no GIL held here
-        yield Progress((n + 1) / len(order), f"JPEG / JPEG 2000 / WebP / AVIF within {points[i]['bytes']} bytes")
-        yield ("baseline", i, b)
-    return an
-
-
-def _samples(an, k: int, seed: int, token=None):
-    token.check()
-    return k, an.samples(k, n=N_SAMPLES, seed=seed)
-
-
 class CompressionPanel(PaperPanel):
+    class Messages(PaperPanel.Messages):
+        no_samples = Msg("No sample images found in {folder}; use 'Open image…'.")
+
     def __init__(self, spec, context, parent=None):
         super().__init__(spec, context, parent)
         self.analysis = None
@@ -338,7 +304,7 @@ class CompressionPanel(PaperPanel):
         self._pending_demo = True
         idx = max(0, self.picker.findText(Path(DEFAULT_SAMPLE).stem))  # -1 for the Fashion-MNIST model
         if self.picker.count() == 0:
-            self.show_error("No sample images found in resources/compression; use 'Open image…'.")
+            self.show_msg(self.Messages.no_samples, folder="resources/compression")
             self.mark_demo_done()
             return
         if self.picker.currentIndex() != idx:
@@ -375,7 +341,6 @@ class CompressionPanel(PaperPanel):
             self._open_path(path)
 
     def _open_path(self, path: str) -> None:
-        channels = self.model.in_channels if self.model is not None else 3
         self.task_bar.start(f"Loading {Path(path).name}…")
 
         def loaded(res):
@@ -390,8 +355,16 @@ class CompressionPanel(PaperPanel):
                 self._pending_demo = False
                 self.mark_demo_done()
 
+        from . import infer
+
         self.runner.submit(
-            _load_image_file, path, channels, key="load", name="load image", on_result=loaded, on_error=failed
+            infer.load_image_for_app,
+            path,
+            MAX_SIDE,
+            key="load",
+            name="load image",
+            on_result=loaded,
+            on_error=failed,
         )
 
     def _start_analysis(self) -> None:
@@ -414,11 +387,13 @@ class CompressionPanel(PaperPanel):
             c.setData([], [])
         self.current.setData([], [])
         self.task_bar.start("Writing the conv DRAW files…", on_cancel=lambda: self.runner.cancel("analysis"))
+        from . import infer
+
         self.runner.submit(
-            _analyse,
+            infer.analyse_for_app,
             self.model,
             self.image,
-            self.context.device,
+            TARGET_BPP,
             key="analysis",
             name="conv DRAW analysis",
             on_partial=self._on_partial,
@@ -501,8 +476,18 @@ class CompressionPanel(PaperPanel):
                 self.mark_demo_done()
 
         # cancelled (a new image or model): the new analysis asks for its own samples
+        from . import infer
+
         self.runner.submit(
-            _samples, an, k, self.sample_seed, key="samples", name="imagine the rest", on_result=done, on_error=failed
+            infer.samples_for_app,
+            an,
+            k,
+            self.sample_seed,
+            N_SAMPLES,
+            key="samples",
+            name="imagine the rest",
+            on_result=done,
+            on_error=failed,
         )
 
     def _maybe_finish_demo(self) -> None:

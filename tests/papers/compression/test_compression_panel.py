@@ -66,16 +66,17 @@ def test_panel_switches_to_fashion_model(make_panel, qtbot):
 
 def test_cancelling_the_analysis_returns_the_task_bar_to_idle(make_panel, qtbot, monkeypatch):
     from explorer.core.tasks import Progress
-    from explorer.papers.compression import panel as P
 
     panel = make_panel("compression", timeout=240)
 
-    def endless(model, img, device_fn, token=None):
+    def endless(model, img, target_bpp, token=None):
         while True:
             token.wait(0.01)
             yield Progress(None, "compressing")
 
-    monkeypatch.setattr(P, "_analyse", endless)
+    from explorer.papers.compression import infer as I
+
+    monkeypatch.setattr(I, "analyse_for_app", endless)
     panel._start_analysis()
     assert panel.task_bar.cancel_button.isVisible()
     panel.task_bar.cancel_button.click()

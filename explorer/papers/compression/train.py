@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -312,7 +313,7 @@ def make_data(
         sampler = D.CropSampler(list(train_imgs.values()), crop)
         val = D.CropSampler(list(hold_imgs.values()), crop, what="held-out").sample(val_count, rng)
         desc = {
-            "name": f"photos from {folder}",
+            "name": f"photos ({Path(folder).name}/, {len(train_imgs)} trained on, {len(hold_imgs)} held out)",
             "folder": str(folder),
             "files": len(files),
             "train_files": len(train_imgs),

@@ -3,9 +3,15 @@
 The app allocates and frees big temporaries (tensors, images, audio, pictures) again and again in several worker
 threads. glibc keeps what is freed in per-thread arenas for later and gives little of it back on its own, so the
 resident memory of a process left running (attract mode at a booth) creeps up although nothing leaks: the heap's
-free part grows, its used part does not (``heap_stats``). ``release_free_memory`` (``malloc_trim(0)``) hands the
-free pages of every arena back to the system; the attract mode calls it in a worker after each tab's turn.
-Elsewhere than glibc (macOS, Windows, musl) both are no-ops. No Qt here.
+free part grows, its used part does not (``heap_stats``). Two remedies:
+
+* ``fixed_mmap_threshold`` (at start): blocks of 1 MB and more (tensors, images, audio) always get their own
+  mapping, given back whole when freed. By default glibc raises that threshold up to 32 MB each time such a block
+  is freed, after which those blocks are carved from the arenas and leave holes there.
+* ``release_free_memory`` (``malloc_trim(0)``) hands the free pages of every arena back to the system; the attract
+  mode calls it in a worker at each tab.
+
+Elsewhere than glibc (macOS, Windows, musl) these are no-ops. No Qt here.
 """
 
 from __future__ import annotations
@@ -51,6 +57,21 @@ def _glibc() -> Any:
 
 def trim_enabled() -> bool:
     return os.environ.get(OFF_ENV, "") in ("", "0")
+
+
+M_MMAP_THRESHOLD = -3  # mallopt's parameter number (malloc.h)
+MMAP_THRESHOLD = 1 << 20
+
+
+def fixed_mmap_threshold(nbytes: int = MMAP_THRESHOLD) -> bool:
+    """Blocks of ``nbytes`` and more always mmapped (and unmapped when freed); glibc's sliding threshold off. Leaves
+    a ``MALLOC_MMAP_THRESHOLD_`` set in the environment alone. True if set."""
+    if not trim_enabled() or "MALLOC_MMAP_THRESHOLD_" in os.environ:
+        return False
+    lib = _glibc()
+    if not lib or not hasattr(lib, "mallopt"):
+        return False
+    return bool(lib.mallopt(M_MMAP_THRESHOLD, int(nbytes)))
 
 
 def heap_stats() -> dict[str, float] | None:

@@ -15,6 +15,9 @@ GIL_SWITCH_S = 0.001  # see _make_app
 
 def _make_app(argv=None):
     os.environ.setdefault("QT_LOGGING_RULES", "qt.multimedia.*=false")
+    from ..core.memory import fixed_mmap_threshold
+
+    fixed_mmap_threshold()  # big temporaries go back to the system when freed (issue 25: memory creeping up)
     # A thread that wants Python's lock waits up to the switch interval (5 ms by default) before the holder must
     # let go; the GUI thread gives the lock up at most Qt calls, so while a worker trains, a paint of a few dozen
     # calls queued behind it again and again (a 1 ms interval: the GUI thread waits at most 1 ms each time).

@@ -6,6 +6,10 @@ window system reports), the window moves to the next tab every ``dwell_s`` secon
 tab turns a shape, and so on). The first real input stops it, in place: the visitor takes over the tab that is
 showing, and the idle clock starts again. Events that the app makes itself (``QEvent.spontaneous()`` false) never
 count as a touch.
+
+At each new tab the heap's free pages go back to the system (``core.memory.release_free_memory``, in a worker):
+the tabs' demos allocate and free big temporaries in several worker threads, and glibc kept what they freed, so a
+booth's resident memory crept up by about 100 MB an hour although nothing leaked (issue 25).
 """
 
 from __future__ import annotations
@@ -14,6 +18,9 @@ import logging
 
 from PySide6.QtCore import QEvent, QObject, QTimer, Signal
 from PySide6.QtWidgets import QApplication
+
+from ..core.memory import release_free_memory
+from .workers import TaskRunner
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +48,13 @@ class AttractMode(QObject):
         self.idle_s, self.dwell_s = float(idle_s), float(dwell_s)
         self.active = False
         self.steps = 0
+        self.tab_ids: list[str] | None = None  # the tabs it cycles (bench.attract_soak --tabs); None: every tab
         self._idle = QTimer(self, singleShot=True, interval=max(1, int(self.idle_s * 1000)))
         self._idle.timeout.connect(self.start)
         self._cycle = QTimer(self, interval=max(1, int(self.dwell_s * 1000)))
         self._cycle.timeout.connect(self.next_tab)
+        self.trims = 0  # heap trims done (tests)
+        self._runner = TaskRunner(self, on_error=lambda exc, tb: log.warning("heap trim failed:\n%s", tb))
         if self.idle_s > 0:
             QApplication.instance().installEventFilter(self)
             self._idle.start()
@@ -86,9 +96,13 @@ class AttractMode(QObject):
         tabs = self.window.tabs
         if tabs.count() == 0:
             return
-        index = (tabs.currentIndex() + 1) % tabs.count() if self.steps else tabs.currentIndex()
-        page = self.window.show_tab(self.window.specs[index].id)
+        ids = self.tab_ids or [s.id for s in self.window.specs]
+        current = self.window.specs[tabs.currentIndex()].id
+        at = ids.index(current) if current in ids else -1
+        index = (at + 1) % len(ids) if self.steps or at < 0 else at
+        page = self.window.show_tab(ids[index])
         self.steps += 1
+        self._runner.submit(release_free_memory, key="trim", name="trim the heap", on_result=self._trimmed)
         panel = page.panel
         if panel is None or not panel.demo_done or panel.runner.is_busy():
             return  # still building or running its first demo: that is the show
@@ -97,9 +111,15 @@ class AttractMode(QObject):
         except Exception:  # noqa: BLE001 - a booth never stops for one tab's demo
             log.exception("attract step of %s failed", page.spec.id)
 
-    def shutdown(self) -> None:
+    def _trimmed(self, seconds: float | None) -> None:
+        if seconds is not None:
+            self.trims += 1
+            log.debug("heap trimmed in %.1f ms", seconds * 1000)
+
+    def shutdown(self, timeout: float = 2.0) -> None:
         self._idle.stop()
         self._cycle.stop()
+        self._runner.shutdown(timeout)
         app = QApplication.instance()
         if app is not None:
             app.removeEventFilter(self)

@@ -62,3 +62,26 @@ def test_events_the_app_makes_itself_do_not_count_as_a_touch(make_window, tmp_pa
 def test_off_by_default_outside_kiosk(make_window):
     w = make_window()
     assert w.attract.idle_s == 0 and not w.attract._idle.isActive()
+
+
+def test_each_new_tab_hands_the_heaps_free_pages_back(make_window, tmp_path, monkeypatch, qtbot):
+    from explorer.core import memory
+
+    monkeypatch.delenv(memory.OFF_ENV, raising=False)
+    calls = []
+    monkeypatch.setattr("explorer.ui.attract.release_free_memory", lambda: calls.append(1) or 0.001)
+    w = _window(make_window, tmp_path, monkeypatch, qtbot, idle_s=0, dwell_s=5.0)
+    for i in range(3):
+        w.attract.next_tab()
+        qtbot.waitUntil(lambda n=i + 1: w.attract.trims == n, timeout=5000)  # in a worker, once per tab shown
+    assert len(calls) == 3
+
+
+def test_tab_ids_limit_the_cycle_to_those_tabs(make_window, tmp_path, monkeypatch, qtbot):
+    w = _window(make_window, tmp_path, monkeypatch, qtbot, idle_s=0, dwell_s=5.0)
+    w.attract.tab_ids = ["dummy2"]
+    shown = []
+    for _ in range(3):
+        w.attract.next_tab()
+        shown.append(w.current_page().spec.id)
+    assert shown == ["dummy2"] * 3

@@ -239,6 +239,8 @@ class CompressionPanel(PaperPanel):
         self.current = pg.ScatterPlotItem(size=14, pen=pg.mkPen("k", width=1.5))
         self.plot.addItem(self.current)
         self._colors = colors
+        # one QBrush per codec, made once: a colour given per spot makes pyqtgraph add a symbol to its atlas per call
+        self._brushes = {k: pg.mkBrush(c) for k, c in colors.items()}
         bottom.addWidget(self.plot, 3)
         yield
 
@@ -574,10 +576,10 @@ class CompressionPanel(PaperPanel):
             )
             self.curves[name].setData([a for a, _ in pts], [b for _, b in pts])
         k = self.slider.value()
-        spots = [{"pos": (self.points[k]["bpp"], self.points[k]["psnr"]), "brush": self._colors["draw"]}]
+        spots = [{"pos": (self.points[k]["bpp"], self.points[k]["psnr"]), "brush": self._brushes["draw"]}]
         b = self.baselines.get(k)
         if b:
             for name in self.peer_tiles:
                 if b.get(name) is not None:
-                    spots.append({"pos": (b[name].bpp, b[name].psnr), "brush": self._colors[name]})
+                    spots.append({"pos": (b[name].bpp, b[name].psnr), "brush": self._brushes[name]})
         self.current.setData(spots)

@@ -495,6 +495,15 @@ def compact_fair(res: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def optimizer_lines(rec: dict[str, Any]) -> list[str]:
+    """One line per optimizer of a metric's record: label, mean ± standard error, and what was selected."""
+    lines = []
+    for s in rec["optimizers"].values():
+        sel = s.get("checkpoint") or f"lr {s['lr']:g}{' (grid edge)' if s.get('lr_at_grid_edge') else ''}"
+        lines.append(f"    {s['label']:16s} {s['mean']:12.4g} ± {s['se']:<9.2g} {sel}")
+    return lines
+
+
 def format_fair_table(results: dict[str, Any]) -> str:
     lines = []
     for name, res in results["problems"].items():
@@ -504,9 +513,7 @@ def format_fair_table(results: dict[str, Any]) -> str:
         lines.append(f"{name}: {res['runs']} held-out runs; {res['tuning_data']} ({res['tune_runs']} runs)")
         for rec in res["metrics"].values():
             lines.append(f"  {rec['metric']} (every optimizer selected by it):")
-            for s in rec["optimizers"].values():
-                sel = s.get("checkpoint") or f"lr {s['lr']:g}{' (grid edge)' if s.get('lr_at_grid_edge') else ''}"
-                lines.append(f"    {s['label']:16s} {s['mean']:12.4g} ± {s['se']:<9.2g} {sel}")
+            lines += optimizer_lines(rec)
             d = rec["learned_minus_best_baseline"]
             lines.append(
                 f"    learned at most the best baseline ({OPTIMIZER_LABELS[rec['best_baseline']]}): "

@@ -262,6 +262,8 @@ def evaluate_transfer(
 
 
 def format_transfer_table(results: dict[str, Any]) -> str:
+    from .evaluate import optimizer_lines
+
     lines = []
     for name, res in results["transfer"].items():
         if "skipped" in res:
@@ -270,9 +272,7 @@ def format_transfer_table(results: dict[str, Any]) -> str:
         lines.append(f"{name}: {res['net']}; {res['note']}; {res['runs']} runs")
         for rec in res["metrics"].values():
             lines.append(f"  {rec['metric']} (every optimizer selected by it on the tuning split):")
-            for s in rec["optimizers"].values():
-                sel = s.get("checkpoint") or f"lr {s['lr']:g}{' (grid edge)' if s.get('lr_at_grid_edge') else ''}"
-                lines.append(f"    {s['label']:16s} {s['mean']:12.4g} ± {s['se']:<9.2g} {sel}")
+            lines += optimizer_lines(rec)
             if "learned_minus_adam" in rec:
                 d = rec["learned_minus_adam"]
                 lines.append(

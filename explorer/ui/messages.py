@@ -117,6 +117,12 @@ class Messages:
     undeclared = Msg("{text}")
 
     @classmethod
+    def sticky(cls) -> tuple[Msg, ...]:
+        """Kinds that stay shown when a later action (such as a checkpoint load) succeeds: a panel's table lists
+        them in ``STICKY`` (names); they go only when the panel clears them itself."""
+        return tuple(getattr(cls, name) for name in getattr(cls, "STICKY", ()))
+
+    @classmethod
     def kinds(cls) -> dict[str, Msg]:
         """Every kind of this table, its own and inherited, by name."""
         out: dict[str, Msg] = {}

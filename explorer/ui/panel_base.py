@@ -212,7 +212,8 @@ class PaperPanel(QWidget):
         def ok(result):
             model, meta = result
             self.model, self.model_meta = model, meta
-            self.clear_error()
+            if self.banner.kind not in self.Messages.sticky():  # a problem the load does not fix stays shown
+                self.clear_error()
             try:
                 self.on_model_loaded(model, meta)
             finally:

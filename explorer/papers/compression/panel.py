@@ -238,7 +238,6 @@ class CompressionPanel(PaperPanel):
         }
         self.current = pg.ScatterPlotItem(size=14, pen=pg.mkPen("k", width=1.5))
         self.plot.addItem(self.current)
-        self._colors = colors
         # one QBrush per codec, made once: a colour given per spot makes pyqtgraph add a symbol to its atlas per call
         self._brushes = {k: pg.mkBrush(c) for k, c in colors.items()}
         bottom.addWidget(self.plot, 3)

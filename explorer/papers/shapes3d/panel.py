@@ -148,6 +148,7 @@ class Shapes3DPanel(PaperPanel):
         gallery_missing = Msg("The held-out gallery {file} is missing from {folder}; open a picture instead.")
         gallery_unreadable = Msg("Could not read the gallery {file}: {reason}")
         no_model = Msg("No model loaded: open a checkpoint first.")
+        STICKY = ("gallery_missing", "gallery_unreadable")  # they stay until the gallery is read again
 
     def __init__(self, spec, context, parent=None) -> None:
         super().__init__(spec, context, parent)
@@ -155,7 +156,6 @@ class Shapes3DPanel(PaperPanel):
         self.current: dict[str, Any] | None = None  # last result: occupancy, canvases, ...
         self.current_image: np.ndarray | None = None
         self.current_truth: np.ndarray | None = None
-        self._gallery_problem: tuple[Any, dict[str, Any]] | None = None  # (kind, fields): stays until fixed
         self._anim_step = 0
         self._gallery_dataset = "primitives"
         self._gallery_loading = False
@@ -294,7 +294,6 @@ class Shapes3DPanel(PaperPanel):
         self.gallery_list.clear()
         self.gallery_list.blockSignals(False)
         self._gallery_dataset = dataset
-        self._gallery_problem = None
         self._gallery_loading = True
         if then is not None:
             self._after_gallery.append(then)
@@ -313,10 +312,10 @@ class Shapes3DPanel(PaperPanel):
     def _gallery_read(self, result) -> None:
         problem, fields, g = result
         kind = {"missing": self.Messages.gallery_missing, "unreadable": self.Messages.gallery_unreadable}.get(problem)
-        self._gallery_problem = (kind, fields) if kind is not None else None
         if kind is not None:
             self.show_msg(kind, **fields)
         else:
+            self.clear_msg(*self.Messages.sticky())  # the gallery reads again: its old problem goes
             self.gallery = g
             for i in range(len(g["labels"])):
                 item = QListWidgetItem(
@@ -327,7 +326,6 @@ class Shapes3DPanel(PaperPanel):
         self._gallery_done()
 
     def _gallery_failed(self, exc, tb) -> None:
-        self._gallery_problem = (self.Messages.gallery_unreadable, {"file": "", "reason": str(exc)})
         self.show_msg(self.Messages.gallery_unreadable, tb, file="", reason=str(exc))
         self._gallery_done()
 
@@ -342,9 +340,6 @@ class Shapes3DPanel(PaperPanel):
             fn()
 
     def on_model_loaded(self, model, meta) -> None:
-        if self._gallery_problem is not None and self.banner.kind is None:  # loading cleared the banner: not fixed
-            kind, fields = self._gallery_problem
-            self.show_msg(kind, **fields)
         dataset = str((meta.data or {}).get("name") or "primitives")
         shown = self.current is not None or self.current_image is not None  # not the first model
         new_gallery = False
@@ -401,8 +396,7 @@ class Shapes3DPanel(PaperPanel):
 
     def _action_ok(self) -> None:
         """A later action succeeded: a banner left by a failed one goes (not the gallery's own problem)."""
-        gallery = (self.Messages.gallery_missing, self.Messages.gallery_unreadable)
-        if self.banner.kind is not None and self.banner.kind not in gallery:
+        if self.banner.kind is not None and self.banner.kind not in self.Messages.sticky():
             self.clear_msg()
 
     def _action_failed(self, exc, tb, what: str, picture: np.ndarray | None = None) -> None:

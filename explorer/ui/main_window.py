@@ -427,7 +427,9 @@ def _import_panel(ref: str):
     """In a worker: the panel class (its module imported without the GIL-holding waits and full garbage
     collections that would stall the GUI thread: see core/warmup.py; at once when the warm-up imported it)."""
     from ..core.warmup import native_lock, quiet_gc
+    from .widgets.vtk_view import wait_for_warm_up
 
+    wait_for_warm_up()  # a 3D view is never made while the warm-up renders (VTK is not thread-safe)
     if ref.partition(":")[0] in sys.modules:
         return load_attr(ref)
     with quiet_gc(), native_lock:
@@ -488,6 +490,9 @@ def _warm_up(context: AppContext, panel_modules=(), progress=None) -> str:
         preload_libraries(extension_libraries(VTK_MODULES))
         import_quietly(VTK_MODULES + VTK_PYTHON)
         preload_libraries(opengl_libraries())  # the first 3D view's OpenGL context loads them otherwise
+        from .widgets.vtk_view import warm_offscreen_rendering
+
+        warm_offscreen_rendering()  # software OpenGL's shaders compiled here, not in a view's first render
         import_quietly(panel_modules)
         import_quietly(LAZY_LIBRARIES)
     return text

@@ -14,6 +14,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import threading
 from collections import OrderedDict
 
 import numpy as np
@@ -22,7 +24,12 @@ from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 log = logging.getLogger(__name__)
-_jobs: OrderedDict[int, tuple] = OrderedDict()  # id(view) -> (view, "init" | "render"), oldest first
+_jobs: OrderedDict[int, tuple] = OrderedDict()
+# VTK is not thread-safe: the start-up warm render (a worker) and the views (GUI thread) never overlap
+_warm_lock = threading.Lock()
+_warm_done = threading.Event()
+_warm_done.set()  # no warm render running
+_views_made = False  # id(view) -> (view, "init" | "render"), oldest first
 _armed = False
 
 
@@ -91,6 +98,11 @@ class VtkView(QWidget):
 
     def __init__(self, parent: QWidget | None = None, background=(0.12, 0.13, 0.16)) -> None:
         super().__init__(parent)
+        global _views_made
+        with _warm_lock:
+            _views_made = True  # from now on no warm render starts
+        if not _warm_done.wait(5.0):  # one running already: rare (a tab's import waits for it first)
+            log.warning("VTK warm-up still running; making the view anyway")
         import vtkmodules.vtkInteractionStyle  # noqa: F401  (registers interactor styles)
         import vtkmodules.vtkRenderingOpenGL2  # noqa: F401  (registers the OpenGL backend)
         from vtkmodules.vtkInteractionStyle import vtkInteractorStyleTrackballCamera
@@ -193,3 +205,66 @@ class VtkView(QWidget):
     def closeEvent(self, event) -> None:  # noqa: N802
         self.close_view()
         super().closeEvent(event)
+
+
+def wait_for_warm_up(timeout: float = 10.0) -> bool:
+    """Block (a worker: a tab's import job) until no warm render runs; True when none does."""
+    return _warm_done.wait(timeout)
+
+
+def warm_offscreen_rendering() -> bool:
+    """Render a small lit surface, lines and text once in a throw-away offscreen window (the app's warm-up worker
+    calls this at start, before any view exists): software OpenGL (Mesa's llvmpipe) compiles its shaders and
+    rasteriser code on a process's first render, 0.1-0.3 s that a 3D view's first render would otherwise spend on
+    the GUI thread (then about 30-40 ms). VTK is not thread-safe: it never starts once a view exists, and a view
+    made meanwhile waits for it. False (and nothing else) when skipped or where offscreen rendering is not
+    available. ``NIPS_EXPLORER_NO_VTK_WARMUP=1`` skips it."""
+    global _views_made
+    if os.environ.get("NIPS_EXPLORER_NO_VTK_WARMUP") == "1":
+        return False
+    with _warm_lock:
+        if _views_made:
+            return False
+        _warm_done.clear()
+    try:
+        import vtkmodules.vtkRenderingFreeType  # noqa: F401  (text rendering)
+        import vtkmodules.vtkRenderingOpenGL2  # noqa: F401
+        from vtkmodules.vtkFiltersSources import vtkOutlineSource, vtkSphereSource
+        from vtkmodules.vtkRenderingCore import (
+            vtkActor,
+            vtkPolyDataMapper,
+            vtkRenderer,
+            vtkRenderWindow,
+            vtkTextActor,
+        )
+
+        rw = vtkRenderWindow()
+        rw.SetOffScreenRendering(1)
+        rw.SetSize(64, 64)
+        ren = vtkRenderer()
+        rw.AddRenderer(ren)
+        sphere = vtkSphereSource()
+        mapper = vtkPolyDataMapper()
+        mapper.SetInputConnection(sphere.GetOutputPort())
+        mapper.ScalarVisibilityOff()
+        actor = vtkActor()
+        actor.SetMapper(mapper)
+        actor.GetProperty().SetSpecular(0.3)
+        ren.AddActor(actor)
+        box = vtkOutlineSource()
+        bm = vtkPolyDataMapper()
+        bm.SetInputConnection(box.GetOutputPort())
+        outline = vtkActor()
+        outline.SetMapper(bm)
+        ren.AddActor(outline)
+        text = vtkTextActor()
+        text.SetInput("warm-up")
+        ren.AddViewProp(text)
+        rw.Render()
+        rw.Finalize()
+        return True
+    except Exception:  # noqa: BLE001 - a warm-up that fails only leaves the first render slower
+        log.debug("VTK offscreen warm-up failed", exc_info=True)
+        return False
+    finally:
+        _warm_done.set()

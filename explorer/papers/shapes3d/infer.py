@@ -11,6 +11,12 @@ import numpy as np
 
 PAPER = "shapes3d"
 TURNTABLE_ELEVATION = 25.0
+# The bundled models the tab offers: (data set name in the checkpoint's metadata, file in models/, title).
+BUNDLED_MODELS: tuple[tuple[str, str, str], ...] = (
+    ("primitives", "shapes3d_primitives.safetensors", "Primitives (generated)"),
+    ("furniture", "shapes3d_furniture.safetensors", "Furniture (Sweet Home 3D)"),
+    ("modelnet", "shapes3d_modelnet.safetensors", "ModelNet10 chairs and monitors"),
+)
 
 
 def load_for_app(path: str, device):
@@ -271,13 +277,18 @@ def load_gallery(path: Path | None = None) -> dict[str, Any]:
     }
 
 
-def save_gallery(test, idx: Sequence[int], path: Path) -> None:
-    idx = np.asarray(idx)
+def save_gallery(test, idx: Sequence[int], path: Path, source: dict[str, Any] | None = None) -> None:
+    """Write held-out shapes ``idx`` of a ShapeSet: their pictures from the training cameras, their 32^3 grids
+    bit-packed, labels and names (``source``: where they come from, kept in the metadata)."""
+    idx = np.asarray(idx, dtype=np.int64)
     path.parent.mkdir(parents=True, exist_ok=True)
+    meta: dict[str, Any] = {"names": [test.names[i] for i in idx], "class_names": list(test.class_names)}
+    if source:
+        meta["source"] = source
     np.savez_compressed(
         path,
         views=test.views[idx, : len(test.cameras)],
         labels=test.labels[idx],
         voxels=np.packbits(test.voxels[idx], axis=-1),
-        meta=np.array(json.dumps({"names": [test.names[i] for i in idx], "class_names": list(test.class_names)})),
+        meta=np.array(json.dumps(meta)),
     )

@@ -5,6 +5,7 @@ watch the canvas being built step by step."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -44,6 +45,13 @@ def to_pixmap(img: np.ndarray, scale: int = 3) -> QPixmap:
     h, w = a.shape
     q = QImage(a.tobytes(), w, h, w, QImage.Format_Grayscale8).copy()
     return QPixmap.fromImage(q).scaled(w * scale, h * scale, Qt.IgnoreAspectRatio, Qt.FastTransformation)
+
+
+def _same_file(a, b) -> bool:
+    try:
+        return bool(a) and bool(b) and Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return False
 
 
 class _Gallery(QListWidget):
@@ -198,41 +206,49 @@ class Shapes3DPanel(PaperPanel):
 
         cbox = QGroupBox("Model")
         cl = QGridLayout(cbox)
-        cl.addWidget(QLabel("Class hint"), 0, 0)
+        cl.addWidget(QLabel("Trained on"), 0, 0)
+        self.model_combo = QComboBox()
+        self.model_combo.setToolTip(
+            "The bundled models: each brings its own held-out gallery (Open checkpoint… loads any other)"
+        )
+        self._fill_model_combo()
+        self.model_combo.activated.connect(self._on_model_chosen)
+        cl.addWidget(self.model_combo, 0, 1, 1, 2)
+        cl.addWidget(QLabel("Class hint"), 1, 0)
         self.cond_combo = QComboBox()
         self.cond_combo.setToolTip("Condition the inference on a class (none: the picture alone)")
-        cl.addWidget(self.cond_combo, 0, 1)
+        cl.addWidget(self.cond_combo, 1, 1)
         self.infer_btn = QPushButton("Infer")
         self.infer_btn.setToolTip("Infer the 3D shape from the picture (one forward pass, in a worker)")
         self.infer_btn.clicked.connect(self.infer_current)
-        cl.addWidget(self.infer_btn, 0, 2)
-        cl.addWidget(QLabel("Sample class"), 1, 0)
+        cl.addWidget(self.infer_btn, 1, 2)
+        cl.addWidget(QLabel("Sample class"), 2, 0)
         self.sample_combo = QComboBox()
         self.sample_combo.setToolTip("Class of the new shapes drawn from the prior (any: unconditional)")
-        cl.addWidget(self.sample_combo, 1, 1)
+        cl.addWidget(self.sample_combo, 2, 1)
         self.sample_btn = QPushButton("Sample")
         self.sample_btn.setToolTip("Draw a new shape from the model's prior, z_t ~ N(0, I)")
         self.sample_btn.clicked.connect(self.sample)
-        cl.addWidget(self.sample_btn, 1, 2)
-        cl.addWidget(QLabel("Iso-level"), 2, 0)
+        cl.addWidget(self.sample_btn, 2, 2)
+        cl.addWidget(QLabel("Iso-level"), 3, 0)
         self.iso_slider = QSlider(Qt.Horizontal)
         self.iso_slider.setRange(5, 95)
         self.iso_slider.setValue(50)
         self.iso_slider.setToolTip("Occupancy level of the isosurface (0.5 = the model's decision boundary)")
         self.iso_slider.valueChanged.connect(self._on_iso)
-        cl.addWidget(self.iso_slider, 2, 1)
+        cl.addWidget(self.iso_slider, 3, 1)
         self.iso_label = QLabel("0.50")
-        cl.addWidget(self.iso_label, 2, 2)
-        cl.addWidget(QLabel("Canvas step"), 3, 0)
+        cl.addWidget(self.iso_label, 3, 2)
+        cl.addWidget(QLabel("Canvas step"), 4, 0)
         self.step_slider = QSlider(Qt.Horizontal)
         self.step_slider.setRange(1, 1)
         self.step_slider.setToolTip("Show the 3D canvas after this many DRAW steps")
         self.step_slider.valueChanged.connect(self._on_step)
-        cl.addWidget(self.step_slider, 3, 1)
+        cl.addWidget(self.step_slider, 4, 1)
         self.animate_btn = QPushButton("Animate")
         self.animate_btn.setToolTip("Replay how the model builds the volume, one write per step")
         self.animate_btn.clicked.connect(self.animate)
-        cl.addWidget(self.animate_btn, 3, 2)
+        cl.addWidget(self.animate_btn, 4, 2)
         left.addWidget(cbox)
         self.info = QLabel("")
         self.info.setWordWrap(True)
@@ -284,6 +300,39 @@ class Shapes3DPanel(PaperPanel):
 
     def vtk_views(self):
         return [self.pred_view, self.truth_view]
+
+    # ------------------------------------------------------------------------------------ model choice
+    def _fill_model_combo(self) -> None:
+        """The bundled models that are there (a path check per file, no read), then "other" when the loaded
+        checkpoint is none of them."""
+        from explorer.core.paths import bundled
+
+        from .infer import BUNDLED_MODELS
+
+        self.model_combo.blockSignals(True)
+        self.model_combo.clear()
+        for _name, file, title in BUNDLED_MODELS:
+            if bundled(file).exists():
+                self.model_combo.addItem(title, str(bundled(file)))
+        self.model_combo.blockSignals(False)
+
+    def _on_model_chosen(self, index: int) -> None:
+        path = self.model_combo.itemData(index)
+        if path and (self.model_meta is None or not _same_file(path, self.model_meta.path)):
+            self.open_checkpoint(path)
+
+    def _show_model_choice(self, meta) -> None:
+        """The choice shows the loaded checkpoint: its bundled entry, or "other: NAME"."""
+        self._fill_model_combo()
+        self.model_combo.blockSignals(True)
+        for i in range(self.model_combo.count()):
+            if _same_file(self.model_combo.itemData(i), meta.path):
+                self.model_combo.setCurrentIndex(i)
+                break
+        else:
+            self.model_combo.addItem(f"other: {meta.name}", None)
+            self.model_combo.setCurrentIndex(self.model_combo.count() - 1)
+        self.model_combo.blockSignals(False)
 
     # ----------------------------------------------------------------------------------------- gallery
     def _load_gallery(self, dataset: str = "primitives", then=None) -> None:
@@ -340,6 +389,7 @@ class Shapes3DPanel(PaperPanel):
             fn()
 
     def on_model_loaded(self, model, meta) -> None:
+        self._show_model_choice(meta)
         dataset = str((meta.data or {}).get("name") or "primitives")
         shown = self.current is not None or self.current_image is not None  # not the first model
         new_gallery = False
@@ -359,9 +409,10 @@ class Shapes3DPanel(PaperPanel):
         self.step_slider.setValue(model.steps)
         m = meta.metrics or {}
         if "test_iou" in m:
+            near = f", nearest training picture {m['test_iou_nearest']:.3f}" if "test_iou_nearest" in m else ""
             self.info.setText(
                 f"Held-out single-view IoU {m['test_iou']:.3f} (visual-hull baseline "
-                f"{m.get('test_iou_baseline', float('nan')):.3f}) on {meta.data.get('test_shapes', '?')} "
+                f"{m.get('test_iou_baseline', float('nan')):.3f}{near}) on {meta.data.get('test_shapes', '?')} "
                 f"{meta.data.get('name', '')} shapes. Trained from pictures only."
             )
         else:

@@ -175,9 +175,13 @@ def read_gallery(dataset: str) -> tuple[str | None, dict[str, Any], dict[str, An
     if not p.exists():
         return "missing", {"file": p.name, "folder": str(p.parent)}, None
     try:
-        return None, {}, load_gallery(p)
+        g = load_gallery(p)
     except Exception as exc:  # noqa: BLE001 - a message in the banner, not a crash
         return "unreadable", {"file": p.name, "reason": str(exc)}, None
+    from .photo import reference
+
+    g["reference"] = reference(g["views"][:, 0])  # how "Open picture..." frames and draws a photo for this model
+    return None, {}, g
 
 
 def sample_volumes(

@@ -199,7 +199,10 @@ class Shapes3DPanel(PaperPanel):
         self.gallery_list.currentRowChanged.connect(self._on_gallery_row)
         gl.addWidget(self.gallery_list)
         self.open_btn = QPushButton("Open picture…")
-        self.open_btn.setToolTip("Infer the shape of your own picture (one object; dark or bright background)")
+        self.open_btn.setToolTip(
+            "Infer the shape of your own photo: one object on a plain background (or a PNG with a transparent "
+            "background). It is masked, cropped and resized to the model's input; the note under the strip says how"
+        )
         self.open_btn.clicked.connect(self._open_image)
         gl.addWidget(self.open_btn)
         left.addWidget(gbox, 1)
@@ -273,7 +276,9 @@ class Shapes3DPanel(PaperPanel):
         right.addLayout(views, 1)
 
         sbox = QGroupBox("Input picture · re-projection from the input camera · turntable of new views")
-        sl = QHBoxLayout(sbox)
+        sv = QVBoxLayout(sbox)
+        sl = QHBoxLayout()
+        sv.addLayout(sl)
         sl.setSpacing(3)  # ten thumbnails fit beside the gallery in a 1024-pixel-wide window
         self.strip: list[QLabel] = []
         for i in range(_STRIP):
@@ -291,6 +296,11 @@ class Shapes3DPanel(PaperPanel):
         self.strip[1].setToolTip("The inferred volume pushed through the fixed projection, from the input camera")
         for lab in self.strip[2:]:
             lab.setToolTip("The inferred volume seen from new cameras (turntable, 25° elevation)")
+        self.picture_note = QLabel("")
+        self.picture_note.setWordWrap(True)
+        self.picture_note.setStyleSheet("color: #a0a6b0;")
+        self.picture_note.setToolTip("Where the input picture comes from, and what was done to an opened photo")
+        sv.addWidget(self.picture_note)
         right.addWidget(sbox, 0)
 
         self.anim_timer = QTimer(self)
@@ -476,6 +486,10 @@ class Shapes3DPanel(PaperPanel):
             return
         self.current_image = self.gallery["views"][row, 0].astype(np.float32) / 255.0
         self.current_truth = self.gallery["voxels"][row].astype(np.float32)
+        self.picture_note.setText(
+            f"Held-out {self.gallery['names'][row]}: rendered by the project's renderer from the input camera "
+            "(never trained on)"
+        )
         self.infer_current()
 
     def picture_start_folder(self) -> str:
@@ -490,17 +504,33 @@ class Shapes3DPanel(PaperPanel):
             self.open_image(path)
 
     def open_image(self, path: str) -> None:
-        from .infer import load_image
+        """A photo -> the model's input picture (masked, cropped, resized, in a worker), then its shape. The
+        framing and grey level follow this model's training pictures (measured on its gallery)."""
+        from .photo import DEFAULT_FILL, load_photo
 
         remember_folder(self.context.settings, PICTURE_DIR_KEY, path)
-        self.runner.submit(load_image, path, key="open", on_result=self._image_opened)
+        ref = (self.gallery or {}).get("reference") or {"fill": DEFAULT_FILL, "grey": None}
+        size = int(getattr(self.model, "image_size", 32))
+        name = Path(path).name
+        self.runner.submit(
+            load_photo,
+            path,
+            size,
+            ref["fill"],
+            ref["grey"],
+            key="open",
+            name="prepare picture",
+            on_result=lambda r, n=name: self._image_opened(r, n),
+        )
 
-    def _image_opened(self, img) -> None:
+    def _image_opened(self, result, name: str = "") -> None:
+        img, report = result if isinstance(result, tuple) else (result, "")
         self.gallery_list.blockSignals(True)
         self.gallery_list.clearSelection()
         self.gallery_list.setCurrentRow(-1)
         self.gallery_list.blockSignals(False)
         self.current_image, self.current_truth = img, None
+        self.picture_note.setText(f"{name}: {report}" if name else report)
         self.infer_current()
 
     # --------------------------------------------------------------------------------------- inference
@@ -576,6 +606,7 @@ class Shapes3DPanel(PaperPanel):
         self.pred_view.set_volume(self.current["occupancy"], f"sampled from the prior ({name})")
         self.truth_view.set_volume(None, "a new shape: no ground truth")
         self._set_strip([None, None] + list(res["views"][0]))
+        self.picture_note.setText("")
         self.step_slider.blockSignals(True)
         self.step_slider.setValue(self.step_slider.maximum())
         self.step_slider.blockSignals(False)

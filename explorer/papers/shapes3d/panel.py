@@ -298,7 +298,6 @@ class Shapes3DPanel(PaperPanel):
             lab.setToolTip("The inferred volume seen from new cameras (turntable, 25° elevation)")
         self.picture_note = QLabel("")
         self.picture_note.setWordWrap(True)
-        self.picture_note.setStyleSheet("color: #a0a6b0;")
         self.picture_note.setToolTip("Where the input picture comes from, and what was done to an opened photo")
         sv.addWidget(self.picture_note)
         right.addWidget(sbox, 0)

@@ -139,6 +139,8 @@ def main(argv=None) -> int:
         r = rows.setdefault(cls, {})
         rendered = test.views[i, model.input_view].astype(np.float32) / 255.0
         r.setdefault("renderer's picture", []).append(float(iou(infer(rendered, int(test.labels[i])), truth)))
+        flat = np.where(rendered > 0.02, float(np.median(ref["grey"])), 0.0).astype(np.float32)
+        r.setdefault("renderer's silhouette, one grey", []).append(float(iou(infer(flat, int(test.labels[i])), truth)))
         for e in elevations:
             colour, bg = looks[n % len(looks)]
             p = save / f"{test.names[i]}_e{int(e)}.png"

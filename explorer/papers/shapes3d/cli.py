@@ -606,7 +606,12 @@ def evaluate(args) -> int:
 
 # ----- reconstruct ----------------------------------------------------------------------------------------
 def configure_reconstruct(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("image", metavar="IMAGE", help="a picture of one object (PNG/JPEG; dark or bright background)")
+    parser.add_argument(
+        "image",
+        metavar="IMAGE",
+        help="a photo of one object on a plain background, or a PNG with a transparent background (masked, cropped "
+        "and resized like the tab's Open picture; what was done is printed)",
+    )
     parser.add_argument("--out", required=True, metavar="SHAPE.obj", help="mesh to write (.obj, .stl or .ply)")
     parser.add_argument("--checkpoint", metavar="FILE", default=None, help="default: the bundled primitives model")
     parser.add_argument(
@@ -629,18 +634,23 @@ def reconstruct(args) -> int:
 
     from explorer.core.devices import choose_device, configure_threads
 
-    from .infer import infer_volume, load_for_app, load_image, mesh_from_volume, save_image, write_mesh
+    from .infer import infer_volume, load_for_app, mesh_from_volume, read_gallery, save_image, write_mesh
+    from .photo import DEFAULT_FILL, load_photo
 
     if not 0.0 < args.level < 1.0:
         raise UserError("--level must be between 0 and 1")
     out = Path(args.out)
     if out.suffix.lower() not in (".obj", ".stl", ".ply"):
         raise UserError(f"{out.name}: unsupported mesh format (use .obj, .stl or .ply)")
-    img = load_image(args.image)
     configure_threads(for_gui=False)
     device = choose_device(getattr(args, "device", "auto"))
     ckpt = Path(args.checkpoint) if args.checkpoint else _default_checkpoint()
-    model, _ = load_for_app(str(ckpt), device)
+    model, meta = load_for_app(str(ckpt), device)
+    # the photo is framed and drawn like this model's training pictures (measured on its bundled gallery)
+    _, _, gallery = read_gallery(str((meta.data or {}).get("name") or "primitives"))
+    ref = (gallery or {}).get("reference") or {"fill": DEFAULT_FILL, "grey": None}
+    img, report = load_photo(args.image, model.image_size, ref["fill"], ref["grey"])
+    print(f"{Path(args.image).name}: {report}", file=sys.stderr)
     label = None
     if args.label is not None:
         if args.label not in model.class_names:

@@ -7,7 +7,10 @@ camera's azimuth at a few elevations; the render goes through ``photo.load_photo
 levels) and the model infers the shape, scored by IoU against the grid, beside the model's IoU on the renderer's
 own picture of the same shape.
 
-    python -m bench.experiments.shapes3d_photo_check --shapes DIR [--per-class 20] [--save-dir /tmp/photos]
+    python -m bench.experiments.shapes3d_photo_check --shapes DIR [--per-class 20] [--save-dir /tmp/photos] [--quick]
+
+``--quick``: one shape per class at one elevation; skips with one line without ``--shapes`` (the ModelNet10 grids
+are not part of the repository).
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from bench._util import add_quick, run, skip
 
 
 def render_photo(grid: np.ndarray, out: Path, elevation: float, colour, background, size=(640, 480)) -> None:
@@ -99,13 +104,20 @@ def render_photo(grid: np.ndarray, out: Path, elevation: float, colour, backgrou
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--shapes", required=True, help="folder of the ModelNet10 grids (CLASS.npy.gz)")
+    ap.add_argument("--shapes", default=None, help="folder of the ModelNet10 grids (CLASS.npy.gz)")
     ap.add_argument("--data-dir", default=None, help="cache folder of the rendered data set (as eval's)")
     ap.add_argument("--checkpoint", default="models/shapes3d_modelnet.safetensors")
     ap.add_argument("--per-class", type=int, default=20, help="held-out shapes per class")
     ap.add_argument("--elevations", default="0,15,30", help="camera elevations in degrees")
     ap.add_argument("--save-dir", default=None, help="keep the photos and the prepared pictures here")
+    add_quick(ap, "one shape per class at one elevation; skips without --shapes")
     args = ap.parse_args(argv)
+    if not args.shapes:
+        return skip("give --shapes DIR, the folder of the ModelNet10 grids (not part of the repository)")
+    if not Path(args.checkpoint).exists():
+        return skip(f"no checkpoint {args.checkpoint}")
+    if args.quick:
+        args.per_class, args.elevations = 1, args.elevations.split(",")[0]
 
     import torch
 
@@ -165,4 +177,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

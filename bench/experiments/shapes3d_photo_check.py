@@ -131,9 +131,10 @@ def main(argv=None) -> int:
     configure_threads(for_gui=False)
     model, _ = load_for_app(args.checkpoint, "cpu")
     folder = Path(args.data_dir) / "shapes3d" if args.data_dir else cache_dir()
-    _, test = load_dataset("modelnet", shapes=args.shapes, rig=PRESETS["modelnet"]["rig"], folder=folder)
+    train, test = load_dataset("modelnet", shapes=args.shapes, rig=PRESETS["modelnet"]["rig"], folder=folder)
     idx = [int(i) for c in range(len(test.class_names)) for i in np.nonzero(test.labels == c)[0][: args.per_class]]
-    ref = photo.reference(test.views[idx, model.input_view])
+    # framing and grey levels measured on the training split's pictures (the app measures them on its gallery)
+    ref = photo.reference(train.views[:, model.input_view], train.labels)
     save = Path(args.save_dir) if args.save_dir else Path(tempfile.mkdtemp(prefix="shapes3d-photos-"))
     save.mkdir(parents=True, exist_ok=True)
     looks = [((0.55, 0.36, 0.22), (0.72, 0.82, 0.93)), ((0.2, 0.2, 0.22), (0.93, 0.9, 0.8))]  # wood/sky, dark/cream
@@ -157,8 +158,13 @@ def main(argv=None) -> int:
             colour, bg = looks[n % len(looks)]
             p = save / f"{test.names[i]}_e{int(e)}.png"
             render_photo(internal_to_grid(truth), p, e, colour, bg)
-            for mode, shading in (("matched grey", "matched"), ("one grey", "flat")):
-                pic, report = photo.load_photo(p, model.image_size, ref["fill"], ref["grey"], shading)
+            per_class = ref["fill_by_class"][int(test.labels[i])]
+            for mode, shading, fill in (
+                ("matched grey", "matched", ref["fill"]),
+                ("one grey", "flat", ref["fill"]),
+                ("one grey, class framing", "flat", per_class),
+            ):
+                pic, report = photo.load_photo(p, model.image_size, fill, ref["grey"], shading)
                 r.setdefault(f"photo, elevation {e:.0f}, {mode}", []).append(
                     float(iou(infer(pic, int(test.labels[i])), truth))
                 )

@@ -649,7 +649,12 @@ def reconstruct(args) -> int:
     # the photo is framed and drawn like this model's training pictures (measured on its bundled gallery)
     _, _, gallery = read_gallery(str((meta.data or {}).get("name") or "primitives"))
     ref = (gallery or {}).get("reference") or {"fill": DEFAULT_FILL, "grey": None}
-    img, report = load_photo(args.image, model.image_size, ref["fill"], ref["grey"])
+    fill, framing = ref["fill"], "training"
+    if args.label is not None and args.label in model.class_names:
+        c = model.class_names.index(args.label)
+        if c in (ref.get("fill_by_class") or {}):
+            fill, framing = ref["fill_by_class"][c], f"{args.label} training"
+    img, report = load_photo(args.image, model.image_size, fill, ref["grey"], framing=framing)
     print(f"{Path(args.image).name}: {report}", file=sys.stderr)
     label = None
     if args.label is not None:

@@ -182,7 +182,7 @@ def read_gallery(dataset: str) -> tuple[str | None, dict[str, Any], dict[str, An
         return "unreadable", {"file": p.name, "reason": str(exc)}, None
     from .photo import reference
 
-    g["reference"] = reference(g["views"][:, 0])  # how "Open picture..." frames and draws a photo for this model
+    g["reference"] = reference(g["views"][:, 0], g["labels"])  # how "Open picture..." frames and draws a photo
     return None, {}, g
 
 

@@ -511,12 +511,18 @@ class Shapes3DPanel(PaperPanel):
         ref = (self.gallery or {}).get("reference") or {"fill": DEFAULT_FILL, "grey": None}
         size = int(getattr(self.model, "image_size", 32))
         name = Path(path).name
+        # with a class hint, the framing of that class's pictures (ModelNet monitors span less of the frame)
+        cond = self.cond_combo.currentIndex() - 1
+        fill, framing = ref["fill"], "training"
+        if cond >= 0 and cond in (ref.get("fill_by_class") or {}):
+            fill, framing = ref["fill_by_class"][cond], f"{self.cond_combo.currentText()} training"
         self.runner.submit(
             load_photo,
             path,
             size,
-            ref["fill"],
+            fill,
             ref["grey"],
+            framing=framing,
             key="open",
             name="prepare picture",
             on_result=lambda r, n=name: self._image_opened(r, n),

@@ -43,12 +43,19 @@ def _user_error(msg: str) -> Exception:
 
 
 # ------------------------------------------------------------------------------------------ reference
-def reference(views: np.ndarray) -> dict[str, Any]:
+def reference(views: np.ndarray, labels: np.ndarray | None = None) -> dict[str, Any]:
     """What the model's input pictures look like, from a few of them ((N, H, W) uint8 or float in [0, 1], e.g.
-    the gallery's input views): ``fill`` (median share of the frame the object's larger side spans) and
-    ``grey`` (101 quantiles of the grey levels inside objects, edge pixels left out)."""
+    the gallery's input views): ``fill`` (median share of the frame the object's larger side spans), ``grey``
+    (101 quantiles of the grey levels inside objects, edge pixels left out) and, with ``labels``,
+    ``fill_by_class`` ({label: fill}; a ModelNet monitor seen from the side is narrower than its depth, so its
+    picture spans less of the frame than a chair's)."""
     from scipy import ndimage
 
+    if labels is not None:
+        out = reference(views)
+        lab = np.asarray(labels)
+        out["fill_by_class"] = {int(c): reference(np.asarray(views)[lab == c])["fill"] for c in np.unique(lab)}
+        return out
     v = np.asarray(views, np.float32)
     if v.max(initial=0.0) > 1.5:
         v = v / 255.0
@@ -170,6 +177,7 @@ def prepare_photo(
     fill: float = DEFAULT_FILL,
     grey: np.ndarray | None = None,
     shading: str = "flat",
+    framing: str = "training",
 ) -> tuple[np.ndarray, str]:
     """A PIL image of one object -> ((size, size) float32 picture in the renderer's style, report in words).
 
@@ -241,7 +249,7 @@ def prepare_photo(
     steps += [
         masked,
         f"cropped {w0}x{h0} -> {crop_px}x{crop_px} around the object, on black (its larger side fills "
-        f"{fill:.0%} of the frame, as in training)",
+        f"{fill:.0%} of the frame, as in the {framing} pictures)",
         f"resized to {size}x{size}",
         shaded,
     ]
@@ -254,6 +262,7 @@ def load_photo(
     fill: float = DEFAULT_FILL,
     grey: np.ndarray | None = None,
     shading: str = "flat",
+    framing: str = "training",
 ) -> tuple[np.ndarray, str]:
     """:func:`prepare_photo` of a picture file (checked by ``explorer.core.validate.open_image``); errors start
     with the file's name."""
@@ -262,6 +271,6 @@ def load_photo(
 
     name = Path(path).name
     try:
-        return prepare_photo(open_image(path), size, fill, grey, shading)
+        return prepare_photo(open_image(path), size, fill, grey, shading, framing)
     except UserError as exc:
         raise UserError(str(exc) if str(exc).startswith(f"{name}:") else f"{name}: {exc}") from None

@@ -237,7 +237,7 @@ def test_a_missing_gallery_is_its_declared_message_and_stays_after_other_actions
     panel.shutdown()
 
 
-def test_the_modelnet_model_shows_held_out_real_chairs_and_monitors(make_panel, qtbot, bundled_or_tiny):
+def test_the_modelnet_model_shows_held_out_real_chairs_and_monitors(make_panel, qtbot, bundled_or_tiny, tmp_path):
     from explorer.core.paths import bundled
     from explorer.papers.shapes3d.infer import gallery_path
 
@@ -268,6 +268,18 @@ def test_the_modelnet_model_shows_held_out_real_chairs_and_monitors(make_panel, 
         assert shown[panel.truth_view].startswith("ground truth (IoU ")
         assert g["names"][row] in panel.picture_note.text()
         assert _blue_pixels(panel.truth_view) > 50
+    # a photo with the class hint "monitor" is framed like the monitor pictures (they span less of the frame)
+    from PIL import Image
+
+    a = np.full((400, 300, 3), 235, np.uint8)
+    a[50:350, 140:160] = 20
+    Image.fromarray(a).save(tmp_path / "stand.png")
+    panel.cond_combo.setCurrentIndex(2)
+    panel.open_image(str(tmp_path / "stand.png"))
+    _wait_idle(qtbot, panel)
+    fill = g["reference"]["fill_by_class"][1]
+    assert fill < g["reference"]["fill"]
+    assert f"fills {fill:.0%} of the frame, as in the monitor training pictures" in panel.picture_note.text()
     panel.shutdown()
 
 

@@ -57,6 +57,10 @@ def test_the_margin_and_grey_levels_follow_the_reference_pictures():
     views[:, 6:26, 10:22] = 200  # the object's larger side is 20 of 32 pixels
     ref = P.reference(views)
     assert ref["fill"] == pytest.approx(20 / 32)
+    views2 = np.concatenate([views, np.zeros((2, 32, 32), np.uint8)])
+    views2[3:, 12:20, 10:22] = 200  # a second class: its pictures span 12 of 32 pixels
+    by = P.reference(views2, np.array([0, 0, 0, 1, 1]))["fill_by_class"]
+    assert by == {0: pytest.approx(20 / 32), 1: pytest.approx(12 / 32)}
     pic, report = P.prepare_photo(Image.fromarray(_chair_photo()), 32, ref["fill"], ref["grey"])
     y0, y1, _, _ = _bbox(pic)
     assert abs((y1 - y0 + 1) - 20) <= 1 and abs(y0 - 6) <= 1

@@ -26,8 +26,11 @@ import numpy as np
 from bench._util import add_quick, run, skip
 
 
-def render_photo(grid: np.ndarray, out: Path, elevation: float, colour, background, size=(640, 480)) -> None:
-    """A photo-like VTK render of an exchange grid [x, y(up), z]; the camera looks at its front (+z)."""
+def render_photo(
+    grid: np.ndarray, out: Path, elevation: float, colour, background, size=(640, 480), parallel: bool = False
+) -> None:
+    """A photo-like VTK render of an exchange grid [x, y(up), z]; the camera looks at its front (+z).
+    ``parallel``: an orthographic camera, as the renderer's (to tell the perspective's share of the gap)."""
     import vtkmodules.vtkRenderingOpenGL2  # noqa: F401
     from scipy import ndimage
     from skimage.measure import marching_cubes
@@ -86,6 +89,9 @@ def render_photo(grid: np.ndarray, out: Path, elevation: float, colour, backgrou
     cam.SetPosition(0, d * np.sin(e), d * np.cos(e))
     cam.SetViewUp(0, 1, 0)
     cam.SetViewAngle(28)
+    if parallel:
+        cam.ParallelProjectionOn()
+        cam.SetParallelScale(1.5)
     ren.ResetCameraClippingRange()
     win = vtkRenderWindow()
     win.SetOffScreenRendering(1)
@@ -146,6 +152,10 @@ def main(argv=None) -> int:
             x = torch.from_numpy(pic[None].astype(np.float32))
             return (model(x, torch.tensor([label]), sample=False)["logits"][0, 0] > 0).numpy()
 
+    def score_photo(p: Path, fill: float, shading: str, label: int, truth: np.ndarray) -> float:
+        pic, _ = photo.load_photo(p, model.image_size, fill, ref["grey"], shading)
+        return float(iou(infer(pic, label), truth))
+
     for n, i in enumerate(idx):
         cls = test.class_names[int(test.labels[i])]
         truth = test.voxels[i]
@@ -158,6 +168,17 @@ def main(argv=None) -> int:
             colour, bg = looks[n % len(looks)]
             p = save / f"{test.names[i]}_e{int(e)}.png"
             render_photo(internal_to_grid(truth), p, e, colour, bg)
+            if e == elevations[0]:
+                p = save / f"{test.names[i]}_e{int(e)}_ortho.png"
+                render_photo(internal_to_grid(truth), p, e, colour, bg, parallel=True)
+                key = f"photo, elevation {e:.0f}, orthographic camera, one grey"
+                r.setdefault(key, []).append(score_photo(p, ref["fill"], "flat", int(test.labels[i]), truth))
+                p = save / f"{test.names[i]}_e{int(e)}.png"
+                # the framing of this shape's own rendered picture: its scale follows the shape's largest 3D extent,
+                # which one photo cannot show (a monitor seen from the side is deeper than it is wide)
+                own = photo.reference(test.views[i : i + 1, model.input_view])["fill"]
+                key = f"photo, elevation {e:.0f}, one grey, the shape's own framing (oracle)"
+                r.setdefault(key, []).append(score_photo(p, own, "flat", int(test.labels[i]), truth))
             per_class = ref["fill_by_class"][int(test.labels[i])]
             for mode, shading, fill in (
                 ("matched grey", "matched", ref["fill"]),

@@ -98,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, metavar="FILE.png")
     s.add_argument("--size", default="1280x800", help="window size, WIDTHxHEIGHT (default 1280x800)")
     s.add_argument("--timeout", type=POSITIVE, default=300.0, help="seconds to wait for the demo (default 300)")
+    s.add_argument(
+        "--checkpoint", metavar="PATH", default=argparse.SUPPRESS, help="open this checkpoint in the tab first"
+    )
 
     modules = _paper_cli_modules()
     t = sub.add_parser("train", help="train a paper's model (see 'nips-explorer train ID --help')")

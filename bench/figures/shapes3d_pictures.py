@@ -2,6 +2,8 @@
 by the tab's own VTK views (VtkView.capture(), offscreen).
 
     python -m bench.figures.shapes3d_pictures --out resources/shapes3d/inferred.png [--rows 1,6,11] [--quick]
+    python -m bench.figures.shapes3d_pictures --checkpoint models/shapes3d_modelnet.safetensors \
+        --rows 0,2,4,6,8,10,12 --out resources/shapes3d/inferred_modelnet.png   (its own gallery: real shapes)
 
 ``--quick``: one gallery item at 96 pixels, into a temporary folder.
 """
@@ -22,7 +24,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=None, help="default resources/shapes3d/inferred.png")
     ap.add_argument("--rows", default="0,4,8,12,16", help="gallery items to show (comma separated)")
-    ap.add_argument("--checkpoint", default=None, help="default: the bundled primitives model")
+    ap.add_argument(
+        "--checkpoint", default=None, help="default: the bundled primitives model (the tab shows its gallery)"
+    )
     ap.add_argument("--size", type=int, default=220, help="size of each 3D view in pixels")
     add_quick(ap, "one gallery item at 96 pixels, into a temporary folder")
     args = ap.parse_args(argv)
@@ -83,7 +87,8 @@ def main(argv=None) -> int:
         im = np.asarray(Image.fromarray((inp * 255).astype(np.uint8)).resize((s, s), Image.NEAREST))
         im = np.repeat(im[..., None], 3, axis=2)
         tiles.append(np.concatenate([im, panel.pred_view.capture(), panel.truth_view.capture()], axis=1))
-    sheet = np.concatenate(tiles, axis=0)
+    gap = np.full((4, tiles[0].shape[1], 3), 128, np.uint8)  # rows apart (ModelNet pictures fill their frame)
+    sheet = np.concatenate([part for t in tiles for part in (t, gap)][:-1], axis=0)
     Image.fromarray(sheet).save(args.out)
     print(f"saved {args.out} ({sheet.shape[1]}x{sheet.shape[0]}): input | inferred | ground truth")
     panel.shutdown()

@@ -124,7 +124,7 @@ def run_screenshot(args) -> int:
     output_file(args.out, "picture")
     os.environ["QT_QPA_PLATFORM"] = "offscreen"
     app = _make_app()
-    window = build_window(device=args.device, kiosk=False, tab=args.tab, checkpoint=None)
+    window = build_window(device=args.device, kiosk=False, tab=args.tab, checkpoint=getattr(args, "checkpoint", None))
     window.context.settings.persist = False
     window.resize(w, h)
     window.show()

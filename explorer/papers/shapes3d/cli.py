@@ -385,7 +385,77 @@ def configure_eval(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="write the --dataset's held-out shapes into DIR as CLASS_ID.npy grids for --voxels, then stop",
     )
+    parser.add_argument(
+        "--export-gallery",
+        metavar="FILE.npz",
+        default=None,
+        help="write the app's gallery of the --dataset's held-out TEST shapes (input pictures and ground-truth "
+        "grids, as resources/shapes3d/gallery_<dataset>.npz), the first of each class in the split's order, "
+        "then stop",
+    )
+    parser.add_argument(
+        "--gallery-counts",
+        metavar="N,N",
+        default="8,6",
+        help="how many held-out shapes of each class (in class order) --export-gallery takes (default 8,6)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument(
+        "--record",
+        action="store_true",
+        help="write the numbers into the checkpoint's metrics (held-out data set: test_iou, its baseline and per "
+        "class; --voxels: test_iou_nearest and the per-class nearest-picture and filled IoUs beside them)",
+    )
+
+
+def _record(ckpt: Path, metrics: dict) -> None:
+    """Merge held-out numbers into the checkpoint's metadata; per-class entries are merged class by class."""
+    from explorer.core.checkpoints import load_checkpoint, update_metrics
+
+    old = dict(load_checkpoint(ckpt, expected_paper=PAPER).meta.metrics or {})
+    per_class = {k: dict(v) for k, v in (old.get("per_class") or {}).items()}
+    for name, row in (metrics.pop("per_class", None) or {}).items():
+        per_class.setdefault(name, {}).update(row)
+    if per_class:
+        metrics["per_class"] = per_class
+    update_metrics(ckpt, metrics)
+    print(f"recorded the numbers in {ckpt}", file=sys.stderr)
+
+
+def _export_gallery(args) -> int:
+    import numpy as np
+
+    from explorer.core.progress import TerminalProgress
+
+    from .infer import save_gallery
+
+    try:
+        counts = [int(c) for c in str(args.gallery_counts).split(",") if c.strip()]
+    except ValueError:
+        raise UserError(f"--gallery-counts: '{args.gallery_counts}' is not a list of numbers like 8,6") from None
+    if not counts or min(counts) < 0:
+        raise UserError("--gallery-counts: give one count of 0 or more per class, e.g. 8,6")
+    with TerminalProgress("shapes3d data", disable=None) as bar:
+        _, test_set = _load_data(args, bar)
+    names = list(test_set.class_names)
+    if len(counts) == 1:
+        counts = counts * len(names)
+    if len(counts) != len(names):
+        raise UserError(f"--gallery-counts: {len(counts)} counts for {len(names)} classes ({', '.join(names)})")
+    idx = [int(i) for c, n in enumerate(counts) for i in np.nonzero(test_set.labels == c)[0][:n]]
+    source = {
+        "dataset": args.dataset,
+        "split": "test (held out: never trained on)",
+        "command": f"nips-explorer eval shapes3d --dataset {args.dataset}"
+        + (" --shapes DIR" if args.dataset == "modelnet" else "")
+        + f" --export-gallery {Path(args.export_gallery).name} --gallery-counts {','.join(map(str, counts))}",
+    }
+    if args.dataset == "modelnet":
+        source["credits"] = "ModelNet10 (Wu et al., 3D ShapeNets, CVPR 2015), Princeton ModelNet; 32^3 voxel grids"
+    save_gallery(test_set, idx, Path(args.export_gallery), source=source)
+    got = ", ".join(f"{n} {name}" for n, name in zip(counts, names))
+    print(f"wrote {len(idx)} held-out {args.dataset} shapes ({got}) to {args.export_gallery}")
+    return 0
 
 
 def _nearest_bank(args, meta, model):
@@ -425,6 +495,25 @@ def _evaluate_voxels(args, model, meta, ckpt, device) -> int:
         )
     with TerminalProgress("shapes3d eval") as bar:
         result = evaluate_grids(model, grids, device, bank=bank, progress=bar)
+    if args.record:
+        rec: dict = {
+            "test_grids": f"{result['shapes']} grids in {Path(args.voxels).name}/ "
+            "(eval --voxels; the class given if known)",
+            "test_grids_iou": result["iou"],
+            "test_grids_iou_filled": result["iou_filled"],
+            "test_grids_iou_baseline": result["iou_baseline"],
+            "per_class": {
+                name: {
+                    "grids_iou": r["iou"],
+                    "grids_iou_filled": r["iou_filled"],
+                    **({"iou_nearest": r["iou_nearest"]} if r["iou_nearest"] is not None else {}),
+                }
+                for name, r in result["per_class"].items()
+            },
+        }
+        if result["iou_nearest"] is not None:
+            rec["test_iou_nearest"] = result["iou_nearest"]
+        _record(ckpt, rec)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -451,6 +540,8 @@ def evaluate(args) -> int:
     from .evaluate import evaluate as run_eval
     from .infer import load_for_app
 
+    if args.export_gallery:
+        return _export_gallery(args)
     if args.export_voxels:
         from .data import export_voxels
 
@@ -461,6 +552,8 @@ def evaluate(args) -> int:
         n = export_voxels(test_set, args.export_voxels)
         print(f"wrote {n} held-out {args.dataset} grids to {args.export_voxels} (CLASS_ID.npy, x y z, y up)")
         return 0
+    if args.record and args.limit is not None:
+        raise UserError("--record needs the whole held-out set: leave out --limit")
     ckpt = Path(args.checkpoint) if args.checkpoint else _default_checkpoint(args.dataset)
     configure_threads(for_gui=False)
     device = choose_device(getattr(args, "device", "auto"))
@@ -475,8 +568,28 @@ def evaluate(args) -> int:
         if args.limit < 1:
             raise UserError("--limit must be positive")
         test_set = test_set.subset(range(min(args.limit, len(test_set))))
+    more: dict = {}
     with TerminalProgress("shapes3d eval") as bar:
-        result = run_eval(model, test_set, device, progress=bar)
+        result = run_eval(model, test_set, device, progress=bar, extra=more)
+    if args.record:
+        _record(
+            ckpt,
+            {
+                "headline": "test_iou",
+                "test_iou": result["iou"],
+                "test_iou_baseline": result["iou_baseline"],
+                "test_iou_without_filling": more["iou_raw"],
+                "test_elbo": result["elbo"],
+                "test_image_error_input_view": result["image_error_input_view"],
+                "test_image_error_new_views": result["image_error_new_views"],
+                **(
+                    {"test_image_error_novel_cameras": more["image_error_novel_cameras"]}
+                    if "image_error_novel_cameras" in more
+                    else {}
+                ),
+                "per_class": result["per_class"],
+            },
+        )
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -493,7 +606,12 @@ def evaluate(args) -> int:
 
 # ----- reconstruct ----------------------------------------------------------------------------------------
 def configure_reconstruct(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("image", metavar="IMAGE", help="a picture of one object (PNG/JPEG; dark or bright background)")
+    parser.add_argument(
+        "image",
+        metavar="IMAGE",
+        help="a photo of one object on a plain background, or a PNG with a transparent background (masked, cropped "
+        "and resized like the tab's Open picture; what was done is printed)",
+    )
     parser.add_argument("--out", required=True, metavar="SHAPE.obj", help="mesh to write (.obj, .stl or .ply)")
     parser.add_argument("--checkpoint", metavar="FILE", default=None, help="default: the bundled primitives model")
     parser.add_argument(
@@ -516,18 +634,28 @@ def reconstruct(args) -> int:
 
     from explorer.core.devices import choose_device, configure_threads
 
-    from .infer import infer_volume, load_for_app, load_image, mesh_from_volume, save_image, write_mesh
+    from .infer import infer_volume, load_for_app, mesh_from_volume, read_gallery, save_image, write_mesh
+    from .photo import DEFAULT_FILL, load_photo
 
     if not 0.0 < args.level < 1.0:
         raise UserError("--level must be between 0 and 1")
     out = Path(args.out)
     if out.suffix.lower() not in (".obj", ".stl", ".ply"):
         raise UserError(f"{out.name}: unsupported mesh format (use .obj, .stl or .ply)")
-    img = load_image(args.image)
     configure_threads(for_gui=False)
     device = choose_device(getattr(args, "device", "auto"))
     ckpt = Path(args.checkpoint) if args.checkpoint else _default_checkpoint()
-    model, _ = load_for_app(str(ckpt), device)
+    model, meta = load_for_app(str(ckpt), device)
+    # the photo is framed and drawn like this model's training pictures (measured on its bundled gallery)
+    _, _, gallery = read_gallery(str((meta.data or {}).get("name") or "primitives"))
+    ref = (gallery or {}).get("reference") or {"fill": DEFAULT_FILL, "grey": None}
+    fill, framing = ref["fill"], "training"
+    if args.label is not None and args.label in model.class_names:
+        c = model.class_names.index(args.label)
+        if c in (ref.get("fill_by_class") or {}):
+            fill, framing = ref["fill_by_class"][c], f"{args.label} training"
+    img, report = load_photo(args.image, model.image_size, fill, ref["grey"], framing=framing)
+    print(f"{Path(args.image).name}: {report}", file=sys.stderr)
     label = None
     if args.label is not None:
         if args.label not in model.class_names:

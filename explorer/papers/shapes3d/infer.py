@@ -11,6 +11,12 @@ import numpy as np
 
 PAPER = "shapes3d"
 TURNTABLE_ELEVATION = 25.0
+# The bundled models the tab offers: (data set name in the checkpoint's metadata, file in models/, title).
+BUNDLED_MODELS: tuple[tuple[str, str, str], ...] = (
+    ("primitives", "shapes3d_primitives.safetensors", "Primitives (generated)"),
+    ("furniture", "shapes3d_furniture.safetensors", "Furniture (Sweet Home 3D)"),
+    ("modelnet", "shapes3d_modelnet.safetensors", "ModelNet10 chairs and monitors"),
+)
 
 
 def load_for_app(path: str, device):
@@ -159,7 +165,9 @@ def infer_for_app(model, image: np.ndarray, device, label: int | None = None, tr
     if truth is not None:
         from scipy import ndimage
 
-        res["truth_display"] = ndimage.gaussian_filter(truth.astype(np.float32), 1.0)
+        t = truth.astype(np.float32)
+        # smoothed, but one-voxel parts (chair legs, monitor stands in surface grids) stay above the 0.5 level
+        res["truth_display"] = np.maximum(ndimage.gaussian_filter(t, 1.0), 0.6 * t)
     return res
 
 
@@ -169,9 +177,13 @@ def read_gallery(dataset: str) -> tuple[str | None, dict[str, Any], dict[str, An
     if not p.exists():
         return "missing", {"file": p.name, "folder": str(p.parent)}, None
     try:
-        return None, {}, load_gallery(p)
+        g = load_gallery(p)
     except Exception as exc:  # noqa: BLE001 - a message in the banner, not a crash
         return "unreadable", {"file": p.name, "reason": str(exc)}, None
+    from .photo import reference
+
+    g["reference"] = reference(g["views"][:, 0], g["labels"])  # how "Open picture..." frames and draws a photo
+    return None, {}, g
 
 
 def sample_volumes(
@@ -271,13 +283,18 @@ def load_gallery(path: Path | None = None) -> dict[str, Any]:
     }
 
 
-def save_gallery(test, idx: Sequence[int], path: Path) -> None:
-    idx = np.asarray(idx)
+def save_gallery(test, idx: Sequence[int], path: Path, source: dict[str, Any] | None = None) -> None:
+    """Write held-out shapes ``idx`` of a ShapeSet: their pictures from the training cameras, their 32^3 grids
+    bit-packed, labels and names (``source``: where they come from, kept in the metadata)."""
+    idx = np.asarray(idx, dtype=np.int64)
     path.parent.mkdir(parents=True, exist_ok=True)
+    meta: dict[str, Any] = {"names": [test.names[i] for i in idx], "class_names": list(test.class_names)}
+    if source:
+        meta["source"] = source
     np.savez_compressed(
         path,
         views=test.views[idx, : len(test.cameras)],
         labels=test.labels[idx],
         voxels=np.packbits(test.voxels[idx], axis=-1),
-        meta=np.array(json.dumps({"names": [test.names[i] for i in idx], "class_names": list(test.class_names)})),
+        meta=np.array(json.dumps(meta)),
     )

@@ -5,6 +5,7 @@ watch the canvas being built step by step."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -44,6 +45,13 @@ def to_pixmap(img: np.ndarray, scale: int = 3) -> QPixmap:
     h, w = a.shape
     q = QImage(a.tobytes(), w, h, w, QImage.Format_Grayscale8).copy()
     return QPixmap.fromImage(q).scaled(w * scale, h * scale, Qt.IgnoreAspectRatio, Qt.FastTransformation)
+
+
+def _same_file(a, b) -> bool:
+    try:
+        return bool(a) and bool(b) and Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return False
 
 
 class _Gallery(QListWidget):
@@ -191,48 +199,59 @@ class Shapes3DPanel(PaperPanel):
         self.gallery_list.currentRowChanged.connect(self._on_gallery_row)
         gl.addWidget(self.gallery_list)
         self.open_btn = QPushButton("Open picture…")
-        self.open_btn.setToolTip("Infer the shape of your own picture (one object; dark or bright background)")
+        self.open_btn.setToolTip(
+            "Infer the shape of your own photo: one object on a plain background (or a PNG with a transparent "
+            "background). It is masked, cropped and resized to the model's input; the note under the strip says how"
+        )
         self.open_btn.clicked.connect(self._open_image)
         gl.addWidget(self.open_btn)
         left.addWidget(gbox, 1)
 
         cbox = QGroupBox("Model")
         cl = QGridLayout(cbox)
-        cl.addWidget(QLabel("Class hint"), 0, 0)
+        cl.addWidget(QLabel("Trained on"), 0, 0)
+        self.model_combo = QComboBox()
+        self.model_combo.setToolTip(
+            "The bundled models: each brings its own held-out gallery (Open checkpoint… loads any other)"
+        )
+        self._fill_model_combo()
+        self.model_combo.activated.connect(self._on_model_chosen)
+        cl.addWidget(self.model_combo, 0, 1, 1, 2)
+        cl.addWidget(QLabel("Class hint"), 1, 0)
         self.cond_combo = QComboBox()
         self.cond_combo.setToolTip("Condition the inference on a class (none: the picture alone)")
-        cl.addWidget(self.cond_combo, 0, 1)
+        cl.addWidget(self.cond_combo, 1, 1)
         self.infer_btn = QPushButton("Infer")
         self.infer_btn.setToolTip("Infer the 3D shape from the picture (one forward pass, in a worker)")
         self.infer_btn.clicked.connect(self.infer_current)
-        cl.addWidget(self.infer_btn, 0, 2)
-        cl.addWidget(QLabel("Sample class"), 1, 0)
+        cl.addWidget(self.infer_btn, 1, 2)
+        cl.addWidget(QLabel("Sample class"), 2, 0)
         self.sample_combo = QComboBox()
         self.sample_combo.setToolTip("Class of the new shapes drawn from the prior (any: unconditional)")
-        cl.addWidget(self.sample_combo, 1, 1)
+        cl.addWidget(self.sample_combo, 2, 1)
         self.sample_btn = QPushButton("Sample")
         self.sample_btn.setToolTip("Draw a new shape from the model's prior, z_t ~ N(0, I)")
         self.sample_btn.clicked.connect(self.sample)
-        cl.addWidget(self.sample_btn, 1, 2)
-        cl.addWidget(QLabel("Iso-level"), 2, 0)
+        cl.addWidget(self.sample_btn, 2, 2)
+        cl.addWidget(QLabel("Iso-level"), 3, 0)
         self.iso_slider = QSlider(Qt.Horizontal)
         self.iso_slider.setRange(5, 95)
         self.iso_slider.setValue(50)
         self.iso_slider.setToolTip("Occupancy level of the isosurface (0.5 = the model's decision boundary)")
         self.iso_slider.valueChanged.connect(self._on_iso)
-        cl.addWidget(self.iso_slider, 2, 1)
+        cl.addWidget(self.iso_slider, 3, 1)
         self.iso_label = QLabel("0.50")
-        cl.addWidget(self.iso_label, 2, 2)
-        cl.addWidget(QLabel("Canvas step"), 3, 0)
+        cl.addWidget(self.iso_label, 3, 2)
+        cl.addWidget(QLabel("Canvas step"), 4, 0)
         self.step_slider = QSlider(Qt.Horizontal)
         self.step_slider.setRange(1, 1)
         self.step_slider.setToolTip("Show the 3D canvas after this many DRAW steps")
         self.step_slider.valueChanged.connect(self._on_step)
-        cl.addWidget(self.step_slider, 3, 1)
+        cl.addWidget(self.step_slider, 4, 1)
         self.animate_btn = QPushButton("Animate")
         self.animate_btn.setToolTip("Replay how the model builds the volume, one write per step")
         self.animate_btn.clicked.connect(self.animate)
-        cl.addWidget(self.animate_btn, 3, 2)
+        cl.addWidget(self.animate_btn, 4, 2)
         left.addWidget(cbox)
         self.info = QLabel("")
         self.info.setWordWrap(True)
@@ -257,7 +276,9 @@ class Shapes3DPanel(PaperPanel):
         right.addLayout(views, 1)
 
         sbox = QGroupBox("Input picture · re-projection from the input camera · turntable of new views")
-        sl = QHBoxLayout(sbox)
+        sv = QVBoxLayout(sbox)
+        sl = QHBoxLayout()
+        sv.addLayout(sl)
         sl.setSpacing(3)  # ten thumbnails fit beside the gallery in a 1024-pixel-wide window
         self.strip: list[QLabel] = []
         for i in range(_STRIP):
@@ -275,6 +296,10 @@ class Shapes3DPanel(PaperPanel):
         self.strip[1].setToolTip("The inferred volume pushed through the fixed projection, from the input camera")
         for lab in self.strip[2:]:
             lab.setToolTip("The inferred volume seen from new cameras (turntable, 25° elevation)")
+        self.picture_note = QLabel("")
+        self.picture_note.setWordWrap(True)
+        self.picture_note.setToolTip("Where the input picture comes from, and what was done to an opened photo")
+        sv.addWidget(self.picture_note)
         right.addWidget(sbox, 0)
 
         self.anim_timer = QTimer(self)
@@ -284,6 +309,39 @@ class Shapes3DPanel(PaperPanel):
 
     def vtk_views(self):
         return [self.pred_view, self.truth_view]
+
+    # ------------------------------------------------------------------------------------ model choice
+    def _fill_model_combo(self) -> None:
+        """The bundled models that are there (a path check per file, no read), then "other" when the loaded
+        checkpoint is none of them."""
+        from explorer.core.paths import bundled
+
+        from .infer import BUNDLED_MODELS
+
+        self.model_combo.blockSignals(True)
+        self.model_combo.clear()
+        for _name, file, title in BUNDLED_MODELS:
+            if bundled(file).exists():
+                self.model_combo.addItem(title, str(bundled(file)))
+        self.model_combo.blockSignals(False)
+
+    def _on_model_chosen(self, index: int) -> None:
+        path = self.model_combo.itemData(index)
+        if path and (self.model_meta is None or not _same_file(path, self.model_meta.path)):
+            self.open_checkpoint(path)
+
+    def _show_model_choice(self, meta) -> None:
+        """The choice shows the loaded checkpoint: its bundled entry, or "other: NAME"."""
+        self._fill_model_combo()
+        self.model_combo.blockSignals(True)
+        for i in range(self.model_combo.count()):
+            if _same_file(self.model_combo.itemData(i), meta.path):
+                self.model_combo.setCurrentIndex(i)
+                break
+        else:
+            self.model_combo.addItem(f"other: {meta.name}", None)
+            self.model_combo.setCurrentIndex(self.model_combo.count() - 1)
+        self.model_combo.blockSignals(False)
 
     # ----------------------------------------------------------------------------------------- gallery
     def _load_gallery(self, dataset: str = "primitives", then=None) -> None:
@@ -340,6 +398,7 @@ class Shapes3DPanel(PaperPanel):
             fn()
 
     def on_model_loaded(self, model, meta) -> None:
+        self._show_model_choice(meta)
         dataset = str((meta.data or {}).get("name") or "primitives")
         shown = self.current is not None or self.current_image is not None  # not the first model
         new_gallery = False
@@ -359,9 +418,10 @@ class Shapes3DPanel(PaperPanel):
         self.step_slider.setValue(model.steps)
         m = meta.metrics or {}
         if "test_iou" in m:
+            near = f", nearest training picture {m['test_iou_nearest']:.3f}" if "test_iou_nearest" in m else ""
             self.info.setText(
                 f"Held-out single-view IoU {m['test_iou']:.3f} (visual-hull baseline "
-                f"{m.get('test_iou_baseline', float('nan')):.3f}) on {meta.data.get('test_shapes', '?')} "
+                f"{m.get('test_iou_baseline', float('nan')):.3f}{near}) on {meta.data.get('test_shapes', '?')} "
                 f"{meta.data.get('name', '')} shapes. Trained from pictures only."
             )
         else:
@@ -425,6 +485,10 @@ class Shapes3DPanel(PaperPanel):
             return
         self.current_image = self.gallery["views"][row, 0].astype(np.float32) / 255.0
         self.current_truth = self.gallery["voxels"][row].astype(np.float32)
+        self.picture_note.setText(
+            f"Held-out {self.gallery['names'][row]}: rendered by the project's renderer from the input camera "
+            "(never trained on)"
+        )
         self.infer_current()
 
     def picture_start_folder(self) -> str:
@@ -439,17 +503,39 @@ class Shapes3DPanel(PaperPanel):
             self.open_image(path)
 
     def open_image(self, path: str) -> None:
-        from .infer import load_image
+        """A photo -> the model's input picture (masked, cropped, resized, in a worker), then its shape. The
+        framing and grey level follow this model's training pictures (measured on its gallery)."""
+        from .photo import DEFAULT_FILL, load_photo
 
         remember_folder(self.context.settings, PICTURE_DIR_KEY, path)
-        self.runner.submit(load_image, path, key="open", on_result=self._image_opened)
+        ref = (self.gallery or {}).get("reference") or {"fill": DEFAULT_FILL, "grey": None}
+        size = int(getattr(self.model, "image_size", 32))
+        name = Path(path).name
+        # with a class hint, the framing of that class's pictures (ModelNet monitors span less of the frame)
+        cond = self.cond_combo.currentIndex() - 1
+        fill, framing = ref["fill"], "training"
+        if cond >= 0 and cond in (ref.get("fill_by_class") or {}):
+            fill, framing = ref["fill_by_class"][cond], f"{self.cond_combo.currentText()} training"
+        self.runner.submit(
+            load_photo,
+            path,
+            size,
+            fill,
+            ref["grey"],
+            framing=framing,
+            key="open",
+            name="prepare picture",
+            on_result=lambda r, n=name: self._image_opened(r, n),
+        )
 
-    def _image_opened(self, img) -> None:
+    def _image_opened(self, result, name: str = "") -> None:
+        img, report = result if isinstance(result, tuple) else (result, "")
         self.gallery_list.blockSignals(True)
         self.gallery_list.clearSelection()
         self.gallery_list.setCurrentRow(-1)
         self.gallery_list.blockSignals(False)
         self.current_image, self.current_truth = img, None
+        self.picture_note.setText(f"{name}: {report}" if name else report)
         self.infer_current()
 
     # --------------------------------------------------------------------------------------- inference
@@ -525,6 +611,7 @@ class Shapes3DPanel(PaperPanel):
         self.pred_view.set_volume(self.current["occupancy"], f"sampled from the prior ({name})")
         self.truth_view.set_volume(None, "a new shape: no ground truth")
         self._set_strip([None, None] + list(res["views"][0]))
+        self.picture_note.setText("")
         self.step_slider.blockSignals(True)
         self.step_slider.setValue(self.step_slider.maximum())
         self.step_slider.blockSignals(False)

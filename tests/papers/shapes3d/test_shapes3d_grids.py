@@ -206,3 +206,75 @@ def test_export_voxels_writes_the_held_out_modelnet_shapes(tmp_path, capsys):
     assert [f.stem for f in files] == expected
     loaded = D.load_voxel_folder(out)
     assert all(c == "chair" and g.shape == (32, 32, 32) for c, _, g in loaded)
+
+
+def test_export_gallery_takes_held_out_test_shapes_per_class(tmp_path, capsys):
+    from explorer.cli import main
+    from explorer.papers.shapes3d.infer import load_gallery
+
+    chairs = [np.roll(_raw_l_shape(), i, 0) for i in range(16)]
+    monitors = [np.roll(_raw_l_shape(), i, 1) for i in range(16)]
+    _write_modelnet(tmp_path / "mn", {"chair": chairs, "monitor": monitors})
+    out = tmp_path / "gallery_modelnet.npz"
+    args = ["eval", "shapes3d", "--dataset", "modelnet", "--shapes", str(tmp_path / "mn")]
+    args += ["--data-dir", str(tmp_path / "cache"), "--export-gallery", str(out), "--gallery-counts", "2,1"]
+    assert main(args) == 0
+    g = load_gallery(out)
+    assert g["class_names"] == ["chair", "monitor"] and list(g["labels"]) == [0, 0, 1]
+    test_chairs = [f"chair_{i:04d}" for i in range(16) if D.hashed_split(f"chair_{i:04d}") == "test"]
+    assert g["names"][:2] == test_chairs[:2] and D.hashed_split(g["names"][2]) == "test"
+    assert g["views"].shape[1:] == (9, 32, 32) and g["voxels"].shape[1:] == (32, 32, 32)
+    assert main(args[:-1] + ["2,x"]) == 2  # a bad count: one line
+    assert "--gallery-counts" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("dataset", ["primitives", "furniture", "modelnet"])
+def test_bundled_galleries_hold_a_picture_and_a_grid_per_item(dataset):
+    from explorer.papers.shapes3d.infer import gallery_path, load_gallery
+
+    p = gallery_path(dataset)
+    if not p.exists():
+        pytest.skip(f"no bundled {p.name}")
+    g = load_gallery(p)
+    n = len(g["labels"])
+    assert n >= 10 and len(g["names"]) == n and g["views"].shape[0] == g["voxels"].shape[0] == n
+    for i in range(n):
+        assert g["views"][i, 0].max() > 50, f"{g['names'][i]}: blank input picture"
+        assert g["voxels"][i].sum() > 20, f"{g['names'][i]}: empty ground truth"
+    if dataset == "modelnet":
+        assert {g["class_names"][c] for c in g["labels"]} == {"chair", "monitor"}
+        assert all(D.hashed_split(name) == "test" for name in g["names"]), "only held-out TEST shapes"
+        licences = (p.parent / "LICENSES.md").read_text()
+        assert "ModelNet10" in licences and p.name in licences
+
+
+def test_eval_record_writes_the_held_out_numbers_into_the_checkpoint(tmp_path, tiny_checkpoint, capsys):
+    from explorer.cli import main
+    from explorer.core.checkpoints import load_checkpoint
+
+    grids = [np.roll(_raw_l_shape(), i, 0) for i in range(12)]
+    _write_modelnet(tmp_path / "mn", {"chair": grids, "monitor": [np.roll(g, 3, 1) for g in grids]})
+    base = ["--device", "cpu", "eval", "shapes3d", "--checkpoint", str(tiny_checkpoint), "--json"]
+    base += ["--shapes", str(tmp_path / "mn"), "--data-dir", str(tmp_path / "cache")]
+    assert main(base + ["--dataset", "modelnet", "--record"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    m = load_checkpoint(tiny_checkpoint).meta.metrics
+    assert m["headline"] == "test_iou" and m["test_iou"] == out["iou"]
+    assert (
+        m["test_iou_baseline"] == out["iou_baseline"]
+        and m["per_class"]["chair"]["iou"] == out["per_class"]["chair"]["iou"]
+    )
+    vox = tmp_path / "held"
+    assert main(base + ["--dataset", "modelnet", "--export-voxels", str(vox)]) == 0
+    capsys.readouterr()
+    assert main(base + ["--voxels", str(vox), "--record"]) == 0
+    out2 = json.loads(capsys.readouterr().out)
+    m2 = load_checkpoint(tiny_checkpoint).meta.metrics
+    assert m2["test_iou"] == out["iou"], "the data set's numbers stay"
+    assert m2["test_iou_nearest"] == out2["iou_nearest"] and m2["test_grids_iou"] == out2["iou"]
+    chair = m2["per_class"]["chair"]
+    assert (
+        chair["iou"] == out["per_class"]["chair"]["iou"]
+        and chair["iou_nearest"] == out2["per_class"]["chair"]["iou_nearest"]
+    )
+    assert main(base + ["--dataset", "modelnet", "--record", "--limit", "2"]) == 2  # only the whole set is recorded

@@ -235,3 +235,76 @@ def test_a_missing_gallery_is_its_declared_message_and_stays_after_other_actions
     panel._action_ok()  # a later action succeeding does not hide the gallery's own problem
     assert panel.banner.kind is panel.Messages.gallery_missing
     panel.shutdown()
+
+
+def test_the_modelnet_model_shows_held_out_real_chairs_and_monitors(make_panel, qtbot, bundled_or_tiny, tmp_path):
+    from explorer.core.paths import bundled
+    from explorer.papers.shapes3d.infer import gallery_path
+
+    modelnet = bundled("shapes3d_modelnet.safetensors")
+    if not (modelnet.exists() and gallery_path("modelnet").exists()):
+        pytest.skip("no bundled ModelNet checkpoint and gallery")
+    panel = make_panel("shapes3d", timeout=120)
+    titles = [panel.model_combo.itemText(i) for i in range(panel.model_combo.count())]
+    assert "ModelNet10 chairs and monitors" in titles
+    # choosing it in "Trained on" loads it, and its gallery of held-out real shapes replaces the primitives
+    panel.model_combo.setCurrentIndex(titles.index("ModelNet10 chairs and monitors"))
+    panel.model_combo.activated.emit(titles.index("ModelNet10 chairs and monitors"))
+    qtbot.waitUntil(lambda: panel.model is not None and panel.model.class_names == ["chair", "monitor"], timeout=60000)
+    qtbot.waitUntil(lambda: panel.gallery is not None and not panel.runner.is_busy(), timeout=60000)
+    g = panel.gallery
+    assert g["class_names"] == ["chair", "monitor"] and panel.gallery_list.count() == len(g["labels"]) >= 10
+    assert all(n.startswith(("chair_", "monitor_")) for n in g["names"])
+    assert g["reference"]["fill"] > 0.9  # ModelNet pictures: the object spans the frame
+    assert "nearest training picture" in panel.info.text()
+    shown = _spy_rendered_captions(panel)
+    for row in (1, len(g["labels"]) - 1):  # a chair, then a monitor
+        before = panel.strip[0].pixmap().toImage() if panel.strip[0].pixmap() is not None else None
+        panel.gallery_list.setCurrentRow(row)  # as a click does
+        _wait_idle(qtbot, panel)
+        assert np.allclose(panel.current_image, g["views"][row, 0] / 255.0)
+        assert panel.strip[0].pixmap().toImage() != before
+        assert shown[panel.pred_view] == "inferred from the picture"
+        assert shown[panel.truth_view].startswith("ground truth (IoU ")
+        assert g["names"][row] in panel.picture_note.text()
+        assert _blue_pixels(panel.truth_view) > 50
+    # a photo with the class hint "monitor" is framed like the monitor pictures (they span less of the frame)
+    from PIL import Image
+
+    a = np.full((400, 300, 3), 235, np.uint8)
+    a[50:350, 140:160] = 20
+    Image.fromarray(a).save(tmp_path / "stand.png")
+    panel.cond_combo.setCurrentIndex(2)
+    panel.open_image(str(tmp_path / "stand.png"))
+    _wait_idle(qtbot, panel)
+    fill = g["reference"]["fill_by_class"][1]
+    assert fill < g["reference"]["fill"]
+    assert f"fills {fill:.0%} of the frame, as in the monitor training pictures" in panel.picture_note.text()
+    panel.shutdown()
+
+
+def test_open_picture_reports_what_it_did_and_refuses_a_blank_one(make_panel, qtbot, bundled_or_tiny, tmp_path):
+    from PIL import Image
+
+    a = np.full((300, 420, 3), 240, np.uint8)
+    a[60:240, 170:200] = 30  # a dark object on a plain light background
+    a[150:180, 170:300] = 30
+    Image.fromarray(a).save(tmp_path / "photo.png")
+    Image.new("RGB", (200, 150), (90, 140, 200)).save(tmp_path / "blank.png")
+    panel = make_panel("shapes3d", timeout=120)
+    shown = _spy_rendered_captions(panel)
+    panel.open_image(str(tmp_path / "photo.png"))
+    _wait_idle(qtbot, panel)
+    note = panel.picture_note.text()
+    assert note.startswith("photo.png: masked the white background (object: "), note
+    assert "cropped 420x300 -> " in note and f"resized to {panel.model.image_size}x" in note
+    assert panel.current_image.shape == (panel.model.image_size,) * 2 and panel.current_image[0, 0] == 0.0
+    assert panel.gallery_list.currentRow() == -1
+    assert shown[panel.truth_view] == "ground truth: unknown for this picture"
+    assert not panel.banner.isVisible()
+    panel.open_image(str(tmp_path / "blank.png"))
+    _wait_idle(qtbot, panel)
+    assert panel.banner.kind is panel.Messages.user_error
+    assert "blank.png: no object found" in panel.banner.message()
+    assert panel.picture_note.text() == note  # the picture on screen is still the photo
+    panel.shutdown()

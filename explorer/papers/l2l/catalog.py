@@ -12,7 +12,7 @@ from dataclasses import dataclass
 class ProblemInfo:
     name: str
     label: str
-    family: str  # which learned optimizer applies: "quadratic" or "mnist"
+    family: str  # which learned optimizer applies: "quadratic", "mnist" or "style"
     description: str
     eval_runs: int  # independent runs in `eval` (quadratics: instances in one batch)
     tune_runs: int
@@ -72,7 +72,32 @@ PROBLEMS: dict[str, ProblemInfo] = {
         3,
     ),
     "rosenbrock": ProblemInfo("rosenbrock", "2-D Rosenbrock", "quadratic", "Rosenbrock's banana function", 1, 3),
+    "style": ProblemInfo(
+        "style",
+        "Neural art 64x64",
+        "style",
+        "style transfer on the pixels of a held-out 64x64 photo, the meta-training style, 100 steps",
+        10,
+        5,
+    ),
+    "style-128": ProblemInfo(
+        "style-128",
+        "Neural art 128x128",
+        "style",
+        "the same at double resolution (128x128), 100 steps",
+        10,
+        5,
+    ),
+    "style-newstyle": ProblemInfo(
+        "style-newstyle",
+        "Neural art, new styles",
+        "style",
+        "held-out 64x64 photos in five styles never seen in meta-training, 100 steps",
+        10,
+        5,
+    ),
 }
+STYLE_PROBLEMS = ("style", "style-128", "style-newstyle")
 
 EVAL_PROBLEMS = ("quadratic", "mnist", "mnist-40", "mnist-2layer", "mnist-relu", "mnist-200steps", "fashion")
 

@@ -30,13 +30,14 @@ from .optimizer_runs import (
     METRIC_LABELS,
     METRICS,
     OPTIMIZER_LABELS,
+    STYLE_BASELINES,
     metric_scores,
     run_optimizer,
     span,
     tune_learning_rates,
     tune_rates,
 )
-from .problems import EVAL_SEED_BASE, PROBLEMS, TUNE_SEED_BASE, make_problem
+from .problems import EVAL_SEED_BASE, PROBLEMS, STYLE_PROBLEMS, TUNE_SEED_BASE, make_problem
 
 
 def _stats(values: np.ndarray) -> dict[str, float]:
@@ -280,7 +281,7 @@ def tuning_problems(name: str, device: Any, runs: int):
     Fashion-MNIST: 10,000 of its training images, never its test set)."""
     if name == "quadratic":
         return [make_problem("quadratic", TUNE_SEED_BASE, device=device, batch=runs)]
-    split = "train" if name in IMAGE_PROBLEMS else "test"
+    split = "train" if name in IMAGE_PROBLEMS else "tune" if name in STYLE_PROBLEMS else "test"
     return [make_problem(name, TUNE_SEED_BASE + i, split=split, device=device) for i in range(runs)]
 
 
@@ -289,6 +290,8 @@ TUNING_NOTE = {
     "quadratic": "tuning: one batch of random quadratics from a tuning seed (reported: another seed)",
     "fashion": "tuning: 10,000 Fashion-MNIST training images, tuning seeds (reported: the test set, held-out seeds)",
 }
+for _style in ("style", "style-128", "style-newstyle"):
+    TUNING_NOTE[_style] = "tuning: BSDS500 val_ photos (reported: its test_ photos), the same styles"
 MNIST_TUNING_NOTE = "tuning: the 4,000 meta-training images, tuning seeds (reported: the 1,000 held-out images)"
 
 
@@ -457,7 +460,8 @@ def evaluate_fair_problems(
                 out["checkpoints"][Path(path).name] = training_problem(loaded[path][1])
             cands[Path(path).name] = loaded[path][0]
         sub = (lambda f, m, i=i: progress((i + f) / len(names), m)) if progress else None
-        res = evaluate_fair(name, cands, device, runs=runs, tune_runs=tune_runs, progress=sub, token=token)
+        kinds = STYLE_BASELINES if name in STYLE_PROBLEMS else BASELINES
+        res = evaluate_fair(name, cands, device, runs=runs, tune_runs=tune_runs, kinds=kinds, progress=sub, token=token)
         all_curves[name] = res.pop("curves")
         out["problems"][name] = res
         if save:

@@ -12,7 +12,11 @@ from explorer.core.errors import CheckpointError
 from explorer.core.paths import bundled
 
 PAPER = "l2l"
-CHECKPOINTS = {"quadratic": "l2l_quadratic.safetensors", "mnist": "l2l_mnist.safetensors"}
+CHECKPOINTS = {
+    "quadratic": "l2l_quadratic.safetensors",
+    "mnist": "l2l_mnist.safetensors",
+    "style": "l2l_style.safetensors",
+}
 
 
 def _build(config: dict[str, Any]):
@@ -28,10 +32,28 @@ def load_learned(path: str | Path | None = None, device: Any = "cpu", problem: s
     p = Path(path) if path is not None else bundled(CHECKPOINTS[problem])
     if path is None and not p.exists():
         raise CheckpointError(f"the bundled learned optimizer {p.name} is missing from {p.parent}")
-    net, meta = load_model(p, PAPER, _build, device=device, default_config=dict(DEFAULT_CONFIG))
+    if p.suffix.lower() == ".safetensors" and p.is_file() and training_problem(read_metadata(p)) == "style":
+        net, meta = _load_style(p, device)
+    else:
+        net, meta = load_model(p, PAPER, _build, device=device, default_config=dict(DEFAULT_CONFIG))
     for q in net.parameters():
         q.requires_grad_(False)
     return net, meta
+
+
+def _load_style(p: Path, device: Any):
+    """A style checkpoint: the LSTM plus the feature network's tensors (checked against the bundled ones)."""
+    from explorer.core.checkpoints import check_finite, check_state_dict, load_checkpoint
+
+    from .style import split_checkpoint
+
+    ckpt = load_checkpoint(p, expected_paper=PAPER)
+    state = split_checkpoint(ckpt.state_dict, ckpt.meta.name)
+    net = _build(ckpt.meta.model_config or {})
+    check_state_dict(net, state, ckpt.meta.name)
+    check_finite(state, ckpt.meta.name)
+    net.load_state_dict(state, strict=True)
+    return net.to(device).eval(), ckpt.meta
 
 
 def training_problem(meta: CheckpointMeta) -> str:

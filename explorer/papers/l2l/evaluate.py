@@ -304,6 +304,34 @@ def _paired(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
     return {"mean": float(d.mean()), "se": se}
 
 
+RUN_CACHE_ENV = "NIPS_EXPLORER_L2L_RUN_CACHE"
+
+
+def baseline_run(problem: Any, kind: str, lr: float, token: Any = None) -> dict[str, Any]:
+    """``run_optimizer`` for a baseline; with ``$NIPS_EXPLORER_L2L_RUN_CACHE`` set (a folder), the results of
+    problems that name themselves (``cache_key``: the neural-art ones, deterministic) are kept there, so that a
+    re-evaluation with another learned checkpoint does not rerun the baselines' tuning. Off by default."""
+    import os
+
+    folder = os.environ.get(RUN_CACHE_ENV)
+    key = getattr(problem, "cache_key", None)
+    if not folder or not key:
+        return run_optimizer(problem, kind, lr=lr, token=token)
+    f = Path(folder) / f"{key}-{kind}-{lr!r}.npz"
+    if f.is_file():
+        with np.load(f) as z:
+            out: dict[str, Any] = {"kind": kind, "lr": lr, **{k: z[k] for k in ("curve", "final", "avg")}}
+            if bool(z["diverged"]):
+                out["diverged"] = True
+            return out
+    res = run_optimizer(problem, kind, lr=lr, token=token)
+    f.parent.mkdir(parents=True, exist_ok=True)
+    tmp = f.with_suffix(".tmp.npz")
+    np.savez(tmp, curve=res["curve"], final=res["final"], avg=res["avg"], diverged=bool(res.get("diverged")))
+    tmp.replace(f)
+    return res
+
+
 def evaluate_fair(
     name: str,
     candidates: dict[str, Any],
@@ -330,7 +358,7 @@ def evaluate_fair(
     tune_probs = tuning_problems(name, device, n_tune)
 
     def score(kind: str, lr: float) -> dict[str, float]:
-        return metric_scores([run_optimizer(p, kind, lr=lr, token=token) for p in tune_probs])
+        return metric_scores([baseline_run(p, kind, lr, token) for p in tune_probs])
 
     tune = tune_rates(score, kinds=kinds, grid=grid, token=token, progress=span(progress, 0.0, 0.45))
     cand_scores: dict[str, dict[str, float]] = {}
@@ -348,7 +376,10 @@ def evaluate_fair(
         if key not in cache:
             net = candidates[sel] if kind == "learned" else None
             lr = None if kind == "learned" else sel
-            cache[key] = [run_optimizer(p, kind, lr=lr, net=net, token=token) for p in problems]
+            cache[key] = [
+                run_optimizer(p, kind, net=net, token=token) if kind == "learned" else baseline_run(p, kind, lr, token)
+                for p in problems
+            ]
         return cache[key]
 
     order = ["learned", *kinds]

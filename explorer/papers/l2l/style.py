@@ -169,6 +169,7 @@ class StyleProblem(Problem):
         self.label = label
         self.n_params = content.numel()
         self.objective = StyleLoss(content, style, net)
+        self.cache_key: str | None = None
 
     def image(self, theta: torch.Tensor) -> torch.Tensor:
         return theta.view(1, 3, self.size, self.size)
@@ -222,9 +223,9 @@ def split_checkpoint(state: dict[str, torch.Tensor], name: str) -> dict[str, tor
 
 # the problem variants: (content split, styles, size); the meta-training distribution is "style" on 'train'
 STYLE_VARIANTS: dict[str, dict[str, Any]] = {
-    "style": {"size": 64, "styles": "train"},
-    "style-128": {"size": 128, "styles": "train"},
-    "style-newstyle": {"size": 64, "styles": "held_out"},
+    "style": {"size": 64, "styles": "train", "steps": 100},
+    "style-128": {"size": 128, "styles": "train", "steps": 100},
+    "style-newstyle": {"size": 64, "styles": "held_out", "steps": 100},
 }
 
 
@@ -241,14 +242,24 @@ def make_style_problem(
     style_name = styles[int(seed) % len(styles)]
     # photo index: distinct seeds give distinct photos in each split (the seed bases are far apart)
     content = content_image(split, int(seed), s).to(device)
-    return StyleProblem(
+    problem = StyleProblem(
         content,
         style_image(style_name, s).to(device),
-        steps=steps or 100,
+        steps=steps or int(v["steps"]),
         name=name,
         net=_net(str(device)),
         label=f"photo {int(seed)} ({split}) in style {style_name}",
     )
+    # names the deterministic problem (for the evaluation's optional run cache)
+    problem.cache_key = f"{name}-{split}-{int(seed)}-{s}-{problem.steps}-{_loss_tag()}"
+    return problem
+
+
+def _loss_tag() -> str:
+    import hashlib
+
+    text = repr((FEATURE_SEED, FEATURE_STAGES, CONTENT_STAGE, sorted(LOSS_WEIGHTS.items()), PIXEL_MEAN, PIXEL_SCALE))
+    return hashlib.sha1(text.encode()).hexdigest()[:8]
 
 
 @lru_cache(maxsize=4)

@@ -107,6 +107,7 @@ LR_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0)
 FALLBACK_LR = {
     "quadratic": {"sgd": 0.01, "rmsprop": 0.03, "adam": 0.3, "nag": 0.01},
     "mnist": {"sgd": 3.0, "rmsprop": 0.01, "adam": 0.03, "nag": 1.0},
+    "style": {"sgd": 100.0, "rmsprop": 0.01, "adam": 0.03, "nag": 10.0, "lbfgs": 1.0},  # not tuned: see FAIR_LR
 }
 # The 2-D panel problems are not part of `eval`; their rates come from the same grid search
 # (tune_learning_rates(name) on ProblemInfo.tune_runs seeds disjoint from the panel's), by

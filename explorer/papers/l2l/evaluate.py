@@ -295,6 +295,14 @@ for _style in ("style", "style-128", "style-newstyle"):
 MNIST_TUNING_NOTE = "tuning: the 4,000 meta-training images, tuning seeds (reported: the 1,000 held-out images)"
 
 
+def _stack_curves(curves: Sequence[np.ndarray]) -> np.ndarray:
+    """Loss curves (T+1, n) side by side; a run that diverged stopped early: its missing steps are +inf."""
+    n = max(len(c) for c in curves)
+    return np.concatenate(
+        [np.pad(np.asarray(c, np.float64), ((0, n - len(c)), (0, 0)), constant_values=np.inf) for c in curves], axis=1
+    )
+
+
 def _paired(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
     """Mean and standard error of the paired difference a - b (same problems), +inf when either diverged."""
     d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
@@ -410,7 +418,7 @@ def evaluate_fair(
         if accs:
             rec["accuracy_mean"] = float(np.mean(accs))
         per_metric.setdefault(m, {"optimizers": {}})["optimizers"][kind] = rec
-        c = np.concatenate([r["curve"] for r in res], axis=1)
+        c = _stack_curves([r["curve"] for r in res])
         with np.errstate(invalid="ignore", over="ignore"):
             curves.setdefault(m, {})[kind] = [float(x) for x in np.mean(c, axis=1)]
     for m in METRICS:

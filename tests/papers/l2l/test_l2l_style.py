@@ -159,3 +159,10 @@ def test_fair_eval_json_with_lbfgs(photos, tmp_path, monkeypatch):
     # a second evaluation reads the baselines' runs from the cache: the same numbers
     again = evaluate_fair_problems(["style"], "cpu", checkpoints=[str(out)], runs=2, tune_runs=1)
     assert again["problems"]["style"]["tuning"]["lr"] == rec["tuning"]["lr"]
+
+
+def test_curves_of_runs_that_diverged_early_still_stack():
+    from explorer.papers.l2l.evaluate import _stack_curves
+
+    c = _stack_curves([np.ones((3, 1)), np.ones((5, 2))])
+    assert c.shape == (5, 3) and np.isinf(c[3:, 0]).all() and np.isfinite(c[:, 1:]).all()

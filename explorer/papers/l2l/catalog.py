@@ -163,4 +163,13 @@ FAIR_LR: dict[str, dict[str, dict[str, float]]] = {
         "final": {"sgd": 0.001, "rmsprop": 3.0, "adam": 1.0, "nag": 0.0003},
         "avg": {"sgd": 0.001, "rmsprop": 0.01, "adam": 0.1, "nag": 0.0003},
     },
+    # neural art: tuned on 5 BSDS500 val_ photos (`eval l2l --protocol fair --problem style|style-newstyle`)
+    "style": {
+        "final": {"sgd": 100.0, "rmsprop": 0.01, "adam": 0.1, "nag": 30.0, "lbfgs": 0.1},
+        "avg": {"sgd": 100.0, "rmsprop": 0.01, "adam": 0.1, "nag": 30.0, "lbfgs": 0.03},
+    },
+    "style-newstyle": {
+        "final": {"sgd": 30.0, "rmsprop": 0.003, "adam": 0.1, "nag": 30.0, "lbfgs": 0.03},
+        "avg": {"sgd": 30.0, "rmsprop": 0.01, "adam": 0.03, "nag": 30.0, "lbfgs": 0.03},
+    },
 }

@@ -141,6 +141,8 @@ class StyleArtPage(QWidget):
         self.stop_button.clicked.connect(self.stop)
         self.reset_button.clicked.connect(self.reset)
         self.open_button.clicked.connect(self._ask_open)
+        self.size_box.currentIndexChanged.connect(self.update_info)
+        self.style_box.currentIndexChanged.connect(self.update_info)
         self.update_info()
 
     # ------------------------------------------------------------------ state
@@ -152,7 +154,7 @@ class StyleArtPage(QWidget):
 
     def update_info(self) -> None:
         net, meta = self.net_and_meta()
-        lr, src = infer.style_adam_rate(meta)
+        lr, src = infer.style_adam_rate(meta, self.record())
         if net is None:
             self.info.setText(NEEDS_CHECKPOINT)
             return
@@ -184,15 +186,23 @@ class StyleArtPage(QWidget):
         self.content_box.setCurrentIndex(i)
 
     # ------------------------------------------------------------------- run
+    def record(self) -> str:
+        """Which evaluation's tuned rates apply: double resolution, an unseen style, or the meta-training one."""
+        from .style_data import TRAIN_STYLES
+
+        if int(self.size_box.currentData()) != 64:
+            return "style-128"
+        return "style" if self.style_box.currentData() in TRAIN_STYLES else "style-newstyle"
+
     def run(self) -> None:
         net, meta = self.net_and_meta()
-        lr, _ = infer.style_adam_rate(meta)
+        lr, _ = infer.style_adam_rate(meta, self.record())
         self.reset(keep_message=True)
         size, steps = int(self.size_box.currentData()), int(self.steps_box.value())
         style = str(self.style_box.currentData())
         self.run_button.setEnabled(False)
         self.stop_button.setEnabled(True)
-        set_title(self.plot, f"{self.content_box.currentText()} in style {style}, {size}×{size}")
+        set_title(self.plot, f"{self.content_box.currentText()} in style {style}, {size}×{size}; Adam at rate {lr:g}")
         self.task_bar.start("Styling…", on_cancel=self.stop)
         self.panel.runner.submit(
             infer.style_race,

@@ -270,6 +270,7 @@ class L2LPanel(PaperPanel):
         self.modes.setTabToolTip(
             1, "Style a photo: the LSTM optimizer meta-trained on style transfer beside tuned Adam (issue 28)"
         )
+        self.modes.currentChanged.connect(self._mode_changed)
 
     # ------------------------------------------------------------------ model
     def on_model_loaded(self, model: Any, meta: Any) -> None:
@@ -280,10 +281,18 @@ class L2LPanel(PaperPanel):
         if self._race_info:  # a race of the previous checkpoints is on screen: it is not this one's
             self._clear_race(f"Checkpoint {meta.name} loaded: press Race")
 
+    def _mode_changed(self) -> None:
+        if self.model_meta is not None:
+            self.checkpoint_changed.emit(self.checkpoint_in_use())  # the header names the page's checkpoint
+
     def checkpoint_in_use(self) -> Any:
-        """The learned optimizer the race on this problem uses (the bundle may hold one per problem family)."""
+        """The learned optimizer the race on this problem uses (the bundle may hold one per problem family); on
+        the neural-art page, the style one."""
         from .catalog import PROBLEMS
 
+        page = getattr(self, "style_page", None)
+        if page is not None and self.modes.currentWidget() is page and page.net_and_meta()[1] is not None:
+            return page.net_and_meta()[1]
         if self.bundle is not None:
             _, meta = self.bundle.for_family(PROBLEMS[self.problem()].family)
             if meta is not None:

@@ -31,7 +31,7 @@ from explorer.ui.widgets.task_bar import TaskBar
 from . import infer
 from .style_data import STYLE_LABELS, STYLES, TAB_PHOTOS
 
-IMAGE_PX = 192
+IMAGE_PX = 176
 REDRAW_MS = 60
 COLORS = {"learned": (220, 40, 40), "adam": (40, 90, 220)}
 NEEDS_CHECKPOINT = (
@@ -68,7 +68,7 @@ class StyleArtPage(QWidget):
         row.addWidget(QLabel("Photo:"))
         self.content_box = QComboBox()
         for name in TAB_PHOTOS:
-            self.content_box.addItem(name.capitalize(), ("bundled", name))
+            self.content_box.addItem(name.capitalize(), f"bundled:{name}")
         self.content_box.setToolTip("Content photo (Debian wallpapers, see resources/compression/LICENSES.md)")
         row.addWidget(self.content_box)
         self.open_button = QPushButton("Open…")
@@ -79,13 +79,19 @@ class StyleArtPage(QWidget):
         from .style_data import TRAIN_STYLES
 
         for name in STYLES:
-            seen = "meta-training style" if name in TRAIN_STYLES else "never seen in meta-training"
-            self.style_box.addItem(f"{STYLE_LABELS[name]}: {seen}", name)
+            seen = " (meta-training style)" if name in TRAIN_STYLES else ""
+            self.style_box.addItem(STYLE_LABELS[name].split(" (")[0] + seen, name)
+            self.style_box.setItemData(
+                self.style_box.count() - 1,
+                STYLE_LABELS[name] + ("" if seen else ", never seen in meta-training"),
+                Qt.ItemDataRole.ToolTipRole,
+            )
         row.addWidget(self.style_box)
         row.addWidget(QLabel("Size:"))
         self.size_box = QComboBox()
-        self.size_box.addItem("64×64 (as meta-trained)", 64)
-        self.size_box.addItem("128×128 (double resolution)", 128)
+        self.size_box.addItem("64×64", 64)
+        self.size_box.addItem("128×128", 128)
+        self.size_box.setToolTip("64×64 as in meta-training; 128×128 is the paper's double-resolution transfer")
         row.addWidget(self.size_box)
         self.steps_box = QSpinBox()
         self.steps_box.setRange(2, 1000)
@@ -106,9 +112,11 @@ class StyleArtPage(QWidget):
         self.info.setWordWrap(True)
         lay.addWidget(self.info)
 
+        # left: the photo, the style and the two results (2x2); right: both loss curves
+        body = QHBoxLayout()
         grid = QGridLayout()
         self.views: dict[str, QLabel] = {}
-        for col, (key, title) in enumerate(
+        for i, (key, title) in enumerate(
             (("content", "Photo"), ("style", "Style"), ("learned", "LSTM (learned)"), ("adam", "Adam (tuned)"))
         ):
             cap = QLabel(title)
@@ -120,20 +128,26 @@ class StyleArtPage(QWidget):
             view.setFixedSize(IMAGE_PX, IMAGE_PX)
             view.setAlignment(Qt.AlignmentFlag.AlignCenter)
             view.setStyleSheet("background: #eee")
-            grid.addWidget(cap, 0, col)
-            grid.addWidget(view, 1, col)
+            grid.addWidget(cap, 2 * (i // 2), i % 2)
+            grid.addWidget(view, 2 * (i // 2) + 1, i % 2)
             self.views[key] = view
-        lay.addLayout(grid)
+        grid.setVerticalSpacing(2)
+        left = QVBoxLayout()
+        left.addLayout(grid)
+        left.addStretch(1)
+        body.addLayout(left)
 
         self.plot = log_plot_widget(y=True)
         self.plot.setLabel("bottom", "step")
         self.plot.setLabel("left", "style-transfer loss (log)")
         self.plot.showGrid(x=True, y=True, alpha=0.3)
+        self.plot.setMinimumSize(300, 200)
         set_title(self.plot, "Loss")
         box, self.legend = with_legend(self.plot)
         self.legend.set_entries([(COLORS["learned"], "line", "LSTM (learned)"), (COLORS["adam"], "line", "Adam")])
         self.lines = {k: self.plot.plot([], [], pen=pg.mkPen(c, width=2)) for k, c in COLORS.items()}
-        lay.addWidget(box, 1)
+        body.addWidget(box, 1)
+        lay.addLayout(body, 1)
         self.task_bar = TaskBar()
         lay.addWidget(self.task_bar)
 
@@ -161,7 +175,9 @@ class StyleArtPage(QWidget):
         self.info.setText(f"{infer.describe_checkpoint(meta)}. Adam at rate {lr:g}, {src}.")
 
     def content(self) -> tuple[str, str]:
-        return tuple(self.content_box.currentData())  # type: ignore[return-value]
+        """("bundled", photo name) or ("file", path): the combo box keeps them as "kind:value" strings."""
+        kind, _, value = str(self.content_box.currentData()).partition(":")
+        return kind, value
 
     def _ask_open(self) -> None:
         settings = self.panel.context.settings
@@ -179,9 +195,9 @@ class StyleArtPage(QWidget):
         """Style ``path`` (it is read in the worker: a bad file is one line in the banner)."""
         from pathlib import Path
 
-        i = self.content_box.findData(("file", path))
+        i = self.content_box.findData(f"file:{path}")
         if i < 0:
-            self.content_box.addItem(Path(path).name, ("file", path))
+            self.content_box.addItem(Path(path).name, f"file:{path}")
             i = self.content_box.count() - 1
         self.content_box.setCurrentIndex(i)
 

@@ -75,3 +75,9 @@ def test_neural_art_page_runs_stops_resets_and_reports_a_bad_file(make_panel, qt
     qtbot.waitUntil(lambda: panel.banner.isVisible(), timeout=30_000)
     assert "not_an_image.png" in panel.banner.message() and "\n" not in panel.banner.message()
     qtbot.waitUntil(lambda: page.run_button.isEnabled(), timeout=10_000)
+    # the same file again is not a second entry; the bundled photos are found by name
+    n = page.content_box.count()
+    page.use_file(str(bad))
+    assert page.content_box.count() == n and page.content() == ("file", str(bad))
+    page.content_box.setCurrentIndex(page.content_box.findData("bundled:garden"))
+    assert page.content() == ("bundled", "garden")

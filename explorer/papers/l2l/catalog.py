@@ -168,6 +168,10 @@ FAIR_LR: dict[str, dict[str, dict[str, float]]] = {
         "final": {"sgd": 100.0, "rmsprop": 0.01, "adam": 0.1, "nag": 30.0, "lbfgs": 0.1},
         "avg": {"sgd": 100.0, "rmsprop": 0.01, "adam": 0.1, "nag": 30.0, "lbfgs": 0.03},
     },
+    "style-128": {  # tuned at 128x128 on 3 val_ photos
+        "final": {"sgd": 300.0, "rmsprop": 0.01, "adam": 0.1, "nag": 300.0, "lbfgs": 0.1},
+        "avg": {"sgd": 300.0, "rmsprop": 0.01, "adam": 0.1, "nag": 300.0, "lbfgs": 0.3},
+    },
     "style-newstyle": {
         "final": {"sgd": 30.0, "rmsprop": 0.003, "adam": 0.1, "nag": 30.0, "lbfgs": 0.03},
         "avg": {"sgd": 30.0, "rmsprop": 0.01, "adam": 0.03, "nag": 30.0, "lbfgs": 0.03},

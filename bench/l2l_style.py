@@ -52,7 +52,8 @@ def tables(meta) -> str:
             cells = []
             for k in KINDS:
                 m, se = rec["mean"].get(k, math.inf), rec["se"].get(k, math.nan)
-                cell = f"{fmt(m)} +- {se:.2g}" + (f" ({rec['lr'][k]:g})" if k in rec["lr"] else "")
+                cell = f"{fmt(m)} +- {se:.2g}" if math.isfinite(m) else "diverged (some runs)"
+                cell += f" ({rec['lr'][k]:g})" if k in rec["lr"] else ""
                 cells.append(f"**{cell}**" if k == best else cell)
             out.append(f"| {name} ({fair[name]['runs']}) | " + " | ".join(cells) + " |")
         out.append("")

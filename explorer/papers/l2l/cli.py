@@ -63,9 +63,9 @@ def configure_train(parser) -> None:
     parser.add_argument(
         "--select",
         choices=("avg", "final"),
-        default="avg",
+        default=None,
         help="keep the weights with the best validation loss averaged over the steps (avg, the meta-training "
-        "objective; default) or after the last step (final)",
+        "objective; the default of quadratic and mnist) or after the last step (final; the default of style)",
     )
     parser.add_argument(
         "--init",
@@ -107,7 +107,7 @@ def train(args) -> int:
             if val <= 0:
                 raise UserError(f"--{key.replace('_', '-')} must be positive")
             cfg[key] = val
-    cfg["select"] = args.select
+    cfg["select"] = args.select or cfg.get("select", "avg")
     cfg["seed"] = int(args.seed)
     cfg["time_limit_s"] = 60.0 * float(args.minutes) if args.minutes else 0.0
     world = init_world(getattr(args, "device", "auto"), args.threads)

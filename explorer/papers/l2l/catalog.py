@@ -12,7 +12,7 @@ from dataclasses import dataclass
 class ProblemInfo:
     name: str
     label: str
-    family: str  # which learned optimizer applies: "quadratic" or "mnist"
+    family: str  # which learned optimizer applies: "quadratic", "mnist" or "style"
     description: str
     eval_runs: int  # independent runs in `eval` (quadratics: instances in one batch)
     tune_runs: int
@@ -72,7 +72,32 @@ PROBLEMS: dict[str, ProblemInfo] = {
         3,
     ),
     "rosenbrock": ProblemInfo("rosenbrock", "2-D Rosenbrock", "quadratic", "Rosenbrock's banana function", 1, 3),
+    "style": ProblemInfo(
+        "style",
+        "Neural art 64x64",
+        "style",
+        "style transfer on the pixels of a held-out 64x64 photo, the meta-training style, 100 steps",
+        10,
+        5,
+    ),
+    "style-128": ProblemInfo(
+        "style-128",
+        "Neural art 128x128",
+        "style",
+        "the same at double resolution (128x128), 100 steps",
+        10,
+        5,
+    ),
+    "style-newstyle": ProblemInfo(
+        "style-newstyle",
+        "Neural art, new styles",
+        "style",
+        "held-out 64x64 photos in five styles never seen in meta-training, 100 steps",
+        10,
+        5,
+    ),
 }
+STYLE_PROBLEMS = ("style", "style-128", "style-newstyle")
 
 EVAL_PROBLEMS = ("quadratic", "mnist", "mnist-40", "mnist-2layer", "mnist-relu", "mnist-200steps", "fashion")
 
@@ -82,6 +107,7 @@ LR_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0)
 FALLBACK_LR = {
     "quadratic": {"sgd": 0.01, "rmsprop": 0.03, "adam": 0.3, "nag": 0.01},
     "mnist": {"sgd": 3.0, "rmsprop": 0.01, "adam": 0.03, "nag": 1.0},
+    "style": {"sgd": 100.0, "rmsprop": 0.01, "adam": 0.03, "nag": 10.0, "lbfgs": 1.0},  # not tuned: see FAIR_LR
 }
 # The 2-D panel problems are not part of `eval`; their rates come from the same grid search
 # (tune_learning_rates(name) on ProblemInfo.tune_runs seeds disjoint from the panel's), by
@@ -136,5 +162,18 @@ FAIR_LR: dict[str, dict[str, dict[str, float]]] = {
     "rosenbrock": {
         "final": {"sgd": 0.001, "rmsprop": 3.0, "adam": 1.0, "nag": 0.0003},
         "avg": {"sgd": 0.001, "rmsprop": 0.01, "adam": 0.1, "nag": 0.0003},
+    },
+    # neural art: tuned on 5 BSDS500 val_ photos (`eval l2l --protocol fair --problem style|style-newstyle`)
+    "style": {
+        "final": {"sgd": 100.0, "rmsprop": 0.01, "adam": 0.1, "nag": 30.0, "lbfgs": 0.1},
+        "avg": {"sgd": 100.0, "rmsprop": 0.01, "adam": 0.1, "nag": 30.0, "lbfgs": 0.03},
+    },
+    "style-128": {  # tuned at 128x128 on 3 val_ photos
+        "final": {"sgd": 300.0, "rmsprop": 0.01, "adam": 0.1, "nag": 300.0, "lbfgs": 0.1},
+        "avg": {"sgd": 300.0, "rmsprop": 0.01, "adam": 0.1, "nag": 300.0, "lbfgs": 0.3},
+    },
+    "style-newstyle": {
+        "final": {"sgd": 30.0, "rmsprop": 0.003, "adam": 0.1, "nag": 30.0, "lbfgs": 0.03},
+        "avg": {"sgd": 30.0, "rmsprop": 0.01, "adam": 0.03, "nag": 30.0, "lbfgs": 0.03},
     },
 }

@@ -7,9 +7,10 @@ import json
 from explorer.core.errors import UserError
 from explorer.core.validate import POSITIVE, POSITIVE_INT
 
-TRAIN_PROBLEMS = ("quadratic", "mnist")
+TRAIN_PROBLEMS = ("quadratic", "mnist", "style")
 EVAL_PROBLEM_NAMES = ("quadratic", "mnist", "mnist-40", "mnist-2layer", "mnist-relu", "mnist-200steps", "fashion")
-EVAL_CHOICES = (*EVAL_PROBLEM_NAMES, "transfer", "all")
+STYLE_EVAL = ("style", "style-128", "style-newstyle")  # neural art (fair protocol only; not part of 'all')
+EVAL_CHOICES = (*EVAL_PROBLEM_NAMES, *STYLE_EVAL, "transfer", "all")
 
 
 def configure_train(parser) -> None:
@@ -19,7 +20,8 @@ def configure_train(parser) -> None:
         "--problem",
         choices=TRAIN_PROBLEMS,
         default="quadratic",
-        help="meta-training problem: random 10-D quadratics or the MNIST MLP (default quadratic)",
+        help="meta-training problem: random 10-D quadratics, the MNIST MLP, or style: neural art on the pixels of "
+        "64x64 photos (BSDS500 train_ photos from $NIPS_EXPLORER_PHOTOS) (default quadratic)",
     )
     parser.add_argument(
         "--epochs",
@@ -61,9 +63,9 @@ def configure_train(parser) -> None:
     parser.add_argument(
         "--select",
         choices=("avg", "final"),
-        default="avg",
+        default=None,
         help="keep the weights with the best validation loss averaged over the steps (avg, the meta-training "
-        "objective; default) or after the last step (final)",
+        "objective; the default of quadratic and mnist) or after the last step (final; the default of style)",
     )
     parser.add_argument(
         "--init",
@@ -105,7 +107,7 @@ def train(args) -> int:
             if val <= 0:
                 raise UserError(f"--{key.replace('_', '-')} must be positive")
             cfg[key] = val
-    cfg["select"] = args.select
+    cfg["select"] = args.select or cfg.get("select", "avg")
     cfg["seed"] = int(args.seed)
     cfg["time_limit_s"] = 60.0 * float(args.minutes) if args.minutes else 0.0
     world = init_world(getattr(args, "device", "auto"), args.threads)
@@ -152,7 +154,8 @@ def configure_eval(parser) -> None:
         default="quadratic",
         help="evaluation problem (held-out seeds/images); 'all' runs every one; 'transfer': the learned optimizer "
         "as a plain torch.optim optimizer on small sigmoid MLPs over real data sets it never saw (Fashion-MNIST, "
-        "digits, breast cancer, wine) against the baselines at their best rates (always the fair protocol)",
+        "digits, breast cancer, wine) against the baselines at their best rates (always the fair protocol); "
+        "style, style-128, style-newstyle: neural art on held-out photos (fair protocol, with L-BFGS)",
     )
     parser.add_argument(
         "--protocol",
@@ -199,6 +202,8 @@ def evaluate(args) -> int:
     if protocol == "legacy" and len(checkpoints) > 1:
         raise UserError("several --checkpoint need --protocol fair (which chooses among them on tuning problems)")
     names = list(EVAL_PROBLEM_NAMES) if args.problem == "all" else [args.problem]
+    if args.problem in STYLE_EVAL and protocol != "fair":
+        raise UserError("the neural-art problems are evaluated with --protocol fair")
     if args.problem == "transfer":
         from .transfer import evaluate_transfer, format_transfer_table
 

@@ -30,13 +30,14 @@ from .optimizer_runs import (
     METRIC_LABELS,
     METRICS,
     OPTIMIZER_LABELS,
+    STYLE_BASELINES,
     metric_scores,
     run_optimizer,
     span,
     tune_learning_rates,
     tune_rates,
 )
-from .problems import EVAL_SEED_BASE, PROBLEMS, TUNE_SEED_BASE, make_problem
+from .problems import EVAL_SEED_BASE, PROBLEMS, STYLE_PROBLEMS, TUNE_SEED_BASE, make_problem
 
 
 def _stats(values: np.ndarray) -> dict[str, float]:
@@ -280,7 +281,7 @@ def tuning_problems(name: str, device: Any, runs: int):
     Fashion-MNIST: 10,000 of its training images, never its test set)."""
     if name == "quadratic":
         return [make_problem("quadratic", TUNE_SEED_BASE, device=device, batch=runs)]
-    split = "train" if name in IMAGE_PROBLEMS else "test"
+    split = "train" if name in IMAGE_PROBLEMS else "tune" if name in STYLE_PROBLEMS else "test"
     return [make_problem(name, TUNE_SEED_BASE + i, split=split, device=device) for i in range(runs)]
 
 
@@ -289,7 +290,17 @@ TUNING_NOTE = {
     "quadratic": "tuning: one batch of random quadratics from a tuning seed (reported: another seed)",
     "fashion": "tuning: 10,000 Fashion-MNIST training images, tuning seeds (reported: the test set, held-out seeds)",
 }
+for _style in ("style", "style-128", "style-newstyle"):
+    TUNING_NOTE[_style] = "tuning: BSDS500 val_ photos (reported: its test_ photos), the same styles"
 MNIST_TUNING_NOTE = "tuning: the 4,000 meta-training images, tuning seeds (reported: the 1,000 held-out images)"
+
+
+def _stack_curves(curves: Sequence[np.ndarray]) -> np.ndarray:
+    """Loss curves (T+1, n) side by side; a run that diverged stopped early: its missing steps are +inf."""
+    n = max(len(c) for c in curves)
+    return np.concatenate(
+        [np.pad(np.asarray(c, np.float64), ((0, n - len(c)), (0, 0)), constant_values=np.inf) for c in curves], axis=1
+    )
 
 
 def _paired(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
@@ -299,6 +310,34 @@ def _paired(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
         return {"mean": math.nan, "se": math.nan}
     se = float(d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else 0.0
     return {"mean": float(d.mean()), "se": se}
+
+
+RUN_CACHE_ENV = "NIPS_EXPLORER_L2L_RUN_CACHE"
+
+
+def baseline_run(problem: Any, kind: str, lr: float, token: Any = None) -> dict[str, Any]:
+    """``run_optimizer`` for a baseline; with ``$NIPS_EXPLORER_L2L_RUN_CACHE`` set (a folder), the results of
+    problems that name themselves (``cache_key``: the neural-art ones, deterministic) are kept there, so that a
+    re-evaluation with another learned checkpoint does not rerun the baselines' tuning. Off by default."""
+    import os
+
+    folder = os.environ.get(RUN_CACHE_ENV)
+    key = getattr(problem, "cache_key", None)
+    if not folder or not key:
+        return run_optimizer(problem, kind, lr=lr, token=token)
+    f = Path(folder) / f"{key}-{kind}-{lr!r}.npz"
+    if f.is_file():
+        with np.load(f) as z:
+            out: dict[str, Any] = {"kind": kind, "lr": lr, **{k: z[k] for k in ("curve", "final", "avg")}}
+            if bool(z["diverged"]):
+                out["diverged"] = True
+            return out
+    res = run_optimizer(problem, kind, lr=lr, token=token)
+    f.parent.mkdir(parents=True, exist_ok=True)
+    tmp = f.with_suffix(".tmp.npz")
+    np.savez(tmp, curve=res["curve"], final=res["final"], avg=res["avg"], diverged=bool(res.get("diverged")))
+    tmp.replace(f)
+    return res
 
 
 def evaluate_fair(
@@ -327,7 +366,7 @@ def evaluate_fair(
     tune_probs = tuning_problems(name, device, n_tune)
 
     def score(kind: str, lr: float) -> dict[str, float]:
-        return metric_scores([run_optimizer(p, kind, lr=lr, token=token) for p in tune_probs])
+        return metric_scores([baseline_run(p, kind, lr, token) for p in tune_probs])
 
     tune = tune_rates(score, kinds=kinds, grid=grid, token=token, progress=span(progress, 0.0, 0.45))
     cand_scores: dict[str, dict[str, float]] = {}
@@ -345,7 +384,10 @@ def evaluate_fair(
         if key not in cache:
             net = candidates[sel] if kind == "learned" else None
             lr = None if kind == "learned" else sel
-            cache[key] = [run_optimizer(p, kind, lr=lr, net=net, token=token) for p in problems]
+            cache[key] = [
+                run_optimizer(p, kind, net=net, token=token) if kind == "learned" else baseline_run(p, kind, lr, token)
+                for p in problems
+            ]
         return cache[key]
 
     order = ["learned", *kinds]
@@ -376,7 +418,7 @@ def evaluate_fair(
         if accs:
             rec["accuracy_mean"] = float(np.mean(accs))
         per_metric.setdefault(m, {"optimizers": {}})["optimizers"][kind] = rec
-        c = np.concatenate([r["curve"] for r in res], axis=1)
+        c = _stack_curves([r["curve"] for r in res])
         with np.errstate(invalid="ignore", over="ignore"):
             curves.setdefault(m, {})[kind] = [float(x) for x in np.mean(c, axis=1)]
     for m in METRICS:
@@ -457,7 +499,8 @@ def evaluate_fair_problems(
                 out["checkpoints"][Path(path).name] = training_problem(loaded[path][1])
             cands[Path(path).name] = loaded[path][0]
         sub = (lambda f, m, i=i: progress((i + f) / len(names), m)) if progress else None
-        res = evaluate_fair(name, cands, device, runs=runs, tune_runs=tune_runs, progress=sub, token=token)
+        kinds = STYLE_BASELINES if name in STYLE_PROBLEMS else BASELINES
+        res = evaluate_fair(name, cands, device, runs=runs, tune_runs=tune_runs, kinds=kinds, progress=sub, token=token)
         all_curves[name] = res.pop("curves")
         out["problems"][name] = res
         if save:

@@ -12,7 +12,11 @@ from explorer.core.errors import CheckpointError
 from explorer.core.paths import bundled
 
 PAPER = "l2l"
-CHECKPOINTS = {"quadratic": "l2l_quadratic.safetensors", "mnist": "l2l_mnist.safetensors"}
+CHECKPOINTS = {
+    "quadratic": "l2l_quadratic.safetensors",
+    "mnist": "l2l_mnist.safetensors",
+    "style": "l2l_style.safetensors",
+}
 
 
 def _build(config: dict[str, Any]):
@@ -28,10 +32,28 @@ def load_learned(path: str | Path | None = None, device: Any = "cpu", problem: s
     p = Path(path) if path is not None else bundled(CHECKPOINTS[problem])
     if path is None and not p.exists():
         raise CheckpointError(f"the bundled learned optimizer {p.name} is missing from {p.parent}")
-    net, meta = load_model(p, PAPER, _build, device=device, default_config=dict(DEFAULT_CONFIG))
+    if p.suffix.lower() == ".safetensors" and p.is_file() and training_problem(read_metadata(p)) == "style":
+        net, meta = _load_style(p, device)
+    else:
+        net, meta = load_model(p, PAPER, _build, device=device, default_config=dict(DEFAULT_CONFIG))
     for q in net.parameters():
         q.requires_grad_(False)
     return net, meta
+
+
+def _load_style(p: Path, device: Any):
+    """A style checkpoint: the LSTM plus the feature network's tensors (checked against the bundled ones)."""
+    from explorer.core.checkpoints import check_finite, check_state_dict, load_checkpoint
+
+    from .style import split_checkpoint
+
+    ckpt = load_checkpoint(p, expected_paper=PAPER)
+    state = split_checkpoint(ckpt.state_dict, ckpt.meta.name)
+    net = _build(ckpt.meta.model_config or {})
+    check_state_dict(net, state, ckpt.meta.name)
+    check_finite(state, ckpt.meta.name)
+    net.load_state_dict(state, strict=True)
+    return net.to(device).eval(), ckpt.meta
 
 
 def training_problem(meta: CheckpointMeta) -> str:
@@ -251,3 +273,75 @@ def meta_train(epochs: int, seed: int, device: Any = "cpu", token: Any = None):
     for q in net.parameters():
         q.requires_grad_(False)
     return {"net": net, "epochs": epochs, "wall_s": time.perf_counter() - t0}
+
+
+# -- neural art (issue 28): the learned optimizer and tuned Adam styling the same photo side by side ----------
+STYLE_ADAM_LR = 0.03  # used only when neither the checkpoint nor the catalog has a tuned rate (see catalog.FAIR_LR)
+
+
+def style_adam_rate(meta: CheckpointMeta | None, problem: str = "style") -> tuple[float, str]:
+    """(Adam's learning rate, where it comes from) for the neural-art race: the fair protocol's rate for the final
+    loss on the tuning photos (checkpoint, else the catalog), else the fallback."""
+    from .catalog import FAIR_LR
+
+    fair = ((meta.metrics or {}).get("fair") or {}).get(problem) if meta is not None else None
+    if isinstance(fair, dict) and isinstance(fair.get("final"), dict) and "adam" in (fair["final"].get("lr") or {}):
+        return float(fair["final"]["lr"]["adam"]), f"tuned on separate photos (fair protocol, {meta.name})"
+    if problem in FAIR_LR:
+        return float(FAIR_LR[problem]["final"]["adam"]), "tuned on separate photos (fair protocol)"
+    return STYLE_ADAM_LR, "default rate (not tuned)"
+
+
+def style_race(
+    content: tuple[str, str],
+    style: str,
+    size: int,
+    steps: int,
+    net: Any,
+    adam_lr: float,
+    every: int = 5,
+    device: Any = "cpu",
+    token: Any = None,
+):
+    """Generator: style one photo with the learned optimizer (``net``; None: Adam alone) and with Adam from the
+    same start. ``content``: ("bundled", name) or ("file", path). Yields ('images', content, style) once (uint8
+    (S, S, 3) arrays), ('step', t, {key: loss}) per step, ('pictures', t, {key: uint8 image}) every ``every``
+    steps and at the end, and Progress. Returns {key: {"final", "diverged"}}."""
+    import math
+
+    from explorer.core.tasks import CancelToken, Progress
+
+    from .optimizer_runs import Run
+    from .style import StyleProblem
+    from .style_data import open_content, style_image, tab_photo_path
+
+    token = token if token is not None else CancelToken()
+    kind, value = content
+    path = tab_photo_path(value) if kind == "bundled" else value
+    c = open_content(path, size).to(device)
+    s = style_image(style, size).to(device)
+    problem = StyleProblem(c, s, steps=steps, name="style")
+    yield ("images", problem.picture(problem.init_params()), problem.picture(s.reshape(-1)))
+    runs = {"adam": Run(problem, "adam", lr=adam_lr)}
+    if net is not None:
+        runs = {"learned": Run(problem, "learned", net=net), **runs}
+    alive = set(runs)
+    for t in range(steps):
+        token.check()
+        losses = {}
+        for key in sorted(alive):
+            loss = float(runs[key].step().mean())
+            if not math.isfinite(loss):
+                alive.discard(key)
+                continue
+            losses[key] = loss
+        yield ("step", t, losses)
+        if (t + 1) % every == 0 or t + 1 == steps:
+            yield ("pictures", t + 1, {k: problem.picture(runs[k].theta) for k in runs})
+        yield Progress((t + 1) / steps, f"step {t + 1}/{steps}")
+    out = {}
+    for key, run in runs.items():
+        res = run.finish()
+        final = float(res["final"][0])
+        out[key] = {"final": final if key in alive else math.inf, "diverged": key not in alive}
+    return out

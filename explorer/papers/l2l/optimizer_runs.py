@@ -4,6 +4,8 @@ Baselines are PyTorch's own ``torch.optim`` classes on one leaf tensor (the flat
 defaults except the learning rate, which is tuned by a grid search on separate tuning problems:
 
 * SGD, RMSprop (α = 0.99, ε = 1e-8), Adam (β = 0.9, 0.999, ε = 1e-8), NAG (SGD with Nesterov momentum 0.9).
+* L-BFGS (the neural-art problems only): ``torch.optim.LBFGS`` with history 10, no line search and one iteration
+  per step, so that every optimizer gets exactly one loss and gradient evaluation per step.
 
 A :class:`Run` steps one optimizer on one problem explicitly, so the panel can race several of them step by
 step; :func:`run_optimizer` runs one to the end. Loss curves have T+1 entries: curve[t] = f_t(θ_t) per instance.
@@ -21,7 +23,15 @@ import torch
 from .problems import PROBLEMS, TUNE_SEED_BASE, Problem, make_problem
 
 BASELINES = ("sgd", "rmsprop", "adam", "nag")
-OPTIMIZER_LABELS = {"learned": "LSTM (learned)", "sgd": "SGD", "rmsprop": "RMSprop", "adam": "Adam", "nag": "NAG"}
+STYLE_BASELINES = (*BASELINES, "lbfgs")  # the neural-art comparison adds L-BFGS (issue 28)
+OPTIMIZER_LABELS = {
+    "learned": "LSTM (learned)",
+    "sgd": "SGD",
+    "rmsprop": "RMSprop",
+    "adam": "Adam",
+    "nag": "NAG",
+    "lbfgs": "L-BFGS",
+}
 from .catalog import FALLBACK_LR, LR_GRID, TUNED_LR_2D  # noqa: E402,F401  (re-exported)
 
 
@@ -34,6 +44,8 @@ def make_baseline(kind: str, params: Iterable[torch.Tensor], lr: float) -> torch
         return torch.optim.RMSprop(params, lr=lr, alpha=0.99, eps=1e-8)
     if kind == "adam":
         return torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999), eps=1e-8)
+    if kind == "lbfgs":  # one gradient evaluation per step (no line search, one iteration): steps = evaluations
+        return torch.optim.LBFGS(params, lr=lr, max_iter=1, history_size=10, line_search_fn=None)
     raise ValueError(f"unknown optimizer {kind!r}")
 
 
@@ -77,6 +89,20 @@ class Run:
             with torch.no_grad():
                 upd, self.state = self.net(grad, self.state)
                 self.theta = th.detach() + upd
+        elif self.kind == "lbfgs":
+            seen: list[torch.Tensor] = []
+
+            def closure() -> torch.Tensor:
+                self.opt.zero_grad(set_to_none=True)
+                with torch.enable_grad():
+                    value = self.problem.loss(self.theta, t)
+                    total = value.sum()
+                    total.backward()
+                seen.append(value.detach())
+                return total.detach()
+
+            self.opt.step(closure)
+            loss = seen[0]
         else:
             self.opt.zero_grad(set_to_none=True)
             with torch.enable_grad():

@@ -24,6 +24,9 @@ from PySide6.QtWidgets import (
     QStackedWidget,
     QTableWidget,
     QTableWidgetItem,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
 )
 
 from explorer.ui.panel_base import PaperPanel
@@ -127,6 +130,13 @@ class L2LPanel(PaperPanel):
 
     def build_steps(self):
         """The widgets in pieces (the shell runs one per event-loop turn): each plot is one piece."""
+        # two demos, as in the post: training networks (the race) and styling images with neural art
+        self.modes = QTabWidget()
+        race_page = QWidget()
+        self.race_body = QVBoxLayout(race_page)
+        self.race_body.setContentsMargins(0, 0, 0, 0)
+        self.modes.addTab(race_page, "Optimizer race")
+        self.body.addWidget(self.modes, 1)
         # controls
         row = QHBoxLayout()
         row.addWidget(QLabel("Problem:"))
@@ -181,12 +191,12 @@ class L2LPanel(PaperPanel):
         row.addWidget(self.meta_button)
         row.addWidget(self.meta_epochs)
         row.addStretch(1)
-        self.body.addLayout(row)
+        self.race_body.addLayout(row)
 
         self.info = QLabel("Loading the learned optimizers…")
         self.info.setWordWrap(True)
         self.info.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.body.addWidget(self.info)
+        self.race_body.addWidget(self.info)
         yield
 
         # plots
@@ -225,7 +235,7 @@ class L2LPanel(PaperPanel):
         self.right.addWidget(self.meta_plot)
         split.addWidget(self.right)
         split.setSizes([600, 500])
-        self.body.addWidget(split, 1)
+        self.race_body.addWidget(split, 1)
         yield
 
         self.table = QTableWidget(0, 5)
@@ -242,27 +252,47 @@ class L2LPanel(PaperPanel):
             "otherwise. Baseline learning rates were chosen on separate tuning problems by the metric "
             "selected above (fair protocol)."
         )
-        self.body.addWidget(self.table)
+        self.race_body.addWidget(self.table)
         self.task_bar = TaskBar()
-        self.body.addWidget(self.task_bar)
+        self.race_body.addWidget(self.task_bar)
 
         self.race_button.clicked.connect(self.start_race)
         self.meta_button.clicked.connect(self.start_meta_train)
         self.problem_box.currentIndexChanged.connect(self._problem_changed)
         self.metric_box.currentIndexChanged.connect(self._problem_changed)
         self.reveal_later(self.loss_plot, self.map_plot, self.meta_plot)
+        yield
+
+        from .panel_style import StyleArtPage
+
+        self.style_page = StyleArtPage(self)
+        self.modes.addTab(self.style_page, "Neural art")
+        self.modes.setTabToolTip(
+            1, "Style a photo: the LSTM optimizer meta-trained on style transfer beside tuned Adam (issue 28)"
+        )
+        self.modes.currentChanged.connect(self._mode_changed)
 
     # ------------------------------------------------------------------ model
     def on_model_loaded(self, model: Any, meta: Any) -> None:
         self.bundle = model
         self._update_info()
+        if getattr(self, "style_page", None) is not None:
+            self.style_page.update_info()
         if self._race_info:  # a race of the previous checkpoints is on screen: it is not this one's
             self._clear_race(f"Checkpoint {meta.name} loaded: press Race")
 
+    def _mode_changed(self) -> None:
+        if self.model_meta is not None:
+            self.checkpoint_changed.emit(self.checkpoint_in_use())  # the header names the page's checkpoint
+
     def checkpoint_in_use(self) -> Any:
-        """The learned optimizer the race on this problem uses (the bundle may hold one per problem family)."""
+        """The learned optimizer the race on this problem uses (the bundle may hold one per problem family); on
+        the neural-art page, the style one."""
         from .catalog import PROBLEMS
 
+        page = getattr(self, "style_page", None)
+        if page is not None and self.modes.currentWidget() is page and page.net_and_meta()[1] is not None:
+            return page.net_and_meta()[1]
         if self.bundle is not None:
             _, meta = self.bundle.for_family(PROBLEMS[self.problem()].family)
             if meta is not None:

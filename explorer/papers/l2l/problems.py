@@ -16,7 +16,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .catalog import EVAL_PROBLEMS, PROBLEMS, ProblemInfo  # noqa: F401  (re-exported)
+from .catalog import EVAL_PROBLEMS, PROBLEMS, STYLE_PROBLEMS, ProblemInfo  # noqa: F401  (re-exported)
 
 TRAIN_SEED_BASE = 0  # meta-training draws seeds base + k
 TUNE_SEED_BASE = 1_000_000_000  # baseline learning-rate tuning problems
@@ -309,7 +309,8 @@ _MLP_VARIANTS = {
 def make_problem(
     name: str, seed: int, split: str = "test", device: Any = "cpu", batch: int | None = None, steps: int | None = None
 ) -> Problem:
-    """Build problem ``name`` from ``seed``. ``split`` selects the MNIST images ('train' for meta-training)."""
+    """Build problem ``name`` from ``seed``. ``split`` selects the MNIST images ('train' for meta-training) or the
+    style problems' content photos ('train', 'tune' or held-out)."""
     from .data import load_images
 
     if name == "quadratic":
@@ -320,6 +321,13 @@ def make_problem(
         return valley2d(seed, steps or 100, device)
     if name == "rosenbrock":
         return rosenbrock(seed, steps or 100, device)
+    if name in STYLE_PROBLEMS:
+        from .style import make_style_problem
+
+        # images: 'train' -> meta-training photos, 'tune' -> the baselines' tuning photos, else held-out photos
+        return make_style_problem(
+            name, seed, split=split if split in ("train", "tune") else "test", device=device, steps=steps
+        )
     if name in _MLP_VARIANTS:
         v = _MLP_VARIANTS[name]
         x, y = load_images(v["dataset"], split)

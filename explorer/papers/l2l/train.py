@@ -59,6 +59,21 @@ DEFAULT_TRAIN: dict[str, dict[str, Any]] = {
         "time_limit_s": 0,
         "clip": 0.0,
     },
+    # neural art (paper sec. 3.4: 128 steps, unrolls of 32, one style): 100 steps, unrolls of 20 (5 meta-steps
+    # per photo), one 64x64 meta-training photo per episode; validation on 3 fixed meta-training photos
+    "style": {
+        "epochs": 100_000,
+        "steps": 100,
+        "unroll": 20,
+        "meta_lr": 0.003,
+        "batch": 1,
+        "val_every": 10,
+        "val_runs": 3,
+        "select": "final",
+        "seed": 0,
+        "time_limit_s": 0,
+        "clip": 1.0,
+    },
 }
 
 # what must not change between a run and its resumption (the optimizees drawn and how they are cut)
@@ -165,8 +180,21 @@ def make_train_data(problem: str, device: Any, config: dict[str, Any], world: An
             make_problem("mnist", base + 9_000_000 + i, split="train", device=device, steps=config["steps"])
             for i in range(int(config.get("val_runs", 3)))
         ]
+    elif problem == "style":
+
+        def sample(k: int) -> Problem:
+            parts = [
+                make_problem("style", base + k * batch + j, split="train", device=device, steps=config["steps"])
+                for j in range(lo, hi)
+            ]
+            return parts[0] if len(parts) == 1 else ConcatProblem(parts)
+
+        val = [
+            make_problem("style", base + 9_000_000 + 37 * i, split="train", device=device, steps=config["steps"])
+            for i in range(int(config.get("val_runs", 3)))
+        ]
     else:
-        raise ValueError(f"meta-training supports 'quadratic' and 'mnist', not {problem!r}")
+        raise ValueError(f"meta-training supports 'quadratic', 'mnist' and 'style', not {problem!r}")
     return TrainData(sample=sample, val=val, name=problem, batch=batch)
 
 
@@ -516,16 +544,19 @@ def train_problem(
         ph = prior.get("history") or {}
         ml = [v for v in ph.get("meta_loss", []) for _ in range(int(ph.get("stride") or 1))] + hist.get("meta_loss", [])
         stride = max(1, len(ml) // 400)
+        state = dict(model.state_dict())
+        note = dataset_note("mnist") if problem == "mnist" else "random 10-D quadratics ||Wθ−y||²"
+        if problem == "style":
+            from .style import checkpoint_extras
+
+            feats, note = checkpoint_extras()
+            state.update(feats)  # the fixed random feature network travels with the optimizer
         run.save_model(
             out,
-            model.state_dict(),
+            state,
             model_config={**model.config(), "problem": problem},
             metrics=metrics,
-            data={
-                "name": dataset_note("mnist") if problem == "mnist" else "random 10-D quadratics ||Wθ−y||²",
-                "problem": problem,
-                "batch": data.batch,
-            },
+            data={"name": note, "problem": problem, "batch": data.batch},
             extra={
                 "train_config": dict(config),
                 "continued_from": prior.get("epochs") or None,

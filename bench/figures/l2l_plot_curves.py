@@ -93,6 +93,9 @@ def main(argv=None) -> int:
     if args.src:
         with open(args.src) as fh:
             curves = json.load(fh)
+        # the fair protocol's file (`eval l2l --protocol fair --curves`) holds one set per metric: the curves of the
+        # optimizers tuned for final loss are drawn
+        curves = {k: v["final"] if isinstance(v, dict) and "final" in v else v for k, v in curves.items()}
     else:
         curves = quick_curves()
     dst = args.dst or str(scratch("l2l-curves") / "l2l_curves.png")

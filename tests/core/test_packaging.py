@@ -44,7 +44,7 @@ def test_pyproject_lists_every_package():
 def test_models_folder_holds_only_what_the_app_loads():
     files = [p for p in (ROOT_DIR / "models").iterdir() if p.is_file()]
     ckpts = [p for p in files if p.suffix == ".safetensors"]
-    assert len(files) <= 16
+    assert len(files) <= 18  # 16 checkpoints the tabs offer (3D ModelNet and neural art added) + README
     assert sum(p.stat().st_size for p in files) <= 100 * 2**20
     assert not [p.name for p in ckpts if "loso" in p.name], "experiment checkpoints belong in the runs table"
     readme = (ROOT_DIR / "models" / "README.md").read_text()

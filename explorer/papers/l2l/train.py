@@ -167,30 +167,18 @@ def make_train_data(problem: str, device: Any, config: dict[str, Any], world: An
                 steps=config["steps"],
             )
         ]
-    elif problem == "mnist":
+    elif problem in ("mnist", "style"):
+        stride = 37 if problem == "style" else 1  # validation seeds (as the bundled checkpoints were selected)
 
         def sample(k: int) -> Problem:
             parts = [
-                make_problem("mnist", base + k * batch + j, split="train", device=device, steps=config["steps"])
+                make_problem(problem, base + k * batch + j, split="train", device=device, steps=config["steps"])
                 for j in range(lo, hi)
             ]
             return parts[0] if len(parts) == 1 else ConcatProblem(parts)
 
         val = [
-            make_problem("mnist", base + 9_000_000 + i, split="train", device=device, steps=config["steps"])
-            for i in range(int(config.get("val_runs", 3)))
-        ]
-    elif problem == "style":
-
-        def sample(k: int) -> Problem:
-            parts = [
-                make_problem("style", base + k * batch + j, split="train", device=device, steps=config["steps"])
-                for j in range(lo, hi)
-            ]
-            return parts[0] if len(parts) == 1 else ConcatProblem(parts)
-
-        val = [
-            make_problem("style", base + 9_000_000 + 37 * i, split="train", device=device, steps=config["steps"])
+            make_problem(problem, base + 9_000_000 + stride * i, split="train", device=device, steps=config["steps"])
             for i in range(int(config.get("val_runs", 3)))
         ]
     else:

@@ -320,24 +320,7 @@ def _train(args, world) -> int:
         result = run_eval(model, test_set, device, progress=bar, extra=more)
     from explorer.core.checkpoints import update_metrics
 
-    update_metrics(
-        out,
-        {
-            "headline": "test_iou",
-            "test_iou": result["iou"],
-            "test_iou_baseline": result["iou_baseline"],
-            "test_iou_without_filling": more["iou_raw"],
-            "test_elbo": result["elbo"],
-            "test_image_error_input_view": result["image_error_input_view"],
-            "test_image_error_new_views": result["image_error_new_views"],
-            **(
-                {"test_image_error_novel_cameras": more["image_error_novel_cameras"]}
-                if "image_error_novel_cameras" in more
-                else {}
-            ),
-            "per_class": result["per_class"],
-        },
-    )
+    update_metrics(out, _test_metrics(result, more))
     if args.gallery:
         idx = [
             i
@@ -572,24 +555,7 @@ def evaluate(args) -> int:
     with TerminalProgress("shapes3d eval") as bar:
         result = run_eval(model, test_set, device, progress=bar, extra=more)
     if args.record:
-        _record(
-            ckpt,
-            {
-                "headline": "test_iou",
-                "test_iou": result["iou"],
-                "test_iou_baseline": result["iou_baseline"],
-                "test_iou_without_filling": more["iou_raw"],
-                "test_elbo": result["elbo"],
-                "test_image_error_input_view": result["image_error_input_view"],
-                "test_image_error_new_views": result["image_error_new_views"],
-                **(
-                    {"test_image_error_novel_cameras": more["image_error_novel_cameras"]}
-                    if "image_error_novel_cameras" in more
-                    else {}
-                ),
-                "per_class": result["per_class"],
-            },
-        )
+        _record(ckpt, _test_metrics(result, more))
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -681,3 +647,22 @@ def commands():
             reconstruct,
         )
     ]
+
+
+def _test_metrics(result: dict, more: dict) -> dict:
+    """The held-out test numbers a checkpoint's metadata records (after training and with ``eval --record``)."""
+    return {
+        "headline": "test_iou",
+        "test_iou": result["iou"],
+        "test_iou_baseline": result["iou_baseline"],
+        "test_iou_without_filling": more["iou_raw"],
+        "test_elbo": result["elbo"],
+        "test_image_error_input_view": result["image_error_input_view"],
+        "test_image_error_new_views": result["image_error_new_views"],
+        **(
+            {"test_image_error_novel_cameras": more["image_error_novel_cameras"]}
+            if "image_error_novel_cameras" in more
+            else {}
+        ),
+        "per_class": result["per_class"],
+    }

@@ -487,9 +487,12 @@ def train_problem(
     net = build(cfg)
     prior: dict[str, Any] = {}
     if init:
-        from explorer.core.checkpoints import load_model
+        from .infer import load_learned  # style checkpoints carry the feature network: checked and split off
 
-        net, init_meta = load_model(init, "l2l", build, device="cpu")
+        net, init_meta = load_learned(init, device="cpu")
+        net.train()
+        for q in net.parameters():
+            q.requires_grad_(True)
         prior = {
             "epochs": int((init_meta.metrics or {}).get("epochs") or 0),
             "train_wall_s": float((init_meta.metrics or {}).get("train_wall_s") or 0.0),

@@ -131,6 +131,12 @@ def test_meta_train_resume_and_checkpoint_round_trip(photos, tmp_path):
     assert any(k.startswith(FEATURE_PREFIX) for k in ck.state_dict)
     net, meta = load_learned(out)
     assert training_problem(meta) == "style" and "BSDS500" in meta.data["name"]
+    # --init from a style checkpoint (the feature network inside is split off, not a "does not fit" error)
+    out2 = tmp_path / "l2l_style_init.safetensors"
+    h3 = train_problem("style", "cpu", dict(cfg), out2, steps=1, init=str(out))
+    assert h3["steps"] == 1
+    net2, _ = load_learned(out2)
+    assert all(torch.isfinite(q).all() for q in net2.parameters())
     bad = dict(ck.state_dict)
     k = next(k for k in bad if k.startswith(FEATURE_PREFIX))
     bad[k] = bad[k] + 1

@@ -62,8 +62,8 @@ def main(argv=None) -> int:
         app.processEvents()
     panel.resize(900, 700)
     panel.show()
-    for v in panel.vtk_views():
-        v.setFixedSize(args.size, args.size)
+    for v in panel.vtk_views():  # one view, two panes side by side (inferred | ground truth)
+        v.setFixedSize(2 * args.size, args.size)
     done = {"ok": None}
     if args.checkpoint:
         panel.open_checkpoint(args.checkpoint, on_done=lambda ok: done.update(ok=ok))

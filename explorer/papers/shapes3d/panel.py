@@ -61,17 +61,34 @@ class _Gallery(QListWidget):
         return QSize(330, 300)
 
 
-class IsoSurfaceView(VtkView):
-    """A VtkView showing the isosurface (flying edges) of a 32^3 occupancy volume, with a caption."""
+class IsoSurfacePane:
+    """The isosurface (flying edges) of a 32^3 occupancy volume, with a caption, in one viewport of a shared
+    VtkView: the tab's two panes (inferred, ground truth) share one render window, hence one OpenGL context
+    (made on the GUI thread: with software OpenGL each context costs 0.1-0.4 s) and one render per change."""
 
-    def __init__(self, caption: str, color=(0.95, 0.6, 0.25), parent=None) -> None:
-        super().__init__(parent)
+    def __init__(
+        self,
+        host: VtkView,
+        viewport: tuple[float, float, float, float],
+        caption: str,
+        color=(0.95, 0.6, 0.25),
+        renderer=None,
+    ) -> None:
         import vtkmodules.vtkRenderingFreeType  # noqa: F401  (text rendering)
         from vtkmodules.vtkCommonDataModel import vtkImageData
         from vtkmodules.vtkFiltersCore import vtkFlyingEdges3D
         from vtkmodules.vtkFiltersSources import vtkOutlineSource
-        from vtkmodules.vtkRenderingCore import vtkActor, vtkPolyDataMapper, vtkTextActor
+        from vtkmodules.vtkRenderingCore import vtkActor, vtkPolyDataMapper, vtkRenderer, vtkTextActor
 
+        self.host = host
+        self.viewport = viewport
+        if renderer is None:
+            renderer = vtkRenderer()
+            r, g, b = host.renderer.GetBackground()
+            renderer.SetBackground(r * 0.8, g * 0.8, b * 0.8)  # a shade darker: where one pane ends is visible
+            host.render_window.AddRenderer(renderer)
+        self.renderer = renderer
+        self.renderer.SetViewport(*viewport)
         self.image = vtkImageData()
         self.surface = vtkFlyingEdges3D()
         self.surface.SetInputData(self.image)
@@ -98,10 +115,27 @@ class IsoSurfaceView(VtkView):
         self.caption.SetInput(caption)
         self.caption.GetTextProperty().SetFontSize(15)
         self.caption.GetTextProperty().SetColor(0.92, 0.92, 0.92)
-        self.caption.SetDisplayPosition(8, 8)
+        self.caption.GetPositionCoordinate().SetCoordinateSystemToViewport()  # in its own pane, not the window's
+        self.caption.SetPosition(8, 8)
         self.renderer.AddViewProp(self.caption)
         self.has_volume = False
         self.reset_camera()
+
+    # the host's render, capture and teardown, so a pane is used like a view of its own
+    def render(self) -> None:
+        self.host.render()
+
+    def capture(self) -> np.ndarray:
+        """This pane's part of the host's rendered pixels, (H, W, 3) uint8, top row first."""
+        img = self.host.capture()
+        h, w = img.shape[:2]
+        x0, y0, x1, y1 = self.viewport
+        c0, c1 = round(x0 * w), round(x1 * w)
+        r0, r1 = round((1 - y1) * h), round((1 - y0) * h)
+        return np.ascontiguousarray(img[r0:r1, c0:c1])
+
+    def close_view(self) -> None:
+        self.host.close_view()
 
     def reset_camera(self) -> None:
         cam = self.renderer.GetActiveCamera()
@@ -261,19 +295,19 @@ class Shapes3DPanel(PaperPanel):
 
         right = QVBoxLayout()
         row.addLayout(right, 1)
-        views = QHBoxLayout()
-        self.pred_view = IsoSurfaceView("inferred from the picture")
+        # one render window, two viewports (one OpenGL context): inferred | ground truth, told apart by a shade
+        self.view_host = VtkView()
+        self.view_host.setMinimumSize(520, 240)  # VtkView's size hint is its minimum: it takes the room there is
+        self.view_host.setToolTip("Drag to turn both shapes, scroll to zoom; the slider below sets the surface level")
         yield
-        self.truth_view = IsoSurfaceView("ground truth", color=(0.35, 0.7, 0.95))
-        yield
-        for v in (self.pred_view, self.truth_view):
-            v.setMinimumSize(260, 240)  # VtkView's size hint is its minimum: it takes the room there is
-            views.addWidget(v, 1)
-        # Both views share one camera: turning one turns the other.
+        self.pred_view = IsoSurfacePane(
+            self.view_host, (0.0, 0.0, 0.5, 1.0), "inferred from the picture", renderer=self.view_host.renderer
+        )
+        self.truth_view = IsoSurfacePane(self.view_host, (0.5, 0.0, 1.0, 1.0), "ground truth", color=(0.35, 0.7, 0.95))
+        # Both panes share one camera: turning one turns the other (one render draws both).
         self.truth_view.renderer.SetActiveCamera(self.pred_view.renderer.GetActiveCamera())
-        for a, b in ((self.pred_view, self.truth_view), (self.truth_view, self.pred_view)):
-            a.interactor.AddObserver("InteractionEvent", lambda *_, other=b: other.render())
-        right.addLayout(views, 1)
+        yield
+        right.addWidget(self.view_host, 1)
 
         sbox = QGroupBox("Input picture · re-projection from the input camera · turntable of new views")
         sv = QVBoxLayout(sbox)
@@ -308,7 +342,7 @@ class Shapes3DPanel(PaperPanel):
         self._set_strip([])
 
     def vtk_views(self):
-        return [self.pred_view, self.truth_view]
+        return [self.view_host]
 
     # ------------------------------------------------------------------------------------ model choice
     def _fill_model_combo(self) -> None:

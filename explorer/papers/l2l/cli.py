@@ -68,6 +68,13 @@ def configure_train(parser) -> None:
         "objective; the default of quadratic and mnist) or after the last step (final; the default of style)",
     )
     parser.add_argument(
+        "--weighting",
+        choices=("uniform", "ramp"),
+        default=None,
+        help="meta-loss weight of each step: uniform (the paper's sum of the losses; default) or ramp (2t/T, "
+        "leaning to the late steps that a final-loss comparison reports)",
+    )
+    parser.add_argument(
         "--init",
         default=None,
         metavar="CHECKPOINT",
@@ -108,6 +115,7 @@ def train(args) -> int:
                 raise UserError(f"--{key.replace('_', '-')} must be positive")
             cfg[key] = val
     cfg["select"] = args.select or cfg.get("select", "avg")
+    cfg["weighting"] = args.weighting or cfg.get("weighting", "uniform")
     cfg["seed"] = int(args.seed)
     cfg["time_limit_s"] = 60.0 * float(args.minutes) if args.minutes else 0.0
     world = init_world(getattr(args, "device", "auto"), args.threads)

@@ -77,7 +77,7 @@ DEFAULT_TRAIN: dict[str, dict[str, Any]] = {
 }
 
 # what must not change between a run and its resumption (the optimizees drawn and how they are cut)
-RESUME_KEYS = ("problem", "batch", "steps", "unroll", "seed")
+RESUME_KEYS = ("problem", "batch", "steps", "unroll", "seed", "weighting")
 
 
 def unroll(
@@ -88,12 +88,13 @@ def unroll(
     t0: int,
     length: int,
     second_derivatives: bool = False,
+    weight: Callable[[int], float] | None = None,
 ):
     """Unroll ``length`` optimizer steps from θ_{t0}. Returns (meta_loss, θ_{t0+length}, state, losses).
 
-    meta_loss = Σ_{t=t0+1}^{t0+length} mean_i f_t(θ_t)_i carries the graph to the LSTM's weights through the
+    meta_loss = Σ_{t=t0+1}^{t0+length} w_t mean_i f_t(θ_t)_i carries the graph to the LSTM's weights through the
     updates θ_{t+1} = θ_t + m(∇_t). ∇_t is computed by autograd but detached before it enters the LSTM, unless
-    ``second_derivatives``.
+    ``second_derivatives``. w_t = 1 (the paper's objective) unless ``weight`` gives w_t.
     """
     th = theta
     if not th.requires_grad:
@@ -103,7 +104,7 @@ def unroll(
     for k in range(length):
         loss = problem.loss(th, t0 + k)
         if k > 0:
-            meta_loss = meta_loss + loss.mean()
+            meta_loss = meta_loss + (weight(t0 + k) if weight else 1.0) * loss.mean()
         losses.append(float(loss.detach().mean()))
         (grad,) = torch.autograd.grad(loss.sum(), th, retain_graph=True, create_graph=second_derivatives)
         if not second_derivatives:
@@ -111,7 +112,7 @@ def unroll(
         upd, state = net(grad, state)
         th = th + upd
     end_loss = problem.loss(th, t0 + length)
-    meta_loss = meta_loss + end_loss.mean()
+    meta_loss = meta_loss + (weight(t0 + length) if weight else 1.0) * end_loss.mean()
     return meta_loss, th, state, losses
 
 
@@ -119,12 +120,26 @@ class UnrollLoss(nn.Module):
     """One truncation's whole differentiable meta-loss as a single forward: the module DDP wraps (its parameters
     are the LSTM's), so that every backward follows exactly one forward of the wrapped module."""
 
-    def __init__(self, net: LSTMOptimizer) -> None:
+    def __init__(self, net: LSTMOptimizer, weight: Callable[[int], float] | None = None) -> None:
         super().__init__()
         self.net = net
+        self.weight = weight
 
     def forward(self, problem: Problem, theta: torch.Tensor, state: State, t0: int, length: int):
-        return unroll(self.net, problem, theta, state, t0, length)
+        return unroll(self.net, problem, theta, state, t0, length, weight=self.weight)
+
+
+def step_weight(config: dict[str, Any]) -> Callable[[int], float] | None:
+    """The meta-loss weight of step t: None (w_t = 1, the paper's sum of losses) for ``weighting`` "uniform";
+    "ramp": w_t = 2t/T, rising linearly over the T = ``steps`` of a run (mean 1), so the meta-objective leans to
+    the loss late in the run, the one a final-loss comparison reports."""
+    kind = str(config.get("weighting") or "uniform")
+    if kind == "uniform":
+        return None
+    if kind == "ramp":
+        total = max(1, int(config["steps"]))
+        return lambda t: 2.0 * t / total
+    raise ValueError(f"unknown weighting {kind!r}")
 
 
 @dataclass
@@ -224,7 +239,7 @@ class MetaTrainer:
         self.opt = torch.optim.Adam(net.parameters(), lr=float(config["meta_lr"]))
         self.skipped = 0
         self.world = world
-        self.loss_fn: nn.Module = UnrollLoss(net)  # replaced by its DDP wrapper in a multi-process run
+        self.loss_fn: nn.Module = UnrollLoss(net, step_weight(config))  # its DDP wrapper in a multi-process run
         self.episode: Episode | None = None
 
     def start(self, k: int) -> Episode:

@@ -175,3 +175,27 @@ def test_two_d_problems_have_grids_and_finite_losses(name):
     x0, x1, y0, y1 = p.bounds
     assert x0 <= p.optimum[0] <= x1 and y0 <= p.optimum[1] <= y1
     assert p.loss(torch.tensor(p.optimum, dtype=torch.float32), 0).item() < 1e-4
+
+
+def test_ramp_weighting_leans_the_meta_loss_to_late_steps():
+    """--weighting ramp: meta-loss Σ (2t/T) f_t; uniform (default) is the paper's plain sum."""
+    from explorer.papers.l2l.train import step_weight
+
+    assert step_weight({"steps": 4}) is None and step_weight({"steps": 4, "weighting": "uniform"}) is None
+    w = step_weight({"steps": 4, "weighting": "ramp"})
+    assert [w(t) for t in range(1, 5)] == [0.5, 1.0, 1.5, 2.0]
+    torch.manual_seed(1)
+    net = LSTMOptimizer().double()
+    prob = _tiny_quadratic()
+    theta = prob.init_params()
+
+    def run(weight):
+        state = net.initial_state(theta.numel(), dtype=torch.float64)
+        ml, _, _, losses = unroll(net, prob, theta, state, 0, 4, weight=weight)
+        return float(ml), losses
+
+    plain, losses = run(None)
+    ramp, _ = run(w)
+    end = plain - sum(losses[1:])  # f_4, the loss after the last step
+    assert math.isclose(plain, sum(losses[1:]) + end)
+    assert math.isclose(ramp, sum(w(t) * f for t, f in enumerate(losses) if t > 0) + w(4) * end, rel_tol=1e-9)

@@ -78,6 +78,42 @@ def _load_data(args, progress=None):
     return load_dataset(args.dataset, progress=progress, folder=folder, **kw)
 
 
+def _level(meta) -> float:
+    """The occupancy level a checkpoint's IoU is scored at: chosen on validation shapes when recorded, else 0.5."""
+    return float((meta.metrics or {}).get("iou_level") or 0.5)
+
+
+def _held_out_metrics(model, train_set, test_set, device, label: str = "shapes3d eval") -> tuple[dict, dict]:
+    """The test numbers a checkpoint records (after training and with ``eval --record``): the occupancy level is
+    chosen on the validation shapes where the data set has them (ModelNet), the test shapes are then scored at it,
+    and at 0.5 beside it."""
+    from explorer.core.progress import TerminalProgress
+
+    from .evaluate import calibrate_level
+    from .evaluate import evaluate as run_eval
+
+    metrics: dict = {}
+    level = 0.5
+    n_val = int(train_set.info.get("valid", 0) or 0)
+    if n_val:
+        level, table = calibrate_level(model, train_set.subset(range(n_val)), device)
+        metrics.update(
+            {
+                "iou_level": level,
+                "iou_level_valid": table,
+                "iou_level_note": f"occupancy level with the best IoU on the {n_val} validation shapes (class given)",
+            }
+        )
+    more: dict = {}
+    with TerminalProgress(label) as bar:
+        result = run_eval(model, test_set, device, progress=bar, extra=more, level=level)
+    metrics.update(_test_metrics(result, more))
+    if level != 0.5:
+        half = run_eval(model, test_set, device, level=0.5)
+        metrics["test_iou_at_level_0.5"] = half["iou"]
+    return metrics, result
+
+
 # ----- train ----------------------------------------------------------------------------------------------
 # Both presets train for 20 minutes (PRESETS[...]["train"]["time_limit_s"]); --minutes overrides.
 DEFAULT_MINUTES = 20.0
@@ -141,7 +177,6 @@ def _train(args, world) -> int:
     from explorer.core.progress import TerminalProgress
     from explorer.core.training import Run, seed_all
 
-    from .evaluate import evaluate as run_eval
     from .infer import gallery_path, save_gallery
     from .model import build
     from .train import PRESETS, TrainConfig, fit
@@ -315,12 +350,10 @@ def _train(args, world) -> int:
     if run.stop_reason == "signal":
         say(f"stopped at step {run.step_count}: {out} holds the weights so far (not evaluated)")
         return 0
-    more: dict = {}
-    with TerminalProgress("shapes3d eval") as bar:
-        result = run_eval(model, test_set, device, progress=bar, extra=more)
     from explorer.core.checkpoints import update_metrics
 
-    update_metrics(out, _test_metrics(result, more))
+    held_out, result = _held_out_metrics(model, train_set, test_set, device)
+    update_metrics(out, held_out)
     if args.gallery:
         idx = [
             i
@@ -477,7 +510,7 @@ def _evaluate_voxels(args, model, meta, ckpt, device) -> int:
             file=sys.stderr,
         )
     with TerminalProgress("shapes3d eval") as bar:
-        result = evaluate_grids(model, grids, device, bank=bank, progress=bar)
+        result = evaluate_grids(model, grids, device, bank=bank, progress=bar, level=_level(meta))
     if args.record:
         rec: dict = {
             "test_grids": f"{result['shapes']} grids in {Path(args.voxels).name}/ "
@@ -501,7 +534,10 @@ def _evaluate_voxels(args, model, meta, ckpt, device) -> int:
         print(json.dumps(result, indent=2))
         return 0
     near = "n/a" if result["iou_nearest"] is None else f"{result['iou_nearest']:.3f}"
-    print(f"{ckpt.name} on {result['shapes']} grids from {args.voxels} (single view):")
+    print(
+        f"{ckpt.name} on {result['shapes']} grids from {args.voxels} "
+        f"(single view, occupancy level {result['level']:g}):"
+    )
     print(
         f"  IoU {result['iou']:.3f} (cavities filled {result['iou_filled']:.3f})   visual hull "
         f"{result['iou_baseline']:.3f}   nearest training picture {near}"
@@ -544,23 +580,27 @@ def evaluate(args) -> int:
     if args.voxels:
         return _evaluate_voxels(args, model, meta, ckpt, device)
     with TerminalProgress("shapes3d data", disable=None) as bar:
-        _, test_set = _load_data(args, bar)
+        train_set, test_set = _load_data(args, bar)
     if list(model.class_names) != list(test_set.class_names):
         raise UserError(f"{ckpt.name} was trained on classes {model.class_names}, not on the {args.dataset} data set")
     if args.limit is not None:
         if args.limit < 1:
             raise UserError("--limit must be positive")
         test_set = test_set.subset(range(min(args.limit, len(test_set))))
-    more: dict = {}
-    with TerminalProgress("shapes3d eval") as bar:
-        result = run_eval(model, test_set, device, progress=bar, extra=more)
-    if args.record:
-        _record(ckpt, _test_metrics(result, more))
+    if args.record:  # the level is chosen again on the validation shapes, then the test shapes are scored at it
+        held_out, result = _held_out_metrics(model, train_set, test_set, device)
+        _record(ckpt, held_out)
+    else:
+        with TerminalProgress("shapes3d eval") as bar:
+            result = run_eval(model, test_set, device, progress=bar, level=_level(meta))
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
     print(f"{ckpt.name} on {result['shapes']} held-out {result['dataset']} shapes (single view):")
-    print(f"  IoU {result['iou']:.3f}   visual-hull baseline {result['iou_baseline']:.3f}")
+    print(
+        f"  IoU {result['iou']:.3f} (occupancy level {result['level']:g})   "
+        f"visual-hull baseline {result['iou_baseline']:.3f}"
+    )
     for name, r in result["per_class"].items():
         print(f"    {name:10s} {r['shapes']:4d} shapes   IoU {r['iou']:.3f}   baseline {r['iou_baseline']:.3f}")
     print(

@@ -288,8 +288,9 @@ def test_train_and_eval_cli_on_a_tiny_set(tmp_path, capsys):
         "image_error_input_view",
         "image_error_new_views",
         "elbo",
+        "level",
     }
-    assert out["dataset"] == "primitives" and out["shapes"] == 5
+    assert out["dataset"] == "primitives" and out["shapes"] == 5 and out["level"] == 0.5  # no validation shapes
     assert set(out["per_class"]) == set(D.PRIMITIVE_CLASSES)
     assert all(set(v) == {"shapes", "iou", "iou_baseline"} for v in out["per_class"].values())
     assert 0.0 <= out["iou"] <= 1.0 and 0.0 < out["iou_baseline"] < 1.0

@@ -174,7 +174,7 @@ def test_eval_voxels_json_on_grids_of_two_sizes_and_an_unknown_class(tmp_path, t
     assert main(args + ["--shapes", str(tmp_path / "mn")]) == 0
     out = json.loads(capsys.readouterr().out)
     keys = {"iou", "iou_filled", "iou_baseline", "iou_nearest"}
-    assert set(out) == keys | {"shapes", "per_class"} and out["shapes"] == 2
+    assert set(out) == keys | {"shapes", "per_class", "level"} and out["shapes"] == 2 and out["level"] == 0.5
     assert set(out["per_class"]) == {"chair", "vase"}
     assert out["per_class"]["chair"]["conditioned"] and not out["per_class"]["vase"]["conditioned"]
     for r in [out, *out["per_class"].values()]:
@@ -260,6 +260,11 @@ def test_eval_record_writes_the_held_out_numbers_into_the_checkpoint(tmp_path, t
     out = json.loads(capsys.readouterr().out)
     m = load_checkpoint(tiny_checkpoint).meta.metrics
     assert m["headline"] == "test_iou" and m["test_iou"] == out["iou"]
+    # the occupancy level is chosen on the validation shapes (when the hashed split gives some) and scored at
+    level = m.get("iou_level", 0.5)
+    assert out["level"] == level
+    if "iou_level" in m:
+        assert max(m["iou_level_valid"].values()) == m["iou_level_valid"][f"{level:g}"]
     assert (
         m["test_iou_baseline"] == out["iou_baseline"]
         and m["per_class"]["chair"]["iou"] == out["per_class"]["chair"]["iou"]
@@ -269,6 +274,7 @@ def test_eval_record_writes_the_held_out_numbers_into_the_checkpoint(tmp_path, t
     capsys.readouterr()
     assert main(base + ["--voxels", str(vox), "--record"]) == 0
     out2 = json.loads(capsys.readouterr().out)
+    assert out2["level"] == level, "any grids are scored at the checkpoint's level"
     m2 = load_checkpoint(tiny_checkpoint).meta.metrics
     assert m2["test_iou"] == out["iou"], "the data set's numbers stay"
     assert m2["test_iou_nearest"] == out2["iou_nearest"] and m2["test_grids_iou"] == out2["iou"]
@@ -278,3 +284,19 @@ def test_eval_record_writes_the_held_out_numbers_into_the_checkpoint(tmp_path, t
         and chair["iou_nearest"] == out2["per_class"]["chair"]["iou_nearest"]
     )
     assert main(base + ["--dataset", "modelnet", "--record", "--limit", "2"]) == 2  # only the whole set is recorded
+
+
+def test_occupancy_level_is_chosen_on_the_shapes_given():
+    from explorer.papers.shapes3d.evaluate import LEVELS, calibrate_level, occupied
+
+    logits = torch.tensor([-3.0, -1.0, 0.0, 1.0])  # probabilities 0.047, 0.27, 0.5, 0.73
+    assert occupied(logits, 0.5).tolist() == [False, False, False, True]
+    assert occupied(logits, 0.2).tolist() == [False, True, True, True]
+    with pytest.raises(ValueError):
+        occupied(logits, 1.0)
+    torch.manual_seed(0)
+    model = M.build(dict(TINY))
+    shapes = D.make_primitives(4, seed=5)
+    level, table = calibrate_level(model, shapes, "cpu")
+    assert level in LEVELS and set(table) == {f"{lv:g}" for lv in LEVELS}
+    assert table[f"{level:g}"] == max(table.values())

@@ -37,6 +37,7 @@ _STRIP = 8 + 2  # input, re-projection, 8 turntable views
 THUMB_PX = 64  # a 32-pixel view drawn twice as large
 PICTURE_DIR_KEY = "shapes3d/dir"
 N_TURNTABLE = _STRIP - 2
+SPIN_MS, SPIN_PX, SPIN_S = 40, 2, 15.0  # attract mode: a 2-pixel drag every 40 ms (about 20 degrees/s) for 15 s
 # what an empty thumbnail says (a black square would look like a broken picture)
 _EMPTY = ("no input picture", "nothing to re-project") + ("",) * N_TURNTABLE
 
@@ -388,6 +389,11 @@ class Shapes3DPanel(PaperPanel):
         self.anim_timer = QTimer(self)
         self.anim_timer.setInterval(350)
         self.anim_timer.timeout.connect(self._anim_tick)
+        self.spin_timer = QTimer(self)  # attract mode turns the shapes (rendered in the 3D view's render thread)
+        self.spin_timer.setInterval(SPIN_MS)
+        self.spin_timer.timeout.connect(self._spin_tick)
+        self._spin_ticks = 0
+        self.view_host.touched.connect(self.spin_timer.stop)  # the visitor takes over
         self._set_strip([])
 
     def vtk_views(self):
@@ -555,6 +561,27 @@ class Shapes3DPanel(PaperPanel):
             self.select_gallery(0)  # infers it; the demo is done when it is shown
         else:
             self.sample(demo=True)
+
+    def attract_step(self) -> None:
+        """Attract mode: the next held-out shape (else a sample), and both panes turn slowly for a while, until
+        the tab is left or a visitor touches the view."""
+        if self.gallery is not None and len(self.gallery["labels"]):
+            self.select_gallery((self.gallery_list.currentRow() + 1) % len(self.gallery["labels"]))
+        else:
+            self.sample()
+        self._spin_ticks = 0
+        self.spin_timer.start()
+        attract = getattr(self.window(), "attract", None)
+        if attract is not None and not getattr(self, "_spin_hooked", False):
+            self._spin_hooked = True
+            attract.active_changed.connect(lambda on: None if on else self.spin_timer.stop())  # a visitor came
+
+    def _spin_tick(self) -> None:
+        self._spin_ticks += 1
+        if not self.view_host.isVisible() or self._spin_ticks * SPIN_MS > SPIN_S * 1000:
+            self.spin_timer.stop()
+            return
+        self.view_host.rotate(SPIN_PX, 0)
 
     def select_gallery(self, row: int) -> None:
         """Select a held-out item and infer it (also when it was already the current row)."""
@@ -747,6 +774,7 @@ class Shapes3DPanel(PaperPanel):
 
     def shutdown(self, timeout: float = 5.0) -> bool:
         self.anim_timer.stop()
+        self.spin_timer.stop()
         ok = super().shutdown(timeout)
         for v in self.vtk_views():
             v.close_view()

@@ -179,7 +179,16 @@ def _deliver(key: int, image, error: str) -> None:
     ref = _views.get(key)
     view = ref() if ref is not None else None
     if view is not None:
-        view._receive(image, error)
+        try:
+            view._receive(image, error)
+        except RuntimeError:  # its widget was deleted meanwhile
+            log.debug("3D frame for a deleted view", exc_info=True)
+
+
+def _forget(key: int, thread: RenderThread) -> None:
+    """A view's widget is destroyed without close_view(): its scene goes all the same (in the render thread)."""
+    if _views.pop(key, None) is not None:
+        thread.submit(None, lambda: thread._close(key))
 
 
 def _ensure_bridge() -> _Bridge:
@@ -395,6 +404,8 @@ def shutdown_render_thread(timeout: float = 5.0) -> bool:
 class VtkView(QWidget):
     """A 3D view: its scene lives in the render thread (``submit``), the widget paints the frames it gets."""
 
+    touched = Signal()  # a visitor pressed, wheeled or double-clicked in it
+
     def __init__(self, parent: QWidget | None = None, background=BACKGROUND) -> None:
         super().__init__(parent)
         self.setAttribute(Qt.WA_OpaquePaintEvent)
@@ -409,8 +420,10 @@ class VtkView(QWidget):
         self.home: Callable[[], None] | None = None  # what a double click or reset_camera() does (GUI side)
         _views[self._state.key] = weakref.ref(self)
         _ensure_bridge()
-        self._thread = render_thread()
-        self._thread.submit(None, lambda key=self._state.key, bg=tuple(background): self._thread._open(key, bg))
+        self._thread = th = render_thread()
+        key = self._state.key
+        th.submit(None, lambda bg=tuple(background): th._open(key, bg))
+        self.destroyed.connect(lambda *_: _forget(key, th))
 
     # --------------------------------------------------------------------------------- the scene
     @property
@@ -526,6 +539,7 @@ class VtkView(QWidget):
     def mousePressEvent(self, event) -> None:  # noqa: N802
         if event.button() == Qt.LeftButton:
             self._drag = event.position().toPoint()
+        self.touched.emit()
         super().mousePressEvent(event)
 
     def mouseMoveEvent(self, event) -> None:  # noqa: N802
@@ -545,12 +559,14 @@ class VtkView(QWidget):
     def mouseDoubleClickEvent(self, event) -> None:  # noqa: N802
         if event.button() == Qt.LeftButton:
             self.reset_camera()
+        self.touched.emit()
         super().mouseDoubleClickEvent(event)
 
     def wheelEvent(self, event) -> None:  # noqa: N802
         notches = event.angleDelta().y() / 120.0
         if notches:
             self.zoom(notches)
+            self.touched.emit()
         event.accept()
 
     def close_view(self) -> None:

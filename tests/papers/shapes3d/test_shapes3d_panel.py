@@ -105,6 +105,33 @@ def test_panel_infers_and_shows_isosurface(make_panel, qtbot, bundled_or_tiny):
     panel.pred_view.render()  # no-op after close
 
 
+def test_attract_mode_turns_the_shapes_until_a_visitor_touches_the_view(make_panel, qtbot, bundled_or_tiny):
+    """The attract step shows the next held-out shape and turns it: new frames come from the render thread while
+    the GUI thread never waits; a press in the view stops the turning."""
+    from PySide6.QtCore import QEvent, QPointF, Qt
+    from PySide6.QtGui import QMouseEvent
+    from PySide6.QtWidgets import QApplication
+
+    panel = make_panel("shapes3d", timeout=120)
+    view = panel.view_host
+    qtbot.waitUntil(lambda: view.has_frame, timeout=30000)
+    row = panel.gallery_list.currentRow()
+    panel.attract_step()
+    assert panel.spin_timer.isActive() and panel.gallery_list.currentRow() == (row + 1) % panel.gallery_list.count()
+    _wait_idle(qtbot, panel)
+    frames = view.frames
+    before = view.capture()
+    qtbot.waitUntil(lambda: view.frames >= frames + 5, timeout=30000)  # it turns
+    assert np.abs(view.capture().astype(int) - before).mean() > 0.5
+    press = QMouseEvent(
+        QEvent.MouseButtonPress, QPointF(20, 20), QPointF(20, 20), Qt.LeftButton, Qt.LeftButton, Qt.NoModifier
+    )
+    QApplication.sendEvent(view, press)
+    assert not panel.spin_timer.isActive()
+    assert "3D view unavailable" not in view.error
+    panel.shutdown()
+
+
 def test_panel_opens_the_furniture_checkpoint_with_its_gallery(make_panel, qtbot, bundled_or_tiny):
     from explorer.core.paths import bundled
     from explorer.papers.shapes3d.infer import gallery_path

@@ -270,10 +270,9 @@ class RenderThread:
             with self._cond:
                 while not self._jobs and not self._dirty and not self._stopping:
                     self._cond.wait()
-                jobs = list(self._jobs)
-                self._jobs.clear()
-            for job in jobs:
-                self._run(*job)
+                jobs, self._jobs = self._jobs, deque()
+            while jobs:  # each job (and what it held) goes once it has run
+                self._run(*jobs.popleft())
             with self._cond:  # the views asked for, once the jobs before the asks have run: one render each
                 dirty = list(self._dirty.values())
                 self._dirty.clear()
@@ -431,7 +430,9 @@ class VtkView(QWidget):
         return self._state.key
 
     def submit(self, fn: Callable[[Scene], Any]) -> None:
-        """Run ``fn(scene)`` in the render thread (after what was submitted before); a failure shows on the view."""
+        """Run ``fn(scene)`` in the render thread (after what was submitted before); a failure shows on the view.
+        ``fn`` must hold no Qt widget (it is dropped in the render thread): pass plain values (``functools.partial``
+        of a module-level function)."""
         if not self._closed:
             self._thread.submit(self._state.key, fn)
 
@@ -467,8 +468,8 @@ class VtkView(QWidget):
         w, h = max(1, self.width()), max(1, self.height())
         if self._closed or self._error:
             return np.zeros((h, w, 3), np.uint8)
-        st = self._state
-        return self._thread.call(None, lambda: self._thread._capture(st, w, h), timeout)
+        st, th = self._state, self._thread  # the job holds no reference to the widget
+        return th.call(None, lambda: th._capture(st, w, h), timeout)
 
     # ---------------------------------------------------------------------------------- the camera
     def rotate(self, dx: float, dy: float) -> None:

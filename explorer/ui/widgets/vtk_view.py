@@ -305,10 +305,10 @@ class RenderThread:
             if fut is not None:
                 fut.set_result(result)
 
-    def _render(self, state: _ViewState, emit: bool = True) -> np.ndarray | None:
+    def _render(self, state: _ViewState) -> None:
         scene = self._scenes.get(state.key)
         if scene is None or state.closed or not state.shown:
-            return None  # shown again: it asks again
+            return  # shown again: it asks again
         try:
             scene.move(*state.take_motion())
             w, h = state.size
@@ -316,11 +316,9 @@ class RenderThread:
         except Exception as exc:  # noqa: BLE001
             log.exception("3D view render failed")
             self._fail(state.key, exc)
-            return None
+            return
         self.renders += 1
-        if emit:
-            self._send(state.key, pixels)
-        return pixels
+        self._send(state.key, pixels)
 
     def _send(self, key: int, pixels: np.ndarray) -> None:
         h, w = pixels.shape[:2]
@@ -351,7 +349,8 @@ class RenderThread:
 
     def _close(self, key: int) -> None:
         scene = self._scenes.pop(key, None)
-        self._dirty.pop(key, None)
+        with self._cond:
+            self._dirty.pop(key, None)
         if scene is not None:
             try:
                 scene.finalize()
@@ -365,6 +364,8 @@ class RenderThread:
         scene.move(*state.take_motion())
         pixels = scene.draw(w, h)
         self.renders += 1
+        if state.shown and (w, h) == state.size:  # the widget shows it too (the camera moves it took included)
+            self._send(state.key, pixels)
         return pixels
 
 

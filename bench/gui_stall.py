@@ -15,6 +15,9 @@ tab (torch is not imported beforehand, as at a real start), with how many ticks 
 the first tab is then already built).
 ``--tabs ID[,ID]``: only these tabs (e.g. ``--tabs bptt``), shown once the app's warm-up has loaded torch and the
 window has painted (as for a tab that is not the first).
+``--after S``: keep measuring S seconds after each tab's demo is done (a 3D tab's frames may come later).
+``--turn S``: then turn the tab's 3D views for S seconds with synthetic mouse drags (one move every 16 ms, as a
+visitor's drag) and print the worst and p99 lateness meanwhile, with how many frames the views showed.
 ``--explain MS``: also sample the GUI thread's Python stack and print, for each stall over MS ms, what ran on it
 meanwhile (a stall with a single sample: another thread held the GIL meanwhile).
 
@@ -52,6 +55,8 @@ def parse(argv=None) -> argparse.Namespace:
         metavar="MS",
         help="--job tabs: sample the GUI thread's stack and print what ran during each stall over MS ms",
     )
+    p.add_argument("--after", type=float, default=0.0, help="--job tabs: seconds measured after each demo is done")
+    p.add_argument("--turn", type=float, default=0.0, help="--job tabs: seconds of dragging the tab's 3D views")
     add_quick(p, "the job runs 2 s (--job tabs: not shortened)")
     args = p.parse_args(argv)
     if args.quick and args.job != "tabs":
@@ -143,6 +148,10 @@ def tab_stalls(args) -> None:
             if page.build_error is not None or (panel is not None and panel.demo_done and not panel.runner.is_busy()):
                 break
             time.sleep(0.002)
+        t1 = time.perf_counter()
+        while time.perf_counter() - t1 < args.after:
+            app.processEvents()
+            time.sleep(0.002)
         worst, p99 = probe.take()
         long = probe.take_stalls(50)
         rows.append((spec.id, time.perf_counter() - t0, worst, p99))
@@ -154,8 +163,52 @@ def tab_stalls(args) -> None:
         )
         if sampler is not None:
             sampler.explain([s for s in long if s[0] > args.explain])
+        if args.turn and page.panel is not None and page.panel.vtk_views():
+            turn_views(app, probe, page.panel.vtk_views(), args.turn)
     window.shutdown(10.0)
     print(f"worst over all tabs: {max(r[2] for r in rows)} ms ({max(rows, key=lambda r: r[2])[0]})")
+
+
+def turn_views(app, probe, views, seconds: float) -> None:
+    """Drag across each view (left button), a move every 16 ms for ``seconds``, as a visitor turning the shape."""
+    from PySide6.QtCore import QEvent, QPointF, Qt
+    from PySide6.QtGui import QMouseEvent
+
+    def send(view, kind, x, y, button, buttons):
+        p = QPointF(x, y)
+        app.sendEvent(view, QMouseEvent(kind, p, view.mapToGlobal(p), button, buttons, Qt.NoModifier))
+
+    frames0 = [getattr(v, "frames", 0) for v in views]
+    targets = [getattr(v, "interactor", v) for v in views]  # (before issue 25's render thread: its VTK widget)
+    probe.take()
+    probe.take_stalls(50)
+    t0 = time.perf_counter()
+    moves = 0
+    for v in targets:
+        send(v, QEvent.MouseButtonPress, 20, v.height() / 2, Qt.LeftButton, Qt.LeftButton)
+    while time.perf_counter() - t0 < seconds:
+        moves += 1
+        for v in targets:
+            x = 20 + (moves * 4) % max(40, v.width() - 40)
+            send(v, QEvent.MouseMove, x, v.height() / 2 + (moves % 7), Qt.NoButton, Qt.LeftButton)
+        t1 = time.perf_counter()
+        while time.perf_counter() - t1 < 0.016:
+            app.processEvents()
+            time.sleep(0.002)
+    for v in targets:
+        send(v, QEvent.MouseButtonRelease, 20, v.height() / 2, Qt.LeftButton, Qt.NoButton)
+    t1 = time.perf_counter()
+    while time.perf_counter() - t1 < 0.5:  # the last frame
+        app.processEvents()
+        time.sleep(0.002)
+    worst, p99 = probe.take()
+    long = probe.take_stalls(50)
+    frames = sum(getattr(v, "frames", 0) for v in views) - sum(frames0)
+    print(
+        f"{'  turning':12s} {moves} drag moves in {seconds:.1f} s, {frames} frames shown: worst stall {worst} ms, "
+        f"p99 {p99} ms, stalls over 50 ms: {len(long)}, over 100 ms: {sum(1 for s in long if s[0] > 100)}",
+        flush=True,
+    )
 
 
 def main(argv=None) -> int:

@@ -420,6 +420,8 @@ class MainWindow(QMainWindow):
         ok = self.runner.shutdown(timeout)
         for page in self.pages.values():
             ok = page.shutdown(timeout) and ok
+        if "explorer.ui.widgets.vtk_view" in sys.modules:  # the 3D views' render thread ends, windows finalized
+            ok = sys.modules["explorer.ui.widgets.vtk_view"].shutdown_render_thread(timeout) and ok
         return ok
 
 
@@ -427,9 +429,7 @@ def _import_panel(ref: str):
     """In a worker: the panel class (its module imported without the GIL-holding waits and full garbage
     collections that would stall the GUI thread: see core/warmup.py; at once when the warm-up imported it)."""
     from ..core.warmup import native_lock, quiet_gc
-    from .widgets.vtk_view import wait_for_warm_up
 
-    wait_for_warm_up()  # a 3D view is never made while the warm-up renders (VTK is not thread-safe)
     if ref.partition(":")[0] in sys.modules:
         return load_attr(ref)
     with quiet_gc(), native_lock:
@@ -456,7 +456,7 @@ VTK_MODULES = (
     "vtkmodules.vtkRenderingUI",
     "vtkmodules.vtkInteractionStyle",
 )
-VTK_PYTHON = ("vtkmodules.util.numpy_support", "vtkmodules.qt.QVTKRenderWindowInteractor")
+VTK_PYTHON = ("vtkmodules.util.numpy_support",)
 # what the tabs' workers import on first use (their demos: the compression tab's SSIM, the shapes3d ground-truth
 # smoothing, the transducer's resampling and noise, pictures, checkpoint files)
 LAZY_LIBRARIES = ("safetensors.torch", "scipy.ndimage", "scipy.signal", "PIL.Image")
@@ -492,7 +492,7 @@ def _warm_up(context: AppContext, panel_modules=(), progress=None) -> str:
         preload_libraries(opengl_libraries())  # the first 3D view's OpenGL context loads them otherwise
         from .widgets.vtk_view import warm_offscreen_rendering
 
-        warm_offscreen_rendering()  # software OpenGL's shaders compiled here, not in a view's first render
+        warm_offscreen_rendering()  # in the 3D render thread: software OpenGL compiles its shaders here
         import_quietly(panel_modules)
         import_quietly(LAZY_LIBRARIES)
     return text

@@ -5,6 +5,7 @@ watch the canvas being built step by step."""
 from __future__ import annotations
 
 import logging
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ _STRIP = 8 + 2  # input, re-projection, 8 turntable views
 THUMB_PX = 64  # a 32-pixel view drawn twice as large
 PICTURE_DIR_KEY = "shapes3d/dir"
 N_TURNTABLE = _STRIP - 2
+SPIN_MS, SPIN_PX, SPIN_S = 40, 2, 15.0  # attract mode: a 2-pixel drag every 40 ms (about 20 degrees/s) for 15 s
 # what an empty thumbnail says (a black square would look like a broken picture)
 _EMPTY = ("no input picture", "nothing to re-project") + ("",) * N_TURNTABLE
 
@@ -63,8 +65,12 @@ class _Gallery(QListWidget):
 
 class IsoSurfacePane:
     """The isosurface (flying edges) of a 32^3 occupancy volume, with a caption, in one viewport of a shared
-    VtkView: the tab's two panes (inferred, ground truth) share one render window, hence one OpenGL context
-    (made on the GUI thread: with software OpenGL each context costs 0.1-0.4 s) and one render per change."""
+    VtkView: the tab's two panes (inferred, ground truth) share one render window, hence one OpenGL context and one
+    render per change, and one camera. Its VTK objects live in the render thread (see VtkView): every method here
+    sends a job there and never waits, but ``triangles()`` and ``capture()`` (tests, screenshots, scripts). What
+    is on screen is mirrored here in plain Python (``caption_text``, ``visible``, ``has_volume``, ``level``)."""
+
+    _keys = 0
 
     def __init__(
         self,
@@ -72,53 +78,20 @@ class IsoSurfacePane:
         viewport: tuple[float, float, float, float],
         caption: str,
         color=(0.95, 0.6, 0.25),
-        renderer=None,
+        main: bool = False,
     ) -> None:
-        import vtkmodules.vtkRenderingFreeType  # noqa: F401  (text rendering)
-        from vtkmodules.vtkCommonDataModel import vtkImageData
-        from vtkmodules.vtkFiltersCore import vtkFlyingEdges3D
-        from vtkmodules.vtkFiltersSources import vtkOutlineSource
-        from vtkmodules.vtkRenderingCore import vtkActor, vtkPolyDataMapper, vtkRenderer, vtkTextActor
-
+        """``main``: it draws in the host's own renderer (whose camera every pane of the host shares)."""
+        IsoSurfacePane._keys += 1
+        self.key = ("pane", IsoSurfacePane._keys)
         self.host = host
         self.viewport = viewport
-        if renderer is None:
-            renderer = vtkRenderer()
-            r, g, b = host.renderer.GetBackground()
-            renderer.SetBackground(r * 0.8, g * 0.8, b * 0.8)  # a shade darker: where one pane ends is visible
-            host.render_window.AddRenderer(renderer)
-        self.renderer = renderer
-        self.renderer.SetViewport(*viewport)
-        self.image = vtkImageData()
-        self.surface = vtkFlyingEdges3D()
-        self.surface.SetInputData(self.image)
-        self.surface.ComputeNormalsOn()
-        self.surface.SetValue(0, 0.5)
-        mapper = vtkPolyDataMapper()
-        mapper.SetInputConnection(self.surface.GetOutputPort())
-        mapper.ScalarVisibilityOff()
-        self.actor = vtkActor()
-        self.actor.SetMapper(mapper)
-        self.actor.GetProperty().SetColor(*color)
-        self.actor.GetProperty().SetSpecular(0.3)
-        self.actor.VisibilityOff()
-        self.renderer.AddActor(self.actor)
-        box = vtkOutlineSource()
-        box.SetBounds(-1, 1, -1, 1, -1, 1)
-        bm = vtkPolyDataMapper()
-        bm.SetInputConnection(box.GetOutputPort())
-        self.outline = vtkActor()
-        self.outline.SetMapper(bm)
-        self.outline.GetProperty().SetColor(0.45, 0.47, 0.52)
-        self.renderer.AddActor(self.outline)
-        self.caption = vtkTextActor()
-        self.caption.SetInput(caption)
-        self.caption.GetTextProperty().SetFontSize(15)
-        self.caption.GetTextProperty().SetColor(0.92, 0.92, 0.92)
-        self.caption.GetPositionCoordinate().SetCoordinateSystemToViewport()  # in its own pane, not the window's
-        self.caption.SetPosition(8, 8)
-        self.renderer.AddViewProp(self.caption)
+        self.caption_text = caption
+        self.visible = False
         self.has_volume = False
+        self.level = 0.5
+        host.submit(partial(_make_pane, key=self.key, viewport=viewport, caption=caption, color=color, main=main))
+        if main:
+            host.home = self.reset_camera
         self.reset_camera()
 
     # the host's render, capture and teardown, so a pane is used like a view of its own
@@ -126,7 +99,7 @@ class IsoSurfacePane:
         self.host.render()
 
     def capture(self) -> np.ndarray:
-        """This pane's part of the host's rendered pixels, (H, W, 3) uint8, top row first."""
+        """This pane's part of the host's rendered pixels, (H, W, 3) uint8, top row first (waits for it)."""
         img = self.host.capture()
         h, w = img.shape[:2]
         x0, y0, x1, y1 = self.viewport
@@ -138,51 +111,129 @@ class IsoSurfacePane:
         self.host.close_view()
 
     def reset_camera(self) -> None:
-        cam = self.renderer.GetActiveCamera()
-        cam.SetFocalPoint(0, 0, 0)
-        cam.SetPosition(0, 0, -5.5)  # the input camera looks along +z; world y points down
-        cam.SetViewUp(0, -1, 0)
-        cam.Azimuth(-35)
-        cam.Elevation(25)
-        cam.OrthogonalizeViewUp()
-        self.renderer.ResetCameraClippingRange()
+        """The input camera's side of the shape, turned a little (the camera every pane of the host shares)."""
+        self.host.submit(_reset_camera)
+        self.render()
 
     def set_caption(self, text: str) -> None:
-        self.caption.SetInput(text)
+        self.caption_text = text
+        self.host.submit(partial(_pane_caption, key=self.key, text=text))
         self.render()
 
     def set_volume(self, occ: np.ndarray | None, caption: str | None = None) -> None:
         """Show a (R, R, R) occupancy (z, y, x) in [-1, 1]^3, or nothing (None), with its caption if given.
 
         Caption and volume change in one render, so the view never shows one with the other's caption."""
-        from vtkmodules.util.numpy_support import numpy_to_vtk
-
         if caption is not None:
-            self.caption.SetInput(caption)
-        if occ is None:
-            self.has_volume = False
-            self.actor.VisibilityOff()
-            self.render()
-            return
-        occ = np.ascontiguousarray(occ, np.float32)
-        r = occ.shape[-1]
-        self.image.SetDimensions(r, r, r)
-        self.image.SetSpacing(2.0 / r, 2.0 / r, 2.0 / r)
-        self.image.SetOrigin(-1 + 1.0 / r, -1 + 1.0 / r, -1 + 1.0 / r)
-        arr = numpy_to_vtk(occ.ravel(), deep=True)
-        self.image.GetPointData().SetScalars(arr)
-        self.image.Modified()
-        self.has_volume = True
-        self.actor.VisibilityOn()
+            self.caption_text = caption
+        if occ is not None:
+            occ = np.array(occ, np.float32, order="C", copy=True)  # the render thread gets its own copy
+        self.has_volume = self.visible = occ is not None
+        self.host.submit(partial(_pane_volume, key=self.key, occ=occ, caption=caption))
         self.render()
 
     def set_level(self, level: float) -> None:
-        self.surface.SetValue(0, float(level))
+        self.level = float(level)
+        self.host.submit(partial(_pane_level, key=self.key, level=self.level))
         self.render()
 
-    def triangles(self) -> int:
-        self.surface.Update()
-        return int(self.surface.GetOutput().GetNumberOfCells())
+    def triangles(self, timeout: float = 60.0) -> int:
+        """Triangles of the isosurface shown (waits for the render thread: tests, scripts)."""
+        return int(self.host.call(partial(_pane_triangles, key=self.key), timeout))
+
+
+# ---- the panes' VTK side: these run in the render thread only (VtkView.submit / call), on scene.parts[key]
+def _make_pane(scene, key, viewport, caption: str, color, main: bool) -> None:
+    from types import SimpleNamespace
+
+    from vtkmodules.vtkCommonDataModel import vtkImageData
+    from vtkmodules.vtkFiltersCore import vtkFlyingEdges3D
+    from vtkmodules.vtkFiltersSources import vtkOutlineSource
+    from vtkmodules.vtkRenderingCore import vtkActor, vtkPolyDataMapper, vtkRenderer, vtkTextActor
+
+    if main:
+        renderer = scene.renderer
+    else:
+        renderer = vtkRenderer()
+        r, g, b = scene.renderer.GetBackground()
+        renderer.SetBackground(r * 0.8, g * 0.8, b * 0.8)  # a shade darker: where one pane ends is visible
+        renderer.SetActiveCamera(scene.renderer.GetActiveCamera())  # turning one pane turns the other
+        scene.render_window.AddRenderer(renderer)
+    renderer.SetViewport(*viewport)
+    p = SimpleNamespace(renderer=renderer, image=vtkImageData(), surface=vtkFlyingEdges3D())
+    p.surface.SetInputData(p.image)
+    p.surface.ComputeNormalsOn()
+    p.surface.SetValue(0, 0.5)
+    mapper = vtkPolyDataMapper()
+    mapper.SetInputConnection(p.surface.GetOutputPort())
+    mapper.ScalarVisibilityOff()
+    p.actor = vtkActor()
+    p.actor.SetMapper(mapper)
+    p.actor.GetProperty().SetColor(*color)
+    p.actor.GetProperty().SetSpecular(0.3)
+    p.actor.VisibilityOff()
+    renderer.AddActor(p.actor)
+    box = vtkOutlineSource()
+    box.SetBounds(-1, 1, -1, 1, -1, 1)
+    bm = vtkPolyDataMapper()
+    bm.SetInputConnection(box.GetOutputPort())
+    p.outline = vtkActor()
+    p.outline.SetMapper(bm)
+    p.outline.GetProperty().SetColor(0.45, 0.47, 0.52)
+    renderer.AddActor(p.outline)
+    p.caption = vtkTextActor()
+    p.caption.SetInput(caption)
+    p.caption.GetTextProperty().SetFontSize(15)
+    p.caption.GetTextProperty().SetColor(0.92, 0.92, 0.92)
+    p.caption.GetPositionCoordinate().SetCoordinateSystemToViewport()  # in its own pane, not the window's
+    p.caption.SetPosition(8, 8)
+    renderer.AddViewProp(p.caption)
+    scene.parts[key] = p
+
+
+def _reset_camera(scene) -> None:
+    cam = scene.renderer.GetActiveCamera()
+    cam.SetFocalPoint(0, 0, 0)
+    cam.SetPosition(0, 0, -5.5)  # the input camera looks along +z; world y points down
+    cam.SetViewUp(0, -1, 0)
+    cam.Azimuth(-35)
+    cam.Elevation(25)
+    cam.OrthogonalizeViewUp()
+    for ren in scene.renderers():
+        ren.ResetCameraClippingRange()
+
+
+def _pane_caption(scene, key, text: str) -> None:
+    scene.parts[key].caption.SetInput(text)
+
+
+def _pane_volume(scene, key, occ: np.ndarray | None, caption: str | None) -> None:
+    from vtkmodules.util.numpy_support import numpy_to_vtk
+
+    p = scene.parts[key]
+    if caption is not None:
+        p.caption.SetInput(caption)
+    if occ is None:
+        p.actor.VisibilityOff()
+        return
+    r = occ.shape[-1]
+    p.image.SetDimensions(r, r, r)
+    p.image.SetSpacing(2.0 / r, 2.0 / r, 2.0 / r)
+    p.image.SetOrigin(-1 + 1.0 / r, -1 + 1.0 / r, -1 + 1.0 / r)
+    p.image.GetPointData().SetScalars(numpy_to_vtk(occ.ravel(), deep=True))
+    p.image.Modified()
+    p.actor.VisibilityOn()
+    p.renderer.ResetCameraClippingRange()
+
+
+def _pane_level(scene, key, level: float) -> None:
+    scene.parts[key].surface.SetValue(0, level)
+
+
+def _pane_triangles(scene, key) -> int:
+    surface = scene.parts[key].surface
+    surface.Update()
+    return int(surface.GetOutput().GetNumberOfCells())
 
 
 class Shapes3DPanel(PaperPanel):
@@ -205,9 +256,8 @@ class Shapes3DPanel(PaperPanel):
 
     # ------------------------------------------------------------------------------------------ layout
     def build_steps(self):
-        """The widgets in pieces (the shell runs one per event-loop turn): each VTK view is one piece (its GL
-        context is made later, one per turn, when it is first shown: see VtkView); the gallery loads in a
-        worker meanwhile."""
+        """The widgets in pieces (the shell runs one per event-loop turn); the 3D view's OpenGL context and
+        renders are made in the render thread (see VtkView), the gallery is read in a worker meanwhile."""
         yield from self._build()
         self._load_gallery()
 
@@ -298,14 +348,14 @@ class Shapes3DPanel(PaperPanel):
         # one render window, two viewports (one OpenGL context): inferred | ground truth, told apart by a shade
         self.view_host = VtkView()
         self.view_host.setMinimumSize(520, 240)  # VtkView's size hint is its minimum: it takes the room there is
-        self.view_host.setToolTip("Drag to turn both shapes, scroll to zoom; the slider below sets the surface level")
-        yield
-        self.pred_view = IsoSurfacePane(
-            self.view_host, (0.0, 0.0, 0.5, 1.0), "inferred from the picture", renderer=self.view_host.renderer
+        self.view_host.setToolTip(
+            "Drag to turn both shapes, scroll to zoom, double-click to reset the view; the iso-level slider sets the "
+            "surface level"
         )
+        yield
+        # both panes share one camera: turning one turns the other (one render draws both)
+        self.pred_view = IsoSurfacePane(self.view_host, (0.0, 0.0, 0.5, 1.0), "inferred from the picture", main=True)
         self.truth_view = IsoSurfacePane(self.view_host, (0.5, 0.0, 1.0, 1.0), "ground truth", color=(0.35, 0.7, 0.95))
-        # Both panes share one camera: turning one turns the other (one render draws both).
-        self.truth_view.renderer.SetActiveCamera(self.pred_view.renderer.GetActiveCamera())
         yield
         right.addWidget(self.view_host, 1)
 
@@ -339,6 +389,11 @@ class Shapes3DPanel(PaperPanel):
         self.anim_timer = QTimer(self)
         self.anim_timer.setInterval(350)
         self.anim_timer.timeout.connect(self._anim_tick)
+        self.spin_timer = QTimer(self)  # attract mode turns the shapes (rendered in the 3D view's render thread)
+        self.spin_timer.setInterval(SPIN_MS)
+        self.spin_timer.timeout.connect(self._spin_tick)
+        self._spin_ticks = 0
+        self.view_host.touched.connect(self.spin_timer.stop)  # the visitor takes over
         self._set_strip([])
 
     def vtk_views(self):
@@ -506,6 +561,27 @@ class Shapes3DPanel(PaperPanel):
             self.select_gallery(0)  # infers it; the demo is done when it is shown
         else:
             self.sample(demo=True)
+
+    def attract_step(self) -> None:
+        """Attract mode: the next held-out shape (else a sample), and both panes turn slowly for a while, until
+        the tab is left or a visitor touches the view."""
+        if self.gallery is not None and len(self.gallery["labels"]):
+            self.select_gallery((self.gallery_list.currentRow() + 1) % len(self.gallery["labels"]))
+        else:
+            self.sample()
+        self._spin_ticks = 0
+        self.spin_timer.start()
+        attract = getattr(self.window(), "attract", None)
+        if attract is not None and not getattr(self, "_spin_hooked", False):
+            self._spin_hooked = True
+            attract.active_changed.connect(lambda on: None if on else self.spin_timer.stop())  # a visitor came
+
+    def _spin_tick(self) -> None:
+        self._spin_ticks += 1
+        if not self.view_host.isVisible() or self._spin_ticks * SPIN_MS > SPIN_S * 1000:
+            self.spin_timer.stop()
+            return
+        self.view_host.rotate(SPIN_PX, 0)
 
     def select_gallery(self, row: int) -> None:
         """Select a held-out item and infer it (also when it was already the current row)."""
@@ -698,6 +774,7 @@ class Shapes3DPanel(PaperPanel):
 
     def shutdown(self, timeout: float = 5.0) -> bool:
         self.anim_timer.stop()
+        self.spin_timer.stop()
         ok = super().shutdown(timeout)
         for v in self.vtk_views():
             v.close_view()

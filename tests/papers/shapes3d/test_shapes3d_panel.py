@@ -82,8 +82,8 @@ def test_panel_infers_and_shows_isosurface(make_panel, qtbot, bundled_or_tiny):
     panel.sample_combo.setCurrentIndex(1)
     panel.sample()
     qtbot.waitUntil(lambda: not panel.runner.is_busy(), timeout=30000)
-    assert "prior" in panel.pred_view.caption.GetInput()
-    assert not panel.truth_view.actor.GetVisibility()
+    assert "prior" in panel.pred_view.caption_text
+    assert not panel.truth_view.visible
 
     # canvas-building animation steps through the DRAW steps
     panel.anim_timer.setInterval(10)
@@ -105,6 +105,33 @@ def test_panel_infers_and_shows_isosurface(make_panel, qtbot, bundled_or_tiny):
     panel.pred_view.render()  # no-op after close
 
 
+def test_attract_mode_turns_the_shapes_until_a_visitor_touches_the_view(make_panel, qtbot, bundled_or_tiny):
+    """The attract step shows the next held-out shape and turns it: new frames come from the render thread while
+    the GUI thread never waits; a press in the view stops the turning."""
+    from PySide6.QtCore import QEvent, QPointF, Qt
+    from PySide6.QtGui import QMouseEvent
+    from PySide6.QtWidgets import QApplication
+
+    panel = make_panel("shapes3d", timeout=120)
+    view = panel.view_host
+    qtbot.waitUntil(lambda: view.has_frame, timeout=30000)
+    row = panel.gallery_list.currentRow()
+    panel.attract_step()
+    assert panel.spin_timer.isActive() and panel.gallery_list.currentRow() == (row + 1) % panel.gallery_list.count()
+    _wait_idle(qtbot, panel)
+    frames = view.frames
+    before = view.capture()
+    qtbot.waitUntil(lambda: view.frames >= frames + 5, timeout=30000)  # it turns
+    assert np.abs(view.capture().astype(int) - before).mean() > 0.5
+    press = QMouseEvent(
+        QEvent.MouseButtonPress, QPointF(20, 20), QPointF(20, 20), Qt.LeftButton, Qt.LeftButton, Qt.NoModifier
+    )
+    QApplication.sendEvent(view, press)
+    assert not panel.spin_timer.isActive()
+    assert "3D view unavailable" not in view.error
+    panel.shutdown()
+
+
 def test_panel_opens_the_furniture_checkpoint_with_its_gallery(make_panel, qtbot, bundled_or_tiny):
     from explorer.core.paths import bundled
     from explorer.papers.shapes3d.infer import gallery_path
@@ -124,7 +151,7 @@ def test_panel_opens_the_furniture_checkpoint_with_its_gallery(make_panel, qtbot
     # the views show the new model's work on its own gallery, not the primitives result
     qtbot.waitUntil(lambda: not panel.runner.is_busy() and panel.current is not None, timeout=30000)
     assert panel.gallery_list.currentRow() == 0
-    assert panel.truth_view.caption.GetInput().startswith("ground truth (IoU ")
+    assert panel.truth_view.caption_text.startswith("ground truth (IoU ")
     panel.current = None
     panel.select_gallery(0)
     qtbot.waitUntil(lambda: panel.current is not None, timeout=30000)
@@ -147,7 +174,7 @@ def _spy_rendered_captions(panel):
 
         def render(view=view, orig=orig):
             orig()
-            shown[view] = view.caption.GetInput()
+            shown[view] = view.caption_text
 
         view.render = render
     return shown
@@ -180,7 +207,7 @@ def test_captions_thumbnails_and_banners_follow_the_last_action(
     _wait_idle(qtbot, panel)
     assert shown[panel.pred_view].startswith("sampled from the prior")
     assert shown[panel.truth_view] == "a new shape: no ground truth"
-    assert not panel.truth_view.actor.GetVisibility() and panel.pred_view.actor.GetVisibility()
+    assert not panel.truth_view.visible and panel.pred_view.visible
     assert _strip_state(panel) == ["no input picture", "nothing to re-project"] + ["picture"] * P.N_TURNTABLE
 
     # a held-out shape: its ground truth is shown, with its IoU, in the same render
@@ -188,7 +215,7 @@ def test_captions_thumbnails_and_banners_follow_the_last_action(
     _wait_idle(qtbot, panel)
     assert shown[panel.pred_view] == "inferred from the picture"
     assert shown[panel.truth_view].startswith("ground truth (IoU ")
-    assert panel.truth_view.actor.GetVisibility()
+    assert panel.truth_view.visible
     assert _strip_state(panel) == ["picture"] * P._STRIP
 
     # a picture that cannot be read: a banner; the shape on screen is still the selected one
@@ -213,8 +240,8 @@ def test_captions_thumbnails_and_banners_follow_the_last_action(
     panel.select_gallery(2)
     _wait_idle(qtbot, panel)
     assert panel.banner.kind is panel.Messages.unexpected and "out of memory" in panel.banner.message()
-    assert panel.current is None and not panel.pred_view.actor.GetVisibility()
-    assert not panel.truth_view.actor.GetVisibility()
+    assert panel.current is None and not panel.pred_view.visible
+    assert not panel.truth_view.visible
     assert shown[panel.pred_view].startswith("inference failed") and shown[panel.truth_view] == "ground truth"
     assert _strip_state(panel) == ["picture", "nothing to re-project"] + [""] * P.N_TURNTABLE
     monkeypatch.setattr(I, "infer_volume", works)

@@ -321,7 +321,10 @@ class Shapes3DPanel(PaperPanel):
         self.iso_slider = QSlider(Qt.Horizontal)
         self.iso_slider.setRange(5, 95)
         self.iso_slider.setValue(50)
-        self.iso_slider.setToolTip("Occupancy level of the isosurface (0.5 = the model's decision boundary)")
+        self.iso_slider.setToolTip(
+            "Occupancy level of the isosurface; the IoU with the ground truth is computed at it. It starts at the "
+            "level the model is scored at (chosen on validation shapes, or 0.5)"
+        )
         self.iso_slider.valueChanged.connect(self._on_iso)
         cl.addWidget(self.iso_slider, 3, 1)
         self.iso_label = QLabel("0.50")
@@ -506,10 +509,14 @@ class Shapes3DPanel(PaperPanel):
         self.step_slider.setRange(1, model.steps)
         self.step_slider.setValue(model.steps)
         m = meta.metrics or {}
+        # the surface is drawn at the level the model is scored at (chosen on validation shapes, else 0.5)
+        level = float(m.get("iou_level") or 0.5)
+        self.iso_slider.setValue(round(100 * level))
         if "test_iou" in m:
             near = f", nearest training picture {m['test_iou_nearest']:.3f}" if "test_iou_nearest" in m else ""
+            at = f" at occupancy level {level:g}, chosen on validation shapes" if "iou_level" in m else ""
             self.info.setText(
-                f"Held-out single-view IoU {m['test_iou']:.3f} (visual-hull baseline "
+                f"Held-out single-view IoU {m['test_iou']:.3f}{at} (visual-hull baseline "
                 f"{m.get('test_iou_baseline', float('nan')):.3f}{near}) on {meta.data.get('test_shapes', '?')} "
                 f"{meta.data.get('name', '')} shapes. Trained from pictures only."
             )
@@ -672,9 +679,15 @@ class Shapes3DPanel(PaperPanel):
             on_finished=lambda: self.infer_btn.setEnabled(True),
         )
 
-    def _show_inferred(self, res, img, truth) -> None:
+    def _truth_caption(self) -> str:
+        """The ground truth's caption: the IoU of the shape as shown (above the iso-level) with the truth."""
         from .model import iou
 
+        level = self.iso_slider.value() / 100.0
+        score = float(iou(self.current["occupancy"] > level, self.current["scored_truth"] > 0.5))
+        return f"ground truth (IoU {score:.2f} at level {level:.2f})"
+
+    def _show_inferred(self, res, img, truth) -> None:
         self._action_ok()
         self.anim_timer.stop()
         self.current = res
@@ -682,8 +695,8 @@ class Shapes3DPanel(PaperPanel):
         if truth is None:
             self.truth_view.set_volume(None, "ground truth: unknown for this picture")
         else:
-            score = float(iou(res["occupancy"] > 0.5, truth > 0.5))
-            self.truth_view.set_volume(res.get("truth_display", truth), f"ground truth (IoU {score:.2f})")
+            res["scored_truth"] = truth
+            self.truth_view.set_volume(res.get("truth_display", truth), self._truth_caption())
         self._set_strip([img, res["reprojection"]] + list(res["turntable"]))
         self.step_slider.blockSignals(True)
         self.step_slider.setValue(self.step_slider.maximum())
@@ -741,6 +754,8 @@ class Shapes3DPanel(PaperPanel):
         self.iso_label.setText(f"{level:.2f}")
         self.pred_view.set_level(level)
         self.truth_view.set_level(level)
+        if self.current is not None and "scored_truth" in self.current:
+            self.truth_view.set_caption(self._truth_caption())
 
     def _on_step(self, step: int) -> None:
         if self.current is None or "canvases" not in self.current:

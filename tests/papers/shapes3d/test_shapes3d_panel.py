@@ -152,6 +152,12 @@ def test_panel_opens_the_furniture_checkpoint_with_its_gallery(make_panel, qtbot
     qtbot.waitUntil(lambda: not panel.runner.is_busy() and panel.current is not None, timeout=30000)
     assert panel.gallery_list.currentRow() == 0
     assert panel.truth_view.caption_text.startswith("ground truth (IoU ")
+    # the iso-level starts at the model's scoring level; the IoU caption follows the level shown
+    level = float((panel.model_meta.metrics or {}).get("iou_level") or 0.5)
+    assert panel.iso_slider.value() == round(100 * level)
+    assert panel.truth_view.caption_text.endswith(f"at level {level:.2f})")
+    panel.iso_slider.setValue(30)
+    assert panel.truth_view.caption_text.endswith("at level 0.30)")
     panel.current = None
     panel.select_gallery(0)
     qtbot.waitUntil(lambda: panel.current is not None, timeout=30000)

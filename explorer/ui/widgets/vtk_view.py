@@ -240,11 +240,17 @@ class RenderThread:
         return fut.result(timeout)
 
     def request(self, state: _ViewState) -> None:
-        """Render this view once the jobs queued so far have run (repeated requests: one render)."""
+        """Render this view once the jobs queued so far have run (repeated requests: one render). The ask is queued
+        as a job of its own, so it is seen only after the jobs before it, the view's own making included: an ask
+        marked at once could be taken while the job that makes the view's scene was still waiting, and be lost."""
         with self._cond:
             if not self._stopping:
-                self._dirty[state.key] = state
+                self._jobs.append((None, lambda: self._mark(state), None))
                 self._cond.notify()
+
+    def _mark(self, state: _ViewState) -> None:
+        with self._cond:
+            self._dirty[state.key] = state
 
     def stop(self, timeout: float = 5.0) -> bool:
         """Finalize every render window left and end the thread (bounded wait); True when it ended."""

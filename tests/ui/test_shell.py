@@ -283,3 +283,13 @@ def test_a_replaced_checkpoint_load_still_starts_the_demo(make_window, qtbot, tm
     gate.set()
     qtbot.waitUntil(lambda: page.panel.demo_done, timeout=30000)
     assert page.panel.model_meta.name == "mine.safetensors" and page.panel.demo_result == 42
+
+
+def test_a_long_training_data_note_is_cut_at_a_word_and_whole_in_the_tooltip():
+    from explorer.ui.widgets.checkpoint_bar import DATA_CHARS, short_data
+
+    assert short_data("FSDD digits") == "FSDD digits"
+    long = "64x64 centre crops of the BSDS500 train_ photos (research images, not shipped) styled as disco"
+    s = short_data(long)
+    assert len(s) <= DATA_CHARS and s.endswith("…") and long.startswith(s[:-1])
+    assert s[-2] != " " and long[len(s) - 1] in " ,;:()"  # cut at a word boundary

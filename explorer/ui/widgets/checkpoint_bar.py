@@ -5,6 +5,18 @@ from __future__ import annotations
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QWidget
 
+DATA_CHARS = 60  # a longer training-data note is cut at a word (whole in the tooltip), so the bar fits 1280 px
+
+
+def short_data(text: str, limit: int = DATA_CHARS) -> str:
+    """``text`` cut at a word boundary to at most ``limit`` characters, with an ellipsis when cut."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    if " " in cut:
+        cut = cut[: cut.rfind(" ")]
+    return cut.rstrip(" ,;:(") + "…"
+
 
 class CheckpointBar(QWidget):
     open_requested = Signal()
@@ -39,7 +51,8 @@ class CheckpointBar(QWidget):
         self.name.setText(f"<b>{meta.name}</b>")
         self.name.setToolTip(meta.path or "")
         data = meta.data_summary()
-        self.data.setText(f"data: {data}" if data else "")
+        self.data.setText(f"data: {short_data(data)}" if data else "")
+        self.data.setToolTip(f"What the model was trained on: {data}" if data else "What the model was trained on")
         head = meta.headline()
         self.metric.setText(f"{head}" if head else "")
 

@@ -192,7 +192,7 @@ def test_ramp_weighting_leans_the_meta_loss_to_late_steps():
     def run(weight):
         state = net.initial_state(theta.numel(), dtype=torch.float64)
         ml, _, _, losses = unroll(net, prob, theta, state, 0, 4, weight=weight)
-        return float(ml), losses
+        return float(ml.detach()), losses
 
     plain, losses = run(None)
     ramp, _ = run(w)

@@ -78,11 +78,6 @@ def _load_data(args, progress=None):
     return load_dataset(args.dataset, progress=progress, folder=folder, **kw)
 
 
-def _level(meta) -> float:
-    """The occupancy level a checkpoint's IoU is scored at: chosen on validation shapes when recorded, else 0.5."""
-    return float((meta.metrics or {}).get("iou_level") or 0.5)
-
-
 def _held_out_metrics(model, train_set, test_set, device, label: str = "shapes3d eval") -> tuple[dict, dict]:
     """The test numbers a checkpoint records (after training and with ``eval --record``): the occupancy level is
     chosen on the validation shapes where the data set has them (ModelNet), the test shapes are then scored at it,
@@ -109,8 +104,7 @@ def _held_out_metrics(model, train_set, test_set, device, label: str = "shapes3d
         result = run_eval(model, test_set, device, progress=bar, extra=more, level=level)
     metrics.update(_test_metrics(result, more))
     if level != 0.5:
-        half = run_eval(model, test_set, device, level=0.5)
-        metrics["test_iou_at_level_0.5"] = half["iou"]
+        metrics["test_iou_at_level_0.5"] = more["iou_at_level_0.5"]
     return metrics, result
 
 
@@ -498,6 +492,7 @@ def _evaluate_voxels(args, model, meta, ckpt, device) -> int:
 
     from .data import load_voxel_folder
     from .evaluate import evaluate_grids
+    from .infer import scoring_level
 
     grids = load_voxel_folder(args.voxels)
     if args.limit is not None:
@@ -510,7 +505,7 @@ def _evaluate_voxels(args, model, meta, ckpt, device) -> int:
             file=sys.stderr,
         )
     with TerminalProgress("shapes3d eval") as bar:
-        result = evaluate_grids(model, grids, device, bank=bank, progress=bar, level=_level(meta))
+        result = evaluate_grids(model, grids, device, bank=bank, progress=bar, level=scoring_level(meta.metrics))
     if args.record:
         rec: dict = {
             "test_grids": f"{result['shapes']} grids in {Path(args.voxels).name}/ "
@@ -557,7 +552,7 @@ def evaluate(args) -> int:
     from explorer.core.progress import TerminalProgress
 
     from .evaluate import evaluate as run_eval
-    from .infer import load_for_app
+    from .infer import load_for_app, scoring_level
 
     if args.export_gallery:
         return _export_gallery(args)
@@ -592,7 +587,7 @@ def evaluate(args) -> int:
         _record(ckpt, held_out)
     else:
         with TerminalProgress("shapes3d eval") as bar:
-            result = run_eval(model, test_set, device, progress=bar, level=_level(meta))
+            result = run_eval(model, test_set, device, progress=bar, level=scoring_level(meta.metrics))
     if args.json:
         print(json.dumps(result, indent=2))
         return 0

@@ -76,7 +76,7 @@ def evaluate(
 ) -> dict[str, Any]:
     """The issue's JSON layout. ``extra`` (a dict), when given, receives further numbers
     (``iou_raw``: IoU without filling enclosed cavities; ``image_error_novel_cameras``: the picture error from
-    the cameras never used in training only)."""
+    the cameras never used in training only; ``iou_at_level_0.5``: the IoU at 0.5 when scored at another level)."""
     model.eval()
     gen = torch.random.get_rng_state()
     torch.manual_seed(seed)
@@ -84,6 +84,7 @@ def evaluate(
     cams = list(test.cameras) + list(test.novel_cameras)
     th_all = camera_thetas(cams).to(device)
     ious, ious_raw, base, err_in, err_new, err_novel, elbos = [], [], [], [], [], [], []
+    ious_half: list[np.ndarray] = []
     n = len(test)
     for i in range(0, n, batch):
         if token is not None:
@@ -96,6 +97,8 @@ def evaluate(
         raw = occupied(logits[:, 0], level)
         ious.append(iou(solidify(raw), gt.cpu().numpy()))
         ious_raw.append(iou(raw, gt.cpu().numpy()))
+        if extra is not None and level != 0.5:
+            ious_half.append(iou(solidify(occupied(logits[:, 0], 0.5)), gt.cpu().numpy()))
         base.append(iou(visual_hull(x, th_all[model.input_view], gt.shape[-1]), gt).cpu().numpy())
         pred = project(logits, th_all, logits=True, out_size=v.shape[-1])
         e = (pred - v).abs().mean(dim=(2, 3))  # (B, K_all)
@@ -112,6 +115,8 @@ def evaluate(
     torch.random.set_rng_state(gen)
     if extra is not None:
         extra["iou_raw"] = round(float(np.concatenate(ious_raw).mean()), 4)
+        if ious_half:
+            extra["iou_at_level_0.5"] = round(float(np.concatenate(ious_half).mean()), 4)
         if err_novel:
             extra["image_error_novel_cameras"] = round(float(np.concatenate(err_novel).mean()), 5)
     ious_a, base_a = np.concatenate(ious), np.concatenate(base)

@@ -120,6 +120,12 @@ def turntable_cameras(n: int = 8, elevation: float = TURNTABLE_ELEVATION) -> lis
     return [[360.0 * i / n, elevation] for i in range(n)]
 
 
+def scoring_level(metrics: dict[str, Any] | None) -> float:
+    """The occupancy level a checkpoint's IoU is scored (and its surface drawn) at: the one chosen on validation
+    shapes when ``eval --record`` stored it, else 0.5."""
+    return float((metrics or {}).get("iou_level") or 0.5)
+
+
 def solid_occupancy(occ: np.ndarray, level: float = 0.5) -> np.ndarray:
     """Occupancy with enclosed cavities (below ``level`` inside a closed surface) set to 1."""
     from .model import solidify

@@ -510,7 +510,9 @@ class Shapes3DPanel(PaperPanel):
         self.step_slider.setValue(model.steps)
         m = meta.metrics or {}
         # the surface is drawn at the level the model is scored at (chosen on validation shapes, else 0.5)
-        level = float(m.get("iou_level") or 0.5)
+        from .infer import scoring_level
+
+        level = scoring_level(m)
         self.iso_slider.setValue(round(100 * level))
         if "test_iou" in m:
             near = f", nearest training picture {m['test_iou_nearest']:.3f}" if "test_iou_nearest" in m else ""

@@ -47,7 +47,7 @@ def test_window_opens_with_every_registered_tab(make_window, qtbot):
 def test_checkpoint_bar_shows_bundled(dummy_window):
     w, page = dummy_window
     assert "dummy.safetensors" in page.checkpoint_bar.name.text()
-    assert "score 1" in page.checkpoint_bar.metric.text()
+    assert "score 1" in page.checkpoint_bar.headline.text()
     assert page.panel.demo_result == 42
 
 
@@ -293,3 +293,14 @@ def test_a_long_training_data_note_is_cut_at_a_word_and_whole_in_the_tooltip():
     s = short_data(long)
     assert len(s) <= DATA_CHARS and s.endswith("…") and long.startswith(s[:-1])
     assert s[-2] != " " and long[len(s) - 1] in " ,;:()"  # cut at a word boundary
+
+
+def test_the_checkpoint_bar_can_be_grabbed_on_its_own(qtbot):
+    """Regression: a QLabel attribute named ``metric`` shadowed QWidget.metric(), and grabbing the bar crashed."""
+    from explorer.ui.widgets.checkpoint_bar import CheckpointBar
+
+    bar = CheckpointBar()
+    qtbot.addWidget(bar)
+    bar.resize(600, 30)
+    bar.show()
+    assert not bar.grab().isNull()

@@ -200,7 +200,7 @@ def test_panel_adapts_to_recordings_switches_model_and_back(make_panel, qtbot, m
     while not hasattr(page, "checkpoint_bar"):
         page = page.parentWidget()
     bar = page.checkpoint_bar
-    assert "adapted" in bar.data.text() and "no error rate" in bar.metric.text()
+    assert "adapted" in bar.data.text() and "no error rate" in bar.headline.text()
     panel.pace = 0.0
     panel.start()  # the adapted model streams like the shipped one
     qtbot.waitUntil(lambda: not panel.running, timeout=30000)
@@ -211,7 +211,7 @@ def test_panel_adapts_to_recordings_switches_model_and_back(make_panel, qtbot, m
     assert meta.data["base_checkpoint"] == "transducer_fsdd_online.safetensors"
     panel.revert_adaptation()
     assert panel.model is shipped and not panel.revert_button.isVisibleTo(panel)
-    assert "digit_error_rate" in bar.metric.text() and "adapted" not in bar.data.text()
+    assert "digit_error_rate" in bar.headline.text() and "adapted" not in bar.data.text()
     dlg.close()
 
 

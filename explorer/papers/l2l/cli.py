@@ -7,7 +7,7 @@ import json
 from explorer.core.errors import UserError
 from explorer.core.validate import POSITIVE, POSITIVE_INT
 
-TRAIN_PROBLEMS = ("quadratic", "mnist", "style")
+TRAIN_PROBLEMS = ("quadratic", "mnist", "mnist-mix", "style")
 EVAL_PROBLEM_NAMES = ("quadratic", "mnist", "mnist-40", "mnist-2layer", "mnist-relu", "mnist-200steps", "fashion")
 STYLE_EVAL = ("style", "style-128", "style-newstyle")  # neural art (fair protocol only; not part of 'all')
 EVAL_CHOICES = (*EVAL_PROBLEM_NAMES, *STYLE_EVAL, "transfer", "all")
@@ -20,8 +20,10 @@ def configure_train(parser) -> None:
         "--problem",
         choices=TRAIN_PROBLEMS,
         default="quadratic",
-        help="meta-training problem: random 10-D quadratics, the MNIST MLP, or style: neural art on the pixels of "
-        "64x64 photos (BSDS500 train_ photos from $NIPS_EXPLORER_PHOTOS) (default quadratic)",
+        help="meta-training problem: random 10-D quadratics, the MNIST MLP, mnist-mix: the MNIST MLP on 28x28 "
+        "images in half the runs and on 14x14 / 7x7 average-pooled ones in the others (inputs of other sizes), or "
+        "style: neural art on the pixels of 64x64 photos (BSDS500 train_ photos from $NIPS_EXPLORER_PHOTOS) "
+        "(default quadratic)",
     )
     parser.add_argument(
         "--epochs",

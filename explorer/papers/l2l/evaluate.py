@@ -317,7 +317,7 @@ RUN_CACHE_ENV = "NIPS_EXPLORER_L2L_RUN_CACHE"
 
 def baseline_run(problem: Any, kind: str, lr: float, token: Any = None) -> dict[str, Any]:
     """``run_optimizer`` for a baseline; with ``$NIPS_EXPLORER_L2L_RUN_CACHE`` set (a folder), the results of
-    problems that name themselves (``cache_key``: the neural-art ones, deterministic) are kept there, so that a
+    problems that name themselves (``cache_key``: the neural-art and MLP ones, deterministic) are kept there, so that a
     re-evaluation with another learned checkpoint does not rerun the baselines' tuning. Off by default."""
     import os
 

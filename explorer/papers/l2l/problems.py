@@ -136,6 +136,7 @@ class MLPProblem(Problem):
         self.x = images.to(device)
         self.y = labels.to(device)
         self.batch_idx = torch.randint(0, len(labels), (self.steps + 1, batch_size), generator=g).to(device)
+        self.cache_key: str | None = None
 
     def init_params(self) -> torch.Tensor:
         return self.theta0.clone()
@@ -303,7 +304,21 @@ _MLP_VARIANTS = {
     "mnist-2layer": dict(hidden=(20, 20), activation="sigmoid", steps=100, dataset="mnist"),
     "mnist-relu": dict(hidden=(20,), activation="relu", steps=100, dataset="mnist"),
     "fashion": dict(hidden=(20,), activation="sigmoid", steps=100, dataset="fashion"),
+    # MNIST at lower resolution (2x2 / 4x4 average pooling: 14x14 = 196 and 7x7 = 49 inputs): meta-training
+    # variety for `train l2l --problem mnist-mix`, so the optimizer does not learn the 784-input net alone
+    "mnist-14px": dict(hidden=(20,), activation="sigmoid", steps=100, dataset="mnist", pool=2),
+    "mnist-7px": dict(hidden=(20,), activation="sigmoid", steps=100, dataset="mnist", pool=4),
 }
+# `train l2l --problem mnist-mix`: episode k meta-trains on MIX_VARIANTS[k % 4] (half of them at full resolution)
+MIX_VARIANTS = ("mnist", "mnist-14px", "mnist", "mnist-7px")
+
+
+def pooled(images: torch.Tensor, pool: int) -> torch.Tensor:
+    """28x28 images (N, 784) average-pooled ``pool`` x ``pool``: (N, (28 // pool) ** 2)."""
+    if pool <= 1:
+        return images
+    side = int(round(math.sqrt(images.shape[1])))
+    return F.avg_pool2d(images.view(-1, 1, side, side), pool).flatten(1)
 
 
 def make_problem(
@@ -331,7 +346,8 @@ def make_problem(
     if name in _MLP_VARIANTS:
         v = _MLP_VARIANTS[name]
         x, y = load_images(v["dataset"], split)
-        return MLPProblem(
+        x = pooled(x, int(v.get("pool", 1)))
+        mlp = MLPProblem(
             x,
             y,
             hidden=v["hidden"],
@@ -341,4 +357,7 @@ def make_problem(
             device=device,
             name=name,
         )
+        # names the run for evaluate.baseline_run's optional cache (deterministic: seed, images, steps)
+        mlp.cache_key = f"{name}-{split}-{int(seed)}-{mlp.steps}-n{len(y)}"
+        return mlp
     raise ValueError(f"unknown problem {name!r}")

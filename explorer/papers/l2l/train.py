@@ -30,7 +30,7 @@ from torch import nn
 
 from .model import LSTMOptimizer, State, detach_state
 from .optimizer_runs import run_optimizer
-from .problems import TRAIN_SEED_BASE, ConcatProblem, Problem, make_problem
+from .problems import MIX_VARIANTS, TRAIN_SEED_BASE, ConcatProblem, Problem, make_problem
 
 DEFAULT_TRAIN: dict[str, dict[str, Any]] = {
     "quadratic": {
@@ -75,6 +75,8 @@ DEFAULT_TRAIN: dict[str, dict[str, Any]] = {
         "clip": 1.0,
     },
 }
+
+DEFAULT_TRAIN["mnist-mix"] = dict(DEFAULT_TRAIN["mnist"], select="final")
 
 # what must not change between a run and its resumption (the optimizees drawn and how they are cut)
 RESUME_KEYS = ("problem", "batch", "steps", "unroll", "seed", "weighting")
@@ -151,6 +153,7 @@ class TrainData:
     val: list[Problem] = field(default_factory=list)
     name: str = ""
     batch: int = 1
+    geometric: bool = False  # validation: geometric mean over the problems (else the arithmetic mean)
 
 
 def make_train_data(problem: str, device: Any, config: dict[str, Any], world: Any = None) -> TrainData:
@@ -182,20 +185,26 @@ def make_train_data(problem: str, device: Any, config: dict[str, Any], world: An
                 steps=config["steps"],
             )
         ]
-    elif problem in ("mnist", "style"):
+    elif problem in ("mnist", "mnist-mix", "style"):
         stride = 37 if problem == "style" else 1  # validation seeds (as the bundled checkpoints were selected)
+        # mnist-mix: episode k's nets read MNIST at MIX_VARIANTS[k % 4]'s resolution; validation: val_runs at each
+        # resolution, scored by the geometric mean (each resolution counts alike, not the one with the largest loss)
+        kinds = MIX_VARIANTS if problem == "mnist-mix" else (problem,)
 
         def sample(k: int) -> Problem:
+            kind = kinds[k % len(kinds)]
             parts = [
-                make_problem(problem, base + k * batch + j, split="train", device=device, steps=config["steps"])
+                make_problem(kind, base + k * batch + j, split="train", device=device, steps=config["steps"])
                 for j in range(lo, hi)
             ]
             return parts[0] if len(parts) == 1 else ConcatProblem(parts)
 
         val = [
-            make_problem(problem, base + 9_000_000 + stride * i, split="train", device=device, steps=config["steps"])
+            make_problem(kind, base + 9_000_000 + stride * i, split="train", device=device, steps=config["steps"])
+            for kind in dict.fromkeys(kinds)
             for i in range(int(config.get("val_runs", 3)))
         ]
+        return TrainData(sample=sample, val=val, name=problem, batch=batch, geometric=problem == "mnist-mix")
     else:
         raise ValueError(f"meta-training supports 'quadratic', 'mnist' and 'style', not {problem!r}")
     return TrainData(sample=sample, val=val, name=problem, batch=batch)
@@ -304,15 +313,23 @@ class MetaTrainer:
         return self.end_episode()
 
 
-def validate(net: LSTMOptimizer, problems: list[Problem], token: Any = None) -> dict[str, float]:
-    """Run the learned optimizer (no meta-gradient) on fixed problems: mean final and mean-over-steps loss."""
+def validate(
+    net: LSTMOptimizer, problems: list[Problem], token: Any = None, geometric: bool = False
+) -> dict[str, float]:
+    """Run the learned optimizer (no meta-gradient) on fixed problems: mean final and mean-over-steps loss
+    (``geometric``: their geometric means, for problems whose losses differ in scale)."""
     net.eval()
     finals, avgs = [], []
     for p in problems:
         r = run_optimizer(p, "learned", net=net, token=token)
         finals.append(r["final"])
         avgs.append(r["avg"])
-    f, a = float(np.mean(np.concatenate(finals))), float(np.mean(np.concatenate(avgs)))
+    fs, avs = np.concatenate(finals), np.concatenate(avgs)
+    if geometric:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            f, a = float(np.exp(np.mean(np.log(fs)))), float(np.exp(np.mean(np.log(avs))))
+    else:
+        f, a = float(np.mean(fs)), float(np.mean(avs))
     return {"val_final_loss": f if math.isfinite(f) else math.inf, "val_avg_loss": a if math.isfinite(a) else math.inf}
 
 
@@ -414,7 +431,7 @@ def fit(
 
     def do_val(step: int) -> None:
         nonlocal best_state
-        v = validate(model, data.val, token)
+        v = validate(model, data.val, token, geometric=data.geometric)
         v.update(epoch=run.epoch, step=step, wall_s=round(run.wall_s, 1))
         hist["val"].append(v)
         if hist["best"] is None or v[sel_key] < hist["best"][sel_key]:
@@ -536,6 +553,8 @@ def train_problem(
         **extra_run,
     )
 
+    family = "mnist" if problem == "mnist-mix" else problem  # what the app and LearnedOptimizer look it up by
+
     def save(model: LSTMOptimizer, hist: dict[str, Any], final: bool = False) -> None:
         best = hist.get("best") or {}
         metrics = {
@@ -551,7 +570,9 @@ def train_problem(
         ml = [v for v in ph.get("meta_loss", []) for _ in range(int(ph.get("stride") or 1))] + hist.get("meta_loss", [])
         stride = max(1, len(ml) // 400)
         state = dict(model.state_dict())
-        note = dataset_note("mnist") if problem == "mnist" else "random 10-D quadratics ||Wθ−y||²"
+        note = dataset_note("mnist") if problem.startswith("mnist") else "random 10-D quadratics ||Wθ−y||²"
+        if problem == "mnist-mix":
+            note += "; half the nets on 28x28 images, a quarter each on 14x14 and 7x7 (average-pooled)"
         if problem == "style":
             from .style import checkpoint_extras
 
@@ -560,9 +581,9 @@ def train_problem(
         run.save_model(
             out,
             state,
-            model_config={**model.config(), "problem": problem},
+            model_config={**model.config(), "problem": family},
             metrics=metrics,
-            data={"name": note, "problem": problem, "batch": data.batch},
+            data={"name": note, "problem": family, "meta_training": problem, "batch": data.batch},
             extra={
                 "train_config": dict(config),
                 "continued_from": prior.get("epochs") or None,

@@ -150,6 +150,37 @@ def test_the_processes_split_each_batch_of_optimizees():
     assert two.n_instances == 2 and two.loss(two.init_params(), 0).shape == (2,)
 
 
+def test_mnist_mix_turns_through_three_resolutions_and_validates_on_each_alike():
+    data = make_train_data("mnist-mix", "cpu", dict(TINY, batch=1, val_runs=2))
+    inputs = [data.sample(k).shapes[0][0] for k in range(5)]
+    assert inputs == [784, 196, 784, 49, 784]
+    assert sorted(p.shapes[0][0] for p in data.val) == [49, 49, 196, 196, 784, 784]
+    # the same seeds as plain MNIST at full resolution: episode 0 is the net `--problem mnist` starts with
+    plain = make_train_data("mnist", "cpu", dict(TINY, batch=1)).sample(0)
+    assert torch.equal(data.sample(0).init_params(), plain.init_params())
+
+
+def test_mlp_problems_name_themselves_for_the_baselines_cache():
+    from explorer.papers.l2l.problems import make_problem
+
+    a, b = make_problem("mnist", 3, split="train"), make_problem("mnist", 3, split="test")
+    assert a.cache_key and b.cache_key and a.cache_key != b.cache_key
+    assert make_problem("mnist", 3, split="train").cache_key == a.cache_key
+    assert make_problem("mnist-7px", 3).cache_key != make_problem("mnist", 3).cache_key
+    assert make_problem("mnist-7px", 3).x.shape[1] == 49
+
+
+def test_a_mix_checkpoint_is_an_mnist_optimizer_to_the_app(tmp_path):
+    from explorer.papers.l2l.infer import training_problem
+
+    cfg = dict(TINY, epochs=1, batch=1, val_runs=1, steps=10, unroll=5)
+    out = tmp_path / "mix.safetensors"
+    train_problem("mnist-mix", "cpu", cfg, str(out))
+    meta = load_checkpoint(out).meta
+    assert training_problem(meta) == "mnist"
+    assert meta.data["meta_training"] == "mnist-mix" and "7x7" in meta.data["name"]
+
+
 def _env():
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")

@@ -79,6 +79,13 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hidden", type=POSITIVE_INT, default=None, help="conv-LSTM channels")
     parser.add_argument("--z-channels", type=POSITIVE_INT, default=None, help="latent channels per iteration")
     parser.add_argument("--iterations", type=POSITIVE_INT, default=None, help="DRAW iterations T")
+    parser.add_argument(
+        "--stride",
+        type=int,
+        choices=(2, 4, 8),
+        default=None,
+        help="the latents' grid is this many times coarser than the image (default 4 photos, 2 fashion)",
+    )
     parser.add_argument("--lr", type=POSITIVE, default=2e-3, help="peak Adam learning rate (cosine decay)")
     parser.add_argument(
         "--quant-step",
@@ -141,7 +148,12 @@ def train(args) -> int:
     if args.data is None and (args.exclude or args.val_fraction != 0.1):
         raise UserError("--exclude and --val-fraction go with --data DIR")
     mcfg = dict(preset["model"])
-    for key, val in (("hidden", args.hidden), ("z_channels", args.z_channels), ("iterations", args.iterations)):
+    for key, val in (
+        ("hidden", args.hidden),
+        ("z_channels", args.z_channels),
+        ("iterations", args.iterations),
+        ("stride", args.stride),
+    ):
         if val is not None:
             mcfg[key] = val
     tcfg = dict(preset["train"])

@@ -205,6 +205,7 @@ def test_stride_sets_the_latent_grid_and_the_crop_must_fit_it(photos, tmp_path, 
     assert _train(photos, bad, "--steps", "2", "--stride", "8", "--crop", "20") == 2
     assert "multiple of 8" in capsys.readouterr().err and not bad.exists()
 
+
 def test_resume_with_other_options_is_refused(photos, tmp_path, capsys):
     out = tmp_path / "r.safetensors"
     assert _train(photos, out, "--steps", "1") == 0

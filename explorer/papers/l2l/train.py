@@ -204,10 +204,9 @@ def make_train_data(problem: str, device: Any, config: dict[str, Any], world: An
             for kind in dict.fromkeys(kinds)
             for i in range(int(config.get("val_runs", 3)))
         ]
-        return TrainData(sample=sample, val=val, name=problem, batch=batch, geometric=problem == "mnist-mix")
     else:
-        raise ValueError(f"meta-training supports 'quadratic', 'mnist' and 'style', not {problem!r}")
-    return TrainData(sample=sample, val=val, name=problem, batch=batch)
+        raise ValueError(f"meta-training supports 'quadratic', 'mnist', 'mnist-mix' and 'style', not {problem!r}")
+    return TrainData(sample=sample, val=val, name=problem, batch=batch, geometric=problem == "mnist-mix")
 
 
 @dataclass

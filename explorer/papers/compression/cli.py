@@ -86,7 +86,30 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="the latents' grid is this many times coarser than the image (default 4 photos, 2 fashion)",
     )
+    parser.add_argument(
+        "--io-channels",
+        type=number(int, 0, 512),
+        default=None,
+        metavar="C",
+        help="read and write through small convolutional pyramids with C channels (stride-2 convolutions down to "
+        "the latents' grid and transposed ones back up), instead of one linear map per grid cell (default 0)",
+    )
     parser.add_argument("--lr", type=POSITIVE, default=2e-3, help="peak Adam learning rate (cosine decay)")
+    parser.add_argument(
+        "--distortion",
+        choices=("logistic", "mse"),
+        default="logistic",
+        help="logistic: the ELBO with a discretized logistic likelihood (the paper; default); mse: bits per pixel "
+        "+ LAMBDA x mean squared error on the 0..255 scale, the rate-distortion loss of learned codecs, for "
+        "what PSNR measures (the likelihood's scale is still fitted, on the side)",
+    )
+    parser.add_argument(
+        "--lmbda",
+        type=number(float, 0, 100, low_open=True),
+        default=0.005,
+        metavar="LAMBDA",
+        help="--distortion mse: weight of the squared error (larger: more bits, higher PSNR; default 0.005)",
+    )
     parser.add_argument(
         "--quant-step",
         type=number(float, 0, 16),
@@ -153,6 +176,7 @@ def train(args) -> int:
         ("z_channels", args.z_channels),
         ("iterations", args.iterations),
         ("stride", args.stride),
+        ("io_channels", args.io_channels),
     ):
         if val is not None:
             mcfg[key] = val
@@ -209,6 +233,8 @@ def train(args) -> int:
             seed=args.seed,
             progressive=args.progressive,
             rate_weight=args.rate_weight,
+            distortion=args.distortion,
+            lmbda=args.lmbda,
         )
         argv = sys.argv[1:]
         tail = argv[argv.index(PAPER) + 1 :] if PAPER in argv else ["--dataset", args.dataset]
@@ -238,6 +264,8 @@ def train(args) -> int:
             "progressive": args.progressive,
             "rate_weight": args.rate_weight,
         }
+        if args.distortion != "logistic":  # only when set, so that older runs' resume files still match
+            options.update(distortion=args.distortion, lmbda=args.lmbda)
 
         def save(m, info):
             metrics = {"headline": "val_bits_per_dim", **info}

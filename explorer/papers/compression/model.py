@@ -9,6 +9,14 @@ One iteration t = 1..T (all maps live on a grid ``stride`` times coarser than th
 * decoder:   h_dec_t = ConvLSTM([z_t], h_dec_{t-1})
 * canvas:    canvas_t = canvas_{t-1} + depth_to_space(conv(h_dec_t))     (additive)
 
+Read and write (config ``io_channels``): 0, as above, one linear map between a stride x stride block of
+pixels and one grid cell (the first models: the write is a 3x3 convolution on the grid, so a block's pixels can
+only be a linear function of its neighbourhood's state, and a low-rate picture shows the grid as blocky colour);
+> 0, a small convolutional pyramid each way with that many channels (the read: log2(stride) stride-2 3x3
+convolutions with GELU from [x, x - canvas]; the write: as many stride-2 4x4 transposed convolutions with GELU up
+to the image, then a 3x3 convolution), so the canvas's increments are smooth functions of the state, as the
+analysis and synthesis transforms of learned image codecs (Balle et al. 2017) are.
+
 Likelihood: discretized logistic over the 256 levels of each 8-bit sub-pixel, mean canvas_T, per-pixel
 log-scale from the last decoder state. Loss = -log p(x | canvas_T) + sum_t KL(q_t || p_t) (the ELBO).
 KL_t is the ideal code length of iteration t's latents (bits-back); sending the first k iterations costs
@@ -41,6 +49,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "kernel": 3,
     "read_channels": 32,
     "quant_step": 0.0,  # > 0: latents trained for quantisation on a grid of this step (see the module docstring)
+    "io_channels": 0,  # > 0: convolutional read and write pyramids with this many channels (module docstring)
 }
 
 
@@ -56,6 +65,7 @@ def build(config: dict[str, Any]) -> ConvDRAW:
         kernel=int(cfg["kernel"]),
         read_channels=int(cfg["read_channels"]),
         quant_step=float(cfg.get("quant_step") or 0.0),
+        io_channels=int(cfg.get("io_channels") or 0),
     )
 
 
@@ -135,6 +145,49 @@ class DrawState:
         return DrawState(None, None, self.h_dec, self.c_dec, self.canvas)
 
 
+def _stages(stride: int) -> int:
+    n = int(round(math.log2(stride)))
+    if stride < 1 or 2**n != stride:
+        raise ValueError(f"the stride must be a power of two, not {stride}")
+    return n
+
+
+class ConvRead(nn.Module):
+    """[x, x - canvas] at full resolution -> ``out_ch`` maps on the grid: log2(stride) stride-2 3x3 convolutions
+    with GELU, then a 1x1 convolution."""
+
+    def __init__(self, in_ch: int, channels: int, out_ch: int, stride: int) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        ch = in_ch
+        for _ in range(_stages(stride)):
+            layers += [nn.Conv2d(ch, channels, 3, stride=2, padding=1), nn.GELU()]
+            ch = channels
+        layers.append(nn.Conv2d(ch, out_ch, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class ConvWrite(nn.Module):
+    """The decoder state on the grid -> the canvas increment at full resolution: log2(stride) stride-2 4x4
+    transposed convolutions with GELU, then a 3x3 convolution to the image's channels."""
+
+    def __init__(self, hidden: int, channels: int, out_ch: int, stride: int) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        ch = hidden
+        for _ in range(_stages(stride)):
+            layers += [nn.ConvTranspose2d(ch, channels, 4, stride=2, padding=1), nn.GELU()]
+            ch = channels
+        self.net = nn.Sequential(*layers)
+        self.out = nn.Conv2d(ch, out_ch, 3, padding=1)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.out(self.net(h))
+
+
 class ConvDRAW(nn.Module):
     def __init__(
         self,
@@ -146,22 +199,30 @@ class ConvDRAW(nn.Module):
         kernel: int = 3,
         read_channels: int = 32,
         quant_step: float = 0.0,
+        io_channels: int = 0,
     ) -> None:
         super().__init__()
         self.quant_step = float(quant_step)
+        self.io_channels = int(io_channels)
         self.in_channels, self.hidden, self.z_channels = in_channels, hidden, z_channels
         self.iterations, self.stride = iterations, stride
         s2 = stride * stride
         self.read_channels = read_channels
-        self.read = nn.Conv2d(2 * in_channels * s2, read_channels, 1)
+        if self.io_channels > 0:
+            self.read: nn.Module = ConvRead(2 * in_channels, self.io_channels, read_channels, stride)
+        else:
+            self.read = nn.Conv2d(2 * in_channels * s2, read_channels, 1)
         self.encoder = ConvLSTMCell(read_channels + hidden, hidden, kernel)
         self.decoder = ConvLSTMCell(z_channels, hidden, kernel)
         self.posterior = nn.Conv2d(hidden, 2 * z_channels, kernel, padding=kernel // 2)
         self.prior = nn.Conv2d(hidden, 2 * z_channels, kernel, padding=kernel // 2)
-        self.write = nn.Conv2d(hidden, in_channels * s2, kernel, padding=kernel // 2)
+        if self.io_channels > 0:
+            self.write: nn.Module = ConvWrite(hidden, self.io_channels, in_channels, stride)
+        else:
+            self.write = nn.Conv2d(hidden, in_channels * s2, kernel, padding=kernel // 2)
         self.scale = nn.Conv2d(hidden, in_channels * s2, kernel, padding=kernel // 2)
         with torch.no_grad():
-            self.write.weight.mul_(0.3)
+            (self.write.out if self.io_channels > 0 else self.write).weight.mul_(0.3)
             self.posterior.weight.mul_(0.1)
             self.posterior.bias.zero_()
             self.prior.weight.mul_(0.1)
@@ -180,6 +241,7 @@ class ConvDRAW(nn.Module):
             "kernel": self.encoder.conv.kernel_size[0],
             "read_channels": self.read_channels,
             "quant_step": self.quant_step,
+            **({"io_channels": self.io_channels} if self.io_channels > 0 else {}),
         }
 
     def pad(self, x: torch.Tensor):
@@ -204,27 +266,33 @@ class ConvDRAW(nn.Module):
 
     def encode_step(self, x: torch.Tensor, st: DrawState):
         """Run the encoder for one iteration; returns posterior (mu, logstd) and updates st's encoder."""
-        r = self.read(F.pixel_unshuffle(torch.cat([x, x - st.canvas], dim=1), self.stride))
+        inp = torch.cat([x, x - st.canvas], dim=1)
+        r = self.read(inp) if self.io_channels > 0 else self.read(F.pixel_unshuffle(inp, self.stride))
         st.h_enc, st.c_enc = self.encoder(torch.cat([r, st.h_dec], dim=1), st.h_enc, st.c_enc)
         mu, logstd = self.posterior(st.h_enc).chunk(2, dim=1)
         return mu, logstd.clamp(-6.0, 3.0)
 
     def decode_step(self, z: torch.Tensor, st: DrawState) -> DrawState:
         h, c = self.decoder(z, st.h_dec, st.c_dec)
-        canvas = st.canvas + F.pixel_shuffle(self.write(h), self.stride)
+        delta = self.write(h) if self.io_channels > 0 else F.pixel_shuffle(self.write(h), self.stride)
+        canvas = st.canvas + delta
         return DrawState(st.h_enc, st.c_enc, h, c, canvas)
 
     def log_scale(self, st: DrawState) -> torch.Tensor:
         return F.pixel_shuffle(self.scale(st.h_dec), self.stride)
 
     # ----- training ------------------------------------------------------------------------------------
-    def forward(self, x: torch.Tensor, progressive: bool = False) -> dict[str, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, progressive: bool = False, detach_scale: bool = False
+    ) -> dict[str, torch.Tensor]:
         """x in [-1, 1] (N, C, H, W) with H, W multiples of the stride. Returns per-image nats:
         ``kl`` (N, T) (with ``quant_step``: the code length of the noisy latents under the discretised prior),
         ``nll`` (N,), and ``canvas`` (the mean of p(x | z)). ``progressive``: also ``nll_steps`` (N, T - 1), the
-        likelihood of x under the canvas after each of the first T - 1 iterations."""
+        likelihood of x under the canvas after each of the first T - 1 iterations, and ``canvases`` (those
+        canvases). ``detach_scale``: the likelihood's gradient reaches only the scale head (a model trained on
+        squared error keeps a calibrated likelihood without it pulling on the mean)."""
         st = self.init_state(x)
-        kls, steps = [], []
+        kls, steps, canvases = [], [], []
         D = self.quant_step
         for t in range(self.iterations):
             mu_p, ls_p = self.prior_params(st)
@@ -237,12 +305,20 @@ class ConvDRAW(nn.Module):
                 kls.append(gaussian_kl(mu_q, ls_q, mu_p, ls_p).flatten(1).sum(1))
             st = self.decode_step(z, st)
             if progressive and t < self.iterations - 1:
-                steps.append(discretized_logistic_nll(x, st.canvas, self.log_scale(st)).flatten(1).sum(1))
-        nll = discretized_logistic_nll(x, st.canvas, self.log_scale(st)).flatten(1).sum(1)
-        out = {"kl": torch.stack(kls, dim=1), "nll": nll, "canvas": st.canvas}
+                canvases.append(st.canvas)
+                steps.append(self._nll(x, st, detach_scale))
+        nll = self._nll(x, st, detach_scale)
+        out: dict[str, Any] = {"kl": torch.stack(kls, dim=1), "nll": nll, "canvas": st.canvas}
         if progressive:
             out["nll_steps"] = torch.stack(steps, dim=1) if steps else nll.new_zeros(nll.shape[0], 0)
+            out["canvases"] = canvases
         return out
+
+    def _nll(self, x: torch.Tensor, st: DrawState, detach: bool) -> torch.Tensor:
+        if detach:
+            log_scale = F.pixel_shuffle(self.scale(st.h_dec.detach()), self.stride)
+            return discretized_logistic_nll(x, st.canvas.detach(), log_scale).flatten(1).sum(1)
+        return discretized_logistic_nll(x, st.canvas, self.log_scale(st)).flatten(1).sum(1)
 
     # ----- compression ---------------------------------------------------------------------------------
     @torch.no_grad()
@@ -292,6 +368,6 @@ class ConvDRAW(nn.Module):
     def sample(
         self, n: int, height: int, width: int, temperature: float = 1.0, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        x = torch.zeros(n, self.in_channels, height, width, device=self.write.weight.device)
+        x = torch.zeros(n, self.in_channels, height, width, device=next(self.parameters()).device)
         st = self.init_state(x)
         return self.continue_from(st, 0, sample=True, temperature=temperature, generator=generator)

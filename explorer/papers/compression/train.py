@@ -37,6 +37,8 @@ class TrainConfig:
     val_every: int = 400
     progressive: float = 0.0  # weight of the mean likelihood of the intermediate canvases (0: the plain ELBO)
     rate_weight: float = 1.0  # beta: the loss weighs the latents' code length by this (1: the ELBO)
+    distortion: str = "logistic"  # "mse": rate + lmbda * squared error (a rate-distortion loss), not the ELBO
+    lmbda: float = 0.005  # "mse": weight of the mean squared error on the 0..255 scale, per bit per pixel
 
 
 @dataclass
@@ -51,22 +53,51 @@ def to_tensor(batch: np.ndarray, device) -> torch.Tensor:
     return to_model_range(t).to(device)
 
 
+def squared_error_255(x: torch.Tensor, canvas: torch.Tensor) -> torch.Tensor:
+    """Mean squared error per image on the 0..255 scale (x and canvas in [-1, 1]; the canvas as decoded, clamped)."""
+    return ((canvas.clamp(-1.0, 1.0) - x) * 127.5).pow(2).flatten(1).mean(1)
+
+
 def elbo_terms(
-    model: ConvDRAW, x: torch.Tensor, progressive: float = 0.0, rate_weight: float = 1.0
+    model: ConvDRAW,
+    x: torch.Tensor,
+    progressive: float = 0.0,
+    rate_weight: float = 1.0,
+    distortion: str = "logistic",
+    lmbda: float = 0.005,
 ) -> dict[str, torch.Tensor]:
-    """The negative ELBO in nats per sub-pixel (``elbo``) and the training loss: the same with the code length
-    weighed by ``rate_weight`` (a rate-distortion Lagrangian; 1: the ELBO), plus, with ``progressive`` > 0, that
-    weight times the mean negative log-likelihood of x under the canvases of iterations 1..T-1: it asks every
-    prefix of iterations to be a good picture, which is what a lossy code that stops after k iterations shows."""
-    out = model(x, progressive=True) if progressive > 0 else model(x)
+    """The negative ELBO in nats per sub-pixel (``elbo``) and the training loss.
+
+    ``distortion`` "logistic": the ELBO with the code length weighed by ``rate_weight`` (a rate-distortion
+    Lagrangian; 1: the ELBO), plus, with ``progressive`` > 0, that weight times the mean negative log-likelihood
+    of x under the canvases of iterations 1..T-1: it asks every prefix of iterations to be a good picture, which
+    is what a lossy code that stops after k iterations shows.
+
+    "mse": what PSNR measures. loss = rate_weight * bits per pixel + lmbda * mean squared error (0..255 scale) of
+    the final canvas, plus ``progressive`` times lmbda times the mean squared error of the canvases of iterations
+    1..T-1; the likelihood's scale head is trained on the side (its gradient does not reach the mean), so the
+    ELBO stays a calibrated number to report."""
+    mse = distortion == "mse"
+    out = model(x, progressive=progressive > 0, detach_scale=mse)
     dims = x[0].numel()
     pixels = x.shape[-1] * x.shape[-2]
     kl, nll = out["kl"], out["nll"]
     elbo = (kl.sum(1) + nll).mean() / dims  # nats per sub-pixel
-    loss = elbo if rate_weight == 1.0 else (rate_weight * kl.sum(1) + nll).mean() / dims
-    if progressive > 0 and out["nll_steps"].shape[1]:
-        loss = loss + progressive * out["nll_steps"].mean() / dims
-    return {"elbo": elbo, "loss": loss, "kl": kl, "nll": nll, "dims": dims, "pixels": pixels}
+    sq = squared_error_255(x, out["canvas"])
+    if mse:
+        rate = kl.sum(1) / pixels / LN2  # bits per pixel
+        loss = (rate_weight * rate + lmbda * sq).mean() + nll.mean() / dims
+        if progressive > 0 and out["canvases"]:
+            loss = loss + progressive * lmbda * torch.stack([squared_error_255(x, c) for c in out["canvases"]]).mean()
+    else:
+        loss = elbo if rate_weight == 1.0 else (rate_weight * kl.sum(1) + nll).mean() / dims
+        if progressive > 0 and out["nll_steps"].shape[1]:
+            loss = loss + progressive * out["nll_steps"].mean() / dims
+    return {"elbo": elbo, "loss": loss, "kl": kl, "nll": nll, "dims": dims, "pixels": pixels, "mse": sq}
+
+
+def psnr_of(mse: float) -> float:
+    return 10.0 * math.log10(255.0**2 / max(mse, 1e-10))
 
 
 @torch.no_grad()
@@ -77,7 +108,7 @@ def validate(model: ConvDRAW, val: np.ndarray, device, batch: int = 32, seed: in
     model.eval()
     dev = torch.device(device)
     gpus = [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == "cuda" else []
-    tot, kls, n = 0.0, None, 0
+    tot, kls, n, sq = 0.0, None, 0, 0.0
     with torch.random.fork_rng(devices=gpus):
         torch.manual_seed(seed)
         for i in range(0, len(val), batch):
@@ -86,6 +117,7 @@ def validate(model: ConvDRAW, val: np.ndarray, device, batch: int = 32, seed: in
             tot += float((t["kl"].sum(1) + t["nll"]).sum()) / t["dims"]
             k = t["kl"].sum(0) / t["pixels"]
             kls = k if kls is None else kls + k
+            sq += float(t["mse"].sum())
             n += x.shape[0]
     model.train(was_training)
     kl_bpp = (kls / n / LN2).tolist()
@@ -93,6 +125,8 @@ def validate(model: ConvDRAW, val: np.ndarray, device, batch: int = 32, seed: in
         "val_bits_per_dim": tot / n / LN2,
         "val_kl_bpp_per_iteration": [round(v, 5) for v in kl_bpp],
         "val_kl_bpp_total": float(sum(kl_bpp)),
+        # the final canvas with the training latents (noisy, not rounded), PSNR of the mean squared error
+        "val_psnr": round(psnr_of(sq / n), 3),
     }
 
 
@@ -191,7 +225,7 @@ def fit(
             for group in opt.param_groups:
                 group["lr"] = lr_at(config, frac, step)
             x = to_tensor(data.sampler.sample(per_rank, step_rng(config.seed, world.rank, step)), device)
-            terms = elbo_terms(net, x, config.progressive, config.rate_weight)
+            terms = elbo_terms(net, x, config.progressive, config.rate_weight, config.distortion, config.lmbda)
             opt.zero_grad(set_to_none=True)
             terms["loss"].backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)
@@ -216,11 +250,15 @@ def fit(
                 history.append(rec)
                 acc.update(loss=0.0, n=0)
                 msg = f"step {step + 1} {train_bpd:.3f} bits/dim, KL {kl_bpp:.3f} bpp"
+                if config.distortion == "mse":
+                    psnr = world.mean(psnr_of(float(terms["mse"].detach().mean())))
+                    rec["train_psnr"] = round(psnr, 3)
+                    msg += f", {psnr:.2f} dB"
             if (step + 1) % config.val_every == 0 and world.is_main:
                 v = validate(model, data.val, device)
                 v["step"] = step + 1
                 vals.append(v)
-                msg = f"step {step + 1} held-out {v['val_bits_per_dim']:.3f} bits/dim"
+                msg = f"step {step + 1} held-out {v['val_bits_per_dim']:.3f} bits/dim, {v['val_psnr']:.2f} dB"
                 if on_checkpoint is not None:
                     on_checkpoint(model, {"steps": step + 1, "train_wall_s": round(run.wall_s, 1), **v})
             run.step(samples=config.batch, message=msg)

@@ -54,6 +54,21 @@ def test_round_trip_is_bit_exact_and_the_size_is_the_file(tiny):
     assert np.abs(many.image.astype(int) - img).mean() < np.abs(few.image.astype(int) - img).mean() + 1e-9
 
 
+def test_conv_read_write_round_trip_is_bit_exact():
+    """The convolutional read/write pyramids (config io_channels) change the picture path only: the file is still
+    decoded bit for bit, at any size (padded to the stride and cropped back)."""
+    torch.manual_seed(5)
+    model = build({**TINY, "stride": 8, "io_channels": 4}).eval()
+    assert model.config()["io_channels"] == 4 and "io_channels" not in build(TINY).config()
+    with torch.no_grad():
+        model.posterior.weight.mul_(20.0)
+    img = synthetic_image(19, 34, seed=4)
+    coded = C.encode(model, img, 3)
+    out, header = C.decode(model, coded.data)
+    assert out.shape == img.shape and np.array_equal(out, coded.image) and header.k == 3
+    assert np.array_equal(C.encode(model, img, 3).data, coded.data)
+
+
 def test_decoder_canvas_equals_the_encoders_bit_for_bit(tiny):
     img = synthetic_image(16, 24, seed=2)
     coded = C.encode(tiny, img, 2)

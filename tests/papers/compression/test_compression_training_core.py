@@ -206,6 +206,31 @@ def test_stride_sets_the_latent_grid_and_the_crop_must_fit_it(photos, tmp_path, 
     assert "multiple of 8" in capsys.readouterr().err and not bad.exists()
 
 
+def test_squared_error_training_with_conv_read_write(photos, tmp_path):
+    """--distortion mse --io-channels: the rate-distortion loss trains, the checkpoint keeps the pyramids, the
+    held-out PSNR and a finite ELBO (the likelihood's scale is fitted on the side) are recorded."""
+    import math
+
+    from explorer.papers.compression.model import build
+    from explorer.papers.compression.train import elbo_terms
+
+    out = tmp_path / "mse.safetensors"
+    args = ["--steps", "3", "--distortion", "mse", "--lmbda", "0.01", "--io-channels", "4", "--progressive", "1"]
+    assert _train(photos, out, *args) == 0
+    ck = load_checkpoint(out)
+    assert ck.meta.model_config["io_channels"] == 4
+    m = ck.meta.metrics
+    assert math.isfinite(m["val_bits_per_dim"]) and 0 < m["val_psnr"] < 100
+    # the squared error's gradient reaches the write path; the likelihood's reaches only the scale head
+    torch.manual_seed(0)
+    model = build({"hidden": 8, "z_channels": 2, "iterations": 2, "io_channels": 4, "quant_step": 1.0})
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    t = elbo_terms(model, x, distortion="mse", lmbda=0.01)
+    nll_grad = torch.autograd.grad(t["nll"].sum(), [model.write.out.weight, model.scale.weight], allow_unused=True)
+    assert nll_grad[0] is None and nll_grad[1] is not None
+    assert torch.autograd.grad(t["loss"], model.write.out.weight)[0].abs().sum() > 0
+
+
 def test_resume_with_other_options_is_refused(photos, tmp_path, capsys):
     out = tmp_path / "r.safetensors"
     assert _train(photos, out, "--steps", "1") == 0

@@ -25,7 +25,11 @@ import numpy as np
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return psnr_from_mse(float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)))
+
+
+def psnr_from_mse(mse: float) -> float:
+    """PSNR in dB of a mean squared error on the 0..255 scale (100 dB for an exact copy)."""
     if mse <= 1e-12:
         return 100.0
     return 10.0 * math.log10(255.0**2 / mse)

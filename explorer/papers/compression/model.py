@@ -145,11 +145,42 @@ class DrawState:
         return DrawState(None, None, self.h_dec, self.c_dec, self.canvas)
 
 
-def _stages(stride: int) -> int:
+def _pyramid(layer, ch: int, channels: int, stride: int) -> list[nn.Module]:
+    """log2(stride) stride-2 layers ``layer(in, out)``, each followed by GELU, from ``ch`` to ``channels``."""
     n = int(round(math.log2(stride)))
     if stride < 1 or 2**n != stride:
         raise ValueError(f"the stride must be a power of two, not {stride}")
-    return n
+    layers: list[nn.Module] = []
+    for _ in range(n):
+        layers += [layer(ch, channels), nn.GELU()]
+        ch = channels
+    return layers
+
+
+class BlockRead(nn.Conv2d):
+    """The first models' read: each stride x stride block of [x, x - canvas] to one grid cell, linearly (a 1x1
+    convolution after space-to-depth; its weights are those of a plain Conv2d, so older checkpoints load)."""
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int) -> None:
+        super().__init__(in_ch * stride * stride, out_ch, 1)
+        self.stride_ = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(F.pixel_unshuffle(x, self.stride_))
+
+
+class BlockWrite(nn.Conv2d):
+    """The first models' write: a convolution on the grid to each cell's stride x stride block of canvas
+    increments (depth-to-space)."""
+
+    def __init__(self, hidden: int, out_ch: int, stride: int, kernel: int) -> None:
+        super().__init__(hidden, out_ch * stride * stride, kernel, padding=kernel // 2)
+        self.stride_ = stride
+        with torch.no_grad():
+            self.weight.mul_(0.3)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return F.pixel_shuffle(super().forward(h), self.stride_)
 
 
 class ConvRead(nn.Module):
@@ -158,13 +189,8 @@ class ConvRead(nn.Module):
 
     def __init__(self, in_ch: int, channels: int, out_ch: int, stride: int) -> None:
         super().__init__()
-        layers: list[nn.Module] = []
-        ch = in_ch
-        for _ in range(_stages(stride)):
-            layers += [nn.Conv2d(ch, channels, 3, stride=2, padding=1), nn.GELU()]
-            ch = channels
-        layers.append(nn.Conv2d(ch, out_ch, 1))
-        self.net = nn.Sequential(*layers)
+        down = _pyramid(lambda a, b: nn.Conv2d(a, b, 3, stride=2, padding=1), in_ch, channels, stride)
+        self.net = nn.Sequential(*down, nn.Conv2d(channels if down else in_ch, out_ch, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -176,13 +202,11 @@ class ConvWrite(nn.Module):
 
     def __init__(self, hidden: int, channels: int, out_ch: int, stride: int) -> None:
         super().__init__()
-        layers: list[nn.Module] = []
-        ch = hidden
-        for _ in range(_stages(stride)):
-            layers += [nn.ConvTranspose2d(ch, channels, 4, stride=2, padding=1), nn.GELU()]
-            ch = channels
-        self.net = nn.Sequential(*layers)
-        self.out = nn.Conv2d(ch, out_ch, 3, padding=1)
+        up = _pyramid(lambda a, b: nn.ConvTranspose2d(a, b, 4, stride=2, padding=1), hidden, channels, stride)
+        self.net = nn.Sequential(*up)
+        self.out = nn.Conv2d(channels if up else hidden, out_ch, 3, padding=1)
+        with torch.no_grad():
+            self.out.weight.mul_(0.3)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return self.out(self.net(h))
@@ -208,21 +232,21 @@ class ConvDRAW(nn.Module):
         self.iterations, self.stride = iterations, stride
         s2 = stride * stride
         self.read_channels = read_channels
-        if self.io_channels > 0:
-            self.read: nn.Module = ConvRead(2 * in_channels, self.io_channels, read_channels, stride)
-        else:
-            self.read = nn.Conv2d(2 * in_channels * s2, read_channels, 1)
+        io = self.io_channels
+        self.read = (
+            ConvRead(2 * in_channels, io, read_channels, stride)
+            if io
+            else BlockRead(2 * in_channels, read_channels, stride)
+        )
         self.encoder = ConvLSTMCell(read_channels + hidden, hidden, kernel)
         self.decoder = ConvLSTMCell(z_channels, hidden, kernel)
         self.posterior = nn.Conv2d(hidden, 2 * z_channels, kernel, padding=kernel // 2)
         self.prior = nn.Conv2d(hidden, 2 * z_channels, kernel, padding=kernel // 2)
-        if self.io_channels > 0:
-            self.write: nn.Module = ConvWrite(hidden, self.io_channels, in_channels, stride)
-        else:
-            self.write = nn.Conv2d(hidden, in_channels * s2, kernel, padding=kernel // 2)
+        self.write = (
+            ConvWrite(hidden, io, in_channels, stride) if io else BlockWrite(hidden, in_channels, stride, kernel)
+        )
         self.scale = nn.Conv2d(hidden, in_channels * s2, kernel, padding=kernel // 2)
         with torch.no_grad():
-            (self.write.out if self.io_channels > 0 else self.write).weight.mul_(0.3)
             self.posterior.weight.mul_(0.1)
             self.posterior.bias.zero_()
             self.prior.weight.mul_(0.1)
@@ -266,20 +290,21 @@ class ConvDRAW(nn.Module):
 
     def encode_step(self, x: torch.Tensor, st: DrawState):
         """Run the encoder for one iteration; returns posterior (mu, logstd) and updates st's encoder."""
-        inp = torch.cat([x, x - st.canvas], dim=1)
-        r = self.read(inp) if self.io_channels > 0 else self.read(F.pixel_unshuffle(inp, self.stride))
+        r = self.read(torch.cat([x, x - st.canvas], dim=1))
         st.h_enc, st.c_enc = self.encoder(torch.cat([r, st.h_dec], dim=1), st.h_enc, st.c_enc)
         mu, logstd = self.posterior(st.h_enc).chunk(2, dim=1)
         return mu, logstd.clamp(-6.0, 3.0)
 
     def decode_step(self, z: torch.Tensor, st: DrawState) -> DrawState:
         h, c = self.decoder(z, st.h_dec, st.c_dec)
-        delta = self.write(h) if self.io_channels > 0 else F.pixel_shuffle(self.write(h), self.stride)
-        canvas = st.canvas + delta
+        canvas = st.canvas + self.write(h)
         return DrawState(st.h_enc, st.c_enc, h, c, canvas)
 
     def log_scale(self, st: DrawState) -> torch.Tensor:
-        return F.pixel_shuffle(self.scale(st.h_dec), self.stride)
+        return self._log_scale(st.h_dec)
+
+    def _log_scale(self, h: torch.Tensor) -> torch.Tensor:
+        return F.pixel_shuffle(self.scale(h), self.stride)
 
     # ----- training ------------------------------------------------------------------------------------
     def forward(
@@ -315,10 +340,8 @@ class ConvDRAW(nn.Module):
         return out
 
     def _nll(self, x: torch.Tensor, st: DrawState, detach: bool) -> torch.Tensor:
-        if detach:
-            log_scale = F.pixel_shuffle(self.scale(st.h_dec.detach()), self.stride)
-            return discretized_logistic_nll(x, st.canvas.detach(), log_scale).flatten(1).sum(1)
-        return discretized_logistic_nll(x, st.canvas, self.log_scale(st)).flatten(1).sum(1)
+        h, canvas = (st.h_dec.detach(), st.canvas.detach()) if detach else (st.h_dec, st.canvas)
+        return discretized_logistic_nll(x, canvas, self._log_scale(h)).flatten(1).sum(1)
 
     # ----- compression ---------------------------------------------------------------------------------
     @torch.no_grad()

@@ -20,6 +20,7 @@ import torch
 
 from explorer.core.tasks import CancelToken, ProgressFn
 
+from .baselines import psnr_from_mse
 from .model import LN2, ConvDRAW, to_model_range
 
 
@@ -96,10 +97,6 @@ def elbo_terms(
     return {"elbo": elbo, "loss": loss, "kl": kl, "nll": nll, "dims": dims, "pixels": pixels, "mse": sq}
 
 
-def psnr_of(mse: float) -> float:
-    return 10.0 * math.log10(255.0**2 / max(mse, 1e-10))
-
-
 @torch.no_grad()
 def validate(model: ConvDRAW, val: np.ndarray, device, batch: int = 32, seed: int = 1234) -> dict[str, Any]:
     """Held-out ELBO in bits/dim and the KL of each iteration in bits per pixel (sampled latents). The latents'
@@ -126,7 +123,7 @@ def validate(model: ConvDRAW, val: np.ndarray, device, batch: int = 32, seed: in
         "val_kl_bpp_per_iteration": [round(v, 5) for v in kl_bpp],
         "val_kl_bpp_total": float(sum(kl_bpp)),
         # the final canvas with the training latents (noisy, not rounded), PSNR of the mean squared error
-        "val_psnr": round(psnr_of(sq / n), 3),
+        "val_psnr": round(psnr_from_mse(sq / n), 3),
     }
 
 
@@ -251,7 +248,7 @@ def fit(
                 acc.update(loss=0.0, n=0)
                 msg = f"step {step + 1} {train_bpd:.3f} bits/dim, KL {kl_bpp:.3f} bpp"
                 if config.distortion == "mse":
-                    psnr = world.mean(psnr_of(float(terms["mse"].detach().mean())))
+                    psnr = world.mean(psnr_from_mse(float(terms["mse"].detach().mean())))
                     rec["train_psnr"] = round(psnr, 3)
                     msg += f", {psnr:.2f} dB"
             if (step + 1) % config.val_every == 0 and world.is_main:

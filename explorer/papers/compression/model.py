@@ -315,7 +315,8 @@ class ConvDRAW(nn.Module):
         ``nll`` (N,), and ``canvas`` (the mean of p(x | z)). ``progressive``: also ``nll_steps`` (N, T - 1), the
         likelihood of x under the canvas after each of the first T - 1 iterations, and ``canvases`` (those
         canvases). ``detach_scale``: the likelihood's gradient reaches only the scale head (a model trained on
-        squared error keeps a calibrated likelihood without it pulling on the mean)."""
+        squared error keeps a calibrated likelihood without it pulling on the mean); its loss scores the
+        intermediate canvases by squared error, so ``nll_steps`` is then not computed (empty)."""
         st = self.init_state(x)
         kls, steps, canvases = [], [], []
         D = self.quant_step
@@ -331,7 +332,8 @@ class ConvDRAW(nn.Module):
             st = self.decode_step(z, st)
             if progressive and t < self.iterations - 1:
                 canvases.append(st.canvas)
-                steps.append(self._nll(x, st, detach_scale))
+                if not detach_scale:
+                    steps.append(self._nll(x, st, False))
         nll = self._nll(x, st, detach_scale)
         out: dict[str, Any] = {"kl": torch.stack(kls, dim=1), "nll": nll, "canvas": st.canvas}
         if progressive:

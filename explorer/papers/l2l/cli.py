@@ -71,10 +71,11 @@ def configure_train(parser) -> None:
     )
     parser.add_argument(
         "--weighting",
-        choices=("uniform", "ramp"),
+        choices=("uniform", "ramp", "final"),
         default=None,
-        help="meta-loss weight of each step: uniform (the paper's sum of the losses; default) or ramp (2t/T, "
-        "leaning to the late steps that a final-loss comparison reports)",
+        help="meta-loss weight of each step: uniform (the paper's sum of the losses; default), ramp (2t/T, "
+        "leaning to the late steps that a final-loss comparison reports) or final (the loss after the last step "
+        "alone; use it with --unroll equal to the run's steps)",
     )
     parser.add_argument(
         "--init",
@@ -82,6 +83,16 @@ def configure_train(parser) -> None:
         metavar="CHECKPOINT",
         help="start from this l2l checkpoint's weights (fresh Adam, new optimizees) instead of "
         "from scratch; --resume continues an interrupted run instead",
+    )
+    parser.add_argument(
+        "--preprocess-p",
+        type=POSITIVE,
+        default=None,
+        metavar="P",
+        help="the gradient preprocessing's p (paper, Appendix A): gradients of magnitude at least e^-P enter as "
+        "(log|g|/P, sign g), smaller ones as (-1, e^P g); default 10 (the paper's), 16 for style, whose pixel "
+        "gradients fall to 1e-6 and below late in a run. With --init the first layer is rescaled so gradients "
+        "above both thresholds give the same steps",
     )
     add_training_options(
         parser,
@@ -120,6 +131,8 @@ def train(args) -> int:
     cfg["weighting"] = args.weighting or cfg.get("weighting", "uniform")
     cfg["seed"] = int(args.seed)
     cfg["time_limit_s"] = 60.0 * float(args.minutes) if args.minutes else 0.0
+    p = getattr(args, "preprocess_p", None)
+    model_config = {"p": float(p)} if p else None  # default: the problem's (train.DEFAULT_P), else the paper's 10
     world = init_world(getattr(args, "device", "auto"), args.threads)
     try:
         hist = train_problem(
@@ -128,6 +141,7 @@ def train(args) -> int:
             cfg,
             out,
             init=getattr(args, "init", None),
+            model_config=model_config,
             world=world,
             resume=args.resume,
             minutes=args.minutes,

@@ -79,7 +79,11 @@ DEFAULT_TRAIN: dict[str, dict[str, Any]] = {
 DEFAULT_TRAIN["mnist-mix"] = dict(DEFAULT_TRAIN["mnist"], select="final")
 
 # what must not change between a run and its resumption (the optimizees drawn and how they are cut)
-RESUME_KEYS = ("problem", "batch", "steps", "unroll", "seed", "weighting")
+RESUME_KEYS = ("problem", "batch", "steps", "unroll", "seed", "weighting", "p")
+# the gradient preprocessing's p per problem where it is not the paper's 10: a style run's pixel gradients fall
+# from about 1e-4 to 1e-6 and below, under e^-10, where the log channel is constant and the LSTM cannot scale its
+# steps to them; e^-16 = 1.1e-7 lies under nearly all of them
+DEFAULT_P: dict[str, float] = {"style": 16.0}
 
 
 def unroll(
@@ -131,16 +135,31 @@ class UnrollLoss(nn.Module):
         return unroll(self.net, problem, theta, state, t0, length, weight=self.weight)
 
 
+def rescale_preprocessing(net: LSTMOptimizer, p: float) -> None:
+    """Give ``net`` the preprocessing constant ``p`` and scale its first layer's log-magnitude input weights by
+    p / p_old, so that a gradient above both thresholds (|g| >= e^-min(p, p_old)) gives the same update as before."""
+    if not net.preprocess or p == net.p:
+        net.p = float(p)
+        return
+    with torch.no_grad():
+        net.cells[0].weight_ih[:, 0] *= float(p) / net.p
+    net.p = float(p)
+
+
 def step_weight(config: dict[str, Any]) -> Callable[[int], float] | None:
     """The meta-loss weight of step t: None (w_t = 1, the paper's sum of losses) for ``weighting`` "uniform";
     "ramp": w_t = 2t/T, rising linearly over the T = ``steps`` of a run (mean 1), so the meta-objective leans to
-    the loss late in the run, the one a final-loss comparison reports."""
+    the loss late in the run, the one a final-loss comparison reports; "final": w_T = T and 0 before, the loss
+    after the last step alone (what a final-loss comparison reports), best with ``unroll`` = ``steps`` (one
+    truncation per run, so the meta-gradient sees the whole run; shorter truncations but the last get none)."""
     kind = str(config.get("weighting") or "uniform")
+    total = max(1, int(config["steps"]))
     if kind == "uniform":
         return None
     if kind == "ramp":
-        total = max(1, int(config["steps"]))
         return lambda t: 2.0 * t / total
+    if kind == "final":
+        return lambda t: float(total) if t >= total else 0.0
     raise ValueError(f"unknown weighting {kind!r}")
 
 
@@ -386,6 +405,7 @@ def fit(
     sel_key = f"val_{select}_loss"
     keyed = {k: (data.name if k == "problem" else config.get(k)) for k in RESUME_KEYS}
     keyed["batch"] = data.batch
+    keyed["p"] = float(model.p)
 
     run.attach(model=model, optimizer=trainer.opt)
     user = run.resume(resume)
@@ -513,6 +533,7 @@ def train_problem(
     if world is None:
         world = World(device=torch.device(device))
     cfg = dict(DEFAULT_CONFIG)
+    cfg.update({"p": DEFAULT_P[problem]} if problem in DEFAULT_P else {})
     cfg.update(model_config or {})
     seed_all(int(config.get("seed", 0)))  # the same on every process: identical initial weights
     net = build(cfg)
@@ -521,6 +542,7 @@ def train_problem(
         from .infer import load_learned  # style checkpoints carry the feature network: checked and split off
 
         net, init_meta = load_learned(init, device="cpu")
+        rescale_preprocessing(net, float(cfg["p"]))  # a checkpoint of another p keeps its steps (see there)
         net.train()
         for q in net.parameters():
             q.requires_grad_(True)

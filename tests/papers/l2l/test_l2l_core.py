@@ -162,6 +162,31 @@ def test_baseline_tuning_picks_the_best_rate():
         assert best == min(res["scores"][kind].values())
 
 
+def test_rescaled_preprocessing_keeps_the_steps_above_both_thresholds():
+    """--preprocess-p with --init: a p = 10 network moved to p = 16 proposes the same steps for |g| >= e^-10 and
+    now reads the log magnitude of gradients down to e^-16 (the style run's late pixel gradients)."""
+    import copy
+
+    from explorer.papers.l2l.train import rescale_preprocessing
+
+    torch.manual_seed(3)
+    net = LSTMOptimizer().double()
+    moved = copy.deepcopy(net)
+    rescale_preprocessing(moved, 16.0)
+    assert moved.p == 16.0 and moved.config()["p"] == 16.0
+    g = torch.cat([torch.logspace(-4, 2, 50, dtype=torch.float64), -torch.logspace(-4, 2, 50, dtype=torch.float64)])
+    s0 = net.initial_state(g.numel(), dtype=torch.float64)
+    with torch.no_grad():
+        a, sa = net(g, s0)
+        b, sb = moved(g, s0)
+        a2, _ = net(g * 0.5, sa)
+        b2, _ = moved(g * 0.5, sb)
+    assert torch.allclose(a, b, atol=1e-12) and torch.allclose(a2, b2, atol=1e-12)
+    small = torch.tensor([1e-6, 1e-5], dtype=torch.float64)  # under e^-10, over e^-16: now a log magnitude
+    assert preprocess_gradient(small, moved.p)[:, 0].gt(-1.0).all()
+    assert preprocess_gradient(small, net.p)[:, 0].eq(-1.0).all()
+
+
 def test_build_ignores_extra_config_keys():
     net = build({"hidden": 20, "layers": 2, "problem": "mnist"})
     assert net.config()["hidden"] == 20
@@ -178,7 +203,7 @@ def test_two_d_problems_have_grids_and_finite_losses(name):
 
 
 def test_ramp_weighting_leans_the_meta_loss_to_late_steps():
-    """--weighting ramp: meta-loss Σ (2t/T) f_t; uniform (default) is the paper's plain sum."""
+    """--weighting ramp: meta-loss Σ (2t/T) f_t; final: T f_T; uniform (default) is the paper's plain sum."""
     from explorer.papers.l2l.train import step_weight
 
     assert step_weight({"steps": 4}) is None and step_weight({"steps": 4, "weighting": "uniform"}) is None
@@ -199,3 +224,8 @@ def test_ramp_weighting_leans_the_meta_loss_to_late_steps():
     end = plain - sum(losses[1:])  # f_4, the loss after the last step
     assert math.isclose(plain, sum(losses[1:]) + end)
     assert math.isclose(ramp, sum(w(t) * f for t, f in enumerate(losses) if t > 0) + w(4) * end, rel_tol=1e-9)
+    # "final": the loss after the last step alone, weighted by T (the sum's scale)
+    fin = step_weight({"steps": 4, "weighting": "final"})
+    assert [fin(t) for t in range(1, 5)] == [0.0, 0.0, 0.0, 4.0]
+    final, _ = run(fin)
+    assert math.isclose(final, 4.0 * end, rel_tol=1e-9)

@@ -116,10 +116,10 @@ def test_lbfgs_takes_one_gradient_evaluation_per_step():
 
 def test_meta_train_resume_and_checkpoint_round_trip(photos, tmp_path):
     from explorer.core.checkpoints import load_checkpoint
-    from explorer.core.errors import CheckpointError
+    from explorer.core.errors import CheckpointError, UserError
     from explorer.papers.l2l.infer import load_learned, training_problem
     from explorer.papers.l2l.style import FEATURE_PREFIX, split_checkpoint
-    from explorer.papers.l2l.train import DEFAULT_TRAIN, train_problem
+    from explorer.papers.l2l.train import DEFAULT_P, DEFAULT_TRAIN, train_problem
 
     cfg = {**DEFAULT_TRAIN["style"], "steps": 4, "unroll": 2, "val_runs": 1, "val_every": 1, "epochs": 3}
     out = tmp_path / "l2l_style.safetensors"
@@ -131,6 +131,17 @@ def test_meta_train_resume_and_checkpoint_round_trip(photos, tmp_path):
     assert any(k.startswith(FEATURE_PREFIX) for k in ck.state_dict)
     net, meta = load_learned(out)
     assert training_problem(meta) == "style" and "BSDS500" in meta.data["name"]
+    assert net.p == DEFAULT_P["style"] == 16.0  # the style problem's preprocessing constant, in the checkpoint
+    with pytest.raises(UserError, match="p 16.0 \\(now 10.0\\)"):  # a resume must keep the preprocessing
+        train_problem(
+            "style",
+            "cpu",
+            dict(cfg),
+            tmp_path / "x.safetensors",
+            steps=4,
+            resume=h2["resume_file"],
+            model_config={"p": 10.0},
+        )
     # --init from a style checkpoint (the feature network inside is split off, not a "does not fit" error)
     out2 = tmp_path / "l2l_style_init.safetensors"
     h3 = train_problem("style", "cpu", dict(cfg), out2, steps=1, init=str(out))

@@ -85,6 +85,14 @@ def configure_train(parser) -> None:
         "from scratch; --resume continues an interrupted run instead",
     )
     parser.add_argument(
+        "--horizon",
+        type=POSITIVE_INT,
+        default=None,
+        metavar="T",
+        help="optimizee steps per meta-training run (default 100, the runs it is measured on; validation stays at "
+        "100): a longer horizon counters the short-horizon bias of truncated unrolls",
+    )
+    parser.add_argument(
         "--preprocess-p",
         type=POSITIVE,
         default=None,
@@ -127,6 +135,8 @@ def train(args) -> int:
             if val <= 0:
                 raise UserError(f"--{key.replace('_', '-')} must be positive")
             cfg[key] = val
+    if getattr(args, "horizon", None):
+        cfg["val_steps"], cfg["steps"] = cfg["steps"], int(args.horizon)
     cfg["select"] = args.select or cfg.get("select", "avg")
     cfg["weighting"] = args.weighting or cfg.get("weighting", "uniform")
     cfg["seed"] = int(args.seed)

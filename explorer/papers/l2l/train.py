@@ -205,6 +205,8 @@ def make_train_data(problem: str, device: Any, config: dict[str, Any], world: An
             )
         ]
     elif problem in ("mnist", "mnist-mix", "style"):
+        # validation runs as long as the runs the optimizer is measured on, when it meta-trains on longer ones
+        val_steps = int(config.get("val_steps") or config["steps"])
         stride = 37 if problem == "style" else 1  # validation seeds (as the bundled checkpoints were selected)
         # mnist-mix: episode k's nets read MNIST at MIX_VARIANTS[k % 4]'s resolution; validation: val_runs at each
         # resolution, scored by the geometric mean (each resolution counts alike, not the one with the largest loss)
@@ -219,7 +221,7 @@ def make_train_data(problem: str, device: Any, config: dict[str, Any], world: An
             return parts[0] if len(parts) == 1 else ConcatProblem(parts)
 
         val = [
-            make_problem(kind, base + 9_000_000 + stride * i, split="train", device=device, steps=config["steps"])
+            make_problem(kind, base + 9_000_000 + stride * i, split="train", device=device, steps=val_steps)
             for kind in dict.fromkeys(kinds)
             for i in range(int(config.get("val_runs", 3)))
         ]
@@ -266,7 +268,8 @@ class MetaTrainer:
         self.opt = torch.optim.Adam(net.parameters(), lr=float(config["meta_lr"]))
         self.skipped = 0
         self.world = world
-        self.loss_fn: nn.Module = UnrollLoss(net, step_weight(config))  # its DDP wrapper in a multi-process run
+        self.weight = step_weight(config)
+        self.loss_fn: nn.Module = UnrollLoss(net, self.weight)  # its DDP wrapper in a multi-process run
         self.episode: Episode | None = None
 
     def start(self, k: int) -> Episode:
@@ -290,11 +293,37 @@ class MetaTrainer:
         ep = self.episode
         return ep is None or ep.abandoned or ep.t0 >= int(self.config["steps"])
 
+    def skip_silent(self) -> bool:
+        """Run the episode's truncations whose meta-loss weights are all zero (``weighting`` "final": all but the
+        last) forward only: no graph, no Adam step on a zero meta-gradient. False when θ stopped being finite."""
+        cfg, ep = self.config, self.episode
+        weight, total, size = self.weight, int(cfg["steps"]), int(cfg["unroll"])
+        while weight is not None and ep.t0 + size < total and not any(weight(ep.t0 + k) for k in range(1, size + 1)):
+            th, state = ep.theta, ep.state
+            for k in range(size):
+                th = th.detach().requires_grad_(True)
+                with torch.enable_grad():
+                    (grad,) = torch.autograd.grad(ep.problem.loss(th, ep.t0 + k).sum(), th)
+                with torch.no_grad():
+                    upd, state = self.net(grad, state)
+                th = th.detach() + upd
+            ep.theta, ep.state, ep.t0 = th, detach_state(state), ep.t0 + size
+            finite = bool(torch.isfinite(th).all())
+            if self.world is not None:
+                finite = self.world.mean(float(finite)) == 1.0
+            if not finite:
+                self.skipped += 1
+                ep.abandoned = True
+                return False
+        return True
+
     def meta_step(self) -> float | None:
         """One truncation of the current episode: unroll, meta-gradient, one Adam step. Returns the meta-loss per
         unrolled step (mean over every process's optimizees), or None when it was not finite (on any process):
         then the episode is abandoned and the weights are untouched."""
         cfg, ep = self.config, self.episode
+        if not self.skip_silent():
+            return None
         length = min(int(cfg["unroll"]), int(cfg["steps"]) - ep.t0)
         self.net.train()
         meta_loss, theta, state, _ = self.loss_fn(ep.problem, ep.theta, ep.state, ep.t0, length)
@@ -352,6 +381,8 @@ def validate(
 
 
 def steps_per_epoch(config: dict[str, Any]) -> int:
+    if str(config.get("weighting")) == "final":
+        return 1  # the truncations before the last are run forward only (MetaTrainer.skip_silent)
     return max(1, math.ceil(int(config["steps"]) / int(config["unroll"])))
 
 

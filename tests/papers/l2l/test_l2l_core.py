@@ -125,6 +125,24 @@ def test_a_few_meta_training_steps_lower_the_meta_loss():
     assert after < 0.8 * before, (before, after)
 
 
+def test_final_weighting_trains_only_the_last_truncation():
+    """--weighting final with short unrolls: the truncations before the last run forward only (no Adam step on a
+    zero meta-gradient), so one meta-step per run, and that step moves the weights."""
+    from explorer.papers.l2l.train import steps_per_epoch
+
+    torch.manual_seed(0)
+    net = LSTMOptimizer()
+    cfg = {"steps": 6, "unroll": 2, "meta_lr": 0.01, "seed": 0, "weighting": "final"}
+    data = TrainData(sample=lambda k: QuadraticProblem(batch=4, seed=100 + k, steps=6), name="quadratic")
+    trainer = MetaTrainer(net, data, "cpu", cfg)
+    before = [q.detach().clone() for q in net.parameters()]
+    trainer.start(0)
+    value = trainer.meta_step()
+    assert value is not None and math.isfinite(value) and trainer.finished and trainer.episode.t0 == 6
+    assert any(not torch.equal(a, b) for a, b in zip(before, net.parameters()))
+    assert steps_per_epoch(cfg) == 1 and steps_per_epoch({**cfg, "weighting": "ramp"}) == 3
+
+
 def test_mlp_problem_is_functional_and_deterministic():
     p1 = make_problem("mnist", seed=5, split="test")
     p2 = make_problem("mnist", seed=5, split="test")

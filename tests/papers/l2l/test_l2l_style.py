@@ -155,6 +155,17 @@ def test_meta_train_resume_and_checkpoint_round_trip(photos, tmp_path):
         split_checkpoint(bad, "x")
 
 
+def test_longer_meta_training_horizon_keeps_validation_at_the_measured_length(photos):
+    """--horizon T: meta-training runs of T steps, validation runs as long as the measured ones."""
+    from explorer.papers.l2l.train import DEFAULT_TRAIN, make_train_data
+
+    cfg = {**DEFAULT_TRAIN["style"], "steps": 6, "val_steps": 2, "val_runs": 2}
+    data = make_train_data("style", "cpu", cfg)
+    assert data.sample(0).steps == 6 and [p.steps for p in data.val] == [2, 2]
+    plain = make_train_data("style", "cpu", {**cfg, "val_steps": None})
+    assert [p.steps for p in plain.val] == [6, 6]
+
+
 def test_fair_eval_json_with_lbfgs(photos, tmp_path, monkeypatch):
     from explorer.core.checkpoints import save_checkpoint
     from explorer.papers.l2l.evaluate import evaluate_fair_problems, format_fair_table

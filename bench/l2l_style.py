@@ -31,7 +31,7 @@ GRID = (
 
 
 def fmt(v: float) -> str:
-    return f"{v:.3g}" if math.isfinite(v) else "diverged"
+    return f"{v:.4g}" if math.isfinite(v) else "diverged"
 
 
 def tables(meta) -> str:

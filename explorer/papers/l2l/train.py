@@ -187,6 +187,8 @@ def make_train_data(problem: str, device: Any, config: dict[str, Any], world: An
     base = TRAIN_SEED_BASE + seed * 10_000_000
     batch = int(config.get("batch") or (128 if problem == "quadratic" else 1))
     per = world.split_batch(batch) if world is not None else batch
+    # validation runs as long as the runs the optimizer is measured on, when it meta-trains on longer ones
+    val_steps = int(config.get("val_steps") or config["steps"])
     lo = (world.rank if world is not None else 0) * per
     hi = lo + per
     if problem == "quadratic":
@@ -201,12 +203,10 @@ def make_train_data(problem: str, device: Any, config: dict[str, Any], world: An
                 base + 9_000_000,
                 device=device,
                 batch=int(config.get("val_runs", 128)),
-                steps=config["steps"],
+                steps=val_steps,
             )
         ]
     elif problem in ("mnist", "mnist-mix", "style"):
-        # validation runs as long as the runs the optimizer is measured on, when it meta-trains on longer ones
-        val_steps = int(config.get("val_steps") or config["steps"])
         stride = 37 if problem == "style" else 1  # validation seeds (as the bundled checkpoints were selected)
         # mnist-mix: episode k's nets read MNIST at MIX_VARIANTS[k % 4]'s resolution; validation: val_runs at each
         # resolution, scored by the geometric mean (each resolution counts alike, not the one with the largest loss)

@@ -49,6 +49,18 @@ def make_baseline(kind: str, params: Iterable[torch.Tensor], lr: float) -> torch
     raise ValueError(f"unknown optimizer {kind!r}")
 
 
+def learned_step(net: Any, problem: Problem, theta: torch.Tensor, state: Any, t: int):
+    """One step of the learned optimizer with no graph to its weights: f_t(θ), its gradient, θ + m(∇).
+    Returns (the per-instance losses f_t(θ_t), θ_{t+1}, the new LSTM state)."""
+    th = theta.detach().requires_grad_(True)
+    with torch.enable_grad():
+        loss = problem.loss(th, t)
+        (grad,) = torch.autograd.grad(loss.sum(), th)
+    with torch.no_grad():
+        upd, state = net(grad, state)
+    return loss, th.detach() + upd, state
+
+
 class Run:
     """One optimizer on one problem. ``step()`` evaluates f_t(θ_t), records it and moves to θ_{t+1}."""
 
@@ -82,13 +94,7 @@ class Run:
         """One optimisation step; returns the per-instance losses f_t(θ_t) (detached)."""
         t = self.t
         if self.kind == "learned":
-            th = self.theta.detach().requires_grad_(True)
-            with torch.enable_grad():
-                loss = self.problem.loss(th, t)
-                (grad,) = torch.autograd.grad(loss.sum(), th)
-            with torch.no_grad():
-                upd, self.state = self.net(grad, self.state)
-                self.theta = th.detach() + upd
+            loss, self.theta, self.state = learned_step(self.net, self.problem, self.theta, self.state, t)
         elif self.kind == "lbfgs":
             seen: list[torch.Tensor] = []
 

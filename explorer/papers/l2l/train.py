@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from .model import LSTMOptimizer, State, detach_state
-from .optimizer_runs import run_optimizer
+from .optimizer_runs import learned_step, run_optimizer
 from .problems import MIX_VARIANTS, TRAIN_SEED_BASE, ConcatProblem, Problem, make_problem
 
 DEFAULT_TRAIN: dict[str, dict[str, Any]] = {
@@ -138,11 +138,9 @@ class UnrollLoss(nn.Module):
 def rescale_preprocessing(net: LSTMOptimizer, p: float) -> None:
     """Give ``net`` the preprocessing constant ``p`` and scale its first layer's log-magnitude input weights by
     p / p_old, so that a gradient above both thresholds (|g| >= e^-min(p, p_old)) gives the same update as before."""
-    if not net.preprocess or p == net.p:
-        net.p = float(p)
-        return
-    with torch.no_grad():
-        net.cells[0].weight_ih[:, 0] *= float(p) / net.p
+    if net.preprocess and p != net.p:
+        with torch.no_grad():
+            net.cells[0].weight_ih[:, 0] *= float(p) / net.p
     net.p = float(p)
 
 
@@ -301,12 +299,7 @@ class MetaTrainer:
         while weight is not None and ep.t0 + size < total and not any(weight(ep.t0 + k) for k in range(1, size + 1)):
             th, state = ep.theta, ep.state
             for k in range(size):
-                th = th.detach().requires_grad_(True)
-                with torch.enable_grad():
-                    (grad,) = torch.autograd.grad(ep.problem.loss(th, ep.t0 + k).sum(), th)
-                with torch.no_grad():
-                    upd, state = self.net(grad, state)
-                th = th.detach() + upd
+                _, th, state = learned_step(self.net, ep.problem, th, state, ep.t0 + k)
             ep.theta, ep.state, ep.t0 = th, detach_state(state), ep.t0 + size
             finite = bool(torch.isfinite(th).all())
             if self.world is not None:

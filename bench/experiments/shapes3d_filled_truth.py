@@ -1,9 +1,9 @@
 """How much of the ModelNet IoU is the ground truth's convention? The ModelNet10 grids are mostly surface voxels
 (a closed shape's inside is empty), while the model learns from pictures rendered with the insides filled, so it
-infers solids. This scores the model and the nearest-picture baseline on the same held-out grids three ways:
-against the grids as is (what `eval shapes3d --voxels` reports), against the grids with enclosed cavities filled
-(both sides filled), and with the model's solid hollowed to its outer shell (a post-processing that matches the
-surface convention).
+infers solids. This scores the model (read as the checkpoint is scored) and the nearest-picture baseline on the
+same held-out grids three ways: against the grids as is (what `eval shapes3d --voxels` reports), against the
+grids with enclosed cavities filled (both sides filled), and with the model's solid hollowed to its outer shell
+(a post-processing that matches the surface convention).
 
     python -m bench.experiments.shapes3d_filled_truth --voxels HELD_OUT --shapes DIR \
         [--checkpoint models/shapes3d_modelnet.safetensors] [--quick]
@@ -41,14 +41,12 @@ def main(argv=None) -> int:
     from explorer.core.checkpoints import load_checkpoint, load_model
     from explorer.papers.shapes3d.cli import _nearest_bank
     from explorer.papers.shapes3d.data import grid_to_internal, load_voxel_folder, render_grids, resample_grid
-    from explorer.papers.shapes3d.evaluate import occupied
-    from explorer.papers.shapes3d.infer import scoring_level
-    from explorer.papers.shapes3d.model import build, iou, solidify
+    from explorer.papers.shapes3d.model import Readout, build, iou, read_out, solidify
 
     model, _ = load_model(args.checkpoint, "shapes3d", build, torch.device("cpu"))
     model.eval()
     meta = load_checkpoint(args.checkpoint).meta
-    level = scoring_level(meta.metrics)
+    readout = Readout.from_metrics(meta.metrics)
     bank = _nearest_bank(SimpleNamespace(shapes=args.shapes, data_dir=None), meta, model)
     grids = load_voxel_folder(args.voxels)[: 8 if args.quick else None]
     cam = model.cameras[model.input_view]
@@ -70,7 +68,8 @@ def main(argv=None) -> int:
             truth = np.stack([grid_to_internal(resample_grid(g, model.res)) for _, _, g in part])
             full = solidify(truth)
             labels = torch.tensor([known.get(c, model.n_classes) for c, _, _ in part])
-            pred = occupied(model(x, labels, sample=False)["logits"][:, 0], level)
+            probs, _ = read_out(model, x, labels, mirror=readout.mirror, carve=readout.carve)
+            pred = (probs > readout.level).numpy()
             near = bank["voxels"][torch.cdist(x.flatten(1), pics).argmin(1).numpy()] if bank is not None else None
             for j, (c, _, _) in enumerate(part):
                 r = [iou(pred[j], truth[j]), iou(shell(pred[j]), truth[j]), iou(solidify(pred[j]), full[j])]
@@ -79,7 +78,7 @@ def main(argv=None) -> int:
                 rows.append((c, [float(v) for v in r]))
     filled = np.mean([solidify(grid_to_internal(resample_grid(g, model.res))).sum() for _, _, g in grids])
     given = np.mean([grid_to_internal(resample_grid(g, model.res)).sum() for _, _, g in grids])
-    print(f"{args.checkpoint}: {len(rows)} grids, occupancy level {level:g}; truth voxels per grid {given:.0f} as is, "
+    print(f"{args.checkpoint}: {len(rows)} grids, {readout.describe()}; truth voxels per grid {given:.0f} as is, "
           f"{filled:.0f} with cavities filled")  # fmt: skip
     print(f"{'class':10s}" + "".join(f"{c:>24s}" for c in cols))
     for c in sorted({r[0] for r in rows}) + [None]:

@@ -5,6 +5,7 @@ torchrun --standalone --nproc_per_node N -m explorer train shapes3d ...   (DDP; 
 nips-explorer eval shapes3d [--dataset primitives|furniture|modelnet] [--checkpoint F] [--json]
 nips-explorer eval shapes3d --voxels DIR [--checkpoint F] [--shapes MODELNET_DIR] --json   (any CLASS_ID.npy grids)
 nips-explorer eval shapes3d --dataset modelnet --shapes DIR --export-voxels OUT   (held-out grids for --voxels)
+nips-explorer eval shapes3d --dataset furniture --export-grids DIR   (Sweet Home 3D models as ModelNet-style grids)
 nips-explorer reconstruct IMAGE.png --out shape.obj [--checkpoint F] [--level 0.5]
 """
 
@@ -34,8 +35,9 @@ def _data_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dataset",
         choices=("primitives", "furniture", "modelnet"),
-        default="primitives",
-        help="primitives: boxes, spheres, cylinders, cones, tori under random pose and scale "
+        default=None,
+        help="default: primitives (eval --voxels: the ModelNet model, the one trained on real objects); "
+        "primitives: boxes, spheres, cylinders, cones, tori under random pose and scale "
         "(trimesh.creation); furniture: Sweet Home 3D models (apt sweethome3d-furniture); modelnet: the "
         "voxel grids in --shapes DIR (e.g. ModelNet10 chairs and monitors, CLASS.npy.gz)",
     )
@@ -79,32 +81,47 @@ def _load_data(args, progress=None):
 
 
 def _held_out_metrics(model, train_set, test_set, device, label: str = "shapes3d eval") -> tuple[dict, dict]:
-    """The test numbers a checkpoint records (after training and with ``eval --record``): the occupancy level is
-    chosen on the validation shapes where the data set has them (ModelNet), the test shapes are then scored at it,
-    and at 0.5 beside it."""
+    """The test numbers a checkpoint records (after training and with ``eval --record``): where the data set has
+    validation shapes (ModelNet), the read-out (occupancy level; the mirrored look and the carving, or the network
+    alone) is chosen on them; the test shapes are then scored with it, and by the network alone beside it."""
+    import numpy as np
+
     from explorer.core.progress import TerminalProgress
 
-    from .evaluate import calibrate_level
+    from .data import extent_share
+    from .evaluate import choose_readout
     from .evaluate import evaluate as run_eval
+    from .model import Readout
 
     metrics: dict = {}
-    level = 0.5
+    readout, level_net = Readout(), 0.5
+    shares = [extent_share(v) for v in train_set.voxels]
+    metrics["grid_framing"] = round(float(np.median([v for v in shares if v > 0] or [1.0])), 4)
+    metrics["grid_framing_note"] = (
+        "median share of the cube that the training shapes' largest side spans; eval --voxels zooms grids framed "
+        "otherwise to it"
+    )
     n_val = int(train_set.info.get("valid", 0) or 0)
     if n_val:
-        level, table = calibrate_level(model, train_set.subset(range(n_val)), device)
+        readout, level_net, tables = choose_readout(model, train_set.subset(range(n_val)), device)
         metrics.update(
             {
-                "iou_level": level,
-                "iou_level_valid": table,
-                "iou_level_note": f"occupancy level with the best IoU on the {n_val} validation shapes (class given)",
+                "iou_level": readout.level,
+                "iou_readout": {"mirror": readout.mirror, "carve": readout.carve},
+                "iou_level_network": level_net,
+                "iou_level_valid": tables,
+                "iou_level_note": f"read-out with the best IoU on the {n_val} validation shapes (class given): "
+                + readout.describe(),
             }
         )
     more: dict = {}
     with TerminalProgress(label) as bar:
-        result = run_eval(model, test_set, device, progress=bar, extra=more, level=level)
+        result = run_eval(model, test_set, device, progress=bar, extra=more, readout=readout, network_level=level_net)
     metrics.update(_test_metrics(result, more))
-    if level != 0.5:
+    if "iou_at_level_0.5" in more:
         metrics["test_iou_at_level_0.5"] = more["iou_at_level_0.5"]
+    if "iou_network" in more:
+        metrics["test_iou_network"] = more["iou_network"]
     return metrics, result
 
 
@@ -157,6 +174,7 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
 def train(args) -> int:
     from explorer.core.training import init_world
 
+    args.dataset = args.dataset or "primitives"
     world = init_world(getattr(args, "device", "auto"), getattr(args, "threads", None))
     try:
         return _train(args, world)
@@ -386,14 +404,24 @@ def configure_eval(parser: argparse.ArgumentParser) -> None:
         help="score the model on any voxel grids instead: DIR holds CLASS_ID.npy cubic boolean grids (any size, "
         "axes x, y, z with y up, centred); each grid's input picture is rendered with the project's renderer and "
         "camera, the inferred shape scored by IoU at the model's resolution (classes the model never saw: "
-        "unconditional). JSON: shapes, iou (no post-processing), iou_filled (enclosed cavities filled), "
-        "iou_baseline (visual hull), iou_nearest (nearest training picture's shape), per_class",
+        "unconditional). JSON: shapes, iou (as the checkpoint reads it: its level, and the mirrored look and carving "
+        "to the silhouette when chosen on validation shapes; no cavity filling), iou_filled (enclosed cavities "
+        "filled), iou_network (the network alone), iou_baseline (visual hull), iou_nearest (nearest training "
+        "picture's shape) and iou_nearest_carved, per_class",
     )
     parser.add_argument(
         "--export-voxels",
         metavar="DIR",
         default=None,
         help="write the --dataset's held-out shapes into DIR as CLASS_ID.npy grids for --voxels, then stop",
+    )
+    parser.add_argument(
+        "--export-grids",
+        metavar="DIR",
+        default=None,
+        help="--dataset furniture: write every Sweet Home 3D model as a ModelNet-style grid (upright, its largest "
+        "side filling the cube, 32^3) into DIR as CLASS.sh3d.npy.gz, which --dataset modelnet --shapes DIR reads "
+        "beside ModelNet's CLASS.npy.gz files (link those in), then stop",
     )
     parser.add_argument(
         "--export-gallery",
@@ -492,7 +520,7 @@ def _evaluate_voxels(args, model, meta, ckpt, device) -> int:
 
     from .data import load_voxel_folder
     from .evaluate import evaluate_grids
-    from .infer import scoring_level
+    from .model import Readout
 
     grids = load_voxel_folder(args.voxels)
     if args.limit is not None:
@@ -505,43 +533,49 @@ def _evaluate_voxels(args, model, meta, ckpt, device) -> int:
             file=sys.stderr,
         )
     with TerminalProgress("shapes3d eval") as bar:
-        result = evaluate_grids(model, grids, device, bank=bank, progress=bar, level=scoring_level(meta.metrics))
+        result = evaluate_grids(
+            model,
+            grids,
+            device,
+            bank=bank,
+            progress=bar,
+            readout=Readout.from_metrics(meta.metrics),
+            network_level=float((meta.metrics or {}).get("iou_level_network") or 0.5),
+            framing=(meta.metrics or {}).get("grid_framing"),
+        )
     if args.record:
+        keys = ("iou", "iou_filled", "iou_network", "iou_baseline", "iou_nearest", "iou_nearest_carved")
         rec: dict = {
             "test_grids": f"{result['shapes']} grids in {Path(args.voxels).name}/ "
             "(eval --voxels; the class given if known)",
-            "test_grids_iou": result["iou"],
-            "test_grids_iou_filled": result["iou_filled"],
-            "test_grids_iou_baseline": result["iou_baseline"],
+            **{f"test_grids_{k}": result[k] for k in keys[:4] if result.get(k) is not None},
+            **{f"test_{k}": result[k] for k in keys[4:] if result.get(k) is not None},
             "per_class": {
-                name: {
-                    "grids_iou": r["iou"],
-                    "grids_iou_filled": r["iou_filled"],
-                    **({"iou_nearest": r["iou_nearest"]} if r["iou_nearest"] is not None else {}),
-                }
+                name: {f"grids_{k}" if k in keys[:4] else k: r[k] for k in keys if r.get(k) is not None}
                 for name, r in result["per_class"].items()
             },
         }
-        if result["iou_nearest"] is not None:
-            rec["test_iou_nearest"] = result["iou_nearest"]
         _record(ckpt, rec)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
     near = "n/a" if result["iou_nearest"] is None else f"{result['iou_nearest']:.3f}"
+    if result["iou_nearest_carved"] is not None:
+        near += f" (carved {result['iou_nearest_carved']:.3f})"
+    net = f", network alone {result['iou_network']:.3f}" if "iou_network" in result else ""
+    print(f"{ckpt.name} on {result['shapes']} grids from {args.voxels} (single view; {result['readout']}):")
     print(
-        f"{ckpt.name} on {result['shapes']} grids from {args.voxels} "
-        f"(single view, occupancy level {result['level']:g}):"
-    )
-    print(
-        f"  IoU {result['iou']:.3f} (cavities filled {result['iou_filled']:.3f})   visual hull "
+        f"  IoU {result['iou']:.3f} (cavities filled {result['iou_filled']:.3f}{net})   visual hull "
         f"{result['iou_baseline']:.3f}   nearest training picture {near}"
     )
     for name, r in result["per_class"].items():
         near = "n/a" if r["iou_nearest"] is None else f"{r['iou_nearest']:.3f}"
+        if r["iou_nearest_carved"] is not None:
+            near += f" (carved {r['iou_nearest_carved']:.3f})"
+        net = f", network {r['iou_network']:.3f}" if "iou_network" in r else ""
         cond = "" if r["conditioned"] else "  (class unknown to the model: unconditional)"
         print(
-            f"    {name:10s} {r['shapes']:4d} shapes   IoU {r['iou']:.3f} (filled {r['iou_filled']:.3f})   "
+            f"    {name:10s} {r['shapes']:4d} shapes   IoU {r['iou']:.3f} (filled {r['iou_filled']:.3f}{net})   "
             f"hull {r['iou_baseline']:.3f}   nearest {near}{cond}"
         )
     return 0
@@ -552,10 +586,24 @@ def evaluate(args) -> int:
     from explorer.core.progress import TerminalProgress
 
     from .evaluate import evaluate as run_eval
-    from .infer import load_for_app, scoring_level
+    from .infer import load_for_app
+    from .model import Readout
 
+    # any grids are scored by default with the model trained on real objects; data-set work defaults to primitives
+    args.dataset = args.dataset or ("modelnet" if args.voxels else "primitives")
     if args.export_gallery:
         return _export_gallery(args)
+    if args.export_grids:
+        from .data import furniture_grids, write_modelnet_style
+
+        if args.dataset != "furniture":
+            raise UserError("--export-grids writes the Sweet Home 3D furniture: give --dataset furniture")
+        with TerminalProgress("shapes3d grids", disable=None) as bar:
+            grids = furniture_grids(progress=bar)
+        n = write_modelnet_style(grids, args.export_grids, "sh3d")
+        counts = ", ".join(f"{len(v)} {k}" for k, v in sorted(grids.items()))
+        print(f"wrote {n} furniture grids ({counts}) to {args.export_grids} as CLASS.sh3d.npy.gz")
+        return 0
     if args.export_voxels:
         from .data import export_voxels
 
@@ -587,15 +635,19 @@ def evaluate(args) -> int:
         _record(ckpt, held_out)
     else:
         with TerminalProgress("shapes3d eval") as bar:
-            result = run_eval(model, test_set, device, progress=bar, level=scoring_level(meta.metrics))
+            result = run_eval(
+                model,
+                test_set,
+                device,
+                progress=bar,
+                readout=Readout.from_metrics(meta.metrics),
+                network_level=float((meta.metrics or {}).get("iou_level_network") or 0.5),
+            )
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
     print(f"{ckpt.name} on {result['shapes']} held-out {result['dataset']} shapes (single view):")
-    print(
-        f"  IoU {result['iou']:.3f} (occupancy level {result['level']:g})   "
-        f"visual-hull baseline {result['iou_baseline']:.3f}"
-    )
+    print(f"  IoU {result['iou']:.3f} ({result['readout']})   visual-hull baseline {result['iou_baseline']:.3f}")
     for name, r in result["per_class"].items():
         print(f"    {name:10s} {r['shapes']:4d} shapes   IoU {r['iou']:.3f}   baseline {r['iou_baseline']:.3f}")
     print(
@@ -618,8 +670,9 @@ def configure_reconstruct(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--level",
         type=number(float, 0, 1, low_open=True, high_open=True),
-        default=0.5,
-        help="iso-level of the occupancy (0..1, default 0.5)",
+        default=None,
+        help="iso-level of the occupancy (0..1; default: the level the checkpoint is scored at, chosen on "
+        "validation shapes, else 0.5)",
     )
     parser.add_argument("--label", default=None, help="class name to condition on (default: none)")
     parser.add_argument(
@@ -636,9 +689,10 @@ def reconstruct(args) -> int:
     from explorer.core.devices import choose_device, configure_threads
 
     from .infer import infer_volume, load_for_app, mesh_from_volume, read_gallery, save_image, write_mesh
+    from .model import Readout
     from .photo import DEFAULT_FILL, load_photo
 
-    if not 0.0 < args.level < 1.0:
+    if args.level is not None and not 0.0 < args.level < 1.0:
         raise UserError("--level must be between 0 and 1")
     out = Path(args.out)
     if out.suffix.lower() not in (".obj", ".stl", ".ply"):
@@ -662,13 +716,15 @@ def reconstruct(args) -> int:
         if args.label not in model.class_names:
             raise UserError(f"unknown class '{args.label}' (choose one of {', '.join(model.class_names)})")
         label = model.class_names.index(args.label)
-    res = infer_volume(model, img, device, label=label)
-    verts, faces = mesh_from_volume(res["occupancy"], args.level)
+    readout = Readout.from_metrics(meta.metrics)
+    level = readout.level if args.level is None else args.level
+    res = infer_volume(model, img, device, label=label, readout=readout)
+    verts, faces = mesh_from_volume(res["occupancy"], level)
     write_mesh(verts, faces, out)
     if args.views_out:
         strip = np.concatenate([img, res["reprojection"]] + list(res["turntable"]), axis=1)
         save_image(strip, args.views_out, scale=4)
-    occ = res["occupancy"] > args.level
+    occ = res["occupancy"] > level
     print(f"wrote {out} ({len(verts)} vertices, {len(faces)} triangles; {int(occ.sum())} of {occ.size} voxels filled)")
     return 0
 

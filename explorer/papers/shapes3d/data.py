@@ -742,6 +742,69 @@ def centre_grid(grid: np.ndarray) -> np.ndarray:
     return out
 
 
+def extent_share(grid: np.ndarray) -> float:
+    """The largest side of the occupied voxels' bounding box over the grid's side (1.0: the shape fills the cube
+    along one axis at least, as every ModelNet grid does); 0 for an empty grid."""
+    g = np.asarray(grid, bool)
+    idx = np.nonzero(g)
+    if not len(idx[0]):
+        return 0.0
+    return max(int(i.max()) - int(i.min()) + 1 for i in idx) / g.shape[0]
+
+
+def _sample_grid(vol: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Trilinear samples of an exchange volume [x, y, z] at points (..., 3) in its [-1, 1]^3 cube (x, y, z),
+    0 outside it."""
+    import torch
+    import torch.nn.functional as F
+
+    t = torch.as_tensor(np.asarray(vol, np.float32))[None, None]  # (1, 1, X, Y, Z): grid_sample reads (z, y, x)
+    g = torch.as_tensor(points[..., ::-1].copy(), dtype=torch.float32).reshape(1, 1, 1, -1, 3)
+    out = F.grid_sample(t, g, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return out.reshape(points.shape[:-1]).numpy()
+
+
+def _cell_centres(n: int) -> np.ndarray:
+    lin = (np.arange(n) + 0.5) / n * 2.0 - 1.0
+    return np.stack(np.meshgrid(lin, lin, lin, indexing="ij"), -1)
+
+
+@dataclass(frozen=True)
+class Framing:
+    """Where a zoomed cube sits in a grid's own cube ([-1, 1]^3, exchange axes): its centre and half-side."""
+
+    centre: tuple[float, float, float]
+    half: float
+
+    def zoom(self, grid: np.ndarray, res: int = FINE_RES) -> np.ndarray:
+        """The grid resampled into the zoomed cube at ``res`` -> bool (res, res, res)."""
+        pts = np.asarray(self.centre) + self.half * _cell_centres(res)
+        return _sample_grid(np.asarray(grid, np.float32), pts) > 0.5
+
+    def back(self, vol: np.ndarray, res: int) -> np.ndarray:
+        """A volume in the zoomed cube (exchange axes, any size) -> its values at the grid's own cells at ``res``."""
+        pts = (_cell_centres(res) - np.asarray(self.centre)) / self.half
+        return _sample_grid(vol, pts)
+
+
+def frame_grid(grid: np.ndarray, share: float, res: int = 32) -> Framing | None:
+    """The zoom that gives a grid the framing a model was trained with: its bounding box centred, its largest side
+    ``share`` of the cube (a camera framing the object, as for a photo). None when the grid has that framing
+    already (largest side within 5% of it, centred within half a voxel at ``res``) or is empty."""
+    g = np.asarray(grid, bool)
+    n = g.shape[0]
+    idx = np.nonzero(g)
+    if not len(idx[0]) or share <= 0:
+        return None
+    lo = np.array([int(i.min()) for i in idx], np.float64)
+    hi = np.array([int(i.max()) + 1 for i in idx], np.float64)
+    centre = (lo + hi) / n - 1.0
+    half = float((hi - lo).max() / n / share)
+    if abs(half - 1.0) <= 0.05 and np.abs(centre).max() <= 1.0 / res:
+        return None
+    return Framing((float(centre[0]), float(centre[1]), float(centre[2])), half)
+
+
 def fine_internal(grid: np.ndarray, fill: bool = True) -> np.ndarray:
     """The FINE_RES^3 grid in the model's frame that the renderer draws for an exchange grid.
 
@@ -785,7 +848,10 @@ def load_modelnet(folder: str | Path) -> dict[str, list[tuple[str, np.ndarray]]]
         raise UserError(f"{root}: no ModelNet grids (CLASS.npy.gz files) found there")
     out: dict[str, list[tuple[str, np.ndarray]]] = {}
     for f in files:
-        cls = f.name.split(".")[0]
+        # CLASS.npy.gz, or CLASS.SOURCE.npy.gz for a class's grids from another collection (their names carry
+        # the source, so the split of the CLASS.npy.gz grids stays as it is)
+        cls, *rest = f.name.split(".")
+        source = rest[0] if len(rest) > 1 and rest[0] not in ("npy", "gz") else ""
         try:
             with gzip.open(f) if f.suffix == ".gz" else open(f, "rb") as fh:
                 a = np.load(fh, allow_pickle=False)
@@ -801,9 +867,48 @@ def load_modelnet(folder: str | Path) -> dict[str, list[tuple[str, np.ndarray]]]
             if not raw.any():
                 continue
             g = np.transpose(raw, (0, 2, 1))  # raw (a0, a1, a2 = up) -> (x, y = up, z)
-            shapes.append((f"{cls}_{i:04d}", centre_grid(g)))
-        out[cls] = shapes
+            shapes.append((f"{cls}_{source}{i:04d}", centre_grid(g)))
+        out.setdefault(cls, []).extend(shapes)
     return out
+
+
+def furniture_grids(res: int = 32, progress=None, token=None) -> dict[str, list[np.ndarray]]:
+    """Every Sweet Home 3D furniture model of :func:`furniture_catalog` as a ModelNet-style grid: upright as
+    modelled, its bounding box centred and its largest side filling the cube (as every ModelNet grid does),
+    voxelised solid at ``res``; exchange axes [x, y(up), z]. {class: [grid]} in catalogue order."""
+    import trimesh
+
+    loaded = load_furniture(furniture_catalog())
+    out: dict[str, list[np.ndarray]] = {}
+    for k, (v, faces, e) in enumerate(loaded):
+        if token is not None:
+            token.check()
+        lo, hi = v.min(0), v.max(0)
+        mesh = trimesh.Trimesh(
+            (v - (lo + hi) / 2.0) * (2.0 * (1 - 1e-6) / float((hi - lo).max())), faces, process=False
+        )
+        occ = voxelize(mesh, res)  # (z, y, x) of the loader's frame (x, -y, z)
+        grid = np.flip(internal_to_grid(occ), 2)  # the loader's y flip is undone by the frame change, z is not
+        out.setdefault(FURNITURE_CLASSES[e["label"]], []).append(np.ascontiguousarray(grid))
+        if progress:
+            progress((k + 1) / len(loaded), f"model {k + 1}/{len(loaded)}")
+    return out
+
+
+def write_modelnet_style(grids: dict[str, list[np.ndarray]], folder: str | Path, source: str) -> int:
+    """Write {class: [exchange grid]} as CLASS.SOURCE.npy.gz files in ModelNet's layout ((N, 1, R, R, R), the third
+    axis up), which :func:`load_modelnet` reads beside the ModelNet files. Returns the number of grids."""
+    import gzip
+
+    root = Path(folder)
+    root.mkdir(parents=True, exist_ok=True)
+    n = 0
+    for cls, gs in grids.items():
+        a = np.stack([np.transpose(g, (0, 2, 1)) for g in gs])[:, None].astype(np.uint8)
+        with gzip.open(root / f"{cls}.{source}.npy.gz", "wb") as fh:
+            np.save(fh, a)
+        n += len(gs)
+    return n
 
 
 def hashed_split(name: str, valid: float = 0.1, test: float = 0.15) -> str:

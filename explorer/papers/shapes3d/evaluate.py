@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from .data import ShapeSet
-from .model import Shapes3D, camera_thetas, image_nll, iou, project, solidify, visual_hull
+from .model import Readout, Shapes3D, camera_thetas, image_nll, iou, project, read_out, solidify, visual_hull
 
 LEVELS = (0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7)
 
@@ -41,10 +41,13 @@ def calibrate_level(
     levels: Sequence[float] = LEVELS,
     batch: int = 50,
     token=None,
+    mirror: bool = False,
+    carve: bool = False,
 ) -> tuple[float, dict[str, float]]:
-    """The occupancy level with the highest mean single-view IoU (as scored: no post-processing, the class given
-    as in ``eval --voxels``) on ``shapes``: validation shapes, never the test ones. A model trained on pictures
-    only has no reason to put its surfaces at probability 0.5 exactly; thin parts (chair legs) often sit lower.
+    """The occupancy level with the highest mean single-view IoU (as scored: no cavity filling, the class given
+    as in ``eval --voxels``) on ``shapes``: validation shapes, never the test ones, for the read-out given by
+    ``mirror`` and ``carve`` (:func:`model.read_out`). A model trained on pictures only has no reason to put its
+    surfaces at probability 0.5 exactly; thin parts (chair legs) often sit lower.
     Returns (level, {level: mean IoU})."""
     model.eval()
     sums = np.zeros(len(levels))
@@ -53,13 +56,27 @@ def calibrate_level(
             token.check()
         v = torch.from_numpy(shapes.views[i : i + batch].astype(np.float32) / 255.0).to(device)
         labels = torch.from_numpy(shapes.labels[i : i + batch]).to(device)
-        logits = model(v[:, model.input_view], labels, sample=False)["logits"][:, 0]
+        probs, _ = read_out(model, v[:, model.input_view], labels, mirror=mirror, carve=carve)
         gt = shapes.voxels[i : i + batch]
         for k, lv in enumerate(levels):
-            sums[k] += float(iou(occupied(logits, lv), gt).sum())
+            sums[k] += float(iou((probs > lv).cpu().numpy(), gt).sum())
     table = {f"{lv:g}": round(float(sums[k] / max(1, len(shapes))), 4) for k, lv in enumerate(levels)}
     best = int(np.argmax(sums))
     return float(levels[best]), table
+
+
+def choose_readout(model: Shapes3D, shapes: ShapeSet, device, token=None) -> tuple[Readout, float, dict[str, Any]]:
+    """On validation shapes: the network's own best level, and the best level with the mirrored look and the
+    carving; the read-out with the higher validation IoU wins. Returns (readout, the network-only level, notes)."""
+    level_net, table_net = calibrate_level(model, shapes, device, token=token)
+    levels_full = tuple(sorted({0.03, 0.05, 0.07, *LEVELS}))
+    level_full, table_full = calibrate_level(
+        model, shapes, device, levels=levels_full, token=token, mirror=True, carve=True
+    )
+    best_net, best_full = table_net[f"{level_net:g}"], table_full[f"{level_full:g}"]
+    readout = Readout(level_full, True, True) if best_full > best_net else Readout(level_net)
+    notes = {"network": table_net, "mirror+carve": table_full}
+    return readout, level_net, notes
 
 
 @torch.no_grad()
@@ -72,11 +89,15 @@ def evaluate(
     token=None,
     seed: int = 7,
     extra: dict[str, Any] | None = None,
-    level: float = 0.5,
+    readout: Readout | None = None,
+    network_level: float = 0.5,
 ) -> dict[str, Any]:
-    """The issue's JSON layout. ``extra`` (a dict), when given, receives further numbers
-    (``iou_raw``: IoU without filling enclosed cavities; ``image_error_novel_cameras``: the picture error from
-    the cameras never used in training only; ``iou_at_level_0.5``: the IoU at 0.5 when scored at another level)."""
+    """The issue's JSON layout; the occupancy is read by ``readout`` (default: the network alone at 0.5).
+    ``extra`` (a dict), when given, receives further numbers (``iou_raw``: IoU without filling enclosed cavities;
+    ``image_error_novel_cameras``: the picture error from the cameras never used in training only;
+    ``iou_at_level_0.5``: the network alone at 0.5, when scored otherwise; ``iou_network``: the network alone at
+    ``network_level``, when the read-out has more steps). Picture errors and the ELBO are the network's own."""
+    readout = readout or Readout()
     model.eval()
     gen = torch.random.get_rng_state()
     torch.manual_seed(seed)
@@ -85,6 +106,7 @@ def evaluate(
     th_all = camera_thetas(cams).to(device)
     ious, ious_raw, base, err_in, err_new, err_novel, elbos = [], [], [], [], [], [], []
     ious_half: list[np.ndarray] = []
+    ious_net: list[np.ndarray] = []
     n = len(test)
     for i in range(0, n, batch):
         if token is not None:
@@ -92,13 +114,15 @@ def evaluate(
         v = torch.from_numpy(test.views[i : i + batch].astype(np.float32) / 255.0).to(device)
         gt = torch.from_numpy(test.voxels[i : i + batch]).to(device)
         x = v[:, model.input_view]
-        out = model(x, None, sample=False)
+        probs, out = read_out(model, x, None, mirror=readout.mirror, carve=readout.carve)
         logits = out["logits"]
-        raw = occupied(logits[:, 0], level)
+        raw = (probs > readout.level).cpu().numpy()
         ious.append(iou(solidify(raw), gt.cpu().numpy()))
         ious_raw.append(iou(raw, gt.cpu().numpy()))
-        if extra is not None and level != 0.5:
+        if extra is not None and (readout.level != 0.5 or not readout.network_only):
             ious_half.append(iou(solidify(occupied(logits[:, 0], 0.5)), gt.cpu().numpy()))
+        if extra is not None and not readout.network_only:
+            ious_net.append(iou(solidify(occupied(logits[:, 0], network_level)), gt.cpu().numpy()))
         base.append(iou(visual_hull(x, th_all[model.input_view], gt.shape[-1]), gt).cpu().numpy())
         pred = project(logits, th_all, logits=True, out_size=v.shape[-1])
         e = (pred - v).abs().mean(dim=(2, 3))  # (B, K_all)
@@ -117,6 +141,8 @@ def evaluate(
         extra["iou_raw"] = round(float(np.concatenate(ious_raw).mean()), 4)
         if ious_half:
             extra["iou_at_level_0.5"] = round(float(np.concatenate(ious_half).mean()), 4)
+        if ious_net:
+            extra["iou_network"] = round(float(np.concatenate(ious_net).mean()), 4)
         if err_novel:
             extra["image_error_novel_cameras"] = round(float(np.concatenate(err_novel).mean()), 5)
     ious_a, base_a = np.concatenate(ious), np.concatenate(base)
@@ -132,7 +158,8 @@ def evaluate(
     return {
         "dataset": str(test.info.get("dataset", "")),
         "shapes": int(n),
-        "level": level,
+        "level": readout.level,
+        "readout": readout.describe(),
         "iou": round(float(ious_a.mean()), 4),
         "iou_baseline": round(float(base_a.mean()), 4),
         "per_class": per_class,
@@ -175,28 +202,40 @@ def evaluate_grids(
     batch: int = 32,
     progress=None,
     token=None,
-    level: float = 0.5,
+    readout: Readout | None = None,
+    network_level: float = 0.5,
+    framing: float | None = None,
 ) -> dict[str, Any]:
     """Single-view IoU on any voxel grids (``data.load_voxel_folder``: class, name, grid [x, y(up), z]).
 
     For each grid: the model's input picture is rendered by the project's renderer from the model's input camera
     (grid resampled to 64^3, cavities filled for rendering); the shape is inferred (posterior mean latents,
     conditioned on the class when the model knows it, unconditional otherwise) and scored against the grid
-    resampled to the model's resolution, as is (surfaces stay surfaces):
+    resampled to the model's resolution, as is (surfaces stay surfaces). ``framing`` (the checkpoint's
+    ``grid_framing``: the share of the cube its training shapes' largest side spans): a grid framed otherwise
+    (a margin around the shape, or off centre) is first zoomed to that framing for its picture, as a camera
+    framing the object would, and every inferred or baseline shape is mapped back to the grid's own cube before
+    it is scored (:func:`data.frame_grid`); a grid framed like the training shapes is used as it is.
 
-    * iou: occupancy above ``level`` (the checkpoint's: 0.5 or chosen on validation shapes), no post-processing;
+    * iou: the occupancy as ``readout`` reads it (the checkpoint's: its level, and the mirrored look and the
+      carving to the picture's silhouette when validation chose them), no cavity filling;
       iou_filled: the same with enclosed cavities filled;
+    * iou_network: the network alone, no post-processing at all, at ``network_level`` (only when the read-out
+      has more steps than the network);
     * iou_baseline: the visual hull of the input picture;
     * iou_nearest: the training shape whose picture (from the same camera, L2 over pixels) is nearest to the
-      input picture (``bank``: :func:`nearest_bank`; None when no bank is given).
+      input picture (``bank``: :func:`nearest_bank`; None when no bank is given); iou_nearest_carved: that shape
+      carved to the input picture's silhouette, as the read-out carves the model's.
     """
-    from .data import grid_to_internal, render_grids, resample_grid
+    from .data import frame_grid, grid_to_internal, internal_to_grid, render_grids, resample_grid
 
+    readout = readout or Readout()
     model.eval()
     cam = model.cameras[model.input_view]
     theta = camera_thetas([cam]).to(device)[0]
     known = {c: i for i, c in enumerate(model.class_names)}
-    rows: list[tuple[str, float, float, float, float | None]] = []
+    rows: list[dict[str, Any]] = []
+    all_frames: list[Any] = []
     bank_pics = bank_vox = None
     if bank is not None:
         bank_pics = torch.from_numpy(bank["pictures"]).flatten(1).to(device)
@@ -206,40 +245,54 @@ def evaluate_grids(
         if token is not None:
             token.check()
         part = grids[i : i + batch]
-        pics = render_grids([g for _, _, g in part], [cam], model.image_size)[:, 0]
+        frames = [frame_grid(g, framing, model.res) if framing else None for _, _, g in part]
+        shown = [g if f is None else f.zoom(g) for f, (_, _, g) in zip(frames, part)]
+        pics = render_grids(shown, [cam], model.image_size)[:, 0]
         x = torch.from_numpy(pics.astype(np.float32) / 255.0).to(device)
         truth = np.stack([grid_to_internal(resample_grid(g, model.res)) for _, _, g in part])
         labels = torch.tensor([known.get(c, model.n_classes) for c, _, _ in part], device=device)
-        logits = model(x, labels, sample=False)["logits"]
-        raw = occupied(logits[:, 0], level)
-        i_raw = iou(raw, truth)
-        i_fill = iou(solidify(raw), truth)
-        i_hull = iou(visual_hull(x, theta, model.res).cpu().numpy(), truth)
+        probs, out = read_out(model, x, labels, mirror=readout.mirror, carve=readout.carve)
+        # float volumes in the model's frame, mapped back to each grid's own cube where it was zoomed
+        vols = {
+            "model": probs.cpu().numpy(),
+            "network": torch.sigmoid(out["logits"][:, 0]).cpu().numpy(),
+            "hull": visual_hull(x, theta, model.res).float().cpu().numpy(),
+        }
         if bank_pics is not None and bank_vox is not None:
-            d = torch.cdist(x.flatten(1), bank_pics)
-            near = bank_vox[d.argmin(1).cpu().numpy()]
-            i_near = iou(near, truth)
+            vols["near"] = bank_vox[torch.cdist(x.flatten(1), bank_pics).argmin(1).cpu().numpy()].astype(np.float32)
+        all_frames += frames
+        for j, f in enumerate(frames):
+            if f is not None:
+                for v in vols.values():
+                    v[j] = grid_to_internal(f.back(internal_to_grid(v[j]), model.res))
+        raw = vols["model"] > readout.level
+        hull = vols["hull"] > 0.5
+        scores = {"iou": iou(raw, truth), "iou_filled": iou(solidify(raw), truth), "iou_baseline": iou(hull, truth)}
+        if not readout.network_only:
+            scores["iou_network"] = iou(vols["network"] > network_level, truth)
+        if "near" in vols:
+            near = vols["near"] > 0.5
+            scores["iou_nearest"] = iou(near, truth)
+            scores["iou_nearest_carved"] = iou(near & hull, truth)
         for j, (c, _, _) in enumerate(part):
-            rows.append(
-                (c, float(i_raw[j]), float(i_fill[j]), float(i_hull[j]), float(i_near[j]) if bank is not None else None)
-            )
+            rows.append({"class": c, **{k: float(v[j]) for k, v in scores.items()}})
         if progress:
             progress(min(1.0, (i + batch) / n), f"{min(n, i + batch)}/{n} shapes")
 
     def summary(rs) -> dict[str, Any]:
-        a = np.array([r[1:4] for r in rs], np.float64)
-        near = [r[4] for r in rs if r[4] is not None]
-        return {
-            "shapes": len(rs),
-            "iou": round(float(a[:, 0].mean()), 4),
-            "iou_filled": round(float(a[:, 1].mean()), 4),
-            "iou_baseline": round(float(a[:, 2].mean()), 4),
-            "iou_nearest": round(float(np.mean(near)), 4) if near else None,
-        }
+        out: dict[str, Any] = {"shapes": len(rs)}
+        for k in ("iou", "iou_filled", "iou_network", "iou_baseline", "iou_nearest", "iou_nearest_carved"):
+            if rs and k in rs[0]:
+                out[k] = round(float(np.mean([r[k] for r in rs])), 4)
+            elif k in ("iou_nearest", "iou_nearest_carved"):
+                out[k] = None
+        return out
 
-    out = summary(rows)
-    out["level"] = level
-    out["per_class"] = {}
-    for c in sorted({r[0] for r in rows}):
-        out["per_class"][c] = {**summary([r for r in rows if r[0] == c]), "conditioned": c in known}
-    return out
+    res = summary(rows)
+    res["level"] = readout.level
+    res["readout"] = readout.describe()
+    res["reframed"] = sum(f is not None for f in all_frames)
+    res["per_class"] = {}
+    for c in sorted({r["class"] for r in rows}):
+        res["per_class"][c] = {**summary([r for r in rows if r["class"] == c]), "conditioned": c in known}
+    return res

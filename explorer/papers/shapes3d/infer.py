@@ -120,12 +120,6 @@ def turntable_cameras(n: int = 8, elevation: float = TURNTABLE_ELEVATION) -> lis
     return [[360.0 * i / n, elevation] for i in range(n)]
 
 
-def scoring_level(metrics: dict[str, Any] | None) -> float:
-    """The occupancy level a checkpoint's IoU is scored (and its surface drawn) at: the one chosen on validation
-    shapes when ``eval --record`` stored it, else 0.5."""
-    return float((metrics or {}).get("iou_level") or 0.5)
-
-
 def solid_occupancy(occ: np.ndarray, level: float = 0.5) -> np.ndarray:
     """Occupancy with enclosed cavities (below ``level`` inside a closed surface) set to 1."""
     from .model import solidify
@@ -135,18 +129,27 @@ def solid_occupancy(occ: np.ndarray, level: float = 0.5) -> np.ndarray:
 
 
 def infer_volume(
-    model, image: np.ndarray, device, label: int | None = None, turntable: int = 8, sample: bool = False
+    model,
+    image: np.ndarray,
+    device,
+    label: int | None = None,
+    turntable: int = 8,
+    sample: bool = False,
+    readout=None,
 ) -> dict[str, Any]:
-    """One picture -> occupancy (R, R, R), canvases per step (T, R, R, R), re-projections."""
+    """One picture -> occupancy (R, R, R) as ``readout`` reads it (``model.Readout``: the checkpoint's, from
+    ``Readout.from_metrics``; default the network alone), the network's canvases per step (T, R, R, R), and
+    re-projections of that occupancy."""
     import torch
 
-    from .model import camera_thetas, project
+    from .model import camera_thetas, probs_to_logits, project, read_out
 
+    mirror, carve = (readout.mirror, readout.carve) if readout is not None else (False, False)
     with torch.no_grad():
         x = torch.from_numpy(np.asarray(image, np.float32)).to(device).unsqueeze(0)
         lab = None if label is None else torch.tensor([int(label)], device=device)
-        out = model(x, lab, sample=sample, keep_canvases=True)
-        logits = out["logits"]
+        probs, out = read_out(model, x, lab, mirror=mirror, carve=carve, sample=sample, keep_canvases=True)
+        logits = probs_to_logits(probs).unsqueeze(1)
         reproj = model.render(logits, model.thetas[model.input_view : model.input_view + 1])[0, 0]
         tt = (
             project(
@@ -156,7 +159,7 @@ def infer_volume(
             else None
         )
     return {
-        "occupancy": solid_occupancy(torch.sigmoid(logits[0, 0]).cpu().numpy()),
+        "occupancy": solid_occupancy(probs[0].cpu().numpy(), readout.level if readout is not None else 0.5),
         "canvases": torch.sigmoid(out["canvases"][0, :, 0]).cpu().numpy(),
         "reprojection": reproj.cpu().numpy(),
         "turntable": None if tt is None else tt.cpu().numpy(),
@@ -164,10 +167,12 @@ def infer_volume(
     }
 
 
-def infer_for_app(model, image: np.ndarray, device, label: int | None = None, truth: np.ndarray | None = None):
+def infer_for_app(
+    model, image: np.ndarray, device, label: int | None = None, truth: np.ndarray | None = None, readout=None
+):
     """The tab's inference job: :func:`infer_volume` with the turntable, plus a smooth display of the binary ground
     truth when there is one (no staircase stripes)."""
-    res = infer_volume(model, image, device, label=label)
+    res = infer_volume(model, image, device, label=label, readout=readout)
     if truth is not None:
         from scipy import ndimage
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -556,3 +557,78 @@ def visual_hull(image: torch.Tensor, theta: torch.Tensor, res: int, threshold: f
     sil = (image > threshold).float().unsqueeze(1)
     v = F.grid_sample(sil, grid, mode="nearest", padding_mode="zeros", align_corners=False)
     return v.view(b, res, res, res) > 0.5
+
+
+# ------------------------------------------------------------------------------------------- read-out
+@dataclass(frozen=True)
+class Readout:
+    """How a checkpoint's occupancy is read from one picture: the level a voxel counts as occupied above, and
+    the two steps of :func:`read_out` (a mirrored second look, carving to the picture's silhouette). ``eval
+    --record`` chooses them on validation shapes and stores them in the checkpoint's metrics; a checkpoint without
+    them is read by its network alone at 0.5."""
+
+    level: float = 0.5
+    mirror: bool = False
+    carve: bool = False
+
+    @classmethod
+    def from_metrics(cls, metrics: dict[str, Any] | None) -> Readout:
+        m = metrics or {}
+        steps = m.get("iou_readout") or {}
+        return cls(float(m.get("iou_level") or 0.5), bool(steps.get("mirror")), bool(steps.get("carve")))
+
+    @property
+    def network_only(self) -> bool:
+        return not (self.mirror or self.carve)
+
+    def describe(self) -> str:
+        steps = [
+            s for s, on in (("mirror-averaged", self.mirror), ("carved to the picture's silhouette", self.carve)) if on
+        ]
+        return (" and ".join(steps) + ", " if steps else "") + f"occupancy level {self.level:g}"
+
+
+def mirror_dim(theta: torch.Tensor) -> int | None:
+    """The volume axis (1 = z, 2 = y, 3 = x of a (B, R, R, R) volume) that a left-right flip of the picture from
+    camera ``theta`` mirrors, or None when the camera's right axis is not along a volume axis (then a flipped
+    picture is the picture of a shape that is not a voxel permutation of this one). The renderer is orthographic
+    and has no left or right, so the flipped picture is exactly the picture of the mirrored shape."""
+    right = theta[:, 0].detach().cpu().double()  # the picture's x axis in world (x, y, z)
+    k = int(right.abs().argmax())
+    if abs(float(right[k].abs()) - 1.0) > 1e-6:
+        return None
+    return 3 - k  # world x -> W (3), y -> H (2), z -> D (1)
+
+
+@torch.no_grad()
+def read_out(
+    model: Shapes3D,
+    image: torch.Tensor,
+    labels: torch.Tensor | None,
+    mirror: bool = False,
+    carve: bool = False,
+    sample: bool = False,
+    keep_canvases: bool = False,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Occupancy probabilities (B, R, R, R) inferred from input pictures (B, H, W), and the model's output.
+
+    * ``mirror``: the mean of the inference from the picture and, mirrored back, from the picture flipped left to
+      right (an ensemble over the renderer's one exact symmetry; skipped for a camera without it);
+    * ``carve``: voxels whose centre projects outside the picture's silhouette are emptied (they would show in it).
+    Both use only the input picture. The output dict is the plain forward pass (its canvases, ``where``)."""
+    out = model(image, labels, sample=sample, keep_canvases=keep_canvases)
+    probs = torch.sigmoid(out["logits"][:, 0])
+    theta = model.thetas[model.input_view]
+    dim = mirror_dim(theta) if mirror else None
+    if dim is not None:
+        flipped = model(image.flip(-1), labels, sample=sample)["logits"][:, 0]
+        probs = 0.5 * (probs + torch.sigmoid(flipped).flip(dim))
+    if carve:
+        probs = probs * visual_hull(image, theta, probs.shape[-1]).to(probs.dtype)
+    return probs, out
+
+
+def probs_to_logits(probs: torch.Tensor) -> torch.Tensor:
+    """Logits of occupancy probabilities, bounded (an emptied voxel becomes a very low logit) for rendering."""
+    p = probs.clamp(1e-6, 1.0 - 1e-6)
+    return torch.log(p) - torch.log1p(-p)

@@ -247,6 +247,7 @@ class Shapes3DPanel(PaperPanel):
         super().__init__(spec, context, parent)
         self.gallery: dict[str, Any] | None = None
         self.current: dict[str, Any] | None = None  # last result: occupancy, canvases, ...
+        self.readout: Any = None  # model.Readout: how the loaded checkpoint's shapes are read (None: network at 0.5)
         self.current_image: np.ndarray | None = None
         self.current_truth: np.ndarray | None = None
         self._anim_step = 0
@@ -509,14 +510,16 @@ class Shapes3DPanel(PaperPanel):
         self.step_slider.setRange(1, model.steps)
         self.step_slider.setValue(model.steps)
         m = meta.metrics or {}
-        # the surface is drawn at the level the model is scored at (chosen on validation shapes, else 0.5)
-        from .infer import scoring_level
+        # the shape is read as the model is scored (the level, and the mirrored look and the carving to the
+        # silhouette when validation shapes chose them; else the network alone at 0.5)
+        from .model import Readout
 
-        level = scoring_level(m)
+        self.readout = Readout.from_metrics(m)
+        level = self.readout.level
         self.iso_slider.setValue(round(100 * level))
         if "test_iou" in m:
             near = f", nearest training picture {m['test_iou_nearest']:.3f}" if "test_iou_nearest" in m else ""
-            at = f" at occupancy level {level:g}, chosen on validation shapes" if "iou_level" in m else ""
+            at = f" ({self.readout.describe()}, chosen on validation shapes)" if "iou_level" in m else ""
             self.info.setText(
                 f"Held-out single-view IoU {m['test_iou']:.3f}{at} (visual-hull baseline "
                 f"{m.get('test_iou_baseline', float('nan')):.3f}{near}) on {meta.data.get('test_shapes', '?')} "
@@ -674,6 +677,7 @@ class Shapes3DPanel(PaperPanel):
             img,
             label=label,
             truth=truth,
+            readout=self.readout,
             key="infer",
             name="infer shape",
             on_result=lambda r, i=img, t=truth: self._show_inferred(r, i, t),

@@ -289,6 +289,7 @@ def test_train_and_eval_cli_on_a_tiny_set(tmp_path, capsys):
         "image_error_new_views",
         "elbo",
         "level",
+        "readout",
     }
     assert out["dataset"] == "primitives" and out["shapes"] == 5 and out["level"] == 0.5  # no validation shapes
     assert set(out["per_class"]) == set(D.PRIMITIVE_CLASSES)

@@ -173,8 +173,9 @@ def test_eval_voxels_json_on_grids_of_two_sizes_and_an_unknown_class(tmp_path, t
     args += ["--data-dir", str(tmp_path / "cache"), "--json"]
     assert main(args + ["--shapes", str(tmp_path / "mn")]) == 0
     out = json.loads(capsys.readouterr().out)
-    keys = {"iou", "iou_filled", "iou_baseline", "iou_nearest"}
-    assert set(out) == keys | {"shapes", "per_class", "level"} and out["shapes"] == 2 and out["level"] == 0.5
+    keys = {"iou", "iou_filled", "iou_baseline", "iou_nearest", "iou_nearest_carved"}
+    assert set(out) == keys | {"shapes", "per_class", "level", "readout", "reframed"} and out["shapes"] == 2
+    assert out["level"] == 0.5 and out["readout"] == "occupancy level 0.5"  # a checkpoint without a chosen read-out
     assert set(out["per_class"]) == {"chair", "vase"}
     assert out["per_class"]["chair"]["conditioned"] and not out["per_class"]["vase"]["conditioned"]
     for r in [out, *out["per_class"].values()]:
@@ -183,7 +184,8 @@ def test_eval_voxels_json_on_grids_of_two_sizes_and_an_unknown_class(tmp_path, t
     # without a training collection the nearest baseline is null, the rest unchanged
     assert main(args) == 0
     out2 = json.loads(capsys.readouterr().out)
-    assert out2["iou_nearest"] is None and out2["iou_baseline"] == out["iou_baseline"]
+    assert out2["iou_nearest"] is None and out2["iou_nearest_carved"] is None
+    assert out2["iou_baseline"] == out["iou_baseline"]
     # bad input is one line and exit 2
     np.save(vox / "bad_1.npy", np.zeros((3, 4, 5)))
     assert main(args) == 2
@@ -263,8 +265,13 @@ def test_eval_record_writes_the_held_out_numbers_into_the_checkpoint(tmp_path, t
     # the occupancy level is chosen on the validation shapes (when the hashed split gives some) and scored at
     level = m.get("iou_level", 0.5)
     assert out["level"] == level
-    if "iou_level" in m:
-        assert max(m["iou_level_valid"].values()) == m["iou_level_valid"][f"{level:g}"]
+    if "iou_level" in m:  # the read-out with the best validation IoU, at its best level
+        chosen = m["iou_level_valid"]["mirror+carve" if m["iou_readout"]["carve"] else "network"]
+        assert max(chosen.values()) == chosen[f"{level:g}"]
+        best = {k: max(t.values()) for k, t in m["iou_level_valid"].items()}
+        assert max(best.values()) == best["mirror+carve" if m["iou_readout"]["carve"] else "network"]
+        net = m["iou_level_valid"]["network"]
+        assert max(net.values()) == net[f"{m['iou_level_network']:g}"]
     assert (
         m["test_iou_baseline"] == out["iou_baseline"]
         and m["per_class"]["chair"]["iou"] == out["per_class"]["chair"]["iou"]
@@ -300,3 +307,137 @@ def test_occupancy_level_is_chosen_on_the_shapes_given():
     level, table = calibrate_level(model, shapes, "cpu")
     assert level in LEVELS and set(table) == {f"{lv:g}" for lv in LEVELS}
     assert table[f"{level:g}"] == max(table.values())
+
+
+def test_a_flipped_picture_is_the_picture_of_the_mirrored_shape():
+    """The read-out's mirrored look rests on this: the renderer has no left or right."""
+    shape = torch.zeros(1, 1, 32, 32, 32)
+    shape[0, 0, 8:20, 10:26, 4:12] = 1.0  # off-centre, so a wrong axis shows
+    shape[0, 0, 20:24, 10:14, 4:28] = 1.0
+    for cam, dim in (([0.0, 0.0], 3), ([90.0, 0.0], 1), ([180.0, 0.0], 3), ([0.0, 90.0], 3)):
+        th = M.camera_thetas([cam])
+        assert M.mirror_dim(th[0]) == dim
+        pic = M.project(shape, th)[0, 0]
+        mirrored = M.project(shape.flip(dim + 1), th)[0, 0]
+        assert torch.allclose(pic.flip(-1), mirrored, atol=1e-5), cam
+    assert M.mirror_dim(M.camera_thetas([[45.0, 0.0]])[0]) is None  # no voxel permutation: no mirrored look
+
+
+def test_read_out_mirrors_and_carves_from_the_picture_alone():
+    torch.manual_seed(0)
+    model = M.build(dict(TINY)).eval()
+    x = torch.rand(3, model.image_size, model.image_size) * (torch.rand(3, 1, model.image_size) > 0.4)
+    plain, out = M.read_out(model, x, None)
+    assert torch.allclose(plain, torch.sigmoid(out["logits"][:, 0]))
+    dim = M.mirror_dim(model.thetas[model.input_view])
+    both, _ = M.read_out(model, x, None, mirror=True)
+    flipped, _ = M.read_out(model, x.flip(-1), None, mirror=True)
+    assert torch.allclose(flipped, both.flip(dim), atol=1e-6), "a mirrored picture gives the mirrored shape"
+    carved, _ = M.read_out(model, x, None, mirror=True, carve=True)
+    hull = M.visual_hull(x, model.thetas[model.input_view], model.res)
+    assert (carved[~hull] == 0).all() and torch.allclose(carved[hull], both[hull])
+    r = M.Readout.from_metrics({"iou_level": 0.1, "iou_readout": {"mirror": True, "carve": True}})
+    assert (r.level, r.mirror, r.carve) == (0.1, True, True) and not r.network_only
+    assert M.Readout.from_metrics({}) == M.Readout(0.5, False, False) and M.Readout().network_only
+    assert "carved" in r.describe() and "0.1" in r.describe()
+
+
+def test_a_grid_framed_otherwise_is_zoomed_to_the_training_framing_and_mapped_back():
+    g = np.zeros((40, 40, 40), bool)
+    g[8:28, 10:30, 12:22] = True  # largest side 20 of 40, off centre
+    assert D.extent_share(g) == 0.5 and D.extent_share(np.zeros((4, 4, 4))) == 0.0
+    f = D.frame_grid(g, 1.0)
+    assert f is not None and abs(f.half - 0.5) < 1e-9
+    z = f.zoom(g, 32)
+    assert D.extent_share(z) == 1.0  # now it fills the cube along its largest side, centred
+    idx = np.nonzero(z)
+    assert all(abs((int(i.min()) + int(i.max()) + 1) / 2 - 16) <= 0.5 for i in idx)
+    back = f.back(z.astype(np.float32), 40) > 0.5  # and maps back onto the grid's own cells
+    assert (back == g).mean() > 0.99
+    full = np.zeros((32, 32, 32), bool)
+    full[:, 4:28, 8:24] = True  # fills the cube along x and is centred: used as it is
+    assert D.frame_grid(full, 1.0) is None and D.frame_grid(full, 0.5) is not None
+
+
+def test_eval_voxels_zooms_grids_framed_otherwise(tmp_path, tiny_checkpoint):
+    from explorer.papers.shapes3d.evaluate import evaluate_grids
+    from explorer.papers.shapes3d.infer import load_for_app
+
+    model, _ = load_for_app(str(tiny_checkpoint), torch.device("cpu"))
+    box = np.zeros((32, 32, 32), bool)
+    box[:, 6:26, 10:22] = True
+    small = np.zeros((48, 48, 48), bool)
+    small[8:40, 14:38, 18:30] = True  # the same box with a margin of 8 voxels
+    deep = np.zeros((48, 48, 48), bool)
+    deep[8:40, 14:38, 10:38] = True
+    grids = [("chair", "a", box), ("chair", "b", small)]
+    plain = evaluate_grids(model, grids, "cpu")
+    framed = evaluate_grids(model, grids, "cpu", framing=1.0)
+    assert plain["reframed"] == 0 and framed["reframed"] == 1
+    # the hull of the zoomed picture, mapped back, is the silhouette extruded through the zoomed cube only:
+    # exactly the box's depth of 28 voxels in a zoomed cube of 32 (instead of the whole 48)
+    hull_plain = evaluate_grids(model, [("chair", "c", deep)], "cpu")["iou_baseline"]
+    hull_zoomed = evaluate_grids(model, [("chair", "c", deep)], "cpu", framing=1.0)["iou_baseline"]
+    assert abs(hull_plain - 28 / 48) < 0.05 and abs(hull_zoomed - 28 / 32) < 0.05
+
+
+def test_eval_voxels_scores_with_the_model_trained_on_real_objects_by_default(tmp_path, monkeypatch, capsys):
+    from explorer.cli import main
+    from explorer.core.paths import bundled
+    from explorer.papers.shapes3d import cli as C
+
+    if not bundled("shapes3d_modelnet.safetensors").exists():
+        pytest.skip("no bundled ModelNet model")
+    monkeypatch.setattr(C, "_nearest_bank", lambda *a, **k: None)  # no training collection needed here
+    vox = tmp_path / "vox"
+    vox.mkdir()
+    chair = np.zeros((64, 64, 64), bool)
+    chair[:, 4:30, 8:56] = True  # seat and base, filling the cube from side to side as ModelNet grids do
+    chair[:, 30:60, 48:56] = True  # back
+    np.save(vox / "chair_1.npy", chair)
+    np.save(vox / "bench_1.npy", np.pad(chair[:, :32], ((0, 0), (16, 16), (0, 0))))  # a class it never saw
+    assert main(["--device", "cpu", "eval", "shapes3d", "--voxels", str(vox), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["shapes"] == 2 and set(out["per_class"]) == {"bench", "chair"}
+    assert "carved" in out["readout"] and out["level"] < 0.5, "the read-out chosen on ModelNet validation shapes"
+    assert out["per_class"]["chair"]["conditioned"] and not out["per_class"]["bench"]["conditioned"]
+    assert out["reframed"] == 1  # the bench spans only part of the cube: zoomed to the training framing
+    assert out["iou"] > out["iou_baseline"] - 0.2 and 0.0 < out["iou"] <= 1.0
+
+
+def test_grids_of_another_collection_join_a_class_without_moving_its_split(tmp_path):
+    mn = tmp_path / "mn"
+    _write_modelnet(mn, {"chair": [np.roll(_raw_l_shape(), i, 0) for i in range(6)]})
+    before = D.load_modelnet(mn)
+    extra = [D.centre_grid(np.transpose(_raw_l_shape(), (0, 2, 1)))] * 3
+    assert D.write_modelnet_style({"chair": extra, "table": extra[:2]}, mn, "sh3d") == 5
+    after = D.load_modelnet(mn)
+    assert sorted(after) == ["chair", "table"]
+    names = [n for n, _ in after["chair"]]
+    assert names[:6] == [n for n, _ in before["chair"]], "the ModelNet grids keep their names, so their split"
+    assert names[6:] == ["chair_sh3d0000", "chair_sh3d0001", "chair_sh3d0002"]
+    assert np.array_equal(after["table"][0][1], extra[0]), "written in ModelNet's layout, read back as written"
+
+
+def test_a_furniture_mesh_becomes_an_upright_grid_filling_the_cube(monkeypatch):
+    import trimesh
+
+    # a "chair" in Sweet Home 3D's frame (y up, as OBJ): a seat box and a back at -z, as the loader returns it
+    seat = trimesh.creation.box(
+        extents=(1.0, 0.2, 1.0), transform=trimesh.transformations.translation_matrix((0, 0.5, 0))
+    )
+    back = trimesh.creation.box(
+        extents=(1.0, 1.0, 0.2), transform=trimesh.transformations.translation_matrix((0, 1.0, -0.4))
+    )
+    mesh = trimesh.util.concatenate([seat, back])
+    v = np.asarray(mesh.vertices) * np.array([1.0, -1.0, 1.0])  # load_furniture's flip to the -y-up frame
+    entry = {"label": 0, "name": "chair"}
+    monkeypatch.setattr(D, "furniture_catalog", lambda *a, **k: [entry])
+    monkeypatch.setattr(D, "load_furniture", lambda entries: [(v, np.asarray(mesh.faces), entry)])
+    g = D.furniture_grids(32)["chair"][0]
+    assert g.shape == (32, 32, 32) and D.extent_share(g) == 1.0
+    top = g[:, 24:, :]  # y up: the upper part holds only the back, and the back is at low z, as modelled
+    zs = np.nonzero(top)[2]
+    assert len(zs) and zs.max() < 10
+    ys = np.nonzero(g)[1]
+    assert ys.min() == 0 and ys.max() == 31  # its tallest side (y) spans the cube

@@ -333,7 +333,10 @@ class Shapes3DPanel(PaperPanel):
         cl.addWidget(QLabel("Canvas step"), 4, 0)
         self.step_slider = QSlider(Qt.Horizontal)
         self.step_slider.setRange(1, 1)
-        self.step_slider.setToolTip("Show the 3D canvas after this many DRAW steps")
+        self.step_slider.setToolTip(
+            "Show the 3D canvas after this many DRAW steps; the last step is the shape as scored (for a model that "
+            "chose them on validation shapes: averaged with the mirrored picture's and carved to the silhouette)"
+        )
         self.step_slider.valueChanged.connect(self._on_step)
         cl.addWidget(self.step_slider, 4, 1)
         self.animate_btn = QPushButton("Animate")
@@ -519,6 +522,8 @@ class Shapes3DPanel(PaperPanel):
         self.iso_slider.setValue(round(100 * level))
         if "test_iou" in m:
             near = f", nearest training picture {m['test_iou_nearest']:.3f}" if "test_iou_nearest" in m else ""
+            if near and "test_iou_nearest_carved" in m:
+                near += f", carved {m['test_iou_nearest_carved']:.3f}"
             at = f" ({self.readout.describe()}, chosen on validation shapes)" if "iou_level" in m else ""
             self.info.setText(
                 f"Held-out single-view IoU {m['test_iou']:.3f}{at} (visual-hull baseline "
@@ -768,7 +773,9 @@ class Shapes3DPanel(PaperPanel):
             return
         canv = self.current["canvases"]
         step = max(1, min(step, len(canv)))
-        self.pred_view.set_volume(canv[step - 1])
+        # the last step is the shape as read out (with the mirrored look and the carving when the checkpoint
+        # chose them), the one the IoU is computed on; the steps before are the network's canvas as written
+        self.pred_view.set_volume(self.current["occupancy"] if step == len(canv) else canv[step - 1])
 
     def animate(self) -> None:
         if self.current is None or "canvases" not in self.current:

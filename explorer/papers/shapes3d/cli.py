@@ -80,6 +80,24 @@ def _load_data(args, progress=None):
     return load_dataset(args.dataset, progress=progress, folder=folder, **kw)
 
 
+def _grid_sources(folder: Path) -> dict:
+    """What a --shapes folder holds beyond ModelNet's CLASS.npy.gz files: the Sweet Home 3D grids of
+    ``--export-grids`` (CLASS.sh3d.npy.gz), with their packs' credits when the furniture is installed."""
+    extra = sorted(f.name for f in folder.glob("*.*.npy.gz"))
+    if not extra:
+        return {}
+    out: dict = {"other_collections": extra}
+    if any(".sh3d." in f for f in extra):
+        from .data import furniture_credits
+
+        out["other_collections_made_by"] = "nips-explorer eval shapes3d --dataset furniture --export-grids DIR"
+        try:
+            out["packs"] = furniture_credits()
+        except UserError:
+            pass
+    return out
+
+
 def _held_out_metrics(model, train_set, test_set, device, label: str = "shapes3d eval") -> tuple[dict, dict]:
     """The test numbers a checkpoint records (after training and with ``eval --record``): where the data set has
     validation shapes (ModelNet), the read-out (occupancy level; the mirrored look and the carving, or the network
@@ -298,6 +316,7 @@ def _train(args, world) -> int:
         data_desc["split"] = "whole shapes by an MD5 hash of CLASS_INDEX: 75% train, 10% valid, 15% test"
         data_desc["fill_for_rendering"] = True
         data_desc["credits"] = "ModelNet10 (Wu et al., 3D ShapeNets, CVPR 2015), 32^3 voxel grids"
+        data_desc.update(_grid_sources(Path(args.shapes)))
     if args.dataset == "furniture":
         from .data import furniture_credits
 

@@ -4,8 +4,8 @@ own pictures to a photo cost?
 Each held-out grid is turned into a mesh (marching cubes of the grid, cavities filled) and rendered by VTK at
 640x480 with a perspective camera, lights, a wood or plastic colour and a coloured background, from the input
 camera's azimuth at a few elevations; the render goes through ``photo.load_photo`` (mask, crop, resize, grey
-levels) and the model infers the shape, scored by IoU against the grid, beside the model's IoU on the renderer's
-own picture of the same shape.
+levels) and the model infers the shape (read as the tab reads it: the checkpoint's read-out), scored by IoU against
+the grid, beside the model's IoU on the renderer's own picture of the same shape.
 
     python -m bench.experiments.shapes3d_photo_check --shapes DIR [--per-class 20] [--save-dir /tmp/photos] [--quick]
 
@@ -131,11 +131,12 @@ def main(argv=None) -> int:
     from explorer.papers.shapes3d import photo
     from explorer.papers.shapes3d.data import cache_dir, internal_to_grid, load_dataset
     from explorer.papers.shapes3d.infer import load_for_app
-    from explorer.papers.shapes3d.model import iou
+    from explorer.papers.shapes3d.model import Readout, iou, read_out
     from explorer.papers.shapes3d.train import PRESETS
 
     configure_threads(for_gui=False)
-    model, _ = load_for_app(args.checkpoint, "cpu")
+    model, meta = load_for_app(args.checkpoint, "cpu")
+    readout = Readout.from_metrics(meta.metrics)  # as the tab reads the shape
     folder = Path(args.data_dir) / "shapes3d" if args.data_dir else cache_dir()
     train, test = load_dataset("modelnet", shapes=args.shapes, rig=PRESETS["modelnet"]["rig"], folder=folder)
     idx = [int(i) for c in range(len(test.class_names)) for i in np.nonzero(test.labels == c)[0][: args.per_class]]
@@ -150,7 +151,8 @@ def main(argv=None) -> int:
     def infer(pic: np.ndarray, label: int) -> np.ndarray:
         with torch.no_grad():
             x = torch.from_numpy(pic[None].astype(np.float32))
-            return (model(x, torch.tensor([label]), sample=False)["logits"][0, 0] > 0).numpy()
+            probs, _ = read_out(model, x, torch.tensor([label]), mirror=readout.mirror, carve=readout.carve)
+            return (probs[0] > readout.level).numpy()
 
     def score_photo(p: Path, fill: float, shading: str, label: int, truth: np.ndarray) -> float:
         pic, _ = photo.load_photo(p, model.image_size, fill, ref["grey"], shading)

@@ -15,7 +15,7 @@ TURNTABLE_ELEVATION = 25.0
 BUNDLED_MODELS: tuple[tuple[str, str, str], ...] = (
     ("primitives", "shapes3d_primitives.safetensors", "Primitives (generated)"),
     ("furniture", "shapes3d_furniture.safetensors", "Furniture (Sweet Home 3D)"),
-    ("modelnet", "shapes3d_modelnet.safetensors", "ModelNet10 chairs and monitors"),
+    ("modelnet", "shapes3d_modelnet.safetensors", "Real objects: ModelNet10 + Sweet Home 3D furniture"),
 )
 
 

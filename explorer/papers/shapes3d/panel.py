@@ -521,6 +521,12 @@ class Shapes3DPanel(PaperPanel):
         level = self.readout.level
         self.iso_slider.setValue(round(100 * level))
         if "test_iou" in m:
+            data = meta.data or {}
+            what = (
+                "held-out real (ModelNet10 and Sweet Home 3D)"
+                if data.get("other_collections")
+                else data.get("name", "")
+            )
             near = f", nearest training picture {m['test_iou_nearest']:.3f}" if "test_iou_nearest" in m else ""
             if near and "test_iou_nearest_carved" in m:
                 near += f", carved {m['test_iou_nearest_carved']:.3f}"
@@ -528,7 +534,7 @@ class Shapes3DPanel(PaperPanel):
             self.info.setText(
                 f"Held-out single-view IoU {m['test_iou']:.3f}{at} (visual-hull baseline "
                 f"{m.get('test_iou_baseline', float('nan')):.3f}{near}) on {meta.data.get('test_shapes', '?')} "
-                f"{meta.data.get('name', '')} shapes. Trained from pictures only."
+                f"{what} shapes. Trained from pictures only."
             )
         else:
             self.info.setText("")

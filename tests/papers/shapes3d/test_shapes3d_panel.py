@@ -279,10 +279,10 @@ def test_the_modelnet_model_shows_held_out_real_chairs_and_monitors(make_panel, 
         pytest.skip("no bundled ModelNet checkpoint and gallery")
     panel = make_panel("shapes3d", timeout=120)
     titles = [panel.model_combo.itemText(i) for i in range(panel.model_combo.count())]
-    assert "ModelNet10 chairs and monitors" in titles
+    assert "Real objects: ModelNet10 + Sweet Home 3D furniture" in titles
     # choosing it in "Trained on" loads it, and its gallery of held-out real shapes replaces the primitives
-    panel.model_combo.setCurrentIndex(titles.index("ModelNet10 chairs and monitors"))
-    panel.model_combo.activated.emit(titles.index("ModelNet10 chairs and monitors"))
+    panel.model_combo.setCurrentIndex(titles.index("Real objects: ModelNet10 + Sweet Home 3D furniture"))
+    panel.model_combo.activated.emit(titles.index("Real objects: ModelNet10 + Sweet Home 3D furniture"))
     qtbot.waitUntil(lambda: panel.model is not None and panel.model.class_names == ["chair", "monitor"], timeout=60000)
     qtbot.waitUntil(lambda: panel.gallery is not None and not panel.runner.is_busy(), timeout=60000)
     g = panel.gallery

@@ -724,10 +724,8 @@ def reconstruct(args) -> int:
     _, _, gallery = read_gallery(str((meta.data or {}).get("name") or "primitives"))
     ref = (gallery or {}).get("reference") or {"fill": DEFAULT_FILL, "grey": None}
     fill, framing = ref["fill"], "training"
-    if args.label is not None and args.label in model.class_names:
-        c = model.class_names.index(args.label)
-        if c in (ref.get("fill_by_class") or {}):
-            fill, framing = ref["fill_by_class"][c], f"{args.label} training"
+    if args.label is not None and args.label in (ref.get("fill_by_name") or {}):
+        fill, framing = ref["fill_by_name"][args.label], f"{args.label} training"
     img, report = load_photo(args.image, model.image_size, fill, ref["grey"], framing=framing)
     print(f"{Path(args.image).name}: {report}", file=sys.stderr)
     label = None

@@ -194,6 +194,11 @@ def read_gallery(dataset: str) -> tuple[str | None, dict[str, Any], dict[str, An
     from .photo import reference
 
     g["reference"] = reference(g["views"][:, 0], g["labels"])  # how "Open picture..." frames and draws a photo
+    # by class name: a model may know more classes than its gallery shows, in another order
+    names = list(g.get("class_names") or [])
+    g["reference"]["fill_by_name"] = {
+        names[c]: f for c, f in g["reference"].get("fill_by_class", {}).items() if 0 <= c < len(names)
+    }
     return None, {}, g
 
 

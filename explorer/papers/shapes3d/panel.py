@@ -645,10 +645,10 @@ class Shapes3DPanel(PaperPanel):
         size = int(getattr(self.model, "image_size", 32))
         name = Path(path).name
         # with a class hint, the framing of that class's pictures (ModelNet monitors span less of the frame)
-        cond = self.cond_combo.currentIndex() - 1
+        hint = self.cond_combo.currentText() if self.cond_combo.currentIndex() > 0 else None
         fill, framing = ref["fill"], "training"
-        if cond >= 0 and cond in (ref.get("fill_by_class") or {}):
-            fill, framing = ref["fill_by_class"][cond], f"{self.cond_combo.currentText()} training"
+        if hint is not None and hint in (ref.get("fill_by_name") or {}):
+            fill, framing = ref["fill_by_name"][hint], f"{hint} training"
         self.runner.submit(
             load_photo,
             path,

@@ -283,7 +283,7 @@ def test_the_modelnet_model_shows_held_out_real_chairs_and_monitors(make_panel, 
     # choosing it in "Trained on" loads it, and its gallery of held-out real shapes replaces the primitives
     panel.model_combo.setCurrentIndex(titles.index("Real objects: ModelNet10 + Sweet Home 3D furniture"))
     panel.model_combo.activated.emit(titles.index("Real objects: ModelNet10 + Sweet Home 3D furniture"))
-    qtbot.waitUntil(lambda: panel.model is not None and panel.model.class_names == ["chair", "monitor"], timeout=60000)
+    qtbot.waitUntil(lambda: panel.model is not None and "monitor" in panel.model.class_names, timeout=60000)
     qtbot.waitUntil(lambda: panel.gallery is not None and not panel.runner.is_busy(), timeout=60000)
     g = panel.gallery
     assert g["class_names"] == ["chair", "monitor"] and panel.gallery_list.count() == len(g["labels"]) >= 10
@@ -307,7 +307,7 @@ def test_the_modelnet_model_shows_held_out_real_chairs_and_monitors(make_panel, 
     a = np.full((400, 300, 3), 235, np.uint8)
     a[50:350, 140:160] = 20
     Image.fromarray(a).save(tmp_path / "stand.png")
-    panel.cond_combo.setCurrentIndex(2)
+    panel.cond_combo.setCurrentIndex(panel.cond_combo.findText("monitor"))  # by name: the model knows more classes
     panel.open_image(str(tmp_path / "stand.png"))
     _wait_idle(qtbot, panel)
     fill = g["reference"]["fill_by_class"][1]

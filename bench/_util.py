@@ -22,6 +22,16 @@ def skip(reason: str) -> int:
     return 0
 
 
+def required(parser: argparse.ArgumentParser, args, option: str, hint: str) -> int | None:
+    """None when ``--option`` was given; else a ``--quick`` run skips with ``hint`` (status 0) and a full run stops
+    with argparse's one-line error."""
+    if getattr(args, option.lstrip("-").replace("-", "_")) is not None:
+        return None
+    if args.quick:
+        return skip(hint)
+    parser.error(f"{option} is required")
+
+
 def scratch(name: str) -> Path:
     """A fresh temporary folder for a quick run's outputs (never the repository's files)."""
     return Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench._util import add_quick, run, skip
+from bench._util import add_quick, required, run
 
 
 def main(argv=None) -> int:
@@ -27,10 +27,9 @@ def main(argv=None) -> int:
     ap.add_argument("--shapes", default=None, help="the ModelNet folder, for the nearest-picture baseline")
     add_quick(ap, "the first 8 grids; skips without --voxels")
     args = ap.parse_args(argv)
-    if args.voxels is None:
-        if args.quick:
-            return skip("give --voxels DIR (eval shapes3d --export-voxels) and --shapes DIR")
-        ap.error("--voxels DIR is required")
+    stop = required(ap, args, "--voxels", "give --voxels DIR (eval shapes3d --export-voxels) and --shapes DIR")
+    if stop is not None:
+        return stop
 
     from types import SimpleNamespace
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench._util import add_quick, run, skip
+from bench._util import add_quick, required, run
 
 WAYS = {"network alone": (False, False), "mirrored look": (True, False), "carving": (False, True), "both": (True, True)}
 
@@ -26,45 +26,36 @@ def main(argv=None) -> int:
     ap.add_argument("--shapes", default=None, help="the folder of grids the checkpoint was trained on")
     add_quick(ap, "20 validation and 20 test shapes; skips without --shapes")
     args = ap.parse_args(argv)
-    if args.shapes is None:
-        if args.quick:
-            return skip("give --shapes DIR (the ModelNet folder the checkpoint was trained on)")
-        ap.error("--shapes DIR is required")
+    stop = required(ap, args, "--shapes", "give --shapes DIR (the ModelNet folder the checkpoint was trained on)")
+    if stop is not None:
+        return stop
 
     import numpy as np
     import torch
 
     from explorer.core.checkpoints import load_model
     from explorer.papers.shapes3d.data import load_dataset
-    from explorer.papers.shapes3d.evaluate import LEVELS, calibrate_level
-    from explorer.papers.shapes3d.model import build, iou, read_out
+    from explorer.papers.shapes3d.evaluate import READOUT_LEVELS, readout_ious
+    from explorer.papers.shapes3d.model import build
     from explorer.papers.shapes3d.train import PRESETS
 
     model, _ = load_model(args.checkpoint, "shapes3d", build, torch.device("cpu"))
-    model.eval()
     train, test = load_dataset("modelnet", shapes=args.shapes, rig=PRESETS["modelnet"]["rig"])
     n_val = int(train.info.get("valid", 0))
     valid = train.subset(range(min(n_val, 20) if args.quick else n_val))
     if args.quick:
         test = test.subset(range(min(20, len(test))))
-    levels = tuple(sorted({0.03, 0.05, 0.07, *LEVELS}))
     print(f"{args.checkpoint}: {len(valid)} validation, {len(test)} test shapes, single view, class given")
     print(f"{'read-out':16s}{'level':>7s}{'valid':>8s}{'test':>8s}" + "".join(f"{c:>10s}" for c in test.class_names))
     for name, (mirror, carve) in WAYS.items():
-        level, table = calibrate_level(model, valid, "cpu", levels=levels, mirror=mirror, carve=carve)
-        scores = []
-        with torch.no_grad():
-            for i in range(0, len(test), 50):
-                x = torch.from_numpy(test.views[i : i + 50, model.input_view].astype(np.float32) / 255.0)
-                labels = torch.from_numpy(test.labels[i : i + 50])
-                probs, _ = read_out(model, x, labels, mirror=mirror, carve=carve)
-                scores.append(iou((probs > level).numpy(), test.voxels[i : i + 50]))
-        a = np.concatenate(scores)
+        on_valid = readout_ious(model, valid, "cpu", READOUT_LEVELS, mirror=mirror, carve=carve).mean(0)
+        k = int(np.argmax(on_valid))
+        a = readout_ious(model, test, "cpu", READOUT_LEVELS[k : k + 1], mirror=mirror, carve=carve)[:, 0]
         per = [
             a[test.labels == c].mean() if (test.labels == c).any() else float("nan")
             for c in range(len(test.class_names))
         ]
-        print(f"{name:16s}{level:7g}{table[f'{level:g}']:8.4f}{a.mean():8.4f}" + "".join(f"{v:10.3f}" for v in per))
+        print(f"{name:16s}{READOUT_LEVELS[k]:7g}{on_valid[k]:8.4f}{a.mean():8.4f}" + "".join(f"{v:10.3f}" for v in per))
     return 0
 
 

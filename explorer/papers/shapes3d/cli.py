@@ -112,7 +112,7 @@ def _held_out_metrics(model, train_set, test_set, device, label: str = "shapes3d
     from .model import Readout
 
     metrics: dict = {}
-    readout, level_net = Readout(), 0.5
+    readout = Readout()
     shares = [extent_share(v) for v in train_set.voxels]
     metrics["grid_framing"] = round(float(np.median([v for v in shares if v > 0] or [1.0])), 4)
     metrics["grid_framing_note"] = (
@@ -121,12 +121,12 @@ def _held_out_metrics(model, train_set, test_set, device, label: str = "shapes3d
     )
     n_val = int(train_set.info.get("valid", 0) or 0)
     if n_val:
-        readout, level_net, tables = choose_readout(model, train_set.subset(range(n_val)), device)
+        readout, tables = choose_readout(model, train_set.subset(range(n_val)), device)
         metrics.update(
             {
                 "iou_level": readout.level,
                 "iou_readout": {"mirror": readout.mirror, "carve": readout.carve},
-                "iou_level_network": level_net,
+                "iou_level_network": readout.network_level,
                 "iou_level_valid": tables,
                 "iou_level_note": f"read-out with the best IoU on the {n_val} validation shapes (class given): "
                 + readout.describe(),
@@ -134,7 +134,7 @@ def _held_out_metrics(model, train_set, test_set, device, label: str = "shapes3d
         )
     more: dict = {}
     with TerminalProgress(label) as bar:
-        result = run_eval(model, test_set, device, progress=bar, extra=more, readout=readout, network_level=level_net)
+        result = run_eval(model, test_set, device, progress=bar, extra=more, readout=readout)
     metrics.update(_test_metrics(result, more))
     if "iou_at_level_0.5" in more:
         metrics["test_iou_at_level_0.5"] = more["iou_at_level_0.5"]
@@ -559,7 +559,6 @@ def _evaluate_voxels(args, model, meta, ckpt, device) -> int:
             bank=bank,
             progress=bar,
             readout=Readout.from_metrics(meta.metrics),
-            network_level=float((meta.metrics or {}).get("iou_level_network") or 0.5),
             framing=(meta.metrics or {}).get("grid_framing"),
         )
     if args.record:
@@ -660,7 +659,6 @@ def evaluate(args) -> int:
                 device,
                 progress=bar,
                 readout=Readout.from_metrics(meta.metrics),
-                network_level=float((meta.metrics or {}).get("iou_level_network") or 0.5),
             )
     if args.json:
         print(json.dumps(result, indent=2))

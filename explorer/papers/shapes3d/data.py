@@ -729,16 +729,24 @@ def resample_grid(grid: np.ndarray, res: int) -> np.ndarray:
     return out > 0.5
 
 
+def _bounds(g: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The occupied voxels' bounding box per axis: (first, last) indices as int arrays; None for an empty grid."""
+    idx = np.nonzero(g)
+    if not len(idx[0]):
+        return None
+    return np.array([int(i.min()) for i in idx]), np.array([int(i.max()) for i in idx])
+
+
 def centre_grid(grid: np.ndarray) -> np.ndarray:
     """Shift the occupied voxels by whole voxels so that their bounding box is centred (empty grids unchanged)."""
     g = np.asarray(grid, bool)
-    idx = np.nonzero(g)
-    if not len(idx[0]):
+    box = _bounds(g)
+    if box is None:
         return g.copy()
     out = np.zeros_like(g)
     n = g.shape[0]
-    shifts = [int((n - 1 - int(i.max()) - int(i.min())) // 2) for i in idx]
-    out[tuple(i + s for i, s in zip(idx, shifts))] = True
+    shifts = [int((n - 1 - int(hi) - int(lo)) // 2) for lo, hi in zip(*box)]
+    out[tuple(i + s for i, s in zip(np.nonzero(g), shifts))] = True
     return out
 
 
@@ -746,10 +754,8 @@ def extent_share(grid: np.ndarray) -> float:
     """The largest side of the occupied voxels' bounding box over the grid's side (1.0: the shape fills the cube
     along one axis at least, as every ModelNet grid does); 0 for an empty grid."""
     g = np.asarray(grid, bool)
-    idx = np.nonzero(g)
-    if not len(idx[0]):
-        return 0.0
-    return max(int(i.max()) - int(i.min()) + 1 for i in idx) / g.shape[0]
+    box = _bounds(g)
+    return 0.0 if box is None else int((box[1] - box[0]).max() + 1) / g.shape[0]
 
 
 def _sample_grid(vol: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -793,11 +799,10 @@ def frame_grid(grid: np.ndarray, share: float, res: int = 32) -> Framing | None:
     already (largest side within 5% of it, centred within half a voxel at ``res``) or is empty."""
     g = np.asarray(grid, bool)
     n = g.shape[0]
-    idx = np.nonzero(g)
-    if not len(idx[0]) or share <= 0:
+    box = _bounds(g)
+    if box is None or share <= 0:
         return None
-    lo = np.array([int(i.min()) for i in idx], np.float64)
-    hi = np.array([int(i.max()) + 1 for i in idx], np.float64)
+    lo, hi = box[0].astype(np.float64), box[1] + 1.0
     centre = (lo + hi) / n - 1.0
     half = float((hi - lo).max() / n / share)
     if abs(half - 1.0) <= 0.05 and np.abs(centre).max() <= 1.0 / res:

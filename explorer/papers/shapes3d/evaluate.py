@@ -24,6 +24,8 @@ from .data import ShapeSet
 from .model import Readout, Shapes3D, camera_thetas, image_nll, iou, project, read_out, solidify, visual_hull
 
 LEVELS = (0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7)
+# with the carving, the chosen level sits lower (what lies outside the silhouette is gone already)
+READOUT_LEVELS = tuple(sorted({0.03, 0.05, 0.07, *LEVELS}))
 
 
 def occupied(logits: torch.Tensor, level: float = 0.5) -> np.ndarray:
@@ -34,6 +36,31 @@ def occupied(logits: torch.Tensor, level: float = 0.5) -> np.ndarray:
 
 
 @torch.no_grad()
+def readout_ious(
+    model: Shapes3D,
+    shapes: ShapeSet,
+    device,
+    levels: Sequence[float],
+    batch: int = 50,
+    token=None,
+    mirror: bool = False,
+    carve: bool = False,
+) -> np.ndarray:
+    """Single-view IoU of every shape (as scored: no cavity filling, the class given as in ``eval --voxels``) for
+    the read-out given by ``mirror`` and ``carve`` (:func:`model.read_out`) at each level -> (N, len(levels))."""
+    model.eval()
+    out = []
+    for i in range(0, len(shapes), batch):
+        if token is not None:
+            token.check()
+        v = torch.from_numpy(shapes.views[i : i + batch].astype(np.float32) / 255.0).to(device)
+        labels = torch.from_numpy(shapes.labels[i : i + batch]).to(device)
+        probs, _ = read_out(model, v[:, model.input_view], labels, mirror=mirror, carve=carve)
+        gt = shapes.voxels[i : i + batch]
+        out.append(np.stack([iou((probs > lv).cpu().numpy(), gt) for lv in levels], 1))
+    return np.concatenate(out) if out else np.zeros((0, len(levels)))
+
+
 def calibrate_level(
     model: Shapes3D,
     shapes: ShapeSet,
@@ -49,34 +76,26 @@ def calibrate_level(
     ``mirror`` and ``carve`` (:func:`model.read_out`). A model trained on pictures only has no reason to put its
     surfaces at probability 0.5 exactly; thin parts (chair legs) often sit lower.
     Returns (level, {level: mean IoU})."""
-    model.eval()
-    sums = np.zeros(len(levels))
-    for i in range(0, len(shapes), batch):
-        if token is not None:
-            token.check()
-        v = torch.from_numpy(shapes.views[i : i + batch].astype(np.float32) / 255.0).to(device)
-        labels = torch.from_numpy(shapes.labels[i : i + batch]).to(device)
-        probs, _ = read_out(model, v[:, model.input_view], labels, mirror=mirror, carve=carve)
-        gt = shapes.voxels[i : i + batch]
-        for k, lv in enumerate(levels):
-            sums[k] += float(iou((probs > lv).cpu().numpy(), gt).sum())
+    sums = readout_ious(model, shapes, device, levels, batch, token, mirror, carve).sum(0)
     table = {f"{lv:g}": round(float(sums[k] / max(1, len(shapes))), 4) for k, lv in enumerate(levels)}
     best = int(np.argmax(sums))
     return float(levels[best]), table
 
 
-def choose_readout(model: Shapes3D, shapes: ShapeSet, device, token=None) -> tuple[Readout, float, dict[str, Any]]:
+def choose_readout(model: Shapes3D, shapes: ShapeSet, device, token=None) -> tuple[Readout, dict[str, Any]]:
     """On validation shapes: the network's own best level, and the best level with the mirrored look and the
-    carving; the read-out with the higher validation IoU wins. Returns (readout, the network-only level, notes)."""
+    carving; the read-out with the higher validation IoU wins. Returns (readout, {read-out: {level: IoU}})."""
     level_net, table_net = calibrate_level(model, shapes, device, token=token)
-    levels_full = tuple(sorted({0.03, 0.05, 0.07, *LEVELS}))
     level_full, table_full = calibrate_level(
-        model, shapes, device, levels=levels_full, token=token, mirror=True, carve=True
+        model, shapes, device, levels=READOUT_LEVELS, token=token, mirror=True, carve=True
     )
     best_net, best_full = table_net[f"{level_net:g}"], table_full[f"{level_full:g}"]
-    readout = Readout(level_full, True, True) if best_full > best_net else Readout(level_net)
-    notes = {"network": table_net, "mirror+carve": table_full}
-    return readout, level_net, notes
+    readout = (
+        Readout(level_full, True, True, level_net)
+        if best_full > best_net
+        else Readout(level_net, network_level=level_net)
+    )
+    return readout, {"network": table_net, "mirror+carve": table_full}
 
 
 @torch.no_grad()
@@ -90,13 +109,13 @@ def evaluate(
     seed: int = 7,
     extra: dict[str, Any] | None = None,
     readout: Readout | None = None,
-    network_level: float = 0.5,
 ) -> dict[str, Any]:
     """The issue's JSON layout; the occupancy is read by ``readout`` (default: the network alone at 0.5).
     ``extra`` (a dict), when given, receives further numbers (``iou_raw``: IoU without filling enclosed cavities;
     ``image_error_novel_cameras``: the picture error from the cameras never used in training only;
     ``iou_at_level_0.5``: the network alone at 0.5, when scored otherwise; ``iou_network``: the network alone at
-    ``network_level``, when the read-out has more steps). Picture errors and the ELBO are the network's own."""
+    its own level ``readout.network_level``, when the read-out has more steps). Picture errors and the ELBO are
+    the network's own."""
     readout = readout or Readout()
     model.eval()
     gen = torch.random.get_rng_state()
@@ -122,7 +141,7 @@ def evaluate(
         if extra is not None and (readout.level != 0.5 or not readout.network_only):
             ious_half.append(iou(solidify(occupied(logits[:, 0], 0.5)), gt.cpu().numpy()))
         if extra is not None and not readout.network_only:
-            ious_net.append(iou(solidify(occupied(logits[:, 0], network_level)), gt.cpu().numpy()))
+            ious_net.append(iou(solidify(occupied(logits[:, 0], readout.network_level)), gt.cpu().numpy()))
         base.append(iou(visual_hull(x, th_all[model.input_view], gt.shape[-1]), gt).cpu().numpy())
         pred = project(logits, th_all, logits=True, out_size=v.shape[-1])
         e = (pred - v).abs().mean(dim=(2, 3))  # (B, K_all)
@@ -203,7 +222,6 @@ def evaluate_grids(
     progress=None,
     token=None,
     readout: Readout | None = None,
-    network_level: float = 0.5,
     framing: float | None = None,
 ) -> dict[str, Any]:
     """Single-view IoU on any voxel grids (``data.load_voxel_folder``: class, name, grid [x, y(up), z]).
@@ -220,7 +238,7 @@ def evaluate_grids(
     * iou: the occupancy as ``readout`` reads it (the checkpoint's: its level, and the mirrored look and the
       carving to the picture's silhouette when validation chose them), no cavity filling;
       iou_filled: the same with enclosed cavities filled;
-    * iou_network: the network alone, no post-processing at all, at ``network_level`` (only when the read-out
+    * iou_network: the network alone, no post-processing at all, at ``readout.network_level`` (only when the read-out
       has more steps than the network);
     * iou_baseline: the visual hull of the input picture;
     * iou_nearest: the training shape whose picture (from the same camera, L2 over pixels) is nearest to the
@@ -269,7 +287,7 @@ def evaluate_grids(
         hull = vols["hull"] > 0.5
         scores = {"iou": iou(raw, truth), "iou_filled": iou(solidify(raw), truth), "iou_baseline": iou(hull, truth)}
         if not readout.network_only:
-            scores["iou_network"] = iou(vols["network"] > network_level, truth)
+            scores["iou_network"] = iou(vols["network"] > readout.network_level, truth)
         if "near" in vols:
             near = vols["near"] > 0.5
             scores["iou_nearest"] = iou(near, truth)

@@ -565,17 +565,24 @@ class Readout:
     """How a checkpoint's occupancy is read from one picture: the level a voxel counts as occupied above, and
     the two steps of :func:`read_out` (a mirrored second look, carving to the picture's silhouette). ``eval
     --record`` chooses them on validation shapes and stores them in the checkpoint's metrics; a checkpoint without
-    them is read by its network alone at 0.5."""
+    them is read by its network alone at 0.5. ``network_level``: the network alone's own best level, at which it is
+    reported beside the read-out."""
 
     level: float = 0.5
     mirror: bool = False
     carve: bool = False
+    network_level: float = 0.5
 
     @classmethod
     def from_metrics(cls, metrics: dict[str, Any] | None) -> Readout:
         m = metrics or {}
         steps = m.get("iou_readout") or {}
-        return cls(float(m.get("iou_level") or 0.5), bool(steps.get("mirror")), bool(steps.get("carve")))
+        return cls(
+            float(m.get("iou_level") or 0.5),
+            bool(steps.get("mirror")),
+            bool(steps.get("carve")),
+            float(m.get("iou_level_network") or 0.5),
+        )
 
     @property
     def network_only(self) -> bool:

@@ -260,6 +260,10 @@ def test_train_and_eval_cli_on_a_tiny_set(tmp_path, capsys):
     )
     assert rc == 0 and ck.exists()
     capsys.readouterr()
+    from explorer.core.checkpoints import load_checkpoint
+
+    # primitives come in every size: no single framing for eval --voxels to zoom grids to
+    assert "grid_framing" not in load_checkpoint(ck).meta.metrics
     rc = main(
         [
             "--device",

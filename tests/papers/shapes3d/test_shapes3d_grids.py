@@ -262,6 +262,7 @@ def test_eval_record_writes_the_held_out_numbers_into_the_checkpoint(tmp_path, t
     out = json.loads(capsys.readouterr().out)
     m = load_checkpoint(tiny_checkpoint).meta.metrics
     assert m["headline"] == "test_iou" and m["test_iou"] == out["iou"]
+    assert m["grid_framing"] == 24 / 32  # every training grid's largest side spans 24 of 32: one framing
     # the occupancy level is chosen on the validation shapes (when the hashed split gives some) and scored at
     level = m.get("iou_level", 0.5)
     assert out["level"] == level

@@ -127,7 +127,7 @@ def _held_out_metrics(model, train_set, test_set, device, label: str = "shapes3d
         metrics.update(
             {
                 "iou_level": readout.level,
-                "iou_readout": {"mirror": readout.mirror, "carve": readout.carve},
+                "iou_readout": {"mirror": readout.mirror, "carve": readout.carve, "depth": readout.depth},
                 "iou_level_network": readout.network_level,
                 "iou_level_valid": tables,
                 "iou_level_note": f"read-out with the best IoU on the {n_val} validation shapes (class given): "
@@ -540,7 +540,7 @@ def _evaluate_voxels(args, model, meta, ckpt, device) -> int:
     from explorer.core.progress import TerminalProgress
 
     from .data import load_voxel_folder
-    from .evaluate import evaluate_grids
+    from .evaluate import SCORES, evaluate_grids
     from .model import Readout
 
     grids = load_voxel_folder(args.voxels)
@@ -564,14 +564,17 @@ def _evaluate_voxels(args, model, meta, ckpt, device) -> int:
             framing=(meta.metrics or {}).get("grid_framing"),
         )
     if args.record:
-        keys = ("iou", "iou_filled", "iou_network", "iou_baseline", "iou_nearest", "iou_nearest_carved")
+        grids_keys = ("iou", "iou_filled", "iou_network", "iou_baseline", "iou_depth_hull")  # as test_grids_*
         rec: dict = {
             "test_grids": f"{result['shapes']} grids in {Path(args.voxels).name}/ "
             "(eval --voxels; the class given if known)",
-            **{f"test_grids_{k}": result[k] for k in keys[:4] if result.get(k) is not None},
-            **{f"test_{k}": result[k] for k in keys[4:] if result.get(k) is not None},
+            **{
+                f"test_grids_{k}" if k in grids_keys else f"test_{k}": result[k]
+                for k in SCORES
+                if result.get(k) is not None
+            },
             "per_class": {
-                name: {f"grids_{k}" if k in keys[:4] else k: r[k] for k in keys if r.get(k) is not None}
+                name: {f"grids_{k}" if k in grids_keys else k: r[k] for k in SCORES if r.get(k) is not None}
                 for name, r in result["per_class"].items()
             },
         }
@@ -579,24 +582,14 @@ def _evaluate_voxels(args, model, meta, ckpt, device) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
-    near = "n/a" if result["iou_nearest"] is None else f"{result['iou_nearest']:.3f}"
-    if result["iou_nearest_carved"] is not None:
-        near += f" (carved {result['iou_nearest_carved']:.3f})"
-    net = f", network alone {result['iou_network']:.3f}" if "iou_network" in result else ""
     print(f"{ckpt.name} on {result['shapes']} grids from {args.voxels} (single view; {result['readout']}):")
-    print(
-        f"  IoU {result['iou']:.3f} (cavities filled {result['iou_filled']:.3f}{net})   visual hull "
-        f"{result['iou_baseline']:.3f}   nearest training picture {near}"
-    )
+    print("  " + _grid_scores(result, "cavities filled", "network alone", "visual hull", "nearest training picture"))
     for name, r in result["per_class"].items():
-        near = "n/a" if r["iou_nearest"] is None else f"{r['iou_nearest']:.3f}"
-        if r["iou_nearest_carved"] is not None:
-            near += f" (carved {r['iou_nearest_carved']:.3f})"
-        net = f", network {r['iou_network']:.3f}" if "iou_network" in r else ""
         cond = "" if r["conditioned"] else "  (class unknown to the model: unconditional)"
         print(
-            f"    {name:10s} {r['shapes']:4d} shapes   IoU {r['iou']:.3f} (filled {r['iou_filled']:.3f}{net})   "
-            f"hull {r['iou_baseline']:.3f}   nearest {near}{cond}"
+            f"    {name:10s} {r['shapes']:4d} shapes   "
+            + _grid_scores(r, "filled", "network", "hull", "nearest")
+            + cond
         )
     return 0
 
@@ -755,6 +748,21 @@ def commands():
             reconstruct,
         )
     ]
+
+
+def _grid_scores(r: dict, filled: str, network: str, hull: str, nearest: str) -> str:
+    """One line of ``eval --voxels`` scores (all of them, or one class's)."""
+
+    def carved(value: float | None, *more: tuple[str, str]) -> str:
+        if value is None:
+            return "n/a"
+        extra = [f"{name} {r[key]:.3f}" for name, key in more if r.get(key) is not None]
+        return f"{value:.3f}" + (f" ({', '.join(extra)})" if extra else "")
+
+    net = f", {network} {r['iou_network']:.3f}" if "iou_network" in r else ""
+    hull_line = carved(r["iou_baseline"], ("to the depth", "iou_depth_hull"))
+    near = carved(r.get("iou_nearest"), ("carved", "iou_nearest_carved"), ("to the depth", "iou_nearest_depth"))
+    return f"IoU {r['iou']:.3f} ({filled} {r['iou_filled']:.3f}{net})   {hull} {hull_line}   {nearest} {near}"
 
 
 def _test_metrics(result: dict, more: dict) -> dict:

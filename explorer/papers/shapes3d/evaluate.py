@@ -21,7 +21,18 @@ import numpy as np
 import torch
 
 from .data import ShapeSet
-from .model import Readout, Shapes3D, camera_thetas, image_nll, iou, project, read_out, solidify, visual_hull
+from .model import (
+    Readout,
+    Shapes3D,
+    camera_thetas,
+    depth_carve,
+    image_nll,
+    iou,
+    project,
+    read_out,
+    solidify,
+    visual_hull,
+)
 
 LEVELS = (0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7)
 # with the carving, the chosen level sits lower (what lies outside the silhouette is gone already)
@@ -45,9 +56,11 @@ def readout_ious(
     token=None,
     mirror: bool = False,
     carve: bool = False,
+    depth: bool = False,
 ) -> np.ndarray:
     """Single-view IoU of every shape (as scored: no cavity filling, the class given as in ``eval --voxels``) for
-    the read-out given by ``mirror`` and ``carve`` (:func:`model.read_out`) at each level -> (N, len(levels))."""
+    the read-out given by ``mirror``, ``carve`` and ``depth`` (:func:`model.read_out`; the pictures are the
+    renderer's) at each level -> (N, len(levels))."""
     model.eval()
     out = []
     for i in range(0, len(shapes), batch):
@@ -55,7 +68,7 @@ def readout_ious(
             token.check()
         v = torch.from_numpy(shapes.views[i : i + batch].astype(np.float32) / 255.0).to(device)
         labels = torch.from_numpy(shapes.labels[i : i + batch]).to(device)
-        probs, _ = read_out(model, v[:, model.input_view], labels, mirror=mirror, carve=carve)
+        probs, _ = read_out(model, v[:, model.input_view], labels, mirror=mirror, carve=carve, depth=depth)
         gt = shapes.voxels[i : i + batch]
         out.append(np.stack([iou((probs > lv).cpu().numpy(), gt) for lv in levels], 1))
     return np.concatenate(out) if out else np.zeros((0, len(levels)))
@@ -70,32 +83,37 @@ def calibrate_level(
     token=None,
     mirror: bool = False,
     carve: bool = False,
+    depth: bool = False,
 ) -> tuple[float, dict[str, float]]:
     """The occupancy level with the highest mean single-view IoU (as scored: no cavity filling, the class given
     as in ``eval --voxels``) on ``shapes``: validation shapes, never the test ones, for the read-out given by
-    ``mirror`` and ``carve`` (:func:`model.read_out`). A model trained on pictures only has no reason to put its
-    surfaces at probability 0.5 exactly; thin parts (chair legs) often sit lower.
+    ``mirror``, ``carve`` and ``depth`` (:func:`model.read_out`). A model trained on pictures only has no reason to
+    put its surfaces at probability 0.5 exactly; thin parts (chair legs) often sit lower.
     Returns (level, {level: mean IoU})."""
-    sums = readout_ious(model, shapes, device, levels, batch, token, mirror, carve).sum(0)
+    sums = readout_ious(model, shapes, device, levels, batch, token, mirror, carve, depth).sum(0)
     table = {f"{lv:g}": round(float(sums[k] / max(1, len(shapes))), 4) for k, lv in enumerate(levels)}
     best = int(np.argmax(sums))
     return float(levels[best]), table
 
 
+# the read-outs choose_readout compares beyond the network alone: (name, mirror, carve, depth)
+READOUTS = (("mirror+carve", True, True, False), ("mirror+carve+depth", True, True, True))
+
+
 def choose_readout(model: Shapes3D, shapes: ShapeSet, device, token=None) -> tuple[Readout, dict[str, Any]]:
-    """On validation shapes: the network's own best level, and the best level with the mirrored look and the
-    carving; the read-out with the higher validation IoU wins. Returns (readout, {read-out: {level: IoU}})."""
+    """On validation shapes: the network's own best level, and the best level of each read-out of ``READOUTS``
+    (the mirrored look, the carving to the silhouette, then also to the depth the rendered picture shows); the
+    read-out with the highest validation IoU wins. Returns (readout, {read-out: {level: IoU}})."""
     level_net, table_net = calibrate_level(model, shapes, device, token=token)
-    level_full, table_full = calibrate_level(
-        model, shapes, device, levels=READOUT_LEVELS, token=token, mirror=True, carve=True
-    )
-    best_net, best_full = table_net[f"{level_net:g}"], table_full[f"{level_full:g}"]
-    readout = (
-        Readout(level_full, True, True, level_net)
-        if best_full > best_net
-        else Readout(level_net, network_level=level_net)
-    )
-    return readout, {"network": table_net, "mirror+carve": table_full}
+    readout, best = Readout(level_net, network_level=level_net), table_net[f"{level_net:g}"]
+    tables = {"network": table_net}
+    for name, mirror, carve, depth in READOUTS:
+        level, tables[name] = calibrate_level(
+            model, shapes, device, READOUT_LEVELS, token=token, mirror=mirror, carve=carve, depth=depth
+        )
+        if tables[name][f"{level:g}"] > best:
+            readout, best = Readout(level, mirror, carve, level_net, depth), tables[name][f"{level:g}"]
+    return readout, tables
 
 
 @torch.no_grad()
@@ -133,7 +151,7 @@ def evaluate(
         v = torch.from_numpy(test.views[i : i + batch].astype(np.float32) / 255.0).to(device)
         gt = torch.from_numpy(test.voxels[i : i + batch]).to(device)
         x = v[:, model.input_view]
-        probs, out = read_out(model, x, None, mirror=readout.mirror, carve=readout.carve)
+        probs, out = read_out(model, x, None, mirror=readout.mirror, carve=readout.carve, depth=readout.depth)
         logits = out["logits"]
         raw = (probs > readout.level).cpu().numpy()
         ious.append(iou(solidify(raw), gt.cpu().numpy()))
@@ -189,6 +207,19 @@ def evaluate(
 
 
 # ----------------------------------------------------------------------------------- any voxel grids
+# evaluate_grids' scores, in the order its JSON gives them
+SCORES = (
+    "iou",
+    "iou_filled",
+    "iou_network",
+    "iou_baseline",
+    "iou_depth_hull",
+    "iou_nearest",
+    "iou_nearest_carved",
+    "iou_nearest_depth",
+)
+
+
 def nearest_bank(train: ShapeSet, res: int) -> dict[str, np.ndarray]:
     """The nearest-picture baseline's memory: every training shape's pictures from the four level axis cameras
     (0, 90, 180, 270 degrees of azimuth), each paired with the shape turned so that this camera becomes the
@@ -243,7 +274,10 @@ def evaluate_grids(
     * iou_baseline: the visual hull of the input picture;
     * iou_nearest: the training shape whose picture (from the same camera, L2 over pixels) is nearest to the
       input picture (``bank``: :func:`nearest_bank`; None when no bank is given); iou_nearest_carved: that shape
-      carved to the input picture's silhouette, as the read-out carves the model's.
+      carved to the input picture's silhouette, as the read-out carves the model's;
+    * with a read-out that carves to the depth the picture shows (``readout.depth``), the baselines get that carving
+      too: iou_depth_hull (the visual hull carved to the depth: the picture's depth map extruded backwards) and
+      iou_nearest_depth (the nearest training shape carved to the silhouette and the depth).
     """
     from .data import frame_grid, grid_to_internal, internal_to_grid, render_grids, resample_grid
 
@@ -269,7 +303,7 @@ def evaluate_grids(
         x = torch.from_numpy(pics.astype(np.float32) / 255.0).to(device)
         truth = np.stack([grid_to_internal(resample_grid(g, model.res)) for _, _, g in part])
         labels = torch.tensor([known.get(c, model.n_classes) for c, _, _ in part], device=device)
-        probs, out = read_out(model, x, labels, mirror=readout.mirror, carve=readout.carve)
+        probs, out = read_out(model, x, labels, mirror=readout.mirror, carve=readout.carve, depth=readout.depth)
         # float volumes in the model's frame, mapped back to each grid's own cube where it was zoomed
         vols = {
             "model": probs.cpu().numpy(),
@@ -278,6 +312,11 @@ def evaluate_grids(
         }
         if bank_pics is not None and bank_vox is not None:
             vols["near"] = bank_vox[torch.cdist(x.flatten(1), bank_pics).argmin(1).cpu().numpy()].astype(np.float32)
+        if readout.depth:  # the baselines given the same depth carving as the model
+            for key, base in (("depth_hull", "hull"), ("near_depth", "near")):
+                if base in vols:
+                    carved = torch.from_numpy(vols[base] * vols["hull"]).to(device)
+                    vols[key] = depth_carve(carved, x, theta).cpu().numpy()
         all_frames += frames
         for j, f in enumerate(frames):
             if f is not None:
@@ -292,6 +331,9 @@ def evaluate_grids(
             near = vols["near"] > 0.5
             scores["iou_nearest"] = iou(near, truth)
             scores["iou_nearest_carved"] = iou(near & hull, truth)
+        for key, name in (("depth_hull", "iou_depth_hull"), ("near_depth", "iou_nearest_depth")):
+            if key in vols:
+                scores[name] = iou(vols[key] > 0.5, truth)
         for j, (c, _, _) in enumerate(part):
             rows.append({"class": c, **{k: float(v[j]) for k, v in scores.items()}})
         if progress:
@@ -299,10 +341,10 @@ def evaluate_grids(
 
     def summary(rs) -> dict[str, Any]:
         out: dict[str, Any] = {"shapes": len(rs)}
-        for k in ("iou", "iou_filled", "iou_network", "iou_baseline", "iou_nearest", "iou_nearest_carved"):
+        for k in SCORES:
             if rs and k in rs[0]:
                 out[k] = round(float(np.mean([r[k] for r in rs])), 4)
-            elif k in ("iou_nearest", "iou_nearest_carved"):
+            elif k in ("iou_nearest", "iou_nearest_carved") or (k == "iou_nearest_depth" and readout.depth):
                 out[k] = None
         return out
 

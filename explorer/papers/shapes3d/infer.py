@@ -136,19 +136,22 @@ def infer_volume(
     turntable: int = 8,
     sample: bool = False,
     readout=None,
+    rendered: bool = False,
 ) -> dict[str, Any]:
     """One picture -> occupancy (R, R, R) as ``readout`` reads it (``model.Readout``: the checkpoint's, from
     ``Readout.from_metrics``; default the network alone), the network's canvases per step (T, R, R, R), and
-    re-projections of that occupancy."""
+    re-projections of that occupancy. ``rendered``: the picture was drawn by the project's renderer (a gallery
+    shape), so its grey levels are depth and the read-out's depth carving applies; never for a photo."""
     import torch
 
     from .model import camera_thetas, probs_to_logits, project, read_out
 
     mirror, carve = (readout.mirror, readout.carve) if readout is not None else (False, False)
+    depth = bool(readout is not None and readout.depth and rendered)
     with torch.no_grad():
         x = torch.from_numpy(np.asarray(image, np.float32)).to(device).unsqueeze(0)
         lab = None if label is None else torch.tensor([int(label)], device=device)
-        probs, out = read_out(model, x, lab, mirror=mirror, carve=carve, sample=sample, keep_canvases=True)
+        probs, out = read_out(model, x, lab, mirror=mirror, carve=carve, sample=sample, keep_canvases=True, depth=depth)
         logits = probs_to_logits(probs).unsqueeze(1)
         reproj = model.render(logits, model.thetas[model.input_view : model.input_view + 1])[0, 0]
         tt = (
@@ -168,11 +171,17 @@ def infer_volume(
 
 
 def infer_for_app(
-    model, image: np.ndarray, device, label: int | None = None, truth: np.ndarray | None = None, readout=None
+    model,
+    image: np.ndarray,
+    device,
+    label: int | None = None,
+    truth: np.ndarray | None = None,
+    readout=None,
+    rendered: bool = False,
 ):
     """The tab's inference job: :func:`infer_volume` with the turntable, plus a smooth display of the binary ground
     truth when there is one (no staircase stripes)."""
-    res = infer_volume(model, image, device, label=label, readout=readout)
+    res = infer_volume(model, image, device, label=label, readout=readout, rendered=rendered)
     if truth is not None:
         from scipy import ndimage
 

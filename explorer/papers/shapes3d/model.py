@@ -563,15 +563,16 @@ def visual_hull(image: torch.Tensor, theta: torch.Tensor, res: int, threshold: f
 @dataclass(frozen=True)
 class Readout:
     """How a checkpoint's occupancy is read from one picture: the level a voxel counts as occupied above, and
-    the two steps of :func:`read_out` (a mirrored second look, carving to the picture's silhouette). ``eval
-    --record`` chooses them on validation shapes and stores them in the checkpoint's metrics; a checkpoint without
-    them is read by its network alone at 0.5. ``network_level``: the network alone's own best level, at which it is
-    reported beside the read-out."""
+    the steps of :func:`read_out` (a mirrored second look, carving to the picture's silhouette, carving to the depth
+    a rendered picture shows). ``eval --record`` chooses them on validation shapes and stores them in the
+    checkpoint's metrics; a checkpoint without them is read by its network alone at 0.5. ``network_level``: the
+    network alone's own best level, at which it is reported beside the read-out."""
 
     level: float = 0.5
     mirror: bool = False
     carve: bool = False
     network_level: float = 0.5
+    depth: bool = False
 
     @classmethod
     def from_metrics(cls, metrics: dict[str, Any] | None) -> Readout:
@@ -582,16 +583,16 @@ class Readout:
             bool(steps.get("mirror")),
             bool(steps.get("carve")),
             float(m.get("iou_level_network") or 0.5),
+            bool(steps.get("depth")),
         )
 
     @property
     def network_only(self) -> bool:
-        return not (self.mirror or self.carve)
+        return not (self.mirror or self.carve or self.depth)
 
     def describe(self) -> str:
-        steps = [
-            s for s, on in (("mirror-averaged", self.mirror), ("carved to the picture's silhouette", self.carve)) if on
-        ]
+        carved = [w for w, on in (("the picture's silhouette", self.carve), ("the depth it shows", self.depth)) if on]
+        steps = (["mirror-averaged"] if self.mirror else []) + (["carved to " + " and ".join(carved)] if carved else [])
         return (" and ".join(steps) + ", " if steps else "") + f"occupancy level {self.level:g}"
 
 
@@ -616,13 +617,15 @@ def read_out(
     carve: bool = False,
     sample: bool = False,
     keep_canvases: bool = False,
+    depth: bool = False,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Occupancy probabilities (B, R, R, R) inferred from input pictures (B, H, W), and the model's output.
 
     * ``mirror``: the mean of the inference from the picture and, mirrored back, from the picture flipped left to
       right (an ensemble over the renderer's one exact symmetry; skipped for a camera without it);
-    * ``carve``: voxels whose centre projects outside the picture's silhouette are emptied (they would show in it).
-    Both use only the input picture. The output dict is the plain forward pass (its canvases, ``where``)."""
+    * ``carve``: voxels whose centre projects outside the picture's silhouette are emptied (they would show in it);
+    * ``depth``: for a picture drawn by the renderer only, the depth its grey levels show (:func:`depth_carve`).
+    All use only the input picture. The output dict is the plain forward pass (its canvases, ``where``)."""
     out = model(image, labels, sample=sample, keep_canvases=keep_canvases)
     probs = torch.sigmoid(out["logits"][:, 0])
     theta = model.thetas[model.input_view]
@@ -632,7 +635,55 @@ def read_out(
         probs = 0.5 * (probs + torch.sigmoid(flipped).flip(dim))
     if carve:
         probs = probs * visual_hull(image, theta, probs.shape[-1]).to(probs.dtype)
+    if depth:
+        probs = depth_carve(probs, image, theta)
     return probs, out
+
+
+def from_camera(volume: torch.Tensor, theta: torch.Tensor) -> torch.Tensor | None:
+    """The inverse of :func:`to_camera` for an axis-aligned camera: (B, C, D, H, W) in its frame -> the world's;
+    None for any other camera."""
+    ap = _axis_permutation(theta[:, :3].detach().cpu().double().numpy())
+    if ap is None:
+        return None
+    perm, flips = ap
+    v = volume.flip(flips) if flips else volume
+    return v.permute(*[perm.index(d) for d in range(5)])
+
+
+def picture_depth(image: torch.Tensor, res: int, shade: float = SHADE) -> torch.Tensor:
+    """The voxel index along each ray of the first surface the renderer drew: it shades a surface at depth d (0..1
+    along the ray) with grey 1 - shade * d, so d = (1 - grey) / shade. (B, H, W) float (not rounded)."""
+    return (1.0 - image) / shade * res - 0.5
+
+
+def depth_carve(probs: torch.Tensor, image: torch.Tensor, theta: torch.Tensor, threshold: float = 0.1) -> torch.Tensor:
+    """Read the depth the input picture shows (:func:`picture_depth`): along each trusted ray, the voxels in front
+    of the first surface are emptied (they would have been drawn instead) and the first surface's voxel is filled.
+
+    Only for a picture drawn by the renderer (a photo's brightness is not depth), from an axis-aligned camera, at
+    the volume's resolution (each pixel is then one ray of voxels); otherwise ``probs`` come back unchanged.
+    Trusted rays: a pixel the shape covers only in part looks deeper than its surface is, so the rays trusted are
+    the pixels whose four neighbours are in the silhouette too; and every silhouette pixel when the whole picture
+    shows whole voxels (every depth is the front of one of the volume's voxels, as for a shape voxelised at the
+    volume's resolution: then no pixel is covered in part)."""
+    b, r = probs.shape[0], probs.shape[-1]
+    if image.shape[-2:] != (r, r) or _axis_permutation(theta[:, :3].detach().cpu().double().numpy()) is None:
+        return probs
+    depth = picture_depth(image, r)
+    sil = image > threshold
+    p = F.pad(sil.float(), (1, 1, 1, 1)) > 0.5
+    trusted = sil & p[:, :-2, 1:-1] & p[:, 2:, 1:-1] & p[:, 1:-1, :-2] & p[:, 1:-1, 2:]
+    # the renderer draws at twice the volume's resolution: a voxel's front lies a quarter voxel before its centre
+    # row; 0.12 is above half a grey level's step in depth (res / (shade * 255) = 0.18 voxel at 32)
+    whole = (depth + 0.25 - torch.round(depth + 0.25)).abs() < 0.12
+    exact = (whole | ~sil).flatten(1).all(1).view(b, 1, 1)
+    trusted = torch.where(exact, sil, trusted).unsqueeze(1)
+    first = torch.round(depth).clamp(0, r).unsqueeze(1)
+    k = torch.arange(r, device=probs.device, dtype=first.dtype).view(1, r, 1, 1)
+    cam = to_camera(probs.unsqueeze(1), theta)[:, 0]  # (B, D, H, W): depth along D
+    cam = cam.masked_fill((k < first) & trusted, 0.0).masked_fill((k == first) & trusted, 1.0)
+    return from_camera(cam.unsqueeze(1), theta)[:, 0]
 
 
 def probs_to_logits(probs: torch.Tensor) -> torch.Tensor:

@@ -689,6 +689,7 @@ class Shapes3DPanel(PaperPanel):
             label=label,
             truth=truth,
             readout=self.readout,
+            rendered=truth is not None,  # a gallery shape's picture is the renderer's (grey = depth); a photo's is not
             key="infer",
             name="infer shape",
             on_result=lambda r, i=img, t=truth: self._show_inferred(r, i, t),

@@ -267,10 +267,12 @@ def test_eval_record_writes_the_held_out_numbers_into_the_checkpoint(tmp_path, t
     level = m.get("iou_level", 0.5)
     assert out["level"] == level
     if "iou_level" in m:  # the read-out with the best validation IoU, at its best level
-        chosen = m["iou_level_valid"]["mirror+carve" if m["iou_readout"]["carve"] else "network"]
+        ro = m["iou_readout"]
+        name = "mirror+carve" + ("+depth" if ro["depth"] else "") if ro["carve"] else "network"
+        chosen = m["iou_level_valid"][name]
         assert max(chosen.values()) == chosen[f"{level:g}"]
         best = {k: max(t.values()) for k, t in m["iou_level_valid"].items()}
-        assert max(best.values()) == best["mirror+carve" if m["iou_readout"]["carve"] else "network"]
+        assert max(best.values()) == best[name]
         net = m["iou_level_valid"]["network"]
         assert max(net.values()) == net[f"{m['iou_level_network']:g}"]
     assert (
@@ -341,6 +343,85 @@ def test_read_out_mirrors_and_carves_from_the_picture_alone():
     assert (r.level, r.mirror, r.carve) == (0.1, True, True) and not r.network_only
     assert M.Readout.from_metrics({}) == M.Readout(0.5, False, False) and M.Readout().network_only
     assert "carved" in r.describe() and "0.1" in r.describe()
+
+
+def _stepped_shape(n: int = 32) -> np.ndarray:
+    """A grid [x, y(up), z] with three depths seen from the front: a slab, a block before it, a post behind."""
+    g = np.zeros((n, n, n), bool)
+    g[6:26, 4:28, 14:18] = True
+    g[10:16, 8:14, 8:14] = True
+    g[20:23, 18:30, 18:28] = True
+    return g
+
+
+def test_from_camera_undoes_to_camera_for_every_axis_camera():
+    v = torch.rand(2, 1, 8, 8, 8)
+    for cam in M.TRAIN_CAMERAS:
+        th = M.camera_thetas([cam])[0]
+        assert torch.equal(M.from_camera(M.to_camera(v, th), th), v), cam
+    assert M.from_camera(v, M.camera_thetas([[45.0, 0.0]])[0]) is None
+
+
+def test_depth_carving_reads_a_rendered_picture_exactly():
+    """A shape voxelised at the volume's resolution: its picture shows whole voxels, every silhouette pixel is
+    trusted, and carving the visual hull to the depth gives the shape's front exactly: its picture again."""
+    theta = M.camera_thetas([[0.0, 0.0]])[0]
+    g = _stepped_shape()
+    pic = torch.from_numpy(D.render_grids([g], [[0.0, 0.0]], 32)[:, 0].astype(np.float32) / 255.0)
+    hull = M.visual_hull(pic, theta, 32).float()
+    carved = M.depth_carve(hull, pic, theta)
+    truth = torch.from_numpy(D.grid_to_internal(g)).unsqueeze(0)
+    front = M.to_camera(carved.unsqueeze(1), theta)[0, 0]
+    first = front.argmax(0)  # the first filled voxel along each ray
+    true_first = M.to_camera(truth.unsqueeze(1).float(), theta)[0, 0].argmax(0)
+    sil = pic[0] > 0.1
+    assert torch.equal(first[sil], true_first[sil]), "the first surface at the depth the picture shows"
+    assert ((carved > 0.5) | ~truth).all(), "nothing of the shape is carved away"
+    again = M.project(M.probs_to_logits(carved).unsqueeze(1), theta.unsqueeze(0), logits=True)[0, 0]
+    assert (again - pic[0]).abs().max() < 0.02
+    # and the read-out with it: every voxel in front of the surface is emptied, the surface voxel filled
+    model = M.build(dict(TINY)).eval()
+    probs, _ = M.read_out(model, pic, None, carve=True, depth=True)
+    cam = M.to_camera(probs.unsqueeze(1), theta)[0, 0]
+    k = torch.arange(32).view(32, 1, 1)
+    assert (cam[(k < true_first) & sil] == 0).all() and (cam[(k == true_first) & sil] == 1).all()
+
+
+def test_depth_carving_trusts_only_whole_pixels_of_a_finer_shape():
+    """A shape finer than the volume: edge pixels are covered in part and look deeper than they are, so they are
+    left alone; inner pixels are carved. Pictures of another size or from a turned camera: nothing changes."""
+    theta = M.camera_thetas([[0.0, 0.0]])[0]
+    g = np.zeros((64, 64, 64), bool)
+    g[13:51, 9:55, 29:35] = True  # odd edges: the border pixels at 32 are half covered
+    pic = torch.from_numpy(D.render_grids([g], [[0.0, 0.0]], 32)[:, 0].astype(np.float32) / 255.0)
+    ones = torch.ones(1, 32, 32, 32)
+    carved = M.to_camera(M.depth_carve(ones, pic, theta).unsqueeze(1), theta)[0, 0]
+    sil = pic[0] > 0.1
+    inner = sil.clone()
+    inner[1:-1, 1:-1] &= sil[:-2, 1:-1] & sil[2:, 1:-1] & sil[1:-1, :-2] & sil[1:-1, 2:]
+    edge = sil & ~inner
+    assert edge.any() and inner.any()
+    assert (carved[:, edge] == 1).all(), "a partly covered pixel is not trusted"
+    assert (carved[0, inner] == 0).all(), "an inner pixel's ray is emptied in front of its surface"
+    assert torch.equal(M.depth_carve(ones, pic[:, ::2, ::2], theta), ones)  # 16 px for a 32 volume
+    turned = M.camera_thetas([[45.0, 0.0]])[0]
+    assert torch.equal(M.depth_carve(ones, pic, turned), ones)
+
+
+def test_a_photo_is_never_carved_to_depth():
+    from explorer.papers.shapes3d.infer import infer_volume
+
+    torch.manual_seed(0)
+    model = M.build(dict(TINY)).eval()
+    pic = D.render_grids([_stepped_shape()], [[0.0, 0.0]], 32)[0, 0].astype(np.float32) / 255.0
+    r = M.Readout(0.3, True, True, 0.3, depth=True)
+    photo = infer_volume(model, pic, "cpu", readout=r, turntable=0)
+    rendered = infer_volume(model, pic, "cpu", readout=r, turntable=0, rendered=True)
+    plain = infer_volume(model, pic, "cpu", readout=M.Readout(0.3, True, True, 0.3), turntable=0)
+    assert np.array_equal(photo["occupancy"], plain["occupancy"])
+    assert not np.array_equal(rendered["occupancy"], plain["occupancy"])
+    assert M.Readout.from_metrics({"iou_readout": {"mirror": True, "carve": True, "depth": True}}).depth
+    assert "depth" in r.describe() and not M.Readout(depth=True).network_only
 
 
 def test_a_grid_framed_otherwise_is_zoomed_to_the_training_framing_and_mapped_back():

@@ -40,7 +40,7 @@ def main(argv=None) -> int:
     from explorer.core.checkpoints import load_checkpoint, load_model
     from explorer.papers.shapes3d.cli import _nearest_bank
     from explorer.papers.shapes3d.data import grid_to_internal, load_voxel_folder, render_grids, resample_grid
-    from explorer.papers.shapes3d.model import Readout, build, iou, read_out, solidify
+    from explorer.papers.shapes3d.model import Readout, build, iou, solidify
 
     model, _ = load_model(args.checkpoint, "shapes3d", build, torch.device("cpu"))
     model.eval()
@@ -67,7 +67,7 @@ def main(argv=None) -> int:
             truth = np.stack([grid_to_internal(resample_grid(g, model.res)) for _, _, g in part])
             full = solidify(truth)
             labels = torch.tensor([known.get(c, model.n_classes) for c, _, _ in part])
-            probs, _ = read_out(model, x, labels, mirror=readout.mirror, carve=readout.carve)
+            probs, _ = readout.read(model, x, labels, rendered=True)
             pred = (probs > readout.level).numpy()
             near = bank["voxels"][torch.cdist(x.flatten(1), pics).argmin(1).numpy()] if bank is not None else None
             for j, (c, _, _) in enumerate(part):

@@ -131,7 +131,7 @@ def main(argv=None) -> int:
     from explorer.papers.shapes3d import photo
     from explorer.papers.shapes3d.data import cache_dir, internal_to_grid, load_dataset
     from explorer.papers.shapes3d.infer import load_for_app
-    from explorer.papers.shapes3d.model import Readout, iou, read_out
+    from explorer.papers.shapes3d.model import Readout, iou
     from explorer.papers.shapes3d.train import PRESETS
 
     configure_threads(for_gui=False)
@@ -148,10 +148,10 @@ def main(argv=None) -> int:
     elevations = [float(e) for e in args.elevations.split(",")]
     rows: dict[str, dict[str, list[float]]] = {}
 
-    def infer(pic: np.ndarray, label: int) -> np.ndarray:
+    def infer(pic: np.ndarray, label: int, rendered: bool = False) -> np.ndarray:
         with torch.no_grad():
             x = torch.from_numpy(pic[None].astype(np.float32))
-            probs, _ = read_out(model, x, torch.tensor([label]), mirror=readout.mirror, carve=readout.carve)
+            probs, _ = readout.read(model, x, torch.tensor([label]), rendered=rendered)
             return (probs[0] > readout.level).numpy()
 
     def score_photo(p: Path, fill: float, shading: str, label: int, truth: np.ndarray) -> float:
@@ -163,7 +163,7 @@ def main(argv=None) -> int:
         truth = test.voxels[i]
         r = rows.setdefault(cls, {})
         rendered = test.views[i, model.input_view].astype(np.float32) / 255.0
-        r.setdefault("renderer's picture", []).append(float(iou(infer(rendered, int(test.labels[i])), truth)))
+        r.setdefault("renderer's picture", []).append(float(iou(infer(rendered, int(test.labels[i]), True), truth)))
         flat = np.where(rendered > 0.02, float(np.median(ref["grey"])), 0.0).astype(np.float32)
         r.setdefault("renderer's silhouette, one grey", []).append(float(iou(infer(flat, int(test.labels[i])), truth)))
         for e in elevations:

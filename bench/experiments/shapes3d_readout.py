@@ -1,6 +1,7 @@
 """What each step of the read-out is worth (docs/shapes3d.md, "The read-out"): the ModelNet model's single-view IoU
-on its validation and held-out test shapes read four ways: the network alone, with the mirrored second look, with the
-carving to the input silhouette, with both. Each read-out's level is chosen on the validation shapes, and the test
+on its validation and held-out test shapes read six ways: the network alone, with the mirrored second look, with the
+carving to the input silhouette, with both, with the carving to the silhouette and to the depth the rendered picture
+shows, with all three. Each read-out's level is chosen on the validation shapes, and the test
 shapes are scored at it (the class given, as `eval --voxels` does).
 
     python -m bench.experiments.shapes3d_readout --shapes DIR [--checkpoint models/shapes3d_modelnet.safetensors] \
@@ -17,7 +18,14 @@ import argparse
 
 from bench._util import add_quick, required, run
 
-WAYS = {"network alone": (False, False), "mirrored look": (True, False), "carving": (False, True), "both": (True, True)}
+WAYS = {  # mirror, carve, depth
+    "network alone": (False, False, False),
+    "mirrored look": (True, False, False),
+    "carving": (False, True, False),
+    "both": (True, True, False),
+    "carving+depth": (False, True, True),
+    "all three": (True, True, True),
+}
 
 
 def main(argv=None) -> int:
@@ -47,10 +55,10 @@ def main(argv=None) -> int:
         test = test.subset(range(min(20, len(test))))
     print(f"{args.checkpoint}: {len(valid)} validation, {len(test)} test shapes, single view, class given")
     print(f"{'read-out':16s}{'level':>7s}{'valid':>8s}{'test':>8s}" + "".join(f"{c:>10s}" for c in test.class_names))
-    for name, (mirror, carve) in WAYS.items():
-        on_valid = readout_ious(model, valid, "cpu", READOUT_LEVELS, mirror=mirror, carve=carve).mean(0)
+    for name, (mirror, carve, depth) in WAYS.items():
+        on_valid = readout_ious(model, valid, "cpu", READOUT_LEVELS, mirror=mirror, carve=carve, depth=depth).mean(0)
         k = int(np.argmax(on_valid))
-        a = readout_ious(model, test, "cpu", READOUT_LEVELS[k : k + 1], mirror=mirror, carve=carve)[:, 0]
+        a = readout_ious(model, test, "cpu", READOUT_LEVELS[k : k + 1], mirror=mirror, carve=carve, depth=depth)[:, 0]
         per = [
             a[test.labels == c].mean() if (test.labels == c).any() else float("nan")
             for c in range(len(test.class_names))

@@ -426,9 +426,10 @@ def configure_eval(parser: argparse.ArgumentParser) -> None:
         "axes x, y, z with y up, centred); each grid's input picture is rendered with the project's renderer and "
         "camera, the inferred shape scored by IoU at the model's resolution (classes the model never saw: "
         "unconditional). JSON: shapes, iou (as the checkpoint reads it: its level, and the mirrored look and carving "
-        "to the silhouette when chosen on validation shapes; no cavity filling), iou_filled (enclosed cavities "
-        "filled), iou_network (the network alone), iou_baseline (visual hull), iou_nearest (nearest training "
-        "picture's shape) and iou_nearest_carved, per_class",
+        "to the silhouette and to the depth the picture shows when chosen on validation shapes; no cavity filling), "
+        "iou_filled (enclosed cavities filled), iou_network (the network alone), iou_baseline (visual hull), "
+        "iou_nearest (nearest training picture's shape), iou_nearest_carved, and with the depth carving "
+        "iou_depth_hull and iou_nearest_depth (the baselines carved alike), per_class",
     )
     parser.add_argument(
         "--export-voxels",

@@ -151,7 +151,7 @@ def evaluate(
         v = torch.from_numpy(test.views[i : i + batch].astype(np.float32) / 255.0).to(device)
         gt = torch.from_numpy(test.voxels[i : i + batch]).to(device)
         x = v[:, model.input_view]
-        probs, out = read_out(model, x, None, mirror=readout.mirror, carve=readout.carve, depth=readout.depth)
+        probs, out = readout.read(model, x, None, rendered=True)
         logits = out["logits"]
         raw = (probs > readout.level).cpu().numpy()
         ious.append(iou(solidify(raw), gt.cpu().numpy()))
@@ -303,7 +303,7 @@ def evaluate_grids(
         x = torch.from_numpy(pics.astype(np.float32) / 255.0).to(device)
         truth = np.stack([grid_to_internal(resample_grid(g, model.res)) for _, _, g in part])
         labels = torch.tensor([known.get(c, model.n_classes) for c, _, _ in part], device=device)
-        probs, out = read_out(model, x, labels, mirror=readout.mirror, carve=readout.carve, depth=readout.depth)
+        probs, out = readout.read(model, x, labels, rendered=True)
         # float volumes in the model's frame, mapped back to each grid's own cube where it was zoomed
         vols = {
             "model": probs.cpu().numpy(),

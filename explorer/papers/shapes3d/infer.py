@@ -144,14 +144,13 @@ def infer_volume(
     shape), so its grey levels are depth and the read-out's depth carving applies; never for a photo."""
     import torch
 
-    from .model import camera_thetas, probs_to_logits, project, read_out
+    from .model import Readout, camera_thetas, probs_to_logits, project
 
-    mirror, carve = (readout.mirror, readout.carve) if readout is not None else (False, False)
-    depth = bool(readout is not None and readout.depth and rendered)
+    readout = readout or Readout()
     with torch.no_grad():
         x = torch.from_numpy(np.asarray(image, np.float32)).to(device).unsqueeze(0)
         lab = None if label is None else torch.tensor([int(label)], device=device)
-        probs, out = read_out(model, x, lab, mirror=mirror, carve=carve, sample=sample, keep_canvases=True, depth=depth)
+        probs, out = readout.read(model, x, lab, rendered=rendered, sample=sample, keep_canvases=True)
         logits = probs_to_logits(probs).unsqueeze(1)
         reproj = model.render(logits, model.thetas[model.input_view : model.input_view + 1])[0, 0]
         tt = (
@@ -162,7 +161,7 @@ def infer_volume(
             else None
         )
     return {
-        "occupancy": solid_occupancy(probs[0].cpu().numpy(), readout.level if readout is not None else 0.5),
+        "occupancy": solid_occupancy(probs[0].cpu().numpy(), readout.level),
         "canvases": torch.sigmoid(out["canvases"][0, :, 0]).cpu().numpy(),
         "reprojection": reproj.cpu().numpy(),
         "turntable": None if tt is None else tt.cpu().numpy(),

@@ -590,6 +590,28 @@ class Readout:
     def network_only(self) -> bool:
         return not (self.mirror or self.carve or self.depth)
 
+    def read(
+        self,
+        model: Shapes3D,
+        image: torch.Tensor,
+        labels: torch.Tensor | None,
+        rendered: bool,
+        sample: bool = False,
+        keep_canvases: bool = False,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """:func:`read_out` with these steps; the depth carving only for pictures the renderer drew (``rendered``:
+        a photo's grey levels are not depth)."""
+        return read_out(
+            model,
+            image,
+            labels,
+            mirror=self.mirror,
+            carve=self.carve,
+            sample=sample,
+            keep_canvases=keep_canvases,
+            depth=self.depth and rendered,
+        )
+
     def describe(self) -> str:
         carved = [w for w, on in (("the picture's silhouette", self.carve), ("the depth it shows", self.depth)) if on]
         steps = (["mirror-averaged"] if self.mirror else []) + (["carved to " + " and ".join(carved)] if carved else [])

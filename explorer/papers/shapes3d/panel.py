@@ -530,11 +530,15 @@ class Shapes3DPanel(PaperPanel):
             near = f", nearest training picture {m['test_iou_nearest']:.3f}" if "test_iou_nearest" in m else ""
             if near and "test_iou_nearest_carved" in m:
                 near += f", carved {m['test_iou_nearest_carved']:.3f}"
+            if near and "test_iou_nearest_depth" in m:
+                near += f", to the depth {m['test_iou_nearest_depth']:.3f}"
+            hull = f"{m.get('test_iou_baseline', float('nan')):.3f}"
+            if "test_grids_iou_depth_hull" in m:
+                hull += f", to the depth {m['test_grids_iou_depth_hull']:.3f}"
             at = f" ({self.readout.describe()}, chosen on validation shapes)" if "iou_level" in m else ""
             self.info.setText(
-                f"Held-out single-view IoU {m['test_iou']:.3f}{at} (visual-hull baseline "
-                f"{m.get('test_iou_baseline', float('nan')):.3f}{near}) on {meta.data.get('test_shapes', '?')} "
-                f"{what} shapes. Trained from pictures only."
+                f"Held-out single-view IoU {m['test_iou']:.3f}{at} (visual-hull baseline {hull}{near}) on "
+                f"{meta.data.get('test_shapes', '?')} {what} shapes. Trained from pictures only."
             )
         else:
             self.info.setText("")

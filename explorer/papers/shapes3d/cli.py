@@ -100,7 +100,7 @@ def _grid_sources(folder: Path) -> dict:
 
 def _held_out_metrics(model, train_set, test_set, device, label: str = "shapes3d eval") -> tuple[dict, dict]:
     """The test numbers a checkpoint records (after training and with ``eval --record``): where the data set has
-    validation shapes (ModelNet), the read-out (occupancy level; the mirrored look and the carving, or the network
+    validation shapes (ModelNet), the read-out (occupancy level; the mirrored look and the carvings, or the network
     alone) is chosen on them; the test shapes are then scored with it, and by the network alone beside it."""
     import numpy as np
 

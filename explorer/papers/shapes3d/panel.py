@@ -514,7 +514,7 @@ class Shapes3DPanel(PaperPanel):
         self.step_slider.setValue(model.steps)
         m = meta.metrics or {}
         # the shape is read as the model is scored (the level, and the mirrored look and the carving to the
-        # silhouette when validation shapes chose them; else the network alone at 0.5)
+        # silhouette and to a gallery picture's depth when validation shapes chose them; else the network at 0.5)
         from .model import Readout
 
         self.readout = Readout.from_metrics(m)
@@ -784,7 +784,7 @@ class Shapes3DPanel(PaperPanel):
             return
         canv = self.current["canvases"]
         step = max(1, min(step, len(canv)))
-        # the last step is the shape as read out (with the mirrored look and the carving when the checkpoint
+        # the last step is the shape as read out (with the mirrored look and the carvings when the checkpoint
         # chose them), the one the IoU is computed on; the steps before are the network's canvas as written
         self.pred_view.set_volume(self.current["occupancy"] if step == len(canv) else canv[step - 1])
 

@@ -457,7 +457,8 @@ def configure_eval(parser: argparse.ArgumentParser) -> None:
         "--gallery-counts",
         metavar="N,N",
         default="8,6",
-        help="how many held-out shapes of each class (in class order) --export-gallery takes (default 8,6)",
+        help="how many held-out shapes of each class --export-gallery takes: one count per class in class order "
+        "(default 8,6), or CLASS=N pairs in the order the gallery shows them (e.g. chair=8,monitor=6,table=2)",
     )
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.add_argument(
@@ -489,33 +490,55 @@ def _export_gallery(args) -> int:
 
     from .infer import save_gallery
 
-    try:
-        counts = [int(c) for c in str(args.gallery_counts).split(",") if c.strip()]
-    except ValueError:
-        raise UserError(f"--gallery-counts: '{args.gallery_counts}' is not a list of numbers like 8,6") from None
-    if not counts or min(counts) < 0:
-        raise UserError("--gallery-counts: give one count of 0 or more per class, e.g. 8,6")
     with TerminalProgress("shapes3d data", disable=None) as bar:
         _, test_set = _load_data(args, bar)
     names = list(test_set.class_names)
-    if len(counts) == 1:
-        counts = counts * len(names)
-    if len(counts) != len(names):
-        raise UserError(f"--gallery-counts: {len(counts)} counts for {len(names)} classes ({', '.join(names)})")
-    idx = [int(i) for c, n in enumerate(counts) for i in np.nonzero(test_set.labels == c)[0][:n]]
+    order = _gallery_counts(str(args.gallery_counts), names)
+    idx = [int(i) for c, n in order for i in np.nonzero(test_set.labels == c)[0][:n]]
+    spec = ",".join(f"{names[c]}={n}" for c, n in order)
     source = {
         "dataset": args.dataset,
         "split": "test (held out: never trained on)",
         "command": f"nips-explorer eval shapes3d --dataset {args.dataset}"
         + (" --shapes DIR" if args.dataset == "modelnet" else "")
-        + f" --export-gallery {Path(args.export_gallery).name} --gallery-counts {','.join(map(str, counts))}",
+        + f" --export-gallery {Path(args.export_gallery).name} --gallery-counts {spec}",
     }
     if args.dataset == "modelnet":
         source["credits"] = "ModelNet10 (Wu et al., 3D ShapeNets, CVPR 2015), Princeton ModelNet; 32^3 voxel grids"
+        if any(".sh3d" in n or "_sh3d" in n for n in (test_set.names[i] for i in idx)):
+            source["credits"] += (
+                "; Sweet Home 3D furniture libraries (Debian sweethome3d-furniture; CC0 and CC-BY 3.0 packs, the "
+                "creators per pack in the metadata of the model trained on them)"
+            )
     save_gallery(test_set, idx, Path(args.export_gallery), source=source)
-    got = ", ".join(f"{n} {name}" for n, name in zip(counts, names))
+    got = ", ".join(f"{n} {names[c]}" for c, n in order)
     print(f"wrote {len(idx)} held-out {args.dataset} shapes ({got}) to {args.export_gallery}")
     return 0
+
+
+def _gallery_counts(spec: str, names: list[str]) -> list[tuple[int, int]]:
+    """--gallery-counts -> [(class index, count)] in the gallery's order: N,N,... (one count per class, in class
+    order; a single N for every class) or CLASS=N,... (those classes, in the order given)."""
+    parts = [p.strip() for p in spec.split(",") if p.strip()]
+    try:
+        if parts and all("=" in p for p in parts):
+            pairs = [(name.strip(), int(n)) for name, n in (p.split("=", 1) for p in parts)]
+            unknown = [name for name, _ in pairs if name not in names]
+            if unknown:
+                raise UserError(f"--gallery-counts: no class {', '.join(unknown)} here (classes: {', '.join(names)})")
+            order = [(names.index(name), n) for name, n in pairs]
+        else:
+            counts = [int(p) for p in parts]
+            if len(counts) == 1:
+                counts = counts * len(names)
+            if len(counts) != len(names):
+                raise UserError(f"--gallery-counts: {len(counts)} counts for {len(names)} classes ({', '.join(names)})")
+            order = list(enumerate(counts))
+    except ValueError:
+        raise UserError(f"--gallery-counts: '{spec}' is not a list like 8,6 or chair=8,monitor=6") from None
+    if not order or min(n for _, n in order) < 0:
+        raise UserError("--gallery-counts: give counts of 0 or more, e.g. 8,6 or chair=8,monitor=6")
+    return order
 
 
 def _nearest_bank(args, meta, model):

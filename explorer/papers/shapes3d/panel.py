@@ -217,9 +217,12 @@ def _pane_volume(scene, key, occ: np.ndarray | None, caption: str | None) -> Non
         p.actor.VisibilityOff()
         return
     r = occ.shape[-1]
-    p.image.SetDimensions(r, r, r)
+    # one empty voxel around the volume, so a shape that fills the cube to a side is closed there (a table or a
+    # cabinet spanning the whole cube had no surface on its outer faces: only its inner edges showed)
+    occ = np.pad(occ, 1)
+    p.image.SetDimensions(r + 2, r + 2, r + 2)
     p.image.SetSpacing(2.0 / r, 2.0 / r, 2.0 / r)
-    p.image.SetOrigin(-1 + 1.0 / r, -1 + 1.0 / r, -1 + 1.0 / r)
+    p.image.SetOrigin(-1 - 1.0 / r, -1 - 1.0 / r, -1 - 1.0 / r)
     p.image.GetPointData().SetScalars(numpy_to_vtk(occ.ravel(), deep=True))
     p.image.Modified()
     p.actor.VisibilityOn()

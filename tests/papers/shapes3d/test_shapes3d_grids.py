@@ -228,6 +228,10 @@ def test_export_gallery_takes_held_out_test_shapes_per_class(tmp_path, capsys):
     assert g["views"].shape[1:] == (9, 32, 32) and g["voxels"].shape[1:] == (32, 32, 32)
     assert main(args[:-1] + ["2,x"]) == 2  # a bad count: one line
     assert "--gallery-counts" in capsys.readouterr().err
+    assert main(args[:-1] + ["monitor=1,chair=1"]) == 0  # named counts: the gallery in the order given
+    g = load_gallery(out)
+    assert list(g["labels"]) == [1, 0] and g["names"][1] == test_chairs[0]
+    assert main(args[:-1] + ["sofa=1"]) == 2 and "no class sofa" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("dataset", ["primitives", "furniture", "modelnet"])
@@ -244,10 +248,10 @@ def test_bundled_galleries_hold_a_picture_and_a_grid_per_item(dataset):
         assert g["views"][i, 0].max() > 50, f"{g['names'][i]}: blank input picture"
         assert g["voxels"][i].sum() > 20, f"{g['names'][i]}: empty ground truth"
     if dataset == "modelnet":
-        assert {g["class_names"][c] for c in g["labels"]} == {"chair", "monitor"}
+        assert {"chair", "monitor", "table", "sofa"} <= {g["class_names"][c] for c in g["labels"]}
         assert all(D.hashed_split(name) == "test" for name in g["names"]), "only held-out TEST shapes"
         licences = (p.parent / "LICENSES.md").read_text()
-        assert "ModelNet10" in licences and p.name in licences
+        assert "ModelNet10" in licences and "Sweet Home 3D" in licences and p.name in licences
 
 
 def test_eval_record_writes_the_held_out_numbers_into_the_checkpoint(tmp_path, tiny_checkpoint, capsys):

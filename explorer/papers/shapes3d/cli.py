@@ -505,7 +505,7 @@ def _export_gallery(args) -> int:
     }
     if args.dataset == "modelnet":
         source["credits"] = "ModelNet10 (Wu et al., 3D ShapeNets, CVPR 2015), Princeton ModelNet; 32^3 voxel grids"
-        if any(".sh3d" in n or "_sh3d" in n for n in (test_set.names[i] for i in idx)):
+        if any("_sh3d" in test_set.names[i] for i in idx):  # load_modelnet names them CLASS_sh3dNNNN
             source["credits"] += (
                 "; Sweet Home 3D furniture libraries (Debian sweethome3d-furniture; CC0 and CC-BY 3.0 packs, the "
                 "creators per pack in the metadata of the model trained on them)"

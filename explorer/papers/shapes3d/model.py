@@ -662,15 +662,18 @@ def read_out(
     return probs, out
 
 
+def _unpermute(volume: torch.Tensor, ap) -> torch.Tensor:
+    """The inverse of :func:`_permute`: an axis-aligned camera's frame back to the world's."""
+    perm, flips = ap
+    v = volume.flip(flips) if flips else volume
+    return v.permute(*[perm.index(d) for d in range(5)])
+
+
 def from_camera(volume: torch.Tensor, theta: torch.Tensor) -> torch.Tensor | None:
     """The inverse of :func:`to_camera` for an axis-aligned camera: (B, C, D, H, W) in its frame -> the world's;
     None for any other camera."""
     ap = _axis_permutation(theta[:, :3].detach().cpu().double().numpy())
-    if ap is None:
-        return None
-    perm, flips = ap
-    v = volume.flip(flips) if flips else volume
-    return v.permute(*[perm.index(d) for d in range(5)])
+    return None if ap is None else _unpermute(volume, ap)
 
 
 def picture_depth(image: torch.Tensor, res: int, shade: float = SHADE) -> torch.Tensor:
@@ -690,7 +693,8 @@ def depth_carve(probs: torch.Tensor, image: torch.Tensor, theta: torch.Tensor, t
     shows whole voxels (every depth is the front of one of the volume's voxels, as for a shape voxelised at the
     volume's resolution: then no pixel is covered in part)."""
     b, r = probs.shape[0], probs.shape[-1]
-    if image.shape[-2:] != (r, r) or _axis_permutation(theta[:, :3].detach().cpu().double().numpy()) is None:
+    ap = _axis_permutation(theta[:, :3].detach().cpu().double().numpy())
+    if image.shape[-2:] != (r, r) or ap is None:
         return probs
     depth = picture_depth(image, r)
     sil = image > threshold
@@ -703,9 +707,9 @@ def depth_carve(probs: torch.Tensor, image: torch.Tensor, theta: torch.Tensor, t
     trusted = torch.where(exact, sil, trusted).unsqueeze(1)
     first = torch.round(depth).clamp(0, r).unsqueeze(1)
     k = torch.arange(r, device=probs.device, dtype=first.dtype).view(1, r, 1, 1)
-    cam = to_camera(probs.unsqueeze(1), theta)[:, 0]  # (B, D, H, W): depth along D
+    cam = _permute(probs.unsqueeze(1), ap)[:, 0]  # (B, D, H, W) in the camera's frame: depth along D
     cam = cam.masked_fill((k < first) & trusted, 0.0).masked_fill((k == first) & trusted, 1.0)
-    return from_camera(cam.unsqueeze(1), theta)[:, 0]
+    return _unpermute(cam.unsqueeze(1), ap)[:, 0]
 
 
 def probs_to_logits(probs: torch.Tensor) -> torch.Tensor:

@@ -144,10 +144,17 @@ def adapt(
 ) -> tuple:
     """Fine-tune a copy of ``model`` on ``clips`` of one new voice; returns ``(adapted model, history)``.
 
-    ``model`` itself is left untouched (the app keeps it to fall back on)."""
+    ``model`` itself is left untouched (the app keeps it to fall back on); of an ensemble, the first member is
+    adapted."""
+    from .model import Ensemble
+
     cfg = dict(ADAPT_DEFAULTS)
     cfg.update(config or {})
     source = adaptation_source(clips, cfg, progress)
+    if isinstance(model, Ensemble):
+        # an ensemble's first member is adapted alone: as quick as one model, and the voice's own takes gain far
+        # more than a second member does (docs/transducer.md)
+        model = model.members[0]
     new = copy.deepcopy(model)  # fit() moves it to the device
     tcfg = {k: cfg[k] for k in ("steps", "batch", "lr", "lr_final", "seed", "minutes")}
     tcfg.update(log_every=max(1, int(cfg["steps"]) // 20), checkpoint_every=10**9)

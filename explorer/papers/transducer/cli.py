@@ -1,5 +1,6 @@
 """Command line: ``train transducer``, ``eval transducer``, ``transcribe FILE.wav``, ``transducer-utterances``,
-``transducer-adapt`` (enrollment: fine-tune to one new voice).
+``transducer-adapt`` (enrollment: fine-tune to one new voice), ``transducer-ensemble`` (several trained models as
+one checkpoint).
 
 Only the options and the dispatch live here (``--help`` imports no torch); each command's body is the ``main(args)``
 of the module it runs: ``train.py``, ``evaluate.py``, ``infer.py`` (transcribe), ``testsets.py`` (utterances) and
@@ -323,8 +324,41 @@ def adapt_cmd(args) -> int:
     return main(args)
 
 
+def configure_ensemble(p) -> None:
+    p.add_argument(
+        "--checkpoint",
+        action="append",
+        required=True,
+        metavar="FILE",
+        help="a trained online or offline model; give it two or more times (the members hold out the same speakers)",
+    )
+    p.add_argument("--out", required=True, metavar="FILE.safetensors", help="the ensemble checkpoint to write")
+    p.add_argument("--data", required=True, metavar="DIR", help="FSDD folder: the held-out test sets, as in training")
+    p.add_argument(
+        "--more-data",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="the members' --more-data folder(s): their held-out speakers are scored too",
+    )
+    p.add_argument("--eval-utts", type=POSITIVE_INT, default=60, help="test utterances per speaker (default 60)")
+    p.add_argument("--threads", type=THREADS, default=None, help="torch CPU threads (default: all cores)")
+
+
+def ensemble_cmd(args) -> int:
+    from .train import ensemble_main
+
+    return ensemble_main(args)
+
+
 def commands():
     return [
+        (
+            "transducer-ensemble",
+            "write several trained Neural Transducers as one checkpoint that decodes with their ensemble",
+            configure_ensemble,
+            ensemble_cmd,
+        ),
         (
             "transducer-adapt",
             "enrollment: fine-tune the Neural Transducer to one new voice from recordings of each digit",

@@ -349,7 +349,6 @@ def _run(args, world, held, train_spk, resume_cfg) -> int:
     from explorer.core.progress import TerminalProgress
     from explorer.core.training import Run, seed_all
 
-    from .evaluate import evaluate_utterances
     from .model import DEFAULT_CONFIG, OFFLINE_CONFIG, build
 
     is_main = world.is_main
@@ -449,6 +448,8 @@ def _run(args, world, held, train_spk, resume_cfg) -> int:
         model = build(resume_cfg)
     elif args.init:
         model, meta = load_model(args.init, PAPER, build, "cpu")
+        if not isinstance(model, Transducer):
+            raise UserError(f"--init {meta.name}: an ensemble trains no further; --init one of its members")
     else:
         cfg = dict(OFFLINE_CONFIG if args.offline else DEFAULT_CONFIG)
         cfg.update(enc_hidden=args.hidden, dec_hidden=args.hidden, attention=args.attention)
@@ -547,8 +548,33 @@ def _run(args, world, held, train_spk, resume_cfg) -> int:
             )
         )
         return 0
-    # held-out evaluation: FSDD test recordings (indices 0-4) of the training speakers; all recordings of the
-    # held-out speaker
+    metrics = {
+        "headline": "digit_error_rate",
+        "train_steps": hist["steps_done"],
+        "train_wall_s": round(train_wall, 1),
+        "train_final_loss": hist["final_loss"],
+        "dp_moved_final": hist.get("dp_moved_final"),
+    }
+    last = None
+    if "last_iterate" in hist:  # --ema: the same test sets are read by the last iterate too
+        last = hist["last_iterate"]
+        metrics["ema_decay"] = args.ema
+    metrics.update(heldout_metrics(model, args, train_spk, held, more_test, last_iterate=last))
+    save(model, {}, metrics)
+    print(json.dumps({"checkpoint": str(out), **metrics}, indent=2))
+    return 0
+
+
+def heldout_metrics(model, args, train_spk, held, more_test, last_iterate=None) -> dict:
+    """What every trained model (and every ensemble) is scored on, rank 0 alone: FSDD test recordings (indices 0-4)
+    of the training speakers and all recordings of a held-out one (``args.eval_utts`` utterances each, twice as
+    many for a held-out speaker), fluent strings in the held-out demo voices, and the held-out --more-data
+    speakers (:func:`unheard_metrics`). ``last_iterate``: a state dict read on the same test sets too (--ema)."""
+    from explorer.core.progress import TerminalProgress
+
+    from .evaluate import evaluate_utterances
+
+    holdout = ",".join(held)
     test = D.load_fsdd(args.data, speakers=train_spk, indices=range(0, 5))
     utts = test_utterances(test, args.eval_utts)
     for s in held:
@@ -557,15 +583,7 @@ def _run(args, world, held, train_spk, resume_cfg) -> int:
     with TerminalProgress("evaluate") as b:
         ev = evaluate_utterances(model, utts, progress=b)
         ev_fluent = evaluate_utterances(model, fluent_test) if fluent_test else None
-    metrics = {
-        "headline": "digit_error_rate",
-        "train_steps": hist["steps_done"],
-        "train_wall_s": round(train_wall, 1),
-        "train_final_loss": hist["final_loss"],
-        "dp_moved_final": hist.get("dp_moved_final"),
-        "real_time_factor": ev["real_time_factor"],
-        "emission_delay_s": ev.get("emission_delay_s"),
-    }
+    metrics: dict = {"real_time_factor": ev["real_time_factor"], "emission_delay_s": ev.get("emission_delay_s")}
     per = ev["per_speaker"]
     if held:
         hs = [per[s] for s in held]
@@ -578,16 +596,15 @@ def _run(args, world, held, train_spk, resume_cfg) -> int:
         metrics["digit_error_rate"] = ev["digit_error_rate"]
         metrics["sequence_accuracy"] = ev["sequence_accuracy"]
     metrics["per_speaker_digit_error_rate"] = {s: v["digit_error_rate"] for s, v in per.items()}
-    if "last_iterate" in hist:  # --ema: the same test sets, read by the last iterate instead of the average
-        ema_state = {k: v.clone() for k, v in model.state_dict().items()}
-        model.load_state_dict(hist["last_iterate"])
+    if last_iterate is not None:
+        kept = {k: v.clone() for k, v in model.state_dict().items()}
+        model.load_state_dict(last_iterate)
         with TerminalProgress("evaluate last iterate") as b:
             ev_last = evaluate_utterances(model, utts, progress=b)
-        model.load_state_dict(ema_state)
+        model.load_state_dict(kept)
         metrics["last_iterate_per_speaker_digit_error_rate"] = {
             s: v["digit_error_rate"] for s, v in ev_last["per_speaker"].items()
         }
-        metrics["ema_decay"] = args.ema
     if more_test:
         metrics.update(unheard_metrics(model, args, more_test))
     if ev_fluent:
@@ -598,9 +615,7 @@ def _run(args, world, held, train_spk, resume_cfg) -> int:
     metrics["eval_set"] = f"{args.eval_utts} generated utterances per training speaker from FSDD test indices 0-4" + (
         f"; {2 * args.eval_utts} from all recordings of held-out {holdout}" if holdout else ""
     )
-    save(model, {}, metrics)
-    print(json.dumps({"checkpoint": str(out), **metrics}, indent=2))
-    return 0
+    return metrics
 
 
 def unheard_metrics(model, args, speakers) -> dict:
@@ -646,3 +661,58 @@ def unheard_metrics(model, args, speakers) -> dict:
             "per_speaker": {s: v["digit_error_rate"] for s, v in ev["per_speaker"].items()},
         }
     return out
+
+
+def ensemble_main(args) -> int:
+    """``nips-explorer transducer-ensemble``: write several trained models as one checkpoint that decodes with
+    their ensemble (:class:`~.model.Ensemble`), scored on the same held-out sets as a trained model. The members
+    must hold out the same speakers, or the ensemble would have no held-out set."""
+    from explorer.core.checkpoints import load_model, save_checkpoint
+    from explorer.core.errors import UserError
+
+    from .infer import PAPER, set_threads
+    from .model import Ensemble, build
+
+    set_threads(args.threads)
+    out = Path(args.out)
+    if out.suffix.lower() != ".safetensors":
+        raise UserError(f"--out {out}: write the ensemble as a .safetensors file")
+    if len(args.checkpoint) < 2:
+        raise UserError("an ensemble needs at least two --checkpoint files")
+    loaded = [load_model(Path(p), PAPER, build, "cpu") for p in args.checkpoint]
+    for model, meta in loaded:
+        if isinstance(model, Ensemble):
+            raise UserError(f"{meta.name} is already an ensemble: give its members' checkpoints instead")
+    first = loaded[0][1]
+    for _, meta in loaded[1:]:
+        for key in ("train_speakers", "holdout", "more_test_speakers"):
+            if meta.data.get(key) != first.data.get(key):
+                raise UserError(
+                    f"{meta.name} and {first.name} hold out different speakers ({key}): their ensemble would "
+                    "have no common held-out set"
+                )
+    try:
+        ens = Ensemble([m for m, _ in loaded]).eval()
+    except ValueError as exc:
+        raise UserError(f"these checkpoints cannot form an ensemble: {exc}") from None
+    held = D.speaker_list(first.data.get("holdout"))
+    train_spk = list(first.data.get("train_speakers") or [s for s in D.SPEAKERS if s not in held])
+    more_test = list(first.data.get("more_test_speakers") or []) if args.more_data else []
+    names = [meta.name for _, meta in loaded]
+    metrics = {"headline": "digit_error_rate", "members": names}
+    metrics.update(heldout_metrics(ens, args, train_spk, held, more_test))
+    data = dict(first.data)
+    data["name"] = f"{first.data.get('name', 'Neural Transducer')} (ensemble of {len(names)} runs)"
+    data["members"] = [
+        {"checkpoint": meta.name, "init": meta.data.get("init"), "train": meta.extra.get("train")} for _, meta in loaded
+    ]
+    save_checkpoint(
+        out,
+        ens.state_dict(),
+        paper=PAPER,
+        model_config={"ensemble": [dict(m.cfg) for m, _ in loaded]},
+        metrics=metrics,
+        data=data,
+    )
+    print(json.dumps({"checkpoint": str(out), **metrics}, indent=2))
+    return 0

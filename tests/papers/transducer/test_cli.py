@@ -4,6 +4,7 @@ import shutil
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from explorer.cli import main
 from explorer.core.paths import bundled, resources_dir
@@ -205,3 +206,52 @@ def test_bundled_model_reads_the_demo_utterances(capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["files"] == len(DEMOS) and not out["errors"]
     assert out["digit_error_rate"] <= 0.25, out
+
+
+def _tiny_train(data, out, holdout, seed):
+    args = ["train", "transducer", "--data", str(data), "--holdout", holdout, "--steps", "2", "--batch", "2"]
+    args += ["--hidden", "16", "--block", "4", "--eval-utts", "1", "--espeak-weight", "0", "--fluent-weight", "0"]
+    assert main([*args, "--seed", str(seed), "--out", str(out)]) == 0
+
+
+def test_an_ensemble_is_written_as_one_checkpoint_scored_like_a_trained_model(tmp_path, capsys):
+    from explorer.core.checkpoints import read_metadata
+    from explorer.papers.transducer.decode import decode_utterance
+    from explorer.papers.transducer.features import read_audio
+    from explorer.papers.transducer.infer import load_checkpoints
+    from explorer.papers.transducer.model import Ensemble, Transducer
+
+    data = write_fake_fsdd(tmp_path / "fsdd")
+    a, b, c, e = (tmp_path / f"{n}.safetensors" for n in "abce")
+    _tiny_train(data, a, "george", 0)
+    _tiny_train(data, b, "george", 1)
+    _tiny_train(data, c, "jackson", 0)
+    capsys.readouterr()
+    base = ["transducer-ensemble", "--data", str(data), "--eval-utts", "1", "--threads", "1"]
+    assert main([*base, "--checkpoint", str(a), "--checkpoint", str(b), "--out", str(e)]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["members"] == ["a.safetensors", "b.safetensors"] and res["heldout_speaker"] == "george"
+    assert res["headline"] == "digit_error_rate" and 0 <= res["digit_error_rate"] and res["real_time_factor"] > 0
+    meta = read_metadata(e)
+    assert meta.data["holdout"] == "george" and [m["checkpoint"] for m in meta.data["members"]] == res["members"]
+    one, _, _ = load_checkpoints(str(e))
+    two, _, _ = load_checkpoints([str(a), str(b)])
+    assert isinstance(one, Ensemble)
+    x = torch.from_numpy(read_audio(DEMOS[0]))
+    assert decode_utterance(one, x)[0] == decode_utterance(two, x)[0]
+    # members that hold out other speakers, an ensemble as a member, training on from an ensemble: one line each
+    assert main([*base, "--checkpoint", str(a), "--checkpoint", str(c), "--out", str(tmp_path / "x.safetensors")]) == 2
+    assert "hold out different speakers" in capsys.readouterr().err
+    assert main([*base, "--checkpoint", str(e), "--checkpoint", str(a), "--out", str(tmp_path / "y.safetensors")]) == 2
+    assert "already an ensemble" in capsys.readouterr().err
+    assert main([*base, "--checkpoint", str(a), "--out", str(tmp_path / "z.safetensors")]) == 2
+    train = ["train", "transducer", "--data", str(data), "--steps", "1", "--batch", "2", "--eval-utts", "1"]
+    assert main([*train, "--init", str(e), "--out", str(tmp_path / "w.safetensors")]) == 2
+    assert "an ensemble trains no further" in capsys.readouterr().err
+    # enrollment adapts the ensemble's first member alone
+    from explorer.papers.transducer.adapt import adapt, read_enrollment_dir
+
+    clips = read_enrollment_dir(data / "recordings")
+    cfg = dict(steps=1, batch=2, synthetic_weight=0.0, fluent_weight=0.0)
+    new, _ = adapt(one, clips, "cpu", cfg)
+    assert isinstance(new, Transducer) and new.cfg == one.members[0].cfg

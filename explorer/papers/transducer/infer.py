@@ -57,21 +57,26 @@ def load_checkpoints(paths):
     """One checkpoint, or the ensemble of several (each one checked and loaded on its own first).
     Returns (model, metadata of the first, a label naming them all)."""
     from explorer.core.checkpoints import load_model
-    from explorer.core.errors import UserError
     from explorer.core.paths import bundled
-
-    from .model import Ensemble
 
     paths = [paths] if isinstance(paths, str) else list(paths or [])
     if len(paths) <= 1:
         model, meta = load_model(Path(paths[0]) if paths else bundled(SPEC.default_checkpoint), PAPER, build, "cpu")
         return model, meta, meta.name
     loaded = [load_model(Path(p), PAPER, build, "cpu") for p in paths]
+    return ensemble_of([m for m, _ in loaded]), loaded[0][1], " + ".join(mt.name for _, mt in loaded)
+
+
+def ensemble_of(models):
+    """The :class:`~.model.Ensemble` of loaded models (eval mode); one line when they cannot form one."""
+    from explorer.core.errors import UserError
+
+    from .model import Ensemble
+
     try:
-        model = Ensemble([m for m, _ in loaded]).eval()
+        return Ensemble(list(models)).eval()
     except ValueError as exc:
         raise UserError(f"these checkpoints cannot form an ensemble: {exc}") from None
-    return model, loaded[0][1], " + ".join(mt.name for _, mt in loaded)
 
 
 def set_threads(threads: int | None) -> None:

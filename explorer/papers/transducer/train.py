@@ -555,9 +555,8 @@ def _run(args, world, held, train_spk, resume_cfg) -> int:
         "train_final_loss": hist["final_loss"],
         "dp_moved_final": hist.get("dp_moved_final"),
     }
-    last = None
-    if "last_iterate" in hist:  # --ema: the same test sets are read by the last iterate too
-        last = hist["last_iterate"]
+    last = hist.get("last_iterate")  # --ema: the same test sets are read by the last iterate too
+    if last is not None:
         metrics["ema_decay"] = args.ema
     metrics.update(heldout_metrics(model, args, train_spk, held, more_test, last_iterate=last))
     save(model, {}, metrics)
@@ -670,7 +669,7 @@ def ensemble_main(args) -> int:
     from explorer.core.checkpoints import load_model, save_checkpoint
     from explorer.core.errors import UserError
 
-    from .infer import PAPER, set_threads
+    from .infer import PAPER, ensemble_of, set_threads
     from .model import Ensemble, build
 
     set_threads(args.threads)
@@ -691,10 +690,7 @@ def ensemble_main(args) -> int:
                     f"{meta.name} and {first.name} hold out different speakers ({key}): their ensemble would "
                     "have no common held-out set"
                 )
-    try:
-        ens = Ensemble([m for m, _ in loaded]).eval()
-    except ValueError as exc:
-        raise UserError(f"these checkpoints cannot form an ensemble: {exc}") from None
+    ens = ensemble_of([m for m, _ in loaded])
     held = D.speaker_list(first.data.get("holdout"))
     train_spk = list(first.data.get("train_speakers") or [s for s in D.SPEAKERS if s not in held])
     more_test = list(first.data.get("more_test_speakers") or []) if args.more_data else []

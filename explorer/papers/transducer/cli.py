@@ -57,9 +57,10 @@ def configure_train(p) -> None:
     p.add_argument("--dp-start", type=COUNT, default=0, help="use boundary alignments for this many steps first")
     p.add_argument(
         "--norm",
-        choices=("causal", "global"),
+        choices=("causal", "global", "pcen"),
         default="causal",
-        help="feature normalisation: running mean of the utterance so far (default) or the training mean",
+        help="feature normalisation: running mean of the utterance so far (default), the training mean, or "
+        "per-channel energy normalisation (each band divided by its own smoothed energy, then root-compressed)",
     )
     p.add_argument(
         "--ceps",

@@ -72,7 +72,22 @@ def demo_utterances(n_per_voice: int = 2, seed: int = 7) -> list[Utterance]:
 
 def fluent_test_phrases(n_per_voice: int = 10, seed: int = 4321) -> list[Utterance]:
     """Fluent digit strings in the held-out demo voices (never used for training), 2-7 digits, rates 140-260,
-    with the demo files' silences, level and light noise."""
+    with the demo files' silences, level and light noise.
+
+    libespeak-ng's audio for one string can differ by a few samples from one call to the next in a process (not
+    in the first call of a fresh one), and the noise drawn for a string has its length, so a second call would
+    draw other strings after the first such change: the set is made once per process and reused, so every model
+    scored in one process (and every process) reads the same strings."""
+    key = (int(n_per_voice), int(seed))
+    if key not in _FLUENT_TEST_SETS:
+        _FLUENT_TEST_SETS[key] = tuple(_make_fluent_test_phrases(*key))
+    return list(_FLUENT_TEST_SETS[key])
+
+
+_FLUENT_TEST_SETS: dict[tuple[int, int], tuple[Utterance, ...]] = {}
+
+
+def _make_fluent_test_phrases(n_per_voice: int, seed: int) -> list[Utterance]:
     out = []
     for vi, (accent, variant, _, pitch) in enumerate(DEMO_VOICES):
         rng = np.random.default_rng([seed, vi])

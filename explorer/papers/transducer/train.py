@@ -78,9 +78,12 @@ class TrainData:
 def set_normalization(model: Transducer, data: TrainData, n: int = 150) -> None:
     """Global per-mel mean/std from ``n`` training utterances (stored as buffers in the checkpoint)."""
     utts = data.batch(n)
-    feats = torch.cat([model.logmel(torch.from_numpy(u.audio)[None])[0] for u in utts])
+    per = [model.logmel(torch.from_numpy(u.audio)[None])[0] for u in utts]
+    feats = torch.cat(per)
     model.feat_mean.copy_(feats.mean(0))
     model.feat_std.copy_(feats.std(0).clamp(min=1e-3))
+    if model.cfg["norm"] == "pcen":  # PCEN's own spread
+        model.feat_std.copy_(torch.cat([model.pcen(f) for f in per]).std(0).clamp(min=1e-3))
 
 
 def augmented_features(model: Transducer, utts: list[Utterance], rng: np.random.Generator, cfg: dict):

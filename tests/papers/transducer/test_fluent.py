@@ -88,3 +88,12 @@ def test_demo_labels_name_the_voice_and_say_which_are_fluent():
     assert demo_label(Path("7812121_en-gb-f5-fluent_0001.wav")) == "7812121  (en-gb-f5, fluent)"
     assert demo_label(Path("5288_en-us-m8_0005.wav")) == "5288  (en-us-m8)"
     assert demo_label(Path("42.wav")) == "42"
+
+
+@needs_espeak
+def test_the_fluent_test_set_is_the_same_strings_at_every_call():
+    from explorer.papers.transducer.testsets import fluent_test_phrases
+
+    a, b = fluent_test_phrases(3), fluent_test_phrases(3)
+    assert [u.text for u in a] == [u.text for u in b] and len(a) == 9
+    assert all(x.audio is y.audio for x, y in zip(a, b))

@@ -597,6 +597,9 @@ def heldout_metrics(model, args, train_spk, held, more_test, last_iterate=None) 
     else:
         metrics["digit_error_rate"] = ev["digit_error_rate"]
         metrics["sequence_accuracy"] = ev["sequence_accuracy"]
+    scored = [per[s] for s in (held or per)]
+    metrics["digit_errors"] = sum(h["digit_errors"] for h in scored)  # the headline rate's counts
+    metrics["digits"] = sum(h["digits"] for h in scored)
     metrics["per_speaker_digit_error_rate"] = {s: v["digit_error_rate"] for s, v in per.items()}
     if last_iterate is not None:
         kept = {k: v.clone() for k, v in model.state_dict().items()}
@@ -646,6 +649,8 @@ def unheard_metrics(model, args, speakers) -> dict:
             "speaker_mean_digit_error_rate": sum(per.values()) / max(1, len(per)),
             "per_speaker": per,
             "empty_transcripts": iso["empty_transcripts"],
+            "wrong_clips": sum(1 for r in iso["results"] if r.get("errors")),
+            "digit_errors": sum(r.get("errors", 0) for r in iso["results"]),
             "unreadable": len(iso["errors"]),
             "set": "every clip of the held-out --more-data speakers, as recorded",
         },
@@ -661,6 +666,8 @@ def unheard_metrics(model, args, speakers) -> dict:
             "speakers": sorted(full),
             "utterances": len(utts),
             "per_speaker": {s: v["digit_error_rate"] for s, v in ev["per_speaker"].items()},
+            "digit_errors": sum(v["digit_errors"] for v in ev["per_speaker"].values()),
+            "digits": sum(v["digits"] for v in ev["per_speaker"].values()),
         }
     return out
 

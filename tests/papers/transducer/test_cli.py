@@ -134,6 +134,7 @@ def test_train_cli_tiny_with_holdout(tmp_path, capsys):
     assert rc == 0
     res = json.loads(capsys.readouterr().out)
     assert res["heldout_speaker"] == "george" and set(res["per_speaker_digit_error_rate"]) == {"george", "jackson"}
+    assert res["digits"] > 0 and res["digit_error_rate"] == pytest.approx(res["digit_errors"] / res["digits"])
     from explorer.core.checkpoints import read_metadata
 
     meta = read_metadata(out)

@@ -169,3 +169,21 @@ def test_tight_utterances_start_and_end_at_their_words():
     for _ in range(10):
         u = G.build_utterance(rng, by_digit, aug)
         assert u.bounds[0][0] <= 0.02 * 8000 and len(u.audio) - u.bounds[-1][1] <= 0.02 * 8000
+
+
+def test_the_unheard_speakers_scores_carry_their_counts(tmp_path):
+    from types import SimpleNamespace
+
+    from explorer.papers.transducer.train import unheard_metrics
+
+    from .helpers import TINY, write_fake_fsdd
+
+    torch.manual_seed(0)
+    write_fake_fsdd(tmp_path / "more", speakers=("scabc123",), n=1)
+    m = build(dict(TINY)).eval()
+    out = unheard_metrics(m, SimpleNamespace(more_data=[tmp_path / "more"], eval_utts=2), ["scabc123"])
+    iso, conn = out["unheard_isolated"], out["unheard_connected"]
+    assert iso["scored"] == 10 and 0 <= iso["wrong_clips"] <= iso["digit_errors"]
+    assert out["unheard_isolated_digit_error_rate"] == pytest.approx(iso["digit_errors"] / 10)
+    assert conn["utterances"] == 4 and conn["digits"] > 0
+    assert out["unheard_connected_digit_error_rate"] == pytest.approx(conn["digit_errors"] / conn["digits"])

@@ -257,11 +257,7 @@ class Transducer(nn.Module):
         prev_n = torch.tensor(n0, dtype=feats.dtype, device=feats.device)
         if state is not None and "sum" in state:
             prev_sum, prev_n = state["sum"].to(feats.device), state["n"].to(feats.device)
-        if self.cfg["norm_gate"]:
-            floor = math.log(self.logmel.cfg.floor) + 1.0
-            w = (feats.mean(-1, keepdim=True) > floor).to(feats.dtype)  # 0 for digital silence
-        else:
-            w = torch.ones_like(feats[..., :1])
+        w = self.live_frames(feats).to(feats.dtype)
         csum = torch.cumsum(feats * w, dim=-2) + prev_sum
         count = prev_n + torch.cumsum(w, dim=-2)
         mean = csum / count
@@ -269,6 +265,13 @@ class Transducer(nn.Module):
             state["sum"] = csum[..., -1, :].detach()
             state["n"] = count[..., -1, 0].detach()
         return (feats - mean) / self.feat_std
+
+    def live_frames(self, feats: torch.Tensor) -> torch.Tensor:
+        """(..., T, 1) bool: False for frames of digital silence (every band at the log floor) when ``norm_gate``
+        is on; they are left out of the running mean and hold PCEN's smoother."""
+        if not self.cfg["norm_gate"]:
+            return torch.ones_like(feats[..., :1], dtype=torch.bool)
+        return feats.mean(-1, keepdim=True) > math.log(self.logmel.cfg.floor) + 1.0
 
     def pcen(self, feats: torch.Tensor, state: dict | None = None) -> torch.Tensor:
         """Raw log-mel (..., T, n_mels) -> PCEN (before the per-band scale). The smoother
@@ -282,11 +285,7 @@ class Transducer(nn.Module):
             m = E[..., 0, :]  # the smoother starts at the first frame, so any input level settles at once
         else:
             return feats
-        if self.cfg["norm_gate"]:
-            floor = math.log(self.logmel.cfg.floor) + 1.0
-            live = (feats.mean(-1, keepdim=True) > floor).double()
-        else:
-            live = torch.ones_like(E[..., :1])
+        live = self.live_frames(feats).double()
         out = []
         for t0 in range(0, E.shape[-2], PCEN_CHUNK):
             e, g = E[..., t0 : t0 + PCEN_CHUNK, :], live[..., t0 : t0 + PCEN_CHUNK, :]

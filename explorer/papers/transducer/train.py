@@ -587,19 +587,18 @@ def heldout_metrics(model, args, train_spk, held, more_test, last_iterate=None) 
         ev_fluent = evaluate_utterances(model, fluent_test) if fluent_test else None
     metrics: dict = {"real_time_factor": ev["real_time_factor"], "emission_delay_s": ev.get("emission_delay_s")}
     per = ev["per_speaker"]
+    scored = [per[s] for s in (held or per)]
+    metrics["digit_errors"] = sum(h["digit_errors"] for h in scored)  # the headline rate's counts
+    metrics["digits"] = sum(h["digits"] for h in scored)
     if held:
-        hs = [per[s] for s in held]
-        metrics["digit_error_rate"] = sum(h["digit_errors"] for h in hs) / max(1, sum(h["digits"] for h in hs))
-        metrics["sequence_accuracy"] = sum(h["sequence_accuracy"] * h["utterances"] for h in hs) / max(
-            1, sum(h["utterances"] for h in hs)
+        metrics["digit_error_rate"] = metrics["digit_errors"] / max(1, metrics["digits"])
+        metrics["sequence_accuracy"] = sum(h["sequence_accuracy"] * h["utterances"] for h in scored) / max(
+            1, sum(h["utterances"] for h in scored)
         )
         metrics["heldout_speaker"] = holdout
     else:
         metrics["digit_error_rate"] = ev["digit_error_rate"]
         metrics["sequence_accuracy"] = ev["sequence_accuracy"]
-    scored = [per[s] for s in (held or per)]
-    metrics["digit_errors"] = sum(h["digit_errors"] for h in scored)  # the headline rate's counts
-    metrics["digits"] = sum(h["digits"] for h in scored)
     metrics["per_speaker_digit_error_rate"] = {s: v["digit_error_rate"] for s, v in per.items()}
     if last_iterate is not None:
         kept = {k: v.clone() for k, v in model.state_dict().items()}

@@ -22,6 +22,30 @@ from bench._util import add_quick, skip
 from bench._util import run as run_main
 
 
+def wrong_digit_row(m: dict) -> dict:
+    """Wrong digits per held-out set of ``heldout_metrics``'s answer, and their total (the docs' rule)."""
+    iso, conn = m.get("unheard_isolated", {}), m.get("unheard_connected", {})
+    fsdd = f"held-out {m['heldout_speaker']}" if m.get("heldout_speaker") else "seen FSDD"
+    return {
+        "isolated wrong digits": f"{iso.get('digit_errors')} of {iso.get('scored')}",
+        "isolated wrong clips": iso.get("wrong_clips"),
+        "speaker mean": f"{100 * iso.get('speaker_mean_digit_error_rate', float('nan')):.1f}%",
+        "connected wrong": f"{conn.get('digit_errors')} of {conn.get('digits')}",
+        f"{fsdd} wrong": f"{m['digit_errors']} of {m['digits']} ({100 * m['digit_error_rate']:.2f}%)",
+        "fluent": f"{100 * m['fluent_digit_error_rate']:.1f}%" if m.get("fluent_digit_error_rate") is not None else "",
+        "total": (iso.get("digit_errors") or 0) + (conn.get("digit_errors") or 0) + m["digit_errors"],
+    }
+
+
+def print_table(rows: list[dict]) -> None:
+    """The rows (already printed one JSON line each) as one markdown table."""
+    print()
+    print("| " + " | ".join(rows[0]) + " |")
+    print("|" + "---|" * len(rows[0]))
+    for r in rows:
+        print("| " + " | ".join(str(v) for v in r.values()) + " |")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--a", default=None, help="checkpoint A (weight 1 - a)")
@@ -62,24 +86,11 @@ def main(argv=None) -> int:
     for a in (float(x) for x in args.alphas.split(",")):
         mb.load_state_dict({k: (1 - a) * sa[k] + a * sb[k] if sb[k].is_floating_point() else sb[k] for k in sb})
         m = heldout_metrics(mb.eval(), ns, train_spk, [], more_test)
-        iso, conn = m.get("unheard_isolated", {}), m.get("unheard_connected", {})
-        row = {
-            "a": a,
-            "isolated wrong digits": f"{iso.get('digit_errors')} of {iso.get('scored')}",
-            "isolated wrong clips": iso.get("wrong_clips"),
-            "speaker mean": f"{100 * iso.get('speaker_mean_digit_error_rate', float('nan')):.1f}%",
-            "connected wrong": f"{conn.get('digit_errors')} of {conn.get('digits')}",
-            "seen FSDD wrong": f"{m['digit_errors']} of {m['digits']} ({100 * m['digit_error_rate']:.2f}%)",
-            "total": (iso.get("digit_errors") or 0) + (conn.get("digit_errors") or 0) + m["digit_errors"],
-        }
+        row = {"a": a, **wrong_digit_row(m)}
         rows.append(row)
         out[str(a)] = m
         print(json.dumps(row), flush=True)
-    print()
-    print("| " + " | ".join(rows[0]) + " |")
-    print("|" + "---|" * len(rows[0]))
-    for r in rows:
-        print("| " + " | ".join(str(v) for v in r.values()) + " |")
+    print_table(rows)
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1, default=str))
     return 0

@@ -37,13 +37,26 @@ def wrong_digit_row(m: dict) -> dict:
     }
 
 
-def print_table(rows: list[dict]) -> None:
-    """The rows (already printed one JSON line each) as one markdown table."""
-    print()
-    print("| " + " | ".join(rows[0]) + " |")
-    print("|" + "---|" * len(rows[0]))
-    for r in rows:
-        print("| " + " | ".join(str(v) for v in r.values()) + " |")
+class Report:
+    """Rows printed one JSON line each as they come, then as one markdown table; every row's metrics to --json."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict] = []
+        self.metrics: dict = {}
+
+    def add(self, key: str, row: dict, metrics: dict) -> None:
+        self.rows.append(row)
+        self.metrics[key] = metrics
+        print(json.dumps(row), flush=True)
+
+    def finish(self, json_path: str | None) -> None:
+        print()
+        print("| " + " | ".join(self.rows[0]) + " |")
+        print("|" + "---|" * len(self.rows[0]))
+        for r in self.rows:
+            print("| " + " | ".join(str(v) for v in r.values()) + " |")
+        if json_path:
+            Path(json_path).write_text(json.dumps(self.metrics, indent=1, default=str))
 
 
 def main(argv=None) -> int:
@@ -82,17 +95,12 @@ def main(argv=None) -> int:
     more_test = [s for s in meta.data.get("more_test_speakers") or [] if s not in drop]
     train_spk = list(meta.data.get("train_speakers") or [])
     ns = SimpleNamespace(data=args.data, more_data=args.more_data, eval_utts=args.eval_utts)
-    rows, out = [], {}
+    report = Report()
     for a in (float(x) for x in args.alphas.split(",")):
         mb.load_state_dict({k: (1 - a) * sa[k] + a * sb[k] if sb[k].is_floating_point() else sb[k] for k in sb})
         m = heldout_metrics(mb.eval(), ns, train_spk, [], more_test)
-        row = {"a": a, **wrong_digit_row(m)}
-        rows.append(row)
-        out[str(a)] = m
-        print(json.dumps(row), flush=True)
-    print_table(rows)
-    if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=1, default=str))
+        report.add(str(a), {"a": a, **wrong_digit_row(m)}, m)
+    report.finish(args.json)
     return 0
 
 

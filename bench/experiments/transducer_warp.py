@@ -16,13 +16,12 @@ skips with one line without --checkpoint and --data.
 
 import argparse
 import copy
-import json
 from pathlib import Path
 from types import SimpleNamespace
 
 from bench._util import add_quick, skip
 from bench._util import run as run_main
-from bench.experiments.transducer_average import print_table, wrong_digit_row
+from bench.experiments.transducer_average import Report, wrong_digit_row
 
 
 def warp_ensemble(model, warps):
@@ -90,7 +89,7 @@ def main(argv=None) -> int:
     more_test = [s for s in meta.data.get("more_test_speakers") or [] if s not in drop] if args.more_data else []
     held = [s for s in args.holdout.split(",") if s]
     ns = SimpleNamespace(data=args.data, more_data=args.more_data, eval_utts=args.eval_utts)
-    rows, out = [], {}
+    report = Report()
     for warps in sets:
         with torch.no_grad():
             m = heldout_metrics(
@@ -98,12 +97,8 @@ def main(argv=None) -> int:
             )
         row = {"warps": ",".join(f"{w:g}" for w in warps), **wrong_digit_row(m)}
         row["real-time factor"] = f"{m['real_time_factor']:.3f}"
-        rows.append(row)
-        out[row["warps"]] = m
-        print(json.dumps(row), flush=True)
-    print_table(rows)
-    if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=1, default=str))
+        report.add(row["warps"], row, m)
+    report.finish(args.json)
     return 0
 
 
